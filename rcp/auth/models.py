@@ -1,0 +1,92 @@
+"""Tables of the auth domain: users, login sessions, service tokens, failed logins, the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from rcp.clock import utcnow
+
+__all__ = ["ApiToken", "AuditEvent", "LoginSession", "Role", "User"]
+
+
+def _ts(**kwargs: object) -> sa.Column:  # type: ignore[type-arg]
+    return sa.Column(sa.DateTime(timezone=True), **kwargs)  # type: ignore[arg-type]
+
+
+class Role(StrEnum):
+    coordinator = "coordinator"
+    clinician = "clinician"
+    admin = "admin"
+    #: A machine account (interface engine, PACS bridge) that authenticates with a bearer token.
+    service = "service"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(sa_column=sa.Column(sa.String(80), unique=True, nullable=False, index=True))
+    display_name: str = Field(default="", max_length=200)
+    role: str = Field(default=Role.clinician, max_length=20)
+    specialty: str = Field(default="", max_length=40)
+    hospital: str = Field(default="", max_length=200)
+    email: str = Field(default="", max_length=200)
+    #: "fr", "en" or "" to follow the browser's Accept-Language.
+    locale: str = Field(default="", max_length=5)
+    password_hash: str = Field(default="", max_length=200)
+    active: bool = Field(default=True)
+    failed_logins: int = Field(default=0)
+    locked_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class LoginSession(SQLModel, table=True):
+    """A server-side session: the cookie only carries its signed random id, so logout really ends it."""
+
+    __tablename__ = "login_sessions"
+
+    id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    user_id: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True))
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    source: str = Field(default="", max_length=64)
+
+
+class ApiToken(SQLModel, table=True):
+    """Bearer tokens for service accounts; only a SHA-256 of the token is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True))
+    name: str = Field(default="", max_length=100)
+    token_sha256: str = Field(sa_column=sa.Column(sa.String(64), unique=True, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    revoked: bool = Field(default=False)
+
+
+class AuditEvent(SQLModel, table=True):
+    """One line of the audit trail, shaped after DICOM PS3.15 A.5 (IHE ATNA) audit messages."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False, index=True))
+    #: EventID code from DCM (e.g. "110110" Patient Record) — see rcp.auth.audit.EVENTS.
+    event_code: str = Field(max_length=10)
+    #: EventActionCode: C create, R read, U update, D delete, E execute.
+    action: str = Field(max_length=1)
+    #: EventOutcomeIndicator: 0 success, 4 minor failure, 8 serious failure, 12 major failure.
+    outcome: int = Field(default=0)
+    user_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True, index=True))
+    username: str = Field(default="", max_length=80)
+    source: str = Field(default="", max_length=64)
+    patient_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True, index=True))
+    meeting_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    #: What was touched, in the service's own identifiers ("case 12", "study 1.2.3") — never patient data.
+    what: str = Field(default="", max_length=300)

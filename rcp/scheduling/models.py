@@ -1,0 +1,166 @@
+"""Tables of the scheduling domain: boards, meetings, invitations, patients and the cases on an agenda."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from rcp.clock import utcnow
+
+__all__ = [
+    "Board",
+    "BoardCoordinator",
+    "Case",
+    "CaseStatus",
+    "Invitation",
+    "Meeting",
+    "MeetingStatus",
+    "Patient",
+    "PatientIdentifier",
+    "Response",
+]
+
+
+def _ts(**kwargs: Any) -> sa.Column:  # type: ignore[type-arg]
+    return sa.Column(sa.DateTime(timezone=True), **kwargs)
+
+
+def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE", index: bool = True) -> sa.Column:  # type: ignore[type-arg]
+    return sa.Column(sa.ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index)
+
+
+class MeetingStatus(StrEnum):
+    scheduled = "scheduled"
+    live = "live"
+    closed = "closed"
+    cancelled = "cancelled"
+
+
+class CaseStatus(StrEnum):
+    registered = "registered"
+    ready = "ready"
+    discussed = "discussed"
+    deferred = "deferred"
+    withdrawn = "withdrawn"
+
+
+class Response(StrEnum):
+    pending = "pending"
+    accepted = "accepted"
+    declined = "declined"
+    tentative = "tentative"
+
+
+class Board(SQLModel, table=True):
+    """A standing tumour board ("RCP thoracique"), with what makes its meetings valid."""
+
+    __tablename__ = "boards"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    #: CI-SIS JDV_RCP_Organe / JDV_RCP_Appareil code when known, else free text ("thoracic").
+    tumour_site: str = Field(default="", max_length=100)
+    required_specialties: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    minimum_specialties: int = Field(default=3)
+    #: 0 = Monday ... 6 = Sunday; the board's usual slot proposes dates for new meetings.
+    default_weekday: int | None = Field(default=None)
+    default_time: str = Field(default="14:00", max_length=5)
+    default_duration_min: int = Field(default=90)
+    timezone: str = Field(default="Europe/Paris", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class BoardCoordinator(SQLModel, table=True):
+    """Which coordinators run which boards (a coordinator sees only their boards)."""
+
+    __tablename__ = "board_coordinators"
+
+    board_id: int = Field(sa_column=sa.Column(sa.ForeignKey("boards.id", ondelete="CASCADE"), primary_key=True))
+    user_id: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True))
+
+
+class Meeting(SQLModel, table=True):
+    __tablename__ = "meetings"
+
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(sa_column=_fk("boards.id"))
+    title: str = Field(default="", max_length=200)
+    #: Stored in UTC; shown in the board's time zone.
+    starts_at: datetime = Field(sa_column=_ts(nullable=False, index=True))
+    duration_min: int = Field(default=90)
+    status: str = Field(default=MeetingStatus.scheduled, max_length=20)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class Invitation(SQLModel, table=True):
+    """A participant of a meeting, with the one specialty they count for and their attendance."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (sa.UniqueConstraint("meeting_id", "user_id", name="uq_invitation_meeting_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(sa_column=_fk("meetings.id"))
+    user_id: int = Field(sa_column=_fk("users.id"))
+    specialty: str = Field(default="", max_length=40)
+    #: False for someone present outside the quorum (INCa: each attendee counts once, or not at all).
+    quorum_member: bool = Field(default=True)
+    response: str = Field(default=Response.pending, max_length=20)
+    invited_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    joined_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    left_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class Patient(SQLModel, table=True):
+    __tablename__ = "patients"
+
+    id: int | None = Field(default=None, primary_key=True)
+    family_name: str = Field(max_length=100)
+    given_names: str = Field(default="", max_length=200)
+    birth_date: date | None = Field(default=None)
+    #: HL7 administrative gender as used by FHIR and PID-8: female, male, other, unknown.
+    sex: str = Field(default="unknown", max_length=10)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+
+
+class PatientIdentifier(SQLModel, table=True):
+    """An identifier with its assigning authority: the national INS, or a hospital's local IPP."""
+
+    __tablename__ = "patient_identifiers"
+    __table_args__ = (sa.UniqueConstraint("system", "assigner", "value", name="uq_patient_identifier"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(sa_column=_fk("patients.id"))
+    #: "INS-NIR" (OID 1.2.250.1.213.1.4.8) or "IPP".
+    system: str = Field(max_length=20)
+    value: str = Field(max_length=64)
+    #: For an IPP, the hospital (assigning authority) that issued it; for the INS, empty.
+    assigner: str = Field(default="", max_length=100)
+
+
+class Case(SQLModel, table=True):
+    """A patient on a meeting's agenda, with the question the board must answer."""
+
+    __tablename__ = "cases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(sa_column=_fk("meetings.id"))
+    patient_id: int = Field(sa_column=_fk("patients.id", ondelete="RESTRICT"))
+    position: int = Field(default=0)
+    referring_physician: str = Field(default="", max_length=200)
+    question: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    clinical_summary: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    staging: str = Field(default="", max_length=200)
+    #: WHO / ECOG performance status 0-4.
+    performance_status: int | None = Field(default=None)
+    study_uids: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    #: Extra readiness items the coordinator ticks ({"pathology_report": true}).
+    checklist: dict[str, bool] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    status: str = Field(default=CaseStatus.registered, max_length=20)
+    #: When deferred, the case created on the board's next meeting.
+    deferred_to_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
