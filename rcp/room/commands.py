@@ -1,0 +1,273 @@
+"""What participants ask the room to do, parsed from JSON messages whatever the transport.
+
+A message arrives as a dict with a ``"type"`` (over the WebSocket, or the WebRTC ``view`` / ``pointer`` data
+channels); :func:`parse_command` turns it into one of these dataclasses or raises :class:`rcp.errors.Invalid`
+naming the field. Whether the command is *allowed* is decided against the room state by
+:func:`rcp.room.state.decide`; the server itself issues ``Join``, ``Leave`` and ``Tick``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rcp.errors import BadRequest, Invalid
+from rcp.room.events import LAYOUTS, Participant
+
+__all__ = [
+    "AddMark",
+    "ChangeView",
+    "Command",
+    "HandOver",
+    "Join",
+    "Leave",
+    "NextCase",
+    "ReleaseFloor",
+    "RemoveMark",
+    "RequestFloor",
+    "SetCase",
+    "SetMode",
+    "SetPath",
+    "TakeFloor",
+    "Tick",
+    "WithdrawRequest",
+    "parse_command",
+    "parse_pointer",
+]
+
+#: Image coordinates are bounded by Rows/Columns (US, at most 65535), with room for a pointer just off the edge.
+_MAX_COORD = 70000.0
+_MAX_TEXT = 500
+
+
+@dataclass(frozen=True)
+class Command:
+    """Base of all commands."""
+
+
+@dataclass(frozen=True)
+class Join(Command):
+    participant: Participant
+
+
+@dataclass(frozen=True)
+class Leave(Command):
+    connection: str
+    reason: str = "left"
+
+
+@dataclass(frozen=True)
+class Tick(Command):
+    """Time passes: the floor returns to the coordinator when the presenter has been gone too long."""
+
+
+@dataclass(frozen=True)
+class SetPath(Command):
+    path: Literal["ws", "dc"]
+
+
+@dataclass(frozen=True)
+class TakeFloor(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class RequestFloor(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class WithdrawRequest(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class HandOver(Command):
+    to: int
+
+
+@dataclass(frozen=True)
+class ReleaseFloor(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class SetMode(Command):
+    mode: Literal["follow", "free"]
+
+
+@dataclass(frozen=True)
+class SetCase(Command):
+    case_id: int
+
+
+@dataclass(frozen=True)
+class NextCase(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class ChangeView(Command):
+    """Some fields of the shared view; the others keep their value."""
+
+    changes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddMark(Command):
+    kind: Literal["annotation", "key_image"]
+    sop_uid: str
+    frame: int = 1
+    points: tuple[tuple[float, float], ...] = ()
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class RemoveMark(Command):
+    mark_id: int
+
+
+def _int(msg: Mapping[str, Any], name: str, *, minimum: int = 0) -> int:
+    value = msg.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise Invalid(
+            f"'{name}' must be a whole number >= {minimum}.", fields={name: "whole number expected"}
+        )
+    return value
+
+
+def _number(value: Any, name: str, *, low: float = -_MAX_COORD, high: float = _MAX_COORD) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Invalid(f"'{name}' must be a finite number.", fields={name: "number expected"})
+    if not low <= float(value) <= high:
+        raise Invalid(f"'{name}' must be between {low} and {high}.", fields={name: "out of range"})
+    return float(value)
+
+
+def _uid(value: Any, name: str, *, empty: bool = True) -> str:
+    # DICOM UIDs: digits and dots, at most 64 characters (PS3.5 9.1).
+    if not isinstance(value, str) or len(value) > 64 or any(c not in "0123456789." for c in value):
+        raise Invalid(
+            f"'{name}' must be a DICOM UID (digits and dots, at most 64).", fields={name: "UID expected"}
+        )
+    if not value and not empty:
+        raise Invalid(f"'{name}' must not be empty.", fields={name: "UID expected"})
+    return value
+
+
+def _point(value: Any, name: str) -> tuple[float, float]:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise Invalid(f"'{name}' must be [column, row].", fields={name: "[column, row] expected"})
+    return (_number(value[0], name), _number(value[1], name))
+
+
+def view_changes(msg: Mapping[str, Any]) -> dict[str, Any]:
+    """The view fields present in ``msg``, each checked; unknown fields are refused (typos do not pass silently)."""
+    allowed = {"study_uid", "series_uid", "slice", "window_center", "window_width", "zoom", "pan", "layout"}
+    unknown = sorted(set(msg) - allowed - {"type", "id"})
+    if unknown:
+        raise Invalid(
+            f"Unknown view field(s): {', '.join(unknown)[:200]}.", fields={u[:40]: "unknown" for u in unknown}
+        )
+    changes: dict[str, Any] = {}
+    for name in ("study_uid", "series_uid"):
+        if name in msg:
+            changes[name] = _uid(msg[name], name)
+    if "slice" in msg:
+        changes["slice"] = _int(msg, "slice")
+    for name in ("window_center", "window_width"):
+        if name in msg:
+            changes[name] = None if msg[name] is None else _number(msg[name], name, low=-1e7, high=1e7)
+    if changes.get("window_width") is not None and changes["window_width"] < 1:
+        raise Invalid(
+            "'window_width' must be at least 1 (PS3.3 C.11.2.1.2).", fields={"window_width": ">= 1"}
+        )
+    if "zoom" in msg:
+        changes["zoom"] = _number(msg["zoom"], "zoom", low=0.05, high=64.0)
+    if "pan" in msg:
+        changes["pan"] = None if msg["pan"] is None else _point(msg["pan"], "pan")
+    if "layout" in msg:
+        if msg["layout"] not in LAYOUTS:
+            raise Invalid(
+                f"'layout' must be one of {', '.join(LAYOUTS)}.", fields={"layout": "unknown layout"}
+            )
+        changes["layout"] = msg["layout"]
+    if not changes:
+        raise Invalid("A view message needs at least one view field.", fields={"view": "empty"})
+    return changes
+
+
+def parse_command(msg: Mapping[str, Any]) -> Command:
+    """A participant's message as a command; :class:`Invalid` or :class:`BadRequest` when it is not one."""
+    kind = msg.get("type")
+    if kind == "floor.take":
+        return TakeFloor()
+    if kind == "floor.request":
+        return RequestFloor()
+    if kind == "floor.withdraw":
+        return WithdrawRequest()
+    if kind == "floor.release":
+        return ReleaseFloor()
+    if kind == "floor.handover":
+        return HandOver(_int(msg, "to", minimum=1))
+    if kind == "mode":
+        if msg.get("mode") not in ("follow", "free"):
+            raise Invalid("'mode' must be follow or free.", fields={"mode": "follow or free"})
+        return SetMode(msg["mode"])
+    if kind == "path":
+        if msg.get("path") not in ("ws", "dc"):
+            raise Invalid("'path' must be ws or dc.", fields={"path": "ws or dc"})
+        return SetPath(msg["path"])
+    if kind == "case.set":
+        return SetCase(_int(msg, "case_id", minimum=1))
+    if kind == "case.next":
+        return NextCase()
+    if kind == "view":
+        return ChangeView(view_changes(msg))
+    if kind == "mark.add":
+        if msg.get("kind") not in ("annotation", "key_image"):
+            raise Invalid(
+                "'kind' must be annotation or key_image.", fields={"kind": "annotation or key_image"}
+            )
+        points = msg.get("points", [])
+        if not isinstance(points, list) or len(points) > 64:
+            raise Invalid("'points' must be a list of at most 64 [column, row].", fields={"points": "list"})
+        label = msg.get("label", "")
+        if not isinstance(label, str) or len(label) > _MAX_TEXT:
+            raise Invalid(
+                f"'label' must be text of at most {_MAX_TEXT} characters.", fields={"label": "too long"}
+            )
+        frame = _int(msg, "frame", minimum=1) if "frame" in msg else 1
+        return AddMark(
+            kind=msg["kind"],
+            sop_uid=_uid(msg.get("sop_uid"), "sop_uid", empty=False),
+            frame=frame,
+            points=tuple(_point(p, "points") for p in points),
+            label=label,
+        )
+    if kind == "mark.remove":
+        return RemoveMark(_int(msg, "mark_id", minimum=1))
+    if not isinstance(kind, str):
+        raise BadRequest("Every message needs a string 'type'.")
+    raise BadRequest(f"Unknown message type {kind[:40]!r}.")
+
+
+def parse_pointer(msg: Mapping[str, Any]) -> tuple[float | None, float | None, int]:
+    """A pointer message ``{"type": "pointer", "x": col, "y": row, "slice": n}``; x/y null hides it.
+
+    The compact form ``{"type": "pointer", "p": [col, row, slice]}`` is accepted too (data channel).
+    """
+    if "p" in msg:
+        packed = msg["p"]
+        if not isinstance(packed, list) or len(packed) != 3:
+            raise Invalid("'p' must be [column, row, slice].", fields={"p": "[column, row, slice] expected"})
+        x, y, index = packed
+    else:
+        x, y, index = msg.get("x"), msg.get("y"), msg.get("slice", 0)
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise Invalid("'slice' must be a whole number >= 0.", fields={"slice": "whole number expected"})
+    if x is None or y is None:
+        return None, None, index
+    return _number(x, "x"), _number(y, "y"), index
