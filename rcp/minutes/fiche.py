@@ -1,0 +1,761 @@
+"""The structured decision of one case: the fields of a French fiche RCP, checked and coded.
+
+A :class:`Fiche` is what a board signs. Its JSON form (:meth:`Fiche.to_content`) is the canonical content that
+``rcp.minutes.versions`` hashes and freezes, and :meth:`Fiche.from_content` reads it back, so a signed version can
+always be rendered again (HTML, PDF, DICOM, CDA/FHIR) from the stored data alone.
+
+Fields follow the CI-SIS FRCP 2022.01 document (LOINC 34794-8): header participants (patient with INS and local
+identifier, requester, GP, quorum members and members outside the quorum, correspondents), the RCP encounter
+(board, date), and the sections "Raison de la recommandation" (nature of discussion, organ), "Tumeur"
+(topography CIM-10, morphology CIM-O-3, TNM), "Statut fonctionnel" (WHO scale), "Statut du dossier" (quorum,
+case status), "Plan de soins" (proposal) and "Cadre de la proposition" (guideline, clinical trial).
+
+Parsing collects every field error at once and raises :class:`rcp.errors.Invalid` with ``fields`` naming each
+field (dotted paths such as ``proposal.type``); messages quote only what the service chose (codes, keys), never
+what a clinician typed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, NoReturn, TypeVar
+
+from rcp.errors import Invalid
+from rcp.minutes import codes
+from rcp.minutes.codes import Coding, ProposalType
+from rcp.scheduling.quorum import Attendee, Quorum, evaluate_quorum
+from rcp.scheduling.specialties import SPECIALTIES
+
+__all__ = [
+    "DRAFT_FIELDS",
+    "INS_NIR_OID",
+    "SCHEMA",
+    "AttendeeRecord",
+    "BoardInfo",
+    "ClinicalTrial",
+    "Fiche",
+    "GuidelineConformity",
+    "KeyImage",
+    "PatientIdentity",
+    "PerformanceStatus",
+    "Physician",
+    "Proposal",
+    "Tnm",
+    "parse_draft_field",
+]
+
+SCHEMA = "rcp.fiche/1"
+#: INS-NIR (national health identifier) OID; .10 is the test NIR, .11 the demo NIR (ANS "Référentiel INS").
+INS_NIR_OID = "1.2.250.1.213.1.4.8"
+_INS_OIDS = frozenset({INS_NIR_OID, "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"})
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+_SPECIALTY_KEYS = frozenset(s.key for s in SPECIALTIES)
+_SHORT = 200
+_LONG = 20_000
+
+T = TypeVar("T")
+
+
+class _FieldError(ValueError):
+    """A problem at a dotted path inside a field."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _err(path: str, message: str) -> _FieldError:
+    return _FieldError(path, message)
+
+
+# -- small readers -----------------------------------------------------------------------------------------------
+
+
+def _obj(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _err(path, "expected an object")
+    return value
+
+
+def _text(value: Any, path: str, *, limit: int = _SHORT, required: bool = False) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise _err(path, "expected text")
+    if len(value) > limit:
+        raise _err(path, f"too long: at most {limit} characters")
+    if required and not value.strip():
+        raise _err(path, "required")
+    return value
+
+
+def _bool(value: Any, path: str, *, optional: bool = False) -> bool | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, bool):
+        raise _err(path, "expected true or false")
+    return value
+
+
+def _opt_int(value: Any, path: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _err(path, "expected a whole number")
+    return value
+
+
+def _coding_in(value: Any, path: str, value_set: str) -> Coding | None:
+    if value is None:
+        return None
+    try:
+        return codes.value_set(value_set).validate(codes.coding_from_json(value))
+    except ValueError as exc:
+        raise _err(path, str(exc)) from None
+
+
+def _uid(value: Any, path: str) -> str:
+    if not isinstance(value, str) or len(value) > 64 or not _UID.match(value):
+        raise _err(path, "expected a DICOM UID (digits and dots, at most 64 characters; PS3.5 §9)")
+    return value
+
+
+def _list(value: Any, path: str, item: Callable[[Any, str], T], *, limit: int = 200) -> tuple[T, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise _err(path, "expected a list")
+    if len(value) > limit:
+        raise _err(path, f"too many items: at most {limit}")
+    return tuple(item(v, f"{path}.{i}") for i, v in enumerate(value))
+
+
+# -- parts of the fiche ----------------------------------------------------------------------------------------
+
+
+def ins_key_ok(nir: str) -> bool:
+    """Whether a 15-character INS-NIR has the right control key: 97 - (first 13 digits mod 97).
+
+    Corsican départements 2A / 2B are read as 19 / 18 for the computation (INSEE rule).
+    """
+    if len(nir) != 15:
+        return False
+    body, key = nir[:13], nir[13:]
+    corsica = {"2A": "19", "2B": "18"}.get(body[5:7])
+    if corsica:
+        body = body[:5] + corsica + body[7:]
+    if not (body.isdigit() and key.isdigit()):
+        return False
+    return 97 - int(body) % 97 == int(key)
+
+
+@dataclass(frozen=True)
+class PatientIdentity:
+    """Who the decision is about: INS (national) and the local identifier (IPP) with its assigning authority."""
+
+    family_name: str
+    given_names: str = ""
+    birth_date: date | None = None
+    #: HL7 administrative gender: female, male, other, unknown.
+    sex: str = "unknown"
+    ins: str = ""
+    ins_system: str = INS_NIR_OID
+    local_id: str = ""
+    local_id_issuer: str = ""
+
+    @classmethod
+    def parse(cls, value: Any, path: str = "patient") -> PatientIdentity:
+        v = _obj(value, path)
+        birth = v.get("birth_date")
+        try:
+            born = date.fromisoformat(birth) if birth else None
+        except (TypeError, ValueError):
+            raise _err(f"{path}.birth_date", "expected a date as YYYY-MM-DD") from None
+        sex = v.get("sex", "unknown")
+        if sex not in {"female", "male", "other", "unknown"}:
+            raise _err(f"{path}.sex", "expected female, male, other or unknown")
+        ins = _text(v.get("ins"), f"{path}.ins", limit=15).upper()
+        ins_system = _text(v.get("ins_system") or INS_NIR_OID, f"{path}.ins_system")
+        if ins and not ins_key_ok(ins):
+            raise _err(f"{path}.ins", "not a valid INS-NIR: 15 characters with a matching control key")
+        if ins_system not in _INS_OIDS:
+            raise _err(f"{path}.ins_system", "expected an INS OID (1.2.250.1.213.1.4.8 to .11)")
+        local_id = _text(v.get("local_id"), f"{path}.local_id", limit=64)
+        if not ins and not local_id:
+            raise _err(f"{path}.local_id", "the patient needs an INS or a local identifier")
+        return cls(
+            family_name=_text(v.get("family_name"), f"{path}.family_name", limit=100, required=True),
+            given_names=_text(v.get("given_names"), f"{path}.given_names"),
+            birth_date=born,
+            sex=sex,
+            ins=ins,
+            ins_system=ins_system,
+            local_id=local_id,
+            local_id_issuer=_text(v.get("local_id_issuer"), f"{path}.local_id_issuer", limit=100),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "family_name": self.family_name, "given_names": self.given_names,
+            "birth_date": self.birth_date.isoformat() if self.birth_date else None, "sex": self.sex,
+            "ins": self.ins, "ins_system": self.ins_system,
+            "local_id": self.local_id, "local_id_issuer": self.local_id_issuer,
+        }
+
+
+@dataclass(frozen=True)
+class Physician:
+    """A health professional named on the fiche (requester, responsible physician, GP, correspondent)."""
+
+    name: str
+    specialty: str = ""
+    #: RPPS number (national professional identifier, OID 1.2.250.1.71.4.2.1) when known.
+    rpps: str = ""
+    hospital: str = ""
+    email: str = ""
+    user_id: int | None = None
+
+    @classmethod
+    def parse(cls, value: Any, path: str) -> Physician:
+        v = _obj(value, path)
+        specialty = _text(v.get("specialty"), f"{path}.specialty", limit=40)
+        if specialty and specialty not in _SPECIALTY_KEYS:
+            raise _err(f"{path}.specialty", f"unknown specialty; expected one of {', '.join(sorted(_SPECIALTY_KEYS))}")
+        rpps = _text(v.get("rpps"), f"{path}.rpps", limit=11)
+        if rpps and not (rpps.isdigit() and len(rpps) == 11):
+            raise _err(f"{path}.rpps", "an RPPS number has 11 digits")
+        return cls(
+            name=_text(v.get("name"), f"{path}.name", required=True),
+            specialty=specialty,
+            rpps=rpps,
+            hospital=_text(v.get("hospital"), f"{path}.hospital"),
+            email=_text(v.get("email"), f"{path}.email"),
+            user_id=_opt_int(v.get("user_id"), f"{path}.user_id"),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "specialty": self.specialty, "rpps": self.rpps, "hospital": self.hospital,
+                "email": self.email, "user_id": self.user_id}
+
+
+@dataclass(frozen=True)
+class AttendeeRecord:
+    """Someone present at the discussion, with the one specialty they count for (INCa), or outside the quorum."""
+
+    user_id: int
+    name: str
+    specialty: str
+    quorum_member: bool = True
+    hospital: str = ""
+
+    @classmethod
+    def parse(cls, value: Any, path: str) -> AttendeeRecord:
+        v = _obj(value, path)
+        specialty = _text(v.get("specialty"), f"{path}.specialty", limit=40, required=True)
+        if specialty not in _SPECIALTY_KEYS:
+            raise _err(f"{path}.specialty", f"unknown specialty; expected one of {', '.join(sorted(_SPECIALTY_KEYS))}")
+        user_id = _opt_int(v.get("user_id"), f"{path}.user_id")
+        if user_id is None:
+            raise _err(f"{path}.user_id", "required")
+        return cls(
+            user_id=user_id,
+            name=_text(v.get("name"), f"{path}.name", required=True),
+            specialty=specialty,
+            quorum_member=bool(_bool(v.get("quorum_member", True), f"{path}.quorum_member")),
+            hospital=_text(v.get("hospital"), f"{path}.hospital"),
+        )
+
+    def as_attendee(self) -> Attendee:
+        return Attendee(user_id=self.user_id, specialty=self.specialty, counts=self.quorum_member)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "name": self.name, "specialty": self.specialty,
+                "quorum_member": self.quorum_member, "hospital": self.hospital}
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """The board (RCP) that discussed the case and what makes its quorum."""
+
+    name: str
+    #: JDV_NatureDiscussion_CISIS: ORG-117 organ board, ORG-132 cross-organ / supportive-care board.
+    discussion_nature: Coding
+    organ: Coding | None = None
+    system: Coding | None = None
+    required_specialties: tuple[str, ...] = ()
+    minimum_specialties: int = 3
+
+    @classmethod
+    def parse(cls, value: Any, path: str = "board") -> BoardInfo:
+        v = _obj(value, path)
+        nature = _coding_in(v.get("discussion_nature"), f"{path}.discussion_nature", codes.DISCUSSION_NATURE)
+        if nature is None:
+            raise _err(f"{path}.discussion_nature", "required (ORG-117 organ board or ORG-132 cross-organ board)")
+        minimum = _opt_int(v.get("minimum_specialties", 3), f"{path}.minimum_specialties")
+        if minimum is None or minimum < 1:
+            raise _err(f"{path}.minimum_specialties", "expected a number of at least 1")
+        required = _list(v.get("required_specialties"), f"{path}.required_specialties",
+                         lambda x, p: _text(x, p, limit=40, required=True))
+        return cls(
+            name=_text(v.get("name"), f"{path}.name", required=True),
+            discussion_nature=nature,
+            organ=_coding_in(v.get("organ"), f"{path}.organ", codes.RCP_ORGAN),
+            system=_coding_in(v.get("system"), f"{path}.system", codes.RCP_SYSTEM),
+            required_specialties=required,
+            minimum_specialties=minimum,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "discussion_nature": self.discussion_nature.as_json(),
+            "organ": self.organ.as_json() if self.organ else None,
+            "system": self.system.as_json() if self.system else None,
+            "required_specialties": list(self.required_specialties), "minimum_specialties": self.minimum_specialties,
+        }
+
+
+_T_RE = re.compile(r"^T(X|is|a|0|[1-4](mi|[a-d][1-3]?)?)(\((m|\d+)\))?$")
+_N_RE = re.compile(r"^N(X|0|[1-3]([a-c]|mi)?)(\((sn|i\+|i-|mol\+|mol-|f)\))?$")
+_M_RE = re.compile(r"^M(X|0|1[a-d]?)(\((i\+|mol\+)\))?$")
+_STAGE_RE = re.compile(r"^(0|0is|I{1,3}|IV)([A-C][1-3]?)?$")
+_TNM_RE = re.compile(r"^\s*(?P<prefix>[ycpra]{0,3})(?P<t>T\S+?)\s*(?P<n>N\S+?)\s*(?P<m>M\S+?)\s*$")
+
+
+@dataclass(frozen=True)
+class Tnm:
+    """A TNM classification (UICC/AJCC): categories T, N, M, optional stage group, and the edition used.
+
+    The FRCP "Tumeur" section codes each category (LOINC 21905-5/21906-3/21907-1 clinical, 21899-0/21900-6/
+    21901-4 pathological) in code system TNM_UICC with the edition as ``codeSystemVersion``.
+    """
+
+    t: str
+    n: str
+    m: str
+    edition: str
+    stage: str = ""
+
+    @classmethod
+    def parse(cls, value: Any, path: str) -> Tnm | None:
+        if value is None:
+            return None
+        v = _obj(value, path)
+        t, n, m = (_text(v.get(k), f"{path}.{k}", limit=12) for k in ("t", "n", "m"))
+        for name, text, rule in (("t", t, _T_RE), ("n", n, _N_RE), ("m", m, _M_RE)):
+            if not rule.match(text):
+                raise _err(f"{path}.{name}", f"not a TNM {name.upper()} category (e.g. {name.upper()}1)")
+        edition = _text(v.get("edition"), f"{path}.edition", limit=4)
+        if not edition.isdigit():
+            raise _err(f"{path}.edition", "the TNM edition is required, as a number (e.g. 8)")
+        stage = _text(v.get("stage"), f"{path}.stage", limit=8)
+        if stage and not _STAGE_RE.match(stage):
+            raise _err(f"{path}.stage", "not a stage group (e.g. IIIA)")
+        return cls(t=t, n=n, m=m, edition=edition, stage=stage)
+
+    @classmethod
+    def from_text(cls, text: str, *, edition: str = "8") -> Tnm | None:
+        """Read "cT2 N1 M0" or "pT1bN0M0" (the coordinator's free-text staging); None when it does not parse."""
+        match = _TNM_RE.match(text)
+        if not match:
+            return None
+        try:
+            return cls.parse({"t": match["t"], "n": match["n"], "m": match["m"], "edition": edition}, "staging")
+        except _FieldError:
+            return None
+
+    def label(self, prefix: str) -> str:
+        return f"{prefix}{self.t}{self.n}{self.m}" + (f" ({self.stage})" if self.stage else "")
+
+    def as_json(self) -> dict[str, str]:
+        return {"t": self.t, "n": self.n, "m": self.m, "edition": self.edition, "stage": self.stage}
+
+
+@dataclass(frozen=True)
+class PerformanceStatus:
+    """WHO performance status, identical in grades to ECOG (Oken 1982): 0 fully active ... 4 bedbound."""
+
+    grade: int
+    scale: str = "WHO"
+
+    @classmethod
+    def parse(cls, value: Any, path: str) -> PerformanceStatus | None:
+        if value is None:
+            return None
+        v = _obj(value, path)
+        scale = v.get("scale", "WHO")
+        if scale not in {"WHO", "ECOG"}:
+            raise _err(f"{path}.scale", "expected WHO or ECOG")
+        grade = v.get("grade")
+        try:
+            codes.performance_status(grade)
+        except ValueError as exc:
+            raise _err(f"{path}.grade", str(exc)) from None
+        return cls(grade=grade, scale=scale)
+
+    @property
+    def coding(self) -> Coding:
+        return codes.performance_status(self.grade)
+
+    @property
+    def interpretation(self) -> Coding:
+        return codes.performance_interpretation(self.grade)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"grade": self.grade, "scale": self.scale}
+
+
+@dataclass(frozen=True)
+class KeyImage:
+    """An image (or one frame of it) marked during the discussion, with what the board saw in it."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str = ""
+    #: 1-based frame number for multi-frame instances (PS3.3 C.7.6.1.1.?); None for the whole instance.
+    frame: int | None = None
+    description: str = ""
+
+    @classmethod
+    def parse(cls, value: Any, path: str) -> KeyImage:
+        v = _obj(value, path)
+        frame = _opt_int(v.get("frame"), f"{path}.frame")
+        if frame is not None and frame < 1:
+            raise _err(f"{path}.frame", "frame numbers start at 1")
+        sop_class = v.get("sop_class_uid") or ""
+        return cls(
+            study_uid=_uid(v.get("study_uid"), f"{path}.study_uid"),
+            series_uid=_uid(v.get("series_uid"), f"{path}.series_uid"),
+            sop_uid=_uid(v.get("sop_uid"), f"{path}.sop_uid"),
+            sop_class_uid=_uid(sop_class, f"{path}.sop_class_uid") if sop_class else "",
+            frame=frame,
+            description=_text(v.get("description"), f"{path}.description", limit=1024),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {"study_uid": self.study_uid, "series_uid": self.series_uid, "sop_uid": self.sop_uid,
+                "sop_class_uid": self.sop_class_uid, "frame": self.frame, "description": self.description}
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the board proposes: a type, the CI-SIS treatment codes (FR-Acte entries) and free-text details."""
+
+    type: ProposalType
+    treatments: tuple[Coding, ...] = ()
+    details: str = ""
+
+    @classmethod
+    def parse(cls, value: Any, path: str = "proposal") -> Proposal | None:
+        if value is None:
+            return None
+        v = _obj(value, path)
+        try:
+            kind = ProposalType(v.get("type"))
+        except ValueError:
+            raise _err(f"{path}.type", f"expected one of {', '.join(ProposalType)}") from None
+        treatments = _list(v.get("treatments"), f"{path}.treatments",
+                           lambda x, p: _coding_in(x, p, codes.TREATMENT_TYPE) or _missing(p), limit=20)
+        kinds = {codes.treatment_kind(t) for t in treatments}
+        if kind is ProposalType.combined:
+            therapeutic = kinds - {None, ProposalType.other, ProposalType.surveillance}
+            if treatments and len(therapeutic) < 2:
+                raise _err(f"{path}.treatments", "a combined proposal lists treatments of at least two kinds")
+        elif kind is ProposalType.further_investigations:
+            if treatments:
+                raise _err(f"{path}.treatments", "further investigations take no treatment code; use details")
+        elif kind is not ProposalType.other:
+            for i, (t, k) in enumerate(zip(treatments, [codes.treatment_kind(t) for t in treatments], strict=True)):
+                if k is not kind:
+                    raise _err(f"{path}.treatments.{i}", f"code {t.code} does not fit a {kind} proposal")
+        details = _text(v.get("details"), f"{path}.details", limit=_LONG)
+        if kind in {ProposalType.other, ProposalType.further_investigations} and not details.strip():
+            raise _err(f"{path}.details", f"say what is proposed: details are required for {kind}")
+        return cls(type=kind, treatments=treatments, details=details)
+
+    def codings(self) -> tuple[Coding, ...]:
+        """The FR-Acte / FR-Demande-d-examen codes an export writes: the chosen treatments or the type's code."""
+        if self.treatments:
+            return self.treatments
+        default = codes.proposal_coding(self.type)
+        return (default,) if default else ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": str(self.type), "treatments": [t.as_json() for t in self.treatments],
+                "details": self.details}
+
+
+def _missing(path: str) -> NoReturn:
+    raise _err(path, "required")
+
+
+@dataclass(frozen=True)
+class GuidelineConformity:
+    """FRCP observation MED-249: does the proposal follow the board's guideline (référentiel), and if not why."""
+
+    conforms: bool | None = None
+    #: Name and version of the guideline ("Référentiel régional sein 2024").
+    reference: str = ""
+    reason: str = ""
+
+    @classmethod
+    def parse(cls, value: Any, path: str = "guideline") -> GuidelineConformity:
+        v = _obj(value if value is not None else {}, path)
+        conforms = _bool(v.get("conforms"), f"{path}.conforms", optional=True)
+        reason = _text(v.get("reason"), f"{path}.reason", limit=_LONG)
+        if conforms is False and not reason.strip():
+            raise _err(f"{path}.reason", "say why the proposal departs from the guideline")
+        return cls(conforms=conforms, reference=_text(v.get("reference"), f"{path}.reference"), reason=reason)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"conforms": self.conforms, "reference": self.reference, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ClinicalTrial:
+    """FRCP observation MED-250: proposal of inclusion in a clinical trial, and which one."""
+
+    proposed: bool = False
+    trial: str = ""
+
+    @classmethod
+    def parse(cls, value: Any, path: str = "clinical_trial") -> ClinicalTrial:
+        v = _obj(value if value is not None else {}, path)
+        proposed = bool(_bool(v.get("proposed", False), f"{path}.proposed"))
+        trial = _text(v.get("trial"), f"{path}.trial", limit=500)
+        if proposed and not trial.strip():
+            raise _err(f"{path}.trial", "name the trial (acronym or registry number)")
+        return cls(proposed=proposed, trial=trial)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"proposed": self.proposed, "trial": self.trial}
+
+
+# -- the draft's editable fields ---------------------------------------------------------------------------------
+
+
+def _physicians(value: Any, path: str) -> tuple[Physician, ...]:
+    return _list(value, path, Physician.parse, limit=50)
+
+
+def _opt_physician(value: Any, path: str) -> Physician | None:
+    return None if value is None else Physician.parse(value, path)
+
+
+def _case_status(value: Any, path: str) -> str:
+    if value not in {"discussed", "registered"}:
+        raise _err(path, "expected discussed or registered")
+    return str(value)
+
+
+#: Fields the people in the room edit (one version counter each). Everything else comes from the agenda, the
+#: patient record and the room's attendance when the fiche is signed.
+DRAFT_FIELDS: Mapping[str, Callable[[Any, str], Any]] = {
+    "referring_physician": _opt_physician,
+    "question": lambda v, p: _text(v, p, limit=_LONG),
+    "clinical_summary": lambda v, p: _text(v, p, limit=_LONG),
+    "cancer_phase": lambda v, p: _coding_in(v, p, codes.CANCER_PHASE),
+    "tumour_site": lambda v, p: _coding_in(v, p, codes.TUMOUR),
+    "tumour_site_text": lambda v, p: _text(v, p),
+    "histology": lambda v, p: _coding_in(v, p, codes.MORPHOLOGY),
+    "histology_text": lambda v, p: _text(v, p, limit=1000),
+    "clinical_tnm": Tnm.parse,
+    "pathological_tnm": Tnm.parse,
+    "performance_status": PerformanceStatus.parse,
+    "key_images": lambda v, p: _list(v, p, KeyImage.parse),
+    "proposal": Proposal.parse,
+    "guideline": GuidelineConformity.parse,
+    "clinical_trial": ClinicalTrial.parse,
+    "case_status": _case_status,
+    "responsible_physician": _opt_physician,
+    "patient_informed": lambda v, p: _bool(v, p, optional=True),
+    "gp": _opt_physician,
+    "correspondents": _physicians,
+    "comments": lambda v, p: _text(v, p, limit=_LONG),
+}
+
+#: A draft field's value before anyone edits it.
+DRAFT_DEFAULTS: Mapping[str, Any] = {
+    "question": "", "clinical_summary": "", "tumour_site_text": "", "histology_text": "", "key_images": [],
+    "case_status": "discussed", "correspondents": [], "comments": "", "guideline": {"conforms": None},
+    "clinical_trial": {"proposed": False},
+}
+
+
+def parse_draft_field(name: str, value: Any) -> Any:
+    """Check one draft field as it is typed in the room; ``Invalid`` names the field (or its inner path)."""
+    reader = DRAFT_FIELDS.get(name)
+    if reader is None:
+        raise Invalid("This decision has no such field.", fields={name: f"unknown field; expected one of "
+                                                                       f"{', '.join(DRAFT_FIELDS)}"})
+    try:
+        return reader(value, name)
+    except _FieldError as exc:
+        raise Invalid("Check the highlighted field.", fields={exc.path: str(exc)}) from None
+
+
+# -- the fiche -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fiche:
+    """The complete decision of one case, ready to sign (see :meth:`check_complete`)."""
+
+    case_id: int
+    meeting_id: int
+    patient: PatientIdentity
+    board: BoardInfo
+    meeting_date: date
+    attendees: tuple[AttendeeRecord, ...]
+    study_uids: tuple[str, ...] = ()
+    referring_physician: Physician | None = None
+    question: str = ""
+    clinical_summary: str = ""
+    cancer_phase: Coding | None = None
+    tumour_site: Coding | None = None
+    tumour_site_text: str = ""
+    histology: Coding | None = None
+    histology_text: str = ""
+    clinical_tnm: Tnm | None = None
+    pathological_tnm: Tnm | None = None
+    performance_status: PerformanceStatus | None = None
+    key_images: tuple[KeyImage, ...] = ()
+    proposal: Proposal | None = None
+    guideline: GuidelineConformity = field(default_factory=GuidelineConformity)
+    clinical_trial: ClinicalTrial = field(default_factory=ClinicalTrial)
+    #: "discussed" (ORG-134) or "registered" only (ORG-128).
+    case_status: str = "discussed"
+    responsible_physician: Physician | None = None
+    patient_informed: bool | None = None
+    gp: Physician | None = None
+    correspondents: tuple[Physician, ...] = ()
+    comments: str = ""
+
+    # -- derived, coded values --
+
+    def quorum(self) -> Quorum:
+        """INCa quorum from the attendees as recorded on this fiche."""
+        return evaluate_quorum((a.as_attendee() for a in self.attendees), self.board.required_specialties,
+                               minimum=self.board.minimum_specialties)
+
+    @property
+    def quorum_status(self) -> Coding:
+        return codes.quorum_status(self.quorum().met)
+
+    @property
+    def case_status_coding(self) -> Coding:
+        return codes.case_status(self.case_status == "discussed")
+
+    @property
+    def discussed(self) -> bool:
+        return self.case_status == "discussed"
+
+    def check_complete(self) -> None:
+        """What a fiche must hold before it is signed; ``Invalid`` lists every gap by field name."""
+        gaps: dict[str, str] = {}
+        if not self.question.strip():
+            gaps["question"] = "state the question asked to the board"
+        if self.responsible_physician is None:
+            gaps["responsible_physician"] = "name the physician who informs the patient"
+        elif self.responsible_physician.user_id is None:
+            gaps["responsible_physician.user_id"] = "the responsible physician must be a user of the service"
+        if self.patient_informed is not True:
+            gaps["patient_informed"] = "confirm the patient was informed and did not object to the discussion"
+        if self.discussed:
+            if self.proposal is None:
+                gaps["proposal"] = "a discussed case needs the board's proposal"
+            if self.guideline.conforms is None:
+                gaps["guideline.conforms"] = "say whether the proposal follows the guideline"
+        if not self.attendees:
+            gaps["attendees"] = "nobody is recorded as present"
+        if gaps:
+            raise Invalid("The decision is not complete yet.", fields=gaps)
+
+    # -- JSON --
+
+    def to_content(self) -> dict[str, Any]:
+        """The canonical JSON content that is hashed and signed (plain dict, lists, str, int, bool, None)."""
+        quorum = self.quorum()
+        return {
+            "schema": SCHEMA,
+            "case_id": self.case_id,
+            "meeting_id": self.meeting_id,
+            "patient": self.patient.as_json(),
+            "board": self.board.as_json(),
+            "meeting_date": self.meeting_date.isoformat(),
+            "attendees": [a.as_json() for a in self.attendees],
+            "quorum": {"status": self.quorum_status.as_json(), "specialties": list(quorum.specialties),
+                       "missing": list(quorum.missing)},
+            "study_uids": list(self.study_uids),
+            "referring_physician": self.referring_physician.as_json() if self.referring_physician else None,
+            "question": self.question,
+            "clinical_summary": self.clinical_summary,
+            "cancer_phase": _cj(self.cancer_phase),
+            "tumour_site": _cj(self.tumour_site),
+            "tumour_site_text": self.tumour_site_text,
+            "histology": _cj(self.histology),
+            "histology_text": self.histology_text,
+            "clinical_tnm": self.clinical_tnm.as_json() if self.clinical_tnm else None,
+            "pathological_tnm": self.pathological_tnm.as_json() if self.pathological_tnm else None,
+            "performance_status": self.performance_status.as_json() if self.performance_status else None,
+            "key_images": [k.as_json() for k in self.key_images],
+            "proposal": self.proposal.as_json() if self.proposal else None,
+            "guideline": self.guideline.as_json(),
+            "clinical_trial": self.clinical_trial.as_json(),
+            "case_status": self.case_status,
+            "case_status_coding": self.case_status_coding.as_json(),
+            "responsible_physician": self.responsible_physician.as_json() if self.responsible_physician else None,
+            "patient_informed": self.patient_informed,
+            "gp": self.gp.as_json() if self.gp else None,
+            "correspondents": [c.as_json() for c in self.correspondents],
+            "comments": self.comments,
+        }
+
+    @classmethod
+    def from_content(cls, content: Mapping[str, Any]) -> Fiche:
+        """Read and check a fiche from its JSON content; ``Invalid`` lists every bad field at once.
+
+        Derived keys (``quorum``, ``case_status_coding``, ``schema``) are recomputed, never trusted.
+        """
+        errors: dict[str, str] = {}
+        values: dict[str, Any] = {}
+
+        def read(name: str, reader: Callable[[Any, str], Any], default: Any = None) -> None:
+            try:
+                values[name] = reader(content.get(name, default), name)
+            except _FieldError as exc:
+                errors[exc.path] = str(exc)
+
+        if not isinstance(content, Mapping):
+            raise Invalid("The decision must be a JSON object.", fields={"": "expected an object"})
+        schema = content.get("schema", SCHEMA)
+        if schema != SCHEMA:
+            errors["schema"] = f"unsupported schema; expected {SCHEMA}"
+        read("case_id", lambda v, p: _opt_int(v, p) or _missing(p))
+        read("meeting_id", lambda v, p: _opt_int(v, p) or _missing(p))
+        read("patient", PatientIdentity.parse)
+        read("board", BoardInfo.parse)
+        read("meeting_date", _date)
+        read("attendees", lambda v, p: _list(v, p, AttendeeRecord.parse, limit=100))
+        read("study_uids", lambda v, p: _list(v, p, _uid))
+        for name, reader in DRAFT_FIELDS.items():
+            read(name, reader, DRAFT_DEFAULTS.get(name))
+        if errors:
+            raise Invalid("Check the highlighted fields of the decision.", fields=errors)
+        return cls(**values)
+
+
+def _cj(coding: Coding | None) -> dict[str, str] | None:
+    return coding.as_json() if coding else None
+
+
+def _date(value: Any, path: str) -> date:
+    if not isinstance(value, str):
+        raise _err(path, "expected a date as YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        raise _err(path, "expected a date as YYYY-MM-DD") from None
