@@ -9,6 +9,7 @@ clients.
     ├── NotAuthenticated    401 not_authenticated
     ├── Forbidden           403 forbidden          (CSRF, role)
     ├── NotFound            404 not_found          (also what an uninvited user sees: no existence leak)
+    ├── MethodNotAllowed    405 method_not_allowed
     ├── Conflict            409 conflict           (state does not allow it: closed meeting, duplicate identifier)
     ├── PayloadTooLarge     413 too_large
     ├── Invalid             422 invalid            (fields: {name: message})
@@ -26,6 +27,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "Invalid",
+    "MethodNotAllowed",
     "NotAuthenticated",
     "NotFound",
     "PayloadTooLarge",
@@ -78,6 +80,12 @@ class NotFound(RcpError):
     status = 404
     code = "not_found"
     ws_code = 4404
+
+
+class MethodNotAllowed(RcpError):
+    status = 405
+    code = "method_not_allowed"
+    ws_code = 4405
 
 
 class Conflict(RcpError):

@@ -1,0 +1,94 @@
+"""The Starlette application: a route table, middleware, and a lifespan that owns the shared resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from rcp import __version__
+from rcp.auth import routes as auth_routes
+from rcp.auth.sessions import SessionBackend
+from rcp.config import Settings
+from rcp.db import Database
+from rcp.errors import NotAuthenticated, RcpError
+from rcp.http import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware, error_handlers
+from rcp.i18n import LocaleMiddleware
+from rcp.openapi import document
+from rcp.scheduling import api as scheduling_api
+from rcp.scheduling import pages as scheduling_pages
+from rcp.templating import WEB_DIR, render_error
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+async def health(request: Request) -> Response:
+    """For load balancers and the container HEALTHCHECK: the process answers and the database too."""
+    from sqlalchemy import text
+
+    async with request.app.state.db.session() as s:
+        await s.exec(text("SELECT 1"))  # type: ignore[call-overload]
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(document(request.app.routes, title="RCP collaboration service", version=__version__))
+
+
+async def page_error(request: Request, error: RcpError) -> Response:
+    if isinstance(error, NotAuthenticated):
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    return await render_error(request, error)
+
+
+def build_routes() -> list[BaseRoute]:
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        *auth_routes.routes,
+        *scheduling_api.routes,
+        *scheduling_pages.routes,
+        Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
+    ]
+
+
+def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
+    """The whole service for ``settings``; ``database`` lets a test share one engine (it then owns it)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = database or Database(settings.database_url)
+        app.state.settings = settings
+        app.state.db = db
+        logger.info("RCP service %s starting on %s", __version__, settings.node_id)
+        try:
+            yield
+        finally:
+            if database is None:
+                await db.close()
+            logger.info("RCP service stopped")
+
+    middleware = [
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes),
+        Middleware(AuthenticationMiddleware, backend=SessionBackend(settings)),
+        Middleware(LocaleMiddleware, default=settings.default_locale),
+        Middleware(CsrfMiddleware),
+    ]
+    return Starlette(
+        debug=False,
+        routes=build_routes(),
+        middleware=middleware,
+        exception_handlers=error_handlers(page_error),
+        lifespan=lifespan,
+    )

@@ -1,0 +1,231 @@
+"""Sign in and out (pages and API), the caller's own profile, people lookup, and the audit export."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import col, select
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from rcp.auth import audit
+from rcp.auth.models import AuditEvent, Role
+from rcp.auth.sessions import COOKIE_NAME, LoginRefused, cookie_signer, end_session, login
+from rcp.config import Settings
+from rcp.db import Database
+from rcp.errors import BadRequest, Forbidden, NotAuthenticated
+from rcp.http import current_user, json_out, read_json
+from rcp.i18n import LOCALE_COOKIE, LOCALES, gettext as _
+from rcp.openapi import ApiRoute
+from rcp.scheduling.service import users_for_invitation
+from rcp.templating import render
+
+__all__ = ["routes"]
+
+LOGIN_CSRF_COOKIE = "rcp_login_csrf"
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Annotated[str, Field(min_length=1, max_length=80)]
+    password: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class Me(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    specialty: str
+    hospital: str
+    locale: str
+    #: Send it back as X-CSRF-Token on every unsafe request made with the session cookie.
+    csrf_token: str
+
+
+class Person(BaseModel):
+    id: int
+    display_name: str
+    role: str
+    specialty: str
+    hospital: str
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _secure(request: Request) -> bool:
+    return _settings(request).secure_cookies or request.url.scheme == "https"
+
+
+def _safe_next(target: str) -> str:
+    """Only same-site paths after login: an open redirect would let a phishing link borrow our login page."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/meetings"
+    return target
+
+
+def _set_session_cookie(request: Request, response: Response, session_id: str) -> None:
+    response.set_cookie(
+        COOKIE_NAME,
+        cookie_signer(_settings(request)).dumps(session_id),
+        max_age=_settings(request).session_absolute_s,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+
+
+def _me(user: Any) -> Me:
+    return Me(id=user.id, username=user.username, display_name=user.display_name, role=user.role,
+              specialty=user.specialty, hospital=user.hospital, locale=user.locale, csrf_token=user.csrf_token)
+
+
+async def login_page(request: Request) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", {"login_csrf": token, "next": _safe_next(request.query_params.get("next", "")),
+                                              "error": "", "username": ""})
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+                        secure=_secure(request), path="/login")
+    return response
+
+
+async def login_submit(request: Request) -> Response:
+    form = await request.form()
+    username = str(form.get("username", ""))[:80]
+    password = str(form.get("password", ""))[:1000]
+    next_url = _safe_next(str(form.get("next", "")))
+    submitted = str(form.get("login_csrf", ""))
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    db: Database = request.app.state.db
+
+    def again(message: str, status: int) -> Response:
+        token = secrets.token_urlsafe(24)
+        response = render(request, "login.html", {"login_csrf": token, "next": next_url, "error": message,
+                                                  "username": username}, status=status)
+        response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+                            secure=_secure(request), path="/login")
+        return response
+
+    if not expected or not hmac.compare_digest(submitted, expected):
+        return again(_("This sign-in form has expired; please try again."), 403)
+    try:
+        async with db.session() as s:
+            _user, row = await login(s, _settings(request), username=username, password=password,
+                                     source=audit.source_of(request))
+    except LoginRefused as refused:
+        # The failed attempt was audited in its own transaction: commit it even though sign-in failed.
+        return again(_(refused.message), 401)
+    response = RedirectResponse(next_url, status_code=303)
+    _set_session_cookie(request, response, row.id)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    user = request.scope.get("user")
+    if getattr(user, "is_authenticated", False) and user.session_id:
+        async with request.app.state.db.session() as s:
+            await end_session(s, user.session_id)
+            await audit.record(s, event="user_authentication", action="E", request=request, what="logout")
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+async def set_locale(request: Request) -> Response:
+    form = await request.form()
+    locale = str(form.get("locale", ""))
+    if locale not in LOCALES:
+        raise BadRequest(f"locale must be one of {', '.join(LOCALES)}.")
+    user = request.scope.get("user")
+    if getattr(user, "is_authenticated", False):
+        from rcp.auth.models import User
+
+        async with request.app.state.db.session() as s:
+            row = await s.get(User, user.id)
+            if row is not None:
+                row.locale = locale
+                s.add(row)
+    response = RedirectResponse(_safe_next(str(form.get("next", "/meetings"))), status_code=303)
+    response.set_cookie(LOCALE_COOKIE, locale, max_age=365 * 86400, samesite="lax", path="/")
+    return response
+
+
+async def session_info(request: Request) -> Response:
+    return json_out(_me(current_user(request)))
+
+
+async def session_login(request: Request) -> Response:
+    data = await read_json(request, Credentials)
+    db: Database = request.app.state.db
+    try:
+        async with db.session() as s:
+            user, row = await login(s, _settings(request), username=data.username, password=data.password,
+                                    source=audit.source_of(request))
+    except LoginRefused as refused:
+        raise NotAuthenticated(refused.message) from None
+    from rcp.auth.sessions import CurrentUser
+
+    response = json_out(_me(CurrentUser.of(user, via="session", session=row)), status=201)
+    _set_session_cookie(request, response, row.id)
+    return response
+
+
+async def session_logout(request: Request) -> Response:
+    user = current_user(request)
+    if user.session_id:
+        async with request.app.state.db.session() as s:
+            await end_session(s, user.session_id)
+            await audit.record(s, event="user_authentication", action="E", request=request, what="logout")
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+async def people(request: Request) -> Response:
+    user = current_user(request)
+    async with request.app.state.db.session() as s:
+        found = await users_for_invitation(s, user, specialty=request.query_params.get("specialty", ""))
+        return json_out([Person(id=u.id, display_name=u.display_name or u.username, role=u.role,  # type: ignore[arg-type]
+                                specialty=u.specialty, hospital=u.hospital) for u in found])
+
+
+async def audit_export(request: Request) -> Response:
+    """The audit trail for administrators, as RFC 5424 syslog lines (for a SIEM or an ATNA repository)."""
+    user = current_user(request)
+    if user.role != Role.admin:
+        raise Forbidden("Only administrators read the audit trail.")
+    try:
+        limit = min(int(request.query_params.get("limit", "1000")), 100_000)
+    except ValueError:
+        raise BadRequest("limit must be a number.") from None
+    async with request.app.state.db.session() as s:
+        rows = (await s.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit))).all()
+        await audit.record(s, event="export", action="R", request=request, what=f"audit trail ({len(rows)} events)")
+    lines = list(audit.as_syslog(reversed(rows), hostname=request.url.hostname or "rcp"))
+    return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
+
+
+routes: list[BaseRoute] = [
+    Route("/login", login_page, methods=["GET"], name="login"),
+    Route("/login", login_submit, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"], name="logout"),
+    Route("/settings/locale", set_locale, methods=["POST"], name="set_locale"),
+    ApiRoute("/api/session", session_info, method="GET", summary="Who am I (and my CSRF token)", tag="session",
+             response=Me),
+    ApiRoute("/api/session", session_login, method="POST", summary="Sign in with a password", tag="session",
+             body=Credentials, response=Me, status=201),
+    ApiRoute("/api/session", session_logout, method="DELETE", summary="Sign out", tag="session", status=204),
+    ApiRoute("/api/users", people, method="GET", summary="People a coordinator can invite", tag="invitations",
+             response=Person, many=True, query={"specialty": "only this specialty"}),
+    ApiRoute("/api/audit", audit_export, method="GET", summary="Audit trail as RFC 5424 syslog lines",
+             tag="audit", media_type="text/plain", query={"limit": "newest N events (default 1000)"}),
+]

@@ -1,0 +1,226 @@
+"""Who is calling: login sessions (signed cookie + server-side row), bearer tokens, lock-out.
+
+The cookie carries only a signed random session id; the row holds the CSRF token and the timestamps that enforce
+the idle and absolute timeouts. A new id is issued at every login (no session fixation), and logout deletes the
+row, so a copied cookie dies with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.requests import HTTPConnection
+
+from rcp.auth import audit
+from rcp.auth.models import ApiToken, LoginSession, User
+from rcp.auth.passwords import hash_password, needs_rehash, verify_password
+from rcp.clock import as_utc, utcnow
+from rcp.config import Settings
+from rcp.db import Database
+
+__all__ = [
+    "COOKIE_NAME",
+    "CurrentUser",
+    "LoginRefused",
+    "SessionBackend",
+    "create_api_token",
+    "end_session",
+    "login",
+]
+
+logger = logging.getLogger(__name__)
+
+COOKIE_NAME = "rcp_session"
+#: Writing last_seen_at on every request would serialise SQLite; a minute's precision is enough for idle time.
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class CurrentUser(BaseUser):
+    """The authenticated caller, detached from the database session that loaded it."""
+
+    id: int
+    username: str
+    name: str
+    role: str
+    specialty: str
+    hospital: str
+    locale: str
+    #: "session" (browser, CSRF applies) or "token" (service account bearer token).
+    via: str
+    session_id: str = ""
+    csrf_token: str = ""
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.username
+
+    @property
+    def identity(self) -> str:
+        return str(self.id)
+
+    @classmethod
+    def of(cls, user: User, *, via: str, session: LoginSession | None = None) -> CurrentUser:
+        assert user.id is not None
+        return cls(
+            id=user.id,
+            username=user.username,
+            name=user.display_name,
+            role=user.role,
+            specialty=user.specialty,
+            hospital=user.hospital,
+            locale=user.locale,
+            via=via,
+            session_id=session.id if session else "",
+            csrf_token=session.csrf_token if session else "",
+        )
+
+
+class LoginRefused(Exception):
+    """Sign-in failed; ``message`` is safe to show (it does not say whether the account exists)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def cookie_signer(settings: Settings) -> URLSafeSerializer:
+    return URLSafeSerializer(settings.secret_key, salt="rcp.session")
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def login(
+    session: AsyncSession, settings: Settings, *, username: str, password: str, source: str
+) -> tuple[User, LoginSession]:
+    """Check the password, apply lock-out, open a fresh session; every attempt is audited (DCM 110114).
+
+    A refused attempt commits its audit event and failure count before ``LoginRefused`` is raised: the caller's
+    unit of work rolls back on the exception, and the trace of an attack must not go with it.
+    """
+    now = utcnow()
+    user = (await session.exec(select(User).where(User.username == username.strip()))).first()
+    generic = "Unknown user name or wrong password."
+    if user is None or not user.active or not user.password_hash:
+        verify_password("", password)  # same cost as a real check
+        await audit.record(session, event="user_authentication", action="E", outcome=4, source=source,
+                           what="login refused")
+        await session.commit()
+        raise LoginRefused(generic)
+    if user.locked_until is not None and as_utc(user.locked_until) > now:
+        await audit.record(session, event="security_alert", action="E", outcome=8, user=None, source=source,
+                           what=f"login attempt on locked account {user.id}")
+        await session.commit()
+        minutes = max(1, int((as_utc(user.locked_until) - now).total_seconds() // 60) + 1)
+        raise LoginRefused(
+            f"Too many failed sign-ins: this account is locked for {minutes} more minute(s). "
+            "Try again later or ask an administrator to unlock it."
+        )
+    if not verify_password(user.password_hash, password):
+        user.failed_logins += 1
+        locked = user.failed_logins >= settings.lockout_attempts
+        if locked:
+            user.locked_until = now + timedelta(seconds=settings.lockout_s)
+            user.failed_logins = 0
+            logger.warning("account %s locked after repeated failed sign-ins", user.id)
+        session.add(user)
+        await audit.record(session, event="user_authentication", action="E", outcome=4, source=source,
+                           what=f"wrong password for user {user.id}" + (" (now locked)" if locked else ""))
+        await session.commit()
+        raise LoginRefused(generic)
+    user.failed_logins = 0
+    user.locked_until = None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    session.add(user)
+    assert user.id is not None
+    row = LoginSession(id=secrets.token_urlsafe(32), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
+                       created_at=now, last_seen_at=now, source=source[:64])
+    session.add(row)
+    await audit.record(session, event="user_authentication", action="E", outcome=0, source=source,
+                       user=CurrentUser.of(user, via="session"), what="login")
+    return user, row
+
+
+async def end_session(session: AsyncSession, session_id: str) -> None:
+    row = await session.get(LoginSession, session_id)
+    if row is not None:
+        await session.delete(row)
+
+
+async def create_api_token(session: AsyncSession, user: User, name: str = "") -> str:
+    """A new bearer token for a service account; only its digest is stored, so show it once."""
+    assert user.id is not None
+    token = "rcp_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, name=name, token_sha256=token_digest(token)))
+    return token
+
+
+class SessionBackend(AuthenticationBackend):
+    """Starlette authentication backend: a bearer token, else the session cookie, else anonymous."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.signer = cookie_signer(settings)
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        db: Database = conn.app.state.db
+        header = conn.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            return await self._from_token(db, header[7:].strip())
+        cookie = conn.cookies.get(COOKIE_NAME)
+        if cookie:
+            return await self._from_cookie(db, cookie)
+        return None
+
+    async def _from_token(self, db: Database, token: str) -> tuple[AuthCredentials, BaseUser] | None:
+        async with db.session() as session:
+            found = (
+                await session.exec(
+                    select(User)
+                    .join(ApiToken, col(ApiToken.user_id) == col(User.id))
+                    .where(ApiToken.token_sha256 == token_digest(token), col(ApiToken.revoked).is_(False))
+                )
+            ).first()
+            if found is None or not found.active:
+                return None
+            return AuthCredentials(["authenticated"]), CurrentUser.of(found, via="token")
+
+    async def _from_cookie(self, db: Database, cookie: str) -> tuple[AuthCredentials, BaseUser] | None:
+        try:
+            session_id = self.signer.loads(cookie)
+        except BadSignature:
+            return None
+        if not isinstance(session_id, str):
+            return None
+        now = utcnow()
+        async with db.session() as session:
+            row = await session.get(LoginSession, session_id)
+            if row is None:
+                return None
+            idle = now - as_utc(row.last_seen_at)
+            age = now - as_utc(row.created_at)
+            if idle.total_seconds() > self.settings.session_idle_s or age.total_seconds() > self.settings.session_absolute_s:
+                await session.delete(row)
+                return None
+            user = await session.get(User, row.user_id)
+            if user is None or not user.active:
+                return None
+            if idle > _TOUCH_EVERY:
+                row.last_seen_at = now
+                session.add(row)
+            return AuthCredentials(["authenticated"]), CurrentUser.of(user, via="session", session=row)

@@ -1,0 +1,235 @@
+"""The ``rcp`` command: serve, migrate, load the demo, manage users and tokens, export the audit trail.
+
+Every command reads its settings from ``RCP_*`` environment variables (``RCP_DATABASE_URL``, ``RCP_DATA_DIR``...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+
+from rcp.config import Settings, SettingsError
+
+__all__ = ["main"]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"rcp: configuration error: {exc}") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from rcp.app import create_app
+
+    settings = _settings()
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=True,
+                            ws_max_size=1 << 20, timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from rcp.db import downgrade, migrate
+
+    settings = _settings()
+    if args.down:
+        downgrade(settings.database_url, args.down)
+    else:
+        migrate(settings.database_url, args.revision)
+    print(f"rcp: database is at {'revision ' + args.down if args.down else 'the latest revision'}")
+    return 0
+
+
+async def _demo(settings: Settings) -> None:
+    from rcp.db import Database
+    from rcp.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
+
+    db = Database(settings.database_url)
+    try:
+        result = await load_demo(db)
+        await _demo_imaging(settings, db)
+    finally:
+        await db.close()
+    print("rcp: demo data " + ("loaded" if result["created"] else "already present"))
+    print(f"Demo logins (password for all: {DEMO_PASSWORD}):")
+    for user in DEMO_USERS:
+        print(f"  {user.username:<20} {user.role:<12} {user.specialty or '-':<20} {user.hospital}")
+
+
+async def _demo_imaging(settings: Settings, db: object) -> None:
+    """Synthetic studies for the demo patients, when the imaging package offers them."""
+    try:
+        from rcp.imaging.demo import load_demo_imaging
+    except ImportError:
+        return
+    await load_demo_imaging(settings, db)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    asyncio.run(_demo(_settings()))
+    return 0
+
+
+async def _user_add(settings: Settings, args: argparse.Namespace, password: str) -> None:
+    from sqlmodel import select
+
+    from rcp.auth.models import Role, User
+    from rcp.auth.passwords import hash_password
+    from rcp.db import Database
+    from rcp.scheduling.specialties import specialty
+
+    if args.role not in {r.value for r in Role}:
+        raise SystemExit(f"rcp: --role must be one of {', '.join(r.value for r in Role)}")
+    if args.specialty:
+        try:
+            specialty(args.specialty)
+        except ValueError as exc:
+            raise SystemExit(f"rcp: --specialty: {exc}") from None
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            if (await s.exec(select(User).where(User.username == args.username))).first() is not None:
+                raise SystemExit(f"rcp: user {args.username!r} already exists")
+            s.add(User(username=args.username, display_name=args.display_name or args.username, role=args.role,
+                       specialty=args.specialty, hospital=args.hospital, email=args.email,
+                       password_hash=hash_password(password) if password else ""))
+    finally:
+        await db.close()
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    password = ""
+    if args.role != "service" or args.password_stdin:
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass("Password: ")
+            if password != getpass.getpass("Password again: "):
+                raise SystemExit("rcp: the two passwords differ")
+        from rcp.auth.passwords import MIN_PASSWORD_LENGTH
+
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise SystemExit(f"rcp: the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    asyncio.run(_user_add(_settings(), args, password))
+    print(f"rcp: user {args.username} added")
+    return 0
+
+
+async def _token_create(settings: Settings, username: str, name: str) -> str:
+    from sqlmodel import select
+
+    from rcp.auth.models import User
+    from rcp.auth.sessions import create_api_token
+    from rcp.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            user = (await s.exec(select(User).where(User.username == username))).first()
+            if user is None:
+                raise SystemExit(f"rcp: no user {username!r}")
+            return await create_api_token(s, user, name)
+    finally:
+        await db.close()
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    token = asyncio.run(_token_create(_settings(), args.username, args.name))
+    print(token)
+    print("rcp: store this token now; it cannot be shown again", file=sys.stderr)
+    return 0
+
+
+async def _audit_export(settings: Settings, limit: int) -> list[str]:
+    from sqlmodel import col, select
+
+    from rcp.auth.audit import as_syslog
+    from rcp.auth.models import AuditEvent
+    from rcp.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            rows = (await s.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit))).all()
+            return list(as_syslog(reversed(rows)))
+    finally:
+        await db.close()
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    for line in asyncio.run(_audit_export(_settings(), args.limit)):
+        print(line)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    try:
+        from rcp.epr.worker import main as worker_main
+    except ImportError:
+        raise SystemExit("rcp: the EPR delivery worker is not available in this build") from None
+    return int(asyncio.run(worker_main(_settings())) or 0)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="rcp", description="Virtual tumour-board (RCP) collaboration service.")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the web app")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="bring the database schema up to date")
+    mig.add_argument("--revision", default="heads")
+    mig.add_argument("--down", metavar="REVISION", help="downgrade to REVISION instead (e.g. base)")
+    mig.set_defaults(func=cmd_migrate)
+
+    demo = sub.add_parser("demo", help="load the demo data (idempotent)")
+    demo.set_defaults(func=cmd_demo)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    add = user.add_parser("add", help="add a user (password prompted, or read from stdin)")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, help="coordinator, clinician, admin or service")
+    add.add_argument("--specialty", default="")
+    add.add_argument("--hospital", default="")
+    add.add_argument("--display-name", default="")
+    add.add_argument("--email", default="")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add.set_defaults(func=cmd_user_add)
+
+    token = sub.add_parser("token", help="bearer tokens for service accounts").add_subparsers(
+        dest="token_command", required=True)
+    create = token.add_parser("create", help="create a token for a user and print it once")
+    create.add_argument("username")
+    create.add_argument("--name", default="")
+    create.set_defaults(func=cmd_token_create)
+
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
+    export = audit.add_parser("export", help="print the newest events as RFC 5424 syslog lines")
+    export.add_argument("--limit", type=int, default=10_000)
+    export.set_defaults(func=cmd_audit_export)
+
+    worker = sub.add_parser("worker", help="run the EPR delivery worker on its own")
+    worker.set_defaults(func=cmd_worker)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

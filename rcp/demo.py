@@ -1,0 +1,213 @@
+"""Demo data: two boards, past and upcoming meetings, eight patients with cases, users of every role.
+
+``rcp demo`` is idempotent: it creates what is missing and leaves what exists. Every name, identifier and date
+here is invented; INS values carry a valid control key so that the forms accept them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rcp.auth.models import Role, User
+from rcp.auth.passwords import hash_password
+from rcp.clock import utcnow
+from rcp.db import Database
+from rcp.scheduling.models import (
+    Board,
+    BoardCoordinator,
+    Case,
+    CaseStatus,
+    Invitation,
+    Meeting,
+    MeetingStatus,
+    Patient,
+    PatientIdentifier,
+    Response,
+)
+
+__all__ = ["DEMO_PASSWORD", "DEMO_USERS", "DemoPatient", "DEMO_PATIENTS", "load_demo"]
+
+DEMO_PASSWORD = "rcp-demo-2026"
+HOSPITAL_A = "CHU de Lyon"
+HOSPITAL_B = "CH de Villefranche"
+HOSPITAL_C = "Centre Léon Bérard"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    display_name: str
+    role: str
+    specialty: str
+    hospital: str
+
+
+DEMO_USERS: tuple[DemoUser, ...] = (
+    DemoUser("admin", "Administrateur", Role.admin, "", HOSPITAL_A),
+    DemoUser("secretariat", "Sophie Marchand", Role.coordinator, "secretary", HOSPITAL_A),
+    DemoUser("dr.radiologue", "Dr Hélène Dubois", Role.clinician, "radiologist", HOSPITAL_A),
+    DemoUser("dr.chirurgien", "Dr Marc Lefèvre", Role.clinician, "surgeon", HOSPITAL_A),
+    DemoUser("dr.oncologue", "Dr Amélie Rousseau", Role.clinician, "medical_oncologist", HOSPITAL_C),
+    DemoUser("dr.radiotherapeute", "Dr Karim Benali", Role.clinician, "radiotherapist", HOSPITAL_C),
+    DemoUser("dr.pathologiste", "Dr Claire Fontaine", Role.clinician, "pathologist", HOSPITAL_A),
+    DemoUser("dr.pneumologue", "Dr Julien Moreau", Role.clinician, "pulmonologist", HOSPITAL_B),
+    DemoUser("dr.gastro", "Dr Nathalie Girard", Role.clinician, "gastroenterologist", HOSPITAL_B),
+    DemoUser("dr.chir.digestif", "Dr Paul Mercier", Role.clinician, "surgeon", HOSPITAL_B),
+    DemoUser("interface-dpi", "Moteur d'interface DPI", Role.service, "", HOSPITAL_A),
+)
+
+
+@dataclass(frozen=True)
+class DemoPatient:
+    family_name: str
+    given_names: str
+    birth_date: date
+    sex: str
+    ins: str
+    ipp: str
+    board: str  # "thoracic" or "digestive"
+    question: str
+    summary: str
+    staging: str
+    performance_status: int
+
+
+def _ins(sex: str, year: int, month: int, dept: str, commune: str, order: str) -> str:
+    body = f"{1 if sex == 'male' else 2}{year % 100:02d}{month:02d}{dept}{commune}{order}"
+    return body + f"{97 - int(body) % 97:02d}"
+
+
+DEMO_PATIENTS: tuple[DemoPatient, ...] = (
+    DemoPatient("Lefèbvre", "Jean-Pierre", date(1956, 3, 14), "male", _ins("male", 1956, 3, "69", "123", "045"),
+                "IPP100001", "thoracic", "Stratégie thérapeutique pour un nodule LSD de 24 mm, TEP positive ?",
+                "Tabagisme 40 PA. Nodule lobaire supérieur droit découvert fortuitement. EFR correctes.",
+                "cT1cN0M0", 0),
+    DemoPatient("Müller-Nguyen", "Anaïs", date(1968, 11, 2), "female", _ins("female", 1968, 11, "69", "381", "112"),
+                "IPP100002", "thoracic", "Traitement adjuvant après lobectomie ?",
+                "Adénocarcinome pT2aN1, EGFR muté exon 19.", "pT2aN1M0", 1),
+    DemoPatient("Ferrand", "Gérard", date(1949, 7, 21), "male", _ins("male", 1949, 7, "01", "053", "007"),
+                "IPP100003", "thoracic", "Réévaluation après 4 cycles de chimio-immunothérapie.",
+                "Carcinome épidermoïde stade IIIB, réponse partielle au scanner de réévaluation.", "cT4N2M0", 1),
+    DemoPatient("Ouédraogo", "Mariam", date(1975, 1, 9), "female", _ins("female", 1975, 1, "69", "266", "230"),
+                "IPP100004", "thoracic", "Conduite à tenir devant un épanchement pleural récidivant.",
+                "Antécédent de cancer du sein traité en 2019. Épanchement pleural droit.", "", 2),
+    DemoPatient("Château", "Bernadette", date(1952, 5, 30), "female", _ins("female", 1952, 5, "42", "218", "019"),
+                "IPP200001", "digestive", "Résécabilité d'un adénocarcinome pancréatique céphalique ?",
+                "Ictère révélateur, drainage biliaire. CA 19-9 à 450.", "cT2N0M0", 1),
+    DemoPatient("Da Silva", "Rui", date(1963, 9, 17), "male", _ins("male", 1963, 9, "69", "388", "101"),
+                "IPP200002", "digestive", "Métastases hépatiques synchrones d'un cancer du côlon : chirurgie première ?",
+                "Adénocarcinome sigmoïdien, 3 métastases hépatiques du foie droit.", "cT3N1M1a", 0),
+    DemoPatient("Boulanger", "Éloïse", date(1980, 12, 4), "female", _ins("female", 1980, 12, "38", "185", "044"),
+                "IPP200003", "digestive", "Surveillance ou traitement d'un GIST gastrique de 3 cm ?",
+                "Découverte endoscopique, biopsie : GIST, index mitotique faible.", "", 0),
+    DemoPatient("Haddad", "Youssef", date(1958, 4, 26), "male", _ins("male", 1958, 4, "69", "029", "078"),
+                "IPP200004", "digestive", "Radiochimiothérapie néoadjuvante pour un cancer du rectum moyen ?",
+                "Adénocarcinome du moyen rectum, IRM : envahissement du mésorectum.", "cT3cN1M0", 1),
+)
+
+
+def _at(day: date, hh: int, mm: int, zone: str) -> datetime:
+    return datetime.combine(day, time(hh, mm), tzinfo=ZoneInfo(zone)).astimezone(ZoneInfo("UTC"))
+
+
+def _next_weekday(start: date, weekday: int) -> date:
+    return start + timedelta(days=(weekday - start.weekday()) % 7 or 7)
+
+
+async def _users(session: AsyncSession) -> dict[str, User]:
+    found = {u.username: u for u in (await session.exec(select(User))).all()}
+    password_hash = hash_password(DEMO_PASSWORD)
+    for spec in DEMO_USERS:
+        if spec.username not in found:
+            user = User(username=spec.username, display_name=spec.display_name, role=spec.role,
+                        specialty=spec.specialty, hospital=spec.hospital, password_hash=password_hash)
+            session.add(user)
+            found[spec.username] = user
+    await session.flush()
+    return found
+
+
+async def load_demo(db: Database, *, today: date | None = None) -> dict[str, Any]:
+    """Create the demo boards, meetings, patients, cases and users that are missing; returns what exists."""
+    today = today or utcnow().date()
+    zone = "Europe/Paris"
+    async with db.session() as session:
+        users = await _users(session)
+        boards = {b.name: b for b in (await session.exec(select(Board))).all()}
+        if "RCP thoracique" in boards:
+            return {"users": list(users), "created": False}
+        thoracic = Board(name="RCP thoracique", tumour_site="thoracic",
+                         required_specialties=["surgeon", "medical_oncologist", "radiotherapist"],
+                         minimum_specialties=3, default_weekday=3, default_time="14:00", timezone=zone)
+        digestive = Board(name="RCP digestive", tumour_site="digestive",
+                          required_specialties=["surgeon", "medical_oncologist", "radiotherapist"],
+                          minimum_specialties=3, default_weekday=1, default_time="13:00", timezone=zone)
+        session.add_all([thoracic, digestive])
+        await session.flush()
+        coordinator = users["secretariat"]
+        for board in (thoracic, digestive):
+            session.add(BoardCoordinator(board_id=board.id, user_id=coordinator.id))  # type: ignore[arg-type]
+
+        next_thursday = _next_weekday(today, 3)
+        next_tuesday = _next_weekday(today, 1)
+        meetings = {
+            ("thoracic", "past"): Meeting(board_id=thoracic.id, title="RCP thoracique",  # type: ignore[arg-type]
+                                          starts_at=_at(next_thursday - timedelta(days=14), 14, 0, zone),
+                                          status=MeetingStatus.closed),
+            ("thoracic", "next"): Meeting(board_id=thoracic.id, title="RCP thoracique",  # type: ignore[arg-type]
+                                          starts_at=_at(next_thursday, 14, 0, zone)),
+            ("digestive", "past"): Meeting(board_id=digestive.id, title="RCP digestive",  # type: ignore[arg-type]
+                                           starts_at=_at(next_tuesday - timedelta(days=7), 13, 0, zone),
+                                           status=MeetingStatus.closed),
+            ("digestive", "next"): Meeting(board_id=digestive.id, title="RCP digestive",  # type: ignore[arg-type]
+                                           starts_at=_at(next_tuesday, 13, 0, zone)),
+        }
+        session.add_all(meetings.values())
+        await session.flush()
+
+        members = {
+            "thoracic": ["dr.radiologue", "dr.chirurgien", "dr.oncologue", "dr.radiotherapeute", "dr.pathologiste",
+                         "dr.pneumologue", "secretariat"],
+            "digestive": ["dr.radiologue", "dr.chir.digestif", "dr.oncologue", "dr.radiotherapeute", "dr.gastro",
+                          "dr.pathologiste", "secretariat"],
+        }
+        for (board_key, when), meeting in meetings.items():
+            for username in members[board_key]:
+                user = users[username]
+                session.add(Invitation(
+                    meeting_id=meeting.id, user_id=user.id, specialty=user.specialty,  # type: ignore[arg-type]
+                    quorum_member=user.role == Role.clinician,
+                    response=Response.accepted if when == "past" or username != "dr.pathologiste" else Response.pending,
+                ))
+
+        positions: dict[str, int] = {"thoracic": 0, "digestive": 0}
+        for index, spec in enumerate(DEMO_PATIENTS):
+            patient = Patient(family_name=spec.family_name, given_names=spec.given_names,
+                              birth_date=spec.birth_date, sex=spec.sex)
+            session.add(patient)
+            await session.flush()
+            session.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=spec.ins))  # type: ignore[arg-type]
+            session.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=spec.ipp,  # type: ignore[arg-type]
+                                          assigner=HOSPITAL_A))
+            # The first patient of each board was already discussed at the past meeting, and comes back.
+            if index in (0, 4):
+                past = meetings[(spec.board, "past")]
+                session.add(Case(meeting_id=past.id, patient_id=patient.id, position=0,  # type: ignore[arg-type]
+                                 referring_physician="Dr Pierre Martin", question="Bilan initial : biopsie ?",
+                                 clinical_summary=spec.summary, staging=spec.staging,
+                                 performance_status=spec.performance_status, status=CaseStatus.discussed))
+            meeting = meetings[(spec.board, "next")]
+            session.add(Case(
+                meeting_id=meeting.id, patient_id=patient.id, position=positions[spec.board],  # type: ignore[arg-type]
+                referring_physician="Dr Pierre Martin" if index % 3 else "",
+                question=spec.question, clinical_summary=spec.summary, staging=spec.staging,
+                performance_status=spec.performance_status,
+            ))
+            positions[spec.board] += 1
+    return {"users": list(users), "created": True}

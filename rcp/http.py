@@ -1,0 +1,263 @@
+"""The edges of every HTTP exchange: bodies in (size limit, CSRF, JSON validation), errors out.
+
+``read_json(request, Model)`` is the one way an endpoint reads a JSON body: unreadable JSON is a 400, fields that
+do not validate a 422 naming each field. Errors anywhere become ``{"error", "message", "fields"}`` with the right
+status and never a stack trace.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rcp.errors import BadRequest, Forbidden, Invalid, MethodNotAllowed, NotFound, PayloadTooLarge, RcpError
+
+__all__ = [
+    "BodyLimitMiddleware",
+    "SecurityHeadersMiddleware",
+    "CsrfMiddleware",
+    "current_user",
+    "json_error",
+    "json_out",
+    "path_int",
+    "read_json",
+    "validation_fields",
+]
+
+logger = logging.getLogger(__name__)
+Model = TypeVar("Model", bound=BaseModel)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+
+
+def validation_fields(error: ValidationError) -> dict[str, str]:
+    """Pydantic's errors as ``{"field.path": "message"}`` — input values are left out (they may be patient data)."""
+    fields: dict[str, str] = {}
+    for item in error.errors(include_input=False, include_url=False):
+        name = ".".join(str(part) for part in item["loc"]) or "body"
+        fields.setdefault(name, item["msg"])
+    return fields
+
+
+async def read_json(request: Request, model: type[Model]) -> Model:
+    """Parse and validate the JSON body of ``request`` as ``model``."""
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type:
+        raise BadRequest("Send the body as JSON with Content-Type: application/json.")
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The body is not valid JSON (line {getattr(exc, 'lineno', 1)}).") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Invalid("Some fields are missing or wrong; see fields.", fields=validation_fields(exc)) from None
+
+
+def json_error(error: RcpError) -> JSONResponse:
+    return JSONResponse(error.as_json(), status_code=error.status)
+
+
+def is_api(scope: Scope) -> bool:
+    return str(scope.get("path", "")).startswith(("/api/", "/ws/")) or scope.get("path") == "/api"
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over a limit with 413, whether or not Content-Length tells the truth.
+
+    Uploads (paths containing ``/imports``) get their own, larger limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_upload_bytes if "/imports" in scope["path"] else self.max_bytes
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await json_error(PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes."))(
+                scope, receive, send
+            )
+            return
+        seen = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except PayloadTooLarge as exc:
+            if not response_started:
+                await json_error(exc)(scope, receive, send)
+
+
+class CsrfMiddleware:
+    """Unsafe requests made with the session cookie must prove they come from our pages.
+
+    The token is the session's (synchronizer token pattern, OWASP): pages put it in forms as ``csrf_token``,
+    scripts send it as ``X-CSRF-Token``. URL-encoded forms are read here (they are small and size-limited) and
+    replayed to the endpoint; multipart uploads must use the header. Bearer-token calls carry no ambient
+    credentials and are exempt.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        user = scope.get("user")
+        expected = getattr(user, "csrf_token", "") if getattr(user, "via", "") == "session" else ""
+        if not expected:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        submitted = headers.get(CSRF_HEADER.encode(), b"").decode("latin-1")
+        replay: list[Message] = []
+        if not submitted and headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded"):
+            body = b""
+            while True:
+                message = await receive()
+                replay.append(message)
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    break
+            values = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get(CSRF_FIELD, [""])
+            submitted = values[0]
+        if not submitted or not hmac.compare_digest(submitted, expected):
+            error = Forbidden("This form has expired or did not come from this site; reload the page and try again.")
+            if is_api(scope):
+                await json_error(error)(scope, receive, send)
+            else:
+                await Response(error.message, status_code=403, media_type="text/plain; charset=utf-8")(
+                    scope, receive, send
+                )
+            return
+
+        async def replaying_receive() -> Message:
+            return replay.pop(0) if replay else await receive()
+
+        await self.app(scope, replaying_receive, send)
+
+
+def error_handlers(render_page: Callable[[Request, RcpError], Awaitable[Response]]) -> dict[Any, Any]:
+    """Exception handlers for ``Starlette(exception_handlers=...)``: JSON for the API, pages for people."""
+
+    async def on_rcp_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RcpError)
+        if is_api(request.scope):
+            return json_error(exc)
+        return await render_page(request, exc)
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        mapped = {
+            404: NotFound("Nothing here: check the address."),
+            405: MethodNotAllowed(f"{request.method} is not allowed on this address."),
+        }.get(exc.status_code) or BadRequest(str(exc.detail))
+        return await on_rcp_error(request, mapped)
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        reference = secrets.token_hex(4)
+        logger.exception("unhandled error, reference %s, on %s %s", reference, request.method, request.url.path)
+        error = RcpError(f"Something went wrong on our side (reference {reference}); the team has been told.")
+        if is_api(request.scope):
+            return json_error(error)
+        return await render_page(request, error)
+
+    return {RcpError: on_rcp_error, HTTPException: on_http_exception, Exception: on_crash}
+
+
+def json_out(value: BaseModel | list[Any] | dict[str, Any], *, status: int = 200) -> JSONResponse:
+    """A pydantic model (or a list of them) as a JSON response."""
+    if isinstance(value, BaseModel):
+        data: Any = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        data = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    else:
+        data = value
+    return JSONResponse(data, status_code=status)
+
+
+def current_user(request: Request) -> Any:
+    """The authenticated caller, or 401."""
+    from rcp.errors import NotAuthenticated
+
+    user = request.scope.get("user")
+    if user is None or not user.is_authenticated:
+        raise NotAuthenticated()
+    return user
+
+
+def path_int(request: Request, name: str) -> int:
+    value = request.path_params[name]
+    return int(value)
+
+
+class SecurityHeadersMiddleware:
+    """Headers every response carries: no framing, no MIME sniffing, same-origin scripts only."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+        (b"content-security-policy",
+         b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+         b"connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+         b"base-uri 'self'; form-action 'self'"),
+        (b"permissions-policy", b"camera=(self), microphone=(self), geolocation=()"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (name, value) for name, value in self.HEADERS if name not in present
+                ]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -1,0 +1,247 @@
+"""JSON API of the scheduling domain: boards, meetings, agenda, cases, patients, invitations."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rcp.auth.permissions import board_for_user, case_for_user, patient_for_user
+from rcp.auth import audit
+from rcp.db import Database
+from rcp.errors import BadRequest
+from rcp.http import current_user, json_out, path_int, read_json
+from rcp.openapi import ApiRoute
+from rcp.scheduling import schemas, service
+
+__all__ = ["routes"]
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def boards(request: Request) -> Response:
+    user = current_user(request)
+    async with _db(request).session() as s:
+        found = await service.list_boards(s, user)
+        return json_out([schemas.BoardOut.model_validate(b, from_attributes=True) for b in found])
+
+
+async def create_board(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.BoardIn)
+    async with _db(request).session() as s:
+        board = await service.create_board(s, user, data)
+        await s.flush()
+        return json_out(schemas.BoardOut.model_validate(board, from_attributes=True), status=201)
+
+
+async def board(request: Request) -> Response:
+    user = current_user(request)
+    async with _db(request).session() as s:
+        found = await board_for_user(s, user, path_int(request, "board_id"))
+        return json_out(schemas.BoardOut.model_validate(found, from_attributes=True))
+
+
+async def meetings(request: Request) -> Response:
+    user = current_user(request)
+    when = request.query_params.get("when", "all")
+    if when not in {"all", "upcoming", "past"}:
+        raise BadRequest("when must be all, upcoming or past.")
+    board_id = request.query_params.get("board_id")
+    if board_id is not None and not board_id.isdigit():
+        raise BadRequest("board_id must be a number.")
+    async with _db(request).session() as s:
+        rows = await service.list_meetings(s, user, when=when, board_id=int(board_id) if board_id else None)
+        return json_out([service.meeting_out(m, b, n) for m, b, n in rows])
+
+
+async def create_meeting(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.MeetingIn)
+    async with _db(request).session() as s:
+        meeting = await service.create_meeting(s, user, data)
+        assert meeting.id is not None
+        return json_out(await service.meeting_detail(s, user, meeting.id, request=request), status=201)
+
+
+async def meeting(request: Request) -> Response:
+    user = current_user(request)
+    async with _db(request).session() as s:
+        return json_out(await service.meeting_detail(s, user, path_int(request, "meeting_id"), request=request))
+
+
+async def update_meeting(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.MeetingPatch)
+    async with _db(request).session() as s:
+        found = await service.update_meeting(s, user, path_int(request, "meeting_id"), data)
+        await s.flush()
+        assert found.id is not None
+        return json_out(await service.meeting_detail(s, user, found.id, request=request))
+
+
+async def add_case(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.CaseIn)
+    async with _db(request).session() as s:
+        case = await service.add_case(s, user, path_int(request, "meeting_id"), data, request=request)
+        return json_out((await service.cases_out(s, user, [case], request=request))[0], status=201)
+
+
+async def reorder(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.ReorderIn)
+    async with _db(request).session() as s:
+        cases = await service.reorder_agenda(s, user, path_int(request, "meeting_id"), data.case_ids)
+        return json_out(await service.cases_out(s, user, cases, request=request))
+
+
+async def case(request: Request) -> Response:
+    user = current_user(request)
+    async with _db(request).session() as s:
+        found = await case_for_user(s, user, path_int(request, "case_id"))
+        return json_out((await service.cases_out(s, user, [found], request=request))[0])
+
+
+async def update_case(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.CasePatch)
+    async with _db(request).session() as s:
+        found = await service.update_case(s, user, path_int(request, "case_id"), data, request=request)
+        return json_out((await service.cases_out(s, user, [found], request=request))[0])
+
+
+async def defer_case(request: Request) -> Response:
+    user = current_user(request)
+    async with _db(request).session() as s:
+        moved = await service.defer_case(s, user, path_int(request, "case_id"), request=request)
+        return json_out((await service.cases_out(s, user, [moved], request=request))[0], status=201)
+
+
+async def withdraw_case(request: Request) -> Response:
+    user = current_user(request)
+    async with _db(request).session() as s:
+        found = await service.withdraw_case(s, user, path_int(request, "case_id"), request=request)
+        return json_out((await service.cases_out(s, user, [found], request=request))[0])
+
+
+async def patients(request: Request) -> Response:
+    user = current_user(request)
+    query = request.query_params.get("q", "")[:100]
+    identifier = request.query_params.get("identifier", "")[:64]
+    async with _db(request).session() as s:
+        found = await service.find_patients(s, user, query=query, identifier=identifier, request=request)
+        idents = await service.identifiers_of(s, [p.id for p in found if p.id is not None])
+        return json_out([service.patient_out(p, idents[p.id]) for p in found if p.id is not None])
+
+
+async def create_patient(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.PatientIn)
+    async with _db(request).session() as s:
+        patient = await service.create_patient(s, user, data, request=request)
+        assert patient.id is not None
+        idents = await service.identifiers_of(s, [patient.id])
+        return json_out(service.patient_out(patient, idents[patient.id]), status=201)
+
+
+async def patient(request: Request) -> Response:
+    user = current_user(request)
+    patient_id = path_int(request, "patient_id")
+    async with _db(request).session() as s:
+        found = await patient_for_user(s, user, patient_id)
+        await audit.record(s, event="patient_record", action="R", request=request, patient_id=patient_id,
+                           what=f"patient {patient_id}")
+        idents = await service.identifiers_of(s, [patient_id])
+        return json_out(service.patient_out(found, idents[patient_id]))
+
+
+async def invitations(request: Request) -> Response:
+    user = current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    async with _db(request).session() as s:
+        from rcp.auth.permissions import meeting_for_user
+
+        await meeting_for_user(s, user, meeting_id)
+        rows = await service.invitations_of(s, meeting_id)
+        return json_out([service.invitation_out(i, u) for i, u in rows])
+
+
+async def invite(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.InvitationIn)
+    async with _db(request).session() as s:
+        inv = await service.invite(s, user, path_int(request, "meeting_id"), data)
+        rows = await service.invitations_of(s, inv.meeting_id)
+        return json_out(next(service.invitation_out(i, u) for i, u in rows if i.id == inv.id), status=201)
+
+
+async def update_invitation(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.InvitationPatch)
+    async with _db(request).session() as s:
+        inv = await service.update_invitation(s, user, path_int(request, "invitation_id"), data)
+        await s.flush()
+        rows = await service.invitations_of(s, inv.meeting_id)
+        return json_out(next(service.invitation_out(i, u) for i, u in rows if i.id == inv.id))
+
+
+async def remove_invitation(request: Request) -> Response:
+    user = current_user(request)
+    async with _db(request).session() as s:
+        await service.remove_invitation(s, user, path_int(request, "invitation_id"))
+    return Response(status_code=204)
+
+
+routes = [
+    ApiRoute("/api/boards", boards, method="GET", summary="Boards the caller coordinates or meets in",
+             tag="boards", response=schemas.BoardOut, many=True),
+    ApiRoute("/api/boards", create_board, method="POST", summary="Create a board", tag="boards",
+             body=schemas.BoardIn, response=schemas.BoardOut, status=201),
+    ApiRoute("/api/boards/{board_id:int}", board, method="GET", summary="One board", tag="boards",
+             response=schemas.BoardOut),
+    ApiRoute("/api/meetings", meetings, method="GET", summary="Meetings visible to the caller", tag="meetings",
+             response=schemas.MeetingOut, many=True,
+             query={"when": "all, upcoming or past", "board_id": "only this board's meetings"}),
+    ApiRoute("/api/meetings", create_meeting, method="POST", summary="Schedule a meeting", tag="meetings",
+             body=schemas.MeetingIn, response=schemas.MeetingDetail, status=201),
+    ApiRoute("/api/meetings/{meeting_id:int}", meeting, method="GET",
+             summary="A meeting with its agenda, invitations and quorum preview", tag="meetings",
+             response=schemas.MeetingDetail),
+    ApiRoute("/api/meetings/{meeting_id:int}", update_meeting, method="PATCH",
+             summary="Reschedule, rename, start, close or cancel a meeting", tag="meetings",
+             body=schemas.MeetingPatch, response=schemas.MeetingDetail),
+    ApiRoute("/api/meetings/{meeting_id:int}/cases", add_case, method="POST",
+             summary="Add a case (existing or new patient) to the agenda", tag="cases", body=schemas.CaseIn,
+             response=schemas.CaseOut, status=201),
+    ApiRoute("/api/meetings/{meeting_id:int}/agenda", reorder, method="PUT", summary="Reorder the agenda",
+             tag="cases", body=schemas.ReorderIn, response=schemas.CaseOut, many=True),
+    ApiRoute("/api/meetings/{meeting_id:int}/invitations", invitations, method="GET",
+             summary="Who is invited, with responses and attendance", tag="invitations",
+             response=schemas.InvitationOut, many=True),
+    ApiRoute("/api/meetings/{meeting_id:int}/invitations", invite, method="POST", summary="Invite someone",
+             tag="invitations", body=schemas.InvitationIn, response=schemas.InvitationOut, status=201),
+    ApiRoute("/api/invitations/{invitation_id:int}", update_invitation, method="PATCH",
+             summary="Answer an invitation, or change the specialty it counts for", tag="invitations",
+             body=schemas.InvitationPatch, response=schemas.InvitationOut),
+    ApiRoute("/api/invitations/{invitation_id:int}", remove_invitation, method="DELETE",
+             summary="Withdraw an invitation", tag="invitations", status=204),
+    ApiRoute("/api/cases/{case_id:int}", case, method="GET", summary="A case with its patient and readiness",
+             tag="cases", response=schemas.CaseOut),
+    ApiRoute("/api/cases/{case_id:int}", update_case, method="PATCH", summary="Edit a case", tag="cases",
+             body=schemas.CasePatch, response=schemas.CaseOut),
+    ApiRoute("/api/cases/{case_id:int}/defer", defer_case, method="POST",
+             summary="Defer a case to the board's next meeting (returns the new case)", tag="cases",
+             response=schemas.CaseOut, status=201),
+    ApiRoute("/api/cases/{case_id:int}/withdraw", withdraw_case, method="POST", summary="Withdraw a case",
+             tag="cases", response=schemas.CaseOut),
+    ApiRoute("/api/patients", patients, method="GET", summary="Find patients among the caller's meetings",
+             tag="patients", response=schemas.PatientOut, many=True,
+             query={"q": "family name prefix", "identifier": "exact INS or IPP"}),
+    ApiRoute("/api/patients", create_patient, method="POST", summary="Register a patient", tag="patients",
+             body=schemas.PatientIn, response=schemas.PatientOut, status=201),
+    ApiRoute("/api/patients/{patient_id:int}", patient, method="GET", summary="A patient", tag="patients",
+             response=schemas.PatientOut),
+]

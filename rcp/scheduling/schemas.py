@@ -1,0 +1,261 @@
+"""What the scheduling API accepts and returns: pydantic models that validate themselves and name bad fields."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rcp.scheduling.specialties import specialty
+
+__all__ = [
+    "BoardIn",
+    "BoardOut",
+    "CaseIn",
+    "CaseOut",
+    "CasePatch",
+    "IdentifierIn",
+    "IdentifierOut",
+    "InvitationIn",
+    "InvitationOut",
+    "InvitationPatch",
+    "MeetingDetail",
+    "MeetingIn",
+    "MeetingOut",
+    "MeetingPatch",
+    "PatientIn",
+    "PatientOut",
+    "QuorumOut",
+    "ReorderIn",
+]
+
+Text = Annotated[str, Field(max_length=200)]
+LongText = Annotated[str, Field(max_length=20_000)]
+Sex = Literal["female", "male", "other", "unknown"]
+IdentifierSystem = Literal["INS-NIR", "IPP"]
+
+
+def valid_nir(value: str) -> bool:
+    """Check an INS matricule (NIR): 13 characters and a key = 97 - (number mod 97).
+
+    Corsican departments 2A and 2B count as 19 and 18 for the key (INSEE rule used by the INS referential).
+
+    >>> valid_nir("255081416802538"), valid_nir("255081416802539")
+    (True, False)
+    """
+    if len(value) != 15 or not value[13:].isdigit():
+        return False
+    body = value[:13].upper().replace("2A", "19", 1).replace("2B", "18", 1)
+    if not body.isdigit():
+        return False
+    return 97 - int(body) % 97 == int(value[13:])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _specialty_key(value: str) -> str:
+    specialty(value)  # raises ValueError naming the accepted keys
+    return value
+
+
+class BoardIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    tumour_site: Text = ""
+    required_specialties: list[str] = Field(default_factory=list)
+    minimum_specialties: Annotated[int, Field(ge=1, le=10)] = 3
+    default_weekday: Annotated[int, Field(ge=0, le=6)] | None = None
+    default_time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "14:00"
+    default_duration_min: Annotated[int, Field(ge=15, le=600)] = 90
+    timezone: str = "Europe/Paris"
+
+    @field_validator("required_specialties")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        return [_specialty_key(v) for v in value]
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+        return value
+
+
+class BoardOut(BaseModel):
+    id: int
+    name: str
+    tumour_site: str
+    required_specialties: list[str]
+    minimum_specialties: int
+    default_weekday: int | None
+    default_time: str
+    default_duration_min: int
+    timezone: str
+
+
+class MeetingIn(Strict):
+    board_id: int
+    #: Local time in the board's zone when no offset is given ("2026-11-26T14:00").
+    starts_at: datetime
+    duration_min: Annotated[int, Field(ge=15, le=600)] = 90
+    title: Text = ""
+
+
+class MeetingPatch(Strict):
+    starts_at: datetime | None = None
+    duration_min: Annotated[int, Field(ge=15, le=600)] | None = None
+    title: Text | None = None
+    status: Literal["scheduled", "live", "closed", "cancelled"] | None = None
+
+
+class MeetingOut(BaseModel):
+    id: int
+    board_id: int
+    board_name: str
+    title: str
+    starts_at: datetime
+    duration_min: int
+    status: str
+    timezone: str
+    case_count: int
+
+
+class IdentifierIn(Strict):
+    system: IdentifierSystem
+    value: Annotated[str, Field(min_length=1, max_length=64)]
+    assigner: Text = ""
+
+    @model_validator(mode="after")
+    def _ins_key(self) -> IdentifierIn:
+        if self.system == "INS-NIR" and not valid_nir(self.value):
+            raise ValueError("value: an INS (NIR) has 15 characters whose last two are the control key")
+        return self
+
+
+class IdentifierOut(BaseModel):
+    system: str
+    value: str
+    assigner: str
+
+
+class PatientIn(Strict):
+    family_name: Annotated[str, Field(min_length=1, max_length=100)]
+    given_names: Text = ""
+    birth_date: date | None = None
+    sex: Sex = "unknown"
+    identifiers: list[IdentifierIn] = Field(default_factory=list)
+
+
+class PatientOut(BaseModel):
+    id: int
+    family_name: str
+    given_names: str
+    birth_date: date | None
+    sex: str
+    identifiers: list[IdentifierOut]
+
+
+class CaseIn(Strict):
+    """A new case: an existing patient by id, or a new patient described inline."""
+
+    patient_id: int | None = None
+    patient: PatientIn | None = None
+    referring_physician: Text = ""
+    question: LongText = ""
+    clinical_summary: LongText = ""
+    staging: Text = ""
+    performance_status: Annotated[int, Field(ge=0, le=4)] | None = None
+    study_uids: list[Annotated[str, Field(pattern=r"^[0-9.]{1,64}$")]] = Field(default_factory=list)
+
+
+class CasePatch(Strict):
+    referring_physician: Text | None = None
+    question: LongText | None = None
+    clinical_summary: LongText | None = None
+    staging: Text | None = None
+    performance_status: Annotated[int, Field(ge=0, le=4)] | None = None
+    study_uids: list[Annotated[str, Field(pattern=r"^[0-9.]{1,64}$")]] | None = None
+    checklist: dict[Annotated[str, Field(max_length=40)], bool] | None = None
+
+
+class ReadinessOut(BaseModel):
+    ready: bool
+    missing: list[str]
+
+
+class CaseOut(BaseModel):
+    id: int
+    meeting_id: int
+    position: int
+    status: str
+    patient: PatientOut
+    referring_physician: str
+    question: str
+    clinical_summary: str
+    staging: str
+    performance_status: int | None
+    study_uids: list[str]
+    checklist: dict[str, bool]
+    readiness: ReadinessOut
+    deferred_to_id: int | None
+
+
+class ReorderIn(Strict):
+    case_ids: list[int]
+
+
+class InvitationIn(Strict):
+    user_id: int
+    specialty: str = ""
+    quorum_member: bool = True
+
+    @field_validator("specialty")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _specialty_key(value) if value else value
+
+
+class InvitationPatch(Strict):
+    response: Literal["pending", "accepted", "declined", "tentative"] | None = None
+    specialty: str | None = None
+    quorum_member: bool | None = None
+
+    @field_validator("specialty")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return _specialty_key(value) if value else value
+
+
+class InvitationOut(BaseModel):
+    id: int
+    meeting_id: int
+    user_id: int
+    display_name: str
+    hospital: str
+    specialty: str
+    quorum_member: bool
+    response: str
+    joined_at: datetime | None
+    left_at: datetime | None
+
+
+class QuorumOut(BaseModel):
+    met: bool
+    specialties: list[str]
+    missing: list[str]
+    short_by: int
+    minimum: int
+    status_code: str
+
+
+class MeetingDetail(MeetingOut):
+    cases: list[CaseOut]
+    invitations: list[InvitationOut]
+    #: Quorum as it would be if everyone who accepted came (before the meeting) or as attended (after).
+    quorum: QuorumOut

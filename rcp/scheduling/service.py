@@ -1,0 +1,612 @@
+"""Scheduling operations shared by the JSON API and the coordinator's pages.
+
+Every function takes the caller's database session (one transaction per request) and the authenticated user,
+checks what that user may do, and audits every read or write of patient data (DCM 110110 Patient Record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import HTTPConnection
+
+from rcp.auth import audit
+from rcp.auth.models import Role, User
+from rcp.auth.permissions import (
+    is_admin,
+    meeting_for_user,
+    require_manager,
+    visible_board_ids,
+    visible_meeting_ids,
+)
+from rcp.clock import as_utc, utcnow
+from rcp.errors import Conflict, Forbidden, Invalid, NotFound
+from rcp.scheduling import agenda, schemas
+from rcp.scheduling.models import (
+    Board,
+    BoardCoordinator,
+    Case,
+    CaseStatus,
+    Invitation,
+    Meeting,
+    MeetingStatus,
+    Patient,
+    PatientIdentifier,
+    Response,
+)
+from rcp.scheduling.quorum import Attendee, Quorum, evaluate_quorum
+
+__all__ = [
+    "add_case",
+    "create_board",
+    "create_meeting",
+    "create_patient",
+    "defer_case",
+    "invite",
+    "list_boards",
+    "list_meetings",
+    "meeting_detail",
+    "meeting_quorum",
+    "reorder_agenda",
+    "update_case",
+    "update_invitation",
+    "update_meeting",
+    "withdraw_case",
+]
+
+#: Meeting states in which the agenda can still change.
+OPEN_MEETING = frozenset({MeetingStatus.scheduled, MeetingStatus.live})
+
+
+def local_to_utc(value: datetime, timezone: str) -> datetime:
+    """A wall-clock time typed by a coordinator is in the board's zone unless it carries an offset."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(timezone))
+    return as_utc(value)
+
+
+# --- boards -------------------------------------------------------------------------------------------------
+
+
+async def list_boards(session: AsyncSession, user: Any) -> list[Board]:
+    visible = select(Board).where(
+        col(Board.id).in_(visible_board_ids(user))
+        | col(Board.id).in_(select(Meeting.board_id).where(col(Meeting.id).in_(visible_meeting_ids(user))))
+    )
+    return list((await session.exec(visible.order_by(Board.name))).all())
+
+
+async def create_board(session: AsyncSession, user: Any, data: schemas.BoardIn) -> Board:
+    if not is_admin(user) and user.role != Role.coordinator:
+        raise Forbidden("Only coordinators and administrators create boards.")
+    board = Board(**data.model_dump())
+    session.add(board)
+    await session.flush()
+    if user.role == Role.coordinator:
+        assert board.id is not None
+        session.add(BoardCoordinator(board_id=board.id, user_id=user.id))
+    return board
+
+
+# --- meetings -----------------------------------------------------------------------------------------------
+
+
+async def list_meetings(
+    session: AsyncSession, user: Any, *, when: str = "all", board_id: int | None = None
+) -> list[tuple[Meeting, Board, int]]:
+    """Visible meetings with their board and number of active cases; upcoming soonest first, past latest first."""
+    now = utcnow()
+    active = col(Case.status).notin_(agenda.CLOSED_CASE_STATUSES)
+    counts = (
+        select(Case.meeting_id, func.count().label("n")).where(active).group_by(col(Case.meeting_id)).subquery()
+    )
+    query = (
+        select(Meeting, Board, func.coalesce(counts.c.n, 0))
+        .join(Board, col(Board.id) == col(Meeting.board_id))
+        .outerjoin(counts, counts.c.meeting_id == col(Meeting.id))
+        .where(col(Meeting.id).in_(visible_meeting_ids(user)))
+    )
+    if board_id is not None:
+        query = query.where(Meeting.board_id == board_id)
+    ends = col(Meeting.starts_at)
+    if when == "upcoming":
+        query = query.where(ends >= now - timedelta(hours=12), col(Meeting.status).in_(OPEN_MEETING)).order_by(ends)
+    elif when == "past":
+        query = query.where((ends < now - timedelta(hours=12)) | col(Meeting.status).notin_(OPEN_MEETING))
+        query = query.order_by(ends.desc())
+    else:
+        query = query.order_by(ends)
+    rows = (await session.exec(query)).all()
+    return [(m, b, int(n)) for m, b, n in rows]
+
+
+async def create_meeting(session: AsyncSession, user: Any, data: schemas.MeetingIn) -> Meeting:
+    board = await session.get(Board, data.board_id)
+    if board is None:
+        raise Invalid(f"No board {data.board_id}.", fields={"board_id": "unknown board"})
+    await require_manager(session, user, data.board_id)
+    meeting = Meeting(
+        board_id=data.board_id,
+        title=data.title or board.name,
+        starts_at=local_to_utc(data.starts_at, board.timezone),
+        duration_min=data.duration_min,
+    )
+    session.add(meeting)
+    await session.flush()
+    return meeting
+
+
+async def managed_meeting(session: AsyncSession, user: Any, meeting_id: int) -> Meeting:
+    """The meeting, if the user may see it, and may change it (coordinator of its board)."""
+    meeting = await meeting_for_user(session, user, meeting_id)
+    await require_manager(session, user, meeting.board_id)
+    return meeting
+
+
+_TRANSITIONS: dict[str, frozenset[str]] = {
+    MeetingStatus.scheduled: frozenset({MeetingStatus.live, MeetingStatus.cancelled, MeetingStatus.scheduled}),
+    MeetingStatus.live: frozenset({MeetingStatus.closed, MeetingStatus.live}),
+    MeetingStatus.closed: frozenset({MeetingStatus.closed}),
+    MeetingStatus.cancelled: frozenset({MeetingStatus.cancelled, MeetingStatus.scheduled}),
+}
+
+
+async def update_meeting(session: AsyncSession, user: Any, meeting_id: int, data: schemas.MeetingPatch) -> Meeting:
+    meeting = await managed_meeting(session, user, meeting_id)
+    board = await session.get(Board, meeting.board_id)
+    assert board is not None
+    if data.status is not None and data.status not in _TRANSITIONS[meeting.status]:
+        raise Conflict(f"A {meeting.status} meeting cannot become {data.status}.", fields={"status": "not allowed"})
+    if meeting.status in {MeetingStatus.closed} and (data.starts_at or data.duration_min or data.title):
+        raise Conflict("This meeting is closed; its details can no longer change.")
+    if data.starts_at is not None:
+        meeting.starts_at = local_to_utc(data.starts_at, board.timezone)
+    if data.duration_min is not None:
+        meeting.duration_min = data.duration_min
+    if data.title is not None:
+        meeting.title = data.title
+    if data.status is not None:
+        meeting.status = data.status
+    session.add(meeting)
+    return meeting
+
+
+# --- patients -----------------------------------------------------------------------------------------------
+
+
+async def identifiers_of(session: AsyncSession, patient_ids: Sequence[int]) -> dict[int, list[PatientIdentifier]]:
+    found: dict[int, list[PatientIdentifier]] = {pid: [] for pid in patient_ids}
+    if patient_ids:
+        rows = await session.exec(select(PatientIdentifier).where(col(PatientIdentifier.patient_id).in_(patient_ids)))
+        for row in rows.all():
+            found[row.patient_id].append(row)
+    return found
+
+
+async def create_patient(session: AsyncSession, user: Any, data: schemas.PatientIn, *,
+                         request: HTTPConnection | None = None) -> Patient:
+    if user.role not in {Role.coordinator, Role.admin, Role.service}:
+        raise Forbidden("Only coordinators register patients.")
+    seen: set[tuple[str, str, str]] = set()
+    for index, ident in enumerate(data.identifiers):
+        key = (ident.system, ident.assigner, ident.value)
+        if key in seen:
+            raise Invalid("The same identifier is given twice.", fields={f"identifiers.{index}": "duplicate"})
+        seen.add(key)
+        clash = (
+            await session.exec(
+                select(PatientIdentifier.id).where(
+                    PatientIdentifier.system == ident.system,
+                    PatientIdentifier.assigner == ident.assigner,
+                    PatientIdentifier.value == ident.value,
+                )
+            )
+        ).first()
+        if clash is not None:
+            raise Conflict(
+                f"A patient with this {ident.system} is already registered; search for them instead of "
+                "creating a new record.",
+                fields={f"identifiers.{index}.value": "already registered"},
+            )
+    patient = Patient(**data.model_dump(exclude={"identifiers"}))
+    session.add(patient)
+    await session.flush()
+    assert patient.id is not None
+    for ident in data.identifiers:
+        session.add(PatientIdentifier(patient_id=patient.id, **ident.model_dump()))
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("A patient with one of these identifiers was registered at the same moment.") from None
+    await audit.record(session, event="patient_record", action="C", request=request, user=user,
+                       patient_id=patient.id, what=f"patient {patient.id}")
+    return patient
+
+
+async def find_patients(session: AsyncSession, user: Any, *, query: str = "", identifier: str = "",
+                        request: HTTPConnection | None = None, limit: int = 20) -> list[Patient]:
+    """Patients the user may see whose name starts with ``query``; coordinators may also look up an exact
+    identifier (to reuse a registered patient instead of creating a duplicate), which is audited."""
+    visible = select(Case.patient_id).where(col(Case.meeting_id).in_(visible_meeting_ids(user)))
+    statement = select(Patient)
+    if identifier and user.role in {Role.coordinator, Role.admin}:
+        statement = statement.where(
+            col(Patient.id).in_(select(PatientIdentifier.patient_id).where(PatientIdentifier.value == identifier))
+        )
+    else:
+        if not is_admin(user):
+            statement = statement.where(col(Patient.id).in_(visible))
+        if identifier:
+            statement = statement.where(
+                col(Patient.id).in_(select(PatientIdentifier.patient_id).where(PatientIdentifier.value == identifier))
+            )
+    if query:
+        statement = statement.where(func.lower(Patient.family_name).startswith(query.lower()))
+    patients = list((await session.exec(statement.order_by(Patient.family_name).limit(limit))).all())
+    for patient in patients:
+        await audit.record(session, event="patient_record", action="R", request=request, user=user,
+                           patient_id=patient.id, what=f"patient {patient.id} (search)")
+    return patients
+
+
+def patient_out(patient: Patient, identifiers: Sequence[PatientIdentifier]) -> schemas.PatientOut:
+    assert patient.id is not None
+    return schemas.PatientOut(
+        id=patient.id,
+        family_name=patient.family_name,
+        given_names=patient.given_names,
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+        identifiers=[schemas.IdentifierOut(system=i.system, value=i.value, assigner=i.assigner) for i in identifiers],
+    )
+
+
+# --- cases --------------------------------------------------------------------------------------------------
+
+
+def _require_open(meeting: Meeting) -> None:
+    if meeting.status not in OPEN_MEETING:
+        raise Conflict(
+            f"This meeting is {meeting.status}: its agenda can no longer change. Add the case to the board's "
+            "next meeting instead.",
+            fields={"meeting_id": f"meeting is {meeting.status}"},
+        )
+
+
+def _require_active(case: Case) -> None:
+    if case.status in agenda.CLOSED_CASE_STATUSES:
+        raise Conflict(f"This case was {case.status}; it is no longer on the agenda.",
+                       fields={"status": case.status})
+
+
+async def active_cases(session: AsyncSession, meeting_id: int) -> list[Case]:
+    rows = await session.exec(
+        select(Case)
+        .where(Case.meeting_id == meeting_id, col(Case.status).notin_(agenda.CLOSED_CASE_STATUSES))
+        .order_by(col(Case.position), col(Case.id))
+    )
+    return list(rows.all())
+
+
+async def all_cases(session: AsyncSession, meeting_id: int) -> list[Case]:
+    rows = await session.exec(select(Case).where(Case.meeting_id == meeting_id).order_by(col(Case.position), col(Case.id)))
+    return list(rows.all())
+
+
+def _status_for(case: Case) -> str:
+    """Registered and ready follow the checklist; later states are set by the meeting itself."""
+    if case.status not in {CaseStatus.registered, CaseStatus.ready}:
+        return case.status
+    ready = agenda.readiness(question=case.question, study_uids=case.study_uids,
+                             referring_physician=case.referring_physician, checklist=case.checklist).ready
+    return CaseStatus.ready if ready else CaseStatus.registered
+
+
+async def add_case(session: AsyncSession, user: Any, meeting_id: int, data: schemas.CaseIn, *,
+                   request: HTTPConnection | None = None) -> Case:
+    meeting = await managed_meeting(session, user, meeting_id)
+    _require_open(meeting)
+    if (data.patient_id is None) == (data.patient is None):
+        raise Invalid("Give either patient_id (an existing patient) or patient (a new one).",
+                      fields={"patient_id": "give patient_id or patient", "patient": "give patient_id or patient"})
+    if data.patient is not None:
+        patient = await create_patient(session, user, data.patient, request=request)
+    else:
+        assert data.patient_id is not None
+        found = await session.get(Patient, data.patient_id)
+        if found is None:
+            raise Invalid(f"No patient {data.patient_id}.", fields={"patient_id": "unknown patient"})
+        patient = found
+    cases = await active_cases(session, meeting_id)
+    case = Case(
+        meeting_id=meeting_id,
+        patient_id=patient.id,  # type: ignore[arg-type]
+        position=max((c.position for c in cases), default=-1) + 1,
+        **data.model_dump(exclude={"patient_id", "patient"}),
+    )
+    case.status = _status_for(case)
+    session.add(case)
+    await session.flush()
+    await audit.record(session, event="patient_record", action="C", request=request, user=user,
+                       patient_id=patient.id, meeting_id=meeting_id, what=f"case {case.id}")
+    return case
+
+
+async def case_for_manager(session: AsyncSession, user: Any, case_id: int) -> tuple[Case, Meeting]:
+    from rcp.auth.permissions import case_for_user
+
+    case = await case_for_user(session, user, case_id)
+    meeting = await managed_meeting(session, user, case.meeting_id)
+    return case, meeting
+
+
+async def update_case(session: AsyncSession, user: Any, case_id: int, data: schemas.CasePatch, *,
+                      request: HTTPConnection | None = None) -> Case:
+    case, meeting = await case_for_manager(session, user, case_id)
+    _require_open(meeting)
+    _require_active(case)
+    for name, value in data.model_dump(exclude_unset=True).items():
+        setattr(case, name, value)
+    case.status = _status_for(case)
+    case.updated_at = utcnow()
+    session.add(case)
+    await audit.record(session, event="patient_record", action="U", request=request, user=user,
+                       patient_id=case.patient_id, meeting_id=case.meeting_id, what=f"case {case.id}")
+    return case
+
+
+async def reorder_agenda(session: AsyncSession, user: Any, meeting_id: int, case_ids: Sequence[int]) -> list[Case]:
+    meeting = await managed_meeting(session, user, meeting_id)
+    _require_open(meeting)
+    cases = await active_cases(session, meeting_id)
+    order = agenda.reorder([c.id for c in cases if c.id is not None], case_ids)
+    by_id = {c.id: c for c in cases}
+    for position, case_id in enumerate(order):
+        by_id[case_id].position = position
+        session.add(by_id[case_id])
+    return [by_id[i] for i in order]
+
+
+async def move_case(session: AsyncSession, user: Any, case_id: int, offset: int) -> list[Case]:
+    case, meeting = await case_for_manager(session, user, case_id)
+    cases = await active_cases(session, meeting.id)  # type: ignore[arg-type]
+    order = agenda.move([c.id for c in cases if c.id is not None], case_id, offset)
+    return await reorder_agenda(session, user, meeting.id, order)  # type: ignore[arg-type]
+
+
+async def next_meeting(session: AsyncSession, user: Any, meeting: Meeting) -> Meeting:
+    """The board's next scheduled meeting after ``meeting``, created at the board's usual slot if none exists."""
+    found = (
+        await session.exec(
+            select(Meeting)
+            .where(Meeting.board_id == meeting.board_id, Meeting.id != meeting.id,
+                   col(Meeting.starts_at) > meeting.starts_at, Meeting.status == MeetingStatus.scheduled)
+            .order_by(col(Meeting.starts_at))
+        )
+    ).first()
+    if found is not None:
+        return found
+    board = await session.get(Board, meeting.board_id)
+    assert board is not None
+    start = agenda.next_slot(weekday=board.default_weekday, at=board.default_time, timezone=board.timezone,
+                             after=max(as_utc(meeting.starts_at), utcnow()))
+    created = Meeting(board_id=board.id, title=board.name, starts_at=start,  # type: ignore[arg-type]
+                      duration_min=board.default_duration_min)
+    session.add(created)
+    await session.flush()
+    # The invitations carry over: the same people are expected at the board's next meeting.
+    invitations = (await session.exec(select(Invitation).where(Invitation.meeting_id == meeting.id))).all()
+    for inv in invitations:
+        session.add(Invitation(meeting_id=created.id, user_id=inv.user_id, specialty=inv.specialty,  # type: ignore[arg-type]
+                               quorum_member=inv.quorum_member))
+    return created
+
+
+async def defer_case(session: AsyncSession, user: Any, case_id: int, *,
+                     request: HTTPConnection | None = None) -> Case:
+    """Move a case to the board's next meeting, keeping everything written for it; returns the new case."""
+    case, meeting = await case_for_manager(session, user, case_id)
+    _require_active(case)
+    if case.status == CaseStatus.discussed:
+        raise Conflict("This case was already discussed; write a new case for a new question.")
+    target = await next_meeting(session, user, meeting)
+    target_cases = await active_cases(session, target.id)  # type: ignore[arg-type]
+    moved = Case(
+        meeting_id=target.id,  # type: ignore[arg-type]
+        patient_id=case.patient_id,
+        position=max((c.position for c in target_cases), default=-1) + 1,
+        referring_physician=case.referring_physician,
+        question=case.question,
+        clinical_summary=case.clinical_summary,
+        staging=case.staging,
+        performance_status=case.performance_status,
+        study_uids=list(case.study_uids),
+        checklist=dict(case.checklist),
+    )
+    moved.status = _status_for(moved)
+    session.add(moved)
+    await session.flush()
+    case.status = CaseStatus.deferred
+    case.deferred_to_id = moved.id
+    case.updated_at = utcnow()
+    session.add(case)
+    await audit.record(session, event="patient_record", action="U", request=request, user=user,
+                       patient_id=case.patient_id, meeting_id=case.meeting_id,
+                       what=f"case {case.id} deferred to case {moved.id} (meeting {target.id})")
+    return moved
+
+
+async def withdraw_case(session: AsyncSession, user: Any, case_id: int, *,
+                        request: HTTPConnection | None = None) -> Case:
+    case, meeting = await case_for_manager(session, user, case_id)
+    _require_open(meeting)
+    _require_active(case)
+    if case.status == CaseStatus.discussed:
+        raise Conflict("This case was already discussed and cannot be withdrawn.")
+    case.status = CaseStatus.withdrawn
+    case.updated_at = utcnow()
+    session.add(case)
+    await audit.record(session, event="patient_record", action="U", request=request, user=user,
+                       patient_id=case.patient_id, meeting_id=case.meeting_id, what=f"case {case.id} withdrawn")
+    return case
+
+
+def case_out(case: Case, patient: schemas.PatientOut) -> schemas.CaseOut:
+    assert case.id is not None
+    ready = agenda.readiness(question=case.question, study_uids=case.study_uids,
+                             referring_physician=case.referring_physician, checklist=case.checklist)
+    return schemas.CaseOut(
+        id=case.id,
+        meeting_id=case.meeting_id,
+        position=case.position,
+        status=case.status,
+        patient=patient,
+        referring_physician=case.referring_physician,
+        question=case.question,
+        clinical_summary=case.clinical_summary,
+        staging=case.staging,
+        performance_status=case.performance_status,
+        study_uids=list(case.study_uids),
+        checklist=dict(case.checklist),
+        readiness=schemas.ReadinessOut(ready=ready.ready, missing=list(ready.missing)),
+        deferred_to_id=case.deferred_to_id,
+    )
+
+
+async def cases_out(session: AsyncSession, user: Any, cases: Sequence[Case], *,
+                    request: HTTPConnection | None = None) -> list[schemas.CaseOut]:
+    """Cases with their patients; each patient shown is a patient-record read in the audit trail."""
+    patient_ids = sorted({c.patient_id for c in cases})
+    patients = {p.id: p for p in (await session.exec(select(Patient).where(col(Patient.id).in_(patient_ids)))).all()}
+    idents = await identifiers_of(session, patient_ids)
+    for case in cases:
+        await audit.record(session, event="patient_record", action="R", request=request, user=user,
+                           patient_id=case.patient_id, meeting_id=case.meeting_id, what=f"case {case.id}")
+    return [case_out(c, patient_out(patients[c.patient_id], idents[c.patient_id])) for c in cases]
+
+
+# --- invitations and quorum ---------------------------------------------------------------------------------
+
+
+async def invitations_of(session: AsyncSession, meeting_id: int) -> list[tuple[Invitation, User]]:
+    rows = await session.exec(
+        select(Invitation, User)
+        .join(User, col(User.id) == col(Invitation.user_id))
+        .where(Invitation.meeting_id == meeting_id)
+        .order_by(col(Invitation.specialty), col(User.display_name))
+    )
+    return [(inv, user) for inv, user in rows.all()]
+
+
+def invitation_out(inv: Invitation, user: User) -> schemas.InvitationOut:
+    assert inv.id is not None
+    return schemas.InvitationOut(
+        id=inv.id, meeting_id=inv.meeting_id, user_id=inv.user_id, display_name=user.display_name or user.username,
+        hospital=user.hospital, specialty=inv.specialty, quorum_member=inv.quorum_member, response=inv.response,
+        joined_at=inv.joined_at, left_at=inv.left_at,
+    )
+
+
+async def invite(session: AsyncSession, user: Any, meeting_id: int, data: schemas.InvitationIn) -> Invitation:
+    meeting = await managed_meeting(session, user, meeting_id)
+    _require_open(meeting)
+    invitee = await session.get(User, data.user_id)
+    if invitee is None or not invitee.active:
+        raise Invalid(f"No active user {data.user_id}.", fields={"user_id": "unknown user"})
+    existing = (
+        await session.exec(select(Invitation).where(Invitation.meeting_id == meeting_id,
+                                                    Invitation.user_id == data.user_id))
+    ).first()
+    if existing is not None:
+        raise Conflict("This person is already invited to the meeting.", fields={"user_id": "already invited"})
+    inv = Invitation(meeting_id=meeting_id, user_id=data.user_id, specialty=data.specialty or invitee.specialty,
+                     quorum_member=data.quorum_member)
+    session.add(inv)
+    await session.flush()
+    return inv
+
+
+async def update_invitation(session: AsyncSession, user: Any, invitation_id: int,
+                            data: schemas.InvitationPatch) -> Invitation:
+    """The invitee answers; the coordinator may change the specialty they count for, or their quorum flag."""
+    inv = await session.get(Invitation, invitation_id)
+    if inv is None:
+        raise NotFound(f"No invitation {invitation_id} among yours.")
+    meeting = await meeting_for_user(session, user, inv.meeting_id)
+    from rcp.auth.permissions import may_manage_board
+
+    manager = await may_manage_board(session, user, meeting.board_id)
+    if inv.user_id != user.id and not manager:
+        raise NotFound(f"No invitation {invitation_id} among yours.")
+    if (data.specialty is not None or data.quorum_member is not None) and not manager:
+        raise Forbidden("Only the board's coordinators change who counts for what.")
+    for name, value in data.model_dump(exclude_unset=True).items():
+        setattr(inv, name, value)
+    session.add(inv)
+    return inv
+
+
+async def remove_invitation(session: AsyncSession, user: Any, invitation_id: int) -> None:
+    inv = await session.get(Invitation, invitation_id)
+    if inv is None:
+        raise NotFound(f"No invitation {invitation_id} among yours.")
+    meeting = await managed_meeting(session, user, inv.meeting_id)
+    _require_open(meeting)
+    await session.delete(inv)
+
+
+def meeting_quorum(board: Board, invitations: Sequence[tuple[Invitation, User]]) -> Quorum:
+    """Before the meeting: who accepted (or has joined); the room later counts real attendance."""
+    attendees = [
+        Attendee(user_id=inv.user_id, specialty=inv.specialty, counts=inv.quorum_member)
+        for inv, _ in invitations
+        if inv.response == Response.accepted or inv.joined_at is not None
+    ]
+    return evaluate_quorum(attendees, board.required_specialties, minimum=board.minimum_specialties)
+
+
+def quorum_out(quorum: Quorum) -> schemas.QuorumOut:
+    return schemas.QuorumOut(met=quorum.met, specialties=list(quorum.specialties), missing=list(quorum.missing),
+                             short_by=quorum.short_by, minimum=quorum.minimum, status_code=quorum.status_code)
+
+
+def meeting_out(meeting: Meeting, board: Board, case_count: int) -> schemas.MeetingOut:
+    assert meeting.id is not None
+    return schemas.MeetingOut(
+        id=meeting.id, board_id=meeting.board_id, board_name=board.name, title=meeting.title,
+        starts_at=as_utc(meeting.starts_at), duration_min=meeting.duration_min, status=meeting.status,
+        timezone=board.timezone, case_count=case_count,
+    )
+
+
+async def meeting_detail(session: AsyncSession, user: Any, meeting_id: int, *,
+                         request: HTTPConnection | None = None) -> schemas.MeetingDetail:
+    meeting = await meeting_for_user(session, user, meeting_id)
+    board = await session.get(Board, meeting.board_id)
+    assert board is not None
+    cases = await all_cases(session, meeting_id)
+    invitations = await invitations_of(session, meeting_id)
+    base = meeting_out(meeting, board, sum(1 for c in cases if c.status not in agenda.CLOSED_CASE_STATUSES))
+    return schemas.MeetingDetail(
+        **base.model_dump(),
+        cases=await cases_out(session, user, cases, request=request),
+        invitations=[invitation_out(i, u) for i, u in invitations],
+        quorum=quorum_out(meeting_quorum(board, invitations)),
+    )
+
+
+async def users_for_invitation(session: AsyncSession, user: Any, *, specialty: str = "") -> list[User]:
+    """Clinicians a coordinator can invite, optionally of one specialty."""
+    if user.role not in {Role.coordinator, Role.admin}:
+        raise Forbidden("Only coordinators look up people to invite.")
+    statement = select(User).where(col(User.active).is_(True), col(User.role).in_([Role.clinician, Role.coordinator]))
+    if specialty:
+        statement = statement.where(User.specialty == specialty)
+    return list((await session.exec(statement.order_by(col(User.specialty), col(User.display_name)))).all())
