@@ -49,8 +49,8 @@ __all__ = [
     "performance_interpretation",
     "performance_status",
     "proposal_coding",
-    "treatment_kind",
     "quorum_status",
+    "treatment_kind",
     "value_set",
 ]
 
@@ -109,10 +109,10 @@ class Coding:
 def coding_from_json(data: Any) -> Coding:
     """A :class:`Coding` from ``{"code", "system", "display"}``; ``ValueError`` says what is wrong."""
     if not isinstance(data, Mapping):
-        raise ValueError("expected an object with 'code' and 'system'")
+        raise ValueError("expected an object with 'code' and 'system'")  # noqa: TRY004 - callers catch ValueError
     code, system, display = data.get("code"), data.get("system"), data.get("display", "")
     if not isinstance(code, str) or not isinstance(system, str) or not isinstance(display, str):
-        raise ValueError("'code', 'system' and 'display' must be strings")
+        raise ValueError("'code', 'system' and 'display' must be strings")  # noqa: TRY004
     return Coding(code, system, display)
 
 

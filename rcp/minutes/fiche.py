@@ -390,9 +390,10 @@ class PerformanceStatus:
             raise _err(f"{path}.scale", "expected WHO or ECOG")
         grade = v.get("grade")
         try:
-            codes.performance_status(grade)
+            codes.performance_status(grade)  # type: ignore[arg-type]  # it checks the type itself
         except ValueError as exc:
             raise _err(f"{path}.grade", str(exc)) from None
+        assert isinstance(grade, int)
         return cls(grade=grade, scale=scale)
 
     @property
@@ -454,7 +455,7 @@ class Proposal:
             return None
         v = _obj(value, path)
         try:
-            kind = ProposalType(v.get("type"))
+            kind = ProposalType(str(v.get("type")))
         except ValueError:
             raise _err(f"{path}.type", f"expected one of {', '.join(ProposalType)}") from None
         treatments = _list(v.get("treatments"), f"{path}.treatments",

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from rcp.errors import Conflict, Forbidden, Invalid
+from rcp.minutes.fiche import Fiche
+from rcp.minutes.versions import (
+    AlreadySigned,
+    Draft,
+    FieldConflict,
+    NotAllowedToSign,
+    QuorumNotMet,
+    StaleDraft,
+    amend,
+    canonical_json,
+    content_sha256,
+    sign,
+)
+
+Make = Callable[..., dict[str, Any]]
+INVITED = {1, 2, 3, 4}
+
+
+def test_canonical_json_is_sorted_compact_utf8() -> None:
+    assert canonical_json({"b": 1, "a": ["é", None, True]}) == '{"a":["é",null,true],"b":1}'.encode()
+    assert content_sha256({"a": 1}) == hashlib.sha256(b'{"a":1}').hexdigest()
+    assert canonical_json({"a": {"y": 1, "x": 2}}) == canonical_json(json.loads('{"a":{"x":2,"y":1}}'))
+
+
+def test_field_edit_bumps_only_that_field(now: datetime) -> None:
+    draft = Draft(case_id=1)
+    assert draft.get("question").version == 0 and draft.revision == 0
+    d1 = draft.edit("question", "Chirurgie ?", base_version=0, editor_id=7, at=now)
+    d2 = d1.edit("clinical_summary", "Résumé", base_version=0, editor_id=8, at=now)
+    assert d2.get("question").version == 1 and d2.get("question").editor_id == 7
+    assert d2.get("clinical_summary").version == 1
+    assert d2.revision == 2
+    assert draft.revision == 0  # drafts are values: the old one is unchanged
+
+
+def test_edit_from_an_old_version_is_a_visible_conflict(now: datetime) -> None:
+    draft = Draft(case_id=1).edit("question", "A", base_version=0, editor_id=7, at=now)
+    with pytest.raises(FieldConflict) as exc:
+        draft.edit("question", "B", base_version=0, editor_id=8, at=now)
+    assert exc.value.status == 409 and exc.value.field == "question"
+    assert exc.value.current.value == "A" and exc.value.current.version == 1
+    assert "question" in exc.value.fields
+    # Same text from an old base is not a conflict.
+    assert draft.edit("question", "A", base_version=0, editor_id=8, at=now) is draft
+
+
+def test_edit_checks_values(now: datetime) -> None:
+    with pytest.raises(Invalid):
+        Draft(case_id=1).edit("performance_status", {"grade": 9}, base_version=0, editor_id=1, at=now)
+
+
+def _signed(content: Make, now: datetime) -> tuple[Fiche, Draft]:
+    draft = Draft(case_id=12).edit("question", "Q", base_version=0, editor_id=2, at=now)
+    return Fiche.from_content(content()), draft
+
+
+def test_sign_freezes_content_with_hash(content: Make, now: datetime) -> None:
+    fiche, draft = _signed(content, now)
+    version = sign(fiche, draft=draft, seen_revision=1, signer_id=2, invited_ids=INVITED, existing=[], at=now)
+    assert version.number == 1 and version.replaces is None and version.signed_by == 2
+    assert version.sha256 == hashlib.sha256(version.canonical).hexdigest()
+    assert version.verify()
+    with pytest.raises(TypeError):
+        version.content["question"] = "changed"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        version.number = 2  # type: ignore[misc]
+    assert version.fiche() == fiche
+
+
+def test_sign_refusals(content: Make, now: datetime) -> None:
+    fiche, draft = _signed(content, now)
+    kwargs: dict[str, Any] = {"draft": draft, "seen_revision": 1, "invited_ids": INVITED, "existing": [], "at": now}
+    with pytest.raises(NotAllowedToSign, match="invited"):
+        sign(fiche, **{**kwargs, "invited_ids": {1, 3}}, signer_id=2)
+    with pytest.raises(NotAllowedToSign, match="responsible"):
+        sign(fiche, **kwargs, signer_id=1)
+    with pytest.raises(StaleDraft):
+        sign(fiche, **{**kwargs, "seen_revision": 0}, signer_id=2)
+    no_quorum = content()
+    no_quorum["attendees"] = no_quorum["attendees"][:2]
+    with pytest.raises(QuorumNotMet) as exc:
+        sign(Fiche.from_content(no_quorum), **kwargs, signer_id=2)
+    assert "radiotherapist" in exc.value.message and exc.value.status == 409
+    first = sign(fiche, **kwargs, signer_id=2)
+    with pytest.raises(AlreadySigned):
+        sign(fiche, **{**kwargs, "existing": [first]}, signer_id=2)
+    assert issubclass(NotAllowedToSign, Forbidden) and issubclass(AlreadySigned, Conflict)
+
+
+def test_incomplete_fiche_cannot_be_signed(content: Make, now: datetime) -> None:
+    fiche = Fiche.from_content(content(patient_informed=False))
+    with pytest.raises(Invalid) as exc:
+        sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer_id=2, invited_ids=INVITED, existing=[], at=now)
+    assert "patient_informed" in exc.value.fields
+
+
+def test_amend_makes_a_new_version_referencing_the_old(content: Make, now: datetime) -> None:
+    fiche, draft = _signed(content, now)
+    v1 = sign(fiche, draft=draft, seen_revision=1, signer_id=2, invited_ids=INVITED, existing=[], at=now)
+    corrected = Fiche.from_content(content(question="Question corrigée ?"))
+    later = now + timedelta(hours=1)
+    with pytest.raises(Invalid):
+        amend(corrected, replaces=v1, existing=[v1], reason=" ", signer_id=2, invited_ids=INVITED, at=later)
+    with pytest.raises(Conflict, match="changes nothing"):
+        amend(fiche, replaces=v1, existing=[v1], reason="typo", signer_id=2, invited_ids=INVITED, at=later)
+    v2 = amend(corrected, replaces=v1, existing=[v1], reason="typo in the question", signer_id=2,
+               invited_ids=INVITED, at=later)
+    assert (v2.number, v2.replaces, v2.reason) == (2, 1, "typo in the question")
+    assert v2.sha256 != v1.sha256 and v1.verify() and v2.verify()
+    with pytest.raises(StaleDraft, match="latest"):
+        amend(Fiche.from_content(content(question="x")), replaces=v1, existing=[v1, v2], reason="again",
+              signer_id=2, invited_ids=INVITED, at=later)
