@@ -1,0 +1,237 @@
+"""The signed document the EPR receives: everything a receiver needs, independent of the minutes code.
+
+The minutes package maps a signed decision version to a :class:`SignedDocument`; the outbox stores it (as JSON,
+with the PDF in base64) in the signature's transaction, and the FHIR, HL7 and file-drop receivers build their
+messages from it. Keeping this value free of database types means a delivery can be rebuilt by a worker in
+another process, years later, exactly as it was signed.
+
+Example::
+
+    document = SignedDocument(
+        set_id="1.2.250.1.999.1.7", version=1, unique_id="1.2.250.1.999.1.7.1", replaces=None,
+        title="RCP thoracique", status="final",
+        patient=DocumentPatient(ins="279035121518989", ipp="123456", ipp_assigner="CHU-ANGERS",
+                                family_name="DUPONT", given_names="Jeanne", birth_date=date(1979, 3, 15),
+                                sex="female"),
+        authors=(DocumentAuthor(family_name="MARTIN", given_names="Claire", id_kind="RPPS",
+                                id_value="10001234567", specialty="medical_oncologist"),),
+        board="RCP thoracique", meeting_date=date(2026, 11, 23), signed_at=datetime.now(UTC),
+        pdf=pdf_bytes, sha256=hashlib.sha256(pdf_bytes).hexdigest(),
+    )
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+__all__ = [
+    "INS_NIR_OID",
+    "INS_NIR_TEST_OID",
+    "LOINC_RCP",
+    "LOINC_RCP_DISPLAY",
+    "DocumentAuthor",
+    "DocumentPatient",
+    "SignedDocument",
+]
+
+#: INS-NIR, the French national health identifier (ANS: "Identifiant national de santé", NIR of the patient).
+INS_NIR_OID = "1.2.250.1.213.1.4.8"
+#: INS-NIR of test identities (the CI-SIS examples use it); accepted, so that test identities stay marked as such.
+INS_NIR_TEST_OID = "1.2.250.1.213.1.4.10"
+#: LOINC 34794-8, the document type of the CI-SIS "fiche RCP" (FRCP 2022.01).
+LOINC_RCP = "34794-8"
+LOINC_RCP_DISPLAY = "Compte rendu de réunion de concertation pluridisciplinaire"
+
+_STATUSES = ("final", "amended", "entered-in-error")
+_SEXES = ("female", "male", "other", "unknown")
+_ID_KINDS = ("", "RPPS", "ADELI")
+_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+_NIR = re.compile(r"^[12378][0-9]{4}([0-9]{2}|2A|2B)[0-9]{8}$")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentPatient:
+    """The patient as the receiving EPR identifies them: the INS first, the hospital's IPP as a fallback."""
+
+    #: INS-NIR: 13 characters + 2-digit key (15); Corsican NIRs carry 2A/2B in the department.
+    ins: str
+    ins_oid: str = INS_NIR_OID
+    #: The local patient identifier (IPP) and the assigning authority that issued it.
+    ipp: str = ""
+    ipp_assigner: str = ""
+    #: OID of the IPP's assigning authority when known (HL7 CX.4.2, FHIR identifier system urn:oid:...).
+    ipp_assigner_oid: str = ""
+    family_name: str
+    given_names: str = ""
+    birth_date: date | None = None
+    #: HL7 administrative gender: female, male, other, unknown.
+    sex: str = "unknown"
+
+    def __post_init__(self) -> None:
+        _require(bool(_NIR.match(self.ins)), "'ins' must be a 15-character INS-NIR (got a malformed value)")
+        _require(self.ins_oid in (INS_NIR_OID, INS_NIR_TEST_OID),
+                 f"'ins_oid' must be {INS_NIR_OID} or {INS_NIR_TEST_OID} (got {self.ins_oid!r})")
+        _require(self.sex in _SEXES, f"'sex' must be in {list(_SEXES)} (got {self.sex!r})")
+        _require(bool(self.family_name.strip()), "'family_name' must not be empty")
+        _require(not self.ipp or bool(self.ipp_assigner), "'ipp_assigner' is required with an IPP")
+        # HL7 v2.5 HD.1 (namespace id) is IS(20): a longer name would not fit PID-3.4.
+        _require(len(self.ipp_assigner) <= 20, "'ipp_assigner' must be at most 20 characters (HL7 HD.1)")
+        _require(not self.ipp_assigner_oid or bool(_OID.match(self.ipp_assigner_oid)),
+                 "'ipp_assigner_oid' must be an OID such as 1.2.250.1.999")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentAuthor:
+    """A practitioner who signed (or co-signed) the decision."""
+
+    family_name: str
+    given_names: str = ""
+    #: "RPPS" (11 digits) or "ADELI" (9 digits) or "" when the practitioner has neither.
+    id_kind: str = ""
+    id_value: str = ""
+    #: Our specialty key (``rcp.scheduling.specialties``) and its TRE_R38 code when known (G15_10/SM36).
+    specialty: str = ""
+    specialty_code: str = ""
+    specialty_label: str = ""
+
+    def __post_init__(self) -> None:
+        _require(bool(self.family_name.strip()), "'family_name' of an author must not be empty")
+        _require(self.id_kind in _ID_KINDS, f"'id_kind' must be in {list(_ID_KINDS)} (got {self.id_kind!r})")
+        if self.id_kind == "RPPS":
+            _require(self.id_value.isdigit() and len(self.id_value) == 11, "an RPPS number has 11 digits")
+        elif self.id_kind == "ADELI":
+            _require(self.id_value.isdigit() and len(self.id_value) == 9, "an ADELI number has 9 digits")
+        else:
+            _require(not self.id_value, "'id_value' needs an 'id_kind' (RPPS or ADELI)")
+
+    @property
+    def national_id(self) -> str:
+        """The IdNatPS (ANS): "8" + RPPS, "0" + ADELI; "" without an identifier."""
+        if self.id_kind == "RPPS":
+            return "8" + self.id_value
+        if self.id_kind == "ADELI":
+            return "0" + self.id_value
+        return ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedDocument:
+    """One signed version of a case's RCP minutes, ready to deliver.
+
+    ``set_id`` is common to all versions (CDA setId, FHIR/XDS document set); ``unique_id`` (an OID) names this
+    version; ``replaces`` is the previous version's ``unique_id`` for a correction (HL7 MDM^T10, FHIR relatesTo).
+    """
+
+    set_id: str
+    version: int
+    unique_id: str
+    replaces: str | None = None
+    title: str
+    type_code: str = LOINC_RCP
+    type_display: str = LOINC_RCP_DISPLAY
+    #: final for a first version, amended for a correction; entered-in-error to withdraw.
+    status: str = "final"
+    patient: DocumentPatient
+    authors: tuple[DocumentAuthor, ...] = ()
+    board: str
+    meeting_date: date
+    signed_at: datetime
+    pdf: bytes = field(repr=False)
+    sha256: str
+
+    def __post_init__(self) -> None:
+        _require(bool(_OID.match(self.unique_id)), "'unique_id' must be an OID such as 1.2.250.1.999.1")
+        _require(bool(self.set_id), "'set_id' must not be empty")
+        _require(self.version >= 1, f"'version' must be 1 or more (got {self.version})")
+        _require((self.version == 1) == (self.replaces is None),
+                 "'replaces' must be set on a corrected version (version > 1) and only there")
+        _require(self.replaces is None or bool(_OID.match(self.replaces)), "'replaces' must be an OID")
+        _require(self.status in _STATUSES, f"'status' must be in {list(_STATUSES)} (got {self.status!r})")
+        _require(self.type_code == LOINC_RCP, f"'type_code' must be LOINC {LOINC_RCP} (got {self.type_code!r})")
+        _require(self.signed_at.tzinfo is not None, "'signed_at' must be timezone-aware (UTC)")
+        _require(self.pdf.startswith(b"%PDF"), "'pdf' must be a PDF document (it does not start with %PDF)")
+        _require(hashlib.sha256(self.pdf).hexdigest() == self.sha256,
+                 "'sha256' does not match the PDF: the document changed after signature")
+
+    @property
+    def corrected(self) -> bool:
+        return self.replaces is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (PDF in base64) that :meth:`from_json` reads back unchanged."""
+        return {
+            "set_id": self.set_id,
+            "version": self.version,
+            "unique_id": self.unique_id,
+            "replaces": self.replaces,
+            "title": self.title,
+            "type_code": self.type_code,
+            "type_display": self.type_display,
+            "status": self.status,
+            "patient": {
+                "ins": self.patient.ins,
+                "ins_oid": self.patient.ins_oid,
+                "ipp": self.patient.ipp,
+                "ipp_assigner": self.patient.ipp_assigner,
+                "ipp_assigner_oid": self.patient.ipp_assigner_oid,
+                "family_name": self.patient.family_name,
+                "given_names": self.patient.given_names,
+                "birth_date": self.patient.birth_date.isoformat() if self.patient.birth_date else None,
+                "sex": self.patient.sex,
+            },
+            "authors": [
+                {
+                    "family_name": a.family_name,
+                    "given_names": a.given_names,
+                    "id_kind": a.id_kind,
+                    "id_value": a.id_value,
+                    "specialty": a.specialty,
+                    "specialty_code": a.specialty_code,
+                    "specialty_label": a.specialty_label,
+                }
+                for a in self.authors
+            ],
+            "board": self.board,
+            "meeting_date": self.meeting_date.isoformat(),
+            "signed_at": self.signed_at.isoformat(),
+            "pdf": base64.b64encode(self.pdf).decode("ascii"),
+            "sha256": self.sha256,
+        }
+
+    def metadata_json(self) -> dict[str, Any]:
+        """:meth:`to_json` without the PDF (the file drop writes the PDF beside it)."""
+        data = self.to_json()
+        del data["pdf"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SignedDocument:
+        patient = dict(data["patient"])
+        birth = patient.pop("birth_date")
+        return cls(
+            set_id=data["set_id"],
+            version=int(data["version"]),
+            unique_id=data["unique_id"],
+            replaces=data.get("replaces"),
+            title=data["title"],
+            type_code=data.get("type_code", LOINC_RCP),
+            type_display=data.get("type_display", LOINC_RCP_DISPLAY),
+            status=data["status"],
+            patient=DocumentPatient(**patient, birth_date=date.fromisoformat(birth) if birth else None),
+            authors=tuple(DocumentAuthor(**a) for a in data.get("authors", ())),
+            board=data["board"],
+            meeting_date=date.fromisoformat(data["meeting_date"]),
+            signed_at=datetime.fromisoformat(data["signed_at"]),
+            pdf=base64.b64decode(data["pdf"]),
+            sha256=data["sha256"],
+        )

@@ -1,0 +1,398 @@
+"""IHE MHD ITI-65 "Provide Document Bundle" for a signed RCP document, as FHIR R4 (R4B models).
+
+The transaction Bundle holds (IHE ITI TF-2 3.65.4.1.2, MHD 4.x):
+
+- the SubmissionSet ``List`` (code ``submissionset``), listing the DocumentReference;
+- the ``DocumentReference`` typed LOINC 34794-8, whose attachment points at
+- the ``Binary`` of the signed PDF;
+- the authoring ``Practitioner``s that have a national identifier (RPPS/ADELI as IdNatPS), conditionally
+  created; practitioners without one are contained in the DocumentReference;
+- for a corrected version, a conditional PATCH setting the replaced DocumentReference to ``superseded``, while
+  the new one carries ``relatesTo`` = ``replaces``.
+
+The Patient is not sent: it is referenced by its INS (a conditional reference the receiver resolves, plus
+``Reference.identifier``), and the source demographics travel as ``context.sourcePatientInfo`` (a contained
+Patient with the INS and the local IPP), as MHD asks.
+
+Idempotency (resending after a lost answer must not duplicate anything): the DocumentReference, the List and the
+Practitioners are created with ``ifNoneExist`` on their identifiers, the Binary is written with ``PUT`` to an id
+derived from the document's unique id, and the PATCH of the replaced document is naturally repeatable.
+
+``fhir.resources`` checks types and required fields, not code values: :func:`check_provide_bundle` checks the
+codes that matter to the receiving EPR.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+from rcp.epr.document import LOINC_RCP, DocumentAuthor, SignedDocument
+
+__all__ = [
+    "IDNPS_SYSTEM",
+    "LOINC_SYSTEM",
+    "RCP_SOURCE_OID",
+    "binary_id",
+    "check_provide_bundle",
+    "outcome_summary",
+    "provide_document_bundle",
+]
+
+LOINC_SYSTEM = "http://loinc.org"
+#: RFC 3986 URIs (urn:oid:, urn:uuid:) as identifier values: XDS uniqueId / entryUUID in MHD.
+URI_SYSTEM = "urn:ietf:rfc:3986"
+#: ANS national practitioner identifier (IdNatPS: "8" + RPPS, "0" + ADELI).
+IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+IDNPS_TYPE_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
+#: TRE_R38 savoir-faire codes, as the CI-SIS FRCP examples code attendees' specialties.
+SPECIALTY_SYSTEM = "urn:oid:1.2.250.1.213.1.1.4.5"
+MHD = "https://profiles.ihe.net/ITI/MHD"
+PROVIDE_BUNDLE_PROFILE = f"{MHD}/StructureDefinition/IHE.MHD.Comprehensive.ProvideBundle"
+SUBMISSION_SET_PROFILE = f"{MHD}/StructureDefinition/IHE.MHD.Comprehensive.SubmissionSet"
+DOCUMENT_REFERENCE_PROFILE = f"{MHD}/StructureDefinition/IHE.MHD.Comprehensive.DocumentReference"
+#: The XDS formatCode for "the mime type says it all" (IHE ITI TF-3 Table 4.2.3.1.7-2).
+FORMAT_SYSTEM = "urn:oid:1.3.6.1.4.1.19376.1.2.3"
+FORMAT_CODE = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
+#: Our application's source OID (XDS sourceId). 2.25 is the UUID-derived arc (ITU-T X.667), so no registration
+#: is needed; a hospital that has its own root can pass ``source_oid``.
+RCP_SOURCE_OID = "2.25.{}".format(uuid.uuid5(uuid.NAMESPACE_URL, "urn:rcp:epr:source").int)
+
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:rcp:epr:mhd")
+
+
+def _uuid(*parts: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
+
+
+def _oid_from_uuid(value: str) -> str:
+    return f"2.25.{uuid.UUID(value).int}"
+
+
+def binary_id(unique_id: str) -> str:
+    """The Binary's logical id: derived from the document's unique id, so a PUT is repeatable."""
+    return "rcp-" + hashlib.sha256(unique_id.encode()).hexdigest()[:40]
+
+
+def _patient_reference(document: SignedDocument) -> dict[str, Any]:
+    system = f"urn:oid:{document.patient.ins_oid}"
+    return {
+        # FHIR R4 3.1.0.11.2 (transaction): a conditional reference, resolved by the server to the one Patient
+        # holding this INS; a server that cannot resolve it rejects the transaction (4xx, needs attention).
+        "reference": f"Patient?identifier={system}|{document.patient.ins}",
+        "type": "Patient",
+        "identifier": {"system": system, "value": document.patient.ins},
+    }
+
+
+def _source_patient(document: SignedDocument) -> dict[str, Any]:
+    patient = document.patient
+    identifiers: list[dict[str, Any]] = [
+        {
+            "use": "official",
+            "system": f"urn:oid:{patient.ins_oid}",
+            "value": patient.ins,
+            "type": {"coding": [{"system": IDNPS_TYPE_SYSTEM, "code": "INS-NIR"}]},
+        }
+    ]
+    if patient.ipp:
+        ipp: dict[str, Any] = {
+            "use": "usual",
+            "value": patient.ipp,
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PI"}]},
+            "assigner": {"display": patient.ipp_assigner},
+        }
+        if patient.ipp_assigner_oid:
+            ipp["system"] = f"urn:oid:{patient.ipp_assigner_oid}"
+        identifiers.append(ipp)
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": "src-patient",
+        "identifier": identifiers,
+        "name": [{"use": "official", "family": patient.family_name, "given": patient.given_names.split()}],
+        "gender": patient.sex,
+    }
+    if patient.birth_date is not None:
+        resource["birthDate"] = patient.birth_date.isoformat()
+    return resource
+
+
+def _practitioner(author: DocumentAuthor, *, id_: str | None = None) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Practitioner",
+        "name": [{"family": author.family_name, "given": author.given_names.split()}],
+    }
+    if id_ is not None:
+        resource["id"] = id_
+    if author.national_id:
+        resource["identifier"] = [
+            {
+                "system": IDNPS_SYSTEM,
+                "value": author.national_id,
+                "type": {"coding": [{"system": IDNPS_TYPE_SYSTEM, "code": "IDNPS"}]},
+            }
+        ]
+    if author.specialty or author.specialty_code:
+        code: dict[str, Any] = {"text": author.specialty_label or author.specialty}
+        if author.specialty_code:
+            code["coding"] = [{"system": SPECIALTY_SYSTEM, "code": author.specialty_code}]
+        resource["qualification"] = [{"code": code}]
+    return resource
+
+
+def provide_document_bundle(
+    document: SignedDocument, *, idempotency_key: str, source_oid: str = RCP_SOURCE_OID
+) -> dict[str, Any]:
+    """The ITI-65 transaction Bundle as a JSON-ready dict, validated with the R4B models.
+
+    ``idempotency_key`` becomes the Bundle identifier, so a receiver's logs tie a resend to the first try.
+    """
+    uid = document.unique_id
+    docref_url = f"urn:uuid:{_uuid('DocumentReference', uid)}"
+    list_url = f"urn:uuid:{_uuid('List', uid)}"
+    submission_uuid = _uuid("SubmissionSet", uid)
+    bin_id = binary_id(uid)
+    subject = _patient_reference(document)
+
+    entries: list[dict[str, Any]] = []
+    contained: list[dict[str, Any]] = [_source_patient(document)]
+    author_refs: list[dict[str, Any]] = []
+    for index, author in enumerate(document.authors):
+        if author.national_id:
+            url = f"urn:uuid:{_uuid('Practitioner', author.national_id)}"
+            entries.append({
+                "fullUrl": url,
+                "resource": _practitioner(author),
+                "request": {
+                    "method": "POST",
+                    "url": "Practitioner",
+                    "ifNoneExist": f"identifier={IDNPS_SYSTEM}|{author.national_id}",
+                },
+            })
+            author_refs.append({"reference": url, "type": "Practitioner"})
+        else:
+            local = f"author-{index + 1}"
+            contained.append(_practitioner(author, id_=local))
+            author_refs.append({"reference": f"#{local}", "type": "Practitioner"})
+
+    doc_status = {"final": "current", "amended": "current"}.get(document.status, "entered-in-error")
+    docref: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "meta": {"profile": [DOCUMENT_REFERENCE_PROFILE]},
+        "contained": contained,
+        # XDS uniqueId (MHD: masterIdentifier) and entryUUID (identifier, use official).
+        "masterIdentifier": {"system": URI_SYSTEM, "value": f"urn:oid:{uid}"},
+        "identifier": [{"use": "official", "system": URI_SYSTEM, "value": docref_url}],
+        "status": doc_status,
+        "docStatus": "amended" if document.corrected else "final",
+        "type": {"coding": [{"system": LOINC_SYSTEM, "code": LOINC_RCP, "display": document.type_display}]},
+        "subject": subject,
+        "date": document.signed_at.isoformat(),
+        "author": author_refs,
+        "description": document.title,
+        "securityLabel": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}
+        ],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "application/pdf",
+                    "language": "fr-FR",
+                    "url": f"Binary/{bin_id}",
+                    "size": len(document.pdf),
+                    # FHIR R4 Attachment.hash is the base64 SHA-1 of the data.
+                    "hash": base64.b64encode(hashlib.sha1(document.pdf).digest()).decode("ascii"),
+                    "title": document.title,
+                    "creation": document.signed_at.isoformat(),
+                },
+                "format": {"system": FORMAT_SYSTEM, "code": FORMAT_CODE},
+            }
+        ],
+        "context": {
+            "period": {"start": document.meeting_date.isoformat()},
+            "sourcePatientInfo": {"reference": "#src-patient"},
+            "related": [{"identifier": {"system": URI_SYSTEM, "value": f"urn:rcp:set:{document.set_id}"}}],
+        },
+    }
+    if document.replaces is not None:
+        docref["relatesTo"] = [
+            {
+                "code": "replaces",
+                "target": {
+                    "reference": f"DocumentReference?identifier={URI_SYSTEM}|urn:oid:{document.replaces}",
+                    "type": "DocumentReference",
+                    "identifier": {"system": URI_SYSTEM, "value": f"urn:oid:{document.replaces}"},
+                },
+            }
+        ]
+
+    submission_set: dict[str, Any] = {
+        "resourceType": "List",
+        "meta": {"profile": [SUBMISSION_SET_PROFILE]},
+        "extension": [
+            {"url": f"{MHD}/StructureDefinition/ihe-sourceId",
+             "valueIdentifier": {"value": f"urn:oid:{source_oid}"}},
+            {"url": f"{MHD}/StructureDefinition/ihe-designationType",
+             "valueCodeableConcept": {"coding": [{"system": LOINC_SYSTEM, "code": LOINC_RCP}]}},
+        ],
+        "identifier": [
+            {"use": "official", "system": URI_SYSTEM, "value": f"urn:oid:{_oid_from_uuid(submission_uuid)}"},
+            {"use": "usual", "system": URI_SYSTEM, "value": f"urn:uuid:{submission_uuid}"},
+        ],
+        "status": "current",
+        "mode": "working",
+        "title": document.board,
+        "code": {"coding": [{"system": f"{MHD}/CodeSystem/MHDlistTypes", "code": "submissionset"}]},
+        "subject": subject,
+        "date": document.signed_at.isoformat(),
+        "entry": [{"item": {"reference": docref_url}}],
+    }
+
+    entries[:0] = [
+        {
+            "fullUrl": list_url,
+            "resource": submission_set,
+            "request": {
+                "method": "POST",
+                "url": "List",
+                "ifNoneExist": f"identifier={URI_SYSTEM}|urn:uuid:{submission_uuid}",
+            },
+        },
+        {
+            "fullUrl": docref_url,
+            "resource": docref,
+            "request": {
+                "method": "POST",
+                "url": "DocumentReference",
+                "ifNoneExist": f"identifier={URI_SYSTEM}|urn:oid:{uid}",
+            },
+        },
+        {
+            "fullUrl": f"Binary/{bin_id}",
+            "resource": {
+                "resourceType": "Binary",
+                "id": bin_id,
+                "contentType": "application/pdf",
+                "data": base64.b64encode(document.pdf).decode("ascii"),
+            },
+            "request": {"method": "PUT", "url": f"Binary/{bin_id}"},
+        },
+    ]
+    if document.replaces is not None:
+        # FHIR R4 3.1.0.7.1 FHIRPath patch, conditional: the replaced DocumentReference becomes superseded.
+        entries.append({
+            "fullUrl": f"urn:uuid:{_uuid('Supersede', uid)}",
+            "resource": {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {
+                        "name": "operation",
+                        "part": [
+                            {"name": "type", "valueCode": "replace"},
+                            {"name": "path", "valueString": "DocumentReference.status"},
+                            {"name": "value", "valueCode": "superseded"},
+                        ],
+                    }
+                ],
+            },
+            "request": {
+                "method": "PATCH",
+                "url": f"DocumentReference?identifier={URI_SYSTEM}|urn:oid:{document.replaces}",
+            },
+        })
+
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "meta": {"profile": [PROVIDE_BUNDLE_PROFILE]},
+        "identifier": {"system": URI_SYSTEM, "value": f"urn:uuid:{_uuid('Bundle', idempotency_key)}"},
+        "type": "transaction",
+        "timestamp": document.signed_at.isoformat(),
+        "entry": entries,
+    }
+    Bundle.model_validate(bundle)  # types and required fields (R4B = R4 for these resources)
+    check_provide_bundle(bundle)  # the code values fhir.resources does not check
+    return bundle
+
+
+def _fail(message: str) -> None:
+    raise ValueError(f"ITI-65 bundle: {message}")
+
+
+def check_provide_bundle(bundle: dict[str, Any]) -> None:
+    """Check what the R4B models do not: codes and references the EPR files the document by.
+
+    Raises ``ValueError`` naming the rule (never patient data).
+    """
+    if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
+        _fail("must be a transaction Bundle")
+    resources: dict[str, list[dict[str, Any]]] = {}
+    for entry in bundle.get("entry", []):
+        resource = entry.get("resource", {})
+        resources.setdefault(resource.get("resourceType", ""), []).append(entry)
+        method = entry.get("request", {}).get("method")
+        if method not in {"POST", "PUT", "PATCH"}:
+            _fail(f"entry request method must be POST, PUT or PATCH (got {method!r})")
+    lists = [e for e in resources.get("List", [])]
+    docrefs = [e for e in resources.get("DocumentReference", [])]
+    if len(lists) != 1 or len(docrefs) != 1:
+        _fail("needs exactly one SubmissionSet List and one DocumentReference")
+    submission = lists[0]["resource"]
+    codes = {(c.get("system"), c.get("code")) for c in submission.get("code", {}).get("coding", [])}
+    if (f"{MHD}/CodeSystem/MHDlistTypes", "submissionset") not in codes:
+        _fail("the List must be coded MHDlistTypes#submissionset")
+    docref_entry = docrefs[0]
+    docref = docref_entry["resource"]
+    if not any(i.get("reference") == docref_entry.get("fullUrl") for i in
+               (e.get("item", {}) for e in submission.get("entry", []))):
+        _fail("the SubmissionSet must list the DocumentReference")
+    if (LOINC_SYSTEM, LOINC_RCP) not in {(c.get("system"), c.get("code")) for c in
+                                         docref.get("type", {}).get("coding", [])}:
+        _fail(f"the DocumentReference type must be LOINC {LOINC_RCP}")
+    if docref.get("status") not in {"current", "entered-in-error"}:
+        _fail("a provided DocumentReference must be current or entered-in-error")
+    if docref.get("docStatus") not in {"final", "amended"}:
+        _fail("docStatus must be final or amended")
+    master = docref.get("masterIdentifier", {})
+    if master.get("system") != URI_SYSTEM or not str(master.get("value", "")).startswith("urn:oid:"):
+        _fail("masterIdentifier must be the document's urn:oid: unique id")
+    if docref_entry.get("request", {}).get("ifNoneExist") != f"identifier={URI_SYSTEM}|{master['value']}":
+        _fail("the DocumentReference must be created conditionally on its unique id (ifNoneExist)")
+    subject = docref.get("subject", {}).get("identifier", {})
+    if subject.get("system") not in {"urn:oid:1.2.250.1.213.1.4.8", "urn:oid:1.2.250.1.213.1.4.10"}:
+        _fail("the subject must be identified by its INS-NIR (urn:oid:1.2.250.1.213.1.4.8)")
+    attachments = [c.get("attachment", {}) for c in docref.get("content", [])]
+    if not attachments or attachments[0].get("contentType") != "application/pdf":
+        _fail("the DocumentReference content must be an application/pdf attachment")
+    binaries = resources.get("Binary", [])
+    url = attachments[0].get("url")
+    if not attachments[0].get("data") and not any(b.get("fullUrl") == url for b in binaries):
+        _fail("the attachment must point at the Binary in the bundle (or carry the data)")
+    replaces = [r for r in docref.get("relatesTo", []) if r.get("code") == "replaces"]
+    if docref.get("docStatus") == "amended":
+        if len(replaces) != 1:
+            _fail("an amended DocumentReference must have exactly one relatesTo replaces")
+        patches = [e for e in resources.get("Parameters", []) if e["request"].get("method") == "PATCH"]
+        if not any(e["request"].get("url") == replaces[0]["target"].get("reference") for e in patches):
+            _fail("a replacement must set the replaced DocumentReference to superseded (conditional PATCH)")
+
+
+def outcome_summary(body: bytes | str | dict[str, Any], *, limit: int = 500) -> str:
+    """A short text of an OperationOutcome for the coordinator: severity, code and diagnostics per issue."""
+    try:
+        data = body if isinstance(body, dict) else json.loads(body)
+        outcome = OperationOutcome.model_validate(data)
+    except (ValueError, TypeError):
+        text = body if isinstance(body, str) else (
+            json.dumps(body) if isinstance(body, dict) else body.decode("utf-8", "replace"))
+        return text[:limit]
+    parts = []
+    for issue in outcome.issue or []:
+        detail = issue.diagnostics or (issue.details.text if issue.details and issue.details.text else "")
+        parts.append(f"{issue.severity}/{issue.code}: {detail}".rstrip(": "))
+    return "; ".join(parts)[:limit]
