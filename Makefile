@@ -1,0 +1,54 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+RCP := $(VENV)/bin/rcp
+export RCP_DATA_DIR ?= $(CURDIR)/data
+DEB_TEST_PACKAGES := orthanc orthanc-dicomweb chromium dcmtk fonts-dejavu-core
+
+.PHONY: run test install install-test debs lint typecheck bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test debs
+
+## Debian packages the tests start for real (Orthanc + DICOMweb, headless Chromium, dcmtk); installed when missing.
+debs:
+	@missing=""; for p in $(DEB_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: install
+	$(RCP) migrate
+	$(RCP) demo
+	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C to stop)"
+	$(RCP) serve --host 127.0.0.1 --port 8000
+
+test: install-test
+	$(VENV)/bin/pytest -q
+
+lint:
+	$(VENV)/bin/ruff check rcp media tests bench
+
+typecheck:
+	$(VENV)/bin/mypy
+
+bench: install-test
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache

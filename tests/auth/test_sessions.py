@@ -1,0 +1,146 @@
+"""Signing in and out: cookies, CSRF, lock-out, bearer tokens, timeouts — against the app served for real."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from rcp.auth.models import AuditEvent, LoginSession, User
+from rcp.auth.passwords import hash_password
+from rcp.auth.sessions import create_api_token
+from rcp.clock import utcnow
+from rcp.db import Database
+
+from tests.conftest import DEMO_PASSWORD, ServerThread
+
+
+async def test_anonymous_api_gets_401_json(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/api/meetings")
+    assert response.status_code == 401
+    assert response.json()["error"] == "not_authenticated"
+
+
+async def test_anonymous_page_redirects_to_login(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/meetings")
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?next=/meetings")
+
+
+async def test_session_cookie_flags_and_new_id_each_login(anonymous: httpx.AsyncClient) -> None:
+    first = await anonymous.post("/api/session", json={"username": "dr.oncologue", "password": DEMO_PASSWORD})
+    assert first.status_code == 201
+    cookie = first.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax") and "Path=/" in cookie
+    async with httpx.AsyncClient(base_url=str(anonymous.base_url)) as other:
+        second = await other.post("/api/session", json={"username": "dr.oncologue", "password": DEMO_PASSWORD})
+    assert first.cookies["rcp_session"] != second.cookies["rcp_session"]
+
+
+async def test_login_form_with_csrf_then_logout_ends_session(live_server: ServerThread) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url) as http:
+        page = await http.get("/login")
+        token = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        done = await http.post("/login", data={"username": "secretariat", "password": DEMO_PASSWORD,
+                                               "login_csrf": token.group(1), "next": "/meetings"})
+        assert done.status_code == 303 and done.headers["location"] == "/meetings"
+        stolen = http.cookies["rcp_session"]
+        meetings = await http.get("/meetings")
+        assert meetings.status_code == 200
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', meetings.text)
+        assert csrf is not None
+        out = await http.post("/logout", data={"csrf_token": csrf.group(1)})
+        assert out.status_code == 303
+    # The old cookie is worthless once the session is ended server-side.
+    async with httpx.AsyncClient(base_url=live_server.url, cookies={"rcp_session": stolen}) as replay:
+        assert (await replay.get("/api/meetings")).status_code == 401
+
+
+async def test_login_form_without_its_csrf_token_is_refused(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.post("/login", data={"username": "secretariat", "password": DEMO_PASSWORD})
+    assert response.status_code == 403
+    assert "rcp_session" not in response.cookies
+
+
+async def test_unsafe_request_without_csrf_header_is_refused(login) -> None:  # type: ignore[no-untyped-def]
+    client = await login("secretariat")
+    response = await client.http.post("/api/meetings", json={"board_id": 1, "starts_at": "2030-01-03T14:00"})
+    assert response.status_code == 403
+    assert response.json()["error"] == "forbidden"
+    form = await client.http.post("/logout", data={"csrf_token": "forged"})
+    assert form.status_code == 403
+
+
+async def test_lockout_after_repeated_failures(anonymous: httpx.AsyncClient, db: Database) -> None:
+    async with db.session() as s:
+        s.add(User(username="locky", role="clinician", password_hash=hash_password("right-password-1")))
+    for _ in range(3):  # the test settings lock after 3 failures
+        bad = await anonymous.post("/api/session", json={"username": "locky", "password": "wrong-password"})
+        assert bad.status_code == 401
+    locked = await anonymous.post("/api/session", json={"username": "locky", "password": "right-password-1"})
+    assert locked.status_code == 401
+    assert "locked" in locked.json()["message"]
+    async with db.session() as s:
+        events = (await s.exec(select(AuditEvent).where(AuditEvent.event_code.in_(["110114", "110113"])))).all()  # type: ignore[attr-defined]
+        assert any(e.outcome == 4 and "wrong password" in e.what for e in events)
+        assert any(e.event_code == "110113" for e in events)
+
+
+async def test_unknown_user_and_wrong_password_say_the_same(anonymous: httpx.AsyncClient) -> None:
+    unknown = await anonymous.post("/api/session", json={"username": "nobody-here", "password": "x" * 12})
+    wrong = await anonymous.post("/api/session", json={"username": "dr.gastro", "password": "x" * 12})
+    assert unknown.json()["message"] == wrong.json()["message"]
+
+
+async def test_idle_session_expires(login, db: Database) -> None:  # type: ignore[no-untyped-def]
+    client = await login("dr.pathologiste")
+    assert (await client.get("/api/session")).status_code == 200
+    async with db.session() as s:
+        row = (await s.exec(select(LoginSession).where(LoginSession.user_id == client.me["id"]))).all()
+        for r in row:
+            r.last_seen_at = utcnow() - timedelta(hours=2)
+            s.add(r)
+    assert (await client.get("/api/session")).status_code == 401
+
+
+async def test_absolute_timeout_even_when_active(login, db: Database) -> None:  # type: ignore[no-untyped-def]
+    client = await login("dr.pneumologue")
+    async with db.session() as s:
+        for r in (await s.exec(select(LoginSession).where(LoginSession.user_id == client.me["id"]))).all():
+            r.created_at = utcnow() - timedelta(hours=13)
+            s.add(r)
+    assert (await client.get("/api/meetings")).status_code == 401
+
+
+async def test_bearer_token_for_service_account(live_server: ServerThread, db: Database) -> None:
+    async with db.session() as s:
+        user = (await s.exec(select(User).where(User.username == "interface-dpi"))).one()
+        token = await create_api_token(s, user, "test")
+    async with httpx.AsyncClient(base_url=live_server.url) as http:
+        ok = await http.get("/api/session", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200 and ok.json()["username"] == "interface-dpi"
+        # No CSRF for bearer calls: they carry no ambient credential.
+        create = await http.post("/api/boards", headers={"Authorization": f"Bearer {token}"},
+                                 json={"name": "x"})
+        assert create.status_code == 403  # a service account is not a coordinator
+        bad = await http.get("/api/session", headers={"Authorization": "Bearer rcp_not-a-token"})
+        assert bad.status_code == 401
+
+
+async def test_no_token_in_urls(login) -> None:  # type: ignore[no-untyped-def]
+    client = await login("secretariat")
+    page = await client.get("/meetings")
+    assert client.csrf not in str(page.url)
+    assert "rcp_session" not in page.text
+
+
+@pytest.mark.parametrize("path", ["/api/meetings/999999", "/api/patients/999999", "/api/cases/999999"])
+async def test_unknown_ids_are_404_json(login, path: str) -> None:  # type: ignore[no-untyped-def]
+    client = await login("secretariat")
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert set(response.json()) >= {"error", "message"}

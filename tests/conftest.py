@@ -1,0 +1,166 @@
+"""Shared fixtures: a migrated database, the app served for real, signed-in clients.
+
+Expensive servers (Orthanc, Chromium, receivers) live in ``tests/fixtures`` as plugins, one per test session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from rcp.app import create_app
+from rcp.config import Settings
+from rcp.db import Database, migrate
+
+pytest_plugins: list[str] = [
+    name
+    for name in ("tests.fixtures.postgres", "tests.fixtures.orthanc", "tests.fixtures.browser",
+                 "tests.fixtures.receivers", "tests.fixtures.frame_server")
+    if (Path(__file__).parent / "fixtures" / (name.rsplit(".", 1)[1] + ".py")).exists()
+]
+
+DEMO_PASSWORD = "rcp-demo-2026"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rcp-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    """Settings for the shared test app: SQLite in a temporary data folder, migrated with alembic."""
+    return Settings(env="test", data_dir=data_dir, secret_key=secrets.token_urlsafe(48), lockout_attempts=3,
+                    default_locale="en")
+
+
+@pytest.fixture(scope="session")
+def migrated(settings: Settings) -> str:
+    migrate(settings.database_url)
+    return settings.database_url
+
+
+@pytest.fixture(scope="session")
+async def db(migrated: str) -> AsyncIterator[Database]:
+    database = Database(migrated)
+    from rcp.demo import load_demo
+
+    await load_demo(database)
+    yield database
+    await database.close()
+
+
+class ServerThread:
+    """uvicorn in a thread on a free loopback port (the httpx test-suite pattern), stopped in ``close``."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on", ws_ping_interval=None))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings, db: Database) -> Iterator[ServerThread]:
+    """The whole app served for real on loopback (its own engine on the same migrated database)."""
+    server = ServerThread(create_app(settings))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@dataclass
+class Client:
+    """An httpx client signed in as one demo user, sending the CSRF header on unsafe requests."""
+
+    http: httpx.AsyncClient
+    csrf: str
+    me: dict[str, Any]
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if method.upper() not in {"GET", "HEAD", "OPTIONS"}:
+            headers.setdefault("X-CSRF-Token", self.csrf)
+        return await self.http.request(method, url, headers=headers, **kwargs)
+
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("DELETE", url, **kwargs)
+
+
+async def sign_in(base_url: str, username: str, password: str = DEMO_PASSWORD) -> Client:
+    http = httpx.AsyncClient(base_url=base_url, timeout=30)
+    response = await http.post("/api/session", json={"username": username, "password": password})
+    assert response.status_code == 201, response.text
+    me = response.json()
+    return Client(http=http, csrf=me["csrf_token"], me=me)
+
+
+@pytest.fixture
+async def login(live_server: ServerThread) -> AsyncIterator[Any]:
+    """``await login("secretariat")`` gives a signed-in client; all are closed after the test."""
+    clients: list[Client] = []
+
+    async def _login(username: str, password: str = DEMO_PASSWORD) -> Client:
+        client = await sign_in(live_server.url, username, password)
+        clients.append(client)
+        return client
+
+    yield _login
+    await asyncio.gather(*(c.http.aclose() for c in clients))
+
+
+@pytest.fixture
+async def anonymous(live_server: ServerThread) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as http:
+        yield http
+
+
+os.environ.setdefault("PYDICOM_NO_DOWNLOAD", "1")

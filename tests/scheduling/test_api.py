@@ -1,0 +1,346 @@
+"""The scheduling JSON API, route by route, including who may see what and what bad input gets."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+import httpx
+from sqlmodel import col, select
+
+from rcp.auth.models import AuditEvent
+from rcp.db import Database
+from rcp.scheduling.models import Case, Patient
+
+Login = Any
+
+
+def new_ins() -> str:
+    body = f"2{secrets.randbelow(99):02d}0169{secrets.randbelow(10**6):06d}"
+    return body + f"{97 - int(body) % 97:02d}"
+
+
+def new_patient(**overrides: Any) -> dict[str, Any]:
+    patient = {"family_name": "Test-Élodie", "given_names": "Zoé", "birth_date": "1970-02-03", "sex": "female",
+               "identifiers": [{"system": "INS-NIR", "value": new_ins()},
+                               {"system": "IPP", "value": f"T{secrets.token_hex(4)}", "assigner": "CHU de Lyon"}]}
+    patient.update(overrides)
+    return patient
+
+
+async def new_meeting(client: Any, board_id: int = 1, day: str = "2031-03-06") -> dict[str, Any]:
+    response = await client.post("/api/meetings", json={"board_id": board_id, "starts_at": f"{day}T14:00"})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def test_boards_list_and_one(login: Login) -> None:
+    coordinator = await login("secretariat")
+    boards = (await coordinator.get("/api/boards")).json()
+    assert {b["name"] for b in boards} >= {"RCP thoracique", "RCP digestive"}
+    one = await coordinator.get(f"/api/boards/{boards[0]['id']}")
+    assert one.status_code == 200 and one.json()["required_specialties"]
+
+
+async def test_create_board_validates_fields(login: Login) -> None:
+    coordinator = await login("secretariat")
+    bad = await coordinator.post("/api/boards", json={"name": "RCP uro", "required_specialties": ["wizard"],
+                                                      "timezone": "Mars/Olympus"})
+    assert bad.status_code == 422
+    assert set(bad.json()["fields"]) == {"required_specialties", "timezone"}
+    assert "wizard" in bad.json()["fields"]["required_specialties"]
+    good = await coordinator.post("/api/boards", json={"name": "RCP urologie", "required_specialties": ["surgeon"]})
+    assert good.status_code == 201
+    # The coordinator who created it runs it.
+    meeting = await new_meeting(coordinator, good.json()["id"])
+    assert meeting["board_name"] == "RCP urologie"
+
+
+async def test_meeting_is_scheduled_in_the_boards_zone(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator, 1, "2031-07-03")
+    # 14:00 in Paris in summer is 12:00 UTC.
+    assert meeting["starts_at"].startswith("2031-07-03T12:00:00")
+    assert meeting["timezone"] == "Europe/Paris" and meeting["status"] == "scheduled"
+
+
+async def test_meetings_lists_upcoming_and_past(login: Login) -> None:
+    coordinator = await login("secretariat")
+    upcoming = (await coordinator.get("/api/meetings?when=upcoming")).json()
+    past = (await coordinator.get("/api/meetings?when=past")).json()
+    assert upcoming and past
+    assert all(m["status"] in {"scheduled", "live"} for m in upcoming)
+    assert {m["id"] for m in upcoming}.isdisjoint({m["id"] for m in past})
+    assert (await coordinator.get("/api/meetings?when=tomorrow")).status_code == 400
+    only = (await coordinator.get("/api/meetings?board_id=2")).json()
+    assert only and all(m["board_id"] == 2 for m in only)
+
+
+async def test_add_case_with_new_patient_then_existing_one(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    created = await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
+                                     json={"patient": new_patient(), "question": "Chirurgie ?",
+                                           "referring_physician": "Dr Martin", "performance_status": 1})
+    assert created.status_code == 201, created.text
+    case = created.json()
+    assert case["patient"]["family_name"] == "Test-Élodie"
+    assert case["readiness"] == {"ready": False, "missing": ["studies"]}
+    again = await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
+                                   json={"patient_id": case["patient"]["id"], "question": "Second avis ?"})
+    assert again.status_code == 201
+    detail = (await coordinator.get(f"/api/meetings/{meeting['id']}")).json()
+    assert [c["position"] for c in detail["cases"]] == [0, 1]
+
+
+async def test_case_needs_exactly_one_way_to_name_the_patient(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    neither = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"question": "?"})
+    assert neither.status_code == 422 and "patient_id" in neither.json()["fields"]
+    wrong_type = await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
+                                        json={"patient_id": "abc", "performance_status": 7})
+    assert wrong_type.status_code == 422
+    assert set(wrong_type.json()["fields"]) == {"patient_id", "performance_status"}
+
+
+async def test_duplicate_identifier_is_409_and_nothing_half_saved(login: Login, db: Database) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    patient = new_patient(family_name="Doublon")
+    first = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": patient})
+    assert first.status_code == 201
+    second = await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
+                                    json={"patient": dict(patient, family_name="Doublon-Bis")})
+    assert second.status_code == 409
+    assert "identifiers.0.value" in second.json()["fields"]
+    async with db.session() as s:
+        assert not (await s.exec(select(Patient).where(Patient.family_name == "Doublon-Bis"))).all()
+
+
+async def test_bad_ins_key_is_refused(login: Login) -> None:
+    coordinator = await login("secretariat")
+    response = await coordinator.post("/api/patients", json=new_patient(
+        identifiers=[{"system": "INS-NIR", "value": "255081416802539"}]))
+    assert response.status_code == 422 and "identifiers.0" in response.json()["fields"]
+
+
+async def test_invalid_json_and_wrong_content_type(login: Login) -> None:
+    coordinator = await login("secretariat")
+    broken = await coordinator.post("/api/meetings", content=b"{not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and broken.json()["error"] == "bad_request"
+    form = await coordinator.post("/api/meetings", content=b"a=b",
+                                  headers={"content-type": "application/x-www-form-urlencoded"})
+    assert form.status_code in {400, 403}
+    array = await coordinator.post("/api/meetings", json=[1, 2])
+    assert array.status_code == 400
+
+
+async def test_oversized_body_is_413(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    huge = {"patient_id": 1, "question": "x" * (2 * 1024 * 1024)}
+    response = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json=huge)
+    assert response.status_code == 413 and response.json()["error"] == "too_large"
+
+
+async def test_oversized_body_without_content_length_is_413(login: Login) -> None:
+    coordinator = await login("secretariat")
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b"x" * 65536
+
+    response = await coordinator.post("/api/meetings", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+async def test_reorder_agenda_and_unknown_case_refused(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    ids = []
+    for _ in range(3):
+        r = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})
+        ids.append(r.json()["id"])
+    done = await coordinator.put(f"/api/meetings/{meeting['id']}/agenda", json={"case_ids": ids[::-1]})
+    assert done.status_code == 200 and [c["id"] for c in done.json()] == ids[::-1]
+    detail = (await coordinator.get(f"/api/meetings/{meeting['id']}")).json()
+    assert [c["id"] for c in detail["cases"]] == ids[::-1]
+    bad = await coordinator.put(f"/api/meetings/{meeting['id']}/agenda", json={"case_ids": [ids[0], 999999, ids[2]]})
+    assert bad.status_code == 422 and "999999" in bad.json()["fields"]["case_ids"]
+    still = (await coordinator.get(f"/api/meetings/{meeting['id']}")).json()
+    assert [c["id"] for c in still["cases"]] == ids[::-1]
+
+
+async def test_update_case_and_readiness(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})).json()
+    assert case["status"] == "registered"
+    updated = await coordinator.patch(f"/api/cases/{case['id']}", json={
+        "question": "Radiothérapie ?", "referring_physician": "Dr Roux", "study_uids": ["1.2.840.1.2.3"]})
+    assert updated.status_code == 200
+    assert updated.json()["readiness"]["ready"] and updated.json()["status"] == "ready"
+    assert (await coordinator.patch(f"/api/cases/{case['id']}", json={"study_uids": ["not a uid"]})).status_code == 422
+
+
+async def test_defer_moves_the_case_to_the_next_meeting_of_the_board(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator, 2, "2032-01-06")
+    case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
+                                   json={"patient": new_patient(), "question": "Q?"})).json()
+    moved = await coordinator.post(f"/api/cases/{case['id']}/defer")
+    assert moved.status_code == 201
+    target = moved.json()
+    assert target["meeting_id"] != meeting["id"] and target["question"] == "Q?"
+    old = (await coordinator.get(f"/api/cases/{case['id']}")).json()
+    assert old["status"] == "deferred" and old["deferred_to_id"] == target["id"]
+    next_meeting = (await coordinator.get(f"/api/meetings/{target['meeting_id']}")).json()
+    assert next_meeting["board_id"] == 2 and next_meeting["starts_at"] > meeting["starts_at"]
+    assert (await coordinator.post(f"/api/cases/{case['id']}/defer")).status_code == 409
+
+
+async def test_withdraw_and_closed_meeting_refuses_changes(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})).json()
+    withdrawn = await coordinator.post(f"/api/cases/{case['id']}/withdraw")
+    assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "withdrawn"
+    assert (await coordinator.patch(f"/api/meetings/{meeting['id']}", json={"status": "live"})).status_code == 200
+    assert (await coordinator.patch(f"/api/meetings/{meeting['id']}", json={"status": "closed"})).status_code == 200
+    late = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})
+    assert late.status_code == 409 and late.json()["fields"]["meeting_id"] == "meeting is closed"
+    reopen = await coordinator.patch(f"/api/meetings/{meeting['id']}", json={"status": "scheduled"})
+    assert reopen.status_code == 409
+
+
+async def test_invitations_responses_and_quorum_preview(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator, 1, "2031-09-04")
+    people = (await coordinator.get("/api/users")).json()
+    by_name = {p["display_name"]: p for p in people}
+    surgeons = (await coordinator.get("/api/users?specialty=surgeon")).json()
+    assert surgeons and all(p["specialty"] == "surgeon" for p in surgeons)
+    invited = {}
+    for name in ("Dr Marc Lefèvre", "Dr Amélie Rousseau", "Dr Hélène Dubois"):
+        r = await coordinator.post(f"/api/meetings/{meeting['id']}/invitations", json={"user_id": by_name[name]["id"]})
+        assert r.status_code == 201
+        invited[name] = r.json()
+    dup = await coordinator.post(f"/api/meetings/{meeting['id']}/invitations",
+                                 json={"user_id": by_name["Dr Marc Lefèvre"]["id"]})
+    assert dup.status_code == 409
+    # Each invitee answers for themselves.
+    for username, name in (("dr.chirurgien", "Dr Marc Lefèvre"), ("dr.oncologue", "Dr Amélie Rousseau"),
+                           ("dr.radiologue", "Dr Hélène Dubois")):
+        clinician = await login(username)
+        r = await clinician.patch(f"/api/invitations/{invited[name]['id']}", json={"response": "accepted"})
+        assert r.status_code == 200 and r.json()["response"] == "accepted"
+    quorum = (await coordinator.get(f"/api/meetings/{meeting['id']}")).json()["quorum"]
+    assert not quorum["met"] and quorum["missing"] == ["radiotherapist"]
+    listed = (await coordinator.get(f"/api/meetings/{meeting['id']}/invitations")).json()
+    assert len(listed) == 3
+    removed = await coordinator.delete(f"/api/invitations/{invited['Dr Hélène Dubois']['id']}")
+    assert removed.status_code == 204
+
+
+async def test_clinician_cannot_change_what_they_count_for(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    people = {p["display_name"]: p for p in (await coordinator.get("/api/users")).json()}
+    inv = (await coordinator.post(f"/api/meetings/{meeting['id']}/invitations",
+                                  json={"user_id": people["Dr Claire Fontaine"]["id"]})).json()
+    clinician = await login("dr.pathologiste")
+    r = await clinician.patch(f"/api/invitations/{inv['id']}", json={"specialty": "surgeon"})
+    assert r.status_code == 403
+
+
+async def test_uninvited_clinician_gets_404_for_meeting_and_its_patients(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})).json()
+    outsider = await login("dr.gastro")
+    assert (await outsider.get(f"/api/meetings/{meeting['id']}")).status_code == 404
+    assert (await outsider.get(f"/api/cases/{case['id']}")).status_code == 404
+    assert (await outsider.get(f"/api/patients/{case['patient']['id']}")).status_code == 404
+    assert (await outsider.get(f"/api/meetings/{meeting['id']}/invitations")).status_code == 404
+    assert meeting["id"] not in {m["id"] for m in (await outsider.get("/api/meetings")).json()}
+    found = (await outsider.get("/api/patients?q=Test")).json()
+    assert case["patient"]["id"] not in {p["id"] for p in found}
+    # Once invited, the same clinician sees it, read-only.
+    people = {p["display_name"]: p for p in (await coordinator.get("/api/users")).json()}
+    await coordinator.post(f"/api/meetings/{meeting['id']}/invitations",
+                           json={"user_id": people["Dr Nathalie Girard"]["id"]})
+    assert (await outsider.get(f"/api/meetings/{meeting['id']}")).status_code == 200
+    assert (await outsider.get(f"/api/patients/{case['patient']['id']}")).status_code == 200
+    assert (await outsider.patch(f"/api/cases/{case['id']}", json={"question": "?"})).status_code == 403
+    assert (await outsider.put(f"/api/meetings/{meeting['id']}/agenda", json={"case_ids": [case["id"]]})).status_code == 403
+
+
+async def test_clinicians_do_not_schedule(login: Login) -> None:
+    clinician = await login("dr.chirurgien")
+    assert (await clinician.post("/api/meetings", json={"board_id": 1, "starts_at": "2031-01-02T14:00"})).status_code == 403
+    assert (await clinician.post("/api/patients", json=new_patient())).status_code == 403
+
+
+async def test_patient_reads_are_audited(login: Login, db: Database) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})).json()
+    patient_id = case["patient"]["id"]
+    reader = await login("dr.radiologue")
+    assert (await reader.get(f"/api/patients/{patient_id}")).status_code == 404  # not invited: refused, ...
+    people = {p["display_name"]: p for p in (await coordinator.get("/api/users")).json()}
+    await coordinator.post(f"/api/meetings/{meeting['id']}/invitations", json={"user_id": people["Dr Hélène Dubois"]["id"]})
+    assert (await reader.get(f"/api/patients/{patient_id}")).status_code == 200
+    assert (await reader.get(f"/api/cases/{case['id']}")).status_code == 200
+    async with db.session() as s:
+        events = (await s.exec(select(AuditEvent).where(AuditEvent.patient_id == patient_id,
+                                                        AuditEvent.user_id == reader.me["id"]))).all()
+    assert {(e.event_code, e.action) for e in events} == {("110110", "R")}
+    assert len(events) >= 2 and all(e.source == "127.0.0.1" for e in events)
+    # ... and the audit trail itself never holds the patient's name.
+    assert not any("Test-Élodie" in e.what for e in events)
+
+
+async def test_audit_export_is_admin_only_syslog(login: Login) -> None:
+    assert (await (await login("secretariat")).get("/api/audit")).status_code == 403
+    admin = await login("admin")
+    response = await admin.get("/api/audit?limit=50")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    lines = response.text.strip().splitlines()
+    # RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG, facility 13 (log audit).
+    assert lines and all(re.match(r"^<10[4-9]>1 \d{4}-\d\d-\d\dT[\d:.]+Z \S+ rcp - \d{6} \[atna@32473 ", line)
+                         for line in lines)
+    assert any("110114" in line for line in lines)
+
+
+async def test_openapi_describes_every_api_route(anonymous: httpx.AsyncClient, live_server: Any) -> None:
+    from rcp.openapi import ApiRoute
+
+    doc = (await anonymous.get("/api/openapi.json")).json()
+    assert doc["openapi"].startswith("3.")
+    from starlette.routing import Route
+
+    app_routes = live_server.server.config.app.routes
+    api_routes = [r for r in app_routes if isinstance(r, Route) and r.path.startswith("/api/")
+                  and r.path != "/api/openapi.json"]
+    for route in api_routes:
+        assert isinstance(route, ApiRoute), f"{route.path} is not described in the OpenAPI document"
+        path = route.path.replace(":int", "")
+        for method in route.methods or ():
+            if method != "HEAD":
+                assert method.lower() in doc["paths"][path], f"{method} {path} missing"
+    assert "MeetingDetail" in doc["components"]["schemas"]
+
+
+async def test_errors_never_carry_stack_traces_or_patient_data(login: Login, db: Database) -> None:
+    coordinator = await login("secretariat")
+    meeting = await new_meeting(coordinator)
+    patient = new_patient(family_name="Secret-Nom")
+    await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": patient})
+    clash = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": patient})
+    text = clash.text
+    assert "Secret-Nom" not in text and patient["identifiers"][0]["value"] not in text and "Traceback" not in text
+    async with db.session() as s:
+        assert (await s.exec(select(Case).where(col(Case.meeting_id) == meeting["id"]))).all()

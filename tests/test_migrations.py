@@ -1,0 +1,41 @@
+"""Every revision goes up and down, on SQLite and on the real PostgreSQL, from the same files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from rcp.db import downgrade, migrate, sync_url
+
+FOUNDATION_TABLES = {
+    "users", "login_sessions", "api_tokens", "audit_events", "boards", "board_coordinators", "meetings",
+    "invitations", "patients", "patient_identifiers", "cases",
+}
+
+
+def tables(url: str) -> set[str]:
+    engine = create_engine(sync_url(url))
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def roundtrip(url: str) -> None:
+    migrate(url)
+    assert FOUNDATION_TABLES <= tables(url)
+    downgrade(url, "base")
+    assert tables(url) == set()
+    migrate(url)
+    assert FOUNDATION_TABLES <= tables(url)
+
+
+def test_sqlite_up_down_up(tmp_path: Path) -> None:
+    roundtrip(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+
+
+@pytest.mark.postgres
+def test_postgres_up_down_up(postgres_url: str) -> None:
+    roundtrip(postgres_url)
