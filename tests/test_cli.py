@@ -1,0 +1,60 @@
+"""The ``rcp`` command as an operator runs it: migrate, demo (twice), user add, token create, audit export."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rcp.config import DEFAULT_SECRET, Settings, SettingsError
+
+
+def rcp(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCP_")}
+    env["RCP_DATA_DIR"] = str(data_dir)
+    return subprocess.run([sys.executable, "-m", "rcp.cli", *args], input=stdin, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_migrate_demo_user_token_audit(tmp_path: Path) -> None:
+    assert rcp(tmp_path, "migrate").returncode == 0
+    first = rcp(tmp_path, "demo")
+    assert first.returncode == 0, first.stderr
+    assert "secretariat" in first.stdout and "rcp-demo-2026" in first.stdout
+    second = rcp(tmp_path, "demo")
+    assert second.returncode == 0 and "already present" in second.stdout
+    added = rcp(tmp_path, "user", "add", "dr.nouveau", "--role", "clinician", "--specialty", "pathologist",
+                "--hospital", "CH Test", "--password-stdin", stdin="a-long-password-1\n")
+    assert added.returncode == 0, added.stderr
+    dup = rcp(tmp_path, "user", "add", "dr.nouveau", "--role", "clinician", "--password-stdin",
+              stdin="a-long-password-1\n")
+    assert dup.returncode != 0 and "already exists" in dup.stderr
+    short = rcp(tmp_path, "user", "add", "dr.court", "--role", "clinician", "--password-stdin", stdin="short\n")
+    assert short.returncode != 0 and "at least" in short.stderr
+    wrong = rcp(tmp_path, "user", "add", "x", "--role", "wizard", "--password-stdin", stdin="a-long-password-1\n")
+    assert wrong.returncode != 0 and "--role" in wrong.stderr
+    token = rcp(tmp_path, "token", "create", "interface-dpi")
+    assert token.returncode == 0 and token.stdout.startswith("rcp_")
+    assert rcp(tmp_path, "audit", "export").returncode == 0
+
+
+def test_production_refuses_the_default_secret() -> None:
+    with pytest.raises(SettingsError, match="RCP_SECRET_KEY"):
+        Settings.from_env({"RCP_ENV": "production"})
+    with pytest.raises(SettingsError, match="RCP_SECRET_KEY"):
+        Settings(env="production", secret_key=DEFAULT_SECRET)
+    ok = Settings.from_env({"RCP_ENV": "production", "RCP_SECRET_KEY": "k" * 40})
+    assert ok.production
+
+
+def test_settings_name_the_bad_variable() -> None:
+    with pytest.raises(SettingsError, match="RCP_SESSION_IDLE_S"):
+        Settings.from_env({"RCP_SESSION_IDLE_S": "soon"})
+    with pytest.raises(SettingsError, match="RCP_SECURE_COOKIES"):
+        Settings.from_env({"RCP_SECURE_COOKIES": "maybe"})
+    settings = Settings.from_env({"RCP_EPR_RECEIVERS": "file:///tmp/a, mllp://h:2575", "RCP_DATA_DIR": "/tmp/x"})
+    assert settings.epr_receivers == ("file:///tmp/a", "mllp://h:2575")
+    assert settings.database_url == "sqlite:////tmp/x/rcp.sqlite3"
