@@ -37,7 +37,7 @@ async def health(request: Request) -> Response:
     from sqlalchemy import text
 
     async with request.app.state.db.session() as s:
-        await s.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        await s.exec(text("SELECT 1"))
     return JSONResponse({"status": "ok", "version": __version__})
 
 

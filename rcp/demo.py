@@ -31,7 +31,7 @@ from rcp.scheduling.models import (
     Response,
 )
 
-__all__ = ["DEMO_PASSWORD", "DEMO_USERS", "DemoPatient", "DEMO_PATIENTS", "load_demo"]
+__all__ = ["DEMO_PASSWORD", "DEMO_PATIENTS", "DEMO_USERS", "DemoPatient", "load_demo"]
 
 DEMO_PASSWORD = "rcp-demo-2026"
 HOSPITAL_A = "CHU de Lyon"

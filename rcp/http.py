@@ -12,7 +12,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ValidationError
@@ -25,8 +25,8 @@ from rcp.errors import BadRequest, Forbidden, Invalid, MethodNotAllowed, NotFoun
 
 __all__ = [
     "BodyLimitMiddleware",
-    "SecurityHeadersMiddleware",
     "CsrfMiddleware",
+    "SecurityHeadersMiddleware",
     "current_user",
     "json_error",
     "json_out",
@@ -233,16 +233,16 @@ def path_int(request: Request, name: str) -> int:
 class SecurityHeadersMiddleware:
     """Headers every response carries: no framing, no MIME sniffing, same-origin scripts only."""
 
-    HEADERS = [
+    HEADERS: ClassVar[tuple[tuple[bytes, bytes], ...]] = (
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"same-origin"),
-        (b"content-security-policy",
-         b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
-         b"connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
-         b"base-uri 'self'; form-action 'self'"),
+        (b"content-security-policy", (
+            b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+            b"connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+            b"base-uri 'self'; form-action 'self'")),
         (b"permissions-policy", b"camera=(self), microphone=(self), geolocation=()"),
-    ]
+    )
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -15,7 +15,7 @@ from rcp.config import DEFAULT_SECRET, Settings, SettingsError
 def rcp(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCP_")}
     env["RCP_DATA_DIR"] = str(data_dir)
-    return subprocess.run([sys.executable, "-m", "rcp.cli", *args], input=stdin, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "rcp.cli", *args], input=stdin, env=env, check=False, capture_output=True,
                           text=True, timeout=300)
 
 

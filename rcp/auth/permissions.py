@@ -45,18 +45,18 @@ def visible_board_ids(user: Any) -> Select[Any]:
     """Boards the user coordinates (all boards for an admin)."""
     user_id = _require(user)
     if is_admin(user):
-        return select(Board.id)  # type: ignore[return-value]
-    return select(BoardCoordinator.board_id).where(BoardCoordinator.user_id == user_id)  # type: ignore[return-value]
+        return select(Board.id)
+    return select(BoardCoordinator.board_id).where(BoardCoordinator.user_id == user_id)
 
 
 def visible_meeting_ids(user: Any) -> Select[Any]:
     """Meetings the user is invited to, plus those of the boards they coordinate."""
     user_id = _require(user)
     if is_admin(user):
-        return select(Meeting.id)  # type: ignore[return-value]
+        return select(Meeting.id)
     invited = select(Invitation.meeting_id).where(Invitation.user_id == user_id)
     coordinated = select(Meeting.id).where(col(Meeting.board_id).in_(visible_board_ids(user)))
-    return select(Meeting.id).where(  # type: ignore[return-value]
+    return select(Meeting.id).where(
         or_(col(Meeting.id).in_(invited), col(Meeting.id).in_(coordinated))
     )
 

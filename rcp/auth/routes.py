@@ -19,7 +19,8 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.errors import BadRequest, Forbidden, NotAuthenticated
 from rcp.http import current_user, json_out, read_json
-from rcp.i18n import LOCALE_COOKIE, LOCALES, gettext as _
+from rcp.i18n import LOCALE_COOKIE, LOCALES
+from rcp.i18n import gettext as _
 from rcp.openapi import ApiRoute
 from rcp.scheduling.service import users_for_invitation
 from rcp.templating import render
@@ -130,7 +131,7 @@ async def login_submit(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    user = request.scope.get("user")
+    user: Any = request.scope.get("user")
     if getattr(user, "is_authenticated", False) and user.session_id:
         async with request.app.state.db.session() as s:
             await end_session(s, user.session_id)
@@ -145,7 +146,7 @@ async def set_locale(request: Request) -> Response:
     locale = str(form.get("locale", ""))
     if locale not in LOCALES:
         raise BadRequest(f"locale must be one of {', '.join(LOCALES)}.")
-    user = request.scope.get("user")
+    user: Any = request.scope.get("user")
     if getattr(user, "is_authenticated", False):
         from rcp.auth.models import User
 

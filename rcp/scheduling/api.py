@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rcp.auth.permissions import board_for_user, case_for_user, patient_for_user
 from rcp.auth import audit
+from rcp.auth.permissions import board_for_user, case_for_user, patient_for_user
 from rcp.db import Database
 from rcp.errors import BadRequest
 from rcp.http import current_user, json_out, path_int, read_json

@@ -375,7 +375,7 @@ async def reorder_agenda(session: AsyncSession, user: Any, meeting_id: int, case
 
 
 async def move_case(session: AsyncSession, user: Any, case_id: int, offset: int) -> list[Case]:
-    case, meeting = await case_for_manager(session, user, case_id)
+    _case, meeting = await case_for_manager(session, user, case_id)
     cases = await active_cases(session, meeting.id)  # type: ignore[arg-type]
     order = agenda.move([c.id for c in cases if c.id is not None], case_id, offset)
     return await reorder_agenda(session, user, meeting.id, order)  # type: ignore[arg-type]

@@ -14,7 +14,6 @@ from rcp.auth.passwords import hash_password
 from rcp.auth.sessions import create_api_token
 from rcp.clock import utcnow
 from rcp.db import Database
-
 from tests.conftest import DEMO_PASSWORD, ServerThread
 
 
