@@ -162,7 +162,7 @@ async def deliveries_for(
         query = query.where(col(Delivery.meeting_id) == meeting_id)
     query = query.order_by(col(Delivery.case_id), col(Delivery.document_set_id),
                            col(Delivery.document_version), col(Delivery.receiver_key))
-    rows = (await session.execute(query)).all()
+    rows = (await (await session.connection()).execute(query)).all()
     undelivered = {(r.receiver_key, r.document_set_id, r.document_version)
                    for r in rows if r.status != DeliveryStatus.delivered}
     views = []

@@ -167,6 +167,8 @@ class Worker:
         lease = now + timedelta(seconds=self.policy.lease_s)
         claimed: list[int] = []
         async with self.db.session() as session:
+            # Core statements on the session's connection: same transaction, no ORM identity map needed.
+            conn = await session.connection()
             candidates = (
                 sa.select(_T.c.id)
                 .where(self._due(now))
@@ -175,20 +177,20 @@ class Worker:
             )
             mark = {"status": DeliveryStatus.sending.value, "lease_until": lease, "claim_token": token}
             if is_sqlite(self.db.url):
-                for delivery_id in (await session.execute(candidates)).scalars().all():
-                    result = await session.execute(
+                for delivery_id in (await conn.execute(candidates)).scalars().all():
+                    result = await conn.execute(
                         sa.update(_T).where(_T.c.id == delivery_id, self._due(now)).values(**mark)
                     )
                     if result.rowcount == 1:  # type: ignore[attr-defined]
                         claimed.append(delivery_id)
             else:
                 locked = candidates.with_for_update(skip_locked=True, of=_T)
-                claimed = list((await session.execute(locked)).scalars().all())
+                claimed = list((await conn.execute(locked)).scalars().all())
                 if claimed:
-                    await session.execute(sa.update(_T).where(_T.c.id.in_(claimed)).values(**mark))
+                    await conn.execute(sa.update(_T).where(_T.c.id.in_(claimed)).values(**mark))
             if not claimed:
                 return []
-            rows = (await session.execute(
+            rows = (await conn.execute(
                 sa.select(_T.c.id, _T.c.receiver_key, _T.c.idempotency_key, _T.c.attempts, _T.c.payload)
                 .where(_T.c.id.in_(claimed)).order_by(_T.c.next_attempt_at, _T.c.id)
             )).all()
@@ -232,7 +234,8 @@ class Worker:
             )
         async with self.db.session() as session:
             # Only the holder of the claim moves the row; a worker whose lease ran out records its attempt only.
-            result = await session.execute(
+            conn = await session.connection()
+            result = await conn.execute(
                 sa.update(_T).where(_T.c.id == claim.id, _T.c.claim_token == claim.token).values(**values)
             )
             session.add(DeliveryAttempt(
