@@ -46,6 +46,7 @@ def upgrade() -> None:
         ts("created_at"),
         ts("last_seen_at"),
         sa.Column("source", sa.String(64), nullable=False, server_default=""),
+        sa.Column("meeting_scope", sa.Integer, nullable=True),
     )
     op.create_index("ix_login_sessions_user_id", "login_sessions", ["user_id"])
     op.create_table(

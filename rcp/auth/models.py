@@ -55,6 +55,8 @@ class LoginSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     source: str = Field(default="", max_length=64)
+    #: Set for a session opened by a join link: it reaches that one meeting and nothing else.
+    meeting_scope: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
 
 
 class ApiToken(SQLModel, table=True):

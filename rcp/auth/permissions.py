@@ -42,16 +42,24 @@ def is_admin(user: Any) -> bool:
 
 
 def visible_board_ids(user: Any) -> Select[Any]:
-    """Boards the user coordinates (all boards for an admin)."""
+    """Boards the user coordinates (all boards for an admin; none through a join link)."""
     user_id = _require(user)
+    if getattr(user, "meeting_scope", None) is not None:
+        return select(Board.id).where(Board.id == -1)
     if is_admin(user):
         return select(Board.id)
     return select(BoardCoordinator.board_id).where(BoardCoordinator.user_id == user_id)
 
 
 def visible_meeting_ids(user: Any) -> Select[Any]:
-    """Meetings the user is invited to, plus those of the boards they coordinate."""
+    """Meetings the user is invited to, plus those of the boards they coordinate.
+
+    A session opened by a join link sees its one meeting, whatever the user's other invitations.
+    """
     user_id = _require(user)
+    scope = getattr(user, "meeting_scope", None)
+    if scope is not None:
+        return select(Invitation.meeting_id).where(Invitation.user_id == user_id, Invitation.meeting_id == scope)
     if is_admin(user):
         return select(Meeting.id)
     invited = select(Invitation.meeting_id).where(Invitation.user_id == user_id)

@@ -215,7 +215,48 @@ async def audit_export(request: Request) -> Response:
     return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
 
 
+class JoinLinkOut(BaseModel):
+    url: str
+    expires_in_s: int
+
+
+async def join(request: Request) -> Response:
+    """Exchange a join link for a meeting-scoped session cookie, then go to the meeting's room."""
+    from rcp.auth.links import open_join_session, read_join_token
+
+    link = read_join_token(_settings(request), request.path_params["token"])
+    async with request.app.state.db.session() as s:
+        row = await open_join_session(s, link, source=audit.source_of(request))
+    response = RedirectResponse(f"/meetings/{link.meeting_id}/room", status_code=303)
+    _set_session_cookie(request, response, row.id)
+    return response
+
+
+async def create_join_link(request: Request) -> Response:
+    """A coordinator makes a join link for one invitation (to send to a guest clinician)."""
+    from rcp.auth.links import DEFAULT_LINK_TTL_S, make_join_token
+    from rcp.auth.permissions import require_manager
+    from rcp.errors import NotFound
+    from rcp.scheduling.models import Invitation, Meeting
+
+    user = current_user(request)
+    invitation_id = int(request.path_params["invitation_id"])
+    async with request.app.state.db.session() as s:
+        invitation = await s.get(Invitation, invitation_id)
+        meeting = await s.get(Meeting, invitation.meeting_id) if invitation else None
+        if invitation is None or meeting is None:
+            raise NotFound(f"No invitation {invitation_id} among yours.")
+        await require_manager(s, user, meeting.board_id)
+        token = make_join_token(_settings(request), meeting_id=meeting.id, user_id=invitation.user_id)  # type: ignore[arg-type]
+    return json_out(JoinLinkOut(url=str(request.url_for("join", token=token)), expires_in_s=DEFAULT_LINK_TTL_S),
+                    status=201)
+
+
 routes: list[BaseRoute] = [
+    Route("/join/{token}", join, methods=["GET"], name="join"),
+    ApiRoute("/api/invitations/{invitation_id:int}/link", create_join_link, method="POST",
+             summary="A signed, expiring join link for one invitation", tag="invitations", response=JoinLinkOut,
+             status=201),
     Route("/login", login_page, methods=["GET"], name="login"),
     Route("/login", login_submit, methods=["POST"]),
     Route("/logout", logout, methods=["POST"], name="logout"),

@@ -58,6 +58,8 @@ class CurrentUser(BaseUser):
     via: str
     session_id: str = ""
     csrf_token: str = ""
+    #: A join-link session reaches only this meeting.
+    meeting_scope: int | None = None
 
     @property
     def is_authenticated(self) -> bool:
@@ -85,6 +87,7 @@ class CurrentUser(BaseUser):
             via=via,
             session_id=session.id if session else "",
             csrf_token=session.csrf_token if session else "",
+            meeting_scope=session.meeting_scope if session else None,
         )
 
 

@@ -143,3 +143,39 @@ async def test_unknown_ids_are_404_json(login, path: str) -> None:  # type: igno
     response = await client.get(path)
     assert response.status_code == 404
     assert set(response.json()) >= {"error", "message"}
+
+
+async def test_join_link_opens_one_meeting_only(login, live_server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    coordinator = await login("secretariat")
+    meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
+    first, other = meetings[0], meetings[1]
+    detail = (await coordinator.get(f"/api/meetings/{first['id']}")).json()
+    invitation = next(i for i in detail["invitations"] if i["display_name"] == "Dr Hélène Dubois")
+    made = await coordinator.post(f"/api/invitations/{invitation['id']}/link")
+    assert made.status_code == 201
+    url = made.json()["url"]
+    async with httpx.AsyncClient() as guest:
+        opened = await guest.get(url)
+        assert opened.status_code == 303 and opened.headers["location"] == f"/meetings/{first['id']}/room"
+        guest.cookies = opened.cookies
+        assert (await guest.get(f"{live_server.url}/api/meetings/{first['id']}")).status_code == 200
+        # The radiologist is invited to the other meeting too, but this session reaches only the linked one.
+        assert (await guest.get(f"{live_server.url}/api/meetings/{other['id']}")).status_code == 404
+        tampered = await guest.get(url[:-3] + ("aaa" if not url.endswith("aaa") else "bbb"))
+        assert tampered.status_code in {303, 401}
+        assert tampered.status_code != 303 or "/login" in tampered.headers["location"]
+    clinician = await login("dr.radiologue")
+    assert (await clinician.post(f"/api/invitations/{invitation['id']}/link")).status_code == 403
+
+
+def test_expired_join_link_is_refused(settings) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from rcp.auth.links import make_join_token, read_join_token
+    from rcp.errors import NotAuthenticated
+
+    token = make_join_token(settings, meeting_id=1, user_id=2)
+    assert read_join_token(settings, token).meeting_id == 1
+    time.sleep(1.1)
+    with pytest.raises(NotAuthenticated, match="expired"):
+        read_join_token(settings, token, max_age_s=0)
