@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from rcp import __version__
+from rcp.auth import audit
 from rcp.auth import routes as auth_routes
 from rcp.auth.sessions import SessionBackend
 from rcp.config import Settings
@@ -51,6 +52,12 @@ async def page_error(request: Request, error: RcpError) -> Response:
     return await render_error(request, error)
 
 
+async def _audit_activity(db: Database, what: str) -> None:
+    """DCM 110100 Application Activity: an audit repository must see when the service starts and stops."""
+    async with db.session() as s:
+        await audit.record(s, event="application_activity", action="E", what=what, source="localhost")
+
+
 def build_routes() -> list[BaseRoute]:
     return [
         Route("/health", health, methods=["GET"]),
@@ -71,9 +78,11 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         app.state.settings = settings
         app.state.db = db
         logger.info("RCP service %s starting on %s", __version__, settings.node_id)
+        await _audit_activity(db, f"application start ({settings.node_id})")
         try:
             yield
         finally:
+            await _audit_activity(db, f"application stop ({settings.node_id})")
             if database is None:
                 await db.close()
             logger.info("RCP service stopped")

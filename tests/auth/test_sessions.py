@@ -179,3 +179,9 @@ def test_expired_join_link_is_refused(settings) -> None:  # type: ignore[no-unty
     time.sleep(1.1)
     with pytest.raises(NotAuthenticated, match="expired"):
         read_join_token(settings, token, max_age_s=0)
+
+
+async def test_application_start_is_audited(live_server: ServerThread, db: Database) -> None:
+    async with db.session() as s:
+        events = (await s.exec(select(AuditEvent).where(AuditEvent.event_code == "110100"))).all()
+    assert any(e.what.startswith("application start") for e in events)
