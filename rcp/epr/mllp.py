@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Self
 
 __all__ = ["END_BLOCK", "START_BLOCK", "MllpClient", "MllpError", "MllpTimeout", "frame", "unframe"]
 
@@ -58,7 +59,7 @@ class MllpClient:
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
 
-    async def __aenter__(self) -> MllpClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -68,14 +69,15 @@ class MllpClient:
         if self._reader is not None and self._writer is not None and not self._writer.is_closing():
             return self._reader, self._writer
         try:
-            self._reader, self._writer = await asyncio.wait_for(
+            reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, limit=_READ_LIMIT), self.connect_timeout
             )
         except TimeoutError as exc:
             raise MllpTimeout(f"no TCP connection to {self.host}:{self.port} within {self.connect_timeout} s") from exc
         except OSError as exc:
             raise MllpError(f"cannot connect to {self.host}:{self.port} ({exc.strerror or type(exc).__name__})") from exc
-        return self._reader, self._writer
+        self._reader, self._writer = reader, writer
+        return reader, writer
 
     async def send(self, message: str) -> str:
         """Send one message, wait for the answer block, return its text."""

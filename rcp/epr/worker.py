@@ -69,8 +69,9 @@ class RetryPolicy:
 def backoff_delay(attempts: int, policy: RetryPolicy, rng: random.Random | None = None) -> float:
     """Seconds before attempt ``attempts + 1``: exponential, capped, with "equal jitter" (half fixed, half random)
     so that deliveries failing together (a receiver down for the night) do not all retry in the same second."""
-    delay = min(policy.cap_s, policy.base_s * 2 ** max(0, attempts - 1))
-    return delay / 2 + (rng or random).uniform(0, delay / 2)
+    delay = min(policy.cap_s, policy.base_s * float(2 ** max(0, attempts - 1)))
+    jitter: float = (rng or random.Random()).uniform(0, delay / 2)
+    return delay / 2 + jitter
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ class Worker:
                     result = await conn.execute(
                         sa.update(_T).where(_T.c.id == delivery_id, self._due(now)).values(**mark)
                     )
-                    if result.rowcount == 1:  # type: ignore[attr-defined]
+                    if result.rowcount == 1:
                         claimed.append(delivery_id)
             else:
                 locked = candidates.with_for_update(skip_locked=True, of=_T)
@@ -242,7 +243,7 @@ class Worker:
                 delivery_id=claim.id, at=now, outcome=outcome.verdict.value, summary=outcome.summary[:200],
                 answer=outcome.answer[:2000], duration_ms=elapsed_ms, worker=self.name[:100],
             ))
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             logger.warning("%s: delivery %d was claimed again before its answer came back", self.name, claim.id)
         log = logger.info if verdict is Verdict.delivered else logger.warning
         log("%s: delivery %d to %s: %s (%s, attempt %d, %d ms)", self.name, claim.id, claim.receiver_key,

@@ -42,11 +42,13 @@ async def add_case(db: Database) -> Case:
         board = Board(name="RCP thoracique", required_specialties=["surgeon"])
         session.add(board)
         await session.flush()
+        assert board.id is not None
         meeting = Meeting(board_id=board.id, title="RCP", starts_at=datetime(2026, 11, 23, 14, tzinfo=UTC))
         patient = Patient(family_name="DUPONT", given_names="Jeanne", birth_date=date(1979, 3, 15), sex="female")
         session.add(meeting)
         session.add(patient)
         await session.flush()
+        assert meeting.id is not None and patient.id is not None
         case = Case(meeting_id=meeting.id, patient_id=patient.id)
         session.add(case)
         await session.flush()

@@ -18,7 +18,7 @@ def sample_pdf(size: int = 4000) -> bytes:
 
 def sample_document(*, version: int = 1, set_root: str | None = None, replaces: str | None = None,
                     pdf_size: int = 4000, ins: str = "279035121518989") -> SignedDocument:
-    root = set_root or "2.25.{}".format(uuid.uuid4().int)
+    root = set_root or f"2.25.{uuid.uuid4().int}"
     pdf = sample_pdf(pdf_size)
     return SignedDocument(
         set_id=root,

@@ -7,11 +7,11 @@ import random
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from rcp.config import Settings
 from rcp.db import Database
-from rcp.epr.models import Delivery, DeliveryAttempt, DeliveryStatus
+from rcp.epr.models import Delivery, DeliveryAttempt
 from rcp.epr.outbox import configured_receivers, deliveries_for, enqueue, idempotency_key, retry
 from rcp.epr.receivers import open_receiver, receiver_key
 from rcp.epr.worker import RetryPolicy, Worker, backoff_delay
@@ -25,12 +25,12 @@ FAST = RetryPolicy(base_s=0.01, cap_s=0.02, max_attempts=50, lease_s=30)
 
 async def _rows(db: Database) -> list[Delivery]:
     async with db.session() as session:
-        return list((await session.exec(select(Delivery).order_by(Delivery.id))).all())
+        return list((await session.exec(select(Delivery).order_by(col(Delivery.id)))).all())
 
 
 async def _attempts(db: Database, delivery_id: int) -> list[DeliveryAttempt]:
     async with db.session() as session:
-        query = select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id).order_by(DeliveryAttempt.id)
+        query = select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id).order_by(col(DeliveryAttempt.id))
         return list((await session.exec(query)).all())
 
 

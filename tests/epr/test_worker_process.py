@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    with open(log, "ab") as out:
+    with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "rcp.epr.worker", "--poll", "0.1", env=env, cwd=ROOT, stdout=out, stderr=out
         )
