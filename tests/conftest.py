@@ -24,12 +24,11 @@ from rcp.app import create_app
 from rcp.config import Settings
 from rcp.db import Database, migrate
 
-pytest_plugins: list[str] = [
-    name
-    for name in ("tests.fixtures.postgres", "tests.fixtures.orthanc", "tests.fixtures.browser",
-                 "tests.fixtures.receivers", "tests.fixtures.frame_server")
-    if (Path(__file__).parent / "fixtures" / (name.rsplit(".", 1)[1] + ".py")).exists()
-]
+#: Every module in tests/fixtures is a plugin: one place for the real servers the suite starts once.
+pytest_plugins: list[str] = sorted(
+    f"tests.fixtures.{path.stem}" for path in (Path(__file__).parent / "fixtures").glob("*.py")
+    if path.stem != "__init__"
+)
 
 DEMO_PASSWORD = "rcp-demo-2026"
 
