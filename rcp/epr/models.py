@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+import rcp.scheduling.models  # noqa: F401 - registers "cases", the target of deliveries.case_id
 from rcp.clock import utcnow
 
 __all__ = ["Delivery", "DeliveryAttempt", "DeliveryStatus"]
