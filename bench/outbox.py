@@ -21,16 +21,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlmodel import col, select  # noqa: E402
+from sqlmodel import col, select
 
-from rcp.clock import as_utc, utcnow  # noqa: E402
-from rcp.db import Database, migrate  # noqa: E402
-from rcp.epr.models import Delivery  # noqa: E402
-from rcp.epr.outbox import enqueue  # noqa: E402
-from rcp.epr.receivers import open_receiver  # noqa: E402
-from rcp.epr.worker import RetryPolicy, Worker  # noqa: E402
-from tests.epr.samples import sample_document  # noqa: E402
-from tests.fixtures.receivers import FhirServer, MllpListener  # noqa: E402
+from rcp.clock import as_utc, utcnow
+from rcp.db import Database, migrate
+from rcp.epr.models import Delivery
+from rcp.epr.outbox import enqueue
+from rcp.epr.receivers import open_receiver
+from rcp.epr.worker import RetryPolicy, Worker
+from tests.epr.samples import sample_document
+from tests.fixtures.receivers import FhirServer, MllpListener
 
 PDF_BYTES = 30_000
 THROUGHPUT_N = {"mllp": 400, "fhir": 150}

@@ -28,6 +28,7 @@ from rcp.epr.document import SignedDocument
 from rcp.epr.models import Delivery, DeliveryAttempt, DeliveryStatus
 from rcp.epr.receivers import receiver_key
 from rcp.errors import Conflict, NotFound
+from rcp.scheduling.models import Case
 
 __all__ = [
     "DeliveryView",
@@ -159,7 +160,9 @@ async def deliveries_for(
     if case_id is not None:
         query = query.where(col(Delivery.case_id) == case_id)
     if meeting_id is not None:
-        query = query.where(col(Delivery.meeting_id) == meeting_id)
+        # The signing code may give only the case: the meeting's deliveries are also those of its cases.
+        cases = sa.select(Case.id).where(col(Case.meeting_id) == meeting_id)  # type: ignore[call-overload]
+        query = query.where(sa.or_(col(Delivery.meeting_id) == meeting_id, col(Delivery.case_id).in_(cases)))
     query = query.order_by(col(Delivery.case_id), col(Delivery.document_set_id),
                            col(Delivery.document_version), col(Delivery.receiver_key))
     rows = (await (await session.connection()).execute(query)).all()

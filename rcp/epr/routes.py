@@ -1,0 +1,129 @@
+"""The coordinator's view of EPR delivery: per case and per meeting, each receiver's state, and "retry".
+
+HTML fragments (``web/templates/epr/deliveries.html``) meant to be included in the meeting and case pages
+(fetched by their scripts, or followed as plain links), plus the same data as JSON under ``/api``. Only the
+board's coordinators (and admins) see them: the receivers' answers may quote patient data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from rcp.auth import audit
+from rcp.auth.permissions import case_for_user, meeting_for_user, require_manager
+from rcp.epr.models import Delivery
+from rcp.epr.outbox import DeliveryView, deliveries_for, retry
+from rcp.errors import NotFound
+from rcp.http import current_user, path_int
+from rcp.scheduling.models import Board, Case, Meeting
+from rcp.templating import render
+
+__all__ = ["routes"]
+
+
+def _json(views: list[DeliveryView]) -> list[dict[str, Any]]:
+    out = []
+    for view in views:
+        data = asdict(view)
+        for key in ("next_attempt_at", "delivered_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        data["needs_attention"] = view.needs_attention
+        out.append(data)
+    return out
+
+
+async def _case_views(request: Request) -> tuple[Case, Meeting, str, list[DeliveryView]]:
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    async with request.app.state.db.session() as s:
+        case = await case_for_user(s, user, case_id)
+        meeting = await meeting_for_user(s, user, case.meeting_id)
+        await require_manager(s, user, meeting.board_id)
+        timezone = await _timezone(s, meeting)
+        views = await deliveries_for(s, case_id=case_id)
+        await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
+                           meeting_id=case.meeting_id, what=f"EPR deliveries of case {case_id}")
+    return case, meeting, timezone, views
+
+
+async def _timezone(session: Any, meeting: Meeting) -> str:
+    """Times are shown in the board's zone, as on the meeting page."""
+    board = await session.get(Board, meeting.board_id)
+    return board.timezone if board is not None else "Europe/Paris"
+
+
+async def _meeting_views(request: Request) -> tuple[Meeting, str, list[DeliveryView]]:
+    user = current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    async with request.app.state.db.session() as s:
+        meeting = await meeting_for_user(s, user, meeting_id)
+        await require_manager(s, user, meeting.board_id)
+        timezone = await _timezone(s, meeting)
+        views = await deliveries_for(s, meeting_id=meeting_id)
+        await audit.record(s, event="patient_record", action="R", request=request, meeting_id=meeting_id,
+                           what=f"EPR deliveries of meeting {meeting_id}")
+    return meeting, timezone, views
+
+
+async def case_fragment(request: Request) -> Response:
+    case, meeting, timezone, views = await _case_views(request)
+    return render(request, "epr/deliveries.html", {"deliveries": views, "scope": "case", "case": case,
+                                                   "meeting": meeting, "timezone": timezone})
+
+
+async def meeting_fragment(request: Request) -> Response:
+    meeting, timezone, views = await _meeting_views(request)
+    return render(request, "epr/deliveries.html", {"deliveries": views, "scope": "meeting", "case": None,
+                                                   "meeting": meeting, "timezone": timezone})
+
+
+async def case_json(request: Request) -> Response:
+    *_, views = await _case_views(request)
+    return JSONResponse({"deliveries": _json(views)})
+
+
+async def meeting_json(request: Request) -> Response:
+    *_, views = await _meeting_views(request)
+    return JSONResponse({"deliveries": _json(views)})
+
+
+async def retry_delivery(request: Request) -> Response:
+    """POST: a delivery that needs attention goes back to the queue (coordinators of its board)."""
+    user = current_user(request)
+    delivery_id = path_int(request, "delivery_id")
+    async with request.app.state.db.session() as s:
+        row = await s.get(Delivery, delivery_id)
+        meeting_id = row.meeting_id if row is not None else None
+        if row is not None and meeting_id is None and row.case_id is not None:
+            meeting_id = (await case_for_user(s, user, row.case_id)).meeting_id
+        if row is None or meeting_id is None:
+            raise NotFound(f"No delivery {delivery_id} among your meetings.")
+        meeting = await meeting_for_user(s, user, meeting_id)
+        await require_manager(s, user, meeting.board_id)
+        updated = await retry(s, delivery_id, actor=str(getattr(user, "username", "")))
+        await audit.record(s, event="export", action="E", request=request, patient_id=row.patient_id,
+                           meeting_id=meeting_id, what=f"EPR delivery {delivery_id} retried")
+        case_id = updated.case_id
+    worker = getattr(request.app.state, "epr_worker", None)
+    if worker is not None:
+        worker.wake()
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"id": delivery_id, "status": "pending"})
+    target = f"/epr/cases/{case_id}/deliveries" if case_id is not None else f"/epr/meetings/{meeting_id}/deliveries"
+    return RedirectResponse(target, status_code=303)
+
+
+routes: list[BaseRoute] = [
+    Route("/epr/cases/{case_id:int}/deliveries", case_fragment, methods=["GET"], name="epr_case_deliveries"),
+    Route("/epr/meetings/{meeting_id:int}/deliveries", meeting_fragment, methods=["GET"],
+          name="epr_meeting_deliveries"),
+    Route("/epr/deliveries/{delivery_id:int}/retry", retry_delivery, methods=["POST"], name="epr_retry"),
+    Route("/api/epr/cases/{case_id:int}/deliveries", case_json, methods=["GET"]),
+    Route("/api/epr/meetings/{meeting_id:int}/deliveries", meeting_json, methods=["GET"]),
+    Route("/api/epr/deliveries/{delivery_id:int}/retry", retry_delivery, methods=["POST"]),
+]
