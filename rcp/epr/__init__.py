@@ -6,7 +6,7 @@ from __future__ import annotations
 from rcp.epr.document import DocumentAuthor, DocumentPatient, SignedDocument
 from rcp.epr.models import Delivery, DeliveryAttempt, DeliveryStatus
 from rcp.epr.outbox import DeliveryView, configured_receivers, deliveries_for, enqueue, retry
-from rcp.epr.worker import RetryPolicy, Worker, run_worker
+from rcp.epr.worker import RetryPolicy, Worker, build_worker, run_worker
 
 __all__ = [
     "Delivery",
@@ -18,6 +18,7 @@ __all__ = [
     "RetryPolicy",
     "SignedDocument",
     "Worker",
+    "build_worker",
     "configured_receivers",
     "deliveries_for",
     "enqueue",

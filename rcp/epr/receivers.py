@@ -59,12 +59,16 @@ class Outcome:
     summary: str
     #: The receiver's own words (ACK text, OperationOutcome), shown to the coordinator; not logged.
     answer: str = ""
+    #: False when nothing answered (refused connection, timeout): the worker stops sending to it for a while.
+    reached: bool = True
 
 
 class Receiver(Protocol):
     #: The URL without credentials: what deliveries are keyed by.
     key: str
     kind: str
+    #: How many deliveries the worker may have in flight to it at once.
+    concurrency: int
 
     async def deliver(self, document: SignedDocument, *, idempotency_key: str) -> Outcome: ...
 
@@ -92,6 +96,7 @@ class FileDropReceiver:
     """Writes each version once into ``folder/<unique id>/`` (document.json + document.pdf), atomically."""
 
     kind = "file"
+    concurrency = 4
 
     def __init__(self, folder: Path, *, key: str) -> None:
         self.folder = folder
@@ -138,6 +143,7 @@ class FhirReceiver:
     """POSTs the ITI-65 Bundle; 2xx delivered, 408/429/5xx/timeouts retried, other 4xx need attention."""
 
     kind = "fhir"
+    concurrency = 4
 
     def __init__(self, base_url: str, *, key: str, token: str = "", timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -154,9 +160,9 @@ class FhirReceiver:
             response = await self._client.post(self.base_url, content=body,
                                                 headers={"X-Request-Id": idempotency_key})
         except httpx.TimeoutException:
-            return Outcome(Verdict.retry, "timeout")
+            return Outcome(Verdict.retry, "timeout", reached=False)
         except httpx.TransportError as exc:
-            return Outcome(Verdict.retry, f"connection failed ({type(exc).__name__})")
+            return Outcome(Verdict.retry, f"connection failed ({type(exc).__name__})", reached=False)
         status = response.status_code
         if 200 <= status < 300:
             return Outcome(Verdict.delivered, f"HTTP {status}", _transaction_summary(response.content))
@@ -186,6 +192,7 @@ class MllpReceiver:
     """Sends MDM^T02/T10 with MSH-10 = idempotency key; AA delivered, AE needs attention, AR retried."""
 
     kind = "mllp"
+    concurrency = 1  # MLLP: one message, then its ACK, on the connection
 
     def __init__(self, host: str, port: int, *, key: str, timeout: float = 30.0) -> None:
         self.key = key
@@ -196,9 +203,9 @@ class MllpReceiver:
         try:
             answer = await self._client.send(message)
         except MllpTimeout:
-            return Outcome(Verdict.retry, "timeout")
+            return Outcome(Verdict.retry, "timeout", reached=False)
         except MllpError as exc:
-            return Outcome(Verdict.retry, "connection failed", str(exc)[:_ANSWER_LIMIT])
+            return Outcome(Verdict.retry, "connection failed", str(exc)[:_ANSWER_LIMIT], reached=False)
         try:
             ack = parse_ack(answer, expected_control_id=idempotency_key)
         except ValueError as exc:

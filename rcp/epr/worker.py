@@ -42,7 +42,7 @@ from rcp.epr.models import Delivery, DeliveryAttempt, DeliveryStatus
 from rcp.epr.outbox import configured_receivers
 from rcp.epr.receivers import Outcome, Receiver, Verdict, open_receiver
 
-__all__ = ["RetryPolicy", "Worker", "backoff_delay", "main", "run_worker"]
+__all__ = ["RetryPolicy", "Worker", "backoff_delay", "build_worker", "main", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,11 @@ class _Claim:
 
 
 class Worker:
-    """Delivers due rows to its receivers. ``await worker.run(stop)``; ``run_once()`` for one batch."""
+    """Delivers due rows to its receivers: ``await worker.run(stop)``, ``run_once()`` for one round each.
+
+    Each receiver has its own loop, so a receiver that hangs until its timeout never delays the others.
+    ``close()`` closes the receivers the worker was given.
+    """
 
     def __init__(
         self,
@@ -93,9 +97,8 @@ class Worker:
         receivers: Iterable[Receiver],
         *,
         policy: RetryPolicy | None = None,
-        batch_size: int = 20,
+        batch_size: int = 8,
         poll_s: float = 1.0,
-        per_receiver: int = 4,
         name: str = "",
     ) -> None:
         self.db = db
@@ -104,48 +107,65 @@ class Worker:
         self.batch_size = batch_size
         self.poll_s = poll_s
         self.name = name or f"worker-{os.getpid()}-{secrets.token_hex(3)}"
-        self._limits = {key: asyncio.Semaphore(per_receiver) for key in self.receivers}
-        self._wake = asyncio.Event()
+        # MLLP is one message at a time per connection; HTTP and files may overlap a little.
+        self._limits = {key: asyncio.Semaphore(max(1, getattr(r, "concurrency", 1)))
+                        for key, r in self.receivers.items()}
+        self._wakes = {key: asyncio.Event() for key in self.receivers}
         self._rng = random.Random()
 
     def wake(self) -> None:
         """Look for work now (call after committing a signature) instead of at the next poll."""
-        self._wake.set()
+        for event in self._wakes.values():
+            event.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         logger.info("%s: delivering to %d receiver(s)", self.name, len(self.receivers))
+        async with asyncio.TaskGroup() as group:
+            for receiver in self.receivers.values():
+                group.create_task(self._loop(receiver, stop))
+        logger.info("%s: stopped", self.name)
+
+    async def _loop(self, receiver: Receiver, stop: asyncio.Event) -> None:
+        wake = self._wakes[receiver.key]
         while not stop.is_set():
             try:
-                done = await self.run_once()
+                done = await self._round(receiver)
             except Exception:  # a database hiccup must not end the worker: log, wait, go on
-                logger.exception("%s: delivery round failed; retrying after %s s", self.name, self.poll_s)
+                logger.exception("%s: round for %s failed; next try in %s s", self.name, receiver.key, self.poll_s)
                 done = 0
             if done:
                 continue
-            self._wake.clear()
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            wake.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
             try:
                 await asyncio.wait(waiters, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waiters:
                     waiter.cancel()
                 await asyncio.gather(*waiters, return_exceptions=True)
-        logger.info("%s: stopped", self.name)
 
     async def run_once(self) -> int:
-        """Claim one batch and deliver it; the number of deliveries attempted."""
-        if not self.receivers:
-            return 0
-        claims = await self._claim()
+        """One round for every receiver: the number of deliveries taken."""
+        counts = await asyncio.gather(*(self._round(r) for r in self.receivers.values()))
+        return sum(counts)
+
+    async def _round(self, receiver: Receiver) -> int:
+        claims = await self._claim(receiver.key)
+        unreachable = asyncio.Event()
         if claims:
             async with asyncio.TaskGroup() as group:
                 for claim in claims:
-                    group.create_task(self._deliver(claim))
+                    group.create_task(self._deliver(receiver, claim, unreachable))
         return len(claims)
+
+    async def close(self) -> None:
+        for receiver in self.receivers.values():
+            with contextlib.suppress(Exception):
+                await receiver.close()
 
     # -- claiming ------------------------------------------------------------------------------------------
 
-    def _due(self, now: datetime) -> sa.ColumnElement[bool]:
+    def _due(self, receiver_key: str, now: datetime) -> sa.ColumnElement[bool]:
         earlier = _T.alias("earlier")
         blocked = sa.exists().where(
             earlier.c.receiver_key == _T.c.receiver_key,
@@ -154,7 +174,7 @@ class Worker:
             earlier.c.status != DeliveryStatus.delivered.value,
         )
         return sa.and_(
-            _T.c.receiver_key.in_(list(self.receivers)),
+            _T.c.receiver_key == receiver_key,
             sa.or_(
                 sa.and_(_T.c.status == DeliveryStatus.pending.value, _T.c.next_attempt_at <= now),
                 sa.and_(_T.c.status == DeliveryStatus.sending.value, _T.c.lease_until < now),
@@ -162,7 +182,7 @@ class Worker:
             ~blocked,
         )
 
-    async def _claim(self) -> list[_Claim]:
+    async def _claim(self, receiver_key: str) -> list[_Claim]:
         now = utcnow()
         token = secrets.token_hex(16)
         lease = now + timedelta(seconds=self.policy.lease_s)
@@ -172,7 +192,7 @@ class Worker:
             conn = await session.connection()
             candidates = (
                 sa.select(_T.c.id)
-                .where(self._due(now))
+                .where(self._due(receiver_key, now))
                 .order_by(_T.c.next_attempt_at, _T.c.id)
                 .limit(self.batch_size)
             )
@@ -180,7 +200,7 @@ class Worker:
             if is_sqlite(self.db.url):
                 for delivery_id in (await conn.execute(candidates)).scalars().all():
                     result = await conn.execute(
-                        sa.update(_T).where(_T.c.id == delivery_id, self._due(now)).values(**mark)
+                        sa.update(_T).where(_T.c.id == delivery_id, self._due(receiver_key, now)).values(**mark)
                     )
                     if result.rowcount == 1:
                         claimed.append(delivery_id)
@@ -199,10 +219,13 @@ class Worker:
 
     # -- delivering ----------------------------------------------------------------------------------------
 
-    async def _deliver(self, claim: _Claim) -> None:
-        receiver = self.receivers[claim.receiver_key]
-        started = time.perf_counter()
-        async with self._limits[claim.receiver_key]:
+    async def _deliver(self, receiver: Receiver, claim: _Claim, unreachable: asyncio.Event) -> None:
+        async with self._limits[receiver.key]:
+            if unreachable.is_set():
+                # The receiver did not answer the previous one: do not queue up behind its timeouts.
+                await self._release(claim)
+                return
+            started = time.perf_counter()
             try:
                 document = SignedDocument.from_json(dict(claim.payload))
                 outcome = await receiver.deliver(document, idempotency_key=claim.idempotency_key)
@@ -211,8 +234,22 @@ class Worker:
             except Exception as exc:  # a bug in a receiver must not lose the delivery: retry later
                 logger.exception("%s: delivery %d raised", self.name, claim.id)
                 outcome = Outcome(Verdict.retry, f"internal error ({type(exc).__name__})")
-        elapsed_ms = int((time.perf_counter() - started) * 1000)
+            if not outcome.reached:
+                unreachable.set()
+            elapsed_ms = int((time.perf_counter() - started) * 1000)
         await self._record(claim, outcome, elapsed_ms)
+
+    async def _release(self, claim: _Claim) -> None:
+        """Give a claim back untried (no attempt counted), due after a short backoff."""
+        values = {
+            "status": DeliveryStatus.pending.value, "lease_until": None, "claim_token": None,
+            "next_attempt_at": utcnow() + timedelta(seconds=backoff_delay(1, self.policy, self._rng)),
+        }
+        async with self.db.session() as session:
+            conn = await session.connection()
+            await conn.execute(
+                sa.update(_T).where(_T.c.id == claim.id, _T.c.claim_token == claim.token).values(**values)
+            )
 
     async def _record(self, claim: _Claim, outcome: Outcome, elapsed_ms: int) -> None:
         now = utcnow()
@@ -261,15 +298,26 @@ async def run_worker(
 ) -> None:
     """The entry point for ``rcp serve`` (in the lifespan's task group) and ``rcp worker``: deliver until
     ``stop_event`` is set, then close the receivers. The database is the caller's (we do not close it)."""
-    token = str(getattr(settings, "epr_fhir_token", "") or "")
-    opened = [open_receiver(url, token=token) for url in (receivers or configured_receivers(settings))]
+    worker = build_worker(settings, db, policy=policy, poll_s=poll_s, receivers=receivers)
     try:
-        worker = Worker(db, opened, policy=policy, poll_s=poll_s, name=f"{settings.node_id}-epr")
         await worker.run(stop_event)
     finally:
-        for receiver in opened:
-            with contextlib.suppress(Exception):
-                await receiver.close()
+        await worker.close()
+
+
+def build_worker(
+    settings: Settings,
+    db: Database,
+    *,
+    policy: RetryPolicy | None = None,
+    poll_s: float = 1.0,
+    receivers: Sequence[str] | None = None,
+) -> Worker:
+    """A worker for the configured receivers, for a lifespan that wants to keep it (``app.state.epr_worker``,
+    whose ``wake()`` the signing and retry routes call after their commit). Close it with ``await close()``."""
+    token = str(getattr(settings, "epr_fhir_token", "") or "")
+    opened = [open_receiver(url, token=token) for url in (receivers or configured_receivers(settings))]
+    return Worker(db, opened, policy=policy, poll_s=poll_s, name=f"{settings.node_id}-epr")
 
 
 def _policy_from_env() -> RetryPolicy:

@@ -244,3 +244,42 @@ async def test_status_view_shows_waiting_and_attention(
     assert [(v.document_version, v.status, v.waiting_for_previous, v.needs_attention) for v in views] == [
         (1, "needs_attention", False, True), (2, "pending", True, False)]
     assert views[0].last_error and listener.error_text in views[0].last_error
+
+
+async def test_a_hanging_receiver_delays_no_one(
+    epr_db: Database, epr_receivers: tuple[MllpListener, FhirServer]
+) -> None:
+    """An MLLP engine that takes messages and never answers: FHIR deliveries go on, and the MLLP queue is not
+    sent one by one into the same timeout (the rest of the round is given back untried)."""
+    listener, server = epr_receivers
+    listener.mode = "silent"
+    mllp_url = listener.url + "?timeout=2"
+    async with epr_db.session() as session:
+        for _ in range(3):
+            await enqueue(session, sample_document(), [mllp_url])
+        await enqueue(session, sample_document(), [server.url])
+    receivers = [open_receiver(mllp_url), open_receiver(server.url)]
+    worker = Worker(epr_db, receivers, policy=RetryPolicy(base_s=60, cap_s=120), poll_s=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        for _ in range(600):
+            rows = await _rows(epr_db)
+            fhir = [r for r in rows if r.receiver_kind == "fhir"]
+            if fhir[0].status == "delivered":
+                break
+            await asyncio.sleep(0.02)
+        assert fhir[0].status == "delivered"
+        assert all(r.status != "delivered" for r in rows if r.receiver_kind == "mllp")
+        for _ in range(600):
+            mllp = [r for r in await _rows(epr_db) if r.receiver_kind == "mllp"]
+            if all(r.status == "pending" for r in mllp) and sum(r.attempts for r in mllp) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(r.attempts for r in mllp) == [0, 0, 1]
+        assert all(r.status == "pending" for r in mllp)
+        assert len(listener.received) == 1
+    finally:
+        stop.set()
+        await task
+        await worker.close()
