@@ -6,11 +6,15 @@ import asyncio
 import random
 from pathlib import Path
 
+import hl7
 import pytest
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message
 from sqlmodel import col, select
 
 from rcp.config import Settings
 from rcp.db import Database
+from rcp.epr.fhir import check_provide_bundle
 from rcp.epr.models import Delivery, DeliveryAttempt
 from rcp.epr.outbox import configured_receivers, deliveries_for, enqueue, idempotency_key, retry
 from rcp.epr.receivers import open_receiver, receiver_key
@@ -104,6 +108,12 @@ async def test_delivers_to_every_receiver(
     # HL7: T02 then T10, each filed once, MSH-10 = the idempotency key.
     assert [m.split("|")[8] for m in listener.filed.values()] == ["MDM^T02^MDM_T02", "MDM^T10^MDM_T02"]
     assert set(listener.filed) == {r.idempotency_key for r in rows if r.receiver_kind == "mllp"}
+    for text in listener.filed.values():  # each filed message passes hl7apy's strict validation
+        tree = hl7.parse(text)
+        tree.assign_field("DATA", "OBX", 1, 5, 1, 5)  # hl7apy reads the varies OBX-5 as ST(199)
+        parse_message(str(tree), validation_level=VALIDATION_LEVEL.STRICT, find_groups=True).validate()
+    for bundle in server.received:  # validated with the R4B models by the server, codes checked here
+        check_provide_bundle(bundle)
     assert {d["status"] for d in server.documents()} == {"superseded", "current"}
     assert sorted(p.name for p in (tmp_path / "drop").iterdir()) == sorted([first.unique_id, second.unique_id])
     async with epr_db.session() as session:
