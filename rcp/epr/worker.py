@@ -191,24 +191,36 @@ class Worker:
             # Core statements on the session's connection: same transaction, no ORM identity map needed.
             conn = await session.connection()
             candidates = (
-                sa.select(_T.c.id)
+                sa.select(_T.c.id, _T.c.status)
                 .where(self._due(receiver_key, now))
                 .order_by(_T.c.next_attempt_at, _T.c.id)
                 .limit(self.batch_size)
             )
             mark = {"status": DeliveryStatus.sending.value, "lease_until": lease, "claim_token": token}
+            found: list[tuple[int, str]] = []
             if is_sqlite(self.db.url):
-                for delivery_id in (await conn.execute(candidates)).scalars().all():
+                for delivery_id, status in (await conn.execute(candidates)).all():
                     result = await conn.execute(
                         sa.update(_T).where(_T.c.id == delivery_id, self._due(receiver_key, now)).values(**mark)
                     )
                     if result.rowcount == 1:
-                        claimed.append(delivery_id)
+                        found.append((delivery_id, status))
             else:
                 locked = candidates.with_for_update(skip_locked=True, of=_T)
-                claimed = list((await conn.execute(locked)).scalars().all())
-                if claimed:
-                    await conn.execute(sa.update(_T).where(_T.c.id.in_(claimed)).values(**mark))
+                found = [(r.id, r.status) for r in (await conn.execute(locked)).all()]
+                if found:
+                    await conn.execute(sa.update(_T).where(_T.c.id.in_([i for i, _ in found])).values(**mark))
+            claimed = [delivery_id for delivery_id, _ in found]
+            # A claim that was "sending" belonged to a worker that stopped before the answer: that try counts.
+            lost = [delivery_id for delivery_id, status in found if status == DeliveryStatus.sending.value]
+            if lost:
+                await conn.execute(sa.update(_T).where(_T.c.id.in_(lost)).values(attempts=_T.c.attempts + 1))
+                await conn.execute(sa.insert(DeliveryAttempt.__table__), [  # type: ignore[attr-defined]
+                    {"delivery_id": i, "at": now, "outcome": Verdict.retry.value, "duration_ms": 0,
+                     "summary": "no answer recorded: the worker stopped (lease expired)", "answer": "",
+                     "worker": self.name[:100]}
+                    for i in lost
+                ])
             if not claimed:
                 return []
             rows = (await conn.execute(

@@ -7,10 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from rcp.db import Database
-from rcp.epr.models import Delivery
+from rcp.epr.models import Delivery, DeliveryAttempt
 from rcp.epr.outbox import enqueue
 from tests.epr.samples import sample_document
 from tests.fixtures.receivers import FhirServer, MllpListener
@@ -73,3 +73,7 @@ async def test_killed_worker_delivers_after_restart_exactly_once(
     control_ids = [m.split("|")[9] for m in listener.received]
     assert control_ids == [row.idempotency_key, row.idempotency_key]
     assert list(listener.filed) == [row.idempotency_key]
+    async with epr_db.session() as session:
+        attempts = (await session.exec(select(DeliveryAttempt).order_by(col(DeliveryAttempt.id)))).all()
+    assert [a.outcome for a in attempts] == ["retry", "delivered"]
+    assert "lease expired" in attempts[0].summary and row.attempts == 2
