@@ -1,0 +1,261 @@
+"""The local archive: DICOM files in the data folder, indexed in the ``archive_instances`` table.
+
+The embedded default for one machine (``make run``), and the second backend of the archive contract tests. Files
+live at ``<folder>/<study>/<series>/<sop>.dcm``; UIDs are checked against PS3.5 9.1 (digits and dots, at most 64
+characters) before they become path components, so a hostile UID cannot escape the folder. File reads and
+parsing run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import re
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.errors import InvalidDicomError
+from sqlmodel import col, select
+
+from rcp.db import Database
+from rcp.imaging.archive import (
+    ArchiveNotFound,
+    InstanceSummary,
+    RawFrame,
+    SeriesSummary,
+    StoreResult,
+    StudySummary,
+    patient_name_text,
+)
+from rcp.imaging.models import ArchiveInstance
+
+__all__ = ["LocalArchive", "is_uid"]
+
+logger = logging.getLogger(__name__)
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def is_uid(value: str) -> bool:
+    """A syntactically valid UID (PS3.5 9.1): digits and dots, at most 64 characters."""
+    return 0 < len(value) <= 64 and bool(_UID.match(value))
+
+
+def _s(ds: Dataset, keyword: str, limit: int) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    return str(value)[:limit]
+
+
+def _i(ds: Dataset, keyword: str) -> int:
+    try:
+        return int(ds.get(keyword) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _row_from(ds: Dataset, path: str, size: int) -> ArchiveInstance:
+    return ArchiveInstance(
+        sop_uid=str(ds.SOPInstanceUID),
+        study_uid=str(ds.StudyInstanceUID),
+        series_uid=str(ds.SeriesInstanceUID),
+        sop_class_uid=_s(ds, "SOPClassUID", 64),
+        patient_id=_s(ds, "PatientID", 64),
+        issuer=_s(ds, "IssuerOfPatientID", 64),
+        patient_name=patient_name_text(ds.get("PatientName"))[:200],
+        patient_birth_date=_s(ds, "PatientBirthDate", 8),
+        study_date=_s(ds, "StudyDate", 8),
+        study_time=_s(ds, "StudyTime", 16),
+        accession=_s(ds, "AccessionNumber", 16),
+        study_description=_s(ds, "StudyDescription", 64),
+        modality=_s(ds, "Modality", 16),
+        series_description=_s(ds, "SeriesDescription", 64),
+        series_number=_i(ds, "SeriesNumber"),
+        instance_number=_i(ds, "InstanceNumber"),
+        frames=max(1, _i(ds, "NumberOfFrames")),
+        transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", ""))[:64],
+        path=path,
+        size=size,
+    )
+
+
+class LocalArchive:
+    """Files under ``folder``, indexed in ``database`` (which the caller owns and closes)."""
+
+    def __init__(self, folder: Path, database: Database) -> None:
+        self.folder = Path(folder)
+        self.database = database
+
+    async def close(self) -> None:
+        """Nothing to release: we did not open the database, so we do not close it."""
+
+    # --- searches ---------------------------------------------------------------------------------------------
+
+    async def search_studies(self, *, patient_id: str | None = None, issuer: str | None = None,
+                             study_uid: str | None = None, limit: int = 200) -> list[StudySummary]:
+        query = select(ArchiveInstance)
+        if patient_id:
+            query = query.where(ArchiveInstance.patient_id == patient_id)
+        if study_uid:
+            query = query.where(ArchiveInstance.study_uid == study_uid)
+        async with self.database.session() as session:
+            rows = (await session.exec(query)).all()
+        studies: dict[str, list[ArchiveInstance]] = defaultdict(list)
+        for row in rows:
+            if issuer and row.issuer and row.issuer != issuer:
+                continue
+            studies[row.study_uid].append(row)
+        out = []
+        for uid, members in studies.items():
+            first = members[0]
+            out.append(StudySummary(
+                study_uid=uid, patient_id=first.patient_id, issuer=first.issuer, patient_name=first.patient_name,
+                patient_birth_date=first.patient_birth_date, study_date=first.study_date,
+                study_time=first.study_time, accession=first.accession, description=first.study_description,
+                modalities=tuple(sorted({m.modality for m in members if m.modality})),
+                series_count=len({m.series_uid for m in members}), instance_count=len(members),
+            ))
+        out.sort(key=lambda s: (s.study_date, s.study_time, s.study_uid), reverse=True)
+        return out[:limit]
+
+    async def _rows(self, *conditions: Any) -> list[ArchiveInstance]:
+        async with self.database.session() as session:
+            return list((await session.exec(select(ArchiveInstance).where(*conditions))).all())
+
+    async def list_series(self, study_uid: str) -> list[SeriesSummary]:
+        rows = await self._rows(ArchiveInstance.study_uid == study_uid)
+        if not rows:
+            raise ArchiveNotFound("The archive has no such study.")
+        series: dict[str, list[ArchiveInstance]] = defaultdict(list)
+        for row in rows:
+            series[row.series_uid].append(row)
+        return sorted(
+            (SeriesSummary(study_uid=study_uid, series_uid=uid, modality=m[0].modality,
+                           description=m[0].series_description, series_number=m[0].series_number,
+                           instance_count=len(m)) for uid, m in series.items()),
+            key=lambda s: (s.series_number, s.series_uid),
+        )
+
+    async def _series_rows(self, study_uid: str, series_uid: str) -> list[ArchiveInstance]:
+        rows = await self._rows(ArchiveInstance.study_uid == study_uid, ArchiveInstance.series_uid == series_uid)
+        if not rows:
+            raise ArchiveNotFound("The archive has no such series.")
+        return sorted(rows, key=lambda r: (r.instance_number, r.sop_uid))
+
+    async def list_instances(self, study_uid: str, series_uid: str) -> list[InstanceSummary]:
+        return [InstanceSummary(study_uid=r.study_uid, series_uid=r.series_uid, sop_uid=r.sop_uid,
+                                sop_class_uid=r.sop_class_uid, instance_number=r.instance_number, frames=r.frames)
+                for r in await self._series_rows(study_uid, series_uid)]
+
+    # --- retrieval --------------------------------------------------------------------------------------------
+
+    def _read_headers(self, paths: Sequence[Path]) -> list[Dataset]:
+        return [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
+
+    async def series_metadata(self, study_uid: str, series_uid: str) -> list[Dataset]:
+        rows = await self._series_rows(study_uid, series_uid)
+        return await asyncio.to_thread(self._read_headers, [self.folder / r.path for r in rows])
+
+    async def _row(self, study_uid: str, series_uid: str, sop_uid: str) -> ArchiveInstance:
+        async with self.database.session() as session:
+            row = await session.get(ArchiveInstance, sop_uid)
+        if row is None or row.study_uid != study_uid or row.series_uid != series_uid:
+            raise ArchiveNotFound("The archive has no such instance.")
+        return row
+
+    async def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
+        row = await self._row(study_uid, series_uid, sop_uid)
+        try:
+            return await asyncio.to_thread((self.folder / row.path).read_bytes)
+        except FileNotFoundError:
+            raise ArchiveNotFound("The archive index names a file that is gone; import the study again.") from None
+
+    async def retrieve_series(self, study_uid: str, series_uid: str) -> list[bytes]:
+        rows = await self._series_rows(study_uid, series_uid)
+        return await asyncio.to_thread(lambda: [(self.folder / r.path).read_bytes() for r in rows])
+
+    async def retrieve_frame(self, study_uid: str, series_uid: str, sop_uid: str, frame: int) -> RawFrame:
+        blob = await self.retrieve_instance(study_uid, series_uid, sop_uid)
+        return await asyncio.to_thread(_frame_of, blob, frame)
+
+    # --- storage (STOW-RS semantics: PS3.18 10.5) ------------------------------------------------------------
+
+    def _write(self, blob: bytes) -> tuple[ArchiveInstance | None, str]:
+        try:
+            ds = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True)
+        except (InvalidDicomError, EOFError, ValueError, TypeError, AttributeError, KeyError, OSError):
+            return None, "not a readable DICOM file"
+        uids = [str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
+        if not all(is_uid(u) for u in uids):
+            return None, "missing or malformed Study/Series/SOP Instance UID"
+        study, series, sop = uids
+        relative = f"{study}/{series}/{sop}.dcm"
+        target = self.folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Atomic: a reader never sees half a file.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(blob)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return _row_from(ds, relative, len(blob)), ""
+
+    async def store(self, instances: Sequence[bytes]) -> StoreResult:
+        result = StoreResult()
+        for blob in instances:
+            row, reason = await asyncio.to_thread(self._write, blob)
+            if row is None:
+                result.failed.append(("", reason))
+                continue
+            async with self.database.session() as session:
+                existing = await session.get(ArchiveInstance, row.sop_uid)
+                if existing is None:
+                    session.add(row)
+                else:  # SOP instances are immutable (PS3.3 C.12.1.1.1): same UID, same content; refresh the index
+                    for name in ("path", "size", "transfer_syntax"):
+                        setattr(existing, name, getattr(row, name))
+            result.stored.append(row.sop_uid)
+        return result
+
+    async def delete_study(self, study_uid: str) -> int:
+        """Remove a study (tests and demo reloads); returns how many instances went."""
+        async with self.database.session() as session:
+            rows = (await session.exec(select(ArchiveInstance).where(col(ArchiveInstance.study_uid) == study_uid))
+                    ).all()
+            for row in rows:
+                (self.folder / row.path).unlink(missing_ok=True)
+                await session.delete(row)
+        return len(rows)
+
+
+def _frame_of(blob: bytes, frame: int) -> RawFrame:
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    syntax = ds.file_meta.TransferSyntaxUID
+    count = max(1, int(ds.get("NumberOfFrames") or 1))
+    if not 1 <= frame <= count:
+        raise ArchiveNotFound(f"Frame {frame} is out of range (1..{count}).")
+    if "PixelData" not in ds:
+        raise ArchiveNotFound("The instance has no pixel data.")
+    data: bytes = ds.PixelData
+    if syntax.is_encapsulated:
+        for index, fragment in enumerate(generate_frames(data, number_of_frames=count)):
+            if index == frame - 1:
+                return RawFrame(data=fragment, transfer_syntax=str(syntax))
+        raise ArchiveNotFound(f"Frame {frame} is missing from the encapsulated pixel data.")
+    length = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * int(ds.BitsAllocated)
+    if length % 8:
+        raise ArchiveNotFound("Frames of 1-bit pixel data are not byte-aligned; retrieve the instance instead.")
+    length //= 8
+    return RawFrame(data=data[(frame - 1) * length:frame * length], transfer_syntax=str(syntax))
