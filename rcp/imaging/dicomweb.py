@@ -306,9 +306,16 @@ class DicomWebClient:
             headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
                      "Accept": "application/dicom+json"},
         )
-        if response.status_code >= 400 and response.status_code not in (409,):
+        if response.status_code in (401, 403) or response.status_code >= 500:
             self._check(response, "store")
-        answer = json.loads(response.content or b"{}")
+        try:
+            answer = json.loads(response.content or b"{}")
+        except ValueError:
+            answer = {}
+        if response.status_code >= 400 and not answer:
+            # PS3.18 10.5.3.1: 400/409 mean nothing was stored; some servers send no body with it.
+            result.failed.extend(("", f"refused by the PACS (HTTP {response.status_code})") for _ in batch)
+            return
         if isinstance(answer, list):
             answer = answer[0] if answer else {}
         reply = dataset_from_json(answer) if answer else Dataset()
