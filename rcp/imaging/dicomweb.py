@@ -319,10 +319,14 @@ class DicomWebClient:
         if isinstance(answer, list):
             answer = answer[0] if answer else {}
         reply = dataset_from_json(answer) if answer else Dataset()
+        before = len(result.stored) + len(result.failed)
         for item in reply.get("ReferencedSOPSequence") or []:
             result.stored.append(str(item.get("ReferencedSOPInstanceUID", "")))
         # PS3.18 10.5.3: Failed SOP Sequence (0008,1198); Orthanc always sends it, empty — test the value.
         for item in reply.get("FailedSOPSequence") or []:
             reason = item.get("FailureReason")
             result.failed.append((str(item.get("ReferencedSOPInstanceUID", "")), f"failure reason {reason}"))
+        # Orthanc leaves unreadable parts out of both sequences: whatever was not acknowledged was not stored.
+        unacknowledged = len(batch) - (len(result.stored) + len(result.failed) - before)
+        result.failed.extend(("", "not acknowledged by the PACS (unreadable?)") for _ in range(max(0, unacknowledged)))
 
