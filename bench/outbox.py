@@ -37,8 +37,8 @@ THROUGHPUT_N = {"mllp": 400, "fhir": 150}
 LATENCY_N = 100
 
 
-async def _fresh_db(folder: Path, name: str) -> Database:
-    url = f"sqlite:///{folder / name}.sqlite3"
+async def _fresh_db(folder: Path, name: str, url: str = "") -> Database:
+    url = url or f"sqlite:///{folder / name}.sqlite3"
     await asyncio.to_thread(migrate, url, "heads")
     return Database(url)
 
@@ -54,10 +54,10 @@ async def _wait_delivered(db: Database, count: int, timeout: float = 240.0) -> N
     raise TimeoutError(f"only {done} of {count} deliveries arrived in {timeout} s")
 
 
-async def throughput(folder: Path, url: str, kind: str) -> float:
+async def throughput(folder: Path, url: str, kind: str, *, database_url: str = "") -> float:
     """Deliveries per second for a backlog (the receiver back after a night down)."""
     n = THROUGHPUT_N[kind]
-    db = await _fresh_db(folder, f"throughput-{kind}")
+    db = await _fresh_db(folder, f"throughput-{kind}", database_url)
     documents = [sample_document(pdf_size=PDF_BYTES) for _ in range(n)]
     async with db.session() as session:
         for document in documents:
@@ -124,6 +124,7 @@ async def main() -> dict[str, float]:
             mllp_rate = await throughput(folder, listener.url, "mllp")
             fhir_rate = await throughput(folder, server.url, "fhir")
             acks = await latency(folder, listener.url)
+            postgres_rate = await _on_postgres(folder, listener.url)
     finally:
         await listener.stop()
         await server.stop()
@@ -132,8 +133,25 @@ async def main() -> dict[str, float]:
         "fhir_deliveries_per_s": round(fhir_rate, 1),
         "ack_ms_p50": round(statistics.median(acks), 1),
         "ack_ms_p99": round(_percentile(acks, 0.99), 1),
+        "deliveries_per_s_postgres": round(postgres_rate, 1),
         "pdf_bytes": PDF_BYTES,
     }
+
+
+async def _on_postgres(folder: Path, url: str) -> float:
+    """The same MLLP backlog with the outbox on PostgreSQL (its own database, dropped after); -1 if unreachable."""
+    import psycopg
+
+    from tests.fixtures.postgres import create_database, drop_database
+
+    try:
+        name = await asyncio.to_thread(create_database)
+    except psycopg.OperationalError:
+        return -1.0
+    try:
+        return await throughput(folder, url, "mllp", database_url=f"postgresql://postgres@127.0.0.1:5432/{name}")
+    finally:
+        await asyncio.to_thread(drop_database, name)
 
 
 if __name__ == "__main__":

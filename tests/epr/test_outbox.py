@@ -293,3 +293,27 @@ async def test_a_hanging_receiver_delays_no_one(
         stop.set()
         await task
         await worker.close()
+
+
+async def test_run_worker_entry_point_with_the_default_file_drop(epr_db: Database, tmp_path: Path) -> None:
+    """What ``rcp serve`` runs in its lifespan: settings in, deliveries to the embedded file drop out."""
+    from rcp.epr.worker import run_worker
+
+    settings = Settings(env="test", data_dir=tmp_path, database_url=epr_db.url)
+    document = sample_document()
+    async with epr_db.session() as session:
+        await enqueue(session, document, configured_receivers(settings))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, epr_db, stop, poll_s=0.05))
+    try:
+        for _ in range(600):
+            (row,) = await _rows(epr_db)
+            if row.status == "delivered":
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+    assert row.status == "delivered"
+    folder = tmp_path / "epr-outbox" / document.unique_id
+    assert (folder / "document.pdf").read_bytes() == document.pdf
