@@ -7,7 +7,8 @@
   Bearer token from the URL's password (``fhir+https://:TOKEN@host/fhir``) or the ``token`` argument.
 - ``mllp://host:port``: HL7 v2.5 MDM^T02/T10 over MLLP, waiting for the ACK.
 
-Optional query parameter ``timeout`` (seconds) on any URL. Every receiver answers :class:`Outcome`: delivered,
+Optional query parameter ``timeout`` (seconds) on any URL; on ``mllp://``, also ``sending_application``,
+``sending_facility``, ``receiving_application`` and ``receiving_facility`` (MSH-3 to MSH-6). Every receiver answers :class:`Outcome`: delivered,
 retry (transient: 5xx, timeouts, AR, refused connections) or needs_attention (permanent: 4xx, AE), with a short
 summary for logs and the receiver's answer excerpt for the coordinator.
 """
@@ -15,10 +16,12 @@ summary for logs and the receiver's answer excerpt for the coordinator.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -44,6 +47,7 @@ __all__ = [
 ]
 
 _ANSWER_LIMIT = 1000
+_MSH_FIELDS = ("sending_application", "sending_facility", "receiving_application", "receiving_facility")
 
 
 class Verdict(StrEnum):
@@ -194,12 +198,22 @@ class MllpReceiver:
     kind = "mllp"
     concurrency = 1  # MLLP: one message, then its ACK, on the connection
 
-    def __init__(self, host: str, port: int, *, key: str, timeout: float = 30.0) -> None:
+    def __init__(self, host: str, port: int, *, key: str, timeout: float = 30.0,
+                 header: Mapping[str, str] | None = None) -> None:
         self.key = key
+        #: MSH-3..6 (sending/receiving application and facility): interface engines route on them.
+        self.header = dict(header or {})
         self._client = MllpClient(host, port, ack_timeout=timeout, connect_timeout=min(timeout, 10.0))
 
     async def deliver(self, document: SignedDocument, *, idempotency_key: str) -> Outcome:
-        message = await asyncio.to_thread(mdm_message, document, control_id=idempotency_key)
+        h = self.header
+        message = await asyncio.to_thread(functools.partial(
+            mdm_message, document, control_id=idempotency_key,
+            sending_application=h.get("sending_application", "RCP"),
+            sending_facility=h.get("sending_facility", "RCP"),
+            receiving_application=h.get("receiving_application", "DPI"),
+            receiving_facility=h.get("receiving_facility", ""),
+        ))
         try:
             answer = await self._client.send(message)
         except MllpTimeout:
@@ -237,4 +251,6 @@ def open_receiver(url: str, *, token: str = "", timeout: float = 30.0) -> Receiv
         return FhirReceiver(base, key=key, token=secret, timeout=timeout)
     if not parts.hostname or not parts.port:
         raise ValueError("an mllp:// receiver needs a host and a port, e.g. mllp://interfaces.example:2575")
-    return MllpReceiver(parts.hostname, parts.port, key=key, timeout=timeout)
+    query = parse_qs(parts.query)
+    header = {name: query[name][0] for name in _MSH_FIELDS if query.get(name)}
+    return MllpReceiver(parts.hostname, parts.port, key=key, timeout=timeout, header=header)

@@ -48,12 +48,13 @@ async def test_file_drop_is_atomic_and_idempotent(tmp_path: Path) -> None:
 
 async def test_mllp_aa_ae_ar(epr_receivers: tuple[MllpListener, FhirServer]) -> None:
     listener, _ = epr_receivers
-    receiver = open_receiver(listener.url)
+    receiver = open_receiver(listener.url + "?receiving_application=DXCARE&receiving_facility=CHU-TEST")
     try:
         document = sample_document()
         outcome = await receiver.deliver(document, idempotency_key="AA1")
         assert outcome.verdict is Verdict.delivered and outcome.summary == "AA"
         message = hl7.parse(listener.filed["AA1"])
+        assert [str(f) for f in message.segment("MSH")[3:7]] == ["RCP", "RCP", "DXCARE", "CHU-TEST"]
         assert str(message.extract_field("PID", 1, 3, 1, 1)) == document.patient.ins
         listener.mode = "AE"
         outcome = await receiver.deliver(sample_document(), idempotency_key="AE1")
