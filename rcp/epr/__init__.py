@@ -1,5 +1,16 @@
 """Delivery of signed RCP documents to the EPR: a durable outbox, FHIR R4 (IHE MHD), HL7 v2.5 MDM over MLLP,
-and a file drop; see ``outbox`` (what the signing code calls) and ``worker`` (what delivers)."""
+and a file drop; see ``outbox`` (what the signing code calls) and ``worker`` (what delivers).
+
+Wiring, for the app and the minutes:
+
+- in the signature's transaction: ``await enqueue(session, document, configured_receivers(settings),
+  case_id=..., meeting_id=..., patient_id=...)`` with ``document`` a :class:`SignedDocument` made from the
+  signed version (its ``unique_id`` an OID, ``replaces`` the previous version's for a correction);
+- in the lifespan (``rcp serve``): ``worker = build_worker(settings, db)``, ``app.state.epr_worker = worker``,
+  ``tg.create_task(worker.run(stop))``, and ``await worker.close()`` after ``stop`` is set; routes call
+  ``worker.wake()`` after a commit that enqueued something (``rcp.epr.routes`` does for "retry");
+- ``rcp worker``: ``await run_worker(settings, db, stop_event)`` (or ``python -m rcp.epr.worker``).
+"""
 
 from __future__ import annotations
 
