@@ -1,0 +1,242 @@
+"""The imaging service: one archive, one frame cache, one decode pool and one prefetcher per process.
+
+The app builds it in its lifespan and keeps it on ``app.state.imaging``::
+
+    imaging = await ImagingService.open(settings, database=db)
+    try:
+        ...
+    finally:
+        await imaging.close()
+
+Routes ask it for series descriptors and frames; it answers from the cache, or retrieves the instance from the
+archive, decodes and encodes every frame in its thread pool (never on the event loop), and caches them. Concurrent
+requests for the same instance share one retrieval (single flight), so a viewer asking for ten frames of a cold
+multi-frame instance costs one WADO-RS call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from rcp.errors import Invalid, NotFound
+from rcp.imaging.archive import Archive, StudySummary, open_archive
+from rcp.imaging.cache import FrameCache
+from rcp.imaging.frames import (
+    EncodedFrame,
+    PixelDataError,
+    check_pixel_budget,
+    decode_frame,
+    encode_frame,
+    frame_infos,
+    number_of_frames,
+    sort_frames,
+)
+from rcp.imaging.local import is_uid
+from rcp.imaging.prefetch import Prefetcher, PrefetchProgress
+
+if TYPE_CHECKING:
+    from rcp.config import Settings
+    from rcp.db import Database
+
+__all__ = ["ImagingService", "encode_instance", "frame_url"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def frame_url(study_uid: str, series_uid: str, sop_uid: str, frame: int) -> str:
+    return f"/api/imaging/frames/{study_uid}/{series_uid}/{sop_uid}/{frame}"
+
+
+def encode_instance(blob: bytes) -> list[EncodedFrame]:
+    """Every frame of a DICOM file, decoded to modality values and encoded for the wire (CPU: run in a thread)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(blob))
+    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, AttributeError, OSError):
+        raise PixelDataError("the archive returned an unreadable DICOM file") from None
+    check_pixel_budget(ds)
+    return [encode_frame(decode_frame(ds, index)) for index in range(number_of_frames(ds))]
+
+
+def _check_uids(*uids: str) -> None:
+    for uid in uids:
+        if not is_uid(uid):
+            raise NotFound("No such image: the address holds a malformed UID.")
+
+
+class ImagingService:
+    def __init__(self, *, archive: Archive, cache: FrameCache, executor: ThreadPoolExecutor,
+                 owns_archive: bool = True, prefetch_concurrency: int = 4) -> None:
+        self.archive = archive
+        self.cache = cache
+        self.executor = executor
+        self._owns_archive = owns_archive
+        self._inflight: dict[str, asyncio.Task[list[EncodedFrame]]] = {}
+        self._descriptors: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.prefetcher = Prefetcher(self, concurrency=prefetch_concurrency)
+        self._closed = False
+
+    @classmethod
+    async def open(cls, settings: Settings, *, database: Database | None = None, archive: Archive | None = None,
+                   memory_bytes: int = 1 << 30, workers: int | None = None) -> ImagingService:
+        """Build the service from settings; ``archive`` overrides ``settings.pacs_url`` (then the caller owns it)."""
+        owns = archive is None
+        if archive is None:
+            archive = open_archive(settings, database=database)
+        cache = FrameCache(Path(settings.data_dir) / "cache" / "frames", memory_bytes=memory_bytes)
+        # Decoding is CPU-bound: as many threads as cores (numpy, zlib and the JPEG codecs release the GIL).
+        executor = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
+                                      thread_name_prefix="rcp-imaging")
+        return cls(archive=archive, cache=cache, executor=executor, owns_archive=owns)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.prefetcher.close()
+        for task in list(self._inflight.values()):
+            task.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        if self._owns_archive:
+            await self.archive.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """CPU work through one door: the service's thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    # --- studies ----------------------------------------------------------------------------------------------
+
+    async def patient_studies(self, identifiers: Sequence[tuple[str, str]]) -> list[StudySummary]:
+        """Studies of a patient known by several identifiers ((value, assigner) pairs: IPP per hospital, INS)."""
+        found: dict[str, StudySummary] = {}
+        for value, assigner in identifiers:
+            if not value:
+                continue
+            for study in await self.archive.search_studies(patient_id=value, issuer=assigner or None):
+                found.setdefault(study.study_uid, study)
+        return sorted(found.values(), key=lambda s: (s.study_date, s.study_time), reverse=True)
+
+    # --- series descriptors -----------------------------------------------------------------------------------
+
+    async def descriptor(self, study_uid: str, series_uid: str) -> dict[str, Any]:
+        """The series descriptor of the wire format (see ``rcp.imaging.frames``), cached in memory and on disk."""
+        _check_uids(study_uid, series_uid)
+        key = f"{study_uid}/{series_uid}"
+        cached = self._descriptors.get(key)
+        if cached is None:
+            cached = await self.cache.get_descriptor(series_uid)
+            if cached is not None and cached.get("study_uid") != study_uid:
+                cached = None
+        if cached is None:
+            metadata = await self.archive.series_metadata(study_uid, series_uid)
+            cached = await self.run(self._build_descriptor, study_uid, series_uid, metadata)
+            await self.cache.put_descriptor(series_uid, cached)
+        self._descriptors[key] = cached
+        self._descriptors.move_to_end(key)
+        while len(self._descriptors) > 512:
+            self._descriptors.popitem(last=False)
+        return cached
+
+    @staticmethod
+    def _build_descriptor(study_uid: str, series_uid: str, metadata: list[Any]) -> dict[str, Any]:
+        infos = []
+        first = metadata[0] if metadata else None
+        for ds in metadata:
+            if "Rows" not in ds or "Columns" not in ds:
+                continue  # not an image (SR, KOS, PDF): the viewer shows images only
+            try:
+                infos.extend(frame_infos(ds))
+            except (PixelDataError, ValueError, TypeError, AttributeError) as exc:
+                logger.warning("series %s: instance skipped in descriptor (%s)", series_uid, type(exc).__name__)
+        ordered = sort_frames(infos)
+
+        def text(keyword: str) -> str:
+            value = first.get(keyword) if first is not None else None
+            return "" if value is None else str(value)
+
+        try:
+            number = int(text("SeriesNumber") or 0)
+        except ValueError:
+            number = 0
+        return {
+            "study_uid": study_uid,
+            "series_uid": series_uid,
+            "modality": text("Modality"),
+            "description": text("SeriesDescription"),
+            "series_number": number,
+            "study_date": text("StudyDate"),
+            "frames": [f.as_json(frame_url(study_uid, series_uid, f.sop_uid, f.frame)) for f in ordered],
+        }
+
+    # --- frames -----------------------------------------------------------------------------------------------
+
+    async def frame(self, study_uid: str, series_uid: str, sop_uid: str, frame: int) -> EncodedFrame:
+        """One encoded frame: memory, else disk, else retrieved from the archive, decoded and cached."""
+        hit = self.cache.peek(sop_uid, frame)
+        if hit is not None:
+            self.cache.hits += 1
+            return hit
+        _check_uids(study_uid, series_uid, sop_uid)
+        if frame < 1:
+            raise NotFound("Frames are numbered from 1.")
+        hit = await self.cache.get(sop_uid, frame)
+        if hit is not None:
+            return hit
+        frames = await self._load(study_uid, series_uid, sop_uid)
+        if frame > len(frames):
+            raise NotFound(f"This instance has {len(frames)} frame(s); frame {frame} does not exist.")
+        return frames[frame - 1]
+
+    async def is_cached(self, sop_uid: str, frames: int) -> bool:
+        if self.cache.peek(sop_uid, frames) is not None:
+            return True
+        return await asyncio.to_thread(self.cache.contains, sop_uid, frames)
+
+    async def ensure_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> int:
+        """Bring every frame of an instance into the cache; returns how many frames it has."""
+        return len(await self._load(study_uid, series_uid, sop_uid))
+
+    async def _load(self, study_uid: str, series_uid: str, sop_uid: str) -> list[EncodedFrame]:
+        task = self._inflight.get(sop_uid)
+        if task is None:
+            task = asyncio.create_task(self._retrieve(study_uid, series_uid, sop_uid), name=f"retrieve {sop_uid}")
+            self._inflight[sop_uid] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(sop_uid, None))
+        # Shielded: a viewer that goes away does not cancel the retrieval other viewers wait for.
+        return await asyncio.shield(task)
+
+    async def _retrieve(self, study_uid: str, series_uid: str, sop_uid: str) -> list[EncodedFrame]:
+        blob = await self.archive.retrieve_instance(study_uid, series_uid, sop_uid)
+        try:
+            frames = await self.run(self._encode_and_store, sop_uid, blob)
+        except PixelDataError as exc:
+            raise Invalid(f"This image cannot be shown: {exc}.") from None
+        self.cache.remember_many(sop_uid, frames)
+        return frames
+
+    def _encode_and_store(self, sop_uid: str, blob: bytes) -> list[EncodedFrame]:
+        frames = encode_instance(blob)
+        self.cache.put_many_blocking(sop_uid, frames)
+        return frames
+
+    # --- prefetch ---------------------------------------------------------------------------------------------
+
+    def prefetch(self, key: str, study_uids: Sequence[str]) -> PrefetchProgress:
+        for uid in study_uids:
+            _check_uids(uid)
+        return self.prefetcher.start(key, study_uids)
+
+    def prefetch_progress(self, key: str) -> PrefetchProgress | None:
+        return self.prefetcher.progress(key)
