@@ -54,8 +54,9 @@ class RetryPolicy:
     #: First retry after about ``base_s``, doubling up to ``cap_s``: 5 s, 10 s, 20 s ... 1 h.
     base_s: float = 5.0
     cap_s: float = 3600.0
-    #: Transient failures before "needs attention" (about 10 h with the defaults: a night of downtime).
-    max_attempts: int = 16
+    #: Transient failures before "needs attention": with the defaults, 6 to 11 hours of trying (jitter), so a
+    #: receiver down for the night is caught up with in the morning, and one down longer is shown to a person.
+    max_attempts: int = 20
     #: How long a claim holds; must exceed a receiver's timeout, or a slow send could be taken twice.
     lease_s: float = 300.0
 

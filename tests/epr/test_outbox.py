@@ -317,3 +317,21 @@ async def test_run_worker_entry_point_with_the_default_file_drop(epr_db: Databas
     assert row.status == "delivered"
     folder = tmp_path / "epr-outbox" / document.unique_id
     assert (folder / "document.pdf").read_bytes() == document.pdf
+
+
+def test_default_policy_outlasts_a_night_of_downtime() -> None:
+    policy = RetryPolicy()
+    low = sum(backoff_delay(n, policy, _Fixed(0.0)) for n in range(1, policy.max_attempts))
+    high = sum(backoff_delay(n, policy, _Fixed(1.0)) for n in range(1, policy.max_attempts))
+    assert 5 * 3600 < low < high < 12 * 3600
+
+
+class _Fixed(random.Random):
+    """Jitter at one end of its range."""
+
+    def __init__(self, where: float) -> None:
+        super().__init__(0)
+        self.where = where
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.where
