@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,8 @@ from rcp.auth import routes as auth_routes
 from rcp.auth.sessions import SessionBackend
 from rcp.config import Settings
 from rcp.db import Database
+from rcp.epr import routes as epr_routes
+from rcp.epr.worker import build_worker
 from rcp.errors import NotAuthenticated, RcpError
 from rcp.http import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware, error_handlers
 from rcp.i18n import LocaleMiddleware
@@ -65,6 +68,7 @@ def build_routes() -> list[BaseRoute]:
         *auth_routes.routes,
         *scheduling_api.routes,
         *scheduling_pages.routes,
+        *epr_routes.routes,
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
 
@@ -79,9 +83,19 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         app.state.db = db
         logger.info("RCP service %s starting on %s", __version__, settings.node_id)
         await _audit_activity(db, f"application start ({settings.node_id})")
+        stop = asyncio.Event()
         try:
-            yield
+            async with asyncio.TaskGroup() as tasks:
+                if settings.embedded_worker:
+                    app.state.epr_worker = build_worker(settings, db)
+                    tasks.create_task(app.state.epr_worker.run(stop), name="epr-worker")
+                try:
+                    yield
+                finally:
+                    stop.set()
         finally:
+            if settings.embedded_worker:
+                await app.state.epr_worker.close()
             await _audit_activity(db, f"application stop ({settings.node_id})")
             if database is None:
                 await db.close()

@@ -171,12 +171,27 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+async def _worker(settings: Settings) -> None:
+    import signal
+
+    from rcp.db import Database
+    from rcp.epr.worker import run_worker
+
+    db = Database(settings.database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        from rcp.epr.worker import main as worker_main
-    except ImportError:
-        raise SystemExit("rcp: the EPR delivery worker is not available in this build") from None
-    return int(asyncio.run(worker_main(_settings())) or 0)
+        await run_worker(settings, db, stop)
+    finally:
+        await db.close()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Deliver signed decisions to the EPR receivers; several workers may run against one PostgreSQL."""
+    asyncio.run(_worker(_settings()))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:

@@ -61,6 +61,8 @@ class Settings:
     redis_url: str = ""
     #: EPR receivers by URL: ``file:///folder``, ``fhir+https://host/fhir``, ``mllp://host:port``.
     epr_receivers: tuple[str, ...] = ()
+    #: Bearer token for FHIR receivers that do not carry one in their URL.
+    epr_fhir_token: str = ""
     #: STUN/TURN servers handed to browsers, e.g. ``stun:stun.example.org:3478``.
     ice_servers: tuple[str, ...] = ()
     ice_username: str = ""
@@ -120,6 +122,7 @@ class Settings:
             "pacs_token": get("PACS_TOKEN"),
             "redis_url": get("REDIS_URL"),
             "epr_receivers": _list(get("EPR_RECEIVERS")),
+            "epr_fhir_token": get("EPR_FHIR_TOKEN"),
             "ice_servers": _list(get("ICE_SERVERS")),
             "ice_username": get("ICE_USERNAME"),
             "ice_credential": get("ICE_CREDENTIAL"),

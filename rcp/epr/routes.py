@@ -20,6 +20,7 @@ from rcp.epr.models import Delivery
 from rcp.epr.outbox import DeliveryView, deliveries_for, retry
 from rcp.errors import NotFound
 from rcp.http import current_user, path_int
+from rcp.openapi import ApiRoute
 from rcp.scheduling.models import Board, Case, Meeting
 from rcp.templating import render
 
@@ -123,7 +124,10 @@ routes: list[BaseRoute] = [
     Route("/epr/meetings/{meeting_id:int}/deliveries", meeting_fragment, methods=["GET"],
           name="epr_meeting_deliveries"),
     Route("/epr/deliveries/{delivery_id:int}/retry", retry_delivery, methods=["POST"], name="epr_retry"),
-    Route("/api/epr/cases/{case_id:int}/deliveries", case_json, methods=["GET"]),
-    Route("/api/epr/meetings/{meeting_id:int}/deliveries", meeting_json, methods=["GET"]),
-    Route("/api/epr/deliveries/{delivery_id:int}/retry", retry_delivery, methods=["POST"]),
+    ApiRoute("/api/epr/cases/{case_id:int}/deliveries", case_json, method="GET", tag="epr",
+             summary="Delivery state of each receiver for a case's signed versions", media_type="application/json"),
+    ApiRoute("/api/epr/meetings/{meeting_id:int}/deliveries", meeting_json, method="GET", tag="epr",
+             summary="Delivery state of each receiver for a meeting", media_type="application/json"),
+    ApiRoute("/api/epr/deliveries/{delivery_id:int}/retry", retry_delivery, method="POST", tag="epr",
+             summary="Put a delivery that needs attention back in the queue", media_type="application/json"),
 ]

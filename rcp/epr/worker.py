@@ -328,7 +328,7 @@ def build_worker(
 ) -> Worker:
     """A worker for the configured receivers, for a lifespan that wants to keep it (``app.state.epr_worker``,
     whose ``wake()`` the signing and retry routes call after their commit). Close it with ``await close()``."""
-    token = str(getattr(settings, "epr_fhir_token", "") or "")
+    token = settings.epr_fhir_token
     opened = [open_receiver(url, token=token) for url in (receivers or configured_receivers(settings))]
     return Worker(db, opened, policy=policy, poll_s=poll_s, name=f"{settings.node_id}-epr")
 
