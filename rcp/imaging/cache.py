@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from rcp.imaging.frames import ENCODING_VERSION, EncodedFrame, Encoding
-from rcp.imaging.local import is_uid
+from rcp.imaging.dicomfile import is_uid
 
 __all__ = ["FrameCache"]
 

@@ -12,7 +12,6 @@ import asyncio
 import io
 import logging
 import os
-import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
@@ -35,19 +34,12 @@ from rcp.imaging.archive import (
     StudySummary,
     patient_name_text,
 )
+from rcp.imaging.dicomfile import is_uid, tolerant
 from rcp.imaging.models import ArchiveInstance
 
 __all__ = ["LocalArchive", "is_uid"]
 
 logger = logging.getLogger(__name__)
-
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-def is_uid(value: str) -> bool:
-    """A syntactically valid UID (PS3.5 9.1): digits and dots, at most 64 characters."""
-    return 0 < len(value) <= 64 and bool(_UID.match(value))
-
 
 def _s(ds: Dataset, keyword: str, limit: int) -> str:
     value = ds.get(keyword)
@@ -159,7 +151,8 @@ class LocalArchive:
     # --- retrieval --------------------------------------------------------------------------------------------
 
     def _read_headers(self, paths: Sequence[Path]) -> list[Dataset]:
-        return [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
+        with tolerant():
+            return [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
 
     async def series_metadata(self, study_uid: str, series_uid: str) -> list[Dataset]:
         rows = await self._series_rows(study_uid, series_uid)
@@ -190,6 +183,10 @@ class LocalArchive:
     # --- storage (STOW-RS semantics: PS3.18 10.5) ------------------------------------------------------------
 
     def _write(self, blob: bytes) -> tuple[ArchiveInstance | None, str]:
+        with tolerant():
+            return self._write_tolerant(blob)
+
+    def _write_tolerant(self, blob: bytes) -> tuple[ArchiveInstance | None, str]:
         try:
             ds = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True)
         except (InvalidDicomError, EOFError, ValueError, TypeError, AttributeError, KeyError, OSError):

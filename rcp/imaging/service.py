@@ -42,7 +42,7 @@ from rcp.imaging.frames import (
     number_of_frames,
     sort_frames,
 )
-from rcp.imaging.local import is_uid
+from rcp.imaging.dicomfile import is_uid, tolerant
 from rcp.imaging.prefetch import Prefetcher, PrefetchProgress
 
 if TYPE_CHECKING:
@@ -61,12 +61,13 @@ def frame_url(study_uid: str, series_uid: str, sop_uid: str, frame: int) -> str:
 
 def encode_instance(blob: bytes) -> list[EncodedFrame]:
     """Every frame of a DICOM file, decoded to modality values and encoded for the wire (CPU: run in a thread)."""
-    try:
-        ds = pydicom.dcmread(io.BytesIO(blob))
-    except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, AttributeError, OSError):
-        raise PixelDataError("the archive returned an unreadable DICOM file") from None
-    check_pixel_budget(ds)
-    return [encode_frame(decode_frame(ds, index)) for index in range(number_of_frames(ds))]
+    with tolerant():
+        try:
+            ds = pydicom.dcmread(io.BytesIO(blob))
+        except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError, AttributeError, OSError):
+            raise PixelDataError("the archive returned an unreadable DICOM file") from None
+        check_pixel_budget(ds)
+        return [encode_frame(decode_frame(ds, index)) for index in range(number_of_frames(ds))]
 
 
 def _check_uids(*uids: str) -> None:
@@ -151,6 +152,11 @@ class ImagingService:
 
     @staticmethod
     def _build_descriptor(study_uid: str, series_uid: str, metadata: list[Any]) -> dict[str, Any]:
+        with tolerant():
+            return ImagingService._build_descriptor_tolerant(study_uid, series_uid, metadata)
+
+    @staticmethod
+    def _build_descriptor_tolerant(study_uid: str, series_uid: str, metadata: list[Any]) -> dict[str, Any]:
         infos = []
         first = metadata[0] if metadata else None
         for ds in metadata:

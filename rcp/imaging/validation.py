@@ -1,0 +1,223 @@
+"""Checks on imported files: hostile input is expected.
+
+An upload (DICOM files or a zip of them) is unpacked only after its zip directory has been checked — number of
+entries, total uncompressed size, compression ratio — and each entry is read with a bound, since a zip's declared
+sizes can lie (Orthanc's 2026 CVEs: decompression bombs, trusted zip sizes). Each file is then parsed with
+pydicom and checked: readable DICOM (PS3.10), the three UIDs present and well formed (PS3.5 9.1), pixel data
+present and of the declared size when the SOP class is an image, and ``rows x columns x frames x bytes`` within a
+budget before anything is decoded. A file whose patient does not match the case's patient is accepted with a
+visible warning (the person importing decides), never silently.
+
+Messages are per file, say what to do, and never contain patient data.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from rcp.imaging.frames import PixelDataError, check_pixel_budget, number_of_frames
+from rcp.imaging.dicomfile import is_uid, tolerant
+
+__all__ = [
+    "ExpectedPatient",
+    "FileCheck",
+    "UploadedFile",
+    "UploadRefused",
+    "check_file",
+    "unpack_upload",
+]
+
+MAX_FILES = 5000
+#: A DICOM zip rarely compresses better than 20:1 (pixel data is noisy); bombs reach 1000:1.
+MAX_RATIO = 200
+
+#: Image storage SOP classes (PS3.4 B.5) whose instances must carry pixel data; prefix match covers families.
+IMAGE_SOP_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.1",  # CR, DX, MG, IO
+    "1.2.840.10008.5.1.4.1.1.2",  # CT, enhanced CT
+    "1.2.840.10008.5.1.4.1.1.3.1",  # US multi-frame
+    "1.2.840.10008.5.1.4.1.1.4",  # MR, enhanced MR
+    "1.2.840.10008.5.1.4.1.1.6",  # US
+    "1.2.840.10008.5.1.4.1.1.7",  # secondary capture
+    "1.2.840.10008.5.1.4.1.1.12",  # XA, RF
+    "1.2.840.10008.5.1.4.1.1.20",  # NM
+    "1.2.840.10008.5.1.4.1.1.128",  # PET
+    "1.2.840.10008.5.1.4.1.1.130",  # enhanced PET
+    "1.2.840.10008.5.1.4.1.1.481.1",  # RT image
+)
+NON_IMAGE_SOP_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.88",  # structured reports, KOS
+    "1.2.840.10008.5.1.4.1.1.104",  # encapsulated PDF/CDA
+    "1.2.840.10008.5.1.4.1.1.11",  # presentation states
+    "1.2.840.10008.5.1.4.1.1.481.2",  # RT dose (has pixels but may be checked lazily)
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RT structure set
+    "1.2.840.10008.5.1.4.1.1.481.5",  # RT plan
+    "1.2.840.10008.5.1.4.1.1.66",  # raw data, registration, segmentation surface
+)
+
+
+class UploadRefused(ValueError):
+    """The whole upload is refused (zip bomb, too many files); the message says which limit."""
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ExpectedPatient:
+    """The case's patient, as the archive would name them: identifiers with their assigning authority."""
+
+    #: (value, assigner) pairs: IPP with the hospital, INS-NIR with "".
+    identifiers: tuple[tuple[str, str], ...] = ()
+    family_name: str = ""
+    birth_date: date | None = None
+
+
+@dataclass
+class FileCheck:
+    name: str
+    ok: bool
+    message: str = ""
+    warning: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uid: str = ""
+    #: True when the file's patient matches the case's patient (then its study is attached to the case).
+    patient_matches: bool = False
+    data: bytes = field(default=b"", repr=False)
+
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "message": self.message, "study_uid": self.study_uid or None,
+                "warning": self.warning or None}
+
+
+def unpack_upload(files: Sequence[UploadedFile], *, max_total_bytes: int, max_files: int = MAX_FILES
+                  ) -> list[UploadedFile]:
+    """Plain files as they are; zips expanded after their directory passed the limits (entries read bounded)."""
+    out: list[UploadedFile] = []
+    total = 0
+    for upload in files:
+        if not zipfile.is_zipfile(io.BytesIO(upload.data)) or upload.data[128:132] == b"DICM":
+            out.append(upload)
+            total += len(upload.data)
+            continue
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(upload.data))
+            entries = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+        except (zipfile.BadZipFile, ValueError, OSError):
+            out.append(upload)  # refused per file later as "not DICOM"
+            continue
+        if len(out) + len(entries) > max_files:
+            raise UploadRefused(f"The zip holds more than {max_files} files; split it into smaller uploads.")
+        declared = sum(i.file_size for i in entries)
+        if total + declared > max_total_bytes:
+            raise UploadRefused(f"The zip would unpack to more than {max_total_bytes} bytes; upload fewer studies "
+                                "at a time.")
+        for info in entries:
+            if info.flag_bits & 0x1:
+                raise UploadRefused("The zip is encrypted; upload it without a password.")
+            if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+                raise UploadRefused("The zip has an entry compressed beyond any DICOM file (a zip bomb?); refused.")
+        for info in entries:
+            with archive.open(info) as handle:
+                # Never trust the declared size: read one byte more than announced and refuse if it comes.
+                data = handle.read(info.file_size + 1)
+            if len(data) > info.file_size:
+                raise UploadRefused("A zip entry is larger than its header says; the zip is refused.")
+            total += len(data)
+            if total > max_total_bytes:
+                raise UploadRefused(f"The upload unpacks to more than {max_total_bytes} bytes; refused.")
+            out.append(UploadedFile(f"{upload.name}/{info.filename}", data))
+    if len(out) > max_files:
+        raise UploadRefused(f"More than {max_files} files in one upload; split it.")
+    return out
+
+
+def _is_image(sop_class: str, ds: Dataset) -> bool:
+    if sop_class.startswith(NON_IMAGE_SOP_PREFIXES):
+        return False
+    return sop_class.startswith(IMAGE_SOP_PREFIXES) or "Rows" in ds
+
+
+def _expected_pixel_bytes(ds: Dataset) -> int:
+    bits = int(ds.BitsAllocated) * int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1)
+    return (bits * number_of_frames(ds) + 7) // 8
+
+
+def patient_matches(ds: Dataset, expected: ExpectedPatient) -> bool:
+    """Same identifier from the same authority (issuer may be absent on either side), else same name + birth."""
+    pid = str(ds.get("PatientID", "")).strip()
+    issuer = str(ds.get("IssuerOfPatientID", "")).strip()
+    for value, assigner in expected.identifiers:
+        if pid and pid == value and (not issuer or not assigner or issuer == assigner):
+            return True
+    name = ds.get("PatientName")
+    family = str(name.family_name if name is not None and hasattr(name, "family_name") else "").strip().casefold()
+    birth = str(ds.get("PatientBirthDate", ""))
+    return bool(
+        family and expected.family_name and expected.birth_date
+        and family == expected.family_name.strip().casefold()
+        and birth == expected.birth_date.strftime("%Y%m%d")
+    )
+
+
+def check_file(upload: UploadedFile, expected: ExpectedPatient | None) -> FileCheck:
+    """Everything we can say about one file without storing it (CPU: run in a thread)."""
+    with tolerant():
+        return _check_file(upload, expected)
+
+
+def _check_file(upload: UploadedFile, expected: ExpectedPatient | None) -> FileCheck:
+    result = FileCheck(name=upload.name, ok=False)
+    if len(upload.data) < 132:
+        result.message = "Not a DICOM file (too short); export the images as DICOM from the PACS or CD."
+        return result
+    try:
+        ds = pydicom.dcmread(io.BytesIO(upload.data))
+        ds.get("PixelData")  # force the read of the last element, where truncation shows
+    except InvalidDicomError:
+        result.message = "Not a DICOM file; export the images as DICOM from the PACS or CD."
+        return result
+    except (EOFError, ValueError, TypeError, KeyError, AttributeError, OSError, OverflowError, NotImplementedError):
+        result.message = "The DICOM file is damaged or truncated; copy it again from its source."
+        return result
+    uids = [str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
+    if not all(is_uid(u) for u in uids) or not str(ds.get("SOPClassUID", "")):
+        result.message = "The file lacks a valid Study, Series or SOP Instance UID; it cannot be filed."
+        return result
+    result.study_uid, result.series_uid, result.sop_uid = uids
+    sop_class = str(ds.SOPClassUID)
+    if _is_image(sop_class, ds):
+        if "PixelData" not in ds and "FloatPixelData" not in ds:
+            result.message = "This image file has no pixel data; export it again with its images."
+            return result
+        try:
+            check_pixel_budget(ds)
+        except PixelDataError as exc:
+            result.message = f"The image cannot be used: {exc}."
+            return result
+        transfer_syntax = ds.file_meta.get("TransferSyntaxUID")
+        if "PixelData" in ds and transfer_syntax is not None and not pydicom.uid.UID(transfer_syntax).is_encapsulated:
+            if len(ds.PixelData) < _expected_pixel_bytes(ds):
+                result.message = "The image is truncated (pixel data shorter than its size); copy it again."
+                return result
+    result.ok = True
+    result.message = "Imported."
+    if expected is not None:
+        result.patient_matches = patient_matches(ds, expected)
+        if not result.patient_matches:
+            result.warning = ("The patient in this file does not match the case's patient: it was stored but not "
+                              "attached. Check it before discussing it.")
+    result.data = upload.data
+    return result
