@@ -20,8 +20,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, cast
 
-from rcp.imaging.frames import ENCODING_VERSION, EncodedFrame, Encoding
 from rcp.imaging.dicomfile import is_uid
+from rcp.imaging.frames import ENCODING_VERSION, EncodedFrame, Encoding
 
 __all__ = ["FrameCache"]
 

@@ -56,7 +56,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.uid import UID
 
 __all__ = [
@@ -353,7 +354,7 @@ def decode_frame(ds: Dataset, index: int) -> npt.NDArray[Any]:
     if not decoder.is_available:
         raise UnsupportedPixelData(f"no decoder installed for {tsyntax.name or tsyntax}")
     try:
-        arr, meta = decoder.as_array(ds, index=index, as_rgb=True)
+        arr, meta = decoder.as_array(ds, index=index, as_rgb=True)  # type: ignore[arg-type]
     except (NotImplementedError, RuntimeError, ValueError, KeyError, AttributeError, EOFError) as exc:
         raise PixelDataError(f"could not decode frame {index + 1} ({tsyntax.name}): {type(exc).__name__}") from None
     if dtype == "uint8":

@@ -93,7 +93,12 @@ class Prefetcher:
         self._progress[key] = progress
         task = asyncio.create_task(self._run(progress, list(dict.fromkeys(study_uids))), name=f"prefetch {key}")
         self._jobs[key] = task
-        task.add_done_callback(lambda t, k=key: self._jobs.pop(k, None) if self._jobs.get(k) is t else None)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._jobs.get(key) is done:
+                del self._jobs[key]
+
+        task.add_done_callback(forget)
         return progress
 
     async def wait(self, key: str) -> PrefetchProgress | None:

@@ -32,6 +32,7 @@ from pydicom.errors import InvalidDicomError
 from rcp.errors import Invalid, NotFound
 from rcp.imaging.archive import Archive, StudySummary, open_archive
 from rcp.imaging.cache import FrameCache
+from rcp.imaging.dicomfile import is_uid, tolerant
 from rcp.imaging.frames import (
     EncodedFrame,
     PixelDataError,
@@ -42,7 +43,6 @@ from rcp.imaging.frames import (
     number_of_frames,
     sort_frames,
 )
-from rcp.imaging.dicomfile import is_uid, tolerant
 from rcp.imaging.prefetch import Prefetcher, PrefetchProgress
 
 if TYPE_CHECKING:

@@ -30,10 +30,11 @@ import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
-    PYDICOM_IMPLEMENTATION_UID,
     generate_uid,
 )
 
@@ -172,10 +173,10 @@ def _series_header(ds: Dataset, *, patient: SyntheticPatient, study_uid: str, se
     ds.PositionReferenceIndicator = ""
 
 
-def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
+def _file_meta(sop_class: UID, sop_uid: str) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return meta

@@ -23,14 +23,14 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from rcp.imaging.frames import PixelDataError, check_pixel_budget, number_of_frames
 from rcp.imaging.dicomfile import is_uid, tolerant
+from rcp.imaging.frames import PixelDataError, check_pixel_budget, number_of_frames
 
 __all__ = [
     "ExpectedPatient",
     "FileCheck",
-    "UploadedFile",
     "UploadRefused",
+    "UploadedFile",
     "check_file",
     "unpack_upload",
 ]
@@ -208,10 +208,10 @@ def _check_file(upload: UploadedFile, expected: ExpectedPatient | None) -> FileC
             result.message = f"The image cannot be used: {exc}."
             return result
         transfer_syntax = ds.file_meta.get("TransferSyntaxUID")
-        if "PixelData" in ds and transfer_syntax is not None and not pydicom.uid.UID(transfer_syntax).is_encapsulated:
-            if len(ds.PixelData) < _expected_pixel_bytes(ds):
-                result.message = "The image is truncated (pixel data shorter than its size); copy it again."
-                return result
+        native = transfer_syntax is not None and not pydicom.uid.UID(transfer_syntax).is_encapsulated
+        if "PixelData" in ds and native and len(ds.PixelData) < _expected_pixel_bytes(ds):
+            result.message = "The image is truncated (pixel data shorter than its size); copy it again."
+            return result
     result.ok = True
     result.message = "Imported."
     if expected is not None:

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 from rcp.imaging.archive import Archive, ArchiveNotFound
-from tests.fixtures.dicom_data import reference_file, small_ct, make_patient
+from tests.fixtures.dicom_data import make_patient, reference_file, small_ct
 
 
 async def _store_patient(archive: Archive) -> tuple[str, str, list[bytes], list[bytes]]:

@@ -48,7 +48,7 @@ async def test_import_mixed_upload(service: ImagingService) -> None:
         UploadedFile("slice1.dcm", good[0]),
         UploadedFile("other-patient.dcm", foreign),
         UploadedFile("cut.dcm", truncated),
-        UploadedFile("notes.txt", "Compte rendu: pas une image".encode() * 20),
+        UploadedFile("notes.txt", b"Compte rendu: pas une image" * 20),
         UploadedFile("cd.zip", zipped),
     ]
     report = await import_files(service, files, expected, max_total_bytes=50_000_000)
