@@ -2,10 +2,10 @@
 
 Frames are immutable (a SOP instance never changes), so the cache never needs invalidation — only eviction.
 Memory serves the meeting in progress at thousands of frames per second; the disk keeps what was prefetched
-across restarts and for agendas larger than memory. Keys are (SOP Instance UID, frame number); UIDs are checked
-before they become paths.
+across restarts and for agendas larger than memory. Keys are (Study Instance UID, SOP Instance UID, frame number) —
+the study is part of the key because access is granted per study — and UIDs are checked before they become paths.
 
-Disk layout: ``<root>/v<ENCODING_VERSION>/<sop[-2:]>/<sop>/<frame>.<rows>x<columns>.<encoding>`` — everything needed
+Disk layout: ``<root>/v<ENCODING_VERSION>/<study>/<sop>/<frame>.<rows>x<columns>.<encoding>`` — everything needed
 to serve the file is in its name, so a hit is one read.
 """
 
@@ -48,27 +48,28 @@ class FrameCache:
     def __init__(self, root: Path | None, *, memory_bytes: int = 1 << 30) -> None:
         self.root = root / f"v{ENCODING_VERSION}" if root is not None else None
         self.memory_bytes = memory_bytes
-        self._memory: OrderedDict[tuple[str, int], EncodedFrame] = OrderedDict()
+        self._memory: OrderedDict[tuple[str, str, int], EncodedFrame] = OrderedDict()
         self._used = 0
         self.hits = 0
         self.misses = 0
 
-    def _dir(self, sop_uid: str) -> Path | None:
-        if self.root is None or not is_uid(sop_uid):
+    def _dir(self, study_uid: str, sop_uid: str) -> Path | None:
+        if self.root is None or not is_uid(sop_uid) or not is_uid(study_uid):
             return None
-        return self.root / sop_uid[-2:] / sop_uid
+        return self.root / study_uid / sop_uid
 
     # --- memory -------------------------------------------------------------------------------------------
 
-    def peek(self, sop_uid: str, frame: int) -> EncodedFrame | None:
+    def peek(self, study_uid: str, sop_uid: str, frame: int) -> EncodedFrame | None:
         """A memory hit, or None (no I/O: safe on the hot path)."""
-        found = self._memory.get((sop_uid, frame))
+        key = (study_uid, sop_uid, frame)
+        found = self._memory.get(key)
         if found is not None:
-            self._memory.move_to_end((sop_uid, frame))
+            self._memory.move_to_end(key)
         return found
 
-    def _remember(self, sop_uid: str, frame: int, encoded: EncodedFrame) -> None:
-        key = (sop_uid, frame)
+    def _remember(self, study_uid: str, sop_uid: str, frame: int, encoded: EncodedFrame) -> None:
+        key = (study_uid, sop_uid, frame)
         old = self._memory.pop(key, None)
         if old is not None:
             self._used -= len(old.body)
@@ -80,26 +81,26 @@ class FrameCache:
 
     # --- memory + disk --------------------------------------------------------------------------------------
 
-    async def get(self, sop_uid: str, frame: int) -> EncodedFrame | None:
-        found = self.peek(sop_uid, frame)
+    async def get(self, study_uid: str, sop_uid: str, frame: int) -> EncodedFrame | None:
+        found = self.peek(study_uid, sop_uid, frame)
         if found is not None:
             self.hits += 1
             return found
-        folder = self._dir(sop_uid)
+        folder = self._dir(study_uid, sop_uid)
         if folder is not None:
             found = await asyncio.to_thread(self._read_disk, folder, frame)
             if found is not None:
                 self.hits += 1
-                self._remember(sop_uid, frame, found)
+                self._remember(study_uid, sop_uid, frame, found)
                 return found
         self.misses += 1
         return None
 
-    def contains(self, sop_uid: str, frame: int) -> bool:
-        """Memory or disk (a cheap stat); for prefetch to skip work already done."""
-        if (sop_uid, frame) in self._memory:
+    def contains(self, study_uid: str, sop_uid: str, frame: int) -> bool:
+        """Memory or disk (a few stats: call from a thread); for prefetch to skip work already done."""
+        if (study_uid, sop_uid, frame) in self._memory:
             return True
-        folder = self._dir(sop_uid)
+        folder = self._dir(study_uid, sop_uid)
         return folder is not None and folder.is_dir() and any(folder.glob(f"{frame}.*"))
 
     @staticmethod
@@ -117,24 +118,25 @@ class FrameCache:
                                 columns=columns)
         return None
 
-    async def put(self, sop_uid: str, frame: int, encoded: EncodedFrame, *, disk: bool = True) -> None:
-        self._remember(sop_uid, frame, encoded)
-        folder = self._dir(sop_uid)
+    async def put(self, study_uid: str, sop_uid: str, frame: int, encoded: EncodedFrame, *,
+                  disk: bool = True) -> None:
+        self._remember(study_uid, sop_uid, frame, encoded)
+        folder = self._dir(study_uid, sop_uid)
         if disk and folder is not None:
             path = folder / f"{frame}.{encoded.rows}x{encoded.columns}.{encoded.encoding}"
             await asyncio.to_thread(_atomic_write, path, encoded.body)
 
-    def put_many_blocking(self, sop_uid: str, frames: list[EncodedFrame]) -> None:
+    def put_many_blocking(self, study_uid: str, sop_uid: str, frames: list[EncodedFrame]) -> None:
         """Write frames 1..n of one instance to disk (call from a worker thread)."""
-        folder = self._dir(sop_uid)
+        folder = self._dir(study_uid, sop_uid)
         if folder is None:
             return
         for index, encoded in enumerate(frames, start=1):
             _atomic_write(folder / f"{index}.{encoded.rows}x{encoded.columns}.{encoded.encoding}", encoded.body)
 
-    def remember_many(self, sop_uid: str, frames: list[EncodedFrame]) -> None:
+    def remember_many(self, study_uid: str, sop_uid: str, frames: list[EncodedFrame]) -> None:
         for index, encoded in enumerate(frames, start=1):
-            self._remember(sop_uid, index, encoded)
+            self._remember(study_uid, sop_uid, index, encoded)
 
     # --- series descriptors ---------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ State = Literal["running", "done", "failed", "cancelled"]
 class _Loader(Protocol):
     archive: Archive
 
-    async def is_cached(self, sop_uid: str, frames: int) -> bool: ...
+    async def is_cached(self, study_uid: str, sop_uid: str, frames: int) -> bool: ...
 
     async def ensure_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> int: ...
 
@@ -153,7 +153,7 @@ class Prefetcher:
 
         async def one(instance: InstanceSummary) -> None:
             try:
-                if await self.loader.is_cached(instance.sop_uid, instance.frames):
+                if await self.loader.is_cached(study_uid, instance.sop_uid, instance.frames):
                     progress.frames_done += instance.frames
                     return
                 async with self._slots:

@@ -190,14 +190,14 @@ class ImagingService:
 
     async def frame(self, study_uid: str, series_uid: str, sop_uid: str, frame: int) -> EncodedFrame:
         """One encoded frame: memory, else disk, else retrieved from the archive, decoded and cached."""
-        hit = self.cache.peek(sop_uid, frame)
+        hit = self.cache.peek(study_uid, sop_uid, frame)
         if hit is not None:
             self.cache.hits += 1
             return hit
         _check_uids(study_uid, series_uid, sop_uid)
         if frame < 1:
             raise NotFound("Frames are numbered from 1.")
-        hit = await self.cache.get(sop_uid, frame)
+        hit = await self.cache.get(study_uid, sop_uid, frame)
         if hit is not None:
             return hit
         frames = await self._load(study_uid, series_uid, sop_uid)
@@ -205,36 +205,37 @@ class ImagingService:
             raise NotFound(f"This instance has {len(frames)} frame(s); frame {frame} does not exist.")
         return frames[frame - 1]
 
-    async def is_cached(self, sop_uid: str, frames: int) -> bool:
-        if self.cache.peek(sop_uid, frames) is not None:
+    async def is_cached(self, study_uid: str, sop_uid: str, frames: int) -> bool:
+        if self.cache.peek(study_uid, sop_uid, frames) is not None:
             return True
-        return await asyncio.to_thread(self.cache.contains, sop_uid, frames)
+        return await asyncio.to_thread(self.cache.contains, study_uid, sop_uid, frames)
 
     async def ensure_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> int:
         """Bring every frame of an instance into the cache; returns how many frames it has."""
         return len(await self._load(study_uid, series_uid, sop_uid))
 
     async def _load(self, study_uid: str, series_uid: str, sop_uid: str) -> list[EncodedFrame]:
-        task = self._inflight.get(sop_uid)
+        key = f"{study_uid}/{sop_uid}"
+        task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(self._retrieve(study_uid, series_uid, sop_uid), name=f"retrieve {sop_uid}")
-            self._inflight[sop_uid] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(sop_uid, None))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         # Shielded: a viewer that goes away does not cancel the retrieval other viewers wait for.
         return await asyncio.shield(task)
 
     async def _retrieve(self, study_uid: str, series_uid: str, sop_uid: str) -> list[EncodedFrame]:
         blob = await self.archive.retrieve_instance(study_uid, series_uid, sop_uid)
         try:
-            frames = await self.run(self._encode_and_store, sop_uid, blob)
+            frames = await self.run(self._encode_and_store, study_uid, sop_uid, blob)
         except PixelDataError as exc:
             raise Invalid(f"This image cannot be shown: {exc}.") from None
-        self.cache.remember_many(sop_uid, frames)
+        self.cache.remember_many(study_uid, sop_uid, frames)
         return frames
 
-    def _encode_and_store(self, sop_uid: str, blob: bytes) -> list[EncodedFrame]:
+    def _encode_and_store(self, study_uid: str, sop_uid: str, blob: bytes) -> list[EncodedFrame]:
         frames = encode_instance(blob)
-        self.cache.put_many_blocking(sop_uid, frames)
+        self.cache.put_many_blocking(study_uid, sop_uid, frames)
         return frames
 
     # --- prefetch ---------------------------------------------------------------------------------------------

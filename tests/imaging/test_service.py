@@ -95,7 +95,7 @@ async def test_prefetch_fills_the_cache(service: ImagingService) -> None:
     assert done.errors == []
     assert done.as_json()["fraction"] == 1.0
     for blob in [*prior, *current, mr]:
-        assert service.cache.peek(_uids(blob)[2], 1) is not None
+        assert service.cache.peek(_uids(blob)[0], _uids(blob)[2], 1) is not None
 
 
 async def test_unreadable_pixels_are_reported(service: ImagingService) -> None:

@@ -1,0 +1,365 @@
+"""HTTP routes of the imaging domain (the wire format is documented in ``rcp.imaging.frames``).
+
+    GET  /api/imaging/studies/{study_uid}/series                         series of a study
+    GET  /api/imaging/studies/{study_uid}/series/{series_uid}            series descriptor (frames, geometry)
+    GET  /api/imaging/frames/{study_uid}/{series_uid}/{sop_uid}/{frame}  one frame, lossless, cacheable
+    GET  /api/cases/{case_id}/studies                                    the case patient's studies in the archive
+    POST /api/cases/{case_id}/studies                                    attach (and detach) studies
+    POST /api/cases/{case_id}/imports                                    upload DICOM files or a zip
+    POST /api/cases/{case_id}/prefetch, GET same                         prefetch the case's studies; progress
+    POST /api/meetings/{meeting_id}/prefetch, GET same                   prefetch the whole agenda; progress
+
+Frames and studies are served only to users who may see the patient (``rcp.auth.permissions``); a study opened
+(its series descriptor read) is an audit event (DICOM PS3.15 A.5.3.2 "DICOM Instances Accessed"). The frame route
+is the hot path (a 300-slice series is 300 requests): an authorisation, once granted, is remembered for a minute
+per user and study, so cached frames are served without touching the database.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from rcp.auth import audit, permissions
+from rcp.clock import utcnow
+from rcp.db import Database
+from rcp.errors import BadRequest, NotFound, PayloadTooLarge
+from rcp.http import current_user, read_json
+from rcp.imaging.archive import StudySummary
+from rcp.imaging.frames import frame_etag
+from rcp.imaging.imports import import_files
+from rcp.imaging.service import ImagingService
+from rcp.imaging.validation import ExpectedPatient, UploadedFile
+from rcp.openapi import ApiRoute
+from rcp.scheduling.models import Case, Patient, PatientIdentifier
+
+__all__ = ["StudyGrants", "routes"]
+
+FRAME_MEDIA_TYPE = "application/x-rcp-frame"
+IMMUTABLE = "private, max-age=31536000, immutable"
+UID_PATTERN = r"^[0-9.]{1,64}$"
+
+
+class StudyGrants:
+    """Recently granted (user, study) pairs, so the frame hot path skips the database for a minute."""
+
+    def __init__(self, ttl_s: float = 60.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._until: dict[tuple[int, str], float] = {}
+
+    def allowed(self, user_id: int, study_uid: str) -> bool:
+        until = self._until.get((user_id, study_uid))
+        return until is not None and until > time.monotonic()
+
+    def grant(self, user_id: int, study_uid: str) -> None:
+        if len(self._until) >= self.max_entries:
+            now = time.monotonic()
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            if len(self._until) >= self.max_entries:
+                self._until.clear()
+        self._until[(user_id, study_uid)] = time.monotonic() + self.ttl_s
+
+
+def _service(request: Request) -> ImagingService:
+    service: ImagingService | None = getattr(request.app.state, "imaging", None)
+    if service is None:
+        raise NotFound("Imaging is not configured on this server.")
+    return service
+
+
+def _grants(service: ImagingService) -> StudyGrants:
+    grants: StudyGrants | None = getattr(service, "grants", None)
+    if grants is None:
+        grants = StudyGrants()
+        service.grants = grants  # type: ignore[attr-defined]
+    return grants
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _uid(request: Request, name: str) -> str:
+    value = str(request.path_params[name])
+    if not (0 < len(value) <= 64 and all(c.isdigit() or c == "." for c in value)):
+        raise NotFound("No such image: the address holds a malformed UID.")
+    return value
+
+
+async def _identifiers(session: Any, patient_id: int) -> tuple[tuple[str, str], ...]:
+    rows = (await session.exec(select(PatientIdentifier).where(PatientIdentifier.patient_id == patient_id))).all()
+    # IPPs with their hospital first (what PACS index on), then the national INS.
+    ordered = sorted(rows, key=lambda r: (r.system != "IPP", r.system, r.value))
+    return tuple((r.value, r.assigner if r.system == "IPP" else "") for r in ordered)
+
+
+async def _study_of_patient(service: ImagingService, identifiers: tuple[tuple[str, str], ...],
+                            study_uid: str) -> StudySummary | None:
+    for study in await service.archive.search_studies(study_uid=study_uid):
+        if any(study.patient_id == value and (not study.issuer or not assigner or study.issuer == assigner)
+               for value, assigner in identifiers):
+            return study
+    return None
+
+
+async def _authorise_study(request: Request, service: ImagingService, study_uid: str) -> tuple[Any, bool]:
+    """The user, and whether this was a fresh grant (then the caller audits). NotFound when not allowed."""
+    user = current_user(request)
+    grants = _grants(service)
+    if grants.allowed(int(user.id), study_uid):
+        return user, False
+    async with _db(request).session() as s:
+        allowed = await permissions.may_see_study(s, user, study_uid)
+        case_id = request.query_params.get("case_id", "")
+        if not allowed and case_id.isdigit():
+            # A study of the case's patient not yet attached: visible to those who see the case (to pick it).
+            case = await permissions.case_for_user(s, user, int(case_id))
+            identifiers = await _identifiers(s, case.patient_id)
+            allowed = await _study_of_patient(service, identifiers, study_uid) is not None
+    if not allowed:
+        raise NotFound("No such study among your patients.")
+    grants.grant(int(user.id), study_uid)
+    return user, True
+
+
+# --- series and frames ----------------------------------------------------------------------------------------
+
+
+async def study_series(request: Request) -> Response:
+    service = _service(request)
+    study_uid = _uid(request, "study_uid")
+    await _authorise_study(request, service, study_uid)
+    series = await service.archive.list_series(study_uid)
+    return JSONResponse([
+        {"series_uid": s.series_uid, "modality": s.modality, "description": s.description,
+         "series_number": s.series_number, "instance_count": s.instance_count,
+         "url": f"/api/imaging/studies/{study_uid}/series/{s.series_uid}"}
+        for s in series
+    ])
+
+
+async def series_descriptor(request: Request) -> Response:
+    service = _service(request)
+    study_uid, series_uid = _uid(request, "study_uid"), _uid(request, "series_uid")
+    user, _fresh = await _authorise_study(request, service, study_uid)
+    descriptor = await service.descriptor(study_uid, series_uid)
+    async with _db(request).session() as s:
+        await audit.record(s, request=request, user=user, event="dicom_instances_accessed", action="R", outcome=0,
+                           what=f"study {study_uid} series {series_uid}")
+    return JSONResponse(descriptor)
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    # RFC 9110 13.1.2: If-None-Match uses the weak comparison.
+    if header.strip() == "*":
+        return True
+    candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
+    return etag in candidates
+
+
+async def frame(request: Request) -> Response:
+    service = _service(request)
+    study_uid, series_uid, sop_uid = (_uid(request, n) for n in ("study_uid", "series_uid", "sop_uid"))
+    number = int(request.path_params["frame"])
+    user, fresh = await _authorise_study(request, service, study_uid)
+    if fresh:
+        async with _db(request).session() as s:
+            await audit.record(s, request=request, user=user, event="dicom_instances_accessed", action="R",
+                               outcome=0, what=f"study {study_uid} frames")
+    etag = frame_etag(sop_uid, number)
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if _etag_matches(request.headers.get("if-none-match", ""), etag):
+        return Response(status_code=304, headers=headers)
+    encoded = await service.frame(study_uid, series_uid, sop_uid, number)
+    headers.update({"X-Rcp-Encoding": encoded.encoding, "X-Rcp-Rows": str(encoded.rows),
+                    "X-Rcp-Columns": str(encoded.columns)})
+    return Response(encoded.body, media_type=FRAME_MEDIA_TYPE, headers=headers)
+
+
+# --- a case's studies -----------------------------------------------------------------------------------------
+
+
+def _study_json(study: StudySummary, attached: set[str]) -> dict[str, Any]:
+    return {
+        "study_uid": study.study_uid,
+        "date": study.study_date,
+        "time": study.study_time,
+        "modalities": list(study.modalities),
+        "description": study.description,
+        "accession": study.accession,
+        "series_count": study.series_count,
+        "image_count": study.instance_count,
+        "attached": study.study_uid in attached,
+    }
+
+
+async def case_studies(request: Request) -> Response:
+    service = _service(request)
+    user = current_user(request)
+    case_id = int(request.path_params["case_id"])
+    async with _db(request).session() as s:
+        case = await permissions.case_for_user(s, user, case_id)
+        identifiers = await _identifiers(s, case.patient_id)
+        await audit.record(s, request=request, user=user, event="patient_record", action="R", outcome=0,
+                           patient_id=case.patient_id, meeting_id=case.meeting_id,
+                           what=f"imaging studies of case {case_id}")
+    studies = await service.patient_studies(identifiers)
+    return JSONResponse([_study_json(st, set(case.study_uids or [])) for st in studies])
+
+
+class AttachIn(BaseModel):
+    study_uids: list[str] = Field(default_factory=list, max_length=200)
+    detach: list[str] = Field(default_factory=list, max_length=200)
+
+
+async def attach_studies(request: Request) -> Response:
+    service = _service(request)
+    user = current_user(request)
+    case_id = int(request.path_params["case_id"])
+    data = await read_json(request, AttachIn)
+    for uid in [*data.study_uids, *data.detach]:
+        if not (0 < len(uid) <= 64 and all(c.isdigit() or c == "." for c in uid)):
+            raise BadRequest("study_uids must be DICOM UIDs (digits and dots).")
+    async with _db(request).session() as s:
+        case = await permissions.case_for_user(s, user, case_id)
+        identifiers = await _identifiers(s, case.patient_id)
+    for uid in data.study_uids:
+        if await _study_of_patient(service, identifiers, uid) is None:
+            raise NotFound("A study to attach is not in the archive for this case's patient.")
+    async with _db(request).session() as s:
+        case = await permissions.case_for_user(s, user, case_id)
+        current = [u for u in (case.study_uids or []) if u not in set(data.detach)]
+        current += [u for u in data.study_uids if u not in current]
+        case.study_uids = current
+        case.updated_at = utcnow()
+        s.add(case)
+        await audit.record(s, request=request, user=user, event="patient_record", action="U", outcome=0,
+                           patient_id=case.patient_id, meeting_id=case.meeting_id,
+                           what=f"case {case_id} imaging studies attached")
+    if current:
+        service.prefetch(f"case:{case_id}", current)
+    return JSONResponse({"study_uids": current})
+
+
+async def imports(request: Request) -> Response:
+    service = _service(request)
+    user = current_user(request)
+    case_id = int(request.path_params["case_id"])
+    settings = request.app.state.settings
+    limit = int(settings.max_upload_bytes)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
+    async with _db(request).session() as s:
+        case = await permissions.case_for_user(s, user, case_id)
+        identifiers = await _identifiers(s, case.patient_id)
+        patient = await s.get(Patient, case.patient_id)
+    expected = ExpectedPatient(identifiers=identifiers, family_name=patient.family_name if patient else "",
+                               birth_date=patient.birth_date if patient else None)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise BadRequest("Send the files as multipart/form-data (field name: files).")
+    uploads: list[UploadedFile] = []
+    total = 0
+    async with request.form(max_files=5000, max_fields=100, max_part_size=limit) as form:
+        for _name, value in form.multi_items():
+            if not isinstance(value, UploadFile):
+                continue
+            data = await value.read(limit - total + 1)
+            total += len(data)
+            if total > limit:
+                raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
+            uploads.append(UploadedFile(name=(value.filename or "file")[:200], data=data))
+    if not uploads:
+        raise BadRequest("No file in the upload: send DICOM files or a zip in the field 'files'.")
+    report = await import_files(service, uploads, expected, max_total_bytes=limit * 4)
+    async with _db(request).session() as s:
+        case = await permissions.case_for_user(s, user, case_id)
+        attached = list(case.study_uids or [])
+        for uid in report.matching_study_uids:
+            if uid not in attached:
+                attached.append(uid)
+        if attached != list(case.study_uids or []):
+            case.study_uids = attached
+            case.updated_at = utcnow()
+            s.add(case)
+        body = report.as_json()
+        await audit.record(s, request=request, user=user, event="import", action="C",
+                           outcome=0 if body["refused"] == 0 else 4, patient_id=case.patient_id,
+                           meeting_id=case.meeting_id,
+                           what=f"case {case_id}: {body['imported']} imported, {body['refused']} refused")
+    if report.matching_study_uids:
+        service.prefetch(f"case:{case_id}", attached)
+    return JSONResponse(body, status_code=200)
+
+
+# --- prefetch -------------------------------------------------------------------------------------------------
+
+
+def _progress_json(service: ImagingService, key: str) -> dict[str, Any]:
+    progress = service.prefetch_progress(key)
+    return progress.as_json() if progress is not None else {"key": key, "state": "idle", "fraction": 0.0,
+                                                              "errors": []}
+
+
+async def case_prefetch(request: Request) -> Response:
+    service = _service(request)
+    user = current_user(request)
+    case_id = int(request.path_params["case_id"])
+    async with _db(request).session() as s:
+        case = await permissions.case_for_user(s, user, case_id)
+    key = f"case:{case_id}"
+    if request.method == "POST" and case.study_uids:
+        service.prefetch(key, list(case.study_uids))
+    return JSONResponse(_progress_json(service, key), status_code=202 if request.method == "POST" else 200)
+
+
+async def meeting_prefetch(request: Request) -> Response:
+    service = _service(request)
+    user = current_user(request)
+    meeting_id = int(request.path_params["meeting_id"])
+    async with _db(request).session() as s:
+        meeting = await permissions.meeting_for_user(s, user, meeting_id)
+        cases = (await s.exec(select(Case).where(col(Case.meeting_id) == meeting.id)
+                              .order_by(col(Case.position)))).all()
+    key = f"meeting:{meeting_id}"
+    if request.method == "POST":
+        studies = [uid for case in cases for uid in (case.study_uids or [])]
+        if studies:
+            service.prefetch(key, studies)
+    return JSONResponse(_progress_json(service, key), status_code=202 if request.method == "POST" else 200)
+
+
+routes: list[BaseRoute] = [
+    ApiRoute("/api/imaging/studies/{study_uid}/series", study_series, method="GET",
+             summary="Series of a study", tag="imaging", query={"case_id": "a case whose patient owns the study"}),
+    ApiRoute("/api/imaging/studies/{study_uid}/series/{series_uid}", series_descriptor, method="GET",
+             summary="Series descriptor: frames, geometry, windows (audited)", tag="imaging",
+             query={"case_id": "a case whose patient owns the study"}),
+    ApiRoute("/api/imaging/frames/{study_uid}/{series_uid}/{sop_uid}/{frame:int}", frame, method="GET",
+             summary="One frame, lossless (X-Rcp-Encoding), immutable", tag="imaging",
+             media_type=FRAME_MEDIA_TYPE, query={"case_id": "a case whose patient owns the study"}),
+    ApiRoute("/api/cases/{case_id:int}/studies", case_studies, method="GET",
+             summary="The case patient's studies in the archive", tag="imaging"),
+    ApiRoute("/api/cases/{case_id:int}/studies", attach_studies, method="POST", summary="Attach or detach studies",
+             tag="imaging", body=AttachIn),
+    ApiRoute("/api/cases/{case_id:int}/imports", imports, method="POST",
+             summary="Import DICOM files or a zip (multipart, field 'files')", tag="imaging",
+             media_type="multipart/form-data"),
+    ApiRoute("/api/cases/{case_id:int}/prefetch", case_prefetch, method="POST",
+             summary="Prefetch the case's studies into the frame cache", tag="imaging", status=202),
+    ApiRoute("/api/cases/{case_id:int}/prefetch", case_prefetch, method="GET", summary="Prefetch progress",
+             tag="imaging"),
+    ApiRoute("/api/meetings/{meeting_id:int}/prefetch", meeting_prefetch, method="POST",
+             summary="Prefetch the whole agenda", tag="imaging", status=202),
+    ApiRoute("/api/meetings/{meeting_id:int}/prefetch", meeting_prefetch, method="GET",
+             summary="Agenda prefetch progress", tag="imaging"),
+]
