@@ -1,0 +1,241 @@
+"""Fan-out of one published track to many subscribers' slots, as encoded frames.
+
+A *publication* is one participant's camera or microphone as received by the server. A *slot* is one outbound
+track on a subscriber's peer connection (a ``recvonly`` transceiver the client offered); the hub points a slot at a
+publication and can later point it at another one, without any renegotiation.
+
+Each slot is a :class:`SlotTrack` whose ``recv()`` returns ``av.Packet`` objects, which aiortc's sender packs
+without encoding. The slot
+
+* starts a video only at a keyframe (and asks the publisher for one), after attaching, resuming or dropping frames;
+* rewrites RTP timestamps so they keep increasing when its source changes (a decoder's jitter buffer would
+  otherwise see time jump backwards);
+* holds a small bounded queue: a subscriber whose link cannot keep up loses frames, never the server's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .forwarding import EncodedFrame, ReceiverTap, to_packet
+from .keyframes import KEYFRAME_INTERVAL_S, KeyframeThrottle
+
+__all__ = ["Publication", "SlotTrack"]
+
+logger = logging.getLogger(__name__)
+
+#: Frames a slot may hold before it drops them (about a second of video, 0.6 s of audio).
+VIDEO_QUEUE = 30
+AUDIO_QUEUE = 30
+
+
+class SlotTrack(MediaStreamTrack):
+    """One outbound track of a subscriber, fed with encoded frames from whichever publication it shows."""
+
+    def __init__(self, kind: str, *, mid: str | None = None) -> None:
+        super().__init__()
+        self.kind = kind
+        self.mid = mid
+        self.source: Publication | None = None
+        self.paused = False
+        self.forwarded = 0
+        self.dropped = 0
+        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(
+            maxsize=VIDEO_QUEUE if kind == "video" else AUDIO_QUEUE
+        )
+        self._need_keyframe = kind == "video"
+        self._offset: int | None = None
+        self._last_out: int | None = None
+        self._last_out_clock = 0
+        self._last_out_at = 0.0
+
+    # -- control, from the hub -------------------------------------------------------------------------------
+    def attach(self, source: Publication | None) -> None:
+        """Show ``source`` (or nothing) from now on; a video waits for the next keyframe."""
+        if self.source is source:
+            return
+        if self.source is not None:
+            self.source.unsubscribe(self)
+        self.source = source
+        self._offset = None
+        self._restart()
+        if source is not None:
+            source.subscribe(self)
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop or resume forwarding (video only; the hub never pauses audio)."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if paused:
+            self._drain()
+        else:
+            self._restart()
+
+    def keyframe_requested(self) -> None:
+        """The subscriber asked for a keyframe (PLI/FIR): pass it on to the publisher, coalesced there."""
+        if self.source is not None and not self.paused:
+            self.source.request_keyframe()
+
+    def end(self) -> None:
+        """End the track: aiortc's sender sees ``MediaStreamError`` and stops."""
+        self.attach(None)
+        self._drain()
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:  # pragma: no cover - just drained
+            pass
+        self.stop()
+
+    # -- data path ---------------------------------------------------------------------------------------------
+    def push(self, frame: EncodedFrame) -> None:
+        """Queue one frame from the source (called on the event loop by the publisher's receiver)."""
+        if self.paused or self.readyState != "live":
+            return
+        if self._need_keyframe:
+            if not frame.keyframe:
+                self.dropped += 1
+                if self.source is not None:
+                    self.source.request_keyframe()
+                return
+            self._need_keyframe = False
+        if self._offset is None:
+            self._offset = self._rebase(frame)
+        pts = frame.timestamp + self._offset
+        if self._queue.full():
+            self.dropped += self._drain()
+            if self.kind == "video":
+                # The next frame would reference one we dropped: restart at a keyframe.
+                self._restart()
+                return
+        self._queue.put_nowait(to_packet(frame.data, pts, frame.clock_rate))
+        self.forwarded += 1
+        self._last_out = pts
+        self._last_out_clock = frame.clock_rate
+        self._last_out_at = time.monotonic()
+
+    def _rebase(self, frame: EncodedFrame) -> int:
+        """Offset that makes this source's timestamps continue ours, advanced by the wall-clock gap."""
+        if self._last_out is None or self._last_out_clock != frame.clock_rate:
+            return -frame.timestamp
+        gap = max(1, int((time.monotonic() - self._last_out_at) * frame.clock_rate))
+        return self._last_out + gap - frame.timestamp
+
+    def _restart(self) -> None:
+        if self.kind == "video":
+            self._need_keyframe = True
+            if self.source is not None and not self.paused:
+                self.source.request_keyframe()
+
+    def _drain(self) -> int:
+        count = 0
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            count += 1
+        return count
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self._queue.get()
+        if packet is None:
+            self.stop()
+            raise MediaStreamError
+        return packet
+
+
+class Publication:
+    """One participant's audio or video track as received, fanned out to every slot that shows it."""
+
+    def __init__(
+        self,
+        publisher: str,
+        kind: str,
+        *,
+        keyframe_interval: float = KEYFRAME_INTERVAL_S,
+        label: str = "",
+    ) -> None:
+        self.publisher = publisher
+        self.kind = kind
+        self.label = label or f"{publisher}/{kind}"
+        self.frames = 0
+        self.keyframe_requests_sent = 0
+        self._tap: ReceiverTap | None = None
+        self._slots: set[SlotTrack] = set()
+        self._throttle = KeyframeThrottle(interval=keyframe_interval)
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[bool]] = set()
+        self._closed = False
+        self.on_audio_level: Callable[[int], None] | None = None
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._slots)
+
+    def use(self, tap: ReceiverTap | None) -> None:
+        """Take frames from a (new) receiver tap, e.g. after the publisher reconnected with a fresh peer."""
+        self._tap = tap
+        self._throttle = KeyframeThrottle(interval=self._throttle.interval)
+        for slot in self._slots:
+            slot._restart()
+
+    def on_frame(self, frame: EncodedFrame) -> None:
+        self.frames += 1
+        for slot in tuple(self._slots):
+            slot.push(frame)
+
+    def audio_level(self, level: int) -> None:
+        if self.on_audio_level is not None:
+            self.on_audio_level(level)
+
+    def subscribe(self, slot: SlotTrack) -> None:
+        self._slots.add(slot)
+
+    def unsubscribe(self, slot: SlotTrack) -> None:
+        self._slots.discard(slot)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per interval (see :mod:`media.keyframes`)."""
+        if self.kind != "video" or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        delay = self._throttle.request(loop.time())
+        if delay is None:
+            return
+        if delay == 0:
+            self._send_pli()
+        else:
+            self._timer = loop.call_later(delay, self._deferred)
+
+    def _deferred(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        self._throttle.fired(asyncio.get_running_loop().time())
+        self._send_pli()
+
+    def _send_pli(self) -> None:
+        if self._tap is None:
+            return
+        self.keyframe_requests_sent += 1
+        task = asyncio.get_running_loop().create_task(self._tap.request_keyframe())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def close(self) -> None:
+        """Stop feeding every slot (they show nothing until re-attached) and cancel pending requests."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in tuple(self._sending):
+            task.cancel()
+        for slot in tuple(self._slots):
+            slot.attach(None)
+        self._tap = None
