@@ -20,6 +20,7 @@ from datetime import date
 
 import pydicom
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from rcp.imaging.archive import Archive
@@ -67,6 +68,10 @@ def real_files_for(patient: SyntheticPatient, names: Sequence[str] = REAL_FILES)
     return out
 
 
+def _files(datasets: Sequence[Dataset]) -> list[bytes]:
+    return [to_part10(ds) for ds in datasets]
+
+
 async def load_demo_studies(archive: Archive, patients: Sequence[SyntheticPatient], *, slices: int = 150,
                             size: int = 512, ct_patients: int = 2, mr_patients: int = 1,
                             real_files_patient: int | None = None) -> dict[str, list[str]]:
@@ -87,10 +92,10 @@ async def load_demo_studies(archive: Archive, patients: Sequence[SyntheticPatien
         if index < ct_patients:
             prior, current = await asyncio.to_thread(prior_and_current_ct, patient, slices=slices, rows=size,
                                                      columns=size, seed=7 + 2 * index)
-            blobs += await asyncio.to_thread(lambda: [to_part10(ds) for ds in [*prior, *current]])
+            blobs += await asyncio.to_thread(_files, [*prior, *current])
         elif index < ct_patients + mr_patients:
             series = await asyncio.to_thread(mr_series, patient, rows=min(size, 256), columns=min(size, 256))
-            blobs += await asyncio.to_thread(lambda: [to_part10(ds) for ds in series])
+            blobs += await asyncio.to_thread(_files, series)
         if index == real_files_patient:
             blobs += await asyncio.to_thread(real_files_for, patient)
         if not blobs:
