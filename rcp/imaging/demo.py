@@ -1,6 +1,6 @@
 """Demo images for ``rcp demo``: synthetic prior/current CTs, an MR, and pydicom's own small real files.
 
-The lead's demo loader calls, once the demo patients exist::
+``rcp demo`` calls ``load_demo_imaging(settings, db)``; the parts can be used alone, once the patients exist::
 
     from rcp.imaging.demo import load_demo_studies, synthetic_patient
     patients = [synthetic_patient(p.ipp, HOSPITAL_A, p.family_name, p.given_names, p.birth_date, p.sex)
@@ -17,6 +17,7 @@ import asyncio
 import io
 from collections.abc import Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 
 import pydicom
 from pydicom.data import get_testdata_file
@@ -26,7 +27,11 @@ from pydicom.uid import generate_uid
 from rcp.imaging.archive import Archive
 from rcp.imaging.synthetic import SyntheticPatient, mr_series, prior_and_current_ct, to_part10
 
-__all__ = ["REAL_FILES", "load_demo_studies", "real_files_for", "synthetic_patient"]
+if TYPE_CHECKING:
+    from rcp.config import Settings
+    from rcp.db import Database
+
+__all__ = ["REAL_FILES", "load_demo_imaging", "load_demo_studies", "real_files_for", "synthetic_patient"]
 
 #: Small real images shipped with pydicom and pydicom-data: CT, MR, multi-frame MR (RLE), ultrasound RGB.
 REAL_FILES = ("CT_small.dcm", "MR_small.dcm", "emri_small_RLE.dcm", "US1_UNCR.dcm")
@@ -105,3 +110,41 @@ async def load_demo_studies(archive: Archive, patients: Sequence[SyntheticPatien
         found = await archive.search_studies(patient_id=patient.patient_id, issuer=patient.issuer or None)
         result[patient.patient_id] = [s.study_uid for s in found]
     return result
+
+
+async def load_demo_imaging(settings: Settings, db: Database, *, slices: int = 150) -> dict[str, list[str]]:
+    """What ``rcp demo`` calls: studies for the demo patients, stored in the configured archive, attached to cases.
+
+    Jean-Pierre Lefèbvre (nodule) and Gérard Ferrand (re-evaluation after chemotherapy) get a prior and a current
+    CT, Mariam Ouédraogo a brain MR, Anaïs Müller-Nguyen pydicom's small real files.
+    """
+    from sqlmodel import col, select
+
+    from rcp.demo import DEMO_PATIENTS, HOSPITAL_A
+    from rcp.imaging.archive import open_archive
+    from rcp.scheduling.models import Case, PatientIdentifier
+
+    order = [0, 2, 3, 1]
+    patients = [
+        synthetic_patient(p.ipp, HOSPITAL_A, p.family_name, p.given_names, p.birth_date, p.sex)
+        for p in (DEMO_PATIENTS[i] for i in order if i < len(DEMO_PATIENTS))
+    ]
+    archive = open_archive(settings, database=db)
+    try:
+        studies = await load_demo_studies(archive, patients, slices=slices, ct_patients=2, mr_patients=1,
+                                          real_files_patient=3)
+    finally:
+        await archive.close()
+    async with db.session() as session:
+        for ipp, uids in studies.items():
+            identifiers = (await session.exec(
+                select(PatientIdentifier).where(PatientIdentifier.system == "IPP", PatientIdentifier.value == ipp)
+            )).all()
+            for identifier in identifiers:
+                cases = (await session.exec(select(Case).where(col(Case.patient_id) == identifier.patient_id))).all()
+                for case in cases:
+                    merged = list(dict.fromkeys([*(case.study_uids or []), *uids]))
+                    if merged != list(case.study_uids or []):
+                        case.study_uids = merged
+                        session.add(case)
+    return studies

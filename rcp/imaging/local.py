@@ -211,19 +211,29 @@ class LocalArchive:
 
     async def store(self, instances: Sequence[bytes]) -> StoreResult:
         result = StoreResult()
-        for blob in instances:
-            row, reason = await asyncio.to_thread(self._write, blob)
+        written = await asyncio.to_thread(lambda: [self._write(blob) for blob in instances])
+        rows: dict[str, ArchiveInstance] = {}
+        for row, reason in written:
             if row is None:
                 result.failed.append(("", reason))
-                continue
+            else:
+                rows[row.sop_uid] = row
+        if rows:
             async with self.database.session() as session:
-                existing = await session.get(ArchiveInstance, row.sop_uid)
-                if existing is None:
-                    session.add(row)
-                else:  # SOP instances are immutable (PS3.3 C.12.1.1.1): same UID, same content; refresh the index
-                    for name in ("path", "size", "transfer_syntax"):
-                        setattr(existing, name, getattr(row, name))
-            result.stored.append(row.sop_uid)
+                existing = {
+                    r.sop_uid: r
+                    for r in (await session.exec(
+                        select(ArchiveInstance).where(col(ArchiveInstance.sop_uid).in_(list(rows)))
+                    )).all()
+                }
+                for sop_uid, row in rows.items():
+                    old = existing.get(sop_uid)
+                    if old is None:
+                        session.add(row)
+                    else:  # SOP instances are immutable (PS3.3 C.12.1.1.1): same UID, same content
+                        for name in ("path", "size", "transfer_syntax"):
+                            setattr(old, name, getattr(row, name))
+            result.stored.extend(rows)
         return result
 
     async def delete_study(self, study_uid: str) -> int:
