@@ -43,6 +43,8 @@ class _Member:
     on_media: OnMedia | None
     slots: list[SlotTrack] = field(default_factory=list)
     published: set[str] = field(default_factory=set)
+    #: The slot mapping last sent through ``on_media`` (events are only sent when it changes).
+    told: list[dict[str, Any]] | None = None
 
 
 class RoomMedia:
@@ -184,12 +186,13 @@ class RoomMedia:
             for kind in KINDS:
                 self._drop_publication(participant_id, kind)
             self._paused = {entry for entry in self._paused if participant_id not in entry[:2]}
-            changed = self._speaker.remove(participant_id, asyncio.get_running_loop().time())
+            speaker_before = self._speaker.current
+            self._speaker.remove(participant_id, asyncio.get_running_loop().time())
             if member is not None:
                 await self._release_peer(member)
                 self._assign()
-            if changed is not None and self.on_speaker is not None:
-                self.on_speaker(changed)
+            if self._speaker.current != speaker_before and self.on_speaker is not None:
+                self.on_speaker(self._speaker.current)
         if not self._members and self._on_empty is not None:
             self._on_empty(self)
 
@@ -226,9 +229,8 @@ class RoomMedia:
             return False
         for slot in member.slots:
             if slot.kind == kind and slot.source is not None and slot.source.publisher == publisher:
-                if slot.paused != paused:
-                    slot.set_paused(paused)
-                    self._notify(member)
+                slot.set_paused(paused)
+                self._notify(member)
                 return True
         return False
 
@@ -253,7 +255,6 @@ class RoomMedia:
         """Point every subscriber's slots at the other participants' publications, keeping stable assignments."""
         order = list(self._members)
         for member in self._members.values():
-            changed = False
             for kind in KINDS:
                 wanted = [
                     self._publications[(pid, kind)]
@@ -265,7 +266,6 @@ class RoomMedia:
                     if slot.source is not None and slot.source not in wanted:
                         slot.attach(None)
                         slot.set_paused(False)
-                        changed = True
                 shown = {slot.source for slot in slots if slot.source is not None}
                 free = [slot for slot in slots if slot.source is None]
                 for publication in wanted:
@@ -283,14 +283,16 @@ class RoomMedia:
                     slot = free.pop(0)
                     slot.set_paused((member.participant_id, publication.publisher, kind) in self._paused)
                     slot.attach(publication)
-                    changed = True
-            if changed:
-                self._notify(member)
+            self._notify(member)
 
     def _notify(self, member: _Member) -> None:
+        slots = self.slots(member.participant_id)
+        if slots == member.told:
+            return
+        member.told = slots
         if member.on_media is not None:
             try:
-                member.on_media({"type": "media.slots", "slots": self.slots(member.participant_id)})
+                member.on_media({"type": "media.slots", "slots": slots})
             except Exception:
                 logger.exception("room %s: on_media callback failed", self.meeting_id)
 

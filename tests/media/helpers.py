@@ -1,0 +1,50 @@
+"""Helpers for the media tests: waiting on conditions (generous limits, never timing asserts) and counting
+resources that must come back to their baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from media import RoomMedia
+from media.synthetic import SyntheticParticipant
+
+#: How long a condition may take on a loaded 2-core machine before the test gives up (not a speed goal).
+PATIENCE_S = 20.0
+
+
+async def until(condition: Callable[[], bool], what: str, *, patience: float = PATIENCE_S) -> None:
+    """Wait for ``condition``; fail naming ``what`` if it never holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def join(room: RoomMedia, client: SyntheticParticipant, **callbacks: object) -> None:
+    answer = await room.connect(client.name, await client.offer(), on_media=client.on_media, **callbacks)  # type: ignore[arg-type]
+    await client.accept(answer)
+    await until(lambda: client.pc.connectionState == "connected", f"{client.name} connected")
+
+
+@dataclass(frozen=True)
+class Resources:
+    tasks: int
+    threads: int
+    fds: int
+
+    @classmethod
+    def now(cls) -> Resources:
+        gc.collect()
+        threads = [t for t in threading.enumerate() if not t.name.startswith(("ThreadPoolExecutor", "asyncio_"))]
+        return cls(
+            tasks=len([t for t in asyncio.all_tasks() if not t.done()]),
+            threads=len(threads),
+            fds=len(os.listdir("/proc/self/fd")),
+        )

@@ -1,0 +1,238 @@
+"""Room media lifecycle with real aiortc clients on loopback: late joiners, pause, leaving, leaks, channels."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from media import MediaHub, RoomMedia
+from media.synthetic import SyntheticParticipant
+
+from .helpers import Resources, join, until
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[MediaHub]:
+    hub = MediaHub()
+    try:
+        yield hub
+    finally:
+        await hub.close(timeout=10)
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[SyntheticParticipant]]:
+    made: list[SyntheticParticipant] = []
+    try:
+        yield made
+    finally:
+        for client in made:
+            await client.close()
+
+
+def video_from(client: SyntheticParticipant, publisher: str) -> int:
+    record = client.showing(publisher, "video")
+    return record.frames if record else 0
+
+
+async def test_late_joiner_gets_a_keyframe_and_decodes(hub: MediaHub, clients: list[SyntheticParticipant]) -> None:
+    room = hub.room("late")
+    alice = SyntheticParticipant("alice", slots=2, audio=False)
+    bob = SyntheticParticipant("bob", slots=2, audio=False)
+    clients += [alice, bob]
+    await join(room, alice)
+    await join(room, bob)
+    await until(lambda: video_from(bob, "alice") > 30, "bob receives alice")
+    assert alice.video_track is not None
+    requests_before = alice.video_track.keyframe_requests
+
+    # Alice's clip has sent its only keyframe long ago: the late joiner can decode only if its keyframe request
+    # reaches her (through the server's coalescing).
+    carol = SyntheticParticipant("carol", slots=2, video=False, audio=False, decode=True)
+    clients.append(carol)
+    await join(room, carol)
+    await until(lambda: (r := carol.showing("alice")) is not None and r.decoded > 0, "carol decodes alice")
+    await until(lambda: (r := carol.showing("bob")) is not None and r.decoded > 0, "carol decodes bob")
+    assert alice.video_track.keyframe_requests > requests_before
+
+
+async def test_pause_and_resume_one_subscription(hub: MediaHub, clients: list[SyntheticParticipant]) -> None:
+    room = hub.room("pause")
+    alice = SyntheticParticipant("alice", slots=2)
+    bob = SyntheticParticipant("bob", slots=2)
+    carol = SyntheticParticipant("carol", slots=2, video=False, audio=False)
+    clients += [alice, bob, carol]
+    for client in clients:
+        await join(room, client)
+    await until(lambda: video_from(carol, "alice") > 10 and video_from(carol, "bob") > 10, "carol receives both")
+
+    assert room.set_paused("carol", "alice", "video", True)
+    assert not room.set_paused("carol", "alice", "audio", True), "audio must always flow"
+    assert carol.media_events[-1]["slots"][1] == {"mid": carol.media_events[-1]["slots"][1]["mid"], "kind": "video",
+                                                  "participant": "alice", "paused": True}
+    await asyncio.sleep(0.3)  # frames already in flight
+    paused_at = video_from(carol, "alice")
+    bob_at = video_from(carol, "bob")
+    audio = carol.showing("alice", "audio")
+    assert audio is not None
+    audio_at = audio.frames
+    await until(lambda: video_from(carol, "bob") > bob_at + 15, "bob's video keeps flowing")
+    await until(lambda: audio.frames > audio_at + 20, "alice's audio keeps flowing")
+    assert video_from(carol, "alice") == paused_at, "alice's video was forwarded while paused"
+    assert video_from(bob, "alice") > 0  # only carol paused it
+
+    record = carol.showing("alice")
+    assert record is not None
+    keyframes_before = record.keyframes
+    assert room.set_paused("carol", "alice", "video", False)
+    await until(lambda: video_from(carol, "alice") > paused_at + 10, "alice's video resumes")
+    assert record.keyframes > keyframes_before, "a resumed video must start with a keyframe"
+
+
+async def test_publisher_leaving_ends_its_tracks_for_everyone(
+    hub: MediaHub, clients: list[SyntheticParticipant]
+) -> None:
+    room = hub.room("leave")
+    alice = SyntheticParticipant("alice", slots=2)
+    bob = SyntheticParticipant("bob", slots=2)
+    carol = SyntheticParticipant("carol", slots=2)
+    clients += [alice, bob, carol]
+    for client in clients:
+        await join(room, client)
+    await until(lambda: video_from(bob, "alice") > 5 and video_from(carol, "alice") > 5, "alice reaches everyone")
+    bob_slot = bob.showing("alice")
+    carol_slot = carol.showing("alice")
+    assert bob_slot is not None and carol_slot is not None
+    publication = room.publication("alice", "video")
+    assert publication is not None and publication.subscribers == 2
+
+    await room.disconnect("alice")
+    assert room.publication("alice", "video") is None and room.publication("alice", "audio") is None
+    assert publication.subscribers == 0
+    for viewer in (bob, carol):
+        assert all(slot["participant"] != "alice" for slot in viewer.media_events[-1]["slots"]), viewer.name
+        assert viewer.showing("alice") is None
+    await asyncio.sleep(0.3)
+    frozen = (bob_slot.frames, carol_slot.frames)
+    await until(lambda: video_from(bob, "carol") > frozen[0] + 10, "bob still receives carol")
+    assert (bob_slot.frames, carol_slot.frames) == frozen, "alice's video still arrives after she left"
+    assert room.participants == ["bob", "carol"]
+    await room.disconnect("alice")  # twice is harmless
+
+
+async def test_reconnect_with_a_fresh_peer_keeps_everyones_slot(
+    hub: MediaHub, clients: list[SyntheticParticipant]
+) -> None:
+    room = hub.room("reconnect")
+    alice = SyntheticParticipant("alice", slots=1, audio=False)
+    bob = SyntheticParticipant("bob", slots=1, audio=False)
+    clients += [alice, bob]
+    await join(room, alice)
+    await join(room, bob)
+    await until(lambda: video_from(bob, "alice") > 5, "bob receives alice")
+    events_before = len(bob.media_events)
+
+    alice_again = SyntheticParticipant("alice", slots=1, audio=False)
+    clients.append(alice_again)
+    await join(room, alice_again)
+    await alice.close()  # the old path is gone
+    record = bob.showing("alice")
+    assert record is not None
+    at = record.frames
+    keyframes = record.keyframes
+    await until(lambda: record.frames > at + 10, "bob receives alice's new peer on the same slot")
+    assert record.keyframes > keyframes
+    assert len(bob.media_events) == events_before, "bob's slots changed although alice only reconnected"
+    await until(lambda: video_from(alice_again, "bob") > 5, "alice's new peer receives bob")
+
+
+async def test_active_speaker_is_announced(hub: MediaHub, clients: list[SyntheticParticipant]) -> None:
+    announced: list[str | None] = []
+    room = hub.room("speaker", on_speaker=announced.append)
+    alice = SyntheticParticipant("alice", slots=1, video=False)
+    bob = SyntheticParticipant("bob", slots=1, video=False, speaking=True)
+    clients += [alice, bob]
+    await join(room, alice)
+    await join(room, bob)
+    await until(lambda: announced == ["bob"], "bob announced as the speaker")
+    assert room.speaker == "bob"
+    await room.disconnect("bob")
+    assert announced == ["bob", None]
+
+
+async def test_view_channel_is_ordered_both_ways_and_pointer_unreliable(
+    hub: MediaHub, clients: list[SyntheticParticipant]
+) -> None:
+    room = hub.room("channels")
+    received: list[tuple[str, str | bytes]] = []
+    alice = SyntheticParticipant("alice", slots=0, video=False, audio=False)
+    clients.append(alice)
+    await join(room, alice, on_message=lambda channel, data: received.append((channel, data)))
+    await until(lambda: alice.channels["view"].readyState == "open", "view channel open")
+    for i in range(300):
+        alice.channels["view"].send(json.dumps({"seq": i}))
+    await until(lambda: len([m for m in received if m[0] == "view"]) == 300, "300 view messages at the server")
+    assert [json.loads(data)["seq"] for channel, data in received if channel == "view"] == list(range(300))
+
+    await until(lambda: set(room.peer("alice").channels) == {"view", "pointer"}, "both channels at the server")  # type: ignore[union-attr]
+    for i in range(300):
+        assert room.send("alice", "view", json.dumps({"seq": i}))
+    await until(lambda: len(alice.messages["view"]) == 300, "300 view messages at the client")
+    assert [json.loads(m)["seq"] for m in alice.messages["view"]] == list(range(300))
+
+    peer = room.peer("alice")
+    assert peer is not None
+    pointer = peer.channels["pointer"]
+    assert pointer.ordered is False and pointer.maxRetransmits == 0
+    view = peer.channels["view"]
+    assert view.ordered is True and view.maxRetransmits is None and view.maxPacketLifeTime is None
+    assert room.send("alice", "pointer", b"\x01\x02")
+    await until(lambda: alice.messages["pointer"] == [b"\x01\x02"], "a pointer sample")
+    assert not room.send("alice", "nonexistent", "x")
+    assert not room.send("nobody", "view", "x")
+
+
+async def test_join_leave_cycles_return_to_baseline(hub: MediaHub) -> None:
+    """aiortc has a history of leaks: tasks, threads (decoder threads) and fds must come back (500 in bench)."""
+    room = hub.room("cycles")
+    host = SyntheticParticipant("host", slots=1, audio=False)
+    try:
+        await join(room, host)
+
+        async def cycle(i: int) -> None:
+            guest = SyntheticParticipant(f"guest{i % 3}", slots=1, audio=False)
+            try:
+                await join(room, guest)
+                await until(lambda: video_from(guest, "host") > 0, "guest receives the host")
+            finally:
+                await room.disconnect(guest.name)
+                await guest.close()
+
+        await cycle(0)  # warm up lazily created things (executor, caches)
+        await asyncio.sleep(0.5)
+        baseline = Resources.now()
+        for i in range(1, 31):
+            await cycle(i)
+        await until(lambda: Resources.now() == baseline, f"resources back to {baseline}", patience=10)
+        assert room.participants == ["host"]
+    finally:
+        await host.close()
+
+
+async def test_hub_close_closes_every_peer(clients: list[SyntheticParticipant]) -> None:
+    hub = MediaHub()
+    rooms: list[RoomMedia] = [hub.room("one"), hub.room("two")]
+    for n, room in enumerate(rooms):
+        client = SyntheticParticipant(f"p{n}", slots=1, audio=False)
+        clients.append(client)
+        await join(room, client)
+    peers = [room.peer(f"p{n}") for n, room in enumerate(rooms)]
+    await hub.close(timeout=5)
+    assert hub.rooms == {}
+    assert all(peer is not None and peer.pc is None and peer.state == "closed" for peer in peers)
+    with pytest.raises(RuntimeError, match="closed"):
+        hub.room("three")
+    await hub.close()  # twice is harmless
