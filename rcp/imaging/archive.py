@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rcp.db import Database
 
 __all__ = [
+    "VIEWER_ATTRIBUTES",
     "Archive",
     "ArchiveNotFound",
     "ArchiveUnavailable",
@@ -72,6 +73,14 @@ def _int(ds: Dataset, keyword: str) -> int:
         return int(ds.get(keyword) or 0)
     except (TypeError, ValueError):
         return 0
+
+
+#: What the viewer's series descriptor is built from (PS3.3 Image Pixel, Image Plane, VOI LUT, Modality LUT).
+VIEWER_ATTRIBUTES = (
+    "00080016", "00080018", "00080020", "00080060", "0008103E", "00200011", "00200013", "00200032", "00200037",
+    "00201041", "00280002", "00280004", "00280008", "00280010", "00280011", "00280030", "00280100", "00280101",
+    "00280103", "00281050", "00281051", "00281052", "00281053",
+)
 
 
 @dataclass(frozen=True)
@@ -180,6 +189,10 @@ class Archive(Protocol):
 
     async def series_metadata(self, study_uid: str, series_uid: str) -> list[Dataset]:
         """The header of every instance of the series, without bulk pixel data."""
+        ...
+
+    async def image_headers(self, study_uid: str, series_uid: str) -> list[Dataset]:
+        """At least the attributes a series descriptor needs (``VIEWER_ATTRIBUTES``), as cheaply as possible."""
         ...
 
     async def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:

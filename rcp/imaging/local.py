@@ -158,6 +158,9 @@ class LocalArchive:
         rows = await self._series_rows(study_uid, series_uid)
         return await asyncio.to_thread(self._read_headers, [self.folder / r.path for r in rows])
 
+    async def image_headers(self, study_uid: str, series_uid: str) -> list[Dataset]:
+        return await self.series_metadata(study_uid, series_uid)
+
     async def _row(self, study_uid: str, series_uid: str, sop_uid: str) -> ArchiveInstance:
         async with self.database.session() as session:
             row = await session.get(ArchiveInstance, sop_uid)

@@ -141,7 +141,7 @@ class ImagingService:
             if cached is not None and cached.get("study_uid") != study_uid:
                 cached = None
         if cached is None:
-            metadata = await self.archive.series_metadata(study_uid, series_uid)
+            metadata = await self.archive.image_headers(study_uid, series_uid)
             cached = await self.run(self._build_descriptor, study_uid, series_uid, metadata)
             await self.cache.put_descriptor(series_uid, cached)
         self._descriptors[key] = cached

@@ -101,3 +101,20 @@ async def test_store_refuses_garbage(archive: Archive) -> None:
     result = await archive.store([b"this is not DICOM" * 20])
     assert result.stored == []
     assert len(result.failed) == 1
+
+
+async def test_image_headers_carry_what_the_viewer_needs(archive: Archive) -> None:
+    _pid, _issuer, _prior, current = await _store_patient(archive)
+    study_uid, series_uid, _ = _uids(current[0])
+    headers = await archive.image_headers(study_uid, series_uid)
+    assert len(headers) == 6
+    for ds in headers:
+        for keyword in ("SOPInstanceUID", "Rows", "Columns", "BitsStored", "PixelRepresentation", "RescaleSlope",
+                        "RescaleIntercept", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                        "WindowCenter", "WindowWidth", "InstanceNumber", "PhotometricInterpretation", "Modality"):
+            assert keyword in ds, keyword
+    blob = reference_file("emri_small.dcm", make_patient())  # multi-frame: falls back to full metadata
+    await archive.store([blob])
+    study_uid, series_uid, _ = _uids(blob)
+    (header,) = await archive.image_headers(study_uid, series_uid)
+    assert int(header.NumberOfFrames) == 10

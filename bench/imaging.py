@@ -1,0 +1,330 @@
+"""Imaging benchmark: a 300-slice 512x512 CT in a real Orthanc, through the service vs. straight from WADO-RS.
+
+Measured in one run, side by side:
+
+* ``first_image_ms_cold`` / ``first_image_ms_prefetched``: a signed-in client opens the series (descriptor) and
+  gets its first frame, over HTTP through the whole app (auth, audit), before and after the case was prefetched;
+* ``series_s_service``: the whole series (300 frames, 6 connections like a browser) through the app, prefetched;
+  ``series_s_service_cold`` the same straight after a restart with an empty cache;
+* ``series_s_wadors``: the whole series straight from Orthanc (one WADO-RS retrieve, raw Explicit VR LE);
+* ``series_bytes_ratio``: bytes of the service's frames / bytes of Orthanc's raw WADO-RS answer;
+* ``cached_frames_per_s``: frames the service layer serves from its cache (``ImagingService.frame``, in-process,
+  no HTTP); ``cached_frames_per_s_http`` the same through HTTP, auth included, client in this process;
+* ``decode_ms_per_slice``: pydicom read + decode + modality LUT of one slice; ``encode_ms_per_slice``: the
+  delta16-deflate encoding.
+
+The app runs in a child process (uvicorn on loopback) built exactly as ``rcp serve`` builds it, plus the imaging
+routes and ``app.state.imaging`` when app.py does not yet mount them.
+
+    .venv/bin/python bench/imaging.py      # about a minute; writes bench/results/imaging.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx
+import pydicom
+
+from rcp.config import Settings
+from rcp.imaging.dicomweb import DicomWebClient
+from rcp.imaging.frames import decode_frame, encode_frame
+from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+from tests.fixtures.orthanc import OrthancProcess
+
+SLICES = 300
+PASSWORD = "rcp-demo-2026"
+IPP = "IPP100001"
+ISSUER = "CHU de Lyon"
+CONNECTIONS = 6
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the server (child process) -------------------------------------------------------------------------------
+
+
+async def _serve(data_dir: str, pacs_url: str, port: int) -> None:
+    import uvicorn
+
+    from rcp.app import create_app
+    from rcp.imaging import routes as imaging_routes
+    from rcp.imaging.service import ImagingService
+
+    settings = Settings(env="test", data_dir=Path(data_dir), pacs_url=pacs_url)
+    app = create_app(settings)
+    if not any(getattr(r, "endpoint", None) is imaging_routes.frame for r in app.router.routes):
+        app.router.routes[:0] = imaging_routes.routes
+    if getattr(app.state, "imaging", None) is None:
+        app.state.imaging = await ImagingService.open(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           access_log=False))
+    await server.serve()
+
+
+class AppProcess:
+    def __init__(self, data_dir: Path, pacs_url: str) -> None:
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "serve", str(data_dir), pacs_url, str(self.port)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("the app did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# --- the client (this process) --------------------------------------------------------------------------------
+
+
+async def _prepare_database(data_dir: Path, study_uid: str) -> int:
+    from sqlmodel import col, select
+
+    from rcp.db import Database, migrate
+    from rcp.demo import load_demo
+    from rcp.scheduling.models import Case, Meeting, PatientIdentifier
+
+    settings = Settings(env="test", data_dir=data_dir)
+    await asyncio.to_thread(migrate, settings.database_url, "heads")
+    db = Database(settings.database_url)
+    try:
+        await load_demo(db)
+        async with db.session() as s:
+            case = (await s.exec(
+                select(Case).join(PatientIdentifier, col(PatientIdentifier.patient_id) == col(Case.patient_id))
+                .join(Meeting, col(Meeting.id) == col(Case.meeting_id))
+                .where(PatientIdentifier.value == IPP, Meeting.status == "scheduled")
+            )).one()
+            case.study_uids = [study_uid]
+            s.add(case)
+            assert case.id is not None
+            return case.id
+    finally:
+        await db.close()
+
+
+async def _login(url: str) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(base_url=url, timeout=120,
+                               limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS))
+    response = await client.post("/api/session", json={"username": "dr.radiologue", "password": PASSWORD})
+    response.raise_for_status()
+    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+    return client
+
+
+async def _first_image(client: httpx.AsyncClient, study_uid: str, series_uid: str) -> tuple[float, dict[str, Any]]:
+    start = time.perf_counter()
+    response = await client.get(f"/api/imaging/studies/{study_uid}/series/{series_uid}")
+    response.raise_for_status()
+    descriptor = response.json()
+    first = await client.get(descriptor["frames"][0]["url"])
+    first.raise_for_status()
+    return (time.perf_counter() - start) * 1000, descriptor
+
+
+async def _whole_series(client: httpx.AsyncClient, urls: list[str]) -> tuple[float, int]:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for url in urls:
+        queue.put_nowait(url)
+    total = 0
+
+    async def worker() -> None:
+        nonlocal total
+        while not queue.empty():
+            response = await client.get(queue.get_nowait())
+            response.raise_for_status()
+            total += len(response.content)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    return time.perf_counter() - start, total
+
+
+async def _wadors_series(base: str, study_uid: str, series_uid: str) -> tuple[float, int]:
+    async with httpx.AsyncClient(timeout=120) as client:
+        start = time.perf_counter()
+        response = await client.get(
+            f"{base}/studies/{study_uid}/series/{series_uid}",
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'},
+        )
+        response.raise_for_status()
+        return time.perf_counter() - start, len(response.content)
+
+
+async def _service_layer_figures(settings: Settings, study_uid: str, series_uid: str,
+                                 descriptor: dict[str, Any]) -> dict[str, float]:
+    from rcp.imaging.service import ImagingService
+
+    service = await ImagingService.open(settings)
+    try:
+        frames = [(f["sop_uid"], f["frame"]) for f in descriptor["frames"]]
+        progress = service.prefetch("bench", [study_uid])
+        await service.prefetcher.wait("bench")
+        assert progress.state == "done", progress.errors
+        rounds = 20
+        start = time.perf_counter()
+        for _ in range(rounds):
+            for sop_uid, number in frames:
+                await service.frame(study_uid, series_uid, sop_uid, number)
+        elapsed = time.perf_counter() - start
+        return {"cached_frames_per_s": rounds * len(frames) / elapsed}
+    finally:
+        await service.close()
+
+
+def _codec_figures(blobs: list[bytes]) -> dict[str, float]:
+    decode: list[float] = []
+    encode: list[float] = []
+    for blob in blobs[:: max(1, len(blobs) // 60)]:
+        t0 = time.perf_counter()
+        ds = pydicom.dcmread(io.BytesIO(blob))
+        values = decode_frame(ds, 0)
+        t1 = time.perf_counter()
+        encode_frame(values)
+        t2 = time.perf_counter()
+        decode.append((t1 - t0) * 1000)
+        encode.append((t2 - t1) * 1000)
+    return {"decode_ms_per_slice": statistics.median(decode), "encode_ms_per_slice": statistics.median(encode)}
+
+
+async def main() -> dict[str, float]:
+    figures: dict[str, float] = {}
+    orthanc = OrthancProcess()
+    orthanc.start()
+    work = Path(tempfile.mkdtemp(prefix="rcp-bench-imaging-"))
+    try:
+        patient = SyntheticPatient(IPP, ISSUER, "Lefèbvre", "Jean-Pierre", date(1956, 3, 14), "M")
+        t0 = time.perf_counter()
+        series = ct_series(patient, slices=SLICES)
+        blobs = [to_part10(ds) for ds in series]
+        print(f"generated {SLICES} slices in {time.perf_counter() - t0:.1f} s")
+        study_uid, series_uid = str(series[0].StudyInstanceUID), str(series[0].SeriesInstanceUID)
+        pacs = DicomWebClient(orthanc.dicomweb_url)
+        t0 = time.perf_counter()
+        stored = await pacs.store(blobs)
+        await pacs.close()
+        assert len(stored.stored) == SLICES, stored.failed[:3]
+        print(f"stored in Orthanc (STOW-RS) in {time.perf_counter() - t0:.1f} s")
+        figures.update(_codec_figures(blobs))
+
+        case_id = await _prepare_database(work, study_uid)
+        wado_s, wado_bytes = await _wadors_series(orthanc.dicomweb_url, study_uid, series_uid)
+        figures["series_s_wadors"] = wado_s
+
+        # Cold: a fresh server, empty cache, nothing prefetched.
+        app = AppProcess(work, orthanc.dicomweb_url)
+        try:
+            app.wait_ready()
+            client = await _login(app.url)
+            figures["first_image_ms_cold"], descriptor = await _first_image(client, study_uid, series_uid)
+            urls = [f["url"] for f in descriptor["frames"]]
+            figures["series_s_service_cold"], _ = await _whole_series(client, urls)
+            await client.aclose()
+        finally:
+            app.stop()
+
+        # Prefetched: another fresh server with an empty cache; the case is prefetched first.
+        for folder in (work / "cache",):
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        app = AppProcess(work, orthanc.dicomweb_url)
+        try:
+            app.wait_ready()
+            client = await _login(app.url)
+            t0 = time.perf_counter()
+            (await client.post(f"/api/cases/{case_id}/prefetch")).raise_for_status()
+            while True:
+                progress = (await client.get(f"/api/cases/{case_id}/prefetch")).json()
+                if progress["state"] != "running":
+                    break
+                await asyncio.sleep(0.05)
+            figures["prefetch_s"] = time.perf_counter() - t0
+            assert progress["state"] == "done", progress
+            figures["first_image_ms_prefetched"], descriptor = await _first_image(client, study_uid, series_uid)
+            urls = [f["url"] for f in descriptor["frames"]]
+            figures["series_s_service"], service_bytes = await _whole_series(client, urls)
+            figures["series_bytes_ratio"] = service_bytes / wado_bytes
+            figures["series_bytes_service"] = service_bytes
+            figures["series_bytes_wadors"] = wado_bytes
+            rounds = 5
+            total = 0.0
+            for _ in range(rounds):
+                elapsed, _ = await _whole_series(client, urls)
+                total += elapsed
+            figures["cached_frames_per_s_http"] = rounds * len(urls) / total
+            await client.aclose()
+        finally:
+            app.stop()
+
+        settings = Settings(env="test", data_dir=work / "layer", pacs_url=orthanc.dicomweb_url)
+        figures.update(await _service_layer_figures(settings, study_uid, series_uid, descriptor))
+    finally:
+        orthanc.stop()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def report(figures: dict[str, float]) -> None:
+    goals = {
+        "first_image_ms_prefetched": ("< 300", lambda v: v < 300),
+        "series_bytes_ratio": ("<= 0.40", lambda v: v <= 0.4),
+        "cached_frames_per_s": (">= 1000", lambda v: v >= 1000),
+    }
+    print(f"\n{'figure':<30} {'value':>14}  goal")
+    for name, value in figures.items():
+        goal, ok = goals.get(name, ("", None))
+        mark = "" if ok is None else ("ok" if ok(value) else "MISSED")
+        shown = f"{value:,.0f}" if value >= 1000 else f"{value:.3f}"
+        print(f"{name:<30} {shown:>14}  {goal} {mark}")
+    out = ROOT / "bench" / "results" / "imaging.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"figures": {k: round(v, 4) for k, v in figures.items()}}, indent=2) + "\n")
+    print(f"\nwritten {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "serve":
+        asyncio.run(_serve(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    else:
+        report(asyncio.run(main()))
