@@ -1,0 +1,887 @@
+/**
+ * The imaging viewer: a canvas per viewport showing original pixel values, windowed in the browser.
+ *
+ * Why: in a tumour board everyone must see the same anatomy at full fidelity, so the server sends modality
+ * values (Hounsfield units, not a video) and the browser does window/level, zoom and pan. The whole view is a
+ * plain object (see viewer-state.js) so the live room can send it, and `setState` renders any state it is
+ * given; user interaction produces a new state and calls the `onChange` listeners. State changes and drawing
+ * are separate: `commit(state)` stores data, one `requestAnimationFrame` later `render()` draws it.
+ *
+ * Example:
+ *   import {createViewer} from '/static/js/viewer.js';
+ *   const v = createViewer(document.querySelector('[data-rcp-viewer]'));
+ *   await v.loadSeries(0, '/api/imaging/studies/1.2/series/1.2.3');
+ *   v.onChange((state) => room.send({type: 'view', state}));
+ *   await v.setState(stateFromPresenter);
+ *   v.addOverlay((ctx, view) => { const p = view.imageToScreen(120.5, 88.5); ctx.fillRect(p.x, p.y, 4, 4); });
+ */
+
+import {FramePool} from './frames.js';
+import {
+  imageTransform, panBy, screenToImage as toImage, imageToScreen as toScreen, pixelAspect, zoomAbout, clampZoom,
+} from './viewer-geometry.js';
+import {Painter, PRESETS, defaultWindow} from './viewer-lut.js';
+import {
+  LAYOUTS, VIEWPORTS, clampIndex, cloneState, initialState, normalizeState, setLayout, visibleCount, withViewport,
+} from './viewer-state.js';
+import {drawMeasurements, formatLength, overlayText} from './viewer-overlay.js';
+
+export {PRESETS, LAYOUTS};
+
+export const DEFAULT_LABELS = Object.freeze({
+  series: 'Se',
+  image: 'Im',
+  position: 'Pos',
+  instance: 'Inst',
+  zoom: 'Zoom',
+  inverted: 'Inverted',
+  loading: 'Loading',
+  empty: 'No series',
+  value: 'Value',
+  presets: {lung: 'Lung', mediastinum: 'Mediastinum', abdomen: 'Abdomen', bone: 'Bone', brain: 'Brain'},
+});
+
+export const TOOLS = Object.freeze(['window', 'pan', 'zoom', 'measure', 'scroll']);
+
+/** The series metadata URL of the server contract. */
+export function seriesMetaUrl(studyUid, seriesUid) {
+  return `/api/imaging/studies/${encodeURIComponent(studyUid)}/series/${encodeURIComponent(seriesUid)}`;
+}
+
+/**
+ * @param {HTMLElement} element the panel from viewer_panel.html (or any element: the grid goes inside)
+ * @param {{fetch?: Function, seriesUrl?: Function, concurrency?: number, labels?: object,
+ *          interpolation?: 'linear'|'nearest'}} options
+ */
+export function createViewer(element, options = {}) {
+  return new Viewer(element, options);
+}
+
+const WHEEL_STEP = 50;
+
+export class Viewer {
+  constructor(element, options = {}) {
+    this.element = element;
+    this.options = options;
+    this.labels = {...DEFAULT_LABELS, ...(options.labels ?? {})};
+    this.seriesUrl = options.seriesUrl ?? seriesMetaUrl;
+    this.interpolation = options.interpolation ?? 'linear';
+    this.pool = new FramePool({fetch: options.fetch, concurrency: options.concurrency ?? 6});
+    this.state = initialState();
+    this.tool = 'window';
+    this.urls = new Map();
+    this.subscribed = new Set();
+    this.listeners = new Set();
+    this.overlays = new Set();
+    this.settleWaiters = [];
+    this.frameRequested = 0;
+    this.drag = null;
+    this.draft = null;
+    this.wheelRest = 0;
+    this.cine = {playing: false, fps: 10, last: 0, raf: 0};
+    this.cleanup = [];
+    this.grid = element.querySelector('[data-viewer-grid]') ?? element;
+    this.grid.classList.add('rcp-viewer__grid');
+    if (!element.hasAttribute('tabindex')) element.tabIndex = 0;
+    this.views = Array.from({length: VIEWPORTS}, (_, i) => this.createView(i));
+    this.bindToolbar();
+    this.listen(element, 'keydown', (e) => this.onKey(e));
+    this.resizeObserver = new ResizeObserver(() => this.scheduleRender());
+    for (const view of this.views) this.resizeObserver.observe(view.root);
+    this.listen(window, 'resize', () => this.scheduleRender());
+    this.scheduleRender();
+  }
+
+  // ---- public API -------------------------------------------------------------------------------------
+
+  /** A copy of the current state (plain data, safe to send or store). */
+  getState() {
+    return cloneState(this.state);
+  }
+
+  /**
+   * Show the given state (from the live room, a saved view...). Missing fields take defaults. Does not call
+   * the onChange listeners. Resolves once the displayed slices are drawn or their series reported an error.
+   */
+  async setState(input) {
+    const next = normalizeState(input);
+    for (const view of this.views) view.pending = null;
+    this.commit(next, null);
+    const metas = [];
+    for (let i = 0; i < visibleCount(next.layout); i++) {
+      const series = this.seriesFor(i);
+      if (series) metas.push(series.ready);
+    }
+    await Promise.all(metas);
+    await this.settled();
+    return this.getState();
+  }
+
+  /** Listen to user-made changes: `cb(state, {reason})`. Returns the function that stops listening. */
+  onChange(cb) {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  /**
+   * Open a series (its metadata URL) in viewport i, at `index` (default: first slice), with the series'
+   * default window. Resolves with the series metadata, or null if it failed (the viewport shows why).
+   */
+  async loadSeries(i, url, {index = 0} = {}) {
+    const series = this.pool.open(url);
+    this.subscribe(series);
+    this.views[i].pending = series;
+    this.scheduleRender();
+    await series.ready;
+    if (this.views[i].pending !== series) return series.meta;
+    this.views[i].pending = null;
+    if (!series.meta) {
+      this.views[i].failed = series;
+      this.scheduleRender();
+      return null;
+    }
+    this.views[i].failed = null;
+    this.urls.set(seriesKey(series.meta.study_uid, series.meta.series_uid), url);
+    const vp = {
+      studyUid: series.meta.study_uid, seriesUid: series.meta.series_uid, index: clampIndex(index, series.length),
+      window: null, zoom: 1, pan: null, invert: false, measurements: [],
+    };
+    let next = withViewport(this.state, i, vp);
+    next = this.resolveDefaults(next);
+    this.commit(next, 'load');
+    await this.settled();
+    return series.meta;
+  }
+
+  /** Screen (CSS pixels from viewport i's top-left) to image coordinates (PS3.3 C.10.5.1.2 units). */
+  screenToImage(x, y, i = this.state.active) {
+    const g = this.geometry(i);
+    return g ? toImage(g, this.state.viewports[i], x, y) : null;
+  }
+
+  /** Image coordinates (column, row; pixel centres at +0.5) to CSS pixels from viewport i's top-left. */
+  imageToScreen(x, y, i = this.state.active) {
+    const g = this.geometry(i);
+    return g ? toScreen(g, this.state.viewports[i], x, y) : null;
+  }
+
+  /** Page (client) coordinates to {viewport, x, y} in image coordinates, or null outside any image. */
+  clientToImage(clientX, clientY) {
+    for (let i = 0; i < visibleCount(this.state.layout); i++) {
+      const r = this.views[i].root.getBoundingClientRect();
+      if (clientX >= r.left && clientX < r.right && clientY >= r.top && clientY < r.bottom) {
+        const p = this.screenToImage(clientX - r.left, clientY - r.top, i);
+        return p ? {viewport: i, x: p.x, y: p.y} : null;
+      }
+    }
+    return null;
+  }
+
+  /** Image coordinates of viewport i to page (client) coordinates. */
+  imageToClient(x, y, i = this.state.active) {
+    const p = this.imageToScreen(x, y, i);
+    if (!p) return null;
+    const r = this.views[i].root.getBoundingClientRect();
+    return {x: r.left + p.x, y: r.top + p.y};
+  }
+
+  /**
+   * Draw something over every visible viewport, in image coordinates: `draw(ctx, view)` runs after each
+   * render with a context in CSS pixels and view = {viewport, state, series, frame, width, height,
+   * imageToScreen(x, y), screenToImage(x, y), scale}. Returns the function that removes it.
+   */
+  addOverlay(draw) {
+    this.overlays.add(draw);
+    this.redrawOverlays();
+    return () => {
+      this.overlays.delete(draw);
+      this.redrawOverlays();
+    };
+  }
+
+  /** Redraw only the overlay layer (pointer moves): cheap, the image is not repainted. */
+  redrawOverlays() {
+    this.marksOnly = true;
+    this.scheduleRender();
+  }
+
+  /** Select the tool of the left button: 'window', 'pan', 'zoom', 'measure' or 'scroll'. */
+  setTool(tool) {
+    if (!TOOLS.includes(tool)) return;
+    this.tool = tool;
+    this.element.dataset.tool = tool;
+    this.syncToolbar();
+  }
+
+  /** Resolves when every visible viewport shows its current slice, or an error for its series. */
+  settled() {
+    return new Promise((resolve) => {
+      this.settleWaiters.push(resolve);
+      this.scheduleRender();
+    });
+  }
+
+  /** Start/stop cine on the active viewport. */
+  setCine(playing, fps = this.cine.fps) {
+    this.cine.fps = Math.min(60, Math.max(1, Number(fps) || 10));
+    if (playing && !this.cine.playing) {
+      this.cine.playing = true;
+      this.cine.last = performance.now();
+      const tick = (now) => {
+        if (!this.cine.playing) return;
+        this.cineStep(now);
+        this.cine.raf = requestAnimationFrame(tick);
+      };
+      this.cine.raf = requestAnimationFrame(tick);
+    } else if (!playing) {
+      this.cine.playing = false;
+      cancelAnimationFrame(this.cine.raf);
+    }
+    this.syncToolbar();
+  }
+
+  /** Stop everything this viewer started. Safe to call twice. */
+  destroy() {
+    this.setCine(false);
+    this.resizeObserver.disconnect();
+    for (const off of this.cleanup.splice(0)) off();
+    this.pool.close();
+    cancelAnimationFrame(this.frameRequested);
+    for (const view of this.views) view.root.remove();
+  }
+
+  // ---- actions (user interaction -> new state) ----------------------------------------------------------
+
+  setLayout(layout) {
+    this.commit(setLayout(this.state, layout), 'layout');
+  }
+
+  setActive(i) {
+    if (i !== this.state.active && i < visibleCount(this.state.layout)) this.commit({...this.state, active: i}, 'active');
+  }
+
+  applyPreset(key, i = this.state.active) {
+    const preset = PRESETS.find((p) => p.key === key);
+    if (preset) this.updateViewport(i, {window: {center: preset.center, width: preset.width}}, 'window');
+  }
+
+  scrollBy(delta, i = this.state.active) {
+    const series = this.seriesFor(i);
+    if (!series || !series.meta) return;
+    const vp = this.state.viewports[i];
+    const index = clampIndex(vp.index + delta, series.length);
+    if (index !== vp.index) this.updateViewport(i, {index}, 'slice');
+  }
+
+  scrollTo(index, i = this.state.active) {
+    const series = this.seriesFor(i);
+    if (!series || !series.meta) return;
+    const next = clampIndex(Math.round(index), series.length);
+    if (next !== this.state.viewports[i].index) this.updateViewport(i, {index: next}, 'slice');
+  }
+
+  zoomBy(factor, i = this.state.active) {
+    const g = this.geometry(i);
+    if (g) this.updateViewport(i, zoomAbout(g, this.state.viewports[i], factor, g.width / 2, g.height / 2), 'zoom');
+  }
+
+  fit(i = this.state.active) {
+    const g = this.geometry(i);
+    if (g) this.updateViewport(i, {zoom: 1, pan: {x: g.columns / 2, y: g.rows / 2}}, 'zoom');
+  }
+
+  invert(i = this.state.active) {
+    this.updateViewport(i, {invert: !this.state.viewports[i].invert}, 'invert');
+  }
+
+  reset(i = this.state.active) {
+    const series = this.seriesFor(i);
+    const g = this.geometry(i);
+    if (!series || !series.meta || !g) return;
+    const vp = this.state.viewports[i];
+    const win = defaultWindow(series.frames[vp.index], series.get(vp.index)) ?? vp.window;
+    this.updateViewport(i, {window: win, zoom: 1, pan: {x: g.columns / 2, y: g.rows / 2}, invert: false}, 'reset');
+  }
+
+  updateViewport(i, patch, reason) {
+    this.commit(withViewport(this.state, i, patch), reason);
+  }
+
+  // ---- state plumbing -----------------------------------------------------------------------------------
+
+  /** Store a new state and schedule a render; `reason` set means a user change: tell the listeners. */
+  commit(next, reason) {
+    this.state = next;
+    this.syncToolbar();
+    this.scheduleRender();
+    if (reason) {
+      const snapshot = this.getState();
+      for (const cb of this.listeners) {
+        try {
+          cb(snapshot, {reason});
+        } catch (err) {
+          console.error('viewer onChange listener failed', err);
+        }
+      }
+    }
+  }
+
+  /** Fill what a state leaves to the series (default window, centred pan, index in range) once known. */
+  resolveDefaults(state) {
+    let next = state;
+    for (let i = 0; i < VIEWPORTS; i++) {
+      const vp = next.viewports[i];
+      const series = this.seriesFor(i, next);
+      if (!series || !series.meta || !series.length) continue;
+      const patch = {};
+      const index = clampIndex(vp.index, series.length);
+      if (index !== vp.index) patch.index = index;
+      const frame = series.frames[index];
+      if (!vp.window) {
+        const w = defaultWindow(frame, series.get(index));
+        if (w) patch.window = w;
+      }
+      if (!vp.pan) patch.pan = {x: frame.columns / 2, y: frame.rows / 2};
+      if (Object.keys(patch).length) next = withViewport(next, i, patch);
+    }
+    return next;
+  }
+
+  seriesFor(i, state = this.state) {
+    const vp = state.viewports[i];
+    if (vp.seriesUid) {
+      const key = seriesKey(vp.studyUid, vp.seriesUid);
+      const url = this.urls.get(key) ?? this.seriesUrl(vp.studyUid, vp.seriesUid);
+      const series = this.pool.open(url);
+      this.subscribe(series);
+      return series;
+    }
+    return this.views[i].pending ?? this.views[i].failed ?? null;
+  }
+
+  subscribe(series) {
+    if (this.subscribed.has(series)) return;
+    this.subscribed.add(series);
+    const update = () => {
+      const next = this.resolveDefaults(this.state);
+      if (next !== this.state) this.commit(next, null);
+      else this.scheduleRender();
+    };
+    this.cleanup.push(series.on('meta', update));
+    this.cleanup.push(series.on('status', () => this.scheduleRender()));
+    this.cleanup.push(series.on('progress', () => this.scheduleRender()));
+    this.cleanup.push(series.on('frame', (index) => {
+      for (let i = 0; i < visibleCount(this.state.layout); i++) {
+        if (this.state.viewports[i].index === index && !this.state.viewports[i].window) {
+          update();
+          return;
+        }
+      }
+      this.scheduleRender();
+    }));
+  }
+
+  /** Geometry of viewport i: CSS size and the displayed frame's size and pixel aspect, or null. */
+  geometry(i) {
+    const series = this.seriesFor(i);
+    if (!series || !series.meta || !series.length) return null;
+    const view = this.views[i];
+    const frame = series.frames[clampIndex(this.state.viewports[i].index, series.length)];
+    const size = view.size ?? measure(view.root);
+    return {width: size.width, height: size.height, columns: frame.columns, rows: frame.rows,
+      aspect: pixelAspect(frame.pixel_spacing)};
+  }
+
+  // ---- rendering ----------------------------------------------------------------------------------------
+
+  scheduleRender() {
+    if (this.frameRequested) return;
+    this.frameRequested = requestAnimationFrame(() => {
+      this.frameRequested = 0;
+      const marksOnly = this.marksOnly;
+      this.marksOnly = false;
+      this.render(marksOnly);
+    });
+  }
+
+  /** Draw the current state. `marksOnly` skips the image layer (pointer and annotation updates). */
+  render(marksOnly = false) {
+    const count = visibleCount(this.state.layout);
+    this.grid.dataset.layout = this.state.layout;
+    let settled = true;
+    for (let i = 0; i < VIEWPORTS; i++) {
+      const view = this.views[i];
+      const visible = i < count;
+      view.root.hidden = !visible;
+      if (!visible) continue;
+      view.root.classList.toggle('is-active', i === this.state.active && count > 1);
+      if (!marksOnly) settled = this.renderImage(i) && settled;
+      this.renderMarks(i);
+    }
+    if (settled && !marksOnly && this.settleWaiters.length) {
+      for (const resolve of this.settleWaiters.splice(0)) resolve();
+    }
+  }
+
+  /** Paint viewport i's image layer and text; returns whether it shows what the state asks for. */
+  renderImage(i) {
+    const view = this.views[i];
+    const vp = this.state.viewports[i];
+    const series = this.seriesFor(i);
+    const size = measure(view.root);
+    view.size = size;
+    const dpr = window.devicePixelRatio || 1;
+    resizeCanvas(view.image, size, dpr);
+    resizeCanvas(view.marks, size, dpr);
+
+    const status = series ? series.status : null;
+    view.message.textContent = status ? status.message : '';
+    view.message.hidden = !status;
+    view.message.classList.toggle('is-transient', Boolean(status && status.transient));
+    view.empty.hidden = Boolean(series);
+    view.empty.textContent = this.labels.empty;
+
+    if (!series || !series.meta || !series.length) {
+      clearCanvas(view.image);
+      view.drawKey = '';
+      setCorners(view, {tl: [], tr: [], bl: [], br: []});
+      view.scroll.hidden = true;
+      this.renderProgress(view, series);
+      return !series || Boolean(status) || (series.meta && !series.length);
+    }
+
+    const index = clampIndex(vp.index, series.length);
+    const frameMeta = series.frames[index];
+    series.setFocus(i, index);
+    let frame = series.get(index);
+    if (!frame && !series.isFailed(index)) series.want(index);
+    const win = vp.window ?? defaultWindow(frameMeta, frame);
+    let shown = false;
+    if (frame && win) {
+      const invert = vp.invert !== (frameMeta.photometric === 'MONOCHROME1');
+      const paintKey = `${series.url}#${index}#${win.center}/${win.width}#${invert}`;
+      if (paintKey !== view.paintKey) {
+        if (!view.buffer || view.buffer.width !== frame.columns || view.buffer.height !== frame.rows) {
+          view.buffer = new OffscreenCanvas(frame.columns, frame.rows);
+          view.bufferCtx = view.buffer.getContext('2d');
+          view.pixels = new ImageData(frame.columns, frame.rows);
+        }
+        view.painter.paint(frame, win, invert, view.pixels);
+        view.bufferCtx.putImageData(view.pixels, 0, 0);
+        view.paintKey = paintKey;
+      }
+      shown = true;
+    }
+    const g = {width: size.width, height: size.height, columns: frameMeta.columns, rows: frameMeta.rows,
+      aspect: pixelAspect(frameMeta.pixel_spacing)};
+    if (view.paintKey && view.paintKey.startsWith(`${series.url}#`)) {
+      const t = imageTransform(g, vp);
+      const smooth = this.interpolation === 'linear';
+      const drawKey = `${view.paintKey}|${t.a},${t.d},${t.e},${t.f}|${size.width}x${size.height}@${dpr}|${smooth}`;
+      if (drawKey !== view.drawKey) {
+        const ctx = view.image.getContext('2d');
+        ctx.setTransform(1, 0, 0, 1, 0, 0);
+        ctx.fillStyle = '#000';
+        ctx.fillRect(0, 0, view.image.width, view.image.height);
+        ctx.imageSmoothingEnabled = smooth;
+        ctx.imageSmoothingQuality = 'high';
+        ctx.setTransform(dpr * t.a, 0, 0, dpr * t.d, dpr * t.e, dpr * t.f);
+        ctx.drawImage(view.buffer, 0, 0);
+        ctx.setTransform(1, 0, 0, 1, 0, 0);
+        view.drawKey = drawKey;
+      }
+    } else {
+      clearCanvas(view.image);
+      view.drawKey = '';
+    }
+
+    const text = overlayText({meta: series.meta, frameMeta, viewport: {...vp, index, window: win}, count: series.length,
+      labels: this.labels});
+    setCorners(view, text);
+    view.scroll.hidden = series.length < 2;
+    const thumb = Math.max(100 / series.length, 3);
+    view.thumb.style.height = `${thumb}%`;
+    view.thumb.style.top = `${series.length > 1 ? (index / (series.length - 1)) * (100 - thumb) : 0}%`;
+    view.scroll.setAttribute('aria-valuemax', String(series.length));
+    view.scroll.setAttribute('aria-valuenow', String(index + 1));
+    this.renderProgress(view, series);
+    view.root.dataset.index = String(index);
+    view.root.dataset.drawn = shown ? 'true' : 'false';
+    return shown || Boolean(status) || series.isFailed(index);
+  }
+
+  renderProgress(view, series) {
+    if (!series) {
+      view.progress.hidden = true;
+      return;
+    }
+    const total = series.length;
+    const busy = !series.meta ? !series.status || series.status.transient
+      : total > 0 && series.loaded < total && !series.halted;
+    view.progress.hidden = !busy;
+    if (!busy) return;
+    const fraction = total ? series.loaded / total : 0;
+    view.bar.style.width = `${(fraction * 100).toFixed(1)}%`;
+    view.progressText.textContent = total ? `${this.labels.loading} ${series.loaded}/${total}` : `${this.labels.loading}…`;
+    view.progress.setAttribute('aria-valuenow', String(Math.round(fraction * 100)));
+  }
+
+  /** The overlay layer: measurements, the draft measurement, and the registered overlay hooks. */
+  renderMarks(i) {
+    const view = this.views[i];
+    const canvas = view.marks;
+    const ctx = canvas.getContext('2d');
+    const dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    const g = this.geometry(i);
+    if (!g) return;
+    const vp = this.state.viewports[i];
+    const series = this.seriesFor(i);
+    const frameMeta = series.frames[clampIndex(vp.index, series.length)];
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const imageToScreen = (x, y) => toScreen(g, vp, x, y);
+    const screenToImage = (x, y) => toImage(g, vp, x, y);
+    const marks = this.draft && this.draft.viewport === i ? [...vp.measurements, this.draft] : vp.measurements;
+    drawMeasurements(ctx, marks, vp.index, frameMeta.pixel_spacing, imageToScreen);
+    const info = {viewport: i, state: vp, series: series.meta, frame: frameMeta, width: g.width, height: g.height,
+      imageToScreen, screenToImage, scale: toScreen(g, vp, 1, 0).x - toScreen(g, vp, 0, 0).x};
+    for (const draw of this.overlays) {
+      ctx.save();
+      try {
+        draw(ctx, info);
+      } catch (err) {
+        console.error('viewer overlay failed', err);
+      }
+      ctx.restore();
+    }
+  }
+
+  // ---- DOM and events -----------------------------------------------------------------------------------
+
+  listen(target, type, handler, opts) {
+    target.addEventListener(type, handler, opts);
+    this.cleanup.push(() => target.removeEventListener(type, handler, opts));
+  }
+
+  createView(i) {
+    const root = document.createElement('div');
+    root.className = 'rcp-vp';
+    root.dataset.viewport = String(i);
+    root.innerHTML = `
+      <canvas class="rcp-vp__image"></canvas>
+      <canvas class="rcp-vp__marks"></canvas>
+      <div class="rcp-vp__text rcp-vp__text--tl"></div>
+      <div class="rcp-vp__text rcp-vp__text--tr"></div>
+      <div class="rcp-vp__text rcp-vp__text--bl"></div>
+      <div class="rcp-vp__text rcp-vp__text--br"></div>
+      <div class="rcp-vp__probe" hidden></div>
+      <div class="rcp-vp__empty"></div>
+      <div class="rcp-vp__message" role="alert" hidden></div>
+      <div class="rcp-vp__scroll" role="scrollbar" aria-orientation="vertical" aria-valuemin="1" hidden>
+        <div class="rcp-vp__thumb"></div>
+      </div>
+      <div class="rcp-vp__progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" hidden>
+        <div class="rcp-vp__bar"></div><span class="rcp-vp__progress-text"></span>
+      </div>`;
+    this.grid.appendChild(root);
+    const q = (s) => root.querySelector(s);
+    const view = {
+      root, image: q('.rcp-vp__image'), marks: q('.rcp-vp__marks'), probe: q('.rcp-vp__probe'),
+      corners: {tl: q('.rcp-vp__text--tl'), tr: q('.rcp-vp__text--tr'), bl: q('.rcp-vp__text--bl'),
+        br: q('.rcp-vp__text--br')},
+      empty: q('.rcp-vp__empty'), message: q('.rcp-vp__message'), scroll: q('.rcp-vp__scroll'),
+      thumb: q('.rcp-vp__thumb'), progress: q('.rcp-vp__progress'), bar: q('.rcp-vp__bar'),
+      progressText: q('.rcp-vp__progress-text'), painter: new Painter(), paintKey: '', drawKey: '',
+      buffer: null, bufferCtx: null, pixels: null, size: null, pending: null, failed: null,
+    };
+    this.listen(view.marks, 'pointerdown', (e) => this.onPointerDown(i, e));
+    this.listen(view.marks, 'pointermove', (e) => this.onPointerMove(i, e));
+    this.listen(view.marks, 'pointerup', (e) => this.onPointerUp(i, e));
+    this.listen(view.marks, 'pointercancel', (e) => this.onPointerUp(i, e));
+    this.listen(view.marks, 'pointerleave', () => {
+      view.probe.hidden = true;
+    });
+    this.listen(view.marks, 'contextmenu', (e) => e.preventDefault());
+    this.listen(view.marks, 'wheel', (e) => this.onWheel(i, e), {passive: false});
+    this.listen(view.scroll, 'pointerdown', (e) => this.onScrollbar(i, e));
+    this.listen(view.scroll, 'pointermove', (e) => {
+      if (view.scroll.hasPointerCapture(e.pointerId)) this.onScrollbar(i, e);
+    });
+    return view;
+  }
+
+  local(i, e) {
+    const r = this.views[i].root.getBoundingClientRect();
+    return {x: e.clientX - r.left, y: e.clientY - r.top};
+  }
+
+  onPointerDown(i, e) {
+    this.element.focus({preventScroll: true});
+    this.setActive(i);
+    const g = this.geometry(i);
+    if (!g) return;
+    e.preventDefault();
+    const mode = e.button === 2 ? 'window' : e.button === 1 || (e.button === 0 && e.shiftKey) ? 'pan'
+      : e.button === 0 && (e.ctrlKey || e.metaKey) ? 'zoom' : e.button === 0 ? this.tool : null;
+    if (!mode) return;
+    this.views[i].marks.setPointerCapture(e.pointerId);
+    const p = this.local(i, e);
+    const vp = this.state.viewports[i];
+    const series = this.seriesFor(i);
+    this.drag = {viewport: i, mode, pointer: e.pointerId, start: p, view: {...vp}, g,
+      float: series.get(vp.index)?.kind === 'float32' || series.frames[vp.index].dtype === 'float32'};
+    if (mode === 'measure') {
+      const a = toImage(g, vp, p.x, p.y);
+      this.draft = {viewport: i, index: vp.index, a, b: a};
+    }
+  }
+
+  onPointerMove(i, e) {
+    const d = this.drag;
+    if (!d || d.viewport !== i || d.pointer !== e.pointerId) {
+      this.probe(i, e);
+      return;
+    }
+    const p = this.local(i, e);
+    const dx = p.x - d.start.x;
+    const dy = p.y - d.start.y;
+    const v = d.view;
+    if (d.mode === 'window' && v.window) {
+      // Horizontal drag changes the width (contrast), vertical the centre (brightness), as in most viewers.
+      const k = Math.max(v.window.width / 256, d.float ? 1e-4 : 0.5);
+      let width = Math.max(d.float ? 1e-3 : 1, v.window.width + dx * k);
+      let center = v.window.center + dy * k;
+      if (!d.float) {
+        width = Math.round(width);
+        center = Math.round(center);
+      }
+      this.updateViewport(i, {window: {center, width}}, 'window');
+    } else if (d.mode === 'pan') {
+      this.updateViewport(i, {pan: panBy(d.g, v, dx, dy)}, 'pan');
+    } else if (d.mode === 'zoom') {
+      this.updateViewport(i, zoomAbout(d.g, v, Math.exp(-dy * 0.01), d.start.x, d.start.y), 'zoom');
+    } else if (d.mode === 'scroll') {
+      const series = this.seriesFor(i);
+      const step = Math.max(3, Math.min(20, d.g.height / Math.max(1, series.length)));
+      const index = clampIndex(v.index + Math.round(dy / step), series.length);
+      if (index !== this.state.viewports[i].index) this.updateViewport(i, {index}, 'slice');
+    } else if (d.mode === 'measure' && this.draft) {
+      this.draft = {...this.draft, b: toImage(d.g, this.state.viewports[i], p.x, p.y)};
+      this.redrawOverlays();
+    }
+  }
+
+  onPointerUp(i, e) {
+    const d = this.drag;
+    if (!d || d.pointer !== e.pointerId) return;
+    this.drag = null;
+    if (d.mode === 'measure' && this.draft) {
+      const draft = this.draft;
+      this.draft = null;
+      const a = toScreen(d.g, this.state.viewports[i], draft.a.x, draft.a.y);
+      const b = toScreen(d.g, this.state.viewports[i], draft.b.x, draft.b.y);
+      if (Math.hypot(a.x - b.x, a.y - b.y) >= 3) {
+        const vp = this.state.viewports[i];
+        const m = {index: draft.index, a: draft.a, b: draft.b};
+        this.updateViewport(i, {measurements: [...vp.measurements, m]}, 'measure');
+      } else {
+        this.redrawOverlays();
+      }
+    }
+  }
+
+  /** Show the value under the pointer (HU for CT) in the viewport's corner. */
+  probe(i, e) {
+    const view = this.views[i];
+    const g = this.geometry(i);
+    const series = this.seriesFor(i);
+    if (!g || !series) return;
+    const vp = this.state.viewports[i];
+    const p = this.local(i, e);
+    const q = toImage(g, vp, p.x, p.y);
+    const frame = series.get(clampIndex(vp.index, series.length));
+    const col = Math.floor(q.x);
+    const row = Math.floor(q.y);
+    if (!frame || col < 0 || row < 0 || col >= frame.columns || row >= frame.rows) {
+      view.probe.hidden = true;
+      return;
+    }
+    const k = row * frame.columns + col;
+    let value;
+    if (frame.samples === 3) value = `${frame.pixels[3 * k]} ${frame.pixels[3 * k + 1]} ${frame.pixels[3 * k + 2]}`;
+    else value = frame.kind === 'float32' ? frame.pixels[k].toPrecision(4) : String(frame.pixels[k]);
+    const unit = series.meta.modality === 'CT' ? 'HU' : this.labels.value;
+    view.probe.textContent = `(${col}, ${row})  ${unit} ${value}`;
+    view.probe.hidden = false;
+  }
+
+  onWheel(i, e) {
+    e.preventDefault();
+    this.setActive(i);
+    const dy = e.deltaMode === 1 ? e.deltaY * 40 : e.deltaMode === 2 ? e.deltaY * 800 : e.deltaY;
+    if (e.ctrlKey || e.metaKey) {
+      const g = this.geometry(i);
+      const p = this.local(i, e);
+      if (g) this.updateViewport(i, zoomAbout(g, this.state.viewports[i], Math.exp(-dy * 0.002), p.x, p.y), 'zoom');
+      return;
+    }
+    // One notch of a mouse wheel is one slice; small trackpad deltas accumulate to one.
+    if (Math.abs(dy) >= WHEEL_STEP) {
+      this.wheelRest = 0;
+      this.scrollBy(Math.sign(dy), i);
+      return;
+    }
+    this.wheelRest += dy;
+    if (Math.abs(this.wheelRest) >= WHEEL_STEP) {
+      const step = Math.sign(this.wheelRest);
+      this.wheelRest = 0;
+      this.scrollBy(step, i);
+    }
+  }
+
+  onScrollbar(i, e) {
+    const view = this.views[i];
+    const series = this.seriesFor(i);
+    if (!series || !series.meta || series.length < 2) return;
+    e.preventDefault();
+    e.stopPropagation();
+    if (e.type === 'pointerdown') {
+      this.setActive(i);
+      view.scroll.setPointerCapture(e.pointerId);
+    }
+    const r = view.scroll.getBoundingClientRect();
+    const f = Math.min(1, Math.max(0, (e.clientY - r.top) / Math.max(1, r.height)));
+    this.scrollTo(f * (series.length - 1), i);
+  }
+
+  onKey(e) {
+    if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
+    const i = this.state.active;
+    const series = this.seriesFor(i);
+    const page = series && series.length ? Math.max(1, Math.round(series.length / 10)) : 10;
+    const keys = {
+      ArrowDown: () => this.scrollBy(1), ArrowRight: () => this.scrollBy(1),
+      ArrowUp: () => this.scrollBy(-1), ArrowLeft: () => this.scrollBy(-1),
+      PageDown: () => this.scrollBy(page), PageUp: () => this.scrollBy(-page),
+      Home: () => this.scrollTo(0), End: () => this.scrollTo(Infinity),
+      '+': () => this.zoomBy(1.25), '=': () => this.zoomBy(1.25), '-': () => this.zoomBy(0.8),
+      i: () => this.invert(), r: () => this.reset(), f: () => this.fit(),
+      ' ': () => this.setCine(!this.cine.playing),
+      Escape: () => {
+        this.draft = null;
+        this.redrawOverlays();
+      },
+      Delete: () => {
+        const vp = this.state.viewports[i];
+        const idx = vp.measurements.map((m) => m.index).lastIndexOf(vp.index);
+        if (idx >= 0) {
+          this.updateViewport(i, {measurements: vp.measurements.filter((_, k) => k !== idx)}, 'measure');
+        }
+      },
+    };
+    PRESETS.forEach((p, k) => {
+      keys[String(k + 1)] = () => this.applyPreset(p.key);
+    });
+    const action = keys[e.key];
+    if (!action || e.altKey || e.ctrlKey || e.metaKey) return;
+    e.preventDefault();
+    action();
+  }
+
+  cineStep(now) {
+    const interval = 1000 / this.cine.fps;
+    if (now - this.cine.last < interval) return;
+    const i = this.state.active;
+    const series = this.seriesFor(i);
+    if (!series || !series.meta || series.length < 2) return;
+    const next = (this.state.viewports[i].index + 1) % series.length;
+    // Cine holds on a frame that has not arrived yet rather than showing a gap.
+    if (!series.get(next)) {
+      series.want(next);
+      return;
+    }
+    this.cine.last = now - Math.min(interval, now - this.cine.last - interval);
+    this.updateViewport(i, {index: next}, 'slice');
+  }
+
+  bindToolbar() {
+    this.listen(this.element, 'click', (e) => {
+      const control = e.target.closest('[data-viewer-action]');
+      if (!control || !this.element.contains(control) || control.tagName === 'INPUT') return;
+      const value = control.dataset.value;
+      const actions = {
+        tool: () => this.setTool(value), layout: () => this.setLayout(value), preset: () => this.applyPreset(value),
+        fit: () => this.fit(), invert: () => this.invert(), reset: () => this.reset(),
+        cine: () => this.setCine(!this.cine.playing, this.fpsInput()?.value),
+        'zoom-in': () => this.zoomBy(1.25), 'zoom-out': () => this.zoomBy(0.8),
+      };
+      const action = actions[control.dataset.viewerAction];
+      if (action) {
+        e.preventDefault();
+        action();
+      }
+    });
+    const fps = this.fpsInput();
+    if (fps) this.listen(fps, 'change', () => this.setCine(this.cine.playing, fps.value));
+    this.syncToolbar();
+  }
+
+  fpsInput() {
+    return this.element.querySelector('[data-viewer-action="fps"]');
+  }
+
+  /** Reflect the state in the toolbar's pressed buttons. */
+  syncToolbar() {
+    const vp = this.state.viewports[this.state.active];
+    for (const control of this.element.querySelectorAll('[data-viewer-action]')) {
+      const action = control.dataset.viewerAction;
+      const value = control.dataset.value;
+      let pressed = null;
+      if (action === 'tool') pressed = value === this.tool;
+      else if (action === 'layout') pressed = value === this.state.layout;
+      else if (action === 'invert') pressed = vp.invert;
+      else if (action === 'cine') pressed = this.cine.playing;
+      else if (action === 'preset') {
+        const p = PRESETS.find((x) => x.key === value);
+        pressed = Boolean(p && vp.window && vp.window.center === p.center && vp.window.width === p.width);
+      }
+      if (pressed !== null) control.setAttribute('aria-pressed', String(pressed));
+    }
+  }
+}
+
+function seriesKey(studyUid, seriesUid) {
+  return `${studyUid ?? ''}|${seriesUid}`;
+}
+
+function measure(element) {
+  const r = element.getBoundingClientRect();
+  return {width: Math.max(1, r.width), height: Math.max(1, r.height)};
+}
+
+/** Size the backing store in device pixels so the image is sharp on 4K screens (devicePixelRatio 2+). */
+function resizeCanvas(canvas, size, dpr) {
+  const w = Math.max(1, Math.round(size.width * dpr));
+  const h = Math.max(1, Math.round(size.height * dpr));
+  if (canvas.width !== w || canvas.height !== h) {
+    canvas.width = w;
+    canvas.height = h;
+  }
+}
+
+function clearCanvas(canvas) {
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.fillStyle = '#000';
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+}
+
+function setCorners(view, text) {
+  for (const corner of ['tl', 'tr', 'bl', 'br']) {
+    const value = text[corner].join('\n');
+    if (view.corners[corner].textContent !== value) view.corners[corner].textContent = value;
+  }
+}
+
+export {formatLength, clampZoom};
