@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydicom.config import IGNORE
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from rcp.imaging.archive import (
@@ -46,6 +48,8 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 #: QIDO-RS return keys beyond the defaults (PS3.18 Table 10.6.1-5), each asked for explicitly: not every PACS
 #: returns counts and modalities unless told.
 STUDY_FIELDS = ("00080061", "00201206", "00201208", "00081030", "00100021", "00100030")
+#: Kept from metadata for descriptors: the viewer's attributes, functional groups, Modality LUT, study/series text.
+_HEADER_KEYS = frozenset(VIEWER_ATTRIBUTES) | {"52009229", "52009230", "00283000", "0020000D", "0020000E"}
 SERIES_FIELDS = ("0008103E", "00200011", "00201209")
 INSTANCE_FIELDS = ("00280008", "00200013", "00080016")
 
@@ -120,13 +124,37 @@ def split_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str]
     return parts
 
 
-def _ignore_bulk(*_args: Any) -> bytes:
-    return b""
-
-
 def dataset_from_json(item: dict[str, Any]) -> Dataset:
-    """A pydicom Dataset from DICOM JSON (PS3.18 F.2); bulk data URIs are left empty (we never follow them)."""
-    return Dataset.from_json(item, bulk_data_uri_handler=_ignore_bulk)
+    """A pydicom Dataset from DICOM JSON (PS3.18 F.2), leaving out bulk and inline binary data.
+
+    Four times faster than ``Dataset.from_json`` (which validates every value): a 300-instance series answer
+    converts in about 0.15 s instead of 0.6 s, which is most of the time to open a cold series. Values are taken
+    as the PACS sent them; ``rcp.imaging.frames`` checks what it uses.
+    """
+    ds = Dataset()
+    for tag, element in item.items():
+        vr = element.get("vr", "UN")
+        if "Value" not in element:
+            if vr == "SQ" or "BulkDataURI" in element or "InlineBinary" in element:
+                continue
+            value: Any = None
+        elif vr == "SQ":
+            value = [dataset_from_json(x) for x in element["Value"] if isinstance(x, dict)]
+        elif vr == "PN":  # PS3.18 F.2.2: {"Alphabetic": ..., "Ideographic": ..., "Phonetic": ...}
+            value = [v.get("Alphabetic", "") if isinstance(v, dict) else v for v in element["Value"]]
+        else:
+            value = element["Value"]
+        if isinstance(value, list) and len(value) == 1 and vr != "SQ":
+            value = value[0]
+        try:
+            ds.add(DataElement(int(tag, 16), vr, value, validation_mode=IGNORE))
+        except (ValueError, TypeError, KeyError):
+            logger.debug("DICOM JSON element %s (%s) left out: not convertible", tag, vr)
+    return ds
+
+
+def _datasets(items: Any) -> list[Dataset]:
+    return [dataset_from_json(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
 class DicomWebClient:
@@ -197,7 +225,8 @@ class DicomWebClient:
         self._check(response, what)
         if not response.content.strip():
             return []
-        return [dataset_from_json(item) for item in response.json()]
+        # Parsing hundreds of JSON datasets is CPU work: off the event loop.
+        return await asyncio.to_thread(lambda: _datasets(json.loads(response.content)))
 
     # --- QIDO-RS (PS3.18 10.6) --------------------------------------------------------------------------------
 
@@ -237,22 +266,27 @@ class DicomWebClient:
         response = await self._send("GET", self._url(f"studies/{study_uid}/series/{series_uid}/metadata"),
                                     headers={"Accept": "application/dicom+json"})
         self._check(response, "series")
-        return [dataset_from_json(item) for item in json.loads(response.content or b"[]")]
+        return await asyncio.to_thread(lambda: _datasets(json.loads(response.content or b"[]")))
 
     async def image_headers(self, study_uid: str, series_uid: str) -> list[Dataset]:
-        """QIDO-RS with the viewer's attributes: about 3x faster than WADO-RS metadata on Orthanc (which reads
-        every file for full metadata). Multi-frame instances keep their geometry in functional-group sequences
-        (PS3.3 C.7.6.16) that QIDO does not return, so such series fall back to the full metadata."""
-        query = [("includefield", f) for f in VIEWER_ATTRIBUTES]
-        rows = await self._qido(f"studies/{study_uid}/series/{series_uid}/instances", query, "series")
-        if not rows:
-            raise ArchiveNotFound("The PACS has no such series.")
-        needs_full = any(
-            int(ds.get("NumberOfFrames") or 1) > 1 or "Rows" in ds and "ImagePositionPatient" not in ds for ds in rows
-        )
-        if needs_full:
-            return await self.series_metadata(study_uid, series_uid)
-        return rows
+        """WADO-RS metadata, keeping only what a series descriptor needs before converting it.
+
+        On Orthanc the full metadata answers faster than a QIDO-RS query with the same attributes (0.25 s vs
+        0.31 s for 300 instances), and converting only the viewer's attributes (plus the multi-frame functional
+        groups, PS3.3 C.7.6.16, and the Modality LUT) keeps the Python side to a few tens of milliseconds.
+        """
+        response = await self._send("GET", self._url(f"studies/{study_uid}/series/{series_uid}/metadata"),
+                                    headers={"Accept": "application/dicom+json"})
+        self._check(response, "series")
+
+        def convert() -> list[Dataset]:
+            items = json.loads(response.content or b"[]")
+            if not isinstance(items, list):
+                return []
+            return [dataset_from_json({k: v for k, v in item.items() if k in _HEADER_KEYS})
+                    for item in items if isinstance(item, dict)]
+
+        return await asyncio.to_thread(convert)
 
     async def _multipart_dicom(self, path: str, what: str) -> list[bytes]:
         response = await self._send(
