@@ -26,6 +26,8 @@ from rcp.epr.worker import build_worker
 from rcp.errors import NotAuthenticated, RcpError
 from rcp.http import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware, error_handlers
 from rcp.i18n import LocaleMiddleware
+from rcp.imaging import routes as imaging_routes
+from rcp.imaging.service import ImagingService
 from rcp.openapi import document
 from rcp.scheduling import api as scheduling_api
 from rcp.scheduling import pages as scheduling_pages
@@ -69,6 +71,7 @@ def build_routes() -> list[BaseRoute]:
         *scheduling_api.routes,
         *scheduling_pages.routes,
         *epr_routes.routes,
+        *imaging_routes.routes,
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
 
@@ -84,6 +87,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         logger.info("RCP service %s starting on %s", __version__, settings.node_id)
         await _audit_activity(db, f"application start ({settings.node_id})")
         stop = asyncio.Event()
+        app.state.imaging = await ImagingService.open(settings, database=db)
         try:
             async with asyncio.TaskGroup() as tasks:
                 if settings.embedded_worker:
@@ -96,6 +100,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         finally:
             if settings.embedded_worker:
                 await app.state.epr_worker.close()
+            await app.state.imaging.close()
             await _audit_activity(db, f"application stop ({settings.node_id})")
             if database is None:
                 await db.close()
