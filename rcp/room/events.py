@@ -49,7 +49,7 @@ __all__ = [
 Path = Literal["ws", "dc"]
 Mode = Literal["follow", "free"]
 #: Viewer layouts the room can impose (rows x columns of viewports).
-LAYOUTS = ("1x1", "1x2", "2x1", "2x2")
+LAYOUTS = ("1x1", "1x2", "2x2")  # the viewer's layouts (web/static/js/viewer-state.js)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,426 @@
+"""A live room on one server node: the authoritative state, its local connections, and the bus to other nodes.
+
+``LiveRoom.execute`` is the one door for changes: under the room's lock it decides against the current state,
+appends the events to the log with the next sequence numbers (the database refuses a number another node took:
+then it catches up and decides again), applies them, fans them out to the local connections and publishes them
+on the bus. Events from other nodes arrive through the bus and are applied strictly in ``seq`` order; a gap (two
+nodes' publications crossing in Redis) is filled from the log, which already holds every published event. So
+every participant on every node sees the same events in the same order.
+
+Liveness (issue 4: gone within 5 s, no ghosts):
+- the node pings its clients every second; silence for ``heartbeat_timeout_s`` ends the connection;
+- every second each node vouches on the bus for the connections it holds; a participant nobody vouched for
+  during ``presence_timeout_s`` (its node crashed, or the room was rebuilt after a restart) is marked gone.
+
+One :class:`Rooms` per process owns the live rooms (opened on first connection, closed with the last).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from rcp.clock import utcnow
+from rcp.errors import Forbidden, RcpError, Unavailable
+from rcp.room import commands as c
+from rcp.room.bus import Bus, bus_from_url
+from rcp.room.connection import CLOSE_SUPERSEDED, CLOSE_TIMEOUT, Connection, MediaRoom, RoomConfig
+from rcp.room.events import (
+    CaseChanged,
+    Event,
+    FloorGranted,
+    ParticipantJoined,
+    PointerSample,
+    event_from_dict,
+    event_to_dict,
+)
+from rcp.room.log import EventLog, MemoryEventLog, SequenceTaken, SqlEventLog
+from rcp.room.state import AgendaItem, RoomState, apply, decide, may_point, snapshot_to_dict
+
+__all__ = ["LiveRoom", "Rooms", "load_agenda", "open_rooms"]
+
+logger = logging.getLogger(__name__)
+
+AgendaLoader = Callable[[int], Awaitable[tuple[AgendaItem, ...]]]
+MAX_DECIDE_ATTEMPTS = 8
+
+
+class LiveRoom:
+    def __init__(
+        self,
+        meeting_id: int,
+        *,
+        log: EventLog,
+        bus: Bus,
+        channel: str,
+        node_id: str,
+        agenda: tuple[AgendaItem, ...] = (),
+        config: RoomConfig | None = None,
+        media: MediaRoom | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.meeting_id = meeting_id
+        self.log = log
+        self.bus = bus
+        self.channel = channel
+        self.node_id = node_id
+        self.config = config or RoomConfig()
+        self.media = media
+        self._clock = clock
+        self._monotonic = monotonic
+        self.state = RoomState(meeting_id=meeting_id, agenda=agenda, floor_grace_s=self.config.floor_grace_s)
+        self.connections: dict[str, Connection] = {}
+        self._lock = asyncio.Lock()
+        self._recent: deque[Event] = deque(maxlen=self.config.replay_window)
+        self._ahead: dict[int, Event] = {}
+        self._vouched: dict[str, float] = {}
+        self._pointers: dict[int, PointerSample] = {}
+        self._pending_pointers: dict[int, list[Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = asyncio.Event()
+        self.published = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Rebuild the state from the log, then listen to the bus and start the room's clocks."""
+        self._tasks.append(asyncio.create_task(self._listen(), name=f"room-{self.meeting_id}-bus"))
+        await self._subscribed.wait()
+        async with self._lock:
+            await self._catch_up_locked()
+            now = self._monotonic()
+            for participant in self.state.present():
+                self._vouched[participant.connection] = now
+        self._tasks.append(asyncio.create_task(self._beat(), name=f"room-{self.meeting_id}-beat"))
+        self._tasks.append(
+            asyncio.create_task(self._flush_pointers(), name=f"room-{self.meeting_id}-pointer")
+        )
+
+    async def close(self) -> None:
+        for connection in list(self.connections.values()):
+            connection.close(1001, "server closing")
+        # We started these tasks, so we end them: cancel, then wait until they are really gone.
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- changes ---------------------------------------------------------------------------------------------
+    async def execute(
+        self, command: c.Command, *, actor: int, origin: Connection | None = None
+    ) -> list[Event]:
+        """Decide, number, persist, apply, fan out and publish. Raises the command's RcpError if refused."""
+        async with self._lock:
+            for _ in range(MAX_DECIDE_ATTEMPTS):
+                events = decide(self.state, command, actor=actor, now=self._clock())
+                if not events:
+                    return []
+                try:
+                    await self.log.append(self.meeting_id, events)
+                except SequenceTaken:
+                    await self._catch_up_locked()
+                    continue
+                for event in events:
+                    self._apply_locked(event)
+                for event in events:
+                    await self.bus.publish(
+                        self.channel, json.dumps({"k": "e", "n": self.node_id, "e": event_to_dict(event)})
+                    )
+                    self.published += 1
+                return events
+        raise Unavailable("The room is very busy right now: send that again in a moment.")
+
+    def _apply_locked(self, event: Event) -> None:
+        self.state = apply(self.state, event)
+        self._recent.append(event)
+        if isinstance(event, ParticipantJoined):
+            joined = event.participant
+            self._vouched[joined.connection] = self._monotonic()
+            for connection in list(self.connections.values()):
+                if connection.user_id == joined.user_id and connection.id != joined.connection:
+                    # Same person, newer connection (maybe on another node): no ghost, no leave event.
+                    connection.close(CLOSE_SUPERSEDED, "superseded")
+        if isinstance(event, FloorGranted | CaseChanged):
+            self._pointers.clear()
+            self._pending_pointers.clear()
+        frame = json.dumps({"type": "event", **event_to_dict(event)})
+        for connection in list(self.connections.values()):
+            connection.push(frame, kind="event")
+
+    async def _catch_up_locked(self) -> None:
+        for event in await self.log.since(self.meeting_id, self.state.seq):
+            self._apply_locked(event)
+        self._ahead = {seq: e for seq, e in self._ahead.items() if seq > self.state.seq}
+
+    async def _receive_event(self, event: Event) -> None:
+        async with self._lock:
+            if event.seq <= self.state.seq:
+                return  # our own publication coming back, or already caught up from the log
+            if event.seq > self.state.seq + 1:
+                self._ahead[event.seq] = event
+                await self._catch_up_locked()
+            else:
+                self._apply_locked(event)
+            while self.state.seq + 1 in self._ahead:
+                self._apply_locked(self._ahead.pop(self.state.seq + 1))
+
+    # -- connections -----------------------------------------------------------------------------------------
+    async def attach(self, connection: Connection, last_seq: int | None) -> None:
+        """Register ``connection`` and bring it up to date: the events it missed, or a snapshot."""
+        async with self._lock:
+            self.connections[connection.id] = connection
+            connection.push(
+                json.dumps(
+                    {
+                        "type": "welcome",
+                        "user_id": connection.user_id,
+                        "connection": connection.id,
+                        "node": self.node_id,
+                        "rtc": self.media is not None,
+                        "seq": self.state.seq,
+                    }
+                )
+            )
+            self._bring_up_to_date_locked(connection, last_seq)
+
+    def _bring_up_to_date_locked(self, connection: Connection, last_seq: int | None) -> None:
+        seq = self.state.seq
+        oldest = self._recent[0].seq if self._recent else seq + 1
+        if last_seq is not None and last_seq <= seq and (last_seq == seq or last_seq + 1 >= oldest):
+            for event in self._recent:
+                if event.seq > last_seq:
+                    connection.push(json.dumps({"type": "event", **event_to_dict(event)}), kind="control")
+            connection.push(json.dumps({"type": "resumed", "seq": seq}))
+        else:
+            snapshot = snapshot_to_dict(self.state)
+            pointers = [p.compact() for p in self._pointers.values()]
+            connection.push(json.dumps({"type": "snapshot", "state": snapshot, "pointer": pointers}))
+
+    async def resend(self, connection: Connection, last_seq: int) -> None:
+        async with self._lock:
+            self._bring_up_to_date_locked(connection, last_seq)
+
+    async def join(self, connection: Connection) -> None:
+        await self.execute(c.Join(connection.participant), actor=connection.user_id, origin=connection)
+
+    async def detach(self, connection: Connection) -> None:
+        """The connection ended: record the leave (unless a newer connection of the same person took over)."""
+        self.connections.pop(connection.id, None)
+        if self.media is not None and connection.rtc:
+            with contextlib.suppress(Exception):
+                await self.media.disconnect(str(connection.user_id))
+        try:
+            await self.execute(c.Leave(connection.id, connection.close_reason), actor=connection.user_id)
+        except RcpError:
+            logger.warning(
+                "room %s: could not record the leave of %r", self.meeting_id, connection, exc_info=True
+            )
+
+    # -- pointer ---------------------------------------------------------------------------------------------
+    async def point(
+        self, connection: Connection, column: float | None, row: float | None, index: int
+    ) -> None:
+        if not may_point(self.state, connection.user_id):
+            raise Forbidden("Only the presenter's pointer is shown: take the floor first.")
+        sample = PointerSample(user_id=connection.user_id, column=column, row=row, slice=index)
+        await self.bus.publish(
+            self.channel, json.dumps({"k": "p", "s": sample.compact()}, separators=(",", ":"))
+        )
+
+    def _receive_pointer(self, packed: list[Any]) -> None:
+        user_id = int(packed[0])
+        self._pointers[user_id] = PointerSample(
+            user_id=user_id, column=packed[1], row=packed[2], slice=packed[3]
+        )
+        self._pending_pointers[user_id] = packed
+
+    async def _flush_pointers(self) -> None:
+        """Latest sample per participant wins within a tick; one frame carries them all."""
+        while True:
+            await asyncio.sleep(self.config.pointer_tick_s)
+            if not self._pending_pointers:
+                continue
+            samples = list(self._pending_pointers.values())
+            self._pending_pointers = {}
+            frame = json.dumps({"type": "pointer", "s": samples}, separators=(",", ":"))
+            senders = {s[0] for s in samples}
+            for connection in list(self.connections.values()):
+                if senders != {connection.user_id}:
+                    connection.push(frame, kind="pointer")
+
+    # -- bus and clocks --------------------------------------------------------------------------------------
+    async def _listen(self) -> None:
+        async with self.bus.subscribe(self.channel) as subscription:
+            self._subscribed.set()
+            async for raw in subscription:
+                try:
+                    message = json.loads(raw)
+                    kind = message.get("k")
+                    if kind == "e":
+                        await self._receive_event(event_from_dict(message["e"]))
+                    elif kind == "p":
+                        self._receive_pointer(message["s"])
+                    elif kind == "h":
+                        now = self._monotonic()
+                        for connection_id in message["c"]:
+                            self._vouched[connection_id] = now
+                except (ValueError, KeyError, TypeError, IndexError):
+                    logger.warning("room %s: unreadable bus message ignored", self.meeting_id)
+                except RcpError:
+                    logger.warning("room %s: could not apply a bus message", self.meeting_id, exc_info=True)
+
+    async def _beat(self) -> None:
+        ping = json.dumps({"type": "ping"})
+        while True:
+            await asyncio.sleep(self.config.ping_every_s / 2)
+            try:
+                await self._beat_once(ping)
+            except Exception:  # the database or Redis blinked: the next beat tries again
+                logger.warning("room %s: heartbeat step failed", self.meeting_id, exc_info=True)
+
+    async def _beat_once(self, ping: str) -> None:
+        now = self._monotonic()
+        for connection in list(self.connections.values()):
+            if now - connection.last_heard > self.config.heartbeat_timeout_s:
+                connection.close(CLOSE_TIMEOUT, "timeout")
+            elif now - connection.last_ping >= self.config.ping_every_s:
+                connection.last_ping = now
+                connection.push(ping)
+                self._vouched[connection.id] = now
+        if self.connections:
+            await self.bus.publish(
+                self.channel, json.dumps({"k": "h", "n": self.node_id, "c": list(self.connections)})
+            )
+        for participant in self.state.present():
+            if participant.connection in self.connections:
+                continue
+            if now - self._vouched.get(participant.connection, now) > self.config.presence_timeout_s:
+                await self.execute(c.Leave(participant.connection, "lost"), actor=participant.user_id)
+        await self.execute(c.Tick(), actor=0)
+
+
+async def load_agenda(db: Any, meeting_id: int) -> tuple[AgendaItem, ...]:
+    """The meeting's cases in agenda order (withdrawn ones left out), with their studies."""
+    from sqlmodel import col, select
+
+    from rcp.scheduling.models import Case
+
+    async with db.session() as session:
+        rows = (
+            await session.exec(
+                select(Case)
+                .where(Case.meeting_id == meeting_id, Case.status != "withdrawn")
+                .order_by(col(Case.position), col(Case.id))
+            )
+        ).all()
+    return tuple(AgendaItem(int(r.id), tuple(r.study_uids or ())) for r in rows if r.id is not None)
+
+
+class Rooms:
+    """The live rooms of this process, opened on first connection and closed with their last one."""
+
+    def __init__(
+        self,
+        *,
+        log: EventLog,
+        bus: Bus,
+        node_id: str,
+        channel_prefix: str = "rcp:room:",
+        agenda: AgendaLoader | None = None,
+        config: RoomConfig | None = None,
+        media: Any = None,
+    ) -> None:
+        self.log = log
+        self.bus = bus
+        self.node_id = node_id
+        self.channel_prefix = channel_prefix
+        self.config = config or RoomConfig()
+        #: media/hub.py's MediaHub (``room(str(meeting_id))`` gives a RoomMedia), or None: WebSocket only.
+        self.media = media
+        self._agenda = agenda
+        self._rooms: dict[int, LiveRoom] = {}
+        self._users: dict[int, int] = {}
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, meeting_id: int) -> LiveRoom:
+        async with self._lock:
+            room = self._rooms.get(meeting_id)
+            if room is None:
+                agenda = await self._agenda(meeting_id) if self._agenda else ()
+                room = LiveRoom(
+                    meeting_id,
+                    log=self.log,
+                    bus=self.bus,
+                    channel=f"{self.channel_prefix}{meeting_id}",
+                    node_id=self.node_id,
+                    agenda=agenda,
+                    config=self.config,
+                    media=self.media.room(str(meeting_id)) if self.media is not None else None,
+                )
+                await room.open()
+                self._rooms[meeting_id] = room
+            self._users[meeting_id] = self._users.get(meeting_id, 0) + 1
+            return room
+
+    async def release(self, room: LiveRoom) -> None:
+        async with self._lock:
+            left = self._users.get(room.meeting_id, 1) - 1
+            self._users[room.meeting_id] = left
+            if left <= 0 and self._rooms.get(room.meeting_id) is room:
+                del self._rooms[room.meeting_id]
+                self._users.pop(room.meeting_id, None)
+                await room.close()
+
+    def get(self, meeting_id: int) -> LiveRoom | None:
+        return self._rooms.get(meeting_id)
+
+    async def close(self) -> None:
+        async with self._lock:
+            rooms, self._rooms = list(self._rooms.values()), {}
+            self._users.clear()
+        for room in rooms:
+            await room.close()
+
+
+@asynccontextmanager
+async def open_rooms(
+    settings: Any,
+    db: Any = None,
+    *,
+    media: Any = None,
+    config: RoomConfig | None = None,
+    channel_prefix: str = "rcp:room:",
+) -> AsyncIterator[Rooms]:
+    """For the app's lifespan: the bus from ``settings.redis_url``, the log in ``db`` (memory without one).
+
+    Example (rcp/app.py)::
+
+        async with open_rooms(settings, db, media=hub) as rooms:
+            app.state.rooms = rooms
+            yield
+    """
+    bus = bus_from_url(settings.redis_url)
+    await bus.connect()
+    log: EventLog = SqlEventLog(db) if db is not None else MemoryEventLog()
+    rooms = Rooms(
+        log=log,
+        bus=bus,
+        node_id=settings.node_id,
+        channel_prefix=channel_prefix,
+        agenda=(lambda meeting_id: load_agenda(db, meeting_id)) if db is not None else None,
+        config=config,
+        media=media,
+    )
+    try:
+        yield rooms
+    finally:
+        await rooms.close()
+        await bus.disconnect()

@@ -1,0 +1,106 @@
+"""Routes of the live room: the room page, its WebSocket, and the attendance of a meeting (for the minutes).
+
+Mounted by rcp/app.py (``*room_routes.routes``); the app's lifespan must put a :class:`rcp.room.live.Rooms` in
+``app.state.rooms`` (see :func:`rcp.room.live.open_rooms`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import col, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from rcp.room.log import meeting_attendance
+from rcp.room.socket import room_socket
+
+__all__ = ["routes"]
+
+
+async def room_page(request: Request) -> Response:
+    """The meeting room: participants, floor, agenda with the case panel, and the viewer driven by the room."""
+    from rcp.auth import audit
+    from rcp.auth.permissions import meeting_for_user
+    from rcp.http import current_user
+    from rcp.scheduling.models import Case
+    from rcp.templating import render
+
+    user = current_user(request)
+    meeting_id = int(request.path_params["meeting_id"])
+    async with request.app.state.db.session() as s:
+        meeting = await meeting_for_user(s, user, meeting_id)
+        cases = (
+            await s.exec(
+                select(Case)
+                .where(Case.meeting_id == meeting_id, Case.status != "withdrawn")
+                .order_by(col(Case.position), col(Case.id))
+            )
+        ).all()
+        # The case panel shows each case's question and summary: patient data, so it is audited (DCM 110110).
+        for case in cases:
+            await audit.record(
+                s,
+                event="patient_record",
+                action="R",
+                request=request,
+                patient_id=case.patient_id,
+                meeting_id=meeting_id,
+                what=f"case {case.id} in meeting room {meeting_id}",
+            )
+    agenda: list[dict[str, Any]] = [
+        {
+            "id": case.id,
+            "position": case.position,
+            "question": case.question,
+            "clinical_summary": case.clinical_summary,
+            "staging": case.staging,
+            "study_uids": list(case.study_uids or []),
+        }
+        for case in cases
+    ]
+    return render(request, "room.html", {"meeting": meeting, "agenda": agenda})
+
+
+async def attendance(request: Request) -> Response:
+    """Join and leave times per participant, from the room's event log (coordinators of the board)."""
+    from rcp.auth.permissions import meeting_for_user, require_manager
+    from rcp.http import current_user
+
+    user = current_user(request)
+    meeting_id = int(request.path_params["meeting_id"])
+    async with request.app.state.db.session() as s:
+        meeting = await meeting_for_user(s, user, meeting_id)
+        await require_manager(s, user, meeting.board_id)
+    people = await meeting_attendance(request.app.state.rooms.log, meeting_id)
+    return JSONResponse(
+        {
+            "meeting_id": meeting_id,
+            "participants": [
+                {
+                    "user_id": a.user_id,
+                    "display_name": a.display_name,
+                    "specialty": a.specialty,
+                    "hospital": a.hospital,
+                    "stays": [
+                        {
+                            "joined_at": s.joined_at.isoformat(),
+                            "left_at": s.left_at.isoformat() if s.left_at else None,
+                        }
+                        for s in a.stays
+                    ],
+                }
+                for a in people.values()
+            ],
+        }
+    )
+
+
+routes: list[BaseRoute] = [
+    Route("/meetings/{meeting_id:int}/room", room_page, methods=["GET"], name="meeting_room"),
+    Route(
+        "/api/meetings/{meeting_id:int}/attendance", attendance, methods=["GET"], name="meeting_attendance"
+    ),
+    WebSocketRoute("/ws/meetings/{meeting_id:int}", room_socket, name="meeting_room_socket"),
+]

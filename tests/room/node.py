@@ -1,0 +1,175 @@
+"""A server node for the room tests: the lead's app with the room mounted, in a thread or in its own process.
+
+``python -m tests.room.node --port P --database-url URL --secret S [--redis-url redis://...] [--prefix X]``
+serves one node until killed; the two-node test starts two of them on the same PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from rcp.app import create_app
+from rcp.config import Settings
+from rcp.room import routes as room_routes
+from rcp.room.connection import RoomConfig
+from rcp.room.live import open_rooms
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def room_app(
+    settings: Settings, *, config: RoomConfig | None = None, channel_prefix: str = "rcp:room:"
+) -> Starlette:
+    """``create_app(settings)`` plus the room routes and a Rooms in ``app.state.rooms``."""
+    app = create_app(settings)
+    names = {getattr(route, "name", None) for route in app.routes}
+    if "meeting_room_socket" not in names:
+        app.router.routes[0:0] = room_routes.routes
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Starlette) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            if getattr(a.state, "rooms", None) is not None:
+                await a.state.rooms.close()  # the app's own rooms: replaced by ours with the test's limits
+            async with open_rooms(
+                settings, a.state.db, config=config, channel_prefix=channel_prefix
+            ) as rooms:
+                a.state.rooms = rooms
+                yield state
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+class NodeThread:
+    """uvicorn in a thread on a free loopback port, stopped in ``close``."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws_ping_interval=None)
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> NodeThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the room test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+class NodeProcess:
+    """One server node in its own process (``python -m tests.room.node``), killed in ``close``."""
+
+    def __init__(
+        self, *, database_url: str, secret: str, redis_url: str = "", prefix: str = "", node: str = ""
+    ) -> None:
+        self.port = free_port()
+        args = [
+            sys.executable,
+            "-m",
+            "tests.room.node",
+            "--port",
+            str(self.port),
+            "--database-url",
+            database_url,
+            "--secret",
+            secret,
+            "--redis-url",
+            redis_url,
+            "--prefix",
+            prefix,
+            "--node",
+            node,
+        ]
+        self.process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> NodeProcess:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"room node exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("room node did not start listening")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--prefix", default="")
+    parser.add_argument("--node", default="")
+    parser.add_argument("--config", default="{}", help="RoomConfig fields as JSON")
+    args = parser.parse_args()
+    settings = Settings(
+        env="test",
+        database_url=args.database_url,
+        secret_key=args.secret,
+        redis_url=args.redis_url,
+        embedded_worker=False,
+        default_locale="en",
+        **({"node_id": args.node} if args.node else {}),
+    )
+    config = RoomConfig(**json.loads(args.config))
+    app = room_app(settings, config=config, channel_prefix=f"{args.prefix}rcp:room:")
+    asyncio.run(
+        uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning", ws_ping_interval=None)
+        ).serve()
+    )
+
+
+if __name__ == "__main__":
+    main()
