@@ -1,0 +1,440 @@
+"""The minutes in the database: drafts saved field by field, signatures in one transaction, write-back jobs.
+
+Every function takes the caller's :class:`~sqlmodel.ext.asyncio.session.AsyncSession` (one transaction, see
+``rcp.db.Database.session``): the route or room handler owns the transaction, we never commit here. That is what
+lets :func:`sign` put the signed version, its write-back jobs and whatever :data:`on_signed` hooks add (the EPR
+outbox rows) into the same commit: either all of it exists after a crash, or none of it.
+
+Pure rules (conflicts, quorum, who may sign) live in ``rcp.minutes.versions``; this module loads the context they
+need (case, meeting, board, patient, invitations) and stores the result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rcp.auth.models import User
+from rcp.clock import as_utc, utcnow
+from rcp.errors import NotFound
+from rcp.minutes import codes, versions
+from rcp.minutes.fiche import (
+    INS_NIR_OID,
+    AttendeeRecord,
+    BoardInfo,
+    Fiche,
+    PatientIdentity,
+    PerformanceStatus,
+    Tnm,
+)
+from rcp.minutes.models import DecisionDraft, DecisionVersion, WritebackJob, WritebackKind, WritebackStatus
+from rcp.minutes.versions import AlreadySigned, Draft, DraftField, SignedVersion
+from rcp.scheduling.models import Board, Case, CaseStatus, Invitation, Meeting, Patient, PatientIdentifier
+from rcp.scheduling.specialties import SPECIALTIES
+
+__all__ = [
+    "MAX_WRITEBACK_ATTEMPTS",
+    "CaseContext",
+    "SignedHook",
+    "StoredVersion",
+    "amend",
+    "build_fiche",
+    "complete_writeback",
+    "due_writebacks",
+    "fail_writeback",
+    "list_versions",
+    "load_context",
+    "load_draft",
+    "meeting_versions",
+    "on_signed",
+    "save_field",
+    "sign",
+    "writebacks_for",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_WRITEBACK_ATTEMPTS = 12
+_SPECIALTY_KEYS = frozenset(s.key for s in SPECIALTIES)
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A signed version as stored: its row id, its case, and the frozen version itself."""
+
+    id: int
+    case_id: int
+    version: SignedVersion
+    replaces_id: int | None = None
+
+
+SignedHook = Callable[[AsyncSession, StoredVersion], Awaitable[None]]
+
+#: Called inside the signing transaction after the version and its write-back jobs are added (and flushed, so
+#: ``version.id`` is set). The EPR outbox appends its delivery rows here. A hook that raises aborts the signature.
+on_signed: list[SignedHook] = []
+
+
+# -- context ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseContext:
+    """What the agenda and the patient record say about a case: everything the fiche does not edit."""
+
+    case: Case
+    meeting: Meeting
+    board: Board
+    patient: Patient
+    identifiers: tuple[PatientIdentifier, ...]
+    invitations: tuple[tuple[Invitation, User], ...]
+
+    @property
+    def invited_ids(self) -> frozenset[int]:
+        return frozenset(inv.user_id for inv, _ in self.invitations)
+
+    def attendees(self) -> tuple[AttendeeRecord, ...]:
+        """Who joined the meeting (``joined_at`` set by the room), with the specialty each counts for."""
+        present = []
+        for inv, user in self.invitations:
+            if inv.joined_at is None:
+                continue
+            specialty = inv.specialty or user.specialty
+            if specialty not in _SPECIALTY_KEYS:
+                specialty = "secretary" if user.role == "coordinator" else ""
+            if not specialty:
+                log.warning("meeting %s: attendee user %s has no specialty; left off the fiche", inv.meeting_id,
+                            inv.user_id)
+                continue
+            present.append(AttendeeRecord(user_id=inv.user_id, name=user.display_name or user.username,
+                                          specialty=specialty, quorum_member=inv.quorum_member,
+                                          hospital=user.hospital))
+        return tuple(present)
+
+
+async def load_context(session: AsyncSession, case_id: int) -> CaseContext:
+    case = await session.get(Case, case_id)
+    if case is None:
+        raise NotFound("No such case: check the agenda.")
+    meeting = await session.get(Meeting, case.meeting_id)
+    board = await session.get(Board, meeting.board_id) if meeting else None
+    patient = await session.get(Patient, case.patient_id)
+    if meeting is None or board is None or patient is None:
+        raise NotFound("The case's meeting, board or patient is missing.")
+    identifiers = (await session.exec(
+        select(PatientIdentifier).where(PatientIdentifier.patient_id == patient.id)
+    )).all()
+    rows = (await session.exec(
+        select(Invitation, User).join(User, col(User.id) == col(Invitation.user_id))
+        .where(Invitation.meeting_id == meeting.id).order_by(col(Invitation.id))
+    )).all()
+    return CaseContext(case=case, meeting=meeting, board=board, patient=patient, identifiers=tuple(identifiers),
+                       invitations=tuple((inv, user) for inv, user in rows))
+
+
+def _board_info(board: Board) -> BoardInfo:
+    site = board.tumour_site.strip()
+    organ = next((c for c in codes.value_set(codes.RCP_ORGAN) if c.code == site), None)
+    system = next((c for c in codes.value_set(codes.RCP_SYSTEM) if c.code == site), None)
+    supportive = next((c for c in codes.value_set(codes.SUPPORTIVE_CARE) if c.code == site), None)
+    nature = codes.value_set(codes.DISCUSSION_NATURE).lookup("ORG-132" if supportive else "ORG-117")
+    return BoardInfo(name=board.name, discussion_nature=nature, organ=organ, system=system,
+                     required_specialties=tuple(board.required_specialties),
+                     minimum_specialties=board.minimum_specialties)
+
+
+def _patient_identity(patient: Patient, identifiers: Sequence[PatientIdentifier]) -> PatientIdentity:
+    ins = next((i for i in identifiers if i.system == "INS-NIR"), None)
+    ipp = next((i for i in identifiers if i.system == "IPP"), None)
+    return PatientIdentity(
+        family_name=patient.family_name, given_names=patient.given_names, birth_date=patient.birth_date,
+        sex=patient.sex if patient.sex in {"female", "male", "other"} else "unknown",
+        ins=ins.value if ins else "", ins_system=INS_NIR_OID,
+        local_id=ipp.value if ipp else "", local_id_issuer=ipp.assigner if ipp else "",
+    )
+
+
+def _meeting_date(meeting: Meeting, board: Board) -> date:
+    try:
+        zone = ZoneInfo(board.timezone)
+    except (KeyError, ValueError):
+        zone = ZoneInfo("Europe/Paris")
+    return as_utc(meeting.starts_at).astimezone(zone).date()
+
+
+def _case_defaults(case: Case) -> dict[str, Any]:
+    """Draft values before anyone writes: what the coordinator put on the agenda."""
+    values: dict[str, Any] = {"question": case.question, "clinical_summary": case.clinical_summary}
+    if case.referring_physician.strip():
+        values["referring_physician"] = {"name": case.referring_physician.strip()[:200]}
+    tnm = Tnm.from_text(case.staging) if case.staging else None
+    if tnm is not None:
+        values["clinical_tnm" if not case.staging.lstrip().startswith("p") else "pathological_tnm"] = tnm.as_json()
+    if case.performance_status is not None and 0 <= case.performance_status <= 4:
+        values["performance_status"] = PerformanceStatus(case.performance_status).as_json()
+    return values
+
+
+def build_fiche(context: CaseContext, draft: Draft,
+                attendees: Sequence[AttendeeRecord] | None = None) -> Fiche:
+    """The fiche for ``context`` with the draft's values; ``attendees`` overrides the invitations' attendance.
+
+    Raises ``Invalid`` (naming fields) when the record cannot be a fiche, e.g. a patient without identifier.
+    """
+    present = tuple(attendees) if attendees is not None else context.attendees()
+    content = {
+        "case_id": context.case.id,
+        "meeting_id": context.meeting.id,
+        "patient": _patient_identity(context.patient, context.identifiers).as_json(),
+        "board": _board_info(context.board).as_json(),
+        "meeting_date": _meeting_date(context.meeting, context.board).isoformat(),
+        "attendees": [a.as_json() for a in present],
+        "study_uids": list(context.case.study_uids),
+        **draft.values(),
+    }
+    return Fiche.from_content(content)
+
+
+# -- drafts ----------------------------------------------------------------------------------------------------
+
+
+def _field_from_json(data: dict[str, Any]) -> DraftField:
+    stamp = data.get("updated_at")
+    return DraftField(value=versions.freeze(data.get("value")), version=int(data.get("version", 0)),
+                      editor_id=data.get("editor_id"),
+                      updated_at=as_utc(datetime.fromisoformat(stamp)) if stamp else None)
+
+
+def _draft(case: Case, row: DecisionDraft | None) -> Draft:
+    fields = {name: DraftField(value=versions.freeze(value)) for name, value in _case_defaults(case).items()}
+    if row is not None:
+        fields.update({name: _field_from_json(data) for name, data in row.fields.items()})
+    assert case.id is not None
+    return Draft(case_id=case.id, fields=MappingProxyType(fields))
+
+
+async def _draft_row(session: AsyncSession, case_id: int) -> DecisionDraft | None:
+    return (await session.exec(select(DecisionDraft).where(DecisionDraft.case_id == case_id))).first()
+
+
+async def _ensure_draft_row(session: AsyncSession, case_id: int, at: datetime) -> None:
+    """Create the case's draft row unless it exists, without failing when two editors race to create it.
+
+    INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike) rather than a savepoint: pysqlite's savepoints
+    outside an explicit transaction would commit early.
+    """
+    dialect = (await session.connection()).dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.exec(
+        insert(DecisionDraft).values(case_id=case_id, fields={}, revision=0, updated_at=at)
+        .on_conflict_do_nothing(index_elements=["case_id"])
+    )
+
+
+async def load_draft(session: AsyncSession, case_id: int) -> Draft:
+    """The case's draft: edited fields with their versions, the rest prefilled from the agenda (version 0)."""
+    case = await session.get(Case, case_id)
+    if case is None:
+        raise NotFound("No such case: check the agenda.")
+    return _draft(case, await _draft_row(session, case_id))
+
+
+async def save_field(session: AsyncSession, case_id: int, name: str, value: Any, *, base_version: int,
+                     editor_id: int, at: datetime | None = None) -> DraftField:
+    """Save one field edited from ``base_version``; :class:`~rcp.minutes.versions.FieldConflict` if it moved on.
+
+    The row's ``revision`` is an optimistic lock: if another save committed between our read and our write (a
+    different field, or the same one), we read again and re-apply the field rule, so nothing is lost silently.
+    Refused once the case is signed: corrections go through :func:`amend`.
+    """
+    at = at or utcnow()
+    case = await session.get(Case, case_id)
+    if case is None:
+        raise NotFound("No such case: check the agenda.")
+    await _ensure_draft_row(session, case_id, at)
+    for _attempt in range(8):
+        row = await _draft_row(session, case_id)
+        assert row is not None
+        await session.refresh(row)
+        updated = _draft(case, row).edit(name, value, base_version=base_version, editor_id=editor_id, at=at)
+        new_field = updated.get(name)
+        stored = dict(row.fields)
+        stored[name] = new_field.as_json()
+        result = await session.exec(
+            sa.update(DecisionDraft)
+            .where(col(DecisionDraft.id) == row.id, col(DecisionDraft.revision) == row.revision)
+            .values(fields=stored, revision=updated.revision, updated_at=at)
+        )
+        if result.rowcount == 1:
+            return new_field
+    raise versions.StaleDraft("The decision is being edited very quickly by several people: save again.")
+
+
+# -- signed versions -------------------------------------------------------------------------------------------
+
+
+def _stored(row: DecisionVersion, numbers: dict[int, int]) -> StoredVersion:
+    assert row.id is not None
+    version = SignedVersion(number=row.number, content=row.content, sha256=row.sha256, signed_by=row.signed_by,
+                            signed_at=as_utc(row.signed_at),
+                            replaces=numbers.get(row.replaces_id) if row.replaces_id else None, reason=row.reason)
+    if not version.verify():
+        # Never silently show altered medical content: the stored JSON no longer matches what was signed.
+        log.error("case %s: decision version %s does not match its SHA-256", row.case_id, row.number)
+    return StoredVersion(id=row.id, case_id=row.case_id, version=version, replaces_id=row.replaces_id)
+
+
+async def list_versions(session: AsyncSession, case_id: int) -> list[StoredVersion]:
+    """Every signed version of the case, oldest first."""
+    rows = (await session.exec(
+        select(DecisionVersion).where(DecisionVersion.case_id == case_id).order_by(col(DecisionVersion.number))
+    )).all()
+    numbers = {r.id: r.number for r in rows if r.id is not None}
+    return [_stored(r, numbers) for r in rows]
+
+
+async def meeting_versions(session: AsyncSession, meeting_id: int) -> dict[int, StoredVersion]:
+    """The latest signed version of each case of a meeting, by case id (for the meeting's minutes)."""
+    rows = (await session.exec(
+        select(DecisionVersion).join(Case, col(Case.id) == col(DecisionVersion.case_id))
+        .where(Case.meeting_id == meeting_id).order_by(col(DecisionVersion.number))
+    )).all()
+    numbers = {r.id: r.number for r in rows if r.id is not None}
+    return {r.case_id: _stored(r, numbers) for r in rows}
+
+
+async def _insert(session: AsyncSession, case_id: int, version: SignedVersion, replaces_id: int | None,
+                  fiche: Fiche) -> StoredVersion:
+    row = DecisionVersion(case_id=case_id, number=version.number, content=versions.thaw(version.content),
+                          sha256=version.sha256, signed_by=version.signed_by, signed_at=version.signed_at,
+                          replaces_id=replaces_id, reason=version.reason)
+    session.add(row)
+    try:
+        # (case_id, number) is unique: of two signatures racing, the second fails here and its transaction is
+        # rolled back by the caller's session block.
+        await session.flush()
+    except IntegrityError:
+        raise AlreadySigned(
+            "Someone signed this decision at the same moment: reload it to see the signed version."
+        ) from None
+    assert row.id is not None
+    kinds = [WritebackKind.pdf] + ([WritebackKind.kos] if fiche.key_images else [])
+    for kind in kinds:
+        session.add(WritebackJob(version_id=row.id, kind=kind, created_at=version.signed_at,
+                                 updated_at=version.signed_at, next_attempt_at=version.signed_at))
+    stored = StoredVersion(id=row.id, case_id=case_id, version=version, replaces_id=replaces_id)
+    for hook in on_signed:
+        await hook(session, stored)
+    await session.flush()
+    return stored
+
+
+async def sign(session: AsyncSession, *, case_id: int, signer_id: int, seen_revision: int,
+               attendees: Sequence[AttendeeRecord] | None = None, at: datetime | None = None) -> StoredVersion:
+    """Sign the case's decision: version 1, its write-back jobs and the :data:`on_signed` rows, in this transaction.
+
+    The password check (re-authentication) is the route's job, before calling this. ``attendees`` comes from the
+    room when it knows better than the invitations (who is connected now).
+    """
+    at = at or utcnow()
+    context = await load_context(session, case_id)
+    draft = await load_draft(session, case_id)
+    fiche = build_fiche(context, draft, attendees)
+    existing = [s.version for s in await list_versions(session, case_id)]
+    version = versions.sign(fiche, draft=draft, seen_revision=seen_revision, signer_id=signer_id,
+                            invited_ids=context.invited_ids, existing=existing, at=at)
+    stored = await _insert(session, case_id, version, None, fiche)
+    context.case.status = CaseStatus.discussed if fiche.discussed else context.case.status
+    context.case.updated_at = at
+    session.add(context.case)
+    log.info("case %s: decision version %s signed by user %s", case_id, version.number, signer_id)
+    return stored
+
+
+async def amend(session: AsyncSession, *, case_id: int, signer_id: int, reason: str, replaces_number: int,
+                attendees: Sequence[AttendeeRecord] | None = None, at: datetime | None = None) -> StoredVersion:
+    """Sign a correction of version ``replaces_number`` built from the current draft, saying why.
+
+    Attendees default to those recorded on the replaced version: a correction fixes what the board decided, it
+    does not change who decided it.
+    """
+    at = at or utcnow()
+    context = await load_context(session, case_id)
+    draft = await load_draft(session, case_id)
+    stored = await list_versions(session, case_id)
+    target = next((s for s in stored if s.version.number == replaces_number), None)
+    if target is None:
+        raise NotFound("No such signed version of this decision.")
+    if attendees is None:
+        attendees = target.version.fiche().attendees
+    fiche = build_fiche(context, draft, attendees)
+    version = versions.amend(fiche, replaces=target.version, existing=[s.version for s in stored], reason=reason,
+                             signer_id=signer_id, invited_ids=context.invited_ids, at=at)
+    result = await _insert(session, case_id, version, target.id, fiche)
+    log.info("case %s: decision version %s replaces %s", case_id, version.number, replaces_number)
+    return result
+
+
+# -- write-back jobs -------------------------------------------------------------------------------------------
+
+
+async def writebacks_for(session: AsyncSession, version_id: int) -> list[WritebackJob]:
+    return list((await session.exec(
+        select(WritebackJob).where(WritebackJob.version_id == version_id).order_by(col(WritebackJob.id))
+    )).all())
+
+
+async def due_writebacks(session: AsyncSession, *, now: datetime | None = None, limit: int = 20) -> list[WritebackJob]:
+    """Jobs to attempt now: pending or failed, due, with attempts left; oldest first."""
+    now = now or utcnow()
+    return list((await session.exec(
+        select(WritebackJob)
+        .where(col(WritebackJob.status).in_([WritebackStatus.pending, WritebackStatus.failed]),
+               col(WritebackJob.next_attempt_at) <= now,
+               col(WritebackJob.attempts) < MAX_WRITEBACK_ATTEMPTS)
+        .order_by(col(WritebackJob.next_attempt_at), col(WritebackJob.id)).limit(limit)
+    )).all())
+
+
+async def complete_writeback(session: AsyncSession, job_id: int, *, sop_uid: str,
+                             now: datetime | None = None) -> None:
+    job = await session.get(WritebackJob, job_id)
+    if job is None:
+        raise NotFound("No such write-back job.")
+    job.status, job.stored_sop_uid, job.last_error = WritebackStatus.done, sop_uid, ""
+    job.attempts += 1
+    job.updated_at = now or utcnow()
+    session.add(job)
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min ... capped at one hour between attempts."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+async def fail_writeback(session: AsyncSession, job_id: int, *, error: str, sop_uid: str = "",
+                         now: datetime | None = None) -> None:
+    """Record a refused or failed store; the job is retried later. ``error`` must not hold patient data."""
+    now = now or utcnow()
+    job = await session.get(WritebackJob, job_id)
+    if job is None:
+        raise NotFound("No such write-back job.")
+    job.attempts += 1
+    job.status, job.last_error = WritebackStatus.failed, error[:2000]
+    if sop_uid:
+        job.stored_sop_uid = sop_uid
+    job.updated_at = now
+    job.next_attempt_at = now + backoff(job.attempts)
+    session.add(job)
