@@ -1,0 +1,439 @@
+"""End-to-end tests of the imaging viewer in headless Chromium against a real frame server.
+
+They load series over HTTP in the contract's wire format, drive the viewer as a user would (wheel, keys, mouse
+drags, toolbar buttons) or as the live room does (setState), and read back canvas pixels at known image
+positions: a region of known Hounsfield units must show the grey level the DICOM window function gives
+(PS3.3 C.11.2.1.2.1). No wall-clock assertions: waits only bound how long a test may hang.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from playwright.async_api import Page
+
+from tests.fixtures.browser import NewPage
+from tests.fixtures.frame_server import (
+    CT_MARKER_BOX,
+    CT_PATCHES,
+    RGB_BARS,
+    FrameServer,
+    slice_marker,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+TIMEOUT_MS = 20_000
+
+
+def linear_grey(x: float, center: float, width: float) -> int:
+    """DICOM linear VOI function (PS3.3 C.11.2.1.2.1), as the viewer must apply it to integer data."""
+    c = center - 0.5
+    half = (max(1.0, width) - 1) / 2
+    if x <= c - half:
+        return 0
+    if x > c + half:
+        return 255
+    return int(((x - c) / (max(1.0, width) - 1) + 0.5) * 255 + 0.5)
+
+
+def box_centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
+    """Image coordinates (x = column, y = row) of the centre of a (row0, row1, col0, col1) region."""
+    r0, r1, c0, c1 = box
+    return (c0 + c1) / 2, (r0 + r1) / 2
+
+
+async def open_viewer(page: Page, server: FrameServer, *names: str, layout: str | None = None) -> None:
+    query = "series=" + ",".join(server.url(n) for n in names)
+    if layout:
+        query += f"&layout={layout}"
+    await page.goto(f"{server.base_url}/?{query}")
+    await page.wait_for_function("window.viewerReady !== undefined", timeout=TIMEOUT_MS)
+    await page.evaluate("window.viewerReady")
+    await page.evaluate("viewer.settled()")
+
+
+async def state(page: Page) -> dict[str, Any]:
+    result: dict[str, Any] = await page.evaluate("viewer.getState()")
+    return result
+
+
+async def pixel(page: Page, viewport: int, x: float, y: float) -> list[int]:
+    """RGBA on viewport's image canvas at image point (x, y), after the viewer has drawn its state."""
+    await page.evaluate("viewer.settled()")
+    rgba: list[int] = await page.evaluate(
+        """([i, x, y]) => {
+            const p = viewer.imageToScreen(x, y, i);
+            const canvas = document.querySelector(`[data-viewport="${i}"] .rcp-vp__image`);
+            const dpr = canvas.width / canvas.getBoundingClientRect().width;
+            const d = canvas.getContext('2d').getImageData(Math.floor(p.x * dpr), Math.floor(p.y * dpr), 1, 1).data;
+            return Array.from(d);
+        }""",
+        [viewport, x, y],
+    )
+    return rgba
+
+
+async def grey(page: Page, viewport: int, x: float, y: float) -> int:
+    r, g, b, a = await pixel(page, viewport, x, y)
+    assert a == 255 and r == g == b, f"expected an opaque grey pixel, got {(r, g, b, a)}"
+    return r
+
+
+async def corner(page: Page, viewport: int, name: str) -> str:
+    text: str = await page.inner_text(f'[data-viewport="{viewport}"] .rcp-vp__text--{name}')
+    return text
+
+
+async def wait_index(page: Page, viewport: int, index: int) -> None:
+    await page.wait_for_function(
+        f"viewer.getState().viewports[{viewport}].index === {index}", timeout=TIMEOUT_MS
+    )
+
+
+async def viewport_centre(page: Page, viewport: int) -> tuple[float, float]:
+    box = await page.locator(f'[data-viewport="{viewport}"]').bounding_box()
+    assert box is not None
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+async def test_ct_opens_with_its_window_and_known_hu_show_expected_grey(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct")
+    vp = (await state(page))["viewports"][0]
+    assert vp["index"] == 0
+    assert vp["window"] == {"center": 40, "width": 400}
+    assert vp["pan"] == {"x": 128, "y": 128}
+    for hu, box in CT_PATCHES:
+        assert abs(await grey(page, 0, *box_centre(box)) - linear_grey(hu, 40, 400)) <= 1, hu
+    assert "2026-09-15" in await corner(page, 0, "tl")
+    assert "CT THORAX C+" in await corner(page, 0, "tl")
+    tr = await corner(page, 0, "tr")
+    assert "Im 1/120" in tr and "Pos -150.0 mm" in tr
+    assert "C 40  W 400" in await corner(page, 0, "bl")
+    assert "Zoom 100%" in await corner(page, 0, "br")
+
+
+async def test_scroll_by_wheel_keys_and_scrollbar_shows_that_slice(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct")
+    await page.click('[data-viewer-action="preset"][data-value="lung"]')
+    marker = box_centre(CT_MARKER_BOX)
+    assert await grey(page, 0, *marker) == linear_grey(slice_marker(0), -600, 1500)
+
+    x, y = await viewport_centre(page, 0)
+    await page.mouse.move(x, y)
+    for _ in range(5):
+        await page.mouse.wheel(0, 100)
+    await wait_index(page, 0, 5)
+    for _ in range(3):
+        await page.keyboard.press("ArrowDown")
+    await wait_index(page, 0, 8)
+    await page.keyboard.press("PageDown")
+    await wait_index(page, 0, 20)
+    await page.keyboard.press("ArrowUp")
+    await wait_index(page, 0, 19)
+    await page.mouse.wheel(0, -100)
+    await wait_index(page, 0, 18)
+
+    assert abs(await grey(page, 0, *marker) - linear_grey(slice_marker(18), -600, 1500)) <= 1
+    assert "Im 19/120" in await corner(page, 0, "tr")
+    assert "Pos -105.0 mm" in await corner(page, 0, "tr")
+
+    # The scrollbar: a click at the bottom of the track goes to the last slice.
+    track = await page.locator('[data-viewport="0"] .rcp-vp__scroll').bounding_box()
+    assert track is not None
+    await page.mouse.click(track["x"] + track["width"] / 2, track["y"] + track["height"] - 1)
+    await wait_index(page, 0, 119)
+    await page.keyboard.press("Home")
+    await wait_index(page, 0, 0)
+    changes = await page.evaluate("window.viewerChanges")
+    assert "slice" in changes and "window" in changes
+
+
+async def test_window_by_preset_and_by_drag_changes_pixels_as_the_window_says(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct")
+    patches = {hu: box_centre(box) for hu, box in CT_PATCHES}
+
+    for key, (c, w) in {"lung": (-600, 1500), "bone": (400, 1800), "brain": (40, 80)}.items():
+        await page.click(f'[data-viewer-action="preset"][data-value="{key}"]')
+        assert (await state(page))["viewports"][0]["window"] == {"center": c, "width": w}
+        for hu in (-800, -100, 40, 80, 1000):
+            assert abs(await grey(page, 0, *patches[hu]) - linear_grey(hu, c, w)) <= 1, (key, hu)
+    assert await page.get_attribute('[data-value="brain"]', "aria-pressed") == "true"
+
+    # Right-button drag: always window/level, whatever the left-button tool.
+    await page.click('[data-viewer-action="tool"][data-value="pan"]')
+    x, y = await viewport_centre(page, 0)
+    await page.mouse.move(x, y)
+    await page.mouse.down(button="right")
+    await page.mouse.move(x + 120, y + 60, steps=6)
+    await page.mouse.up(button="right")
+    after = (await state(page))["viewports"][0]["window"]
+    assert after["width"] > 80 and after["center"] > 40
+    for hu in (-100, 40, 80, 200):
+        expected = linear_grey(hu, after["center"], after["width"])
+        assert abs(await grey(page, 0, *patches[hu]) - expected) <= 1, hu
+
+    # Left-button drag with the W/L tool; dragging left narrows the window.
+    await page.click('[data-viewer-action="tool"][data-value="window"]')
+    await page.mouse.move(x, y)
+    await page.mouse.down()
+    await page.mouse.move(x - 40, y, steps=4)
+    await page.mouse.up()
+    narrowed = (await state(page))["viewports"][0]["window"]
+    assert narrowed["width"] < after["width"]
+    expected = linear_grey(40, narrowed["center"], narrowed["width"])
+    assert abs(await grey(page, 0, *patches[40]) - expected) <= 1
+
+
+async def test_layout_1x2_compares_prior_and_current(new_page: NewPage, frame_server: FrameServer) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct_prior", "ct", layout="1x2")
+    s = await state(page)
+    assert s["layout"] == "1x2"
+    assert s["viewports"][0]["studyUid"] != s["viewports"][1]["studyUid"]
+    for i in (0, 1):
+        await page.evaluate(f"viewer.scrollTo(60, {i})")
+    await page.evaluate("viewer.settled()")
+    # At slice 60 the lesion (centre x=75, y=100) has radius 12 px now and 7 px on the prior: the point 10 px
+    # from its centre is lesion (50 HU) on the current study and lung (-800 HU) on the prior.
+    assert abs(await grey(page, 1, 85, 100) - linear_grey(50, 40, 400)) <= 1
+    assert await grey(page, 0, 85, 100) == linear_grey(-800, 40, 400)
+    assert "2026-06-10" in await corner(page, 0, "tl")
+    assert "2026-09-15" in await corner(page, 1, "tl")
+    widths = [
+        (await page.locator(f'[data-viewport="{i}"]').bounding_box() or {}).get("width", 0) for i in (0, 1)
+    ]
+    assert widths[0] > 500 and abs(widths[0] - widths[1]) <= 2
+
+    await page.click('[data-viewer-action="layout"][data-value="2x2"]')
+    await page.wait_for_function("viewer.getState().layout === '2x2'", timeout=TIMEOUT_MS)
+    await page.evaluate("viewer.settled()")
+    assert await page.locator(".rcp-vp:not([hidden])").count() == 4
+    await page.click('[data-viewer-action="layout"][data-value="1x1"]')
+    await page.evaluate("viewer.settled()")
+    assert await page.locator(".rcp-vp:not([hidden])").count() == 1
+
+
+async def test_set_state_from_outside_renders_slice_window_zoom_and_pan(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    page = await new_page()
+    await page.goto(frame_server.base_url)
+    await page.evaluate("window.viewerReady")
+    ct = frame_server.series["ct"]
+    given = {
+        "layout": "1x1",
+        "active": 0,
+        "viewports": [{
+            "studyUid": ct.study_uid, "seriesUid": ct.series_uid, "index": 40,
+            "window": {"center": -600, "width": 1500}, "zoom": 1.5, "pan": {"x": 60, "y": 60}, "invert": False,
+        }],
+    }
+    shown = await page.evaluate(f"viewer.setState({json.dumps(given)})")
+    vp = shown["viewports"][0]
+    assert (vp["index"], vp["window"], vp["zoom"], vp["pan"]) == (40, given["viewports"][0]["window"], 1.5,
+                                                                  {"x": 60, "y": 60})
+    assert await page.evaluate("window.viewerChanges") == []  # setState is not a user change
+
+    assert abs(await grey(page, 0, *box_centre(CT_MARKER_BOX)) - linear_grey(slice_marker(40), -600, 1500)) <= 1
+    assert "Im 41/120" in await corner(page, 0, "tr")
+    assert "Zoom 150%" in await corner(page, 0, "br")
+    box = await page.locator('[data-viewport="0"]').bounding_box()
+    assert box is not None
+    centre = await page.evaluate("viewer.imageToScreen(60, 60, 0)")
+    assert abs(centre["x"] - box["width"] / 2) < 0.01 and abs(centre["y"] - box["height"] / 2) < 0.01
+    right = await page.evaluate("viewer.imageToScreen(70, 60, 0)")
+    fit = min(box["width"], box["height"]) / 256
+    assert abs((right["x"] - centre["x"]) - 10 * fit * 1.5) < 0.01
+
+    # The same state again with another slice and the viewer follows, window kept.
+    given["viewports"][0]["index"] = 41
+    await page.evaluate(f"viewer.setState({json.dumps(given)})")
+    assert abs(await grey(page, 0, *box_centre(CT_MARKER_BOX)) - linear_grey(slice_marker(41), -600, 1500)) <= 1
+
+
+@pytest.mark.parametrize(("size", "dpr"), [((1280, 720), 1), ((1920, 1080), 2)], ids=["1280x720", "4k"])
+async def test_screen_and_image_coordinates_agree(
+    new_page: NewPage, frame_server: FrameServer, size: tuple[int, int], dpr: int
+) -> None:
+    page = await new_page(size, device_scale_factor=dpr)
+    await open_viewer(page, frame_server, "ct")
+    canvas = await page.evaluate(
+        """() => { const c = document.querySelector('[data-viewport="0"] .rcp-vp__image');
+                   const r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]; }"""
+    )
+    assert canvas[0] == round(canvas[2] * dpr) and canvas[1] == round(canvas[3] * dpr)
+    await page.evaluate("viewer.setState({...viewer.getState(), viewports: [{...viewer.getState().viewports[0],"
+                        " zoom: 1.3, pan: {x: 128, y: 200}}]})")
+    for x, y in [(0, 0), (256, 256), (12.5, 200.25), (128, 64)]:
+        back = await page.evaluate(f"(() => {{ const s = viewer.imageToScreen({x}, {y}, 0);"
+                                   " return viewer.screenToImage(s.x, s.y, 0); })()")
+        assert abs(back["x"] - x) < 1e-6 and abs(back["y"] - y) < 1e-6
+    # A client point maps to the same image point the pixels show: read the canvas there.
+    hu, patch = CT_PATCHES[7]
+    px, py = box_centre(patch)
+    client = await page.evaluate(f"viewer.imageToClient({px}, {py}, 0)")
+    hit = await page.evaluate(f"viewer.clientToImage({client['x']}, {client['y']})")
+    assert hit["viewport"] == 0 and abs(hit["x"] - px) < 1e-6 and abs(hit["y"] - py) < 1e-6
+    assert abs(await grey(page, 0, px, py) - linear_grey(hu, 40, 400)) <= 1
+
+
+async def test_a_failing_series_says_why_and_the_rest_keeps_working(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct", "broken", layout="1x2")
+    message = page.locator('[data-viewport="1"] .rcp-vp__message')
+    await message.wait_for(state="visible", timeout=TIMEOUT_MS)
+    assert "series 3: unsupported compression JPEG-XL" in await message.inner_text()
+    assert await page.locator('[data-viewport="0"] .rcp-vp__message').is_hidden()
+
+    x, y = await viewport_centre(page, 0)
+    await page.mouse.click(x, y)
+    await page.keyboard.press("ArrowDown")
+    await wait_index(page, 0, 1)
+
+    # A PACS outage is shown as such, retried, and the series appears when the PACS is back.
+    frame_server.set_pacs_down(True)
+    try:
+        await page.evaluate(f"void viewer.loadSeries(1, {json.dumps(frame_server.url('flaky'))})")
+        flaky = page.locator('[data-viewport="1"] .rcp-vp__message.is-transient')
+        await flaky.wait_for(state="visible", timeout=TIMEOUT_MS)
+        assert "PACS unreachable, retrying" in await flaky.inner_text()
+        await page.keyboard.press("ArrowDown")
+        await wait_index(page, 0, 2)
+    finally:
+        frame_server.set_pacs_down(False)
+    await page.wait_for_function(
+        "document.querySelector('[data-viewport=\"1\"]').dataset.drawn === 'true'", timeout=TIMEOUT_MS
+    )
+    await page.locator('[data-viewport="1"] .rcp-vp__message').wait_for(state="hidden", timeout=TIMEOUT_MS)
+    assert await grey(page, 1, 32, 32) == linear_grey(0, 40, 400)
+
+
+async def test_length_measurement_is_in_millimetres_in_image_coordinates(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct")
+    await page.click('[data-viewer-action="tool"][data-value="measure"]')
+    a = await page.evaluate("viewer.imageToClient(50, 128, 0)")
+    b = await page.evaluate("viewer.imageToClient(150, 128, 0)")
+    await page.mouse.move(a["x"], a["y"])
+    await page.mouse.down()
+    await page.mouse.move(b["x"], b["y"], steps=5)
+    await page.mouse.up()
+    ms = (await state(page))["viewports"][0]["measurements"]
+    assert len(ms) == 1 and ms[0]["index"] == 0
+    length = await page.evaluate(
+        """async (m) => (await import('/static/js/viewer-overlay.js')).formatLength(m.a, m.b, [0.8, 0.8])""",
+        ms[0],
+    )
+    assert length == "80.0 mm"
+
+    # Zooming does not move the measurement on the anatomy: its ends stay at the same image points.
+    x, y = await viewport_centre(page, 0)
+    await page.mouse.move(x, y)
+    await page.keyboard.down("Control")
+    await page.mouse.wheel(0, -300)
+    await page.keyboard.up("Control")
+    await page.wait_for_function("viewer.getState().viewports[0].zoom > 1", timeout=TIMEOUT_MS)
+    assert (await state(page))["viewports"][0]["measurements"] == ms
+    await page.keyboard.press("Delete")
+    assert (await state(page))["viewports"][0]["measurements"] == []
+
+
+async def test_zoom_pan_fit_invert_reset(new_page: NewPage, frame_server: FrameServer) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct")
+    hu, patch = CT_PATCHES[5]
+    px, py = box_centre(patch)
+    normal = await grey(page, 0, px, py)
+    await page.click('[data-viewer-action="invert"]')
+    assert abs(await grey(page, 0, px, py) - (255 - normal)) <= 1
+    await page.click('[data-viewer-action="zoom-in"]')
+    await page.click('[data-viewer-action="zoom-in"]')
+    assert abs((await state(page))["viewports"][0]["zoom"] - 1.5625) < 1e-9
+
+    await page.click('[data-viewer-action="tool"][data-value="pan"]')
+    x, y = await viewport_centre(page, 0)
+    before = (await state(page))["viewports"][0]["pan"]
+    await page.mouse.move(x, y)
+    await page.mouse.down()
+    await page.mouse.move(x + 50, y - 30, steps=5)
+    await page.mouse.up()
+    after = (await state(page))["viewports"][0]["pan"]
+    assert after["x"] < before["x"] and after["y"] > before["y"]
+    # The image point that was at the viewport centre moved with the pointer.
+    moved = await page.evaluate(f"viewer.imageToScreen({before['x']}, {before['y']}, 0)")
+    box = await page.locator('[data-viewport="0"]').bounding_box()
+    assert box is not None
+    assert abs(moved["x"] - (box["width"] / 2 + 50)) < 0.5 and abs(moved["y"] - (box["height"] / 2 - 30)) < 0.5
+    # Soft tissue (40 HU) at the body centre, inverted, where the pan put it.
+    assert abs(await grey(page, 0, 128, 128) - (255 - linear_grey(40, 40, 400))) <= 1
+
+    await page.click('[data-viewer-action="fit"]')
+    vp = (await state(page))["viewports"][0]
+    assert vp["zoom"] == 1 and vp["pan"] == {"x": 128, "y": 128}
+    await page.click('[data-viewer-action="preset"][data-value="lung"]')
+    await page.click('[data-viewer-action="reset"]')
+    vp = (await state(page))["viewports"][0]
+    assert vp["invert"] is False and vp["window"] == {"center": 40, "width": 400}
+    assert await grey(page, 0, px, py) == normal
+
+
+async def test_float_rgb_and_monochrome1_series(new_page: NewPage, frame_server: FrameServer) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "pet", "rgb", "mono1", layout="2x2")
+    # float32 PET: LINEAR_EXACT window (PS3.3 C.11.2.1.3.2); body is 0.8 SUV far from the lesion.
+    s = await state(page)
+    s["viewports"][0]["window"] = {"center": 4, "width": 8}
+    await page.evaluate(f"viewer.setState({json.dumps(s)})")
+    assert abs(await grey(page, 0, 100.5, 64.5) - round((0.8 - 4) / 8 * 255 + 127.5)) <= 1
+    # RGB: colours pass through unchanged.
+    for j, colour in enumerate(RGB_BARS):
+        r, g, b, _ = await pixel(page, 1, 16 * j + 8, 50)
+        assert max(abs(r - colour[0]), abs(g - colour[1]), abs(b - colour[2])) <= 1, j
+    # MONOCHROME1: low values are white (PS3.3 C.7.6.3.1.2); the ramp's first column is 0.
+    assert await grey(page, 2, 0.5, 64) == 255
+    assert await grey(page, 2, 127.5, 64) == 0
+
+
+async def test_whole_series_prefetches_and_cine_plays(new_page: NewPage, frame_server: FrameServer) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct")
+    await page.locator('[data-viewport="0"] .rcp-vp__progress').wait_for(state="hidden", timeout=TIMEOUT_MS)
+    loaded = await page.evaluate(f"viewer.pool.series.get({json.dumps(frame_server.url('ct'))}).loaded")
+    assert loaded == 120
+    await page.fill('[data-viewer-action="fps"]', "30")
+    await page.click('[data-viewer-action="cine"]')
+    await page.wait_for_function("viewer.getState().viewports[0].index >= 5", timeout=TIMEOUT_MS)
+    await page.click('[data-viewer-action="cine"]')
+    stopped = (await state(page))["viewports"][0]["index"]
+    await page.evaluate("new Promise((r) => setTimeout(r, 300))")
+    assert (await state(page))["viewports"][0]["index"] == stopped
+
+
+async def test_screenshot_looks_like_a_reading_room(new_page: NewPage, frame_server: FrameServer) -> None:
+    page = await new_page((1280, 720))
+    await open_viewer(page, frame_server, "ct_prior", "ct", "pet", "broken", layout="2x2")
+    for i in (0, 1):
+        await page.evaluate(f"viewer.scrollTo(60, {i})")
+    await page.evaluate("viewer.applyPreset('lung', 1)")
+    await page.evaluate("viewer.settled()")
+    await page.screenshot(path="/tmp/rcp-viewer-2x2.png")
+    background = await page.evaluate(
+        "getComputedStyle(document.querySelector('.rcp-viewer')).backgroundColor"
+    )
+    assert background == "rgb(11, 13, 16)"
