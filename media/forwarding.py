@@ -41,6 +41,7 @@ __all__ = [
     "EncodedFrame",
     "ReceiverTap",
     "contract_problems",
+    "count_frames",
     "intercept_keyframe_requests",
     "is_keyframe",
     "to_packet",
@@ -189,6 +190,20 @@ class ReceiverTap:
             return False
         await self._receiver._send_rtcp_pli(self.media_ssrc)
         return True
+
+
+def count_frames(receiver: RTCRtpReceiver, on_frame_end: Callable[[], None]) -> None:
+    """For load-generating clients only: count frames by the RTP marker bit and drop the packets.
+
+    The receiver's jitter buffer, NACKs and depayloading are skipped (the marker bit ends a video frame, RFC 7741
+    section 4.1), so a benchmark client can receive a hundred streams on the CPU it shares with the server.
+    """
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        if packet.marker:
+            on_frame_end()
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
 
 def intercept_keyframe_requests(sender: RTCRtpSender, callback: Callable[[], None]) -> None:

@@ -33,7 +33,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError, MediaStreamTrack
 
-from .forwarding import EncodedFrame, ReceiverTap, intercept_keyframe_requests, to_packet
+from .forwarding import EncodedFrame, ReceiverTap, count_frames, intercept_keyframe_requests, to_packet
 from .peer import CHANNELS
 
 __all__ = ["ToneTrack", "ClipTrack", "SyntheticParticipant", "vp8_clip"]
@@ -174,12 +174,14 @@ class SyntheticParticipant:
         audio: bool = True,
         speaking: bool = False,
         decode: bool = False,
+        count_only: bool = False,
         clip: tuple[bytes, ...] | None = None,
         fps: int = 30,
     ) -> None:
         self.name = name
         self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.decode = decode
+        self.count_only = count_only
         self.video_track = ClipTrack(clip, fps=fps) if video else None
         self.audio_track = ToneTrack(speaking=speaking) if audio else None
         self.messages: dict[str, list[str | bytes]] = {label: [] for label in CHANNELS}
@@ -225,7 +227,9 @@ class SyntheticParticipant:
                 continue
             record = _Received(kind=transceiver.kind, mid=transceiver.mid)
             self.received[str(transceiver.mid)] = record
-            if self.decode:
+            if self.count_only:
+                count_frames(receiver, lambda r=record: self._count_marker(r))
+            elif self.decode:
                 task = asyncio.ensure_future(self._consume(record, receiver.track))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -235,6 +239,10 @@ class SyntheticParticipant:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         self._label_slots()
+
+    @staticmethod
+    def _count_marker(record: _Received) -> None:
+        record.frames += 1
 
     def _counter(self, record: _Received) -> Callable[[EncodedFrame], None]:
         def count(frame: EncodedFrame) -> None:
