@@ -70,6 +70,16 @@ def encode_instance(blob: bytes) -> list[EncodedFrame]:
         return [encode_frame(decode_frame(ds, index)) for index in range(number_of_frames(ds))]
 
 
+def _warm_up() -> None:
+    """Import the decoders and touch numpy/zlib once, so the first image of the day does not pay for it."""
+    from datetime import date
+
+    from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+
+    patient = SyntheticPatient("WARMUP", "", "WARMUP", "", date(2000, 1, 1), "O")
+    encode_instance(to_part10(ct_series(patient, slices=1, rows=16, columns=16)[0]))
+
+
 def _check_uids(*uids: str) -> None:
     for uid in uids:
         if not is_uid(uid):
@@ -99,7 +109,9 @@ class ImagingService:
         # Decoding is CPU-bound: as many threads as cores (numpy, zlib and the JPEG codecs release the GIL).
         executor = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
                                       thread_name_prefix="rcp-imaging")
-        return cls(archive=archive, cache=cache, executor=executor, owns_archive=owns)
+        service = cls(archive=archive, cache=cache, executor=executor, owns_archive=owns)
+        await service.run(_warm_up)
+        return service
 
     async def close(self) -> None:
         if self._closed:
