@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import pypdf
+
+from rcp.minutes.fiche import Fiche
+from rcp.minutes.render import MinutesItem, fiche_html, fiche_pdf, fiche_pdf_async, minutes_html, minutes_pdf
+from rcp.minutes.versions import Draft, sign
+
+Make = Callable[..., dict[str, Any]]
+
+
+def _text(pdf: bytes) -> str:
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def _signed(content: Make, now: datetime, **overrides: Any) -> tuple[Fiche, Any]:
+    fiche = Fiche.from_content(content(**overrides))
+    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer_id=2,
+                   invited_ids={1, 2, 3, 4}, existing=[], at=now)
+    return fiche, version
+
+
+def test_pdf_keeps_accents_and_prints_the_hash(content: Make, now: datetime) -> None:
+    fiche, version = _signed(content, now, comments="Cœur à surveiller — échographie « ETT » prévue.")
+    pdf = fiche_pdf(fiche, version)
+    assert pdf.startswith(b"%PDF-")
+    text = _text(pdf)
+    for fragment in ("LEFÈVRE", "Hélène Françoise", "Chirurgie conservatrice d'emblée", "Cœur à surveiller",
+                     "« ETT »", "Tumeur maligne du quadrant supéro-interne du sein", "intervention chirurgicale",
+                     "Quorum atteint", "Cas discuté", "Dr Céline Radiothérapeute", "279035121518989"):
+        assert fragment in text, fragment
+    # The hash is on the page (footer of every page and the signature block); text extraction may wrap it.
+    assert version.sha256 in text.replace("\n", "").replace(" ", "")
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    assert reader.metadata is not None and reader.metadata.keywords == f"sha256:{version.sha256}"
+
+
+def test_same_version_renders_identically(content: Make, now: datetime) -> None:
+    fiche, version = _signed(content, now)
+    assert fiche_pdf(fiche, version) == fiche_pdf(fiche, version)
+
+
+def test_draft_pdf_says_it_is_not_signed(content: Make) -> None:
+    fiche = Fiche.from_content(content())
+    assert "DRAFT" in _text(fiche_pdf(fiche))
+
+
+def test_long_text_flows_over_pages(content: Make, now: datetime) -> None:
+    fiche, version = _signed(content, now, clinical_summary="Évolution lente. " * 600)
+    pdf = fiche_pdf(fiche, version)
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) >= 3
+    assert all(version.sha256[:16] in page.extract_text().replace("\n", "") for page in reader.pages)
+
+
+async def test_pdf_renders_in_a_thread(content: Make, now: datetime) -> None:
+    fiche, version = _signed(content, now)
+    assert (await fiche_pdf_async(fiche, version)).startswith(b"%PDF-")
+
+
+def test_minutes_pdf_has_every_case(content: Make, now: datetime) -> None:
+    first, v1 = _signed(content, now)
+    second = Fiche.from_content(content(case_id=13, patient={"family_name": "Øster", "given_names": "Zoë",
+                                                             "local_id": "IPP9"}))
+    pdf = minutes_pdf("RCP Sein", date(2026, 11, 23), [MinutesItem(first, v1), MinutesItem(second)])
+    text = _text(pdf)
+    assert "LEFÈVRE" in text and "ØSTER" in text and "Zoë" in text
+
+
+def test_fiche_html_escapes_and_shows_everything(content: Make, now: datetime) -> None:
+    fiche, version = _signed(content, now, comments="<script>alert(1)</script> tumeur ≥ 2 cm")
+    html = fiche_html(fiche, version)
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    for fragment in ("LEFÈVRE", "Quorum atteint", "intervention chirurgicale", version.sha256,
+                     "Lésion du QSI droit", "outside the quorum", "RPPS 10001234567"):
+        assert fragment in html, fragment
+
+
+def test_minutes_html_lists_signed_and_unsigned(content: Make, now: datetime) -> None:
+    first, v1 = _signed(content, now)
+    second = Fiche.from_content(content(case_id=13, proposal=None))
+    html = minutes_html("RCP Sein", date(2026, 11, 23), [MinutesItem(first, v1), MinutesItem(second)])
+    assert html.count('class="fiche"') == 2
+    assert "not signed" in html and v1.sha256 in html
