@@ -84,14 +84,23 @@ class Prefetcher:
     def progress(self, key: str) -> PrefetchProgress | None:
         return self._progress.get(key)
 
-    def start(self, key: str, study_uids: Sequence[str]) -> PrefetchProgress:
-        """Start (or join, when already running) the prefetch of ``study_uids`` under ``key``."""
+    def start(self, key: str, study_uids: Sequence[str], *, series_uid: str | None = None) -> PrefetchProgress:
+        """Start (or join, when already running) the prefetch of ``study_uids`` under ``key``.
+
+        With ``series_uid``, only that series of the (single) study: what opening a series in the viewer starts.
+        """
         running = self._jobs.get(key)
         if running is not None and not running.done():
             return self._progress[key]
         progress = PrefetchProgress(key=key, studies=len(study_uids))
         self._progress[key] = progress
-        task = asyncio.create_task(self._run(progress, list(dict.fromkeys(study_uids))), name=f"prefetch {key}")
+        while len(self._progress) > 1000:  # keep the last thousand jobs' progress
+            oldest = next(iter(self._progress))
+            if oldest in self._jobs:
+                break
+            del self._progress[oldest]
+        task = asyncio.create_task(self._run(progress, list(dict.fromkeys(study_uids)), series_uid),
+                                   name=f"prefetch {key}")
         self._jobs[key] = task
 
         def forget(done: asyncio.Task[None]) -> None:
@@ -114,13 +123,15 @@ class Prefetcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._jobs.clear()
 
-    async def _run(self, progress: PrefetchProgress, study_uids: list[str]) -> None:
+    async def _run(self, progress: PrefetchProgress, study_uids: list[str], only_series: str | None = None) -> None:
         archive = self.loader.archive
         try:
             work: list[tuple[str, str, int, list[InstanceSummary]]] = []
             for study_uid in study_uids:
                 try:
                     for series in await archive.list_series(study_uid):
+                        if only_series is not None and series.series_uid != only_series:
+                            continue
                         instances = await archive.list_instances(study_uid, series.series_uid)
                         work.append((study_uid, series.series_uid, series.series_number, instances))
                         progress.series_total += 1

@@ -95,6 +95,7 @@ class ImagingService:
         self._owns_archive = owns_archive
         self._inflight: dict[str, asyncio.Task[list[EncodedFrame]]] = {}
         self._descriptors: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._descriptor_tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self.prefetcher = Prefetcher(self, concurrency=prefetch_concurrency)
         self._closed = False
 
@@ -118,9 +119,10 @@ class ImagingService:
             return
         self._closed = True
         await self.prefetcher.close()
-        for task in list(self._inflight.values()):
+        pending: list[asyncio.Task[Any]] = [*self._inflight.values(), *self._descriptor_tasks.values()]
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
         if self._owns_archive:
             await self.archive.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -149,18 +151,29 @@ class ImagingService:
         key = f"{study_uid}/{series_uid}"
         cached = self._descriptors.get(key)
         if cached is None:
+            # First opening in this process: bring the whole series in while the viewer asks for its first frames.
+            self.prefetcher.start(f"series:{series_uid}", [study_uid], series_uid=series_uid)
             cached = await self.cache.get_descriptor(series_uid)
             if cached is not None and cached.get("study_uid") != study_uid:
                 cached = None
         if cached is None:
-            metadata = await self.archive.image_headers(study_uid, series_uid)
-            cached = await self.run(self._build_descriptor, study_uid, series_uid, metadata)
-            await self.cache.put_descriptor(series_uid, cached)
+            task = self._descriptor_tasks.get(key)
+            if task is None:
+                task = asyncio.create_task(self._fetch_descriptor(study_uid, series_uid), name=f"descriptor {key}")
+                self._descriptor_tasks[key] = task
+                task.add_done_callback(lambda _t: self._descriptor_tasks.pop(key, None))
+            cached = await asyncio.shield(task)
         self._descriptors[key] = cached
         self._descriptors.move_to_end(key)
         while len(self._descriptors) > 512:
             self._descriptors.popitem(last=False)
         return cached
+
+    async def _fetch_descriptor(self, study_uid: str, series_uid: str) -> dict[str, Any]:
+        metadata = await self.archive.image_headers(study_uid, series_uid)
+        descriptor = await self.run(self._build_descriptor, study_uid, series_uid, metadata)
+        await self.cache.put_descriptor(series_uid, descriptor)
+        return descriptor
 
     @staticmethod
     def _build_descriptor(study_uid: str, series_uid: str, metadata: list[Any]) -> dict[str, Any]:
