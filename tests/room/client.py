@@ -1,0 +1,119 @@
+"""A scripted room participant for the tests and the benchmark: a real WebSocket client (websockets 17).
+
+It answers pings, keeps every frame, and applies events in ``seq`` order like the browser's room.js does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+DEMO_PASSWORD = "rcp-demo-2026"
+
+
+async def session_cookie(base_url: str, username: str, password: str = DEMO_PASSWORD) -> str:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        response = await http.post("/api/session", json={"username": username, "password": password})
+        assert response.status_code == 201, response.text
+        return f"rcp_session={http.cookies['rcp_session']}"
+
+
+class RoomClient:
+    def __init__(self, ws: ClientConnection, *, answer_pings: bool = True, seq: int = 0) -> None:
+        self.ws = ws
+        self.answer_pings = answer_pings
+        self.frames: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.pointers: list[list[Any]] = []
+        self.snapshot: dict[str, Any] | None = None
+        self.seq = seq
+        self.welcome: dict[str, Any] = {}
+        self.closed: asyncio.Event = asyncio.Event()
+        self.close_code: int | None = None
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(
+        cls,
+        base_url: str,
+        cookie: str,
+        meeting_id: int,
+        *,
+        last_seq: int | None = None,
+        answer_pings: bool = True,
+        rcvbuf: int | None = None,
+    ) -> RoomClient:
+        url = base_url.replace("http://", "ws://") + f"/ws/meetings/{meeting_id}"
+        if last_seq is not None:
+            url += f"?last_seq={last_seq}"
+        sock = None
+        if rcvbuf is not None:
+            host, port = base_url.removeprefix("http://").split(":")
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.connect((host, int(port)))
+            sock.setblocking(False)
+        ws = await connect(
+            url, additional_headers={"Cookie": cookie}, sock=sock, max_queue=4 if rcvbuf else 16
+        )
+        client = cls(ws, answer_pings=answer_pings, seq=last_seq or 0)
+        if rcvbuf is None:
+            await client.wait_for(lambda c: bool(c.welcome) or c.closed.is_set())
+        return client
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                self.frames.append(frame)
+                kind = frame.get("type")
+                if kind == "ping" and self.answer_pings:
+                    await self.ws.send('{"type":"pong"}')
+                elif kind == "welcome":
+                    self.welcome = frame
+                elif kind == "snapshot":
+                    self.snapshot = frame["state"]
+                    self.seq = frame["state"]["seq"]
+                elif kind == "event":
+                    if frame["seq"] == self.seq + 1:
+                        self.seq = frame["seq"]
+                        self.events.append(frame)
+                    elif frame["seq"] > self.seq + 1:
+                        raise AssertionError(f"gap: at {self.seq}, got {frame['seq']}")
+                elif kind == "error":
+                    self.errors.append(frame)
+                elif kind == "pointer":
+                    self.pointers.extend(frame["s"])
+                async with self._changed:
+                    self._changed.notify_all()
+        except Exception:  # noqa: S110 - the test reads close_code and the frames
+            pass
+        finally:
+            self.close_code = self.ws.close_code
+            self.closed.set()
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[RoomClient], bool], timeout: float = 15.0) -> None:
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: predicate(self))
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == name]
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)

@@ -1,0 +1,266 @@
+"""The room over real WebSockets against a real uvicorn server on loopback (SQLite log, in-process bus)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlmodel import select
+
+from rcp.config import Settings
+from rcp.db import Database
+from rcp.room.connection import RoomConfig
+from rcp.room.log import SqlEventLog, meeting_attendance
+from rcp.scheduling.models import Meeting
+from tests.room.client import RoomClient, session_cookie
+from tests.room.node import NodeThread, room_app
+
+FOLLOWERS = ("dr.chirurgien", "dr.oncologue", "dr.radiotherapeute", "dr.pneumologue")
+
+
+@pytest.fixture(scope="module")
+def room_server(settings: Settings, db: Database) -> Iterator[NodeThread]:
+    node = NodeThread(room_app(settings, config=RoomConfig(floor_grace_s=2.0))).start()
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+@pytest.fixture(scope="module")
+async def meeting_id(db: Database) -> int:
+    async with db.session() as s:
+        found = (
+            await s.exec(
+                select(Meeting).where(Meeting.title == "RCP thoracique", Meeting.status == "scheduled")
+            )
+        ).first()
+    assert found is not None and found.id is not None
+    return found.id
+
+
+@pytest.fixture(scope="module")
+async def cookies(room_server: NodeThread) -> dict[str, str]:
+    names = ("secretariat", "dr.radiologue", "dr.gastro", *FOLLOWERS)
+    return {name: await session_cookie(room_server.url, name) for name in names}
+
+
+@pytest.fixture
+async def opened() -> AsyncIterator[list[RoomClient]]:
+    clients: list[RoomClient] = []
+    yield clients
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+async def _open(
+    opened: list[RoomClient], url: str, cookie: str, meeting_id: int, **kwargs: object
+) -> RoomClient:
+    client = await RoomClient.open(url, cookie, meeting_id, **kwargs)  # type: ignore[arg-type]
+    opened.append(client)
+    return client
+
+
+async def test_presenter_and_followers_see_view_changes_in_order(
+    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient], db: Database
+) -> None:
+    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
+    radio = await _open(opened, room_server.url, cookies["dr.radiologue"], meeting_id)
+    followers = [await _open(opened, room_server.url, cookies[n], meeting_id) for n in FOLLOWERS]
+    everybody = [chair, radio, *followers]
+    radio_id = radio.welcome["user_id"]
+    await chair.wait_for(lambda c: sum(1 for p in _present(c)) >= 6)
+
+    await radio.send({"type": "floor.request"})
+    await chair.wait_for(lambda c: bool(c.of("floor.requested")))
+    await chair.send({"type": "floor.handover", "to": radio_id})
+    await radio.wait_for(lambda c: any(e["user_id"] == radio_id for e in c.of("floor.granted")))
+
+    for index in range(1, 21):
+        await radio.send(
+            {"type": "view", "study_uid": "1.2.3", "slice": index, "window_center": 40, "window_width": 400}
+        )
+    for client in everybody:
+        await client.wait_for(lambda c: any(e["view"]["slice"] == 20 for e in c.of("view.changed")))
+    expected = list(range(1, 21))
+    for client in everybody:
+        assert [e["view"]["slice"] for e in client.of("view.changed")][-20:] == expected
+    # Everybody saw the same events with the same numbers, gap-free (the client asserts no gap).
+    reference = [(e["seq"], e["event"]) for e in chair.events if e["seq"] > followers[-1].events[0]["seq"]]
+    for client in followers:
+        assert [
+            (e["seq"], e["event"]) for e in client.events if e["seq"] > followers[-1].events[0]["seq"]
+        ] == reference
+
+    # The presenter points: followers get compact samples [user, col, row, slice].
+    await radio.send({"type": "pointer", "x": 120.25, "y": 88.5, "slice": 20})
+    await followers[0].wait_for(lambda c: bool(c.pointers))
+    assert followers[0].pointers[-1] == [radio_id, 120.2, 88.5, 20] or followers[0].pointers[-1][1:] == [
+        120.3,
+        88.5,
+        20,
+    ]
+
+    # Attendance for the minutes comes from the same log.
+    people = await meeting_attendance(SqlEventLog(db), meeting_id)
+    assert radio_id in people and people[radio_id].stays[-1].left_at is None
+
+
+def _present(client: RoomClient) -> list[int]:
+    present: dict[int, bool] = {}
+    if client.snapshot:
+        present = {p["user_id"]: p["connected"] for p in client.snapshot["participants"]}
+    for event in client.events:
+        if event["event"] == "participant.joined":
+            present[event["participant"]["user_id"]] = True
+        elif event["event"] == "participant.left":
+            present[event["user_id"]] = False
+    return [u for u, here in present.items() if here]
+
+
+async def test_follower_reconnects_and_catches_up_without_snapshot(
+    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+) -> None:
+    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
+    await chair.send({"type": "floor.take"})
+    follower = await _open(opened, room_server.url, cookies["dr.oncologue"], meeting_id)
+    await chair.send({"type": "view", "slice": 100})
+    await follower.wait_for(lambda c: any(e["view"]["slice"] == 100 for e in c.of("view.changed")))
+    last = follower.seq
+    await follower.close()
+    for index in range(101, 106):
+        await chair.send({"type": "view", "slice": index})
+    await chair.wait_for(lambda c: any(e["view"]["slice"] == 105 for e in c.of("view.changed")))
+
+    back = await _open(opened, room_server.url, cookies["dr.oncologue"], meeting_id, last_seq=last)
+    await back.wait_for(lambda c: any(f["type"] == "resumed" for f in c.frames))
+    assert back.snapshot is None
+    assert [e["view"]["slice"] for e in back.of("view.changed")] == [101, 102, 103, 104, 105]
+    await back.wait_for(lambda c: c.seq >= chair.seq)
+
+
+async def test_bad_messages_get_an_error_frame_and_the_connection_stays(
+    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+) -> None:
+    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
+    await chair.send({"type": "floor.take"})
+    surgeon = await _open(opened, room_server.url, cookies["dr.chirurgien"], meeting_id)
+    await surgeon.ws.send("this is not json")
+    await surgeon.send({"type": "view", "slice": -3, "id": 7})
+    await surgeon.send({"type": "view", "slice": 3})  # not the presenter
+    await surgeon.send({"type": "warp.drive"})
+    await surgeon.wait_for(lambda c: len(c.errors) >= 4)
+    assert [e["error"] for e in surgeon.errors[:4]] == ["bad_request", "invalid", "forbidden", "bad_request"]
+    assert surgeon.errors[1]["ref"] == 7 and "slice" in surgeon.errors[1]["fields"]
+    # Still connected and useful.
+    await surgeon.send({"type": "mode", "mode": "free"})
+    await surgeon.wait_for(lambda c: any(e["event"] == "participant.mode" for e in c.events))
+    assert not surgeon.closed.is_set()
+
+
+async def test_flooding_client_is_throttled_not_the_room(
+    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+) -> None:
+    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
+    flooder = await _open(opened, room_server.url, cookies["dr.pneumologue"], meeting_id)
+    for _ in range(200):
+        await flooder.send({"type": "floor.request"})
+    await flooder.wait_for(lambda c: any(e["error"] == "too_many_requests" for e in c.errors))
+    await chair.send({"type": "floor.take"})
+    await chair.send({"type": "view", "slice": 7})
+    await flooder.wait_for(lambda c: any(e["view"]["slice"] == 7 for e in c.of("view.changed")))
+    assert not flooder.closed.is_set()
+
+
+async def test_uninvited_user_is_refused_with_a_close_code(
+    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+) -> None:
+    stranger = await _open(opened, room_server.url, cookies["dr.gastro"], meeting_id)
+    await stranger.closed.wait()
+    assert stranger.close_code == 4404
+    assert stranger.errors and stranger.errors[0]["error"] == "not_found"
+    anonymous = await _open(opened, room_server.url, "rcp_session=forged", meeting_id)
+    await anonymous.closed.wait()
+    assert anonymous.close_code == 4401
+
+
+async def test_silent_participant_is_gone_and_floor_returns_to_coordinator(
+    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+) -> None:
+    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
+    mute = await _open(opened, room_server.url, cookies["dr.radiotherapeute"], meeting_id, answer_pings=False)
+    mute_id = mute.welcome["user_id"]
+    await chair.wait_for(lambda c: mute_id in _present(c))
+    await chair.send({"type": "floor.handover", "to": mute_id})
+    await chair.wait_for(lambda c: any(e["user_id"] == mute_id for e in c.of("floor.granted")))
+    # The silent client stops answering pings: the server ends it, everybody sees it gone (no ghost) ...
+    await chair.wait_for(
+        lambda c: any(e["user_id"] == mute_id and e["reason"] == "timeout" for e in c.of("participant.left"))
+    )
+    assert mute_id not in _present(chair)
+    # ... and after the grace period the floor is the coordinator's again.
+    chair_id = chair.welcome["user_id"]
+    await chair.wait_for(
+        lambda c: any(e["reason"] == "grace" and e["user_id"] == chair_id for e in c.of("floor.granted"))
+    )
+
+
+async def test_second_connection_supersedes_the_first_without_ghost(
+    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+) -> None:
+    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
+    wifi = await _open(opened, room_server.url, cookies["dr.pneumologue"], meeting_id)
+    user = wifi.welcome["user_id"]
+    lte = await _open(opened, room_server.url, cookies["dr.pneumologue"], meeting_id, last_seq=wifi.seq)
+    await wifi.closed.wait()
+    assert wifi.close_code == 4409
+    await chair.wait_for(
+        lambda c: sum(1 for e in c.of("participant.joined") if e["participant"]["user_id"] == user) >= 2
+    )
+    await asyncio.sleep(0.2)
+    assert user in _present(chair)
+    assert not lte.closed.is_set()
+
+
+async def test_client_that_stops_reading_is_dropped(
+    settings: Settings, db: Database, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+) -> None:
+    # Only the send queue can end it here: the heartbeat is made too lenient to notice first.
+    config = RoomConfig(
+        queue_size=16,
+        send_timeout_s=1.0,
+        command_rate=5000,
+        command_burst=5000,
+        heartbeat_timeout_s=120,
+        presence_timeout_s=120,
+    )
+    node = NodeThread(room_app(settings, config=config)).start()
+    try:
+        chair = await _open(opened, node.url, cookies["secretariat"], meeting_id)
+        await chair.send({"type": "floor.take"})
+        sleeper = await _open(opened, node.url, cookies["dr.chirurgien"], meeting_id, rcvbuf=4096)
+        label = "x" * 450
+        points = [[float(i), float(i)] for i in range(60)]
+        for i in range(40):
+            await chair.send(
+                {
+                    "type": "mark.add",
+                    "kind": "annotation",
+                    "sop_uid": "1.2.3",
+                    "points": points,
+                    "label": label,
+                }
+            )
+        await chair.wait_for(lambda c: len(c.of("mark.added")) >= 40)
+        sleeper_ws = sleeper.ws
+        sleeper._reader.cancel()  # stops reading, but keeps asking for ~100 kB snapshots: they pile up
+        for _ in range(300):
+            await sleeper_ws.send('{"type": "resume", "last_seq": 0}')
+            if chair.of("participant.left"):
+                break
+        await chair.wait_for(lambda c: any(e["event"] == "participant.left" for e in c.events))
+        assert [e["reason"] for e in chair.of("participant.left")] == ["dropped"]
+        assert not chair.closed.is_set()
+        sleeper_ws.transport.abort()
+    finally:
+        node.close()
