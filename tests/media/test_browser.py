@@ -1,0 +1,93 @@
+"""rtc.js in headless Chromium (fake camera and microphone) against the real MediaHub: three pages see and hear
+each other through the forwarder, with no encoder on the server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Page
+
+from tests.fixtures.browser import NewPage
+
+from .helpers import until
+from .signalling import Signalling, serve_signalling
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+
+@pytest.fixture
+async def signalling() -> AsyncIterator[Signalling]:
+    async with serve_signalling() as state:
+        yield state
+
+
+async def stats(page: Page) -> dict[str, Any]:
+    result: dict[str, Any] = await page.evaluate("window.media ? window.media.stats() : {}")
+    return result
+
+
+async def test_three_pages_decode_each_other_through_the_forwarder(
+    signalling: Signalling, new_page: NewPage
+) -> None:
+    names = ["alice", "bob", "carol"]
+    pages = {}
+    for name in names:
+        page = await new_page((800, 600))
+        await page.goto(f"{signalling.base_url}/?me={name}&slots=3")
+        await page.wait_for_function("window.ready === true", timeout=20000)
+        pages[name] = page
+
+    first: dict[str, dict[str, Any]] = {}
+    for name, page in pages.items():
+        others = [other for other in names if other != name]
+        await page.wait_for_function(
+            f"window.media.stats().then(s => (window._s = s) && {others!r}.every(o => s[o] && s[o].framesDecoded > 5"
+            " && s[o].totalAudioEnergy > 0))",
+            timeout=30000,
+            polling=500,
+        )
+        first[name] = await stats(page)
+    for name, page in pages.items():
+        later = await stats(page)
+        for other in names:
+            if other != name:
+                assert later[other]["framesDecoded"] >= first[name][other]["framesDecoded"]
+        tiles = await page.eval_on_selector_all("figure.rtc-tile", "els => els.map(e => e.dataset.participant)")
+        assert sorted(tiles) == sorted(other for other in names if other != name)
+
+    # The server forwarded without encoding: no libvpx/opus encoder context was ever opened on a sender.
+    for name in names:
+        peer = signalling.room.peer(name)
+        assert peer is not None and peer.pc is not None
+        for transceiver in peer.pc.getTransceivers():
+            encoder = getattr(transceiver.sender, "_RTCRtpSender__encoder", None)
+            assert encoder is None or getattr(encoder, "codec", None) is None or transceiver.kind == "audio"
+
+    # Data channels both ways.
+    await pages["alice"].evaluate("window.media.send('view', JSON.stringify({seq: 1}))")
+    await until(lambda: ("alice", "view", '{"seq":1}') in signalling.received, "view message at the server")
+    assert signalling.room.send("bob", "pointer", "p")
+    await pages["bob"].wait_for_function("window.received.some(([c, d]) => c === 'pointer' && d === 'p')")
+
+    # A participant leaving removes their tile everywhere.
+    await pages["carol"].evaluate("window.media.close()")
+    for name in ("alice", "bob"):
+        await pages[name].wait_for_function(
+            "!document.querySelector('figure.rtc-tile[data-participant=\"carol\"]')", timeout=10000
+        )
+
+
+async def test_refused_camera_still_joins_and_sees_others(signalling: Signalling, new_page: NewPage) -> None:
+    alice = await new_page((800, 600))
+    await alice.goto(f"{signalling.base_url}/?me=alice&slots=2")
+    await alice.wait_for_function("window.ready === true", timeout=20000)
+    refuser = await new_page((800, 600))
+    await refuser.goto(f"{signalling.base_url}/?me=bob&slots=2&refuse=1")
+    await refuser.wait_for_function("window.ready === true", timeout=20000)
+    message = await refuser.text_content("#devices")
+    assert message and "refused" in message and "meeting goes on" in message
+    await refuser.wait_for_function(
+        "window.media.stats().then(s => s.alice && s.alice.framesDecoded > 3)", timeout=30000, polling=500
+    )

@@ -1,0 +1,443 @@
+/**
+ * The browser's end of the media plane: one RTCPeerConnection with the server (media/peer.py), carrying the
+ * local camera and microphone, the other participants' audio and video, and the room's two data channels.
+ *
+ * Why this shape:
+ * - The browser always offers. Its offer holds one `sendonly` audio + video (camera and microphone, attached
+ *   later with `replaceTrack`, so changing device or starting without a camera needs no renegotiation) and
+ *   `slots` `recvonly` audio + video pairs. The server points each slot at a participant and says which with a
+ *   `media.slots` message {slots: [{mid, kind, participant, paused}]}: people come and go without
+ *   renegotiation, which aiortc handles poorly.
+ * - Only VP8 and Opus are offered (`setCodecPreferences`): the server forwards packets without re-encoding, so
+ *   everybody must use the same codec; it also keeps a twelve-person offer small.
+ * - The data channels are created here: `view` (reliable, ordered) and `pointer` (unordered, no retransmits).
+ *   Messages arrive as `message` events {detail: {channel, data}}; `send(channel, data)` returns false when the
+ *   channel is not open, so the caller can use the WebSocket instead.
+ * - When the path breaks (UDP blocked, Wi-Fi to 4G), the state becomes `reconnecting` and a *fresh* peer
+ *   connection is offered (aiortc does not support ICE restarts), with growing delays; tiles stay up, marked
+ *   `reconnecting`, instead of freezing silently.
+ * - Camera or microphone refused or missing: the meeting goes on without them; a `devices` event carries a
+ *   message the page shows.
+ *
+ * Example (the room page owns the WebSocket):
+ *   import {MediaSession} from '/static/js/rtc.js';
+ *   const media = new MediaSession({signal: (msg) => ws.send(JSON.stringify(msg)), iceServers: welcome.ice_servers});
+ *   media.addEventListener('tile', (e) => strip.append(e.detail.element));
+ *   media.addEventListener('message', (e) => room.receive(e.detail.channel, e.detail.data));
+ *   media.addEventListener('devices', (e) => e.detail.message && banner.show(e.detail.message));
+ *   await media.start();                // asks for camera and microphone
+ *   media.attachPreview(document.querySelector('video.rtc-preview'));
+ *   await media.connect();              // sends {type: 'rtc.offer', sdp}
+ *   ws.onmessage = (m) => { const msg = JSON.parse(m.data); if (media.handles(msg)) media.handle(msg); };
+ */
+
+export const CHANNELS = Object.freeze({
+  view: {ordered: true},
+  pointer: {ordered: false, maxRetransmits: 0},
+});
+
+/** Messages the media session consumes from the room's WebSocket. */
+export const SIGNALS = Object.freeze(['rtc.answer', 'media.slots']);
+
+const MESSAGES = {
+  NotAllowedError: 'Camera and microphone access was refused. The meeting goes on: you can see, hear and follow '
+    + 'the images. To be seen and heard, allow the camera and microphone in the browser\'s site settings, then '
+    + 'choose them again.',
+  NotFoundError: 'No camera or microphone was found. The meeting goes on: you can see, hear and follow the images. '
+    + 'Plug one in, then choose it in the device list.',
+  NotReadableError: 'The camera or microphone is in use by another application. Close it, then choose the device '
+    + 'again.',
+  OverconstrainedError: 'The chosen camera or microphone is no longer available; choose another one.',
+  insecure: 'Camera and microphone need a secure (https) connection; the meeting goes on without them.',
+};
+
+/** A user-facing message for a getUserMedia failure (never the raw browser text alone). */
+export function deviceMessage(error) {
+  if (!error) return '';
+  return MESSAGES[error.name] || `The camera or microphone could not be started (${error.name || error}).`;
+}
+
+/** Narrow a transceiver's codecs to one per kind (VP8 / Opus) plus retransmission. */
+function preferCodecs(transceiver, kind) {
+  if (typeof transceiver.setCodecPreferences !== 'function' || !RTCRtpReceiver.getCapabilities) return;
+  const capabilities = RTCRtpReceiver.getCapabilities(kind);
+  if (!capabilities) return;
+  const wanted = kind === 'video' ? ['video/vp8', 'video/rtx'] : ['audio/opus'];
+  const codecs = capabilities.codecs.filter((c) => wanted.includes(c.mimeType.toLowerCase()));
+  if (codecs.length) {
+    try { transceiver.setCodecPreferences(codecs); } catch (err) { /* keep the browser's defaults */ }
+  }
+}
+
+/** One participant's remote media: a figure with a video element (which also plays the audio) and a name. */
+class Tile {
+  constructor(participant, name) {
+    this.participant = participant;
+    this.stream = new MediaStream();
+    this.element = document.createElement('figure');
+    this.element.className = 'rtc-tile rtc-no-video';
+    this.element.dataset.participant = participant;
+    this.video = document.createElement('video');
+    this.video.autoplay = true;
+    this.video.playsInline = true;
+    this.video.srcObject = this.stream;
+    this.caption = document.createElement('figcaption');
+    this.initials = document.createElement('span');
+    this.initials.className = 'rtc-initials';
+    this.element.append(this.video, this.initials, this.caption);
+    this.setName(name || participant);
+  }
+
+  setName(name) {
+    this.caption.textContent = name;
+    this.initials.textContent = name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0]).join('').toUpperCase();
+  }
+
+  show(kind, track) {
+    for (const old of this.stream.getTracks().filter((t) => t.kind === kind)) this.stream.removeTrack(old);
+    if (track) this.stream.addTrack(track);
+    if (kind === 'video') this.element.classList.toggle('rtc-no-video', !track);
+    const play = this.video.play();
+    if (play && play.catch) play.catch(() => this.element.classList.add('rtc-needs-click'));
+  }
+
+  flag(name, on) { this.element.classList.toggle(name, Boolean(on)); }
+}
+
+export class MediaSession extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {(message: object) => void} options.signal  sends {type: 'rtc.offer'|'rtc.ice'|'rtc.close', ...}
+   * @param {RTCIceServer[]} [options.iceServers]  from the server's settings (STUN/TURN); none on loopback
+   * @param {number} [options.slots]  how many other participants can be seen and heard (server's room size - 1)
+   * @param {Map<string,string>|object} [options.names]  participant id -> display name for tile captions
+   */
+  constructor({signal, iceServers = [], slots = 11, names = {}} = {}) {
+    super();
+    if (typeof signal !== 'function') throw new TypeError('MediaSession needs a signal(message) function');
+    this.signal = signal;
+    this.iceServers = iceServers;
+    this.slots = slots;
+    this.names = new Map(names instanceof Map ? names : Object.entries(names));
+    this.state = 'new';
+    this.localStream = new MediaStream();
+    this.deviceError = null;
+    this.tiles = new Map();
+    this.pc = null;
+    this.channels = {};
+    this._slotMap = [];
+    this._senders = {};
+    this._attempt = 0;
+    this._retryTimer = null;
+    this._disconnectTimer = null;
+    this._closed = false;
+    this._answered = false;
+    this._pendingIce = [];
+  }
+
+  // -- local devices ----------------------------------------------------------------------------------------
+  /** Ask for camera and microphone; on failure try each alone; never throws. Emits `devices`. */
+  async start({audio = true, video = true, audioDeviceId = '', videoDeviceId = ''} = {}) {
+    const constraints = {
+      audio: audio ? (audioDeviceId ? {deviceId: {exact: audioDeviceId}} : true) : false,
+      video: video ? {
+        ...(videoDeviceId ? {deviceId: {exact: videoDeviceId}} : {}),
+        width: {ideal: 640}, height: {ideal: 360}, frameRate: {ideal: 30},
+      } : false,
+    };
+    let stream = null;
+    let error = null;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      error = {name: 'insecure'};
+    } else {
+      try {
+        stream = await navigator.mediaDevices.getUserMedia(constraints);
+      } catch (err) {
+        error = err;
+        // One device missing or broken should not cost the other one.
+        for (const only of ['audio', 'video']) {
+          if (!constraints[only] || stream) continue;
+          try {
+            stream = await navigator.mediaDevices.getUserMedia({[only]: constraints[only]});
+          } catch (ignored) { /* keep the first error for the message */ }
+        }
+      }
+    }
+    for (const track of this.localStream.getTracks()) {
+      if (stream && stream.getTracks().some((t) => t.kind === track.kind)) {
+        this.localStream.removeTrack(track);
+        track.stop();
+      }
+    }
+    if (stream) for (const track of stream.getTracks()) this.localStream.addTrack(track);
+    this.deviceError = error;
+    const has = (kind) => this.localStream.getTracks().some((t) => t.kind === kind);
+    this._emit('devices', {
+      audio: has('audio'), video: has('video'), error: error ? error.name : null,
+      message: error && !(has('audio') && has('video')) ? deviceMessage(error) : '',
+    });
+    await this._attachLocalTracks();
+    return this.localStream;
+  }
+
+  /** Cameras and microphones to choose from (labels appear once access was granted). */
+  async devices() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return {audioinput: [], videoinput: []};
+    const all = await navigator.mediaDevices.enumerateDevices();
+    return {
+      audioinput: all.filter((d) => d.kind === 'audioinput'),
+      videoinput: all.filter((d) => d.kind === 'videoinput'),
+    };
+  }
+
+  /** Switch to another camera or microphone without renegotiating. */
+  async useDevice(kind, deviceId) {
+    return this.start({audio: kind === 'audio', video: kind === 'video',
+      audioDeviceId: kind === 'audio' ? deviceId : '', videoDeviceId: kind === 'video' ? deviceId : ''});
+  }
+
+  /** Mute the microphone or turn the camera off (the track keeps its sender; the room shows the state). */
+  setEnabled(kind, enabled) {
+    for (const track of this.localStream.getTracks()) if (track.kind === kind) track.enabled = enabled;
+  }
+
+  attachPreview(video) {
+    video.muted = true;
+    video.autoplay = true;
+    video.playsInline = true;
+    video.srcObject = this.localStream;
+    return video;
+  }
+
+  // -- connection -------------------------------------------------------------------------------------------
+  /** Create a peer connection and send its offer (again after a broken path: a fresh one each time). */
+  async connect() {
+    if (this._closed) throw new Error('this media session is closed; make a new one');
+    clearTimeout(this._retryTimer);
+    this._teardownPeer();
+    this._setState(this._attempt ? 'reconnecting' : 'connecting');
+    const pc = new RTCPeerConnection({iceServers: this.iceServers, bundlePolicy: 'max-bundle'});
+    this.pc = pc;
+    this._answered = false;
+    this._pendingIce = [];
+    this._senders = {
+      audio: pc.addTransceiver('audio', {direction: 'sendonly'}),
+      video: pc.addTransceiver('video', {direction: 'sendonly'}),
+    };
+    preferCodecs(this._senders.audio, 'audio');
+    preferCodecs(this._senders.video, 'video');
+    for (let i = 0; i < this.slots; i += 1) {
+      preferCodecs(pc.addTransceiver('audio', {direction: 'recvonly'}), 'audio');
+      preferCodecs(pc.addTransceiver('video', {direction: 'recvonly'}), 'video');
+    }
+    for (const [label, options] of Object.entries(CHANNELS)) this._openChannel(pc, label, options);
+    pc.addEventListener('connectionstatechange', () => this._onConnectionState(pc));
+    pc.addEventListener('icecandidate', (event) => {
+      if (pc !== this.pc) return;
+      const candidate = event.candidate ? event.candidate.toJSON() : null;
+      // Candidates found before the answer are already in the offer (see _gathered); later ones trickle.
+      if (this._answered) this.signal({type: 'rtc.ice', candidate});
+      else if (candidate) this._pendingIce.push(candidate);
+    });
+    await this._attachLocalTracks();
+    await pc.setLocalDescription(await pc.createOffer());
+    await this._gathered(pc, 2500);
+    if (pc !== this.pc) return;
+    this._pendingIce = [];  // they are in the SDP below
+    this.signal({type: 'rtc.offer', sdp: pc.localDescription.sdp});
+  }
+
+  /** Whether `message` (from the room's WebSocket) is for the media session. */
+  handles(message) { return Boolean(message) && SIGNALS.includes(message.type); }
+
+  /** Apply a server message: `rtc.answer` {sdp} or `media.slots` {slots}. */
+  async handle(message) {
+    if (message.type === 'rtc.answer') {
+      const pc = this.pc;
+      if (!pc || pc.signalingState !== 'have-local-offer') return;
+      await pc.setRemoteDescription({type: 'answer', sdp: message.sdp});
+      this._answered = true;
+      for (const candidate of this._pendingIce.splice(0)) this.signal({type: 'rtc.ice', candidate});
+      this._applySlots();
+    } else if (message.type === 'media.slots') {
+      this._slotMap = message.slots || [];
+      this._applySlots();
+    }
+  }
+
+  /** Send on `view` or `pointer`; false when that channel is not open (use the WebSocket then). */
+  send(channel, data) {
+    const dc = this.channels[channel];
+    if (!dc || dc.readyState !== 'open' || dc.bufferedAmount > (1 << 20)) return false;
+    try { dc.send(data); } catch (err) { return false; }
+    return true;
+  }
+
+  /** Whether the data-channel path is usable (the room page says which path is in use). */
+  get open() { return Boolean(this.channels.view && this.channels.view.readyState === 'open'); }
+
+  // -- remote tiles -----------------------------------------------------------------------------------------
+  setName(participant, name) {
+    this.names.set(participant, name);
+    const tile = this.tiles.get(participant);
+    if (tile) tile.setName(name);
+  }
+
+  /** Mark the active speaker (the room announces it); the page enlarges the `rtc-speaking` tile. */
+  setSpeaker(participant) {
+    for (const [id, tile] of this.tiles) tile.flag('rtc-speaking', id === participant);
+  }
+
+  /** Room events: {audioMuted, videoOff} for a participant (shown on their tile). */
+  setRemoteState(participant, {audioMuted, videoOff} = {}) {
+    const tile = this.tiles.get(participant);
+    if (!tile) return;
+    if (audioMuted !== undefined) tile.flag('rtc-muted', audioMuted);
+    if (videoOff !== undefined) tile.flag('rtc-video-off', videoOff);
+  }
+
+  /** Per-participant inbound statistics (framesDecoded, totalAudioEnergy...) keyed by participant id. */
+  async stats() {
+    const result = {};
+    if (!this.pc) return result;
+    const byMid = new Map(this._slotMap.filter((s) => s.participant).map((s) => [String(s.mid), s]));
+    const report = await this.pc.getStats();
+    report.forEach((entry) => {
+      if (entry.type !== 'inbound-rtp' || !byMid.has(String(entry.mid))) return;
+      const slot = byMid.get(String(entry.mid));
+      const row = result[slot.participant] || (result[slot.participant] = {});
+      if (entry.kind === 'video') {
+        Object.assign(row, {framesDecoded: entry.framesDecoded || 0, framesPerSecond: entry.framesPerSecond || 0,
+          frameWidth: entry.frameWidth || 0, decoderImplementation: entry.decoderImplementation || ''});
+      } else {
+        Object.assign(row, {audioLevel: entry.audioLevel || 0, totalAudioEnergy: entry.totalAudioEnergy || 0});
+      }
+    });
+    return result;
+  }
+
+  /** Leave: stop the devices, close the connection and tell the server. */
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    clearTimeout(this._retryTimer);
+    clearTimeout(this._disconnectTimer);
+    this._teardownPeer();
+    for (const track of this.localStream.getTracks()) track.stop();
+    for (const tile of this.tiles.values()) this._emit('tile-removed', {participant: tile.participant, element: tile.element});
+    this.tiles.clear();
+    try { this.signal({type: 'rtc.close'}); } catch (err) { /* the socket may be gone already */ }
+    this._setState('closed');
+  }
+
+  // -- internals --------------------------------------------------------------------------------------------
+  _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, {detail})); }
+
+  _setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    for (const tile of this.tiles.values()) tile.flag('rtc-reconnecting', state === 'reconnecting');
+    this._emit('state', {state});
+  }
+
+  async _attachLocalTracks() {
+    if (!this.pc || !this._senders.audio) return;
+    for (const kind of ['audio', 'video']) {
+      const track = this.localStream.getTracks().find((t) => t.kind === kind) || null;
+      const sender = this._senders[kind].sender;
+      if (sender.track !== track) await sender.replaceTrack(track);
+    }
+  }
+
+  _openChannel(pc, label, options) {
+    const channel = pc.createDataChannel(label, options);
+    channel.binaryType = 'arraybuffer';
+    channel.addEventListener('message', (event) => {
+      if (pc === this.pc) this._emit('message', {channel: label, data: event.data});
+    });
+    channel.addEventListener('open', () => { if (pc === this.pc) this._emit('channel', {channel: label, open: true}); });
+    channel.addEventListener('close', () => { if (pc === this.pc) this._emit('channel', {channel: label, open: false}); });
+    this.channels[label] = channel;
+  }
+
+  _gathered(pc, limitMs) {
+    if (pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { clearTimeout(timer); pc.removeEventListener('icegatheringstatechange', check); resolve(); };
+      const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+      const timer = setTimeout(done, limitMs);
+      pc.addEventListener('icegatheringstatechange', check);
+    });
+  }
+
+  _onConnectionState(pc) {
+    if (pc !== this.pc || this._closed) return;
+    const state = pc.connectionState;
+    clearTimeout(this._disconnectTimer);
+    if (state === 'connected') {
+      this._attempt = 0;
+      this._setState('connected');
+    } else if (state === 'disconnected') {
+      // Often transient (a lost packet burst); give ICE a few seconds before starting over.
+      this._setState('reconnecting');
+      this._disconnectTimer = setTimeout(() => this._retry(), 3000);
+    } else if (state === 'failed') {
+      this._retry();
+    }
+  }
+
+  /** Start over with a fresh peer connection after a growing delay (1, 2, 4, 8, then every 10 s). */
+  _retry() {
+    if (this._closed) return;
+    this._setState('reconnecting');
+    const delay = Math.min(10000, 1000 * (2 ** this._attempt));
+    this._attempt += 1;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => this.connect().catch((err) => {
+      this._emit('error', {message: `Reconnecting the media failed (${err}); trying again.`});
+      this._retry();
+    }), delay);
+  }
+
+  _teardownPeer() {
+    const pc = this.pc;
+    this.pc = null;
+    this.channels = {};
+    if (pc) {
+      try { pc.close(); } catch (err) { /* already closed */ }
+    }
+  }
+
+  _tile(participant) {
+    let tile = this.tiles.get(participant);
+    if (!tile) {
+      tile = new Tile(participant, this.names.get(participant));
+      tile.flag('rtc-reconnecting', this.state === 'reconnecting');
+      this.tiles.set(participant, tile);
+      this._emit('tile', {participant, element: tile.element});
+    }
+    return tile;
+  }
+
+  /** Point each participant's tile at the receiver tracks of the slots that show them. */
+  _applySlots() {
+    if (!this.pc || !this._answered) return;
+    const transceivers = new Map(this.pc.getTransceivers().filter((t) => t.mid !== null).map((t) => [String(t.mid), t]));
+    const seen = new Set();
+    for (const slot of this._slotMap) {
+      if (!slot.participant) continue;
+      const transceiver = transceivers.get(String(slot.mid));
+      if (!transceiver) continue;
+      seen.add(slot.participant);
+      const tile = this._tile(slot.participant);
+      tile.show(slot.kind, transceiver.receiver.track);
+      if (slot.kind === 'video') tile.flag('rtc-paused', slot.paused);
+    }
+    for (const [participant, tile] of this.tiles) {
+      if (seen.has(participant)) continue;
+      this.tiles.delete(participant);
+      tile.stream.getTracks().forEach((t) => tile.stream.removeTrack(t));
+      this._emit('tile-removed', {participant, element: tile.element});
+    }
+  }
+}
