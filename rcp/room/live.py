@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -50,7 +51,7 @@ __all__ = ["LiveRoom", "Rooms", "load_agenda", "open_rooms"]
 logger = logging.getLogger(__name__)
 
 AgendaLoader = Callable[[int], Awaitable[tuple[AgendaItem, ...]]]
-MAX_DECIDE_ATTEMPTS = 8
+MAX_DECIDE_ATTEMPTS = 40
 
 
 class LiveRoom:
@@ -118,14 +119,19 @@ class LiveRoom:
         self, command: c.Command, *, actor: int, origin: Connection | None = None
     ) -> list[Event]:
         """Decide, number, persist, apply, fan out and publish. Raises the command's RcpError if refused."""
+        attempt = 0
         async with self._lock:
-            for _ in range(MAX_DECIDE_ATTEMPTS):
+            while attempt < MAX_DECIDE_ATTEMPTS:
                 events = decide(self.state, command, actor=actor, now=self._clock())
                 if not events:
                     return []
                 try:
                     await self.log.append(self.meeting_id, events)
                 except SequenceTaken:
+                    # Another node was first. Back off a little (random, growing) so that a node that keeps
+                    # losing the race to a busier one gets its turn, then catch up and decide again.
+                    attempt += 1
+                    await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
                     await self._catch_up_locked()
                     continue
                 for event in events:
