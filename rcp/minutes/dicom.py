@@ -1,0 +1,230 @@
+"""The signed decision, written back into the patient's imaging file as DICOM objects.
+
+Two objects per signed version, built here from the source images' own headers (so the patient and study
+attributes are exactly those the archive already files them under), stored by the imaging archive (STOW-RS):
+
+- a **Key Object Selection** document (IHE Key Image Note; PS3.3 A.35.4, template TID 2010) titled
+  (DCM, 128203, "For Tumor Board") from CID 7010, referencing the images marked in the meeting. TID 2010 allows one
+  "Key Object Description" text (113012) and the KOS IOD allows no children under IMAGE items (PS3.3 A.35.4.3.1.2),
+  so each mark's description goes in that one text, numbered in the order of the image references;
+- the signed fiche as **Encapsulated PDF** (PS3.3 A.45.1), concept name LOINC 34794-8 as in the CI-SIS FRCP.
+
+Patient identity (PS3.3 C.7.1.1): ``PatientID`` and ``IssuerOfPatientID`` are copied from the source images (a
+PACS files the objects by them), and the national INS is added as an ``OtherPatientIDsSequence`` item qualified
+by the INS OID in ``IssuerOfPatientIDQualifiersSequence`` (ISO universal entity id), as the French IHE PAM
+extension maps it. A KOS covers a single study (highdicom, and most archives' expectation), so marks spanning
+several studies give one KOS per study.
+
+UIDs are derived from the version's SHA-256 (``generate_uid(entropy_srcs=...)``): a write-back retried after a
+lost acknowledgement stores the same instances again instead of duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import highdicom as hd
+from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sr.coding import Code
+from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, UID, generate_uid
+
+from rcp.minutes.fiche import Fiche, KeyImage
+from rcp.minutes.versions import SignedVersion
+
+__all__ = [
+    "ENCAPSULATED_PDF_STORAGE",
+    "FOR_TUMOR_BOARD",
+    "KOS_STORAGE",
+    "encapsulated_fiche",
+    "key_image_notes",
+    "writeback_uids",
+]
+
+#: CID 7010 "Key Object Selection Document Title": (DCM, 128203, "For Tumor Board").
+FOR_TUMOR_BOARD = Code("128203", "DCM", "For Tumor Board")
+KOS_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.59")
+ENCAPSULATED_PDF_STORAGE = UID("1.2.840.10008.5.1.4.1.1.104.1")
+#: CI-SIS FRCP document type (LOINC 34794-8), with the CI-SIS display name.
+FRCP_CONCEPT = ("34794-8", "LN", "CR de réunion de concertation pluridisciplinaire")
+INS_OID = "1.2.250.1.213.1.4.8"
+_PARIS = ZoneInfo("Europe/Paris")
+MANUFACTURER = "RCP"
+_KOS_SERIES_NUMBER = 9001
+_PDF_SERIES_NUMBER = 9002
+
+
+def writeback_uids(version: SignedVersion, kind: str, study_uid: str) -> tuple[UID, UID]:
+    """(series UID, instance UID) for ``kind`` ("kos"/"pdf") of ``version`` in ``study_uid``: stable across retries."""
+    series = generate_uid(entropy_srcs=[version.sha256, kind, study_uid, "series"])
+    instance = generate_uid(entropy_srcs=[version.sha256, kind, study_uid, "instance"])
+    return series, instance
+
+
+def _local(moment: datetime) -> datetime:
+    return moment.astimezone(_PARIS)
+
+
+def _add_ins(ds: Dataset, fiche: Fiche) -> None:
+    """The INS as an other patient id, qualified by its OID (PS3.3 C.7.1.1, Issuer of Patient ID Macro C.24)."""
+    ins = fiche.patient.ins
+    if not ins or ins == ds.get("PatientID"):
+        return
+    qualifier = Dataset()
+    qualifier.UniversalEntityID = fiche.patient.ins_system or INS_OID
+    qualifier.UniversalEntityIDType = "ISO"
+    item = Dataset()
+    item.PatientID = ins
+    item.IssuerOfPatientID = "INS-NIR"
+    item.IssuerOfPatientIDQualifiersSequence = [qualifier]
+    item.TypeOfPatientID = "TEXT"
+    ds.OtherPatientIDsSequence = [item]
+
+
+def _check_patient(sources: Sequence[Dataset]) -> None:
+    ids = {(str(s.get("PatientID", "")), str(s.get("IssuerOfPatientID", ""))) for s in sources}
+    if len(ids) != 1:
+        # Never mix two patients' images in one decision's objects (PS3.3 C.7.1.1: one patient per study).
+        raise ValueError("the marked images do not all carry the same PatientID/IssuerOfPatientID; "
+                         "check the case's studies before writing back")
+
+
+def _description(fiche: Fiche, marks: Sequence[KeyImage], version: SignedVersion) -> str:
+    lines = [f"{fiche.board.name} {fiche.meeting_date.isoformat()} - v{version.number} "
+             f"SHA-256 {version.sha256[:16]}"]
+    for i, mark in enumerate(marks, 1):
+        frame = f" (frame {mark.frame})" if mark.frame else ""
+        lines.append(f"{i}. {mark.description}{frame}".rstrip())
+    return "\n".join(lines)
+
+
+def key_image_notes(fiche: Fiche, version: SignedVersion, sources: Sequence[Dataset]) -> list[Dataset]:
+    """One Key Object Selection document per study holding marked images.
+
+    ``sources`` are the headers (pixel data not needed) of at least the marked instances; ``ValueError`` names the
+    mark whose instance is missing, or a mark outside the case's studies.
+    """
+    if not fiche.key_images:
+        return []
+    by_sop = {str(s.SOPInstanceUID): s for s in sources}
+    for i, mark in enumerate(fiche.key_images):
+        if mark.sop_uid not in by_sop:
+            raise ValueError(f"key image {i + 1}: no source dataset for SOP instance {mark.sop_uid}")
+        if fiche.study_uids and mark.study_uid not in fiche.study_uids:
+            raise ValueError(f"key image {i + 1}: study {mark.study_uid} is not one of the case's studies")
+    _check_patient([by_sop[m.sop_uid] for m in fiche.key_images])
+    studies: dict[str, list[KeyImage]] = {}
+    for mark in fiche.key_images:
+        studies.setdefault(str(by_sop[mark.sop_uid].StudyInstanceUID), []).append(mark)
+
+    documents = []
+    observer = hd.sr.ObserverContext(
+        observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
+        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+            # Free-text name as a single PN component; the trailing caret says so (PS3.5 6.2.1.2).
+            name=(fiche.responsible_physician.name if fiche.responsible_physician else "RCP").replace("^", " ")[:63]
+            + "^"
+        ),
+    )
+    signed = _local(version.signed_at)
+    for study_uid, marks in studies.items():
+        evidence = [by_sop[m.sop_uid] for m in marks]
+        content = KeyObjectSelection(
+            document_title=FOR_TUMOR_BOARD,
+            referenced_objects=evidence,
+            observer_person_context=observer,
+            description=_description(fiche, marks, version),
+        )
+        # A mark on one frame of a multi-frame instance references that frame (PS3.3 C.18.4 IMAGE item, Image
+        # SOP Instance Reference Macro 10.4: Referenced Frame Number, required if not all frames apply).
+        images = [item for item in content[0].ContentSequence if item.ValueType == "IMAGE"]
+        for item, mark in zip(images, marks, strict=True):
+            frames = int(by_sop[mark.sop_uid].get("NumberOfFrames", 1) or 1)
+            if mark.frame is not None and frames > 1:
+                if mark.frame > frames:
+                    raise ValueError(f"key image on frame {mark.frame}: the instance has {frames} frames")
+                item.ReferencedSOPSequence[0].ReferencedFrameNumber = mark.frame
+        series_uid, sop_uid = writeback_uids(version, "kos", study_uid)
+        document = KeyObjectSelectionDocument(
+            evidence=evidence,
+            content=content,
+            series_instance_uid=series_uid,
+            series_number=_KOS_SERIES_NUMBER,
+            sop_instance_uid=sop_uid,
+            instance_number=version.number,
+            manufacturer=MANUFACTURER,
+        )
+        document.SpecificCharacterSet = "ISO_IR 192"
+        document.SeriesDescription = "RCP - images clés"
+        document.ContentDate = signed.strftime("%Y%m%d")
+        document.ContentTime = signed.strftime("%H%M%S")
+        document.InstanceCreationDate = document.ContentDate
+        document.InstanceCreationTime = document.ContentTime
+        if "IssuerOfPatientID" in evidence[0]:
+            document.IssuerOfPatientID = evidence[0].IssuerOfPatientID
+        _add_ins(document, fiche)
+        documents.append(document)
+    return documents
+
+
+def _copy(target: Dataset, source: Dataset, keywords: Sequence[str]) -> None:
+    for keyword in keywords:
+        element = source.get(keyword)
+        setattr(target, keyword, element if element is not None else "")
+
+
+def encapsulated_fiche(pdf: bytes, fiche: Fiche, version: SignedVersion, source: Dataset) -> Dataset:
+    """The signed fiche PDF as an Encapsulated PDF instance in ``source``'s study (PS3.3 A.45.1)."""
+    if not pdf.startswith(b"%PDF-"):
+        raise ValueError("not a PDF document")
+    study_uid = str(source.StudyInstanceUID)
+    series_uid, sop_uid = writeback_uids(version, "pdf", study_uid)
+    signed = _local(version.signed_at)
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: French names and titles (PS3.5 6.1.2.5.3)
+    # SOP Common
+    ds.SOPClassUID = ENCAPSULATED_PDF_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    ds.InstanceCreationDate = signed.strftime("%Y%m%d")
+    ds.InstanceCreationTime = signed.strftime("%H%M%S")
+    # Patient (C.7.1.1) and General Study (C.7.2.1): exactly what the archive files the study under.
+    _copy(ds, source, ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"))
+    if "IssuerOfPatientID" in source:
+        ds.IssuerOfPatientID = source.IssuerOfPatientID
+    _add_ins(ds, fiche)
+    ds.StudyInstanceUID = study_uid
+    _copy(ds, source, ("StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"))
+    # Encapsulated Document Series (C.24.1)
+    ds.Modality = "DOC"
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = _PDF_SERIES_NUMBER
+    ds.SeriesDescription = "RCP - fiche"
+    # General Equipment (C.7.5.1) and SC Equipment (C.8.6.1): made on a workstation.
+    ds.Manufacturer = MANUFACTURER
+    ds.ConversionType = "WSD"
+    # Encapsulated Document (C.24.2)
+    ds.InstanceNumber = version.number
+    ds.ContentDate = ds.InstanceCreationDate
+    ds.ContentTime = ds.InstanceCreationTime
+    ds.AcquisitionDateTime = signed.strftime("%Y%m%d%H%M%S")
+    ds.BurnedInAnnotation = "YES"
+    ds.RecognizableVisualFeatures = "NO"
+    ds.DocumentTitle = f"Fiche RCP - {fiche.board.name} - v{version.number}"[:64]
+    concept = Dataset()
+    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = FRCP_CONCEPT
+    ds.ConceptNameCodeSequence = [concept]
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocumentLength = len(pdf)
+    # OB values have even length (PS3.5 7.1.1): pad with NUL, the true length is EncapsulatedDocumentLength.
+    ds.EncapsulatedDocument = pdf + (b"\x00" if len(pdf) % 2 else b"")
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    return ds

@@ -1,0 +1,156 @@
+"""DICOM write-back objects: validated with pydicom/highdicom (and dcmtk's dsrdump when installed)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+import highdicom as hd
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+from rcp.minutes.dicom import ENCAPSULATED_PDF_STORAGE, KOS_STORAGE, encapsulated_fiche, key_image_notes
+from rcp.minutes.fiche import Fiche
+from rcp.minutes.render import fiche_pdf
+from rcp.minutes.versions import Draft, SignedVersion, sign
+
+Make = Callable[..., dict[str, Any]]
+PATIENT = SyntheticPatient("IPP0042", "CHU-ANGERS", "Lefèvre", "Hélène-Françoise", date(1958, 3, 28), "F")
+
+
+def images(count: int = 3) -> list[Dataset]:
+    return ct_series(PATIENT, slices=count, rows=16, columns=16)
+
+
+def marks_for(series: list[Dataset], *indexes: int) -> list[dict[str, Any]]:
+    return [{"study_uid": str(series[i].StudyInstanceUID), "series_uid": str(series[i].SeriesInstanceUID),
+             "sop_uid": str(series[i].SOPInstanceUID), "description": f"Lésion n°{n} — 18 mm, rehaussée"}
+            for n, i in enumerate(indexes, 1)]
+
+
+def signed(content: Make, now: datetime, series: list[Dataset], *indexes: int) -> tuple[Fiche, SignedVersion]:
+    study = str(series[0].StudyInstanceUID)
+    fiche = Fiche.from_content(content(key_images=marks_for(series, *indexes), study_uids=[study]))
+    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer_id=2,
+                   invited_ids={1, 2, 3, 4}, existing=[], at=now)
+    return fiche, version
+
+
+def roundtrip(ds: Dataset) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(to_part10(ds)))
+
+
+def test_key_image_note_references_the_marked_images(content: Make, now: datetime) -> None:
+    series = images()
+    fiche, version = signed(content, now, series, 0, 2)
+    (kos,) = key_image_notes(fiche, version, series)
+    read = roundtrip(kos)
+    assert read.SOPClassUID == KOS_STORAGE and read.Modality == "KO"
+    title = read.ConceptNameCodeSequence[0]
+    assert (title.CodeValue, title.CodingSchemeDesignator, title.CodeMeaning) == ("128203", "DCM",
+                                                                                  "For Tumor Board")
+    assert read.ContentTemplateSequence[0].TemplateIdentifier == "2010"
+    # Patient and study context are the source images'.
+    assert (read.PatientID, read.IssuerOfPatientID, read.StudyInstanceUID) == (
+        "IPP0042", "CHU-ANGERS", series[0].StudyInstanceUID)
+    assert str(read.PatientName) == str(series[0].PatientName)
+    other = read.OtherPatientIDsSequence[0]
+    assert other.PatientID == "279035121518989"
+    assert other.IssuerOfPatientIDQualifiersSequence[0].UniversalEntityID == "1.2.250.1.213.1.4.10"
+    # highdicom reads it back as a KOS, and each reference resolves to a marked instance.
+    document = hd.ko.KeyObjectSelectionDocument.from_dataset(read)
+    refs = document.content.get_references()
+    assert [r.referenced_sop_instance_uid for r in refs] == [series[0].SOPInstanceUID, series[2].SOPInstanceUID]
+    for ref in refs:
+        study, series_uid, _sop = document.resolve_reference(ref.referenced_sop_instance_uid)
+        assert study == series[0].StudyInstanceUID and series_uid == series[0].SeriesInstanceUID
+    text = [i for i in read.ContentSequence if i.ValueType == "TEXT"]
+    assert len(text) == 1 and text[0].ConceptNameCodeSequence[0].CodeValue == "113012"
+    assert "1. Lésion n°1 — 18 mm, rehaussée" in text[0].TextValue
+    assert "2. Lésion n°2" in text[0].TextValue
+
+
+def test_kos_uids_are_stable_per_version(content: Make, now: datetime) -> None:
+    series = images()
+    fiche, version = signed(content, now, series, 1)
+    first = key_image_notes(fiche, version, series)[0]
+    again = key_image_notes(fiche, version, series)[0]
+    assert first.SOPInstanceUID == again.SOPInstanceUID and first.SeriesInstanceUID == again.SeriesInstanceUID
+    assert first.SeriesInstanceUID != series[0].SeriesInstanceUID
+
+
+def test_kos_frame_numbers_and_missing_sources(content: Make, now: datetime) -> None:
+    series = images()
+    marks = marks_for(series, 1)
+    marks[0]["frame"] = 1  # frame numbers start at 1 (PS3.3 C.7.6.6)
+    fiche = Fiche.from_content(content(key_images=marks, study_uids=[str(series[0].StudyInstanceUID)]))
+    version = sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer_id=2, invited_ids={1, 2, 3, 4},
+                   existing=[], at=now)
+    (kos,) = key_image_notes(fiche, version, series)
+    image = next(i for i in kos.ContentSequence if i.ValueType == "IMAGE")
+    assert "ReferencedFrameNumber" not in image.ReferencedSOPSequence[0]  # single-frame: the whole instance
+    multiframe = [ds.copy() for ds in series]
+    multiframe[1].NumberOfFrames = 4
+    (kos,) = key_image_notes(fiche, version, multiframe)
+    image = next(i for i in kos.ContentSequence if i.ValueType == "IMAGE")
+    assert image.ReferencedSOPSequence[0].ReferencedFrameNumber == 1
+    with pytest.raises(ValueError, match="key image 1: no source dataset"):
+        key_image_notes(fiche, version, series[:1])
+
+
+def test_kos_refuses_mixed_patients(content: Make, now: datetime) -> None:
+    series = images()
+    other = ct_series(SyntheticPatient("OTHER1", "CHU-ANGERS", "Autre", "X", None, "M"), slices=1, rows=16,
+                      columns=16, study_uid=str(series[0].StudyInstanceUID))
+    fiche, version = signed(content, now, series + other, 0, 3)
+    with pytest.raises(ValueError, match="same PatientID"):
+        key_image_notes(fiche, version, series + other)
+
+
+def test_no_marks_no_kos(content: Make, now: datetime) -> None:
+    fiche, version = signed(content, now, images(), 0)
+    bare = Fiche.from_content({**version.fiche().to_content(), "key_images": []})
+    assert key_image_notes(bare, version, []) == []
+
+
+@pytest.mark.skipif(shutil.which("dsrdump") is None, reason="dcmtk is not installed")
+def test_dcmtk_accepts_the_kos(content: Make, now: datetime, tmp_path: Any) -> None:
+    series = images()
+    fiche, version = signed(content, now, series, 0, 1)
+    path = tmp_path / "kos.dcm"
+    path.write_bytes(to_part10(key_image_notes(fiche, version, series)[0]))
+    result = subprocess.run(["dsrdump", "-Ee", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Key Object Selection" in result.stdout and "For Tumor Board" in result.stdout
+    assert "error" not in result.stderr.lower()
+
+
+def test_encapsulated_pdf(content: Make, now: datetime) -> None:
+    series = images()
+    fiche, version = signed(content, now, series, 0)
+    pdf = fiche_pdf(fiche, version)
+    ds = encapsulated_fiche(pdf, fiche, version, series[0])
+    read = roundtrip(ds)
+    assert read.SOPClassUID == ENCAPSULATED_PDF_STORAGE and read.file_meta.MediaStorageSOPClassUID == read.SOPClassUID
+    assert read.Modality == "DOC" and read.ConversionType == "WSD" and read.BurnedInAnnotation == "YES"
+    assert read.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    concept = read.ConceptNameCodeSequence[0]
+    assert (concept.CodeValue, concept.CodingSchemeDesignator) == ("34794-8", "LN")
+    assert read.DocumentTitle.startswith("Fiche RCP - RCP Sein")
+    assert read.EncapsulatedDocument[: read.EncapsulatedDocumentLength] == pdf
+    assert len(read.EncapsulatedDocument) % 2 == 0
+    assert (read.PatientID, read.IssuerOfPatientID, read.StudyInstanceUID) == (
+        "IPP0042", "CHU-ANGERS", series[0].StudyInstanceUID)
+    assert str(read.PatientName) == str(series[0].PatientName)  # UTF-8 accents survive
+    assert read.OtherPatientIDsSequence[0].PatientID == "279035121518989"
+    for keyword in ("StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+                    "ContentDate", "ContentTime", "AcquisitionDateTime", "InstanceNumber", "SeriesNumber"):
+        assert keyword in read, keyword
+    with pytest.raises(ValueError, match="not a PDF"):
+        encapsulated_fiche(b"hello", fiche, version, series[0])
