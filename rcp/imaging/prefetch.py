@@ -84,11 +84,8 @@ class Prefetcher:
     def progress(self, key: str) -> PrefetchProgress | None:
         return self._progress.get(key)
 
-    def start(self, key: str, study_uids: Sequence[str], *, series_uid: str | None = None) -> PrefetchProgress:
-        """Start (or join, when already running) the prefetch of ``study_uids`` under ``key``.
-
-        With ``series_uid``, only that series of the (single) study: what opening a series in the viewer starts.
-        """
+    def start(self, key: str, study_uids: Sequence[str]) -> PrefetchProgress:
+        """Start (or join, when already running) the prefetch of ``study_uids`` under ``key``."""
         running = self._jobs.get(key)
         if running is not None and not running.done():
             return self._progress[key]
@@ -99,8 +96,37 @@ class Prefetcher:
             if oldest in self._jobs:
                 break
             del self._progress[oldest]
-        task = asyncio.create_task(self._run(progress, list(dict.fromkeys(study_uids)), series_uid),
-                                   name=f"prefetch {key}")
+        task = asyncio.create_task(self._run(progress, list(dict.fromkeys(study_uids))), name=f"prefetch {key}")
+        self._jobs[key] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._jobs.get(key) is done:
+                del self._jobs[key]
+
+        task.add_done_callback(forget)
+        return progress
+
+    def start_series(self, key: str, study_uid: str, series_uid: str, number: int,
+                     instances: Sequence[InstanceSummary]) -> PrefetchProgress:
+        """Prefetch one series whose instances are already known (from its descriptor): no query to the PACS."""
+        running = self._jobs.get(key)
+        if running is not None and not running.done():
+            return self._progress[key]
+        progress = PrefetchProgress(key=key, studies=1, series_total=1, instances_total=len(instances))
+        self._progress[key] = progress
+
+        async def run() -> None:
+            try:
+                await self._series(progress, study_uid, series_uid, number, list(instances))
+                progress.series_done = 1
+                progress.state = "done"
+            except asyncio.CancelledError:
+                progress.state = "cancelled"
+                raise
+            finally:
+                progress.finished_at = time.time()
+
+        task = asyncio.create_task(run(), name=f"prefetch {key}")
         self._jobs[key] = task
 
         def forget(done: asyncio.Task[None]) -> None:
@@ -123,15 +149,13 @@ class Prefetcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._jobs.clear()
 
-    async def _run(self, progress: PrefetchProgress, study_uids: list[str], only_series: str | None = None) -> None:
+    async def _run(self, progress: PrefetchProgress, study_uids: list[str]) -> None:
         archive = self.loader.archive
         try:
             work: list[tuple[str, str, int, list[InstanceSummary]]] = []
             for study_uid in study_uids:
                 try:
                     for series in await archive.list_series(study_uid):
-                        if only_series is not None and series.series_uid != only_series:
-                            continue
                         instances = await archive.list_instances(study_uid, series.series_uid)
                         work.append((study_uid, series.series_uid, series.series_number, instances))
                         progress.series_total += 1

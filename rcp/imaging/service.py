@@ -30,7 +30,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from rcp.errors import Invalid, NotFound
-from rcp.imaging.archive import Archive, StudySummary, open_archive
+from rcp.imaging.archive import Archive, InstanceSummary, StudySummary, open_archive
 from rcp.imaging.cache import FrameCache
 from rcp.imaging.dicomfile import is_uid, tolerant
 from rcp.imaging.frames import (
@@ -150,9 +150,8 @@ class ImagingService:
         _check_uids(study_uid, series_uid)
         key = f"{study_uid}/{series_uid}"
         cached = self._descriptors.get(key)
+        first_opening = cached is None
         if cached is None:
-            # First opening in this process: bring the whole series in while the viewer asks for its first frames.
-            self.prefetcher.start(f"series:{series_uid}", [study_uid], series_uid=series_uid)
             cached = await self.cache.get_descriptor(series_uid)
             if cached is not None and cached.get("study_uid") != study_uid:
                 cached = None
@@ -165,6 +164,15 @@ class ImagingService:
             cached = await asyncio.shield(task)
         self._descriptors[key] = cached
         self._descriptors.move_to_end(key)
+        if first_opening:
+            # First opening in this process: bring the whole series in while the viewer shows its first frames,
+            # in the descriptor's order, without asking the PACS for the instance list again.
+            frames_per_sop: dict[str, int] = {}
+            for f in cached["frames"]:
+                frames_per_sop[f["sop_uid"]] = max(frames_per_sop.get(f["sop_uid"], 0), int(f["frame"]))
+            instances = [InstanceSummary(study_uid, series_uid, sop, frames=n) for sop, n in frames_per_sop.items()]
+            self.prefetcher.start_series(f"series:{series_uid}", study_uid, series_uid,
+                                         int(cached.get("series_number") or 0), instances)
         while len(self._descriptors) > 512:
             self._descriptors.popitem(last=False)
         return cached
