@@ -29,7 +29,8 @@ import highdicom as hd
 from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.coding import Code
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.valuerep import DA, TM
 
 from rcp.minutes.fiche import Fiche, KeyImage
 from rcp.minutes.versions import SignedVersion
@@ -87,13 +88,15 @@ def _check_patient(sources: Sequence[Dataset]) -> None:
     ids = {(str(s.get("PatientID", "")), str(s.get("IssuerOfPatientID", ""))) for s in sources}
     if len(ids) != 1:
         # Never mix two patients' images in one decision's objects (PS3.3 C.7.1.1: one patient per study).
-        raise ValueError("the marked images do not all carry the same PatientID/IssuerOfPatientID; "
-                         "check the case's studies before writing back")
+        raise ValueError(
+            "the marked images do not all carry the same PatientID/IssuerOfPatientID; "
+            "check the case's studies before writing back"
+        )
 
 
 def _description(fiche: Fiche, marks: Sequence[KeyImage], version: SignedVersion) -> str:
-    lines = [f"{fiche.board.name} {fiche.meeting_date.isoformat()} - v{version.number} "
-             f"SHA-256 {version.sha256[:16]}"]
+    head = f"{fiche.board.name} {fiche.meeting_date.isoformat()} - v{version.number} SHA-256 {version.sha256[:16]}"
+    lines = [head]
     for i, mark in enumerate(marks, 1):
         frame = f" (frame {mark.frame})" if mark.frame else ""
         lines.append(f"{i}. {mark.description}{frame}".rstrip())
@@ -119,7 +122,7 @@ def key_image_notes(fiche: Fiche, version: SignedVersion, sources: Sequence[Data
     for mark in fiche.key_images:
         studies.setdefault(str(by_sop[mark.sop_uid].StudyInstanceUID), []).append(mark)
 
-    documents = []
+    documents: list[Dataset] = []
     observer = hd.sr.ObserverContext(
         observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
         observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
@@ -158,10 +161,10 @@ def key_image_notes(fiche: Fiche, version: SignedVersion, sources: Sequence[Data
         )
         document.SpecificCharacterSet = "ISO_IR 192"
         document.SeriesDescription = "RCP - images clés"
-        document.ContentDate = signed.strftime("%Y%m%d")
-        document.ContentTime = signed.strftime("%H%M%S")
-        document.InstanceCreationDate = document.ContentDate
-        document.InstanceCreationTime = document.ContentTime
+        document.ContentDate = DA(signed.strftime("%Y%m%d"))
+        document.ContentTime = TM(signed.strftime("%H%M%S"))
+        document.InstanceCreationDate = DA(signed.strftime("%Y%m%d"))
+        document.InstanceCreationTime = TM(signed.strftime("%H%M%S"))
         if "IssuerOfPatientID" in evidence[0]:
             document.IssuerOfPatientID = evidence[0].IssuerOfPatientID
         _add_ins(document, fiche)
