@@ -1,39 +1,639 @@
-"""The coordinator's and clinicians' pages for meetings and agendas (server-rendered, jinja2)."""
+"""The coordinator's workspace and the clinicians' read-only view, as server-rendered pages (jinja2).
+
+Every page works without JavaScript: forms post, the server calls ``rcp.scheduling.service`` (the same operations
+as the JSON API, one transaction per request) and redirects (POST/redirect/GET). Scripts only make it smoother
+(drag-and-drop reordering, live patient search, people by specialty) through the JSON API.
+
+When the service refuses input (``Invalid``, ``Conflict``) or a form does not validate (pydantic), the page is
+rendered again with what the user typed and a message next to each field, in the user's language.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from rcp.auth.permissions import case_for_user, may_manage_board, meeting_for_user
+from rcp.clock import utcnow
+from rcp.db import Database
+from rcp.errors import Conflict, Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int
-from rcp.scheduling import service
+from rcp.i18n import gettext as _
+from rcp.scheduling import agenda, schemas, service
+from rcp.scheduling.models import Board
 from rcp.templating import render
 
-__all__ = ["routes"]
+__all__ = ["field_errors", "routes", "service_errors"]
+
+
+def N_(message: str) -> str:
+    """Mark a string for extraction (pybabel's default ``N_`` keyword); it is translated where it is shown."""
+    return message
+
+
+#: Labels the lead's modules define in English and the templates translate at display time (specialty filter,
+#: service messages shown on pages). Listed here so that ``pybabel extract`` puts them in the catalog.
+CATALOG_ONLY: tuple[str, ...] = (
+    N_("Surgeon"), N_("Medical oncologist"), N_("Radiation oncologist"), N_("Radiologist"), N_("Pathologist"),
+    N_("Pulmonologist"), N_("Gastroenterologist"), N_("Nuclear medicine physician"), N_("Organ specialist"),
+    N_("Palliative care physician"), N_("Geriatric oncologist"), N_("General practitioner"),
+    N_("Nurse coordinator"), N_("Board secretary"),
+    N_("This person is already invited to the meeting."),
+    N_("Only the board's coordinators can change this meeting."),
+    N_("This case was already discussed; write a new case for a new question."),
+    N_("This case was already discussed and cannot be withdrawn."),
+    N_("This meeting is closed; its details can no longer change."),
+    N_("A patient with one of these identifiers was registered at the same moment."),
+    N_("The new order names a case twice."),
+    N_("Only coordinators register patients."),
+)
+
+#: Notices shown after a redirect (``?done=key``): a fixed set, so no user text travels in URLs.
+NOTICES: dict[str, str] = {
+    "meeting_created": N_("Meeting scheduled."),
+    "case_added": N_("Case added to the agenda."),
+    "case_saved": N_("Case saved."),
+    "case_deferred": N_("Case deferred to the board's next meeting."),
+    "case_withdrawn": N_("Case withdrawn from the agenda."),
+    "agenda_moved": N_("Agenda order saved."),
+    "invited": N_("Invitation sent."),
+    "uninvited": N_("Invitation removed."),
+    "answered": N_("Your answer has been recorded."),
+    "status_changed": N_("Meeting status changed."),
+}
+
+#: Field messages the service uses, in the user's language.
+_SERVICE_FIELD_MESSAGES: dict[str, str] = {
+    "unknown board": N_("Choose one of your boards."),
+    "unknown patient": N_("Choose a patient from the search results."),
+    "give patient_id or patient": N_("Choose an existing patient or describe a new one."),
+    "already registered": N_("A patient with this identifier is already registered: search for them instead."),
+    "duplicate": N_("The same identifier is given twice."),
+    "already invited": N_("Already invited."),
+    "unknown user": N_("Choose a person."),
+    "not allowed": N_("Not possible in the meeting's current state."),
+}
+
+
+# --- form errors -----------------------------------------------------------------------------------------------
+
+
+def _pydantic_message(item: Mapping[str, Any]) -> str:
+    kind = str(item.get("type", ""))
+    ctx = item.get("ctx") or {}
+    if kind == "missing":
+        return _("Required.")
+    if kind == "string_too_short":
+        return _("Required.")
+    if kind == "string_too_long":
+        return _("Too long: at most %(limit)s characters.") % {"limit": ctx.get("max_length", "?")}
+    if kind.startswith("date"):
+        return _("Enter a valid date.")
+    if kind.startswith("datetime") or kind.startswith("time"):
+        return _("Enter a valid date and time.")
+    if kind in {"int_parsing", "int_type", "int_from_float"}:
+        return _("Enter a whole number.")
+    if kind in {"greater_than_equal", "greater_than"}:
+        return _("Must be at least %(limit)s.") % {"limit": ctx.get("ge", ctx.get("gt", "?"))}
+    if kind in {"less_than_equal", "less_than"}:
+        return _("Must be at most %(limit)s.") % {"limit": ctx.get("le", ctx.get("lt", "?"))}
+    if kind == "literal_error":
+        return _("Choose one of the options.")
+    if kind == "string_pattern_mismatch":
+        return _("Wrong format.")
+    if kind == "value_error" and "INS" in str(item.get("msg", "")):
+        return _("An INS (NIR) has 15 characters; the last two are the control key.")
+    return _("Check this field.")
+
+
+def field_errors(error: ValidationError, rename: Callable[[tuple[Any, ...]], str] | None = None) -> dict[str, str]:
+    """Pydantic's errors as ``{form field: translated message}``; input values are never echoed."""
+    fields: dict[str, str] = {}
+    for item in error.errors(include_input=False, include_url=False):
+        loc = tuple(item["loc"])
+        name = rename(loc) if rename else ".".join(str(part) for part in loc)
+        fields.setdefault(name or "form", _pydantic_message(item))
+    return fields
+
+
+def service_errors(error: RcpError, rename: Callable[[str], str] | None = None) -> dict[str, str]:
+    """The service's ``err.fields`` renamed to form fields, with messages in the user's language."""
+    fields: dict[str, str] = {}
+    for name, message in error.fields.items():
+        key = rename(name) if rename else name
+        if message in _SERVICE_FIELD_MESSAGES:
+            text = _(_SERVICE_FIELD_MESSAGES[message])
+        elif message.startswith("meeting is "):
+            text = _("This meeting is no longer open: its agenda cannot change.")
+        elif message.startswith(("unknown case ids", "missing case ids")):
+            text = _("The agenda changed meanwhile: reload the page.")
+        else:
+            text = _(message)
+        fields.setdefault(key, text)
+    return fields
+
+
+def banner(error: RcpError) -> str:
+    """One sentence above the form: what went wrong and what to do."""
+    if isinstance(error, Invalid):
+        return _("Some fields need your attention: see the messages next to them.")
+    if error.fields and any(m.startswith("meeting is ") for m in error.fields.values()):
+        return _("This meeting is no longer open: its agenda cannot change. Add the case to the board's next "
+                 "meeting instead.")
+    return _(error.message)
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _text(form: FormData, name: str, limit: int = 20_000) -> str:
+    value = form.get(name, "")
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def _notice(request: Request) -> str:
+    key = request.query_params.get("done", "")
+    return _(NOTICES[key]) if key in NOTICES else ""
+
+
+def _see(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _is_coordinator(user: Any) -> bool:
+    return str(getattr(user, "role", "")) in {"coordinator", "admin"}
+
+
+async def managed_boards(session: AsyncSession, user: Any) -> list[Board]:
+    """Boards whose meetings ``user`` may schedule (page-specific: the new-meeting form's choices)."""
+    if not _is_coordinator(user):
+        return []
+    return [b for b in await service.list_boards(session, user) if await may_manage_board(session, user, b.id)]  # type: ignore[arg-type]
+
+
+def _grouped(rows: Sequence[tuple[Any, Board, int]]) -> list[tuple[Board, list[tuple[Any, int]]]]:
+    """Meetings per board, boards in name order, each board's meetings in the order the service gave."""
+    groups: dict[int, tuple[Board, list[tuple[Any, int]]]] = {}
+    for meeting, board, count in rows:
+        groups.setdefault(board.id, (board, []))[1].append((meeting, count))  # type: ignore[arg-type]
+    return sorted(groups.values(), key=lambda g: g[0].name)
+
+
+def _next_slot(board: Board) -> datetime:
+    return agenda.next_slot(weekday=board.default_weekday, at=board.default_time, timezone=board.timezone,
+                            after=utcnow())
+
+
+# --- meetings list and new meeting ----------------------------------------------------------------------------
 
 
 async def home(request: Request) -> Response:
-    return RedirectResponse("/meetings", status_code=303)
+    return _see("/meetings")
 
 
 async def meetings(request: Request) -> Response:
     user = current_user(request)
-    async with request.app.state.db.session() as s:
+    async with _db(request).session() as s:
         upcoming = await service.list_meetings(s, user, when="upcoming")
         past = await service.list_meetings(s, user, when="past")
-    return render(request, "meetings.html", {"upcoming": upcoming, "past": past})
+        can_schedule = bool(await managed_boards(s, user))
+    return render(request, "meetings.html", {
+        "upcoming": _grouped(upcoming), "past": _grouped(past), "can_schedule": can_schedule,
+        "notice": _notice(request),
+    })
+
+
+def _board_defaults(board: Board) -> dict[str, Any]:
+    slot = _next_slot(board).astimezone(ZoneInfo(board.timezone))
+    return {"date": slot.date().isoformat(), "time": slot.strftime("%H:%M"), "duration": board.default_duration_min}
+
+
+async def _meeting_form(request: Request, s: AsyncSession, user: Any, form: dict[str, Any],
+                        errors: dict[str, str], message: str = "", status: int = 200) -> Response:
+    boards = await managed_boards(s, user)
+    if not boards:
+        raise NotFound(_("You do not coordinate any board: ask an administrator to add you to one."))
+    defaults = {b.id: _board_defaults(b) for b in boards}
+    return render(request, "meeting_new.html", {
+        "boards": boards, "defaults": defaults, "form": form, "errors": errors, "message": message,
+    }, status=status)
+
+
+async def meeting_new(request: Request) -> Response:
+    user = current_user(request)
+    async with _db(request).session() as s:
+        boards = await managed_boards(s, user)
+        wanted = request.query_params.get("board_id", "")
+        board = next((b for b in boards if str(b.id) == wanted), boards[0] if boards else None)
+        form: dict[str, Any] = {"board_id": str(board.id) if board else "", "title": ""}
+        if board is not None:
+            d = _board_defaults(board)
+            form.update(date=d["date"], time=d["time"], duration_min=str(d["duration"]))
+        return await _meeting_form(request, s, user, form, {})
+
+
+def _meeting_rename(loc: tuple[Any, ...]) -> str:
+    return {"starts_at": "date"}.get(str(loc[0]), str(loc[0])) if loc else "form"
+
+
+async def meeting_create(request: Request) -> Response:
+    user = current_user(request)
+    raw = await request.form()
+    form = {name: _text(raw, name, 300) for name in ("board_id", "date", "time", "duration_min", "title")}
+    errors: dict[str, str] = {}
+    starts_at: datetime | None = None
+    try:
+        day = date.fromisoformat(form["date"])
+    except ValueError:
+        errors["date"] = _("Enter a valid date.") if form["date"] else _("Required.")
+        day = None
+    try:
+        at = time.fromisoformat(form["time"])
+    except ValueError:
+        errors["time"] = _("Enter a valid time (HH:MM).") if form["time"] else _("Required.")
+        at = None
+    if day is not None and at is not None:
+        starts_at = datetime.combine(day, at)  # wall clock in the board's zone; the service converts to UTC
+    async with _db(request).session() as s:
+        try:
+            data = schemas.MeetingIn.model_validate({
+                "board_id": form["board_id"] or None, "starts_at": starts_at or "",
+                "duration_min": form["duration_min"] or None, "title": form["title"],
+            })
+        except ValidationError as exc:
+            found = field_errors(exc, _meeting_rename)
+            if "board_id" in found:
+                found["board_id"] = _("Choose one of your boards.")
+            if starts_at is None:
+                found.pop("date", None)
+            if not form["duration_min"]:
+                found["duration_min"] = _("Required.")
+            errors = {**found, **errors}
+        if errors:
+            return await _meeting_form(request, s, user, form, errors, banner(Invalid("")), 422)
+        try:
+            meeting = await service.create_meeting(s, user, data)
+        except (Invalid, Conflict) as exc:
+            await s.rollback()
+            return await _meeting_form(request, s, user, form, service_errors(exc), banner(exc), exc.status)
+    return _see(f"/meetings/{meeting.id}?done=meeting_created")
+
+
+# --- meeting page ---------------------------------------------------------------------------------------------
+
+
+def _empty_case_form(user: Any) -> dict[str, str]:
+    return {"patient_mode": "new", "patient_id": "", "family_name": "", "given_names": "", "birth_date": "",
+            "sex": "unknown", "ins": "", "ipp": "", "ipp_assigner": str(getattr(user, "hospital", "")),
+            "referring_physician": "", "question": "", "clinical_summary": "", "staging": "",
+            "performance_status": ""}
+
+
+async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id: int, *,
+                        case_form: dict[str, str] | None = None, case_errors: dict[str, str] | None = None,
+                        invite_form: dict[str, str] | None = None, invite_errors: dict[str, str] | None = None,
+                        message: str = "", status: int = 200) -> Response:
+    detail = await service.meeting_detail(s, user, meeting_id, request=request)
+    manage = await may_manage_board(s, user, detail.board_id)
+    board = await s.get(Board, detail.board_id)
+    assert board is not None
+    is_open = detail.status in {"scheduled", "live"}
+    people: list[Any] = []
+    found_patients: list[schemas.PatientOut] = []
+    query = request.query_params.get("q", "")[:100].strip()
+    identifier = request.query_params.get("identifier", "")[:64].strip()
+    if manage and is_open:
+        invited = {i.user_id for i in detail.invitations}
+        people = [p for p in await service.users_for_invitation(s, user) if p.id not in invited]
+        if (query or identifier) and request.method == "GET":
+            patients = await service.find_patients(s, user, query=query, identifier=identifier, request=request)
+            idents = await service.identifiers_of(s, [p.id for p in patients if p.id is not None])
+            found_patients = [service.patient_out(p, idents[p.id]) for p in patients if p.id is not None]
+    active = [c for c in detail.cases if c.status not in agenda.CLOSED_CASE_STATUSES]
+    off_agenda = [c for c in detail.cases if c.status in agenda.CLOSED_CASE_STATUSES]
+    form = case_form or _empty_case_form(user)
+    if found_patients and not case_form:
+        form["patient_mode"] = "existing"
+    return render(request, "meeting.html", {
+        "meeting": detail,
+        "ends_at": detail.starts_at + timedelta(minutes=detail.duration_min),
+        "board": board,
+        "manage": manage,
+        "editable": manage and is_open,
+        "active_cases": active,
+        "off_agenda": off_agenda,
+        "people": people,
+        "own_invitation": next((i for i in detail.invitations if i.user_id == user.id), None),
+        "case_form": form,
+        "case_errors": case_errors or {},
+        "open_add_case": bool(case_errors) or bool(query or identifier),
+        "search": {"q": query, "identifier": identifier, "done": bool(query or identifier)},
+        "found_patients": found_patients,
+        "invite_form": invite_form or {"specialty": "", "user_id": "", "quorum_member": "1"},
+        "invite_errors": invite_errors or {},
+        "message": message,
+        "notice": _notice(request),
+        "deferred_to": request.query_params.get("to", "") if request.query_params.get("to", "").isdigit() else "",
+    }, status=status)
 
 
 async def meeting(request: Request) -> Response:
     user = current_user(request)
-    async with request.app.state.db.session() as s:
-        detail = await service.meeting_detail(s, user, path_int(request, "meeting_id"), request=request)
-    return render(request, "meeting.html", {"meeting": detail})
+    async with _db(request).session() as s:
+        return await _meeting_page(request, s, user, path_int(request, "meeting_id"))
+
+
+#: Buttons on the meeting header and the status each asks for.
+_STATUS_ACTIONS = {"start": "live", "close": "closed", "cancel": "cancelled", "reopen": "scheduled"}
+
+
+async def meeting_status(request: Request) -> Response:
+    user = current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    form = await request.form()
+    target = _STATUS_ACTIONS.get(_text(form, "action", 20))
+    async with _db(request).session() as s:
+        try:
+            if target is None:
+                raise Invalid("Unknown action.", fields={"action": "not allowed"})
+            await service.update_meeting(s, user, meeting_id, schemas.MeetingPatch(status=target))  # type: ignore[arg-type]
+        except (Invalid, Conflict) as exc:
+            await s.rollback()
+            return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
+    return _see(f"/meetings/{meeting_id}?done=status_changed")
+
+
+# --- cases ----------------------------------------------------------------------------------------------------
+
+_CASE_FIELDS = ("referring_physician", "question", "clinical_summary", "staging", "performance_status")
+_PATIENT_FIELDS = ("family_name", "given_names", "birth_date", "sex")
+
+
+def case_input(form: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The add-case form as ``CaseIn`` data, and the form field behind each patient identifier (by index)."""
+    data: dict[str, Any] = {name: form.get(name, "") for name in _CASE_FIELDS}
+    data["performance_status"] = form.get("performance_status") or None
+    identifier_fields: list[str] = []
+    if form.get("patient_mode") == "existing":
+        data["patient_id"] = form.get("patient_id") or None
+        if data["patient_id"] is None:
+            data["patient_id"] = None
+    else:
+        identifiers: list[dict[str, str]] = []
+        if form.get("ins"):
+            identifiers.append({"system": "INS-NIR", "value": form["ins"].replace(" ", "")})
+            identifier_fields.append("ins")
+        if form.get("ipp"):
+            identifiers.append({"system": "IPP", "value": form["ipp"], "assigner": form.get("ipp_assigner", "")})
+            identifier_fields.append("ipp")
+        data["patient"] = {
+            "family_name": form.get("family_name", ""), "given_names": form.get("given_names", ""),
+            "birth_date": form.get("birth_date") or None, "sex": form.get("sex") or "unknown",
+            "identifiers": identifiers,
+        }
+    return data, identifier_fields
+
+
+def _case_renamer(identifier_fields: Sequence[str]) -> Callable[[tuple[Any, ...]], str]:
+    def rename(loc: tuple[Any, ...]) -> str:
+        parts = [str(p) for p in loc]
+        if parts and parts[0] == "patient":
+            parts = parts[1:]
+        if not parts:
+            return "family_name"
+        if parts[0] == "identifiers" and len(parts) > 1 and parts[1].isdigit():
+            index = int(parts[1])
+            return identifier_fields[index] if index < len(identifier_fields) else "ins"
+        return parts[0]
+
+    return rename
+
+
+async def case_add(request: Request) -> Response:
+    user = current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    raw = await request.form()
+    names = ("patient_mode", "patient_id", "ins", "ipp", "ipp_assigner", *_PATIENT_FIELDS, *_CASE_FIELDS)
+    form = {name: _text(raw, name) for name in names}
+    data, identifier_fields = case_input(form)
+    rename = _case_renamer(identifier_fields)
+    async with _db(request).session() as s:
+        try:
+            if form["patient_mode"] == "existing" and not form["patient_id"]:
+                raise Invalid("No patient chosen.", fields={"patient_id": "unknown patient"})
+            try:
+                case_in = schemas.CaseIn.model_validate(data)
+            except ValidationError as exc:
+                return await _meeting_page(request, s, user, meeting_id, case_form=form,
+                                           case_errors=field_errors(exc, rename),
+                                           message=banner(Invalid("")), status=422)
+            await service.add_case(s, user, meeting_id, case_in, request=request)
+        except (Invalid, Conflict) as exc:
+            await s.rollback()
+            errors = service_errors(exc, lambda name: rename(tuple(name.split("."))))
+            return await _meeting_page(request, s, user, meeting_id, case_form=form, case_errors=errors,
+                                       message=banner(exc), status=exc.status)
+    return _see(f"/meetings/{meeting_id}?done=case_added#agenda")
+
+
+async def agenda_move(request: Request) -> Response:
+    """The no-script fallback of drag and drop: one case up or down."""
+    user = current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    form = await request.form()
+    case_id = _text(form, "case_id", 20)
+    offset = {"up": -1, "down": 1}.get(_text(form, "direction", 10), 0)
+    async with _db(request).session() as s:
+        try:
+            if not case_id.isdigit() or offset == 0:
+                raise Invalid("Choose a case and a direction.", fields={"case_id": "not allowed"})
+            case = await case_for_user(s, user, int(case_id))
+            if case.meeting_id != meeting_id:
+                raise Invalid("This case is not on this agenda.", fields={"case_id": "not allowed"})
+            await service.move_case(s, user, int(case_id), offset)
+        except (Invalid, Conflict) as exc:
+            await s.rollback()
+            return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
+    return _see(f"/meetings/{meeting_id}?done=agenda_moved#case-{case_id}")
+
+
+async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: int) -> dict[str, Any]:
+    found = await case_for_user(s, user, case_id)
+    out = (await service.cases_out(s, user, [found], request=request))[0]
+    meeting_row = await meeting_for_user(s, user, found.meeting_id)
+    board = await s.get(Board, meeting_row.board_id)
+    assert board is not None and meeting_row.id is not None
+    manage = await may_manage_board(s, user, board.id)  # type: ignore[arg-type]
+    editable = manage and meeting_row.status in {"scheduled", "live"} and out.status not in agenda.CLOSED_CASE_STATUSES
+    return {"case": out, "meeting": service.meeting_out(meeting_row, board, 0), "board": board,
+            "manage": manage, "editable": editable}
+
+
+def _case_form(case: schemas.CaseOut) -> dict[str, str]:
+    return {
+        "referring_physician": case.referring_physician, "question": case.question,
+        "clinical_summary": case.clinical_summary, "staging": case.staging,
+        "performance_status": "" if case.performance_status is None else str(case.performance_status),
+    }
+
+
+async def case_page(request: Request) -> Response:
+    user = current_user(request)
+    async with _db(request).session() as s:
+        context = await _case_context(request, s, user, path_int(request, "case_id"))
+    return render(request, "case.html", {**context, "form": _case_form(context["case"]), "errors": {},
+                                         "message": "",
+                                         "notice": _notice(request)})
+
+
+async def case_save(request: Request) -> Response:
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    raw = await request.form()
+    form = {name: _text(raw, name) for name in _CASE_FIELDS}
+    async with _db(request).session() as s:
+        errors: dict[str, str] = {}
+        message = ""
+        status = 422
+        try:
+            patch = schemas.CasePatch.model_validate({**form, "performance_status": form["performance_status"] or None})
+            await service.update_case(s, user, case_id, patch, request=request)
+        except ValidationError as exc:
+            errors, message = field_errors(exc), banner(Invalid(""))
+        except (Invalid, Conflict) as exc:
+            await s.rollback()
+            errors, message, status = service_errors(exc), banner(exc), exc.status
+        if message:
+            context = await _case_context(request, s, user, case_id)
+            return render(request, "case.html", {**context, "form": form, "errors": errors, "message": message,
+                                                 "notice": ""}, status=status)
+    return _see(f"/cases/{case_id}?done=case_saved")
+
+
+async def _case_action(request: Request, action: str) -> Response:
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    async with _db(request).session() as s:
+        found = await case_for_user(s, user, case_id)
+        meeting_id = found.meeting_id
+        try:
+            if action == "defer":
+                moved = await service.defer_case(s, user, case_id, request=request)
+                target = f"/meetings/{meeting_id}?done=case_deferred&to={moved.meeting_id}#agenda"
+            else:
+                await service.withdraw_case(s, user, case_id, request=request)
+                target = f"/meetings/{meeting_id}?done=case_withdrawn#agenda"
+        except (Invalid, Conflict) as exc:
+            await s.rollback()
+            return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
+    return _see(target)
+
+
+async def case_defer(request: Request) -> Response:
+    return await _case_action(request, "defer")
+
+
+async def case_withdraw(request: Request) -> Response:
+    return await _case_action(request, "withdraw")
+
+
+# --- invitations ----------------------------------------------------------------------------------------------
+
+
+async def invitation_add(request: Request) -> Response:
+    user = current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    raw = await request.form()
+    form = {"specialty": _text(raw, "specialty", 40), "user_id": _text(raw, "user_id", 20),
+            "quorum_member": "1" if raw.get("quorum_member") else ""}
+    async with _db(request).session() as s:
+        try:
+            data = schemas.InvitationIn.model_validate({
+                "user_id": form["user_id"] or None, "specialty": form["specialty"],
+                "quorum_member": bool(form["quorum_member"]),
+            })
+            await service.invite(s, user, meeting_id, data)
+        except ValidationError as exc:
+            errors = field_errors(exc)
+            if "user_id" in errors:
+                errors["user_id"] = _("Choose a person.")
+            return await _meeting_page(request, s, user, meeting_id, invite_form=form, invite_errors=errors,
+                                       message=banner(Invalid("")), status=422)
+        except (Invalid, Conflict) as exc:
+            await s.rollback()
+            return await _meeting_page(request, s, user, meeting_id, invite_form=form,
+                                       invite_errors=service_errors(exc), message=banner(exc), status=exc.status)
+    return _see(f"/meetings/{meeting_id}?done=invited#invitations")
+
+
+async def _invitation_meeting(s: AsyncSession, user: Any, invitation_id: int) -> int:
+    from rcp.scheduling.models import Invitation
+
+    inv = await s.get(Invitation, invitation_id)
+    if inv is None:
+        raise NotFound(_("This invitation no longer exists."))
+    await meeting_for_user(s, user, inv.meeting_id)
+    return inv.meeting_id
+
+
+async def invitation_remove(request: Request) -> Response:
+    user = current_user(request)
+    invitation_id = path_int(request, "invitation_id")
+    async with _db(request).session() as s:
+        meeting_id = await _invitation_meeting(s, user, invitation_id)
+        try:
+            await service.remove_invitation(s, user, invitation_id)
+        except (Invalid, Conflict) as exc:
+            await s.rollback()
+            return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
+    return _see(f"/meetings/{meeting_id}?done=uninvited#invitations")
+
+
+async def invitation_respond(request: Request) -> Response:
+    """An invited clinician answers (accepted, declined, tentative) from the meeting page."""
+    user = current_user(request)
+    invitation_id = path_int(request, "invitation_id")
+    form = await request.form()
+    async with _db(request).session() as s:
+        meeting_id = await _invitation_meeting(s, user, invitation_id)
+        try:
+            patch = schemas.InvitationPatch.model_validate({"response": _text(form, "response", 20)})
+            await service.update_invitation(s, user, invitation_id, patch)
+        except ValidationError:
+            return await _meeting_page(request, s, user, meeting_id, message=_("Choose one of the options."),
+                                       status=422)
+    return _see(f"/meetings/{meeting_id}?done=answered#invitations")
 
 
 routes: list[BaseRoute] = [
     Route("/", home, methods=["GET"]),
     Route("/meetings", meetings, methods=["GET"], name="meetings"),
+    Route("/meetings/new", meeting_new, methods=["GET"], name="meeting_new"),
+    Route("/meetings/new", meeting_create, methods=["POST"]),
     Route("/meetings/{meeting_id:int}", meeting, methods=["GET"], name="meeting"),
+    Route("/meetings/{meeting_id:int}/status", meeting_status, methods=["POST"], name="meeting_status"),
+    Route("/meetings/{meeting_id:int}/cases", case_add, methods=["POST"], name="case_add"),
+    Route("/meetings/{meeting_id:int}/agenda", agenda_move, methods=["POST"], name="agenda_move"),
+    Route("/meetings/{meeting_id:int}/invitations", invitation_add, methods=["POST"], name="invitation_add"),
+    Route("/invitations/{invitation_id:int}/remove", invitation_remove, methods=["POST"], name="invitation_remove"),
+    Route("/invitations/{invitation_id:int}/respond", invitation_respond, methods=["POST"],
+          name="invitation_respond"),
+    Route("/cases/{case_id:int}", case_page, methods=["GET"], name="case"),
+    Route("/cases/{case_id:int}", case_save, methods=["POST"]),
+    Route("/cases/{case_id:int}/defer", case_defer, methods=["POST"], name="case_defer"),
+    Route("/cases/{case_id:int}/withdraw", case_withdraw, methods=["POST"], name="case_withdraw"),
 ]

@@ -1,0 +1,280 @@
+"""The coordinator's pages against the real app: forms, CSRF, errors next to fields, read-only clinicians."""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from typing import Any
+
+import httpx
+
+Login = Any
+
+
+def new_ins() -> str:
+    body = f"1{secrets.randbelow(99):02d}0269{secrets.randbelow(10**6):06d}"
+    return body + f"{97 - int(body) % 97:02d}"
+
+
+def field_error(page: str, name: str) -> str | None:
+    """The message shown next to field ``name``, or None when its error line is hidden."""
+    match = re.search(rf'id="e-{re.escape(name)}"\s*(hidden)?\s*>(.*?)</p>', page, re.S)
+    assert match is not None, f"no error slot for {name}"
+    return None if match.group(1) else html.unescape(match.group(2).strip())
+
+
+def input_value(page: str, name: str) -> str:
+    match = re.search(rf'<input id="f-{re.escape(name)}" name="{re.escape(name)}"[^>]*value="([^"]*)"', page)
+    assert match is not None, f"no input {name}"
+    return html.unescape(match.group(1))
+
+
+async def form_post(client: Any, url: str, data: dict[str, str], *, csrf: bool = True) -> httpx.Response:
+    """Post like a browser form: the token as a hidden field (not the header the test client adds)."""
+    fields = {**data, "csrf_token": client.csrf} if csrf else dict(data)
+    response: httpx.Response = await client.http.post(url, data=fields, follow_redirects=False)
+    return response
+
+
+async def new_meeting(client: Any, board_id: int = 1) -> int:
+    day = f"20{30 + secrets.randbelow(20)}-0{1 + secrets.randbelow(9)}-{10 + secrets.randbelow(18)}"
+    response = await client.post("/api/meetings", json={"board_id": board_id, "starts_at": f"{day}T14:00"})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def case_form(**overrides: str) -> dict[str, str]:
+    form = {"patient_mode": "new", "family_name": "Pagetest", "given_names": "Lucie", "birth_date": "1961-05-04",
+            "sex": "female", "ins": new_ins(), "ipp": f"PG{secrets.token_hex(4)}", "ipp_assigner": "CHU de Lyon",
+            "question": "Chirurgie ou radiothérapie stéréotaxique ?", "referring_physician": "Dr Test",
+            "clinical_summary": "", "staging": "cT1bN0M0", "performance_status": "1"}
+    form.update(overrides)
+    return form
+
+
+async def agenda_ids(client: Any, meeting_id: int) -> list[int]:
+    page = (await client.get(f"/meetings/{meeting_id}")).text
+    return [int(x) for x in re.findall(r'<tr id="case-(\d+)"', page)]
+
+
+async def test_meetings_list_grouped_per_board_with_new_button(login: Login) -> None:
+    coordinator = await login("secretariat")
+    page = await coordinator.get("/meetings")
+    assert page.status_code == 200
+    assert "RCP thoracique" in page.text and "RCP digestive" in page.text
+    assert 'href="/meetings/new"' in page.text
+    assert "Upcoming" in page.text and "Past and closed" in page.text
+    clinician = await login("dr.radiologue")
+    page = await clinician.get("/meetings")
+    assert page.status_code == 200 and 'href="/meetings/new"' not in page.text
+
+
+async def test_anonymous_is_sent_to_login(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/meetings/1")
+    assert response.status_code == 303 and response.headers["location"].startswith("/login?next=/meetings/1")
+    login_page = await anonymous.get("/login")
+    assert login_page.status_code == 200 and 'name="login_csrf"' in login_page.text
+
+
+async def test_new_meeting_form_creates_in_the_boards_zone(login: Login) -> None:
+    coordinator = await login("secretariat")
+    form_page = await coordinator.get("/meetings/new")
+    assert form_page.status_code == 200 and "Europe/Paris" in form_page.text
+    created = await form_post(coordinator, "/meetings/new", {"board_id": "1", "date": "2032-06-17", "time": "14:00",
+                                                              "duration_min": "90", "title": "RCP de juin"})
+    assert created.status_code == 303, created.text
+    meeting_id = int(created.headers["location"].split("/")[2].split("?")[0])
+    api = (await coordinator.get(f"/api/meetings/{meeting_id}")).json()
+    assert api["title"] == "RCP de juin" and api["starts_at"].startswith("2032-06-17T12:00")  # 14:00 CEST
+    page = await coordinator.get(created.headers["location"])
+    assert "Meeting scheduled." in page.text and "14:00" in page.text
+
+
+async def test_form_post_without_csrf_token_is_refused(login: Login) -> None:
+    coordinator = await login("secretariat")
+    data = {"board_id": "1", "date": "2032-06-24", "time": "14:00", "duration_min": "90", "title": ""}
+    refused = await form_post(coordinator, "/meetings/new", data, csrf=False)
+    assert refused.status_code == 403
+    wrong = await form_post(coordinator, "/meetings/new", {**data, "csrf_token": "forged"}, csrf=False)
+    assert wrong.status_code == 403
+    meeting_id = await new_meeting(coordinator)
+    refused_case = await form_post(coordinator, f"/meetings/{meeting_id}/cases", case_form(), csrf=False)
+    assert refused_case.status_code == 403
+    assert await agenda_ids(coordinator, meeting_id) == []
+
+
+async def test_new_meeting_errors_next_to_fields_keep_what_was_typed(login: Login) -> None:
+    coordinator = await login("secretariat")
+    bad = await form_post(coordinator, "/meetings/new", {"board_id": "1", "date": "2032-02-31", "time": "",
+                                                         "duration_min": "5", "title": "Mon titre <b>"})
+    assert bad.status_code == 422
+    assert field_error(bad.text, "date") == "Enter a valid date."
+    assert field_error(bad.text, "time") == "Required."
+    assert field_error(bad.text, "duration_min") == "Must be at least 15."
+    assert field_error(bad.text, "title") is None
+    assert input_value(bad.text, "title") == "Mon titre <b>"
+    assert "Mon titre <b>" not in bad.text  # escaped
+    unknown_board = await form_post(coordinator, "/meetings/new", {"board_id": "999", "date": "2032-02-03",
+                                                                   "time": "14:00", "duration_min": "60"})
+    assert unknown_board.status_code == 422
+    assert field_error(unknown_board.text, "board_id") == "Choose one of your boards."
+
+
+async def test_add_case_with_a_new_patient_then_an_existing_one(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting_id = await new_meeting(coordinator)
+    form = case_form(family_name="Nouveau-Patient")
+    added = await form_post(coordinator, f"/meetings/{meeting_id}/cases", form)
+    assert added.status_code == 303, added.text
+    page = (await coordinator.get(added.headers["location"])).text
+    assert "NOUVEAU-PATIENT" in page and form["ipp"] in page and "Case added to the agenda." in page
+    # The readiness column: question and referring physician are there, studies are not.
+    assert "Question written" in page and "Studies attached" in page
+    # Search by IPP (no-script path) and add the same patient again, as an existing patient.
+    search = await coordinator.get(f"/meetings/{meeting_id}", params={"identifier": form["ipp"]})
+    found = re.findall(r'name="patient_id" value="(\d+)"', search.text)
+    assert len(found) == 1
+    again = await form_post(coordinator, f"/meetings/{meeting_id}/cases",
+                            {"patient_mode": "existing", "patient_id": found[0], "question": "Deuxième avis ?"})
+    assert again.status_code == 303
+    assert len(await agenda_ids(coordinator, meeting_id)) == 2
+
+
+async def test_add_case_errors_are_shown_next_to_fields(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting_id = await new_meeting(coordinator)
+    bad = await form_post(coordinator, f"/meetings/{meeting_id}/cases",
+                          case_form(family_name="", ins="123456789012345", birth_date="1961-13-40",
+                                    performance_status="7", question="Ma question"))
+    assert bad.status_code == 422
+    assert field_error(bad.text, "family_name") == "Required."
+    assert field_error(bad.text, "ins") == "An INS (NIR) has 15 characters; the last two are the control key."
+    assert field_error(bad.text, "birth_date") == "Enter a valid date."
+    assert field_error(bad.text, "performance_status")
+    assert field_error(bad.text, "ipp") is None
+    assert ">Ma question</textarea>" in bad.text  # what was typed is kept
+    assert 'id="add-case" open' in bad.text
+    # A duplicate identifier is a conflict from the service, shown at the identifier.
+    first = case_form()
+    assert (await form_post(coordinator, f"/meetings/{meeting_id}/cases", first)).status_code == 303
+    dup = await form_post(coordinator, f"/meetings/{meeting_id}/cases", case_form(ipp=first["ipp"]))
+    assert dup.status_code == 409
+    assert "already registered" in (field_error(dup.text, "ipp") or "")
+    # Existing-patient mode without a choice.
+    none = await form_post(coordinator, f"/meetings/{meeting_id}/cases", {"patient_mode": "existing"})
+    assert none.status_code == 422 and field_error(none.text, "patient_id")
+    assert len(await agenda_ids(coordinator, meeting_id)) == 1
+
+
+async def test_move_buttons_defer_and_withdraw(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting_id = await new_meeting(coordinator)
+    for name in ("Alpha", "Bravo", "Charlie"):
+        assert (await form_post(coordinator, f"/meetings/{meeting_id}/cases",
+                                case_form(family_name=name))).status_code == 303
+    a, b, c = await agenda_ids(coordinator, meeting_id)
+    moved = await form_post(coordinator, f"/meetings/{meeting_id}/agenda", {"case_id": str(c), "direction": "up"})
+    assert moved.status_code == 303
+    assert await agenda_ids(coordinator, meeting_id) == [a, c, b]
+    down = await form_post(coordinator, f"/meetings/{meeting_id}/agenda", {"case_id": str(a), "direction": "down"})
+    assert down.status_code == 303
+    assert await agenda_ids(coordinator, meeting_id) == [c, a, b]
+    deferred = await form_post(coordinator, f"/cases/{a}/defer", {})
+    assert deferred.status_code == 303 and "done=case_deferred" in deferred.headers["location"]
+    withdrawn = await form_post(coordinator, f"/cases/{b}/withdraw", {})
+    assert withdrawn.status_code == 303
+    page = (await coordinator.get(f"/meetings/{meeting_id}")).text
+    assert await agenda_ids(coordinator, meeting_id) == [c]
+    assert "off the agenda" in page
+    again = await form_post(coordinator, f"/cases/{b}/withdraw", {})
+    assert again.status_code == 409 and "alert-error" in again.text
+
+
+async def test_invite_by_specialty_remove_and_quorum_preview(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting_id = await new_meeting(coordinator)
+    page = (await coordinator.get(f"/meetings/{meeting_id}")).text
+    assert "Quorum not met yet" in page and "Missing: Surgeon, Medical oncologist, Radiation oncologist" in page
+    people = (await coordinator.get("/api/users", params={"specialty": "pathologist"})).json()
+    invited = await form_post(coordinator, f"/meetings/{meeting_id}/invitations",
+                              {"specialty": "pathologist", "user_id": str(people[0]["id"]), "quorum_member": "1"})
+    assert invited.status_code == 303
+    invitations = (await coordinator.get(f"/api/meetings/{meeting_id}/invitations")).json()
+    assert [i["user_id"] for i in invitations] == [people[0]["id"]]
+    duplicate = await form_post(coordinator, f"/meetings/{meeting_id}/invitations",
+                                {"specialty": "pathologist", "user_id": str(people[0]["id"])})
+    assert duplicate.status_code == 409 and field_error(duplicate.text, "user_id") == "Already invited."
+    nobody = await form_post(coordinator, f"/meetings/{meeting_id}/invitations", {"specialty": "", "user_id": ""})
+    assert nobody.status_code == 422 and field_error(nobody.text, "user_id") == "Choose a person."
+    removed = await form_post(coordinator, f"/invitations/{invitations[0]['id']}/remove", {})
+    assert removed.status_code == 303
+    assert (await coordinator.get(f"/api/meetings/{meeting_id}/invitations")).json() == []
+
+
+async def test_clinicians_see_read_only_pages(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meetings = (await coordinator.get("/api/meetings", params={"when": "upcoming"})).json()
+    thoracic = next(m for m in meetings if m["board_name"] == "RCP thoracique" and m["case_count"] >= 2)
+    clinician = await login("dr.chirurgien")
+    page = await clinician.get(f"/meetings/{thoracic['id']}")
+    assert page.status_code == 200
+    assert "data-agenda" in page.text and "data-editable" not in page.text
+    assert "Add a case" not in page.text and "/agenda\"" not in page.text and "/withdraw" not in page.text
+    assert "Start the meeting" not in page.text
+    assert "Your answer:" in page.text  # an invited clinician answers the invitation
+    case_id = re.findall(r'<tr id="case-(\d+)"', page.text)[0]
+    case_page = await clinician.get(f"/cases/{case_id}")
+    assert case_page.status_code == 200 and "<dl class=\"facts\">" in case_page.text
+    assert 'action="/cases/' not in case_page.text
+    refused = await form_post(clinician, f"/cases/{case_id}", {"question": "changed"})
+    assert refused.status_code == 403
+    refused_add = await form_post(clinician, f"/meetings/{thoracic['id']}/cases", case_form())
+    assert refused_add.status_code == 403
+
+
+async def test_uninvited_clinician_gets_not_found(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting_id = await new_meeting(coordinator)
+    await form_post(coordinator, f"/meetings/{meeting_id}/cases", case_form())
+    case_id = (await agenda_ids(coordinator, meeting_id))[0]
+    stranger = await login("dr.gastro")
+    assert (await stranger.get(f"/meetings/{meeting_id}")).status_code == 404
+    assert (await stranger.get(f"/cases/{case_id}")).status_code == 404
+
+
+async def test_case_page_edit_and_errors(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting_id = await new_meeting(coordinator)
+    await form_post(coordinator, f"/meetings/{meeting_id}/cases", case_form(question=""))
+    case_id = (await agenda_ids(coordinator, meeting_id))[0]
+    page = await coordinator.get(f"/cases/{case_id}")
+    assert page.status_code == 200 and 'id="studies"' in page.text
+    bad = await form_post(coordinator, f"/cases/{case_id}", {"question": "Nouvelle question", "staging": "x" * 201,
+                                                            "performance_status": "9"})
+    assert bad.status_code == 422
+    assert field_error(bad.text, "staging") == "Too long: at most 200 characters."
+    assert field_error(bad.text, "performance_status") == "Must be at most 4."
+    assert ">Nouvelle question</textarea>" in bad.text
+    saved = await form_post(coordinator, f"/cases/{case_id}", {"question": "Nouvelle question", "staging": "cT2",
+                                                              "referring_physician": "Dr X", "performance_status": "2"})
+    assert saved.status_code == 303
+    case = (await coordinator.get(f"/api/cases/{case_id}")).json()
+    assert case["question"] == "Nouvelle question" and case["performance_status"] == 2
+
+
+async def test_meeting_status_actions(login: Login) -> None:
+    coordinator = await login("secretariat")
+    meeting_id = await new_meeting(coordinator)
+    started = await form_post(coordinator, f"/meetings/{meeting_id}/status", {"action": "start"})
+    assert started.status_code == 303
+    page = (await coordinator.get(f"/meetings/{meeting_id}")).text
+    assert "In progress" in page and "Close the meeting" in page
+    closed = await form_post(coordinator, f"/meetings/{meeting_id}/status", {"action": "close"})
+    assert closed.status_code == 303
+    page = (await coordinator.get(f"/meetings/{meeting_id}")).text
+    assert "Add a case" not in page and "data-editable" not in page
+    refused = await form_post(coordinator, f"/meetings/{meeting_id}/status", {"action": "start"})
+    assert refused.status_code == 409 and "alert-error" in refused.text
+    late = await form_post(coordinator, f"/meetings/{meeting_id}/cases", case_form())
+    assert late.status_code == 409 and "no longer open" in late.text

@@ -1,0 +1,230 @@
+// The meeting page: reorder the agenda by drag and drop (or the arrow buttons) through
+// PUT /api/meetings/{id}/agenda, search registered patients (GET /api/patients), and list the people of a
+// specialty to invite (GET /api/users?specialty=). Without this script every action still works as a form post.
+
+import { api, ApiError, format, pageStrings, toast, withBusy } from './api.js';
+
+const strings = pageStrings();
+
+function messageOf(error) {
+  if (error instanceof ApiError) return error.message;
+  return strings.network || String(error);
+}
+
+// --- agenda ------------------------------------------------------------------------------------------------
+
+function setupAgenda(table) {
+  const body = table.tBodies[0];
+  const meetingId = table.dataset.meetingId;
+  let dragged = null;
+  let before = [];
+  let saving = Promise.resolve();
+
+  const rows = () => Array.from(body.rows);
+  const order = () => rows().map((row) => Number(row.dataset.caseId));
+
+  function renumber() {
+    const all = rows();
+    all.forEach((row, index) => {
+      const pos = row.querySelector('[data-pos]');
+      if (pos) pos.textContent = String(index + 1);
+      const up = row.querySelector('button[value="up"]');
+      const down = row.querySelector('button[value="down"]');
+      if (up) up.disabled = index === 0;
+      if (down) down.disabled = index === all.length - 1;
+    });
+  }
+
+  function restore(ids) {
+    const byId = new Map(rows().map((row) => [Number(row.dataset.caseId), row]));
+    for (const id of ids) if (byId.has(id)) body.appendChild(byId.get(id));
+    renumber();
+  }
+
+  // Saves run one after another so that two quick moves reach the server in the order they were made.
+  function save(previous) {
+    const wanted = order();
+    saving = saving.then(async () => {
+      table.setAttribute('aria-busy', 'true');
+      toast(strings.saving || '…', 'info', 0);
+      try {
+        await api('PUT', `/api/meetings/${meetingId}/agenda`, { case_ids: wanted });
+        toast(strings.saved || 'OK');
+      } catch (error) {
+        restore(previous);
+        toast(format(strings.failed, { reason: messageOf(error) }), 'error', 8000);
+      } finally {
+        table.removeAttribute('aria-busy');
+      }
+    });
+    return saving;
+  }
+
+  function clearMarks() {
+    body.querySelectorAll('.drop-before, .drop-after').forEach((row) => row.classList.remove('drop-before', 'drop-after'));
+  }
+
+  body.addEventListener('dragstart', (event) => {
+    const row = event.target.closest && event.target.closest('tr[data-case-id]');
+    if (!row) return;
+    dragged = row;
+    before = order();
+    row.classList.add('dragging');
+    event.dataTransfer.effectAllowed = 'move';
+    event.dataTransfer.setData('text/plain', row.dataset.caseId);
+  });
+
+  body.addEventListener('dragover', (event) => {
+    if (!dragged) return;
+    const row = event.target.closest && event.target.closest('tr[data-case-id]');
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'move';
+    clearMarks();
+    if (!row || row === dragged) return;
+    const box = row.getBoundingClientRect();
+    row.classList.add(event.clientY < box.top + box.height / 2 ? 'drop-before' : 'drop-after');
+  });
+
+  body.addEventListener('dragleave', (event) => {
+    if (event.target === body) clearMarks();
+  });
+
+  body.addEventListener('drop', (event) => {
+    if (!dragged) return;
+    event.preventDefault();
+    const row = event.target.closest && event.target.closest('tr[data-case-id]');
+    if (row && row !== dragged) {
+      const box = row.getBoundingClientRect();
+      if (event.clientY < box.top + box.height / 2) row.before(dragged); else row.after(dragged);
+    }
+    clearMarks();
+  });
+
+  body.addEventListener('dragend', () => {
+    if (!dragged) return;
+    dragged.classList.remove('dragging');
+    clearMarks();
+    dragged = null;
+    renumber();
+    if (order().join(',') !== before.join(',')) save(before);
+  });
+
+  // The arrow buttons: move the row at once, then save the whole order (their form is the no-script path).
+  body.addEventListener('submit', (event) => {
+    const form = event.target;
+    if (!form.matches('form[data-move]')) return;
+    event.preventDefault();
+    const button = event.submitter;
+    const row = form.closest('tr[data-case-id]');
+    if (!button || !row) return;
+    const previous = order();
+    if (button.value === 'up' && row.previousElementSibling) row.previousElementSibling.before(row);
+    else if (button.value === 'down' && row.nextElementSibling) row.nextElementSibling.after(row);
+    else return;
+    renumber();
+    const focusValue = button.value;
+    withBusy(button, () => save(previous)).then(() => {
+      const again = row.querySelector(`button[value="${focusValue}"]`);
+      (again && !again.disabled ? again : row.querySelector('button:not(:disabled)'))?.focus();
+    });
+  });
+}
+
+// --- patient search ----------------------------------------------------------------------------------------
+
+function patientChoice(patient) {
+  const label = document.createElement('label');
+  label.className = 'choice result';
+  const radio = document.createElement('input');
+  radio.type = 'radio';
+  radio.name = 'patient_id';
+  radio.value = String(patient.id);
+  radio.setAttribute('form', 'add-case-form');
+  const text = document.createElement('span');
+  const name = document.createElement('strong');
+  name.textContent = patient.family_name.toUpperCase();
+  text.append(name, ` ${patient.given_names || ''}`);
+  const meta = document.createElement('span');
+  meta.className = 'meta';
+  const parts = [];
+  if (patient.birth_date) parts.push(`${strings.born || ''} ${new Date(`${patient.birth_date}T00:00`).toLocaleDateString(document.documentElement.lang || undefined)}`);
+  for (const ident of patient.identifiers || []) parts.push(`${ident.system} ${ident.value}`);
+  meta.textContent = ` ${parts.join(' · ')}`;
+  text.append(meta);
+  label.append(radio, text);
+  return label;
+}
+
+function setupPatientSearch(searchForm) {
+  const results = document.querySelector('[data-patient-results]');
+  const addForm = document.querySelector('form[data-add-case]');
+  if (!results || !addForm) return;
+  addForm.id = addForm.id || 'add-case-form';
+  const button = document.querySelector('[data-search-button]');
+  searchForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const q = (document.getElementById('s-q')?.value || '').trim();
+    const identifier = (document.getElementById('s-identifier')?.value || '').trim();
+    if (!q && !identifier) return;
+    const params = new URLSearchParams();
+    if (q) params.set('q', q);
+    if (identifier) params.set('identifier', identifier);
+    results.replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: strings.searching || '…' }));
+    try {
+      const found = await withBusy(button, () => api('GET', `/api/patients?${params}`));
+      results.replaceChildren(...found.map(patientChoice));
+      if (!found.length) {
+        results.replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: strings.no_patient }));
+      } else if (found.length === 1) {
+        results.querySelector('input').checked = true;
+      }
+    } catch (error) {
+      results.replaceChildren(Object.assign(document.createElement('p'), { className: 'error', textContent: messageOf(error) }));
+    }
+  });
+  // Enter in a search box searches, rather than submitting the case.
+  for (const input of document.querySelectorAll('#s-q, #s-identifier')) {
+    input.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') { event.preventDefault(); searchForm.requestSubmit(); }
+    });
+  }
+}
+
+// --- invitations -------------------------------------------------------------------------------------------
+
+function setupInvite(form) {
+  const specialtySelect = form.querySelector('[data-specialty]');
+  const person = form.querySelector('[data-person]');
+  if (!specialtySelect || !person) return;
+  const invited = new Set(Array.from(document.querySelectorAll('[data-invitation-id]')).map((li) => li.dataset.userId));
+  let controller = null;
+  specialtySelect.addEventListener('change', async () => {
+    controller?.abort();
+    controller = new AbortController();
+    const specialty = specialtySelect.value;
+    person.disabled = true;
+    person.setAttribute('aria-busy', 'true');
+    const placeholder = new Option(strings.loading || '…', '');
+    person.replaceChildren(placeholder);
+    try {
+      const people = await api('GET', `/api/users?specialty=${encodeURIComponent(specialty)}`, undefined, { signal: controller.signal });
+      const options = people.filter((p) => !invited.has(String(p.id)))
+        .map((p) => new Option(p.hospital ? `${p.display_name} · ${p.hospital}` : p.display_name, String(p.id)));
+      person.replaceChildren(new Option(options.length ? strings.any_person : strings.nobody, ''), ...options);
+      if (options.length === 1) person.value = options[0].value;
+    } catch (error) {
+      if (error.name === 'AbortError') return;
+      person.replaceChildren(new Option(messageOf(error), ''));
+    } finally {
+      person.disabled = false;
+      person.removeAttribute('aria-busy');
+    }
+  });
+}
+
+const table = document.querySelector('table[data-agenda][data-editable]');
+if (table) setupAgenda(table);
+const search = document.querySelector('form[data-patient-search]');
+if (search) setupPatientSearch(search);
+const invite = document.querySelector('form[data-invite]');
+if (invite) setupInvite(invite);
