@@ -90,7 +90,7 @@ def is_keyframe(codec: str, data: bytes) -> bool:
     return True
 
 
-def to_packet(data: bytes, pts: int, clock_rate: int) -> av.Packet:
+def to_packet(data: bytes, pts: int, clock_rate: int) -> av.Packet[Any]:
     """Wrap encoded bytes in the ``av.Packet`` that aiortc's sender packs without encoding."""
     packet = av.Packet(data)
     packet.pts = pts
@@ -131,7 +131,6 @@ class _FrameQueue:
 
     def get(self, block: bool = True, timeout: float | None = None) -> None:
         self._stopped.wait(timeout if block else 0)
-        return None
 
 
 class ReceiverTap:
@@ -212,7 +211,9 @@ def intercept_keyframe_requests(sender: RTCRtpSender, callback: Callable[[], Non
     aiortc's own ``_send_keyframe`` only flags its encoder, which forwarded media never uses.
     """
     if not callable(getattr(sender, "_send_keyframe", None)):
-        raise RuntimeError("aiortc changed: RTCRtpSender has no _send_keyframe(); see tests/media/test_contract.py")
+        raise TypeError(
+            "aiortc changed: RTCRtpSender has no _send_keyframe(); see tests/media/test_contract.py"
+        )
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
@@ -227,11 +228,15 @@ def contract_problems() -> list[str]:
             problems.append(f"RTCRtpReceiver.__init__ no longer sets self.{name}")
     handle = getattr(RTCRtpReceiver, "_handle_rtp_packet", None)
     if handle is None or list(inspect.signature(handle).parameters) != ["self", "packet", "arrival_time_ms"]:
-        problems.append("RTCRtpReceiver._handle_rtp_packet(self, packet, arrival_time_ms) changed or vanished")
+        problems.append(
+            "RTCRtpReceiver._handle_rtp_packet(self, packet, arrival_time_ms) changed or vanished"
+        )
     else:
         source = inspect.getsource(handle)
         if "self.__decoder_queue.put((codec, encoded_frame))" not in source:
-            problems.append("RTCRtpReceiver._handle_rtp_packet no longer puts (codec, encoded_frame) in its queue")
+            problems.append(
+                "RTCRtpReceiver._handle_rtp_packet no longer puts (codec, encoded_frame) in its queue"
+            )
     pli = getattr(RTCRtpReceiver, "_send_rtcp_pli", None)
     if pli is None or list(inspect.signature(pli).parameters) != ["self", "media_ssrc"]:
         problems.append("RTCRtpReceiver._send_rtcp_pli(self, media_ssrc) changed or vanished")
@@ -251,4 +256,3 @@ def contract_problems() -> list[str]:
     if "self.__encoder.pack(data)" not in next_frame:
         problems.append("RTCRtpSender no longer packs av.Packet objects without encoding them")
     return problems
-

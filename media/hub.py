@@ -135,11 +135,15 @@ class RoomMedia:
                 published.add(kind)
                 publication = self._publications.get((participant_id, kind))
                 if publication is None:
-                    publication = Publication(participant_id, kind, label=f"{self.meeting_id}/{participant_id}")
+                    publication = Publication(
+                        participant_id, kind, label=f"{self.meeting_id}/{participant_id}"
+                    )
                     self._publications[(participant_id, kind)] = publication
                 if kind == "audio":
                     publication.on_audio_level = lambda level: self._audio_level(participant_id, level)
-                tap = ReceiverTap(receiver, on_frame=publication.on_frame, on_audio_level=publication.audio_level)
+                tap = ReceiverTap(
+                    receiver, on_frame=publication.on_frame, on_audio_level=publication.audio_level
+                )
                 publication.use(tap)
 
             def make_slot(kind: str, mid: str | None) -> SlotTrack:
@@ -390,7 +394,9 @@ class MediaHub:
         for task in pending:
             task.cancel()
         if pending:
-            logger.warning("media hub: %d room(s) did not close within %.1f s; cancelled", len(pending), timeout)
+            logger.warning(
+                "media hub: %d room(s) did not close within %.1f s; cancelled", len(pending), timeout
+            )
             await asyncio.gather(*pending, return_exceptions=True)
         for task in done:
             if not task.cancelled() and task.exception() is not None:

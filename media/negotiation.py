@@ -120,7 +120,9 @@ def restrict_codecs(
     return _join(session, narrowed)
 
 
-def raise_start_bitrate(answer_sdp: str, *, start_kbps: int = 800, min_kbps: int = 150, max_kbps: int = 2500) -> str:
+def raise_start_bitrate(
+    answer_sdp: str, *, start_kbps: int = 800, min_kbps: int = 150, max_kbps: int = 2500
+) -> str:
     """Add ``x-google-{start,min,max}-bitrate`` (kbit/s) to every video codec's fmtp line of ``answer_sdp``.
 
     Only Chrome reads these parameters; other browsers ignore unknown fmtp parameters (RFC 8866 section 6.15).
@@ -129,7 +131,9 @@ def raise_start_bitrate(answer_sdp: str, *, start_kbps: int = 800, min_kbps: int
         raise ValueError(
             f"bitrates must satisfy 0 < min <= start <= max (got {min_kbps}, {start_kbps}, {max_kbps})"
         )
-    params = f"x-google-start-bitrate={start_kbps};x-google-min-bitrate={min_kbps};x-google-max-bitrate={max_kbps}"
+    params = (
+        f"x-google-start-bitrate={start_kbps};x-google-min-bitrate={min_kbps};x-google-max-bitrate={max_kbps}"
+    )
     session, sections = _split(answer_sdp)
     out = []
     for section in sections:
@@ -137,7 +141,9 @@ def raise_start_bitrate(answer_sdp: str, *, start_kbps: int = 800, min_kbps: int
             out.append(section)
             continue
         names = _codec_names(section)
-        targets = {pt for pt, name in names.items() if name.lower() not in {"rtx", "red", "ulpfec", "flexfec-03"}}
+        targets = {
+            pt for pt, name in names.items() if name.lower() not in {"rtx", "red", "ulpfec", "flexfec-03"}
+        }
         has_fmtp: set[int] = set()
         lines: list[str] = []
         for line in section:

@@ -128,12 +128,13 @@ class Peer:
         if not text:
             await self._pc.addIceCandidate(None)
             return
-        if text.startswith("candidate:"):
-            text = text[len("candidate:") :]
+        text = text.removeprefix("candidate:")
         try:
             parsed = candidate_from_sdp(text)
         except (ValueError, IndexError) as exc:
-            raise ValueError(f"ICE candidate could not be parsed ({exc}); send RTCIceCandidate.toJSON()") from None
+            raise ValueError(
+                f"ICE candidate could not be parsed ({exc}); send RTCIceCandidate.toJSON()"
+            ) from None
         parsed.sdpMid = candidate.get("sdpMid") if candidate else None
         parsed.sdpMLineIndex = candidate.get("sdpMLineIndex") if candidate else None
         await self._pc.addIceCandidate(parsed)
@@ -172,12 +173,12 @@ class Peer:
         self._channels[channel.label] = channel
         label = channel.label
 
-        @channel.on("message")  # type: ignore[untyped-decorator]
+        @channel.on("message")
         def on_message(message: str | bytes) -> None:
             if self._on_message is not None:
                 self._on_message(label, message)
 
-        @channel.on("close")  # type: ignore[untyped-decorator]
+        @channel.on("close")
         def on_close() -> None:
             if self._channels.get(label) is channel:
                 del self._channels[label]

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -46,7 +47,7 @@ class SlotTrack(MediaStreamTrack):
         self.paused = False
         self.forwarded = 0
         self.dropped = 0
-        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(
+        self._queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(
             maxsize=VIDEO_QUEUE if kind == "video" else AUDIO_QUEUE
         )
         self._need_keyframe = kind == "video"
@@ -140,7 +141,7 @@ class SlotTrack(MediaStreamTrack):
             count += 1
         return count
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         packet = await self._queue.get()

@@ -77,11 +77,15 @@ class SpeakerDetector:
         if loudest is None or loudest == self.current:
             self._challenger = None
             return None
-        if self.current is not None and now - self._levels[self.current].last_loud <= self.linger:
-            # The current speaker pauses or speaks more softly: a challenger needs to hold the floor longer.
-            if self.current in speaking and speaking[self.current] >= speaking[loudest] * 0.7:
-                self._challenger = None
-                return None
+        # The current speaker speaks a little more softly than a challenger: keep them (no flicker).
+        if (
+            self.current is not None
+            and now - self._levels[self.current].last_loud <= self.linger
+            and self.current in speaking
+            and speaking[self.current] >= speaking[loudest] * 0.7
+        ):
+            self._challenger = None
+            return None
         if self._challenger != loudest:
             self._challenger = loudest
             self._challenger_since = now

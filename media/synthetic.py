@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -36,15 +37,15 @@ from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError, MediaStreamTrack
 from .forwarding import EncodedFrame, ReceiverTap, count_frames, intercept_keyframe_requests, to_packet
 from .peer import CHANNELS
 
-__all__ = ["ToneTrack", "ClipTrack", "SyntheticParticipant", "vp8_clip"]
+__all__ = ["ClipTrack", "SyntheticParticipant", "ToneTrack", "vp8_clip"]
 
 VIDEO_CLOCK = 90000
 
 
 @lru_cache(maxsize=4)
-def vp8_clip(width: int = 640, height: int = 360, frames: int = 90, fps: int = 30, bitrate: int = 600_000) -> tuple[
-    bytes, ...
-]:
+def vp8_clip(
+    width: int = 640, height: int = 360, frames: int = 90, fps: int = 30, bitrate: int = 600_000
+) -> tuple[bytes, ...]:
     """Encode ``frames`` frames of a moving pattern as VP8: one keyframe first, then delta frames."""
     codec = av.CodecContext.create("libvpx", "w")
     codec.width = width
@@ -87,7 +88,7 @@ class ClipTrack(MediaStreamTrack):
         self.keyframe_requests += 1
         self._index = 0
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
@@ -122,7 +123,7 @@ class ToneTrack(MediaStreamTrack):
         self._sent = 0
         self._start: float | None = None
 
-    async def recv(self) -> av.AudioFrame:  # type: ignore[override]
+    async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
@@ -205,7 +206,7 @@ class SyntheticParticipant:
             self.channels[label] = channel
             channel.on("message", self._collector(label))
 
-        @self.pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        @self.pc.on("connectionstatechange")
         def on_state() -> None:
             self.states.append(self.pc.connectionState)
 
@@ -228,7 +229,7 @@ class SyntheticParticipant:
             record = _Received(kind=transceiver.kind, mid=transceiver.mid)
             self.received[str(transceiver.mid)] = record
             if self.count_only:
-                count_frames(receiver, lambda r=record: self._count_marker(r))
+                count_frames(receiver, functools.partial(self._count_marker, record))
             elif self.decode:
                 task = asyncio.ensure_future(self._consume(record, receiver.track))
                 self._tasks.add(task)

@@ -42,7 +42,9 @@ class Resources:
     @classmethod
     def now(cls) -> Resources:
         gc.collect()
-        threads = [t for t in threading.enumerate() if not t.name.startswith(("ThreadPoolExecutor", "asyncio_"))]
+        threads = [
+            t for t in threading.enumerate() if not t.name.startswith(("ThreadPoolExecutor", "asyncio_"))
+        ]
         return cls(
             tasks=len([t for t in asyncio.all_tasks() if not t.done()]),
             threads=len(threads),

@@ -139,7 +139,9 @@ async def serve_signalling(meeting: str = "browser") -> AsyncIterator[Signalling
             Mount("/static", StaticFiles(directory=STATIC)),
         ]
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     task = asyncio.ensure_future(server.serve())
     while not server.started:
         if task.done():

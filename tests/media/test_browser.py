@@ -54,7 +54,9 @@ async def test_three_pages_decode_each_other_through_the_forwarder(
         for other in names:
             if other != name:
                 assert later[other]["framesDecoded"] >= first[name][other]["framesDecoded"]
-        tiles = await page.eval_on_selector_all("figure.rtc-tile", "els => els.map(e => e.dataset.participant)")
+        tiles = await page.eval_on_selector_all(
+            "figure.rtc-tile", "els => els.map(e => e.dataset.participant)"
+        )
         assert sorted(tiles) == sorted(other for other in names if other != name)
 
     # The server forwarded without encoding: no libvpx/opus encoder context was ever opened on a sender.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from media.keyframes import KeyframeThrottle
 
 
@@ -9,7 +11,9 @@ def test_burst_of_requests_from_eleven_subscribers_gives_two_plis() -> None:
     throttle = KeyframeThrottle(interval=0.5)
     decisions = [throttle.request(100.0 + i * 0.01) for i in range(11)]
     assert decisions[0] == 0.0  # sent at once
-    assert decisions[1] is not None and abs(decisions[1] - 0.49) < 1e-9  # one deferred to the end of the window
+    assert (
+        decisions[1] is not None and abs(decisions[1] - 0.49) < 1e-9
+    )  # one deferred to the end of the window
     assert decisions[2:] == [None] * 9  # merged into the deferred one
     throttle.fired(100.5)
     assert throttle.sent == 2 and throttle.merged == 9
@@ -35,6 +39,6 @@ def test_no_more_than_one_per_interval_over_a_long_storm() -> None:
             sent_at.append(now)
         elif delay is not None:
             pending_at = now + delay
-    gaps = [b - a for a, b in zip(sent_at, sent_at[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(sent_at)]
     assert min(gaps) >= 0.5 - 1e-9
     assert len(sent_at) >= 19

@@ -6,7 +6,7 @@ import pytest
 
 from media.negotiation import raise_start_bitrate, restrict_codecs
 
-CHROME_OFFER = "\r\n".join(
+CHROME_OFFER = "\r\n".join(  # noqa: FLY002 - one SDP line per row reads better
     [
         "v=0",
         "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
@@ -55,9 +55,24 @@ def test_offer_keeps_vp8_with_its_rtx_and_opus_only() -> None:
     narrowed = restrict_codecs(CHROME_OFFER)
     assert "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n" in narrowed
     assert "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n" in narrowed
-    for gone in ("H264", "AV1", "apt=102", "apt=45", "G722", "PCMU", "red/", "telephone-event", "rtcp-fb:102"):
+    for gone in (
+        "H264",
+        "AV1",
+        "apt=102",
+        "apt=45",
+        "G722",
+        "PCMU",
+        "red/",
+        "telephone-event",
+        "rtcp-fb:102",
+    ):
         assert gone not in narrowed, gone
-    for kept in ("a=rtpmap:96 VP8/90000", "a=rtcp-fb:96 nack pli", "a=fmtp:97 apt=96", "a=fmtp:111 minptime=10"):
+    for kept in (
+        "a=rtpmap:96 VP8/90000",
+        "a=rtcp-fb:96 nack pli",
+        "a=fmtp:97 apt=96",
+        "a=fmtp:111 minptime=10",
+    ):
         assert kept in narrowed, kept
     # Non-media sections and attributes are untouched.
     assert "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\na=sctp-port:5000\r\n" in narrowed
@@ -70,8 +85,10 @@ def test_offer_without_the_codec_is_left_for_aiortc_to_refuse() -> None:
 
 
 def test_answer_gets_start_bitrate_on_video_codecs_only() -> None:
-    answer = "v=0\r\nm=audio 9 X 111\r\na=rtpmap:111 opus/48000/2\r\nm=video 9 X 96 97\r\n" \
+    answer = (
+        "v=0\r\nm=audio 9 X 111\r\na=rtpmap:111 opus/48000/2\r\nm=video 9 X 96 97\r\n"
         "a=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"
+    )
     raised = raise_start_bitrate(answer, start_kbps=900)
     assert "a=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google-start-bitrate=900;" in raised
     assert "a=fmtp:97 apt=96\r\n" in raised  # RTX untouched

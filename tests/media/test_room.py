@@ -38,7 +38,9 @@ def video_from(client: SyntheticParticipant, publisher: str) -> int:
     return record.frames if record else 0
 
 
-async def test_late_joiner_gets_a_keyframe_and_decodes(hub: MediaHub, clients: list[SyntheticParticipant]) -> None:
+async def test_late_joiner_gets_a_keyframe_and_decodes(
+    hub: MediaHub, clients: list[SyntheticParticipant]
+) -> None:
     room = hub.room("late")
     alice = SyntheticParticipant("alice", slots=2, audio=False)
     bob = SyntheticParticipant("bob", slots=2, audio=False)
@@ -67,12 +69,18 @@ async def test_pause_and_resume_one_subscription(hub: MediaHub, clients: list[Sy
     clients += [alice, bob, carol]
     for client in clients:
         await join(room, client)
-    await until(lambda: video_from(carol, "alice") > 10 and video_from(carol, "bob") > 10, "carol receives both")
+    await until(
+        lambda: video_from(carol, "alice") > 10 and video_from(carol, "bob") > 10, "carol receives both"
+    )
 
     assert room.set_paused("carol", "alice", "video", True)
     assert not room.set_paused("carol", "alice", "audio", True), "audio must always flow"
-    assert carol.media_events[-1]["slots"][1] == {"mid": carol.media_events[-1]["slots"][1]["mid"], "kind": "video",
-                                                  "participant": "alice", "paused": True}
+    assert carol.media_events[-1]["slots"][1] == {
+        "mid": carol.media_events[-1]["slots"][1]["mid"],
+        "kind": "video",
+        "participant": "alice",
+        "paused": True,
+    }
     await asyncio.sleep(0.3)  # frames already in flight
     paused_at = video_from(carol, "alice")
     bob_at = video_from(carol, "bob")
@@ -102,7 +110,9 @@ async def test_publisher_leaving_ends_its_tracks_for_everyone(
     clients += [alice, bob, carol]
     for client in clients:
         await join(room, client)
-    await until(lambda: video_from(bob, "alice") > 5 and video_from(carol, "alice") > 5, "alice reaches everyone")
+    await until(
+        lambda: video_from(bob, "alice") > 5 and video_from(carol, "alice") > 5, "alice reaches everyone"
+    )
     bob_slot = bob.showing("alice")
     carol_slot = carol.showing("alice")
     assert bob_slot is not None and carol_slot is not None
@@ -174,10 +184,14 @@ async def test_view_channel_is_ordered_both_ways_and_pointer_unreliable(
     await until(lambda: alice.channels["view"].readyState == "open", "view channel open")
     for i in range(300):
         alice.channels["view"].send(json.dumps({"seq": i}))
-    await until(lambda: len([m for m in received if m[0] == "view"]) == 300, "300 view messages at the server")
+    await until(
+        lambda: len([m for m in received if m[0] == "view"]) == 300, "300 view messages at the server"
+    )
     assert [json.loads(data)["seq"] for channel, data in received if channel == "view"] == list(range(300))
 
-    await until(lambda: set(room.peer("alice").channels) == {"view", "pointer"}, "both channels at the server")  # type: ignore[union-attr]
+    server_peer = room.peer("alice")
+    assert server_peer is not None
+    await until(lambda: set(server_peer.channels) == {"view", "pointer"}, "both channels at the server")
     for i in range(300):
         assert room.send("alice", "view", json.dumps({"seq": i}))
     await until(lambda: len(alice.messages["view"]) == 300, "300 view messages at the client")
