@@ -33,14 +33,26 @@ async def local_archive(imaging_db: Database, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="session")
+async def postgres_local_archive(postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+                                 ) -> AsyncIterator[LocalArchive]:
+    """The local archive indexed in PostgreSQL (the at-scale database), migrated by the imaging revision."""
+    migrate(postgres_url, "0002_imaging")
+    database = Database(postgres_url)
+    yield LocalArchive(Path(tmp_path_factory.mktemp("archive-pg")), database)
+    await database.close()
+
+
+@pytest.fixture(scope="session")
 async def orthanc_archive(orthanc_url: str) -> AsyncIterator[DicomWebClient]:
     client = DicomWebClient(orthanc_url, retries=1)
     yield client
     await client.close()
 
 
-@pytest.fixture(params=["local", pytest.param("orthanc", marks=pytest.mark.orthanc)])
+@pytest.fixture(params=["local", pytest.param("orthanc", marks=pytest.mark.orthanc),
+                        pytest.param("local-postgres", marks=pytest.mark.postgres)])
 def archive(request: pytest.FixtureRequest) -> Archive:
-    """Each archive contract test runs against the local archive and against a real Orthanc."""
-    name = "local_archive" if request.param == "local" else "orthanc_archive"
+    """Each archive contract test runs against the local archive (SQLite and PostgreSQL) and a real Orthanc."""
+    name = {"local": "local_archive", "orthanc": "orthanc_archive",
+            "local-postgres": "postgres_local_archive"}[request.param]
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
