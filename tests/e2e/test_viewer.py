@@ -269,11 +269,15 @@ async def test_screen_and_image_coordinates_agree(
 ) -> None:
     page = await new_page(size, device_scale_factor=dpr)
     await open_viewer(page, frame_server, "ct")
-    canvas = await page.evaluate(
-        """() => { const c = document.querySelector('[data-viewport="0"] .rcp-vp__image');
-                   const r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]; }"""
+    sizes = await page.evaluate(
+        """() => ['marks', 'image'].map((layer) => {
+                   const c = document.querySelector(`[data-viewport="0"] .rcp-vp__${layer}`);
+                   const r = c.getBoundingClientRect(); return [c.width, c.height, r.width, r.height]; })"""
     )
-    assert canvas[0] == round(canvas[2] * dpr) and canvas[1] == round(canvas[3] * dpr)
+    marks, image = sizes
+    # Overlays (text, lengths, pointer) at full devicePixelRatio; the image layer at least at CSS resolution.
+    assert marks[0] == round(marks[2] * dpr) and marks[1] == round(marks[3] * dpr)
+    assert image[0] >= round(image[2]) and image[1] >= round(image[3])
     await page.evaluate("viewer.setState({...viewer.getState(), viewports: [{...viewer.getState().viewports[0],"
                         " zoom: 1.3, pan: {x: 128, y: 200}}]})")
     for x, y in [(0, 0), (256, 256), (12.5, 200.25), (128, 64)]:

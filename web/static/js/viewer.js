@@ -431,7 +431,6 @@ export class Viewer {
     const size = measure(view.root);
     view.size = size;
     const dpr = window.devicePixelRatio || 1;
-    resizeCanvas(view.image, size, dpr);
     resizeCanvas(view.marks, size, dpr);
 
     const status = series ? series.status : null;
@@ -442,6 +441,7 @@ export class Viewer {
     view.empty.textContent = this.labels.empty;
 
     if (!series || !series.meta || !series.length) {
+      resizeCanvas(view.image, size, 1);
       clearCanvas(view.image);
       view.drawKey = '';
       setCorners(view, {tl: [], tr: [], bl: [], br: []});
@@ -474,18 +474,22 @@ export class Viewer {
     }
     const g = {width: size.width, height: size.height, columns: frameMeta.columns, rows: frameMeta.rows,
       aspect: pixelAspect(frameMeta.pixel_spacing)};
+    const t = imageTransform(g, vp);
+    const layer = imageLayerScale(dpr, Math.max(t.a, t.d));
+    resizeCanvas(view.image, size, layer);
     if (view.paintKey && view.paintKey.startsWith(`${series.url}#`)) {
-      const t = imageTransform(g, vp);
       const smooth = this.interpolation === 'linear';
-      const drawKey = `${view.paintKey}|${t.a},${t.d},${t.e},${t.f}|${size.width}x${size.height}@${dpr}|${smooth}`;
+      const drawKey = `${view.paintKey}|${t.a},${t.d},${t.e},${t.f}|${view.image.width}x${view.image.height}|${smooth}`;
       if (drawKey !== view.drawKey) {
         const ctx = view.image.getContext('2d');
+        const kx = view.image.width / size.width;
+        const ky = view.image.height / size.height;
         ctx.setTransform(1, 0, 0, 1, 0, 0);
-        ctx.fillStyle = '#000';
-        ctx.fillRect(0, 0, view.image.width, view.image.height);
+        ctx.clearRect(0, 0, view.image.width, view.image.height);
         ctx.imageSmoothingEnabled = smooth;
-        ctx.imageSmoothingQuality = 'high';
-        ctx.setTransform(dpr * t.a, 0, 0, dpr * t.d, dpr * t.e, dpr * t.f);
+        ctx.imageSmoothingQuality = 'low';
+        view.image.classList.toggle('is-pixelated', !smooth);
+        ctx.setTransform(kx * t.a, 0, 0, ky * t.d, kx * t.e, ky * t.f);
         ctx.drawImage(view.buffer, 0, 0);
         ctx.setTransform(1, 0, 0, 1, 0, 0);
         view.drawKey = drawKey;
@@ -532,17 +536,22 @@ export class Viewer {
     const canvas = view.marks;
     const ctx = canvas.getContext('2d');
     const dpr = window.devicePixelRatio || 1;
+    const g = this.geometry(i);
+    const vp = this.state.viewports[i];
+    const draft = this.draft && this.draft.viewport === i;
+    const wanted = Boolean(g) && (draft || this.overlays.size > 0 || vp.measurements.some((m) => m.index === vp.index));
+    // Clearing a 4K overlay costs as much as drawing the image: skip it when it is already empty.
+    if (!wanted && !view.marksDrawn) return;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
-    const g = this.geometry(i);
-    if (!g) return;
-    const vp = this.state.viewports[i];
+    view.marksDrawn = wanted;
+    if (!wanted) return;
     const series = this.seriesFor(i);
     const frameMeta = series.frames[clampIndex(vp.index, series.length)];
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     const imageToScreen = (x, y) => toScreen(g, vp, x, y);
     const screenToImage = (x, y) => toImage(g, vp, x, y);
-    const marks = this.draft && this.draft.viewport === i ? [...vp.measurements, this.draft] : vp.measurements;
+    const marks = draft ? [...vp.measurements, this.draft] : vp.measurements;
     drawMeasurements(ctx, marks, vp.index, frameMeta.pixel_spacing, imageToScreen);
     const info = {viewport: i, state: vp, series: series.meta, frame: frameMeta, width: g.width, height: g.height,
       imageToScreen, screenToImage, scale: toScreen(g, vp, 1, 0).x - toScreen(g, vp, 0, 0).x};
@@ -860,6 +869,19 @@ function measure(element) {
   return {width: Math.max(1, r.width), height: Math.max(1, r.height)};
 }
 
+/**
+ * Device pixels per CSS pixel for the image layer. Up to 2 device pixels per image pixel carry all the
+ * image's information; beyond that, filling a 4K backing store only interpolates, which costs 4x in
+ * software raster. So the image layer stops at 2 device pixels per image pixel (never below the CSS
+ * resolution) and the compositor scales it; text, measurements and pointers are on the overlay layer, which
+ * always has the full devicePixelRatio.
+ */
+export function imageLayerScale(dpr, cssPerImagePixel) {
+  if (!(cssPerImagePixel > 0)) return dpr;
+  const wanted = Math.ceil((2 / cssPerImagePixel) * 4) / 4;
+  return Math.min(dpr, Math.max(1, wanted));
+}
+
 /** Size the backing store in device pixels so the image is sharp on 4K screens (devicePixelRatio 2+). */
 function resizeCanvas(canvas, size, dpr) {
   const w = Math.max(1, Math.round(size.width * dpr));
@@ -873,8 +895,7 @@ function resizeCanvas(canvas, size, dpr) {
 function clearCanvas(canvas) {
   const ctx = canvas.getContext('2d');
   ctx.setTransform(1, 0, 0, 1, 0, 0);
-  ctx.fillStyle = '#000';
-  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
 }
 
 function setCorners(view, text) {

@@ -1,0 +1,162 @@
+"""Browser viewer benchmark: a 300-slice 512x512 CT in headless Chromium, from first image to smooth scrolling.
+
+The synthetic frame server (tests/fixtures/frame_server.py, the contract's wire format, frames pre-encoded as the
+service's cache would hold them) serves a noisy 300-slice CT; the viewer (web/static/js/viewer.js) loads it in a
+fresh browser context and the page measures itself with performance.now():
+
+- ``first_image_ms``: loadSeries() call to the first slice drawn (metadata + one frame + paint);
+- ``series_s`` / ``series_frames_per_s``: until all 300 frames are decoded in the browser (6 requests in flight);
+- ``series_mb`` / ``bytes_per_frame``: bytes on the wire (Resource Timing encodedBodySize) vs ``raw_mb`` (int16);
+- ``decode_ms_per_frame``: inflate (DecompressionStream) + delta16 undo of one 512x512 frame;
+- ``scroll_ms_per_slice_*``: one slice step rendered (64k-LUT paint + scaled draw + flush), 1280x720 and 4K (DPR 2);
+- ``window_ms_per_step_4k``: one window/level drag step (LUT rebuild + paint + draw) at 4K.
+Smooth scrolling needs a slice step well under 16.7 ms (60 Hz).
+
+    .venv/bin/python bench/viewer.py        # about a minute; writes bench/results/viewer.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.async_api import Browser, async_playwright  # noqa: E402
+
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.fixtures.frame_server import FrameServer, run_frame_server  # noqa: E402
+
+LOAD_JS = """async (url) => {
+  const v = window.viewer;
+  const t0 = performance.now();
+  await v.loadSeries(0, url);
+  const first = performance.now() - t0;
+  const s = v.pool.series.get(url);
+  await new Promise((resolve) => { const check = () => s.complete ? resolve() : setTimeout(check, 2); check(); });
+  const all = performance.now() - t0;
+  const bytes = performance.getEntriesByType('resource').filter((e) => e.name.includes('/frames/'))
+    .reduce((sum, e) => sum + e.encodedBodySize, 0);
+  return {first, all, bytes, count: s.length};
+}"""
+
+DECODE_JS = """async (url) => {
+  const f = await import('/static/js/frames.js');
+  const meta = await (await fetch(url)).json();
+  const frame = meta.frames[150];
+  const body = await (await fetch(frame.url)).arrayBuffer();
+  const times = [];
+  for (let i = 0; i < 40; i++) {
+    const t = performance.now();
+    f.decodeFrame('delta16-deflate', await f.inflate(new Uint8Array(body)), frame);
+    times.push(performance.now() - t);
+  }
+  return times;
+}"""
+
+SCROLL_JS = """() => {
+  const v = window.viewer;
+  const canvas = document.querySelector('[data-viewport="0"] .rcp-vp__image');
+  const ctx = canvas.getContext('2d');
+  const n = v.pool.series.values().next().value.length;
+  const times = [];
+  for (let k = 0; k < n; k++) {
+    v.scrollTo(k, 0);
+    const t = performance.now();
+    v.render();
+    ctx.getImageData(0, 0, 1, 1);  // flush the canvas: count the raster, not just the recording
+    times.push(performance.now() - t);
+  }
+  return times;
+}"""
+
+WINDOW_JS = """() => {
+  const v = window.viewer;
+  const canvas = document.querySelector('[data-viewport="0"] .rcp-vp__image');
+  const ctx = canvas.getContext('2d');
+  const times = [];
+  for (let k = 0; k < 100; k++) {
+    v.updateViewport(0, {window: {center: 40 + k, width: 400 + 3 * k}}, 'window');
+    const t = performance.now();
+    v.render();
+    ctx.getImageData(0, 0, 1, 1);
+    times.push(performance.now() - t);
+  }
+  return times;
+}"""
+
+
+def p95(values: list[float]) -> float:
+    return sorted(values)[int(0.95 * (len(values) - 1))]
+
+
+async def measure(browser: Browser, server: FrameServer, size: tuple[int, int], dpr: int) -> dict[str, Any]:
+    context = await browser.new_context(viewport={"width": size[0], "height": size[1]}, device_scale_factor=dpr)
+    try:
+        page = await context.new_page()
+        await page.goto(server.base_url)
+        await page.evaluate("window.viewerReady")
+        load: dict[str, Any] = await page.evaluate(LOAD_JS, server.url("ct300"))
+        scroll: list[float] = await page.evaluate(SCROLL_JS)
+        window: list[float] = await page.evaluate(WINDOW_JS)
+        decode: list[float] = await page.evaluate(DECODE_JS, server.url("ct300"))
+        return {"load": load, "scroll": scroll, "window": window, "decode": decode}
+    finally:
+        await context.close()
+
+
+async def main() -> None:
+    server, running = run_frame_server(large=True)
+    try:
+        spec = server.series["ct300"]
+        with httpx.Client(base_url=server.base_url, timeout=60) as client:  # fill the server's frame cache
+            for k in range(spec.count):
+                client.get(f"/frames/{spec.series_uid}/{k}").raise_for_status()
+        async with async_playwright() as driver:
+            browser = await driver.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+            try:
+                hd = await measure(browser, server, (1280, 720), 1)
+                uhd = await measure(browser, server, (1920, 1080), 2)
+            finally:
+                await browser.close()
+    finally:
+        running.server.should_exit = True
+        running.thread.join(timeout=10)
+
+    count = hd["load"]["count"]
+    raw = count * spec.rows * spec.columns * 2
+    figures = {
+        "slices": count,
+        "first_image_ms": round(statistics.median([hd["load"]["first"], uhd["load"]["first"]]), 1),
+        "series_s": round(hd["load"]["all"] / 1000, 3),
+        "series_frames_per_s": round(count / (hd["load"]["all"] / 1000), 1),
+        "series_mb": round(hd["load"]["bytes"] / 1e6, 2),
+        "raw_mb": round(raw / 1e6, 2),
+        "bytes_ratio_vs_raw": round(hd["load"]["bytes"] / raw, 3),
+        "bytes_per_frame": round(hd["load"]["bytes"] / count),
+        "decode_ms_per_frame": round(statistics.median(hd["decode"]), 2),
+        "scroll_ms_per_slice_720p": round(statistics.mean(hd["scroll"]), 2),
+        "scroll_ms_per_slice_720p_p95": round(p95(hd["scroll"]), 2),
+        "scroll_ms_per_slice_4k": round(statistics.mean(uhd["scroll"]), 2),
+        "scroll_ms_per_slice_4k_p95": round(p95(uhd["scroll"]), 2),
+        "window_ms_per_step_4k": round(statistics.mean(uhd["window"]), 2),
+    }
+    width = max(len(k) for k in figures)
+    print(f"viewer: {count}-slice 512x512 CT in headless Chromium (software raster, 2 shared cores)")
+    for key, value in figures.items():
+        print(f"  {key:<{width}}  {value}")
+    out = ROOT / "bench" / "results" / "viewer.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"figures": figures}, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
