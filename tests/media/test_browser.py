@@ -67,6 +67,14 @@ async def test_three_pages_decode_each_other_through_the_forwarder(
             encoder = getattr(transceiver.sender, "_RTCRtpSender__encoder", None)
             assert encoder is None or getattr(encoder, "codec", None) is None or transceiver.kind == "audio"
 
+    # Chromium's fake microphone beeps; its RFC 6464 audio level elects a speaker, whose tile is marked.
+    await until(lambda: any(signalling.speakers), "an active speaker from the browsers' audio levels")
+    speaker = next(s for s in reversed(signalling.speakers) if s)
+    watcher = next(page for name, page in pages.items() if name != speaker)
+    await watcher.wait_for_function(
+        f"document.querySelector('figure.rtc-tile.rtc-speaking[data-participant=\"{speaker}\"]')",
+        timeout=10000,
+    )
     # Data channels both ways.
     await pages["alice"].evaluate("window.media.send('view', JSON.stringify({seq: 1}))")
     await until(lambda: ("alice", "view", '{"seq":1}') in signalling.received, "view message at the server")
@@ -92,4 +100,35 @@ async def test_refused_camera_still_joins_and_sees_others(signalling: Signalling
     assert message and "refused" in message and "meeting goes on" in message
     await refuser.wait_for_function(
         "window.media.stats().then(s => s.alice && s.alice.framesDecoded > 3)", timeout=30000, polling=500
+    )
+
+
+async def test_broken_path_shows_reconnecting_then_recovers_with_a_fresh_peer(
+    signalling: Signalling, new_page: NewPage
+) -> None:
+    alice = await new_page((800, 600))
+    await alice.goto(f"{signalling.base_url}/?me=alice&slots=2")
+    await alice.wait_for_function("window.ready === true", timeout=20000)
+    bob = await new_page((800, 600))
+    await bob.goto(f"{signalling.base_url}/?me=bob&slots=2")
+    await bob.wait_for_function("window.ready === true", timeout=20000)
+    await bob.wait_for_function(
+        "window.media.stats().then(s => s.alice && s.alice.framesDecoded > 3)", timeout=30000, polling=500
+    )
+    # The server side of bob's path disappears without a word (as when UDP gets blocked).
+    peer = signalling.room.peer("bob")
+    assert peer is not None and peer.pc is not None
+    await peer.pc.close()
+    # The tile says so instead of freezing.
+    await bob.wait_for_function(
+        "document.querySelector('figure.rtc-tile[data-participant=\"alice\"].rtc-reconnecting')",
+        timeout=30000,
+    )
+    await bob.wait_for_function("window.media.state === 'connected'", timeout=40000, polling=250)
+    await bob.wait_for_function(
+        "window.media.stats().then(s => s.alice && s.alice.framesDecoded > 3)", timeout=30000, polling=500
+    )
+    # and alice sees bob's new peer on the same tile
+    await alice.wait_for_function(
+        "window.media.stats().then(s => s.bob && s.bob.framesDecoded > 3)", timeout=30000, polling=500
     )
