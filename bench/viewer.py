@@ -29,10 +29,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from playwright.async_api import Browser, async_playwright  # noqa: E402
+from playwright.async_api import Browser, async_playwright
 
-from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.fixtures.frame_server import FrameServer, run_frame_server  # noqa: E402
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.fixtures.frame_server import FrameServer, run_frame_server
 
 LOAD_JS = """async (url) => {
   const v = window.viewer;
@@ -98,7 +98,9 @@ def p95(values: list[float]) -> float:
 
 
 async def measure(browser: Browser, server: FrameServer, size: tuple[int, int], dpr: int) -> dict[str, Any]:
-    context = await browser.new_context(viewport={"width": size[0], "height": size[1]}, device_scale_factor=dpr)
+    context = await browser.new_context(
+        viewport={"width": size[0], "height": size[1]}, device_scale_factor=dpr
+    )
     try:
         page = await context.new_page()
         await page.goto(server.base_url)

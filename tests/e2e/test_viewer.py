@@ -211,9 +211,8 @@ async def test_layout_1x2_compares_prior_and_current(new_page: NewPage, frame_se
     assert await grey(page, 0, 85, 100) == linear_grey(-800, 40, 400)
     assert "2026-06-10" in await corner(page, 0, "tl")
     assert "2026-09-15" in await corner(page, 1, "tl")
-    widths = [
-        (await page.locator(f'[data-viewport="{i}"]').bounding_box() or {}).get("width", 0) for i in (0, 1)
-    ]
+    boxes = [await page.locator(f'[data-viewport="{i}"]').bounding_box() for i in (0, 1)]
+    widths = [b["width"] if b else 0.0 for b in boxes]
     assert widths[0] > 500 and abs(widths[0] - widths[1]) <= 2
 
     await page.click('[data-viewer-action="layout"][data-value="2x2"]')
@@ -232,21 +231,34 @@ async def test_set_state_from_outside_renders_slice_window_zoom_and_pan(
     await page.goto(frame_server.base_url)
     await page.evaluate("window.viewerReady")
     ct = frame_server.series["ct"]
-    given = {
+    given: dict[str, Any] = {
         "layout": "1x1",
         "active": 0,
-        "viewports": [{
-            "studyUid": ct.study_uid, "seriesUid": ct.series_uid, "index": 40,
-            "window": {"center": -600, "width": 1500}, "zoom": 1.5, "pan": {"x": 60, "y": 60}, "invert": False,
-        }],
+        "viewports": [
+            {
+                "studyUid": ct.study_uid,
+                "seriesUid": ct.series_uid,
+                "index": 40,
+                "window": {"center": -600, "width": 1500},
+                "zoom": 1.5,
+                "pan": {"x": 60, "y": 60},
+                "invert": False,
+            }
+        ],
     }
     shown = await page.evaluate(f"viewer.setState({json.dumps(given)})")
     vp = shown["viewports"][0]
-    assert (vp["index"], vp["window"], vp["zoom"], vp["pan"]) == (40, given["viewports"][0]["window"], 1.5,
-                                                                  {"x": 60, "y": 60})
+    assert (vp["index"], vp["window"], vp["zoom"], vp["pan"]) == (
+        40,
+        given["viewports"][0]["window"],
+        1.5,
+        {"x": 60, "y": 60},
+    )
     assert await page.evaluate("window.viewerChanges") == []  # setState is not a user change
 
-    assert abs(await grey(page, 0, *box_centre(CT_MARKER_BOX)) - linear_grey(slice_marker(40), -600, 1500)) <= 1
+    assert (
+        abs(await grey(page, 0, *box_centre(CT_MARKER_BOX)) - linear_grey(slice_marker(40), -600, 1500)) <= 1
+    )
     assert "Im 41/120" in await corner(page, 0, "tr")
     assert "Zoom 150%" in await corner(page, 0, "br")
     box = await page.locator('[data-viewport="0"]').bounding_box()
@@ -260,7 +272,9 @@ async def test_set_state_from_outside_renders_slice_window_zoom_and_pan(
     # The same state again with another slice and the viewer follows, window kept.
     given["viewports"][0]["index"] = 41
     await page.evaluate(f"viewer.setState({json.dumps(given)})")
-    assert abs(await grey(page, 0, *box_centre(CT_MARKER_BOX)) - linear_grey(slice_marker(41), -600, 1500)) <= 1
+    assert (
+        abs(await grey(page, 0, *box_centre(CT_MARKER_BOX)) - linear_grey(slice_marker(41), -600, 1500)) <= 1
+    )
 
 
 @pytest.mark.parametrize(("size", "dpr"), [((1280, 720), 1), ((1920, 1080), 2)], ids=["1280x720", "4k"])
@@ -278,11 +292,15 @@ async def test_screen_and_image_coordinates_agree(
     # Overlays (text, lengths, pointer) at full devicePixelRatio; the image layer at least at CSS resolution.
     assert marks[0] == round(marks[2] * dpr) and marks[1] == round(marks[3] * dpr)
     assert image[0] >= round(image[2]) and image[1] >= round(image[3])
-    await page.evaluate("viewer.setState({...viewer.getState(), viewports: [{...viewer.getState().viewports[0],"
-                        " zoom: 1.3, pan: {x: 128, y: 200}}]})")
+    await page.evaluate(
+        "viewer.setState({...viewer.getState(), viewports: [{...viewer.getState().viewports[0],"
+        " zoom: 1.3, pan: {x: 128, y: 200}}]})"
+    )
     for x, y in [(0, 0), (256, 256), (12.5, 200.25), (128, 64)]:
-        back = await page.evaluate(f"(() => {{ const s = viewer.imageToScreen({x}, {y}, 0);"
-                                   " return viewer.screenToImage(s.x, s.y, 0); })()")
+        back = await page.evaluate(
+            f"(() => {{ const s = viewer.imageToScreen({x}, {y}, 0);"
+            " return viewer.screenToImage(s.x, s.y, 0); })()"
+        )
         assert abs(back["x"] - x) < 1e-6 and abs(back["y"] - y) < 1e-6
     # A client point maps to the same image point the pixels show: read the canvas there.
     hu, patch = CT_PATCHES[7]
@@ -361,7 +379,7 @@ async def test_length_measurement_is_in_millimetres_in_image_coordinates(
 async def test_zoom_pan_fit_invert_reset(new_page: NewPage, frame_server: FrameServer) -> None:
     page = await new_page()
     await open_viewer(page, frame_server, "ct")
-    hu, patch = CT_PATCHES[5]
+    _, patch = CT_PATCHES[5]
     px, py = box_centre(patch)
     normal = await grey(page, 0, px, py)
     await page.click('[data-viewer-action="invert"]')
@@ -383,7 +401,9 @@ async def test_zoom_pan_fit_invert_reset(new_page: NewPage, frame_server: FrameS
     moved = await page.evaluate(f"viewer.imageToScreen({before['x']}, {before['y']}, 0)")
     box = await page.locator('[data-viewport="0"]').bounding_box()
     assert box is not None
-    assert abs(moved["x"] - (box["width"] / 2 + 50)) < 0.5 and abs(moved["y"] - (box["height"] / 2 - 30)) < 0.5
+    assert (
+        abs(moved["x"] - (box["width"] / 2 + 50)) < 0.5 and abs(moved["y"] - (box["height"] / 2 - 30)) < 0.5
+    )
     # Soft tissue (40 HU) at the body centre, inverted, where the pan put it.
     assert abs(await grey(page, 0, 128, 128) - (255 - linear_grey(40, 40, 400))) <= 1
 

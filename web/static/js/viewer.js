@@ -63,7 +63,7 @@ export class Viewer {
   constructor(element, options = {}) {
     this.element = element;
     this.options = options;
-    this.labels = {...DEFAULT_LABELS, ...(options.labels ?? {})};
+    this.labels = {...DEFAULT_LABELS, ...labelsFrom(element), ...(options.labels ?? {})};
     this.seriesUrl = options.seriesUrl ?? seriesMetaUrl;
     this.interpolation = options.interpolation ?? 'linear';
     this.pool = new FramePool({fetch: options.fetch, concurrency: options.concurrency ?? 6});
@@ -105,14 +105,13 @@ export class Viewer {
    */
   async setState(input) {
     const next = normalizeState(input);
-    for (const view of this.views) view.pending = null;
-    this.commit(next, null);
-    const metas = [];
-    for (let i = 0; i < visibleCount(next.layout); i++) {
-      const series = this.seriesFor(i);
-      if (series) metas.push(series.ready);
+    for (const view of this.views) {
+      view.pending = null;
+      view.failed = null;
     }
-    await Promise.all(metas);
+    this.commit(this.resolveDefaults(next), null);
+    // settled() also counts a series that reports an error (e.g. "PACS unreachable, retrying") as shown, so
+    // a follower is never stuck here while the PACS is down.
     await this.settled();
     return this.getState();
   }
@@ -612,7 +611,7 @@ export class Viewer {
       view.probe.hidden = true;
     });
     this.listen(view.marks, 'contextmenu', (e) => e.preventDefault());
-    this.listen(view.marks, 'wheel', (e) => this.onWheel(i, e), {passive: false});
+    this.listen(root, 'wheel', (e) => this.onWheel(i, e), {passive: false});
     this.listen(view.scroll, 'pointerdown', (e) => this.onScrollbar(i, e));
     this.listen(view.scroll, 'pointermove', (e) => {
       if (view.scroll.hasPointerCapture(e.pointerId)) this.onScrollbar(i, e);
@@ -766,6 +765,7 @@ export class Viewer {
 
   onKey(e) {
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
+    if (e.target instanceof HTMLButtonElement && (e.key === ' ' || e.key === 'Enter')) return;
     const i = this.state.active;
     const series = this.seriesFor(i);
     const page = series && series.length ? Math.max(1, Math.round(series.length / 10)) : 10;
@@ -857,6 +857,15 @@ export class Viewer {
       }
       if (pressed !== null) control.setAttribute('aria-pressed', String(pressed));
     }
+  }
+}
+
+/** Translated labels the template put in data-viewer-labels (JSON), if any. */
+function labelsFrom(element) {
+  try {
+    return element.dataset.viewerLabels ? JSON.parse(element.dataset.viewerLabels) : {};
+  } catch {
+    return {};
   }
 }
 
