@@ -23,6 +23,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -271,6 +272,14 @@ class ImagingService:
         self.cache.put_many_blocking(study_uid, sop_uid, frames)
         return frames
 
+    async def missing_studies(self, study_uids: Sequence[str]) -> list[str]:
+        """Attached studies the archive does not (or no longer) hold: for the case's readiness checklist."""
+        missing = []
+        for uid in study_uids:
+            if not is_uid(uid) or not await self.archive.search_studies(study_uid=uid, limit=1):
+                missing.append(uid)
+        return missing
+
     # --- prefetch ---------------------------------------------------------------------------------------------
 
     def prefetch(self, key: str, study_uids: Sequence[str]) -> PrefetchProgress:
@@ -280,3 +289,32 @@ class ImagingService:
 
     def prefetch_progress(self, key: str) -> PrefetchProgress | None:
         return self.prefetcher.progress(key)
+
+    async def prefetch_upcoming_meetings(self, db: Database, *, horizon: timedelta = timedelta(hours=3)
+                                         ) -> list[str]:
+        """Start the agenda prefetch of every meeting starting within ``horizon`` (call every few minutes).
+
+        Returns the keys started or joined (``meeting:<id>``); a running job is joined, not restarted.
+        """
+        from sqlmodel import col, select
+
+        from rcp.clock import utcnow
+        from rcp.scheduling.models import Case, Meeting
+
+        now = utcnow()
+        keys: list[str] = []
+        async with db.session() as session:
+            meetings = (await session.exec(
+                select(Meeting).where(col(Meeting.status).in_(["scheduled", "live"]),
+                                      col(Meeting.starts_at) <= now + horizon,
+                                      col(Meeting.starts_at) >= now - timedelta(hours=12))
+            )).all()
+            for meeting in meetings:
+                cases = (await session.exec(select(Case).where(col(Case.meeting_id) == meeting.id)
+                                            .order_by(col(Case.position)))).all()
+                studies = [uid for case in cases for uid in (case.study_uids or []) if is_uid(uid)]
+                if studies:
+                    key = f"meeting:{meeting.id}"
+                    self.prefetch(key, studies)
+                    keys.append(key)
+        return keys

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -165,5 +166,31 @@ async def test_import_through_the_api(imaging_app: tuple[Any, ImagingService], d
         refused = await coordinator.post(f"/api/cases/{case_id}/imports",
                                          files=[("files", ("a.dcm", good, "application/dicom"))])
         assert refused.status_code == 403
+    finally:
+        await coordinator.aclose()
+
+
+async def test_agenda_prefetch(imaging_app: tuple[Any, ImagingService], db: Database) -> None:
+    app, service = imaging_app
+    case_id, patient = await _case_of(db, "IPP100003")
+    demo = synthetic_patient("IPP100003", "CHU de Lyon", patient.family_name, patient.given_names,
+                             patient.birth_date, patient.sex)
+    stored = await load_demo_studies(service.archive, [demo], slices=3, size=32)
+    async with db.session() as s:
+        case = await s.get(Case, case_id)
+        assert case is not None
+        case.study_uids = stored["IPP100003"]
+        s.add(case)
+        meeting_id = case.meeting_id
+    keys = await service.prefetch_upcoming_meetings(db, horizon=timedelta(days=30))
+    assert f"meeting:{meeting_id}" in keys
+    coordinator = await _client(app, "secretariat")
+    try:
+        started = await coordinator.post(f"/api/meetings/{meeting_id}/prefetch")
+        assert started.status_code == 202
+        await service.prefetcher.wait(f"meeting:{meeting_id}")
+        progress = (await coordinator.get(f"/api/meetings/{meeting_id}/prefetch")).json()
+        assert progress["state"] == "done" and progress["errors"] == []
+        assert progress["instances_done"] == progress["instances_total"] >= 6
     finally:
         await coordinator.aclose()

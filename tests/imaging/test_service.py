@@ -6,6 +6,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -113,3 +114,41 @@ async def test_malformed_uids_are_not_found(service: ImagingService) -> None:
         await service.frame("../../etc", "1.2", "1.3", 1)
     with pytest.raises(NotFound):
         await service.descriptor("1.2", "x;y")
+
+
+async def test_decoding_runs_off_the_event_loop(service: ImagingService, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from rcp.imaging import service as service_module
+
+    threads: list[str] = []
+    original = service_module.encode_instance
+
+    def recording(blob: bytes) -> list[Any]:
+        threads.append(threading.current_thread().name)
+        return original(blob)
+
+    monkeypatch.setattr(service_module, "encode_instance", recording)
+    blobs = small_ct(make_patient(), slices=2)
+    await service.archive.store(blobs)
+    study_uid, series_uid, sop_uid = _uids(blobs[0])
+    await service.frame(study_uid, series_uid, sop_uid, 1)
+    assert threads and all(name.startswith("rcp-imaging") for name in threads)
+
+
+async def test_opening_a_series_prefetches_it(service: ImagingService) -> None:
+    blobs = small_ct(make_patient(), slices=4)
+    await service.archive.store(blobs)
+    study_uid, series_uid, _ = _uids(blobs[0])
+    await service.descriptor(study_uid, series_uid)
+    progress = await service.prefetcher.wait(f"series:{series_uid}")
+    assert progress is not None and progress.state == "done" and progress.instances_done == 4
+    for blob in blobs:
+        assert service.cache.peek(study_uid, _uids(blob)[2], 1) is not None
+
+
+async def test_missing_studies(service: ImagingService) -> None:
+    blobs = small_ct(make_patient(), slices=1)
+    await service.archive.store(blobs)
+    present = _uids(blobs[0])[0]
+    assert await service.missing_studies([present, "1.2.3.999.1"]) == ["1.2.3.999.1"]
