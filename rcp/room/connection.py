@@ -131,6 +131,7 @@ class Connection:
         self._throttled_told = 0.0
         self.sent_dc = 0
         self.sent_ws = 0
+        self.sending_since: float | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user_id} room={self.room.meeting_id}>"
@@ -165,18 +166,21 @@ class Connection:
             except asyncio.QueueFull:
                 pass  # the consumer also watches ``closed``
 
+    def stalled(self, now: float) -> bool:
+        """True when one send has waited longer than ``send_timeout_s``: the client stopped reading."""
+        return self.sending_since is not None and now - self.sending_since > self.config.send_timeout_s
+
     async def write_to(self, send: Callable[[str], Awaitable[None]]) -> None:
         """Drain the queue into ``send`` (the WebSocket) until closed; a send stuck too long drops the client."""
         while not self.closed.is_set():
             frame = await self.outbox.get()
             if frame is None:
                 return
-            try:
-                await asyncio.wait_for(send(frame), timeout=self.config.send_timeout_s)
-            except TimeoutError:
-                logger.info("room %s: %r send stalled; dropped", self.room.meeting_id, self)
-                self.close(CLOSE_DROPPED, "dropped")
-                return
+            # No per-send timeout task (asyncio.wait_for costs a task per frame, per client): the room's heartbeat
+            # watches ``sending_since`` and drops a client whose send has been stuck too long (see stalled()).
+            self.sending_since = self._clock()
+            await send(frame)
+            self.sending_since = None
             self.sent_ws += 1
 
     # -- inbound ---------------------------------------------------------------------------------------------

@@ -33,7 +33,14 @@ from rcp.clock import utcnow
 from rcp.errors import Forbidden, RcpError, Unavailable
 from rcp.room import commands as c
 from rcp.room.bus import Bus, bus_from_url
-from rcp.room.connection import CLOSE_SUPERSEDED, CLOSE_TIMEOUT, Connection, MediaRoom, RoomConfig
+from rcp.room.connection import (
+    CLOSE_DROPPED,
+    CLOSE_SUPERSEDED,
+    CLOSE_TIMEOUT,
+    Connection,
+    MediaRoom,
+    RoomConfig,
+)
 from rcp.room.events import (
     CaseChanged,
     Event,
@@ -295,7 +302,10 @@ class LiveRoom:
     async def _beat_once(self, ping: str) -> None:
         now = self._monotonic()
         for connection in list(self.connections.values()):
-            if now - connection.last_heard > self.config.heartbeat_timeout_s:
+            if connection.stalled(now):
+                logger.info("room %s: %r send stalled; dropped", self.meeting_id, connection)
+                connection.close(CLOSE_DROPPED, "dropped")
+            elif now - connection.last_heard > self.config.heartbeat_timeout_s:
                 connection.close(CLOSE_TIMEOUT, "timeout")
             elif now - connection.last_ping >= self.config.ping_every_s:
                 connection.last_ping = now

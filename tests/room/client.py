@@ -94,7 +94,7 @@ class RoomClient:
                     self.pointers.extend(frame["s"])
                 async with self._changed:
                     self._changed.notify_all()
-        except Exception:  # noqa: BLE001 - the test reads close_code and the frames
+        except Exception:  # noqa: BLE001, S110 - the test reads close_code and the frames
             pass
         finally:
             self.close_code = self.ws.close_code

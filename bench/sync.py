@@ -1,0 +1,430 @@
+"""Room synchronisation benchmark: presenter action → follower latency, and pointer fan-out.
+
+Runs with no arguments in about two minutes and writes ``bench/results/sync.json``:
+
+- ``p50_ms_ws_<n>`` / ``p99_ms_ws_<n>`` for rooms of n = 10, 50, 200 participants on one node (SQLite log, the
+  embedded default): the presenter sends view changes at 10 Hz, every follower times each one's arrival;
+- ``p50_ms_2node_ws_50`` (and its p99): the same for 50 participants spread over two server processes sharing
+  PostgreSQL and Redis pub/sub, presenter on node A; ``p50_ms_1node_pg_ws_50`` is the one-node baseline on the
+  same PostgreSQL, so the cost of the second node is the difference;
+- ``pointer_20x10_delivered_ratio``: 20 rooms of 10 participants, each presenter pointing at 30 Hz for a few
+  seconds; samples delivered to followers / (samples sent × followers).
+- ``fanout_msgs_per_s_ws_200``: frames per second the node pushed during the 200-participant run.
+
+Clients are real WebSocket clients (websockets 17) in this process; servers are uvicorn processes
+(``python bench/sync.py --serve ...``) running the service app with the room mounted. Data-channel (``dc``)
+figures need aiortc clients in the room; they are not measured here (see the report in the issue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results" / "sync.json"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS = "redis://127.0.0.1:6379/0"
+VIEW_CHANGES = 40
+VIEW_HZ = 10.0
+POINTER_HZ = 30.0
+POINTER_SECONDS = 4.0
+
+
+# --- server side ------------------------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from rcp.app import create_app
+    from rcp.config import Settings
+    from rcp.room import routes as room_routes
+    from rcp.room.connection import RoomConfig
+    from rcp.room.live import open_rooms
+
+    settings = Settings(
+        env="test",
+        database_url=args.database_url,
+        secret_key=args.secret,
+        redis_url=args.redis_url,
+        embedded_worker=False,
+        node_id=args.node,
+    )
+    app = create_app(settings)
+    if "meeting_room_socket" not in {getattr(r, "name", None) for r in app.routes}:
+        app.router.routes[0:0] = room_routes.routes
+    inner = app.router.lifespan_context
+    config = RoomConfig(command_rate=100, command_burst=200)
+
+    @asynccontextmanager
+    async def lifespan(a: Starlette) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            if getattr(a.state, "rooms", None) is not None:
+                await a.state.rooms.close()
+            async with open_rooms(settings, a.state.db, config=config, channel_prefix=args.prefix) as rooms:
+                a.state.rooms = rooms
+                yield state
+
+    app.router.lifespan_context = lifespan
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", ws_ping_interval=None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Node:
+    def __init__(
+        self, *, database_url: str, secret: str, redis_url: str = "", prefix: str = "rcp:room:", node: str
+    ) -> None:
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--serve",
+                "--port",
+                str(self.port),
+                "--database-url",
+                database_url,
+                "--secret",
+                secret,
+                "--redis-url",
+                redis_url,
+                "--prefix",
+                prefix,
+                "--node",
+                node,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("bench node did not start")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# --- data -------------------------------------------------------------------------------------------------------
+
+
+async def seed(
+    database_url: str, secret: str, *, users: int, rooms: list[list[int]]
+) -> tuple[list[int], list[str]]:
+    """A board, one meeting per entry of ``rooms`` (user indexes invited), users with ready-made sessions."""
+    from rcp.auth.models import LoginSession, User
+    from rcp.auth.sessions import cookie_signer
+    from rcp.config import Settings
+    from rcp.db import Database
+    from rcp.scheduling.models import Board, Invitation, Meeting
+
+    db = Database(database_url)
+    signer = cookie_signer(Settings(env="test", database_url=database_url, secret_key=secret))
+    cookies: list[str] = []
+    meeting_ids: list[int] = []
+    async with db.session() as s:
+        board = Board(name="Bench board", required_specialties=[])
+        s.add(board)
+        people = [
+            User(
+                username=f"bench{i}",
+                display_name=f"Bench {i}",
+                role="clinician",
+                specialty="radiologist",
+                hospital="CHU Bench",
+            )
+            for i in range(users)
+        ]
+        s.add_all(people)
+        await s.flush()
+        now = datetime.now(UTC)
+        for user in people:
+            sid = secrets.token_urlsafe(32)
+            s.add(
+                LoginSession(
+                    id=sid,
+                    user_id=user.id,
+                    csrf_token=secrets.token_urlsafe(16),
+                    created_at=now,  # type: ignore[arg-type]
+                    last_seen_at=now,
+                )
+            )
+            cookies.append(f"rcp_session={signer.dumps(sid)}")
+        for members in rooms:
+            meeting = Meeting(board_id=board.id, title="Bench", starts_at=now, status="live")  # type: ignore[arg-type]
+            s.add(meeting)
+            await s.flush()
+            meeting_ids.append(meeting.id)  # type: ignore[arg-type]
+            for i in members:
+                s.add(Invitation(meeting_id=meeting.id, user_id=people[i].id))  # type: ignore[arg-type]
+    await db.close()
+    return meeting_ids, cookies
+
+
+def create_pg() -> str:
+    import psycopg
+
+    name = f"rcp_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_pg(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- clients ----------------------------------------------------------------------------------------------------
+
+
+class Participant:
+    """A light client: answers pings, timestamps view changes and pointer samples as they arrive."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.user_id = 0
+        self.views: dict[int, float] = {}
+        self.pointer_samples: set[float] = set()
+        self.frames = 0
+        self.task = asyncio.create_task(self.read())
+        self.ready = asyncio.Event()
+
+    async def read(self) -> None:
+        async for raw in self.ws:
+            now = time.perf_counter()
+            self.frames += 1
+            if '"view.changed"' in raw:
+                frame = json.loads(raw)
+                self.views.setdefault(frame["view"]["slice"], now)
+            elif raw.startswith('{"type":"pointer"'):
+                for sample in json.loads(raw)["s"]:
+                    self.pointer_samples.add(sample[1])
+            elif '"type": "ping"' in raw:
+                await self.ws.send('{"type":"pong"}')
+            elif '"type": "welcome"' in raw:
+                self.user_id = json.loads(raw)["user_id"]
+                self.ready.set()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def join(url: str, meeting_id: int, cookie: str) -> Participant:
+    from websockets.asyncio.client import connect
+
+    ws = await connect(
+        f"{url}/ws/meetings/{meeting_id}", additional_headers={"Cookie": cookie}, max_queue=None
+    )
+    participant = Participant(ws)
+    await asyncio.wait_for(participant.ready.wait(), 30)
+    return participant
+
+
+async def latency(urls: list[str], meeting_id: int, cookies: list[str], n: int) -> dict[str, float]:
+    """Presenter on urls[0]; followers round-robin over the nodes; n participants in all."""
+    presenter = await join(urls[0], meeting_id, cookies[0])
+    followers = []
+    for i in range(1, n):
+        followers.append(await join(urls[i % len(urls)], meeting_id, cookies[i]))
+    await presenter.send({"type": "floor.take"})
+    await asyncio.sleep(1.0)
+    sent: dict[int, float] = {}
+    base = 1000 * len(urls) + n  # fresh slice numbers for every run
+    started = time.perf_counter()
+    for i in range(VIEW_CHANGES):
+        index = base + i
+        sent[index] = time.perf_counter()
+        await presenter.send({"type": "view", "slice": index, "window_center": 40 + i, "window_width": 400})
+        await asyncio.sleep(1 / VIEW_HZ)
+    await asyncio.sleep(1.5)
+    elapsed = time.perf_counter() - started
+    samples = [
+        (f.views[index] - t0) * 1000 for f in followers for index, t0 in sent.items() if index in f.views
+    ]
+    missing = len(followers) * len(sent) - len(samples)
+    frames = sum(f.frames for f in followers) + presenter.frames
+    await asyncio.gather(presenter.close(), *(f.close() for f in followers))
+    samples.sort()
+    return {
+        "p50": statistics.median(samples),
+        "p99": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+        "missing": float(missing),
+        "frames_per_s": frames / elapsed,
+    }
+
+
+async def pointer(
+    url: str, meeting_ids: list[int], cookies: list[str], rooms: list[list[int]]
+) -> dict[str, float]:
+    groups: list[tuple[Participant, list[Participant]]] = []
+    for meeting_id, members in zip(meeting_ids, rooms, strict=True):
+        presenter = await join(url, meeting_id, cookies[members[0]])
+        followers = [await join(url, meeting_id, cookies[i]) for i in members[1:]]
+        await presenter.send({"type": "floor.take"})
+        groups.append((presenter, followers))
+    await asyncio.sleep(1.0)
+
+    async def point(presenter: Participant, offset: float) -> int:
+        await asyncio.sleep(offset)
+        count = int(POINTER_SECONDS * POINTER_HZ)
+        start = time.perf_counter()
+        for i in range(count):
+            await presenter.ws.send(json.dumps({"type": "pointer", "p": [float(i), 100.0, 0]}))
+            # Keep the sender's rate (30 Hz) without drifting.
+            await asyncio.sleep(max(0.0, start + (i + 1) / POINTER_HZ - time.perf_counter()))
+        return count
+
+    counts = await asyncio.gather(
+        *(point(p, i / len(groups) / POINTER_HZ) for i, (p, _) in enumerate(groups))
+    )
+    await asyncio.sleep(1.0)
+    expected = sum(c * len(f) for c, (_, f) in zip(counts, groups, strict=True))
+    delivered = sum(len(f.pointer_samples) for _, fs in groups for f in fs)
+    await asyncio.gather(*(p.close() for p, fs in groups), *(f.close() for _, fs in groups for f in fs))
+    return {"ratio": delivered / expected, "sent": float(sum(counts))}
+
+
+# --- main -------------------------------------------------------------------------------------------------------
+
+
+async def one_node(figures: dict[str, float]) -> None:
+    from rcp.db import migrate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.sqlite3"
+        await asyncio.to_thread(migrate, url)
+        sizes = (10, 50, 200)
+        pointer_rooms = [list(range(r * 10, r * 10 + 10)) for r in range(20)]
+        secret = secrets.token_urlsafe(48)
+        ids, cookies = await seed(
+            url, secret, users=200, rooms=[list(range(n)) for n in sizes] + pointer_rooms
+        )
+        node = Node(database_url=url, secret=secret, node="bench-1")
+        try:
+            for meeting_id, n in zip(ids, sizes, strict=False):
+                result = await latency([node.url], meeting_id, cookies, n)
+                figures[f"p50_ms_ws_{n}"] = round(result["p50"], 2)
+                figures[f"p99_ms_ws_{n}"] = round(result["p99"], 2)
+                figures[f"missing_ws_{n}"] = result["missing"]
+                if n == 200:
+                    figures["fanout_msgs_per_s_ws_200"] = round(result["frames_per_s"])
+                print(f"  ws {n:>3}: p50 {result['p50']:.2f} ms  p99 {result['p99']:.2f} ms", flush=True)
+            result = await pointer(node.url, ids[len(sizes) :], cookies, pointer_rooms)
+            figures["pointer_20x10_delivered_ratio"] = round(result["ratio"], 4)
+            print(f"  pointer 20x10 at 30 Hz: delivered ratio {result['ratio']:.4f}", flush=True)
+        finally:
+            node.close()
+
+
+async def two_nodes(figures: dict[str, float]) -> None:
+    from rcp.db import migrate
+
+    name = await asyncio.to_thread(create_pg)
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    nodes: list[Node] = []
+    try:
+        await asyncio.to_thread(migrate, url)
+        secret = secrets.token_urlsafe(48)
+        ids, cookies = await seed(url, secret, users=50, rooms=[list(range(50)), list(range(50))])
+        prefix = f"bench-{secrets.token_hex(3)}:rcp:room:"
+        nodes = [
+            Node(database_url=url, secret=secret, redis_url=REDIS, prefix=prefix, node=f"bench-{x}")
+            for x in "ab"
+        ]
+        single = await latency([nodes[0].url], ids[0], cookies, 50)
+        figures["p50_ms_1node_pg_ws_50"] = round(single["p50"], 2)
+        figures["p99_ms_1node_pg_ws_50"] = round(single["p99"], 2)
+        print(f"  1 node (PostgreSQL + Redis) ws 50: p50 {single['p50']:.2f} ms  p99 {single['p99']:.2f} ms")
+        double = await latency([n.url for n in nodes], ids[1], cookies, 50)
+        figures["p50_ms_2node_ws_50"] = round(double["p50"], 2)
+        figures["p99_ms_2node_ws_50"] = round(double["p99"], 2)
+        figures["missing_2node_ws_50"] = double["missing"]
+        print(f"  2 nodes (PostgreSQL + Redis) ws 50: p50 {double['p50']:.2f} ms  p99 {double['p99']:.2f} ms")
+    finally:
+        for node in nodes:
+            node.close()
+        await asyncio.to_thread(drop_pg, name)
+
+
+async def main() -> None:
+    figures: dict[str, float] = {}
+    print("room sync benchmark (WebSocket path)", flush=True)
+    await one_node(figures)
+    await two_nodes(figures)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "figures": figures,
+                "notes": {
+                    "dc": "data-channel figures not measured: no aiortc clients in this benchmark yet",
+                    "view_changes": VIEW_CHANGES,
+                    "view_hz": VIEW_HZ,
+                    "pointer_hz": POINTER_HZ,
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print()
+    print(f"{'figure':<34}{'value':>12}")
+    for key, value in figures.items():
+        print(f"{key:<34}{value:>12}")
+    print(f"\nwritten {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Room synchronisation benchmark")
+    parser.add_argument("--serve", action="store_true")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--database-url")
+    parser.add_argument("--secret")
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--prefix", default="rcp:room:")
+    parser.add_argument("--node", default="bench")
+    cli = parser.parse_args()
+    if cli.serve:
+        serve(cli)
+    else:
+        asyncio.run(main())
