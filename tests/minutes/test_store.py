@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,18 +12,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rcp.auth.models import User
 from rcp.db import Database, migrate
 from rcp.errors import Invalid
 from rcp.minutes import store
 from rcp.minutes.models import DecisionVersion, WritebackJob
 from rcp.minutes.versions import AlreadySigned, FieldConflict, NotAllowedToSign, QuorumNotMet, StaleDraft
-from rcp.scheduling.models import Board, Case, Invitation, Meeting, Patient, PatientIdentifier
-
-STUDY = "1.2.826.0.1.3680043.8.498.77"
-KEY_IMAGE = {"study_uid": STUDY, "series_uid": STUDY + ".1", "sop_uid": STUDY + ".1.1",
-             "description": "Masse du lobe supérieur droit"}
-NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+from rcp.scheduling.models import Case
+from tests.minutes.seeding import NOW, fill, seed
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -39,65 +32,6 @@ async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     db = Database(url)
     yield db
     await db.close()
-
-
-@dataclass
-class Seed:
-    case_id: int
-    meeting_id: int
-    surgeon: int
-    oncologist: int
-    radiotherapist: int
-    intern: int
-    outsider: int
-
-
-async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_oncologist", "radiotherapist")
-               ) -> Seed:
-    tag = secrets.token_hex(4)
-    async with db.session() as s:
-        users = {}
-        for key in ("surgeon", "medical_oncologist", "radiotherapist", "radiologist", "pathologist"):
-            user = User(username=f"{key}-{tag}", display_name=f"Dr {key.title()} Éléonore", specialty=key)
-            s.add(user)
-            users[key] = user
-        board = Board(name="RCP Thorax", tumour_site="39607008",
-                      required_specialties=["surgeon", "medical_oncologist", "radiotherapist"])
-        patient = Patient(family_name="Dupré", given_names="Noël", birth_date=date(1950, 1, 2), sex="male")
-        s.add_all([board, patient])
-        await s.flush()
-        meeting = Meeting(board_id=board.id, title="RCP", starts_at=NOW)
-        s.add(meeting)
-        s.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=f"IPP-{tag}", assigner="CHU"))
-        await s.flush()
-        for key in ("surgeon", "medical_oncologist", "radiotherapist", "radiologist"):
-            s.add(Invitation(meeting_id=meeting.id, user_id=users[key].id, specialty=key,
-                             quorum_member=key != "radiologist",
-                             joined_at=NOW if key in joined or key == "radiologist" else None))
-        case = Case(meeting_id=meeting.id, patient_id=patient.id, question="Opérable ?",
-                    clinical_summary="Adénocarcinome pulmonaire.", staging="cT2a N0 M0", performance_status=1,
-                    study_uids=[STUDY], referring_physician="Dr Pneumo")
-        s.add(case)
-        await s.flush()
-        assert case.id and meeting.id
-        return Seed(case.id, meeting.id, users["surgeon"].id or 0, users["medical_oncologist"].id or 0,
-                    users["radiotherapist"].id or 0, users["radiologist"].id or 0, users["pathologist"].id or 0)
-
-
-async def fill(db: Database, seed_: Seed) -> int:
-    """Write a complete decision; returns the draft revision the signer saw."""
-    values = {
-        "proposal": {"type": "surgery", "details": "Lobectomie supérieure droite."},
-        "guideline": {"conforms": True, "reference": "Référentiel thorax 2025"},
-        "responsible_physician": {"name": "Dr Oncologue", "user_id": seed_.oncologist},
-        "patient_informed": True,
-        "key_images": [KEY_IMAGE],
-    }
-    async with db.session() as s:
-        for name, value in values.items():
-            await store.save_field(s, seed_.case_id, name, value, base_version=0, editor_id=seed_.surgeon, at=NOW)
-    async with db.session() as s:
-        return (await store.load_draft(s, seed_.case_id)).revision
 
 
 async def test_draft_is_prefilled_from_the_agenda(database: Database) -> None:

@@ -1,0 +1,158 @@
+"""The write-back worker: stores each signed version's DICOM objects in the patient's imaging archive.
+
+A signature commits its ``writeback_jobs`` rows in the same transaction (``rcp.minutes.store.sign``); this worker
+picks up due jobs, builds the objects from the stored version (never from the live draft), stores them with the
+archive's ``store()`` (STOW-RS to the PACS, or the local archive) and records the outcome. A PACS that is down or
+refuses the objects leaves the job ``failed`` with the reason and a later ``next_attempt_at``: the signature
+stands, the coordinator sees the status, and the next pass retries. Instance UIDs derive from the version hash,
+so storing again after a lost acknowledgement does not duplicate anything.
+
+Database transactions are short and never span network calls: read the job, talk to the PACS, write the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from pydicom import dcmwrite
+from pydicom.dataset import Dataset
+
+from rcp.clock import utcnow
+from rcp.db import Database
+from rcp.minutes import store
+from rcp.minutes.dicom import encapsulated_fiche, key_image_notes
+from rcp.minutes.fiche import Fiche
+from rcp.minutes.models import DecisionVersion, WritebackJob, WritebackKind
+from rcp.minutes.render import fiche_pdf
+from rcp.minutes.versions import SignedVersion
+
+__all__ = ["ImagingStore", "WritebackOutcome", "build_objects", "run_due_writebacks", "to_part10"]
+
+log = logging.getLogger(__name__)
+
+
+class _StoreResult(Protocol):
+    stored: list[str]
+    failed: list[tuple[str, str]]
+
+
+class _SeriesSummary(Protocol):
+    @property
+    def series_uid(self) -> str: ...
+
+
+class ImagingStore(Protocol):
+    """The part of ``rcp.imaging.archive.Archive`` the worker uses."""
+
+    async def list_series(self, study_uid: str) -> Sequence[_SeriesSummary]: ...
+
+    async def series_metadata(self, study_uid: str, series_uid: str) -> list[Dataset]: ...
+
+    async def store(self, instances: Sequence[bytes]) -> _StoreResult: ...
+
+
+@dataclass(frozen=True)
+class WritebackOutcome:
+    job_id: int
+    kind: str
+    ok: bool
+    sop_uids: tuple[str, ...] = ()
+    error: str = ""
+
+
+def to_part10(ds: Dataset) -> bytes:
+    """The DICOM file (PS3.10: preamble, file meta, data set) STOW-RS and the local archive take."""
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+async def _sources(archive: ImagingStore, fiche: Fiche) -> list[Dataset]:
+    """Headers of the series holding the marked images; without marks, of one series of the case's first study."""
+    wanted = {(k.study_uid, k.series_uid) for k in fiche.key_images}
+    if not wanted and fiche.study_uids:
+        series = await archive.list_series(fiche.study_uids[0])
+        wanted = {(fiche.study_uids[0], series[0].series_uid)} if series else set()
+    headers: list[Dataset] = []
+    for study_uid, series_uid in sorted(wanted):
+        # Full WADO-RS metadata: the objects copy the patient and study attributes from it.
+        headers.extend(await archive.series_metadata(study_uid, series_uid))
+    return headers
+
+
+def build_objects(kind: str, fiche: Fiche, version: SignedVersion, sources: Sequence[Dataset]) -> list[Dataset]:
+    """The DICOM objects of one job (CPU work: run in a thread). Empty when there is nothing to write."""
+    if kind == WritebackKind.kos:
+        return key_image_notes(fiche, version, sources)
+    if kind == WritebackKind.pdf:
+        in_case = [s for s in sources if not fiche.study_uids or str(s.StudyInstanceUID) in fiche.study_uids]
+        if not in_case:
+            return []
+        # The fiche goes into the case's first study that we have headers for (the one the board reviewed).
+        order = {uid: i for i, uid in enumerate(fiche.study_uids)}
+        source = min(in_case, key=lambda s: order.get(str(s.StudyInstanceUID), len(order)))
+        return [encapsulated_fiche(fiche_pdf(fiche, version), fiche, version, source)]
+    raise ValueError(f"unknown write-back kind {kind!r}; expected kos or pdf")
+
+
+async def _attempt(archive: ImagingStore, job: WritebackJob, row: DecisionVersion,
+                   version: SignedVersion) -> WritebackOutcome:
+    assert job.id is not None
+    fiche = version.fiche()
+    if job.kind == WritebackKind.pdf and not fiche.study_uids:
+        return WritebackOutcome(job.id, job.kind, ok=True)  # no imaging file to attach the fiche to
+    sources = await _sources(archive, fiche)
+    objects = await asyncio.to_thread(build_objects, job.kind, fiche, version, sources)
+    if not objects:
+        return WritebackOutcome(job.id, job.kind, ok=False,
+                                error="no imaging study with headers for this case: nothing to attach to yet")
+    blobs = await asyncio.to_thread(lambda: [to_part10(o) for o in objects])
+    uids = tuple(str(o.SOPInstanceUID) for o in objects)
+    result = await archive.store(blobs)
+    refused = [reason for _uid, reason in result.failed]
+    if refused or not set(uids) <= set(result.stored):
+        return WritebackOutcome(job.id, job.kind, ok=False, sop_uids=uids,
+                                error="; ".join(refused) or "the archive did not acknowledge every object")
+    return WritebackOutcome(job.id, job.kind, ok=True, sop_uids=uids)
+
+
+async def run_due_writebacks(db: Database, archive: ImagingStore, *, now: datetime | None = None,
+                             limit: int = 10) -> list[WritebackOutcome]:
+    """One pass over the due jobs; returns what happened to each. Call it periodically (and after a signature)."""
+    now = now or utcnow()
+    async with db.session() as session:
+        jobs = await store.due_writebacks(session, now=now, limit=limit)
+        work = []
+        for job in jobs:
+            row = await session.get(DecisionVersion, job.version_id)
+            if row is not None:
+                stored = await store.list_versions(session, row.case_id)
+                version = next(s.version for s in stored if s.id == row.id)
+                work.append((job, row, version))
+    outcomes = []
+    for job, row, version in work:
+        assert job.id is not None
+        try:
+            outcome = await _attempt(archive, job, row, version)
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job and retried later
+            # The message of our own errors and the archive's never carries patient data (see rcp.errors).
+            outcome = WritebackOutcome(job.id, job.kind, ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
+        async with db.session() as session:
+            if outcome.ok:
+                await store.complete_writeback(session, job.id, sop_uid=",".join(outcome.sop_uids)[:64], now=now)
+            else:
+                await store.fail_writeback(session, job.id, error=outcome.error,
+                                           sop_uid=",".join(outcome.sop_uids)[:64], now=now)
+        if outcome.ok:
+            log.info("case %s: %s of version %s stored in the imaging archive", row.case_id, job.kind, row.number)
+        else:
+            log.warning("case %s: %s of version %s not stored (attempt %s): %s", row.case_id, job.kind,
+                        row.number, job.attempts + 1, outcome.error)
+        outcomes.append(outcome)
+    return outcomes

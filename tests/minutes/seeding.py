@@ -1,0 +1,80 @@
+"""Rows for the minutes store tests: users, a board, a meeting with attendance, a patient and a case."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from rcp.auth.models import User
+from rcp.db import Database
+from rcp.minutes import store
+from rcp.scheduling.models import Board, Case, Invitation, Meeting, Patient, PatientIdentifier
+
+STUDY = "1.2.826.0.1.3680043.8.498.77"
+KEY_IMAGE = {"study_uid": STUDY, "series_uid": STUDY + ".1", "sop_uid": STUDY + ".1.1",
+             "description": "Masse du lobe supérieur droit"}
+NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+
+
+@dataclass
+class Seed:
+    case_id: int
+    meeting_id: int
+    surgeon: int
+    oncologist: int
+    radiotherapist: int
+    intern: int
+    outsider: int
+
+
+async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_oncologist", "radiotherapist"),
+               study_uids: tuple[str, ...] = (STUDY,), patient_id: str = "", issuer: str = "CHU") -> Seed:
+    tag = secrets.token_hex(4)
+    async with db.session() as s:
+        users = {}
+        for key in ("surgeon", "medical_oncologist", "radiotherapist", "radiologist", "pathologist"):
+            user = User(username=f"{key}-{tag}", display_name=f"Dr {key.title()} Éléonore", specialty=key)
+            s.add(user)
+            users[key] = user
+        board = Board(name="RCP Thorax", tumour_site="39607008",
+                      required_specialties=["surgeon", "medical_oncologist", "radiotherapist"])
+        patient = Patient(family_name="Dupré", given_names="Noël", birth_date=date(1950, 1, 2), sex="male")
+        s.add_all([board, patient])
+        await s.flush()
+        meeting = Meeting(board_id=board.id, title="RCP", starts_at=NOW)
+        s.add(meeting)
+        s.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=patient_id or f"IPP-{tag}",
+                                assigner=issuer))
+        await s.flush()
+        for key in ("surgeon", "medical_oncologist", "radiotherapist", "radiologist"):
+            s.add(Invitation(meeting_id=meeting.id, user_id=users[key].id, specialty=key,
+                             quorum_member=key != "radiologist",
+                             joined_at=NOW if key in joined or key == "radiologist" else None))
+        case = Case(meeting_id=meeting.id, patient_id=patient.id, question="Opérable ?",
+                    clinical_summary="Adénocarcinome pulmonaire.", staging="cT2a N0 M0", performance_status=1,
+                    study_uids=list(study_uids), referring_physician="Dr Pneumo")
+        s.add(case)
+        await s.flush()
+        assert case.id and meeting.id
+        return Seed(case.id, meeting.id, users["surgeon"].id or 0, users["medical_oncologist"].id or 0,
+                    users["radiotherapist"].id or 0, users["radiologist"].id or 0, users["pathologist"].id or 0)
+
+
+async def fill(db: Database, seed_: Seed, key_images: list[dict[str, Any]] | None = None) -> int:
+    """Write a complete decision; returns the draft revision the signer saw."""
+    values = {
+        "proposal": {"type": "surgery", "details": "Lobectomie supérieure droite."},
+        "guideline": {"conforms": True, "reference": "Référentiel thorax 2025"},
+        "responsible_physician": {"name": "Dr Oncologue", "user_id": seed_.oncologist},
+        "patient_informed": True,
+        "key_images": [KEY_IMAGE] if key_images is None else key_images,
+    }
+    async with db.session() as s:
+        for name, value in values.items():
+            await store.save_field(s, seed_.case_id, name, value, base_version=0, editor_id=seed_.surgeon, at=NOW)
+    async with db.session() as s:
+        return (await store.load_draft(s, seed_.case_id)).revision
+
+
