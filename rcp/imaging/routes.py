@@ -153,9 +153,22 @@ async def series_descriptor(request: Request) -> Response:
     user, _fresh = await _authorise_study(request, service, study_uid)
     descriptor = await service.descriptor(study_uid, series_uid)
     async with _db(request).session() as s:
+        case = await _case_with_study(s, user, study_uid, request.query_params.get("case_id", ""))
         await audit.record(s, request=request, user=user, event="dicom_instances_accessed", action="R", outcome=0,
+                           patient_id=case.patient_id if case else None,
+                           meeting_id=case.meeting_id if case else None,
                            what=f"study {study_uid} series {series_uid}")
     return JSONResponse(descriptor)
+
+
+async def _case_with_study(session: Any, user: Any, study_uid: str, case_id: str) -> Case | None:
+    """The visible case the study was opened from (for the audit trail's patient and meeting)."""
+    if case_id.isdigit():
+        return await permissions.case_for_user(session, user, int(case_id))
+    cases = (await session.exec(
+        select(Case).where(col(Case.meeting_id).in_(permissions.visible_meeting_ids(user)))
+    )).all()
+    return next((c for c in cases if study_uid in (c.study_uids or [])), None)
 
 
 def _etag_matches(header: str, etag: str) -> bool:

@@ -131,7 +131,8 @@ async def test_case_studies_attach_view_and_frames(imaging_app: tuple[Any, Imagi
         await outsider.aclose()
     async with db.session() as s:
         events = (await s.exec(select(AuditEvent).where(AuditEvent.event_code == "110103"))).all()
-    assert any(current in e.what for e in events)
+    opened = [e for e in events if current in e.what and "series" in e.what]
+    assert opened and opened[-1].patient_id == patient.id
 
 
 async def test_import_through_the_api(imaging_app: tuple[Any, ImagingService], db: Database) -> None:
