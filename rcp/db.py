@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -22,29 +23,34 @@ __all__ = [
     "async_url",
     "migrate",
     "sync_url",
+    "timestamp",
 ]
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 
-def sync_url(url: str) -> str:
-    """The URL alembic and other synchronous code use."""
+def _with_driver(url: str, sqlite_driver: str) -> str:
     parsed = make_url(url)
     if parsed.drivername in {"postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"}:
-        parsed = parsed.set(drivername="postgresql+psycopg")
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 has both sync and async modes
     elif parsed.drivername.startswith("sqlite"):
-        parsed = parsed.set(drivername="sqlite")
+        parsed = parsed.set(drivername=sqlite_driver)
     return parsed.render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    """The URL alembic and other synchronous code use."""
+    return _with_driver(url, "sqlite")
 
 
 def async_url(url: str) -> str:
     """The URL the app's async engine uses."""
-    parsed = make_url(url)
-    if parsed.drivername in {"postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"}:
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    elif parsed.drivername.startswith("sqlite"):
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    return parsed.render_as_string(hide_password=False)
+    return _with_driver(url, "sqlite+aiosqlite")
+
+
+def timestamp(**kwargs: Any) -> sa.Column:  # type: ignore[type-arg]
+    """A timezone-aware timestamp column: every instant is stored in UTC, on SQLite and PostgreSQL alike."""
+    return sa.Column(sa.DateTime(timezone=True), **kwargs)
 
 
 def is_sqlite(url: str) -> bool:

@@ -9,12 +9,10 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from rcp.clock import utcnow
+from rcp.db import timestamp
 
 __all__ = ["ApiToken", "AuditEvent", "LoginSession", "Role", "User"]
 
-
-def _ts(**kwargs: object) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(sa.DateTime(timezone=True), **kwargs)  # type: ignore[arg-type]
 
 
 class Role(StrEnum):
@@ -40,8 +38,8 @@ class User(SQLModel, table=True):
     password_hash: str = Field(default="", max_length=200)
     active: bool = Field(default=True)
     failed_logins: int = Field(default=0)
-    locked_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    locked_until: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
 
 
 class LoginSession(SQLModel, table=True):
@@ -52,8 +50,8 @@ class LoginSession(SQLModel, table=True):
     id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
     user_id: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True))
     csrf_token: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
     source: str = Field(default="", max_length=64)
     #: Set for a session opened by a join link: it reaches that one meeting and nothing else.
     meeting_scope: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
@@ -68,7 +66,7 @@ class ApiToken(SQLModel, table=True):
     user_id: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True))
     name: str = Field(default="", max_length=100)
     token_sha256: str = Field(sa_column=sa.Column(sa.String(64), unique=True, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
     revoked: bool = Field(default=False)
 
 
@@ -78,7 +76,7 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False, index=True))
+    at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False, index=True))
     #: EventID code from DCM (e.g. "110110" Patient Record) — see rcp.auth.audit.EVENTS.
     event_code: str = Field(max_length=10)
     #: EventActionCode: C create, R read, U update, D delete, E execute.

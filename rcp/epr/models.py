@@ -15,12 +15,10 @@ from sqlmodel import Field, SQLModel
 
 import rcp.scheduling.models  # noqa: F401 - registers "cases", the target of deliveries.case_id
 from rcp.clock import utcnow
+from rcp.db import timestamp
 
 __all__ = ["Delivery", "DeliveryAttempt", "DeliveryStatus"]
 
-
-def _ts(**kwargs: Any) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(sa.DateTime(timezone=True), **kwargs)
 
 
 class DeliveryStatus(StrEnum):
@@ -57,15 +55,15 @@ class Delivery(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
     status: str = Field(default=DeliveryStatus.pending, max_length=20)
     attempts: int = Field(default=0)
-    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    lease_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    lease_until: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     claim_token: str | None = Field(default=None, max_length=32)
     #: Why it needs attention / why the last attempt failed: the receiver's answer excerpt.
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     #: MSH-10 / FHIR Bundle identifier: the same on every resend of this version to this receiver.
     idempotency_key: str = Field(sa_column=sa.Column(sa.String(40), nullable=False, unique=True))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class DeliveryAttempt(SQLModel, table=True):
@@ -77,7 +75,7 @@ class DeliveryAttempt(SQLModel, table=True):
     delivery_id: int = Field(
         sa_column=sa.Column(sa.ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False, index=True)
     )
-    at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
     #: delivered, retry or needs_attention (``rcp.epr.receivers.Verdict``), or "retried" by a coordinator.
     outcome: str = Field(max_length=20)
     summary: str = Field(default="", max_length=200)

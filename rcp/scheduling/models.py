@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from rcp.clock import utcnow
+from rcp.db import timestamp
 
 __all__ = [
     "Board",
@@ -24,9 +24,6 @@ __all__ = [
     "Response",
 ]
 
-
-def _ts(**kwargs: Any) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(sa.DateTime(timezone=True), **kwargs)
 
 
 def _fk(target: str, *, nullable: bool = False, ondelete: str = "CASCADE", index: bool = True) -> sa.Column:  # type: ignore[type-arg]
@@ -71,7 +68,7 @@ class Board(SQLModel, table=True):
     default_time: str = Field(default="14:00", max_length=5)
     default_duration_min: int = Field(default=90)
     timezone: str = Field(default="Europe/Paris", max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
 
 
 class BoardCoordinator(SQLModel, table=True):
@@ -90,10 +87,10 @@ class Meeting(SQLModel, table=True):
     board_id: int = Field(sa_column=_fk("boards.id"))
     title: str = Field(default="", max_length=200)
     #: Stored in UTC; shown in the board's time zone.
-    starts_at: datetime = Field(sa_column=_ts(nullable=False, index=True))
+    starts_at: datetime = Field(sa_column=timestamp(nullable=False, index=True))
     duration_min: int = Field(default=90)
     status: str = Field(default=MeetingStatus.scheduled, max_length=20)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
 
 
 class Invitation(SQLModel, table=True):
@@ -109,9 +106,9 @@ class Invitation(SQLModel, table=True):
     #: False for someone present outside the quorum (INCa: each attendee counts once, or not at all).
     quorum_member: bool = Field(default=True)
     response: str = Field(default=Response.pending, max_length=20)
-    invited_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    joined_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    left_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    invited_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    joined_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    left_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class Patient(SQLModel, table=True):
@@ -123,7 +120,7 @@ class Patient(SQLModel, table=True):
     birth_date: date | None = Field(default=None)
     #: HL7 administrative gender as used by FHIR and PID-8: female, male, other, unknown.
     sex: str = Field(default="unknown", max_length=10)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
 
 
 class PatientIdentifier(SQLModel, table=True):
@@ -162,5 +159,5 @@ class Case(SQLModel, table=True):
     status: str = Field(default=CaseStatus.registered, max_length=20)
     #: When deferred, the case created on the board's next meeting.
     deferred_to_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
