@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -163,6 +164,35 @@ class FrameCache:
         path = self._descriptor_path(series_uid)
         if path is not None:
             await asyncio.to_thread(_atomic_write, path, json.dumps(descriptor).encode())
+
+    def trim_disk(self, max_bytes: int) -> int:
+        """Remove the least recently written studies until the disk cache fits ``max_bytes`` (call from a thread).
+
+        Returns the bytes freed. Whole studies go: a half-cached series would only make the meeting wait.
+        """
+        if self.root is None or not self.root.is_dir():
+            return 0
+        studies: list[tuple[float, int, Path]] = []
+        total = 0
+        for folder in self.root.iterdir():
+            if not folder.is_dir() or folder.name == "series":
+                continue
+            size = 0
+            newest = 0.0
+            for path in folder.rglob("*"):
+                if path.is_file():
+                    stat = path.stat()
+                    size += stat.st_size
+                    newest = max(newest, stat.st_mtime)
+            studies.append((newest, size, folder))
+            total += size
+        freed = 0
+        for _newest, size, folder in sorted(studies):
+            if total - freed <= max_bytes:
+                break
+            shutil.rmtree(folder, ignore_errors=True)
+            freed += size  # memory entries stay: frames never change, the LRU has its own budget
+        return freed
 
     @property
     def memory_used(self) -> int:

@@ -89,7 +89,7 @@ def _check_uids(*uids: str) -> None:
 
 class ImagingService:
     def __init__(self, *, archive: Archive, cache: FrameCache, executor: ThreadPoolExecutor,
-                 owns_archive: bool = True, prefetch_concurrency: int = 4) -> None:
+                 owns_archive: bool = True, prefetch_concurrency: int = 4, disk_bytes: int = 20 << 30) -> None:
         self.archive = archive
         self.cache = cache
         self.executor = executor
@@ -99,6 +99,8 @@ class ImagingService:
         self._descriptor_tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self.prefetcher = Prefetcher(self, concurrency=prefetch_concurrency)
         self._closed = False
+        #: Disk budget of the frame cache (encoded frames are about a third of the DICOM size).
+        self.disk_bytes = disk_bytes
 
     @classmethod
     async def open(cls, settings: Settings, *, database: Database | None = None, archive: Archive | None = None,
@@ -272,6 +274,10 @@ class ImagingService:
         self.cache.put_many_blocking(study_uid, sop_uid, frames)
         return frames
 
+    async def trim_cache(self) -> int:
+        """Keep the disk cache under its budget (oldest studies go first); returns the bytes freed."""
+        return await self.run(self.cache.trim_disk, self.disk_bytes)
+
     async def missing_studies(self, study_uids: Sequence[str]) -> list[str]:
         """Attached studies the archive does not (or no longer) hold: for the case's readiness checklist."""
         missing = []
@@ -303,6 +309,7 @@ class ImagingService:
 
         now = utcnow()
         keys: list[str] = []
+        await self.trim_cache()
         async with db.session() as session:
             meetings = (await session.exec(
                 select(Meeting).where(col(Meeting.status).in_(["scheduled", "live"]),

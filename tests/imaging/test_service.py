@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,22 @@ async def test_missing_studies(service: ImagingService) -> None:
     await service.archive.store(blobs)
     present = _uids(blobs[0])[0]
     assert await service.missing_studies([present, "1.2.3.999.1"]) == ["1.2.3.999.1"]
+
+
+async def test_disk_cache_trim_keeps_the_newest_studies(service: ImagingService) -> None:
+    old = small_ct(make_patient(), slices=2, seed=21)
+    new = small_ct(make_patient(), slices=2, seed=22)
+    await service.archive.store([*old, *new])
+    for blob in old:
+        await service.frame(*_uids(blob), 1)
+    root = service.cache.root
+    assert root is not None
+    old_study = root / _uids(old[0])[0]
+    for path in old_study.rglob("*"):
+        os.utime(path, (1_000_000, 1_000_000))
+    for blob in new:
+        await service.frame(*_uids(blob), 1)
+    new_size = sum(p.stat().st_size for p in (root / _uids(new[0])[0]).rglob("*") if p.is_file())
+    service.disk_bytes = new_size
+    freed = await service.trim_cache()
+    assert freed > 0 and not old_study.exists() and (root / _uids(new[0])[0]).exists()
