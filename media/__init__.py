@@ -1,19 +1,23 @@
 """The media plane: WebRTC peers (aiortc), forwarding of audio/video without re-encoding, data channels.
 
-Entry point: :class:`MediaHub` (one per process) -> :meth:`MediaHub.room` -> :class:`RoomMedia`.
+Entry point: :class:`MediaHub` (one per process) -> :meth:`MediaHub.room` -> :class:`RoomMedia`; with several
+nodes, :class:`MediaNode` (Redis placement) -> :meth:`MediaNode.room` -> :class:`PlacedRoom` (same methods).
 """
 
 from .forwarding import AIORTC_VERSION, contract_problems
 from .hub import MediaHub, OnMedia, OnSpeaker, RoomMedia
 from .peer import CHANNELS, Peer
+from .placement import MediaNode, PlacedRoom
 
 __all__ = [
     "AIORTC_VERSION",
     "CHANNELS",
     "MediaHub",
+    "MediaNode",
     "OnMedia",
     "OnSpeaker",
     "Peer",
+    "PlacedRoom",
     "RoomMedia",
     "contract_problems",
 ]
