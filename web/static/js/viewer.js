@@ -200,8 +200,7 @@ export class Viewer {
 
   /** Redraw only the overlay layer (pointer moves): cheap, the image is not repainted. */
   redrawOverlays() {
-    this.marksOnly = true;
-    this.scheduleRender();
+    this.scheduleRender(true);
   }
 
   /** Select the tool of the left button: 'window', 'pan', 'zoom', 'measure' or 'scroll'. */
@@ -393,13 +392,15 @@ export class Viewer {
 
   // ---- rendering ----------------------------------------------------------------------------------------
 
-  scheduleRender() {
+  /** Render at the next animation frame; `marksOnly` requests only the overlay layer (unless more is due). */
+  scheduleRender(marksOnly = false) {
+    if (!marksOnly) this.fullRenderDue = true;
     if (this.frameRequested) return;
     this.frameRequested = requestAnimationFrame(() => {
       this.frameRequested = 0;
-      const marksOnly = this.marksOnly;
-      this.marksOnly = false;
-      this.render(marksOnly);
+      const full = this.fullRenderDue;
+      this.fullRenderDue = false;
+      this.render(!full);
     });
   }
 
