@@ -47,6 +47,7 @@ from rcp.scheduling.specialties import SPECIALTIES
 __all__ = [
     "MAX_WRITEBACK_ATTEMPTS",
     "CaseContext",
+    "FieldHook",
     "SignedHook",
     "StoredVersion",
     "amend",
@@ -58,6 +59,7 @@ __all__ = [
     "load_context",
     "load_draft",
     "meeting_versions",
+    "on_field_saved",
     "on_signed",
     "save_field",
     "sign",
@@ -81,10 +83,17 @@ class StoredVersion:
 
 
 SignedHook = Callable[[AsyncSession, StoredVersion], Awaitable[None]]
+#: (meeting id, case id, field name, saved field) — see :data:`on_field_saved`.
+FieldHook = Callable[[int, int, str, DraftField], Awaitable[None]]
 
 #: Called inside the signing transaction after the version and its write-back jobs are added (and flushed, so
 #: ``version.id`` is set). The EPR outbox appends its delivery rows here. A hook that raises aborts the signature.
 on_signed: list[SignedHook] = []
+
+#: Called by the routes *after* a draft field is committed, so the room can show the edit live to everyone
+#: (the room engineer registers its broadcaster here). Never called inside the transaction: nobody sees text that
+#: was then rolled back.
+on_field_saved: list[FieldHook] = []
 
 
 # -- context ---------------------------------------------------------------------------------------------------

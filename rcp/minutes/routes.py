@@ -1,0 +1,301 @@
+"""HTTP edges of the minutes: the decision draft (field by field), signature, corrections, fiche and minutes.
+
+JSON under ``/api`` for the room's decision form (``web/static/js/decision.js``); printable pages and PDFs for
+people. Access follows ``rcp.auth.permissions`` (invited participants and the board's coordinators; others get
+404), every read of patient data is written to the audit trail, and signing asks for the signer's password again
+(a signature is a medical act: the session alone is not enough).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from rcp.auth import audit
+from rcp.auth.models import User
+from rcp.auth.passwords import verify_password
+from rcp.auth.permissions import case_for_user, meeting_for_user
+from rcp.clock import as_utc
+from rcp.errors import Conflict, Forbidden, Invalid, NotFound
+from rcp.http import current_user, path_int, read_json
+from rcp.minutes import render, store
+from rcp.minutes.fiche import Fiche
+from rcp.minutes.models import WritebackJob
+from rcp.minutes.versions import FieldConflict, SignedVersion, thaw
+from rcp.openapi import ApiRoute
+from rcp.scheduling.models import Board, Case, Meeting, MeetingStatus
+
+__all__ = ["routes"]
+
+log = logging.getLogger(__name__)
+
+
+class FieldEdit(BaseModel):
+    value: Any = None
+    #: The version of the field the editor started from (0 for a field nobody edited yet).
+    base_version: int = Field(ge=0)
+
+
+class SignRequest(BaseModel):
+    password: str = Field(min_length=1, max_length=200)
+    #: The draft revision the signer read (``draft.revision`` of GET decision).
+    seen_revision: int = Field(ge=0)
+
+
+class AmendRequest(BaseModel):
+    password: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+    replaces: int = Field(ge=1)
+
+
+def _version_json(stored: store.StoredVersion, *, content: bool = False) -> dict[str, Any]:
+    v = stored.version
+    out: dict[str, Any] = {"id": stored.id, "number": v.number, "sha256": v.sha256, "signed_by": v.signed_by,
+                           "signed_at": v.signed_at.isoformat(), "replaces": v.replaces, "reason": v.reason,
+                           "intact": v.verify()}
+    if content:
+        out["content"] = thaw(v.content)
+    return out
+
+
+def _job_json(job: WritebackJob) -> dict[str, Any]:
+    return {"id": job.id, "version_id": job.version_id, "kind": job.kind, "status": job.status,
+            "attempts": job.attempts, "last_error": job.last_error, "stored_sop_uid": job.stored_sop_uid,
+            "next_attempt_at": as_utc(job.next_attempt_at).isoformat()}
+
+
+async def _check_password(session: AsyncSession, request: Request, user: Any, password: str,
+                          case: Case) -> None:
+    row = await session.get(User, user.id)
+    if row is None or not verify_password(row.password_hash, password):
+        await audit.record(session, event="user_authentication", action="E", outcome=4, request=request,
+                           patient_id=case.patient_id, meeting_id=case.meeting_id,
+                           what=f"signature of case {case.id}: password check failed")
+        raise Forbidden("The password does not match: re-enter your own password to sign.")
+
+
+async def _state(session: AsyncSession, case_id: int) -> dict[str, Any]:
+    """The decision as the form needs it: draft with versions, quorum, gaps before signing, versions, write-back."""
+    context = await store.load_context(session, case_id)
+    draft = await store.load_draft(session, case_id)
+    versions = await store.list_versions(session, case_id)
+    out: dict[str, Any] = {"case_id": case_id, "meeting_id": context.meeting.id, "draft": draft.as_json(),
+                           "versions": [_version_json(v) for v in versions], "writebacks": [], "missing": {}}
+    try:
+        fiche = store.build_fiche(context, draft)
+    except Invalid as exc:
+        out["missing"] = exc.fields
+        fiche = None
+    if fiche is not None:
+        quorum = fiche.quorum()
+        out["quorum"] = {"met": quorum.met, "status": fiche.quorum_status.as_json(),
+                         "specialties": list(quorum.specialties), "missing": list(quorum.missing),
+                         "short_by": quorum.short_by}
+        out["attendees"] = [a.as_json() for a in fiche.attendees]
+        try:
+            fiche.check_complete()
+        except Invalid as exc:
+            out["missing"] = exc.fields
+    for v in versions:
+        out["writebacks"].extend(_job_json(j) for j in await store.writebacks_for(session, v.id))
+    return out
+
+
+async def decision(request: Request) -> Response:
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    async with request.app.state.db.session() as s:
+        case = await case_for_user(s, user, case_id)
+        state = await _state(s, case_id)
+        await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
+                           meeting_id=case.meeting_id, what=f"decision of case {case_id}")
+    return JSONResponse(state)
+
+
+async def save_field(request: Request) -> Response:
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    name = request.path_params["name"]
+    edit = await read_json(request, FieldEdit)
+    async with request.app.state.db.session() as s:
+        case = await case_for_user(s, user, case_id)
+        meeting = await s.get(Meeting, case.meeting_id)
+        if meeting is not None and meeting.status == MeetingStatus.cancelled:
+            raise Conflict("This meeting was cancelled: its decisions cannot be edited.")
+        try:
+            saved = await store.save_field(s, case_id, name, edit.value, base_version=edit.base_version,
+                                           editor_id=user.id)
+        except FieldConflict as exc:
+            # The current text goes back to the editor so both versions can be compared (no silent loss).
+            return JSONResponse({**exc.as_json(), "field": name, "current": exc.current.as_json()},
+                                status_code=exc.status)
+        await audit.record(s, event="patient_record", action="U", request=request, patient_id=case.patient_id,
+                           meeting_id=case.meeting_id, what=f"decision of case {case_id}: field {name}")
+        revision = (await store.load_draft(s, case_id)).revision
+    for hook in list(store.on_field_saved):
+        try:
+            await hook(case.meeting_id, case_id, name, saved)
+        except Exception:
+            log.exception("case %s: live update of field %s failed", case_id, name)
+    return JSONResponse({"field": name, **saved.as_json(), "revision": revision})
+
+
+async def sign(request: Request) -> Response:
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    body = await read_json(request, SignRequest)
+    async with request.app.state.db.session() as s:
+        case = await case_for_user(s, user, case_id)
+        await _check_password(s, request, user, body.password, case)
+    # A failed password check must stay in the audit trail: it was committed above, the signature is separate.
+    async with request.app.state.db.session() as s:
+        stored = await store.sign(s, case_id=case_id, signer_id=user.id, seen_revision=body.seen_revision)
+        await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
+                           meeting_id=case.meeting_id, what=f"decision of case {case_id} signed, version 1")
+    _wake(request)
+    return JSONResponse(_version_json(stored), status_code=201)
+
+
+async def amend(request: Request) -> Response:
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    body = await read_json(request, AmendRequest)
+    async with request.app.state.db.session() as s:
+        case = await case_for_user(s, user, case_id)
+        await _check_password(s, request, user, body.password, case)
+    async with request.app.state.db.session() as s:
+        stored = await store.amend(s, case_id=case_id, signer_id=user.id, reason=body.reason,
+                                   replaces_number=body.replaces)
+        await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
+                           meeting_id=case.meeting_id,
+                           what=f"decision of case {case_id} corrected, version {stored.version.number}")
+    _wake(request)
+    return JSONResponse(_version_json(stored), status_code=201)
+
+
+def _wake(request: Request) -> None:
+    """Nudge the write-back worker, if the app runs one (``app.state.minutes_writeback`` with ``wake()``)."""
+    worker = getattr(request.app.state, "minutes_writeback", None)
+    if worker is not None:
+        worker.wake()
+
+
+async def versions(request: Request) -> Response:
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    async with request.app.state.db.session() as s:
+        case = await case_for_user(s, user, case_id)
+        listed = await store.list_versions(s, case_id)
+        await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
+                           meeting_id=case.meeting_id, what=f"signed versions of case {case_id}")
+    return JSONResponse([_version_json(v, content=True) for v in listed])
+
+
+async def _fiche_of(request: Request) -> tuple[Fiche, SignedVersion | None]:
+    """The requested version (``?version=N``), else the latest signed one, else the current draft."""
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    wanted = request.query_params.get("version")
+    async with request.app.state.db.session() as s:
+        case = await case_for_user(s, user, case_id)
+        listed = await store.list_versions(s, case_id)
+        chosen: SignedVersion | None = None
+        if wanted:
+            if not wanted.isdigit():
+                raise Invalid("version must be a number.", fields={"version": "expected a whole number"})
+            chosen = next((v.version for v in listed if v.version.number == int(wanted)), None)
+            if chosen is None:
+                raise NotFound("No such signed version of this decision.")
+        elif listed:
+            chosen = listed[-1].version
+        if chosen is not None:
+            fiche = chosen.fiche()
+        else:
+            fiche = store.build_fiche(await store.load_context(s, case_id), await store.load_draft(s, case_id))
+        await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
+                           meeting_id=case.meeting_id, what=f"fiche of case {case_id}")
+    return fiche, chosen
+
+
+async def fiche_page(request: Request) -> Response:
+    fiche, version = await _fiche_of(request)
+    return HTMLResponse(render.fiche_html(fiche, version), headers={"Cache-Control": "no-store"})
+
+
+async def fiche_pdf(request: Request) -> Response:
+    fiche, version = await _fiche_of(request)
+    pdf = await render.fiche_pdf_async(fiche, version)
+    name = f"fiche-rcp-case-{fiche.case_id}" + (f"-v{version.number}" if version else "-draft") + ".pdf"
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"})
+
+
+async def _minutes_of(request: Request) -> tuple[str, date, list[render.MinutesItem]]:
+    user = current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    async with request.app.state.db.session() as s:
+        meeting = await meeting_for_user(s, user, meeting_id)
+        board = await s.get(Board, meeting.board_id)
+        latest = await store.meeting_versions(s, meeting_id)
+        cases = (await s.exec(select(Case).where(Case.meeting_id == meeting_id).order_by(col(Case.position),
+                                                                                         col(Case.id)))).all()
+        items = []
+        for case in cases:
+            assert case.id is not None
+            stored = latest.get(case.id)
+            if stored is not None:
+                items.append(render.MinutesItem(stored.version.fiche(), stored.version))
+                continue
+            try:
+                fiche = store.build_fiche(await store.load_context(s, case.id), await store.load_draft(s, case.id))
+            except Invalid:
+                continue  # a case that cannot become a fiche yet (e.g. patient without identifier) is left out
+            items.append(render.MinutesItem(fiche))
+        await audit.record(s, event="patient_record", action="R", request=request, meeting_id=meeting_id,
+                           what=f"minutes of meeting {meeting_id}")
+        title = meeting.title or (board.name if board else "RCP")
+        day = items[0].fiche.meeting_date if items else as_utc(meeting.starts_at).date()
+    return title, day, items
+
+
+async def minutes_page(request: Request) -> Response:
+    title, day, items = await _minutes_of(request)
+    return HTMLResponse(render.minutes_html(title, day, items), headers={"Cache-Control": "no-store"})
+
+
+async def minutes_pdf(request: Request) -> Response:
+    title, day, items = await _minutes_of(request)
+    pdf = await render.minutes_pdf_async(title, day, items)
+    name = f"minutes-meeting-{path_int(request, 'meeting_id')}.pdf"
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"})
+
+
+routes: list[BaseRoute] = [
+    ApiRoute("/api/cases/{case_id:int}/decision", decision, method="GET", tag="minutes",
+             summary="The case's decision: draft fields with versions, quorum, gaps, signed versions, write-back",
+             media_type="application/json"),
+    ApiRoute("/api/cases/{case_id:int}/decision/fields/{name}", save_field, method="PUT", tag="minutes",
+             body=FieldEdit, summary="Save one field of the draft (409 with the current value on a conflict)",
+             media_type="application/json"),
+    ApiRoute("/api/cases/{case_id:int}/decision/sign", sign, method="POST", tag="minutes", body=SignRequest,
+             status=201, summary="Sign the decision (responsible physician, password, quorum)",
+             media_type="application/json"),
+    ApiRoute("/api/cases/{case_id:int}/decision/amend", amend, method="POST", tag="minutes", body=AmendRequest,
+             status=201, summary="Sign a correction that replaces the latest version, with a reason",
+             media_type="application/json"),
+    ApiRoute("/api/cases/{case_id:int}/decision/versions", versions, method="GET", tag="minutes",
+             summary="Every signed version of the decision with its content", media_type="application/json"),
+    Route("/cases/{case_id:int}/fiche", fiche_page, methods=["GET"], name="minutes_fiche"),
+    Route("/cases/{case_id:int}/fiche.pdf", fiche_pdf, methods=["GET"], name="minutes_fiche_pdf"),
+    Route("/meetings/{meeting_id:int}/minutes", minutes_page, methods=["GET"], name="minutes_meeting"),
+    Route("/meetings/{meeting_id:int}/minutes.pdf", minutes_pdf, methods=["GET"], name="minutes_meeting_pdf"),
+]

@@ -1,0 +1,188 @@
+"""The minutes routes on a bare Starlette app (our routes, the project's error handlers, a stand-in for auth)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pypdf
+import pytest
+import sqlalchemy as sa
+from sqlmodel import func, select
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rcp.auth.models import AuditEvent, User
+from rcp.auth.passwords import hash_password
+from rcp.auth.sessions import CurrentUser
+from rcp.db import Database, migrate
+from rcp.http import error_handlers
+from rcp.minutes import store
+from rcp.minutes.routes import routes
+from rcp.templating import render_error
+from tests.minutes.seeding import KEY_IMAGE, Seed, seed
+
+PASSWORD = "correct horse battery staple"
+
+
+class HeaderAuth:
+    """Test stand-in for the session middleware: ``X-Test-User: <id>`` authenticates as that user."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = dict(scope["headers"]).get(b"x-test-user")
+            if raw:
+                scope["user"] = CurrentUser(id=int(raw), username=f"u{int(raw)}", name="", role="clinician",
+                                            specialty="", hospital="", locale="fr", via="token")
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('routes') / 'rcp.db'}"
+    await asyncio.to_thread(migrate, url, "0004_minutes")
+    db = Database(url)
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def http(database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    app = Starlette(routes=routes, middleware=[Middleware(HeaderAuth)],
+                    exception_handlers=error_handlers(render_error))
+    app.state.db = database
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rcp.test") as client:
+        yield client
+
+
+async def seeded_case(database: Database) -> Seed:
+    seeded = await seed(database)
+    digest = await asyncio.to_thread(hash_password, PASSWORD)
+    async with database.session() as s:
+        await s.exec(sa.update(User).where(User.id == seeded.oncologist).values(password_hash=digest))
+    return seeded
+
+
+def as_user(user_id: int) -> dict[str, str]:
+    return {"X-Test-User": str(user_id)}
+
+
+async def put(http: httpx.AsyncClient, user: int, case_id: int, name: str, value: Any, base: int) -> httpx.Response:
+    return await http.put(f"/api/cases/{case_id}/decision/fields/{name}", headers=as_user(user),
+                          json={"value": value, "base_version": base})
+
+
+async def test_decision_state_and_access(http: httpx.AsyncClient, database: Database) -> None:
+    seeded = await seeded_case(database)
+    answer = await http.get(f"/api/cases/{seeded.case_id}/decision", headers=as_user(seeded.surgeon))
+    assert answer.status_code == 200
+    state = answer.json()
+    assert state["draft"]["fields"]["question"]["value"] == "Opérable ?"
+    assert state["quorum"]["met"] is True and state["quorum"]["status"]["code"] == "ORG-126"
+    assert {"proposal", "responsible_physician", "patient_informed"} <= set(state["missing"])
+    # Not invited: the case does not exist for them.
+    assert (await http.get(f"/api/cases/{seeded.case_id}/decision", headers=as_user(seeded.outsider))
+            ).status_code == 404
+    assert (await http.get(f"/api/cases/{seeded.case_id}/decision")).status_code == 401
+    async with database.session() as s:
+        count = (await s.exec(select(func.count()).select_from(AuditEvent)
+                              .where(AuditEvent.what == f"decision of case {seeded.case_id}"))).one()
+    assert count >= 1
+
+
+async def test_field_conflict_returns_the_current_text(http: httpx.AsyncClient, database: Database) -> None:
+    seeded = await seeded_case(database)
+    first = await put(http, seeded.surgeon, seeded.case_id, "question", "Chirurgie d'emblée ?", 0)
+    assert first.status_code == 200 and first.json()["version"] == 1 and first.json()["revision"] == 1
+    clash = await put(http, seeded.oncologist, seeded.case_id, "question", "Chimiothérapie d'abord ?", 0)
+    assert clash.status_code == 409
+    body = clash.json()
+    assert body["error"] == "field_conflict" and body["current"]["value"] == "Chirurgie d'emblée ?"
+    assert body["current"]["version"] == 1 and "question" in body["fields"]
+    bad = await put(http, seeded.surgeon, seeded.case_id, "performance_status", {"grade": 9}, 0)
+    assert bad.status_code == 422 and "performance_status.grade" in bad.json()["fields"]
+    unknown = await put(http, seeded.surgeon, seeded.case_id, "salary", 1, 0)
+    assert unknown.status_code == 422
+
+
+async def test_live_hook_runs_after_commit(http: httpx.AsyncClient, database: Database) -> None:
+    seeded = await seeded_case(database)
+    seen: list[tuple[int, int, str, int]] = []
+
+    async def hook(meeting_id: int, case_id: int, name: str, field: Any) -> None:
+        async with database.session() as s:  # a separate connection sees the committed value
+            draft = await store.load_draft(s, case_id)
+        assert draft.get(name).value == field.value
+        seen.append((meeting_id, case_id, name, field.version))
+
+    store.on_field_saved.append(hook)
+    try:
+        assert (await put(http, seeded.surgeon, seeded.case_id, "comments", "Vu.", 0)).status_code == 200
+    finally:
+        store.on_field_saved.remove(hook)
+    assert seen == [(seeded.meeting_id, seeded.case_id, "comments", 1)]
+
+
+async def test_sign_render_and_amend(http: httpx.AsyncClient, database: Database) -> None:
+    seeded = await seeded_case(database)
+    case = seeded.case_id
+    for name, value in {
+        "proposal": {"type": "surgery", "details": "Lobectomie supérieure droite."},
+        "guideline": {"conforms": True},
+        "responsible_physician": {"name": "Dr Oncologue Éloïse", "user_id": seeded.oncologist},
+        "patient_informed": True,
+        "key_images": [KEY_IMAGE],
+    }.items():
+        assert (await put(http, seeded.surgeon, case, name, value, 0)).status_code == 200
+    state = (await http.get(f"/api/cases/{case}/decision", headers=as_user(seeded.oncologist))).json()
+    assert state["missing"] == {}
+    revision = state["draft"]["revision"]
+
+    wrong = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
+                            json={"password": "nope", "seen_revision": revision})
+    assert wrong.status_code == 403
+    not_responsible = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.surgeon),
+                                      json={"password": PASSWORD, "seen_revision": revision})
+    assert not_responsible.status_code == 403
+    stale = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
+                            json={"password": PASSWORD, "seen_revision": revision - 1})
+    assert stale.status_code == 409 and stale.json()["error"] == "stale_draft"
+    signed = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
+                             json={"password": PASSWORD, "seen_revision": revision})
+    assert signed.status_code == 201, signed.text
+    version = signed.json()
+    assert version["number"] == 1 and version["intact"] is True
+    twice = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
+                            json={"password": PASSWORD, "seen_revision": revision})
+    assert twice.status_code == 409 and twice.json()["error"] == "already_signed"
+
+    state = (await http.get(f"/api/cases/{case}/decision", headers=as_user(seeded.surgeon))).json()
+    assert sorted(j["kind"] for j in state["writebacks"]) == ["kos", "pdf"]
+
+    pdf = await http.get(f"/cases/{case}/fiche.pdf", headers=as_user(seeded.surgeon))
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    text = "".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
+    assert version["sha256"] in text.replace("\n", "").replace(" ", "") and "Lobectomie supérieure" in text
+    page = await http.get(f"/cases/{case}/fiche", headers=as_user(seeded.surgeon))
+    assert page.status_code == 200 and version["sha256"] in page.text
+    minutes = await http.get(f"/meetings/{seeded.meeting_id}/minutes", headers=as_user(seeded.surgeon))
+    assert minutes.status_code == 200 and "DUPRÉ" in minutes.text
+    minutes_pdf = await http.get(f"/meetings/{seeded.meeting_id}/minutes.pdf", headers=as_user(seeded.surgeon))
+    assert minutes_pdf.status_code == 200 and minutes_pdf.content.startswith(b"%PDF-")
+
+    draft = state["draft"]["fields"]["comments"]
+    assert (await put(http, seeded.oncologist, case, "comments", "Ajout : EFR.", draft["version"])).status_code == 200
+    amended = await http.post(f"/api/cases/{case}/decision/amend", headers=as_user(seeded.oncologist),
+                              json={"password": PASSWORD, "reason": "EFR oubliées", "replaces": 1})
+    assert amended.status_code == 201 and amended.json()["replaces"] == 1
+    listed = (await http.get(f"/api/cases/{case}/decision/versions", headers=as_user(seeded.surgeon))).json()
+    assert [v["number"] for v in listed] == [1, 2] and listed[1]["content"]["comments"] == "Ajout : EFR."
+    first = await http.get(f"/cases/{case}/fiche.pdf?version=1", headers=as_user(seeded.surgeon))
+    assert first.content == pdf.content  # version 1 renders the same bytes as before
