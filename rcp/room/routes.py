@@ -21,10 +21,12 @@ __all__ = ["routes"]
 
 async def room_page(request: Request) -> Response:
     """The meeting room: participants, floor, agenda with the case panel, and the viewer driven by the room."""
+    from rcp import i18n
     from rcp.auth import audit
     from rcp.auth.permissions import meeting_for_user
     from rcp.http import current_user
     from rcp.scheduling.models import Case
+    from rcp.scheduling.specialties import SPECIALTIES
     from rcp.templating import render
 
     user = current_user(request)
@@ -60,7 +62,8 @@ async def room_page(request: Request) -> Response:
         }
         for case in cases
     ]
-    return render(request, "room.html", {"meeting": meeting, "agenda": agenda})
+    specialties = {s.key: i18n.gettext(s.label) for s in SPECIALTIES}
+    return render(request, "room.html", {"meeting": meeting, "agenda": agenda, "specialties": specialties})
 
 
 async def attendance(request: Request) -> Response:

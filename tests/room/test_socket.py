@@ -264,3 +264,20 @@ async def test_client_that_stops_reading_is_dropped(
         sleeper_ws.transport.abort()
     finally:
         node.close()
+
+
+async def test_room_page_renders_for_an_invited_participant(
+    room_server: NodeThread, cookies: dict[str, str], meeting_id: int
+) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(
+        base_url=room_server.url, headers={"Cookie": cookies["dr.radiologue"]}
+    ) as http:
+        page = await http.get(f"/meetings/{meeting_id}/room")
+        assert page.status_code == 200, page.text[:500]
+        assert 'id="room-data"' in page.text and "/static/js/room.js" in page.text
+        refused = await http.get(f"/meetings/{meeting_id}/room", headers={"Cookie": cookies["dr.gastro"]})
+        assert refused.status_code == 404
+        js = await http.get("/static/js/room.js")
+        assert js.status_code == 200

@@ -1,0 +1,113 @@
+/**
+ * The presenter's pointer, in image coordinates (column, row of the displayed frame), so that it lands on the
+ * same anatomy on every screen whatever its size, zoom or pan.
+ *
+ * The presenter's moves over viewport 0 are sampled at most 30 times a second (the server coalesces them
+ * further: latest sample wins per tick); followers draw the latest sample with the viewer's imageToScreen, and
+ * only on the slice it was taken on.
+ *
+ * Example:
+ *   const pointer = new Pointer(viewer, (msg) => socket.send(msg));
+ *   pointer.setPresenting(true);       // start sampling
+ *   pointer.show([[7, 120.5, 88.0, 42]]);  // samples from the server: [user, column, row, slice]
+ */
+
+const MAX_HZ = 30;
+
+export class Pointer {
+  constructor(viewer, send, {colour = '#ff3b30', label = ''} = {}) {
+    this.viewer = viewer;
+    this.send = send;
+    this.colour = colour;
+    this.label = label;
+    this.presenting = false;
+    this.latest = null; // {column, row, slice}
+    this.lastSent = 0;
+    this.pendingTimer = 0;
+    this.pending = null;
+    this.removeOverlay = viewer.addOverlay((ctx, view) => this.draw(ctx, view));
+    this.onMove = (e) => this.move(e);
+    this.onLeave = () => this.queue(null);
+    viewer.element.addEventListener('pointermove', this.onMove);
+    viewer.element.addEventListener('pointerleave', this.onLeave);
+  }
+
+  setPresenting(presenting) {
+    this.presenting = presenting;
+    if (!presenting) this.latest = null;
+    this.viewer.redrawOverlays();
+  }
+
+  move(e) {
+    if (!this.presenting) return;
+    const hit = this.viewer.clientToImage(e.clientX, e.clientY);
+    if (!hit || hit.viewport !== 0) {
+      this.queue(null);
+      return;
+    }
+    const slice = this.viewer.getState().viewports[0].index;
+    this.queue({column: hit.x, row: hit.y, slice});
+  }
+
+  /** At most MAX_HZ samples a second; the last one of a burst is always sent. */
+  queue(sample) {
+    this.pending = sample;
+    const wait = this.lastSent + 1000 / MAX_HZ - performance.now();
+    if (wait <= 0) {
+      this.flush();
+    } else if (!this.pendingTimer) {
+      this.pendingTimer = setTimeout(() => this.flush(), wait);
+    }
+  }
+
+  flush() {
+    this.pendingTimer = 0;
+    this.lastSent = performance.now();
+    const s = this.pending;
+    const p = s ? [Math.round(s.column * 10) / 10, Math.round(s.row * 10) / 10, s.slice] : [null, null, 0];
+    this.send({type: 'pointer', p});
+  }
+
+  /** Samples from the server: [user, column, row, slice]; column null hides the pointer. */
+  show(samples) {
+    const last = samples[samples.length - 1];
+    if (!last) return;
+    this.latest = last[1] === null ? null : {column: last[1], row: last[2], slice: last[3]};
+    this.viewer.redrawOverlays();
+  }
+
+  clear() {
+    this.latest = null;
+    this.viewer.redrawOverlays();
+  }
+
+  draw(ctx, view) {
+    const p = this.latest;
+    if (!p || this.presenting || view.viewport !== 0) return;
+    if (view.state && view.state.index !== p.slice) return; // view.state is the viewport's state
+    const s = view.imageToScreen(p.column, p.row);
+    if (!s) return;
+    ctx.save();
+    ctx.strokeStyle = this.colour;
+    ctx.fillStyle = this.colour;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    ctx.arc(s.x, s.y, 9, 0, Math.PI * 2);
+    ctx.stroke();
+    ctx.beginPath();
+    ctx.arc(s.x, s.y, 2.5, 0, Math.PI * 2);
+    ctx.fill();
+    if (this.label) {
+      ctx.font = '12px system-ui, sans-serif';
+      ctx.fillText(this.label, s.x + 12, s.y - 10);
+    }
+    ctx.restore();
+  }
+
+  destroy() {
+    this.removeOverlay();
+    this.viewer.element.removeEventListener('pointermove', this.onMove);
+    this.viewer.element.removeEventListener('pointerleave', this.onLeave);
+    clearTimeout(this.pendingTimer);
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * The meeting room page: applies the room's events in order and drives the viewer from them.
+ *
+ * - Everybody sees the participants (specialty, hospital, here/gone, WebRTC data channel or WebSocket), who
+ *   presents, the agenda with the current case and its panel (question, summary).
+ * - The presenter's viewer changes (viewport 0: study, series, slice, window, zoom, pan; and the layout) go to
+ *   the room at most 30 times a second; followers get them as `view.changed` and the viewer `setState`s them.
+ * - "Browse freely" detaches this screen (nothing is sent, nothing is applied); "Follow" snaps back to the
+ *   shared view. The coordinator moves everybody to the next case and hands the floor over.
+ *
+ * The client mirrors the server's reducer (rcp/room/state.py) on the event stream; the server stays the
+ * authority: a refused command comes back as an error frame and is shown, the state does not change.
+ */
+
+import {createViewer} from './viewer.js';
+import {Pointer} from './pointer.js';
+import {RoomSocket} from './roomsocket.js';
+
+const VIEW_SEND_MS = 1000 / 30;
+
+const root = document.querySelector('[data-room]');
+const data = JSON.parse(document.getElementById('room-data').textContent);
+const L = data.labels;
+const me = data.user_id;
+
+const room = {
+  participants: new Map(),
+  presenter: null,
+  requests: [],
+  caseId: null,
+  view: null,
+  marks: new Map(),
+};
+
+const viewer = createViewer(root.querySelector('[data-rcp-viewer]'));
+const socket = new RoomSocket(data.meeting_id, {
+  onSnapshot, onEvent, onPointer: (samples) => pointer.show(samples), onError, onStatus, onPath,
+});
+const pointer = new Pointer(viewer, (msg) => socket.send(msg));
+viewer.addOverlay(drawMarks);
+
+// ---- state -------------------------------------------------------------------------------------------------
+
+function onSnapshot(state, pointers) {
+  room.participants = new Map(state.participants.map((p) => [p.user_id, p]));
+  room.presenter = state.presenter;
+  room.requests = state.floor_requests.slice();
+  room.caseId = state.case_id;
+  room.view = state.view;
+  room.marks = new Map(state.marks.map((m) => [m.mark_id, m]));
+  if (pointers.length) pointer.show(pointers);
+  render();
+  followView();
+  presenterStart();
+}
+
+function onEvent(e) {
+  switch (e.event) {
+    case 'participant.joined': {
+      const before = room.participants.get(e.participant.user_id);
+      room.participants.set(e.participant.user_id, {...e.participant, mode: before ? before.mode : e.participant.mode});
+      break;
+    }
+    case 'participant.left': {
+      const p = room.participants.get(e.user_id);
+      if (p && (!e.connection || p.connection === e.connection)) {
+        room.participants.set(e.user_id, {...p, connected: false});
+        room.requests = room.requests.filter((u) => u !== e.user_id);
+      }
+      break;
+    }
+    case 'participant.path':
+    case 'participant.mode': {
+      const p = room.participants.get(e.user_id);
+      if (p) room.participants.set(e.user_id, {...p, ...(e.path ? {path: e.path} : {mode: e.mode})});
+      if (e.user_id === me && e.mode === 'follow') followView();
+      break;
+    }
+    case 'floor.requested':
+      if (!room.requests.includes(e.user_id)) room.requests.push(e.user_id);
+      break;
+    case 'floor.withdrawn':
+      room.requests = room.requests.filter((u) => u !== e.user_id);
+      break;
+    case 'floor.granted':
+      room.presenter = e.user_id;
+      room.requests = room.requests.filter((u) => u !== e.user_id);
+      pointer.clear();
+      presenterStart();
+      followView();
+      break;
+    case 'case.changed':
+      room.caseId = e.case_id;
+      room.view = e.view;
+      pointer.clear();
+      presenterStart();
+      followView();
+      break;
+    case 'view.changed':
+      room.view = e.view;
+      followView();
+      break;
+    case 'mark.added':
+      room.marks.set(e.mark.mark_id, e.mark);
+      viewer.redrawOverlays();
+      break;
+    case 'mark.removed':
+      room.marks.delete(e.mark_id);
+      viewer.redrawOverlays();
+      break;
+    default:
+      break;
+  }
+  render();
+}
+
+const mine = () => room.participants.get(me);
+const presenting = () => room.presenter === me;
+const following = () => !presenting() && (mine()?.mode ?? 'follow') === 'follow';
+const chairs = () => mine()?.role === 'coordinator';
+
+// ---- viewer <-> shared view ----------------------------------------------------------------------------------
+
+function toViewport(view) {
+  const windowKnown = view.window_center !== null && view.window_width !== null;
+  return {
+    studyUid: view.study_uid || null,
+    seriesUid: view.series_uid || null,
+    index: view.slice,
+    window: windowKnown ? {center: view.window_center, width: view.window_width} : null,
+    zoom: view.zoom,
+    pan: view.pan ? {x: view.pan[0], y: view.pan[1]} : null,
+  };
+}
+
+function fromState(state) {
+  const vp = state.viewports[0];
+  return {
+    study_uid: vp.studyUid ?? '',
+    series_uid: vp.seriesUid ?? '',
+    slice: vp.index,
+    window_center: vp.window ? vp.window.center : null,
+    window_width: vp.window ? vp.window.width : null,
+    zoom: vp.zoom,
+    pan: vp.pan ? [vp.pan.x, vp.pan.y] : null,
+    layout: state.layout,
+  };
+}
+
+/** A follower's viewer shows the shared view (viewport 0 and the layout). */
+function followView() {
+  if (!room.view || !following()) return;
+  const current = viewer.getState();
+  const viewports = current.viewports.slice();
+  viewports[0] = {...viewports[0], ...toViewport(room.view)};
+  viewer.setState({...current, layout: room.view.layout, active: 0, viewports});
+}
+
+let sendTimer = 0;
+let lastSent = 0;
+
+viewer.onChange(() => {
+  if (!presenting()) return;
+  const wait = lastSent + VIEW_SEND_MS - performance.now();
+  if (wait <= 0) sendView();
+  else if (!sendTimer) sendTimer = setTimeout(sendView, wait);
+});
+
+/** The presenter sends the fields that differ from the shared view (latest state wins within a tick). */
+function sendView() {
+  sendTimer = 0;
+  lastSent = performance.now();
+  if (!presenting() || !room.view) return;
+  const next = fromState(viewer.getState());
+  const changes = {};
+  for (const [key, value] of Object.entries(next)) {
+    if (JSON.stringify(value) !== JSON.stringify(room.view[key])) changes[key] = value;
+  }
+  if ('study_uid' in changes && !/^[0-9.]*$/.test(changes.study_uid)) return;
+  if (Object.keys(changes).length) socket.send({type: 'view', ...changes});
+}
+
+/** On becoming presenter (or on a new case): start from the shared view; open the study's first series. */
+async function presenterStart() {
+  pointer.setPresenting(presenting());
+  if (!presenting() || !room.view) return;
+  const current = viewer.getState();
+  const viewports = current.viewports.slice();
+  viewports[0] = {...viewports[0], ...toViewport(room.view)};
+  await viewer.setState({...current, layout: room.view.layout, active: 0, viewports});
+  if (room.view.study_uid && !room.view.series_uid) {
+    const response = await fetch(`/api/imaging/studies/${encodeURIComponent(room.view.study_uid)}/series`);
+    if (!response.ok) return;
+    const series = await response.json();
+    if (series.length) await viewer.loadSeries(0, series[0].url);
+  }
+}
+
+// ---- marks -----------------------------------------------------------------------------------------------------
+
+function drawMarks(ctx, view) {
+  if (!view.frame) return;
+  for (const mark of room.marks.values()) {
+    if (mark.sop_uid !== view.frame.sop_uid || mark.frame !== (view.frame.frame ?? 1)) continue;
+    ctx.strokeStyle = '#ffd60a';
+    ctx.fillStyle = '#ffd60a';
+    ctx.lineWidth = 2;
+    if (mark.kind === 'key_image') {
+      ctx.font = '14px system-ui, sans-serif';
+      ctx.fillText(`★ ${L.key_image}`, 8, view.height - 10);
+    }
+    const points = mark.points.map(([x, y]) => view.imageToScreen(x, y)).filter(Boolean);
+    ctx.beginPath();
+    points.forEach((p, i) => (i ? ctx.lineTo(p.x, p.y) : ctx.moveTo(p.x, p.y)));
+    if (points.length === 1) ctx.arc(points[0].x, points[0].y, 5, 0, Math.PI * 2);
+    ctx.stroke();
+    if (mark.label && points.length) ctx.fillText(mark.label, points[0].x + 8, points[0].y - 8);
+  }
+}
+
+function markKeyImage() {
+  const vp = viewer.getState().viewports[0];
+  const frame = viewer.seriesFor(0)?.frames?.[vp.index];
+  if (!frame) return;
+  socket.send({type: 'mark.add', kind: 'key_image', sop_uid: frame.sop_uid, frame: frame.frame ?? 1});
+}
+
+// ---- page --------------------------------------------------------------------------------------------------
+
+function onError(msg) {
+  const box = root.querySelector('[data-room-message]');
+  box.textContent = msg.message;
+  box.hidden = false;
+  clearTimeout(onError.timer);
+  onError.timer = setTimeout(() => { box.hidden = true; }, 6000);
+}
+
+function onStatus(state) {
+  root.querySelector('[data-room-status]').textContent = L.status[state] ?? state;
+  root.dataset.status = state;
+}
+
+function onPath(path) {
+  const el = root.querySelector('[data-room-path]');
+  el.textContent = path === 'dc' ? L.path_dc : L.path_ws;
+  el.dataset.path = path;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k === 'class') node.className = v;
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+function render() {
+  const list = root.querySelector('[data-room-participants]');
+  const people = [...room.participants.values()].sort(
+    (a, b) => Number(b.connected) - Number(a.connected) || a.display_name.localeCompare(b.display_name));
+  list.replaceChildren(...people.map((p) => {
+    const badges = [];
+    if (p.user_id === room.presenter) badges.push(el('span', {class: 'badge presenter'}, L.presenting));
+    if (room.requests.includes(p.user_id)) badges.push(el('span', {class: 'badge request'}, L.asks_floor));
+    if (p.connected && p.mode === 'free') badges.push(el('span', {class: 'badge free'}, L.browsing));
+    if (p.connected) badges.push(el('span', {class: 'badge path', title: L.path_title}, p.path === 'dc' ? 'WebRTC' : 'WS'));
+    let action = null;
+    if (chairs() && p.connected && p.user_id !== room.presenter) {
+      action = el('button', {type: 'button', class: 'small', dataset: {handover: p.user_id}}, L.hand_over);
+    }
+    return el('li', {class: p.connected ? 'here' : 'gone', dataset: {userId: p.user_id}},
+      el('span', {class: 'presence', title: p.connected ? L.here : L.gone}),
+      el('span', {class: 'name'}, p.display_name),
+      el('span', {class: 'spec'}, [data.specialties[p.specialty] ?? p.specialty, p.hospital].filter(Boolean).join(' · ')),
+      ...badges, action);
+  }));
+
+  const presenter = room.participants.get(room.presenter);
+  root.querySelector('[data-room-presenter]').textContent = presenter ? presenter.display_name : L.nobody;
+  const show = (name, visible) => { root.querySelector(`[data-room-action="${name}"]`).hidden = !visible; };
+  const holderHere = presenter && presenter.connected;
+  show('take', !presenting() && (chairs() || !holderHere));
+  show('request', !presenting() && !chairs() && holderHere && !room.requests.includes(me));
+  show('withdraw', room.requests.includes(me));
+  show('release', presenting());
+  show('follow', !presenting() && mine()?.mode === 'free');
+  show('free', !presenting() && (mine()?.mode ?? 'follow') === 'follow');
+  show('next-case', chairs());
+  show('key-image', presenting() || chairs());
+  root.dataset.presenting = String(presenting());
+  root.dataset.mode = presenting() ? 'present' : (mine()?.mode ?? 'follow');
+
+  for (const item of root.querySelectorAll('[data-case-id]')) {
+    const current = Number(item.dataset.caseId) === room.caseId;
+    item.classList.toggle('current', current);
+    if (current) item.setAttribute('aria-current', 'true');
+    else item.removeAttribute('aria-current');
+  }
+  const item = data.agenda.find((c) => c.id === room.caseId);
+  const panel = root.querySelector('[data-room-case]');
+  panel.querySelector('[data-case-question]').textContent = item ? item.question : L.no_case;
+  panel.querySelector('[data-case-summary]').textContent = item ? item.clinical_summary : '';
+  panel.querySelector('[data-case-staging]').textContent = item ? item.staging : '';
+  root.querySelector('[data-room-seq]').textContent = socket.seq ?? '–';
+}
+
+root.addEventListener('click', (e) => {
+  const target = e.target.closest('button, [data-case-id]');
+  if (!target) return;
+  if (target.dataset.handover) {
+    socket.send({type: 'floor.handover', to: Number(target.dataset.handover)});
+    return;
+  }
+  if (target.dataset.caseId && chairs()) {
+    socket.send({type: 'case.set', case_id: Number(target.dataset.caseId)});
+    return;
+  }
+  switch (target.dataset.roomAction) {
+    case 'take': socket.send({type: 'floor.take'}); break;
+    case 'request': socket.send({type: 'floor.request'}); break;
+    case 'withdraw': socket.send({type: 'floor.withdraw'}); break;
+    case 'release': socket.send({type: 'floor.release'}); break;
+    case 'follow': socket.send({type: 'mode', mode: 'follow'}); break;
+    case 'free': socket.send({type: 'mode', mode: 'free'}); break;
+    case 'next-case': socket.send({type: 'case.next'}); break;
+    case 'key-image': markKeyImage(); break;
+    default: break;
+  }
+});
+
+onPath('ws');
+socket.start();
+window.rcpRoom = {room, socket, viewer, pointer}; // for the end-to-end tests and debugging

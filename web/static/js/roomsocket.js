@@ -1,0 +1,219 @@
+/**
+ * The room's transport: a WebSocket to /ws/meetings/{id} that reconnects and resumes, and, when the server
+ * offers it, a WebRTC peer with two data channels — `view` (reliable, ordered) and `pointer` (unordered, no
+ * retransmits) — that carry the same messages faster. Whatever path a message takes, room events are handed to
+ * `onEvent` exactly once and in `seq` order (a snapshot resets the order); the path in use is reported to
+ * `onPath('dc'|'ws')` and to the server (`{"type": "path"}`) so the participants list shows it.
+ *
+ * Why resume instead of reload: a clinician whose link drops (Wi-Fi to 4G) must come back to where the meeting
+ * is, in place. The socket reconnects with `?last_seq=n`; the server replies with the missed events (or a
+ * snapshot if too much was missed).
+ *
+ * Example:
+ *   const socket = new RoomSocket(12, {onSnapshot, onEvent, onPointer, onError, onStatus, onPath});
+ *   socket.start();
+ *   socket.send({type: 'floor.request'});
+ */
+
+const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000];
+
+export class RoomSocket {
+  constructor(meetingId, handlers = {}, {webrtc = true} = {}) {
+    this.meetingId = meetingId;
+    this.h = handlers;
+    this.webrtc = webrtc && typeof RTCPeerConnection !== 'undefined';
+    this.seq = null; // last applied sequence number (null: nothing yet, a snapshot is needed)
+    this.ahead = new Map(); // events received early (other path), waiting for their turn
+    this.ws = null;
+    this.pc = null;
+    this.channels = {};
+    this.path = 'ws';
+    this.attempt = 0;
+    this.stopped = false;
+    this.welcome = null;
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.closePeer();
+    if (this.ws) this.ws.close(1000, 'left');
+  }
+
+  connect() {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const query = this.seq === null ? '' : `?last_seq=${this.seq}`;
+    const ws = new WebSocket(`${scheme}://${location.host}/ws/meetings/${this.meetingId}${query}`);
+    this.ws = ws;
+    this.status('connecting');
+    ws.onopen = () => {
+      this.attempt = 0;
+    };
+    ws.onmessage = (e) => this.receive(e.data, 'ws');
+    ws.onclose = (e) => {
+      if (this.ws !== ws) return;
+      this.closePeer();
+      this.setPath('ws');
+      // 4401/4403/4404: not allowed in this room — retrying will not help; 4409: replaced by another tab.
+      if (this.stopped || [4401, 4403, 4404, 4409].includes(e.code)) {
+        this.status(e.code === 4409 ? 'superseded' : 'closed', e.code);
+        return;
+      }
+      const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] * (0.75 + Math.random() / 2);
+      this.attempt += 1;
+      this.status('reconnecting');
+      setTimeout(() => this.connect(), delay);
+    };
+  }
+
+  status(state, code) {
+    if (this.h.onStatus) this.h.onStatus(state, code);
+  }
+
+  setPath(path) {
+    if (this.path === path) return;
+    this.path = path;
+    if (this.h.onPath) this.h.onPath(path);
+    this.sendWs({type: 'path', path});
+  }
+
+  receive(raw, via) {
+    let msg;
+    try {
+      msg = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    switch (msg.type) {
+      case 'ping':
+        this.sendWs({type: 'pong'});
+        break;
+      case 'welcome':
+        this.welcome = msg;
+        this.status('open');
+        if (this.h.onWelcome) this.h.onWelcome(msg);
+        if (msg.rtc && this.webrtc) this.openPeer().catch((err) => console.warn('WebRTC unavailable', err));
+        break;
+      case 'snapshot':
+        this.seq = msg.state.seq;
+        this.ahead.clear();
+        this.h.onSnapshot?.(msg.state, msg.pointer ?? []);
+        this.drain();
+        break;
+      case 'resumed':
+        this.drain();
+        break;
+      case 'event':
+        this.event(msg);
+        break;
+      case 'pointer':
+        this.h.onPointer?.(msg.s);
+        break;
+      case 'error':
+        this.h.onError?.(msg);
+        break;
+      case 'rtc.answer':
+        if (this.pc) this.pc.setRemoteDescription({type: 'answer', sdp: msg.sdp}).catch(() => this.closePeer());
+        break;
+      default:
+        this.h.onOther?.(msg, via);
+    }
+  }
+
+  event(msg) {
+    if (this.seq === null || msg.seq <= this.seq) return; // before the snapshot, or a duplicate from the other path
+    if (msg.seq > this.seq + 1) {
+      this.ahead.set(msg.seq, msg);
+      if (this.ahead.size > 200) this.resync();
+      return;
+    }
+    this.apply(msg);
+    this.drain();
+  }
+
+  apply(msg) {
+    this.seq = msg.seq;
+    this.h.onEvent?.(msg);
+  }
+
+  drain() {
+    for (const seq of [...this.ahead.keys()].sort((a, b) => a - b)) {
+      if (seq <= this.seq) this.ahead.delete(seq);
+    }
+    while (this.ahead.has(this.seq + 1)) {
+      const next = this.ahead.get(this.seq + 1);
+      this.ahead.delete(this.seq + 1);
+      this.apply(next);
+    }
+  }
+
+  resync() {
+    this.ahead.clear();
+    this.sendWs({type: 'resume', last_seq: this.seq ?? 0});
+  }
+
+  sendWs(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(msg));
+      return true;
+    }
+    return false;
+  }
+
+  /** Commands go by the `view` channel when it is open (same handler on the server), else the WebSocket. */
+  send(msg) {
+    const channel = msg.type === 'pointer' ? this.channels.pointer : this.channels.view;
+    if (channel && channel.readyState === 'open') {
+      channel.send(JSON.stringify(msg));
+      return true;
+    }
+    return this.sendWs(msg);
+  }
+
+  async openPeer() {
+    this.closePeer();
+    const pc = new RTCPeerConnection({iceServers: this.welcome?.ice_servers ?? []});
+    this.pc = pc;
+    const view = pc.createDataChannel('view', {ordered: true});
+    const pointer = pc.createDataChannel('pointer', {ordered: false, maxRetransmits: 0});
+    for (const channel of [view, pointer]) {
+      channel.onmessage = (e) => this.receive(e.data, 'dc');
+    }
+    view.onopen = () => {
+      this.channels = {view, pointer};
+      this.setPath('dc');
+    };
+    view.onclose = () => {
+      if (this.pc === pc) {
+        this.channels = {};
+        this.setPath('ws');
+      }
+    };
+    pc.onconnectionstatechange = () => {
+      if (['failed', 'closed'].includes(pc.connectionState) && this.pc === pc) {
+        this.closePeer();
+        this.setPath('ws');
+      }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    // aiortc does not trickle: wait for the candidates to be gathered, then send one complete offer.
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      const done = () => pc.iceGatheringState === 'complete' && resolve();
+      pc.addEventListener('icegatheringstatechange', done);
+      setTimeout(resolve, 3000);
+    });
+    this.sendWs({type: 'rtc.offer', sdp: pc.localDescription.sdp});
+  }
+
+  closePeer() {
+    const pc = this.pc;
+    this.pc = null;
+    this.channels = {};
+    if (pc) pc.close();
+  }
+}
