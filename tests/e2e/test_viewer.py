@@ -8,9 +8,11 @@ positions: a region of known Hounsfield units must show the grey level the DICOM
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from playwright.async_api import Page
 
@@ -20,6 +22,8 @@ from tests.fixtures.frame_server import (
     CT_PATCHES,
     RGB_BARS,
     FrameServer,
+    encode_delta16,
+    encode_float32,
     slice_marker,
 )
 
@@ -461,3 +465,79 @@ async def test_screenshot_looks_like_a_reading_room(new_page: NewPage, frame_ser
         "getComputedStyle(document.querySelector('.rcp-viewer')).backgroundColor"
     )
     assert background == "rgb(11, 13, 16)"
+
+
+async def test_frame_decoding_matches_the_wire_format_at_the_int16_limits(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    """delta16 differences wrap modulo 2**16 (the contract): full-range noise must come back bit-exact."""
+    page = await new_page()
+    await page.goto(frame_server.base_url)
+    rng = np.random.default_rng(7)
+    values = rng.integers(-32768, 32768, size=(37, 53), dtype=np.int16)
+    values[0, :4] = [-32768, 32767, -32768, 32767]
+    floats = rng.normal(0, 1e6, size=(11, 13)).astype(np.float32)
+    decoded = await page.evaluate(
+        """async ([d16, f32, rows, cols, frows, fcols]) => {
+            const f = await import('/static/js/frames.js');
+            const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const a = f.decodeFrame('delta16-deflate', await f.inflate(bytes(d16)), {rows, columns: cols});
+            const b = f.decodeFrame('float32-deflate', await f.inflate(bytes(f32)), {rows: frows, columns: fcols});
+            let bad = null;
+            try { f.decodeFrame('delta16-deflate', new Uint8Array(10), {rows, columns: cols}); }
+            catch (err) { bad = err.message; }
+            return {a: Array.from(a.pixels), min: a.min, max: a.max, b: Array.from(b.pixels), bad};
+        }""",
+        [
+            base64.b64encode(encode_delta16(values)).decode(),
+            base64.b64encode(encode_float32(floats)).decode(),
+            *values.shape,
+            *floats.shape,
+        ],
+    )
+    assert decoded["a"] == values.ravel().tolist()
+    assert (decoded["min"], decoded["max"]) == (-32768, 32767)
+    assert np.array_equal(np.array(decoded["b"], dtype=np.float32), floats.ravel())
+    assert "expected" in decoded["bad"]
+
+
+async def test_overlay_hook_and_pointer_coordinates_in_a_2x2_layout(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    """What the live room's pointer needs: client point -> (viewport, image point) -> drawn on that anatomy."""
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct", "ct_prior", "pet", "rgb", layout="2x2")
+    await page.evaluate(
+        """void (window.removeOverlay = viewer.addOverlay((ctx, v) => {
+            if (v.viewport !== 3) return;
+            const p = v.imageToScreen(64, 48);
+            ctx.fillStyle = 'rgb(255, 0, 128)';
+            ctx.fillRect(p.x - 3, p.y - 3, 6, 6);
+        }))"""
+    )
+    await page.evaluate("viewer.settled()")
+    client = await page.evaluate("viewer.imageToClient(64, 48, 3)")
+    hit = await page.evaluate(f"viewer.clientToImage({client['x']}, {client['y']})")
+    assert hit["viewport"] == 3 and abs(hit["x"] - 64) < 1e-6 and abs(hit["y"] - 48) < 1e-6
+    marks = await page.evaluate(
+        """() => { const c = document.querySelector('[data-viewport="3"] .rcp-vp__marks');
+                   const p = viewer.imageToScreen(64, 48, 3); const k = c.width / c.getBoundingClientRect().width;
+                   return Array.from(c.getContext('2d').getImageData(Math.floor(p.x * k), Math.floor(p.y * k), 1, 1).data);
+                 }"""
+    )
+    assert marks == [255, 0, 128, 255]
+    # The pointer lands on the same image point whatever the viewport's zoom and pan.
+    s = await state(page)
+    s["viewports"][3].update({"zoom": 2.5, "pan": {"x": 70, "y": 40}})
+    await page.evaluate(f"viewer.setState({json.dumps(s)})")
+    client = await page.evaluate("viewer.imageToClient(64, 48, 3)")
+    hit = await page.evaluate(f"viewer.clientToImage({client['x']}, {client['y']})")
+    assert hit["viewport"] == 3 and abs(hit["x"] - 64) < 1e-6 and abs(hit["y"] - 48) < 1e-6
+    await page.evaluate("window.removeOverlay(); viewer.settled()")
+    await page.evaluate("new Promise(requestAnimationFrame)")
+
+    # Clicking a viewport makes it active: a user change the room hears about.
+    x, y = await viewport_centre(page, 2)
+    await page.mouse.click(x, y)
+    assert (await state(page))["active"] == 2
+    assert "active" in await page.evaluate("window.viewerChanges")

@@ -433,6 +433,8 @@ export class Viewer {
     const dpr = window.devicePixelRatio || 1;
     resizeCanvas(view.marks, size, dpr);
 
+    if (view.series && view.series !== series) view.series.setFocus(i, null);
+    view.series = series;
     const status = series ? series.status : null;
     view.message.textContent = status ? status.message : '';
     view.message.hidden = !status;
