@@ -43,13 +43,15 @@ async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_o
         patient = Patient(family_name="Dupré", given_names="Noël", birth_date=date(1950, 1, 2), sex="male")
         s.add_all([board, patient])
         await s.flush()
+        assert board.id is not None and patient.id is not None
         meeting = Meeting(board_id=board.id, title="RCP", starts_at=NOW)
         s.add(meeting)
         s.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=patient_id or f"IPP-{tag}",
                                 assigner=issuer))
         await s.flush()
+        assert meeting.id is not None
         for key in ("surgeon", "medical_oncologist", "radiotherapist", "radiologist"):
-            s.add(Invitation(meeting_id=meeting.id, user_id=users[key].id, specialty=key,
+            s.add(Invitation(meeting_id=meeting.id, user_id=users[key].id or 0, specialty=key,
                              quorum_member=key != "radiologist",
                              joined_at=NOW if key in joined or key == "radiologist" else None))
         case = Case(meeting_id=meeting.id, patient_id=patient.id, question="Opérable ?",

@@ -11,7 +11,7 @@ import httpx
 import pypdf
 import pytest
 import sqlalchemy as sa
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -66,7 +66,7 @@ async def seeded_case(database: Database) -> Seed:
     seeded = await seed(database)
     digest = await asyncio.to_thread(hash_password, PASSWORD)
     async with database.session() as s:
-        await s.exec(sa.update(User).where(User.id == seeded.oncologist).values(password_hash=digest))
+        await s.exec(sa.update(User).where(col(User.id) == seeded.oncologist).values(password_hash=digest))
     return seeded
 
 

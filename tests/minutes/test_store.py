@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rcp.db import Database, migrate
@@ -157,7 +157,7 @@ async def test_signed_versions_are_never_updated_and_amend_references(database: 
                               at=NOW)
     with pytest.raises((IntegrityError, DBAPIError)):
         async with database.session() as s:
-            await s.exec(sa.update(DecisionVersion).where(DecisionVersion.id == v1.id).values(reason="x"))
+            await s.exec(sa.update(DecisionVersion).where(col(DecisionVersion.id) == v1.id).values(reason="x"))
     async with database.session() as s:
         draft = await store.load_draft(s, seeded.case_id)
         await store.save_field(s, seeded.case_id, "comments", "Ajout : bilan cardiaque.",
