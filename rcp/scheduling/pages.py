@@ -55,6 +55,7 @@ CATALOG_ONLY: tuple[str, ...] = (
     N_("A patient with one of these identifiers was registered at the same moment."),
     N_("The new order names a case twice."),
     N_("Only coordinators register patients."),
+    N_("Unknown user name or wrong password."),
 )
 
 #: Notices shown after a redirect (``?done=key``): a fixed set, so no user text travels in URLs.

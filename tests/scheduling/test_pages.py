@@ -195,7 +195,7 @@ async def test_invite_by_specialty_remove_and_quorum_preview(login: Login) -> No
     coordinator = await login("secretariat")
     meeting_id = await new_meeting(coordinator)
     page = (await coordinator.get(f"/meetings/{meeting_id}")).text
-    assert "Quorum not met yet" in page and "Missing: Surgeon, Medical oncologist, Radiation oncologist" in page
+    assert "Quorum not met yet" in page and "Missing: surgeon, medical oncologist, radiation oncologist" in page
     people = (await coordinator.get("/api/users", params={"specialty": "pathologist"})).json()
     invited = await form_post(coordinator, f"/meetings/{meeting_id}/invitations",
                               {"specialty": "pathologist", "user_id": str(people[0]["id"]), "quorum_member": "1"})

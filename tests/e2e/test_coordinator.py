@@ -1,0 +1,138 @@
+"""End to end in headless Chromium: a coordinator prepares a meeting in the browser.
+
+Signs in through the login page, schedules a meeting, adds cases with new patients, reorders the agenda by
+drag and drop and with the arrow buttons, and checks after a reload that the server kept the order. Screenshots
+at 1280x720 and 3840x2160 go to /tmp (RCP_SCREENSHOTS=0 turns them off) for a look at the layout.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.conftest import DEMO_PASSWORD
+
+pytestmark = [pytest.mark.browser]
+
+SHOTS = os.environ.get("RCP_SCREENSHOTS", "1") != "0"
+
+
+def new_ins() -> str:
+    body = f"1{secrets.randbelow(99):02d}0369{secrets.randbelow(10**6):06d}"
+    return body + f"{97 - int(body) % 97:02d}"
+
+
+async def sign_in(page: Page, base: str, username: str = "secretariat") -> None:
+    await page.goto(f"{base}/meetings")
+    await expect(page).to_have_url(f"{base}/login?next=/meetings")
+    await page.fill("#f-username", username)
+    await page.fill("#f-password", DEMO_PASSWORD)
+    await page.click("button[type=submit].primary")
+    await expect(page).to_have_url(f"{base}/meetings")
+
+
+async def agenda_order(page: Page) -> list[str]:
+    result: list[str] = await page.locator("tr[data-case-id]").evaluate_all(
+        "rows => rows.map(r => r.querySelector('.family').textContent.trim())")
+    return result
+
+
+async def add_case(page: Page, family: str, question: str) -> None:
+    details = page.locator("details#add-case")
+    if await details.get_attribute("open") is None:
+        await page.click("details#add-case > summary")
+    await page.check("#mode-new")
+    await page.fill("#f-family_name", family)
+    await page.fill("#f-given_names", "Claire")
+    await page.fill("#f-birth_date", "1958-09-30")
+    await page.select_option("#f-sex", "female")
+    await page.fill("#f-ins", new_ins())
+    await page.fill("#f-ipp", f"E2E{secrets.token_hex(4)}")
+    await page.fill("#f-question", question)
+    await page.fill("#f-referring_physician", "Dr Martin")
+    await page.select_option("#f-performance_status", "1")
+    await page.click("form[data-add-case] .actions button")
+    await expect(page.locator(".alert-ok")).to_be_visible()
+
+
+async def test_coordinator_prepares_a_meeting(new_page: Any, live_server: Any) -> None:
+    base = live_server.url
+    page: Page = await new_page(viewport=(1280, 720), locale="en-GB")
+    await sign_in(page, base)
+    if SHOTS:
+        await page.screenshot(path="/tmp/rcp-meetings-1280.png", full_page=True)
+
+    # Schedule a meeting of the thoracic board.
+    await page.click("[data-testid=new-meeting]")
+    await expect(page).to_have_url(f"{base}/meetings/new")
+    await page.select_option("#f-board_id", label="RCP thoracique")
+    await page.fill("#f-date", f"20{40 + secrets.randbelow(9)}-03-{10 + secrets.randbelow(18)}")
+    await page.fill("#f-time", "14:30")
+    await page.fill("#f-duration_min", "120")
+    await page.fill("#f-title", "RCP thoracique E2E")
+    await page.click("form[data-meeting-form] button[type=submit]")
+    await expect(page.locator("h1")).to_contain_text("RCP thoracique E2E")
+    await expect(page.locator(".when")).to_contain_text("14:30–16:30")
+    meeting_url = page.url.split("?")[0]
+
+    # Three new patients on the agenda.
+    for family, question in (("Arnaud", "Lobectomie ou SBRT ?"), ("Bernard", "Traitement adjuvant ?"),
+                             ("Chevalier", "Réévaluation après chimiothérapie.")):
+        await add_case(page, family, question)
+    assert await agenda_order(page) == ["ARNAUD", "BERNARD", "CHEVALIER"]
+    if SHOTS:
+        await page.screenshot(path="/tmp/rcp-meeting-1280.png", full_page=False)
+
+    # Drag the last case above the first one: the script saves the order with PUT .../agenda.
+    rows = page.locator("tr[data-case-id]")
+    async with page.expect_response(lambda r: r.url.endswith("/agenda") and r.request.method == "PUT") as saved:
+        await rows.nth(2).locator(".handle").drag_to(rows.nth(0), target_position={"x": 40, "y": 4})
+    assert (await saved.value).status == 200
+    assert await agenda_order(page) == ["CHEVALIER", "ARNAUD", "BERNARD"]
+    await page.reload()
+    assert await agenda_order(page) == ["CHEVALIER", "ARNAUD", "BERNARD"]
+
+    # The arrow buttons: move the first case down.
+    async with page.expect_response(lambda r: r.url.endswith("/agenda") and r.request.method == "PUT") as saved:
+        await rows.nth(0).locator("button[value=down]").click()
+    assert (await saved.value).status == 200
+    await page.goto(meeting_url)
+    assert await agenda_order(page) == ["ARNAUD", "CHEVALIER", "BERNARD"]
+    await expect(rows.nth(0).locator("button[value=up]")).to_be_disabled()
+
+    # The form keeps what was typed and shows the error next to the field.
+    await page.click("details#add-case > summary")
+    await page.fill("#f-family_name", "Durand")
+    await page.fill("#f-ins", "123")
+    await page.click("form[data-add-case] .actions button")
+    await expect(page.locator("#e-ins")).to_be_visible()
+    await expect(page.locator("#f-family_name")).to_have_value("Durand")
+
+    if SHOTS:
+        await page.goto(meeting_url)
+        await page.screenshot(path="/tmp/rcp-meeting-1280.png", full_page=False)
+        await page.screenshot(path="/tmp/rcp-meeting-1280-full.png", full_page=True)
+        big: Page = await new_page(viewport=(3840, 2160), locale="en-GB")
+        await sign_in(big, base)
+        await big.goto(meeting_url)
+        await big.screenshot(path="/tmp/rcp-meeting-3840.png")
+        await big.click("details#add-case > summary")
+        await big.screenshot(path="/tmp/rcp-meeting-add-3840.png")
+        await page.goto(f"{base}/meetings/new")
+        await page.screenshot(path="/tmp/rcp-new-1280.png")
+
+
+async def test_clinician_sees_the_agenda_read_only(new_page: Any, live_server: Any) -> None:
+    page: Page = await new_page(viewport=(1280, 720))
+    await sign_in(page, live_server.url, "dr.chirurgien")
+    await page.locator("a", has_text="RCP thoracique").first.click()
+    await expect(page.locator("table[data-agenda]")).to_be_visible()
+    assert await page.locator("table[data-agenda][data-editable]").count() == 0
+    assert await page.locator("details#add-case").count() == 0
+    assert await page.locator("tr[draggable=true]").count() == 0
+    if SHOTS:
+        await page.screenshot(path="/tmp/rcp-meeting-clinician-1280.png")
