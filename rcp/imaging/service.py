@@ -93,6 +93,9 @@ class ImagingService:
         self.archive = archive
         self.cache = cache
         self.executor = executor
+        # Prefetch decodes in its own single thread, so that what a viewer is waiting for never queues behind
+        # a whole agenda being warmed up (the OS shares the cores; the queues stay apart).
+        self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rcp-imaging-prefetch")
         self._owns_archive = owns_archive
         self._inflight: dict[str, asyncio.Task[list[EncodedFrame]]] = {}
         self._descriptors: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -129,10 +132,12 @@ class ImagingService:
         if self._owns_archive:
             await self.archive.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.background.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """CPU work through one door: the service's thread pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+    async def run(self, fn: Callable[..., T], *args: Any, background: bool = False) -> T:
+        """CPU work through one door: the service's thread pool (or the prefetch thread)."""
+        pool = self.background if background else self.executor
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     # --- studies ----------------------------------------------------------------------------------------------
 
@@ -247,23 +252,26 @@ class ImagingService:
         return await asyncio.to_thread(self.cache.contains, study_uid, sop_uid, frames)
 
     async def ensure_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> int:
-        """Bring every frame of an instance into the cache; returns how many frames it has."""
-        return len(await self._load(study_uid, series_uid, sop_uid))
+        """Bring every frame of an instance into the cache (prefetch: in the background thread)."""
+        return len(await self._load(study_uid, series_uid, sop_uid, background=True))
 
-    async def _load(self, study_uid: str, series_uid: str, sop_uid: str) -> list[EncodedFrame]:
+    async def _load(self, study_uid: str, series_uid: str, sop_uid: str, *, background: bool = False
+                    ) -> list[EncodedFrame]:
         key = f"{study_uid}/{sop_uid}"
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._retrieve(study_uid, series_uid, sop_uid), name=f"retrieve {sop_uid}")
+            task = asyncio.create_task(self._retrieve(study_uid, series_uid, sop_uid, background),
+                                       name=f"retrieve {sop_uid}")
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         # Shielded: a viewer that goes away does not cancel the retrieval other viewers wait for.
         return await asyncio.shield(task)
 
-    async def _retrieve(self, study_uid: str, series_uid: str, sop_uid: str) -> list[EncodedFrame]:
+    async def _retrieve(self, study_uid: str, series_uid: str, sop_uid: str, background: bool
+                        ) -> list[EncodedFrame]:
         blob = await self.archive.retrieve_instance(study_uid, series_uid, sop_uid)
         try:
-            frames = await self.run(self._encode_and_store, study_uid, sop_uid, blob)
+            frames = await self.run(self._encode_and_store, study_uid, sop_uid, blob, background=background)
         except PixelDataError as exc:
             raise Invalid(f"This image cannot be shown: {exc}.") from None
         self.cache.remember_many(study_uid, sop_uid, frames)

@@ -135,6 +135,8 @@ async def test_decoding_runs_off_the_event_loop(service: ImagingService, monkeyp
     study_uid, series_uid, sop_uid = _uids(blobs[0])
     await service.frame(study_uid, series_uid, sop_uid, 1)
     assert threads and all(name.startswith("rcp-imaging") for name in threads)
+    await service.ensure_instance(*_uids(blobs[1]))
+    assert threads[-1].startswith("rcp-imaging-prefetch")
 
 
 async def test_opening_a_series_prefetches_it(service: ImagingService) -> None:
