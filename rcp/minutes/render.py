@@ -86,15 +86,20 @@ def _moment(value: datetime) -> str:
     return i18n.format_moment(as_utc(value), "Europe/Paris", "d MMMM y, HH:mm")
 
 
+def N_(message: str) -> str:
+    """Marks a message for extraction (babel's default ``N_`` keyword); translated where it is shown."""
+    return message
+
+
 PROPOSAL_LABELS = {
-    "surgery": "Surgery",
-    "systemic_therapy": "Systemic therapy",
-    "radiotherapy": "Radiotherapy",
-    "combined": "Combined treatment",
-    "surveillance": "Surveillance",
-    "further_investigations": "Further investigations",
-    "palliative_care": "Palliative care",
-    "other": "Other",
+    "surgery": N_("Surgery"),
+    "systemic_therapy": N_("Systemic therapy"),
+    "radiotherapy": N_("Radiotherapy"),
+    "combined": N_("Combined treatment"),
+    "surveillance": N_("Surveillance"),
+    "further_investigations": N_("Further investigations"),
+    "palliative_care": N_("Palliative care"),
+    "other": N_("Other"),
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,3 +76,15 @@ def content() -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def now() -> datetime:
     return datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def french() -> Iterator[None]:
+    """Minutes are read in French by default (the catalogs are the lead's: web/locale/fr)."""
+    from rcp.i18n import current_locale
+
+    token = current_locale.set("fr")
+    try:
+        yield
+    finally:
+        current_locale.reset(token)

@@ -48,7 +48,7 @@ def test_same_version_renders_identically(content: Make, now: datetime) -> None:
 
 def test_draft_pdf_says_it_is_not_signed(content: Make) -> None:
     fiche = Fiche.from_content(content())
-    assert "DRAFT" in _text(fiche_pdf(fiche))
+    assert "BROUILLON — non signé" in _text(fiche_pdf(fiche))
 
 
 def test_long_text_flows_over_pages(content: Make, now: datetime) -> None:
@@ -78,7 +78,7 @@ def test_fiche_html_escapes_and_shows_everything(content: Make, now: datetime) -
     html = fiche_html(fiche, version)
     assert "<script>alert" not in html and "&lt;script&gt;" in html
     for fragment in ("LEFÈVRE", "Quorum atteint", "intervention chirurgicale", version.sha256,
-                     "Lésion du QSI droit", "outside the quorum", "RPPS 10001234567"):
+                     "Lésion du QSI droit", "hors quorum", "RPPS 10001234567"):
         assert fragment in html, fragment
 
 
@@ -87,4 +87,4 @@ def test_minutes_html_lists_signed_and_unsigned(content: Make, now: datetime) ->
     second = Fiche.from_content(content(case_id=13, proposal=None))
     html = minutes_html("RCP Sein", date(2026, 11, 23), [MinutesItem(first, v1), MinutesItem(second)])
     assert html.count('class="fiche"') == 2
-    assert "not signed" in html and v1.sha256 in html
+    assert "non signé" in html and v1.sha256 in html
