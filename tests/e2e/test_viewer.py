@@ -541,3 +541,29 @@ async def test_overlay_hook_and_pointer_coordinates_in_a_2x2_layout(
     await page.mouse.click(x, y)
     assert (await state(page))["active"] == 2
     assert "active" in await page.evaluate("window.viewerChanges")
+
+
+async def test_linked_stacks_scroll_together_by_slice_position(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct_prior", "ct", layout="1x2")
+    await page.evaluate("viewer.scrollTo(50, 0); viewer.scrollTo(60, 1); viewer.setActive(0)")
+    await page.click('[data-viewer-action="link"]')
+    assert await page.get_attribute('[data-viewer-action="link"]', "aria-pressed") == "true"
+    x, y = await viewport_centre(page, 0)
+    await page.mouse.move(x, y)
+    for _ in range(3):
+        await page.mouse.wheel(0, 100)
+    await wait_index(page, 0, 53)
+    assert (await state(page))["viewports"][1]["index"] == 63
+    x, y = await viewport_centre(page, 1)
+    await page.mouse.move(x, y)
+    await page.mouse.wheel(0, -100)
+    await wait_index(page, 1, 62)
+    assert (await state(page))["viewports"][0]["index"] == 52
+    # Both viewports show the slice their state names.
+    marker = box_centre(CT_MARKER_BOX)
+    await page.evaluate("viewer.applyPreset('lung', 0); viewer.applyPreset('lung', 1)")
+    assert abs(await grey(page, 0, *marker) - linear_grey(slice_marker(52), -600, 1500)) <= 1
+    assert abs(await grey(page, 1, *marker) - linear_grey(slice_marker(62), -600, 1500)) <= 1

@@ -19,6 +19,7 @@
 import {FramePool} from './frames.js';
 import {
   imageTransform, panBy, screenToImage as toImage, imageToScreen as toScreen, pixelAspect, zoomAbout, clampZoom,
+  slicePosition,
 } from './viewer-geometry.js';
 import {Painter, PRESETS, defaultWindow} from './viewer-lut.js';
 import {
@@ -251,6 +252,7 @@ export class Viewer {
   // ---- actions (user interaction -> new state) ----------------------------------------------------------
 
   setLayout(layout) {
+    this.link = null;
     this.commit(setLayout(this.state, layout), 'layout');
   }
 
@@ -302,7 +304,59 @@ export class Viewer {
   }
 
   updateViewport(i, patch, reason) {
-    this.commit(withViewport(this.state, i, patch), reason);
+    let next = withViewport(this.state, i, patch);
+    if (reason === 'slice' && this.link) next = this.followLink(next, i);
+    this.commit(next, reason);
+  }
+
+  /**
+   * Link the stacks of the visible viewports: scrolling one moves the others by the same distance in mm along
+   * the slice normal (PS3.3 C.7.6.2.1.1), from where each one is now, so a prior and a current study stay on
+   * the same anatomy even when the patient lay differently. Without positions, by slice count.
+   */
+  setLinked(on) {
+    this.link = null;
+    if (on) {
+      const anchors = [];
+      for (let j = 0; j < visibleCount(this.state.layout); j++) {
+        const series = this.seriesFor(j);
+        const index = this.state.viewports[j].index;
+        anchors[j] = series && series.meta ? {index, position: slicePosition(series.frames[index])} : null;
+      }
+      this.link = {anchors};
+    }
+    this.syncToolbar();
+  }
+
+  followLink(state, i) {
+    const anchors = this.link.anchors;
+    const from = anchors[i];
+    const series = this.seriesFor(i, state);
+    if (!from || !series || !series.meta) return state;
+    const index = state.viewports[i].index;
+    const moved = from.position != null ? slicePosition(series.frames[index]) : null;
+    let next = state;
+    for (let j = 0; j < visibleCount(state.layout); j++) {
+      const other = this.seriesFor(j, state);
+      const anchor = anchors[j];
+      if (j === i || !anchor || !other || !other.meta) continue;
+      let target = null;
+      if (moved != null && anchor.position != null) {
+        const wanted = anchor.position + (moved - from.position);
+        let best = Infinity;
+        other.frames.forEach((f, k) => {
+          const d = Math.abs((slicePosition(f) ?? Infinity) - wanted);
+          if (d < best) {
+            best = d;
+            target = k;
+          }
+        });
+      } else {
+        target = clampIndex(anchor.index + (index - from.index), other.length);
+      }
+      if (target != null && target !== next.viewports[j].index) next = withViewport(next, j, {index: target});
+    }
+    return next;
   }
 
   // ---- state plumbing -----------------------------------------------------------------------------------
@@ -778,7 +832,7 @@ export class Viewer {
       PageDown: () => this.scrollBy(page), PageUp: () => this.scrollBy(-page),
       Home: () => this.scrollTo(0), End: () => this.scrollTo(Infinity),
       '+': () => this.zoomBy(1.25), '=': () => this.zoomBy(1.25), '-': () => this.zoomBy(0.8),
-      i: () => this.invert(), r: () => this.reset(), f: () => this.fit(),
+      i: () => this.invert(), r: () => this.reset(), f: () => this.fit(), l: () => this.setLinked(!this.link),
       ' ': () => this.setCine(!this.cine.playing),
       Escape: () => {
         this.draft = null;
@@ -826,6 +880,7 @@ export class Viewer {
         tool: () => this.setTool(value), layout: () => this.setLayout(value), preset: () => this.applyPreset(value),
         fit: () => this.fit(), invert: () => this.invert(), reset: () => this.reset(),
         cine: () => this.setCine(!this.cine.playing, this.fpsInput()?.value),
+        link: () => this.setLinked(!this.link),
         'zoom-in': () => this.zoomBy(1.25), 'zoom-out': () => this.zoomBy(0.8),
       };
       const action = actions[control.dataset.viewerAction];
@@ -854,6 +909,7 @@ export class Viewer {
       else if (action === 'layout') pressed = value === this.state.layout;
       else if (action === 'invert') pressed = vp.invert;
       else if (action === 'cine') pressed = this.cine.playing;
+      else if (action === 'link') pressed = Boolean(this.link);
       else if (action === 'preset') {
         const p = PRESETS.find((x) => x.key === value);
         pressed = Boolean(p && vp.window && vp.window.center === p.center && vp.window.width === p.width);
