@@ -311,7 +311,8 @@ async def imports(request: Request) -> Response:
                            what=f"case {case_id}: {body['imported']} imported, {body['refused']} refused")
     if report.matching_study_uids:
         service.prefetch(f"case:{case_id}", attached)
-    return JSONResponse(body, status_code=200)
+    # The wire contract is the per-file list; counts and attached studies are for the audit and the case page.
+    return JSONResponse(body["results"], status_code=200)
 
 
 # --- prefetch -------------------------------------------------------------------------------------------------

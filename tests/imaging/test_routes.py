@@ -155,11 +155,12 @@ async def test_import_through_the_api(imaging_app: tuple[Any, ImagingService], d
         )
         assert response.status_code == 200, response.text
         body = response.json()
-        results = {r["name"]: r for r in body["results"]}
+        assert all(set(r) == {"name", "ok", "message", "study_uid", "warning"} for r in body)
+        results = {r["name"]: r for r in body}
         assert results["cd.zip/IMG0001"]["ok"] and results["cd.zip/IMG0001"]["warning"] is None
         assert results["autre.dcm"]["ok"] and "does not match" in results["autre.dcm"]["warning"]
         assert not results["lettre.pdf"]["ok"]
-        assert len(body["attached_study_uids"]) == 1
+        assert results["cd.zip/IMG0001"]["study_uid"]
         case = (await coordinator.get(f"/api/cases/{case_id}/studies")).json()
         assert [s["attached"] for s in case] == [True]
         # Without the CSRF header, a cookie-authenticated upload is refused.
