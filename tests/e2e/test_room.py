@@ -1,0 +1,171 @@
+"""The live room end to end in headless Chromium: three screens of different sizes follow one presenter.
+
+The coordinator is a scripted WebSocket participant (it opens the first case and hands the floor to the
+radiologist); the radiologist and two followers are real pages running room.js and the viewer. The followers must
+show the same slice and window, the presenter's pointer on the same image pixel, and a follower who browses
+freely keeps its own slice until it follows again. No wall-clock assertions: waits only bound hanging.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page
+from sqlmodel import select
+
+from rcp.config import Settings
+from rcp.db import Database, migrate
+from rcp.demo import load_demo
+from rcp.scheduling.models import Meeting
+from tests.fixtures.browser import NewPage
+from tests.room.client import RoomClient, session_cookie
+from tests.room.node import NodeThread, room_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+async def imaging_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[NodeThread, int]]:
+    """A service of its own (SQLite, local archive) with the demo meetings and the demo CTs attached."""
+    from rcp.imaging.demo import load_demo_imaging
+
+    data_dir: Path = tmp_path_factory.mktemp("room-e2e")
+    settings = Settings(
+        env="test",
+        data_dir=data_dir,
+        secret_key=secrets.token_urlsafe(48),
+        default_locale="en",
+        embedded_worker=False,
+    )
+    migrate(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        await load_demo(db)
+        await load_demo_imaging(settings, db, slices=30)
+        async with db.session() as s:
+            meeting = (
+                await s.exec(
+                    select(Meeting).where(Meeting.title == "RCP thoracique", Meeting.status == "scheduled")
+                )
+            ).first()
+        assert meeting is not None and meeting.id is not None
+        meeting_id = meeting.id
+    finally:
+        await db.close()
+    node = NodeThread(room_app(settings)).start()
+    try:
+        yield node, meeting_id
+    finally:
+        node.close()
+
+
+async def open_room(new_page: NewPage, url: str, cookie: str, meeting_id: int, size: tuple[int, int]) -> Page:
+    page = await new_page(
+        viewport=size, bypass_csp=True
+    )  # playwright evaluates strings; the CSP forbids eval
+    name, value = cookie.split("=", 1)
+    await page.context.add_cookies([{"name": name, "value": value, "url": url}])
+    await page.goto(f"{url}/meetings/{meeting_id}/room")
+    await page.wait_for_function("window.rcpRoom && window.rcpRoom.socket.seq !== null", timeout=TIMEOUT_MS)
+    return page
+
+
+async def viewport0(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = await page.evaluate("rcpRoom.viewer.getState().viewports[0]")
+    return state
+
+
+async def test_three_screens_follow_the_presenter_slice_window_and_pointer(
+    imaging_room: tuple[NodeThread, int], new_page: NewPage
+) -> None:
+    node, meeting_id = imaging_room
+    cookies = {
+        n: await session_cookie(node.url, n)
+        for n in ("secretariat", "dr.radiologue", "dr.chirurgien", "dr.oncologue")
+    }
+    chair = await RoomClient.open(node.url, cookies["secretariat"], meeting_id)
+    try:
+        presenter = await open_room(new_page, node.url, cookies["dr.radiologue"], meeting_id, (1280, 720))
+        big = await open_room(new_page, node.url, cookies["dr.chirurgien"], meeting_id, (1920, 1080))
+        small = await open_room(new_page, node.url, cookies["dr.oncologue"], meeting_id, (800, 600))
+        followers = (big, small)
+
+        # The coordinator opens the first case (its CT) and hands the floor to the radiologist.
+        await chair.send({"type": "case.next"})
+        radiologist = await presenter.evaluate("rcpRoom.socket.welcome.user_id")
+        await chair.send({"type": "floor.handover", "to": radiologist})
+        await presenter.wait_for_function(
+            "rcpRoom.room.presenter === rcpRoom.socket.welcome.user_id && rcpRoom.viewer.getState().viewports[0].seriesUid",
+            timeout=TIMEOUT_MS,
+        )
+        await presenter.evaluate("rcpRoom.viewer.settled()")
+
+        # The presenter scrolls to a slice and changes the window.
+        await presenter.evaluate("rcpRoom.viewer.scrollTo(12, 0)")
+        await presenter.evaluate("rcpRoom.viewer.applyPreset('lung', 0)")
+        shown = await viewport0(presenter)
+        assert shown["index"] == 12
+        for page in followers:
+            await page.wait_for_function(
+                """([index, center, width]) => {
+                    const vp = rcpRoom.viewer.getState().viewports[0];
+                    return vp.index === index && vp.window && vp.window.center === center && vp.window.width === width;
+                }""",
+                arg=[12, shown["window"]["center"], shown["window"]["width"]],
+                timeout=TIMEOUT_MS,
+            )
+            assert (await viewport0(page))["seriesUid"] == shown["seriesUid"]
+
+        # The presenter points at a spot: every follower's pointer sits on the same image pixel.
+        box = await presenter.evaluate(
+            "(() => { const r = document.querySelector('[data-viewport=\"0\"]').getBoundingClientRect();"
+            " return [r.left, r.top, r.width, r.height]; })()"
+        )
+        x, y = box[0] + box[2] * 0.4, box[1] + box[3] * 0.6
+        await presenter.mouse.move(x - 5, y - 5)
+        await presenter.mouse.move(x, y)
+        target = await presenter.evaluate(f"rcpRoom.viewer.clientToImage({x}, {y})")
+        for page in followers:
+            await page.wait_for_function(
+                """([col, row]) => {
+                    const p = rcpRoom.pointer.latest;
+                    return p && Math.abs(p.column - col) <= 0.05 && Math.abs(p.row - row) <= 0.05;
+                }""",
+                arg=[target["x"], target["y"]],
+                timeout=TIMEOUT_MS,
+            )
+            # Drawn where that pixel is on this screen: back to image coordinates, the same pixel.
+            back = await page.evaluate(
+                """() => {
+                    const p = rcpRoom.pointer.latest;
+                    const c = rcpRoom.viewer.imageToClient(p.column, p.row, 0);
+                    return rcpRoom.viewer.clientToImage(c.x, c.y);
+                }"""
+            )
+            assert int(back["x"]) == int(target["x"]) and int(back["y"]) == int(target["y"])
+
+        # A follower browses freely elsewhere, and snaps back when it follows again.
+        await big.click("[data-room-action='free']")
+        await big.wait_for_function(
+            "rcpRoom.room.participants.get(rcpRoom.socket.welcome.user_id).mode === 'free'",
+            timeout=TIMEOUT_MS,
+        )
+        await big.evaluate("rcpRoom.viewer.scrollTo(3, 0)")
+        await presenter.evaluate("rcpRoom.viewer.scrollTo(20, 0)")
+        await small.wait_for_function(
+            "rcpRoom.viewer.getState().viewports[0].index === 20", timeout=TIMEOUT_MS
+        )
+        await big.evaluate("rcpRoom.viewer.settled()")
+        assert (await viewport0(big))["index"] == 3
+        await big.click("[data-room-action='follow']")
+        await big.wait_for_function("rcpRoom.viewer.getState().viewports[0].index === 20", timeout=TIMEOUT_MS)
+        # The page says which path carries the room (no media hub in this server: the WebSocket).
+        assert await big.text_content("[data-room-path]") in {"WebSocket", "WebRTC data channel"}
+    finally:
+        await chair.close()
