@@ -1,0 +1,253 @@
+// The decision form of the room: the current case's fiche RCP, written by the people in the meeting.
+//
+// Every field is saved on its own (PUT /api/cases/{id}/decision/fields/{name}) with the version it was edited
+// from. If someone else saved the same field meanwhile the server answers 409 with their text, and the form shows
+// both texts side by side so nobody's words are lost silently. Edits by others arrive live: room.js dispatches
+// `rcp:decision-field` on document with {case_id, name, value, version, editor_id} (the room broadcasts what
+// rcp.minutes.store.on_field_saved reports). Signing asks for the password again and the draft revision read.
+//
+// Usage (room page):  import { mountDecision } from '/static/js/decision.js';
+//                     const form = mountDecision(document.querySelector('[data-decision]'), { caseId: 12 });
+//                     form.setCase(13);   // when the presenter moves to another case
+//
+// Labels come from the page strings (server-side gettext) with English fallbacks.
+
+import { api, ApiError, pageStrings, toast, withBusy } from './api.js';
+
+const S = Object.assign({
+  question: 'Question asked', clinical_summary: 'Clinical summary', proposal: 'Proposal', details: 'Details',
+  guideline: 'Follows the guideline', reference: 'Guideline (name, version)', why_not: 'Why not',
+  trial: 'Clinical trial proposed', trial_name: 'Trial', case_status: 'Case status', discussed: 'Discussed',
+  registered: 'Registered only', responsible: 'Responsible physician', informed: 'Patient informed, did not object',
+  comments: 'Comments', yes: 'Yes', no: 'No', unset: 'Not stated', saving: 'Saving…', saved: 'Saved',
+  conflict: 'Someone else changed this field while you were typing.', theirs: 'Their text', mine: 'Your text',
+  keep_theirs: 'Keep theirs', use_mine: 'Use mine', sign: 'Sign the decision', password: 'Your password',
+  signed: 'Signed, version %(number)s', missing: 'Still missing', quorum: 'Quorum', changed_by_other:
+  'Updated by another participant.', surgery: 'Surgery', systemic_therapy: 'Systemic therapy',
+  radiotherapy: 'Radiotherapy', combined: 'Combined treatment', surveillance: 'Surveillance',
+  further_investigations: 'Further investigations', palliative_care: 'Palliative care', other: 'Other',
+}, pageStrings().decision || {});
+
+const PROPOSALS = ['surgery', 'systemic_therapy', 'radiotherapy', 'combined', 'surveillance',
+  'further_investigations', 'palliative_care', 'other'];
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === 'dataset') Object.assign(node.dataset, value);
+    else if (key in node && typeof value !== 'string') node[key] = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child != null) node.append(child);
+  return node;
+}
+
+/** One editable field: its DOM, its server version, whether the local text differs from what was saved. */
+class FieldBinding {
+  constructor(form, name, read, write, box) {
+    Object.assign(this, { form, name, read, write, box, version: 0, dirty: false, timer: 0, saving: null });
+    this.status = el('span', { class: 'field-status', 'aria-live': 'polite' });
+    this.conflictBox = el('div', { class: 'field-conflict', hidden: true });
+    box.append(this.status, this.conflictBox);
+  }
+
+  load(field) {
+    this.version = field.version;
+    if (!this.dirty) this.write(field.value);
+  }
+
+  changed(immediate = false) {
+    this.dirty = true;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.save(), immediate ? 0 : 800);
+  }
+
+  async save(base = this.version) {
+    clearTimeout(this.timer);
+    if (!this.dirty || this.saving) return;
+    const value = this.read();
+    this.status.textContent = S.saving;
+    this.saving = api('PUT', `/api/cases/${this.form.caseId}/decision/fields/${encodeURIComponent(this.name)}`,
+      { value, base_version: base });
+    try {
+      const saved = await this.saving;
+      this.version = saved.version;
+      this.form.revision = saved.revision;
+      this.dirty = JSON.stringify(this.read()) !== JSON.stringify(value);  // typed more while saving?
+      this.status.textContent = S.saved;
+      this.box.classList.remove('has-error');
+      this.conflictBox.hidden = true;
+      if (this.dirty) this.changed();
+    } catch (error) {
+      this.status.textContent = '';
+      if (error instanceof ApiError && error.code === 'field_conflict') this.showConflict(value, error);
+      else if (error instanceof ApiError && error.status === 422) {
+        this.box.classList.add('has-error');
+        this.status.textContent = Object.values(error.fields).join(' ');
+      } else toast(error.message, 'error');
+    } finally {
+      this.saving = null;
+    }
+  }
+
+  showConflict(mine, error) {
+    // The 409 body carries the stored field: ApiError keeps only message/fields, so fetch the current state.
+    api('GET', `/api/cases/${this.form.caseId}/decision`).then((state) => {
+      const current = state.draft.fields[this.name];
+      const show = (v) => (typeof v === 'string' ? v : JSON.stringify(v, null, 1));
+      this.conflictBox.replaceChildren(
+        el('p', { class: 'warning' }, S.conflict),
+        el('div', { class: 'conflict-texts' },
+          el('figure', {}, el('figcaption', {}, S.theirs), el('pre', {}, show(current.value))),
+          el('figure', {}, el('figcaption', {}, S.mine), el('pre', {}, show(mine)))),
+        el('button', { type: 'button', onclick: () => { this.dirty = false; this.load(current); this.conflictBox.hidden = true; } }, S.keep_theirs),
+        el('button', { type: 'button', onclick: () => { this.write(mine); this.dirty = true; this.save(current.version); } }, S.use_mine),
+      );
+      this.conflictBox.hidden = false;
+    }, () => toast(error.message, 'error'));
+  }
+
+  remote(detail) {
+    if (detail.version <= this.version) return;
+    if (this.dirty) {
+      this.status.textContent = S.changed_by_other;  // our next save will meet the conflict and show both texts
+      return;
+    }
+    this.load({ value: detail.value, version: detail.version });
+    this.box.classList.add('remote-update');
+    setTimeout(() => this.box.classList.remove('remote-update'), 1200);
+  }
+}
+
+class DecisionForm {
+  constructor(root, { caseId }) {
+    this.root = root;
+    this.caseId = caseId;
+    this.revision = 0;
+    this.fields = new Map();
+    this.onRemote = (event) => {
+      const d = event.detail || {};
+      if (d.case_id === this.caseId) this.fields.get(d.name)?.remote(d);
+    };
+    document.addEventListener('rcp:decision-field', this.onRemote);
+    this.build();
+    this.refresh();
+  }
+
+  destroy() {
+    document.removeEventListener('rcp:decision-field', this.onRemote);
+    this.root.replaceChildren();
+  }
+
+  setCase(caseId) {
+    if (caseId === this.caseId) return;
+    for (const f of this.fields.values()) f.save();
+    this.caseId = caseId;
+    for (const f of this.fields.values()) { f.dirty = false; f.version = 0; }
+    this.refresh();
+  }
+
+  bind(name, label, control, read, write, events = ['input']) {
+    const box = el('div', { class: 'field', dataset: { field: name } }, el('label', {}, label, control));
+    const binding = new FieldBinding(this, name, read, write, box);
+    for (const type of events) control.addEventListener(type, () => binding.changed(type === 'change'));
+    control.addEventListener('blur', () => binding.save());
+    this.fields.set(name, binding);
+    return box;
+  }
+
+  text(name, label, rows = 3) {
+    const area = el('textarea', { rows: String(rows), name });
+    return this.bind(name, label, area, () => area.value, (v) => { area.value = v ?? ''; });
+  }
+
+  build() {
+    const proposalType = el('select', {}, ...PROPOSALS.map((k) => el('option', { value: k }, S[k])));
+    const proposalDetails = el('textarea', { rows: '4' });
+    const proposalBox = el('div', { class: 'group' });
+    const proposal = this.bind('proposal', S.proposal, proposalType,
+      () => ({ type: proposalType.value, details: proposalDetails.value, treatments: this.treatments || [] }),
+      (v) => { proposalType.value = v?.type || 'surgery'; proposalDetails.value = v?.details || ''; this.treatments = v?.treatments || []; },
+      ['change']);
+    proposalDetails.addEventListener('input', () => this.fields.get('proposal').changed());
+    proposalBox.append(proposal, el('label', {}, S.details, proposalDetails));
+
+    const conforms = el('select', {}, el('option', { value: '' }, S.unset), el('option', { value: 'yes' }, S.yes),
+      el('option', { value: 'no' }, S.no));
+    const reference = el('input', { type: 'text' });
+    const reason = el('textarea', { rows: '2' });
+    const guideline = this.bind('guideline', S.guideline, conforms,
+      () => ({ conforms: conforms.value === '' ? null : conforms.value === 'yes', reference: reference.value, reason: reason.value }),
+      (v) => { conforms.value = v?.conforms == null ? '' : v.conforms ? 'yes' : 'no'; reference.value = v?.reference || ''; reason.value = v?.reason || ''; },
+      ['change']);
+    for (const input of [reference, reason]) input.addEventListener('input', () => this.fields.get('guideline').changed());
+    guideline.append(el('label', {}, S.reference, reference), el('label', {}, S.why_not, reason));
+
+    const trialBox = el('input', { type: 'checkbox' });
+    const trialName = el('input', { type: 'text' });
+    const trial = this.bind('clinical_trial', S.trial, trialBox,
+      () => ({ proposed: trialBox.checked, trial: trialName.value }),
+      (v) => { trialBox.checked = Boolean(v?.proposed); trialName.value = v?.trial || ''; }, ['change']);
+    trialName.addEventListener('input', () => this.fields.get('clinical_trial').changed());
+    trial.append(el('label', {}, S.trial_name, trialName));
+
+    const status = el('select', {}, el('option', { value: 'discussed' }, S.discussed),
+      el('option', { value: 'registered' }, S.registered));
+    this.responsible = el('select', {});
+    const informed = el('input', { type: 'checkbox' });
+
+    this.summary = el('div', { class: 'decision-summary', 'aria-live': 'polite' });
+    const signButton = el('button', { type: 'button', class: 'primary' }, S.sign);
+    signButton.addEventListener('click', () => withBusy(signButton, () => this.sign()));
+
+    this.root.replaceChildren(
+      this.text('question', S.question, 2),
+      this.text('clinical_summary', S.clinical_summary, 5),
+      proposalBox, guideline, trial,
+      this.bind('case_status', S.case_status, status, () => status.value, (v) => { status.value = v || 'discussed'; }, ['change']),
+      this.bind('responsible_physician', S.responsible, this.responsible,
+        () => this.attendees?.find((a) => String(a.user_id) === this.responsible.value) &&
+          (({ name, specialty, user_id }) => ({ name, specialty, user_id }))(this.attendees.find((a) => String(a.user_id) === this.responsible.value)),
+        (v) => { this.responsible.value = v?.user_id != null ? String(v.user_id) : ''; }, ['change']),
+      this.bind('patient_informed', S.informed, informed, () => informed.checked, (v) => { informed.checked = v === true; }, ['change']),
+      this.text('comments', S.comments, 2),
+      this.summary, signButton,
+    );
+  }
+
+  async refresh() {
+    const state = await api('GET', `/api/cases/${this.caseId}/decision`);
+    this.revision = state.draft.revision;
+    this.attendees = state.attendees || [];
+    this.responsible.replaceChildren(el('option', { value: '' }, S.unset),
+      ...this.attendees.map((a) => el('option', { value: String(a.user_id) }, a.name)));
+    for (const [name, field] of Object.entries(state.draft.fields)) this.fields.get(name)?.load(field);
+    this.showSummary(state);
+  }
+
+  showSummary(state) {
+    const parts = [];
+    if (state.quorum) parts.push(el('p', { class: state.quorum.met ? 'ok' : 'warning' }, `${S.quorum}: ${state.quorum.status.display}`));
+    const missing = Object.values(state.missing || {});
+    if (missing.length) parts.push(el('p', {}, `${S.missing}: `), el('ul', {}, ...missing.map((m) => el('li', {}, m))));
+    const last = state.versions[state.versions.length - 1];
+    if (last) parts.push(el('p', { class: 'ok' }, S.signed.replace('%(number)s', last.number)));
+    this.summary.replaceChildren(...parts);
+  }
+
+  async sign() {
+    await Promise.all([...this.fields.values()].map((f) => f.save()));
+    const password = window.prompt(S.password);
+    if (!password) return;
+    try {
+      await api('POST', `/api/cases/${this.caseId}/decision/sign`, { password, seen_revision: this.revision });
+    } catch (error) {
+      toast(error.message, 'error', 8000);
+    }
+    await this.refresh();
+  }
+}
+
+export function mountDecision(root, options) {
+  return new DecisionForm(root, options);
+}
