@@ -195,3 +195,21 @@ async def test_writeback_retry_and_completion(database: Database) -> None:
         job = await s.get(WritebackJob, jobs[0].id)
         rows = (await s.exec(select(WritebackJob).where(WritebackJob.version_id == stored.id))).all()
     assert job is not None and job.status == "done" and len(rows) == 2
+
+
+async def test_racing_signatures_store_one_version(database: Database) -> None:
+    seeded = await seed(database)
+    revision = await fill(database, seeded)
+
+    async def attempt() -> str:
+        try:
+            async with database.session() as s:
+                await store.sign(s, case_id=seeded.case_id, signer_id=seeded.oncologist, seen_revision=revision)
+        except AlreadySigned:
+            return "refused"
+        return "signed"
+
+    results = sorted(await asyncio.gather(attempt(), attempt(), attempt()))
+    assert results == ["refused", "refused", "signed"]
+    async with database.session() as s:
+        assert len(await store.list_versions(s, seeded.case_id)) == 1
