@@ -39,9 +39,13 @@ def free_port() -> int:
 
 
 def room_app(
-    settings: Settings, *, config: RoomConfig | None = None, channel_prefix: str = "rcp:room:"
+    settings: Settings,
+    *,
+    config: RoomConfig | None = None,
+    channel_prefix: str = "rcp:room:",
+    media: bool = False,
 ) -> Starlette:
-    """``create_app(settings)`` plus the room routes and a Rooms in ``app.state.rooms``."""
+    """``create_app(settings)`` plus the room routes and a Rooms in ``app.state.rooms`` (with a MediaHub if asked)."""
     app = create_app(settings)
     names = {getattr(route, "name", None) for route in app.routes}
     if "meeting_room_socket" not in names:
@@ -53,11 +57,20 @@ def room_app(
         async with inner(a) as state:
             if getattr(a.state, "rooms", None) is not None:
                 await a.state.rooms.close()  # the app's own rooms: replaced by ours with the test's limits
-            async with open_rooms(
-                settings, a.state.db, config=config, channel_prefix=channel_prefix
-            ) as rooms:
-                a.state.rooms = rooms
-                yield state
+            hub = None
+            if media:
+                from media.hub import MediaHub
+
+                hub = MediaHub()
+            try:
+                async with open_rooms(
+                    settings, a.state.db, config=config, channel_prefix=channel_prefix, media=hub
+                ) as rooms:
+                    a.state.rooms = rooms
+                    yield state
+            finally:
+                if hub is not None:
+                    await hub.close()
 
     app.router.lifespan_context = lifespan
     return app
