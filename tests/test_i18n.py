@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -24,14 +25,20 @@ def catalog(path: Path, locale: str | None = None) -> Catalog:
         return read_po(handle, locale=locale)
 
 
-def ids(message_id: str | tuple[str, ...]) -> tuple[str, ...]:
-    return message_id if isinstance(message_id, tuple) else (message_id,)
+def ids(value: object) -> tuple[str, ...]:
+    """A message id or string, singular or plural, as a tuple of strings."""
+    if value is None:
+        return ()
+    if isinstance(value, tuple | list):
+        return tuple(str(v) for v in value)
+    return (str(value),)
 
 
-def untranslated(fr: Catalog, wanted: list[str | tuple[str, ...]]) -> list[str]:
+def untranslated(fr: Catalog, wanted: Sequence[object]) -> list[str]:
     missing = []
     for message_id in wanted:
-        message = fr.get(message_id)
+        key = ids(message_id)
+        message = fr.get(key if len(key) > 1 else key[0])
         strings = ids(message.string) if message is not None else ()
         if message is None or not all(strings) or message.fuzzy:
             missing.append(ids(message_id)[0])
@@ -62,9 +69,9 @@ def test_the_catalog_is_up_to_date_with_the_sources() -> None:
     """Strings added to templates or Python since the last extraction must be extracted and translated too
     (``pybabel extract -F babel.cfg -k N_ -o web/locale/messages.pot .`` then ``pybabel update``)."""
     with (ROOT / "babel.cfg").open() as handle:
-        method_map, options_map = parse_mapping_cfg(handle)
+        method_map, options_map = parse_mapping_cfg(handle)  # type: ignore[no-untyped-call]
     keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
-    found: dict[str | tuple[str, ...], None] = {}
+    found: dict[object, None] = {}
     for _filename, _lineno, message, _comments, _context in extract_from_dir(
         str(ROOT), method_map, options_map, keywords=keywords
     ):

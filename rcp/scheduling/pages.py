@@ -99,7 +99,7 @@ def _pydantic_message(item: Mapping[str, Any]) -> str:
         return _("Too long: at most %(limit)s characters.") % {"limit": ctx.get("max_length", "?")}
     if kind.startswith("date"):
         return _("Enter a valid date.")
-    if kind.startswith("datetime") or kind.startswith("time"):
+    if kind.startswith(("datetime", "time")):
         return _("Enter a valid date and time.")
     if kind in {"int_parsing", "int_type", "int_from_float"}:
         return _("Enter a whole number.")
@@ -269,22 +269,23 @@ async def meeting_create(request: Request) -> Response:
         at = None
     if day is not None and at is not None:
         starts_at = datetime.combine(day, at)  # wall clock in the board's zone; the service converts to UTC
+    data: schemas.MeetingIn | None = None
+    try:
+        data = schemas.MeetingIn.model_validate({
+            "board_id": form["board_id"] or None, "starts_at": starts_at or "",
+            "duration_min": form["duration_min"] or None, "title": form["title"],
+        })
+    except ValidationError as exc:
+        found = field_errors(exc, _meeting_rename)
+        if "board_id" in found:
+            found["board_id"] = _("Choose one of your boards.")
+        if starts_at is None:
+            found.pop("date", None)
+        if not form["duration_min"]:
+            found["duration_min"] = _("Required.")
+        errors = {**found, **errors}
     async with _db(request).session() as s:
-        try:
-            data = schemas.MeetingIn.model_validate({
-                "board_id": form["board_id"] or None, "starts_at": starts_at or "",
-                "duration_min": form["duration_min"] or None, "title": form["title"],
-            })
-        except ValidationError as exc:
-            found = field_errors(exc, _meeting_rename)
-            if "board_id" in found:
-                found["board_id"] = _("Choose one of your boards.")
-            if starts_at is None:
-                found.pop("date", None)
-            if not form["duration_min"]:
-                found["duration_min"] = _("Required.")
-            errors = {**found, **errors}
-        if errors:
+        if errors or data is None:
             return await _meeting_form(request, s, user, form, errors, banner(Invalid("")), 422)
         try:
             meeting = await service.create_meeting(s, user, data)
@@ -391,8 +392,6 @@ def case_input(form: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     identifier_fields: list[str] = []
     if form.get("patient_mode") == "existing":
         data["patient_id"] = form.get("patient_id") or None
-        if data["patient_id"] is None:
-            data["patient_id"] = None
     else:
         identifiers: list[dict[str, str]] = []
         if form.get("ins"):

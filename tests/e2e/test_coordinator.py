@@ -104,6 +104,28 @@ async def test_coordinator_prepares_a_meeting(new_page: Any, live_server: Any) -
     assert await agenda_order(page) == ["ARNAUD", "CHEVALIER", "BERNARD"]
     await expect(rows.nth(0).locator("button[value=up]")).to_be_disabled()
 
+    # An existing patient, found with the live search (GET /api/patients), goes on the agenda again.
+    await page.click("details#add-case > summary")
+    await page.check("#mode-existing")
+    await page.fill("#s-q", "Bern")
+    async with page.expect_response(lambda r: "/api/patients?" in r.url) as searched:
+        await page.click("[data-search-button]")
+    assert (await searched.value).status == 200
+    await page.locator("[data-patient-results] input[type=radio]").first.check()
+    await page.fill("#f-question", "Second avis après relecture anatomopathologique.")
+    await page.click("form[data-add-case] .actions button")
+    await expect(page.locator(".alert-ok")).to_be_visible()
+    assert await agenda_order(page) == ["ARNAUD", "CHEVALIER", "BERNARD", "BERNARD"]
+
+    # Invite by specialty: the person list follows the chosen specialty (GET /api/users?specialty=).
+    async with page.expect_response(lambda r: "/api/users?specialty=pathologist" in r.url):
+        await page.select_option("#f-specialty", "pathologist")
+    await expect(page.locator("#f-user_id option")).to_have_count(2)
+    await page.select_option("#f-user_id", index=1)
+    await page.click("form[data-invite] button[type=submit]")
+    await expect(page.locator(".invitations .people li")).to_have_count(1)
+    await expect(page.locator(".invitations .people li")).to_contain_text("Pathologist")
+
     # The form keeps what was typed and shows the error next to the field.
     await page.click("details#add-case > summary")
     await page.fill("#f-family_name", "Durand")
@@ -116,7 +138,7 @@ async def test_coordinator_prepares_a_meeting(new_page: Any, live_server: Any) -
         await page.goto(meeting_url)
         await page.screenshot(path="/tmp/rcp-meeting-1280.png", full_page=False)
         await page.screenshot(path="/tmp/rcp-meeting-1280-full.png", full_page=True)
-        big: Page = await new_page(viewport=(3840, 2160), locale="en-GB")
+        big: Page = await new_page(viewport=(3840, 2160), locale="fr-FR")
         await sign_in(big, base)
         await big.goto(meeting_url)
         await big.screenshot(path="/tmp/rcp-meeting-3840.png")

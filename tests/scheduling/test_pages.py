@@ -19,7 +19,7 @@ def new_ins() -> str:
 
 def field_error(page: str, name: str) -> str | None:
     """The message shown next to field ``name``, or None when its error line is hidden."""
-    match = re.search(rf'id="e-{re.escape(name)}"\s*(hidden)?\s*>(.*?)</p>', page, re.S)
+    match = re.search(rf'id="e-{re.escape(name)}"\s*(hidden)?\s*>(.*?)</p>', page, re.DOTALL)
     assert match is not None, f"no error slot for {name}"
     return None if match.group(1) else html.unescape(match.group(2).strip())
 
