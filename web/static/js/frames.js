@@ -129,7 +129,11 @@ async function responseError(response) {
   const transient = response.status === 429 || response.status === 502 || response.status === 503 ||
     response.status === 504;
   if (!message) message = transient ? PACS_MESSAGE : `HTTP ${response.status}`;
-  return new FrameError(message, {transient, status: response.status});
+  const retryAfter = Number(response.headers.get('Retry-After'));
+  const error = new FrameError(message, {transient, status: response.status});
+  // RFC 9110 10.2.3: delay-seconds form only; an HTTP-date falls back to our own backoff.
+  if (Number.isFinite(retryAfter) && retryAfter >= 0) error.retryAfterMs = Math.min(30000, retryAfter * 1000);
+  return error;
 }
 
 /** Fetch, check and decode one frame. */
@@ -237,7 +241,7 @@ export class Series {
         this.status = {message: err.message || String(err), transient};
         this.emit('status');
         if (!transient) return this;
-        await sleep(this.backoff());
+        await sleep(Math.max(this.backoff(), err.retryAfterMs ?? 0));
       }
     }
   }
@@ -349,7 +353,7 @@ export class Series {
       const transient = err instanceof FrameError && err.transient;
       if (transient) {
         this.states[index] = NONE;
-        const delay = this.backoff();
+        const delay = Math.max(this.backoff(), err.retryAfterMs ?? 0);
         this.retryAt = performance.now() + delay;
         this.status = {message: err.message, transient: true};
         setTimeout(() => this.pool.pump(), delay + 5);

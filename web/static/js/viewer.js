@@ -525,6 +525,7 @@ export class Viewer {
         view.painter.paint(frame, win, invert, view.pixels);
         view.bufferCtx.putImageData(view.pixels, 0, 0);
         view.paintKey = paintKey;
+        view.paintedIndex = index;
       }
       shown = true;
     }
@@ -555,8 +556,12 @@ export class Viewer {
       view.drawKey = '';
     }
 
-    const text = overlayText({meta: series.meta, frameMeta, viewport: {...vp, index, window: win}, count: series.length,
-      labels: this.labels});
+    // While the asked-for slice is on its way the previous image stays up (no black flash when scrolling fast),
+    // so the overlay names the slice actually on screen and says which one is coming: text and pixels agree.
+    const onScreen = view.paintKey.startsWith(`${series.url}#`) ? view.paintedIndex : index;
+    const text = overlayText({meta: series.meta, frameMeta: series.frames[onScreen],
+      viewport: {...vp, index: onScreen, window: win}, count: series.length, labels: this.labels});
+    if (!shown && onScreen !== index) text.tr.push(`${this.labels.loading} ${this.labels.image} ${index + 1}…`);
     setCorners(view, text);
     view.scroll.hidden = series.length < 2;
     const thumb = Math.max(100 / series.length, 3);
