@@ -52,6 +52,7 @@ __all__ = [
     "StoredVersion",
     "amend",
     "build_fiche",
+    "carry_draft",
     "complete_writeback",
     "due_writebacks",
     "fail_writeback",
@@ -289,6 +290,32 @@ async def save_field(session: AsyncSession, case_id: int, name: str, value: Any,
         if result.rowcount == 1:
             return new_field
     raise versions.StaleDraft("The decision is being edited very quickly by several people: save again.")
+
+
+async def carry_draft(session: AsyncSession, from_case_id: int, to_case_id: int, *,
+                      at: datetime | None = None) -> None:
+    """Copy a deferred case's draft to its case on the board's next meeting (not discussed / no quorum).
+
+    The written fields keep their text and start again at version 1 under the new case, so nothing typed in the
+    first meeting is lost; attendance and signature are the new meeting's.
+    """
+    at = at or utcnow()
+    row = await _draft_row(session, from_case_id)
+    if row is None or not row.fields:
+        return
+    await _ensure_draft_row(session, to_case_id, at)
+    target = await _draft_row(session, to_case_id)
+    assert target is not None
+    await session.refresh(target)
+    fields = dict(target.fields)
+    for name, data in row.fields.items():
+        if name == "case_status" or name in fields:
+            continue  # the new meeting decides whether it is discussed; never overwrite what it already wrote
+        fields[name] = {**data, "version": 1, "updated_at": at.isoformat()}
+    await session.exec(
+        sa.update(DecisionDraft).where(col(DecisionDraft.id) == target.id)
+        .values(fields=fields, revision=sum(int(f.get("version", 0)) for f in fields.values()), updated_at=at)
+    )
 
 
 # -- signed versions -------------------------------------------------------------------------------------------

@@ -213,3 +213,22 @@ async def test_racing_signatures_store_one_version(database: Database) -> None:
     assert results == ["refused", "refused", "signed"]
     async with database.session() as s:
         assert len(await store.list_versions(s, seeded.case_id)) == 1
+
+
+async def test_deferred_case_keeps_its_draft(database: Database) -> None:
+    first = await seed(database)
+    await fill(database, first)
+    async with database.session() as s:
+        await store.save_field(s, first.case_id, "comments", "À rediscuter avec l'histologie.", base_version=0,
+                               editor_id=first.surgeon)
+    second = await seed(database)
+    async with database.session() as s:
+        await store.save_field(s, second.case_id, "comments", "Déjà écrit ici.", base_version=0,
+                               editor_id=second.surgeon)
+        await store.carry_draft(s, first.case_id, second.case_id)
+    async with database.session() as s:
+        moved = await store.load_draft(s, second.case_id)
+    assert moved.get("proposal").value["details"] == "Lobectomie supérieure droite."
+    assert moved.get("proposal").version == 1
+    assert moved.get("comments").value == "Déjà écrit ici."
+    assert moved.revision == sum(moved.versions().values())
