@@ -174,3 +174,42 @@ async def test_disk_cache_trim_keeps_the_newest_studies(service: ImagingService)
     service.disk_bytes = new_size
     freed = await service.trim_cache()
     assert freed > 0 and not old_study.exists() and (root / _uids(new[0])[0]).exists()
+
+
+async def test_unsupported_compression_is_named_per_series(service: ImagingService) -> None:
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(io.BytesIO(small_ct(make_patient(), slices=1)[0]))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2 video: no image decoder for it
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + b"\x00" * 60])
+    ds["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    await service.archive.store([buffer.getvalue()])
+    study_uid = str(ds.StudyInstanceUID)
+    service.prefetch("case:mpeg", [study_uid])
+    progress = await service.prefetcher.wait("case:mpeg")
+    assert progress is not None and progress.state == "done"
+    assert progress.errors and progress.errors[0].startswith("series 2: ")
+    assert "MPEG2" in progress.errors[0]
+    with pytest.raises(Invalid, match="MPEG2"):
+        await service.frame(study_uid, str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID), 1)
+
+
+async def test_a_pacs_that_is_down_says_so(tmp_path: Path) -> None:
+    from rcp.imaging.archive import ArchiveUnavailable
+    from rcp.imaging.dicomweb import DicomWebClient
+
+    down = DicomWebClient("http://127.0.0.1:9/dicom-web", retries=1, connect_timeout=0.5)
+    imaging = await ImagingService.open(Settings(env="test", data_dir=tmp_path), archive=down, workers=1)
+    try:
+        with pytest.raises(ArchiveUnavailable, match="PACS unreachable, retrying"):
+            await imaging.descriptor("1.2.3", "1.2.4")
+        with pytest.raises(ArchiveUnavailable):
+            await imaging.frame("1.2.3", "1.2.4", "1.2.5", 1)
+        progress = imaging.prefetch("case:down", ["1.2.3"])
+        await imaging.prefetcher.wait("case:down")
+        assert progress.state == "done" and "PACS unreachable" in progress.errors[0]
+    finally:
+        await imaging.close()
+        await down.close()
