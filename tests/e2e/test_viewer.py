@@ -567,3 +567,28 @@ async def test_linked_stacks_scroll_together_by_slice_position(
     await page.evaluate("viewer.applyPreset('lung', 0); viewer.applyPreset('lung', 1)")
     assert abs(await grey(page, 0, *marker) - linear_grey(slice_marker(52), -600, 1500)) <= 1
     assert abs(await grey(page, 1, *marker) - linear_grey(slice_marker(62), -600, 1500)) <= 1
+
+
+async def test_memory_budget_forgets_series_no_viewport_shows(
+    new_page: NewPage, frame_server: FrameServer
+) -> None:
+    """A long meeting opens series after series: decoded pixels stay within the pool's budget."""
+    page = await new_page()
+    await page.goto(frame_server.base_url)
+    await page.evaluate("window.viewerReady")
+    budget = 40 * 256 * 256 * 2  # 40 CT slices
+    await page.evaluate(f"viewer.pool.budget = {budget}")
+    ct, prior = frame_server.url("ct"), frame_server.url("ct_prior")
+    await page.evaluate(f"viewer.loadSeries(0, {json.dumps(ct)})")
+    await page.wait_for_function("!viewer.pool.inflight", timeout=TIMEOUT_MS)
+    loaded = await page.evaluate(f"viewer.pool.series.get({json.dumps(ct)}).loaded")
+    assert 40 <= loaded < 120  # prefetch paused at the budget (plus the requests already in flight)
+    await page.evaluate("viewer.scrollTo(110, 0)")  # a displayed frame is fetched whatever the budget
+    await page.evaluate("viewer.settled()")
+    assert abs(await grey(page, 0, *box_centre(CT_PATCHES[4][1])) - linear_grey(40, 40, 400)) <= 1
+
+    await page.evaluate(f"viewer.loadSeries(0, {json.dumps(prior)})")
+    await page.wait_for_function("!viewer.pool.inflight", timeout=TIMEOUT_MS)
+    assert await page.evaluate(f"viewer.pool.series.get({json.dumps(ct)}).loaded") == 0
+    used = await page.evaluate("viewer.pool.used")
+    assert used <= budget + 6 * 256 * 256 * 2

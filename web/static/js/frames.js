@@ -186,6 +186,8 @@ export class Series {
     this.failures = 0;
     this.focus = new Map();
     this.urgent = new Set();
+    this.bytes = 0;
+    this.lastUsed = performance.now();
     this.waiters = new Map();
     this.listeners = new Map();
     this.ready = this.loadMeta();
@@ -253,6 +255,7 @@ export class Series {
 
   /** The decoded frame at `index`, or null if it is not here yet. */
   get(index) {
+    this.lastUsed = performance.now();
     return this.decoded[index] ?? null;
   }
 
@@ -304,7 +307,7 @@ export class Series {
       if (this.states[index] === NONE) return index;
       if (this.states[index] !== LOADING) this.urgent.delete(index);
     }
-    if (this.halted) return -1;
+    if (this.halted || this.pool.full) return -1;
     const n = this.length;
     let best = -1;
     let bestDistance = Infinity;
@@ -337,6 +340,8 @@ export class Series {
       this.states[index] = DONE;
       this.urgent.delete(index);
       this.loaded += 1;
+      this.bytes += frame.pixels.byteLength;
+      this.pool.account(frame.pixels.byteLength);
       this.failures = 0;
       if (this.status && this.status.transient) {
         this.status = null;
@@ -370,6 +375,19 @@ export class Series {
   }
 }
 
+/** Forget the decoded frames (the browser's HTTP cache still has the bytes); the pool asks, not the viewer. */
+Series.prototype.drop = function drop() {
+  for (let i = 0; i < this.states.length; i++) {
+    if (this.states[i] === DONE) this.states[i] = NONE;
+  }
+  this.decoded.fill(null);
+  this.loaded = 0;
+  const freed = this.bytes;
+  this.bytes = 0;
+  this.emit('progress');
+  return freed;
+};
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -379,13 +397,36 @@ function sleep(ms) {
  * (the same series in two viewports is fetched and decoded once).
  */
 export class FramePool {
-  constructor({fetch: fetchFn = globalThis.fetch.bind(globalThis), concurrency = 6} = {}) {
+  /**
+   * @param budgetBytes decoded pixels kept in memory. A tumour board opens series after series; without a
+   *   budget a long meeting would exhaust the tab (a 300-slice 512x512 CT is 157 MB decoded). Over budget,
+   *   series no viewport shows are forgotten, least recently used first, and background prefetch pauses;
+   *   displayed frames are always fetched.
+   */
+  constructor({fetch: fetchFn = globalThis.fetch.bind(globalThis), concurrency = 6, budgetBytes = 1.5e9} = {}) {
     this.fetch = fetchFn;
     this.concurrency = concurrency;
+    this.budget = budgetBytes;
+    this.used = 0;
     this.series = new Map();
     this.inflight = 0;
     this.turn = 0;
     this.controller = new AbortController();
+  }
+
+  get full() {
+    return this.used >= this.budget;
+  }
+
+  account(bytes) {
+    this.used += bytes;
+    if (this.used <= this.budget) return;
+    const idle = [...this.series.values()].filter((s) => s.focus.size === 0 && s.bytes > 0)
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const s of idle) {
+      if (this.used <= 0.8 * this.budget) break;
+      this.used -= s.drop();
+    }
   }
 
   /** The series behind a metadata URL, opened once. */

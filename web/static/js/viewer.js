@@ -51,8 +51,8 @@ export function seriesMetaUrl(studyUid, seriesUid) {
 
 /**
  * @param {HTMLElement} element the panel from viewer_panel.html (or any element: the grid goes inside)
- * @param {{fetch?: Function, seriesUrl?: Function, concurrency?: number, labels?: object,
- *          interpolation?: 'linear'|'nearest'}} options
+ * @param {{fetch?: Function, seriesUrl?: Function, concurrency?: number, budgetBytes?: number,
+ *          labels?: object, interpolation?: 'linear'|'nearest'}} options
  */
 export function createViewer(element, options = {}) {
   return new Viewer(element, options);
@@ -67,7 +67,8 @@ export class Viewer {
     this.labels = {...DEFAULT_LABELS, ...labelsFrom(element), ...(options.labels ?? {})};
     this.seriesUrl = options.seriesUrl ?? seriesMetaUrl;
     this.interpolation = options.interpolation ?? 'linear';
-    this.pool = new FramePool({fetch: options.fetch, concurrency: options.concurrency ?? 6});
+    this.pool = new FramePool({fetch: options.fetch, concurrency: options.concurrency ?? 6,
+      budgetBytes: options.budgetBytes ?? 1.5e9});
     this.state = initialState();
     this.tool = 'window';
     this.urls = new Map();
@@ -582,7 +583,7 @@ export class Viewer {
     }
     const total = series.length;
     const busy = !series.meta ? !series.status || series.status.transient
-      : total > 0 && series.loaded < total && !series.halted;
+      : total > 0 && series.loaded < total && !series.halted && !series.pool.full;
     view.progress.hidden = !busy;
     if (!busy) return;
     const fraction = total ? series.loaded / total : 0;
