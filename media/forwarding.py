@@ -90,11 +90,14 @@ def is_keyframe(codec: str, data: bytes) -> bool:
     return True
 
 
+_TIME_BASES = {90000: Fraction(1, 90000), 48000: Fraction(1, 48000)}
+
+
 def to_packet(data: bytes, pts: int, clock_rate: int) -> av.Packet[Any]:
     """Wrap encoded bytes in the ``av.Packet`` that aiortc's sender packs without encoding."""
     packet = av.Packet(data)
     packet.pts = pts
-    packet.time_base = Fraction(1, clock_rate)
+    packet.time_base = _TIME_BASES.get(clock_rate) or Fraction(1, clock_rate)
     return packet
 
 

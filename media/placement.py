@@ -149,6 +149,25 @@ class PlacedRoom:
             },
         )
 
+    def set_paused(self, subscriber: str, publisher: str, kind: str, paused: bool) -> bool:
+        """See :meth:`RoomMedia.set_paused`; relayed (optimistically True) when the subscriber is elsewhere."""
+        remote = self._remote.get(subscriber)
+        if remote is None:
+            return self.local.set_paused(subscriber, publisher, kind, paused)
+        if kind != "video":
+            return False
+        return self.node.publish(
+            remote.owner,
+            {
+                "op": "pause",
+                "meeting": self.meeting_id,
+                "pid": subscriber,
+                "publisher": publisher,
+                "kind": kind,
+                "paused": paused,
+            },
+        )
+
     async def disconnect(self, participant_id: str) -> None:
         remote = self._remote.pop(participant_id, None)
         if remote is None:
@@ -359,6 +378,10 @@ class MediaNode:
                     self.hub.room(str(data["meeting"])).send(
                         str(data["pid"]), str(data["channel"]), _decode(data)
                     )
+                elif data.get("op") == "pause":
+                    self.hub.room(str(data["meeting"])).set_paused(
+                        str(data["pid"]), str(data["publisher"]), str(data["kind"]), bool(data["paused"])
+                    )
                 else:
                     task = asyncio.get_running_loop().create_task(self._handle(data))
                     self._handlers.add(task)
@@ -391,6 +414,8 @@ class MediaNode:
                 )
                 self._claimed.add(meeting)
                 self._relayed.setdefault(meeting, set()).add(pid)
+                # A late joiner learns who is speaking now, not only at the next change.
+                self._put(events, {"kind": "speaker", "participant": room.speaker})
             elif op == "ice":
                 await room.add_ice_candidate(pid, request.get("candidate"))
             elif op == "disconnect":

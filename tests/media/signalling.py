@@ -121,6 +121,8 @@ async def serve_signalling(meeting: str = "browser") -> AsyncIterator[Signalling
                     outbox.put_nowait(json.dumps({"type": "rtc.answer", "sdp": answer}))
                 elif message["type"] == "rtc.ice":
                     await room.add_ice_candidate(me, message.get("candidate"))
+                elif message["type"] == "media.pause":
+                    room.set_paused(me, message["participant"], "video", bool(message["paused"]))
                 elif message["type"] == "rtc.close":
                     await room.disconnect(me)
         except WebSocketDisconnect:

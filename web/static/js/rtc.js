@@ -296,6 +296,43 @@ export class MediaSession extends EventTarget {
     if (videoOff !== undefined) tile.flag('rtc-video-off', videoOff);
   }
 
+  /**
+   * Stop (or resume) receiving a participant's video, e.g. a hidden tile or low-bandwidth mode; audio always
+   * flows. Sends {type: 'media.pause', participant, paused}; the room routes it to RoomMedia.set_paused.
+   */
+  pause(participant, paused = true) {
+    this.signal({type: 'media.pause', participant, paused: Boolean(paused)});
+  }
+
+  /**
+   * Pause the videos of tiles that are not on screen (scrolled away, collapsed strip) and resume them when they
+   * come back. Returns a function that stops watching.
+   */
+  autoPause(root = null) {
+    if (typeof IntersectionObserver !== 'function') return () => {};
+    const visible = new Map();
+    const observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        const participant = entry.target.dataset.participant;
+        const shown = entry.isIntersecting;
+        if (visible.get(participant) !== shown) {
+          visible.set(participant, shown);
+          this.pause(participant, !shown);
+        }
+      }
+    }, {root, threshold: 0});
+    for (const tile of this.tiles.values()) observer.observe(tile.element);
+    const onTile = (event) => observer.observe(event.detail.element);
+    const onRemoved = (event) => { observer.unobserve(event.detail.element); visible.delete(event.detail.participant); };
+    this.addEventListener('tile', onTile);
+    this.addEventListener('tile-removed', onRemoved);
+    return () => {
+      observer.disconnect();
+      this.removeEventListener('tile', onTile);
+      this.removeEventListener('tile-removed', onRemoved);
+    };
+  }
+
   /** Per-participant inbound statistics (framesDecoded, totalAudioEnergy...) keyed by participant id. */
   async stats() {
     const result = {};
