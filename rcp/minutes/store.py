@@ -273,7 +273,8 @@ async def save_field(session: AsyncSession, case_id: int, name: str, value: Any,
     case = await session.get(Case, case_id)
     if case is None:
         raise NotFound("No such case: check the agenda.")
-    await _ensure_draft_row(session, case_id, at)
+    if await _draft_row(session, case_id) is None:
+        await _ensure_draft_row(session, case_id, at)
     for _attempt in range(8):
         row = await _draft_row(session, case_id)
         assert row is not None
