@@ -30,7 +30,7 @@ from rcp.http import current_user, path_int
 from rcp.i18n import gettext as _
 from rcp.scheduling import agenda, schemas, service
 from rcp.scheduling.models import Board
-from rcp.templating import render
+from rcp.templating import WEB_DIR, render
 
 __all__ = ["field_errors", "routes", "service_errors"]
 
@@ -57,6 +57,10 @@ CATALOG_ONLY: tuple[str, ...] = (
     N_("Only coordinators register patients."),
     N_("Unknown user name or wrong password."),
 )
+
+#: The imaging panel of the case page, included when the imaging package provides it (context: case, meeting,
+#: board, manage, editable, csrf_token).
+STUDIES_PANEL = "imaging/case_studies.html"
 
 #: Notices shown after a redirect (``?done=key``): a fixed set, so no user text travels in URLs.
 NOTICES: dict[str, str] = {
@@ -480,7 +484,8 @@ async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: i
     manage = await may_manage_board(s, user, board.id)  # type: ignore[arg-type]
     editable = manage and meeting_row.status in {"scheduled", "live"} and out.status not in agenda.CLOSED_CASE_STATUSES
     return {"case": out, "meeting": service.meeting_out(meeting_row, board, 0), "board": board,
-            "manage": manage, "editable": editable}
+            "manage": manage, "editable": editable,
+            "studies_template": STUDIES_PANEL if (WEB_DIR / "templates" / STUDIES_PANEL).exists() else ""}
 
 
 def _case_form(case: schemas.CaseOut) -> dict[str, str]:
