@@ -88,6 +88,8 @@ def _check_uids(*uids: str) -> None:
 
 
 class ImagingService:
+    """The shared imaging resources of one process; see the module docstring for how the app holds it."""
+
     def __init__(self, *, archive: Archive, cache: FrameCache, executor: ThreadPoolExecutor,
                  owns_archive: bool = True, prefetch_concurrency: int = 4, disk_bytes: int = 20 << 30) -> None:
         self.archive = archive
