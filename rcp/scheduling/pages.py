@@ -234,6 +234,7 @@ async def _meeting_form(request: Request, s: AsyncSession, user: Any, form: dict
         raise NotFound(_("You do not coordinate any board: ask an administrator to add you to one."))
     defaults = {b.id: _board_defaults(b) for b in boards}
     return render(request, "meeting_new.html", {
+        "page_path": "/meetings/new",
         "boards": boards, "defaults": defaults, "form": form, "errors": errors, "message": message,
     }, status=status)
 
@@ -335,6 +336,7 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
     if found_patients and not case_form:
         form["patient_mode"] = "existing"
     return render(request, "meeting.html", {
+        "page_path": f"/meetings/{meeting_id}",
         "meeting": detail,
         "ends_at": detail.starts_at + timedelta(minutes=detail.duration_min),
         "board": board,
@@ -484,6 +486,7 @@ async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: i
     manage = await may_manage_board(s, user, board.id)  # type: ignore[arg-type]
     editable = manage and meeting_row.status in {"scheduled", "live"} and out.status not in agenda.CLOSED_CASE_STATUSES
     return {"case": out, "meeting": service.meeting_out(meeting_row, board, 0), "board": board,
+            "page_path": f"/cases/{case_id}",
             "manage": manage, "editable": editable,
             "studies_template": STUDIES_PANEL if (WEB_DIR / "templates" / STUDIES_PANEL).exists() else ""}
 
