@@ -29,6 +29,22 @@ async def stats(page: Page) -> dict[str, Any]:
     return result
 
 
+async def until_decoding(
+    page: Page, participant: str, more_than: int = 3, *, audio: bool = False
+) -> dict[str, Any]:
+    """Poll the page's inbound stats until ``participant``'s video decodes (and audio has energy, if asked).
+
+    (Playwright's wait_for_function does not await a Promise, so stats are polled from here.)
+    """
+    row: dict[str, Any] = {}
+    for _ in range(150):
+        row = (await stats(page)).get(participant, {})
+        if row.get("framesDecoded", 0) > more_than and (not audio or row.get("totalAudioEnergy", 0) > 0):
+            return row
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{participant} never decoded on this page (last stats: {row})")
+
+
 async def test_three_pages_decode_each_other_through_the_forwarder(
     signalling: Signalling, new_page: NewPage
 ) -> None:
@@ -43,18 +59,11 @@ async def test_three_pages_decode_each_other_through_the_forwarder(
     first: dict[str, dict[str, Any]] = {}
     for name, page in pages.items():
         others = [other for other in names if other != name]
-        await page.wait_for_function(
-            f"window.media.stats().then(s => (window._s = s) && {others!r}.every(o => s[o] && s[o].framesDecoded > 5"
-            " && s[o].totalAudioEnergy > 0))",
-            timeout=30000,
-            polling=500,
-        )
-        first[name] = await stats(page)
+        first[name] = {other: await until_decoding(page, other, 5, audio=True) for other in others}
     for name, page in pages.items():
-        later = await stats(page)
         for other in names:
-            if other != name:
-                assert later[other]["framesDecoded"] >= first[name][other]["framesDecoded"]
+            if other != name:  # still decoding: the counters keep growing
+                await until_decoding(page, other, first[name][other]["framesDecoded"] + 5)
         tiles = await page.eval_on_selector_all(
             "figure.rtc-tile", "els => els.map(e => e.dataset.participant)"
         )
@@ -101,9 +110,7 @@ async def test_refused_camera_still_joins_and_sees_others(signalling: Signalling
     await refuser.wait_for_function("window.ready === true", timeout=20000)
     message = await refuser.text_content("#devices")
     assert message and "refused" in message and "meeting goes on" in message
-    await refuser.wait_for_function(
-        "window.media.stats().then(s => s.alice && s.alice.framesDecoded > 3)", timeout=30000, polling=500
-    )
+    await until_decoding(refuser, "alice")
 
 
 async def test_broken_path_shows_reconnecting_then_recovers_with_a_fresh_peer(
@@ -115,9 +122,7 @@ async def test_broken_path_shows_reconnecting_then_recovers_with_a_fresh_peer(
     bob = await new_page((800, 600))
     await bob.goto(f"{signalling.base_url}/?me=bob&slots=2")
     await bob.wait_for_function("window.ready === true", timeout=20000)
-    await bob.wait_for_function(
-        "window.media.stats().then(s => s.alice && s.alice.framesDecoded > 3)", timeout=30000, polling=500
-    )
+    await until_decoding(bob, "alice")
     # The server side of bob's path disappears without a word (as when UDP gets blocked).
     peer = signalling.room.peer("bob")
     assert peer is not None and peer.pc is not None
@@ -128,13 +133,9 @@ async def test_broken_path_shows_reconnecting_then_recovers_with_a_fresh_peer(
         timeout=30000,
     )
     await bob.wait_for_function("window.media.state === 'connected'", timeout=40000, polling=250)
-    await bob.wait_for_function(
-        "window.media.stats().then(s => s.alice && s.alice.framesDecoded > 3)", timeout=30000, polling=500
-    )
+    await until_decoding(bob, "alice")
     # and alice sees bob's new peer on the same tile
-    await alice.wait_for_function(
-        "window.media.stats().then(s => s.bob && s.bob.framesDecoded > 3)", timeout=30000, polling=500
-    )
+    await until_decoding(alice, "bob")
 
 
 async def test_pausing_a_hidden_tile_stops_its_video_but_not_its_audio(
@@ -146,9 +147,7 @@ async def test_pausing_a_hidden_tile_stops_its_video_but_not_its_audio(
     bob = await new_page((800, 600))
     await bob.goto(f"{signalling.base_url}/?me=bob&slots=2")
     await bob.wait_for_function("window.ready === true", timeout=20000)
-    await alice.wait_for_function(
-        "window.media.stats().then(s => s.bob && s.bob.framesDecoded > 3)", timeout=30000, polling=500
-    )
+    await until_decoding(alice, "bob")
     await alice.evaluate("window.media.pause('bob', true)")
     await alice.wait_for_function(
         "document.querySelector('figure.rtc-tile.rtc-paused[data-participant=\"bob\"]')", timeout=10000
@@ -160,8 +159,4 @@ async def test_pausing_a_hidden_tile_stops_its_video_but_not_its_audio(
     assert after["framesDecoded"] == before["framesDecoded"], "bob's video still arrives while paused"
     assert after["totalAudioEnergy"] > before["totalAudioEnergy"], "bob's audio must keep flowing"
     await alice.evaluate("window.media.pause('bob', false)")
-    await alice.wait_for_function(
-        f"window.media.stats().then(s => s.bob.framesDecoded > {after['framesDecoded'] + 5})",
-        timeout=20000,
-        polling=250,
-    )
+    await until_decoding(alice, "bob", after["framesDecoded"] + 5)
