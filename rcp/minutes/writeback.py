@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, Self
 
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
@@ -32,7 +32,14 @@ from rcp.minutes.models import DecisionVersion, WritebackJob, WritebackKind
 from rcp.minutes.render import fiche_pdf
 from rcp.minutes.versions import SignedVersion
 
-__all__ = ["ImagingStore", "WritebackOutcome", "build_objects", "run_due_writebacks", "to_part10"]
+__all__ = [
+    "ImagingStore",
+    "WritebackOutcome",
+    "WritebackWorker",
+    "build_objects",
+    "run_due_writebacks",
+    "to_part10",
+]
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +163,61 @@ async def run_due_writebacks(db: Database, archive: ImagingStore, *, now: dateti
                         row.number, job.attempts + 1, outcome.error)
         outcomes.append(outcome)
     return outcomes
+
+
+class WritebackWorker:
+    """Runs :func:`run_due_writebacks` every ``interval`` seconds, and at once when woken (after a signature).
+
+    Owned by the app's lifespan::
+
+        async with WritebackWorker(db, archive) as worker:
+            app.state.minutes_writeback = worker   # the minutes routes call worker.wake() after signing
+            yield
+
+    Leaving the block stops the loop (the current pass is cancelled; its jobs stay due and run next time).
+    """
+
+    def __init__(self, db: Database, archive: ImagingStore, *, interval: float = 30.0, batch: int = 10) -> None:
+        self.db = db
+        self.archive = archive
+        self.interval = interval
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.passes = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                outcomes = await run_due_writebacks(self.db, self.archive, limit=self.batch)
+            except Exception:
+                log.exception("write-back pass failed; retrying in %s s", self.interval)
+                outcomes = []
+            self.passes += 1
+            if len(outcomes) >= self.batch:
+                continue  # more may be due: do not wait
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._loop(), name="minutes-writeback")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the loop; safe to call twice."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass

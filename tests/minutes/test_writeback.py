@@ -6,7 +6,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import highdicom as hd
 import pydicom
@@ -84,13 +84,14 @@ def marks(series: list[Dataset], *indexes: int) -> list[dict[str, object]]:
             for n, i in enumerate(indexes, 1)]
 
 
-async def signed_case(db: Database, series: list[Dataset], *indexes: int) -> store.StoredVersion:
-    seeded = await seed(db, study_uids=(str(series[0].StudyInstanceUID),), patient_id=PATIENT.patient_id,
-                        issuer=PATIENT.issuer)
+async def signed_case(db: Database, series: list[Dataset], *indexes: int,
+                      at: datetime | None = NOW) -> store.StoredVersion:
+    seeded = await seed(db, study_uids=(str(series[0].StudyInstanceUID),), patient_id=str(series[0].PatientID),
+                        issuer=str(series[0].IssuerOfPatientID))
     revision = await fill(db, seeded, marks(series, *indexes))
     async with db.session() as s:
         return await store.sign(s, case_id=seeded.case_id, signer_id=seeded.oncologist, seen_revision=revision,
-                                at=NOW)
+                                at=at)
 
 
 async def jobs_of(db: Database, version_id: int) -> dict[str, WritebackJob]:
@@ -189,3 +190,21 @@ async def test_orthanc_accepts_kos_and_pdf_and_references_resolve(database: Data
         assert len(await client.list_instances(study, by_modality["KO"].series_uid)) == 1
     finally:
         await client.close()
+
+
+async def test_worker_wakes_after_a_signature(database: Database) -> None:
+    from rcp.minutes.writeback import WritebackWorker
+
+    patient = SyntheticPatient("IPP-WB-2", "CHU-ANGERS", "Lefèvre", "Hélène-Françoise", date(1958, 3, 28), "F")
+    series = ct_series(patient, slices=2, rows=16, columns=16)
+    archive = FakeArchive(series)
+    async with WritebackWorker(database, archive, interval=3600) as worker:
+        version = await signed_case(database, series, 0, at=None)  # signed now: its jobs are due now
+        worker.wake()
+        for _ in range(200):
+            jobs = await jobs_of(database, version.id)
+            if {j.status for j in jobs.values()} == {"done"}:
+                break
+            await asyncio.sleep(0.05)
+        assert {j.status for j in jobs.values()} == {"done"}
+    await worker.close()  # closing twice is fine
