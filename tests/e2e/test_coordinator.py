@@ -158,3 +158,22 @@ async def test_clinician_sees_the_agenda_read_only(new_page: Any, live_server: A
     assert await page.locator("tr[draggable=true]").count() == 0
     if SHOTS:
         await page.screenshot(path="/tmp/rcp-meeting-clinician-1280.png")
+
+
+async def test_agenda_buttons_work_without_javascript(new_page: Any, live_server: Any, login: Any) -> None:
+    """The arrow buttons are plain form posts: with scripts off they still reorder (POST, redirect, GET)."""
+    coordinator = await login("secretariat")
+    created = await coordinator.post("/api/meetings", json={"board_id": 2, "starts_at": "2049-05-04T13:00"})
+    meeting_id = created.json()["id"]
+    for family in ("Xavier", "Yvon"):
+        patient = {"family_name": family, "identifiers": [{"system": "IPP", "value": f"NJ{secrets.token_hex(4)}",
+                                                           "assigner": "CHU de Lyon"}]}
+        added = await coordinator.post(f"/api/meetings/{meeting_id}/cases", json={"patient": patient})
+        assert added.status_code == 201
+    page: Page = await new_page(viewport=(1280, 720), java_script_enabled=False)
+    await sign_in(page, live_server.url)
+    await page.goto(f"{live_server.url}/meetings/{meeting_id}")
+    assert await agenda_order(page) == ["XAVIER", "YVON"]
+    await page.locator("tr[data-case-id]").nth(0).locator("button[value=down]").click()
+    await expect(page.locator(".alert-ok")).to_be_visible()
+    assert await agenda_order(page) == ["YVON", "XAVIER"]
