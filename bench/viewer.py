@@ -10,7 +10,8 @@ fresh browser context and the page measures itself with performance.now():
 - ``decode_ms_per_frame``: inflate (DecompressionStream) + delta16 undo of one 512x512 frame;
 - ``scroll_ms_per_slice_*``: one slice step rendered (64k-LUT paint + scaled draw + flush), 1280x720 and 4K (DPR 2);
 - ``window_ms_per_step_4k``: one window/level drag step (LUT rebuild + paint + draw) at 4K.
-Smooth scrolling needs a slice step well under 16.7 ms (60 Hz).
+Smooth scrolling needs a slice step well under 16.7 ms (60 Hz). Per-step figures are medians (p95 beside them);
+``load_average_1min`` records how busy the shared machine was, since other work inflates every figure.
 
     .venv/bin/python bench/viewer.py        # about a minute; writes bench/results/viewer.json
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -144,11 +146,12 @@ async def main() -> None:
         "bytes_ratio_vs_raw": round(hd["load"]["bytes"] / raw, 3),
         "bytes_per_frame": round(hd["load"]["bytes"] / count),
         "decode_ms_per_frame": round(statistics.median(hd["decode"]), 2),
-        "scroll_ms_per_slice_720p": round(statistics.mean(hd["scroll"]), 2),
+        "scroll_ms_per_slice_720p": round(statistics.median(hd["scroll"]), 2),
         "scroll_ms_per_slice_720p_p95": round(p95(hd["scroll"]), 2),
-        "scroll_ms_per_slice_4k": round(statistics.mean(uhd["scroll"]), 2),
+        "scroll_ms_per_slice_4k": round(statistics.median(uhd["scroll"]), 2),
         "scroll_ms_per_slice_4k_p95": round(p95(uhd["scroll"]), 2),
-        "window_ms_per_step_4k": round(statistics.mean(uhd["window"]), 2),
+        "window_ms_per_step_4k": round(statistics.median(uhd["window"]), 2),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     width = max(len(k) for k in figures)
     print(f"viewer: {count}-slice 512x512 CT in headless Chromium (software raster, 2 shared cores)")
