@@ -8,16 +8,19 @@ from .forwarding import AIORTC_VERSION, contract_problems
 from .hub import MediaHub, OnMedia, OnSpeaker, RoomMedia
 from .peer import CHANNELS, Peer
 from .placement import MediaNode, PlacedRoom
+from .plane import MediaPlane, open_media_plane
 
 __all__ = [
     "AIORTC_VERSION",
     "CHANNELS",
     "MediaHub",
     "MediaNode",
+    "MediaPlane",
     "OnMedia",
     "OnSpeaker",
     "Peer",
     "PlacedRoom",
     "RoomMedia",
     "contract_problems",
+    "open_media_plane",
 ]

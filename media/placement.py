@@ -243,6 +243,9 @@ class MediaNode:
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._redis.aclose()
 
+    def browser_ice_servers(self) -> list[dict[str, Any]]:
+        return self.hub.browser_ice_servers()
+
     # -- placement -------------------------------------------------------------------------------------------
     def room(self, meeting_id: str, *, on_speaker: OnSpeaker | None = None) -> PlacedRoom:
         room = self._rooms.get(meeting_id)

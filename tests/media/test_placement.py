@@ -120,3 +120,17 @@ async def test_participants_on_two_nodes_share_one_media_node(nodes: tuple[Media
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_open_media_plane_with_redis_places_rooms() -> None:
+    from rcp.config import Settings
+
+    from media import open_media_plane
+
+    settings = Settings(env="test", redis_url=REDIS_URL, node_id=f"node-{secrets.token_hex(3)}")
+    try:
+        async with open_media_plane(settings) as plane:
+            assert isinstance(plane, MediaNode)
+            assert plane.node_id == settings.node_id
+    except (aioredis.RedisError, OSError):
+        pytest.skip("Redis is not running on 127.0.0.1:6379")

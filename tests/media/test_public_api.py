@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 import media
-from media import MediaHub, RoomMedia
+from media import MediaHub, RoomMedia, open_media_plane
 
 
 def test_all_is_pinned() -> None:
@@ -14,12 +14,14 @@ def test_all_is_pinned() -> None:
         "CHANNELS",
         "MediaHub",
         "MediaNode",
+        "MediaPlane",
         "OnMedia",
         "OnSpeaker",
         "Peer",
         "PlacedRoom",
         "RoomMedia",
         "contract_problems",
+        "open_media_plane",
     ]
 
 
@@ -60,3 +62,13 @@ def test_browser_ice_servers_from_settings() -> None:
         }
     ]
     assert MediaHub().browser_ice_servers() == []
+
+
+async def test_open_media_plane_without_redis_is_one_hub() -> None:
+    from rcp.config import Settings
+
+    async with open_media_plane(Settings(env="test", ice_servers=("stun:stun.example.org",))) as plane:
+        assert isinstance(plane, MediaHub)
+        assert plane.browser_ice_servers() == [{"urls": ["stun:stun.example.org"]}]
+        plane.room("m1")
+    assert plane.rooms == {}
