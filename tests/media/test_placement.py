@@ -123,9 +123,8 @@ async def test_participants_on_two_nodes_share_one_media_node(nodes: tuple[Media
 
 
 async def test_open_media_plane_with_redis_places_rooms() -> None:
-    from rcp.config import Settings
-
     from media import open_media_plane
+    from rcp.config import Settings
 
     settings = Settings(env="test", redis_url=REDIS_URL, node_id=f"node-{secrets.token_hex(3)}")
     try:
