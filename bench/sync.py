@@ -12,14 +12,15 @@ Runs with no arguments in about two minutes and writes ``bench/results/sync.json
 - ``fanout_msgs_per_s_ws_200``: frames per second the node pushed during the 200-participant run.
 
 Clients are real WebSocket clients (websockets 17) in this process; servers are uvicorn processes
-(``python bench/sync.py --serve ...``) running the service app with the room mounted. Data-channel (``dc``)
-figures need aiortc clients in the room; they are not measured here (see the report in the issue).
+(``python bench/sync.py --serve ...``) running the service app with the room mounted and a media hub; ``dc``
+followers are aiortc clients whose room messages arrive on the ``view`` data channel.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -35,6 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from websockets.exceptions import ConnectionClosed
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -45,6 +48,8 @@ VIEW_CHANGES = 40
 VIEW_HZ = 10.0
 POINTER_HZ = 30.0
 POINTER_SECONDS = 4.0
+#: Larger data-channel rooms are not attempted: every aiortc peer (DTLS, SCTP in Python) costs both processes.
+DC_MAX = 50
 
 
 # --- server side ------------------------------------------------------------------------------------------------
@@ -73,15 +78,26 @@ def serve(args: argparse.Namespace) -> None:
         app.router.routes[0:0] = room_routes.routes
     inner = app.router.lifespan_context
     config = RoomConfig(command_rate=100, command_burst=200)
+    hub = None
+    if args.media:
+        from media.hub import MediaHub
+
+        hub = MediaHub()
 
     @asynccontextmanager
     async def lifespan(a: Starlette) -> AsyncIterator[Any]:
         async with inner(a) as state:
             if getattr(a.state, "rooms", None) is not None:
                 await a.state.rooms.close()
-            async with open_rooms(settings, a.state.db, config=config, channel_prefix=args.prefix) as rooms:
-                a.state.rooms = rooms
-                yield state
+            try:
+                async with open_rooms(
+                    settings, a.state.db, config=config, channel_prefix=args.prefix, media=hub
+                ) as rooms:
+                    a.state.rooms = rooms
+                    yield state
+            finally:
+                if hub is not None:
+                    await hub.close()
 
     app.router.lifespan_context = lifespan
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", ws_ping_interval=None)
@@ -95,7 +111,14 @@ def free_port() -> int:
 
 class Node:
     def __init__(
-        self, *, database_url: str, secret: str, redis_url: str = "", prefix: str = "rcp:room:", node: str
+        self,
+        *,
+        database_url: str,
+        secret: str,
+        redis_url: str = "",
+        prefix: str = "rcp:room:",
+        node: str,
+        media: bool = False,
     ) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
@@ -104,6 +127,7 @@ class Node:
                 sys.executable,
                 str(Path(__file__).resolve()),
                 "--serve",
+                *(["--media"] if media else []),
                 "--port",
                 str(self.port),
                 "--database-url",
@@ -223,12 +247,49 @@ class Participant:
         self.frames = 0
         self.task = asyncio.create_task(self.read())
         self.ready = asyncio.Event()
+        self.answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.pc: Any = None
+
+    def take(self, raw: str) -> None:
+        now = time.perf_counter()
+        self.frames += 1
+        if '"view.changed"' in raw:
+            frame = json.loads(raw)
+            self.views.setdefault(frame["view"]["slice"], now)
+        elif raw.startswith('{"type":"pointer"'):
+            for sample in json.loads(raw)["s"]:
+                self.pointer_samples.add(sample[1])
+
+    async def open_data_channels(self) -> None:
+        """WebRTC to the server's media hub: ``view`` (ordered) and ``pointer`` (unordered) channels."""
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        self.pc = RTCPeerConnection()
+        view = self.pc.createDataChannel("view", ordered=True)
+        pointer = self.pc.createDataChannel("pointer", ordered=False, maxRetransmits=0)
+        opened = asyncio.Event()
+        view.on("open", opened.set)
+        view.on("message", self.take)
+        pointer.on("message", self.take)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self.send({"type": "rtc.offer", "sdp": self.pc.localDescription.sdp})
+        await self.pc.setRemoteDescription(
+            RTCSessionDescription(sdp=await asyncio.wait_for(self.answer, 30), type="answer")
+        )
+        await asyncio.wait_for(opened.wait(), 30)
+        view.send(json.dumps({"type": "path", "path": "dc"}))
 
     async def read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self._read()
+
+    async def _read(self) -> None:
         async for raw in self.ws:
             now = time.perf_counter()
             self.frames += 1
-            if '"view.changed"' in raw:
+            if '"rtc.answer"' in raw:
+                self.answer.set_result(json.loads(raw)["sdp"])
+            elif '"view.changed"' in raw:
                 frame = json.loads(raw)
                 self.views.setdefault(frame["view"]["slice"], now)
             elif raw.startswith('{"type":"pointer"'):
@@ -244,12 +305,14 @@ class Participant:
         await self.ws.send(json.dumps(message))
 
     async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
         await self.ws.close()
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def join(url: str, meeting_id: int, cookie: str) -> Participant:
+async def join(url: str, meeting_id: int, cookie: str, *, dc: bool = False) -> Participant:
     from websockets.asyncio.client import connect
 
     ws = await connect(
@@ -257,33 +320,42 @@ async def join(url: str, meeting_id: int, cookie: str) -> Participant:
     )
     participant = Participant(ws)
     await asyncio.wait_for(participant.ready.wait(), 30)
+    if dc:
+        await participant.open_data_channels()
     return participant
 
 
-async def latency(urls: list[str], meeting_id: int, cookies: list[str], n: int) -> dict[str, float]:
+async def latency(
+    urls: list[str], meeting_id: int, cookies: list[str], n: int, *, dc: bool = False
+) -> dict[str, float]:
     """Presenter on urls[0]; followers round-robin over the nodes; n participants in all."""
     presenter = await join(urls[0], meeting_id, cookies[0])
-    followers = []
-    for i in range(1, n):
-        followers.append(await join(urls[i % len(urls)], meeting_id, cookies[i]))
-    await presenter.send({"type": "floor.take"})
-    await asyncio.sleep(1.0)
-    sent: dict[int, float] = {}
-    base = 1000 * len(urls) + n  # fresh slice numbers for every run
-    started = time.perf_counter()
-    for i in range(VIEW_CHANGES):
-        index = base + i
-        sent[index] = time.perf_counter()
-        await presenter.send({"type": "view", "slice": index, "window_center": 40 + i, "window_width": 400})
-        await asyncio.sleep(1 / VIEW_HZ)
-    await asyncio.sleep(1.5)
-    elapsed = time.perf_counter() - started
-    samples = [
-        (f.views[index] - t0) * 1000 for f in followers for index, t0 in sent.items() if index in f.views
-    ]
-    missing = len(followers) * len(sent) - len(samples)
-    frames = sum(f.frames for f in followers) + presenter.frames
-    await asyncio.gather(presenter.close(), *(f.close() for f in followers))
+    followers: list[Participant] = []
+    try:
+        for i in range(1, n):
+            followers.append(await join(urls[i % len(urls)], meeting_id, cookies[i], dc=dc))
+        await presenter.send({"type": "floor.take"})
+        await asyncio.sleep(1.0)
+        sent: dict[int, float] = {}
+        base = 1000 * len(urls) + n + (500 if dc else 0)  # fresh slice numbers for every run
+        frames_before = sum(f.frames for f in followers)
+        started = time.perf_counter()
+        for i in range(VIEW_CHANGES):
+            index = base + i
+            sent[index] = time.perf_counter()
+            await presenter.send(
+                {"type": "view", "slice": index, "window_center": 40 + i, "window_width": 400}
+            )
+            await asyncio.sleep(1 / VIEW_HZ)
+        await asyncio.sleep(1.5)
+        elapsed = time.perf_counter() - started
+        samples = [
+            (f.views[index] - t0) * 1000 for f in followers for index, t0 in sent.items() if index in f.views
+        ]
+        missing = len(followers) * len(sent) - len(samples)
+        frames = sum(f.frames for f in followers) - frames_before
+    finally:
+        await asyncio.gather(presenter.close(), *(f.close() for f in followers), return_exceptions=True)
     samples.sort()
     return {
         "p50": statistics.median(samples),
@@ -337,10 +409,30 @@ async def one_node(figures: dict[str, float]) -> None:
         pointer_rooms = [list(range(r * 10, r * 10 + 10)) for r in range(20)]
         secret = secrets.token_urlsafe(48)
         ids, cookies = await seed(
-            url, secret, users=200, rooms=[list(range(n)) for n in sizes] + pointer_rooms
+            url, secret, users=200, rooms=[list(range(n)) for n in sizes * 2] + pointer_rooms
         )
-        node = Node(database_url=url, secret=secret, node="bench-1")
+        node = Node(database_url=url, secret=secret, node="bench-1", media=True)
         try:
+            for meeting_id, n in zip(ids[len(sizes) : 2 * len(sizes)], sizes, strict=True):
+                if n > DC_MAX:
+                    print(
+                        f"  dc {n:>3}: not measured ({n} aiortc peers in one client process exceed this machine)"
+                    )
+                    continue
+                started = time.perf_counter()
+                try:
+                    result = await asyncio.wait_for(latency([node.url], meeting_id, cookies, n, dc=True), 90)
+                except TimeoutError:
+                    print(f"  dc {n:>3}: did not complete within 90 s on this machine", flush=True)
+                    break
+                figures[f"p50_ms_dc_{n}"] = round(result["p50"], 2)
+                figures[f"p99_ms_dc_{n}"] = round(result["p99"], 2)
+                figures[f"missing_dc_{n}"] = result["missing"]
+                print(
+                    f"  dc {n:>3}: p50 {result['p50']:.2f} ms  p99 {result['p99']:.2f} ms"
+                    f"  ({time.perf_counter() - started:.0f} s with set-up)",
+                    flush=True,
+                )
             for meeting_id, n in zip(ids, sizes, strict=False):
                 result = await latency([node.url], meeting_id, cookies, n)
                 figures[f"p50_ms_ws_{n}"] = round(result["p50"], 2)
@@ -349,7 +441,7 @@ async def one_node(figures: dict[str, float]) -> None:
                 if n == 200:
                     figures["fanout_msgs_per_s_ws_200"] = round(result["frames_per_s"])
                 print(f"  ws {n:>3}: p50 {result['p50']:.2f} ms  p99 {result['p99']:.2f} ms", flush=True)
-            result = await pointer(node.url, ids[len(sizes) :], cookies, pointer_rooms)
+            result = await pointer(node.url, ids[2 * len(sizes) :], cookies, pointer_rooms)
             figures["pointer_20x10_delivered_ratio"] = round(result["ratio"], 4)
             print(f"  pointer 20x10 at 30 Hz: delivered ratio {result['ratio']:.4f}", flush=True)
         finally:
@@ -397,7 +489,7 @@ async def main() -> None:
             {
                 "figures": figures,
                 "notes": {
-                    "dc": "data-channel figures not measured: no aiortc clients in this benchmark yet",
+                    "dc": "aiortc clients in the benchmark process, data channels to the server's media hub",
                     "view_changes": VIEW_CHANGES,
                     "view_hz": VIEW_HZ,
                     "pointer_hz": POINTER_HZ,
@@ -417,6 +509,7 @@ async def main() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Room synchronisation benchmark")
     parser.add_argument("--serve", action="store_true")
+    parser.add_argument("--media", action="store_true")
     parser.add_argument("--port", type=int)
     parser.add_argument("--database-url")
     parser.add_argument("--secret")
