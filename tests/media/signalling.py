@@ -77,6 +77,7 @@ class Signalling:
     sockets: dict[str, WebSocket] = field(default_factory=dict)
     outboxes: dict[str, asyncio.Queue[str]] = field(default_factory=dict)
     speakers: list[str | None] = field(default_factory=list)
+    offer_sizes: dict[str, int] = field(default_factory=dict)
 
 
 @contextlib.asynccontextmanager
@@ -112,6 +113,7 @@ async def serve_signalling(meeting: str = "browser") -> AsyncIterator[Signalling
             while True:
                 message = json.loads(await websocket.receive_text())
                 if message["type"] == "rtc.offer":
+                    state.offer_sizes[me] = len(message["sdp"])
                     answer = await room.connect(
                         me,
                         message["sdp"],

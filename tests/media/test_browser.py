@@ -160,3 +160,16 @@ async def test_pausing_a_hidden_tile_stops_its_video_but_not_its_audio(
     assert after["totalAudioEnergy"] > before["totalAudioEnergy"], "bob's audio must keep flowing"
     await alice.evaluate("window.media.pause('bob', false)")
     await until_decoding(alice, "bob", after["framesDecoded"] + 5)
+
+
+async def test_a_twelve_person_offer_fits_the_room_socket_limit(
+    signalling: Signalling, new_page: NewPage
+) -> None:
+    """rcp.room.connection refuses offers over 60,000 characters; VP8/Opus-only preferences keep 11 slots under."""
+    page = await new_page((800, 600))
+    await page.goto(f"{signalling.base_url}/?me=alice&slots=11")
+    await page.wait_for_function("window.ready === true", timeout=20000)
+    await until(lambda: "alice" in signalling.offer_sizes, "alice's offer")
+    print("offer size with 11 slots:", signalling.offer_sizes["alice"])
+    assert signalling.offer_sizes["alice"] < 60_000, signalling.offer_sizes
+    assert len(signalling.room.slots("alice")) == 22
