@@ -592,3 +592,18 @@ async def test_memory_budget_forgets_series_no_viewport_shows(
     assert await page.evaluate(f"viewer.pool.series.get({json.dumps(ct)}).loaded") == 0
     used = await page.evaluate("viewer.pool.used")
     assert used <= budget + 6 * 256 * 256 * 2
+
+
+async def test_unknown_series_says_so_in_its_viewport(new_page: NewPage, frame_server: FrameServer) -> None:
+    page = await new_page()
+    await open_viewer(page, frame_server, "ct")
+    result = await page.evaluate("viewer.loadSeries(0, '/api/imaging/studies/1.2.3/series/4.5.6')")
+    assert result is None
+    message = page.locator('[data-viewport="0"] .rcp-vp__message')
+    await message.wait_for(state="visible", timeout=TIMEOUT_MS)
+    assert await message.inner_text() == "No such series in this study."
+    assert (await state(page))["viewports"][0]["seriesUid"] is None
+    # Opening a good series again replaces the error.
+    await page.evaluate(f"viewer.loadSeries(0, {json.dumps(frame_server.url('ct'))})")
+    assert await message.is_hidden()
+    assert abs(await grey(page, 0, *box_centre(CT_PATCHES[4][1])) - linear_grey(40, 40, 400)) <= 1

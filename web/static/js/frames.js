@@ -430,8 +430,13 @@ export class FramePool {
   }
 
   /** The series behind a metadata URL, opened once. */
-  open(url) {
+  open(url, {retry = false} = {}) {
     let series = this.series.get(url);
+    // With `retry`, metadata that failed for good (404, 403...) is asked for again.
+    if (retry && series && !series.meta && series.status && !series.status.transient) {
+      this.series.delete(url);
+      series = null;
+    }
     if (!series) {
       series = new Series(url, this);
       this.series.set(url, series);

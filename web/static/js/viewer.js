@@ -23,7 +23,8 @@ import {
 } from './viewer-geometry.js';
 import {Painter, PRESETS, defaultWindow} from './viewer-lut.js';
 import {
-  LAYOUTS, VIEWPORTS, clampIndex, cloneState, initialState, normalizeState, setLayout, visibleCount, withViewport,
+  LAYOUTS, VIEWPORTS, clampIndex, cloneState, emptyViewport, initialState, normalizeState, setLayout, visibleCount,
+  withViewport,
 } from './viewer-state.js';
 import {drawMeasurements, formatLength, overlayText} from './viewer-overlay.js';
 
@@ -129,9 +130,12 @@ export class Viewer {
    * default window. Resolves with the series metadata, or null if it failed (the viewport shows why).
    */
   async loadSeries(i, url, {index = 0} = {}) {
-    const series = this.pool.open(url);
+    const series = this.pool.open(url, {retry: true});
     this.subscribe(series);
+    // The viewport now shows this series' loading (or its error), not the one it replaces.
+    this.commit(withViewport(this.state, i, emptyViewport()), null);
     this.views[i].pending = series;
+    this.views[i].failed = null;
     this.scheduleRender();
     await series.ready;
     if (this.views[i].pending !== series) return series.meta;
