@@ -30,7 +30,8 @@ class Seed:
 
 
 async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_oncologist", "radiotherapist"),
-               study_uids: tuple[str, ...] = (STUDY,), patient_id: str = "", issuer: str = "CHU") -> Seed:
+               study_uids: tuple[str, ...] = (STUDY,), patient_id: str = "", issuer: str = "CHU",
+               ins: str = "") -> Seed:
     tag = secrets.token_hex(4)
     async with db.session() as s:
         users = {}
@@ -48,6 +49,8 @@ async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_o
         s.add(meeting)
         s.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=patient_id or f"IPP-{tag}",
                                 assigner=issuer))
+        if ins:
+            s.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=ins, assigner=""))
         await s.flush()
         assert meeting.id is not None
         for key in ("surgeon", "medical_oncologist", "radiotherapist", "radiologist"):
