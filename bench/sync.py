@@ -11,7 +11,8 @@ Runs with no arguments in about two minutes and writes ``bench/results/sync.json
   seconds; samples delivered to followers / (samples sent × followers).
 - ``fanout_msgs_per_s_ws_200``: frames per second the node pushed during the 200-participant run.
 
-Clients are real WebSocket clients (websockets 17) in this process; servers are uvicorn processes
+Clients are real WebSocket clients (websockets 17, permessage-deflate off: compressing ~300-byte frames once per
+follower costs the server more than it saves) in this process; servers are uvicorn processes
 (``python bench/sync.py --serve ...``) running the service app with the room mounted and a media hub; ``dc``
 followers are aiortc clients whose room messages arrive on the ``view`` data channel.
 """
@@ -316,7 +317,10 @@ async def join(url: str, meeting_id: int, cookie: str, *, dc: bool = False) -> P
     from websockets.asyncio.client import connect
 
     ws = await connect(
-        f"{url}/ws/meetings/{meeting_id}", additional_headers={"Cookie": cookie}, max_queue=None
+        f"{url}/ws/meetings/{meeting_id}",
+        additional_headers={"Cookie": cookie},
+        max_queue=None,
+        compression=None,
     )
     participant = Participant(ws)
     await asyncio.wait_for(participant.ready.wait(), 30)

@@ -42,6 +42,7 @@ Via = Literal["ws", "dc"]
 CLOSE_DROPPED = 4408
 CLOSE_TIMEOUT = 4410
 CLOSE_SUPERSEDED = 4409
+PONG = '{"type":"pong"}'
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,6 +206,8 @@ class Connection:
     async def handle(self, data: str | bytes | Mapping[str, Any], *, via: Via = "ws") -> None:
         """One inbound message; any error goes back as an error frame and the connection stays up."""
         self.last_heard = self._clock()
+        if data == PONG:
+            return  # once a second per client: not worth parsing
         ref: Any = None
         try:
             message = self._decode(data)

@@ -95,6 +95,7 @@ class LiveRoom:
         self._pending_pointers: dict[int, list[Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+        self._snapshot: tuple[int, str] | None = None
         self.published = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -213,9 +214,11 @@ class LiveRoom:
                     connection.push(json.dumps({"type": "event", **event_to_dict(event)}), kind="control")
             connection.push(json.dumps({"type": "resumed", "seq": seq}))
         else:
-            snapshot = snapshot_to_dict(self.state)
-            pointers = [p.compact() for p in self._pointers.values()]
-            connection.push(json.dumps({"type": "snapshot", "state": snapshot, "pointer": pointers}))
+            # One snapshot per sequence number, however many join at once (200 joining is otherwise O(n²)).
+            if self._snapshot is None or self._snapshot[0] != seq:
+                self._snapshot = (seq, json.dumps(snapshot_to_dict(self.state)))
+            pointers = json.dumps([p.compact() for p in self._pointers.values()])
+            connection.push(f'{{"type": "snapshot", "state": {self._snapshot[1]}, "pointer": {pointers}}}')
 
     async def resend(self, connection: Connection, last_seq: int) -> None:
         async with self._lock:
