@@ -18,7 +18,7 @@
 
 import {FramePool} from './frames.js';
 import {
-  imageTransform, panBy, screenToImage as toImage, imageToScreen as toScreen, pixelAspect, zoomAbout, clampZoom,
+  imageTransform, screenToImage as toImage, imageToScreen as toScreen, pixelAspect, zoomAbout, clampZoom,
   slicePosition,
 } from './viewer-geometry.js';
 import {Painter, PRESETS, defaultWindow} from './viewer-lut.js';
@@ -27,6 +27,7 @@ import {
   withViewport,
 } from './viewer-state.js';
 import {drawMeasurements, formatLength, overlayText} from './viewer-overlay.js';
+import {ViewerInput} from './viewer-input.js';
 
 export {PRESETS, LAYOUTS};
 
@@ -59,7 +60,6 @@ export function createViewer(element, options = {}) {
   return new Viewer(element, options);
 }
 
-const WHEEL_STEP = 50;
 
 export class Viewer {
   constructor(element, options = {}) {
@@ -78,8 +78,8 @@ export class Viewer {
     this.overlays = new Set();
     this.settleWaiters = [];
     this.frameRequested = 0;
-    this.drag = null;
-    this.draft = null;
+    this.drag = null; // the pointer gesture in progress (viewer-input.js)
+    this.draft = null; // the length being drawn, shown by renderMarks
     this.wheelRest = 0;
     this.cine = {playing: false, fps: 10, last: 0, raf: 0};
     this.cleanup = [];
@@ -87,8 +87,7 @@ export class Viewer {
     this.grid.classList.add('rcp-viewer__grid');
     if (!element.hasAttribute('tabindex')) element.tabIndex = 0;
     this.views = Array.from({length: VIEWPORTS}, (_, i) => this.createView(i));
-    this.bindToolbar();
-    this.listen(element, 'keydown', (e) => this.onKey(e));
+    this.input = new ViewerInput(this);
     this.resizeObserver = new ResizeObserver(() => this.scheduleRender());
     for (const view of this.views) this.resizeObserver.observe(view.root);
     this.listen(window, 'resize', () => this.scheduleRender());
@@ -233,7 +232,7 @@ export class Viewer {
       this.cine.last = performance.now();
       const tick = (now) => {
         if (!this.cine.playing) return;
-        this.cineStep(now);
+        this.input.cineStep(now);
         this.cine.raf = requestAnimationFrame(tick);
       };
       this.cine.raf = requestAnimationFrame(tick);
@@ -634,6 +633,11 @@ export class Viewer {
 
   // ---- DOM and events -----------------------------------------------------------------------------------
 
+  /** Reflect the state in the toolbar (pressed buttons). */
+  syncToolbar() {
+    if (this.input) this.input.syncToolbar();
+  }
+
   listen(target, type, handler, opts) {
     target.addEventListener(type, handler, opts);
     this.cleanup.push(() => target.removeEventListener(type, handler, opts));
@@ -670,263 +674,9 @@ export class Viewer {
       progressText: q('.rcp-vp__progress-text'), painter: new Painter(), paintKey: '', drawKey: '',
       buffer: null, bufferCtx: null, pixels: null, size: null, pending: null, failed: null,
     };
-    this.listen(view.marks, 'pointerdown', (e) => this.onPointerDown(i, e));
-    this.listen(view.marks, 'pointermove', (e) => this.onPointerMove(i, e));
-    this.listen(view.marks, 'pointerup', (e) => this.onPointerUp(i, e));
-    this.listen(view.marks, 'pointercancel', (e) => this.onPointerUp(i, e));
-    this.listen(view.marks, 'pointerleave', () => {
-      view.probe.hidden = true;
-    });
-    this.listen(view.marks, 'contextmenu', (e) => e.preventDefault());
-    this.listen(root, 'wheel', (e) => this.onWheel(i, e), {passive: false});
-    this.listen(view.scroll, 'pointerdown', (e) => this.onScrollbar(i, e));
-    this.listen(view.scroll, 'pointermove', (e) => {
-      if (view.scroll.hasPointerCapture(e.pointerId)) this.onScrollbar(i, e);
-    });
     return view;
   }
 
-  local(i, e) {
-    const r = this.views[i].root.getBoundingClientRect();
-    return {x: e.clientX - r.left, y: e.clientY - r.top};
-  }
-
-  onPointerDown(i, e) {
-    this.element.focus({preventScroll: true});
-    this.setActive(i);
-    const g = this.geometry(i);
-    if (!g) return;
-    e.preventDefault();
-    const mode = e.button === 2 ? 'window' : e.button === 1 || (e.button === 0 && e.shiftKey) ? 'pan'
-      : e.button === 0 && (e.ctrlKey || e.metaKey) ? 'zoom' : e.button === 0 ? this.tool : null;
-    if (!mode) return;
-    this.views[i].marks.setPointerCapture(e.pointerId);
-    const p = this.local(i, e);
-    const vp = this.state.viewports[i];
-    const series = this.seriesFor(i);
-    this.drag = {viewport: i, mode, pointer: e.pointerId, start: p, view: {...vp}, g,
-      float: series.get(vp.index)?.kind === 'float32' || series.frames[vp.index].dtype === 'float32'};
-    if (mode === 'measure') {
-      const a = toImage(g, vp, p.x, p.y);
-      this.draft = {viewport: i, index: vp.index, a, b: a};
-    }
-  }
-
-  onPointerMove(i, e) {
-    const d = this.drag;
-    if (!d || d.viewport !== i || d.pointer !== e.pointerId) {
-      this.probe(i, e);
-      return;
-    }
-    const p = this.local(i, e);
-    const dx = p.x - d.start.x;
-    const dy = p.y - d.start.y;
-    const v = d.view;
-    if (d.mode === 'window' && v.window) {
-      // Horizontal drag changes the width (contrast), vertical the centre (brightness), as in most viewers.
-      const k = Math.max(v.window.width / 256, d.float ? 1e-4 : 0.5);
-      let width = Math.max(d.float ? 1e-3 : 1, v.window.width + dx * k);
-      let center = v.window.center + dy * k;
-      if (!d.float) {
-        width = Math.round(width);
-        center = Math.round(center);
-      }
-      this.updateViewport(i, {window: {center, width}}, 'window');
-    } else if (d.mode === 'pan') {
-      this.updateViewport(i, {pan: panBy(d.g, v, dx, dy)}, 'pan');
-    } else if (d.mode === 'zoom') {
-      this.updateViewport(i, zoomAbout(d.g, v, Math.exp(-dy * 0.01), d.start.x, d.start.y), 'zoom');
-    } else if (d.mode === 'scroll') {
-      const series = this.seriesFor(i);
-      const step = Math.max(3, Math.min(20, d.g.height / Math.max(1, series.length)));
-      const index = clampIndex(v.index + Math.round(dy / step), series.length);
-      if (index !== this.state.viewports[i].index) this.updateViewport(i, {index}, 'slice');
-    } else if (d.mode === 'measure' && this.draft) {
-      this.draft = {...this.draft, b: toImage(d.g, this.state.viewports[i], p.x, p.y)};
-      this.redrawOverlays();
-    }
-  }
-
-  onPointerUp(i, e) {
-    const d = this.drag;
-    if (!d || d.pointer !== e.pointerId) return;
-    this.drag = null;
-    if (d.mode === 'measure' && this.draft) {
-      const draft = this.draft;
-      this.draft = null;
-      const a = toScreen(d.g, this.state.viewports[i], draft.a.x, draft.a.y);
-      const b = toScreen(d.g, this.state.viewports[i], draft.b.x, draft.b.y);
-      if (Math.hypot(a.x - b.x, a.y - b.y) >= 3) {
-        const vp = this.state.viewports[i];
-        const m = {index: draft.index, a: draft.a, b: draft.b};
-        this.updateViewport(i, {measurements: [...vp.measurements, m]}, 'measure');
-      } else {
-        this.redrawOverlays();
-      }
-    }
-  }
-
-  /** Show the value under the pointer (HU for CT) in the viewport's corner. */
-  probe(i, e) {
-    const view = this.views[i];
-    const g = this.geometry(i);
-    const series = this.seriesFor(i);
-    if (!g || !series) return;
-    const vp = this.state.viewports[i];
-    const p = this.local(i, e);
-    const q = toImage(g, vp, p.x, p.y);
-    const frame = series.get(clampIndex(vp.index, series.length));
-    const col = Math.floor(q.x);
-    const row = Math.floor(q.y);
-    if (!frame || col < 0 || row < 0 || col >= frame.columns || row >= frame.rows) {
-      view.probe.hidden = true;
-      return;
-    }
-    const k = row * frame.columns + col;
-    let value;
-    if (frame.samples === 3) value = `${frame.pixels[3 * k]} ${frame.pixels[3 * k + 1]} ${frame.pixels[3 * k + 2]}`;
-    else value = frame.kind === 'float32' ? frame.pixels[k].toPrecision(4) : String(frame.pixels[k]);
-    const unit = series.meta.modality === 'CT' ? 'HU' : this.labels.value;
-    view.probe.textContent = `(${col}, ${row})  ${unit} ${value}`;
-    view.probe.hidden = false;
-  }
-
-  onWheel(i, e) {
-    e.preventDefault();
-    this.setActive(i);
-    const dy = e.deltaMode === 1 ? e.deltaY * 40 : e.deltaMode === 2 ? e.deltaY * 800 : e.deltaY;
-    if (e.ctrlKey || e.metaKey) {
-      const g = this.geometry(i);
-      const p = this.local(i, e);
-      if (g) this.updateViewport(i, zoomAbout(g, this.state.viewports[i], Math.exp(-dy * 0.002), p.x, p.y), 'zoom');
-      return;
-    }
-    // One notch of a mouse wheel is one slice; small trackpad deltas accumulate to one.
-    if (Math.abs(dy) >= WHEEL_STEP) {
-      this.wheelRest = 0;
-      this.scrollBy(Math.sign(dy), i);
-      return;
-    }
-    this.wheelRest += dy;
-    if (Math.abs(this.wheelRest) >= WHEEL_STEP) {
-      const step = Math.sign(this.wheelRest);
-      this.wheelRest = 0;
-      this.scrollBy(step, i);
-    }
-  }
-
-  onScrollbar(i, e) {
-    const view = this.views[i];
-    const series = this.seriesFor(i);
-    if (!series || !series.meta || series.length < 2) return;
-    e.preventDefault();
-    e.stopPropagation();
-    if (e.type === 'pointerdown') {
-      this.setActive(i);
-      view.scroll.setPointerCapture(e.pointerId);
-    }
-    const r = view.scroll.getBoundingClientRect();
-    const f = Math.min(1, Math.max(0, (e.clientY - r.top) / Math.max(1, r.height)));
-    this.scrollTo(f * (series.length - 1), i);
-  }
-
-  onKey(e) {
-    if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
-    if (e.target instanceof HTMLButtonElement && (e.key === ' ' || e.key === 'Enter')) return;
-    const i = this.state.active;
-    const series = this.seriesFor(i);
-    const page = series && series.length ? Math.max(1, Math.round(series.length / 10)) : 10;
-    const keys = {
-      ArrowDown: () => this.scrollBy(1), ArrowRight: () => this.scrollBy(1),
-      ArrowUp: () => this.scrollBy(-1), ArrowLeft: () => this.scrollBy(-1),
-      PageDown: () => this.scrollBy(page), PageUp: () => this.scrollBy(-page),
-      Home: () => this.scrollTo(0), End: () => this.scrollTo(Infinity),
-      '+': () => this.zoomBy(1.25), '=': () => this.zoomBy(1.25), '-': () => this.zoomBy(0.8),
-      i: () => this.invert(), r: () => this.reset(), f: () => this.fit(), l: () => this.setLinked(!this.link),
-      ' ': () => this.setCine(!this.cine.playing),
-      Escape: () => {
-        this.draft = null;
-        this.redrawOverlays();
-      },
-      Delete: () => {
-        const vp = this.state.viewports[i];
-        const idx = vp.measurements.map((m) => m.index).lastIndexOf(vp.index);
-        if (idx >= 0) {
-          this.updateViewport(i, {measurements: vp.measurements.filter((_, k) => k !== idx)}, 'measure');
-        }
-      },
-    };
-    PRESETS.forEach((p, k) => {
-      keys[String(k + 1)] = () => this.applyPreset(p.key);
-    });
-    const action = keys[e.key];
-    if (!action || e.altKey || e.ctrlKey || e.metaKey) return;
-    e.preventDefault();
-    action();
-  }
-
-  cineStep(now) {
-    const interval = 1000 / this.cine.fps;
-    if (now - this.cine.last < interval) return;
-    const i = this.state.active;
-    const series = this.seriesFor(i);
-    if (!series || !series.meta || series.length < 2) return;
-    const next = (this.state.viewports[i].index + 1) % series.length;
-    // Cine holds on a frame that has not arrived yet rather than showing a gap.
-    if (!series.get(next)) {
-      series.want(next);
-      return;
-    }
-    this.cine.last = now - Math.min(interval, now - this.cine.last - interval);
-    this.updateViewport(i, {index: next}, 'slice');
-  }
-
-  bindToolbar() {
-    this.listen(this.element, 'click', (e) => {
-      const control = e.target.closest('[data-viewer-action]');
-      if (!control || !this.element.contains(control) || control.tagName === 'INPUT') return;
-      const value = control.dataset.value;
-      const actions = {
-        tool: () => this.setTool(value), layout: () => this.setLayout(value), preset: () => this.applyPreset(value),
-        fit: () => this.fit(), invert: () => this.invert(), reset: () => this.reset(),
-        cine: () => this.setCine(!this.cine.playing, this.fpsInput()?.value),
-        link: () => this.setLinked(!this.link),
-        'zoom-in': () => this.zoomBy(1.25), 'zoom-out': () => this.zoomBy(0.8),
-      };
-      const action = actions[control.dataset.viewerAction];
-      if (action) {
-        e.preventDefault();
-        action();
-      }
-    });
-    const fps = this.fpsInput();
-    if (fps) this.listen(fps, 'change', () => this.setCine(this.cine.playing, fps.value));
-    this.syncToolbar();
-  }
-
-  fpsInput() {
-    return this.element.querySelector('[data-viewer-action="fps"]');
-  }
-
-  /** Reflect the state in the toolbar's pressed buttons. */
-  syncToolbar() {
-    const vp = this.state.viewports[this.state.active];
-    for (const control of this.element.querySelectorAll('[data-viewer-action]')) {
-      const action = control.dataset.viewerAction;
-      const value = control.dataset.value;
-      let pressed = null;
-      if (action === 'tool') pressed = value === this.tool;
-      else if (action === 'layout') pressed = value === this.state.layout;
-      else if (action === 'invert') pressed = vp.invert;
-      else if (action === 'cine') pressed = this.cine.playing;
-      else if (action === 'link') pressed = Boolean(this.link);
-      else if (action === 'preset') {
-        const p = PRESETS.find((x) => x.key === value);
-        pressed = Boolean(p && vp.window && vp.window.center === p.center && vp.window.width === p.width);
-      }
-      if (pressed !== null) control.setAttribute('aria-pressed', String(pressed));
-    }
-  }
 }
 
 /** Translated labels the template put in data-viewer-labels (JSON), if any. */
