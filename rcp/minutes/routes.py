@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from rcp import i18n
 from rcp.auth import audit
 from rcp.auth.models import User
 from rcp.auth.passwords import verify_password
@@ -32,10 +33,13 @@ from rcp.minutes.models import WritebackJob
 from rcp.minutes.versions import FieldConflict, SignedVersion, thaw
 from rcp.openapi import ApiRoute
 from rcp.scheduling.models import Board, Case, Meeting, MeetingStatus
+from rcp.scheduling.specialties import SPECIALTIES
+from rcp.scheduling.specialties import specialty as specialty_of
 
 __all__ = ["routes"]
 
 log = logging.getLogger(__name__)
+_KEYS = frozenset(s.key for s in SPECIALTIES)
 
 
 class FieldEdit(BaseModel):
@@ -98,7 +102,10 @@ async def _state(session: AsyncSession, case_id: int) -> dict[str, Any]:
         quorum = fiche.quorum()
         out["quorum"] = {"met": quorum.met, "status": fiche.quorum_status.as_json(),
                          "specialties": list(quorum.specialties), "missing": list(quorum.missing),
-                         "short_by": quorum.short_by}
+                         "short_by": quorum.short_by,
+                         # What the UI shows: "missing: radiation oncologist", in the reader's language.
+                         "missing_labels": [i18n.gettext(specialty_of(k).label) if k in _KEYS else k
+                                            for k in quorum.missing]}
         out["attendees"] = [a.as_json() for a in fiche.attendees]
         try:
             fiche.check_complete()

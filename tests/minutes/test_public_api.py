@@ -19,9 +19,10 @@ PUBLIC = {
     "rcp.minutes.render": {"fiche_html", "fiche_pdf", "fiche_pdf_async", "minutes_html", "minutes_pdf",
                            "minutes_pdf_async", "MinutesItem"},
     "rcp.minutes.dicom": {"key_image_notes", "encapsulated_fiche", "FOR_TUMOR_BOARD", "writeback_uids"},
-    "rcp.minutes.writeback": {"run_due_writebacks", "build_objects", "to_part10"},
+    "rcp.minutes.writeback": {"run_due_writebacks", "build_objects", "to_part10", "WritebackWorker"},
     "rcp.minutes.models": {"DecisionDraft", "DecisionVersion", "WritebackJob"},
     "rcp.minutes.routes": {"routes"},
+    "rcp.minutes.delivery": {"epr_on_signed", "to_signed_document", "document_ids"},
 }
 
 

@@ -86,6 +86,7 @@ async def test_decision_state_and_access(http: httpx.AsyncClient, database: Data
     state = answer.json()
     assert state["draft"]["fields"]["question"]["value"] == "Opérable ?"
     assert state["quorum"]["met"] is True and state["quorum"]["status"]["code"] == "ORG-126"
+    assert state["quorum"]["missing_labels"] == []
     assert {"proposal", "responsible_physician", "patient_informed"} <= set(state["missing"])
     # Not invited: the case does not exist for them.
     assert (await http.get(f"/api/cases/{seeded.case_id}/decision", headers=as_user(seeded.outsider))
@@ -186,3 +187,12 @@ async def test_sign_render_and_amend(http: httpx.AsyncClient, database: Database
     assert [v["number"] for v in listed] == [1, 2] and listed[1]["content"]["comments"] == "Ajout : EFR."
     first = await http.get(f"/cases/{case}/fiche.pdf?version=1", headers=as_user(seeded.surgeon))
     assert first.content == pdf.content  # version 1 renders the same bytes as before
+
+
+async def test_missing_quorum_is_spelled_out(http: httpx.AsyncClient, database: Database) -> None:
+    seeded = await seed(database, joined=("surgeon", "medical_oncologist"))
+    state = (await http.get(f"/api/cases/{seeded.case_id}/decision", headers=as_user(seeded.surgeon))).json()
+    quorum = state["quorum"]
+    assert quorum["met"] is False and quorum["status"]["code"] == "ORG-133"
+    assert quorum["missing"] == ["radiotherapist"]
+    assert len(quorum["missing_labels"]) == 1 and quorum["missing_labels"][0] != "radiotherapist"

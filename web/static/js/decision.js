@@ -19,7 +19,8 @@ const S = Object.assign({
   guideline: 'Follows the guideline', reference: 'Guideline (name, version)', why_not: 'Why not',
   trial: 'Clinical trial proposed', trial_name: 'Trial', case_status: 'Case status', discussed: 'Discussed',
   registered: 'Registered only', responsible: 'Responsible physician', informed: 'Patient informed, did not object',
-  comments: 'Comments', yes: 'Yes', no: 'No', unset: 'Not stated', saving: 'Saving…', saved: 'Saved',
+  comments: 'Comments', missing_specialties: 'Missing specialties',
+  short_by: '%(count)s more specialty needed', yes: 'Yes', no: 'No', unset: 'Not stated', saving: 'Saving…', saved: 'Saved',
   conflict: 'Someone else changed this field while you were typing.', theirs: 'Their text', mine: 'Your text',
   keep_theirs: 'Keep theirs', use_mine: 'Use mine', sign: 'Sign the decision', password: 'Your password',
   signed: 'Signed, version %(number)s', missing: 'Still missing', quorum: 'Quorum', changed_by_other:
@@ -227,7 +228,13 @@ class DecisionForm {
 
   showSummary(state) {
     const parts = [];
-    if (state.quorum) parts.push(el('p', { class: state.quorum.met ? 'ok' : 'warning' }, `${S.quorum}: ${state.quorum.status.display}`));
+    if (state.quorum) {
+      const q = state.quorum;
+      const gaps = [...(q.missing_labels || [])];
+      if (q.short_by) gaps.push(S.short_by.replace('%(count)s', q.short_by));
+      parts.push(el('p', { class: q.met ? 'ok' : 'warning' },
+        `${S.quorum}: ${q.status.display}` + (gaps.length ? ` — ${S.missing_specialties}: ${gaps.join(', ')}` : '')));
+    }
     const missing = Object.values(state.missing || {});
     if (missing.length) parts.push(el('p', {}, `${S.missing}: `), el('ul', {}, ...missing.map((m) => el('li', {}, m))));
     const last = state.versions[state.versions.length - 1];
