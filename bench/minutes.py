@@ -55,16 +55,22 @@ def timed(fn: Callable[[], Any], repeat: int) -> float:
 
 def realistic_content(series: list[Any]) -> dict[str, Any]:
     content = copy.deepcopy(BASE)
-    content["clinical_summary"] = ("Patiente de 68 ans, carcinome canalaire infiltrant du sein droit, grade II, "
-                                   "RE+ RP+ HER2-, Ki67 18 %. Antécédents : HTA, diabète de type 2. ") * 12
+    content["clinical_summary"] = (
+        "Patiente de 68 ans, carcinome canalaire infiltrant du sein droit, grade II, "
+        "RE+ RP+ HER2-, Ki67 18 %. Antécédents : HTA, diabète de type 2. "
+    ) * 12
     content["attendees"] += [
         {"user_id": 5, "name": "Dr Élise Anapath", "specialty": "pathologist"},
         {"user_id": 6, "name": "Dr Marc Médecine nucléaire", "specialty": "nuclear_medicine"},
     ]
     content["study_uids"] = [str(series[0].StudyInstanceUID)]
     content["key_images"] = [
-        {"study_uid": str(ds.StudyInstanceUID), "series_uid": str(ds.SeriesInstanceUID),
-         "sop_uid": str(ds.SOPInstanceUID), "description": f"Coupe {i} : lésion rehaussée de 22 mm"}
+        {
+            "study_uid": str(ds.StudyInstanceUID),
+            "series_uid": str(ds.SeriesInstanceUID),
+            "sop_uid": str(ds.SOPInstanceUID),
+            "description": f"Coupe {i} : lésion rehaussée de 22 mm",
+        }
         for i, ds in enumerate(series[:4], 1)
     ]
     return content
@@ -81,8 +87,14 @@ async def store_figures() -> dict[str, float]:
             start = time.perf_counter()
             for i in range(saves):
                 async with db.session() as s:
-                    await store.save_field(s, seeded.case_id, "comments", f"Commentaire {i}", base_version=i,
-                                           editor_id=seeded.surgeon)
+                    await store.save_field(
+                        s,
+                        seeded.case_id,
+                        "comments",
+                        f"Commentaire {i}",
+                        base_version=i,
+                        editor_id=seeded.surgeon,
+                    )
             per_s = saves / (time.perf_counter() - start)
             signs = []
             for _ in range(5):
@@ -90,7 +102,9 @@ async def store_figures() -> dict[str, float]:
                 revision = await fill(db, case)
                 start = time.perf_counter()
                 async with db.session() as s:
-                    await store.sign(s, case_id=case.case_id, signer_id=case.oncologist, seen_revision=revision)
+                    await store.sign(
+                        s, case_id=case.case_id, signer_id=case.oncologist, seen_revision=revision
+                    )
                 signs.append(time.perf_counter() - start)
             signs.sort()
             return {"field_saves_per_s_sqlite": round(per_s, 1), "sign_ms_sqlite": round(signs[2] * 1000, 1)}
@@ -103,8 +117,15 @@ def main() -> None:
     series = ct_series(patient, slices=6, rows=64, columns=64)
     content = realistic_content(series)
     fiche = Fiche.from_content(content)
-    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer_id=2,
-                   invited_ids={1, 2, 3, 4, 5, 6}, existing=[], at=NOW)
+    version = sign(
+        fiche,
+        draft=Draft(case_id=fiche.case_id),
+        seen_revision=0,
+        signer_id=2,
+        invited_ids={1, 2, 3, 4, 5, 6},
+        existing=[],
+        at=NOW,
+    )
     canonical = fiche.to_content()
     pdf = fiche_pdf(fiche, version)
     figures: dict[str, float] = {
@@ -114,10 +135,13 @@ def main() -> None:
         "pdf_kb": round(len(pdf) / 1024, 1),
         "minutes_pdf_ms_10_cases": round(
             timed(lambda: minutes_pdf("RCP Sein", fiche.meeting_date, [MinutesItem(fiche, version)] * 10), 3)
-            * 1000, 1),
+            * 1000,
+            1,
+        ),
         "kos_ms": round(timed(lambda: key_image_notes(fiche, version, series), 10) * 1000, 1),
-        "encapsulated_pdf_ms": round(timed(lambda: encapsulated_fiche(pdf, fiche, version, series[0]), 20) * 1000,
-                                     2),
+        "encapsulated_pdf_ms": round(
+            timed(lambda: encapsulated_fiche(pdf, fiche, version, series[0]), 20) * 1000, 2
+        ),
     }
     figures.update(asyncio.run(store_figures()))
     width = max(len(k) for k in figures)
