@@ -230,7 +230,9 @@ class LiveRoom:
     async def detach(self, connection: Connection) -> None:
         """The connection ended: record the leave (unless a newer connection of the same person took over)."""
         self.connections.pop(connection.id, None)
-        if self.media is not None and connection.rtc:
+        # The media peer is keyed by participant: leave it to a newer connection of the same person.
+        newer = any(c.user_id == connection.user_id for c in self.connections.values())
+        if self.media is not None and connection.rtc and not newer:
             with contextlib.suppress(Exception):
                 await self.media.disconnect(str(connection.user_id))
         try:

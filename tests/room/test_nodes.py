@@ -134,3 +134,45 @@ async def test_participants_on_two_nodes_see_the_same_events_in_the_same_order(
         assert chair.pointers[-1] == [radio_id, 10.0, 20.0, 30]
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+async def test_participants_of_a_crashed_node_are_shown_gone() -> None:
+    """Node b dies without saying goodbye: node a stops hearing it vouch for its participants and marks them gone."""
+    name = create_database()
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    nodes: list[NodeProcess] = []
+    clients: list[RoomClient] = []
+    try:
+        migrate(url)
+        await _demo(url)
+        secret, prefix = secrets.token_urlsafe(48), f"test-{secrets.token_hex(4)}:"
+        nodes = [
+            NodeProcess(
+                database_url=url, secret=secret, redis_url="redis://127.0.0.1:6379/0", prefix=prefix, node=n
+            )
+            for n in ("node-a", "node-b")
+        ]
+        for n in nodes:
+            n.start()
+        meeting_id = await _meeting(url)
+        chair = await RoomClient.open(
+            nodes[0].url, await session_cookie(nodes[0].url, "secretariat"), meeting_id
+        )
+        doomed = await RoomClient.open(
+            nodes[1].url, await session_cookie(nodes[0].url, "dr.chirurgien"), meeting_id
+        )
+        clients = [chair, doomed]
+        user = doomed.welcome["user_id"]
+        await chair.wait_for(
+            lambda c: any(e["participant"]["user_id"] == user for e in c.of("participant.joined"))
+        )
+        nodes[1].process.kill()  # no close frames, no leave events from node b
+        await chair.wait_for(
+            lambda c: any(e["user_id"] == user and e["reason"] == "lost" for e in c.of("participant.left")),
+            timeout=30,
+        )
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        for n in nodes:
+            n.close()
+        drop_database(name)
