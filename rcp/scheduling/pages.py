@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rcp.auth.permissions import case_for_user, may_manage_board, meeting_for_user
@@ -179,6 +179,26 @@ def _see(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+#: Header api.js sets when it submits a page form with fetch: answers are then JSON (errors with translated
+#: field messages to show next to the inputs, or where to go next) instead of a page.
+SCRIPTED_FORM = "rcp-form"
+_ERROR_CODES = {409: "conflict", 422: "invalid"}
+
+
+def scripted(request: Request) -> bool:
+    return request.headers.get("x-requested-with") == SCRIPTED_FORM
+
+
+def _done(request: Request, url: str) -> Response:
+    """After a successful form post: 303 to ``url`` (POST/redirect/GET), or ``{"location"}`` for api.js."""
+    return JSONResponse({"location": url}) if scripted(request) else _see(url)
+
+
+def _refused_json(message: str, fields: Mapping[str, str], status: int) -> JSONResponse:
+    return JSONResponse({"error": _ERROR_CODES.get(status, "bad_request"), "message": message,
+                         "fields": dict(fields)}, status_code=status)
+
+
 def _is_coordinator(user: Any) -> bool:
     return str(getattr(user, "role", "")) in {"coordinator", "admin"}
 
@@ -229,6 +249,8 @@ def _board_defaults(board: Board) -> dict[str, Any]:
 
 async def _meeting_form(request: Request, s: AsyncSession, user: Any, form: dict[str, Any],
                         errors: dict[str, str], message: str = "", status: int = 200) -> Response:
+    if status >= 400 and scripted(request):
+        return _refused_json(message, errors, status)
     boards = await managed_boards(s, user)
     if not boards:
         raise NotFound(_("You do not coordinate any board: ask an administrator to add you to one."))
@@ -297,7 +319,7 @@ async def meeting_create(request: Request) -> Response:
         except (Invalid, Conflict) as exc:
             await s.rollback()
             return await _meeting_form(request, s, user, form, service_errors(exc), banner(exc), exc.status)
-    return _see(f"/meetings/{meeting.id}?done=meeting_created")
+    return _done(request, f"/meetings/{meeting.id}?done=meeting_created")
 
 
 # --- meeting page ---------------------------------------------------------------------------------------------
@@ -314,6 +336,8 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
                         case_form: dict[str, str] | None = None, case_errors: dict[str, str] | None = None,
                         invite_form: dict[str, str] | None = None, invite_errors: dict[str, str] | None = None,
                         message: str = "", status: int = 200) -> Response:
+    if status >= 400 and scripted(request):
+        return _refused_json(message, {**(case_errors or {}), **(invite_errors or {})}, status)
     detail = await service.meeting_detail(s, user, meeting_id, request=request)
     manage = await may_manage_board(s, user, detail.board_id)
     board = await s.get(Board, detail.board_id)
@@ -382,7 +406,7 @@ async def meeting_status(request: Request) -> Response:
         except (Invalid, Conflict) as exc:
             await s.rollback()
             return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
-    return _see(f"/meetings/{meeting_id}?done=status_changed")
+    return _done(request, f"/meetings/{meeting_id}?done=status_changed")
 
 
 # --- cases ----------------------------------------------------------------------------------------------------
@@ -453,7 +477,7 @@ async def case_add(request: Request) -> Response:
             errors = service_errors(exc, lambda name: rename(tuple(name.split("."))))
             return await _meeting_page(request, s, user, meeting_id, case_form=form, case_errors=errors,
                                        message=banner(exc), status=exc.status)
-    return _see(f"/meetings/{meeting_id}?done=case_added#agenda")
+    return _done(request, f"/meetings/{meeting_id}?done=case_added#agenda")
 
 
 async def agenda_move(request: Request) -> Response:
@@ -474,7 +498,7 @@ async def agenda_move(request: Request) -> Response:
         except (Invalid, Conflict) as exc:
             await s.rollback()
             return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
-    return _see(f"/meetings/{meeting_id}?done=agenda_moved#case-{case_id}")
+    return _done(request, f"/meetings/{meeting_id}?done=agenda_moved#case-{case_id}")
 
 
 async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: int) -> dict[str, Any]:
@@ -525,11 +549,13 @@ async def case_save(request: Request) -> Response:
         except (Invalid, Conflict) as exc:
             await s.rollback()
             errors, message, status = service_errors(exc), banner(exc), exc.status
+        if message and scripted(request):
+            return _refused_json(message, errors, status)
         if message:
             context = await _case_context(request, s, user, case_id)
             return render(request, "case.html", {**context, "form": form, "errors": errors, "message": message,
                                                  "notice": ""}, status=status)
-    return _see(f"/cases/{case_id}?done=case_saved")
+    return _done(request, f"/cases/{case_id}?done=case_saved")
 
 
 async def _case_action(request: Request, action: str) -> Response:
@@ -548,7 +574,7 @@ async def _case_action(request: Request, action: str) -> Response:
         except (Invalid, Conflict) as exc:
             await s.rollback()
             return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
-    return _see(target)
+    return _done(request, target)
 
 
 async def case_defer(request: Request) -> Response:
@@ -585,7 +611,7 @@ async def invitation_add(request: Request) -> Response:
             await s.rollback()
             return await _meeting_page(request, s, user, meeting_id, invite_form=form,
                                        invite_errors=service_errors(exc), message=banner(exc), status=exc.status)
-    return _see(f"/meetings/{meeting_id}?done=invited#invitations")
+    return _done(request, f"/meetings/{meeting_id}?done=invited#invitations")
 
 
 async def _invitation_meeting(s: AsyncSession, user: Any, invitation_id: int) -> int:
@@ -608,7 +634,7 @@ async def invitation_remove(request: Request) -> Response:
         except (Invalid, Conflict) as exc:
             await s.rollback()
             return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
-    return _see(f"/meetings/{meeting_id}?done=uninvited#invitations")
+    return _done(request, f"/meetings/{meeting_id}?done=uninvited#invitations")
 
 
 async def invitation_respond(request: Request) -> Response:
@@ -624,7 +650,7 @@ async def invitation_respond(request: Request) -> Response:
         except ValidationError:
             return await _meeting_page(request, s, user, meeting_id, message=_("Choose one of the options."),
                                        status=422)
-    return _see(f"/meetings/{meeting_id}?done=answered#invitations")
+    return _done(request, f"/meetings/{meeting_id}?done=answered#invitations")
 
 
 routes: list[BaseRoute] = [

@@ -55,8 +55,11 @@ async def add_case(page: Page, family: str, question: str) -> None:
     await page.fill("#f-question", question)
     await page.fill("#f-referring_physician", "Dr Martin")
     await page.select_option("#f-performance_status", "1")
+    before = await page.locator("tr[data-case-id]").count()
     await page.click("form[data-add-case] .actions button")
+    await expect(page.locator("tr[data-case-id]")).to_have_count(before + 1)
     await expect(page.locator(".alert-ok")).to_be_visible()
+    await page.wait_for_load_state("load")
 
 
 async def test_coordinator_prepares_a_meeting(new_page: Any, live_server: Any) -> None:
@@ -114,7 +117,8 @@ async def test_coordinator_prepares_a_meeting(new_page: Any, live_server: Any) -
     await page.locator("[data-patient-results] input[type=radio]").first.check()
     await page.fill("#f-question", "Second avis après relecture anatomopathologique.")
     await page.click("form[data-add-case] .actions button")
-    await expect(page.locator(".alert-ok")).to_be_visible()
+    await expect(page.locator("tr[data-case-id]")).to_have_count(4)
+    await page.wait_for_load_state("load")  # the module scripts have run
     assert await agenda_order(page) == ["ARNAUD", "CHEVALIER", "BERNARD", "BERNARD"]
 
     # Invite by specialty: the person list follows the chosen specialty (GET /api/users?specialty=).
@@ -125,6 +129,7 @@ async def test_coordinator_prepares_a_meeting(new_page: Any, live_server: Any) -
     await page.click("form[data-invite] button[type=submit]")
     await expect(page.locator(".invitations .people li")).to_have_count(1)
     await expect(page.locator(".invitations .people li")).to_contain_text("Pathologist")
+    await page.wait_for_load_state("load")
 
     # The form keeps what was typed and shows the error next to the field.
     await page.click("details#add-case > summary")
@@ -132,7 +137,13 @@ async def test_coordinator_prepares_a_meeting(new_page: Any, live_server: Any) -
     await page.fill("#f-ins", "123")
     await page.click("form[data-add-case] .actions button")
     await expect(page.locator("#e-ins")).to_be_visible()
+    await expect(page.locator("#e-ins")).to_contain_text("15")
     await expect(page.locator("#f-family_name")).to_have_value("Durand")
+    # Shown by api.js from the page's JSON answer: no reload, the message above the form too.
+    await expect(page.locator("form[data-add-case] [data-form-message]")).to_be_visible()
+    await page.fill("#f-ins", "")
+    await page.click("form[data-add-case] .actions button")
+    await expect(page.locator("tr[data-case-id]")).to_have_count(5)
 
     if SHOTS:
         await page.goto(meeting_url)

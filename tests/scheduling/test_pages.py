@@ -303,3 +303,21 @@ def test_case_form_maps_identifiers_back_to_their_fields() -> None:
                       "ins": "An INS (NIR) has 15 characters; the last two are the control key."}
     existing, none = case_input({"patient_mode": "existing", "patient_id": "12"})
     assert existing["patient_id"] == "12" and "patient" not in existing and none == []
+
+
+async def test_scripted_form_posts_answer_json_in_the_users_language(login: Login) -> None:
+    """api.js posts page forms with X-Requested-With: rcp-form and shows the answer's fields next to inputs."""
+    coordinator = await login("secretariat")
+    meeting_id = await new_meeting(coordinator)
+    headers = {"X-Requested-With": "rcp-form", "Accept-Language": "fr"}
+    bad = await coordinator.http.post(f"/meetings/{meeting_id}/cases", headers=headers,
+                                      data={**case_form(family_name="", ins="1"), "csrf_token": coordinator.csrf})
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/json")
+    body = bad.json()
+    assert body["error"] == "invalid" and body["fields"]["family_name"] == "Obligatoire."
+    assert "clé de contrôle" in body["fields"]["ins"] and "champs" in body["message"]
+    good = await coordinator.http.post(f"/meetings/{meeting_id}/cases", headers=headers,
+                                       data={**case_form(), "csrf_token": coordinator.csrf})
+    assert good.status_code == 200 and good.json() == {"location": f"/meetings/{meeting_id}?done=case_added#agenda"}
+    forged = await coordinator.http.post(f"/meetings/{meeting_id}/cases", headers=headers, data=case_form())
+    assert forged.status_code == 403

@@ -108,6 +108,70 @@ export function toast(message, kind = 'info', ms = 3500) {
   if (ms > 0) toastTimer = setTimeout(() => { node.hidden = true; }, ms);
 }
 
+/**
+ * Forms marked data-enhance are posted with fetch (same fields, the CSRF token as a header, and
+ * X-Requested-With: rcp-form); the page answers JSON: {"location"} to go on, or {"message", "fields"} with
+ * messages in the user's language, shown next to the inputs without reloading. Anything else (a network
+ * failure, an unexpected answer) falls back to an ordinary post, so the form never gets stuck.
+ */
+async function submitEnhanced(form, body) {
+  let response;
+  try {
+    response = await fetch(form.action, {
+      method: 'POST',
+      body,
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json', 'X-Requested-With': 'rcp-form', 'X-CSRF-Token': csrfToken() },
+    });
+  } catch {
+    form.submit();
+    return;
+  }
+  const isJson = (response.headers.get('content-type') || '').includes('json');
+  const data = isJson ? await response.json().catch(() => null) : null;
+  if (response.ok && data && data.location) {
+    const next = new URL(data.location, window.location.href);
+    const here = new URL(window.location.href);
+    // Same address but for the #fragment: assigning would only scroll, so load the page again.
+    if (next.pathname === here.pathname && next.search === here.search) {
+      if (next.hash) window.history.replaceState(null, '', next.href);
+      window.location.reload();
+    } else {
+      window.location.assign(next.href);
+    }
+    await new Promise(() => {}); // keep the button busy while the next page loads
+  }
+  if (!data || !('fields' in data || 'message' in data)) {
+    form.submit();
+    return;
+  }
+  const unmatched = showFieldErrors(form, data.fields || {});
+  const slot = form.querySelector('[data-form-message]');
+  if (slot) {
+    const extra = Object.values(unmatched);
+    slot.textContent = [data.message, ...extra].filter(Boolean).join(' ');
+    slot.hidden = !slot.textContent;
+  }
+  const first = form.querySelector('[aria-invalid="true"]') || slot;
+  if (first) {
+    first.scrollIntoView({ block: 'center', behavior: 'smooth' });
+    if (first.focus) first.focus({ preventScroll: true });
+  }
+}
+
+function enhanceForms() {
+  document.addEventListener('submit', (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute('data-enhance') || event.defaultPrevented) return;
+    event.preventDefault();
+    const submitter = event.submitter || form.querySelector('button[type="submit"], button:not([type])');
+    if (submitter && submitter.getAttribute('aria-busy') === 'true') return;
+    // Read the fields (and the submitter's name=value) before the button is disabled.
+    const body = new URLSearchParams(new FormData(form, submitter || undefined));
+    withBusy(submitter, () => submitEnhanced(form, body));
+  });
+}
+
 /** Forms marked data-busy show a busy submit button while the browser posts them (no double submit). */
 function markBusyForms() {
   document.addEventListener('submit', (event) => {
@@ -127,5 +191,6 @@ function markBusyForms() {
 
 if (!window.__rcpBusyForms) {
   window.__rcpBusyForms = true;
+  enhanceForms();
   markBusyForms();
 }
