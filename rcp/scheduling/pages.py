@@ -5,7 +5,10 @@ as the JSON API, one transaction per request) and redirects (POST/redirect/GET).
 (drag-and-drop reordering, live patient search, people by specialty) through the JSON API.
 
 When the service refuses input (``Invalid``, ``Conflict``) or a form does not validate (pydantic), the page is
-rendered again with what the user typed and a message next to each field, in the user's language.
+rendered again with what the user typed and a message next to each field, in the user's language. When api.js
+posted the form itself (``X-Requested-With: rcp-form``), the same refusal comes back as JSON
+(``{"error", "message", "fields"}``, messages translated) and success as ``{"location"}``, so the script can show
+the errors without a reload. Other refusals (403, 404) are the app's error pages, as for any request.
 """
 
 from __future__ import annotations
