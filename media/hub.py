@@ -167,6 +167,10 @@ class RoomMedia:
                 await peer.close()
                 for slot in member_slots:
                     slot.end()
+                if old is not None:  # the previous connection is gone too: nothing of it may linger
+                    for kind in KINDS:
+                        self._drop_publication(participant_id, kind)
+                    self._assign()
                 raise
             # Publications of kinds this offer no longer sends end for everybody.
             for kind in KINDS:

@@ -30,6 +30,7 @@ from aiortc import (
     RTCRtpReceiver,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InternalError, InvalidAccessError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
@@ -91,18 +92,29 @@ class Peer:
         return dict(self._channels)
 
     async def answer(self, offer_sdp: str) -> str:
-        """Apply the client's offer and return the server's answer (with all its ICE candidates)."""
+        """Apply the client's offer and return the server's answer (with all its ICE candidates).
+
+        Raises ValueError (with a message for the client) when the offer cannot be used.
+        """
         if self._pc is not None:
             raise RuntimeError(f"peer {self.label} already answered; make a fresh Peer for a new offer")
         if self._closed:
             raise RuntimeError(f"peer {self.label} is closed")
+        if not offer_sdp.startswith("v=0") or "\nm=" not in offer_sdp:
+            raise ValueError("the offer has no media section; send RTCPeerConnection.createOffer()'s SDP")
         pc = RTCPeerConnection(
             RTCConfiguration(iceServers=self._ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
         self._pc = pc
         pc.on("datachannel", self._accept_channel)
         pc.on("connectionstatechange", self._connection_state_changed)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=restrict_codecs(offer_sdp), type="offer"))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=restrict_codecs(offer_sdp), type="offer"))
+        except (ValueError, IndexError, InternalError, InvalidAccessError, OperationError) as exc:
+            raise ValueError(
+                f"the offer could not be applied ({exc or type(exc).__name__}); send the browser's own offer, "
+                "with VP8 video and Opus audio"
+            ) from None
         # No await between setRemoteDescription and here: the receivers have not started yet, so taps can be
         # installed (media.forwarding.ReceiverTap requires it).
         for transceiver in pc.getTransceivers():

@@ -250,3 +250,19 @@ async def test_hub_close_closes_every_peer(clients: list[SyntheticParticipant]) 
     with pytest.raises(RuntimeError, match="closed"):
         hub.room("three")
     await hub.close()  # twice is harmless
+
+
+async def test_a_bad_offer_is_refused_with_a_message(hub: MediaHub) -> None:
+    room = hub.room("bad")
+    with pytest.raises(ValueError, match="offer"):
+        await room.connect("mallory", "v=0\r\nthis is not sdp\r\n")
+    video_only_h264 = (
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n"
+        "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\na=setup:actpass\r\na=rtcp-mux\r\n"
+        "a=rtpmap:102 H264/90000\r\n"
+    )
+    with pytest.raises(ValueError, match="VP8"):
+        await room.connect("mallory", video_only_h264)
+    assert room.participants == []
