@@ -96,6 +96,7 @@ class LiveRoom:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
         self._snapshot: tuple[int, str] | None = None
+        self._pointer_arrived = asyncio.Event()
         self.published = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -259,11 +260,15 @@ class LiveRoom:
             user_id=user_id, column=packed[1], row=packed[2], slice=packed[3]
         )
         self._pending_pointers[user_id] = packed
+        self._pointer_arrived.set()
 
     async def _flush_pointers(self) -> None:
         """Latest sample per participant wins within a tick; one frame carries them all."""
         while True:
+            # Idle rooms do not wake up: the first sample opens a tick, the ones within it coalesce.
+            await self._pointer_arrived.wait()
             await asyncio.sleep(self.config.pointer_tick_s)
+            self._pointer_arrived.clear()
             if not self._pending_pointers:
                 continue
             samples = list(self._pending_pointers.values())

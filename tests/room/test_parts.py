@@ -131,3 +131,28 @@ async def test_redis_bus_fans_out_to_every_node_in_order() -> None:
     finally:
         for node in nodes:
             await node.disconnect()
+
+
+def test_public_surface_is_pinned() -> None:
+    import rcp.room
+
+    assert sorted(rcp.room.__all__) == [
+        "AgendaItem",
+        "Attendance",
+        "Connection",
+        "EventLog",
+        "LiveRoom",
+        "MemoryEventLog",
+        "RoomConfig",
+        "RoomState",
+        "Rooms",
+        "SqlEventLog",
+        "Stay",
+        "apply",
+        "attendance",
+        "decide",
+        "meeting_attendance",
+        "open_rooms",
+    ]
+    for name in rcp.room.__all__:
+        assert getattr(rcp.room, name) is not None
