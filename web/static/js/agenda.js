@@ -64,6 +64,14 @@ function setupAgenda(table) {
     body.querySelectorAll('.drop-before, .drop-after').forEach((row) => row.classList.remove('drop-before', 'drop-after'));
   }
 
+  // Rows become draggable only while the handle is held, so that their text stays selectable.
+  body.addEventListener('pointerdown', (event) => {
+    const handle = event.target.closest && event.target.closest('.handle');
+    if (handle) handle.closest('tr[data-case-id]').draggable = true;
+  });
+  const undraggable = () => rows().forEach((row) => { row.draggable = false; });
+  document.addEventListener('pointerup', undraggable);
+
   body.addEventListener('dragstart', (event) => {
     const row = event.target.closest && event.target.closest('tr[data-case-id]');
     if (!row) return;
@@ -101,6 +109,7 @@ function setupAgenda(table) {
   });
 
   body.addEventListener('dragend', () => {
+    undraggable();
     if (!dragged) return;
     dragged.classList.remove('dragging');
     clearMarks();
