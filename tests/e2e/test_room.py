@@ -58,7 +58,7 @@ async def imaging_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         meeting_id = meeting.id
     finally:
         await db.close()
-    node = NodeThread(room_app(settings)).start()
+    node = NodeThread(room_app(settings, media=True)).start()
     try:
         yield node, meeting_id
     finally:
@@ -165,7 +165,14 @@ async def test_three_screens_follow_the_presenter_slice_window_and_pointer(
         assert (await viewport0(big))["index"] == 3
         await big.click("[data-room-action='follow']")
         await big.wait_for_function("rcpRoom.viewer.getState().viewports[0].index === 20", timeout=TIMEOUT_MS)
-        # The page says which path carries the room (no media hub in this server: the WebSocket).
-        assert await big.text_content("[data-room-path]") in {"WebSocket", "WebRTC data channel"}
+        # With the server's media hub, the room's messages move to the WebRTC data channel, and the page says so.
+        for page in (presenter, *followers):
+            await page.wait_for_function("rcpRoom.socket.path === 'dc'", timeout=TIMEOUT_MS)
+            assert await page.text_content("[data-room-path]") == "WebRTC data channel"
+        await presenter.evaluate("rcpRoom.viewer.scrollTo(25, 0)")
+        for page in followers:
+            await page.wait_for_function(
+                "rcpRoom.viewer.getState().viewports[0].index === 25", timeout=TIMEOUT_MS
+            )
     finally:
         await chair.close()

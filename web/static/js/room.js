@@ -15,6 +15,7 @@
 import {createViewer} from './viewer.js';
 import {Pointer} from './pointer.js';
 import {RoomSocket} from './roomsocket.js';
+import {MediaSession} from './rtc.js';
 
 const VIEW_SEND_MS = 1000 / 30;
 
@@ -37,6 +38,13 @@ const socket = new RoomSocket(data.meeting_id, {
   onSnapshot, onEvent, onPointer: (samples) => pointer.show(samples), onError, onStatus, onPath,
 });
 const pointer = new Pointer(viewer, (msg) => socket.send(msg));
+// Audio, video and the data-channel path: one peer connection with the server (media/), signalled on the socket.
+const media = typeof RTCPeerConnection === 'undefined' ? null : new MediaSession({signal: (msg) => socket.sendWs(msg)});
+if (media) {
+  socket.useMedia(media);
+  media.addEventListener('tile', (e) => root.querySelector('[data-room-tiles]').append(e.detail.element));
+  media.addEventListener('devices', (e) => { if (e.detail && e.detail.message) onError({message: e.detail.message}); });
+}
 viewer.addOverlay(drawMarks);
 
 // ---- state -------------------------------------------------------------------------------------------------
@@ -258,6 +266,7 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function render() {
+  if (media) for (const p of room.participants.values()) media.setName(String(p.user_id), p.display_name);
   const list = root.querySelector('[data-room-participants]');
   const people = [...room.participants.values()].sort(
     (a, b) => Number(b.connected) - Number(a.connected) || a.display_name.localeCompare(b.display_name));
@@ -332,5 +341,6 @@ root.addEventListener('click', (e) => {
 });
 
 onPath('ws');
+if (media) media.start().catch(() => {}); // camera and microphone if allowed; the room works without them
 socket.start();
-window.rcpRoom = {room, socket, viewer, pointer}; // for the end-to-end tests and debugging
+window.rcpRoom = {room, socket, viewer, pointer, media}; // for the end-to-end tests and debugging

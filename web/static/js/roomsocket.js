@@ -1,7 +1,8 @@
 /**
  * The room's transport: a WebSocket to /ws/meetings/{id} that reconnects and resumes, and, when the server
- * offers it, a WebRTC peer with two data channels — `view` (reliable, ordered) and `pointer` (unordered, no
- * retransmits) — that carry the same messages faster. Whatever path a message takes, room events are handed to
+ * offers WebRTC, the data channels of the page's media session (rtc.js `MediaSession`: one RTCPeerConnection for
+ * audio, video and the `view` (reliable, ordered) / `pointer` (unordered, no retransmits) channels) that carry
+ * the same messages. The WebSocket carries the signalling (rtc.offer / rtc.answer / rtc.ice / media.slots). Whatever path a message takes, room events are handed to
  * `onEvent` exactly once and in `seq` order (a snapshot resets the order); the path in use is reported to
  * `onPath('dc'|'ws')` and to the server (`{"type": "path"}`) so the participants list shows it.
  *
@@ -11,6 +12,7 @@
  *
  * Example:
  *   const socket = new RoomSocket(12, {onSnapshot, onEvent, onPointer, onError, onStatus, onPath});
+ *   socket.useMedia(new MediaSession({signal: (msg) => socket.sendWs(msg)}));  // optional
  *   socket.start();
  *   socket.send({type: 'floor.request'});
  */
@@ -18,19 +20,29 @@
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000];
 
 export class RoomSocket {
-  constructor(meetingId, handlers = {}, {webrtc = true} = {}) {
+  constructor(meetingId, handlers = {}) {
     this.meetingId = meetingId;
     this.h = handlers;
-    this.webrtc = webrtc && typeof RTCPeerConnection !== 'undefined';
+    this.media = null;
     this.seq = null; // last applied sequence number (null: nothing yet, a snapshot is needed)
     this.ahead = new Map(); // events received early (other path), waiting for their turn
     this.ws = null;
-    this.pc = null;
-    this.channels = {};
     this.path = 'ws';
     this.attempt = 0;
     this.stopped = false;
     this.welcome = null;
+  }
+
+  /** Use a MediaSession (rtc.js) for the data-channel path; its signalling goes over this socket. */
+  useMedia(media) {
+    this.media = media;
+    media.addEventListener('message', (e) => {
+      const data = typeof e.detail.data === 'string' ? e.detail.data : new TextDecoder().decode(e.detail.data);
+      this.receive(data, 'dc');
+    });
+    media.addEventListener('channel', (e) => {
+      if (e.detail.channel === 'view') this.setPath(e.detail.open ? 'dc' : 'ws');
+    });
   }
 
   start() {
@@ -40,7 +52,7 @@ export class RoomSocket {
 
   stop() {
     this.stopped = true;
-    this.closePeer();
+    if (this.media) this.media.close?.();
     if (this.ws) this.ws.close(1000, 'left');
   }
 
@@ -56,7 +68,6 @@ export class RoomSocket {
     ws.onmessage = (e) => this.receive(e.data, 'ws');
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
-      this.closePeer();
       this.setPath('ws');
       // 4401/4403/4404: not allowed in this room — retrying will not help; 4409: replaced by another tab.
       if (this.stopped || [4401, 4403, 4404, 4409].includes(e.code)) {
@@ -88,6 +99,10 @@ export class RoomSocket {
     } catch {
       return;
     }
+    if (this.media && this.media.handles(msg)) {
+      this.media.handle(msg).catch((err) => console.warn('media signalling failed', err));
+      return;
+    }
     switch (msg.type) {
       case 'ping':
         this.sendWs({type: 'pong'});
@@ -96,7 +111,8 @@ export class RoomSocket {
         this.welcome = msg;
         this.status('open');
         if (this.h.onWelcome) this.h.onWelcome(msg);
-        if (msg.rtc && this.webrtc) this.openPeer().catch((err) => console.warn('WebRTC unavailable', err));
+        // A fresh peer for every (re)connection: the server's connection is new, so is its media member.
+        if (msg.rtc && this.media) this.media.connect().catch((err) => console.warn('WebRTC unavailable', err));
         break;
       case 'snapshot':
         this.seq = msg.state.seq;
@@ -115,9 +131,6 @@ export class RoomSocket {
         break;
       case 'error':
         this.h.onError?.(msg);
-        break;
-      case 'rtc.answer':
-        if (this.pc) this.pc.setRemoteDescription({type: 'answer', sdp: msg.sdp}).catch(() => this.closePeer());
         break;
       default:
         this.h.onOther?.(msg, via);
@@ -166,54 +179,8 @@ export class RoomSocket {
 
   /** Commands go by the `view` channel when it is open (same handler on the server), else the WebSocket. */
   send(msg) {
-    const channel = msg.type === 'pointer' ? this.channels.pointer : this.channels.view;
-    if (channel && channel.readyState === 'open') {
-      channel.send(JSON.stringify(msg));
-      return true;
-    }
+    const channel = msg.type === 'pointer' ? 'pointer' : 'view';
+    if (this.media && this.media.open && this.media.send(channel, JSON.stringify(msg))) return true;
     return this.sendWs(msg);
-  }
-
-  async openPeer() {
-    this.closePeer();
-    const pc = new RTCPeerConnection({iceServers: this.welcome?.ice_servers ?? []});
-    this.pc = pc;
-    const view = pc.createDataChannel('view', {ordered: true});
-    const pointer = pc.createDataChannel('pointer', {ordered: false, maxRetransmits: 0});
-    for (const channel of [view, pointer]) {
-      channel.onmessage = (e) => this.receive(e.data, 'dc');
-    }
-    view.onopen = () => {
-      this.channels = {view, pointer};
-      this.setPath('dc');
-    };
-    view.onclose = () => {
-      if (this.pc === pc) {
-        this.channels = {};
-        this.setPath('ws');
-      }
-    };
-    pc.onconnectionstatechange = () => {
-      if (['failed', 'closed'].includes(pc.connectionState) && this.pc === pc) {
-        this.closePeer();
-        this.setPath('ws');
-      }
-    };
-    await pc.setLocalDescription(await pc.createOffer());
-    // aiortc does not trickle: wait for the candidates to be gathered, then send one complete offer.
-    await new Promise((resolve) => {
-      if (pc.iceGatheringState === 'complete') return resolve();
-      const done = () => pc.iceGatheringState === 'complete' && resolve();
-      pc.addEventListener('icegatheringstatechange', done);
-      setTimeout(resolve, 3000);
-    });
-    this.sendWs({type: 'rtc.offer', sdp: pc.localDescription.sdp});
-  }
-
-  closePeer() {
-    const pc = this.pc;
-    this.pc = null;
-    this.channels = {};
-    if (pc) pc.close();
   }
 }
