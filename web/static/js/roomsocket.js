@@ -29,6 +29,7 @@ export class RoomSocket {
     this.ws = null;
     this.path = 'ws';
     this.attempt = 0;
+    this.gapTimer = 0;
     this.stopped = false;
     this.welcome = null;
   }
@@ -141,7 +142,9 @@ export class RoomSocket {
     if (this.seq === null || msg.seq <= this.seq) return; // before the snapshot, or a duplicate from the other path
     if (msg.seq > this.seq + 1) {
       this.ahead.set(msg.seq, msg);
+      // A hole that does not fill (a data channel closed with events in flight): ask the server again.
       if (this.ahead.size > 200) this.resync();
+      else if (!this.gapTimer) this.gapTimer = setTimeout(() => { this.gapTimer = 0; if (this.ahead.size) this.resync(); }, 1000);
       return;
     }
     this.apply(msg);
