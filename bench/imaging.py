@@ -81,8 +81,9 @@ async def _serve(data_dir: str, pacs_url: str, port: int) -> None:
         app.router.routes[:0] = imaging_routes.routes
     if getattr(app.state, "imaging", None) is None:
         app.state.imaging = await ImagingService.open(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+    )
     await server.serve()
 
 
@@ -115,12 +116,17 @@ async def _serve_imaging_only(data_dir: str, pacs_url: str, port: int) -> None:
         async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
             return AuthCredentials(["authenticated"]), current
 
-    app = Starlette(routes=imaging_routes.routes, middleware=[Middleware(AuthenticationMiddleware, backend=Fixed())])
+    app = Starlette(
+        routes=imaging_routes.routes, middleware=[Middleware(AuthenticationMiddleware, backend=Fixed())]
+    )
     app.state.settings = settings
     app.state.db = db
     app.state.imaging = await ImagingService.open(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+        )
+    )
     await server.serve()
 
 
@@ -171,11 +177,14 @@ async def _prepare_database(data_dir: Path, study_uid: str) -> int:
     try:
         await load_demo(db)
         async with db.session() as s:
-            case = (await s.exec(
-                select(Case).join(PatientIdentifier, col(PatientIdentifier.patient_id) == col(Case.patient_id))
-                .join(Meeting, col(Meeting.id) == col(Case.meeting_id))
-                .where(PatientIdentifier.value == IPP, Meeting.status == "scheduled")
-            )).one()
+            case = (
+                await s.exec(
+                    select(Case)
+                    .join(PatientIdentifier, col(PatientIdentifier.patient_id) == col(Case.patient_id))
+                    .join(Meeting, col(Meeting.id) == col(Case.meeting_id))
+                    .where(PatientIdentifier.value == IPP, Meeting.status == "scheduled")
+                )
+            ).one()
             case.study_uids = [study_uid]
             s.add(case)
             assert case.id is not None
@@ -185,16 +194,25 @@ async def _prepare_database(data_dir: Path, study_uid: str) -> int:
 
 
 async def _login(url: str) -> httpx.AsyncClient:
-    client = httpx.AsyncClient(base_url=url, timeout=120,
-                               limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS))
+    client = httpx.AsyncClient(
+        base_url=url,
+        timeout=120,
+        limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS),
+    )
     response = await client.post("/api/session", json={"username": "dr.radiologue", "password": PASSWORD})
     response.raise_for_status()
     client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return client
 
 
-async def _first_image(client: httpx.AsyncClient, case_id: int, study_uid: str, series_uid: str,
-                       figures: dict[str, float], suffix: str) -> dict[str, Any]:
+async def _first_image(
+    client: httpx.AsyncClient,
+    case_id: int,
+    study_uid: str,
+    series_uid: str,
+    figures: dict[str, float],
+    suffix: str,
+) -> dict[str, Any]:
     """Opening a case's image: the case's studies, the series descriptor, the first frame (each timed)."""
     start = time.perf_counter()
     (await client.get(f"/api/cases/{case_id}/studies")).raise_for_status()
@@ -213,8 +231,9 @@ async def _first_image(client: httpx.AsyncClient, case_id: int, study_uid: str, 
     return descriptor
 
 
-async def _raw_get(port: int, paths: list[str], headers: dict[str, str], connections: int = CONNECTIONS
-                   ) -> tuple[float, int]:
+async def _raw_get(
+    port: int, paths: list[str], headers: dict[str, str], connections: int = CONNECTIONS
+) -> tuple[float, int]:
     """GET ``paths`` over ``connections`` keep-alive HTTP/1.1 connections with a minimal client.
 
     httpx costs about a millisecond of client CPU per request, which on two shared cores would measure the client,
@@ -258,14 +277,17 @@ async def _wadors_series(base: str, study_uid: str, series_uid: str) -> tuple[fl
         start = time.perf_counter()
         response = await client.get(
             f"{base}/studies/{study_uid}/series/{series_uid}",
-            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'},
+            headers={
+                "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
+            },
         )
         response.raise_for_status()
         return time.perf_counter() - start, len(response.content)
 
 
-async def _service_layer_figures(settings: Settings, study_uid: str, series_uid: str,
-                                 descriptor: dict[str, Any]) -> dict[str, float]:
+async def _service_layer_figures(
+    settings: Settings, study_uid: str, series_uid: str, descriptor: dict[str, Any]
+) -> dict[str, float]:
     from rcp.imaging.service import ImagingService
 
     service = await ImagingService.open(settings)
@@ -294,9 +316,11 @@ async def _service_layer_figures(settings: Settings, study_uid: str, series_uid:
             for sop_uid, number in frames:
                 await service.frame(study_uid, series_uid, sop_uid, number)
         elapsed = time.perf_counter() - start
-        return {"cached_frames_per_s_service_layer": rounds * len(frames) / elapsed,
-                "event_loop_lag_ms_p99_cold_series": lags[int(len(lags) * 0.99)] if lags else 0.0,
-                "event_loop_lag_ms_max_cold_series": lags[-1] if lags else 0.0}
+        return {
+            "cached_frames_per_s_service_layer": rounds * len(frames) / elapsed,
+            "event_loop_lag_ms_p99_cold_series": lags[int(len(lags) * 0.99)] if lags else 0.0,
+            "event_loop_lag_ms_max_cold_series": lags[-1] if lags else 0.0,
+        }
     finally:
         await service.close()
 
@@ -313,11 +337,15 @@ def _codec_figures(blobs: list[bytes]) -> dict[str, float]:
         t2 = time.perf_counter()
         decode.append((t1 - t0) * 1000)
         encode.append((t2 - t1) * 1000)
-    return {"decode_ms_per_slice": statistics.median(decode), "encode_ms_per_slice": statistics.median(encode)}
+    return {
+        "decode_ms_per_slice": statistics.median(decode),
+        "encode_ms_per_slice": statistics.median(encode),
+    }
 
 
 async def main() -> dict[str, float]:
-    figures: dict[str, float] = {}
+    # The machine is shared: the load average says how much of it this run had.
+    figures: dict[str, float] = {"machine_load_1min_at_start": os.getloadavg()[0]}
     orthanc = OrthancProcess()
     orthanc.start()
     work = Path(tempfile.mkdtemp(prefix="rcp-bench-imaging-"))
@@ -373,7 +401,9 @@ async def main() -> dict[str, float]:
             assert progress["state"] == "done", progress
             descriptor = await _first_image(client, case_id, study_uid, series_uid, figures, "prefetched")
             urls = [f["url"] for f in descriptor["frames"]]
-            figures["series_s_service"], service_bytes = await _raw_get(app.port, urls, _cookie_header(client))
+            figures["series_s_service"], service_bytes = await _raw_get(
+                app.port, urls, _cookie_header(client)
+            )
             figures["series_bytes_ratio"] = service_bytes / wado_bytes
             figures["series_bytes_service"] = service_bytes
             figures["series_bytes_wadors"] = wado_bytes
@@ -402,6 +432,7 @@ async def main() -> dict[str, float]:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
+    figures["machine_load_1min_at_end"] = os.getloadavg()[0]
     return figures
 
 

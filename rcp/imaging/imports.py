@@ -55,6 +55,7 @@ async def import_files(service: ImagingService, files: Sequence[UploadedFile], e
     good = [c for c in checks if c.ok]
     if good:
         stored = await service.archive.store([c.data for c in good])
+        service.forget_study_lists()
         accepted = set(stored.stored)
         # An archive that acknowledged nothing and refused nothing did not tell: trust the absence of failures.
         if not accepted and not stored.failed:

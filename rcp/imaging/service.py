@@ -20,6 +20,7 @@ import asyncio
 import io
 import logging
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,9 @@ __all__ = ["ImagingService", "encode_instance", "frame_url"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: How long a patient's study list is reused before the PACS is asked again.
+STUDY_LIST_TTL_S = 30.0
 
 
 def frame_url(study_uid: str, series_uid: str, sop_uid: str, frame: int) -> str:
@@ -102,6 +106,7 @@ class ImagingService:
         self._inflight: dict[str, asyncio.Task[list[EncodedFrame]]] = {}
         self._descriptors: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._descriptor_tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._study_lists: dict[tuple[tuple[str, str], ...], tuple[float, list[StudySummary]]] = {}
         self.prefetcher = Prefetcher(self, concurrency=prefetch_concurrency)
         self._closed = False
         #: Disk budget of the frame cache (encoded frames are about a third of the DICOM size).
@@ -144,7 +149,26 @@ class ImagingService:
     # --- studies ----------------------------------------------------------------------------------------------
 
     async def patient_studies(self, identifiers: Sequence[tuple[str, str]]) -> list[StudySummary]:
-        """Studies of a patient known by several identifiers ((value, assigner) pairs: IPP per hospital, INS)."""
+        """Studies of a patient known by several identifiers ((value, assigner) pairs: IPP per hospital, INS).
+
+        Remembered for ``STUDY_LIST_TTL_S``: opening a case, going back, opening it again asks the PACS once.
+        Imports through the service forget the lists at once.
+        """
+        key = tuple(identifiers)
+        now = time.monotonic()
+        remembered = self._study_lists.get(key)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        result = await self._search_patient(identifiers)
+        if len(self._study_lists) > 1000:
+            self._study_lists.clear()
+        self._study_lists[key] = (now + STUDY_LIST_TTL_S, result)
+        return result
+
+    def forget_study_lists(self) -> None:
+        self._study_lists.clear()
+
+    async def _search_patient(self, identifiers: Sequence[tuple[str, str]]) -> list[StudySummary]:
         found: dict[str, StudySummary] = {}
         for value, assigner in identifiers:
             if not value:
