@@ -1,0 +1,135 @@
+"""The case page's imaging panel (web/templates/imaging/case_studies.html) against the real app.
+
+Each test builds its own patient and case through the scheduling API (so the demo cases other tests use keep their
+studies as they are) and stores small synthetic CTs for that patient in the app's archive; ``new_imaging_case`` is
+shared with the browser test (tests/e2e/test_case_imaging.py).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pytest
+
+from rcp.config import Settings
+from rcp.db import Database
+from rcp.imaging.archive import open_archive
+from rcp.imaging.synthetic import SyntheticPatient, prior_and_current_ct, to_part10
+
+HOSPITAL = "CHU de Lyon"
+
+
+@dataclass(frozen=True)
+class ImagingCase:
+    case_id: int
+    meeting_id: int
+    patient: SyntheticPatient
+    prior_uid: str
+    current_uid: str
+
+
+async def new_imaging_case(coordinator: Any, settings: Settings, db: Database, *, slices: int = 8, size: int = 64,
+                           family_name: str = "Testimagerie") -> ImagingCase:
+    """A fresh patient with a case on one of the coordinator's scheduled meetings, and a prior and a current CT of
+    that patient in the archive (not attached: attaching is what the tests do)."""
+    meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
+    # The thoracic board: the digestive clinicians (dr.gastro) are never invited to it.
+    meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
+    ipp = f"IPPT{secrets.randbelow(10**8):08d}"
+    given, birth = "Éloi", date(1961, 6, 15)
+    response = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={
+        "patient": {"family_name": family_name, "given_names": given, "birth_date": birth.isoformat(), "sex": "male",
+                    "identifiers": [{"system": "IPP", "value": ipp, "assigner": HOSPITAL}]},
+        "question": "Bilan d'extension ?", "referring_physician": "Dr Test",
+    })
+    assert response.status_code == 201, response.text
+    case_id = int(response.json()["id"])
+    patient = SyntheticPatient(ipp, HOSPITAL, family_name, given, birth, "M")
+    prior, current = prior_and_current_ct(patient, slices=slices, rows=size, columns=size, seed=11)
+    archive = open_archive(settings, database=db)
+    try:
+        await archive.store([to_part10(ds) for ds in [*prior, *current]])
+    finally:
+        await archive.close()
+    return ImagingCase(case_id, int(meeting["id"]), patient, str(prior[0].StudyInstanceUID),
+                       str(current[0].StudyInstanceUID))
+
+
+@pytest.fixture
+async def imaging_case(login: Any, settings: Settings, db: Database) -> ImagingCase:
+    coordinator = await login("secretariat")
+    return await new_imaging_case(coordinator, settings, db)
+
+
+def _readiness_items(html: str) -> list[str]:
+    block = re.search(r'<aside class="col-side">(.*?)</aside>', html, re.S)
+    assert block is not None
+    return re.findall(r'<li class="(done|todo)">', block.group(1))
+
+
+async def test_case_page_has_the_panel_for_a_coordinator(login: Any, imaging_case: ImagingCase) -> None:
+    coordinator = await login("secretariat")
+    page = await coordinator.get(f"/cases/{imaging_case.case_id}")
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert f'data-case-imaging data-case-id="{imaging_case.case_id}" data-manage="true"' in html
+    assert '<script type="module" src="/static/js/studies.js"></script>' in html
+    assert 'href="/static/css/studies.css"' in html
+    assert "data-rcp-viewer" in html and 'id="case-viewer"' in html  # the viewer panel is embedded
+    assert 'data-import-form' in html and 'name="files" multiple' in html
+    assert 'data-action="prefetch"' in html
+    # Nothing attached yet: "missing images", here and in the readiness checklist.
+    assert re.search(r'<p class="ci-missing alert" data-missing-images role="status"\s*>', html)
+    assert _readiness_items(html)[1] == "todo"
+    # The studies the script shows are the patient's studies in the archive.
+    studies = (await coordinator.get(f"/api/cases/{imaging_case.case_id}/studies")).json()
+    assert {s["study_uid"] for s in studies} == {imaging_case.prior_uid, imaging_case.current_uid}
+    assert all(s["modalities"] == ["CT"] and s["series_count"] == 1 and s["image_count"] == 8 for s in studies)
+    assert not any(s["attached"] for s in studies)
+    # The panel's strings are in the page, valid JSON for the script, with placeholders left for it to fill.
+    strings = re.search(r"<script type=\"application/json\" data-imaging-strings>(.*?)</script>", html, re.S)
+    assert strings is not None and "{done}" in strings.group(1)
+
+
+async def test_clinician_not_invited_gets_404(login: Any, imaging_case: ImagingCase) -> None:
+    outsider = await login("dr.gastro")  # digestive board only, never invited to the thoracic meetings
+    assert (await outsider.get(f"/cases/{imaging_case.case_id}")).status_code == 404
+    assert (await outsider.get(f"/api/cases/{imaging_case.case_id}/studies")).status_code == 404
+    refused = await outsider.post(f"/api/cases/{imaging_case.case_id}/studies",
+                                  json={"study_uids": [imaging_case.current_uid]})
+    assert refused.status_code == 404
+
+
+async def test_attaching_through_the_api_updates_readiness(login: Any, imaging_case: ImagingCase) -> None:
+    coordinator = await login("secretariat")
+    url = f"/api/cases/{imaging_case.case_id}"
+    assert "studies" in (await coordinator.get(url)).json()["readiness"]["missing"]
+
+    attached = await coordinator.post(f"{url}/studies", json={"study_uids": [imaging_case.current_uid]})
+    assert attached.status_code == 200, attached.text
+    assert attached.json()["study_uids"] == [imaging_case.current_uid]
+    assert "studies" not in (await coordinator.get(url)).json()["readiness"]["missing"]
+    html = (await coordinator.get(f"/cases/{imaging_case.case_id}")).text
+    assert _readiness_items(html)[1] == "done"
+    assert re.search(r'data-missing-images role="status"\s+hidden', html)
+    assert f'data-attached=\'["{imaging_case.current_uid}"]\'' in html
+    listed = {s["study_uid"]: s["attached"] for s in (await coordinator.get(f"{url}/studies")).json()}
+    assert listed == {imaging_case.prior_uid: False, imaging_case.current_uid: True}
+
+    detached = await coordinator.post(f"{url}/studies", json={"detach": [imaging_case.current_uid]})
+    assert detached.json()["study_uids"] == []
+    assert "studies" in (await coordinator.get(url)).json()["readiness"]["missing"]
+
+
+async def test_a_clinician_invited_sees_the_panel_without_attach_controls(login: Any,
+                                                                          imaging_case: ImagingCase) -> None:
+    radiologist = await login("dr.radiologue")
+    page = await radiologist.get(f"/cases/{imaging_case.case_id}")
+    if page.status_code == 404:
+        pytest.skip("the demo radiologist is not invited to this meeting")
+    assert page.status_code == 200
+    assert 'data-manage="false"' in page.text
