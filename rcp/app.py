@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,12 +22,16 @@ from rcp.auth.sessions import SessionBackend
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.epr import routes as epr_routes
+from rcp.epr.outbox import configured_receivers
 from rcp.epr.worker import build_worker
 from rcp.errors import NotAuthenticated, RcpError
 from rcp.http import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware, error_handlers
 from rcp.i18n import LocaleMiddleware
 from rcp.imaging import routes as imaging_routes
 from rcp.imaging.service import ImagingService
+from rcp.minutes import routes as minutes_routes
+from rcp.minutes.delivery import epr_on_signed
+from rcp.minutes.writeback import WritebackWorker
 from rcp.openapi import document
 from rcp.scheduling import api as scheduling_api
 from rcp.scheduling import pages as scheduling_pages
@@ -72,6 +76,7 @@ def build_routes() -> list[BaseRoute]:
         *scheduling_pages.routes,
         *epr_routes.routes,
         *imaging_routes.routes,
+        *minutes_routes.routes,
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
 
@@ -81,30 +86,34 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = database or Database(settings.database_url)
-        app.state.settings = settings
-        app.state.db = db
-        logger.info("RCP service %s starting on %s", __version__, settings.node_id)
-        await _audit_activity(db, f"application start ({settings.node_id})")
-        stop = asyncio.Event()
-        app.state.imaging = await ImagingService.open(settings, database=db)
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                if settings.embedded_worker:
-                    app.state.epr_worker = build_worker(settings, db)
-                    tasks.create_task(app.state.epr_worker.run(stop), name="epr-worker")
-                try:
-                    yield
-                finally:
-                    stop.set()
-        finally:
-            if settings.embedded_worker:
-                await app.state.epr_worker.close()
-            await app.state.imaging.close()
-            await _audit_activity(db, f"application stop ({settings.node_id})")
+        # Resources are released in the reverse order of their acquisition (the exit stack's LIFO order).
+        async with AsyncExitStack() as stack:
+            db = database or Database(settings.database_url)
             if database is None:
-                await db.close()
-            logger.info("RCP service stopped")
+                stack.push_async_callback(db.close)
+            app.state.settings = settings
+            app.state.db = db
+            logger.info("RCP service %s starting on %s", __version__, settings.node_id)
+            await _audit_activity(db, f"application start ({settings.node_id})")
+            stack.push_async_callback(_audit_activity, db, f"application stop ({settings.node_id})")
+
+            app.state.imaging = await ImagingService.open(settings, database=db)
+            stack.push_async_callback(app.state.imaging.close)
+            app.state.minutes_writeback = await stack.enter_async_context(
+                WritebackWorker(db, app.state.imaging.archive))
+            # A signature writes its EPR deliveries in its own transaction (the outbox pattern).
+            app.state.on_signed = [epr_on_signed(configured_receivers(settings))]
+
+            if settings.embedded_worker:
+                worker = build_worker(settings, db)
+                app.state.epr_worker = worker
+                stack.push_async_callback(worker.close)
+                tasks = await stack.enter_async_context(asyncio.TaskGroup())
+                stop = asyncio.Event()
+                stack.callback(stop.set)
+                tasks.create_task(worker.run(stop), name="epr-worker")
+            yield
+        logger.info("RCP service stopped")
 
     middleware = [
         Middleware(SecurityHeadersMiddleware),

@@ -247,7 +247,7 @@ async def create_join_link(request: Request) -> Response:
         if invitation is None or meeting is None:
             raise NotFound(f"No invitation {invitation_id} among yours.")
         await require_manager(s, user, meeting.board_id)
-        token = make_join_token(_settings(request), meeting_id=meeting.id, user_id=invitation.user_id)  # type: ignore[arg-type]
+        token = make_join_token(_settings(request), meeting_id=meeting.id, user_id=invitation.user_id)
     return json_out(JoinLinkOut(url=str(request.url_for("join", token=token)), expires_in_s=DEFAULT_LINK_TTL_S),
                     status=201)
 

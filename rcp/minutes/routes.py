@@ -164,7 +164,8 @@ async def sign(request: Request) -> Response:
         await _check_password(s, request, user, body.password, case)
     # A failed password check must stay in the audit trail: it was committed above, the signature is separate.
     async with request.app.state.db.session() as s:
-        stored = await store.sign(s, case_id=case_id, signer_id=user.id, seen_revision=body.seen_revision)
+        stored = await store.sign(s, case_id=case_id, signer_id=user.id, seen_revision=body.seen_revision,
+                                  hooks=_signed_hooks(request))
         await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
                            meeting_id=case.meeting_id, what=f"decision of case {case_id} signed, version 1")
     _wake(request)
@@ -180,7 +181,7 @@ async def amend(request: Request) -> Response:
         await _check_password(s, request, user, body.password, case)
     async with request.app.state.db.session() as s:
         stored = await store.amend(s, case_id=case_id, signer_id=user.id, reason=body.reason,
-                                   replaces_number=body.replaces)
+                                   replaces_number=body.replaces, hooks=_signed_hooks(request))
         await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
                            meeting_id=case.meeting_id,
                            what=f"decision of case {case_id} corrected, version {stored.version.number}")
@@ -188,11 +189,17 @@ async def amend(request: Request) -> Response:
     return JSONResponse(_version_json(stored), status_code=201)
 
 
+def _signed_hooks(request: Request) -> list[store.SignedHook]:
+    """What this app does inside a signature's transaction (its EPR outbox rows), set up by its lifespan."""
+    return list(getattr(request.app.state, "on_signed", ()))
+
+
 def _wake(request: Request) -> None:
-    """Nudge the write-back worker, if the app runs one (``app.state.minutes_writeback`` with ``wake()``)."""
-    worker = getattr(request.app.state, "minutes_writeback", None)
-    if worker is not None:
-        worker.wake()
+    """After a signature commits: nudge the imaging write-back and the EPR delivery workers the app runs."""
+    for name in ("minutes_writeback", "epr_worker"):
+        worker = getattr(request.app.state, name, None)
+        if worker is not None:
+            worker.wake()
 
 
 async def versions(request: Request) -> Response:

@@ -353,7 +353,7 @@ async def meeting_versions(session: AsyncSession, meeting_id: int) -> dict[int, 
 
 
 async def _insert(session: AsyncSession, case_id: int, version: SignedVersion, replaces_id: int | None,
-                  fiche: Fiche) -> StoredVersion:
+                  fiche: Fiche, hooks: Sequence[SignedHook] = ()) -> StoredVersion:
     row = DecisionVersion(case_id=case_id, number=version.number, content=versions.thaw(version.content),
                           sha256=version.sha256, signed_by=version.signed_by, signed_at=version.signed_at,
                           replaces_id=replaces_id, reason=version.reason)
@@ -372,18 +372,20 @@ async def _insert(session: AsyncSession, case_id: int, version: SignedVersion, r
         session.add(WritebackJob(version_id=row.id, kind=kind, created_at=version.signed_at,
                                  updated_at=version.signed_at, next_attempt_at=version.signed_at))
     stored = StoredVersion(id=row.id, case_id=case_id, version=version, replaces_id=replaces_id)
-    for hook in on_signed:
+    for hook in (*on_signed, *hooks):
         await hook(session, stored)
     await session.flush()
     return stored
 
 
 async def sign(session: AsyncSession, *, case_id: int, signer_id: int, seen_revision: int,
-               attendees: Sequence[AttendeeRecord] | None = None, at: datetime | None = None) -> StoredVersion:
+               attendees: Sequence[AttendeeRecord] | None = None, at: datetime | None = None,
+               hooks: Sequence[SignedHook] = ()) -> StoredVersion:
     """Sign the case's decision: version 1, its write-back jobs and the :data:`on_signed` rows, in this transaction.
 
     The password check (re-authentication) is the route's job, before calling this. ``attendees`` comes from the
-    room when it knows better than the invitations (who is connected now).
+    room when it knows better than the invitations (who is connected now). ``hooks`` run after the module-wide
+    :data:`on_signed` ones: an app passes its own (its EPR receivers) so that two apps in one process stay apart.
     """
     at = at or utcnow()
     context = await load_context(session, case_id)
@@ -392,7 +394,7 @@ async def sign(session: AsyncSession, *, case_id: int, signer_id: int, seen_revi
     existing = [s.version for s in await list_versions(session, case_id)]
     version = versions.sign(fiche, draft=draft, seen_revision=seen_revision, signer_id=signer_id,
                             invited_ids=context.invited_ids, existing=existing, at=at)
-    stored = await _insert(session, case_id, version, None, fiche)
+    stored = await _insert(session, case_id, version, None, fiche, hooks)
     context.case.status = CaseStatus.discussed if fiche.discussed else context.case.status
     context.case.updated_at = at
     session.add(context.case)
@@ -401,7 +403,8 @@ async def sign(session: AsyncSession, *, case_id: int, signer_id: int, seen_revi
 
 
 async def amend(session: AsyncSession, *, case_id: int, signer_id: int, reason: str, replaces_number: int,
-                attendees: Sequence[AttendeeRecord] | None = None, at: datetime | None = None) -> StoredVersion:
+                attendees: Sequence[AttendeeRecord] | None = None, at: datetime | None = None,
+                hooks: Sequence[SignedHook] = ()) -> StoredVersion:
     """Sign a correction of version ``replaces_number`` built from the current draft, saying why.
 
     Attendees default to those recorded on the replaced version: a correction fixes what the board decided, it
@@ -419,7 +422,7 @@ async def amend(session: AsyncSession, *, case_id: int, signer_id: int, reason: 
     fiche = build_fiche(context, draft, attendees)
     version = versions.amend(fiche, replaces=target.version, existing=[s.version for s in stored], reason=reason,
                              signer_id=signer_id, invited_ids=context.invited_ids, at=at)
-    result = await _insert(session, case_id, version, target.id, fiche)
+    result = await _insert(session, case_id, version, target.id, fiche, hooks)
     log.info("case %s: decision version %s replaces %s", case_id, version.number, replaces_number)
     return result
 

@@ -433,6 +433,11 @@ async def defer_case(session: AsyncSession, user: Any, case_id: int, *,
     moved.status = _status_for(moved)
     session.add(moved)
     await session.flush()
+    # The decision drafted so far goes with the case (minutes depends on scheduling, hence the late import).
+    from rcp.minutes.store import carry_draft
+
+    assert case.id is not None and moved.id is not None
+    await carry_draft(session, case.id, moved.id)
     case.status = CaseStatus.deferred
     case.deferred_to_id = moved.id
     case.updated_at = utcnow()
