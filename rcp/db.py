@@ -71,7 +71,12 @@ def install_sqlite_pragmas(engine: Engine) -> None:
 
 
 class Database:
-    """Owns the async engine. ``async with db.session() as s`` is one transaction."""
+    """Owns the async engine. ``async with db.session() as s`` is one transaction.
+
+    Do not use ``session.begin_nested()``: with pysqlite's own transaction handling a SAVEPOINT opened outside
+    an explicit transaction becomes the transaction, and its RELEASE commits it. Nothing here needs savepoints;
+    one request is one transaction, and a failure rolls the whole of it back.
+    """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
