@@ -66,7 +66,7 @@ async def imaging_case(login: Any, settings: Settings, db: Database) -> ImagingC
 
 
 def _readiness_items(html: str) -> list[str]:
-    block = re.search(r'<aside class="col-side">(.*?)</aside>', html, re.S)
+    block = re.search(r'<aside class="col-side">(.*?)</aside>', html, re.DOTALL)
     assert block is not None
     return re.findall(r'<li class="(done|todo)">', block.group(1))
 
@@ -91,7 +91,7 @@ async def test_case_page_has_the_panel_for_a_coordinator(login: Any, imaging_cas
     assert all(s["modalities"] == ["CT"] and s["series_count"] == 1 and s["image_count"] == 8 for s in studies)
     assert not any(s["attached"] for s in studies)
     # The panel's strings are in the page, valid JSON for the script, with placeholders left for it to fill.
-    strings = re.search(r"<script type=\"application/json\" data-imaging-strings>(.*?)</script>", html, re.S)
+    strings = re.search(r"<script type=\"application/json\" data-imaging-strings>(.*?)</script>", html, re.DOTALL)
     assert strings is not None and "{done}" in strings.group(1)
 
 

@@ -1,0 +1,247 @@
+"""End to end in headless Chromium: a coordinator prepares a case's images on the case page.
+
+Against the real app (``live_server``): the coordinator signs in, opens a case whose patient has a prior and a
+current synthetic CT in the archive, attaches the current study (the readiness checklist follows), opens the CT
+series in the embedded viewer, scrolls to a thorax slice, applies window presets, and the canvas pixels at known
+anatomy of the phantom (rcp.imaging.synthetic: left lung -850 HU, contrast aorta 195 HU) take the grey levels
+the windows predict. Then prior and current side by side (1x2), where the lesion that grew between the studies
+shows at its rim; and an import of a foreign patient's file (visible warning) and of a non-DICOM file (refused,
+with the server's message). Screenshots at 1280x720 and 3840x2160 go to /tmp (RCP_SCREENSHOTS=0 turns them off).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from rcp.config import Settings
+from rcp.db import Database
+from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+from tests.e2e.test_coordinator import sign_in
+from tests.imaging.test_case_panel import ImagingCase, new_imaging_case
+
+pytestmark = [pytest.mark.browser]
+
+SHOTS = os.environ.get("RCP_SCREENSHOTS", "1") != "0"
+SLICES, SIZE = 40, 128
+#: The phantom's geometry (rcp.imaging.synthetic.ct_series): a 400 mm field of view, slices 2.5 mm apart.
+SPACING_MM = 400.0 / SIZE
+THICKNESS_MM = 2.5
+
+
+def image_point(x_mm: float, y_mm: float) -> tuple[float, float]:
+    """Millimetres from the image centre to viewer image coordinates (column, row; pixel centres at +0.5)."""
+    return x_mm / SPACING_MM + (SIZE - 1) / 2 + 0.5, y_mm / SPACING_MM + (SIZE - 1) / 2 + 0.5
+
+
+def index_at(descriptor: dict[str, Any], t: float) -> int:
+    """The viewer's slice index whose phantom height (0 at the pelvis, 1 at the thorax apex) is nearest ``t``."""
+    z0 = -(SLICES - 1) * THICKNESS_MM
+    heights = [(frame["position"][2] - z0) / (SLICES * THICKNESS_MM) for frame in descriptor["frames"]]
+    return min(range(len(heights)), key=lambda i: abs(heights[i] - t))
+
+
+async def grey(page: Page, viewport: int, x: float, y: float) -> int:
+    """The grey level the viewer drew at image point (x, y) of a viewport, once it has drawn its state."""
+    await page.evaluate("caseViewer.settled()")
+    rgba: list[int] = await page.evaluate(
+        """([i, x, y]) => {
+            const p = caseViewer.imageToScreen(x, y, i);
+            const canvas = document.querySelector(`#case-viewer [data-viewport="${i}"] .rcp-vp__image`);
+            const dpr = canvas.width / canvas.getBoundingClientRect().width;
+            const d = canvas.getContext('2d').getImageData(Math.floor(p.x * dpr), Math.floor(p.y * dpr), 1, 1).data;
+            return Array.from(d);
+        }""",
+        [viewport, x, y],
+    )
+    r, g, b, a = rgba
+    assert a == 255 and r == g == b, f"expected an opaque grey pixel, got {rgba}"
+    return r
+
+
+@pytest.fixture
+async def imaging_case(login: Any, settings: Settings, db: Database) -> ImagingCase:
+    coordinator = await login("secretariat")
+    return await new_imaging_case(coordinator, settings, db, slices=SLICES, size=SIZE, family_name="Vérané")
+
+
+async def descriptor_of(login: Any, case: ImagingCase, study_uid: str) -> dict[str, Any]:
+    client = await login("secretariat")
+    series = (await client.get(f"/api/imaging/studies/{study_uid}/series?case_id={case.case_id}")).json()
+    url = f"{series[0]['url']}?case_id={case.case_id}"
+    body: dict[str, Any] = (await client.get(url)).json()
+    return body
+
+
+async def open_case(page: Page, base: str, case: ImagingCase) -> None:
+    await sign_in(page, base)
+    await page.goto(f"{base}/cases/{case.case_id}")
+    await page.evaluate("window.caseImagingReady")
+    await expect(page.locator("[data-studies-body] tr[data-study-uid]")).to_have_count(2)
+
+
+async def test_coordinator_attaches_and_reads_a_ct(new_page: Any, live_server: Any, login: Any,
+                                                   imaging_case: ImagingCase) -> None:
+    page: Page = await new_page(viewport=(1280, 720))
+    await open_case(page, live_server.url, imaging_case)
+    panel = page.locator("[data-case-imaging]")
+    readiness = page.locator(".col-side ul.readiness > li").nth(1)
+    await expect(page.locator("[data-missing-images]")).to_be_visible()
+    await expect(readiness).to_have_class("todo")
+
+    # Attach the current study: the readiness follows without reloading, and the server kept it.
+    current_row = page.locator(f"tr[data-study-uid='{imaging_case.current_uid}']")
+    await current_row.locator("input[data-attach]").check()
+    await expect(current_row).to_have_class("is-attached")
+    await expect(page.locator("[data-missing-images]")).to_be_hidden()
+    await expect(readiness).to_have_class("done")
+    await expect(panel).to_have_attribute("data-attached-count", "1")
+    api = await login("secretariat")
+    case_json = (await api.get(f"/api/cases/{imaging_case.case_id}")).json()
+    assert case_json["study_uids"] == [imaging_case.current_uid]
+    assert "studies" not in case_json["readiness"]["missing"]
+
+    # Open the CT series from the study's series list.
+    await current_row.locator("[data-series-toggle]").click()
+    series_row = page.locator(f"tr[data-series-for='{imaging_case.current_uid}']")
+    await series_row.locator("[data-open-series]").first.click()
+    await page.wait_for_function("() => caseViewer.getState().viewports[0].seriesUid !== null")
+    await page.evaluate("caseViewer.settled()")
+    descriptor = await descriptor_of(login, imaging_case, imaging_case.current_uid)
+    assert len(descriptor["frames"]) == SLICES
+
+    lung = image_point(70.0, 5.0)  # left lung: the lesion is in the right one
+    aorta = image_point(0.0, 20.0)
+    await page.click("#case-viewer [data-viewer-action='preset'][data-value='mediastinum']")
+    k = index_at(descriptor, 0.8)  # upper thorax: both lungs at full size
+    below = index_at(descriptor, 0.2)  # abdomen: soft tissue where the lung will be
+    await page.evaluate(f"caseViewer.scrollTo({below}, 0)")
+    assert 90 <= await grey(page, 0, *lung) <= 170  # soft tissue / muscle, mid-grey at C40 W400
+    await page.evaluate(f"caseViewer.scrollTo({k}, 0)")
+    state = await page.evaluate("caseViewer.getState()")
+    assert state["viewports"][0]["index"] == k
+    assert state["viewports"][0]["studyUid"] == imaging_case.current_uid
+    # Mediastinal window (C 40, W 400): lung -850 HU is black, the contrast aorta (195 HU) is light grey.
+    assert await grey(page, 0, *lung) <= 8
+    assert 205 <= await grey(page, 0, *aorta) <= 245
+    # Lung window (C -600, W 1500): lung comes up to (−850 + 1350) / 1500 ≈ 85, the aorta saturates.
+    await page.click("#case-viewer [data-viewer-action='preset'][data-value='lung']")
+    window = (await page.evaluate("caseViewer.getState()"))["viewports"][0]["window"]
+    assert window["center"] == -600 and window["width"] == 1500
+    assert 70 <= await grey(page, 0, *lung) <= 100
+    assert await grey(page, 0, *aorta) >= 250
+
+    # Client coordinates of the same anatomy land on the same canvas pixel (imageToClient is what the room uses).
+    client_point = await page.evaluate(f"caseViewer.imageToClient({lung[0]}, {lung[1]}, 0)")
+    assert client_point is not None and client_point["x"] > 0 and client_point["y"] > 0
+    if SHOTS:
+        await page.screenshot(path="/tmp/case-imaging-1280x720.png", full_page=True)
+        await page.locator(".ci-viewer").screenshot(path="/tmp/case-imaging-viewer-1280x720.png")
+
+
+async def test_prior_and_current_side_by_side(new_page: Any, live_server: Any, login: Any,
+                                              imaging_case: ImagingCase) -> None:
+    api = await login("secretariat")
+    attached = await api.post(f"/api/cases/{imaging_case.case_id}/studies",
+                              json={"study_uids": [imaging_case.prior_uid, imaging_case.current_uid]})
+    assert attached.status_code == 200
+    page: Page = await new_page(viewport=(3840, 2160))
+    await open_case(page, live_server.url, imaging_case)
+    await expect(page.locator("[data-missing-images]")).to_be_hidden()
+    await page.click("[data-case-imaging] [data-action='compare']")
+    await page.wait_for_function(
+        "() => caseViewer.getState().layout === '1x2' && caseViewer.getState().viewports.slice(0, 2)"
+        ".every((v) => v.seriesUid !== null)")
+    state = await page.evaluate("caseViewer.getState()")
+    assert [v["studyUid"] for v in state["viewports"][:2]] == [imaging_case.prior_uid, imaging_case.current_uid]
+
+    # The lesion (right lung, 35 HU) grew from 8 to 14 mm in radius: 11 mm from its centre, at its own height,
+    # the current study shows tumour (mid-grey at C40 W400) where the prior shows lung (black).
+    lesion_t = 0.72
+    rim = image_point(-80.0 + 11.0, 0.0)
+    for i, uid in enumerate((imaging_case.prior_uid, imaging_case.current_uid)):
+        descriptor = await descriptor_of(login, imaging_case, uid)
+        await page.evaluate(f"caseViewer.setActive({i}); caseViewer.applyPreset('mediastinum', {i}); "
+                            f"caseViewer.scrollTo({index_at(descriptor, lesion_t)}, {i})")
+    assert await grey(page, 0, *rim) <= 8
+    assert 95 <= await grey(page, 1, *rim) <= 155
+    if SHOTS:
+        await page.screenshot(path="/tmp/case-imaging-3840x2160.png", full_page=True)
+
+
+async def test_import_warns_about_a_foreign_patient_and_refuses_non_dicom(
+        new_page: Any, live_server: Any, imaging_case: ImagingCase, tmp_path: Path) -> None:
+    stranger = SyntheticPatient("IPPX0000001", "CH de Villefranche", "Autrepatient", "Zoé", date(1990, 2, 3), "F")
+    foreign = tmp_path / "autre-patient.dcm"
+    foreign.write_bytes(to_part10(ct_series(stranger, slices=1, rows=32, columns=32)[0]))
+    text = tmp_path / "compte-rendu.txt"
+    text.write_text("Ceci n'est pas une image DICOM.\n", encoding="utf-8")
+    own = tmp_path / "bon-patient.dcm"
+    own.write_bytes(to_part10(ct_series(imaging_case.patient, slices=1, rows=32, columns=32)[0]))
+
+    page: Page = await new_page(viewport=(1280, 720))
+    await open_case(page, live_server.url, imaging_case)
+    await page.set_input_files("[data-import-files]", [str(foreign), str(text), str(own)])
+    await expect(page.locator("[data-import-chosen]")).to_contain_text("compte-rendu.txt")
+    await page.click("[data-case-imaging] [data-action='import']")
+    results = page.locator("[data-import-results]")
+    await expect(results).to_be_visible()
+    await expect(results.locator("tbody tr")).to_have_count(3)
+
+    warned = results.locator("tr[data-file='autre-patient.dcm']")
+    await expect(warned).to_have_attribute("data-result", "warning")
+    await expect(warned).to_contain_text("does not match")
+    warning = page.locator("[data-import-warning]")
+    await expect(warning).to_be_visible()
+    await expect(warning).to_contain_text("does not match the case's patient")
+
+    refused = results.locator("tr[data-file='compte-rendu.txt']")
+    await expect(refused).to_have_attribute("data-result", "refused")
+    message = (await refused.locator("td").nth(2).inner_text()).strip()
+    assert message, "a refused file says why"
+    await expect(results.locator("tr[data-file='bon-patient.dcm']")).to_have_attribute("data-result", "ok")
+    # The good file's study is attached by the server; the panel reloaded the list and the readiness follows.
+    await expect(page.locator("[data-studies-body] tr[data-study-uid]")).to_have_count(3)
+    await expect(page.locator("[data-missing-images]")).to_be_hidden()
+    await expect(page.locator("[data-import-error]")).to_be_hidden()
+    if SHOTS:
+        await page.locator("[data-import-form]").screenshot(path="/tmp/case-imaging-import-1280x720.png")
+
+
+async def test_errors_are_shown_and_the_page_keeps_working(new_page: Any, live_server: Any,
+                                                           imaging_case: ImagingCase) -> None:
+    page: Page = await new_page(viewport=(1280, 720))
+    await open_case(page, live_server.url, imaging_case)
+    # The archive goes away (a PACS that is down answers 503) and an upload is over the size limit (413).
+    await page.route(f"**/api/cases/{imaging_case.case_id}/studies", lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body='{"error": "unavailable", "message": "PACS unreachable, retrying."}'))
+    await page.route(f"**/api/cases/{imaging_case.case_id}/imports", lambda route: route.fulfill(
+        status=413, content_type="application/json",
+        body='{"error": "payload_too_large", "message": "The upload is larger than the limit of 10 bytes."}'))
+    await page.click("[data-case-imaging] [data-action='reload']")
+    error = page.locator("[data-imaging-error]")
+    await expect(error).to_be_visible()
+    await expect(error).to_contain_text("cannot be reached")
+    await expect(error.locator("[data-action='retry']")).to_be_visible()
+
+    await page.set_input_files("[data-import-files]", [{"name": "big.zip", "mimeType": "application/zip",
+                                                        "buffer": b"PK" + b"\0" * 64}])
+    await page.click("[data-case-imaging] [data-action='import']")
+    too_large = page.locator("[data-import-error]")
+    await expect(too_large).to_be_visible()
+    await expect(too_large).to_contain_text("Too large")
+    await expect(too_large).to_have_attribute("data-status", "413")
+
+    # The rest works: the viewer's toolbar, and the list once the archive is back.
+    await page.click("#case-viewer [data-viewer-action='layout'][data-value='1x2']")
+    assert (await page.evaluate("caseViewer.getState()"))["layout"] == "1x2"
+    await page.unroute(f"**/api/cases/{imaging_case.case_id}/studies")
+    await error.locator("[data-action='retry']").click()
+    await expect(error).to_be_hidden()
+    await expect(page.locator("[data-studies-body] tr[data-study-uid]")).to_have_count(2)
