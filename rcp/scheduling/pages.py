@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -32,7 +33,7 @@ from rcp.errors import Conflict, Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int
 from rcp.i18n import gettext as _
 from rcp.scheduling import agenda, schemas, service
-from rcp.scheduling.models import Board
+from rcp.scheduling.models import Board, Invitation
 from rcp.templating import WEB_DIR, render
 
 __all__ = ["field_errors", "routes", "service_errors"]
@@ -213,6 +214,12 @@ async def managed_boards(session: AsyncSession, user: Any) -> list[Board]:
     return [b for b in await service.list_boards(session, user) if await may_manage_board(session, user, b.id)]  # type: ignore[arg-type]
 
 
+async def own_answers(session: AsyncSession, user: Any) -> dict[int, str]:
+    """The user's own answer per meeting they are invited to (page-specific: the meetings list column)."""
+    rows = await session.exec(select(Invitation.meeting_id, Invitation.response).where(Invitation.user_id == user.id))
+    return {meeting_id: response for meeting_id, response in rows.all()}
+
+
 def _grouped(rows: Sequence[tuple[Any, Board, int]]) -> list[tuple[Board, list[tuple[Any, int]]]]:
     """Meetings per board, boards in name order, each board's meetings in the order the service gave."""
     groups: dict[int, tuple[Board, list[tuple[Any, int]]]] = {}
@@ -239,8 +246,9 @@ async def meetings(request: Request) -> Response:
         upcoming = await service.list_meetings(s, user, when="upcoming")
         past = await service.list_meetings(s, user, when="past")
         can_schedule = bool(await managed_boards(s, user))
+        answers = await own_answers(s, user)
     return render(request, "meetings.html", {
-        "upcoming": _grouped(upcoming), "past": _grouped(past), "can_schedule": can_schedule,
+        "upcoming": _grouped(upcoming), "past": _grouped(past), "can_schedule": can_schedule, "answers": answers,
         "notice": _notice(request),
     })
 
@@ -618,8 +626,6 @@ async def invitation_add(request: Request) -> Response:
 
 
 async def _invitation_meeting(s: AsyncSession, user: Any, invitation_id: int) -> int:
-    from rcp.scheduling.models import Invitation
-
     inv = await s.get(Invitation, invitation_id)
     if inv is None:
         raise NotFound(_("This invitation no longer exists."))

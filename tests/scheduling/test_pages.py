@@ -68,6 +68,7 @@ async def test_meetings_list_grouped_per_board_with_new_button(login: Login) -> 
     clinician = await login("dr.radiologue")
     page = await clinician.get("/meetings")
     assert page.status_code == 200 and 'href="/meetings/new"' not in page.text
+    assert "Your answer" in page.text
 
 
 async def test_anonymous_is_sent_to_login(anonymous: httpx.AsyncClient) -> None:
