@@ -173,6 +173,13 @@ async def test_prior_and_current_side_by_side(new_page: Any, live_server: Any, l
     if SHOTS:
         await page.screenshot(path="/tmp/case-imaging-3840x2160.png", full_page=True)
 
+    # Prefetch for the meeting: the progress follows the server's job to the end (polling GET .../prefetch).
+    panel = page.locator("[data-case-imaging]")
+    await page.click("[data-case-imaging] [data-action='prefetch']")
+    await expect(panel).to_have_attribute("data-prefetch-state", "done", timeout=60_000)
+    await expect(page.locator("[data-prefetch-status]")).to_contain_text("Ready for the meeting")
+    assert await page.locator("[data-prefetch-progress]").evaluate("bar => bar.value") == 1
+
 
 async def test_import_warns_about_a_foreign_patient_and_refuses_non_dicom(
         new_page: Any, live_server: Any, imaging_case: ImagingCase, tmp_path: Path) -> None:
@@ -215,8 +222,12 @@ async def test_import_warns_about_a_foreign_patient_and_refuses_non_dicom(
 
 async def test_errors_are_shown_and_the_page_keeps_working(new_page: Any, live_server: Any,
                                                            imaging_case: ImagingCase) -> None:
-    page: Page = await new_page(viewport=(1280, 720))
+    page: Page = await new_page(viewport=(1280, 720), locale="fr-FR")
     await open_case(page, live_server.url, imaging_case)
+    # Study dates in the page's language (French here: DICOM DA 20261102 is "2 nov. 2026").
+    current_row = page.locator(f"tr[data-study-uid='{imaging_case.current_uid}']")
+    await expect(current_row.locator("td.col-when")).to_have_text("2 nov. 2026")
+    await expect(page.locator("[data-missing-images]")).to_contain_text("Images manquantes")
     # The archive goes away (a PACS that is down answers 503) and an upload is over the size limit (413).
     await page.route(f"**/api/cases/{imaging_case.case_id}/studies", lambda route: route.fulfill(
         status=503, content_type="application/json",
@@ -227,7 +238,7 @@ async def test_errors_are_shown_and_the_page_keeps_working(new_page: Any, live_s
     await page.click("[data-case-imaging] [data-action='reload']")
     error = page.locator("[data-imaging-error]")
     await expect(error).to_be_visible()
-    await expect(error).to_contain_text("cannot be reached")
+    await expect(error).to_contain_text("PACS unreachable, retrying.")
     await expect(error.locator("[data-action='retry']")).to_be_visible()
 
     await page.set_input_files("[data-import-files]", [{"name": "big.zip", "mimeType": "application/zip",
@@ -235,7 +246,7 @@ async def test_errors_are_shown_and_the_page_keeps_working(new_page: Any, live_s
     await page.click("[data-case-imaging] [data-action='import']")
     too_large = page.locator("[data-import-error]")
     await expect(too_large).to_be_visible()
-    await expect(too_large).to_contain_text("Too large")
+    await expect(too_large).to_contain_text("limit of 10 bytes")
     await expect(too_large).to_have_attribute("data-status", "413")
 
     # The rest works: the viewer's toolbar, and the list once the archive is back.

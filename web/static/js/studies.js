@@ -79,6 +79,7 @@ export class CaseImaging {
     this.seriesCache = new Map();
     this.prefetchTimer = 0;
     this.studiesLoaded = false;
+    this.polling = null;
     const panel = root.querySelector('[data-rcp-viewer]');
     this.viewer = panel ? createViewer(panel) : null;
     this.bind();
@@ -254,6 +255,7 @@ export class CaseImaging {
       const row = this.root.querySelector(`tr[data-study-uid="${CSS.escape(studyUid)}"]`);
       row?.classList.toggle('is-attached', this.attached.has(studyUid));
       if (box) box.checked = this.attached.has(studyUid);
+      if (on) this.watchPrefetch();
     } catch (err) {
       if (box) box.checked = !on;
       status.textContent = '';
@@ -304,14 +306,33 @@ export class CaseImaging {
     }
   }
 
-  async pollPrefetch(progress) {
-    let current = progress;
-    while (current && current.state === 'running') {
-      await new Promise((resolve) => { this.prefetchTimer = setTimeout(resolve, PREFETCH_POLL_MS); });
-      current = await api('GET', `/api/cases/${this.caseId}/prefetch`);
-      this.showPrefetch(current);
+  /** Poll GET .../prefetch while the job runs (one poller at a time; later callers share its result). */
+  pollPrefetch(progress) {
+    if (this.polling) return this.polling;
+    this.polling = (async () => {
+      let current = progress;
+      while (current && current.state === 'running') {
+        await new Promise((resolve) => { this.prefetchTimer = setTimeout(resolve, PREFETCH_POLL_MS); });
+        current = await api('GET', `/api/cases/${this.caseId}/prefetch`);
+        this.showPrefetch(current);
+      }
+      return current;
+    })().finally(() => { this.polling = null; });
+    return this.polling;
+  }
+
+  /**
+   * Show the prefetch the server may already be running (attaching or importing starts one; so may the
+   * agenda's prefetch before the meeting), and follow it to the end. Quiet on failure: it is only a status.
+   */
+  async watchPrefetch() {
+    try {
+      const progress = await api('GET', `/api/cases/${this.caseId}/prefetch`);
+      this.showPrefetch(progress);
+      return await this.pollPrefetch(progress);
+    } catch {
+      return null;
     }
-    return current;
   }
 
   showPrefetch(p) {
@@ -394,6 +415,7 @@ export class CaseImaging {
           row.hidden = true;
           this.showResults(body);
           this.reload();
+          this.watchPrefetch();
           finish(body);
           return;
         }
@@ -498,4 +520,5 @@ if (root) {
   window.caseImaging = panel;
   window.caseViewer = panel.viewer;
   window.caseImagingReady = panel.reload();
+  panel.watchPrefetch();
 }
