@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +228,7 @@ async def rcp_cycles(server: RcpServer, cycles: int) -> dict[str, float]:
             break
     await server.call(op="disconnect", room="cycles", pid="host")
     await host.close()
-    extra = sorted(set(after.pop("task_names")) - set(before.pop("task_names")))
+    extra = sorted((Counter(after.pop("task_names")) - Counter(before.pop("task_names"))).elements())
     if extra:
         print(f"      (tasks left after the cycles: {extra})", flush=True)
     result = {f"cycles_{cycles}_{key}_before": float(value) for key, value in before.items()}
