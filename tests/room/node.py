@@ -119,14 +119,10 @@ class NodeProcess:
             str(self.port),
             "--database-url",
             database_url,
-            "--secret",
-            secret,
-            "--redis-url",
-            redis_url,
-            "--prefix",
-            prefix,
-            "--node",
-            node,
+            f"--secret={secret}",
+            f"--redis-url={redis_url}",
+            f"--prefix={prefix}",
+            f"--node={node}",
         ]
         self.process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
