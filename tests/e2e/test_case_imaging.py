@@ -11,7 +11,9 @@ with the server's message). Screenshots at 1280x720 and 3840x2160 go to /tmp (RC
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,11 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
+from rcp.app import create_app
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+from tests.conftest import ServerThread
 from tests.e2e.test_coordinator import sign_in
 from tests.imaging.test_case_panel import ImagingCase, new_imaging_case
 
@@ -256,3 +260,30 @@ async def test_errors_are_shown_and_the_page_keeps_working(new_page: Any, live_s
     await error.locator("[data-action='retry']").click()
     await expect(error).to_be_hidden()
     await expect(page.locator("[data-studies-body] tr[data-study-uid]")).to_have_count(2)
+
+
+@pytest.fixture(scope="module")
+def small_upload_server(settings: Settings, db: Database) -> Iterator[ServerThread]:
+    """The same app and data with a 64 KiB upload limit, to meet a real 413 (the shared server allows 512 MB)."""
+    server = ServerThread(create_app(dataclasses.replace(settings, max_upload_bytes=64 * 1024)))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def test_an_upload_over_the_limit_is_refused_clearly(new_page: Any, small_upload_server: ServerThread,
+                                                           imaging_case: ImagingCase) -> None:
+    page: Page = await new_page(viewport=(1280, 720))
+    await open_case(page, small_upload_server.url, imaging_case)
+    big = to_part10(ct_series(imaging_case.patient, slices=1, rows=256, columns=256)[0])  # 128 KiB of pixels
+    await page.set_input_files("[data-import-files]", [{"name": "grand.dcm", "mimeType": "application/dicom",
+                                                        "buffer": big}])
+    await page.click("[data-case-imaging] [data-action='import']")
+    error = page.locator("[data-import-error]")
+    await expect(error).to_be_visible()
+    await expect(error).to_have_attribute("data-status", "413")
+    await expect(error).to_contain_text("Too large")
+    await expect(page.locator("[data-import-results]")).to_be_hidden()
+    await expect(page.locator("[data-case-imaging] [data-action='import']")).to_be_enabled()
