@@ -527,7 +527,7 @@ async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: i
 
 
 def _case_form(case: schemas.CaseOut) -> dict[str, str]:
-    return {
+    return {"new_item": "",
         "referring_physician": case.referring_physician, "question": case.question,
         "clinical_summary": case.clinical_summary, "staging": case.staging,
         "performance_status": "" if case.performance_status is None else str(case.performance_status),
@@ -543,20 +543,35 @@ async def case_page(request: Request) -> Response:
                                          "notice": _notice(request)})
 
 
+def checklist_input(form: FormData) -> dict[str, bool]:
+    """The case page's extra readiness items: each listed item ticked or not, plus a new one (not done yet)."""
+    ticked = {str(v) for v in form.getlist("checklist")}
+    items = {str(key)[:200]: str(key) in ticked for key in form.getlist("checklist_key") if str(key).strip()}
+    new_item = _text(form, "new_item", 200)
+    if new_item and new_item not in items:
+        items[new_item] = False
+    return items
+
+
 async def case_save(request: Request) -> Response:
     user = current_user(request)
     case_id = path_int(request, "case_id")
     raw = await request.form()
-    form = {name: _text(raw, name) for name in _CASE_FIELDS}
+    form = {name: _text(raw, name) for name in (*_CASE_FIELDS, "new_item")}
+    data: dict[str, Any] = {name: form[name] for name in _CASE_FIELDS}
+    data["performance_status"] = form["performance_status"] or None
+    if "checklist_form" in raw:
+        data["checklist"] = checklist_input(raw)
     async with _db(request).session() as s:
         errors: dict[str, str] = {}
         message = ""
         status = 422
         try:
-            patch = schemas.CasePatch.model_validate({**form, "performance_status": form["performance_status"] or None})
+            patch = schemas.CasePatch.model_validate(data)
             await service.update_case(s, user, case_id, patch, request=request)
         except ValidationError as exc:
-            errors, message = field_errors(exc), banner(Invalid(""))
+            errors = field_errors(exc, lambda loc: "new_item" if loc and loc[0] == "checklist" else str(loc[0]))
+            message = banner(Invalid(""))
         except (Invalid, Conflict) as exc:
             await s.rollback()
             errors, message, status = service_errors(exc), banner(exc), exc.status

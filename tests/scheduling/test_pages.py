@@ -262,6 +262,18 @@ async def test_case_page_edit_and_errors(login: Login) -> None:
     assert saved.status_code == 303
     case = (await coordinator.get(f"/api/cases/{case_id}")).json()
     assert case["question"] == "Nouvelle question" and case["performance_status"] == 2
+    # Extra readiness items: added unticked, then ticked; the agenda's readiness column lists them.
+    base = {"question": "Nouvelle question", "checklist_form": "1"}
+    added = await form_post(coordinator, f"/cases/{case_id}", {**base, "new_item": "Compte rendu anapath"})
+    assert added.status_code == 303
+    assert (await coordinator.get(f"/api/cases/{case_id}")).json()["checklist"] == {"Compte rendu anapath": False}
+    ticked = await coordinator.http.post(f"/cases/{case_id}", data={
+        **base, "csrf_token": coordinator.csrf, "checklist_key": "Compte rendu anapath",
+        "checklist": "Compte rendu anapath"})
+    assert ticked.status_code == 303
+    assert (await coordinator.get(f"/api/cases/{case_id}")).json()["checklist"] == {"Compte rendu anapath": True}
+    too_long = await form_post(coordinator, f"/cases/{case_id}", {**base, "new_item": "x" * 41})
+    assert too_long.status_code == 422 and field_error(too_long.text, "new_item")
 
 
 async def test_meeting_status_actions(login: Login) -> None:
