@@ -281,3 +281,29 @@ async def test_room_page_renders_for_an_invited_participant(
         assert refused.status_code == 404
         js = await http.get("/static/js/room.js")
         assert js.status_code == 200
+
+
+async def test_server_restart_loses_nothing_but_the_pointer(
+    settings: Settings, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+) -> None:
+    first = NodeThread(room_app(settings)).start()
+    try:
+        chair = await _open(opened, first.url, cookies["secretariat"], meeting_id)
+        await chair.send({"type": "floor.take"})
+        await chair.send({"type": "view", "slice": 77, "layout": "1x2"})
+        await chair.wait_for(lambda c: any(e["view"]["slice"] == 77 for e in c.of("view.changed")))
+        before = chair.seq
+    finally:
+        first.close()
+    second = NodeThread(room_app(settings)).start()
+    try:
+        late = await _open(opened, second.url, cookies["dr.oncologue"], meeting_id)
+        await late.wait_for(lambda c: c.snapshot is not None)
+        assert late.snapshot["seq"] >= before
+        assert late.snapshot["view"]["slice"] == 77 and late.snapshot["view"]["layout"] == "1x2"
+        # The chair comes back where it was: only the events it missed, no snapshot.
+        back = await _open(opened, second.url, cookies["secretariat"], meeting_id, last_seq=before)
+        await back.wait_for(lambda c: any(f["type"] == "resumed" for f in c.frames))
+        assert back.snapshot is None
+    finally:
+        second.close()
