@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import FilePayload, Page, expect
 
 from rcp.app import create_app
 from rcp.config import Settings
@@ -245,8 +245,8 @@ async def test_errors_are_shown_and_the_page_keeps_working(new_page: Any, live_s
     await expect(error).to_contain_text("PACS unreachable, retrying.")
     await expect(error.locator("[data-action='retry']")).to_be_visible()
 
-    await page.set_input_files("[data-import-files]", [{"name": "big.zip", "mimeType": "application/zip",
-                                                        "buffer": b"PK" + b"\0" * 64}])
+    zipped: FilePayload = {"name": "big.zip", "mimeType": "application/zip", "buffer": b"PK" + b"\0" * 64}
+    await page.set_input_files("[data-import-files]", [zipped])
     await page.click("[data-case-imaging] [data-action='import']")
     too_large = page.locator("[data-import-error]")
     await expect(too_large).to_be_visible()
@@ -278,8 +278,8 @@ async def test_an_upload_over_the_limit_is_refused_clearly(new_page: Any, small_
     page: Page = await new_page(viewport=(1280, 720))
     await open_case(page, small_upload_server.url, imaging_case)
     big = to_part10(ct_series(imaging_case.patient, slices=1, rows=256, columns=256)[0])  # 128 KiB of pixels
-    await page.set_input_files("[data-import-files]", [{"name": "grand.dcm", "mimeType": "application/dicom",
-                                                        "buffer": big}])
+    payload: FilePayload = {"name": "grand.dcm", "mimeType": "application/dicom", "buffer": big}
+    await page.set_input_files("[data-import-files]", [payload])
     await page.click("[data-case-imaging] [data-action='import']")
     error = page.locator("[data-import-error]")
     await expect(error).to_be_visible()
