@@ -126,6 +126,10 @@ async def test_coordinator_attaches_and_reads_a_ct(new_page: Any, live_server: A
     below = index_at(descriptor, 0.2)  # abdomen: soft tissue where the lung will be
     await page.evaluate(f"caseViewer.scrollTo({below}, 0)")
     assert 90 <= await grey(page, 0, *lung) <= 170  # soft tissue / muscle, mid-grey at C40 W400
+    # The viewer has the keyboard focus once a series is opened from the list: an arrow key moves one slice.
+    await page.keyboard.press("ArrowDown")
+    moved = (await page.evaluate("caseViewer.getState()"))["viewports"][0]["index"]
+    assert abs(moved - below) == 1
     await page.evaluate(f"caseViewer.scrollTo({k}, 0)")
     state = await page.evaluate("caseViewer.getState()")
     assert state["viewports"][0]["index"] == k

@@ -481,6 +481,9 @@ export class CaseImaging {
     const i = viewport ?? this.viewer.getState().active ?? 0;
     const url = `${seriesMetaUrl(studyUid, seriesUid)}?case_id=${this.caseId}`;
     this.root.querySelector('.ci-viewer-wrap')?.scrollIntoView({block: 'nearest'});
+    // The keys (arrows, presets 1-5) go to the viewer once a series is opened from the list.
+    this.viewer.element.focus({preventScroll: true});
+    this.viewer.setActive(i);
     return this.viewer.loadSeries(i, url);
   }
 
