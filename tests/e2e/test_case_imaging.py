@@ -147,6 +147,8 @@ async def test_coordinator_attaches_and_reads_a_ct(new_page: Any, live_server: A
     # Client coordinates of the same anatomy land on the same canvas pixel (imageToClient is what the room uses).
     client_point = await page.evaluate(f"caseViewer.imageToClient({lung[0]}, {lung[1]}, 0)")
     assert client_point is not None and client_point["x"] > 0 and client_point["y"] > 0
+    # Nothing sticks out sideways at 1280x720 (the panel lives in the page's main column).
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     if SHOTS:
         await page.screenshot(path="/tmp/case-imaging-1280x720.png", full_page=True)
         await page.locator(".ci-viewer").screenshot(path="/tmp/case-imaging-viewer-1280x720.png")
