@@ -17,6 +17,8 @@ three small hooks on objects we were handed, never by patching classes or module
 3. ``RTCRtpSender._send_keyframe`` (called when the remote peer sends PLI or FIR, RFC 4585 section 6.3.1 and
    RFC 5104 section 4.3.1) is replaced on the instance by a callback that forwards the request to the publisher;
    upstream, :meth:`ReceiverTap.request_keyframe` sends a PLI through ``RTCRtpReceiver._send_rtcp_pli``.
+4. A video receiver's ``__jitter_buffer`` is replaced by a smaller one (:data:`VIDEO_JITTER_PACKETS`), so a lost
+   packet that is never retransmitted freezes subscribers for about a second, not several.
 
 aiortc is pinned (pyproject.toml); :func:`contract_problems` lists what an upgrade broke and
 tests/media/test_contract.py fails with that list.
@@ -35,6 +37,7 @@ from typing import Any
 import aiortc
 import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.jitterbuffer import JitterBuffer
 
 __all__ = [
     "AIORTC_VERSION",
@@ -55,6 +58,12 @@ AIORTC_VERSION = "1.16.0"
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+#: Packets a forwarded video may wait for a lost one before giving up and asking for a keyframe. aiortc's 512
+#: (several seconds at 1 Mbit/s) would freeze every subscriber's tile that long when a retransmission is lost;
+#: 128 still holds a 720p keyframe (about 60-100 packets) and gives up after about a second.
+VIDEO_JITTER_PACKETS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +174,9 @@ class ReceiverTap:
         self.frames = 0
         self._queue = _FrameQueue(self._count_and_forward(on_frame))
         setattr(receiver, _DECODER_QUEUE, self._queue)
+        jitter = getattr(receiver, _JITTER_BUFFER, None)
+        if jitter is not None and getattr(jitter, "_is_video", False):
+            setattr(receiver, _JITTER_BUFFER, JitterBuffer(capacity=VIDEO_JITTER_PACKETS, is_video=True))
         self._original_handle: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
         receiver._handle_rtp_packet = self._handle_rtp_packet  # type: ignore[method-assign]
 
@@ -223,10 +235,17 @@ def intercept_keyframe_requests(sender: RTCRtpSender, callback: Callable[[], Non
 def contract_problems() -> list[str]:
     """What the hooks above rely on in aiortc, checked by inspection; empty when everything is as expected."""
     problems: list[str] = []
+    if list(inspect.signature(JitterBuffer.__init__).parameters) != [
+        "self",
+        "capacity",
+        "prefetch",
+        "is_video",
+    ]:
+        problems.append("aiortc.jitterbuffer.JitterBuffer(capacity, prefetch, is_video) changed")
     if aiortc.__version__ != AIORTC_VERSION:
         problems.append(f"aiortc is {aiortc.__version__}, hooks were written for {AIORTC_VERSION}")
     receiver_init = inspect.getsource(RTCRtpReceiver.__init__)
-    for name in ("__decoder_queue", "__decoder_thread", "__rtx_ssrc"):
+    for name in ("__decoder_queue", "__decoder_thread", "__rtx_ssrc", "__jitter_buffer"):
         if f"self.{name}" not in receiver_init:
             problems.append(f"RTCRtpReceiver.__init__ no longer sets self.{name}")
     handle = getattr(RTCRtpReceiver, "_handle_rtp_packet", None)
