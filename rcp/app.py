@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from media.hub import MediaHub
 from rcp import __version__
 from rcp.auth import audit
 from rcp.auth import routes as auth_routes
@@ -33,6 +34,8 @@ from rcp.minutes import routes as minutes_routes
 from rcp.minutes.delivery import epr_on_signed
 from rcp.minutes.writeback import WritebackWorker
 from rcp.openapi import document
+from rcp.room import routes as room_routes
+from rcp.room.live import open_rooms
 from rcp.scheduling import api as scheduling_api
 from rcp.scheduling import pages as scheduling_pages
 from rcp.templating import WEB_DIR, render_error
@@ -77,6 +80,7 @@ def build_routes() -> list[BaseRoute]:
         *epr_routes.routes,
         *imaging_routes.routes,
         *minutes_routes.routes,
+        *room_routes.routes,
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
 
@@ -103,6 +107,11 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
                 WritebackWorker(db, app.state.imaging.archive))
             # A signature writes its EPR deliveries in its own transaction (the outbox pattern).
             app.state.on_signed = [epr_on_signed(configured_receivers(settings))]
+
+            # The media plane (one aiortc peer per participant) and the live rooms that speak through it.
+            app.state.media = MediaHub.from_settings(settings)
+            stack.push_async_callback(app.state.media.close)
+            app.state.rooms = await stack.enter_async_context(open_rooms(settings, db, media=app.state.media))
 
             if settings.embedded_worker:
                 worker = build_worker(settings, db)

@@ -11,8 +11,12 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rcp.config import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from rcp.db import Database
 
 __all__ = ["main"]
 
@@ -32,7 +36,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     app = create_app(settings)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=True,
-                            ws_max_size=1 << 20, timeout_graceful_shutdown=10)
+                            ws_max_size=1 << 20, timeout_graceful_shutdown=10,
+                            # Room frames are small and fanned out to every follower: compressing each copy
+                            # costs more CPU than it saves bytes (measured in bench/sync.py).
+                            ws_per_message_deflate=False)
     uvicorn.Server(config).run()
     return 0
 
@@ -65,7 +72,7 @@ async def _demo(settings: Settings) -> None:
         print(f"  {user.username:<20} {user.role:<12} {user.specialty or '-':<20} {user.hospital}")
 
 
-async def _demo_imaging(settings: Settings, db: object) -> None:
+async def _demo_imaging(settings: Settings, db: Database) -> None:
     """Synthetic studies for the demo patients, when the imaging package offers them."""
     try:
         from rcp.imaging.demo import load_demo_imaging

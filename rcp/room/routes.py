@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from rcp.openapi import ApiRoute
 from rcp.room.log import meeting_attendance
 from rcp.room.socket import room_socket
 
@@ -102,8 +103,8 @@ async def attendance(request: Request) -> Response:
 
 routes: list[BaseRoute] = [
     Route("/meetings/{meeting_id:int}/room", room_page, methods=["GET"], name="meeting_room"),
-    Route(
-        "/api/meetings/{meeting_id:int}/attendance", attendance, methods=["GET"], name="meeting_attendance"
-    ),
+    ApiRoute("/api/meetings/{meeting_id:int}/attendance", attendance, method="GET", name="meeting_attendance",
+             tag="room", summary="Join and leave times per participant, for the minutes",
+             media_type="application/json"),
     WebSocketRoute("/ws/meetings/{meeting_id:int}", room_socket, name="meeting_room_socket"),
 ]
