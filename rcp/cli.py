@@ -212,7 +212,7 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="bring the database schema up to date")
-    mig.add_argument("--revision", default="heads")
+    mig.add_argument("--revision", default="head")
     mig.add_argument("--down", metavar="REVISION", help="downgrade to REVISION instead (e.g. base)")
     mig.set_defaults(func=cmd_migrate)
 

@@ -116,7 +116,7 @@ def _alembic_config(url: str) -> Any:
     return config
 
 
-def migrate(url: str, revision: str = "heads") -> None:
+def migrate(url: str, revision: str = "head") -> None:
     """Upgrade the database to ``revision`` (blocking: call from the CLI or a thread)."""
     from alembic import command
 
@@ -133,5 +133,5 @@ def downgrade(url: str, revision: str = "base") -> None:
     command.downgrade(_alembic_config(url), revision)
 
 
-async def migrate_async(url: str, revision: str = "heads") -> None:
+async def migrate_async(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(migrate, url, revision)

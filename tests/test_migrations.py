@@ -39,3 +39,18 @@ def test_sqlite_up_down_up(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_up_down_up(postgres_url: str) -> None:
     roundtrip(postgres_url)
+
+
+def test_one_linear_chain_of_revisions() -> None:
+    """Two heads would make `rcp migrate` ambiguous; each revision must build on the previous one."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from rcp.db import ALEMBIC_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    script = ScriptDirectory.from_config(config)
+    assert len(script.get_heads()) == 1
+    chain = list(script.walk_revisions())
+    assert [r.revision for r in reversed(chain)][0] == "0001_foundation"

@@ -1,7 +1,7 @@
 """Room: the event log of live meetings (presence, floor, cases, shared view, marks).
 
 Revision ID: 0003_room
-Revises: 0001_foundation
+Revises: 0002_imaging
 Create Date: 2026-11-23
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_room"
-down_revision = "0001_foundation"
+down_revision = "0002_imaging"
 branch_labels = None
 depends_on = None
 

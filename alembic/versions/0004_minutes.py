@@ -1,7 +1,7 @@
 """Minutes: decision drafts, signed decision versions (immutable), DICOM write-back jobs.
 
 Revision ID: 0004_minutes
-Revises: 0001_foundation
+Revises: 0003_room
 Create Date: 2026-11-23
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_minutes"
-down_revision = "0001_foundation"
+down_revision = "0003_room"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """EPR outbox: deliveries (one per receiver and document version) and delivery attempts.
 
 Revision ID: 0005_epr
-Revises: 0001_foundation
+Revises: 0004_minutes
 Create Date: 2026-11-23
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_epr"
-down_revision = "0001_foundation"
+down_revision = "0004_minutes"
 branch_labels = None
 depends_on = None
 
