@@ -70,6 +70,24 @@ async def _audit_activity(db: Database, what: str) -> None:
         await audit.record(s, event="application_activity", action="E", what=what, source="localhost")
 
 
+#: Every few minutes, the agendas of meetings starting soon are pulled from the PACS into the frame cache, so
+#: that nobody waits on the PACS during the meeting (DESIGN §5).
+AGENDA_PREFETCH_EVERY_S = 300.0
+
+
+async def _prefetch_agendas(imaging: ImagingService, db: Database, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await imaging.prefetch_upcoming_meetings(db)
+            await imaging.trim_cache()
+        except Exception:  # the PACS may be down: the next round tries again, the app keeps serving
+            logger.exception("agenda prefetch round failed; retrying in %.0f s", AGENDA_PREFETCH_EVERY_S)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=AGENDA_PREFETCH_EVERY_S)
+        except TimeoutError:
+            pass
+
+
 def build_routes() -> list[BaseRoute]:
     return [
         Route("/health", health, methods=["GET"]),
@@ -97,6 +115,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
                 stack.push_async_callback(db.close)
             app.state.settings = settings
             app.state.db = db
+            app.state.auth_backend = auth_backend
             logger.info("RCP service %s starting on %s", __version__, settings.node_id)
             await _audit_activity(db, f"application start ({settings.node_id})")
             stack.push_async_callback(_audit_activity, db, f"application stop ({settings.node_id})")
@@ -113,21 +132,25 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             stack.push_async_callback(app.state.media.close)
             app.state.rooms = await stack.enter_async_context(open_rooms(settings, db, media=app.state.media))
 
-            if settings.embedded_worker:
-                worker = build_worker(settings, db)
+            worker = build_worker(settings, db) if settings.embedded_worker else None
+            if worker is not None:
                 app.state.epr_worker = worker
                 stack.push_async_callback(worker.close)
-                tasks = await stack.enter_async_context(asyncio.TaskGroup())
-                stop = asyncio.Event()
-                stack.callback(stop.set)
+            # Background work: the task group waits for its tasks, which end once ``stop`` is set on exit.
+            tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            stop = asyncio.Event()
+            stack.callback(stop.set)
+            if worker is not None:
                 tasks.create_task(worker.run(stop), name="epr-worker")
+            tasks.create_task(_prefetch_agendas(app.state.imaging, db, stop), name="agenda-prefetch")
             yield
         logger.info("RCP service stopped")
 
+    auth_backend = SessionBackend(settings)
     middleware = [
         Middleware(SecurityHeadersMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes),
-        Middleware(AuthenticationMiddleware, backend=SessionBackend(settings)),
+        Middleware(AuthenticationMiddleware, backend=auth_backend),
         Middleware(LocaleMiddleware, default=settings.default_locale),
         Middleware(CsrfMiddleware),
     ]

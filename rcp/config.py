@@ -73,6 +73,8 @@ class Settings:
     #: Sessions end after this much inactivity, and in any case after ``session_absolute_s``.
     session_idle_s: int = 30 * 60
     session_absolute_s: int = 12 * 3600
+    #: How long a node trusts a checked session without asking the database again (0 = always ask).
+    session_cache_s: float = 5.0
     #: Failed logins before an account is locked, and for how long.
     lockout_attempts: int = 5
     lockout_s: int = 15 * 60
@@ -130,6 +132,7 @@ class Settings:
             "default_locale": get("DEFAULT_LOCALE", "fr"),
             "session_idle_s": _int(get("SESSION_IDLE_S", "1800"), "RCP_SESSION_IDLE_S", minimum=60),
             "session_absolute_s": _int(get("SESSION_ABSOLUTE_S", "43200"), "RCP_SESSION_ABSOLUTE_S", minimum=60),
+            "session_cache_s": float(_int(get("SESSION_CACHE_S", "5"), "RCP_SESSION_CACHE_S")),
             "lockout_attempts": _int(get("LOCKOUT_ATTEMPTS", "5"), "RCP_LOCKOUT_ATTEMPTS", minimum=1),
             "lockout_s": _int(get("LOCKOUT_S", "900"), "RCP_LOCKOUT_S", minimum=1),
             "max_body_bytes": _int(get("MAX_BODY_BYTES", str(1024 * 1024)), "RCP_MAX_BODY_BYTES", minimum=1024),

@@ -47,8 +47,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def settings(data_dir: Path) -> Settings:
     """Settings for the shared test app: SQLite in a temporary data folder, migrated with alembic."""
+    # No session cache: tests that end a session in the database expect the next request to be refused.
     return Settings(env="test", data_dir=data_dir, secret_key=secrets.token_urlsafe(48), lockout_attempts=3,
-                    default_locale="en")
+                    default_locale="en", session_cache_s=0)
 
 
 @pytest.fixture(scope="session")

@@ -130,8 +130,17 @@ async def login_submit(request: Request) -> Response:
     return response
 
 
+def _forget_session(request: Request) -> None:
+    """This node stops trusting the cookie at once (the authentication backend caches sessions briefly)."""
+    cookie = request.cookies.get(COOKIE_NAME)
+    backend = getattr(request.app.state, "auth_backend", None)
+    if cookie and backend is not None:
+        backend.forget("cookie:" + cookie)
+
+
 async def logout(request: Request) -> Response:
     user: Any = request.scope.get("user")
+    _forget_session(request)
     if getattr(user, "is_authenticated", False) and user.session_id:
         async with request.app.state.db.session() as s:
             await end_session(s, user.session_id)
@@ -182,6 +191,7 @@ async def session_login(request: Request) -> Response:
 
 async def session_logout(request: Request) -> Response:
     user = current_user(request)
+    _forget_session(request)
     if user.session_id:
         async with request.app.state.db.session() as s:
             await end_session(s, user.session_id)

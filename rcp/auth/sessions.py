@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -179,16 +180,55 @@ class SessionBackend(AuthenticationBackend):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.signer = cookie_signer(settings)
+        self._recent: dict[str, tuple[float, CurrentUser]] = {}
+
+    def forget(self, key: str) -> None:
+        """Drop a cached session (after logout) so that it is refused from the next request on."""
+        self._recent.pop(key, None)
+
+    def _cached(self, key: str) -> CurrentUser | None:
+        """A session or token checked less than ``settings.session_cache_s`` ago.
+
+        The viewer fetches hundreds of frames a second; two queries per frame would cap it far below the PACS.
+        A session ended on this node (logout) is forgotten at once; one ended on another node dies within the
+        cache delay.
+        """
+        hit = self._recent.get(key)
+        if hit is None:
+            return None
+        if time.monotonic() - hit[0] > self.settings.session_cache_s:
+            del self._recent[key]
+            return None
+        return hit[1]
+
+    def _remember(self, key: str, user: CurrentUser) -> None:
+        if len(self._recent) > 10_000:  # bounded: stale entries are swept when it grows
+            now = time.monotonic()
+            self._recent = {k: v for k, v in self._recent.items() if now - v[0] <= self.settings.session_cache_s}
+        self._recent[key] = (time.monotonic(), user)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         db: Database = conn.app.state.db
         header = conn.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            return await self._from_token(db, header[7:].strip())
-        cookie = conn.cookies.get(COOKIE_NAME)
-        if cookie:
-            return await self._from_cookie(db, cookie)
-        return None
+            key = "token:" + token_digest(header[7:].strip())
+            lookup = self._from_token(db, header[7:].strip())
+        elif cookie := conn.cookies.get(COOKIE_NAME):
+            key = "cookie:" + cookie
+            lookup = self._from_cookie(db, cookie)
+        else:
+            return None
+        cached = self._cached(key)
+        if cached is not None:
+            lookup.close()
+            return AuthCredentials(["authenticated"]), cached
+        found = await lookup
+        if found is None:
+            return None
+        assert isinstance(found[1], CurrentUser)
+        if self.settings.session_cache_s > 0:
+            self._remember(key, found[1])
+        return found
 
     async def _from_token(self, db: Database, token: str) -> tuple[AuthCredentials, BaseUser] | None:
         async with db.session() as session:

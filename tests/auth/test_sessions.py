@@ -185,3 +185,24 @@ async def test_application_start_is_audited(live_server: ServerThread, db: Datab
     async with db.session() as s:
         events = (await s.exec(select(AuditEvent).where(AuditEvent.event_code == "110100"))).all()
     assert any(e.what.startswith("application start") for e in events)
+
+
+async def test_cached_session_is_forgotten_at_logout(settings, db: Database) -> None:  # type: ignore[no-untyped-def]
+    """With the session cache on (production default), logout still ends the session at once on this node."""
+    from dataclasses import replace
+
+    from rcp.app import create_app
+
+    server = ServerThread(create_app(replace(settings, session_cache_s=60)))
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            me = await http.post("/api/session", json={"username": "dr.chirurgien", "password": DEMO_PASSWORD})
+            cookie = http.cookies["rcp_session"]
+            assert (await http.get("/api/session")).status_code == 200  # now cached
+            out = await http.delete("/api/session", headers={"X-CSRF-Token": me.json()["csrf_token"]})
+            assert out.status_code == 204
+        async with httpx.AsyncClient(base_url=server.url, cookies={"rcp_session": cookie}) as replay:
+            assert (await replay.get("/api/session")).status_code == 401
+    finally:
+        server.close()
