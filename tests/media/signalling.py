@@ -121,6 +121,8 @@ async def serve_signalling(meeting: str = "browser") -> AsyncIterator[Signalling
                         on_media=lambda event: outbox.put_nowait(json.dumps(event)),
                     )
                     outbox.put_nowait(json.dumps({"type": "rtc.answer", "sdp": answer}))
+                    # A late joiner learns who speaks now (the room page puts it in its snapshot).
+                    outbox.put_nowait(json.dumps({"type": "speaker", "participant": room.speaker}))
                 elif message["type"] == "rtc.ice":
                     await room.add_ice_candidate(me, message.get("candidate"))
                 elif message["type"] == "media.pause":

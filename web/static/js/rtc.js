@@ -123,6 +123,7 @@ export class MediaSession extends EventTarget {
     this.localStream = new MediaStream();
     this.deviceError = null;
     this.tiles = new Map();
+    this.speaker = null;
     this.pc = null;
     this.channels = {};
     this._slotMap = [];
@@ -285,6 +286,7 @@ export class MediaSession extends EventTarget {
 
   /** Mark the active speaker (the room announces it); the page enlarges the `rtc-speaking` tile. */
   setSpeaker(participant) {
+    this.speaker = participant || null;
     for (const [id, tile] of this.tiles) tile.flag('rtc-speaking', id === participant);
   }
 
@@ -450,6 +452,7 @@ export class MediaSession extends EventTarget {
     if (!tile) {
       tile = new Tile(participant, this.names.get(participant));
       tile.flag('rtc-reconnecting', this.state === 'reconnecting');
+      tile.flag('rtc-speaking', participant === this.speaker);
       this.tiles.set(participant, tile);
       this._emit('tile', {participant, element: tile.element});
     }
