@@ -125,7 +125,7 @@ class RoomMedia:
             old = self._members.pop(participant_id, None)
             if old is not None:
                 logger.info("room %s: %s reconnects with a fresh peer", self.meeting_id, participant_id)
-                await self._release_peer(old)
+                await self._release_peer(old, notify=False)
             member_slots: list[SlotTrack] = []
             published: set[str] = set()
 
@@ -253,11 +253,11 @@ class RoomMedia:
         if publication is not None:
             publication.close()
 
-    async def _release_peer(self, member: _Member) -> None:
+    async def _release_peer(self, member: _Member, *, notify: bool = True) -> None:
         for slot in member.slots:
             slot.end()
         member.slots.clear()
-        await member.peer.close()
+        await member.peer.close(notify=notify)
 
     def _assign(self) -> None:
         """Point every subscriber's slots at the other participants' publications, keeping stable assignments."""

@@ -163,19 +163,25 @@ class Peer:
             return False
         return True
 
-    async def close(self) -> None:
-        """Close the connection and forget callbacks. Safe to call twice."""
+    async def close(self, *, notify: bool = True) -> None:
+        """Close the connection and forget callbacks. Safe to call twice.
+
+        ``notify=False`` when a fresh peer replaces this one: the owner must not hear "closed" for a participant
+        who is still there.
+        """
         if self._closed:
             return
         self._closed = True
         self._on_message = None
+        if not notify:
+            self._on_state = None
         pc, self._pc = self._pc, None
         self._channels.clear()
         if pc is not None:
             await pc.close()
         self.state = "closed"
         on_state, self._on_state = self._on_state, None
-        if on_state is not None:
+        if on_state is not None and notify:
             on_state("closed")
 
     def _accept_channel(self, channel: RTCDataChannel) -> None:

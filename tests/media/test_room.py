@@ -140,7 +140,8 @@ async def test_reconnect_with_a_fresh_peer_keeps_everyones_slot(
     alice = SyntheticParticipant("alice", slots=1, audio=False)
     bob = SyntheticParticipant("bob", slots=1, audio=False)
     clients += [alice, bob]
-    await join(room, alice)
+    old_states: list[str] = []
+    await join(room, alice, on_state=old_states.append)
     await join(room, bob)
     await until(lambda: video_from(bob, "alice") > 5, "bob receives alice")
     events_before = len(bob.media_events)
@@ -148,6 +149,7 @@ async def test_reconnect_with_a_fresh_peer_keeps_everyones_slot(
     alice_again = SyntheticParticipant("alice", slots=1, audio=False)
     clients.append(alice_again)
     await join(room, alice_again)
+    assert "closed" not in old_states, "the replaced peer must not report alice as gone"
     await alice.close()  # the old path is gone
     record = bob.showing("alice")
     assert record is not None
