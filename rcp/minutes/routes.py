@@ -28,7 +28,7 @@ from rcp.clock import as_utc
 from rcp.errors import Conflict, Forbidden, Invalid, NotFound
 from rcp.http import current_user, path_int, read_json
 from rcp.minutes import render, store
-from rcp.minutes.fiche import Fiche
+from rcp.minutes.fiche import AttendeeRecord, Fiche
 from rcp.minutes.models import WritebackJob
 from rcp.minutes.versions import FieldConflict, SignedVersion, thaw
 from rcp.openapi import ApiRoute
@@ -86,15 +86,18 @@ async def _check_password(session: AsyncSession, request: Request, user: Any, pa
         raise Forbidden("The password does not match: re-enter your own password to sign.")
 
 
-async def _state(session: AsyncSession, case_id: int) -> dict[str, Any]:
-    """The decision as the form needs it: draft with versions, quorum, gaps before signing, versions, write-back."""
+async def _state(session: AsyncSession, case_id: int,
+                 attendees: tuple[AttendeeRecord, ...] | None = None) -> dict[str, Any]:
+    """The decision as the form needs it: draft with versions, quorum, gaps before signing, versions, write-back.
+
+    ``attendees`` (the room's, see :func:`_room_attendees`) makes the quorum shown the one a signature checks."""
     context = await store.load_context(session, case_id)
     draft = await store.load_draft(session, case_id)
     versions = await store.list_versions(session, case_id)
     out: dict[str, Any] = {"case_id": case_id, "meeting_id": context.meeting.id, "draft": draft.as_json(),
                            "versions": [_version_json(v) for v in versions], "writebacks": [], "missing": {}}
     try:
-        fiche = store.build_fiche(context, draft)
+        fiche = store.build_fiche(context, draft, attendees)
     except Invalid as exc:
         out["missing"] = exc.fields
         fiche = None
@@ -121,7 +124,7 @@ async def decision(request: Request) -> Response:
     case_id = path_int(request, "case_id")
     async with request.app.state.db.session() as s:
         case = await case_for_user(s, user, case_id)
-        state = await _state(s, case_id)
+        state = await _state(s, case_id, await _room_attendees(request, s, case_id))
         await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
                            meeting_id=case.meeting_id, what=f"decision of case {case_id}")
     return JSONResponse(state)
@@ -147,7 +150,7 @@ async def save_field(request: Request) -> Response:
         await audit.record(s, event="patient_record", action="U", request=request, patient_id=case.patient_id,
                            meeting_id=case.meeting_id, what=f"decision of case {case_id}: field {name}")
         revision = (await store.load_draft(s, case_id)).revision
-    for hook in list(store.on_field_saved):
+    for hook in _field_hooks(request):
         try:
             await hook(case.meeting_id, case_id, name, saved)
         except Exception:
@@ -165,6 +168,7 @@ async def sign(request: Request) -> Response:
     # A failed password check must stay in the audit trail: it was committed above, the signature is separate.
     async with request.app.state.db.session() as s:
         stored = await store.sign(s, case_id=case_id, signer_id=user.id, seen_revision=body.seen_revision,
+                                  attendees=await _room_attendees(request, s, case_id),
                                   hooks=_signed_hooks(request))
         await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
                            meeting_id=case.meeting_id, what=f"decision of case {case_id} signed, version 1")
@@ -187,6 +191,27 @@ async def amend(request: Request) -> Response:
                            what=f"decision of case {case_id} corrected, version {stored.version.number}")
     _wake(request)
     return JSONResponse(_version_json(stored), status_code=201)
+
+
+def _field_hooks(request: Request) -> list[store.FieldHook]:
+    """After a draft field commits: the module-wide hooks, then this app's (its room broadcaster), per app so that
+    two apps in one process (tests) do not broadcast into each other's rooms."""
+    return [*store.on_field_saved, *getattr(request.app.state, "on_field_saved", ())]
+
+
+async def _room_attendees(request: Request, session: AsyncSession,
+                          case_id: int) -> tuple[AttendeeRecord, ...] | None:
+    """Attendance from the meeting's room when the app has one (``app.state.room_attendees``: meeting id -> user
+    ids present, see rcp.room.decisions): the invited who joined *and are present now*. None keeps the store's
+    default (everyone who joined), e.g. a meeting held without the live room."""
+    lookup = getattr(request.app.state, "room_attendees", None)
+    if lookup is None:
+        return None
+    context = await store.load_context(session, case_id)
+    present = await lookup(context.meeting.id)
+    if present is None:
+        return None
+    return tuple(a for a in context.attendees() if a.user_id in present)
 
 
 def _signed_hooks(request: Request) -> list[store.SignedHook]:

@@ -24,6 +24,7 @@ __all__ = [
     "Join",
     "Leave",
     "NextCase",
+    "NoteDecisionField",
     "ReleaseFloor",
     "RemoveMark",
     "RequestFloor",
@@ -61,6 +62,15 @@ class Leave(Command):
 @dataclass(frozen=True)
 class Tick(Command):
     """Time passes: the floor returns to the coordinator when the presenter has been gone too long."""
+
+
+@dataclass(frozen=True)
+class NoteDecisionField(Command):
+    """Issued by the server (never parsed from a participant): a decision field was saved, tell everyone."""
+
+    case_id: int
+    field: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,8 @@ class AddMark(Command):
     frame: int = 1
     points: tuple[tuple[float, float], ...] = ()
     label: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -246,6 +258,8 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
             frame=frame,
             points=tuple(_point(p, "points") for p in points),
             label=label,
+            study_uid=_uid(msg.get("study_uid", ""), "study_uid"),
+            series_uid=_uid(msg.get("series_uid", ""), "series_uid"),
         )
     if kind == "mark.remove":
         return RemoveMark(_int(msg, "mark_id", minimum=1))

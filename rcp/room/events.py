@@ -27,6 +27,7 @@ __all__ = [
     "EVENT_TYPES",
     "LAYOUTS",
     "CaseChanged",
+    "DecisionFieldSaved",
     "Event",
     "FloorGranted",
     "FloorRequestWithdrawn",
@@ -107,6 +108,10 @@ class Mark:
     label: str = ""
     author: int = 0
     case_id: int | None = None
+    #: The study and series of the marked instance, for the Key Object Selection written on signature
+    #: (PS3.3 C.17.2.1 Current Requested Procedure Evidence Sequence needs them); "" in marks logged before.
+    study_uid: str = ""
+    series_uid: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +221,22 @@ class MarkRemoved(Event):
     mark_id: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class DecisionFieldSaved(Event):
+    """A field of a case's decision draft was saved (rcp.minutes): participants fetch it again.
+
+    Deliberately without the text: the room's log (``room_events``) and the Redis bus must not become a second,
+    unaudited copy of the medical record. Each page reads the value through GET /api/cases/{id}/decision, which
+    checks access and writes the read to the audit trail.
+    """
+
+    name: ClassVar[str] = "decision.field"
+    case_id: int
+    field: str
+    version: int
+    editor_id: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -230,6 +251,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ViewChanged,
         MarkAdded,
         MarkRemoved,
+        DecisionFieldSaved,
     )
 }
 

@@ -58,6 +58,8 @@ __all__ = ["LiveRoom", "Rooms", "load_agenda", "open_rooms"]
 logger = logging.getLogger(__name__)
 
 AgendaLoader = Callable[[int], Awaitable[tuple[AgendaItem, ...]]]
+#: Called after a command's events are persisted and fanned out, on the node that decided them.
+EventHook = Callable[["LiveRoom", list[Event]], Awaitable[None]]
 MAX_DECIDE_ATTEMPTS = 40
 
 
@@ -75,8 +77,10 @@ class LiveRoom:
         media: MediaRoom | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        on_events: list[EventHook] | None = None,
     ) -> None:
         self.meeting_id = meeting_id
+        self.on_events: list[EventHook] = on_events if on_events is not None else []
         self.log = log
         self.bus = bus
         self.channel = channel
@@ -127,7 +131,20 @@ class LiveRoom:
     async def execute(
         self, command: c.Command, *, actor: int, origin: Connection | None = None
     ) -> list[Event]:
-        """Decide, number, persist, apply, fan out and publish. Raises the command's RcpError if refused."""
+        """Decide, number, persist, apply, fan out and publish. Raises the command's RcpError if refused.
+
+        Then, outside the room's lock (a hook may itself execute a command), the ``on_events`` hooks see the
+        events this node decided: exactly one node runs them for each event.
+        """
+        events = await self._execute(command, actor=actor)
+        for hook in list(self.on_events):
+            try:
+                await hook(self, events)
+            except Exception:
+                logger.exception("room %s: an event hook failed", self.meeting_id)
+        return events
+
+    async def _execute(self, command: c.Command, *, actor: int) -> list[Event]:
         attempt = 0
         async with self._lock:
             while attempt < MAX_DECIDE_ATTEMPTS:
@@ -372,6 +389,8 @@ class Rooms:
         #: media/hub.py's MediaHub (``room(str(meeting_id))`` gives a RoomMedia), or None: WebSocket only.
         self.media = media
         self._agenda = agenda
+        #: Shared by every room of this process (e.g. key-image marks written into the decision draft).
+        self.on_events: list[EventHook] = []
         self._rooms: dict[int, LiveRoom] = {}
         self._users: dict[int, int] = {}
         self._lock = asyncio.Lock()
@@ -390,6 +409,7 @@ class Rooms:
                     agenda=agenda,
                     config=self.config,
                     media=self.media.room(str(meeting_id)) if self.media is not None else None,
+                    on_events=self.on_events,
                 )
                 await room.open()
                 self._rooms[meeting_id] = room

@@ -27,6 +27,7 @@ from rcp.errors import Conflict, Forbidden, NotFound
 from rcp.room import commands as c
 from rcp.room.events import (
     CaseChanged,
+    DecisionFieldSaved,
     Event,
     FloorGranted,
     FloorRequested,
@@ -227,6 +228,19 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
                 at=now, actor=actor, user_id=actor, connection=command.connection, reason=command.reason
             )
         ]
+    if isinstance(command, c.NoteDecisionField):
+        # Server-issued after the minutes committed the save: the editor may have written from the case page,
+        # without being in the room, so presence is not required.
+        return [
+            DecisionFieldSaved(
+                at=now,
+                actor=actor,
+                case_id=command.case_id,
+                field=command.field,
+                version=command.version,
+                editor_id=actor,
+            )
+        ]
     if isinstance(command, c.Tick):
         gone = state.presenter_gone_at
         if state.presenter is None or gone is None or now - gone < timedelta(seconds=state.floor_grace_s):
@@ -325,6 +339,9 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
             label=command.label,
             author=actor,
             case_id=state.case_id,
+            # The client names the marked image's study and series; the shared view is the fallback.
+            study_uid=command.study_uid or state.view.study_uid,
+            series_uid=command.series_uid or (state.view.series_uid if not command.study_uid else ""),
         )
         return [MarkAdded(at=now, actor=actor, mark=mark)]
     if isinstance(command, c.RemoveMark):

@@ -16,6 +16,8 @@ import {createViewer} from './viewer.js';
 import {Pointer} from './pointer.js';
 import {RoomSocket} from './roomsocket.js';
 import {MediaSession} from './rtc.js';
+import {api} from './api.js';
+import {mountDecision} from './decision.js';
 
 const VIEW_SEND_MS = 1000 / 30;
 
@@ -58,6 +60,7 @@ function onSnapshot(state, pointers) {
   room.marks = new Map(state.marks.map((m) => [m.mark_id, m]));
   if (pointers.length) pointer.show(pointers);
   render();
+  decisionFetch();
   followView();
   presenterStart();
 }
@@ -116,10 +119,15 @@ function onEvent(e) {
       room.marks.delete(e.mark_id);
       viewer.redrawOverlays();
       break;
+    case 'decision.field':
+      if (e.case_id === room.caseId) decisionFetch();
+      break;
     default:
       break;
   }
   render();
+  // Who is present decides the quorum shown with the decision (and the one a signature checks).
+  if (e.event === 'participant.joined' || e.event === 'participant.left') decisionFetch();
 }
 
 const mine = () => room.participants.get(me);
@@ -230,7 +238,95 @@ function markKeyImage() {
   const vp = viewer.getState().viewports[0];
   const frame = viewer.seriesFor(0)?.frames?.[vp.index];
   if (!frame) return;
-  socket.send({type: 'mark.add', kind: 'key_image', sop_uid: frame.sop_uid, frame: frame.frame ?? 1});
+  // The study and series go with the mark: the signature's Key Object Selection references them (PS3.3 C.17.2.1).
+  const uid = (v) => (typeof v === 'string' && /^[0-9.]{1,64}$/.test(v) ? v : undefined);
+  socket.send({type: 'mark.add', kind: 'key_image', sop_uid: frame.sop_uid, frame: frame.frame ?? 1,
+    study_uid: uid(vp.studyUid), series_uid: uid(vp.seriesUid)});
+}
+
+// ---- the current case's decision ------------------------------------------------------------------------------
+//
+// The room only says *that* a field changed (`decision.field`: case, field, version, editor; no text, see
+// rcp/room/decisions.py); this page then reads the decision through the audited API and hands the new values to
+// decision.js as `rcp:decision-field` events, which applies them unless the user is typing in that field (then
+// their next save meets the 409 and both texts are shown). The same read refreshes the quorum line (attendance
+// comes from the room) and shows the sign button to the responsible physician only.
+
+const decisionBox = root.querySelector('[data-room-decision]');
+let form = null;
+let formCase = null;
+let fetching = null;
+let fetchAgain = false;
+
+function showDecision() {
+  decisionBox.hidden = room.caseId === null;
+  if (room.caseId === null || room.caseId === formCase) return;
+  formCase = room.caseId;
+  if (!form) {
+    form = mountDecision(decisionBox.querySelector('[data-decision]'), {caseId: formCase});
+    // decision.js renders its summary from every state it reads (mount, case change, after signing): take the
+    // same state for the room's quorum line and sign button.
+    const show = form.showSummary.bind(form);
+    form.showSummary = (state) => { show(state); decisionState(state); };
+    decisionBox.addEventListener('change', (e) => {
+      if (e.target.closest('[data-field="responsible_physician"]')) signButtonFor(Number(e.target.value) || null);
+    });
+  } else form.setCase(formCase);
+}
+
+/** Read the current case's decision once more; calls arriving meanwhile coalesce into one more read. */
+function decisionFetch() {
+  if (!form || room.caseId === null) return;
+  if (fetching) { fetchAgain = true; return; }
+  const caseId = room.caseId;
+  fetching = api('GET', `/api/cases/${caseId}/decision`).then((state) => {
+    if (caseId !== room.caseId || caseId !== form.caseId) return;
+    for (const [name, field] of Object.entries(state.draft.fields)) {
+      if (field.version > 0) {
+        document.dispatchEvent(new CustomEvent('rcp:decision-field', {detail: {
+          case_id: caseId, name, value: field.value, version: field.version, editor_id: field.editor_id}}));
+      }
+    }
+    form.showSummary(state);
+  }, (error) => onError({message: error.message})).finally(() => {
+    fetching = null;
+    if (fetchAgain) { fetchAgain = false; decisionFetch(); }
+  });
+}
+
+function decisionState(state) {
+  if (state.case_id !== room.caseId) return;
+  const line = decisionBox.querySelector('[data-room-quorum]');
+  const q = state.quorum;
+  if (q) {
+    const present = (state.attendees || []).map((a) => `${a.name} (${data.specialties[a.specialty] ?? a.specialty})`);
+    const gaps = [...(q.missing_labels || [])];
+    line.textContent = `${L.quorum}: ${q.met ? L.quorum_met : L.quorum_not_met}` +
+      (gaps.length ? ` — ${L.missing_specialties}: ${gaps.join(', ')}` : '') +
+      (present.length ? ` · ${L.present}: ${present.join(', ')}` : '');
+    line.dataset.met = String(q.met);
+  } else {
+    line.textContent = '';
+    delete line.dataset.met;
+  }
+  // The responsible physician's choices are the attendees present now (people join after the form was built).
+  const select = decisionBox.querySelector('[data-field="responsible_physician"] select');
+  const attendees = state.attendees || [];
+  if (select && JSON.stringify(form.attendees) !== JSON.stringify(attendees)) {
+    const chosen = select.value;
+    form.attendees = attendees;
+    const options = [new Option('—', ''), ...attendees.map((a) => new Option(a.name, String(a.user_id)))];
+    select.replaceChildren(...options);
+    select.value = chosen;
+  }
+  const responsible = state.draft.fields.responsible_physician?.value?.user_id ?? null;
+  signButtonFor(state.versions.length ? null : responsible);
+  decisionBox.dataset.signed = String(state.versions.length > 0);
+}
+
+function signButtonFor(userId) {
+  const button = decisionBox.querySelector('[data-decision] > button.primary');
+  if (button) button.hidden = userId !== me || decisionBox.dataset.signed === 'true';
 }
 
 // ---- page --------------------------------------------------------------------------------------------------
@@ -314,6 +410,7 @@ function render() {
   panel.querySelector('[data-case-summary]').textContent = item ? item.clinical_summary : '';
   panel.querySelector('[data-case-staging]').textContent = item ? item.staging : '';
   root.querySelector('[data-room-seq]').textContent = socket.seq ?? '–';
+  showDecision();
 }
 
 root.addEventListener('click', (e) => {
@@ -343,4 +440,4 @@ root.addEventListener('click', (e) => {
 onPath('ws');
 if (media) media.start().catch(() => {}); // camera and microphone if allowed; the room works without them
 socket.start();
-window.rcpRoom = {room, socket, viewer, pointer, media}; // for the end-to-end tests and debugging
+window.rcpRoom = {room, socket, viewer, pointer, media, decision: () => form}; // for the end-to-end tests and debugging
