@@ -47,7 +47,10 @@ lint:
 typecheck:
 	$(VENV)/bin/mypy
 
+## The media benchmark compares with Janus (Debian's SFU) carrying the same load on loopback.
 bench: install-test
+	@dpkg -s janus >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq janus >/dev/null; }
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 clean:

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from media.hub import MediaHub
+from media.plane import open_media_plane
 from rcp import __version__
 from rcp.auth import audit
 from rcp.auth import routes as auth_routes
@@ -128,8 +128,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             app.state.on_signed = [epr_on_signed(configured_receivers(settings))]
 
             # The media plane (one aiortc peer per participant) and the live rooms that speak through it.
-            app.state.media = MediaHub.from_settings(settings)
-            stack.push_async_callback(app.state.media.close)
+            app.state.media = await stack.enter_async_context(open_media_plane(settings))
             app.state.rooms = await stack.enter_async_context(open_rooms(settings, db, media=app.state.media))
 
             worker = build_worker(settings, db) if settings.embedded_worker else None
