@@ -36,6 +36,7 @@ __all__ = [
     "key_images_of",
     "key_images_to_draft",
     "room_attendees",
+    "wire_decisions",
 ]
 
 logger = logging.getLogger(__name__)
@@ -156,3 +157,18 @@ def key_images_to_draft(db: Any) -> Callable[[LiveRoom, list[Event]], Awaitable[
                     await mirror(room, item.case_id, int(event.actor or 0))
 
     return hook
+
+
+def wire_decisions(state: Any) -> None:
+    """Install the three links on an app's state (its lifespan, once ``state.rooms`` and ``state.db`` exist)::
+
+        wire_decisions(app.state)
+
+    Idempotent: a second call (a test wrapping the app's lifespan) changes nothing.
+    """
+    if getattr(state, "room_attendees", None) is not None:
+        return
+    rooms: Rooms = state.rooms
+    state.on_field_saved = [*getattr(state, "on_field_saved", ()), decision_broadcaster(rooms)]
+    state.room_attendees = room_attendees(rooms)
+    rooms.on_events.append(key_images_to_draft(state.db))
