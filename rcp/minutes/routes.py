@@ -173,6 +173,7 @@ async def sign(request: Request) -> Response:
         await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
                            meeting_id=case.meeting_id, what=f"decision of case {case_id} signed, version 1")
     _wake(request)
+    await _announce_signed(request, case, stored, user.id)
     return JSONResponse(_version_json(stored), status_code=201)
 
 
@@ -190,6 +191,7 @@ async def amend(request: Request) -> Response:
                            meeting_id=case.meeting_id,
                            what=f"decision of case {case_id} corrected, version {stored.version.number}")
     _wake(request)
+    await _announce_signed(request, case, stored, user.id)
     return JSONResponse(_version_json(stored), status_code=201)
 
 
@@ -212,6 +214,16 @@ async def _room_attendees(request: Request, session: AsyncSession,
     if present is None:
         return None
     return tuple(a for a in context.attendees() if a.user_id in present)
+
+
+async def _announce_signed(request: Request, case: Case, stored: store.StoredVersion, signer_id: int) -> None:
+    """After the signature committed: the app's ``on_decision_signed`` hooks (the room tells every participant).
+    A failure here never undoes the signature; pages that missed it see the version on their next read."""
+    for hook in getattr(request.app.state, "on_decision_signed", ()):
+        try:
+            await hook(case.meeting_id, stored.case_id, stored.version.number, signer_id)
+        except Exception:
+            log.exception("case %s: announcing the signature failed", stored.case_id)
 
 
 def _signed_hooks(request: Request) -> list[store.SignedHook]:

@@ -25,6 +25,7 @@ __all__ = [
     "Leave",
     "NextCase",
     "NoteDecisionField",
+    "NoteDecisionSigned",
     "ReleaseFloor",
     "RemoveMark",
     "RequestFloor",
@@ -71,6 +72,14 @@ class NoteDecisionField(Command):
     case_id: int
     field: str
     version: int
+
+
+@dataclass(frozen=True)
+class NoteDecisionSigned(Command):
+    """Issued by the server after a signature committed: version ``number`` of the case's decision exists."""
+
+    case_id: int
+    number: int
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """The room and the decision being written in it (issue 6, "writing it in the room").
 
-Three links between the live room (rcp.room) and the minutes (rcp.minutes), each a function the app's lifespan
+Links between the live room (rcp.room) and the minutes (rcp.minutes), each a function the app's lifespan
 installs once the rooms exist:
 
 - :func:`decision_broadcaster`: after the minutes commit a draft field, the meeting's room gets a
   ``decision.field`` event (case, field name, version, editor) and every page fetches the field again.
+- :func:`signature_broadcaster`: after a signature commits, a ``decision.signed`` event (case, version number).
 - :func:`room_attendees`: who is in the meeting's room now, so that the quorum shown while writing and the one
   checked at signature are those of the people present (INCa: the attendees are the members who took part).
 - :func:`key_images_to_draft`: key-image marks placed in the room become the case's ``key_images`` draft field,
@@ -32,10 +33,12 @@ from rcp.room.state import RoomState
 __all__ = [
     "AttendeeLookup",
     "FieldHook",
+    "SignedNotice",
     "decision_broadcaster",
     "key_images_of",
     "key_images_to_draft",
     "room_attendees",
+    "signature_broadcaster",
     "wire_decisions",
 ]
 
@@ -62,6 +65,23 @@ def decision_broadcaster(rooms: Rooms) -> FieldHook:
                 c.NoteDecisionField(case_id=case_id, field=name, version=int(field.version)),
                 actor=int(field.editor_id or 0),
             )
+        finally:
+            await rooms.release(room)
+
+    return broadcast
+
+
+#: (meeting id, case id, version number, signer id), called by the minutes routes after a signature commits.
+SignedNotice = Callable[[int, int, int, int], Awaitable[None]]
+
+
+def signature_broadcaster(rooms: Rooms) -> SignedNotice:
+    """Tell the meeting's room that a version was signed, so every page shows it signed (and hides the button)."""
+
+    async def broadcast(meeting_id: int, case_id: int, number: int, signer_id: int) -> None:
+        room = await rooms.acquire(meeting_id)
+        try:
+            await room.execute(c.NoteDecisionSigned(case_id=case_id, number=number), actor=signer_id)
         finally:
             await rooms.release(room)
 
@@ -171,4 +191,5 @@ def wire_decisions(state: Any) -> None:
     rooms: Rooms = state.rooms
     state.on_field_saved = [*getattr(state, "on_field_saved", ()), decision_broadcaster(rooms)]
     state.room_attendees = room_attendees(rooms)
+    state.on_decision_signed = [*getattr(state, "on_decision_signed", ()), signature_broadcaster(rooms)]
     rooms.on_events.append(key_images_to_draft(state.db))

@@ -28,6 +28,7 @@ __all__ = [
     "LAYOUTS",
     "CaseChanged",
     "DecisionFieldSaved",
+    "DecisionSigned",
     "Event",
     "FloorGranted",
     "FloorRequestWithdrawn",
@@ -237,6 +238,16 @@ class DecisionFieldSaved(Event):
     editor_id: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class DecisionSigned(Event):
+    """A version of a case's decision was signed (or a correction): pages read the decision again."""
+
+    name: ClassVar[str] = "decision.signed"
+    case_id: int
+    number: int
+    signer_id: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -252,6 +263,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MarkAdded,
         MarkRemoved,
         DecisionFieldSaved,
+        DecisionSigned,
     )
 }
 

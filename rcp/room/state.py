@@ -28,6 +28,7 @@ from rcp.room import commands as c
 from rcp.room.events import (
     CaseChanged,
     DecisionFieldSaved,
+    DecisionSigned,
     Event,
     FloorGranted,
     FloorRequested,
@@ -240,6 +241,10 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
                 version=command.version,
                 editor_id=actor,
             )
+        ]
+    if isinstance(command, c.NoteDecisionSigned):
+        return [
+            DecisionSigned(at=now, actor=actor, case_id=command.case_id, number=command.number, signer_id=actor)
         ]
     if isinstance(command, c.Tick):
         gone = state.presenter_gone_at

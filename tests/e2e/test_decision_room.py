@@ -211,7 +211,10 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
         await until(complete, "a complete draft")
         surgeon.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept(DEMO_PASSWORD)))
         await surgeon.click(sign)
-        await surgeon.wait_for_selector("[data-room-decision][data-signed='true']", timeout=TIMEOUT_MS)
+        # Everyone in the room sees it signed (the room's decision.signed event), and nobody gets a sign button.
+        for page in pages:
+            await page.wait_for_selector("[data-room-decision][data-signed='true']", timeout=TIMEOUT_MS)
+            assert not await page.is_visible(sign)
 
         # Version 1 with its SHA-256, attendees from the room (the three present clinicians).
         state = (await api.get(f"/api/cases/{case_id}/decision")).json()

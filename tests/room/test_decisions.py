@@ -10,8 +10,21 @@ import pytest
 from rcp.minutes.versions import DraftField
 from rcp.room import commands as c
 from rcp.room.bus import MemoryBus
-from rcp.room.decisions import decision_broadcaster, key_images_of, present_user_ids, room_attendees
-from rcp.room.events import DecisionFieldSaved, Mark, Participant, event_from_dict, event_to_dict
+from rcp.room.decisions import (
+    decision_broadcaster,
+    key_images_of,
+    present_user_ids,
+    room_attendees,
+    signature_broadcaster,
+)
+from rcp.room.events import (
+    DecisionFieldSaved,
+    DecisionSigned,
+    Mark,
+    Participant,
+    event_from_dict,
+    event_to_dict,
+)
 from rcp.room.live import Rooms
 from rcp.room.log import MemoryEventLog
 from rcp.room.state import AgendaItem, RoomState, apply, decide, replay
@@ -36,9 +49,22 @@ def test_a_saved_field_is_an_event_even_from_someone_outside_the_room() -> None:
     assert wire["event"] == "decision.field" and event_from_dict(wire) == events[0]
 
 
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_signature_is_announced_in_the_room() -> None:
+    log = MemoryEventLog()
+    rooms = Rooms(log=log, bus=MemoryBus(), node_id="n1")
+    await signature_broadcaster(rooms)(5, 10, 1, 4)
+    [event] = await log.since(5, 0)
+    assert isinstance(event, DecisionSigned)
+    assert (event.case_id, event.number, event.signer_id, event.actor) == (10, 1, 4, 4)
+    assert event_from_dict(event_to_dict(event)) == event
+    await rooms.close()
+
+
 def test_participants_cannot_forge_a_decision_event() -> None:
-    with pytest.raises(Exception, match="Unknown message type"):
-        c.parse_command({"type": "decision.field", "case_id": 1, "field": "proposal", "version": 1})
+    for kind in ("decision.field", "decision.signed"):
+        with pytest.raises(Exception, match="Unknown message type"):
+            c.parse_command({"type": kind, "case_id": 1, "field": "proposal", "version": 1, "number": 1})
 
 
 @pytest.mark.asyncio(loop_scope="session")

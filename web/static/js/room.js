@@ -120,6 +120,7 @@ function onEvent(e) {
       viewer.redrawOverlays();
       break;
     case 'decision.field':
+    case 'decision.signed':
       if (e.case_id === room.caseId) decisionFetch();
       break;
     default:
