@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 import pytest
 
 from rcp.minutes.versions import DraftField
@@ -134,3 +138,123 @@ def test_a_key_image_mark_carries_its_study_and_series() -> None:
     assert (mark.study_uid, mark.series_uid, mark.case_id) == ("1.2", "1.2.3", 10)
     with pytest.raises(Exception, match="UID"):
         c.parse_command({"type": "mark.add", "kind": "key_image", "sop_uid": "1.2", "study_uid": "x"})
+
+
+# -- through the real app: attendance is who is in the room when signing -----------------------------------------
+
+
+def _decision_app(settings: Any) -> Any:
+    """The real app; its lifespan wires the room to the decisions unless app.py already does (idempotent)."""
+    from contextlib import asynccontextmanager
+
+    from rcp.app import create_app
+    from rcp.room.decisions import wire_decisions
+
+    app = create_app(settings)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            wire_decisions(a.state)
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+@pytest.fixture(scope="module")
+async def demo_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Any, int, int]]:
+    """The app on SQLite with the demo data: (node, meeting id, its first case id)."""
+    from sqlmodel import col, select
+
+    from rcp.config import Settings
+    from rcp.db import Database, migrate
+    from rcp.demo import load_demo
+    from rcp.scheduling.models import Case, Meeting
+    from tests.room.node import NodeThread
+
+    settings = Settings(env="test", data_dir=tmp_path_factory.mktemp("decisions"),
+                        secret_key=secrets.token_urlsafe(48), default_locale="en", embedded_worker=False)
+    migrate(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        await load_demo(db)
+        async with db.session() as s:
+            meeting = (await s.exec(select(Meeting).where(Meeting.title == "RCP thoracique",
+                                                          Meeting.status == "scheduled"))).first()
+            assert meeting is not None and meeting.id is not None
+            case = (await s.exec(select(Case).where(Case.meeting_id == meeting.id)
+                                 .order_by(col(Case.position), col(Case.id)))).first()
+            assert case is not None and case.id is not None
+            ids = (meeting.id, case.id)
+    finally:
+        await db.close()
+    node = NodeThread(_decision_app(settings)).start()
+    try:
+        yield node, *ids
+    finally:
+        node.close()
+
+
+async def _login(url: str, username: str) -> httpx.AsyncClient:
+    from rcp.demo import DEMO_PASSWORD
+
+    client = httpx.AsyncClient(base_url=url, timeout=30)
+    response = await client.post("/api/session", json={"username": username, "password": DEMO_PASSWORD})
+    assert response.status_code == 201, response.text
+    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+    return client
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_quorum_and_signature_count_who_is_in_the_room(demo_node: tuple[Any, int, int]) -> None:
+    from tests.room.client import RoomClient
+
+    node, meeting_id, case_id = demo_node
+    names = ("dr.chirurgien", "dr.oncologue", "dr.radiotherapeute")
+    http = {n: await _login(node.url, n) for n in names}
+    cookie = {n: f"rcp_session={http[n].cookies['rcp_session']}" for n in names}
+    rooms = {n: await RoomClient.open(node.url, cookie[n], meeting_id) for n in names}
+    surgeon = http["dr.chirurgien"]
+    try:
+        me = (await surgeon.get("/api/session")).json()["id"]
+        draft = {
+            "proposal": {"type": "surgery", "details": "Lobectomie."}, "guideline": {"conforms": True},
+            "patient_informed": True, "responsible_physician": {"name": "Dr Marc Lefèvre", "user_id": me},
+        }
+        for name, value in draft.items():
+            saved = await surgeon.put(f"/api/cases/{case_id}/decision/fields/{name}",
+                                      json={"value": value, "base_version": 0})
+            assert saved.status_code == 200, saved.text
+        # Every save reached the room as a decision.field event, without its text.
+        await rooms["dr.oncologue"].wait_for(lambda r: len(r.of("decision.field")) >= len(draft))
+        assert "Lobectomie" not in str(rooms["dr.oncologue"].of("decision.field"))
+
+        state = (await surgeon.get(f"/api/cases/{case_id}/decision")).json()
+        assert state["quorum"]["met"] and not state["missing"]
+
+        # The radiotherapist leaves: the quorum shown and the one checked at signature lose them.
+        await rooms.pop("dr.radiotherapeute").close()
+        await rooms["dr.chirurgien"].wait_for(lambda r: bool(r.of("participant.left")))
+        state = (await surgeon.get(f"/api/cases/{case_id}/decision")).json()
+        assert not state["quorum"]["met"] and state["quorum"]["missing"] == ["radiotherapist"]
+        refused = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
+                                     json={"password": "rcp-demo-2026", "seen_revision": state["draft"]["revision"]})
+        assert refused.status_code == 409 and refused.json()["error"] == "quorum_not_met"
+
+        # Back in the room: signed, with the three present as attendees, and the room hears of it.
+        rooms["dr.radiotherapeute"] = await RoomClient.open(node.url, cookie["dr.radiotherapeute"], meeting_id)
+        signed = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
+                                    json={"password": "rcp-demo-2026", "seen_revision": state["draft"]["revision"]})
+        assert signed.status_code == 201, signed.text
+        [content] = (await surgeon.get(f"/api/cases/{case_id}/decision/versions")).json()
+        attendees = {a["specialty"] for a in content["content"]["attendees"]}
+        assert {"surgeon", "medical_oncologist", "radiotherapist"} <= attendees
+        await rooms["dr.oncologue"].wait_for(lambda r: bool(r.of("decision.signed")))
+        assert rooms["dr.oncologue"].of("decision.signed")[0]["number"] == 1
+    finally:
+        for room in rooms.values():
+            await room.close()
+        for client in http.values():
+            await client.aclose()
