@@ -258,3 +258,41 @@ async def test_quorum_and_signature_count_who_is_in_the_room(demo_node: tuple[An
             await room.close()
         for client in http.values():
             await client.aclose()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_key_image_marks_are_the_cases_key_images(demo_node: tuple[Any, int, int]) -> None:
+    import asyncio
+
+    from tests.room.client import RoomClient
+
+    node, meeting_id, first_case = demo_node
+    chair_http = await _login(node.url, "secretariat")
+    chair = await RoomClient.open(node.url, f"rcp_session={chair_http.cookies['rcp_session']}", meeting_id)
+    try:
+        await chair.wait_for(lambda r: r.snapshot is not None)
+        agenda = chair.snapshot["agenda"] if chair.snapshot else []
+        case_id = next(item["case_id"] for item in agenda if item["case_id"] != first_case)
+
+        async def key_images(count: int) -> list[dict[str, Any]]:
+            for _ in range(300):  # bounds a hang, not a speed check
+                state = (await chair_http.get(f"/api/cases/{case_id}/decision")).json()
+                value: list[dict[str, Any]] = state["draft"]["fields"]["key_images"]["value"]
+                if len(value) == count:
+                    return value
+                await asyncio.sleep(0.1)
+            pytest.fail(f"the draft never had {count} key image(s)")
+
+        await chair.send({"type": "case.set", "case_id": case_id})
+        await chair.send({"type": "mark.add", "kind": "key_image", "sop_uid": "1.2.3.4.5", "label": "nodule",
+                          "study_uid": "1.2.3", "series_uid": "1.2.3.4"})
+        [key] = await key_images(1)
+        assert key == {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_uid": "1.2.3.4.5", "sop_class_uid": "",
+                       "frame": None, "description": "nodule"}
+        await chair.wait_for(lambda r: any(e["field"] == "key_images" for e in r.of("decision.field")))
+        [added] = chair.of("mark.added")
+        await chair.send({"type": "mark.remove", "mark_id": added["mark"]["mark_id"]})
+        assert await key_images(0) == []
+    finally:
+        await chair.close()
+        await chair_http.aclose()
