@@ -95,13 +95,35 @@ def present_user_ids(state: RoomState) -> frozenset[int] | None:
     return frozenset(p.user_id for p in state.present())
 
 
-def room_attendees(rooms: Rooms) -> AttendeeLookup:
-    """Who is in the meeting's room now: the live room on this node, else the room rebuilt from its log."""
+def room_attendees(rooms: Rooms, db: Any = None) -> AttendeeLookup:
+    """Who is in the meeting's room now: the live room if this node holds it, else the invitations' stamps.
+
+    The room's log stamps ``joined_at`` / ``left_at`` on the invitation in the same transaction as the join or
+    leave event (rcp.room.log.SqlEventLog), so "joined and not left since" is the room's presence, read in one
+    small query on any node, without replaying a long meeting's log. Without a database (memory log, tests) the
+    log is replayed.
+    """
+
+    async def from_invitations(meeting_id: int) -> frozenset[int] | None:
+        from sqlmodel import col, select
+
+        from rcp.scheduling.models import Invitation
+
+        async with db.session() as s:
+            rows = (await s.exec(
+                select(Invitation).where(Invitation.meeting_id == meeting_id, col(Invitation.joined_at).is_not(None))
+            )).all()
+        if not rows:
+            return None
+        return frozenset(r.user_id for r in rows if r.left_at is None)
 
     async def lookup(meeting_id: int) -> frozenset[int] | None:
         room = rooms.get(meeting_id)
-        state = room.state if room is not None else await load_state(rooms.log, RoomState(meeting_id=meeting_id))
-        return present_user_ids(state)
+        if room is not None:
+            return present_user_ids(room.state)
+        if db is not None:
+            return await from_invitations(meeting_id)
+        return present_user_ids(await load_state(rooms.log, RoomState(meeting_id=meeting_id)))
 
     return lookup
 
@@ -190,6 +212,6 @@ def wire_decisions(state: Any) -> None:
         return
     rooms: Rooms = state.rooms
     state.on_field_saved = [*getattr(state, "on_field_saved", ()), decision_broadcaster(rooms)]
-    state.room_attendees = room_attendees(rooms)
+    state.room_attendees = room_attendees(rooms, state.db)
     state.on_decision_signed = [*getattr(state, "on_decision_signed", ()), signature_broadcaster(rooms)]
     rooms.on_events.append(key_images_to_draft(state.db))

@@ -293,6 +293,15 @@ async def test_key_image_marks_are_the_cases_key_images(demo_node: tuple[Any, in
         [added] = chair.of("mark.added")
         await chair.send({"type": "mark.remove", "mark_id": added["mark"]["mark_id"]})
         assert await key_images(0) == []
+        await chair.close()
+
+        # Everybody has left and the room is closed: presence now comes from the invitations' stamps.
+        for _ in range(300):  # bounds a hang, not a speed check
+            state = (await chair_http.get(f"/api/cases/{first_case}/decision")).json()
+            if state["attendees"] == []:
+                break
+            await asyncio.sleep(0.1)
+        assert state["attendees"] == [] and not state["quorum"]["met"]
     finally:
         await chair.close()
         await chair_http.aclose()
