@@ -3,7 +3,8 @@
 Pure core: :mod:`rcp.room.events`, :mod:`rcp.room.commands`, :mod:`rcp.room.state` (reducer).
 Edges: :mod:`rcp.room.log` (room_events table), :mod:`rcp.room.bus` (memory / Redis), :mod:`rcp.room.live`
 (one live room per node), :mod:`rcp.room.connection` (one participant, any transport), :mod:`rcp.room.socket`
-and :mod:`rcp.room.routes` (WebSocket ``/ws/meetings/{id}``, room page, attendance).
+and :mod:`rcp.room.routes` (WebSocket ``/ws/meetings/{id}``, room page, attendance), :mod:`rcp.room.decisions`
+(the decision written in the room: live field events, attendance for the quorum, key images; issue 6).
 
 For the app's lifespan::
 

@@ -128,7 +128,11 @@ function onEvent(e) {
   }
   render();
   // Who is present decides the quorum shown with the decision (and the one a signature checks).
-  if (e.event === 'participant.joined' || e.event === 'participant.left') decisionFetch();
+  // A burst of arrivals (the meeting starting) is one read, not one per arrival.
+  if (e.event === 'participant.joined' || e.event === 'participant.left') {
+    clearTimeout(onEvent.presenceTimer);
+    onEvent.presenceTimer = setTimeout(decisionFetch, 300);
+  }
 }
 
 const mine = () => room.participants.get(me);
