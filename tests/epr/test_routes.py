@@ -65,7 +65,7 @@ async def test_status_fragment_and_retry(epr_db: Database) -> None:
     app = Starlette(routes=routes, exception_handlers=error_handlers(render_error))
     app.state.db = epr_db
     transport = httpx.ASGITransport(app=_As(app, lambda: current["user"]))
-    async with httpx.AsyncClient(transport=transport, base_url="http://rcp") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://rcp", headers={"Accept-Language": "en"}) as http:
         page = await http.get(f"/epr/cases/{case.id}/deliveries")
         assert page.status_code == 200, page.text
         assert "Needs attention" in page.text and "AE: Patient inconnu" in page.text
