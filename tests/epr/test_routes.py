@@ -18,6 +18,7 @@ from rcp.epr.models import Delivery
 from rcp.epr.outbox import enqueue
 from rcp.epr.routes import routes
 from rcp.http import error_handlers
+from rcp.i18n import LocaleMiddleware
 from rcp.scheduling.models import BoardCoordinator, Meeting
 from rcp.templating import render_error
 from tests.epr.conftest import add_case
@@ -64,8 +65,8 @@ async def test_status_fragment_and_retry(epr_db: Database) -> None:
     current = {"user": coordinator}
     app = Starlette(routes=routes, exception_handlers=error_handlers(render_error))
     app.state.db = epr_db
-    transport = httpx.ASGITransport(app=_As(app, lambda: current["user"]))
-    async with httpx.AsyncClient(transport=transport, base_url="http://rcp", headers={"Accept-Language": "en"}) as http:
+    transport = httpx.ASGITransport(app=_As(LocaleMiddleware(app, default="en"), lambda: current["user"]))
+    async with httpx.AsyncClient(transport=transport, base_url="http://rcp") as http:
         page = await http.get(f"/epr/cases/{case.id}/deliveries")
         assert page.status_code == 200, page.text
         assert "Needs attention" in page.text and "AE: Patient inconnu" in page.text
