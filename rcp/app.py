@@ -35,6 +35,7 @@ from rcp.minutes.delivery import epr_on_signed
 from rcp.minutes.writeback import WritebackWorker
 from rcp.openapi import document
 from rcp.room import routes as room_routes
+from rcp.room.decisions import wire_decisions
 from rcp.room.live import open_rooms
 from rcp.scheduling import api as scheduling_api
 from rcp.scheduling import pages as scheduling_pages
@@ -130,6 +131,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             # The media plane (one aiortc peer per participant) and the live rooms that speak through it.
             app.state.media = await stack.enter_async_context(open_media_plane(settings))
             app.state.rooms = await stack.enter_async_context(open_rooms(settings, db, media=app.state.media))
+            # Decision edits and signatures reach the room; the quorum comes from who is in the room; key-image
+            # marks go into the case's draft.
+            wire_decisions(app.state)
 
             worker = build_worker(settings, db) if settings.embedded_worker else None
             if worker is not None:
