@@ -149,7 +149,9 @@ async def _on_postgres(folder: Path, url: str) -> float:
     except psycopg.OperationalError:
         return -1.0
     try:
-        return await throughput(folder, url, "mllp", database_url=f"postgresql://postgres@127.0.0.1:5432/{name}")
+        return await throughput(
+            folder, url, "mllp", database_url=f"postgresql://postgres@127.0.0.1:5432/{name}"
+        )
     finally:
         await asyncio.to_thread(drop_database, name)
 
