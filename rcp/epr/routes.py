@@ -115,8 +115,9 @@ async def retry_delivery(request: Request) -> Response:
         worker.wake()
     if request.url.path.startswith("/api/"):
         return JSONResponse({"id": delivery_id, "status": "pending"})
-    target = f"/epr/cases/{case_id}/deliveries" if case_id is not None else f"/epr/meetings/{meeting_id}/deliveries"
-    return RedirectResponse(target, status_code=303)
+    # Back to the page that shows the delivery state (the fragment itself is not a page).
+    target = f"/cases/{case_id}" if case_id is not None else f"/meetings/{meeting_id}"
+    return RedirectResponse(target + "#epr-deliveries", status_code=303)
 
 
 routes: list[BaseRoute] = [

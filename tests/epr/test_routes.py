@@ -79,7 +79,7 @@ async def test_status_fragment_and_retry(epr_db: Database) -> None:
             (1, "file", "pending"), (1, "mllp", "needs_attention"), (2, "mllp", "pending")]
         stuck = next(d for d in api if d["needs_attention"])
         answer = await http.post(f"/epr/deliveries/{stuck['id']}/retry")
-        assert answer.status_code == 303 and answer.headers["location"] == f"/epr/cases/{case.id}/deliveries"
+        assert answer.status_code == 303 and answer.headers["location"] == f"/cases/{case.id}#epr-deliveries"
         again = await http.post(f"/api/epr/deliveries/{stuck['id']}/retry")
         assert again.status_code == 409
         current["user"] = clinician  # not invited, not a coordinator: the case does not exist for them
