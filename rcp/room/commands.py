@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rcp.errors import BadRequest, Invalid
-from rcp.room.events import LAYOUTS, Participant
+from rcp.room.events import LAYOUTS, MAX_VIEWPORTS, Participant
 
 __all__ = [
     "AddMark",
@@ -37,6 +37,8 @@ __all__ = [
     "WithdrawRequest",
     "parse_command",
     "parse_pointer",
+    "view_command",
+    "viewport_changes",
 ]
 
 #: Image coordinates are bounded by Rows/Columns (US, at most 65535), with room for a pointer just off the edge.
@@ -129,9 +131,14 @@ class NextCase(Command):
 
 @dataclass(frozen=True)
 class ChangeView(Command):
-    """Some fields of the shared view; the others keep their value."""
+    """Some fields of the shared view; the others keep their value.
+
+    ``changes`` holds the layout and viewport 0's fields; ``others[i]`` the changed fields of viewport i + 1
+    (empty: unchanged), so scrolling the right viewport of a 1x2 layout is ``others=({"slice": 12},)``.
+    """
 
     changes: Mapping[str, Any] = field(default_factory=dict)
+    others: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,40 +191,106 @@ def _point(value: Any, name: str) -> tuple[float, float]:
     return (_number(value[0], name), _number(value[1], name))
 
 
-def view_changes(msg: Mapping[str, Any]) -> dict[str, Any]:
-    """The view fields present in ``msg``, each checked; unknown fields are refused (typos do not pass silently)."""
-    allowed = {"study_uid", "series_uid", "slice", "window_center", "window_width", "zoom", "pan", "layout"}
+#: The fields of one viewport in a view message (the flat ones are viewport 0; ``viewports`` lists them all).
+VIEWPORT_FIELDS = frozenset(
+    {"study_uid", "series_uid", "slice", "window_center", "window_width", "zoom", "pan", "invert"}
+)
+
+
+def viewport_changes(msg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The viewport fields present in ``msg``, each checked; errors name the field as ``prefix + name``."""
+    changes: dict[str, Any] = {}
+    for name in ("study_uid", "series_uid"):
+        if name in msg:
+            changes[name] = _uid(msg[name], prefix + name)
+    if "slice" in msg:
+        value = msg["slice"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise Invalid(
+                f"'{prefix}slice' must be a whole number >= 0.",
+                fields={prefix + "slice": "whole number expected"},
+            )
+        changes["slice"] = value
+    for name in ("window_center", "window_width"):
+        if name in msg:
+            changes[name] = (
+                None if msg[name] is None else _number(msg[name], prefix + name, low=-1e7, high=1e7)
+            )
+    if changes.get("window_width") is not None and changes["window_width"] < 1:
+        raise Invalid(
+            f"'{prefix}window_width' must be at least 1 (PS3.3 C.11.2.1.2).",
+            fields={prefix + "window_width": ">= 1"},
+        )
+    if "zoom" in msg:
+        changes["zoom"] = _number(msg["zoom"], prefix + "zoom", low=0.05, high=64.0)
+    if "pan" in msg:
+        changes["pan"] = None if msg["pan"] is None else _point(msg["pan"], prefix + "pan")
+    if "invert" in msg:
+        if not isinstance(msg["invert"], bool):
+            raise Invalid(
+                f"'{prefix}invert' must be true or false.", fields={prefix + "invert": "boolean expected"}
+            )
+        changes["invert"] = msg["invert"]
+    return changes
+
+
+def view_command(msg: Mapping[str, Any]) -> ChangeView:
+    """A ``view`` message as a command; unknown fields are refused (typos do not pass silently).
+
+    Two forms: flat viewport fields (viewport 0, as older clients send), or ``viewports``: a list of 1 to
+    4 objects, one per viewport of the layout in order, each with only its changed fields::
+
+        {"type": "view", "layout": "1x2", "viewports": [{}, {"slice": 12}]}
+    """
+    allowed = VIEWPORT_FIELDS | {"layout", "viewports"}
     unknown = sorted(set(msg) - allowed - {"type", "id"})
     if unknown:
         raise Invalid(
             f"Unknown view field(s): {', '.join(unknown)[:200]}.", fields={u[:40]: "unknown" for u in unknown}
         )
-    changes: dict[str, Any] = {}
-    for name in ("study_uid", "series_uid"):
-        if name in msg:
-            changes[name] = _uid(msg[name], name)
-    if "slice" in msg:
-        changes["slice"] = _int(msg, "slice")
-    for name in ("window_center", "window_width"):
-        if name in msg:
-            changes[name] = None if msg[name] is None else _number(msg[name], name, low=-1e7, high=1e7)
-    if changes.get("window_width") is not None and changes["window_width"] < 1:
-        raise Invalid(
-            "'window_width' must be at least 1 (PS3.3 C.11.2.1.2).", fields={"window_width": ">= 1"}
-        )
-    if "zoom" in msg:
-        changes["zoom"] = _number(msg["zoom"], "zoom", low=0.05, high=64.0)
-    if "pan" in msg:
-        changes["pan"] = None if msg["pan"] is None else _point(msg["pan"], "pan")
+    changes = viewport_changes(msg)
+    others: tuple[dict[str, Any], ...] = ()
+    if "viewports" in msg:
+        if changes:
+            raise Invalid(
+                "Send viewport fields either flat (viewport 0) or in 'viewports', not both.",
+                fields={"viewports": "not with flat viewport fields"},
+            )
+        listed = msg["viewports"]
+        if not isinstance(listed, list) or not 1 <= len(listed) <= MAX_VIEWPORTS:
+            raise Invalid(
+                f"'viewports' must be a list of 1 to {MAX_VIEWPORTS} viewports.",
+                fields={"viewports": f"1 to {MAX_VIEWPORTS} viewports"},
+            )
+        described: list[dict[str, Any]] = []
+        for index, entry in enumerate(listed):
+            prefix = f"viewports[{index}]."
+            if not isinstance(entry, dict):
+                raise Invalid(
+                    f"'viewports[{index}]' must be an object.", fields={prefix[:-1]: "object expected"}
+                )
+            extra = sorted(set(entry) - VIEWPORT_FIELDS)
+            if extra:
+                raise Invalid(
+                    f"Unknown viewport field(s) in viewports[{index}]: {', '.join(extra)[:200]}.",
+                    fields={(prefix + u)[:60]: "unknown" for u in extra},
+                )
+            described.append(viewport_changes(entry, prefix))
+        changes, others = described[0], tuple(described[1:])
     if "layout" in msg:
         if msg["layout"] not in LAYOUTS:
             raise Invalid(
                 f"'layout' must be one of {', '.join(LAYOUTS)}.", fields={"layout": "unknown layout"}
             )
         changes["layout"] = msg["layout"]
-    if not changes:
+    if not changes and not any(others):
         raise Invalid("A view message needs at least one view field.", fields={"view": "empty"})
-    return changes
+    return ChangeView(changes, others)
+
+
+def view_changes(msg: Mapping[str, Any]) -> dict[str, Any]:
+    """Viewport 0's and the layout's fields of a flat ``view`` message (see :func:`view_command`)."""
+    return dict(view_command(msg).changes)
 
 
 def parse_command(msg: Mapping[str, Any]) -> Command:
@@ -246,7 +319,7 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
     if kind == "case.next":
         return NextCase()
     if kind == "view":
-        return ChangeView(view_changes(msg))
+        return view_command(msg)
     if kind == "mark.add":
         if msg.get("kind") not in ("annotation", "key_image"):
             raise Invalid(
@@ -277,20 +350,31 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
     raise BadRequest(f"Unknown message type {kind[:40]!r}.")
 
 
-def parse_pointer(msg: Mapping[str, Any]) -> tuple[float | None, float | None, int]:
-    """A pointer message ``{"type": "pointer", "x": col, "y": row, "slice": n}``; x/y null hides it.
+def parse_pointer(msg: Mapping[str, Any]) -> tuple[float | None, float | None, int, int]:
+    """A pointer message ``{"type": "pointer", "x": col, "y": row, "slice": n, "viewport": v}``; x/y null hides it.
 
-    The compact form ``{"type": "pointer", "p": [col, row, slice]}`` is accepted too (data channel).
+    The compact form ``{"type": "pointer", "p": [col, row, slice]}`` (or ``[col, row, slice, viewport]``) is
+    accepted too (data channel). The viewport (0..3, default 0) says which viewport of the layout it is over.
+    Returns ``(column, row, slice, viewport)``.
     """
     if "p" in msg:
         packed = msg["p"]
-        if not isinstance(packed, list) or len(packed) != 3:
-            raise Invalid("'p' must be [column, row, slice].", fields={"p": "[column, row, slice] expected"})
-        x, y, index = packed
+        if not isinstance(packed, list) or len(packed) not in (3, 4):
+            raise Invalid(
+                "'p' must be [column, row, slice] or [column, row, slice, viewport].",
+                fields={"p": "[column, row, slice, viewport] expected"},
+            )
+        x, y, index = packed[:3]
+        viewport = packed[3] if len(packed) == 4 else 0
     else:
         x, y, index = msg.get("x"), msg.get("y"), msg.get("slice", 0)
+        viewport = msg.get("viewport", 0)
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise Invalid("'slice' must be a whole number >= 0.", fields={"slice": "whole number expected"})
+    if isinstance(viewport, bool) or not isinstance(viewport, int) or not 0 <= viewport < MAX_VIEWPORTS:
+        raise Invalid(
+            f"'viewport' must be a whole number from 0 to {MAX_VIEWPORTS - 1}.", fields={"viewport": "0 to 3"}
+        )
     if x is None or y is None:
-        return None, None, index
-    return _number(x, "x"), _number(y, "y"), index
+        return None, None, index, viewport
+    return _number(x, "x"), _number(y, "y"), index, viewport

@@ -243,8 +243,8 @@ class Connection:
         if kind == "pointer":
             if not self._pointers.take(now):
                 raise TooManyRequests("Pointer samples are limited; send at most 30 per second.")
-            column, row, index = parse_pointer(message)
-            await self.room.point(self, column, row, index)
+            column, row, index, viewport = parse_pointer(message)
+            await self.room.point(self, column, row, index, viewport)
             return
         if not self._commands.take(now):
             raise TooManyRequests("Too many messages: wait a moment before sending more.")

@@ -26,6 +26,8 @@ from rcp.clock import as_utc
 __all__ = [
     "EVENT_TYPES",
     "LAYOUTS",
+    "MAX_VIEWPORTS",
+    "VISIBLE_VIEWPORTS",
     "CaseChanged",
     "DecisionFieldSaved",
     "DecisionSigned",
@@ -44,6 +46,7 @@ __all__ = [
     "PointerSample",
     "View",
     "ViewChanged",
+    "Viewport",
     "event_from_dict",
     "event_to_dict",
 ]
@@ -52,6 +55,9 @@ Path = Literal["ws", "dc"]
 Mode = Literal["follow", "free"]
 #: Viewer layouts the room can impose (rows x columns of viewports).
 LAYOUTS = ("1x1", "1x2", "2x2")  # the viewer's layouts (web/static/js/viewer-state.js)
+#: How many viewports each layout shows; the shared view describes exactly those.
+VISIBLE_VIEWPORTS = {"1x1": 1, "1x2": 2, "2x2": 4}
+MAX_VIEWPORTS = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,8 +85,30 @@ class Participant:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Viewport:
+    """What one more viewport of the layout shows (the second to fourth; the first is :class:`View`'s own fields).
+
+    Radiologists compare the prior and the current study side by side (1x2) or four series at once (2x2), so
+    every viewport the layout shows is part of the shared view, with the same fields as the first one.
+    """
+
+    study_uid: str = ""
+    series_uid: str = ""
+    slice: int = 0
+    window_center: float | None = None
+    window_width: float | None = None
+    zoom: float = 1.0
+    pan: tuple[float, float] | None = None
+    invert: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class View:
-    """The shared view the presenter drives and followers mirror."""
+    """The shared view the presenter drives and followers mirror.
+
+    The flat fields are viewport 0 (as in logs written before layouts were shared); ``others`` are viewports
+    1.. that the layout shows, at most ``VISIBLE_VIEWPORTS[layout] - 1`` of them (missing ones are empty).
+    """
 
     study_uid: str = ""
     series_uid: str = ""
@@ -94,6 +122,9 @@ class View:
     #: The image point (column, row) shown at the viewport centre; None = the image centre.
     pan: tuple[float, float] | None = None
     layout: str = "1x1"
+    #: Monochrome display inverted (PS3.3 C.7.6.3.1.2 Photometric Interpretation MONOCHROME1 vs 2 look).
+    invert: bool = False
+    others: tuple[Viewport, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,12 +155,21 @@ class PointerSample:
     column: float | None
     row: float | None
     slice: int = 0
+    #: The viewport of the layout the pointer is over (0 = the first).
+    viewport: int = 0
 
     def compact(self) -> list[Any]:
-        """``[user, col, row, slice]`` with 0.1-pixel precision: 20-30 bytes per sample on the wire."""
+        """``[user, col, row, slice]`` (``+ [viewport]`` when not the first) with 0.1-pixel precision.
+
+        20-30 bytes per sample on the wire; the viewport is left out when 0 so that single-viewport rooms and
+        older clients see the same four-item samples as before.
+        """
         col = None if self.column is None else round(self.column, 1)
         row = None if self.row is None else round(self.row, 1)
-        return [self.user_id, col, row, self.slice]
+        packed: list[Any] = [self.user_id, col, row, self.slice]
+        if self.viewport:
+            packed.append(self.viewport)
+        return packed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,10 +318,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _view(data: Mapping[str, Any]) -> View:
+def _viewport_values(data: Mapping[str, Any]) -> dict[str, Any]:
     values = dict(data)
     if values.get("pan") is not None:
         values["pan"] = (float(values["pan"][0]), float(values["pan"][1]))
+    return values
+
+
+def _view(data: Mapping[str, Any]) -> View:
+    values = _viewport_values(data)
+    values["others"] = tuple(Viewport(**_viewport_values(o)) for o in values.get("others", ()))
     return View(**values)
 
 

@@ -262,11 +262,13 @@ class LiveRoom:
 
     # -- pointer ---------------------------------------------------------------------------------------------
     async def point(
-        self, connection: Connection, column: float | None, row: float | None, index: int
+        self, connection: Connection, column: float | None, row: float | None, index: int, viewport: int = 0
     ) -> None:
         if not may_point(self.state, connection.user_id):
             raise Forbidden("Only the presenter's pointer is shown: take the floor first.")
-        sample = PointerSample(user_id=connection.user_id, column=column, row=row, slice=index)
+        sample = PointerSample(
+            user_id=connection.user_id, column=column, row=row, slice=index, viewport=viewport
+        )
         await self.bus.publish(
             self.channel, json.dumps({"k": "p", "s": sample.compact()}, separators=(",", ":"))
         )
@@ -274,7 +276,11 @@ class LiveRoom:
     def _receive_pointer(self, packed: list[Any]) -> None:
         user_id = int(packed[0])
         self._pointers[user_id] = PointerSample(
-            user_id=user_id, column=packed[1], row=packed[2], slice=packed[3]
+            user_id=user_id,
+            column=packed[1],
+            row=packed[2],
+            slice=packed[3],
+            viewport=packed[4] if len(packed) > 4 else 0,
         )
         self._pending_pointers[user_id] = packed
         self._pointer_arrived.set()

@@ -23,9 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rcp.clock import as_utc
-from rcp.errors import Conflict, Forbidden, NotFound
+from rcp.errors import Conflict, Forbidden, Invalid, NotFound
 from rcp.room import commands as c
 from rcp.room.events import (
+    VISIBLE_VIEWPORTS,
     CaseChanged,
     DecisionFieldSaved,
     DecisionSigned,
@@ -43,6 +44,7 @@ from rcp.room.events import (
     PathChanged,
     View,
     ViewChanged,
+    Viewport,
     mark_from_dict,
     view_from_dict,
     view_to_dict,
@@ -202,6 +204,14 @@ def _actor(state: RoomState, actor: int) -> Participant:
     return found
 
 
+def _series_with_study(changes: Mapping[str, Any], current: View | Viewport) -> dict[str, Any]:
+    """The changes, with the series cleared when the study changes without one (a series belongs to its study)."""
+    result = dict(changes)
+    if "study_uid" in result and result["study_uid"] != current.study_uid and "series_uid" not in result:
+        result["series_uid"] = ""
+    return result
+
+
 def decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) -> list[Event]:
     """The events ``command`` by ``actor`` produces at ``now``, numbered after ``state.seq``.
 
@@ -244,7 +254,9 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
         ]
     if isinstance(command, c.NoteDecisionSigned):
         return [
-            DecisionSigned(at=now, actor=actor, case_id=command.case_id, number=command.number, signer_id=actor)
+            DecisionSigned(
+                at=now, actor=actor, case_id=command.case_id, number=command.number, signer_id=actor
+            )
         ]
     if isinstance(command, c.Tick):
         gone = state.presenter_gone_at
@@ -323,14 +335,21 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
     if isinstance(command, c.ChangeView):
         if state.presenter != actor:
             raise Forbidden("Only the presenter moves the shared view: take the floor, or browse freely.")
-        changes = dict(command.changes)
-        if (
-            "study_uid" in changes
-            and changes["study_uid"] != state.view.study_uid
-            and "series_uid" not in changes
-        ):
-            changes["series_uid"] = ""  # a series belongs to its study
-        view = replace(state.view, **changes)
+        view = replace(state.view, **_series_with_study(command.changes, state.view))
+        shown = VISIBLE_VIEWPORTS.get(view.layout, 1)
+        if 1 + len(command.others) > shown:
+            raise Invalid(
+                f"The {view.layout} layout shows {shown} viewport(s), the message describes "
+                f"{1 + len(command.others)}: change the layout in the same message or describe fewer.",
+                fields={"viewports": f"at most {shown} for {view.layout}"},
+            )
+        # The shared view describes the viewports the layout shows: hidden ones are dropped, new ones start empty.
+        others = list(view.others[: shown - 1])
+        for index, delta in enumerate(command.others):
+            if index >= len(others):
+                others.append(Viewport())
+            others[index] = replace(others[index], **_series_with_study(delta, others[index]))
+        view = replace(view, others=tuple(others))
         return [] if view == state.view else [ViewChanged(at=now, actor=actor, view=view)]
     if isinstance(command, c.AddMark):
         if state.presenter != actor and not me.chairs:

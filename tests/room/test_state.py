@@ -217,5 +217,5 @@ def test_parse_command_refuses_bad_messages_naming_the_field() -> None:
     with pytest.raises(Invalid):
         c.parse_command({"type": "mark.add", "kind": "annotation", "sop_uid": "1.2", "points": [[1]]})
     assert c.parse_command({"type": "floor.handover", "to": 4}) == c.HandOver(4)
-    assert c.parse_pointer({"type": "pointer", "p": [1.25, 2, 3]}) == (1.25, 2.0, 3)
-    assert c.parse_pointer({"type": "pointer", "x": None, "y": None}) == (None, None, 0)
+    assert c.parse_pointer({"type": "pointer", "p": [1.25, 2, 3]}) == (1.25, 2.0, 3, 0)
+    assert c.parse_pointer({"type": "pointer", "x": None, "y": None}) == (None, None, 0, 0)
