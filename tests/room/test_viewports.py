@@ -79,9 +79,9 @@ def test_layout_bounds_the_viewports() -> None:
     assert room.state.view.others == (Viewport(), Viewport(), Viewport(study_uid=PRIOR, slice=2))
     # Back to one viewport: the hidden ones leave the shared view, and come back empty.
     _view(room, {"layout": "1x1"})
-    assert room.state.view.others == ()
+    assert not room.state.view.others
     _view(room, {"layout": "1x2"})
-    assert room.state.view.others == ()
+    assert not room.state.view.others
 
 
 @pytest.mark.parametrize(
