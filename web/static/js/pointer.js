@@ -2,14 +2,16 @@
  * The presenter's pointer, in image coordinates (column, row of the displayed frame), so that it lands on the
  * same anatomy on every screen whatever its size, zoom or pan.
  *
- * The presenter's moves over viewport 0 are sampled at most 30 times a second (the server coalesces them
- * further: latest sample wins per tick); followers draw the latest sample with the viewer's imageToScreen, and
- * only on the slice it was taken on.
+ * The presenter's moves over any viewport of the layout are sampled at most 30 times a second (the server
+ * coalesces them further: latest sample wins per tick); followers draw the latest sample with the viewer's
+ * imageToScreen, only in the viewport it was taken over and only on the slice it was taken on (the shared view
+ * puts the same series in the same viewport on every screen).
  *
  * Example:
  *   const pointer = new Pointer(viewer, (msg) => socket.send(msg));
  *   pointer.setPresenting(true);       // start sampling
- *   pointer.show([[7, 120.5, 88.0, 42]]);  // samples from the server: [user, column, row, slice]
+ *   pointer.show([[7, 120.5, 88.0, 42]]);     // samples from the server: [user, column, row, slice]
+ *   pointer.show([[7, 120.5, 88.0, 42, 1]]);  // ... over viewport 1: [user, column, row, slice, viewport]
  */
 
 const MAX_HZ = 30;
@@ -21,7 +23,7 @@ export class Pointer {
     this.colour = colour;
     this.label = label;
     this.presenting = false;
-    this.latest = null; // {column, row, slice}
+    this.latest = null; // {column, row, slice, viewport}
     this.lastSent = 0;
     this.pendingTimer = 0;
     this.pending = null;
@@ -41,12 +43,12 @@ export class Pointer {
   move(e) {
     if (!this.presenting) return;
     const hit = this.viewer.clientToImage(e.clientX, e.clientY);
-    if (!hit || hit.viewport !== 0) {
+    if (!hit) {
       this.queue(null);
       return;
     }
-    const slice = this.viewer.getState().viewports[0].index;
-    this.queue({column: hit.x, row: hit.y, slice});
+    const slice = this.viewer.getState().viewports[hit.viewport].index;
+    this.queue({column: hit.x, row: hit.y, slice, viewport: hit.viewport});
   }
 
   /** At most MAX_HZ samples a second; the last one of a burst is always sent. */
@@ -65,14 +67,15 @@ export class Pointer {
     this.lastSent = performance.now();
     const s = this.pending;
     const p = s ? [Math.round(s.column * 10) / 10, Math.round(s.row * 10) / 10, s.slice] : [null, null, 0];
+    if (s && s.viewport) p.push(s.viewport); // viewport 0 is implied: the usual sample stays three numbers
     this.send({type: 'pointer', p});
   }
 
-  /** Samples from the server: [user, column, row, slice]; column null hides the pointer. */
+  /** Samples from the server: [user, column, row, slice, viewport?] (viewport 0 if absent); column null hides it. */
   show(samples) {
     const last = samples[samples.length - 1];
     if (!last) return;
-    this.latest = last[1] === null ? null : {column: last[1], row: last[2], slice: last[3]};
+    this.latest = last[1] === null ? null : {column: last[1], row: last[2], slice: last[3], viewport: last[4] ?? 0};
     this.viewer.redrawOverlays();
   }
 
@@ -83,7 +86,7 @@ export class Pointer {
 
   draw(ctx, view) {
     const p = this.latest;
-    if (!p || this.presenting || view.viewport !== 0) return;
+    if (!p || this.presenting || view.viewport !== p.viewport) return;
     if (view.state && view.state.index !== p.slice) return; // view.state is the viewport's state
     const s = view.imageToScreen(p.column, p.row);
     if (!s) return;

@@ -3,16 +3,19 @@
  *
  * - Everybody sees the participants (specialty, hospital, here/gone, WebRTC data channel or WebSocket), who
  *   presents, the agenda with the current case and its panel (question, summary).
- * - The presenter's viewer changes (viewport 0: study, series, slice, window, zoom, pan; and the layout) go to
- *   the room at most 30 times a second; followers get them as `view.changed` and the viewer `setState`s them.
- * - "Browse freely" detaches this screen (nothing is sent, nothing is applied); "Follow" snaps back to the
- *   shared view. The coordinator moves everybody to the next case and hands the floor over.
+ * - The presenter's viewer changes (the layout and, for every viewport it shows: study, series, slice, window,
+ *   zoom, pan, invert) go to the room at most 30 times a second, each viewport with only its changed fields;
+ *   followers get them as `view.changed` and the viewer `setState`s every shown viewport (prior vs current
+ *   side by side stays side by side on every screen).
+ * - "Browse freely" detaches this screen (nothing is sent, nothing is applied); "Follow" snaps all viewports
+ *   back to the shared view. The coordinator moves everybody to the next case and hands the floor over.
  *
  * The client mirrors the server's reducer (rcp/room/state.py) on the event stream; the server stays the
  * authority: a refused command comes back as an error frame and is shown, the state does not change.
  */
 
 import {createViewer} from './viewer.js';
+import {visibleCount} from './viewer-state.js';
 import {Pointer} from './pointer.js';
 import {RoomSocket} from './roomsocket.js';
 import {MediaSession} from './rtc.js';
@@ -142,20 +145,31 @@ const chairs = () => mine()?.role === 'coordinator';
 
 // ---- viewer <-> shared view ----------------------------------------------------------------------------------
 
-function toViewport(view) {
-  const windowKnown = view.window_center !== null && view.window_width !== null;
+/** A shared viewport as the room's reducer holds it (rcp/room/events.py Viewport); the defaults of an empty one. */
+const EMPTY_SHARED = Object.freeze({study_uid: '', series_uid: '', slice: 0, window_center: null, window_width: null,
+  zoom: 1, pan: null, invert: false});
+const SHARED_FIELDS = Object.keys(EMPTY_SHARED);
+
+/** The shared view's viewports in order: the flat fields are viewport 0, `others` the next ones. */
+function sharedViewports(view) {
+  return [view, ...(view.others ?? [])];
+}
+
+function toViewport(shared) {
+  const v = {...EMPTY_SHARED, ...shared};
+  const windowKnown = v.window_center !== null && v.window_width !== null;
   return {
-    studyUid: view.study_uid || null,
-    seriesUid: view.series_uid || null,
-    index: view.slice,
-    window: windowKnown ? {center: view.window_center, width: view.window_width} : null,
-    zoom: view.zoom,
-    pan: view.pan ? {x: view.pan[0], y: view.pan[1]} : null,
+    studyUid: v.study_uid || null,
+    seriesUid: v.series_uid || null,
+    index: v.slice,
+    window: windowKnown ? {center: v.window_center, width: v.window_width} : null,
+    zoom: v.zoom,
+    pan: v.pan ? {x: v.pan[0], y: v.pan[1]} : null,
+    invert: Boolean(v.invert),
   };
 }
 
-function fromState(state) {
-  const vp = state.viewports[0];
+function fromViewport(vp) {
   return {
     study_uid: vp.studyUid ?? '',
     series_uid: vp.seriesUid ?? '',
@@ -164,17 +178,23 @@ function fromState(state) {
     window_width: vp.window ? vp.window.width : null,
     zoom: vp.zoom,
     pan: vp.pan ? [vp.pan.x, vp.pan.y] : null,
-    layout: state.layout,
+    invert: Boolean(vp.invert),
   };
 }
 
-/** A follower's viewer shows the shared view (viewport 0 and the layout). */
+/** The viewer state showing the shared view: every viewport the layout shows; measurements stay this screen's. */
+function withSharedView(current, view) {
+  const shown = visibleCount(view.layout);
+  const shared = sharedViewports(view);
+  const viewports = current.viewports.slice();
+  for (let i = 0; i < shown; i++) viewports[i] = {...viewports[i], ...toViewport(shared[i] ?? EMPTY_SHARED)};
+  return {...current, layout: view.layout, active: Math.min(current.active, shown - 1), viewports};
+}
+
+/** A follower's viewer shows the shared view (the layout and all its viewports). */
 function followView() {
   if (!room.view || !following()) return;
-  const current = viewer.getState();
-  const viewports = current.viewports.slice();
-  viewports[0] = {...viewports[0], ...toViewport(room.view)};
-  viewer.setState({...current, layout: room.view.layout, active: 0, viewports});
+  viewer.setState(withSharedView(viewer.getState(), room.view));
 }
 
 let sendTimer = 0;
@@ -187,28 +207,41 @@ viewer.onChange(() => {
   else if (!sendTimer) sendTimer = setTimeout(sendView, wait);
 });
 
-/** The presenter sends the fields that differ from the shared view (latest state wins within a tick). */
+/**
+ * The presenter sends what differs from the shared view (latest state wins within a tick): the layout, and for
+ * each viewport the layout shows its changed fields (`{}` when unchanged; trailing ones left out), e.g.
+ * `{type: 'view', viewports: [{}, {slice: 12}]}` when the right viewport of a 1x2 layout scrolls.
+ */
 function sendView() {
   sendTimer = 0;
   lastSent = performance.now();
   if (!presenting() || !room.view) return;
-  const next = fromState(viewer.getState());
-  const changes = {};
-  for (const [key, value] of Object.entries(next)) {
-    if (JSON.stringify(value) !== JSON.stringify(room.view[key])) changes[key] = value;
-  }
-  if ('study_uid' in changes && !/^[0-9.]*$/.test(changes.study_uid)) return;
-  if (Object.keys(changes).length) socket.send({type: 'view', ...changes});
+  const state = viewer.getState();
+  const shared = sharedViewports(room.view);
+  const msg = {};
+  if (state.layout !== room.view.layout) msg.layout = state.layout;
+  const deltas = state.viewports.slice(0, visibleCount(state.layout)).map((vp, i) => {
+    const next = fromViewport(vp);
+    const before = {...EMPTY_SHARED, ...(shared[i] ?? {})};
+    const delta = {};
+    for (const key of SHARED_FIELDS) {
+      if (JSON.stringify(next[key]) !== JSON.stringify(before[key])) delta[key] = next[key];
+    }
+    return delta;
+  });
+  // Only DICOM UIDs go to the room (a series opened from elsewhere, e.g. a local file, is not shared).
+  const uid = (v) => v === undefined || /^[0-9.]{0,64}$/.test(v);
+  if (deltas.some((d) => !uid(d.study_uid) || !uid(d.series_uid))) return;
+  while (deltas.length && !Object.keys(deltas[deltas.length - 1]).length) deltas.pop();
+  if (deltas.length) msg.viewports = deltas;
+  if (Object.keys(msg).length) socket.send({type: 'view', ...msg});
 }
 
 /** On becoming presenter (or on a new case): start from the shared view; open the study's first series. */
 async function presenterStart() {
   pointer.setPresenting(presenting());
   if (!presenting() || !room.view) return;
-  const current = viewer.getState();
-  const viewports = current.viewports.slice();
-  viewports[0] = {...viewports[0], ...toViewport(room.view)};
-  await viewer.setState({...current, layout: room.view.layout, active: 0, viewports});
+  await viewer.setState(withSharedView(viewer.getState(), room.view));
   if (room.view.study_uid && !room.view.series_uid) {
     const response = await fetch(`/api/imaging/studies/${encodeURIComponent(room.view.study_uid)}/series`);
     if (!response.ok) return;
