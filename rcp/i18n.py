@@ -26,6 +26,7 @@ from rcp.clock import as_utc
 __all__ = [
     "LOCALES",
     "LOCALE_DIR",
+    "N_",
     "LocaleMiddleware",
     "current_locale",
     "format_day",
@@ -54,6 +55,11 @@ def translations(locale: str) -> NullTranslations:
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)
     return Translations(buffer)
+
+
+def N_(message: str) -> str:
+    """Mark a string for extraction (Babel's default ``N_`` keyword); it is translated where it is shown."""
+    return message
 
 
 def gettext(message: str) -> str:

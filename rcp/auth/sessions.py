@@ -26,6 +26,7 @@ from rcp.auth.passwords import hash_password, needs_rehash, verify_password
 from rcp.clock import as_utc, utcnow
 from rcp.config import Settings
 from rcp.db import Database
+from rcp.i18n import N_
 
 __all__ = [
     "COOKIE_NAME",
@@ -92,6 +93,13 @@ class CurrentUser(BaseUser):
         )
 
 
+#: Fixed texts (translated by the pages through gettext); they never say whether an account exists, except
+#: that a locked one is locked, which an attacker learns anyway from the refusals.
+WRONG_CREDENTIALS = N_("Unknown user name or wrong password.")
+LOCKED_MESSAGE = N_("Too many failed sign-ins: this account is locked for a while. Try again later or ask an "
+                    "administrator to unlock it.")
+
+
 class LoginRefused(Exception):
     """Sign-in failed; ``message`` is safe to show (it does not say whether the account exists)."""
 
@@ -118,7 +126,7 @@ async def login(
     """
     now = utcnow()
     user = (await session.exec(select(User).where(User.username == username.strip()))).first()
-    generic = "Unknown user name or wrong password."
+    generic = WRONG_CREDENTIALS
     if user is None or not user.active or not user.password_hash:
         verify_password("", password)  # same cost as a real check
         await audit.record(session, event="user_authentication", action="E", outcome=4, source=source,
@@ -129,11 +137,7 @@ async def login(
         await audit.record(session, event="security_alert", action="E", outcome=8, user=None, source=source,
                            what=f"login attempt on locked account {user.id}")
         await session.commit()
-        minutes = max(1, int((as_utc(user.locked_until) - now).total_seconds() // 60) + 1)
-        raise LoginRefused(
-            f"Too many failed sign-ins: this account is locked for {minutes} more minute(s). "
-            "Try again later or ask an administrator to unlock it."
-        )
+        raise LoginRefused(LOCKED_MESSAGE)
     if not verify_password(user.password_hash, password):
         user.failed_logins += 1
         locked = user.failed_logins >= settings.lockout_attempts

@@ -25,6 +25,7 @@ from fpdf.enums import MethodReturnValue, XPos, YPos
 
 from rcp import i18n
 from rcp.clock import as_utc
+from rcp.i18n import N_
 from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.versions import SignedVersion
 from rcp.scheduling.specialties import specialty as specialty_of
@@ -85,10 +86,6 @@ def _day(value: date | None) -> str:
 def _moment(value: datetime) -> str:
     return i18n.format_moment(as_utc(value), "Europe/Paris", "d MMMM y, HH:mm")
 
-
-def N_(message: str) -> str:
-    """Marks a message for extraction (babel's default ``N_`` keyword); translated where it is shown."""
-    return message
 
 
 PROPOSAL_LABELS = {

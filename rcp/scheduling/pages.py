@@ -31,6 +31,7 @@ from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.errors import Conflict, Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int
+from rcp.i18n import N_
 from rcp.i18n import gettext as _
 from rcp.scheduling import agenda, schemas, service
 from rcp.scheduling.models import Board, Invitation
@@ -38,10 +39,6 @@ from rcp.templating import WEB_DIR, render
 
 __all__ = ["field_errors", "routes", "service_errors"]
 
-
-def N_(message: str) -> str:
-    """Mark a string for extraction (pybabel's default ``N_`` keyword); it is translated where it is shown."""
-    return message
 
 
 #: Labels the lead's modules define in English and the templates translate at display time (specialty filter,

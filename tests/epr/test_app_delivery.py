@@ -110,6 +110,14 @@ async def test_signature_reaches_both_receivers_once_and_correction_follows(
             rows = status.json()
             rows = rows["deliveries"] if isinstance(rows, dict) else rows
             assert len(rows) == 4 and {r["status"] for r in rows} == {"delivered"}
+            # The coordinator's meeting and case pages load the same state (deliveries.js fills the section in).
+            english = {"Accept-Language": "en"}
+            page = await secretary.get(f"/meetings/{seeded.meeting_id}", headers=english)
+            assert f'data-deliveries-url="/epr/meetings/{seeded.meeting_id}/deliveries"' in page.text
+            case_page = await secretary.get(f"/cases/{seeded.case_id}", headers=english)
+            assert f'data-deliveries-url="/epr/cases/{seeded.case_id}/deliveries"' in case_page.text
+            fragment = await secretary.get(f"/epr/cases/{seeded.case_id}/deliveries", headers=english)
+            assert fragment.status_code == 200 and fragment.text.count("Delivered") >= 4
     finally:
         server.close()
     # Exactly once per receiver and version, whatever retries happened.
