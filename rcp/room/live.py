@@ -75,6 +75,7 @@ class LiveRoom:
         agenda: tuple[AgendaItem, ...] = (),
         config: RoomConfig | None = None,
         media: MediaRoom | None = None,
+        ice_servers: list[dict[str, Any]] | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         on_events: list[EventHook] | None = None,
@@ -87,6 +88,8 @@ class LiveRoom:
         self.node_id = node_id
         self.config = config or RoomConfig()
         self.media = media
+        #: STUN/TURN for browsers behind hospital firewalls (W3C RTCConfiguration.iceServers), from the settings.
+        self.ice_servers = ice_servers or []
         self._clock = clock
         self._monotonic = monotonic
         self.state = RoomState(meeting_id=meeting_id, agenda=agenda, floor_grace_s=self.config.floor_grace_s)
@@ -217,6 +220,7 @@ class LiveRoom:
                         "connection": connection.id,
                         "node": self.node_id,
                         "rtc": self.media is not None,
+                        "ice_servers": self.ice_servers,
                         "seq": self.state.seq,
                     }
                 )
@@ -415,6 +419,7 @@ class Rooms:
                     agenda=agenda,
                     config=self.config,
                     media=self.media.room(str(meeting_id)) if self.media is not None else None,
+                    ice_servers=self.media.browser_ice_servers() if self.media is not None else None,
                     on_events=self.on_events,
                 )
                 await room.open()

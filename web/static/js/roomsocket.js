@@ -112,7 +112,9 @@ export class RoomSocket {
         this.welcome = msg;
         this.status('open');
         if (this.h.onWelcome) this.h.onWelcome(msg);
-        // A fresh peer for every (re)connection: the server's connection is new, so is its media member.
+        // STUN/TURN from the server's settings (hospital networks), then a fresh peer for every (re)connection:
+        // the server's connection is new, so is its media member.
+        if (this.media && Array.isArray(msg.ice_servers)) this.media.iceServers = msg.ice_servers;
         if (msg.rtc && this.media) this.media.connect().catch((err) => console.warn('WebRTC unavailable', err));
         break;
       case 'snapshot':
