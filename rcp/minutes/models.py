@@ -19,12 +19,10 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from rcp.clock import utcnow
+from rcp.db import timestamp
 
 __all__ = ["DecisionDraft", "DecisionVersion", "WritebackJob", "WritebackKind", "WritebackStatus"]
 
-
-def _ts(**kwargs: Any) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(sa.DateTime(timezone=True), **kwargs)
 
 
 class WritebackKind(StrEnum):
@@ -50,7 +48,7 @@ class DecisionDraft(SQLModel, table=True):
     )
     fields: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
     revision: int = Field(default=0)
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
 
 
 class DecisionVersion(SQLModel, table=True):
@@ -66,7 +64,7 @@ class DecisionVersion(SQLModel, table=True):
     content: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
     sha256: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
     signed_by: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="RESTRICT"), nullable=False))
-    signed_at: datetime = Field(sa_column=_ts(nullable=False))
+    signed_at: datetime = Field(sa_column=timestamp(nullable=False))
     replaces_id: int | None = Field(
         default=None,
         sa_column=sa.Column(sa.ForeignKey("decision_versions.id", ondelete="RESTRICT"), nullable=True),
@@ -88,6 +86,6 @@ class WritebackJob(SQLModel, table=True):
     last_error: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     #: SOP Instance UID of the stored object, so a retry after a lost acknowledgement stores the same instance.
     stored_sop_uid: str = Field(default="", max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
-    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False, index=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False, index=True))
