@@ -31,11 +31,10 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.exceptions import InternalError, InvalidAccessError, OperationError
-from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
-from .forwarding import intercept_keyframe_requests
 from .negotiation import raise_start_bitrate, restrict_codecs
+from .relay import SlotTrack
 
 __all__ = ["CHANNELS", "MAX_BUFFERED_BYTES", "Peer"]
 
@@ -66,7 +65,7 @@ class Peer:
         on_message: OnMessage | None = None,
         on_state: OnState | None = None,
         on_publish: Callable[[str, RTCRtpReceiver], None] | None = None,
-        make_slot: Callable[[str, str | None], MediaStreamTrack] | None = None,
+        make_slot: Callable[[str, str | None], SlotTrack] | None = None,
         start_bitrate_kbps: int = 800,
         label: str = "",
     ) -> None:
@@ -122,12 +121,10 @@ class Peer:
                 if self._on_publish is not None:
                     self._on_publish(transceiver.kind, transceiver.receiver)
             elif self._make_slot is not None:
-                track = self._make_slot(transceiver.kind, transceiver.mid)
-                transceiver.sender.replaceTrack(track)
+                slot = self._make_slot(transceiver.kind, transceiver.mid)
+                transceiver.sender.replaceTrack(slot)
                 transceiver.direction = "sendonly"
-                requested = getattr(track, "keyframe_requested", None)
-                if callable(requested):
-                    intercept_keyframe_requests(transceiver.sender, requested)
+                slot.bind(transceiver.sender)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         return raise_start_bitrate(pc.localDescription.sdp, start_kbps=self._start_bitrate_kbps)

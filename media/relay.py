@@ -4,36 +4,38 @@ A *publication* is one participant's camera or microphone as received by the ser
 track on a subscriber's peer connection (a ``recvonly`` transceiver the client offered); the hub points a slot at a
 publication and can later point it at another one, without any renegotiation.
 
-Each slot is a :class:`SlotTrack` whose ``recv()`` returns ``av.Packet`` objects, which aiortc's sender packs
-without encoding. The slot
+A publication packetises each frame once (:func:`media.forwarding.packetize`) and hands the payloads to every
+slot showing it, synchronously, on the event loop: each slot writes them with its own RTP header through its
+:class:`~media.forwarding.RtpWriter` (no queue, no task per subscriber). The slot
 
-* starts a video only at a keyframe (and asks the publisher for one), after attaching, resuming or dropping frames;
+* starts a video only at a keyframe (and asks the publisher for one), after attaching, resuming or a dropped frame;
 * rewrites RTP timestamps so they keep increasing when its source changes (a decoder's jitter buffer would
   otherwise see time jump backwards);
-* holds a small bounded queue: a subscriber whose link cannot keep up loses frames, never the server's memory.
+* drops frames while its subscriber's path is not up or its socket is congested: a subscriber whose link cannot
+  keep up loses frames (and restarts at a keyframe), never the server's memory.
+
+The slot is also the sender's ``MediaStreamTrack`` so that aiortc's sender lifecycle (start, stop, RTCP) is
+unchanged; its ``recv()`` only waits for the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-import av
+from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .forwarding import EncodedFrame, ReceiverTap, to_packet
+from .forwarding import EncodedFrame, ReceiverTap, RtpWriter, intercept_keyframe_requests, packetize
 from .keyframes import KEYFRAME_INTERVAL_S, KeyframeThrottle
 
 __all__ = ["Publication", "SlotTrack"]
 
 logger = logging.getLogger(__name__)
-
-#: Frames a slot may hold before it drops them (about a second of video, 0.6 s of audio).
-VIDEO_QUEUE = 30
-AUDIO_QUEUE = 30
 
 
 class SlotTrack(MediaStreamTrack):
@@ -47,14 +49,18 @@ class SlotTrack(MediaStreamTrack):
         self.paused = False
         self.forwarded = 0
         self.dropped = 0
-        self._queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(
-            maxsize=VIDEO_QUEUE if kind == "video" else AUDIO_QUEUE
-        )
+        self.writer: RtpWriter | None = None
+        self._ended: asyncio.Future[None] | None = None
         self._need_keyframe = kind == "video"
         self._offset: int | None = None
         self._last_out: int | None = None
         self._last_out_clock = 0
         self._last_out_at = 0.0
+
+    def bind(self, sender: RTCRtpSender) -> None:
+        """Send through ``sender`` (this slot's transceiver) and hear its subscriber's keyframe requests."""
+        self.writer = RtpWriter(sender)
+        intercept_keyframe_requests(sender, self.keyframe_requested)
 
     # -- control, from the hub -------------------------------------------------------------------------------
     def attach(self, source: Publication | None) -> None:
@@ -74,9 +80,7 @@ class SlotTrack(MediaStreamTrack):
         if paused == self.paused:
             return
         self.paused = paused
-        if paused:
-            self._drain()
-        else:
+        if not paused:
             self._restart()
 
     def keyframe_requested(self) -> None:
@@ -87,16 +91,15 @@ class SlotTrack(MediaStreamTrack):
     def end(self) -> None:
         """End the track: aiortc's sender sees ``MediaStreamError`` and stops."""
         self.attach(None)
-        self._drain()
-        try:
-            self._queue.put_nowait(None)
-        except asyncio.QueueFull:  # pragma: no cover - just drained
-            pass
+        if self.writer is not None:
+            self.writer.close()
         self.stop()
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
 
     # -- data path ---------------------------------------------------------------------------------------------
-    def push(self, frame: EncodedFrame) -> None:
-        """Queue one frame from the source (called on the event loop by the publisher's receiver)."""
+    def push(self, frame: EncodedFrame, payloads: list[bytes]) -> None:
+        """Send one frame of the source (called on the event loop by the publication, payloads shared)."""
         if self.paused or self.readyState != "live":
             return
         if self._need_keyframe:
@@ -109,13 +112,12 @@ class SlotTrack(MediaStreamTrack):
         if self._offset is None:
             self._offset = self._rebase(frame)
         pts = frame.timestamp + self._offset
-        if self._queue.full():
-            self.dropped += self._drain()
+        if self.writer is None or not self.writer.write(payloads, pts):
+            self.dropped += 1
             if self.kind == "video":
-                # The next frame would reference one we dropped: restart at a keyframe.
-                self._restart()
-                return
-        self._queue.put_nowait(to_packet(frame.data, pts, frame.clock_rate))
+                # The next frame would reference this one: restart at a keyframe once the path is up again.
+                self._need_keyframe = True
+            return
         self.forwarded += 1
         self._last_out = pts
         self._last_out_clock = frame.clock_rate
@@ -134,21 +136,13 @@ class SlotTrack(MediaStreamTrack):
             if self.source is not None and not self.paused:
                 self.source.request_keyframe()
 
-    def _drain(self) -> int:
-        count = 0
-        while not self._queue.empty():
-            self._queue.get_nowait()
-            count += 1
-        return count
-
-    async def recv(self) -> av.Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        packet = await self._queue.get()
-        if packet is None:
-            self.stop()
-            raise MediaStreamError
-        return packet
+    async def recv(self) -> Any:
+        """aiortc's sender waits here for the whole call: frames go out through :attr:`writer`, not this loop."""
+        if self.readyState == "live":
+            if self._ended is None:
+                self._ended = asyncio.get_running_loop().create_future()
+            await self._ended
+        raise MediaStreamError
 
 
 class Publication:
@@ -170,6 +164,7 @@ class Publication:
         self._tap: ReceiverTap | None = None
         self._slots: set[SlotTrack] = set()
         self._throttle = KeyframeThrottle(interval=keyframe_interval)
+        self._picture_id = secrets.randbits(15)
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[bool]] = set()
         self._closed = False
@@ -188,8 +183,12 @@ class Publication:
 
     def on_frame(self, frame: EncodedFrame) -> None:
         self.frames += 1
+        if not self._slots:
+            return
+        payloads = packetize(frame, self._picture_id)
+        self._picture_id = (self._picture_id + 1) & 0x7FFF
         for slot in tuple(self._slots):
-            slot.push(frame)
+            slot.push(frame, payloads)
 
     def audio_level(self, level: int) -> None:
         if self.on_audio_level is not None:

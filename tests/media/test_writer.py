@@ -1,0 +1,110 @@
+"""The server's own RTP send path (media.forwarding.RtpWriter, packetize): packets a real aiortc peer accepts,
+NACKs answered with RTX, sender reports that count what was sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiortc.codecs import depayload
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media import MediaHub
+from media.forwarding import MAX_PAYLOAD, EncodedFrame, packetize
+from media.synthetic import SyntheticParticipant, vp8_clip
+
+from .helpers import join, until
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+
+
+def test_vp8_frames_are_split_with_rfc7741_descriptors_and_rejoin_exactly() -> None:
+    keyframe = vp8_clip()[0]
+    assert len(keyframe) > 2 * MAX_PAYLOAD, "the clip's keyframe should need several packets"
+    frame = EncodedFrame(data=keyframe, timestamp=0, clock_rate=90000, codec="VP8", keyframe=True)
+
+    payloads = packetize(frame, picture_id=0x1234)
+
+    assert all(len(p) <= MAX_PAYLOAD for p in payloads)
+    assert [p[0] & 0x10 for p in payloads] == [0x10] + [0] * (len(payloads) - 1), "S bit on the first only"
+    for payload in payloads:
+        assert payload[1] == 0x80 and payload[2:4] == bytes((0x80 | 0x12, 0x34)), "15-bit PictureID"
+    # aiortc's own depayloader (the one browsers' peers mirror) gets the frame back byte for byte.
+    assert b"".join(depayload(VP8, p) for p in payloads) == keyframe
+
+
+def test_audio_frames_are_sent_as_they_came() -> None:
+    frame = EncodedFrame(data=b"\x78opus", timestamp=960, clock_rate=48000, codec="opus", keyframe=True)
+    assert packetize(frame, picture_id=1) == [b"\x78opus"]
+
+
+def _slot_showing(hub: MediaHub, room: str, subscriber: str, publisher: str) -> Any:
+    media = hub.room(room)
+    member = media._members[subscriber]
+    return next(s for s in member.slots if s.kind == "video" and s.source and s.source.publisher == publisher)
+
+
+async def test_lost_packets_are_retransmitted_and_the_video_keeps_decoding() -> None:
+    hub = MediaHub()
+    room = hub.room("nack")
+    publisher = SyntheticParticipant("publisher", slots=1, audio=False)
+    viewer = SyntheticParticipant("viewer", slots=1, video=False, audio=False, decode=True)
+    try:
+        await join(room, publisher)
+        await join(room, viewer)
+        await until(lambda: (r := viewer.showing("publisher")) is not None and r.decoded >= 5, "first frames")
+        slot = _slot_showing(hub, "nack", "viewer", "publisher")
+
+        # The viewer's network loses the first copy of one media packet in 20.
+        receiver = next(
+            t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video" and t.receiver.track
+        )
+        handle = receiver._handle_rtp_packet
+        dropped: set[int] = set()
+
+        async def lossy(packet: Any, arrival_time_ms: int) -> None:
+            media = packet.payload_type == slot.writer.payload_type
+            if media and packet.sequence_number % 20 == 0 and packet.sequence_number not in dropped:
+                dropped.add(packet.sequence_number)
+                return
+            await handle(packet, arrival_time_ms=arrival_time_ms)
+
+        receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
+        record = viewer.showing("publisher")
+        assert record is not None
+        decoded_before, forwarded_before = record.decoded, slot.forwarded
+        await until(lambda: len(dropped) >= 10, "ten packets lost")
+        await until(lambda: slot.forwarded - forwarded_before >= 90, "three seconds of video forwarded")
+
+        assert slot.writer.retransmitted >= len(dropped) // 2, "the server did not answer the viewer's NACKs"
+        decoded = record.decoded - decoded_before
+        forwarded = slot.forwarded - forwarded_before
+        # Without retransmission every loss costs the frames up to the next keyframe (at least half a second).
+        assert decoded >= 0.85 * forwarded, f"only {decoded} of {forwarded} forwarded frames were decoded"
+    finally:
+        await publisher.close()
+        await viewer.close()
+        await hub.close()
+
+
+async def test_sender_statistics_count_the_packets_written() -> None:
+    hub = MediaHub()
+    room = hub.room("reports")
+    publisher = SyntheticParticipant("publisher", slots=1, audio=False)
+    viewer = SyntheticParticipant("viewer", slots=1, video=False, audio=False)
+    try:
+        await join(room, publisher)
+        await join(room, viewer)
+        await until(lambda: (r := viewer.showing("publisher")) is not None and r.frames >= 10, "frames")
+        slot = _slot_showing(hub, "reports", "viewer", "publisher")
+        peer = room.peer("viewer")
+        assert peer is not None and peer.pc is not None
+        sender = next(t.sender for t in peer.pc.getTransceivers() if t.sender.track is slot)
+        report = await sender.getStats()
+        outbound = next(s for s in report.values() if s.type == "outbound-rtp")
+        # aiortc's RTCP sender reports (RFC 3550 section 6.4.1) read the same counters.
+        assert outbound.packetsSent == slot.writer.packets > 0
+        assert outbound.bytesSent == slot.writer.octets
+    finally:
+        await publisher.close()
+        await viewer.close()
+        await hub.close()
