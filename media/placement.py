@@ -78,6 +78,11 @@ class PlacedRoom:
     def local(self) -> RoomMedia:
         return self.node.local_room(self.meeting_id)
 
+    @property
+    def speaker(self) -> str | None:
+        """The active speaker as last announced (by the local room, or relayed by the owner node)."""
+        return self._speaker
+
     def speaker_changed(self, participant: str | None) -> None:
         if participant != self._speaker:
             self._speaker = participant

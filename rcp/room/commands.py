@@ -30,6 +30,7 @@ __all__ = [
     "RemoveMark",
     "RequestFloor",
     "SetCase",
+    "SetMedia",
     "SetMode",
     "SetPath",
     "TakeFloor",
@@ -120,6 +121,14 @@ class SetMode(Command):
 
 
 @dataclass(frozen=True)
+class SetMedia(Command):
+    """The participant's microphone and camera as their browser has them: shown on everyone's tile."""
+
+    audio_muted: bool
+    video_off: bool
+
+
+@dataclass(frozen=True)
 class SetCase(Command):
     case_id: int
 
@@ -163,6 +172,13 @@ def _int(msg: Mapping[str, Any], name: str, *, minimum: int = 0) -> int:
         raise Invalid(
             f"'{name}' must be a whole number >= {minimum}.", fields={name: "whole number expected"}
         )
+    return value
+
+
+def _bool(msg: Mapping[str, Any], name: str) -> bool:
+    value = msg.get(name)
+    if not isinstance(value, bool):
+        raise Invalid(f"'{name}' must be true or false.", fields={name: "boolean expected"})
     return value
 
 
@@ -310,6 +326,8 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
         if msg.get("mode") not in ("follow", "free"):
             raise Invalid("'mode' must be follow or free.", fields={"mode": "follow or free"})
         return SetMode(msg["mode"])
+    if kind == "media.state":
+        return SetMedia(_bool(msg, "audio_muted"), _bool(msg, "video_off"))
     if kind == "path":
         if msg.get("path") not in ("ws", "dc"):
             raise Invalid("'path' must be ws or dc.", fields={"path": "ws or dc"})

@@ -92,6 +92,14 @@ class MediaRoom(Protocol):
 
     def send(self, participant_id: str, channel: str, data: str | bytes) -> bool: ...
 
+    def set_paused(self, subscriber: str, publisher: str, kind: str, paused: bool) -> bool: ...
+
+    #: Told the participant id of the new active speaker (None: nobody speaks); set by the LiveRoom.
+    on_speaker: Callable[[str | None], None] | None
+
+    @property
+    def speaker(self) -> str | None: ...
+
 
 def error_frame(error: RcpError, ref: Any = None) -> str:
     body: dict[str, Any] = {"type": "error", **error.as_json()}
@@ -257,6 +265,9 @@ class Connection:
         if kind in {"rtc.offer", "rtc.ice", "rtc.close"}:
             await self._signal(message)
             return
+        if kind == "media.pause":
+            self._pause(message)
+            return
         await self.room.execute(parse_command(message), actor=self.user_id, origin=self)
 
     def _refuse(self, error: RcpError, ref: Any) -> None:
@@ -297,6 +308,22 @@ class Connection:
             raise BadRequest(f"The offer was refused: {exc}") from None
         self.rtc = True
         self.push(json.dumps({"type": "rtc.answer", "sdp": answer}))
+
+    def _pause(self, message: Mapping[str, Any]) -> None:
+        """Stop or resume receiving one participant's video (its tile is hidden); audio always flows.
+
+        Not a room event: only this participant's own subscription changes, and its next ``media.slots`` (sent by
+        media/ through :meth:`_on_media`) shows the slot ``paused``.
+        """
+        if self.media is None:
+            raise BadRequest("WebRTC is not available on this server: there is no video to pause.")
+        participant = message.get("participant")
+        if isinstance(participant, bool) or not isinstance(participant, int) or participant < 1:
+            raise BadRequest("'participant' must be the user id (a whole number >= 1) whose video to pause.")
+        paused = message.get("paused")
+        if not isinstance(paused, bool):
+            raise BadRequest("'paused' must be true (stop receiving that video) or false (receive it again).")
+        self.media.set_paused(str(self.user_id), str(participant), "video", paused)
 
     def _on_channel(self, label: str, data: str | bytes) -> None:
         self.feed(data, "dc")

@@ -42,6 +42,7 @@ __all__ = [
     "Participant",
     "ParticipantJoined",
     "ParticipantLeft",
+    "ParticipantMedia",
     "PathChanged",
     "PointerSample",
     "View",
@@ -77,6 +78,10 @@ class Participant:
     connection: str = ""
     #: The server node holding the connection (several nodes behind a load balancer).
     node: str = ""
+    #: Microphone muted / camera off, as the participant's browser last said (``media.state``), so everyone's
+    #: tile shows it. A new connection starts with the defaults: the browser says it again after each welcome.
+    audio_muted: bool = False
+    video_off: bool = False
 
     @property
     def chairs(self) -> bool:
@@ -213,6 +218,16 @@ class ModeChanged(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ParticipantMedia(Event):
+    """A participant muted or unmuted their microphone, or turned their camera off or on."""
+
+    name: ClassVar[str] = "participant.media"
+    user_id: int
+    audio_muted: bool
+    video_off: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class FloorRequested(Event):
     name: ClassVar[str] = "floor.requested"
     user_id: int
@@ -295,6 +310,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ParticipantLeft,
         PathChanged,
         ModeChanged,
+        ParticipantMedia,
         FloorRequested,
         FloorRequestWithdrawn,
         FloorGranted,

@@ -105,6 +105,8 @@ class LiveRoom:
         self._snapshot: tuple[int, str] | None = None
         self._pointer_arrived = asyncio.Event()
         self.published = 0
+        if media is not None:
+            media.on_speaker = self._on_speaker
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -122,6 +124,9 @@ class LiveRoom:
         )
 
     async def close(self) -> None:
+        # The media object outlives this room (the hub keeps it while peers close): a closed room is not called.
+        if self.media is not None and self.media.on_speaker == self._on_speaker:
+            self.media.on_speaker = None
         for connection in list(self.connections.values()):
             connection.close(1001, "server closing")
         # We started these tasks, so we end them: cancel, then wait until they are really gone.
@@ -221,6 +226,7 @@ class LiveRoom:
                         "node": self.node_id,
                         "rtc": self.media is not None,
                         "ice_servers": self.ice_servers,
+                        "speaker": self.speaker,
                         "seq": self.state.seq,
                     }
                 )
@@ -263,6 +269,18 @@ class LiveRoom:
             logger.warning(
                 "room %s: could not record the leave of %r", self.meeting_id, connection, exc_info=True
             )
+
+    # -- active speaker (media/speaker.py elects it from RFC 6464 audio levels) ---------------------------------
+    @property
+    def speaker(self) -> int | None:
+        """The user id of the active speaker, or None (nobody speaks, or no media on this server)."""
+        return _user_id(self.media.speaker) if self.media is not None else None
+
+    def _on_speaker(self, participant_id: str | None) -> None:
+        """Tell every local connection who speaks now: a control frame, not an event (transient and frequent)."""
+        frame = json.dumps({"type": "speaker", "user_id": _user_id(participant_id)})
+        for connection in list(self.connections.values()):
+            connection.push(frame)
 
     # -- pointer ---------------------------------------------------------------------------------------------
     async def point(
@@ -358,6 +376,17 @@ class LiveRoom:
             if now - self._vouched.get(participant.connection, now) > self.config.presence_timeout_s:
                 await self.execute(c.Leave(participant.connection, "lost"), actor=participant.user_id)
         await self.execute(c.Tick(), actor=0)
+
+
+def _user_id(participant_id: str | None) -> int | None:
+    """media/ names participants by ``str(user_id)`` (see Connection._signal); back to the room's int ids."""
+    if participant_id is None:
+        return None
+    try:
+        return int(participant_id)
+    except ValueError:
+        logger.warning("media participant id %r is not a user id; ignored", participant_id)
+        return None
 
 
 async def load_agenda(db: Any, meeting_id: int) -> tuple[AgendaItem, ...]:

@@ -3,16 +3,19 @@
 Protocol (JSON text frames, each with a ``type``):
 
 server → client
-    ``welcome`` {user_id, connection, node, rtc, seq}; then ``snapshot`` {state, pointer} or, when resuming with
-    ``?last_seq=n``, the missed ``event`` frames and ``resumed`` {seq}; then ``event`` {seq, event, at, actor,
-    ...} in order; ``pointer`` {s: [[user, col, row, slice], ...]}; ``ping``; ``error`` {error, message,
-    fields?, ref?}; ``rtc.answer`` {sdp}; ``media.slots``.
+    ``welcome`` {user_id, connection, node, rtc, ice_servers, speaker, seq}; then ``snapshot`` {state, pointer}
+    or, when resuming with ``?last_seq=n``, the missed ``event`` frames and ``resumed`` {seq}; then ``event``
+    {seq, event, at, actor, ...} in order (``participant.media`` {user_id, audio_muted, video_off} among them);
+    ``pointer`` {s: [[user, col, row, slice], ...]}; ``ping``; ``error`` {error, message, fields?, ref?};
+    ``rtc.answer`` {sdp}; ``media.slots`` {slots: [{mid, kind, participant, paused}, ...]}; ``speaker``
+    {user_id} (the active speaker's user id, or null; not an event).
 client → server
     ``pong``; commands (``floor.take``, ``floor.request``, ``floor.withdraw``, ``floor.handover`` {to},
     ``floor.release``, ``mode`` {mode}, ``path`` {path}, ``case.set`` {case_id}, ``case.next``, ``view`` {...},
-    ``mark.add`` {...}, ``mark.remove`` {mark_id}); ``pointer`` {x, y, slice} or {p: [x, y, slice]};
-    ``resume`` {last_seq}; ``rtc.offer`` {sdp}, ``rtc.ice`` {candidate}, ``rtc.close``. An optional ``id`` is
-    echoed as ``ref`` in an error frame.
+    ``mark.add`` {...}, ``mark.remove`` {mark_id}, ``media.state`` {audio_muted, video_off}); ``pointer``
+    {x, y, slice} or {p: [x, y, slice]}; ``resume`` {last_seq}; ``rtc.offer`` {sdp}, ``rtc.ice`` {candidate},
+    ``rtc.close``, ``media.pause`` {participant, paused} (stop / resume receiving that user's video). An optional
+    ``id`` is echoed as ``ref`` in an error frame.
 
 Who may connect: the caller authenticated by the app's middleware (session cookie — including the
 meeting-scoped session a signed join link opens, see rcp.auth.links — or a bearer token) and allowed to see the

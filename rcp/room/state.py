@@ -41,6 +41,7 @@ from rcp.room.events import (
     Participant,
     ParticipantJoined,
     ParticipantLeft,
+    ParticipantMedia,
     PathChanged,
     View,
     ViewChanged,
@@ -125,7 +126,9 @@ def apply(state: RoomState, event: Event) -> RoomState:
         joined = event.participant
         previous = state.participants.get(joined.user_id)
         if previous is not None:
-            # A rejoin (same person, new connection) keeps their follow / browse-freely choice.
+            # A rejoin (same person, new connection) keeps their follow / browse-freely choice. Not their
+            # microphone / camera: those are the new connection's (as the event says, so a client applying it
+            # agrees with us), and the browser sends ``media.state`` again after each welcome.
             joined = replace(joined, mode=previous.mode)
         state = replace(state, participants=_with_participant(state, joined))
         if state.presenter == joined.user_id:
@@ -152,6 +155,12 @@ def apply(state: RoomState, event: Event) -> RoomState:
             if isinstance(event, PathChanged)
             else replace(found, mode=event.mode)
         )
+        return replace(state, participants=_with_participant(state, changed))
+    if isinstance(event, ParticipantMedia):
+        found = state.participants.get(event.user_id)
+        if found is None:
+            return state
+        changed = replace(found, audio_muted=event.audio_muted, video_off=event.video_off)
         return replace(state, participants=_with_participant(state, changed))
     if isinstance(event, FloorRequested):
         if event.user_id in state.floor_requests:
@@ -278,6 +287,18 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
             if me.mode == command.mode
             else [ModeChanged(at=now, actor=actor, user_id=actor, mode=command.mode)]
         )
+    if isinstance(command, c.SetMedia):
+        if (me.audio_muted, me.video_off) == (command.audio_muted, command.video_off):
+            return []
+        return [
+            ParticipantMedia(
+                at=now,
+                actor=actor,
+                user_id=actor,
+                audio_muted=command.audio_muted,
+                video_off=command.video_off,
+            )
+        ]
     if isinstance(command, c.TakeFloor):
         if state.presenter == actor:
             return []

@@ -82,6 +82,8 @@ async def test_participants_on_two_nodes_share_one_media_node(nodes: tuple[Media
         await until(lambda: "connected" in bob_states, "bob's peer state relayed to node B")
         assert bob.media_events and bob.media_events[-1]["slots"][1]["participant"] == "alice"
         await until(lambda: "alice" in speakers_on_b, "the speaker relayed to node B")
+        # What a newcomer's welcome shows on either node (rcp.room.live reads it).
+        assert room_on_a.speaker == "alice" and room_on_b.speaker == "alice"
 
         # Data channels, both ways, in order, across the nodes.
         await until(lambda: bob.channels["view"].readyState == "open", "bob's view channel")
