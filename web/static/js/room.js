@@ -9,6 +9,8 @@
  *   side by side stays side by side on every screen).
  * - "Browse freely" detaches this screen (nothing is sent, nothing is applied); "Follow" snaps all viewports
  *   back to the shared view. The coordinator moves everybody to the next case and hands the floor over.
+ * - Beside the viewer, the participants see and hear each other (conference.js over rtc.js): who muted their
+ *   microphone or turned their camera off comes as `participant.media` events, who speaks as `speaker` frames.
  *
  * The client mirrors the server's reducer (rcp/room/state.py) on the event stream; the server stays the
  * authority: a refused command comes back as an error frame and is shown, the state does not change.
@@ -21,6 +23,7 @@ import {RoomSocket} from './roomsocket.js';
 import {MediaSession} from './rtc.js';
 import {api} from './api.js';
 import {mountDecision} from './decision.js';
+import {Conference} from './conference.js';
 
 const VIEW_SEND_MS = 1000 / 30;
 
@@ -41,15 +44,18 @@ const room = {
 const viewer = createViewer(root.querySelector('[data-rcp-viewer]'));
 const socket = new RoomSocket(data.meeting_id, {
   onSnapshot, onEvent, onPointer: (samples) => pointer.show(samples), onError, onStatus, onPath,
+  onWelcome: () => conference?.welcomed(),
+  onSpeaker: (userId) => conference?.showSpeaker(userId),
 });
 const pointer = new Pointer(viewer, (msg) => socket.send(msg));
 // Audio, video and the data-channel path: one peer connection with the server (media/), signalled on the socket.
-const media = typeof RTCPeerConnection === 'undefined' ? null : new MediaSession({signal: (msg) => socket.sendWs(msg)});
-if (media) {
-  socket.useMedia(media);
-  media.addEventListener('tile', (e) => root.querySelector('[data-room-tiles]').append(e.detail.element));
-  media.addEventListener('devices', (e) => { if (e.detail && e.detail.message) onError({message: e.detail.message}); });
-}
+const media = typeof RTCPeerConnection === 'undefined'
+  ? null : new MediaSession({signal: (msg) => socket.sendWs(msg), labels: L.video.tile});
+const conference = media ? new Conference(root.querySelector('[data-room-video]'), {
+  media, labels: L.video, me, send: (msg) => socket.sendWs(msg), status: root.querySelector('[data-room-media]'),
+}) : null;
+if (media) socket.useMedia(media);
+else root.querySelector('[data-room-video]').hidden = true;
 viewer.addOverlay(drawMarks);
 
 // ---- state -------------------------------------------------------------------------------------------------
@@ -81,6 +87,11 @@ function onEvent(e) {
         room.participants.set(e.user_id, {...p, connected: false});
         room.requests = room.requests.filter((u) => u !== e.user_id);
       }
+      break;
+    }
+    case 'participant.media': {
+      const p = room.participants.get(e.user_id);
+      if (p) room.participants.set(e.user_id, {...p, audio_muted: e.audio_muted, video_off: e.video_off});
       break;
     }
     case 'participant.path':
@@ -399,8 +410,17 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** The microphone-muted / camera-off marks of the participants list (icons drawn by video.css). */
+function mediaFlags(p) {
+  if (!p.connected) return [];
+  return [[p.audio_muted, 'rtc-muted', L.video.muted], [p.video_off, 'rtc-video-off', L.video.video_off]]
+    .filter(([on]) => on)
+    .map(([, flag, label]) => el('span', {class: 'rtc-flag', role: 'img', 'aria-label': label, title: label,
+      dataset: {flag}}));
+}
+
 function render() {
-  if (media) for (const p of room.participants.values()) media.setName(String(p.user_id), p.display_name);
+  conference?.showParticipants(room.participants.values(), data.specialties);
   const list = root.querySelector('[data-room-participants]');
   const people = [...room.participants.values()].sort(
     (a, b) => Number(b.connected) - Number(a.connected) || a.display_name.localeCompare(b.display_name));
@@ -417,6 +437,7 @@ function render() {
     return el('li', {class: p.connected ? 'here' : 'gone', dataset: {userId: p.user_id}},
       el('span', {class: 'presence', title: p.connected ? L.here : L.gone}),
       el('span', {class: 'name'}, p.display_name),
+      ...mediaFlags(p),
       el('span', {class: 'spec'}, [data.specialties[p.specialty] ?? p.specialty, p.hospital].filter(Boolean).join(' · ')),
       ...badges, action);
   }));
@@ -476,6 +497,7 @@ root.addEventListener('click', (e) => {
 });
 
 onPath('ws');
-if (media) media.start().catch(() => {}); // camera and microphone if allowed; the room works without them
+conference?.start(); // camera and microphone if allowed; the room works without them (see conference.js)
 socket.start();
-window.rcpRoom = {room, socket, viewer, pointer, media, decision: () => form}; // for the end-to-end tests and debugging
+// for the end-to-end tests and debugging
+window.rcpRoom = {room, socket, viewer, pointer, media, conference, decision: () => form};

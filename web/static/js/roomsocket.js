@@ -4,14 +4,16 @@
  * audio, video and the `view` (reliable, ordered) / `pointer` (unordered, no retransmits) channels) that carry
  * the same messages. The WebSocket carries the signalling (rtc.offer / rtc.answer / rtc.ice / media.slots). Whatever path a message takes, room events are handed to
  * `onEvent` exactly once and in `seq` order (a snapshot resets the order); the path in use is reported to
- * `onPath('dc'|'ws')` and to the server (`{"type": "path"}`) so the participants list shows it.
+ * `onPath('dc'|'ws')` and to the server (`{"type": "path"}`) so the participants list shows it. The active
+ * speaker (the `speaker` control frame, and `speaker` in the welcome) goes to `onSpeaker(userId|null)`: it is not
+ * a room event (frequent and transient), so it has no `seq`.
  *
  * Why resume instead of reload: a clinician whose link drops (Wi-Fi to 4G) must come back to where the meeting
  * is, in place. The socket reconnects with `?last_seq=n`; the server replies with the missed events (or a
  * snapshot if too much was missed).
  *
  * Example:
- *   const socket = new RoomSocket(12, {onSnapshot, onEvent, onPointer, onError, onStatus, onPath});
+ *   const socket = new RoomSocket(12, {onSnapshot, onEvent, onPointer, onError, onStatus, onPath, onWelcome, onSpeaker});
  *   socket.useMedia(new MediaSession({signal: (msg) => socket.sendWs(msg)}));  // optional
  *   socket.start();
  *   socket.send({type: 'floor.request'});
@@ -112,6 +114,7 @@ export class RoomSocket {
         this.welcome = msg;
         this.status('open');
         if (this.h.onWelcome) this.h.onWelcome(msg);
+        if ('speaker' in msg) this.h.onSpeaker?.(msg.speaker ?? null);
         // STUN/TURN from the server's settings (hospital networks), then a fresh peer for every (re)connection:
         // the server's connection is new, so is its media member.
         if (this.media && Array.isArray(msg.ice_servers)) this.media.iceServers = msg.ice_servers;
@@ -131,6 +134,9 @@ export class RoomSocket {
         break;
       case 'pointer':
         this.h.onPointer?.(msg.s);
+        break;
+      case 'speaker':
+        this.h.onSpeaker?.(msg.user_id ?? null);
         break;
       case 'error':
         this.h.onError?.(msg);

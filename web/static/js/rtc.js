@@ -69,34 +69,86 @@ function preferCodecs(transceiver, kind) {
   }
 }
 
-/** One participant's remote media: a figure with a video element (which also plays the audio) and a name. */
-class Tile {
-  constructor(participant, name) {
+/** Texts shown on tiles; the page passes translated ones (`labels` option), these English ones are the fallback. */
+export const LABELS = Object.freeze({
+  you: 'You',
+  muted: 'Microphone muted',
+  videoOff: 'Camera off',
+  speaking: 'Speaking',
+  paused: 'Video paused',
+  reconnecting: 'Reconnecting…',
+});
+
+/** The state flags a tile can show, as [class on the tile, label key]; video.css draws each one's icon. */
+const FLAGS = Object.freeze([
+  ['rtc-speaking', 'speaking'], ['rtc-muted', 'muted'], ['rtc-video-off', 'videoOff'], ['rtc-paused', 'paused'],
+]);
+
+/** Titles left out of the initials ("Dr Amélie Rousseau" is AR, not DA). */
+const TITLES = /^(dr|pr|prof|mme|mlle|m|mr|mrs|ms)\.?$/i;
+
+/** The id the server knows a participant by: the room's user ids are numbers, tiles are keyed by strings. */
+function wireId(participant) {
+  return /^\d+$/.test(String(participant)) ? Number(participant) : participant;
+}
+
+/**
+ * One participant's media: a figure with a video element (which also plays the audio), initials shown when there
+ * is no picture, state flags (speaking, microphone muted, camera off, video paused) and a caption (name, detail).
+ */
+export class Tile {
+  constructor(participant, name, {stream = new MediaStream(), labels = LABELS} = {}) {
     this.participant = participant;
-    this.stream = new MediaStream();
+    this.stream = stream;
     this.element = document.createElement('figure');
     this.element.className = 'rtc-tile rtc-no-video';
     this.element.dataset.participant = participant;
+    this.element.dataset.reconnectingLabel = labels.reconnecting;
     this.video = document.createElement('video');
     this.video.autoplay = true;
     this.video.playsInline = true;
     this.video.srcObject = this.stream;
-    this.caption = document.createElement('figcaption');
     this.initials = document.createElement('span');
     this.initials.className = 'rtc-initials';
-    this.element.append(this.video, this.initials, this.caption);
+    this.initials.setAttribute('aria-hidden', 'true');
+    const flags = document.createElement('span');
+    flags.className = 'rtc-flags';
+    for (const [name, key] of FLAGS) {
+      const flag = document.createElement('span');
+      flag.className = 'rtc-flag';
+      flag.dataset.flag = name;
+      flag.setAttribute('role', 'img');
+      flag.setAttribute('aria-label', labels[key]);
+      flag.title = labels[key];
+      flags.append(flag);
+    }
+    this.caption = document.createElement('figcaption');
+    this.name = document.createElement('span');
+    this.name.className = 'rtc-name';
+    this.detail = document.createElement('span');
+    this.detail.className = 'rtc-detail';
+    this.caption.append(this.name, this.detail);
+    this.element.append(this.video, this.initials, flags, this.caption);
     this.setName(name || participant);
   }
 
-  setName(name) {
-    this.caption.textContent = name;
-    this.initials.textContent = name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0]).join('').toUpperCase();
+  /** The caption: a name and an optional detail line (e.g. the specialty); initials from `initialsOf`. */
+  setName(name, detail = '', initialsOf = name) {
+    this.name.textContent = name;
+    this.detail.textContent = detail;
+    this.detail.hidden = !detail;
+    const words = String(initialsOf).split(/\s+/).filter((w) => w && !TITLES.test(w));
+    this.initials.textContent = words.slice(0, 2).map((w) => w[0]).join('').toUpperCase();
   }
 
   show(kind, track) {
     for (const old of this.stream.getTracks().filter((t) => t.kind === kind)) this.stream.removeTrack(old);
     if (track) this.stream.addTrack(track);
     if (kind === 'video') this.element.classList.toggle('rtc-no-video', !track);
+    this.play();
+  }
+
+  play() {
     const play = this.video.play();
     if (play && play.catch) play.catch(() => this.element.classList.add('rtc-needs-click'));
   }
@@ -111,19 +163,26 @@ export class MediaSession extends EventTarget {
    * @param {RTCIceServer[]} [options.iceServers]  from the server's settings (STUN/TURN); none on loopback
    * @param {number} [options.slots]  how many other participants can be seen and heard (server's room size - 1)
    * @param {Map<string,string>|object} [options.names]  participant id -> display name for tile captions
+   * @param {object} [options.labels]  translated tile texts (see LABELS)
    */
-  constructor({signal, iceServers = [], slots = 11, names = {}} = {}) {
+  constructor({signal, iceServers = [], slots = 11, names = {}, labels = {}} = {}) {
     super();
     if (typeof signal !== 'function') throw new TypeError('MediaSession needs a signal(message) function');
     this.signal = signal;
     this.iceServers = iceServers;
     this.slots = slots;
     this.names = new Map(names instanceof Map ? names : Object.entries(names));
+    this.details = new Map();
+    this.labels = {...LABELS, ...labels};
     this.state = 'new';
     this.localStream = new MediaStream();
     this.deviceError = null;
     this.tiles = new Map();
     this.speaker = null;
+    this.featured = null;
+    this.lowBandwidth = false;
+    this.preview = null;
+    this.me = null;
     this.pc = null;
     this.channels = {};
     this._slotMap = [];
@@ -134,6 +193,10 @@ export class MediaSession extends EventTarget {
     this._closed = false;
     this._answered = false;
     this._pendingIce = [];
+    this._enabled = {audio: true, video: true};
+    this._pauses = new Map();
+    this._asked = new Map();
+    this._slotPaused = new Map();
   }
 
   // -- local devices ----------------------------------------------------------------------------------------
@@ -170,8 +233,14 @@ export class MediaSession extends EventTarget {
         track.stop();
       }
     }
-    if (stream) for (const track of stream.getTracks()) this.localStream.addTrack(track);
+    if (stream) {
+      for (const track of stream.getTracks()) {
+        track.enabled = this._enabled[track.kind] !== false; // a muted microphone stays muted on a new device
+        this.localStream.addTrack(track);
+      }
+    }
     this.deviceError = error;
+    this._showPreview();
     const has = (kind) => this.localStream.getTracks().some((t) => t.kind === kind);
     this._emit('devices', {
       audio: has('audio'), video: has('video'), error: error ? error.name : null,
@@ -197,9 +266,39 @@ export class MediaSession extends EventTarget {
       audioDeviceId: kind === 'audio' ? deviceId : '', videoDeviceId: kind === 'video' ? deviceId : ''});
   }
 
-  /** Mute the microphone or turn the camera off (the track keeps its sender; the room shows the state). */
+  /**
+   * Mute the microphone or turn the camera off (the track keeps its sender: a disabled track sends silence or
+   * black frames, W3C Media Capture §4.3.1; the room tells the others so their tiles show it). Remembered for
+   * devices chosen later.
+   */
   setEnabled(kind, enabled) {
-    for (const track of this.localStream.getTracks()) if (track.kind === kind) track.enabled = enabled;
+    this._enabled[kind] = Boolean(enabled);
+    for (const track of this.localStream.getTracks()) if (track.kind === kind) track.enabled = Boolean(enabled);
+    this._showPreview();
+  }
+
+  /** What this participant sends: whether a microphone / camera track exists and whether it is enabled. */
+  get local() {
+    const has = (kind) => this.localStream.getTracks().some((t) => t.kind === kind && t.readyState === 'live');
+    return {audio: has('audio'), video: has('video'), audioEnabled: this._enabled.audio, videoEnabled: this._enabled.video};
+  }
+
+  /**
+   * The local preview as a tile like the others (muted, mirrored by video.css `.rtc-self`): caption `labels.you`,
+   * initials of `name` when the camera is off or missing, the muted and speaking flags. Made once.
+   */
+  previewTile(participant, name) {
+    if (!this.preview) {
+      this.me = participant === null || participant === undefined ? null : String(participant);
+      const tile = new Tile(this.me ?? 'self', this.labels.you, {stream: this.localStream, labels: this.labels});
+      tile.video.muted = true; // never play one's own microphone back
+      tile.element.classList.add('rtc-self');
+      delete tile.element.dataset.participant; // not a remote participant: autoPause and stats leave it alone
+      this.preview = tile;
+    }
+    this.preview.setName(this.labels.you, '', name || '');
+    this._showPreview();
+    return this.preview.element;
   }
 
   attachPreview(video) {
@@ -216,6 +315,9 @@ export class MediaSession extends EventTarget {
     if (this._closed) throw new Error('this media session is closed; make a new one');
     clearTimeout(this._retryTimer);
     this._teardownPeer();
+    // A fresh member on the server: what it pauses is read again from its media.slots (and asked again if need be).
+    this._asked.clear();
+    this._slotPaused.clear();
     this._setState(this._attempt ? 'reconnecting' : 'connecting');
     const pc = new RTCPeerConnection({iceServers: this.iceServers, bundlePolicy: 'max-bundle'});
     this.pc = pc;
@@ -278,16 +380,34 @@ export class MediaSession extends EventTarget {
   get open() { return Boolean(this.channels.view && this.channels.view.readyState === 'open'); }
 
   // -- remote tiles -----------------------------------------------------------------------------------------
-  setName(participant, name) {
+  /** A participant's caption: name and an optional detail line (specialty, hospital). */
+  setName(participant, name, detail = '') {
     this.names.set(participant, name);
+    this.details.set(participant, detail);
     const tile = this.tiles.get(participant);
-    if (tile) tile.setName(name);
+    if (tile) tile.setName(name, detail);
   }
 
-  /** Mark the active speaker (the room announces it); the page enlarges the `rtc-speaking` tile. */
+  /**
+   * Mark the active speaker (the room announces it): their tile gets `rtc-speaking`. The last *other* participant
+   * who spoke is `featured` (`rtc-featured`, enlarged by video.css), so the big picture stays on the person one
+   * listens to while one speaks oneself; in low-bandwidth mode the featured video is the one still received.
+   */
   setSpeaker(participant) {
-    this.speaker = participant || null;
-    for (const [id, tile] of this.tiles) tile.flag('rtc-speaking', id === participant);
+    this.speaker = participant === null || participant === undefined ? null : String(participant);
+    if (this.speaker !== null && this.speaker !== this.me) this.featured = this.speaker;
+    for (const [id, tile] of this.tiles) {
+      tile.flag('rtc-speaking', id === this.speaker);
+      tile.flag('rtc-featured', id === this.featured);
+    }
+    if (this.preview) this.preview.flag('rtc-speaking', this.me !== null && this.speaker === this.me);
+    for (const id of this.tiles.keys()) this._askPause(id);
+  }
+
+  /** Low-bandwidth mode: receive only the featured participant's video; everybody's audio keeps flowing. */
+  setLowBandwidth(on) {
+    this.lowBandwidth = Boolean(on);
+    for (const id of this.tiles.keys()) this._askPause(id);
   }
 
   /** Room events: {audioMuted, videoOff} for a participant (shown on their tile). */
@@ -299,11 +419,19 @@ export class MediaSession extends EventTarget {
   }
 
   /**
-   * Stop (or resume) receiving a participant's video, e.g. a hidden tile or low-bandwidth mode; audio always
-   * flows. Sends {type: 'media.pause', participant, paused}; the room routes it to RoomMedia.set_paused.
+   * Stop (or resume) receiving a participant's video for a `reason` (a hidden tile, the user...); audio always
+   * flows. The video is received again once no reason is left and low-bandwidth mode does not hold it back.
+   * Sends {type: 'media.pause', participant, paused} when that changes; the room routes it to
+   * RoomMedia.set_paused and answers with `media.slots`.
    */
-  pause(participant, paused = true) {
-    this.signal({type: 'media.pause', participant, paused: Boolean(paused)});
+  pause(participant, paused = true, reason = 'page') {
+    const id = String(participant);
+    const reasons = this._pauses.get(id) || new Set();
+    if (paused) reasons.add(reason);
+    else reasons.delete(reason);
+    if (reasons.size) this._pauses.set(id, reasons);
+    else this._pauses.delete(id);
+    this._askPause(id);
   }
 
   /**
@@ -319,13 +447,17 @@ export class MediaSession extends EventTarget {
         const shown = entry.isIntersecting;
         if (visible.get(participant) !== shown) {
           visible.set(participant, shown);
-          this.pause(participant, !shown);
+          this.pause(participant, !shown, 'hidden');
         }
       }
     }, {root, threshold: 0});
     for (const tile of this.tiles.values()) observer.observe(tile.element);
     const onTile = (event) => observer.observe(event.detail.element);
-    const onRemoved = (event) => { observer.unobserve(event.detail.element); visible.delete(event.detail.participant); };
+    const onRemoved = (event) => {
+      observer.unobserve(event.detail.element);
+      visible.delete(event.detail.participant);
+      this.pause(event.detail.participant, false, 'hidden');
+    };
     this.addEventListener('tile', onTile);
     this.addEventListener('tile-removed', onRemoved);
     return () => {
@@ -349,7 +481,8 @@ export class MediaSession extends EventTarget {
         Object.assign(row, {framesDecoded: entry.framesDecoded || 0, framesPerSecond: entry.framesPerSecond || 0,
           frameWidth: entry.frameWidth || 0, decoderImplementation: entry.decoderImplementation || ''});
       } else {
-        Object.assign(row, {audioLevel: entry.audioLevel || 0, totalAudioEnergy: entry.totalAudioEnergy || 0});
+        Object.assign(row, {audioLevel: entry.audioLevel || 0, totalAudioEnergy: entry.totalAudioEnergy || 0,
+          audioPackets: entry.packetsReceived || 0});
       }
     });
     return result;
@@ -372,10 +505,34 @@ export class MediaSession extends EventTarget {
   // -- internals --------------------------------------------------------------------------------------------
   _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, {detail})); }
 
+  _showPreview() {
+    if (!this.preview) return;
+    const local = this.local;
+    this.preview.flag('rtc-no-video', !(local.video && local.videoEnabled));
+    this.preview.flag('rtc-muted', !(local.audio && local.audioEnabled));
+    if (local.video) this.preview.play();
+  }
+
+  _wantsPaused(id) {
+    return this._pauses.has(id) || (this.lowBandwidth && id !== this.featured);
+  }
+
+  /**
+   * Ask the server once for the pause state this page wants for `id`'s video: not again while the answer is
+   * pending (no loop with a server that keeps its own view), nor when its last `media.slots` already says so.
+   */
+  _askPause(id) {
+    const want = this._wantsPaused(id);
+    if (this._asked.has(id) ? this._asked.get(id) === want : (this._slotPaused.get(id) ?? false) === want) return;
+    this._asked.set(id, want);
+    this.signal({type: 'media.pause', participant: wireId(id), paused: want});
+  }
+
   _setState(state) {
     if (state === this.state) return;
     this.state = state;
     for (const tile of this.tiles.values()) tile.flag('rtc-reconnecting', state === 'reconnecting');
+    if (this.preview) this.preview.flag('rtc-reconnecting', state === 'reconnecting');
     this._emit('state', {state});
   }
 
@@ -450,9 +607,11 @@ export class MediaSession extends EventTarget {
   _tile(participant) {
     let tile = this.tiles.get(participant);
     if (!tile) {
-      tile = new Tile(participant, this.names.get(participant));
+      tile = new Tile(participant, this.names.get(participant), {labels: this.labels});
+      tile.setName(this.names.get(participant) || participant, this.details.get(participant) || '');
       tile.flag('rtc-reconnecting', this.state === 'reconnecting');
       tile.flag('rtc-speaking', participant === this.speaker);
+      tile.flag('rtc-featured', participant === this.featured);
       this.tiles.set(participant, tile);
       this._emit('tile', {participant, element: tile.element});
     }
@@ -471,11 +630,18 @@ export class MediaSession extends EventTarget {
       seen.add(slot.participant);
       const tile = this._tile(slot.participant);
       tile.show(slot.kind, transceiver.receiver.track);
-      if (slot.kind === 'video') tile.flag('rtc-paused', slot.paused);
+      if (slot.kind === 'video') {
+        tile.flag('rtc-paused', slot.paused);
+        this._slotPaused.set(slot.participant, Boolean(slot.paused));
+        if (this._asked.get(slot.participant) === Boolean(slot.paused)) this._asked.delete(slot.participant); // done
+        this._askPause(slot.participant);
+      }
     }
     for (const [participant, tile] of this.tiles) {
       if (seen.has(participant)) continue;
       this.tiles.delete(participant);
+      this._slotPaused.delete(participant);
+      this._asked.delete(participant);
       tile.stream.getTracks().forEach((t) => tile.stream.removeTrack(t));
       this._emit('tile-removed', {participant, element: tile.element});
     }
