@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from media import RoomMedia
 from media.synthetic import SyntheticParticipant
@@ -50,3 +51,12 @@ class Resources:
             threads=len(threads),
             fds=len(os.listdir("/proc/self/fd")),
         )
+
+
+def rss_mb() -> float:
+    """This process's resident memory, after a garbage collection."""
+    gc.collect()
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

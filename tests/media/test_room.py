@@ -11,7 +11,7 @@ import pytest
 from media import MediaHub, RoomMedia
 from media.synthetic import SyntheticParticipant
 
-from .helpers import Resources, join, until
+from .helpers import Resources, join, rss_mb, until
 
 
 @pytest.fixture
@@ -212,7 +212,8 @@ async def test_view_channel_is_ordered_both_ways_and_pointer_unreliable(
 
 
 async def test_join_leave_cycles_return_to_baseline(hub: MediaHub) -> None:
-    """aiortc has a history of leaks: tasks, threads (decoder threads) and fds must come back (500 in bench)."""
+    """aiortc has a history of leaks: after 500 joins and leaves, tasks, threads (decoder threads), file descriptors
+    and memory are back where they were."""
     room = hub.room("cycles")
     host = SyntheticParticipant("host", slots=1, audio=False)
     try:
@@ -227,13 +228,18 @@ async def test_join_leave_cycles_return_to_baseline(hub: MediaHub) -> None:
                 await room.disconnect(guest.name)
                 await guest.close()
 
-        await cycle(0)  # warm up lazily created things (executor, caches)
+        for i in range(20):  # warm up lazily created things (executor, caches, allocator arenas)
+            await cycle(i)
         await asyncio.sleep(0.5)
         baseline = Resources.now()
-        for i in range(1, 31):
+        rss_before = rss_mb()
+        for i in range(1, 501):
             await cycle(i)
         await until(lambda: Resources.now() == baseline, f"resources back to {baseline}", patience=10)
         assert room.participants == ["host"]
+        # A leaked peer connection (its transports, buffers, jitter buffers) weighs well over 100 kB: 500 of them
+        # would add tens of megabytes. Allocator noise stays within a few.
+        assert rss_mb() - rss_before < 15, f"memory grew from {rss_before:.0f} to {rss_mb():.0f} MB"
     finally:
         await host.close()
 
