@@ -107,7 +107,6 @@ export class Tile {
     this.video = document.createElement('video');
     this.video.autoplay = true;
     this.video.playsInline = true;
-    this.video.srcObject = this.stream;
     this.initials = document.createElement('span');
     this.initials.className = 'rtc-initials';
     this.initials.setAttribute('aria-hidden', 'true');
@@ -148,7 +147,15 @@ export class Tile {
     this.play();
   }
 
+  /**
+   * Play the stream once it has a track. A media element whose stream has none never gets data, and it delays
+   * the document's load event until it does (HTML, "delaying the load event" of media elements): a page without
+   * camera would never finish loading.
+   */
   play() {
+    const stream = this.stream.getTracks().length ? this.stream : null;
+    if (this.video.srcObject !== stream) this.video.srcObject = stream;
+    if (!stream) return;
     const play = this.video.play();
     if (play && play.catch) play.catch(() => this.element.classList.add('rtc-needs-click'));
   }
@@ -510,7 +517,7 @@ export class MediaSession extends EventTarget {
     const local = this.local;
     this.preview.flag('rtc-no-video', !(local.video && local.videoEnabled));
     this.preview.flag('rtc-muted', !(local.audio && local.audioEnabled));
-    if (local.video) this.preview.play();
+    this.preview.play();
   }
 
   _wantsPaused(id) {
