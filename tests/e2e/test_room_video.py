@@ -15,6 +15,7 @@ check looks for two equal counts in a row, a "still decoding" one for a count th
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -335,6 +336,42 @@ async def test_three_clinicians_see_hear_mute_pause_and_reconnect(
             other, (await surgeon.stats()).get(other.id, {}).get("framesDecoded", 0) + 5
         )
         await other.until_decoding(surgeon, (await other.stats())[surgeon.id]["framesDecoded"] + 5)
+
+    # Devices: the lists name the fake camera and microphones (labels once access was granted) and show the ones in
+    # use; choosing another microphone switches without renegotiating, and the others still hear her.
+    page = radiologist.page
+    await page.click(".room-video-devices summary")
+    cameras = await page.eval_on_selector_all(
+        'select[data-device="videoinput"] option', "options => options.map((o) => o.textContent)"
+    )
+    assert cameras and all(c and not re.fullmatch(r"Camera \d+", c) for c in cameras), cameras
+    in_use = await page.evaluate("rcpRoom.media.localStream.getVideoTracks()[0].getSettings().deviceId")
+    assert await page.input_value('select[data-device="videoinput"]') == in_use
+    microphones: list[str] = await page.eval_on_selector_all(
+        'select[data-device="audioinput"] option', "options => options.map((o) => o.value)"
+    )
+    current = await page.input_value('select[data-device="audioinput"]')
+    other_microphone = next((m for m in microphones if m and m != current), None)
+    if other_microphone is not None:  # Chromium's fake device offers several microphones
+        await page.select_option('select[data-device="audioinput"]', other_microphone)
+        await page.wait_for_function(
+            "(id) => rcpRoom.media.localStream.getAudioTracks()[0]?.getSettings().deviceId === id",
+            arg=other_microphone,
+            timeout=TIMEOUT_MS,
+        )
+        heard = (await surgeon.stats())[radiologist.id]
+        await surgeon.until_stats(
+            "the radiologist's sound from her other microphone",
+            lambda s: s[radiologist.id]["totalAudioEnergy"] > heard["totalAudioEnergy"],
+        )
+
+    # On a 4K screen the viewer keeps most of the width; the cameras' column grows a little.
+    column = await page.evaluate("document.querySelector('[data-room-video]').getBoundingClientRect().width")
+    await page.set_viewport_size({"width": 3840, "height": 2160})
+    widths = await page.evaluate(
+        "['.room-viewer', '[data-room-video]'].map((s) => document.querySelector(s).getBoundingClientRect().width)"
+    )
+    assert widths[0] > 3 * widths[1] and widths[1] > column, (widths, column)
 
 
 async def test_refused_camera_and_microphone_say_so_in_french_and_the_meeting_goes_on(
