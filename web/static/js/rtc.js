@@ -17,7 +17,11 @@
  *   connection is offered (aiortc does not support ICE restarts), with growing delays; tiles stay up, marked
  *   `reconnecting`, instead of freezing silently.
  * - Camera or microphone refused or missing: the meeting goes on without them; a `devices` event carries a
- *   message the page shows.
+ *   message the page shows (English; a translated page maps `error` to its own text).
+ * - Receiving a video costs bandwidth: `pause(participant, paused, reason)` combines reasons (a tile scrolled out
+ *   of view with `autoPause`, the page's own), and `setLowBandwidth(true)` keeps only the featured speaker's
+ *   video; the server is asked (`media.pause`) only when the outcome changes, and its `media.slots` says what
+ *   it does. Audio is never paused.
  *
  * Example (the room page owns the WebSocket):
  *   import {MediaSession} from '/static/js/rtc.js';
@@ -26,7 +30,7 @@
  *   media.addEventListener('message', (e) => room.receive(e.detail.channel, e.detail.data));
  *   media.addEventListener('devices', (e) => e.detail.message && banner.show(e.detail.message));
  *   await media.start();                // asks for camera and microphone
- *   media.attachPreview(document.querySelector('video.rtc-preview'));
+ *   strip.prepend(media.previewTile(myId, myName));  // or media.attachPreview(videoElement)
  *   await media.connect();              // sends {type: 'rtc.offer', sdp}
  *   ws.onmessage = (m) => { const msg = JSON.parse(m.data); if (media.handles(msg)) media.handle(msg); };
  */
@@ -647,6 +651,7 @@ export class MediaSession extends EventTarget {
     for (const [participant, tile] of this.tiles) {
       if (seen.has(participant)) continue;
       this.tiles.delete(participant);
+      if (this.featured === participant) this.featured = null;
       this._slotPaused.delete(participant);
       this._asked.delete(participant);
       tile.stream.getTracks().forEach((t) => tile.stream.removeTrack(t));
