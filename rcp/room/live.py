@@ -258,8 +258,12 @@ class LiveRoom:
     async def detach(self, connection: Connection) -> None:
         """The connection ended: record the leave (unless a newer connection of the same person took over)."""
         self.connections.pop(connection.id, None)
-        # The media peer is keyed by participant: leave it to a newer connection of the same person.
-        newer = any(c.user_id == connection.user_id for c in self.connections.values())
+        # The media peer is keyed by participant: leave it to a newer connection of the same person, here or on
+        # another node (its join has then replaced this connection in the room's state).
+        seat = self.state.participants.get(connection.user_id)
+        newer = any(c.user_id == connection.user_id for c in self.connections.values()) or (
+            seat is not None and seat.connected and seat.connection not in {"", connection.id}
+        )
         if self.media is not None and connection.rtc and not newer:
             with contextlib.suppress(Exception):
                 await self.media.disconnect(str(connection.user_id))

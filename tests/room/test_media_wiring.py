@@ -507,3 +507,38 @@ async def test_bad_media_messages_get_an_error_and_the_connection_stays_up(seats
     await b.client.wait_for(lambda cl: any(f["type"] == "pong" and f.get("t") == 42 for f in cl.frames))
     assert not b.client.closed.is_set()
     assert not b.client.of("participant.media")
+
+
+async def test_an_old_connection_leaves_the_peer_of_a_rejoin_on_another_node(clip: tuple[bytes, ...]) -> None:
+    # Wi-Fi -> 4G through a load balancer: the radiologist's new socket lands on another node, which joins her
+    # (the event reaches this node on the bus) and her new peer is answered by the room's media node. When this
+    # node's old connection finally times out, it must not tear that new peer down.
+    hub = MediaHub()
+    client = SyntheticParticipant("2", slots=1, audio=False, clip=clip)
+    try:
+        media = hub.room("moved")
+        room = _live_room(media)
+        old = Connection(room, RADIO, config=RoomConfig(), media=media)
+        room.connections[old.id] = old
+        await room.execute(c.Join(replace(RADIO, connection=old.id)), actor=RADIO.user_id)
+        answer = await media.connect("2", await client.offer())
+        await client.accept(answer)
+        old.rtc = True
+        await room.execute(c.Join(replace(RADIO, connection="on-node-2", node="n2")), actor=RADIO.user_id)
+
+        await room.detach(old)
+
+        peer = media.peer("2")
+        assert peer is not None and peer.state != "closed", "the rejoined participant's peer was torn down"
+        assert room.state.participants[RADIO.user_id].connection == "on-node-2"
+
+        # Without a newer connection anywhere, the same detach frees the peer.
+        last = Connection(room, RADIO, config=RoomConfig(), media=media)
+        last.rtc = True
+        room.connections[last.id] = last
+        await room.execute(c.Join(replace(RADIO, connection=last.id)), actor=RADIO.user_id)
+        await room.detach(last)
+        assert media.peer("2") is None
+    finally:
+        await client.close()
+        await hub.close()
