@@ -517,6 +517,12 @@ def per_stream(cores: dict[int, float], fps: dict[int, float], full_fps: float =
 
 
 async def main() -> dict[str, float]:
+    """Each room size is measured on the RCP server and then on Janus, back to back.
+
+    Why interleaved: on a small shared machine the CPU a process spends for the same work drifts with what the
+    neighbours do (caches, hyper-threads); measuring both servers under the same minute's conditions compares
+    like with like, where one series after the other could differ by a third.
+    """
     from media.synthetic import vp8_clip
 
     vp8_clip()  # encode the clip before measuring anything
@@ -526,52 +532,56 @@ async def main() -> dict[str, float]:
     }
     rcp_cores: dict[int, float] = {}
     rcp_fps: dict[int, float] = {}
-    rcp_per_stream: float | None = None
+    janus_cores: dict[int, float] = {}
+    janus_fps: dict[int, float] = {}
     server = RcpServer()
+    janus: Janus | None = None
     await server.start()
     try:
+        candidate = Janus()
+        try:
+            await candidate.start()
+            janus = candidate
+        except Exception as exc:  # noqa: BLE001 - no Janus here: RCP figures alone, and say why
+            print(f"janus: {exc}", file=sys.stderr)
+            figures["janus_error"] = str(exc)  # type: ignore[assignment]
+            await candidate.stop()
         for n in SIZES:
             cores, fps = await rcp_room(server, n)
-            rcp_cores[n] = cores
-            rcp_fps[n] = fps
+            rcp_cores[n], rcp_fps[n] = cores, fps
             figures[f"cores_{n}"] = round(cores, 3)
             figures[f"fps_{n}"] = round(fps, 1)
             print(f"rcp   n={n:2d}  streams={n * (n - 1):3d}  cores={cores:.3f}  fps={fps:.1f}", flush=True)
+            if janus is not None:
+                cores, fps = await janus_room(janus, n, 1000 + n)
+                janus_cores[n], janus_fps[n] = cores, fps
+                figures[f"janus_cores_{n}"] = round(cores, 3)
+                figures[f"janus_fps_{n}"] = round(fps, 1)
+                print(
+                    f"janus n={n:2d}  streams={n * (n - 1):3d}  cores={cores:.3f}  fps={fps:.1f}", flush=True
+                )
         rcp_per_stream = per_stream(rcp_cores, rcp_fps)
         if rcp_per_stream is not None:
             figures["cores_per_stream"] = round(rcp_per_stream, 5)
+        if janus is not None:
+            # Like with like: Janus's slope over the same pair of rooms as ours (when ours has one).
+            pair = (
+                [n for n in SIZES if n == min(SIZES) or rcp_fps.get(n, 0) >= 27]
+                if rcp_per_stream
+                else list(SIZES)
+            )
+            janus_per_stream = per_stream({n: janus_cores[n] for n in pair}, {n: janus_fps[n] for n in pair})
+            if janus_per_stream is not None:
+                figures["janus_cores_per_stream"] = round(janus_per_stream, 5)
+                if rcp_per_stream is not None and janus_per_stream > 0:
+                    figures["ratio_vs_janus"] = round(rcp_per_stream / janus_per_stream, 2)
+            await janus.stop()
+            janus = None
         figures.update({k: round(v, 2) for k, v in (await rcp_cycles(server, CYCLES)).items()})
     finally:
+        if janus is not None:
+            await janus.stop()
         await server.stop()
-
-    janus = Janus()
-    janus_cores: dict[int, float] = {}
-    janus_fps: dict[int, float] = {}
-    try:
-        await janus.start()
-        for n in SIZES:
-            cores, fps = await janus_room(janus, n, 1000 + n)
-            janus_cores[n] = cores
-            janus_fps[n] = fps
-            figures[f"janus_cores_{n}"] = round(cores, 3)
-            figures[f"janus_fps_{n}"] = round(fps, 1)
-            print(f"janus n={n:2d}  streams={n * (n - 1):3d}  cores={cores:.3f}  fps={fps:.1f}", flush=True)
-        # Like with like: Janus's slope over the same pair of rooms as ours (when ours has one).
-        pair = (
-            [n for n in SIZES if n == min(SIZES) or rcp_fps.get(n, 0) >= 27]
-            if rcp_per_stream
-            else list(SIZES)
-        )
-        janus_per_stream = per_stream({n: janus_cores[n] for n in pair}, {n: janus_fps[n] for n in pair})
-        if janus_per_stream is not None:
-            figures["janus_cores_per_stream"] = round(janus_per_stream, 5)
-            if rcp_per_stream is not None and janus_per_stream > 0:
-                figures["ratio_vs_janus"] = round(rcp_per_stream / janus_per_stream, 2)
-    except Exception as exc:  # noqa: BLE001 - whatever failed, report it as the Janus figure
-        print(f"janus: {exc}", file=sys.stderr)
-        figures["janus_error"] = str(exc)  # type: ignore[assignment]
-    finally:
-        await janus.stop()
     figures["loadavg_1min_end"] = round(os.getloadavg()[0], 2)
     return figures
 

@@ -30,7 +30,8 @@ classes or modules:
    the sender's report counters (``__ntp_timestamp``, ``__rtp_timestamp``, ``__packet_count``, ``__octet_count``)
    so aiortc's RTCP sender reports stay right, and answers NACKs itself (``RTCRtpSender._retransmit`` replaced on
    the instance; RFC 4588 RTX). The frame is packetised once per publication (:func:`packetize`) and the payloads
-   are shared by every subscriber; only the 20-byte header differs.
+   are shared by every subscriber; only the header differs. SRTP goes straight to libsrtp's ``srtp_protect`` on
+   the session pylibsrtp made (:class:`_Protector`), and the datagram to the nominated pair's UDP transport.
 
 aiortc is pinned (pyproject.toml); :func:`contract_problems` lists what an upgrade broke and
 tests/media/test_contract.py fails with that list.
@@ -58,6 +59,9 @@ from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 __all__ = [
     "AIORTC_VERSION",
@@ -254,9 +258,10 @@ def intercept_keyframe_requests(sender: RTCRtpSender, callback: Callable[[], Non
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
-#: Largest RTP payload we send: with the 12-byte header, extensions, SRTP's 10-byte tag and IPv6/UDP headers a
-#: packet stays under 1280 bytes, the IPv6 minimum MTU (hospital VPNs and TURN relays shrink the path's MTU).
-MAX_PAYLOAD = 1100
+#: Largest RTP payload we send (VP8 descriptor included), as libwebrtc's senders do: with the RTP header and its
+#: extensions (24 bytes) and SRTP's tag (10) a datagram is about 1,260 bytes over IPv4, which still fits a
+#: 1,500-byte path after an IPsec tunnel (hospital VPNs, about 70 bytes) or a TURN relay (4 to 36 bytes).
+MAX_PAYLOAD = 1200
 
 
 def packetize(frame: EncodedFrame, picture_id: int) -> list[bytes]:
@@ -279,12 +284,47 @@ def packetize(frame: EncodedFrame, picture_id: int) -> list[bytes]:
 
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-_SENDER_REPORT = "_RTCRtpSender__"
+#: The sender's report counters (name-mangled private attributes of RTCRtpSender), read by its RTCP loop.
+_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
+_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+_PACKET_COUNT = "_RTCRtpSender__packet_count"
+_OCTET_COUNT = "_RTCRtpSender__octet_count"
 #: Sent packets kept for NACK retransmission (RFC 4585 section 6.2.1): about two seconds of 360p video.
 HISTORY = 512
 #: Bytes a subscriber's datagram transport may hold unsent before frames are dropped for it.
 MAX_WRITE_BUFFER = 256 * 1024
 _NTP_EPOCH = 2208988800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix), RFC 5905
+
+
+class _Protector:
+    """SRTP protection (RFC 3711) of one DTLS transport's outbound session, straight through libsrtp.
+
+    pylibsrtp's ``Session.protect`` checks its argument and allocates a length cell on every call; at ten
+    thousand packets a second that is a tenth of the forwarding cost. We call the same ``srtp_protect`` on the
+    same session context and buffer (aiortc's own RTCP protection uses them too, on the same thread, never
+    interleaved with ours since both are synchronous).
+    """
+
+    __slots__ = ("_buffer", "_cdata", "_ctx", "_length", "_room", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._ctx = session._srtp[0]
+        self._cdata = session._cdata
+        self._buffer = session._buffer
+        self._length = srtp_ffi.new("int *")
+        self._room = len(session._cdata) - SRTP_MAX_TRAILER_LEN
+
+    def protect(self, data: bytes) -> bytes | None:
+        """The protected packet, or None if libsrtp refused it (too long, or an error status)."""
+        size = len(data)
+        if size > self._room:
+            return None
+        self._buffer[0:size] = data
+        self._length[0] = size
+        if srtp_lib.srtp_protect(self._ctx, self._cdata, self._length):
+            return None
+        return self._buffer[0 : self._length[0]]  # type: ignore[no-any-return]
 
 
 class RtpWriter:
@@ -296,9 +336,7 @@ class RtpWriter:
     """
 
     def __init__(self, sender: RTCRtpSender) -> None:
-        if not callable(getattr(sender, "_retransmit", None)) or not hasattr(
-            sender, f"{_SENDER_REPORT}ntp_timestamp"
-        ):
+        if not callable(getattr(sender, "_retransmit", None)) or not hasattr(sender, _NTP_TIMESTAMP):
             raise TypeError("aiortc changed: RTCRtpSender internals moved; see tests/media/test_contract.py")
         self._sender = sender
         self._ssrc = sender._ssrc
@@ -312,6 +350,12 @@ class RtpWriter:
         self._origin = secrets.randbits(32)
         self._history: list[tuple[int, int, int, bytes] | None] = [None] * HISTORY
         self._slow: set[asyncio.Task[None]] = set()
+        # The path, looked up again only when ICE nominates another candidate pair (or DTLS re-keys).
+        self._nominated: dict[int, Any] | None = None
+        self._pair: Any = None
+        self._put: Callable[[bytes], None] | None = None
+        self._datagrams: Any = None  # asyncio datagram transport (get_write_buffer_size)
+        self._protector: _Protector | None = None
         self.packets = 0
         self.octets = 0
         self.retransmitted = 0
@@ -336,6 +380,7 @@ class RtpWriter:
         # RFC 8285 section 4.2 one-byte elements: ID (1-14) and length - 1 in the first byte.
         self._mid = bytes((mid_id << 4 | len(mid) - 1,)) + mid if mid_id and 0 < len(mid) <= 16 else b""
         self._abs_id = ids.get(_ABS_SEND_TIME_URI, 0)
+        self._nominated = self._sender.transport.transport._connection._nominated
 
     def _extensions(self, ntp: int) -> bytes:
         """The RFC 8285 one-byte-header extension block: mid, and abs-send-time (6.18 fixed-point seconds)."""
@@ -347,20 +392,32 @@ class RtpWriter:
         body += b"\x00" * (-len(body) % 4)
         return _EXTENSION_HEADER.pack(0xBEDE, len(body) // 4) + body
 
-    def _route(self) -> Callable[[bytes], None] | None:
-        """How to put a protected packet on the wire, or None when the path is not up (or is congested)."""
-        ice_connection = self._sender.transport.transport._connection
-        pair = ice_connection._nominated.get(1)
+    def _path(self) -> tuple[Callable[[bytes], None], _Protector] | None:
+        """How to protect and put a packet on the wire; None while the path is not up, or congested."""
+        dtls = self._sender.transport
+        if self._nominated is None or dtls._state is not DtlsState.CONNECTED:
+            return None
+        pair = self._nominated.get(1)
         if pair is None:
             return None
+        if pair is not self._pair:
+            self._pair = pair
+            self._put, self._datagrams = self._sending(pair)
+        if self._datagrams is not None and self._datagrams.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            return None
+        session = dtls._tx_srtp
+        if self._protector is None or self._protector.session is not session:
+            self._protector = _Protector(session)
+        assert self._put is not None
+        return self._put, self._protector
+
+    def _sending(self, pair: Any) -> tuple[Callable[[bytes], None], Any]:
         protocol = pair.protocol
         addr = pair.remote_addr
         transport = getattr(protocol, "transport", None)
         if type(protocol) is StunProtocol and transport is not None:  # host or server-reflexive UDP
-            if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
-                return None
-            return functools.partial(transport.sendto, addr=addr)
-        return functools.partial(self._send_slowly, protocol, addr)  # TURN relay or TCP: aioice's own path
+            return functools.partial(transport.sendto, addr=addr), transport
+        return functools.partial(self._send_slowly, protocol, addr), None  # TURN relay or TCP: aioice's path
 
     def _send_slowly(self, protocol: Any, addr: Any, data: bytes) -> None:
         if len(self._slow) > 64:
@@ -371,18 +428,16 @@ class RtpWriter:
 
     def write(self, payloads: list[bytes], timestamp: int) -> bool:
         """Send one frame's payloads (the last one carries the RTP marker bit); False if nothing was sent."""
-        dtls = self._sender.transport
         pt = self.payload_type
-        if pt is None or dtls._state is not DtlsState.CONNECTED:
+        path = self._path() if pt is not None else None
+        if path is None or pt is None:
             return False
-        put = self._route()
-        if put is None:
-            return False
+        put, protector = path
         ntp = int((time.time() + _NTP_EPOCH) * (1 << 32))
         ts = (self._origin + timestamp) & 0xFFFFFFFF
         extensions = self._extensions(ntp)
         first = 0x90 if extensions else 0x80  # V=2, X=1 when extensions follow (RFC 3550 section 5.1)
-        protect = dtls._tx_srtp.protect
+        protect = protector.protect
         history = self._history
         seq = self._seq
         last = len(payloads) - 1
@@ -390,29 +445,32 @@ class RtpWriter:
         octets = 0
         for i, payload in enumerate(payloads):
             marker = 0x80 if i == last else 0
-            put(protect(_RTP_HEADER.pack(first, marker | pt, seq, ts, ssrc) + extensions + payload))
+            packet = protect(_RTP_HEADER.pack(first, marker | pt, seq, ts, ssrc) + extensions + payload)
+            if packet is None:
+                return (
+                    False  # libsrtp refused (it logs nothing): drop the rest; the slot restarts at a keyframe
+                )
+            put(packet)
             history[seq % HISTORY] = (seq, ts, marker, payload)
             octets += len(payload)
             seq = (seq + 1) & 0xFFFF
-        self._seq = seq
+            self._seq = seq
         self.packets += len(payloads)
         self.octets += octets
         sender = self._sender
-        setattr(sender, f"{_SENDER_REPORT}ntp_timestamp", ntp)
-        setattr(sender, f"{_SENDER_REPORT}rtp_timestamp", ts)
-        setattr(sender, f"{_SENDER_REPORT}packet_count", self.packets)
-        setattr(sender, f"{_SENDER_REPORT}octet_count", self.octets)
+        setattr(sender, _NTP_TIMESTAMP, ntp)
+        setattr(sender, _RTP_TIMESTAMP, ts)
+        setattr(sender, _PACKET_COUNT, self.packets)
+        setattr(sender, _OCTET_COUNT, self.octets)
         return True
 
     async def _retransmit(self, sequence_number: int) -> None:
         """Answer a NACK (RFC 4585 section 6.2.1): resend the packet, wrapped as RTX if negotiated (RFC 4588)."""
         entry = self._history[sequence_number % HISTORY]
-        dtls = self._sender.transport
-        if entry is None or entry[0] != sequence_number or dtls._state is not DtlsState.CONNECTED:
+        path = self._path()
+        if entry is None or entry[0] != sequence_number or path is None or self.payload_type is None:
             return
-        put = self._route()
-        if put is None or self.payload_type is None:
-            return
+        put, protector = path
         seq, ts, marker, payload = entry
         extensions = self._extensions(int((time.time() + _NTP_EPOCH) * (1 << 32)))
         first = 0x90 if extensions else 0x80
@@ -422,8 +480,10 @@ class RtpWriter:
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
             header = _RTP_HEADER.pack(first, marker | self.payload_type, seq, ts, self._ssrc)
-        put(dtls._tx_srtp.protect(header + extensions + payload))
-        self.retransmitted += 1
+        packet = protector.protect(header + extensions + payload)
+        if packet is not None:
+            put(packet)
+            self.retransmitted += 1
 
     def close(self) -> None:
         for task in tuple(self._slow):
@@ -520,4 +580,10 @@ def _writer_problems() -> list[str]:
         problems.append("aioice CandidatePair.remote_addr is no longer a property")
     if "self.transport.sendto(data, addr)" not in inspect.getsource(StunProtocol.send_data):
         problems.append("aioice StunProtocol.send_data no longer writes to its datagram transport")
+    session_init = inspect.getsource(Session.__init__)
+    for name in ("self._cdata = ", "self._buffer = ", "self._srtp = "):
+        if name not in session_init:
+            problems.append(f"pylibsrtp Session.__init__ no longer sets {name.strip(' =')} (see _Protector)")
+    if "lib.srtp_protect" not in inspect.getsource(Session.protect) or not hasattr(srtp_lib, "srtp_protect"):
+        problems.append("pylibsrtp no longer protects with libsrtp's srtp_protect (see _Protector)")
     return problems
