@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SIZES = (4, 8, 12)
+#: Each room size is measured this many times on each server, alternating, and averaged: one 8-second window
+#: on a shared 2-core machine can be a third off.
+ROUNDS = 2
 WARMUP_S = 3.0
 WINDOW_S = 8.0
 CYCLES = 500
@@ -516,8 +519,13 @@ def per_stream(cores: dict[int, float], fps: dict[int, float], full_fps: float =
     return (cores[large] - cores[small]) / (large * (large - 1) - small * (small - 1))
 
 
+def _mean(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """Mean cores and mean frame rate of repeated measurements of one room."""
+    return sum(r[0] for r in runs) / len(runs), sum(r[1] for r in runs) / len(runs)
+
+
 async def main() -> dict[str, float]:
-    """Each room size is measured on the RCP server and then on Janus, back to back.
+    """Each room size is measured on the RCP server and then on Janus, back to back, ROUNDS times.
 
     Why interleaved: on a small shared machine the CPU a process spends for the same work drifts with what the
     neighbours do (caches, hyper-threads); measuring both servers under the same minute's conditions compares
@@ -547,19 +555,27 @@ async def main() -> dict[str, float]:
             figures["janus_error"] = str(exc)  # type: ignore[assignment]
             await candidate.stop()
         for n in SIZES:
-            cores, fps = await rcp_room(server, n)
-            rcp_cores[n], rcp_fps[n] = cores, fps
-            figures[f"cores_{n}"] = round(cores, 3)
-            figures[f"fps_{n}"] = round(fps, 1)
-            print(f"rcp   n={n:2d}  streams={n * (n - 1):3d}  cores={cores:.3f}  fps={fps:.1f}", flush=True)
-            if janus is not None:
-                cores, fps = await janus_room(janus, n, 1000 + n)
-                janus_cores[n], janus_fps[n] = cores, fps
-                figures[f"janus_cores_{n}"] = round(cores, 3)
-                figures[f"janus_fps_{n}"] = round(fps, 1)
+            rcp_runs: list[tuple[float, float]] = []
+            janus_runs: list[tuple[float, float]] = []
+            for _ in range(ROUNDS):
+                rcp_runs.append(await rcp_room(server, n))
                 print(
-                    f"janus n={n:2d}  streams={n * (n - 1):3d}  cores={cores:.3f}  fps={fps:.1f}", flush=True
+                    f"rcp   n={n:2d}  streams={n * (n - 1):3d}  cores={rcp_runs[-1][0]:.3f}  fps={rcp_runs[-1][1]:.1f}"
                 )
+                if janus is not None:
+                    janus_runs.append(await janus_room(janus, n, 1000 + 100 * len(janus_runs) + n))
+                    cores, fps = janus_runs[-1]
+                    print(
+                        f"janus n={n:2d}  streams={n * (n - 1):3d}  cores={cores:.3f}  fps={fps:.1f}",
+                        flush=True,
+                    )
+            rcp_cores[n], rcp_fps[n] = _mean(rcp_runs)
+            figures[f"cores_{n}"] = round(rcp_cores[n], 3)
+            figures[f"fps_{n}"] = round(rcp_fps[n], 1)
+            if janus_runs:
+                janus_cores[n], janus_fps[n] = _mean(janus_runs)
+                figures[f"janus_cores_{n}"] = round(janus_cores[n], 3)
+                figures[f"janus_fps_{n}"] = round(janus_fps[n], 1)
         rcp_per_stream = per_stream(rcp_cores, rcp_fps)
         if rcp_per_stream is not None:
             figures["cores_per_stream"] = round(rcp_per_stream, 5)
