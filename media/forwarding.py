@@ -73,6 +73,7 @@ __all__ = [
     "intercept_keyframe_requests",
     "is_keyframe",
     "packetize",
+    "send_time",
     "to_packet",
 ]
 
@@ -315,16 +316,27 @@ class _Protector:
         self._length = srtp_ffi.new("int *")
         self._room = len(session._cdata) - SRTP_MAX_TRAILER_LEN
 
-    def protect(self, data: bytes) -> bytes | None:
-        """The protected packet, or None if libsrtp refused it (too long, or an error status)."""
-        size = len(data)
+    def protect(self, head: bytes, payload: bytes) -> bytes | None:
+        """The protected packet ``head + payload`` (assembled in libsrtp's buffer, not in a new bytes object), or
+        None if libsrtp refused it (too long, or an error status)."""
+        start = len(head)
+        size = start + len(payload)
         if size > self._room:
             return None
-        self._buffer[0:size] = data
+        buffer = self._buffer
+        buffer[0:start] = head
+        buffer[start:size] = payload
         self._length[0] = size
         if srtp_lib.srtp_protect(self._ctx, self._cdata, self._length):
             return None
-        return self._buffer[0 : self._length[0]]  # type: ignore[no-any-return]
+        return buffer[0 : self._length[0]]  # type: ignore[no-any-return]
+
+
+def send_time() -> tuple[int, bytes]:
+    """Now as a 64-bit NTP timestamp (sender reports, RFC 3550 section 6.4.1) and as the 24-bit abs-send-time
+    value (6.18 fixed-point seconds), computed once per frame for every subscriber."""
+    ntp = int((time.time() + _NTP_EPOCH) * (1 << 32))
+    return ntp, ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
 
 
 class RtpWriter:
@@ -343,8 +355,10 @@ class RtpWriter:
         self._rtx_ssrc = sender._rtx_ssrc
         self.payload_type: int | None = None
         self._rtx_type: int | None = None
-        self._mid = b""
-        self._abs_id = 0
+        # RFC 8285 one-byte-header extensions: everything but the abs-send-time value is fixed per sender.
+        self._ext_prefix = b""
+        self._ext_suffix = b""
+        self._abs_send_time = False
         self._seq = secrets.randbits(16)
         self._rtx_seq = secrets.randbits(16)
         self._origin = secrets.randbits(32)
@@ -377,20 +391,24 @@ class RtpWriter:
         ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
         mid = (parameters.muxId or "").encode()
         mid_id = ids.get(_MID_URI, 0)
-        # RFC 8285 section 4.2 one-byte elements: ID (1-14) and length - 1 in the first byte.
-        self._mid = bytes((mid_id << 4 | len(mid) - 1,)) + mid if mid_id and 0 < len(mid) <= 16 else b""
-        self._abs_id = ids.get(_ABS_SEND_TIME_URI, 0)
+        # RFC 8285 section 4.2 one-byte elements: ID (1-14) and length - 1 in the first byte; abs-send-time last.
+        body = bytes((mid_id << 4 | len(mid) - 1,)) + mid if mid_id and 0 < len(mid) <= 16 else b""
+        abs_id = ids.get(_ABS_SEND_TIME_URI, 0)
+        self._abs_send_time = 0 < abs_id <= 14
+        if self._abs_send_time:
+            body += bytes((abs_id << 4 | 2,))
+        size = len(body) + 3 * self._abs_send_time
+        padding = -size % 4
+        if size:
+            self._ext_prefix = _EXTENSION_HEADER.pack(0xBEDE, (size + padding) // 4) + body
+            self._ext_suffix = b"\x00" * padding
         self._nominated = self._sender.transport.transport._connection._nominated
 
-    def _extensions(self, ntp: int) -> bytes:
-        """The RFC 8285 one-byte-header extension block: mid, and abs-send-time (6.18 fixed-point seconds)."""
-        body = self._mid
-        if self._abs_id:
-            body += (self._abs_id << 28 | 2 << 24 | (ntp >> 14) & 0xFFFFFF).to_bytes(4, "big")
-        if not body:
-            return b""
-        body += b"\x00" * (-len(body) % 4)
-        return _EXTENSION_HEADER.pack(0xBEDE, len(body) // 4) + body
+    def _extensions(self, abs_send_time: bytes) -> bytes:
+        """The RFC 8285 one-byte-header extension block: mid, and abs-send-time when negotiated."""
+        if self._abs_send_time:
+            return self._ext_prefix + abs_send_time + self._ext_suffix
+        return self._ext_prefix + self._ext_suffix
 
     def _path(self) -> tuple[Callable[[bytes], None], _Protector] | None:
         """How to protect and put a packet on the wire; None while the path is not up, or congested."""
@@ -426,16 +444,19 @@ class RtpWriter:
         self._slow.add(task)
         task.add_done_callback(self._slow.discard)
 
-    def write(self, payloads: list[bytes], timestamp: int) -> bool:
-        """Send one frame's payloads (the last one carries the RTP marker bit); False if nothing was sent."""
+    def write(self, payloads: list[bytes], timestamp: int, sent: tuple[int, bytes] | None = None) -> bool:
+        """Send one frame's payloads (the last one carries the RTP marker bit); False if nothing was sent.
+
+        ``sent`` is :func:`send_time`, taken once per frame by the caller that fans it out.
+        """
         pt = self.payload_type
         path = self._path() if pt is not None else None
         if path is None or pt is None:
             return False
         put, protector = path
-        ntp = int((time.time() + _NTP_EPOCH) * (1 << 32))
+        ntp, abs_send_time = sent or send_time()
         ts = (self._origin + timestamp) & 0xFFFFFFFF
-        extensions = self._extensions(ntp)
+        extensions = self._extensions(abs_send_time)
         first = 0x90 if extensions else 0x80  # V=2, X=1 when extensions follow (RFC 3550 section 5.1)
         protect = protector.protect
         history = self._history
@@ -445,7 +466,7 @@ class RtpWriter:
         octets = 0
         for i, payload in enumerate(payloads):
             marker = 0x80 if i == last else 0
-            packet = protect(_RTP_HEADER.pack(first, marker | pt, seq, ts, ssrc) + extensions + payload)
+            packet = protect(_RTP_HEADER.pack(first, marker | pt, seq, ts, ssrc) + extensions, payload)
             if packet is None:
                 return (
                     False  # libsrtp refused (it logs nothing): drop the rest; the slot restarts at a keyframe
@@ -472,7 +493,7 @@ class RtpWriter:
             return
         put, protector = path
         seq, ts, marker, payload = entry
-        extensions = self._extensions(int((time.time() + _NTP_EPOCH) * (1 << 32)))
+        extensions = self._extensions(send_time()[1])
         first = 0x90 if extensions else 0x80
         if self._rtx_type is not None:
             header = _RTP_HEADER.pack(first, marker | self._rtx_type, self._rtx_seq, ts, self._rtx_ssrc)
@@ -480,7 +501,7 @@ class RtpWriter:
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
             header = _RTP_HEADER.pack(first, marker | self.payload_type, seq, ts, self._ssrc)
-        packet = protector.protect(header + extensions + payload)
+        packet = protector.protect(header + extensions, payload)
         if packet is not None:
             put(packet)
             self.retransmitted += 1

@@ -30,7 +30,14 @@ from typing import Any
 from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .forwarding import EncodedFrame, ReceiverTap, RtpWriter, intercept_keyframe_requests, packetize
+from .forwarding import (
+    EncodedFrame,
+    ReceiverTap,
+    RtpWriter,
+    intercept_keyframe_requests,
+    packetize,
+    send_time,
+)
 from .keyframes import KEYFRAME_INTERVAL_S, KeyframeThrottle
 
 __all__ = ["Publication", "SlotTrack"]
@@ -98,7 +105,7 @@ class SlotTrack(MediaStreamTrack):
             self._ended.set_result(None)
 
     # -- data path ---------------------------------------------------------------------------------------------
-    def push(self, frame: EncodedFrame, payloads: list[bytes]) -> None:
+    def push(self, frame: EncodedFrame, payloads: list[bytes], sent: tuple[int, bytes] | None = None) -> None:
         """Send one frame of the source (called on the event loop by the publication, payloads shared)."""
         if self.paused or self.readyState != "live":
             return
@@ -112,7 +119,7 @@ class SlotTrack(MediaStreamTrack):
         if self._offset is None:
             self._offset = self._rebase(frame)
         pts = frame.timestamp + self._offset
-        if self.writer is None or not self.writer.write(payloads, pts):
+        if self.writer is None or not self.writer.write(payloads, pts, sent):
             self.dropped += 1
             if self.kind == "video":
                 # The next frame would reference this one: restart at a keyframe once the path is up again.
@@ -187,8 +194,9 @@ class Publication:
             return
         payloads = packetize(frame, self._picture_id)
         self._picture_id = (self._picture_id + 1) & 0x7FFF
+        sent = send_time()
         for slot in tuple(self._slots):
-            slot.push(frame, payloads)
+            slot.push(frame, payloads, sent)
 
     def audio_level(self, level: int) -> None:
         if self.on_audio_level is not None:
