@@ -33,10 +33,10 @@ from rcp.db import Database, migrate
 from rcp.demo import DEMO_PASSWORD, load_demo
 from rcp.imaging.archive import open_archive
 from rcp.room.decisions import wire_decisions
-from rcp.scheduling.models import Case, Meeting
+from rcp.scheduling.models import Case
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread
+from tests.room.node import NodeThread, scheduled_meeting_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -75,12 +75,7 @@ async def decision_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
     try:
         await load_demo(db)
         await load_demo_imaging(settings, db, slices=20)
-        async with db.session() as s:
-            meeting = (await s.exec(
-                select(Meeting).where(Meeting.title == "RCP thoracique", Meeting.status == "scheduled")
-            )).first()
-        assert meeting is not None and meeting.id is not None
-        meeting_id = meeting.id
+        meeting_id = await scheduled_meeting_id(db)
     finally:
         await db.close()
     node = NodeThread(decision_app(settings)).start()

@@ -15,15 +15,13 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Page
-from sqlmodel import select
 
 from rcp.config import Settings
 from rcp.db import Database, migrate
 from rcp.demo import load_demo
-from rcp.scheduling.models import Meeting
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app
+from tests.room.node import NodeThread, room_app, scheduled_meeting_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -48,14 +46,7 @@ async def imaging_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     try:
         await load_demo(db)
         await load_demo_imaging(settings, db, slices=30)
-        async with db.session() as s:
-            meeting = (
-                await s.exec(
-                    select(Meeting).where(Meeting.title == "RCP thoracique", Meeting.status == "scheduled")
-                )
-            ).first()
-        assert meeting is not None and meeting.id is not None
-        meeting_id = meeting.id
+        meeting_id = await scheduled_meeting_id(db)
     finally:
         await db.close()
     node = NodeThread(room_app(settings, media=True)).start()

@@ -26,17 +26,15 @@ import pytest
 from babel.messages.pofile import read_po
 from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from sqlmodel import select
 from starlette.applications import Starlette
 
 from rcp.config import Settings
 from rcp.db import Database, migrate
 from rcp.demo import load_demo
 from rcp.i18n import LOCALE_DIR
-from rcp.scheduling.models import Meeting
 from tests.fixtures.browser import NewPage
 from tests.room.client import session_cookie
-from tests.room.node import NodeThread, room_app
+from tests.room.node import NodeThread, room_app, scheduled_meeting_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -77,14 +75,7 @@ async def video_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     db = Database(settings.database_url)
     try:
         await load_demo(db)
-        async with db.session() as s:
-            meeting = (
-                await s.exec(
-                    select(Meeting).where(Meeting.title == "RCP thoracique", Meeting.status == "scheduled")
-                )
-            ).first()
-        assert meeting is not None and meeting.id is not None
-        meeting_id = meeting.id
+        meeting_id = await scheduled_meeting_id(db)
     finally:
         await db.close()
     app = room_app(settings, media=True)

@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlmodel import select
 from starlette.applications import Starlette
 
 from rcp.app import create_app
 from rcp.config import Settings
+from rcp.db import Database
 from rcp.room import routes as room_routes
 from rcp.room.connection import RoomConfig
 from rcp.room.live import open_rooms
+from rcp.scheduling.models import Meeting
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +39,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def scheduled_meeting_id(db: Database, title: str = "RCP thoracique") -> int:
+    """The id of the demo's scheduled meeting of that board (``rcp demo`` also loads a closed one of each)."""
+    async with db.session() as s:
+        found = (
+            await s.exec(select(Meeting).where(Meeting.title == title, Meeting.status == "scheduled"))
+        ).first()
+    assert found is not None and found.id is not None, f"no scheduled {title!r} in the demo data"
+    return found.id
 
 
 def room_app(

@@ -7,14 +7,12 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from sqlmodel import select
 
 from media.synthetic import SyntheticParticipant
 from rcp.config import Settings
 from rcp.db import Database
-from rcp.scheduling.models import Meeting
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app
+from tests.room.node import NodeThread, room_app, scheduled_meeting_id
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +25,7 @@ def media_server(settings: Settings, db: Database) -> Iterator[NodeThread]:
 
 
 async def _meeting(db: Database) -> int:
-    async with db.session() as s:
-        found = (
-            await s.exec(
-                select(Meeting).where(Meeting.title == "RCP thoracique", Meeting.status == "scheduled")
-            )
-        ).first()
-    assert found is not None and found.id is not None
-    return found.id
+    return await scheduled_meeting_id(db)
 
 
 async def _until(predicate: object, timeout: float = 20.0) -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
-from sqlmodel import select
 from starlette.applications import Starlette
 
 from media.hub import MediaHub
@@ -29,10 +28,9 @@ from rcp.room.events import ParticipantMedia, event_from_dict, event_from_parts,
 from rcp.room.live import LiveRoom
 from rcp.room.log import MemoryEventLog
 from rcp.room.state import replay, snapshot_from_dict, snapshot_to_dict
-from rcp.scheduling.models import Meeting
 from tests.media.helpers import until
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app
+from tests.room.node import NodeThread, room_app, scheduled_meeting_id
 from tests.room.test_state import CHAIR, RADIO, SURGEON, full_room
 
 # --- pure: the reducer and the parser ------------------------------------------------------------------------
@@ -234,14 +232,7 @@ def media_server(settings: Settings, db: Database) -> Iterator[Served]:
 @pytest.fixture(scope="module")
 async def meeting_id(db: Database) -> int:
     # Not the thoracic meeting the other room tests use: this module's participants come and go on their own.
-    async with db.session() as s:
-        found = (
-            await s.exec(
-                select(Meeting).where(Meeting.title == "RCP digestive", Meeting.status == "scheduled")
-            )
-        ).first()
-    assert found is not None and found.id is not None
-    return found.id
+    return await scheduled_meeting_id(db, "RCP digestive")
 
 
 @pytest.fixture(scope="module")

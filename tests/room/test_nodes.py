@@ -7,14 +7,12 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from sqlmodel import select
 
 from rcp.db import Database, migrate
 from rcp.demo import load_demo
-from rcp.scheduling.models import Meeting
 from tests.fixtures.postgres import create_database, drop_database
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeProcess
+from tests.room.node import NodeProcess, scheduled_meeting_id
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -59,16 +57,9 @@ async def _demo(url: str) -> None:
 async def _meeting(url: str) -> int:
     db = Database(url)
     try:
-        async with db.session() as s:
-            found = (
-                await s.exec(
-                    select(Meeting).where(Meeting.title == "RCP thoracique", Meeting.status == "scheduled")
-                )
-            ).first()
+        return await scheduled_meeting_id(db)
     finally:
         await db.close()
-    assert found is not None and found.id is not None
-    return found.id
 
 
 async def test_participants_on_two_nodes_see_the_same_events_in_the_same_order(

@@ -6,15 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlmodel import select
 
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.room.connection import RoomConfig
 from rcp.room.log import SqlEventLog, meeting_attendance
-from rcp.scheduling.models import Meeting
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app
+from tests.room.node import NodeThread, room_app, scheduled_meeting_id
 
 FOLLOWERS = ("dr.chirurgien", "dr.oncologue", "dr.radiotherapeute", "dr.pneumologue")
 
@@ -30,14 +28,7 @@ def room_server(settings: Settings, db: Database) -> Iterator[NodeThread]:
 
 @pytest.fixture(scope="module")
 async def meeting_id(db: Database) -> int:
-    async with db.session() as s:
-        found = (
-            await s.exec(
-                select(Meeting).where(Meeting.title == "RCP thoracique", Meeting.status == "scheduled")
-            )
-        ).first()
-    assert found is not None and found.id is not None
-    return found.id
+    return await scheduled_meeting_id(db)
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from sqlmodel import select
 
 from rcp.config import Settings
 from rcp.db import Database
-from rcp.scheduling.models import Meeting
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app
+from tests.room.node import NodeThread, room_app, scheduled_meeting_id
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +33,11 @@ async def clients() -> AsyncIterator[list[RoomClient]]:
 async def test_both_viewports_of_a_side_by_side_layout_reach_every_follower(
     layout_server: NodeThread, db: Database, clients: list[RoomClient]
 ) -> None:
-    async with db.session() as s:
-        meeting = (
-            await s.exec(
-                select(Meeting).where(Meeting.title == "RCP thoracique", Meeting.status == "scheduled")
-            )
-        ).first()
-    assert meeting is not None and meeting.id is not None
+    meeting_id = await scheduled_meeting_id(db)
     url = layout_server.url
 
     async def join(name: str) -> RoomClient:
-        client = await RoomClient.open(url, await session_cookie(url, name), meeting.id)  # type: ignore[arg-type]
+        client = await RoomClient.open(url, await session_cookie(url, name), meeting_id)
         clients.append(client)
         return client
 
