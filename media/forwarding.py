@@ -493,17 +493,19 @@ class RtpWriter:
         self._slow.add(task)
         task.add_done_callback(self._slow.discard)
 
-    def write(self, payloads: list[bytes], timestamp: int, sent: tuple[int, bytes] | None = None) -> bool:
+    def write(self, payloads: list[bytes], timestamp: int, sent: tuple[int, bytes]) -> bool:
         """Send one frame's payloads (the last one carries the RTP marker bit); False if nothing was sent.
 
         ``sent`` is :func:`send_time`, taken once per frame by the caller that fans it out.
         """
         pt = self.payload_type
-        path = self._path() if pt is not None else None
-        if path is None or pt is None:
+        if pt is None:
+            return False
+        path = self._path()
+        if path is None:
             return False
         put, protector = path
-        ntp, abs_send_time = sent or send_time()
+        ntp, abs_send_time = sent
         ts = (self._origin + timestamp) & 0xFFFFFFFF
         extensions = self._extensions(abs_send_time)
         first = 0x90 if extensions else 0x80  # V=2, X=1 when extensions follow (RFC 3550 section 5.1)

@@ -105,7 +105,7 @@ class SlotTrack(MediaStreamTrack):
             self._ended.set_result(None)
 
     # -- data path ---------------------------------------------------------------------------------------------
-    def push(self, frame: EncodedFrame, payloads: list[bytes], sent: tuple[int, bytes] | None = None) -> None:
+    def push(self, frame: EncodedFrame, payloads: list[bytes], sent: tuple[int, bytes]) -> None:
         """Send one frame of the source (called on the event loop by the publication, payloads shared)."""
         if self.paused or self.readyState != "live":
             return
