@@ -175,8 +175,7 @@ def _int(msg: Mapping[str, Any], name: str, *, minimum: int = 0) -> int:
     return value
 
 
-def _bool(msg: Mapping[str, Any], name: str) -> bool:
-    value = msg.get(name)
+def _bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise Invalid(f"'{name}' must be true or false.", fields={name: "boolean expected"})
     return value
@@ -242,11 +241,7 @@ def viewport_changes(msg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]
     if "pan" in msg:
         changes["pan"] = None if msg["pan"] is None else _point(msg["pan"], prefix + "pan")
     if "invert" in msg:
-        if not isinstance(msg["invert"], bool):
-            raise Invalid(
-                f"'{prefix}invert' must be true or false.", fields={prefix + "invert": "boolean expected"}
-            )
-        changes["invert"] = msg["invert"]
+        changes["invert"] = _bool(msg["invert"], prefix + "invert")
     return changes
 
 
@@ -327,7 +322,9 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
             raise Invalid("'mode' must be follow or free.", fields={"mode": "follow or free"})
         return SetMode(msg["mode"])
     if kind == "media.state":
-        return SetMedia(_bool(msg, "audio_muted"), _bool(msg, "video_off"))
+        return SetMedia(
+            _bool(msg.get("audio_muted"), "audio_muted"), _bool(msg.get("video_off"), "video_off")
+        )
     if kind == "path":
         if msg.get("path") not in ("ws", "dc"):
             raise Invalid("'path' must be ws or dc.", fields={"path": "ws or dc"})
