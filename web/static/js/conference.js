@@ -180,10 +180,8 @@ export class Conference {
       button.querySelector('[data-label]').textContent = text;
       button.disabled = this.busy.has(action === 'mic' ? 'audio' : 'video') || this.busy.has('devices');
     };
-    const speaking = local.audio && local.audioEnabled;
-    const seen = local.video && local.videoEnabled;
-    set('mic', speaking, speaking ? this.L.mute : this.L.unmute);
-    set('camera', seen, seen ? this.L.camera_off : this.L.camera_on);
+    set('mic', local.sendingAudio, local.sendingAudio ? this.L.mute : this.L.unmute);
+    set('camera', local.sendingVideo, local.sendingVideo ? this.L.camera_off : this.L.camera_on);
     const low = this.section.querySelector('[data-video-action="low-bandwidth"]');
     low.setAttribute('aria-pressed', String(this.media.lowBandwidth));
     this.section.dataset.lowBandwidth = String(this.media.lowBandwidth);
@@ -193,7 +191,7 @@ export class Conference {
   tell(always = false) {
     if (!this.known) return;
     const local = this.media.local;
-    const state = {audio_muted: !(local.audio && local.audioEnabled), video_off: !(local.video && local.videoEnabled)};
+    const state = {audio_muted: !local.sendingAudio, video_off: !local.sendingVideo};
     const key = JSON.stringify(state);
     if (!always && key === this.told) return;
     if (this.send({type: 'media.state', ...state}) !== false) this.told = key;

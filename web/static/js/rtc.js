@@ -291,7 +291,12 @@ export class MediaSession extends EventTarget {
   /** What this participant sends: whether a microphone / camera track exists and whether it is enabled. */
   get local() {
     const has = (kind) => this.localStream.getTracks().some((t) => t.kind === kind && t.readyState === 'live');
-    return {audio: has('audio'), video: has('video'), audioEnabled: this._enabled.audio, videoEnabled: this._enabled.video};
+    const audio = has('audio');
+    const video = has('video');
+    const {audio: audioEnabled, video: videoEnabled} = this._enabled;
+    // `sending*`: what the others actually get (a device that is there and not muted / turned off).
+    return {audio, video, audioEnabled, videoEnabled,
+      sendingAudio: audio && audioEnabled, sendingVideo: video && videoEnabled};
   }
 
   /**
@@ -519,8 +524,8 @@ export class MediaSession extends EventTarget {
   _showPreview() {
     if (!this.preview) return;
     const local = this.local;
-    this.preview.flag('rtc-no-video', !(local.video && local.videoEnabled));
-    this.preview.flag('rtc-muted', !(local.audio && local.audioEnabled));
+    this.preview.flag('rtc-no-video', !local.sendingVideo);
+    this.preview.flag('rtc-muted', !local.sendingAudio);
     this.preview.play();
   }
 
