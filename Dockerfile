@@ -7,12 +7,15 @@ RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-co
     && useradd --create-home --uid 10001 rcp && mkdir -p /data && chown rcp /data
 
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml setup.py README.md alembic.ini ./
 COPY rcp ./rcp
 COPY media ./media
 COPY alembic ./alembic
 COPY web ./web
-RUN pip install --no-cache-dir -e .
+# gcc only for the build: media/wire.c (the media plane's native send path) is compiled by cffi at install.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir -e . \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 USER rcp
 VOLUME ["/data"]

@@ -9,7 +9,7 @@ DEB_TEST_PACKAGES := orthanc orthanc-dicomweb chromium dcmtk fonts-dejavu-core
 
 .PHONY: run test install install-test debs lint typecheck bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py media/wire.c media/wire_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e .
@@ -54,4 +54,4 @@ bench: install-test
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache media/_wire.*

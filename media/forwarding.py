@@ -30,9 +30,11 @@ classes or modules:
    the sender's report counters (``__ntp_timestamp``, ``__rtp_timestamp``, ``__packet_count``, ``__octet_count``)
    so aiortc's RTCP sender reports stay right, and answers NACKs itself (``RTCRtpSender._retransmit`` replaced on
    the instance; RFC 4588 RTX). The frame is packetised once per publication (:func:`packetize`) and the payloads
-   are shared by every subscriber; only the header differs. SRTP goes straight to libsrtp's ``srtp_protect`` on
-   the session pylibsrtp made (:class:`_Protector`), and a frame's datagrams leave in one ``sendmsg`` with UDP
-   segmentation offload (Linux ``UDP_SEGMENT``) on the nominated pair's socket, or one by one through asyncio.
+   are shared by every subscriber; only the header differs. Per subscriber, one call into native code
+   (media/wire.c, built by cffi at install time) writes the headers, protects the packets with libsrtp's
+   ``srtp_protect`` on the session pylibsrtp made (its own function pointer, handed over: one libsrtp in the
+   process) and sends them on the nominated pair's socket, in one ``sendmsg`` with UDP segmentation offload
+   (Linux ``UDP_SEGMENT``) where it can; through asyncio or aioice (TURN, TCP) otherwise.
 
 aiortc is pinned (pyproject.toml); :func:`contract_problems` lists what an upgrade broke and
 tests/media/test_contract.py fails with that list.
@@ -41,16 +43,17 @@ tests/media/test_contract.py fails with that list.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import inspect
 import logging
+import os
 import secrets
-import socket
 import struct
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -66,9 +69,13 @@ from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
+from ._wire import ffi as wire_ffi
+from ._wire import lib as wire_lib
+
 __all__ = [
     "AIORTC_VERSION",
     "EncodedFrame",
+    "Payloads",
     "ReceiverTap",
     "RtpWriter",
     "contract_problems",
@@ -268,7 +275,29 @@ def intercept_keyframe_requests(sender: RTCRtpSender, callback: Callable[[], Non
 MAX_PAYLOAD = 1200
 
 
-def packetize(frame: EncodedFrame, picture_id: int) -> list[bytes]:
+@dataclass(frozen=True, slots=True)
+class Payloads:
+    """A frame's RTP payloads back to back: every one ``size`` bytes but the last, which may be shorter.
+
+    Kept as one buffer because that is how the native send path (media/wire.c) cuts them, for every subscriber.
+    """
+
+    data: bytes
+    size: int
+
+    def __len__(self) -> int:
+        return max(1, -(-len(self.data) // self.size))
+
+    def __getitem__(self, index: int) -> bytes:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.data[index * self.size : (index + 1) * self.size]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self[i] for i in range(len(self)))
+
+
+def packetize(frame: EncodedFrame, picture_id: int) -> Payloads:
     """RTP payloads for one frame, made once per publication and shared by every subscriber.
 
     VP8 (RFC 7741 section 4.2): each payload starts with the payload descriptor — X=1 (extensions present), S=1 on
@@ -276,14 +305,15 @@ def packetize(frame: EncodedFrame, picture_id: int) -> list[bytes]:
     lets the receiver tell a lost frame from a late one. Opus (RFC 7587): the frame is the payload.
     """
     if frame.codec.lower() != "vp8":
-        return [frame.data]
+        return Payloads(frame.data, max(1, len(frame.data)))
     pid = picture_id & 0x7FFF
     tail = bytes((0x80, 0x80 | pid >> 8, pid & 0xFF))
     data = frame.data
     chunk = MAX_PAYLOAD - 4
-    payloads = [b"\x90" + tail + data[:chunk]]
-    payloads += [b"\x80" + tail + data[pos : pos + chunk] for pos in range(chunk, len(data), chunk)]
-    return payloads
+    pieces = [b"\x90" + tail, data[:chunk]]
+    for pos in range(chunk, len(data), chunk):
+        pieces += (b"\x80" + tail, data[pos : pos + chunk])
+    return Payloads(b"".join(pieces), MAX_PAYLOAD)
 
 
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -293,46 +323,18 @@ _NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
 _RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 _PACKET_COUNT = "_RTCRtpSender__packet_count"
 _OCTET_COUNT = "_RTCRtpSender__octet_count"
-#: Sent packets kept for NACK retransmission (RFC 4585 section 6.2.1): about two seconds of 360p video.
-HISTORY = 512
+#: Frames kept for NACK retransmission (RFC 4585 section 6.2.1): about two seconds at 30 fps.
+HISTORY = 64
 #: Bytes a subscriber's datagram transport may hold unsent before frames are dropped for it.
 MAX_WRITE_BUFFER = 256 * 1024
 _NTP_EPOCH = 2208988800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix), RFC 5905
-
-
-class _Protector:
-    """SRTP protection (RFC 3711) of one DTLS transport's outbound session, straight through libsrtp.
-
-    pylibsrtp's ``Session.protect`` checks its argument and allocates a length cell on every call; at ten
-    thousand packets a second that is a tenth of the forwarding cost. We call the same ``srtp_protect`` on the
-    same session context and buffer (aiortc's own RTCP protection uses them too, on the same thread, never
-    interleaved with ours since both are synchronous).
-    """
-
-    __slots__ = ("_buffer", "_cdata", "_ctx", "_length", "_room", "session")
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._ctx = session._srtp[0]
-        self._cdata = session._cdata
-        self._buffer = session._buffer
-        self._length = srtp_ffi.new("int *")
-        self._room = len(session._cdata) - SRTP_MAX_TRAILER_LEN
-
-    def protect(self, head: bytes, payload: bytes) -> bytes | None:
-        """The protected packet ``head + payload`` (assembled in libsrtp's buffer, not in a new bytes object), or
-        None if libsrtp refused it (too long, or an error status)."""
-        start = len(head)
-        size = start + len(payload)
-        if size > self._room:
-            return None
-        buffer = self._buffer
-        buffer[0:start] = head
-        buffer[start:size] = payload
-        self._length[0] = size
-        if srtp_lib.srtp_protect(self._ctx, self._cdata, self._length):
-            return None
-        return buffer[0 : self._length[0]]  # type: ignore[no-any-return]
+#: pylibsrtp's own srtp_protect (libsrtp 2, statically linked into its binding), handed to media/wire.c.
+_SRTP_PROTECT = wire_ffi.cast(
+    "rcp_protect_fn", int(srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, "srtp_protect")))
+)
+#: What a send that the kernel refused says when UDP segmentation offload is not available on the route.
+_NO_GSO = {errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
+_WOULD_BLOCK = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ENOBUFS}
 
 
 def send_time() -> tuple[int, bytes]:
@@ -342,10 +344,30 @@ def send_time() -> tuple[int, bytes]:
     return ntp, ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
 
 
-class RtpWriter:
-    """Writes pre-packetised frames on one ``RTCRtpSender``, bypassing its per-packet coroutine (hook 5).
+class _Scratch(threading.local):
+    """Where media/wire.c writes a frame's protected packets before they leave: one buffer per thread, grown to
+    the largest frame seen, reused by every subscriber (the writes are synchronous)."""
 
-    ``write`` is synchronous and cheap: one ``struct.pack``, one SRTP protection and one ``sendto`` per packet.
+    def __init__(self) -> None:
+        self.buffer = wire_ffi.new("unsigned char[]", 64 * 1024)
+        self.size = 64 * 1024
+        self.lengths = wire_ffi.new("int[3]")
+
+    def at_least(self, size: int) -> Any:
+        if size > self.size:
+            self.size = max(size, 2 * self.size)
+            self.buffer = wire_ffi.new("unsigned char[]", self.size)
+        return self.buffer
+
+
+_scratch = _Scratch()
+
+
+class RtpWriter:
+    """Writes packetised frames on one ``RTCRtpSender``, bypassing its per-packet coroutine (hook 5).
+
+    ``write`` is synchronous and cheap: one call into media/wire.c builds the frame's RTP packets from a header
+    template, protects them with the DTLS transport's SRTP session and sends them on the nominated pair's socket.
     It returns False (nothing sent) until the sender is negotiated and its DTLS transport connected, and when
     the subscriber's socket is congested: the caller drops the frame and restarts the video at a keyframe.
     """
@@ -361,24 +383,28 @@ class RtpWriter:
         self._rtx_ssrc = sender._rtx_ssrc
         self.payload_type: int | None = None
         self._rtx_type: int | None = None
-        # RFC 8285 one-byte-header extensions: everything but the abs-send-time value is fixed per sender.
-        self._ext_prefix = b""
-        self._ext_suffix = b""
-        self._abs_send_time = False
+        # The packet header template (RFC 3550 fixed header, then the RFC 8285 extensions): only the sequence
+        # number, timestamp, marker bit and abs-send-time value change from packet to packet.
+        self._head = b""
+        self._extensions = b""
+        self._abs_pos = -1
         self._seq = secrets.randbits(16)
         self._rtx_seq = secrets.randbits(16)
         self._origin = secrets.randbits(32)
-        self._history: list[tuple[int, int, int, bytes] | None] = [None] * HISTORY
+        #: (first sequence number, packets, RTP timestamp, payloads) of the last frames, for NACKs.
+        self._history: list[tuple[int, int, int, Payloads] | None] = [None] * HISTORY
+        self._frames = 0
         self._slow: set[asyncio.Task[None]] = set()
         # The path, looked up again only when ICE nominates another candidate pair (or DTLS re-keys).
         self._nominated: dict[int, Any] | None = None
         self._pair: Any = None
         self._put: Callable[[bytes], None] | None = None
         self._datagrams: Any = None  # asyncio datagram transport (get_write_buffer_size)
-        self._socket: socket.socket | None = None
-        self._address: Any = None
-        self._direct = False
-        self._protector: _Protector | None = None
+        self._fd = -1
+        self._address = wire_ffi.new("unsigned char[]", 128)
+        self._address_length = 0
+        self._session: Session | None = None
+        self._srtp: Any = None
         self.packets = 0
         self.octets = 0
         self.retransmitted = 0
@@ -395,7 +421,9 @@ class RtpWriter:
 
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
         codec = parameters.codecs[0]
-        self.payload_type = codec.payloadType
+        payload_type = codec.payloadType
+        assert payload_type is not None, "aiortc negotiates a payload type for every codec it sends"
+        self.payload_type = payload_type
         for other in parameters.codecs:
             if other.mimeType.lower().endswith("/rtx") and other.parameters.get("apt") == codec.payloadType:
                 self._rtx_type = other.payloadType
@@ -405,86 +433,98 @@ class RtpWriter:
         # RFC 8285 section 4.2 one-byte elements: ID (1-14) and length - 1 in the first byte; abs-send-time last.
         body = bytes((mid_id << 4 | len(mid) - 1,)) + mid if mid_id and 0 < len(mid) <= 16 else b""
         abs_id = ids.get(_ABS_SEND_TIME_URI, 0)
-        self._abs_send_time = 0 < abs_id <= 14
-        if self._abs_send_time:
+        if 0 < abs_id <= 14:
             body += bytes((abs_id << 4 | 2,))
-        size = len(body) + 3 * self._abs_send_time
-        padding = -size % 4
-        if size:
-            self._ext_prefix = _EXTENSION_HEADER.pack(0xBEDE, (size + padding) // 4) + body
-            self._ext_suffix = b"\x00" * padding
+            self._abs_pos = _RTP_HEADER.size + _EXTENSION_HEADER.size + len(body)
+            body += b"\x00\x00\x00"
+        if body:
+            body += b"\x00" * (-len(body) % 4)
+            self._extensions = _EXTENSION_HEADER.pack(0xBEDE, len(body) // 4) + body
+        self._head = self._header(payload_type, self._ssrc)
         self._nominated = self._sender.transport.transport._connection._nominated
 
-    def _extensions(self, abs_send_time: bytes) -> bytes:
-        """The RFC 8285 one-byte-header extension block: mid, and abs-send-time when negotiated."""
-        if self._abs_send_time:
-            return self._ext_prefix + abs_send_time + self._ext_suffix
-        return self._ext_prefix + self._ext_suffix
+    def _header(self, payload_type: int, ssrc: int, seq: int = 0, timestamp: int = 0) -> bytes:
+        first = 0x90 if self._extensions else 0x80  # V=2, X=1 when extensions follow (RFC 3550 section 5.1)
+        return _RTP_HEADER.pack(first, payload_type, seq, timestamp, ssrc) + self._extensions
 
-    def _path(self) -> tuple[Callable[[bytes], None], _Protector] | None:
-        """How to protect and put a packet on the wire; None while the path is not up, or congested."""
+    def _path(self) -> bool:
+        """Whether the path is up and not congested; on the way, looks up what changed (pair, socket, SRTP)."""
         dtls = self._sender.transport
         if self._nominated is None or dtls._state is not DtlsState.CONNECTED:
-            return None
+            return False
         pair = self._nominated.get(1)
         if pair is None:
-            return None
+            return False
         if pair is not self._pair:
             self._pair = pair
-            self._put, self._datagrams = self._sending(pair)
-        if self._datagrams is not None:
-            buffered = self._datagrams.get_write_buffer_size()
-            if buffered > MAX_WRITE_BUFFER:
-                return None
-            # Straight to the socket only while asyncio holds nothing for it (datagrams must not overtake).
-            self._direct = buffered == 0 and self._socket is not None
+            self._use(pair)
+        if self._datagrams is not None and self._datagrams.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            return False
         session = dtls._tx_srtp
-        if self._protector is None or self._protector.session is not session:
-            self._protector = _Protector(session)
-        assert self._put is not None
-        return self._put, self._protector
+        if session is not self._session:
+            self._session = session
+            self._srtp = wire_ffi.cast("void *", int(srtp_ffi.cast("uintptr_t", session._srtp[0])))
+        return True
 
-    def _sending(self, pair: Any) -> tuple[Callable[[bytes], None], Any]:
+    def _use(self, pair: Any) -> None:
+        """Send on ``pair``: straight to its socket for host and server-reflexive UDP, else through aioice."""
         protocol = pair.protocol
-        addr = pair.remote_addr
+        host, port = pair.remote_addr[:2]
         transport = getattr(protocol, "transport", None)
-        self._address = addr
-        if type(protocol) is StunProtocol and transport is not None:  # host or server-reflexive UDP
-            self._socket = getattr(
-                transport, "_sock", None
-            )  # asyncio's own socket, for GSO (see _send_frame)
-            return functools.partial(transport.sendto, addr=addr), transport
-        self._socket = None
-        return functools.partial(self._send_slowly, protocol, addr), None  # TURN relay or TCP: aioice's path
+        sock = getattr(transport, "_sock", None)  # asyncio's own socket
+        self._address_length = wire_lib.rcp_socket_address(
+            str(host).encode(), str(port).encode(), self._address, len(self._address)
+        )
+        if (
+            type(protocol) is StunProtocol
+            and transport is not None
+            and sock is not None
+            and self._address_length
+        ):
+            self._fd = sock.fileno()
+            self._datagrams = transport
+            self._put = functools.partial(transport.sendto, addr=pair.remote_addr)
+        else:  # TURN relay or TCP: aioice's path
+            self._fd = -1
+            self._datagrams = None
+            self._put = functools.partial(self._send_slowly, protocol, pair.remote_addr)
 
-    def _send_frame(self, packets: list[bytes], put: Callable[[bytes], None]) -> None:
-        """Put one frame's packets on the wire: one ``sendmsg`` with UDP segmentation offload when possible.
+    def _emit(self, head: bytes, seq: int, ts: int, abs_time: bytes, payloads: Payloads, marker: bool) -> int:
+        """Build, protect and send packets (media/wire.c); the number written, or -1 if libsrtp refused them."""
+        data = payloads.data
+        count = len(payloads)
+        out = _scratch.at_least(len(data) + count * (len(head) + SRTP_MAX_TRAILER_LEN))
+        size = _scratch.size
+        lengths = _scratch.lengths
+        # Straight to the socket only while asyncio holds nothing for it (datagrams must not overtake).
+        direct = self._fd >= 0 and not self._datagrams.get_write_buffer_size()
+        gso = RtpWriter.gso
+        written = wire_lib.rcp_write_frame(
+            _SRTP_PROTECT, self._srtp, head, len(head), self._abs_pos, abs_time, seq, ts, marker,
+            data, len(data), payloads.size, out, size, SRTP_MAX_TRAILER_LEN,
+            self._fd if direct else -1, self._address, self._address_length, gso, lengths,
+        )  # fmt: skip
+        if written < 0:
+            return -1
+        status = lengths[2]
+        if status == 0:
+            self.segmented += gso and written > 1
+        elif status == -1 or (status in _NO_GSO and gso and written > 1):
+            if status != -1:  # GSO refused (on the first burst, in practice): packet by packet from now on
+                logger.info(
+                    "UDP segmentation offload unavailable (%s); sending packet by packet", os.strerror(status)
+                )
+                RtpWriter.gso = False
+            self._put_each(out, written, lengths[0], lengths[1])
+        elif status not in _WOULD_BLOCK:  # lost like on the wire; NACK or a keyframe recovers
+            logger.debug("sending RTP failed: %s", os.strerror(status))
+        return int(written)
 
-        Why: the kernel's cost is per system call as much as per byte. With ``UDP_SEGMENT`` (Linux 4.18) the
-        frame's packets go down as one buffer cut into datagrams of the first packet's size — ours are equal by
-        construction (:func:`packetize` fills every packet but the last) — and the subscriber receives them as
-        separate datagrams, exactly as if sent one by one.
-        """
-        sock = self._socket
-        count = len(packets)
-        if self._direct and count > 1 and RtpWriter.gso and sock is not None and count <= _GSO_MAX_SEGMENTS:
-            size = len(packets[0])
-            if len(packets[-1]) <= size and all(len(packet) == size for packet in packets[1:-1]):
-                try:
-                    sock.sendmsg(
-                        packets, [(socket.SOL_UDP, _UDP_SEGMENT, _GSO_SIZE.pack(size))], 0, self._address
-                    )
-                    self.segmented += 1
-                    return
-                except (BlockingIOError, InterruptedError):
-                    return  # the socket's buffer is full: lost like on the wire (NACK or a keyframe recovers)
-                except (
-                    OSError
-                ) as exc:  # the kernel or the route does not offer GSO: packet by packet from now on
-                    logger.info("UDP segmentation offload unavailable (%s); sending packet by packet", exc)
-                    RtpWriter.gso = False
-        for packet in packets:
-            put(packet)
+    def _put_each(self, out: Any, count: int, first: int, total: int) -> None:
+        assert self._put is not None
+        packets = wire_ffi.buffer(out, total)
+        for i in range(count):
+            self._put(packets[i * first : min(total, (i + 1) * first)])
 
     def _send_slowly(self, protocol: Any, addr: Any, data: bytes) -> None:
         if len(self._slow) > 64:
@@ -493,42 +533,24 @@ class RtpWriter:
         self._slow.add(task)
         task.add_done_callback(self._slow.discard)
 
-    def write(self, payloads: list[bytes], timestamp: int, sent: tuple[int, bytes]) -> bool:
+    def write(self, payloads: Payloads, timestamp: int, sent: tuple[int, bytes]) -> bool:
         """Send one frame's payloads (the last one carries the RTP marker bit); False if nothing was sent.
 
         ``sent`` is :func:`send_time`, taken once per frame by the caller that fans it out.
         """
-        pt = self.payload_type
-        if pt is None:
+        if self.payload_type is None or not self._path():
             return False
-        path = self._path()
-        if path is None:
-            return False
-        put, protector = path
         ntp, abs_send_time = sent
         ts = (self._origin + timestamp) & 0xFFFFFFFF
-        extensions = self._extensions(abs_send_time)
-        first = 0x90 if extensions else 0x80  # V=2, X=1 when extensions follow (RFC 3550 section 5.1)
-        protect = protector.protect
-        history = self._history
         seq = self._seq
-        last = len(payloads) - 1
-        ssrc = self._ssrc
-        octets = 0
-        packets = []
-        for i, payload in enumerate(payloads):
-            marker = 0x80 if i == last else 0
-            packet = protect(_RTP_HEADER.pack(first, marker | pt, seq, ts, ssrc) + extensions, payload)
-            if packet is None:
-                return False  # libsrtp refused (it logs nothing): the frame is dropped, the slot restarts at a keyframe
-            packets.append(packet)
-            history[seq % HISTORY] = (seq, ts, marker, payload)
-            octets += len(payload)
-            seq = (seq + 1) & 0xFFFF
-            self._seq = seq
-        self._send_frame(packets, put)
-        self.packets += len(payloads)
-        self.octets += octets
+        count = self._emit(self._head, seq, ts, abs_send_time, payloads, True)
+        if count < 0:
+            return False  # libsrtp refused (it logs nothing): the frame is dropped, the slot restarts at a keyframe
+        self._history[self._frames % HISTORY] = (seq, count, ts, payloads)
+        self._frames += 1
+        self._seq = (seq + count) & 0xFFFF
+        self.packets += count
+        self.octets += len(payloads.data)
         sender = self._sender
         setattr(sender, _NTP_TIMESTAMP, ntp)
         setattr(sender, _RTP_TIMESTAMP, ts)
@@ -536,25 +558,29 @@ class RtpWriter:
         setattr(sender, _OCTET_COUNT, self.octets)
         return True
 
+    def _sent(self, sequence_number: int) -> tuple[bytes, int, bool] | None:
+        """The payload, timestamp and marker bit of a packet still in the history."""
+        for entry in self._history:
+            if entry is not None:
+                first, count, ts, payloads = entry
+                index = (sequence_number - first) & 0xFFFF
+                if index < count:
+                    return payloads[index], ts, index == count - 1
+        return None
+
     async def _retransmit(self, sequence_number: int) -> None:
         """Answer a NACK (RFC 4585 section 6.2.1): resend the packet, wrapped as RTX if negotiated (RFC 4588)."""
-        entry = self._history[sequence_number % HISTORY]
-        path = self._path()
-        if entry is None or entry[0] != sequence_number or path is None or self.payload_type is None:
+        sent = self._sent(sequence_number)
+        if sent is None or self.payload_type is None or not self._path():
             return
-        put, protector = path
-        seq, ts, marker, payload = entry
-        extensions = self._extensions(send_time()[1])
-        first = 0x90 if extensions else 0x80
+        payload, ts, marker = sent
         if self._rtx_type is not None:
-            header = _RTP_HEADER.pack(first, marker | self._rtx_type, self._rtx_seq, ts, self._rtx_ssrc)
-            payload = seq.to_bytes(2, "big") + payload
+            head = self._header(self._rtx_type, self._rtx_ssrc)
+            seq, payload = self._rtx_seq, sequence_number.to_bytes(2, "big") + payload
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
-            header = _RTP_HEADER.pack(first, marker | self.payload_type, seq, ts, self._ssrc)
-        packet = protector.protect(header + extensions, payload)
-        if packet is not None:
-            put(packet)
+            head, seq = self._head, sequence_number
+        if self._emit(head, seq, ts, send_time()[1], Payloads(payload, len(payload)), marker) > 0:
             self.retransmitted += 1
 
     def close(self) -> None:
@@ -563,11 +589,6 @@ class RtpWriter:
 
 
 _RTP_HEADER = struct.Struct("!BBHII")
-#: Linux's UDP_SEGMENT socket option (linux/udp.h; Python's socket module does not name it before 3.12).
-_UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
-_GSO_SIZE = struct.Struct("=H")
-#: Segments per sendmsg: well under the kernel's limit (64 before Linux 5.5) and 64 kB per datagram.
-_GSO_MAX_SEGMENTS = 32
 _EXTENSION_HEADER = struct.Struct("!HH")
 
 
@@ -657,10 +678,15 @@ def _writer_problems() -> list[str]:
         problems.append("aioice CandidatePair.remote_addr is no longer a property")
     if "self.transport.sendto(data, addr)" not in inspect.getsource(StunProtocol.send_data):
         problems.append("aioice StunProtocol.send_data no longer writes to its datagram transport")
-    session_init = inspect.getsource(Session.__init__)
-    for name in ("self._cdata = ", "self._buffer = ", "self._srtp = "):
-        if name not in session_init:
-            problems.append(f"pylibsrtp Session.__init__ no longer sets {name.strip(' =')} (see _Protector)")
-    if "lib.srtp_protect" not in inspect.getsource(Session.protect) or not hasattr(srtp_lib, "srtp_protect"):
-        problems.append("pylibsrtp no longer protects with libsrtp's srtp_protect (see _Protector)")
+    if "self._srtp = ffi.gc(srtp" not in inspect.getsource(Session.__init__):
+        problems.append(
+            "pylibsrtp Session.__init__ no longer keeps its srtp_t in _srtp (see RtpWriter._path)"
+        )
+    if "lib.srtp_protect" not in inspect.getsource(Session.protect):
+        problems.append("pylibsrtp no longer protects with libsrtp's srtp_protect (see media/wire.c)")
+    protect_type = srtp_ffi.getctype(srtp_ffi.typeof(srtp_ffi.addressof(srtp_lib, "srtp_protect")))
+    if protect_type != "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)":
+        problems.append(
+            f"libsrtp's srtp_protect is now {protect_type}; media/wire.c calls it as (ctx, rtp, int *)"
+        )
     return problems

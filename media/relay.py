@@ -32,6 +32,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .forwarding import (
     EncodedFrame,
+    Payloads,
     ReceiverTap,
     RtpWriter,
     intercept_keyframe_requests,
@@ -105,7 +106,7 @@ class SlotTrack(MediaStreamTrack):
             self._ended.set_result(None)
 
     # -- data path ---------------------------------------------------------------------------------------------
-    def push(self, frame: EncodedFrame, payloads: list[bytes], sent: tuple[int, bytes]) -> None:
+    def push(self, frame: EncodedFrame, payloads: Payloads, sent: tuple[int, bytes]) -> None:
         """Send one frame of the source (called on the event loop by the publication, payloads shared)."""
         if self.paused or self.readyState != "live":
             return

@@ -3,14 +3,16 @@ NACKs answered with RTX, sender reports that count what was sent."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
+import pytest
 from aiortc.codecs import depayload
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media import MediaHub
-from media.forwarding import MAX_PAYLOAD, EncodedFrame, RtpWriter, packetize
+from media.forwarding import MAX_PAYLOAD, EncodedFrame, RtpWriter, packetize, send_time
 from media.synthetic import SyntheticParticipant, vp8_clip
 
 from .helpers import join, until
@@ -23,7 +25,7 @@ def test_vp8_frames_are_split_with_rfc7741_descriptors_and_rejoin_exactly() -> N
     assert len(keyframe) > 2 * MAX_PAYLOAD, "the clip's keyframe should need several packets"
     frame = EncodedFrame(data=keyframe, timestamp=0, clock_rate=90000, codec="VP8", keyframe=True)
 
-    payloads = packetize(frame, picture_id=0x1234)
+    payloads = list(packetize(frame, picture_id=0x1234))
 
     assert all(len(p) <= MAX_PAYLOAD for p in payloads)
     assert [p[0] & 0x10 for p in payloads] == [0x10] + [0] * (len(payloads) - 1), "S bit on the first only"
@@ -35,7 +37,7 @@ def test_vp8_frames_are_split_with_rfc7741_descriptors_and_rejoin_exactly() -> N
 
 def test_audio_frames_are_sent_as_they_came() -> None:
     frame = EncodedFrame(data=b"\x78opus", timestamp=960, clock_rate=48000, codec="opus", keyframe=True)
-    assert packetize(frame, picture_id=1) == [b"\x78opus"]
+    assert list(packetize(frame, picture_id=1)) == [b"\x78opus"]
 
 
 def _slot_showing(hub: MediaHub, room: str, subscriber: str, publisher: str) -> Any:
@@ -108,6 +110,55 @@ async def test_sender_statistics_count_the_packets_written() -> None:
         if sys.platform.startswith("linux"):
             # Multi-packet frames left as one segmented burst (UDP GSO), and arrived as separate datagrams.
             assert RtpWriter.gso and slot.writer.segmented > 0, "the kernel refused UDP segmentation offload"
+    finally:
+        await publisher.close()
+        await viewer.close()
+        await hub.close()
+
+
+@pytest.mark.parametrize("path", ["segmented", "one by one", "through asyncio"])
+async def test_a_frame_larger_than_one_segmented_send_arrives_whole(path: str, monkeypatch: Any) -> None:
+    """media/wire.c cuts a large keyframe into several segmented sends (at most 32 datagrams or 60 kB each); the
+    subscriber must get every packet, in order, whichever way they leave."""
+    monkeypatch.setattr(RtpWriter, "gso", path == "segmented" and sys.platform.startswith("linux"))
+    hub = MediaHub()
+    room = hub.room("large")
+    publisher = SyntheticParticipant("publisher", slots=1, audio=False)
+    viewer = SyntheticParticipant("viewer", slots=1, video=False, audio=False)
+    try:
+        await join(room, publisher)
+        await join(room, viewer)
+        await until(lambda: (r := viewer.showing("publisher")) is not None and r.frames >= 5, "first frames")
+        slot = _slot_showing(hub, "large", "viewer", "publisher")
+        slot.attach(None)  # from now on the viewer's slot carries only what this test writes
+        writer = slot.writer
+        if path == "through asyncio":
+            writer._fd = -1
+        receiver = next(
+            t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video" and t.receiver.track
+        )
+        arrived: dict[int, tuple[bool, bytes]] = {}
+
+        async def capture(packet: Any, arrival_time_ms: int) -> None:
+            if packet.payload_type == writer.payload_type:
+                arrived[packet.sequence_number] = (packet.marker, packet.payload)
+
+        receiver._handle_rtp_packet = capture  # type: ignore[method-assign]
+        await asyncio.sleep(0.2)  # frames already on the way
+        arrived.clear()
+        segmented_before = writer.segmented
+        data = bytes(range(256)) * 400  # 100 kB: 86 packets
+        frame = EncodedFrame(data=data, timestamp=0, clock_rate=90000, codec="VP8", keyframe=True)
+        payloads = packetize(frame, picture_id=7)
+
+        assert writer.write(payloads, 90000 * 60, send_time())
+        await until(lambda: len(arrived) == len(payloads), f"{len(payloads)} packets")
+
+        in_order = [arrived[seq] for seq in sorted(arrived)]  # no wrap: 86 of 65,536
+        assert [marker for marker, _ in in_order] == [False] * (len(payloads) - 1) + [True]
+        assert b"".join(depayload(VP8, payload) for _, payload in in_order) == data
+        if path == "segmented":
+            assert writer.segmented == segmented_before + 1
     finally:
         await publisher.close()
         await viewer.close()
