@@ -277,24 +277,25 @@ MAX_PAYLOAD = 1200
 
 @dataclass(frozen=True, slots=True)
 class Payloads:
-    """A frame's RTP payloads back to back: every one ``size`` bytes but the last, which may be shorter.
+    """A frame's ``count`` RTP payloads back to back: every one ``size`` bytes but the last, which may be shorter.
 
     Kept as one buffer because that is how the native send path (media/wire.c) cuts them, for every subscriber.
     """
 
     data: bytes
     size: int
+    count: int = 1
 
     def __len__(self) -> int:
-        return max(1, -(-len(self.data) // self.size))
+        return self.count
 
     def __getitem__(self, index: int) -> bytes:
-        if not 0 <= index < len(self):
+        if not 0 <= index < self.count:
             raise IndexError(index)
         return self.data[index * self.size : (index + 1) * self.size]
 
     def __iter__(self) -> Iterator[bytes]:
-        return (self[i] for i in range(len(self)))
+        return (self[i] for i in range(self.count))
 
 
 def packetize(frame: EncodedFrame, picture_id: int) -> Payloads:
@@ -313,7 +314,7 @@ def packetize(frame: EncodedFrame, picture_id: int) -> Payloads:
     pieces = [b"\x90" + tail, data[:chunk]]
     for pos in range(chunk, len(data), chunk):
         pieces += (b"\x80" + tail, data[pos : pos + chunk])
-    return Payloads(b"".join(pieces), MAX_PAYLOAD)
+    return Payloads(b"".join(pieces), MAX_PAYLOAD, len(pieces) // 2)
 
 
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -447,24 +448,27 @@ class RtpWriter:
         first = 0x90 if self._extensions else 0x80  # V=2, X=1 when extensions follow (RFC 3550 section 5.1)
         return _RTP_HEADER.pack(first, payload_type, seq, timestamp, ssrc) + self._extensions
 
-    def _path(self) -> bool:
-        """Whether the path is up and not congested; on the way, looks up what changed (pair, socket, SRTP)."""
+    def _path(self) -> int | None:
+        """Where to write: a socket's descriptor, -1 for through asyncio or aioice, None while the path is down or
+        congested. On the way, looks up what changed (nominated pair, socket, SRTP session)."""
         dtls = self._sender.transport
         if self._nominated is None or dtls._state is not DtlsState.CONNECTED:
-            return False
+            return None
         pair = self._nominated.get(1)
         if pair is None:
-            return False
+            return None
         if pair is not self._pair:
             self._pair = pair
             self._use(pair)
-        if self._datagrams is not None and self._datagrams.get_write_buffer_size() > MAX_WRITE_BUFFER:
-            return False
+        buffered = self._datagrams.get_write_buffer_size() if self._datagrams is not None else 0
+        if buffered > MAX_WRITE_BUFFER:
+            return None
         session = dtls._tx_srtp
         if session is not self._session:
             self._session = session
             self._srtp = wire_ffi.cast("void *", int(srtp_ffi.cast("uintptr_t", session._srtp[0])))
-        return True
+        # Straight to the socket only while asyncio holds nothing for it (datagrams must not overtake).
+        return -1 if buffered else self._fd
 
     def _use(self, pair: Any) -> None:
         """Send on ``pair``: straight to its socket for host and server-reflexive UDP, else through aioice."""
@@ -489,20 +493,20 @@ class RtpWriter:
             self._datagrams = None
             self._put = functools.partial(self._send_slowly, protocol, pair.remote_addr)
 
-    def _emit(self, head: bytes, seq: int, ts: int, abs_time: bytes, payloads: Payloads, marker: bool) -> int:
-        """Build, protect and send packets (media/wire.c); the number written, or -1 if libsrtp refused them."""
+    def _emit(
+        self, fd: int, head: bytes, seq: int, ts: int, abs_time: bytes, payloads: Payloads, marker: bool
+    ) -> int:
+        """Build, protect and send packets (media/wire.c) on ``fd`` (-1: through :meth:`_put_each`); the number
+        written, or -1 if libsrtp refused them."""
         data = payloads.data
-        count = len(payloads)
-        out = _scratch.at_least(len(data) + count * (len(head) + SRTP_MAX_TRAILER_LEN))
-        size = _scratch.size
-        lengths = _scratch.lengths
-        # Straight to the socket only while asyncio holds nothing for it (datagrams must not overtake).
-        direct = self._fd >= 0 and not self._datagrams.get_write_buffer_size()
+        scratch = _scratch
+        out = scratch.at_least(len(data) + payloads.count * (len(head) + SRTP_MAX_TRAILER_LEN))
+        lengths = scratch.lengths
         gso = RtpWriter.gso
         written = wire_lib.rcp_write_frame(
             _SRTP_PROTECT, self._srtp, head, len(head), self._abs_pos, abs_time, seq, ts, marker,
-            data, len(data), payloads.size, out, size, SRTP_MAX_TRAILER_LEN,
-            self._fd if direct else -1, self._address, self._address_length, gso, lengths,
+            data, len(data), payloads.size, out, scratch.size, SRTP_MAX_TRAILER_LEN,
+            fd, self._address, self._address_length, gso, lengths,
         )  # fmt: skip
         if written < 0:
             return -1
@@ -538,12 +542,13 @@ class RtpWriter:
 
         ``sent`` is :func:`send_time`, taken once per frame by the caller that fans it out.
         """
-        if self.payload_type is None or not self._path():
+        fd = self._path()
+        if fd is None or self.payload_type is None:
             return False
         ntp, abs_send_time = sent
         ts = (self._origin + timestamp) & 0xFFFFFFFF
         seq = self._seq
-        count = self._emit(self._head, seq, ts, abs_send_time, payloads, True)
+        count = self._emit(fd, self._head, seq, ts, abs_send_time, payloads, True)
         if count < 0:
             return False  # libsrtp refused (it logs nothing): the frame is dropped, the slot restarts at a keyframe
         self._history[self._frames % HISTORY] = (seq, count, ts, payloads)
@@ -571,7 +576,8 @@ class RtpWriter:
     async def _retransmit(self, sequence_number: int) -> None:
         """Answer a NACK (RFC 4585 section 6.2.1): resend the packet, wrapped as RTX if negotiated (RFC 4588)."""
         sent = self._sent(sequence_number)
-        if sent is None or self.payload_type is None or not self._path():
+        fd = self._path()
+        if sent is None or fd is None or self.payload_type is None:
             return
         payload, ts, marker = sent
         if self._rtx_type is not None:
@@ -580,7 +586,7 @@ class RtpWriter:
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
             head, seq = self._head, sequence_number
-        if self._emit(head, seq, ts, send_time()[1], Payloads(payload, len(payload)), marker) > 0:
+        if self._emit(fd, head, seq, ts, send_time()[1], Payloads(payload, len(payload)), marker) > 0:
             self.retransmitted += 1
 
     def close(self) -> None:
