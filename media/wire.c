@@ -36,6 +36,7 @@ static int rcp_protect_frame(rcp_protect_fn protect, void *ctx, const unsigned c
                              const unsigned char *abs_time, unsigned int seq, unsigned int ts, int marker,
                              const unsigned char *payload, int payload_len, int segment, unsigned char *out,
                              int out_size, int trailer, int *first_len, int *total) {
+    if (segment <= 0) segment = payload_len > 0 ? payload_len : 1;
     int count = payload_len <= segment ? 1 : (payload_len + segment - 1) / segment;
     int pos = 0;
     for (int i = 0; i < count; i++) {
