@@ -53,4 +53,4 @@ def test_one_linear_chain_of_revisions() -> None:
     script = ScriptDirectory.from_config(config)
     assert len(script.get_heads()) == 1
     chain = list(script.walk_revisions())
-    assert [r.revision for r in reversed(chain)][0] == "0001_foundation"
+    assert next(r.revision for r in reversed(chain)) == "0001_foundation"
