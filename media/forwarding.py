@@ -69,8 +69,14 @@ from pylibsrtp import SRTP_MAX_TRAILER_LEN, Session
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
-from ._wire import ffi as wire_ffi
-from ._wire import lib as wire_lib
+try:
+    from ._wire import ffi as wire_ffi
+    from ._wire import lib as wire_lib
+except ImportError as exc:  # pragma: no cover - only on an install that skipped the build
+    raise ImportError(
+        "media._wire (the native send path, media/wire.c) is not built: run `make install`, or "
+        "`pip install -e .` with gcc and the Python headers present, or `python media/wire_build.py`"
+    ) from exc
 
 __all__ = [
     "AIORTC_VERSION",
