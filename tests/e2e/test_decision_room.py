@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,14 +27,14 @@ from starlette.applications import Starlette
 
 from rcp.app import create_app
 from rcp.config import Settings
-from rcp.db import Database, migrate
-from rcp.demo import DEMO_PASSWORD, load_demo
+from rcp.db import Database
+from rcp.demo import DEMO_PASSWORD
 from rcp.imaging.archive import open_archive
 from rcp.room.decisions import wire_decisions
 from rcp.scheduling.models import Case
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, scheduled_meeting_id
+from tests.room.node import NodeThread, demo_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -63,21 +61,7 @@ def decision_app(settings: Settings) -> Starlette:
 @pytest.fixture(scope="module")
 async def decision_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[NodeThread, Settings, int]]:
     """A service of its own (SQLite, local archive) with the demo meetings and the demo CTs attached."""
-    from rcp.imaging.demo import load_demo_imaging
-
-    data_dir: Path = tmp_path_factory.mktemp("decision-e2e")
-    settings = Settings(
-        env="test", data_dir=data_dir, secret_key=secrets.token_urlsafe(48), default_locale="en",
-        embedded_worker=False,
-    )
-    migrate(settings.database_url)
-    db = Database(settings.database_url)
-    try:
-        await load_demo(db)
-        await load_demo_imaging(settings, db, slices=20)
-        meeting_id = await scheduled_meeting_id(db)
-    finally:
-        await db.close()
+    settings, meeting_id = await demo_service(tmp_path_factory.mktemp("decision-e2e"), imaging_slices=20)
     node = NodeThread(decision_app(settings)).start()
     try:
         yield node, settings, meeting_id

@@ -8,20 +8,15 @@ freely keeps its own slice until it follows again. No wall-clock assertions: wai
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Page
 
-from rcp.config import Settings
-from rcp.db import Database, migrate
-from rcp.demo import load_demo
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app, scheduled_meeting_id
+from tests.room.node import NodeThread, demo_service, room_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -31,24 +26,7 @@ TIMEOUT_MS = 30_000
 @pytest.fixture(scope="module")
 async def imaging_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[NodeThread, int]]:
     """A service of its own (SQLite, local archive) with the demo meetings and the demo CTs attached."""
-    from rcp.imaging.demo import load_demo_imaging
-
-    data_dir: Path = tmp_path_factory.mktemp("room-e2e")
-    settings = Settings(
-        env="test",
-        data_dir=data_dir,
-        secret_key=secrets.token_urlsafe(48),
-        default_locale="en",
-        embedded_worker=False,
-    )
-    migrate(settings.database_url)
-    db = Database(settings.database_url)
-    try:
-        await load_demo(db)
-        await load_demo_imaging(settings, db, slices=30)
-        meeting_id = await scheduled_meeting_id(db)
-    finally:
-        await db.close()
+    settings, meeting_id = await demo_service(tmp_path_factory.mktemp("room-e2e"), imaging_slices=30)
     node = NodeThread(room_app(settings, media=True)).start()
     try:
         yield node, meeting_id

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,13 +26,10 @@ from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from starlette.applications import Starlette
 
-from rcp.config import Settings
-from rcp.db import Database, migrate
-from rcp.demo import load_demo
 from rcp.i18n import LOCALE_DIR
 from tests.fixtures.browser import NewPage
 from tests.room.client import session_cookie
-from tests.room.node import NodeThread, room_app, scheduled_meeting_id
+from tests.room.node import NodeThread, demo_service, room_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -63,21 +58,7 @@ class Service:
 @pytest.fixture(scope="module")
 async def video_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
     """A service of its own (SQLite) with the demo meetings, the room and the media hub."""
-    data_dir: Path = tmp_path_factory.mktemp("room-video")
-    settings = Settings(
-        env="test",
-        data_dir=data_dir,
-        secret_key=secrets.token_urlsafe(48),
-        default_locale="en",
-        embedded_worker=False,
-    )
-    migrate(settings.database_url)
-    db = Database(settings.database_url)
-    try:
-        await load_demo(db)
-        meeting_id = await scheduled_meeting_id(db)
-    finally:
-        await db.close()
+    settings, meeting_id = await demo_service(tmp_path_factory.mktemp("room-video"))
     app = room_app(settings, media=True)
     node = NodeThread(app).start()
     try:

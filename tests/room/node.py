@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -26,7 +27,8 @@ from starlette.applications import Starlette
 
 from rcp.app import create_app
 from rcp.config import Settings
-from rcp.db import Database
+from rcp.db import Database, migrate
+from rcp.demo import load_demo
 from rcp.room import routes as room_routes
 from rcp.room.connection import RoomConfig
 from rcp.room.live import open_rooms
@@ -49,6 +51,29 @@ async def scheduled_meeting_id(db: Database, title: str = "RCP thoracique") -> i
         ).first()
     assert found is not None and found.id is not None, f"no scheduled {title!r} in the demo data"
     return found.id
+
+
+async def demo_service(data_dir: Path, *, imaging_slices: int = 0) -> tuple[Settings, int]:
+    """Settings of a service of its own in ``data_dir`` (SQLite, local archive), migrated, with the demo meetings
+    (and the demo CTs attached, ``imaging_slices`` slices each, when asked); and the scheduled thoracic meeting's id."""
+    settings = Settings(
+        env="test",
+        data_dir=data_dir,
+        secret_key=secrets.token_urlsafe(48),
+        default_locale="en",
+        embedded_worker=False,
+    )
+    migrate(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        await load_demo(db)
+        if imaging_slices:
+            from rcp.imaging.demo import load_demo_imaging
+
+            await load_demo_imaging(settings, db, slices=imaging_slices)
+        return settings, await scheduled_meeting_id(db)
+    finally:
+        await db.close()
 
 
 def room_app(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -168,26 +167,18 @@ async def demo_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[t
     """The app on SQLite with the demo data: (node, meeting id, its first case id)."""
     from sqlmodel import col, select
 
-    from rcp.config import Settings
-    from rcp.db import Database, migrate
-    from rcp.demo import load_demo
-    from rcp.scheduling.models import Case, Meeting
-    from tests.room.node import NodeThread
+    from rcp.db import Database
+    from rcp.scheduling.models import Case
+    from tests.room.node import NodeThread, demo_service
 
-    settings = Settings(env="test", data_dir=tmp_path_factory.mktemp("decisions"),
-                        secret_key=secrets.token_urlsafe(48), default_locale="en", embedded_worker=False)
-    migrate(settings.database_url)
+    settings, meeting_id = await demo_service(tmp_path_factory.mktemp("decisions"))
     db = Database(settings.database_url)
     try:
-        await load_demo(db)
         async with db.session() as s:
-            meeting = (await s.exec(select(Meeting).where(Meeting.title == "RCP thoracique",
-                                                          Meeting.status == "scheduled"))).first()
-            assert meeting is not None and meeting.id is not None
-            case = (await s.exec(select(Case).where(Case.meeting_id == meeting.id)
+            case = (await s.exec(select(Case).where(Case.meeting_id == meeting_id)
                                  .order_by(col(Case.position), col(Case.id)))).first()
             assert case is not None and case.id is not None
-            ids = (meeting.id, case.id)
+            ids = (meeting_id, case.id)
     finally:
         await db.close()
     node = NodeThread(_decision_app(settings)).start()
