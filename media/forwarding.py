@@ -357,13 +357,11 @@ class _Scratch(threading.local):
 
     def __init__(self) -> None:
         self.buffer = wire_ffi.new("unsigned char[]", 64 * 1024)
-        self.size = 64 * 1024
         self.lengths = wire_ffi.new("int[3]")
 
     def at_least(self, size: int) -> Any:
-        if size > self.size:
-            self.size = max(size, 2 * self.size)
-            self.buffer = wire_ffi.new("unsigned char[]", self.size)
+        if size > len(self.buffer):
+            self.buffer = wire_ffi.new("unsigned char[]", max(size, 2 * len(self.buffer)))
         return self.buffer
 
 
@@ -450,9 +448,10 @@ class RtpWriter:
         self._head = self._header(payload_type, self._ssrc)
         self._nominated = self._sender.transport.transport._connection._nominated
 
-    def _header(self, payload_type: int, ssrc: int, seq: int = 0, timestamp: int = 0) -> bytes:
+    def _header(self, payload_type: int, ssrc: int) -> bytes:
+        """The header template; media/wire.c fills in each packet's sequence number, timestamp and marker bit."""
         first = 0x90 if self._extensions else 0x80  # V=2, X=1 when extensions follow (RFC 3550 section 5.1)
-        return _RTP_HEADER.pack(first, payload_type, seq, timestamp, ssrc) + self._extensions
+        return _RTP_HEADER.pack(first, payload_type, 0, 0, ssrc) + self._extensions
 
     def _path(self) -> int | None:
         """Where to write: a socket's descriptor, -1 for through asyncio or aioice, None while the path is down or
@@ -511,7 +510,7 @@ class RtpWriter:
         gso = RtpWriter.gso
         written = wire_lib.rcp_write_frame(
             _SRTP_PROTECT, self._srtp, head, len(head), self._abs_pos, abs_time, seq, ts, marker,
-            data, len(data), payloads.size, out, scratch.size, SRTP_MAX_TRAILER_LEN,
+            data, len(data), payloads.size, out, len(out), SRTP_MAX_TRAILER_LEN,
             fd, self._address, self._address_length, gso, lengths,
         )  # fmt: skip
         if written < 0:
@@ -534,7 +533,7 @@ class RtpWriter:
         assert self._put is not None
         packets = wire_ffi.buffer(out, total)
         for i in range(count):
-            self._put(packets[i * first : min(total, (i + 1) * first)])
+            self._put(packets[i * first : (i + 1) * first])  # the last one is cut short by the buffer's end
 
     def _send_slowly(self, protocol: Any, addr: Any, data: bytes) -> None:
         if len(self._slow) > 64:

@@ -102,14 +102,12 @@ static int rcp_send_segmented(int fd, const void *addr, int addrlen, const unsig
 static int rcp_send(int fd, const void *addr, int addrlen, int gso, const unsigned char *out, int count,
                     int first_len, int total) {
     int pos = 0;
-    if (count > 1 && gso && first_len > 0) {
-        int group = RCP_GSO_MAX_BYTES / first_len;
-        if (group > RCP_GSO_MAX_SEGMENTS) group = RCP_GSO_MAX_SEGMENTS;
+    int group = first_len > 0 ? RCP_GSO_MAX_BYTES / first_len : 0;
+    if (group > RCP_GSO_MAX_SEGMENTS) group = RCP_GSO_MAX_SEGMENTS;
+    if (count > 1 && gso && group > 1) {
         for (int i = 0; i < count; i += group) {
             int length = i + group >= count ? total - pos : group * first_len;
-            int status = group > 1 ? rcp_send_segmented(fd, addr, addrlen, out + pos, length, first_len)
-                                   : (sendto(fd, out + pos, (size_t)length, MSG_DONTWAIT,
-                                             (const struct sockaddr *)addr, (socklen_t)addrlen) < 0 ? errno : 0);
+            int status = rcp_send_segmented(fd, addr, addrlen, out + pos, length, first_len);
             if (status != 0) return status;
             pos += length;
         }
