@@ -7,11 +7,13 @@ import asyncio
 import gc
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from media import RoomMedia
+from media import MediaHub, RoomMedia
 from media.synthetic import SyntheticParticipant
 
 #: How long a condition may take on a loaded 2-core machine before the test gives up (not a speed goal).
@@ -32,6 +34,31 @@ async def join(room: RoomMedia, client: SyntheticParticipant, **callbacks: objec
     answer = await room.connect(client.name, await client.offer(), on_media=client.on_media, **callbacks)  # type: ignore[arg-type]
     await client.accept(answer)
     await until(lambda: client.pc.connectionState == "connected", f"{client.name} connected")
+
+
+@asynccontextmanager
+async def publisher_and_viewer(
+    room_name: str, *, decode: bool = False
+) -> AsyncIterator[tuple[RoomMedia, SyntheticParticipant]]:
+    """A hub's room with a video-only ``publisher`` and a ``viewer`` with one slot, both joined; all closed
+    afterwards. Yields the room and the viewer."""
+    hub = MediaHub()
+    room = hub.room(room_name)
+    publisher = SyntheticParticipant("publisher", slots=1, audio=False)
+    viewer = SyntheticParticipant("viewer", slots=1, video=False, audio=False, decode=decode)
+    try:
+        await join(room, publisher)
+        await join(room, viewer)
+        yield room, viewer
+    finally:
+        await publisher.close()
+        await viewer.close()
+        await hub.close()
+
+
+def video_receiver(client: SyntheticParticipant) -> Any:
+    """The client's aiortc receiver of the video it shows."""
+    return next(t.receiver for t in client.pc.getTransceivers() if t.kind == "video" and t.receiver.track)
 
 
 @dataclass(frozen=True)

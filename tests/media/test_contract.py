@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from media import MediaHub
 from media.forwarding import AIORTC_VERSION, contract_problems
-from media.synthetic import SyntheticParticipant
 
-from .helpers import join, until
+from .helpers import publisher_and_viewer, until
 
 
 def test_aiortc_is_the_pinned_version() -> None:
@@ -24,13 +22,7 @@ def test_hooks_still_match_aiortc_internals() -> None:
 
 
 async def test_a_real_forward_decodes_without_any_encoder_on_the_server() -> None:
-    hub = MediaHub()
-    room = hub.room("contract")
-    publisher = SyntheticParticipant("publisher", slots=1, audio=False)
-    viewer = SyntheticParticipant("viewer", slots=1, video=False, audio=False, decode=True)
-    try:
-        await join(room, publisher)
-        await join(room, viewer)
+    async with publisher_and_viewer("contract", decode=True) as (room, viewer):
         await until(
             lambda: (r := viewer.showing("publisher")) is not None and r.decoded >= 5, "decoded frames"
         )
@@ -53,7 +45,3 @@ async def test_a_real_forward_decodes_without_any_encoder_on_the_server() -> Non
             if track is not None:
                 queue = getattr(track, "_queue")  # noqa: B009 - aiortc's RemoteStreamTrack internals
                 assert queue.empty(), "the server decoded received frames instead of forwarding them"
-    finally:
-        await publisher.close()
-        await viewer.close()
-        await hub.close()
