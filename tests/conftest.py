@@ -1,6 +1,7 @@
 """Shared fixtures: a migrated database, the app served for real, signed-in clients.
 
 Expensive servers (Orthanc, Chromium, receivers) live in ``tests/fixtures`` as plugins, one per test session.
+Every server a test starts goes through ``tests/servers.py`` (see tests/README.md).
 """
 
 from __future__ import annotations
@@ -8,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from rcp.app import create_app
 from rcp.config import Settings
 from rcp.db import Database, migrate
+from tests.servers import ServerThread
 
 #: Every module in tests/fixtures is a plugin: one place for the real servers the suite starts once.
 pytest_plugins: list[str] = sorted(
@@ -31,12 +29,6 @@ pytest_plugins: list[str] = sorted(
 )
 
 DEMO_PASSWORD = "rcp-demo-2026"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -68,41 +60,11 @@ async def db(migrated: str) -> AsyncIterator[Database]:
     await database.close()
 
 
-class ServerThread:
-    """uvicorn in a thread on a free loopback port (the httpx test-suite pattern), stopped in ``close``."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on", ws_ping_interval=None))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-
 @pytest.fixture(scope="session")
 def live_server(settings: Settings, db: Database) -> Iterator[ServerThread]:
     """The whole app served for real on loopback (its own engine on the same migrated database)."""
-    server = ServerThread(create_app(settings))
-    server.start()
-    try:
+    with ServerThread(create_app(settings)) as server:
         yield server
-    finally:
-        server.close()
 
 
 @dataclass
