@@ -14,7 +14,8 @@ from rcp.auth.passwords import hash_password
 from rcp.auth.sessions import create_api_token
 from rcp.clock import utcnow
 from rcp.db import Database
-from tests.conftest import DEMO_PASSWORD, ServerThread
+from tests.conftest import DEMO_PASSWORD
+from tests.servers import ServerThread
 
 
 async def test_anonymous_api_gets_401_json(anonymous: httpx.AsyncClient) -> None:

@@ -34,7 +34,8 @@ from rcp.room.decisions import wire_decisions
 from rcp.scheduling.models import Case
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, demo_service
+from tests.room.node import demo_service
+from tests.servers import ServerThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -59,10 +60,10 @@ def decision_app(settings: Settings) -> Starlette:
 
 
 @pytest.fixture(scope="module")
-async def decision_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[NodeThread, Settings, int]]:
+async def decision_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[ServerThread, Settings, int]]:
     """A service of its own (SQLite, local archive) with the demo meetings and the demo CTs attached."""
     settings, meeting_id = await demo_service(tmp_path_factory.mktemp("decision-e2e"), imaging_slices=20)
-    node = NodeThread(decision_app(settings)).start()
+    node = ServerThread(decision_app(settings)).start()
     try:
         yield node, settings, meeting_id
     finally:
@@ -92,7 +93,7 @@ async def until(check: Any, what: str) -> Any:
 
 
 async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_file(
-    decision_room: tuple[NodeThread, Settings, int], new_page: NewPage
+    decision_room: tuple[ServerThread, Settings, int], new_page: NewPage
 ) -> None:
     node, settings, meeting_id = decision_room
     names = ("secretariat", "dr.chirurgien", "dr.oncologue", "dr.radiotherapeute")

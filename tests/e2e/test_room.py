@@ -16,7 +16,8 @@ from playwright.async_api import Page
 
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, demo_service, room_app
+from tests.room.node import demo_service, room_app
+from tests.servers import ServerThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -24,10 +25,10 @@ TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-async def imaging_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[NodeThread, int]]:
+async def imaging_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[ServerThread, int]]:
     """A service of its own (SQLite, local archive) with the demo meetings and the demo CTs attached."""
     settings, meeting_id = await demo_service(tmp_path_factory.mktemp("room-e2e"), imaging_slices=30)
-    node = NodeThread(room_app(settings, media=True)).start()
+    node = ServerThread(room_app(settings, media=True)).start()
     try:
         yield node, meeting_id
     finally:
@@ -51,7 +52,7 @@ async def viewport0(page: Page) -> dict[str, Any]:
 
 
 async def test_three_screens_follow_the_presenter_slice_window_and_pointer(
-    imaging_room: tuple[NodeThread, int], new_page: NewPage
+    imaging_room: tuple[ServerThread, int], new_page: NewPage
 ) -> None:
     node, meeting_id = imaging_room
     cookies = {

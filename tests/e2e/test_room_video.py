@@ -29,7 +29,8 @@ from starlette.applications import Starlette
 from rcp.i18n import LOCALE_DIR
 from tests.fixtures.browser import NewPage
 from tests.room.client import session_cookie
-from tests.room.node import NodeThread, demo_service, room_app
+from tests.room.node import demo_service, room_app
+from tests.servers import ServerThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -50,7 +51,7 @@ REFUSE_DEVICES = (
 
 @dataclass(frozen=True)
 class Service:
-    node: NodeThread
+    node: ServerThread
     app: Starlette
     meeting_id: int
 
@@ -60,7 +61,7 @@ async def video_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     """A service of its own (SQLite) with the demo meetings, the room and the media hub."""
     settings, meeting_id = await demo_service(tmp_path_factory.mktemp("room-video"))
     app = room_app(settings, media=True)
-    node = NodeThread(app).start()
+    node = ServerThread(app).start()
     try:
         yield Service(node, app, meeting_id)
     finally:
@@ -172,9 +173,9 @@ def assert_no_encoder(service: Service, people: list[Clinician]) -> None:
             assert encoder is None or getattr(encoder, "codec", None) is None or transceiver.kind == "audio"
 
 
-async def in_server_loop(node: NodeThread, make: Callable[[], Awaitable[Any]]) -> Any:
+async def in_server_loop(node: ServerThread, make: Callable[[], Awaitable[Any]]) -> Any:
     """Run a coroutine on the server's own event loop (aiortc objects belong to it)."""
-    loop = node.server.servers[0].get_loop()
+    loop = node.loop
 
     async def run() -> Any:
         return await make()

@@ -22,9 +22,9 @@ from rcp.auth.passwords import hash_password
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.scheduling.models import BoardCoordinator, Meeting
-from tests.conftest import ServerThread
 from tests.fixtures.receivers import FhirServer, MllpListener
 from tests.minutes.seeding import fill, seed
+from tests.servers import ServerThread
 
 PASSWORD = "signature-password-1"
 

@@ -1,27 +1,22 @@
 """A server node for the room tests: the lead's app with the room mounted, in a thread or in its own process.
 
-``python -m tests.room.node --port P --database-url URL --secret S [--redis-url redis://...] [--prefix X]``
-serves one node until killed; the two-node test starts two of them on the same PostgreSQL and Redis.
+``python -m tests.room.node --fd N --database-url URL --secret S [--redis-url redis://...] [--prefix X]``
+serves one node on the listening socket N it inherits (``tests.servers.ServerProcess``) until killed; the
+two-node test starts two of them on the same PostgreSQL and Redis.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import secrets
-import socket
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from sqlmodel import select
 from starlette.applications import Starlette
 
@@ -33,14 +28,9 @@ from rcp.room import routes as room_routes
 from rcp.room.connection import RoomConfig
 from rcp.room.live import open_rooms
 from rcp.scheduling.models import Meeting
+from tests.servers import ServerProcess, serve_fd
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def scheduled_meeting_id(db: Database, title: str = "RCP thoracique") -> int:
@@ -114,47 +104,17 @@ def room_app(
     return app
 
 
-class NodeThread:
-    """uvicorn in a thread on a free loopback port, stopped in ``close``."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws_ping_interval=None)
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> NodeThread:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the room test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-
-class NodeProcess:
-    """One server node in its own process (``python -m tests.room.node``), killed in ``close``."""
+class NodeProcess(ServerProcess):
+    """One server node in its own process (``python -m tests.room.node``) on a socket bound here, killed in
+    ``close``."""
 
     def __init__(
         self, *, database_url: str, secret: str, redis_url: str = "", prefix: str = "", node: str = ""
     ) -> None:
-        self.port = free_port()
         args = [
             sys.executable,
             "-m",
             "tests.room.node",
-            "--port",
-            str(self.port),
             "--database-url",
             database_url,
             f"--secret={secret}",
@@ -162,37 +122,12 @@ class NodeProcess:
             f"--prefix={prefix}",
             f"--node={node}",
         ]
-        self.process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> NodeProcess:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"room node exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("room node did not start listening")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        super().__init__(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--fd", type=int, required=True, help="a listening socket inherited from the parent")
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--secret", required=True)
     parser.add_argument("--redis-url", default="")
@@ -211,11 +146,7 @@ def main() -> None:
     )
     config = RoomConfig(**json.loads(args.config))
     app = room_app(settings, config=config, channel_prefix=f"{args.prefix}rcp:room:")
-    asyncio.run(
-        uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning", ws_ping_interval=None)
-        ).serve()
-    )
+    serve_fd(app, args.fd)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,13 @@ from media.synthetic import SyntheticParticipant
 from rcp.config import Settings
 from rcp.db import Database
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app, scheduled_meeting_id
+from tests.room.node import room_app, scheduled_meeting_id
+from tests.servers import ServerThread
 
 
 @pytest.fixture(scope="module")
-def media_server(settings: Settings, db: Database) -> Iterator[NodeThread]:
-    node = NodeThread(room_app(settings, media=True)).start()
+def media_server(settings: Settings, db: Database) -> Iterator[ServerThread]:
+    node = ServerThread(room_app(settings, media=True)).start()
     try:
         yield node
     finally:
@@ -35,7 +36,7 @@ async def _until(predicate: object, timeout: float = 20.0) -> None:
 
 
 async def test_view_changes_arrive_in_order_on_the_data_channel(
-    media_server: NodeThread, db: Database
+    media_server: ServerThread, db: Database
 ) -> None:
     meeting_id = await _meeting(db)
     chair = await RoomClient.open(

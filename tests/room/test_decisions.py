@@ -31,6 +31,7 @@ from rcp.room.events import (
 from rcp.room.live import Rooms
 from rcp.room.log import MemoryEventLog
 from rcp.room.state import AgendaItem, RoomState, apply, decide, replay
+from tests.servers import ServerThread
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 
@@ -169,7 +170,7 @@ async def demo_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[t
 
     from rcp.db import Database
     from rcp.scheduling.models import Case
-    from tests.room.node import NodeThread, demo_service
+    from tests.room.node import demo_service
 
     settings, meeting_id = await demo_service(tmp_path_factory.mktemp("decisions"))
     db = Database(settings.database_url)
@@ -181,7 +182,7 @@ async def demo_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[t
             ids = (meeting_id, case.id)
     finally:
         await db.close()
-    node = NodeThread(_decision_app(settings)).start()
+    node = ServerThread(_decision_app(settings)).start()
     try:
         yield node, *ids
     finally:

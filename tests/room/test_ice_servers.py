@@ -7,8 +7,8 @@ from dataclasses import replace
 from rcp.app import create_app
 from rcp.config import Settings
 from rcp.db import Database
-from tests.conftest import ServerThread
 from tests.room.client import RoomClient, session_cookie
+from tests.servers import ServerThread
 
 
 async def test_welcome_carries_the_ice_servers_from_settings(settings: Settings, db: Database, login) -> None:  # type: ignore[no-untyped-def]

@@ -30,8 +30,9 @@ from rcp.room.log import MemoryEventLog
 from rcp.room.state import replay, snapshot_from_dict, snapshot_to_dict
 from tests.media.helpers import until
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app, scheduled_meeting_id
+from tests.room.node import room_app, scheduled_meeting_id
 from tests.room.test_state import CHAIR, RADIO, SURGEON, full_room
+from tests.servers import ServerThread
 
 # --- pure: the reducer and the parser ------------------------------------------------------------------------
 
@@ -211,7 +212,7 @@ async def test_the_room_relays_speaker_changes_until_it_closes() -> None:
 
 @dataclass
 class Served:
-    node: NodeThread
+    node: ServerThread
     app: Starlette
 
     @property
@@ -222,7 +223,7 @@ class Served:
 @pytest.fixture(scope="module")
 def media_server(settings: Settings, db: Database) -> Iterator[Served]:
     app = room_app(settings, media=True)
-    node = NodeThread(app).start()
+    node = ServerThread(app).start()
     try:
         yield Served(node, app)
     finally:

@@ -12,14 +12,15 @@ from rcp.db import Database
 from rcp.room.connection import RoomConfig
 from rcp.room.log import SqlEventLog, meeting_attendance
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app, scheduled_meeting_id
+from tests.room.node import room_app, scheduled_meeting_id
+from tests.servers import ServerThread
 
 FOLLOWERS = ("dr.chirurgien", "dr.oncologue", "dr.radiotherapeute", "dr.pneumologue")
 
 
 @pytest.fixture(scope="module")
-def room_server(settings: Settings, db: Database) -> Iterator[NodeThread]:
-    node = NodeThread(room_app(settings, config=RoomConfig(floor_grace_s=2.0))).start()
+def room_server(settings: Settings, db: Database) -> Iterator[ServerThread]:
+    node = ServerThread(room_app(settings, config=RoomConfig(floor_grace_s=2.0))).start()
     try:
         yield node
     finally:
@@ -32,7 +33,7 @@ async def meeting_id(db: Database) -> int:
 
 
 @pytest.fixture(scope="module")
-async def cookies(room_server: NodeThread) -> dict[str, str]:
+async def cookies(room_server: ServerThread) -> dict[str, str]:
     names = ("secretariat", "dr.radiologue", "dr.gastro", *FOLLOWERS)
     return {name: await session_cookie(room_server.url, name) for name in names}
 
@@ -53,7 +54,7 @@ async def _open(
 
 
 async def test_presenter_and_followers_see_view_changes_in_order(
-    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient], db: Database
+    room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient], db: Database
 ) -> None:
     chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
     radio = await _open(opened, room_server.url, cookies["dr.radiologue"], meeting_id)
@@ -110,7 +111,7 @@ def _present(client: RoomClient) -> list[int]:
 
 
 async def test_follower_reconnects_and_catches_up_without_snapshot(
-    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+    room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
     chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
     await chair.send({"type": "floor.take"})
@@ -131,7 +132,7 @@ async def test_follower_reconnects_and_catches_up_without_snapshot(
 
 
 async def test_bad_messages_get_an_error_frame_and_the_connection_stays(
-    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+    room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
     chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
     await chair.send({"type": "floor.take"})
@@ -150,7 +151,7 @@ async def test_bad_messages_get_an_error_frame_and_the_connection_stays(
 
 
 async def test_flooding_client_is_throttled_not_the_room(
-    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+    room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
     chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
     flooder = await _open(opened, room_server.url, cookies["dr.pneumologue"], meeting_id)
@@ -164,7 +165,7 @@ async def test_flooding_client_is_throttled_not_the_room(
 
 
 async def test_uninvited_user_is_refused_with_a_close_code(
-    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+    room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
     stranger = await _open(opened, room_server.url, cookies["dr.gastro"], meeting_id)
     await stranger.closed.wait()
@@ -176,7 +177,7 @@ async def test_uninvited_user_is_refused_with_a_close_code(
 
 
 async def test_silent_participant_is_gone_and_floor_returns_to_coordinator(
-    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+    room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
     chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
     mute = await _open(opened, room_server.url, cookies["dr.radiotherapeute"], meeting_id, answer_pings=False)
@@ -197,7 +198,7 @@ async def test_silent_participant_is_gone_and_floor_returns_to_coordinator(
 
 
 async def test_second_connection_supersedes_the_first_without_ghost(
-    room_server: NodeThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+    room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
     chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
     wifi = await _open(opened, room_server.url, cookies["dr.pneumologue"], meeting_id)
@@ -225,7 +226,7 @@ async def test_client_that_stops_reading_is_dropped(
         heartbeat_timeout_s=120,
         presence_timeout_s=120,
     )
-    node = NodeThread(room_app(settings, config=config)).start()
+    node = ServerThread(room_app(settings, config=config)).start()
     try:
         chair = await _open(opened, node.url, cookies["secretariat"], meeting_id)
         await chair.send({"type": "floor.take"})
@@ -258,7 +259,7 @@ async def test_client_that_stops_reading_is_dropped(
 
 
 async def test_room_page_renders_for_an_invited_participant(
-    room_server: NodeThread, cookies: dict[str, str], meeting_id: int
+    room_server: ServerThread, cookies: dict[str, str], meeting_id: int
 ) -> None:
     import httpx
 
@@ -277,7 +278,7 @@ async def test_room_page_renders_for_an_invited_participant(
 async def test_server_restart_loses_nothing_but_the_pointer(
     settings: Settings, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
-    first = NodeThread(room_app(settings)).start()
+    first = ServerThread(room_app(settings)).start()
     try:
         chair = await _open(opened, first.url, cookies["secretariat"], meeting_id)
         await chair.send({"type": "floor.take"})
@@ -286,7 +287,7 @@ async def test_server_restart_loses_nothing_but_the_pointer(
         before = chair.seq
     finally:
         first.close()
-    second = NodeThread(room_app(settings)).start()
+    second = ServerThread(room_app(settings)).start()
     try:
         late = await _open(opened, second.url, cookies["dr.oncologue"], meeting_id)
         await late.wait_for(lambda c: c.snapshot is not None)

@@ -11,12 +11,13 @@ import pytest
 from rcp.config import Settings
 from rcp.db import Database
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import NodeThread, room_app, scheduled_meeting_id
+from tests.room.node import room_app, scheduled_meeting_id
+from tests.servers import ServerThread
 
 
 @pytest.fixture(scope="module")
-def layout_server(settings: Settings, db: Database) -> Iterator[NodeThread]:
-    node = NodeThread(room_app(settings)).start()
+def layout_server(settings: Settings, db: Database) -> Iterator[ServerThread]:
+    node = ServerThread(room_app(settings)).start()
     try:
         yield node
     finally:
@@ -31,7 +32,7 @@ async def clients() -> AsyncIterator[list[RoomClient]]:
 
 
 async def test_both_viewports_of_a_side_by_side_layout_reach_every_follower(
-    layout_server: NodeThread, db: Database, clients: list[RoomClient]
+    layout_server: ServerThread, db: Database, clients: list[RoomClient]
 ) -> None:
     meeting_id = await scheduled_meeting_id(db)
     url = layout_server.url
