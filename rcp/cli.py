@@ -62,7 +62,7 @@ async def _demo(settings: Settings) -> None:
 
     db = Database(settings.database_url)
     try:
-        result = await load_demo(db)
+        result = await load_demo(db, argon2=settings.argon2)
         await _demo_imaging(settings, db)
     finally:
         await db.close()
@@ -108,7 +108,7 @@ async def _user_add(settings: Settings, args: argparse.Namespace, password: str)
                 raise SystemExit(f"rcp: user {args.username!r} already exists")
             s.add(User(username=args.username, display_name=args.display_name or args.username, role=args.role,
                        specialty=args.specialty, hospital=args.hospital, email=args.email,
-                       password_hash=hash_password(password) if password else ""))
+                       password_hash=hash_password(password, settings.argon2) if password else ""))
     finally:
         await db.close()
 

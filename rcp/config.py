@@ -7,9 +7,12 @@ their own mapping), validated, and handed to ``create_app`` and the workers.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rcp.auth.passwords import PRODUCTION_ARGON2, Argon2Cost
+from rcp.clock import Clock, SystemClock
 
 __all__ = ["DEFAULT_SECRET", "Settings", "SettingsError"]
 
@@ -42,6 +45,21 @@ def _int(value: str, name: str, *, minimum: int = 0) -> int:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.replace("\n", ",").split(",") if part.strip())
+
+
+def _argon2(get: Callable[[str, str], str]) -> Argon2Cost:
+    default = PRODUCTION_ARGON2
+    try:
+        return Argon2Cost(
+            time_cost=_int(get("ARGON2_TIME_COST", str(default.time_cost)), "RCP_ARGON2_TIME_COST", minimum=1),
+            memory_kib=_int(get("ARGON2_MEMORY_KIB", str(default.memory_kib)), "RCP_ARGON2_MEMORY_KIB", minimum=8),
+            parallelism=_int(get("ARGON2_PARALLELISM", str(default.parallelism)), "RCP_ARGON2_PARALLELISM",
+                             minimum=1),
+        )
+    except ValueError as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"RCP_ARGON2_*: {exc}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +96,10 @@ class Settings:
     #: Failed logins before an account is locked, and for how long.
     lockout_attempts: int = 5
     lockout_s: int = 15 * 60
+    #: Cost of new password hashes (RFC 9106 argon2id); hashes made at another cost are upgraded at login.
+    argon2: Argon2Cost = PRODUCTION_ARGON2
+    #: What expiries (join links, sessions, lock-out) read the time from; tests give a settable one.
+    clock: Clock = field(default_factory=SystemClock, compare=False)
     #: Request bodies larger than this are refused with 413 (JSON and forms).
     max_body_bytes: int = 1 * 1024 * 1024
     #: DICOM uploads (files or a zip) may be this large.
@@ -95,6 +117,12 @@ class Settings:
             raise SettingsError(
                 "RCP_SECRET_KEY must be set to a random value of at least 32 characters in production "
                 "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        # OWASP's lowest argon2id configuration (19 MiB, t=2): anything cheaper is a test setting.
+        if self.env == "production" and (self.argon2.memory_kib < 19 * 1024 or self.argon2.time_cost < 2):
+            raise SettingsError(
+                "RCP_ARGON2_MEMORY_KIB must be at least 19456 and RCP_ARGON2_TIME_COST at least 2 in production "
+                f"(got {self.argon2.memory_kib} and {self.argon2.time_cost}); leave them unset for the defaults"
             )
         if self.default_locale not in {"fr", "en"}:
             raise SettingsError(f"RCP_DEFAULT_LOCALE must be fr or en (got {self.default_locale!r})")
@@ -139,6 +167,7 @@ class Settings:
             "max_upload_bytes": _int(
                 get("MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)), "RCP_MAX_UPLOAD_BYTES", minimum=1024
             ),
+            "argon2": _argon2(get),
             "secure_cookies": _bool(get("SECURE_COOKIES", "false"), "RCP_SECURE_COOKIES"),
             "embedded_worker": _bool(get("EMBEDDED_WORKER", "true"), "RCP_EMBEDDED_WORKER"),
         }

@@ -15,7 +15,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rcp.auth.models import Role, User
-from rcp.auth.passwords import hash_password
+from rcp.auth.passwords import PRODUCTION_ARGON2, Argon2Cost, hash_password
 from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.scheduling.models import (
@@ -120,9 +120,9 @@ def _next_weekday(start: date, weekday: int) -> date:
     return start + timedelta(days=(weekday - start.weekday()) % 7 or 7)
 
 
-async def _users(session: AsyncSession) -> dict[str, User]:
+async def _users(session: AsyncSession, argon2: Argon2Cost) -> dict[str, User]:
     found = {u.username: u for u in (await session.exec(select(User))).all()}
-    password_hash = hash_password(DEMO_PASSWORD)
+    password_hash = hash_password(DEMO_PASSWORD, argon2)
     for spec in DEMO_USERS:
         if spec.username not in found:
             user = User(username=spec.username, display_name=spec.display_name, role=spec.role,
@@ -133,12 +133,15 @@ async def _users(session: AsyncSession) -> dict[str, User]:
     return found
 
 
-async def load_demo(db: Database, *, today: date | None = None) -> dict[str, Any]:
-    """Create the demo boards, meetings, patients, cases and users that are missing; returns what exists."""
+async def load_demo(db: Database, *, today: date | None = None,
+                    argon2: Argon2Cost = PRODUCTION_ARGON2) -> dict[str, Any]:
+    """Create the demo boards, meetings, patients, cases and users that are missing; returns what exists.
+
+    ``argon2`` is the cost of the demo users' password hash (``Settings.argon2``)."""
     today = today or utcnow().date()
     zone = "Europe/Paris"
     async with db.session() as session:
-        users = await _users(session)
+        users = await _users(session, argon2)
         boards = {b.name: b for b in (await session.exec(select(Board))).all()}
         if "RCP thoracique" in boards:
             return {"users": list(users), "created": False}

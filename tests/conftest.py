@@ -18,8 +18,10 @@ import httpx
 import pytest
 
 from rcp.app import create_app
+from rcp.clock import SettableClock
 from rcp.config import Settings
 from rcp.db import Database, migrate
+from tests.factories import CHEAP_ARGON2, MadeUser
 from tests.servers import ServerThread
 
 #: Every module in tests/fixtures is a plugin: one place for the real servers the suite starts once.
@@ -38,10 +40,23 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(data_dir: Path) -> Settings:
-    """Settings for the shared test app: SQLite in a temporary data folder, migrated with alembic."""
+    """Settings for the shared test app: SQLite in a temporary data folder, migrated with alembic; the cheapest
+    argon2 cost, and a clock the ``clock`` fixture moves."""
     # No session cache: tests that end a session in the database expect the next request to be refused.
     return Settings(env="test", data_dir=data_dir, secret_key=secrets.token_urlsafe(48), lockout_attempts=3,
-                    default_locale="en", session_cache_s=0)
+                    default_locale="en", session_cache_s=0, argon2=CHEAP_ARGON2, clock=SettableClock())
+
+
+@pytest.fixture
+def clock(settings: Settings) -> Iterator[SettableClock]:
+    """The shared app's clock, to move time forward (``clock.advance(timedelta(hours=2))``) instead of sleeping;
+    back to real time after the test."""
+    assert isinstance(settings.clock, SettableClock)
+    settings.clock.reset()
+    try:
+        yield settings.clock
+    finally:
+        settings.clock.reset()
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +70,7 @@ async def db(migrated: str) -> AsyncIterator[Database]:
     database = Database(migrated)
     from rcp.demo import load_demo
 
-    await load_demo(database)
+    await load_demo(database, argon2=CHEAP_ARGON2)
     yield database
     await database.close()
 
@@ -107,10 +122,15 @@ async def sign_in(base_url: str, username: str, password: str = DEMO_PASSWORD) -
 
 @pytest.fixture
 async def login(live_server: ServerThread) -> AsyncIterator[Any]:
-    """``await login("secretariat")`` gives a signed-in client; all are closed after the test."""
+    """``await login("secretariat")`` (a demo user) or ``await login(made_user)`` (a user from
+    ``tests.factories``) gives a signed-in client; all are closed after the test."""
     clients: list[Client] = []
 
-    async def _login(username: str, password: str = DEMO_PASSWORD) -> Client:
+    async def _login(user: str | MadeUser, password: str = DEMO_PASSWORD) -> Client:
+        if isinstance(user, MadeUser):
+            username, password = user.username, user.password
+        else:
+            username = user
         client = await sign_in(live_server.url, username, password)
         clients.append(client)
         return client

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rcp.auth.passwords import Argon2Cost
 from rcp.config import DEFAULT_SECRET, Settings, SettingsError
 
 
@@ -58,3 +59,17 @@ def test_settings_name_the_bad_variable() -> None:
     settings = Settings.from_env({"RCP_EPR_RECEIVERS": "file:///tmp/a, mllp://h:2575", "RCP_DATA_DIR": "/tmp/x"})
     assert settings.epr_receivers == ("file:///tmp/a", "mllp://h:2575")
     assert settings.database_url == "sqlite:////tmp/x/rcp.sqlite3"
+
+
+def test_argon2_cost_is_a_setting_with_the_production_default() -> None:
+    assert Settings.from_env({}).argon2 == Argon2Cost(time_cost=3, memory_kib=65536, parallelism=4)
+    raised = Settings.from_env({"RCP_ARGON2_TIME_COST": "4", "RCP_ARGON2_MEMORY_KIB": "131072"}).argon2
+    assert (raised.time_cost, raised.memory_kib, raised.parallelism) == (4, 131072, 4)
+    with pytest.raises(SettingsError, match="RCP_ARGON2_MEMORY_KIB"):
+        Settings.from_env({"RCP_ARGON2_MEMORY_KIB": "lots"})
+    with pytest.raises(SettingsError, match="8 KiB per lane"):
+        Settings.from_env({"RCP_ARGON2_MEMORY_KIB": "16", "RCP_ARGON2_PARALLELISM": "4"})
+    # The test suite's cost never reaches production.
+    with pytest.raises(SettingsError, match="RCP_ARGON2_MEMORY_KIB"):
+        Settings.from_env({"RCP_ENV": "production", "RCP_SECRET_KEY": "k" * 40, "RCP_ARGON2_MEMORY_KIB": "8",
+                           "RCP_ARGON2_PARALLELISM": "1"})

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rcp.auth import audit
 from rcp.auth.models import LoginSession, User
-from rcp.clock import utcnow
+from rcp.clock import Clock
 from rcp.config import Settings
 from rcp.errors import NotAuthenticated
 from rcp.scheduling.models import Invitation, Meeting, MeetingStatus
@@ -34,8 +35,21 @@ class JoinLink:
     user_id: int
 
 
+class _ClockSigner(TimestampSigner):
+    """itsdangerous' timestamp signer reading ``Settings.clock`` (it reads ``time.time()`` by itself), so that a
+    link's age is measured by the same clock as sessions and lock-outs."""
+
+    def __init__(self, *args: Any, clock: Clock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self.clock.now().timestamp())
+
+
 def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt="rcp.join-link")
+    return URLSafeTimedSerializer(settings.secret_key, salt="rcp.join-link", signer=_ClockSigner,
+                                  signer_kwargs={"clock": settings.clock})
 
 
 def make_join_token(settings: Settings, *, meeting_id: int, user_id: int) -> str:
@@ -54,7 +68,8 @@ def read_join_token(settings: Settings, token: str, *, max_age_s: int = DEFAULT_
     return JoinLink(meeting_id=data["m"], user_id=data["u"])
 
 
-async def open_join_session(session: AsyncSession, link: JoinLink, *, source: str) -> LoginSession:
+async def open_join_session(session: AsyncSession, settings: Settings, link: JoinLink, *,
+                            source: str) -> LoginSession:
     """A session for the link's user, scoped to its meeting, if they are still invited and it is still on."""
     user = await session.get(User, link.user_id)
     meeting = await session.get(Meeting, link.meeting_id)
@@ -69,7 +84,7 @@ async def open_join_session(session: AsyncSession, link: JoinLink, *, source: st
         await session.commit()
         raise NotAuthenticated("This join link no longer opens a meeting: the invitation was withdrawn or the "
                                "meeting is over.")
-    now = utcnow()
+    now = settings.clock.now()
     row = LoginSession(id=secrets.token_urlsafe(32), user_id=link.user_id, csrf_token=secrets.token_urlsafe(32),
                        created_at=now, last_seen_at=now, source=source[:64], meeting_scope=link.meeting_id)
     session.add(row)

@@ -236,7 +236,7 @@ async def join(request: Request) -> Response:
 
     link = read_join_token(_settings(request), request.path_params["token"])
     async with request.app.state.db.session() as s:
-        row = await open_join_session(s, link, source=audit.source_of(request))
+        row = await open_join_session(s, _settings(request), link, source=audit.source_of(request))
     response = RedirectResponse(f"/meetings/{link.meeting_id}/room", status_code=303)
     _set_session_cookie(request, response, row.id)
     return response

@@ -23,7 +23,7 @@ from starlette.requests import HTTPConnection
 from rcp.auth import audit
 from rcp.auth.models import ApiToken, LoginSession, User
 from rcp.auth.passwords import hash_password, needs_rehash, verify_password
-from rcp.clock import as_utc, utcnow
+from rcp.clock import as_utc
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.i18n import N_
@@ -124,11 +124,12 @@ async def login(
     A refused attempt commits its audit event and failure count before ``LoginRefused`` is raised: the caller's
     unit of work rolls back on the exception, and the trace of an attack must not go with it.
     """
-    now = utcnow()
+    now = settings.clock.now()
+    cost = settings.argon2
     user = (await session.exec(select(User).where(User.username == username.strip()))).first()
     generic = WRONG_CREDENTIALS
     if user is None or not user.active or not user.password_hash:
-        verify_password("", password)  # same cost as a real check
+        verify_password("", password, cost)  # same cost as a real check
         await audit.record(session, event="user_authentication", action="E", outcome=4, source=source,
                            what="login refused")
         await session.commit()
@@ -138,7 +139,7 @@ async def login(
                            what=f"login attempt on locked account {user.id}")
         await session.commit()
         raise LoginRefused(LOCKED_MESSAGE)
-    if not verify_password(user.password_hash, password):
+    if not verify_password(user.password_hash, password, cost):
         user.failed_logins += 1
         locked = user.failed_logins >= settings.lockout_attempts
         if locked:
@@ -152,8 +153,8 @@ async def login(
         raise LoginRefused(generic)
     user.failed_logins = 0
     user.locked_until = None
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    if needs_rehash(user.password_hash, cost):
+        user.password_hash = hash_password(password, cost)
     session.add(user)
     assert user.id is not None
     row = LoginSession(id=secrets.token_urlsafe(32), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
@@ -254,7 +255,7 @@ class SessionBackend(AuthenticationBackend):
             return None
         if not isinstance(session_id, str):
             return None
-        now = utcnow()
+        now = self.settings.clock.now()
         async with db.session() as session:
             row = await session.get(LoginSession, session_id)
             if row is None:

@@ -79,7 +79,7 @@ def _job_json(job: WritebackJob) -> dict[str, Any]:
 async def _check_password(session: AsyncSession, request: Request, user: Any, password: str,
                           case: Case) -> None:
     row = await session.get(User, user.id)
-    if row is None or not verify_password(row.password_hash, password):
+    if row is None or not verify_password(row.password_hash, password, request.app.state.settings.argon2):
         await audit.record(session, event="user_authentication", action="E", outcome=4, request=request,
                            patient_id=case.patient_id, meeting_id=case.meeting_id,
                            what=f"signature of case {case.id}: password check failed")

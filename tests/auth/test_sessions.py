@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import httpx
 import pytest
 from sqlmodel import select
 
 from rcp.auth.models import AuditEvent, LoginSession, User
-from rcp.auth.passwords import hash_password
 from rcp.auth.sessions import create_api_token
-from rcp.clock import utcnow
+from rcp.clock import SettableClock
+from rcp.config import Settings
 from rcp.db import Database
 from tests.conftest import DEMO_PASSWORD
+from tests.factories import make_clinician, make_invitation, make_meeting, unique
 from tests.servers import ServerThread
 
 
@@ -75,44 +75,55 @@ async def test_unsafe_request_without_csrf_header_is_refused(login) -> None:  # 
     assert form.status_code == 403
 
 
-async def test_lockout_after_repeated_failures(anonymous: httpx.AsyncClient, db: Database) -> None:
-    async with db.session() as s:
-        s.add(User(username="locky", role="clinician", password_hash=hash_password("right-password-1")))
+async def test_lockout_after_repeated_failures(anonymous: httpx.AsyncClient, db: Database,
+                                               settings: Settings, clock: SettableClock) -> None:
+    user = await make_clinician(db, "surgeon")
     for _ in range(3):  # the test settings lock after 3 failures
-        bad = await anonymous.post("/api/session", json={"username": "locky", "password": "wrong-password"})
+        bad = await anonymous.post("/api/session", json={"username": user.username, "password": "wrong-password"})
         assert bad.status_code == 401
-    locked = await anonymous.post("/api/session", json={"username": "locky", "password": "right-password-1"})
+    right = {"username": user.username, "password": user.password}
+    locked = await anonymous.post("/api/session", json=right)
     assert locked.status_code == 401
     assert "locked" in locked.json()["message"]
     async with db.session() as s:
         events = (await s.exec(select(AuditEvent).where(AuditEvent.event_code.in_(["110114", "110113"])))).all()  # type: ignore[attr-defined]
-        assert any(e.outcome == 4 and "wrong password" in e.what for e in events)
-        assert any(e.event_code == "110113" for e in events)
+        assert any(e.outcome == 4 and e.what == f"wrong password for user {user.id}" for e in events)
+        assert any(e.event_code == "110113" and e.what == f"login attempt on locked account {user.id}"
+                   for e in events)
+    clock.advance(settings.lockout_s - 60)
+    assert (await anonymous.post("/api/session", json=right)).status_code == 401  # still locked
+    clock.advance(61)
+    assert (await anonymous.post("/api/session", json=right)).status_code == 201  # the lock has run out
 
 
-async def test_unknown_user_and_wrong_password_say_the_same(anonymous: httpx.AsyncClient) -> None:
-    unknown = await anonymous.post("/api/session", json={"username": "nobody-here", "password": "x" * 12})
-    wrong = await anonymous.post("/api/session", json={"username": "dr.gastro", "password": "x" * 12})
+async def test_unknown_user_and_wrong_password_say_the_same(anonymous: httpx.AsyncClient, db: Database) -> None:
+    user = await make_clinician(db, "gastroenterologist")
+    unknown = await anonymous.post("/api/session", json={"username": unique("nobody"), "password": "x" * 12})
+    wrong = await anonymous.post("/api/session", json={"username": user.username, "password": "x" * 12})
     assert unknown.json()["message"] == wrong.json()["message"]
 
 
-async def test_idle_session_expires(login, db: Database) -> None:  # type: ignore[no-untyped-def]
-    client = await login("dr.pathologiste")
+async def test_idle_session_expires(login, db: Database, settings: Settings, clock: SettableClock) -> None:  # type: ignore[no-untyped-def]
+    client = await login(await make_clinician(db, "pathologist"))
     assert (await client.get("/api/session")).status_code == 200
-    async with db.session() as s:
-        row = (await s.exec(select(LoginSession).where(LoginSession.user_id == client.me["id"]))).all()
-        for r in row:
-            r.last_seen_at = utcnow() - timedelta(hours=2)
-            s.add(r)
+    clock.advance(settings.session_idle_s - 30)
+    assert (await client.get("/api/session")).status_code == 200  # touched: idle time starts again
+    clock.advance(settings.session_idle_s + 1)
     assert (await client.get("/api/session")).status_code == 401
+    async with db.session() as s:  # the expired session is gone from the database, not just refused
+        assert not (await s.exec(select(LoginSession).where(LoginSession.user_id == client.me["id"]))).all()
 
 
-async def test_absolute_timeout_even_when_active(login, db: Database) -> None:  # type: ignore[no-untyped-def]
-    client = await login("dr.pneumologue")
-    async with db.session() as s:
-        for r in (await s.exec(select(LoginSession).where(LoginSession.user_id == client.me["id"]))).all():
-            r.created_at = utcnow() - timedelta(hours=13)
-            s.add(r)
+async def test_absolute_timeout_even_when_active(login, db: Database, settings: Settings,  # type: ignore[no-untyped-def]
+                                                 clock: SettableClock) -> None:
+    client = await login(await make_clinician(db, "pulmonologist"))
+    elapsed = 0
+    step = settings.session_idle_s - 60
+    while elapsed + step < settings.session_absolute_s:  # active all along: never idle for long
+        clock.advance(step)
+        elapsed += step
+        assert (await client.get("/api/meetings")).status_code == 200
+    clock.advance(settings.session_absolute_s - elapsed + 1)
     assert (await client.get("/api/meetings")).status_code == 401
 
 
@@ -146,40 +157,54 @@ async def test_unknown_ids_are_404_json(login, path: str) -> None:  # type: igno
     assert set(response.json()) >= {"error", "message"}
 
 
-async def test_join_link_opens_one_meeting_only(login, live_server: ServerThread) -> None:  # type: ignore[no-untyped-def]
-    coordinator = await login("secretariat")
-    meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
-    first, other = meetings[0], meetings[1]
-    detail = (await coordinator.get(f"/api/meetings/{first['id']}")).json()
-    invitation = next(i for i in detail["invitations"] if i["display_name"] == "Dr Hélène Dubois")
-    made = await coordinator.post(f"/api/invitations/{invitation['id']}/link")
+async def test_join_link_opens_one_meeting_only(login, db: Database, live_server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    first = await make_meeting(db, cases=1)
+    radiologist = first.invitee("radiologist")
+    other = await make_meeting(db, board=first.board, cases=1, invite=())
+    await make_invitation(db, other.id, radiologist)
+    coordinator = await login(first.coordinator)
+    made = await coordinator.post(f"/api/invitations/{first.invitation_of(radiologist).id}/link")
     assert made.status_code == 201
     url = made.json()["url"]
     async with httpx.AsyncClient() as guest:
         opened = await guest.get(url)
-        assert opened.status_code == 303 and opened.headers["location"] == f"/meetings/{first['id']}/room"
+        assert opened.status_code == 303 and opened.headers["location"] == f"/meetings/{first.id}/room"
         guest.cookies = opened.cookies
-        assert (await guest.get(f"{live_server.url}/api/meetings/{first['id']}")).status_code == 200
+        assert (await guest.get(f"{live_server.url}/api/meetings/{first.id}")).status_code == 200
         # The radiologist is invited to the other meeting too, but this session reaches only the linked one.
-        assert (await guest.get(f"{live_server.url}/api/meetings/{other['id']}")).status_code == 404
+        assert (await guest.get(f"{live_server.url}/api/meetings/{other.id}")).status_code == 404
         tampered = await guest.get(url[:-3] + ("aaa" if not url.endswith("aaa") else "bbb"))
         assert tampered.status_code in {303, 401}
         assert tampered.status_code != 303 or "/login" in tampered.headers["location"]
-    clinician = await login("dr.radiologue")
-    assert (await clinician.post(f"/api/invitations/{invitation['id']}/link")).status_code == 403
+    clinician = await login(radiologist)
+    assert (await clinician.post(f"/api/invitations/{first.invitation_of(radiologist).id}/link")).status_code == 403
 
 
-def test_expired_join_link_is_refused(settings) -> None:  # type: ignore[no-untyped-def]
-    import time
-
-    from rcp.auth.links import make_join_token, read_join_token
+def test_expired_join_link_is_refused(settings: Settings, clock: SettableClock) -> None:
+    from rcp.auth.links import DEFAULT_LINK_TTL_S, make_join_token, read_join_token
     from rcp.errors import NotAuthenticated
 
     token = make_join_token(settings, meeting_id=1, user_id=2)
     assert read_join_token(settings, token).meeting_id == 1
-    time.sleep(1.1)
+    clock.advance(DEFAULT_LINK_TTL_S - 60)
+    assert read_join_token(settings, token).meeting_id == 1  # sent the day before, still good at the meeting
+    clock.advance(61)
     with pytest.raises(NotAuthenticated, match="expired"):
-        read_join_token(settings, token, max_age_s=0)
+        read_join_token(settings, token)
+
+
+async def test_expired_join_link_is_refused_by_the_app(login, db: Database, live_server: ServerThread,  # type: ignore[no-untyped-def]
+                                                      clock: SettableClock) -> None:
+    from rcp.auth.links import DEFAULT_LINK_TTL_S
+
+    meeting = await make_meeting(db, cases=0)
+    coordinator = await login(meeting.coordinator)
+    made = await coordinator.post(f"/api/invitations/{meeting.invitation_of(meeting.invitee('surgeon')).id}/link")
+    assert made.status_code == 201 and made.json()["expires_in_s"] == DEFAULT_LINK_TTL_S
+    clock.advance(DEFAULT_LINK_TTL_S + 1)
+    async with httpx.AsyncClient() as guest:
+        late = await guest.get(made.json()["url"])
+    assert late.status_code in {303, 401} and "rcp_session" not in late.cookies
 
 
 async def test_application_start_is_audited(live_server: ServerThread, db: Database) -> None:

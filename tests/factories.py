@@ -1,0 +1,334 @@
+"""Rows of its own for each test: boards, users, patients, meetings with cases and invitations.
+
+Tests that read "the first meeting" of the shared demo pass only in one order and break as soon as another test
+adds a meeting. Each factory here writes straight through the models on a :class:`~rcp.db.Database` (no HTTP, no
+audit), gives every row a unique name, and returns a frozen dataclass with the ids a test needs::
+
+    meeting = await make_meeting(db)                 # a board + its coordinator, 4 clinicians, 2 cases
+    coordinator = await login(meeting.coordinator)   # the ``login`` fixture signs factory users in too
+    radiologist = await login(meeting.invitee("radiologist"))
+
+Every factory user has the password :data:`PASSWORD`, hashed once at :data:`CHEAP_ARGON2` (the test settings'
+cost), so signing in costs microseconds. The demo data stays loaded for the tests that are about the demo.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+
+from sqlmodel import func, select
+
+from rcp.auth.models import Role, User
+from rcp.auth.passwords import Argon2Cost, hash_password
+from rcp.db import Database
+from rcp.scheduling.models import (
+    Board,
+    BoardCoordinator,
+    Case,
+    CaseStatus,
+    Invitation,
+    Meeting,
+    MeetingStatus,
+    Patient,
+    PatientIdentifier,
+    Response,
+)
+
+__all__ = [
+    "CHEAP_ARGON2",
+    "PASSWORD",
+    "QUORUM",
+    "MadeBoard",
+    "MadeCase",
+    "MadeInvitation",
+    "MadeMeeting",
+    "MadePatient",
+    "MadeUser",
+    "make_board",
+    "make_case",
+    "make_clinician",
+    "make_coordinator",
+    "make_invitation",
+    "make_meeting",
+    "make_patient",
+    "make_user",
+    "new_ins",
+    "unique",
+]
+
+#: The smallest legal argon2id cost (RFC 9106: 8 KiB per lane): the test settings hash and verify with it.
+CHEAP_ARGON2 = Argon2Cost(time_cost=1, memory_kib=8, parallelism=1)
+#: Every factory user's password.
+PASSWORD = "factory-pass-2026"
+#: The specialties a factory board requires, plus the radiologist most room and imaging tests need.
+QUORUM: tuple[str, ...] = ("surgeon", "medical_oncologist", "radiotherapist")
+HOSPITAL = "CHU de Test"
+
+
+def unique(prefix: str) -> str:
+    """``prefix`` and 8 random hex digits: unique across tests, runs and random orders (``secrets``, which
+    pytest-randomly does not reseed)."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def new_ins(sex: str = "female") -> str:
+    """A random INS (NIR) with a valid control key: 13 digits, then 97 - (number mod 97)."""
+    body = f"{1 if sex == 'male' else 2}{secrets.randbelow(100):02d}{1 + secrets.randbelow(12):02d}69" \
+           f"{secrets.randbelow(10**6):06d}"
+    return body + f"{97 - int(body) % 97:02d}"
+
+
+@cache
+def _password_hash() -> str:
+    return hash_password(PASSWORD, CHEAP_ARGON2)
+
+
+@dataclass(frozen=True)
+class MadeUser:
+    id: int
+    username: str
+    display_name: str
+    role: str
+    specialty: str
+    hospital: str
+    #: What ``login`` sends; :data:`PASSWORD` unless the test chose another.
+    password: str = PASSWORD
+
+
+@dataclass(frozen=True)
+class MadeBoard:
+    id: int
+    name: str
+    coordinator: MadeUser
+    required_specialties: tuple[str, ...]
+    timezone: str
+
+
+@dataclass(frozen=True)
+class MadePatient:
+    id: int
+    family_name: str
+    given_names: str
+    ins: str
+    ipp: str
+
+
+@dataclass(frozen=True)
+class MadeCase:
+    id: int
+    meeting_id: int
+    patient: MadePatient
+    position: int
+    question: str
+
+
+@dataclass(frozen=True)
+class MadeInvitation:
+    id: int
+    meeting_id: int
+    user: MadeUser
+    specialty: str
+    quorum_member: bool
+    response: str
+
+
+@dataclass(frozen=True)
+class MadeMeeting:
+    id: int
+    board: MadeBoard
+    title: str
+    starts_at: datetime
+    status: str
+    cases: tuple[MadeCase, ...]
+    invitations: tuple[MadeInvitation, ...]
+
+    @property
+    def coordinator(self) -> MadeUser:
+        return self.board.coordinator
+
+    @property
+    def clinicians(self) -> tuple[MadeUser, ...]:
+        """The invited clinicians, in invitation order (the coordinator is not among them)."""
+        return tuple(i.user for i in self.invitations if i.user.role == Role.clinician)
+
+    def invitee(self, specialty: str) -> MadeUser:
+        """The first invited clinician of ``specialty``."""
+        for invitation in self.invitations:
+            if invitation.specialty == specialty and invitation.user.role == Role.clinician:
+                return invitation.user
+        raise LookupError(f"no {specialty} invited to meeting {self.id}; invited: "
+                          f"{', '.join(i.specialty for i in self.invitations)}")
+
+    def invitation_of(self, user: MadeUser) -> MadeInvitation:
+        return next(i for i in self.invitations if i.user.id == user.id)
+
+
+async def make_user(
+    db: Database,
+    *,
+    role: str = Role.clinician,
+    specialty: str = "",
+    hospital: str = HOSPITAL,
+    username: str = "",
+    display_name: str = "",
+    password: str = PASSWORD,
+    locale: str = "",
+    email: str = "",
+) -> MadeUser:
+    """A user who can sign in with ``password`` (``""`` for none: a service account without a password)."""
+    username = username or unique(f"{role}.{specialty}" if specialty else role)
+    if not display_name:
+        display_name = f"Dr {username}" if role == Role.clinician else username
+    password_hash = "" if not password else _password_hash() if password == PASSWORD \
+        else hash_password(password, CHEAP_ARGON2)
+    async with db.session() as s:
+        row = User(username=username, display_name=display_name, role=role, specialty=specialty,
+                   hospital=hospital, email=email or f"{username}@example.org", locale=locale,
+                   password_hash=password_hash)
+        s.add(row)
+        await s.flush()
+        assert row.id is not None
+        return MadeUser(id=row.id, username=username, display_name=display_name, role=role, specialty=specialty,
+                        hospital=hospital, password=password)
+
+
+async def make_clinician(db: Database, specialty: str = "surgeon", **fields: str) -> MadeUser:
+    return await make_user(db, role=Role.clinician, specialty=specialty, **fields)
+
+
+async def make_coordinator(db: Database, **fields: str) -> MadeUser:
+    return await make_user(db, role=Role.coordinator, specialty="secretary", **fields)
+
+
+async def make_board(
+    db: Database,
+    *,
+    coordinator: MadeUser | None = None,
+    name: str = "",
+    required_specialties: Sequence[str] = QUORUM,
+    minimum_specialties: int = 3,
+    default_weekday: int | None = 3,
+    default_time: str = "14:00",
+    timezone: str = "Europe/Paris",
+) -> MadeBoard:
+    """A board run by ``coordinator`` (a new coordinator when not given)."""
+    coordinator = coordinator or await make_coordinator(db)
+    name = name or unique("RCP test")
+    async with db.session() as s:
+        board = Board(name=name, tumour_site="thoracic", required_specialties=list(required_specialties),
+                      minimum_specialties=minimum_specialties, default_weekday=default_weekday,
+                      default_time=default_time, timezone=timezone)
+        s.add(board)
+        await s.flush()
+        assert board.id is not None
+        s.add(BoardCoordinator(board_id=board.id, user_id=coordinator.id))
+        return MadeBoard(id=board.id, name=name, coordinator=coordinator,
+                         required_specialties=tuple(required_specialties), timezone=timezone)
+
+
+async def make_patient(
+    db: Database,
+    *,
+    family_name: str = "",
+    given_names: str = "Zoé",
+    birth_date: date = date(1961, 5, 4),
+    sex: str = "female",
+    ins: str = "",
+    ipp: str = "",
+    assigner: str = HOSPITAL,
+) -> MadePatient:
+    """A patient with an INS and an IPP, both unique."""
+    family_name = family_name or unique("Patient")
+    ins = ins or new_ins(sex)
+    ipp = ipp or f"IPP{secrets.token_hex(5).upper()}"
+    async with db.session() as s:
+        patient = Patient(family_name=family_name, given_names=given_names, birth_date=birth_date, sex=sex)
+        s.add(patient)
+        await s.flush()
+        assert patient.id is not None
+        s.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=ins))
+        s.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=ipp, assigner=assigner))
+        return MadePatient(id=patient.id, family_name=family_name, given_names=given_names, ins=ins, ipp=ipp)
+
+
+async def make_case(
+    db: Database,
+    meeting_id: int,
+    patient: MadePatient | None = None,
+    *,
+    position: int | None = None,
+    question: str = "Chirurgie ou radiothérapie stéréotaxique ?",
+    referring_physician: str = "Dr Pierre Martin",
+    study_uids: Sequence[str] = (),
+    status: str = CaseStatus.registered,
+) -> MadeCase:
+    """A case on the meeting's agenda (a new patient when not given), last unless ``position`` is given."""
+    patient = patient or await make_patient(db)
+    async with db.session() as s:
+        if position is None:
+            last = (await s.exec(select(func.max(Case.position)).where(Case.meeting_id == meeting_id))).one()
+            position = 0 if last is None else int(last) + 1
+        case = Case(meeting_id=meeting_id, patient_id=patient.id, position=position, question=question,
+                    referring_physician=referring_physician, clinical_summary="Résumé de test.",
+                    staging="cT1bN0M0", performance_status=1, study_uids=list(study_uids), status=status)
+        s.add(case)
+        await s.flush()
+        assert case.id is not None
+        return MadeCase(id=case.id, meeting_id=meeting_id, patient=patient, position=position, question=question)
+
+
+async def make_invitation(
+    db: Database,
+    meeting_id: int,
+    user: MadeUser,
+    *,
+    specialty: str = "",
+    quorum_member: bool | None = None,
+    response: str = Response.accepted,
+) -> MadeInvitation:
+    """``user`` invited to the meeting, counting for their own specialty (clinicians count for the quorum)."""
+    specialty = specialty or user.specialty
+    counts = user.role == Role.clinician if quorum_member is None else quorum_member
+    async with db.session() as s:
+        row = Invitation(meeting_id=meeting_id, user_id=user.id, specialty=specialty, quorum_member=counts,
+                         response=response)
+        s.add(row)
+        await s.flush()
+        assert row.id is not None
+        return MadeInvitation(id=row.id, meeting_id=meeting_id, user=user, specialty=specialty,
+                              quorum_member=counts, response=response)
+
+
+async def make_meeting(
+    db: Database,
+    *,
+    board: MadeBoard | None = None,
+    starts_at: datetime | None = None,
+    status: str = MeetingStatus.scheduled,
+    title: str = "",
+    cases: int = 2,
+    invite: Sequence[str] = ("radiologist", *QUORUM),
+    response: str = Response.accepted,
+) -> MadeMeeting:
+    """A meeting of ``board`` (a new board when not given) a week from now, with ``cases`` cases of new
+    patients, one new clinician invited per specialty in ``invite`` (answering ``response``), and the board's
+    coordinator invited outside the quorum, as ``rcp demo`` does."""
+    board = board or await make_board(db)
+    starts_at = starts_at or (datetime.now(UTC) + timedelta(days=7)).replace(second=0, microsecond=0)
+    title = title or board.name
+    async with db.session() as s:
+        row = Meeting(board_id=board.id, title=title, starts_at=starts_at, status=status)
+        s.add(row)
+        await s.flush()
+        assert row.id is not None
+        meeting_id = row.id
+    invitations = [await make_invitation(db, meeting_id, await make_clinician(db, specialty), response=response)
+                   for specialty in invite]
+    invitations.append(await make_invitation(db, meeting_id, board.coordinator, response=Response.accepted))
+    made_cases = [await make_case(db, meeting_id, position=position) for position in range(cases)]
+    return MadeMeeting(id=meeting_id, board=board, title=title, starts_at=starts_at, status=status,
+                       cases=tuple(made_cases), invitations=tuple(invitations))
