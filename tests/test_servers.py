@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from tests.servers import ServerProcess, ServerThread, serve_in_loop, until, until_sync
+from tests.fixtures import orthanc
+from tests.servers import ServerProcess, ServerThread, listening_socket, serve_in_loop, until, until_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,3 +89,20 @@ async def test_until_returns_what_the_condition_found_and_names_what_it_gave_up_
         await until(lambda: False, "the moon", timeout=0.05)
     with pytest.raises(pytest.fail.Exception, match="waiting for the sun"):
         until_sync(lambda: 0, "the sun", timeout=0.05)
+
+
+@pytest.mark.orthanc
+def test_orthanc_starts_again_on_other_ports_when_its_port_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not orthanc.orthanc_available():
+        pytest.skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
+    pick = orthanc._pick_ports
+    with listening_socket() as taken:
+        picks = iter([(taken.getsockname()[1], pick()[1])])
+        monkeypatch.setattr(orthanc, "_pick_ports", lambda: next(picks, None) or pick())
+        server = orthanc.OrthancProcess()
+        server.start()
+        try:
+            assert server.http_port != taken.getsockname()[1]
+            assert httpx.get(f"{server.root}/system").status_code == 200
+        finally:
+            server.stop()

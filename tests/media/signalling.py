@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -25,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from media import MediaHub, RoomMedia
+from tests.servers import serve_in_loop
 
 STATIC = Path(__file__).resolve().parents[2] / "web" / "static"
 
@@ -62,12 +61,6 @@ window.ready = true;
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Signalling:
     base_url: str
@@ -84,8 +77,7 @@ class Signalling:
 async def serve_signalling(meeting: str = "browser") -> AsyncIterator[Signalling]:
     hub = MediaHub()
     room = hub.room(meeting)
-    port = free_port()
-    state = Signalling(f"http://127.0.0.1:{port}", hub, room)
+    state = Signalling("", hub, room)  # base_url: once served, below
 
     def on_speaker(participant: str | None) -> None:
         state.speakers.append(participant)
@@ -145,17 +137,9 @@ async def serve_signalling(meeting: str = "browser") -> AsyncIterator[Signalling
             Mount("/static", StaticFiles(directory=STATIC)),
         ]
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.ensure_future(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
     try:
-        yield state
+        async with serve_in_loop(app, lifespan="off") as url:
+            state.base_url = url
+            yield state
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
         await hub.close(timeout=5)
