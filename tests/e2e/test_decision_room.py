@@ -35,7 +35,7 @@ from rcp.scheduling.models import Case
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import demo_service
-from tests.servers import ServerThread
+from tests.servers import ServerThread, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -79,19 +79,6 @@ async def open_room(new_page: NewPage, url: str, cookie: str, meeting_id: int) -
     return page
 
 
-async def until(check: Any, what: str) -> Any:
-    """Poll ``check()`` (async) until it returns something truthy; fail after WAIT_S (a hang, not a speed test)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_S
-    while True:
-        found = await check()
-        if found:
-            return found
-        if loop.time() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_file(
     decision_room: tuple[ServerThread, Settings, int], new_page: NewPage
 ) -> None:
@@ -127,7 +114,7 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
             state = (await api.get(f"/api/cases/{case_id}/decision")).json()
             return state["draft"]["fields"]["key_images"]["value"]
 
-        [key] = await until(key_images, "the key image in the draft")
+        [key] = await until(key_images, "the key image in the draft", timeout=WAIT_S, interval=0.2)
         assert (key["sop_uid"], key["series_uid"]) == (mark["sop_uid"], mark["series_uid"])
 
         # Every page shows the decision form of the current case; the quorum is met by the three present.
@@ -162,7 +149,7 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
         async def conflicts() -> list[Page]:
             return [p for p in typed if await p.is_visible("[data-field='comments'] .field-conflict")]
 
-        conflicted = await until(conflicts, "a visible conflict")
+        conflicted = await until(conflicts, "a visible conflict", timeout=WAIT_S, interval=0.2)
         assert len(conflicted) == 1
         loser = conflicted[0]
         winner = next(p for p in typed if p is not loser)
@@ -188,7 +175,7 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
             state = (await api.get(f"/api/cases/{case_id}/decision")).json()
             return not state["missing"] and state["quorum"]["met"]
 
-        await until(complete, "a complete draft")
+        await until(complete, "a complete draft", timeout=WAIT_S, interval=0.2)
         surgeon.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept(DEMO_PASSWORD)))
         await surgeon.click(sign)
         # Everyone in the room sees it signed (the room's decision.signed event), and nobody gets a sign button.
@@ -211,7 +198,7 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
             jobs = (await api.get(f"/api/cases/{case_id}/decision")).json()["writebacks"]
             return jobs if jobs and all(j["status"] == "done" for j in jobs) else None
 
-        jobs = await until(written, "the imaging write-back")
+        jobs = await until(written, "the imaging write-back", timeout=WAIT_S, interval=0.2)
         assert {j["kind"] for j in jobs} == {"pdf", "kos"}
         stored = {j["kind"]: j["stored_sop_uid"] for j in jobs}
     finally:

@@ -7,13 +7,10 @@ an MDM^T10 and a replacing DocumentReference; the coordinator sees every receive
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import replace
-from typing import Any
 
 import httpx
-import pytest
 from sqlmodel import select
 
 from rcp.app import create_app
@@ -24,7 +21,7 @@ from rcp.db import Database
 from rcp.scheduling.models import BoardCoordinator, Meeting
 from tests.fixtures.receivers import FhirServer, MllpListener
 from tests.minutes.seeding import fill, seed
-from tests.servers import ServerThread
+from tests.servers import ServerThread, until
 
 PASSWORD = "signature-password-1"
 
@@ -32,16 +29,6 @@ PASSWORD = "signature-password-1"
 def fresh_ins() -> str:
     body = f"1{secrets.randbelow(99):02d}0469{secrets.randbelow(10**6):06d}"
     return body + f"{97 - int(body) % 97:02d}"
-
-
-async def until(predicate: Any, what: str, timeout: float = 30.0) -> None:
-    """Wait for something the worker does in the background; the bound only stops a hung test."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"still waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_signature_reaches_both_receivers_once_and_correction_follows(

@@ -1,5 +1,5 @@
-"""Helpers for the media tests: waiting on conditions (generous limits, never timing asserts) and counting
-resources that must come back to their baseline."""
+"""Helpers for the media tests: rooms with joined synthetic participants, and counting resources that must come
+back to their baseline. (``until`` is tests/servers.py's, re-exported for the media tests.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import gc
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,20 +15,9 @@ from typing import Any
 
 from media import MediaHub, RoomMedia
 from media.synthetic import SyntheticParticipant
+from tests.servers import until
 
-#: How long a condition may take on a loaded 2-core machine before the test gives up (not a speed goal).
-PATIENCE_S = 20.0
-
-
-async def until(condition: Callable[[], bool], what: str, *, patience: float = PATIENCE_S) -> None:
-    """Wait for ``condition``; fail naming ``what`` if it never holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        await asyncio.sleep(0.02)
-
+__all__ = ["Resources", "join", "publisher_and_viewer", "rss_mb", "until", "video_receiver"]
 
 async def join(room: RoomMedia, client: SyntheticParticipant, **callbacks: object) -> None:
     answer = await room.connect(client.name, await client.offer(), on_media=client.on_media, **callbacks)  # type: ignore[arg-type]

@@ -237,7 +237,7 @@ async def test_join_leave_cycles_return_to_baseline(hub: MediaHub) -> None:
         rss_before = rss_mb()
         for i in range(1, 501):
             await cycle(i)
-        await until(lambda: Resources.now() == baseline, f"resources back to {baseline}", patience=10)
+        await until(lambda: Resources.now() == baseline, f"resources back to {baseline}", timeout=10)
         assert room.participants == ["host"]
         # A leaked peer connection (its transports, buffers, jitter buffers) weighs well over 100 kB: 500 of them
         # would add tens of megabytes. Allocator noise stays within a few.

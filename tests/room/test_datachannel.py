@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 
@@ -13,7 +12,7 @@ from rcp.config import Settings
 from rcp.db import Database
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import room_app, scheduled_meeting_id
-from tests.servers import ServerThread
+from tests.servers import ServerThread, until
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +26,6 @@ def media_server(settings: Settings, db: Database) -> Iterator[ServerThread]:
 
 async def _meeting(db: Database) -> int:
     return await scheduled_meeting_id(db)
-
-
-async def _until(predicate: object, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
 
 
 async def test_view_changes_arrive_in_order_on_the_data_channel(
@@ -53,7 +46,7 @@ async def test_view_changes_arrive_in_order_on_the_data_channel(
         await follower.wait_for(lambda c: any(f["type"] == "rtc.answer" for f in c.frames))
         answer = next(f for f in follower.frames if f["type"] == "rtc.answer")
         await peer.accept(answer["sdp"])
-        await _until(lambda: peer.channels["view"].readyState == "open")
+        await until(lambda: peer.channels["view"].readyState == "open", "the view channel open")
         # The client says which path it uses; that command itself travels on the data channel.
         peer.channels["view"].send(json.dumps({"type": "path", "path": "dc"}))
         await chair.wait_for(
@@ -68,15 +61,16 @@ async def test_view_changes_arrive_in_order_on_the_data_channel(
             frames = [json.loads(m) for m in peer.messages["view"]]
             return [f for f in frames if f.get("type") == "event"]
 
-        await _until(
-            lambda: any(e.get("event") == "view.changed" and e["view"]["slice"] == 30 for e in dc_events())
-        )  # type: ignore[index]
+        await until(
+            lambda: any(e.get("event") == "view.changed" and e["view"]["slice"] == 30 for e in dc_events()),  # type: ignore[index]
+            "slice 30 on the view channel",
+        )
         slices = [e["view"]["slice"] for e in dc_events() if e["event"] == "view.changed"]  # type: ignore[index]
         assert slices == list(range(1, 31))
         seqs = [e["seq"] for e in dc_events()]
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
         # The pointer arrives on the unordered channel.
-        await _until(lambda: bool(peer.messages["pointer"]))
+        await until(lambda: bool(peer.messages["pointer"]), "the pointer on its channel")
         assert json.loads(peer.messages["pointer"][-1])["s"][-1][1:] == [5.0, 6.0, 30]
     finally:
         await peer.close()

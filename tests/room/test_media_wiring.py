@@ -28,11 +28,10 @@ from rcp.room.events import ParticipantMedia, event_from_dict, event_from_parts,
 from rcp.room.live import LiveRoom
 from rcp.room.log import MemoryEventLog
 from rcp.room.state import replay, snapshot_from_dict, snapshot_to_dict
-from tests.media.helpers import until
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import room_app, scheduled_meeting_id
 from tests.room.test_state import CHAIR, RADIO, SURGEON, full_room
-from tests.servers import ServerThread
+from tests.servers import ServerThread, until
 
 # --- pure: the reducer and the parser ------------------------------------------------------------------------
 
