@@ -145,4 +145,24 @@ async def anonymous(live_server: ServerThread) -> AsyncIterator[httpx.AsyncClien
         yield http
 
 
+def _random_order(config: pytest.Config) -> str:
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is None or not config.pluginmanager.has_plugin("randomly"):
+        return "random order: off (-p no:randomly)"
+    return f"random order: replay with -p randomly --randomly-seed={seed}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The seed at the top of each run, also under ``-q`` (which hides pytest-randomly's own header line)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(_random_order(session.config))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """... and again at the bottom, next to the failures it replays."""
+    if exitstatus != 0:
+        terminalreporter.write_line(_random_order(config))
+
+
 os.environ.setdefault("PYDICOM_NO_DOWNLOAD", "1")

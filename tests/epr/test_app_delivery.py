@@ -40,10 +40,10 @@ async def test_signature_reaches_both_receivers_once_and_correction_follows(
         for user_id in (seeded.oncologist, seeded.surgeon):
             user = await s.get(User, user_id)
             assert user is not None
-            user.password_hash = hash_password(PASSWORD)
+            user.password_hash = hash_password(PASSWORD, settings.argon2)
             s.add(user)
         coordinator = User(username=f"coord-{secrets.token_hex(3)}", role=Role.coordinator,
-                           password_hash=hash_password(PASSWORD))
+                           password_hash=hash_password(PASSWORD, settings.argon2))
         s.add(coordinator)
         meeting = await s.get(Meeting, seeded.meeting_id)
         assert meeting is not None

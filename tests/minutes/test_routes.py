@@ -24,6 +24,7 @@ from rcp.http import error_handlers
 from rcp.minutes import store
 from rcp.minutes.routes import routes
 from rcp.templating import render_error
+from tests.factories import CHEAP_ARGON2
 from tests.minutes.seeding import KEY_IMAGE, Seed, seed
 
 PASSWORD = "correct horse battery staple"
@@ -64,7 +65,7 @@ async def http(database: Database) -> AsyncIterator[httpx.AsyncClient]:
 
 async def seeded_case(database: Database) -> Seed:
     seeded = await seed(database)
-    digest = await asyncio.to_thread(hash_password, PASSWORD)
+    digest = hash_password(PASSWORD, CHEAP_ARGON2)
     async with database.session() as s:
         await s.exec(sa.update(User).where(col(User.id) == seeded.oncologist).values(password_hash=digest))
     return seeded

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+
+from tests.factories import MadeUser
 
 DEMO_PASSWORD = "rcp-demo-2026"
 
@@ -22,6 +24,11 @@ async def session_cookie(base_url: str, username: str, password: str = DEMO_PASS
         response = await http.post("/api/session", json={"username": username, "password": password})
         assert response.status_code == 201, response.text
         return f"rcp_session={http.cookies['rcp_session']}"
+
+
+async def cookies_for(base_url: str, people: Mapping[str, MadeUser]) -> dict[str, str]:
+    """A signed-in session cookie for each of ``people`` (factory users), by the same names."""
+    return {name: await session_cookie(base_url, user.username, user.password) for name, user in people.items()}
 
 
 class RoomClient:

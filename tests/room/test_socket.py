@@ -11,11 +11,12 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.room.connection import RoomConfig
 from rcp.room.log import SqlEventLog, meeting_attendance
-from tests.room.client import RoomClient, session_cookie
-from tests.room.node import room_app, scheduled_meeting_id
+from tests.room.client import RoomClient, cookies_for
+from tests.room.node import room_app
+from tests.room.people import RoomPeople
 from tests.servers import ServerThread
 
-FOLLOWERS = ("dr.chirurgien", "dr.oncologue", "dr.radiotherapeute", "dr.pneumologue")
+FOLLOWERS = ("surgeon", "oncologist", "radiotherapist", "pulmonologist")
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +28,14 @@ def room_server(settings: Settings, db: Database) -> Iterator[ServerThread]:
         node.close()
 
 
-@pytest.fixture(scope="module")
-async def meeting_id(db: Database) -> int:
-    return await scheduled_meeting_id(db)
+@pytest.fixture
+def meeting_id(room_people: RoomPeople) -> int:
+    return room_people.meeting.id
 
 
-@pytest.fixture(scope="module")
-async def cookies(room_server: ServerThread) -> dict[str, str]:
-    names = ("secretariat", "dr.radiologue", "dr.gastro", *FOLLOWERS)
-    return {name: await session_cookie(room_server.url, name) for name in names}
+@pytest.fixture
+async def cookies(room_server: ServerThread, room_people: RoomPeople) -> dict[str, str]:
+    return await cookies_for(room_server.url, room_people.users)
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ async def _open(
 async def test_presenter_and_followers_see_view_changes_in_order(
     room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient], db: Database
 ) -> None:
-    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
-    radio = await _open(opened, room_server.url, cookies["dr.radiologue"], meeting_id)
+    chair = await _open(opened, room_server.url, cookies["chair"], meeting_id)
+    radio = await _open(opened, room_server.url, cookies["radiologist"], meeting_id)
     followers = [await _open(opened, room_server.url, cookies[n], meeting_id) for n in FOLLOWERS]
     everybody = [chair, radio, *followers]
     radio_id = radio.welcome["user_id"]
@@ -113,9 +113,9 @@ def _present(client: RoomClient) -> list[int]:
 async def test_follower_reconnects_and_catches_up_without_snapshot(
     room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
-    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
+    chair = await _open(opened, room_server.url, cookies["chair"], meeting_id)
     await chair.send({"type": "floor.take"})
-    follower = await _open(opened, room_server.url, cookies["dr.oncologue"], meeting_id)
+    follower = await _open(opened, room_server.url, cookies["oncologist"], meeting_id)
     await chair.send({"type": "view", "slice": 100})
     await follower.wait_for(lambda c: any(e["view"]["slice"] == 100 for e in c.of("view.changed")))
     last = follower.seq
@@ -124,7 +124,7 @@ async def test_follower_reconnects_and_catches_up_without_snapshot(
         await chair.send({"type": "view", "slice": index})
     await chair.wait_for(lambda c: any(e["view"]["slice"] == 105 for e in c.of("view.changed")))
 
-    back = await _open(opened, room_server.url, cookies["dr.oncologue"], meeting_id, last_seq=last)
+    back = await _open(opened, room_server.url, cookies["oncologist"], meeting_id, last_seq=last)
     await back.wait_for(lambda c: any(f["type"] == "resumed" for f in c.frames))
     assert back.snapshot is None
     assert [e["view"]["slice"] for e in back.of("view.changed")] == [101, 102, 103, 104, 105]
@@ -134,9 +134,9 @@ async def test_follower_reconnects_and_catches_up_without_snapshot(
 async def test_bad_messages_get_an_error_frame_and_the_connection_stays(
     room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
-    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
+    chair = await _open(opened, room_server.url, cookies["chair"], meeting_id)
     await chair.send({"type": "floor.take"})
-    surgeon = await _open(opened, room_server.url, cookies["dr.chirurgien"], meeting_id)
+    surgeon = await _open(opened, room_server.url, cookies["surgeon"], meeting_id)
     await surgeon.ws.send("this is not json")
     await surgeon.send({"type": "view", "slice": -3, "id": 7})
     await surgeon.send({"type": "view", "slice": 3})  # not the presenter
@@ -153,8 +153,8 @@ async def test_bad_messages_get_an_error_frame_and_the_connection_stays(
 async def test_flooding_client_is_throttled_not_the_room(
     room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
-    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
-    flooder = await _open(opened, room_server.url, cookies["dr.pneumologue"], meeting_id)
+    chair = await _open(opened, room_server.url, cookies["chair"], meeting_id)
+    flooder = await _open(opened, room_server.url, cookies["pulmonologist"], meeting_id)
     for _ in range(200):
         await flooder.send({"type": "floor.request"})
     await flooder.wait_for(lambda c: any(e["error"] == "too_many_requests" for e in c.errors))
@@ -167,7 +167,7 @@ async def test_flooding_client_is_throttled_not_the_room(
 async def test_uninvited_user_is_refused_with_a_close_code(
     room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
-    stranger = await _open(opened, room_server.url, cookies["dr.gastro"], meeting_id)
+    stranger = await _open(opened, room_server.url, cookies["outsider"], meeting_id)
     await stranger.closed.wait()
     assert stranger.close_code == 4404
     assert stranger.errors and stranger.errors[0]["error"] == "not_found"
@@ -179,8 +179,8 @@ async def test_uninvited_user_is_refused_with_a_close_code(
 async def test_silent_participant_is_gone_and_floor_returns_to_coordinator(
     room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
-    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
-    mute = await _open(opened, room_server.url, cookies["dr.radiotherapeute"], meeting_id, answer_pings=False)
+    chair = await _open(opened, room_server.url, cookies["chair"], meeting_id)
+    mute = await _open(opened, room_server.url, cookies["radiotherapist"], meeting_id, answer_pings=False)
     mute_id = mute.welcome["user_id"]
     await chair.wait_for(lambda c: mute_id in _present(c))
     await chair.send({"type": "floor.handover", "to": mute_id})
@@ -200,10 +200,10 @@ async def test_silent_participant_is_gone_and_floor_returns_to_coordinator(
 async def test_second_connection_supersedes_the_first_without_ghost(
     room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
-    chair = await _open(opened, room_server.url, cookies["secretariat"], meeting_id)
-    wifi = await _open(opened, room_server.url, cookies["dr.pneumologue"], meeting_id)
+    chair = await _open(opened, room_server.url, cookies["chair"], meeting_id)
+    wifi = await _open(opened, room_server.url, cookies["pulmonologist"], meeting_id)
     user = wifi.welcome["user_id"]
-    lte = await _open(opened, room_server.url, cookies["dr.pneumologue"], meeting_id, last_seq=wifi.seq)
+    lte = await _open(opened, room_server.url, cookies["pulmonologist"], meeting_id, last_seq=wifi.seq)
     await wifi.closed.wait()
     assert wifi.close_code == 4409
     await chair.wait_for(
@@ -228,9 +228,9 @@ async def test_client_that_stops_reading_is_dropped(
     )
     node = ServerThread(room_app(settings, config=config)).start()
     try:
-        chair = await _open(opened, node.url, cookies["secretariat"], meeting_id)
+        chair = await _open(opened, node.url, cookies["chair"], meeting_id)
         await chair.send({"type": "floor.take"})
-        sleeper = await _open(opened, node.url, cookies["dr.chirurgien"], meeting_id, rcvbuf=4096)
+        sleeper = await _open(opened, node.url, cookies["surgeon"], meeting_id, rcvbuf=4096)
         label = "x" * 450
         points = [[float(i), float(i)] for i in range(60)]
         for i in range(40):
@@ -264,12 +264,12 @@ async def test_room_page_renders_for_an_invited_participant(
     import httpx
 
     async with httpx.AsyncClient(
-        base_url=room_server.url, headers={"Cookie": cookies["dr.radiologue"]}
+        base_url=room_server.url, headers={"Cookie": cookies["radiologist"]}
     ) as http:
         page = await http.get(f"/meetings/{meeting_id}/room")
         assert page.status_code == 200, page.text[:500]
         assert 'id="room-data"' in page.text and "/static/js/room.js" in page.text
-        refused = await http.get(f"/meetings/{meeting_id}/room", headers={"Cookie": cookies["dr.gastro"]})
+        refused = await http.get(f"/meetings/{meeting_id}/room", headers={"Cookie": cookies["outsider"]})
         assert refused.status_code == 404
         js = await http.get("/static/js/room.js")
         assert js.status_code == 200
@@ -280,7 +280,7 @@ async def test_server_restart_loses_nothing_but_the_pointer(
 ) -> None:
     first = ServerThread(room_app(settings)).start()
     try:
-        chair = await _open(opened, first.url, cookies["secretariat"], meeting_id)
+        chair = await _open(opened, first.url, cookies["chair"], meeting_id)
         await chair.send({"type": "floor.take"})
         await chair.send({"type": "view", "slice": 77, "layout": "1x2"})
         await chair.wait_for(lambda c: any(e["view"]["slice"] == 77 for e in c.of("view.changed")))
@@ -289,12 +289,12 @@ async def test_server_restart_loses_nothing_but_the_pointer(
         first.close()
     second = ServerThread(room_app(settings)).start()
     try:
-        late = await _open(opened, second.url, cookies["dr.oncologue"], meeting_id)
+        late = await _open(opened, second.url, cookies["oncologist"], meeting_id)
         await late.wait_for(lambda c: c.snapshot is not None)
         assert late.snapshot["seq"] >= before
         assert late.snapshot["view"]["slice"] == 77 and late.snapshot["view"]["layout"] == "1x2"
         # The chair comes back where it was: only the events it missed, no snapshot.
-        back = await _open(opened, second.url, cookies["secretariat"], meeting_id, last_seq=before)
+        back = await _open(opened, second.url, cookies["chair"], meeting_id, last_seq=before)
         await back.wait_for(lambda c: any(f["type"] == "resumed" for f in c.frames))
         assert back.snapshot is None
     finally:
