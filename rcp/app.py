@@ -30,6 +30,7 @@ from rcp.http import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddlew
 from rcp.i18n import LocaleMiddleware
 from rcp.imaging import routes as imaging_routes
 from rcp.imaging.service import ImagingService
+from rcp.logs import AccessLogMiddleware
 from rcp.minutes import routes as minutes_routes
 from rcp.minutes.delivery import epr_on_signed
 from rcp.minutes.writeback import WritebackWorker
@@ -151,7 +152,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
 
     auth_backend = SessionBackend(settings)
     middleware = [
-        Middleware(SecurityHeadersMiddleware),
+        Middleware(AccessLogMiddleware),
+        Middleware(SecurityHeadersMiddleware, tls=settings.tls, media_routes=frozenset({"meeting_room"})),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes),
         Middleware(AuthenticationMiddleware, backend=auth_backend),
         Middleware(LocaleMiddleware, default=settings.default_locale),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -35,7 +34,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     app = create_app(settings)
+    # uvicorn's access log writes paths and queries (UIDs, names, tokens): rcp.logs.AccessLogMiddleware writes
+    # route templates instead.
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=True,
+                            access_log=False,
                             ws_max_size=1 << 20, timeout_graceful_shutdown=10,
                             # Room frames are small and fanned out to every follower: compressing each copy
                             # costs more CPU than it saves bytes (measured in bench/sync.py).
@@ -82,7 +84,12 @@ async def _demo_imaging(settings: Settings, db: Database) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    asyncio.run(_demo(_settings()))
+    settings = _settings()
+    if settings.production:
+        # The demo creates accounts whose password is printed here and published in the README.
+        raise SystemExit("rcp: the demo data is never loaded in production (RCP_ENV=production): its accounts share "
+                         "a published password; add real accounts with `rcp user add`")
+    asyncio.run(_demo(settings))
     return 0
 
 
@@ -208,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the web app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="bring the database schema up to date")
@@ -248,8 +255,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from rcp.logs import configure_logging
+
     args = parser().parse_args(argv)
+    configure_logging(str(getattr(args, "log_level", "info")).upper())
     return int(args.func(args))
 
 

@@ -2,22 +2,33 @@
 
 Nothing reads the environment at import time; ``Settings.from_env()`` is called by the CLI (and by tests with
 their own mapping), validated, and handed to ``create_app`` and the workers.
+
+The secret key signs session cookies and join links, so there is no published default (issue 13, finding 5): on one
+development machine without ``RCP_SECRET_KEY``, ``from_env`` generates a random key on first start and keeps it in
+the data folder (``secret_key``, mode 0600), so sessions survive a restart; production and several nodes (a Redis
+URL) refuse to start without ``RCP_SECRET_KEY``, since every node must sign with the same key.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rcp.auth.passwords import PRODUCTION_ARGON2, Argon2Cost
 from rcp.clock import Clock, SystemClock
 
-__all__ = ["DEFAULT_SECRET", "Settings", "SettingsError"]
+__all__ = ["SECRET_KEY_FILE", "Settings", "SettingsError", "data_folder_secret"]
 
-#: The development secret. ``RCP_ENV=production`` refuses to start with it.
-DEFAULT_SECRET = "dev-insecure-secret-change-me"
+#: Name of the generated secret key in the data folder (development and test, when ``RCP_SECRET_KEY`` is unset).
+SECRET_KEY_FILE = "secret_key"
+#: Shortest secret key accepted where one must be given (production, several nodes).
+MIN_SECRET_LENGTH = 32
+_GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
 class SettingsError(ValueError):
@@ -62,6 +73,30 @@ def _argon2(get: Callable[[str, str], str]) -> Argon2Cost:
         raise SettingsError(f"RCP_ARGON2_*: {exc}") from None
 
 
+def data_folder_secret(data_dir: Path) -> str:
+    """The secret key kept in ``data_dir``, created (random, mode 0600) the first time.
+
+    ``O_EXCL`` makes the creation atomic, so ``rcp serve`` and ``rcp worker`` started together agree on one key.
+    A key file that others may read is refused rather than used: it signs every session.
+    """
+    path = data_dir / SECRET_KEY_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_urlsafe(48) + "\n")
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        raise SettingsError(f"{path} may be read by other users: run chmod 600 {path} (or set RCP_SECRET_KEY)")
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < MIN_SECRET_LENGTH:
+        raise SettingsError(f"{path} holds a key shorter than {MIN_SECRET_LENGTH} characters: delete it to have a "
+                            "new one generated (everyone signs in again), or set RCP_SECRET_KEY")
+    return key
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the service needs to start. Safe defaults for one machine (``make run``)."""
@@ -69,7 +104,16 @@ class Settings:
     env: str = "development"
     data_dir: Path = Path("data")
     database_url: str = ""
-    secret_key: str = DEFAULT_SECRET
+    #: Signs session cookies and join links. ``""`` outside production and without Redis: a random key for this
+    #: object only (``from_env`` reads or creates the data folder's instead, which survives restarts).
+    secret_key: str = ""
+    #: Where browsers reach the service (scheme, host, port): its origin is the one the room socket accepts, and an
+    #: ``https`` scheme turns on HSTS and Secure cookies. Production requires ``https``.
+    public_url: str = "http://127.0.0.1:8000"
+    #: ``syslog+tls://host:6514``: audit events are also sent to the hospital's SIEM (RFC 5424 over RFC 5425).
+    audit_syslog_url: str = ""
+    #: PEM file of the CA that signed the SIEM's certificate (``""``: the system's trusted CAs).
+    audit_syslog_ca: str = ""
     #: ``""`` means the local archive in the data folder; ``http(s)://host/dicom-web`` a DICOMweb PACS.
     pacs_url: str = ""
     pacs_username: str = ""
@@ -104,8 +148,6 @@ class Settings:
     max_body_bytes: int = 1 * 1024 * 1024
     #: DICOM uploads (files or a zip) may be this large.
     max_upload_bytes: int = 512 * 1024 * 1024
-    #: Cookie ``Secure`` flag; also set whenever the request arrives over https.
-    secure_cookies: bool = False
     #: Run the EPR delivery worker inside ``rcp serve``.
     embedded_worker: bool = True
     node_id: str = field(default_factory=lambda: f"node-{os.getpid()}")
@@ -113,11 +155,17 @@ class Settings:
     def __post_init__(self) -> None:
         if self.env not in {"development", "production", "test"}:
             raise SettingsError(f"RCP_ENV must be development, production or test (got {self.env!r})")
-        if self.env == "production" and (self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32):
-            raise SettingsError(
-                "RCP_SECRET_KEY must be set to a random value of at least 32 characters in production "
-                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-            )
+        self._check_public_url()
+        if self.production or self.redis_url:
+            if len(self.secret_key) < MIN_SECRET_LENGTH:
+                where = "in production" if self.production else "when several nodes share Redis (RCP_REDIS_URL)"
+                raise SettingsError(f"RCP_SECRET_KEY must be set to a random value of at least {MIN_SECRET_LENGTH} "
+                                    f"characters {where} ({_GENERATE_HINT})")
+        elif not self.secret_key:
+            object.__setattr__(self, "secret_key", secrets.token_urlsafe(48))
+        if self.audit_syslog_url and urlsplit(self.audit_syslog_url).scheme != "syslog+tls":
+            raise SettingsError("RCP_AUDIT_SYSLOG_URL must look like syslog+tls://host:6514 (audit events leave "
+                                f"only over TLS; got scheme {urlsplit(self.audit_syslog_url).scheme!r})")
         # OWASP's lowest argon2id configuration (19 MiB, t=2): anything cheaper is a test setting.
         if self.env == "production" and (self.argon2.memory_kib < 19 * 1024 or self.argon2.time_cost < 2):
             raise SettingsError(
@@ -129,9 +177,34 @@ class Settings:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{(self.data_dir / 'rcp.sqlite3').resolve()}")
 
+    def _check_public_url(self) -> None:
+        parts = urlsplit(self.public_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise SettingsError(f"RCP_PUBLIC_URL must be http(s)://host[:port] (got {self.public_url!r})")
+        if self.production and parts.scheme != "https":
+            raise SettingsError("RCP_PUBLIC_URL must be an https:// address in production: the service is served "
+                                "over TLS there (HSTS, Secure cookies)")
+        object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def tls(self) -> bool:
+        """Browsers reach the service over https (behind a TLS proxy or not): HSTS and Secure cookies."""
+        return urlsplit(self.public_url).scheme == "https"
+
+    @property
+    def origin(self) -> str:
+        """The service's web origin (RFC 6454 §6.2 serialisation), as browsers send it in ``Origin``."""
+        parts = urlsplit(self.public_url)
+        host = parts.hostname or ""
+        if ":" in host:  # an IPv6 literal keeps its brackets
+            host = f"[{host}]"
+        default = {"http": 80, "https": 443}[parts.scheme]
+        port = "" if parts.port in (None, default) else f":{parts.port}"
+        return f"{parts.scheme}://{host}{port}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -141,11 +214,19 @@ class Settings:
         def get(name: str, default: str = "") -> str:
             return env.get(f"RCP_{name}", default)
 
+        env_name = get("ENV", "development")
+        data_dir = Path(get("DATA_DIR", "data"))
+        secret_key = get("SECRET_KEY")
+        if not secret_key and env_name != "production" and not get("REDIS_URL"):
+            secret_key = data_folder_secret(data_dir)
         values: dict[str, object] = {
-            "env": get("ENV", "development"),
-            "data_dir": Path(get("DATA_DIR", "data")),
+            "env": env_name,
+            "data_dir": data_dir,
             "database_url": get("DATABASE_URL"),
-            "secret_key": get("SECRET_KEY", DEFAULT_SECRET),
+            "secret_key": secret_key,
+            "public_url": get("PUBLIC_URL", "http://127.0.0.1:8000"),
+            "audit_syslog_url": get("AUDIT_SYSLOG_URL"),
+            "audit_syslog_ca": get("AUDIT_SYSLOG_CA"),
             "pacs_url": get("PACS_URL"),
             "pacs_username": get("PACS_USERNAME"),
             "pacs_password": get("PACS_PASSWORD"),
@@ -168,7 +249,6 @@ class Settings:
                 get("MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)), "RCP_MAX_UPLOAD_BYTES", minimum=1024
             ),
             "argon2": _argon2(get),
-            "secure_cookies": _bool(get("SECURE_COOKIES", "false"), "RCP_SECURE_COOKIES"),
             "embedded_worker": _bool(get("EMBEDDED_WORKER", "true"), "RCP_EMBEDDED_WORKER"),
         }
         if get("NODE_ID"):

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rcp.errors import BadRequest, Forbidden, Invalid, MethodNotAllowed, NotFound, PayloadTooLarge, RcpError
+from rcp.logs import route_template
 
 __all__ = [
     "BodyLimitMiddleware",
@@ -195,7 +196,9 @@ def error_handlers(render_page: Callable[[Request, RcpError], Awaitable[Response
 
     async def on_crash(request: Request, exc: Exception) -> Response:
         reference = secrets.token_hex(4)
-        logger.exception("unhandled error, reference %s, on %s %s", reference, request.method, request.url.path)
+        # The route template, not the path: paths carry study UIDs and other identifiers (rcp.logs).
+        logger.exception("unhandled error, reference %s, on %s %s", reference, request.method,
+                         route_template(request.scope))
         error = RcpError(f"Something went wrong on our side (reference {reference}); the team has been told.")
         if is_api(request.scope):
             return json_error(error)
@@ -231,33 +234,57 @@ def path_int(request: Request, name: str) -> int:
 
 
 class SecurityHeadersMiddleware:
-    """Headers every response carries: no framing, no MIME sniffing, same-origin scripts only."""
+    """Headers every response carries, so that nothing of a patient is left behind on a shared workstation.
+
+    - ``Cache-Control: no-store`` on every response but static assets (RFC 9111 §5.2.2.5): pages, JSON and frames
+      carry patient data, and a browser's disk cache outlives the session. The viewer keeps decoded frames in its
+      own memory cache (web/static/js/frames.js), which ends with the tab.
+    - ``Referrer-Policy: no-referrer``: no address of ours (meeting and case ids) leaks to another site.
+    - ``Permissions-Policy``: camera and microphone for the room page only (``media_routes``, by route name).
+    - ``Strict-Transport-Security`` when browsers reach us over TLS (``tls``; RFC 6797), so that a later visit
+      never starts over plain http where a session cookie could be read.
+    - no framing, no MIME sniffing, same-origin scripts only (CSP).
+    """
 
     HEADERS: ClassVar[tuple[tuple[bytes, bytes], ...]] = (
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"same-origin"),
+        (b"referrer-policy", b"no-referrer"),
         (b"content-security-policy", (
             b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
             b"connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
             b"base-uri 'self'; form-action 'self'")),
-        (b"permissions-policy", b"camera=(self), microphone=(self), geolocation=()"),
     )
+    NO_MEDIA = b"camera=(), microphone=(), geolocation=(), display-capture=()"
+    MEDIA = b"camera=(self), microphone=(self), geolocation=(), display-capture=()"
+    HSTS = b"max-age=31536000; includeSubDomains"
+    STATIC_PREFIX = "/static/"
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, tls: bool = False, media_routes: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.tls = tls
+        self.media_routes = media_routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        static = str(scope.get("path", "")).startswith(self.STATIC_PREFIX)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [
-                    (name, value) for name, value in self.HEADERS if name not in present
-                ]
+                # The router has matched by now: scope["route"] names the page being answered.
+                media = getattr(scope.get("route"), "name", None) in self.media_routes
+                headers = [(name, value) for name, value in message.get("headers", [])
+                           if name.lower() not in {b"permissions-policy", b"cache-control"} or static]
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in self.HEADERS if name not in present]
+                if not static:
+                    headers.append((b"cache-control", b"no-store"))
+                headers.append((b"permissions-policy", self.MEDIA if media else self.NO_MEDIA))
+                if self.tls:
+                    headers.append((b"strict-transport-security", self.HSTS))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)

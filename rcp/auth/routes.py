@@ -62,7 +62,8 @@ def _settings(request: Request) -> Settings:
 
 
 def _secure(request: Request) -> bool:
-    return _settings(request).secure_cookies or request.url.scheme == "https"
+    """Secure cookies whenever browsers reach us over TLS (``RCP_PUBLIC_URL`` is https, or this request is)."""
+    return _settings(request).tls or request.url.scheme == "https"
 
 
 def _safe_next(target: str) -> str:
@@ -73,10 +74,11 @@ def _safe_next(target: str) -> str:
 
 
 def _set_session_cookie(request: Request, response: Response, session_id: str) -> None:
+    # No Max-Age/Expires: a session cookie, gone when the browser closes, so a shared workstation does not keep a
+    # signed-in session (issue 13, finding 10). The server ends the session anyway after idle/absolute limits.
     response.set_cookie(
         COOKIE_NAME,
         cookie_signer(_settings(request)).dumps(session_id),
-        max_age=_settings(request).session_absolute_s,
         httponly=True,
         samesite="lax",
         secure=_secure(request),

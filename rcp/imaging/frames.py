@@ -35,8 +35,9 @@ Frame — ``GET /api/imaging/frames/{study_uid}/{series_uid}/{sop_uid}/{frame}``
     uint8 interleaved RGB (``R G B R G B ...``), row-major, zlib-compressed.
 
 SOP instances are immutable (PS3.3 C.12.1.1.1: a changed object gets a new SOP Instance UID), so frames carry a
-strong ETag (a hash of SOP Instance UID + frame + encoding version) and
-``Cache-Control: private, max-age=31536000, immutable``; ``If-None-Match`` gets a 304.
+strong ETag (a hash of SOP Instance UID + frame + encoding version) and ``If-None-Match`` gets a 304. They are
+nevertheless ``Cache-Control: private, no-store``: a browser's disk cache outlives the session on a shared
+workstation (issue 13); the viewer keeps decoded frames in its own memory cache instead.
 
 Why these encodings: horizontal deltas turn smooth anatomy into small numbers, whose high bytes are nearly all
 0x00/0xFF, so splitting the byte planes lets deflate's run-length mode (``Z_RLE``) squeeze the high plane to almost

@@ -43,7 +43,9 @@ from rcp.scheduling.models import Case, Patient, PatientIdentifier
 __all__ = ["StudyGrants", "routes"]
 
 FRAME_MEDIA_TYPE = "application/x-rcp-frame"
-IMMUTABLE = "private, max-age=31536000, immutable"
+#: Frames never go to the browser's disk cache (a shared workstation keeps it after the session): the viewer keeps
+#: decoded frames in memory (web/static/js/frames.js) for as long as the tab lives.
+FRAME_CACHE = "private, no-store"
 UID_PATTERN = r"^[0-9.]{1,64}$"
 
 
@@ -189,7 +191,7 @@ async def frame(request: Request) -> Response:
             await audit.record(s, request=request, user=user, event="dicom_instances_accessed", action="R",
                                outcome=0, what=f"study {study_uid} frames")
     etag = frame_etag(sop_uid, number)
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    headers = {"ETag": etag, "Cache-Control": FRAME_CACHE}
     if _etag_matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
     encoded = await service.frame(study_uid, series_uid, sop_uid, number)
@@ -359,7 +361,7 @@ routes: list[BaseRoute] = [
              summary="Series descriptor: frames, geometry, windows (audited)", tag="imaging",
              query={"case_id": "a case whose patient owns the study"}),
     ApiRoute("/api/imaging/frames/{study_uid}/{series_uid}/{sop_uid}/{frame:int}", frame, method="GET",
-             summary="One frame, lossless (X-Rcp-Encoding), immutable", tag="imaging",
+             summary="One frame, lossless (X-Rcp-Encoding), never cached on disk", tag="imaging",
              media_type=FRAME_MEDIA_TYPE, query={"case_id": "a case whose patient owns the study"}),
     ApiRoute("/api/cases/{case_id:int}/studies", case_studies, method="GET",
              summary="The case patient's studies in the archive", tag="imaging"),

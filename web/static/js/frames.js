@@ -375,7 +375,10 @@ export class Series {
   }
 }
 
-/** Forget the decoded frames (the browser's HTTP cache still has the bytes); the pool asks, not the viewer. */
+/**
+ * Forget the decoded frames; the pool asks, not the viewer. They are fetched again if shown again: frames are
+ * `no-store` (nothing of a patient on the workstation's disk), so this memory is the viewer's only cache.
+ */
 Series.prototype.drop = function drop() {
   for (let i = 0; i < this.states.length; i++) {
     if (this.states[i] === DONE) this.states[i] = NONE;
