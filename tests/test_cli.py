@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rcp.auth.passwords import Argon2Cost
-from rcp.config import DEFAULT_SECRET, Settings, SettingsError
+from rcp.config import Settings, SettingsError
 
 
 def rcp(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -42,20 +42,21 @@ def test_migrate_demo_user_token_audit(tmp_path: Path) -> None:
     assert rcp(tmp_path, "audit", "export").returncode == 0
 
 
-def test_production_refuses_the_default_secret() -> None:
+def test_production_refuses_to_start_without_a_secret() -> None:
+    https = {"RCP_PUBLIC_URL": "https://rcp.example.org"}
     with pytest.raises(SettingsError, match="RCP_SECRET_KEY"):
-        Settings.from_env({"RCP_ENV": "production"})
+        Settings.from_env({"RCP_ENV": "production"} | https)
     with pytest.raises(SettingsError, match="RCP_SECRET_KEY"):
-        Settings(env="production", secret_key=DEFAULT_SECRET)
-    ok = Settings.from_env({"RCP_ENV": "production", "RCP_SECRET_KEY": "k" * 40})
-    assert ok.production
+        Settings(env="production", secret_key="short", public_url="https://rcp.example.org")
+    ok = Settings.from_env({"RCP_ENV": "production", "RCP_SECRET_KEY": "k" * 40} | https)
+    assert ok.production and ok.tls
 
 
 def test_settings_name_the_bad_variable() -> None:
     with pytest.raises(SettingsError, match="RCP_SESSION_IDLE_S"):
         Settings.from_env({"RCP_SESSION_IDLE_S": "soon"})
-    with pytest.raises(SettingsError, match="RCP_SECURE_COOKIES"):
-        Settings.from_env({"RCP_SECURE_COOKIES": "maybe"})
+    with pytest.raises(SettingsError, match="RCP_EMBEDDED_WORKER"):
+        Settings.from_env({"RCP_EMBEDDED_WORKER": "maybe"})
     settings = Settings.from_env({"RCP_EPR_RECEIVERS": "file:///tmp/a, mllp://h:2575", "RCP_DATA_DIR": "/tmp/x"})
     assert settings.epr_receivers == ("file:///tmp/a", "mllp://h:2575")
     assert settings.database_url == "sqlite:////tmp/x/rcp.sqlite3"
@@ -72,4 +73,5 @@ def test_argon2_cost_is_a_setting_with_the_production_default() -> None:
     # The test suite's cost never reaches production.
     with pytest.raises(SettingsError, match="RCP_ARGON2_MEMORY_KIB"):
         Settings.from_env({"RCP_ENV": "production", "RCP_SECRET_KEY": "k" * 40, "RCP_ARGON2_MEMORY_KIB": "8",
+                           "RCP_PUBLIC_URL": "https://rcp.example.org",
                            "RCP_ARGON2_PARALLELISM": "1"})

@@ -128,7 +128,8 @@ async def test_open_media_plane_with_redis_places_rooms() -> None:
     from media import open_media_plane
     from rcp.config import Settings
 
-    settings = Settings(env="test", redis_url=REDIS_URL, node_id=f"node-{secrets.token_hex(3)}")
+    settings = Settings(env="test", redis_url=REDIS_URL, node_id=f"node-{secrets.token_hex(3)}",
+                        secret_key=secrets.token_urlsafe(48))
     try:
         async with open_media_plane(settings) as plane:
             assert isinstance(plane, MediaNode)
