@@ -42,7 +42,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             # Room frames are small and fanned out to every follower: compressing each copy
                             # costs more CPU than it saves bytes (measured in bench/sync.py).
                             ws_per_message_deflate=False)
-    uvicorn.Server(config).run()
+    if args.fd is None:
+        uvicorn.Server(config).run()
+    else:
+        # A listening TCP socket inherited from the parent (systemd socket activation, tests): uvicorn's own
+        # Config(fd=) expects a Unix socket, socket(fileno=) detects the family.
+        import socket
+
+        uvicorn.Server(config).run(sockets=[socket.socket(fileno=args.fd)])
     return 0
 
 
@@ -216,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--fd", type=int, default=None, help="serve on this inherited listening socket instead")
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="bring the database schema up to date")

@@ -115,7 +115,9 @@ class _Server(uvicorn.Server):
 
 def _config(app: Any, **options: Any) -> uvicorn.Config:
     """Quiet, no WebSocket pings (tests hold sockets idle), and a lifespan that must succeed."""
-    return uvicorn.Config(app, **({"log_level": "warning", "ws_ping_interval": None, "lifespan": "on"} | options))
+    # No uvicorn access log: it writes paths and queries; the app's own (rcp.logs) writes route templates.
+    return uvicorn.Config(app, **({"log_level": "warning", "ws_ping_interval": None, "lifespan": "on",
+                                   "access_log": False} | options))
 
 
 # -- uvicorn in a thread ----------------------------------------------------------------------------------------

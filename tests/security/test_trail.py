@@ -8,17 +8,30 @@ position: a bug or a stolen connection string); everything else goes over HTTP a
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import select
 
 from rcp.auth import audit
+from rcp.config import Settings
 from rcp.db import Database, migrate
 from rcp.minutes.models import DecisionVersion
+from rcp.scheduling.models import Case, Patient, PatientIdentifier
+from tests.conftest import DEMO_PASSWORD
 from tests.minutes.seeding import seed
+from tests.room.client import RoomClient
+from tests.room.node import demo_service
+from tests.servers import ServerProcess
 
 # -- append-only: the database refuses ------------------------------------------------------------------------
 
@@ -88,3 +101,120 @@ async def test_postgres_truncate_is_refused(trail_db: Database) -> None:
     with pytest.raises(DBAPIError, match="append-only"):
         async with trail_db.session() as s:
             await s.exec(sa.text("TRUNCATE audit_events"))  # type: ignore[call-overload]
+
+
+# -- logs without health data -----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoggedService:
+    server: ServerProcess
+    log: Path
+    settings: Settings
+    meeting_id: int
+
+
+@pytest.fixture(scope="module")
+async def logged_service(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LoggedService]:
+    """``rcp serve --log-level debug`` as an operator runs it, everything it writes (stdout and stderr) in a file."""
+    data_dir = tmp_path_factory.mktemp("logged")
+    settings, meeting_id = await demo_service(data_dir, imaging_slices=2)
+    log = data_dir / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCP_")} | {
+        "RCP_ENV": "test", "RCP_DATA_DIR": str(data_dir), "RCP_SECRET_KEY": settings.secret_key,
+        "RCP_DEFAULT_LOCALE": "en", "RCP_EMBEDDED_WORKER": "false"}
+    # ServerProcess appends --fd=N; the shell sends both streams to the file and execs the service.
+    command = ["sh", "-c", f'exec "$0" -m rcp.cli serve --log-level debug "$@" >{log} 2>&1', sys.executable]
+    with ServerProcess(command, env=env) as server:
+        yield LoggedService(server, log, settings, meeting_id)
+
+
+async def _sign_in(http: httpx.AsyncClient, username: str, seen: set[str]) -> dict[str, Any]:
+    response = await http.post("/api/session", json={"username": username, "password": DEMO_PASSWORD})
+    assert response.status_code == 201, response.text
+    me: dict[str, Any] = response.json()
+    seen.update({me["csrf_token"], http.cookies["rcp_session"]})
+    http.headers["X-CSRF-Token"] = me["csrf_token"]
+    return me
+
+
+async def _patient_data(db: Database) -> set[str]:
+    """Names, INS, IPP and study UIDs of the demo patients, as the database holds them."""
+    found: set[str] = set()
+    async with db.session() as s:
+        for patient in (await s.exec(select(Patient))).all():
+            found.update({patient.family_name, patient.given_names})
+        for identifier in (await s.exec(select(PatientIdentifier))).all():
+            found.add(identifier.value)
+        for case in (await s.exec(select(Case))).all():
+            found.update(case.study_uids or [])
+    return {value for value in found if len(value) >= 4}
+
+
+async def test_logs_carry_no_health_data_and_no_secret(logged_service: LoggedService) -> None:
+    base = logged_service.server.url
+    meeting_id = logged_service.meeting_id
+    secrets_seen: set[str] = {logged_service.settings.secret_key}
+    db = Database(logged_service.settings.database_url)
+    try:
+        patient_data = await _patient_data(db)
+    finally:
+        await db.close()
+    family = min(v for v in patient_data if v.isalpha())
+    async with httpx.AsyncClient(base_url=base, timeout=60) as coordinator, \
+            httpx.AsyncClient(base_url=base, timeout=60) as radiologist, \
+            httpx.AsyncClient(base_url=base, timeout=60) as guest:
+        # Anonymous pages, a refused API call, an address that matches no route but names a patient.
+        assert (await guest.get("/login", params={"next": f"/patients?q={family}"})).status_code == 200
+        assert (await guest.get("/api/patients", params={"q": family})).status_code == 401
+        assert (await guest.get(f"/patients/{family}")).status_code == 404
+        await _sign_in(coordinator, "secretariat", secrets_seen)
+        meeting = (await coordinator.get(f"/api/meetings/{meeting_id}")).json()
+        assert (await coordinator.get(f"/meetings/{meeting_id}")).status_code == 200
+        for case in meeting["cases"]:
+            assert (await coordinator.get(f"/cases/{case['id']}")).status_code == 200
+            assert (await coordinator.get(f"/api/cases/{case['id']}")).status_code == 200
+        # Searches put names and identifiers in the query string.
+        for value in sorted(patient_data):
+            if not value[0].isdigit():
+                await coordinator.get("/api/patients", params={"q": value})
+            else:
+                await coordinator.get("/api/patients", params={"identifier": value})
+        # A join link (the token is a credential in the path).
+        invitations = (await coordinator.get(f"/api/meetings/{meeting_id}/invitations")).json()
+        link = await coordinator.post(f"/api/invitations/{invitations[0]['id']}/link")
+        if link.status_code == 201 and "url" in link.json():
+            url = link.json()["url"]
+            secrets_seen.add(url.rstrip("/").rsplit("/", 1)[-1])
+            await guest.get(url)
+            await guest.post(url)
+        # Frames: study, series and SOP Instance UIDs in the path.
+        await _sign_in(radiologist, "dr.radiologue", secrets_seen)
+        frames = 0
+        for case in meeting["cases"]:
+            studies = (await radiologist.get(f"/api/cases/{case['id']}/studies")).json()
+            for study in studies if isinstance(studies, list) else []:
+                uid = study["study_uid"]
+                series = (await radiologist.get(f"/api/imaging/studies/{uid}/series",
+                                                params={"case_id": case["id"]})).json()
+                for one in series if isinstance(series, list) else []:
+                    secrets_seen.add(one["series_uid"])
+                    descriptor = (await radiologist.get(f"/api/imaging/studies/{uid}/series/{one['series_uid']}",
+                                                        params={"case_id": case["id"]})).json()
+                    for frame in descriptor["frames"]:
+                        secrets_seen.add(frame["sop_uid"])
+                        assert (await radiologist.get(frame["url"])).status_code == 200
+                        frames += 1
+        assert frames, "the demo meeting has studies with frames"
+        # The room socket, with the session cookie.
+        cookie = f"rcp_session={radiologist.cookies['rcp_session']}"
+        room = await RoomClient.open(base, cookie, meeting_id)
+        await room.close()
+        await radiologist.delete("/api/session")
+    logged_service.server.close()  # everything it had to say is in the file now
+
+    written = logged_service.log.read_text(encoding="utf-8", errors="replace")
+    assert "rcp.access" in written and "/api/imaging/frames/{study_uid}" in written, written[-2000:]
+    assert " DEBUG " in written, "the service ran at DEBUG"
+    leaked = sorted(v for v in patient_data | secrets_seen if v and v.casefold() in written.casefold())
+    assert not leaked, f"the log holds {len(leaked)} patient data or secrets, e.g. {leaked[:3]}"
