@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydicom.dataset import Dataset
 
 from rcp.errors import NotFound, Unavailable
+from rcp.identifiers import DicomPatient
 
 if TYPE_CHECKING:
     from rcp.config import Settings
@@ -90,6 +91,8 @@ class StudySummary:
     issuer: str = ""
     patient_name: str = ""
     patient_birth_date: str = ""
+    #: M, F, O or "" (the local archive's index does not keep it: then the rule has no sex to compare).
+    patient_sex: str = ""
     study_date: str = ""
     study_time: str = ""
     accession: str = ""
@@ -97,6 +100,12 @@ class StudySummary:
     modalities: tuple[str, ...] = ()
     series_count: int = 0
     instance_count: int = 0
+
+    @property
+    def patient(self) -> DicomPatient:
+        """The study's patient as the identity rule reads it (``rcp.identifiers``)."""
+        return DicomPatient(patient_id=self.patient_id, issuer=self.issuer, name=self.patient_name,
+                            birth_date=self.patient_birth_date, sex=self.patient_sex)
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> StudySummary:
@@ -109,6 +118,7 @@ class StudySummary:
             issuer=_text(ds, "IssuerOfPatientID"),
             patient_name=patient_name_text(ds.get("PatientName")),
             patient_birth_date=_text(ds, "PatientBirthDate"),
+            patient_sex=_text(ds, "PatientSex"),
             study_date=_text(ds, "StudyDate"),
             study_time=_text(ds, "StudyTime"),
             accession=_text(ds, "AccessionNumber"),
@@ -186,6 +196,11 @@ class Archive(Protocol):
     async def list_series(self, study_uid: str) -> list[SeriesSummary]: ...
 
     async def list_instances(self, study_uid: str, series_uid: str) -> list[InstanceSummary]: ...
+
+    async def find_instance(self, sop_uid: str) -> InstanceSummary | None:
+        """The stored instance with this SOP Instance UID, wherever it is filed, or None (before a store: an
+        instance is never replaced, PS3.3 C.12.1.1.1)."""
+        ...
 
     async def series_metadata(self, study_uid: str, series_uid: str) -> list[Dataset]:
         """The header of every instance of the series, without bulk pixel data."""

@@ -7,19 +7,31 @@ sizes) and refuses per file, so inside ``tolerant()`` those warnings are silence
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["is_uid", "tolerant"]
+from rcp.identifiers import is_uid
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+__all__ = ["is_uid", "same_instance", "tolerant"]
 
 
-def is_uid(value: str) -> bool:
-    """A syntactically valid UID (PS3.5 9.1): digits and dots, at most 64 characters."""
-    return 0 < len(value) <= 64 and bool(_UID.match(value))
+def _dataset_part(blob: bytes) -> bytes:
+    """What follows the File Meta Information (PS3.10 7.1): preamble, ``DICM`` and group 0002 left out."""
+    if len(blob) < 144 or blob[128:132] != b"DICM" or blob[132:136] != b"\x02\x00\x00\x00":
+        return blob
+    meta_length = int.from_bytes(blob[140:144], "little")
+    return blob[144 + meta_length:]
+
+
+def same_instance(stored: bytes, incoming: bytes) -> bool:
+    """Whether ``incoming`` is the instance already ``stored``: the same bytes, or the same data set under a file
+    meta header rewritten by the archive (implementation UID, source AE title: PS3.10 7.1).
+
+    >>> same_instance(b"abc", b"abc"), same_instance(b"abc", b"abd")
+    (True, False)
+    """
+    return stored == incoming or _dataset_part(stored) == _dataset_part(incoming)
 
 
 @contextmanager

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: QIDO-RS return keys beyond the defaults (PS3.18 Table 10.6.1-5), each asked for explicitly: not every PACS
 #: returns counts and modalities unless told.
-STUDY_FIELDS = ("00080061", "00201206", "00201208", "00081030", "00100021", "00100030")
+STUDY_FIELDS = ("00080061", "00201206", "00201208", "00081030", "00100021", "00100030", "00100040")
 #: Kept from metadata for descriptors: the viewer's attributes, functional groups, Modality LUT, study/series text.
 _HEADER_KEYS = frozenset(VIEWER_ATTRIBUTES) | {"52009229", "52009230", "00283000", "0020000D", "0020000E"}
 SERIES_FIELDS = ("0008103E", "00200011", "00201209")
@@ -259,6 +259,13 @@ class DicomWebClient:
             raise ArchiveNotFound("The PACS has no such series.")
         return sorted((InstanceSummary.from_dataset(ds, study_uid, series_uid) for ds in rows),
                       key=lambda i: (i.instance_number, i.sop_uid))
+
+    async def find_instance(self, sop_uid: str) -> InstanceSummary | None:
+        query = [*(("includefield", f) for f in ("0020000D", "0020000E", *INSTANCE_FIELDS)),
+                 ("SOPInstanceUID", sop_uid), ("limit", "1")]
+        rows = await self._qido("instances", query, "instance")
+        found = [InstanceSummary.from_dataset(ds) for ds in rows]
+        return next((i for i in found if i.sop_uid == sop_uid), None)
 
     # --- WADO-RS (PS3.18 10.4) --------------------------------------------------------------------------------
 

@@ -1,20 +1,29 @@
-"""Importing images into a case: unpack, validate, store into the archive, report per file.
+"""Importing images into a case: unpack, validate, check against the archive, then store all or nothing.
 
 A referring hospital's CD or a colleague's export arrives as files or a zip. ``import_files`` runs the checks of
-``rcp.imaging.validation`` in the service's thread pool, stores the good files in one STOW-RS exchange (or the
-local archive), and returns one result per file plus the studies to attach to the case (only those whose patient
-matches the case's patient).
+``rcp.imaging.validation`` in the service's thread pool, then asks the archive, *before storing anything*:
+
+* is each study of the upload already there under another patient? (Finding: a file with the case patient's IPP
+  and another patient's StudyInstanceUID made that foreign study part of the case.) Refused, without saying whose.
+* is each SOP Instance UID already there? The same instance again is a no-op; other content under the same UID is
+  refused: a stored instance is never replaced (PS3.3 C.12.1.1.1), on the local archive as over STOW-RS.
+
+Any such refusal, or any file whose patient is not the case's patient, refuses the whole import: nothing of it is
+stored (files that are not DICOM at all are only reported, as before). Otherwise the good files go to the archive
+in one store and their studies are attached to the case.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rcp.errors import PayloadTooLarge
+from rcp.identifiers import ServicePatient, match
+from rcp.imaging.dicomfile import same_instance
 from rcp.imaging.service import ImagingService
 from rcp.imaging.validation import (
-    ExpectedPatient,
     FileCheck,
     UploadedFile,
     UploadRefused,
@@ -24,12 +33,25 @@ from rcp.imaging.validation import (
 
 __all__ = ["ImportReport", "import_files"]
 
+FOREIGN_STUDY = ("This study is already in the archive under another patient: it cannot be imported into this "
+                 "case, and nothing of this import was stored. Check where the file comes from.")
+REPLACED_INSTANCE = ("An instance with this SOP Instance UID is already in the archive with other content: a stored "
+                     "instance is never replaced, and nothing of this import was stored. Export the file again from "
+                     "its source, or ask its sender why the content changed.")
+NOT_STORED = "Not stored: another file of this import was refused, so nothing of it was stored."
+ALREADY_STORED = "Already in the archive (the very same instance): nothing to store."
+
 
 @dataclass
 class ImportReport:
     results: list[FileCheck] = field(default_factory=list)
-    #: Studies of files whose patient matches the case: attach these.
+    #: Studies of the stored files (all the case patient's): attach these.
     matching_study_uids: list[str] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        """The whole import was refused (nothing stored)."""
+        return any(r.blocking for r in self.results)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -41,32 +63,74 @@ class ImportReport:
         }
 
 
-def _check_all(files: Sequence[UploadedFile], expected: ExpectedPatient | None, max_total_bytes: int
+def _check_all(files: Sequence[UploadedFile], expected: ServicePatient | None, max_total_bytes: int
                ) -> list[FileCheck]:
     return [check_file(f, expected) for f in unpack_upload(files, max_total_bytes=max_total_bytes)]
 
 
-async def import_files(service: ImagingService, files: Sequence[UploadedFile], expected: ExpectedPatient | None,
+async def _refuse_foreign_studies(service: ImagingService, good: Sequence[FileCheck], expected: ServicePatient
+                                  ) -> None:
+    for study_uid in dict.fromkeys(c.study_uid for c in good):
+        held = [s for s in await service.archive.search_studies(study_uid=study_uid) if s.study_uid == study_uid]
+        if held and not all(match(expected, s.patient) for s in held):
+            for check in good:
+                if check.study_uid == study_uid:
+                    check.refuse(FOREIGN_STUDY)
+
+
+async def _check_existing_instances(service: ImagingService, good: Sequence[FileCheck]) -> None:
+    limit = asyncio.Semaphore(8)
+
+    async def one(check: FileCheck) -> None:
+        async with limit:
+            found = await service.archive.find_instance(check.sop_uid)
+            if found is None:
+                return
+            stored = await service.archive.retrieve_instance(found.study_uid, found.series_uid, check.sop_uid)
+        if (found.study_uid, found.series_uid) == (check.study_uid, check.series_uid) \
+                and await service.run(same_instance, stored, check.data):
+            check.already_stored = True
+            check.message = ALREADY_STORED
+        else:
+            check.refuse(REPLACED_INSTANCE)
+
+    await asyncio.gather(*(one(c) for c in good))
+
+
+async def import_files(service: ImagingService, files: Sequence[UploadedFile], expected: ServicePatient | None,
                        *, max_total_bytes: int) -> ImportReport:
+    """Check every file, then store all the good ones or none (see the module docstring)."""
     try:
         checks = await service.run(_check_all, files, expected, max_total_bytes)
     except UploadRefused as exc:
         raise PayloadTooLarge(str(exc)) from None
+    report = ImportReport(results=checks)
     good = [c for c in checks if c.ok]
-    if good:
-        stored = await service.archive.store([c.data for c in good])
+    if not report.refused and expected is not None:
+        await _refuse_foreign_studies(service, good, expected)
+    if not report.refused:
+        await _check_existing_instances(service, [c for c in good if c.ok])
+    if report.refused:
+        for check in checks:
+            if check.ok:
+                check.ok = False
+                check.message = NOT_STORED
+            check.data = b""
+        return report
+    to_store = [c for c in good if not c.already_stored]
+    if to_store:
+        stored = await service.archive.store([c.data for c in to_store])
         service.forget_study_lists()
         accepted = set(stored.stored)
         # An archive that acknowledged nothing and refused nothing did not tell: trust the absence of failures.
         if not accepted and not stored.failed:
-            accepted = {c.sop_uid for c in good}
-        for check in good:
+            accepted = {c.sop_uid for c in to_store}
+        for check in to_store:
             if check.sop_uid not in accepted:
                 check.ok = False
                 check.message = "The archive refused this file; try again, or ask the PACS administrator."
-    report = ImportReport(results=checks)
     for check in checks:
         check.data = b""
-        if check.ok and check.patient_matches and check.study_uid not in report.matching_study_uids:
+        if check.ok and expected is not None and check.study_uid not in report.matching_study_uids:
             report.matching_study_uids.append(check.study_uid)
     return report

@@ -34,7 +34,7 @@ from rcp.imaging.archive import (
     StudySummary,
     patient_name_text,
 )
-from rcp.imaging.dicomfile import is_uid, tolerant
+from rcp.imaging.dicomfile import is_uid, same_instance, tolerant
 from rcp.imaging.models import ArchiveInstance
 
 __all__ = ["LocalArchive", "is_uid"]
@@ -148,6 +148,14 @@ class LocalArchive:
                                 sop_class_uid=r.sop_class_uid, instance_number=r.instance_number, frames=r.frames)
                 for r in await self._series_rows(study_uid, series_uid)]
 
+    async def find_instance(self, sop_uid: str) -> InstanceSummary | None:
+        async with self.database.session() as session:
+            r = await session.get(ArchiveInstance, sop_uid)
+        if r is None:
+            return None
+        return InstanceSummary(study_uid=r.study_uid, series_uid=r.series_uid, sop_uid=r.sop_uid,
+                               sop_class_uid=r.sop_class_uid, instance_number=r.instance_number, frames=r.frames)
+
     # --- retrieval --------------------------------------------------------------------------------------------
 
     def _read_headers(self, paths: Sequence[Path]) -> list[Dataset]:
@@ -201,6 +209,11 @@ class LocalArchive:
         relative = f"{study}/{series}/{sop}.dcm"
         target = self.folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            # SOP instances are immutable (PS3.3 C.12.1.1.1): the same bytes again are a no-op, others refused.
+            if same_instance(target.read_bytes(), blob):
+                return _row_from(ds, relative, len(blob)), ""
+            return None, "an instance with this SOP Instance UID is already stored with other content"
         # Atomic: a reader never sees half a file.
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
         try:
@@ -229,13 +242,16 @@ class LocalArchive:
                         select(ArchiveInstance).where(col(ArchiveInstance.sop_uid).in_(list(rows)))
                     )).all()
                 }
-                for sop_uid, row in rows.items():
+                for sop_uid, row in list(rows.items()):
                     old = existing.get(sop_uid)
                     if old is None:
                         session.add(row)
-                    else:  # SOP instances are immutable (PS3.3 C.12.1.1.1): same UID, same content
-                        for name in ("path", "size", "transfer_syntax"):
-                            setattr(old, name, getattr(row, name))
+                    elif old.path != row.path:
+                        # Filed under another study or series: never moved, never replaced (PS3.3 C.12.1.1.1).
+                        (self.folder / row.path).unlink(missing_ok=True)
+                        del rows[sop_uid]
+                        reason = "an instance with this SOP Instance UID is already stored in another study or series"
+                        result.failed.append((sop_uid, reason))
             result.stored.extend(rows)
         return result
 

@@ -32,11 +32,12 @@ from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.errors import BadRequest, NotFound, PayloadTooLarge
 from rcp.http import current_user, read_json
+from rcp.identifiers import ServicePatient, is_uid
 from rcp.imaging.archive import StudySummary
 from rcp.imaging.frames import frame_etag
 from rcp.imaging.imports import import_files
 from rcp.imaging.service import ImagingService
-from rcp.imaging.validation import ExpectedPatient, UploadedFile
+from rcp.imaging.validation import UploadedFile
 from rcp.openapi import ApiRoute
 from rcp.scheduling.models import Case, Patient, PatientIdentifier
 
@@ -97,20 +98,15 @@ def _uid(request: Request, name: str) -> str:
     return value
 
 
-async def _identifiers(session: Any, patient_id: int) -> tuple[tuple[str, str], ...]:
+async def _service_patient(session: Any, patient_id: int) -> ServicePatient:
+    """The case's patient as the identity rule reads it (``rcp.identifiers``)."""
+    patient = await session.get(Patient, patient_id)
     rows = (await session.exec(select(PatientIdentifier).where(PatientIdentifier.patient_id == patient_id))).all()
     # IPPs with their hospital first (what PACS index on), then the national INS.
     ordered = sorted(rows, key=lambda r: (r.system != "IPP", r.system, r.value))
-    return tuple((r.value, r.assigner if r.system == "IPP" else "") for r in ordered)
-
-
-async def _study_of_patient(service: ImagingService, identifiers: tuple[tuple[str, str], ...],
-                            study_uid: str) -> StudySummary | None:
-    for study in await service.archive.search_studies(study_uid=study_uid):
-        if any(study.patient_id == value and (not study.issuer or not assigner or study.issuer == assigner)
-               for value, assigner in identifiers):
-            return study
-    return None
+    if patient is None:
+        return ServicePatient(identifiers=())
+    return ServicePatient.of(patient, ordered)
 
 
 async def _authorise_study(request: Request, service: ImagingService, study_uid: str) -> tuple[Any, bool]:
@@ -125,8 +121,8 @@ async def _authorise_study(request: Request, service: ImagingService, study_uid:
         if not allowed and case_id.isdigit():
             # A study of the case's patient not yet attached: visible to those who see the case (to pick it).
             case = await permissions.case_for_user(s, user, int(case_id))
-            identifiers = await _identifiers(s, case.patient_id)
-            allowed = await _study_of_patient(service, identifiers, study_uid) is not None
+            patient = await _service_patient(s, case.patient_id)
+            allowed = bool(await service.study_owner(patient, study_uid))
     if not allowed:
         raise NotFound("No such study among your patients.")
     grants.grant(int(user.id), study_uid)
@@ -223,11 +219,11 @@ async def case_studies(request: Request) -> Response:
     case_id = int(request.path_params["case_id"])
     async with _db(request).session() as s:
         case = await permissions.case_for_user(s, user, case_id)
-        identifiers = await _identifiers(s, case.patient_id)
+        patient = await _service_patient(s, case.patient_id)
         await audit.record(s, request=request, user=user, event="patient_record", action="R", outcome=0,
                            patient_id=case.patient_id, meeting_id=case.meeting_id,
                            what=f"imaging studies of case {case_id}")
-    studies = await service.patient_studies(identifiers)
+    studies = await service.patient_studies(patient)
     return JSONResponse([_study_json(st, set(case.study_uids or [])) for st in studies])
 
 
@@ -242,13 +238,14 @@ async def attach_studies(request: Request) -> Response:
     case_id = int(request.path_params["case_id"])
     data = await read_json(request, AttachIn)
     for uid in [*data.study_uids, *data.detach]:
-        if not (0 < len(uid) <= 64 and all(c.isdigit() or c == "." for c in uid)):
+        if not is_uid(uid):
             raise BadRequest("study_uids must be DICOM UIDs (digits and dots).")
     async with _db(request).session() as s:
         case = await permissions.case_for_user(s, user, case_id)
-        identifiers = await _identifiers(s, case.patient_id)
+        patient = await _service_patient(s, case.patient_id)
     for uid in data.study_uids:
-        if await _study_of_patient(service, identifiers, uid) is None:
+        if not await service.study_owner(patient, uid):
+            # Whose study it is, if anyone's, is not said (the caller may not see that patient).
             raise NotFound("A study to attach is not in the archive for this case's patient.")
     async with _db(request).session() as s:
         case = await permissions.case_for_user(s, user, case_id)
@@ -276,10 +273,7 @@ async def imports(request: Request) -> Response:
         raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
     async with _db(request).session() as s:
         case = await permissions.case_for_user(s, user, case_id)
-        identifiers = await _identifiers(s, case.patient_id)
-        patient = await s.get(Patient, case.patient_id)
-    expected = ExpectedPatient(identifiers=identifiers, family_name=patient.family_name if patient else "",
-                               birth_date=patient.birth_date if patient else None)
+        expected = await _service_patient(s, case.patient_id)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadRequest("Send the files as multipart/form-data (field name: files).")
     uploads: list[UploadedFile] = []
@@ -310,11 +304,13 @@ async def imports(request: Request) -> Response:
         await audit.record(s, request=request, user=user, event="import", action="C",
                            outcome=0 if body["refused"] == 0 else 4, patient_id=case.patient_id,
                            meeting_id=case.meeting_id,
-                           what=f"case {case_id}: {body['imported']} imported, {body['refused']} refused")
+                           what=f"case {case_id}: {body['imported']} imported, {body['refused']} refused"
+                                + (" (import refused: nothing stored)" if report.refused else ""))
     if report.matching_study_uids:
         service.prefetch(f"case:{case_id}", attached)
     # The wire contract is the per-file list; counts and attached studies are for the audit and the case page.
-    return JSONResponse(body["results"], status_code=200)
+    # 422 when the import was refused as a whole: nothing of it was stored.
+    return JSONResponse(body["results"], status_code=422 if report.refused else 200)
 
 
 # --- prefetch -------------------------------------------------------------------------------------------------

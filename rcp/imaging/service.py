@@ -32,6 +32,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from rcp.errors import Invalid, NotFound
+from rcp.identifiers import Match, ServicePatient, match
 from rcp.imaging.archive import Archive, InstanceSummary, StudySummary, open_archive
 from rcp.imaging.cache import FrameCache
 from rcp.imaging.dicomfile import is_uid, tolerant
@@ -106,7 +107,7 @@ class ImagingService:
         self._inflight: dict[str, asyncio.Task[list[EncodedFrame]]] = {}
         self._descriptors: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._descriptor_tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
-        self._study_lists: dict[tuple[tuple[str, str], ...], tuple[float, list[StudySummary]]] = {}
+        self._study_lists: dict[tuple[ServicePatient], tuple[float, list[StudySummary]]] = {}
         self.prefetcher = Prefetcher(self, concurrency=prefetch_concurrency)
         self._closed = False
         #: Disk budget of the frame cache (encoded frames are about a third of the DICOM size).
@@ -148,18 +149,19 @@ class ImagingService:
 
     # --- studies ----------------------------------------------------------------------------------------------
 
-    async def patient_studies(self, identifiers: Sequence[tuple[str, str]]) -> list[StudySummary]:
-        """Studies of a patient known by several identifiers ((value, assigner) pairs: IPP per hospital, INS).
+    async def patient_studies(self, patient: ServicePatient) -> list[StudySummary]:
+        """The studies the archive holds for ``patient``: searched by each IPP with its hospital and by the INS,
+        kept only when the identity rule (``rcp.identifiers.match``) says they are that patient's.
 
         Remembered for ``STUDY_LIST_TTL_S``: opening a case, going back, opening it again asks the PACS once.
         Imports through the service forget the lists at once.
         """
-        key = tuple(identifiers)
+        key = (patient,)
         now = time.monotonic()
         remembered = self._study_lists.get(key)
         if remembered is not None and remembered[0] > now:
             return remembered[1]
-        result = await self._search_patient(identifiers)
+        result = await self._search_patient(patient)
         if len(self._study_lists) > 1000:
             self._study_lists.clear()
         self._study_lists[key] = (now + STUDY_LIST_TTL_S, result)
@@ -168,14 +170,39 @@ class ImagingService:
     def forget_study_lists(self) -> None:
         self._study_lists.clear()
 
-    async def _search_patient(self, identifiers: Sequence[tuple[str, str]]) -> list[StudySummary]:
+    async def _search_patient(self, patient: ServicePatient) -> list[StudySummary]:
         found: dict[str, StudySummary] = {}
-        for value, assigner in identifiers:
-            if not value:
+        for identifier in patient.identifiers:
+            # An IPP means nothing without its hospital: a bare one is not searched (it would find any hospital's).
+            if not identifier.value or (identifier.system == "IPP" and not identifier.assigner):
                 continue
-            for study in await self.archive.search_studies(patient_id=value, issuer=assigner or None):
-                found.setdefault(study.study_uid, study)
+            issuer = identifier.assigner if identifier.system == "IPP" else None
+            for study in await self.archive.search_studies(patient_id=identifier.value, issuer=issuer):
+                if match(patient, study.patient):
+                    found.setdefault(study.study_uid, study)
         return sorted(found.values(), key=lambda s: (s.study_date, s.study_time), reverse=True)
+
+    async def study_owner(self, patient: ServicePatient, study_uid: str) -> Match:
+        """Whether the archive says ``study_uid`` is ``patient``'s: every record of it must pass the rule.
+
+        A study the archive does not hold is refused (``refused == ("study_uid",)``); the answer names fields,
+        never whose study it is.
+        """
+        if not is_uid(study_uid):
+            return Match(refused=("study_uid",))
+        studies = await self.archive.search_studies(study_uid=study_uid)
+        studies = [s for s in studies if s.study_uid == study_uid]
+        if not studies:
+            return Match(refused=("study_uid",))
+        for study in studies:
+            verdict = match(patient, study.patient)
+            if not verdict:
+                return verdict
+        return match(patient, studies[0].patient)
+
+    async def studies_not_of(self, patient: ServicePatient, study_uids: Sequence[str]) -> list[str]:
+        """Those of ``study_uids`` the archive does not hold as ``patient``'s (for ``study_uids`` on a case)."""
+        return [uid for uid in dict.fromkeys(study_uids) if not await self.study_owner(patient, uid)]
 
     # --- series descriptors -----------------------------------------------------------------------------------
 

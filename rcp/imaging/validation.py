@@ -5,10 +5,13 @@ entries, total uncompressed size, compression ratio — and each entry is read w
 sizes can lie (Orthanc's 2026 CVEs: decompression bombs, trusted zip sizes). Each file is then parsed with
 pydicom and checked: readable DICOM (PS3.10), the three UIDs present and well formed (PS3.5 9.1), pixel data
 present and of the declared size when the SOP class is an image, and ``rows x columns x frames x bytes`` within a
-budget before anything is decoded. A file whose patient does not match the case's patient is accepted with a
-visible warning (the person importing decides), never silently.
+budget before anything is decoded. Each file's patient is then put to the identity rule of ``rcp.identifiers``
+against the case's patient: a file that fails it refuses the whole import (``FileCheck.blocking``), and its
+result shows the uploader what the file says beside the case's patient — the uploader sees both (their file,
+their case); nobody else does.
 
-Messages are per file, say what to do, and never contain patient data.
+Messages are per file, say what to do, and never contain patient data; the side-by-side identities travel in
+``FileCheck.identity``, apart from the message.
 """
 
 from __future__ import annotations
@@ -17,17 +20,16 @@ import io
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from rcp.identifiers import DicomPatient, Match, ServicePatient, match
 from rcp.imaging.dicomfile import is_uid, tolerant
 from rcp.imaging.frames import PixelDataError, check_pixel_budget, number_of_frames
 
 __all__ = [
-    "ExpectedPatient",
     "FileCheck",
     "UploadRefused",
     "UploadedFile",
@@ -74,16 +76,6 @@ class UploadedFile:
     data: bytes
 
 
-@dataclass(frozen=True)
-class ExpectedPatient:
-    """The case's patient, as the archive would name them: identifiers with their assigning authority."""
-
-    #: (value, assigner) pairs: IPP with the hospital, INS-NIR with "".
-    identifiers: tuple[tuple[str, str], ...] = ()
-    family_name: str = ""
-    birth_date: date | None = None
-
-
 @dataclass
 class FileCheck:
     name: str
@@ -93,13 +85,30 @@ class FileCheck:
     study_uid: str = ""
     series_uid: str = ""
     sop_uid: str = ""
-    #: True when the file's patient matches the case's patient (then its study is attached to the case).
-    patient_matches: bool = False
+    #: The patient the file names, and the identity rule's verdict against the case's patient.
+    patient: DicomPatient | None = None
+    identity: Match | None = None
+    #: The case's patient, kept beside a refused file's patient for its uploader.
+    case_patient: ServicePatient | None = None
+    #: A refusal that refuses the whole import (identity, a study of another patient, a replaced instance).
+    blocking: bool = False
+    #: The archive already holds this very instance: nothing to store.
+    already_stored: bool = False
     data: bytes = field(default=b"", repr=False)
 
+    def refuse(self, message: str, *, blocking: bool = True) -> None:
+        self.ok = False
+        self.message = message
+        self.blocking = self.blocking or blocking
+
     def as_json(self) -> dict[str, object]:
-        return {"name": self.name, "ok": self.ok, "message": self.message, "study_uid": self.study_uid or None,
-                "warning": self.warning or None}
+        body: dict[str, object] = {"name": self.name, "ok": self.ok, "message": self.message,
+                                   "study_uid": self.study_uid or None, "warning": self.warning or None}
+        if self.identity is not None and not self.identity and self.patient is not None \
+                and self.case_patient is not None:
+            body["identity"] = {"fields": list(self.identity.refused), "file": self.patient.as_json(),
+                                "case": self.case_patient.as_json()}
+        return body
 
 
 def unpack_upload(files: Sequence[UploadedFile], *, max_total_bytes: int, max_files: int = MAX_FILES
@@ -155,30 +164,18 @@ def _expected_pixel_bytes(ds: Dataset) -> int:
     return (bits * number_of_frames(ds) + 7) // 8
 
 
-def patient_matches(ds: Dataset, expected: ExpectedPatient) -> bool:
-    """Same identifier from the same authority (issuer may be absent on either side), else same name + birth."""
-    pid = str(ds.get("PatientID", "")).strip()
-    issuer = str(ds.get("IssuerOfPatientID", "")).strip()
-    for value, assigner in expected.identifiers:
-        if pid and pid == value and (not issuer or not assigner or issuer == assigner):
-            return True
-    name = ds.get("PatientName")
-    family = str(name.family_name if name is not None and hasattr(name, "family_name") else "").strip().casefold()
-    birth = str(ds.get("PatientBirthDate", ""))
-    return bool(
-        family and expected.family_name and expected.birth_date
-        and family == expected.family_name.strip().casefold()
-        and birth == expected.birth_date.strftime("%Y%m%d")
-    )
+#: Refusal messages (field names only: the values are in ``FileCheck.identity``, for the uploader).
+NOT_THE_PATIENT = ("This file's patient is not the case's patient ({fields}); nothing of this import was stored. "
+                   "Check that the files belong to this patient, or import them into their own case.")
 
 
-def check_file(upload: UploadedFile, expected: ExpectedPatient | None) -> FileCheck:
+def check_file(upload: UploadedFile, expected: ServicePatient | None) -> FileCheck:
     """Everything we can say about one file without storing it (CPU: run in a thread)."""
     with tolerant():
         return _check_file(upload, expected)
 
 
-def _check_file(upload: UploadedFile, expected: ExpectedPatient | None) -> FileCheck:
+def _check_file(upload: UploadedFile, expected: ServicePatient | None) -> FileCheck:
     result = FileCheck(name=upload.name, ok=False)
     if len(upload.data) < 132:
         result.message = "Not a DICOM file (too short); export the images as DICOM from the PACS or CD."
@@ -214,10 +211,12 @@ def _check_file(upload: UploadedFile, expected: ExpectedPatient | None) -> FileC
             return result
     result.ok = True
     result.message = "Imported."
+    result.patient = DicomPatient.from_dataset(ds)
     if expected is not None:
-        result.patient_matches = patient_matches(ds, expected)
-        if not result.patient_matches:
-            result.warning = ("The patient in this file does not match the case's patient: it was stored but not "
-                              "attached. Check it before discussing it.")
+        result.case_patient = expected
+        result.identity = match(expected, result.patient)
+        if not result.identity:
+            result.refuse(NOT_THE_PATIENT.format(fields=", ".join(result.identity.refused)))
+            return result
     result.data = upload.data
     return result

@@ -24,6 +24,7 @@ from datetime import date
 from typing import Any, NoReturn, TypeVar
 
 from rcp.errors import Invalid
+from rcp.identifiers import INS_NIR_OID, INS_OIDS, ins_key_ok, is_uid
 from rcp.minutes import codes
 from rcp.minutes.codes import Coding, ProposalType
 from rcp.scheduling.quorum import Attendee, Quorum, evaluate_quorum
@@ -48,10 +49,8 @@ __all__ = [
 ]
 
 SCHEMA = "rcp.fiche/1"
-#: INS-NIR (national health identifier) OID; .10 is the test NIR, .11 the demo NIR (ANS "Référentiel INS").
-INS_NIR_OID = "1.2.250.1.213.1.4.8"
-_INS_OIDS = frozenset({INS_NIR_OID, "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"})
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+#: The INS OIDs (NIR, NIA, test and demo NIR), listed once in ``rcp.identifiers``.
+_INS_OIDS = INS_OIDS
 _SPECIALTY_KEYS = frozenset(s.key for s in SPECIALTIES)
 _SHORT = 200
 _LONG = 20_000
@@ -118,7 +117,7 @@ def _coding_in(value: Any, path: str, value_set: str) -> Coding | None:
 
 
 def _uid(value: Any, path: str) -> str:
-    if not isinstance(value, str) or len(value) > 64 or not _UID.match(value):
+    if not isinstance(value, str) or not is_uid(value, strict=True):
         raise _err(path, "expected a DICOM UID (digits and dots, at most 64 characters; PS3.5 §9)")
     return value
 
@@ -134,22 +133,6 @@ def _list(value: Any, path: str, item: Callable[[Any, str], T], *, limit: int = 
 
 
 # -- parts of the fiche ----------------------------------------------------------------------------------------
-
-
-def ins_key_ok(nir: str) -> bool:
-    """Whether a 15-character INS-NIR has the right control key: 97 - (first 13 digits mod 97).
-
-    Corsican départements 2A / 2B are read as 19 / 18 for the computation (INSEE rule).
-    """
-    if len(nir) != 15:
-        return False
-    body, key = nir[:13], nir[13:]
-    corsica = {"2A": "19", "2B": "18"}.get(body[5:7])
-    if corsica:
-        body = body[:5] + corsica + body[7:]
-    if not (body.isdigit() and key.isdigit()):
-        return False
-    return 97 - int(body) % 97 == int(key)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
@@ -28,6 +28,7 @@ from rcp.auth.permissions import (
 )
 from rcp.clock import as_utc, utcnow
 from rcp.errors import Conflict, Forbidden, Invalid, NotFound
+from rcp.identifiers import ServicePatient
 from rcp.scheduling import agenda, schemas
 from rcp.scheduling.models import (
     Board,
@@ -309,6 +310,38 @@ def _status_for(case: Case) -> str:
     return CaseStatus.ready if ready else CaseStatus.registered
 
 
+class StudyOwnership(Protocol):
+    """What the imaging archive answers about studies (``rcp.imaging.service.ImagingService`` is one)."""
+
+    async def studies_not_of(self, patient: ServicePatient, study_uids: Sequence[str]) -> list[str]: ...
+
+
+async def require_patient_studies(request: HTTPConnection | None, patient: ServicePatient,
+                                  study_uids: Sequence[str]) -> None:
+    """Refuse ``study_uids`` unless the archive holds each as ``patient``'s (the rule of ``rcp.identifiers``).
+
+    The same check as ``POST /api/cases/{id}/studies``, for ``study_uids`` on case create and PATCH; the message
+    never says whose a refused study is.
+    """
+    if not study_uids:
+        return
+    archive: StudyOwnership | None = getattr(request.app.state, "imaging", None) if request is not None else None
+    if archive is None:
+        raise Invalid("Studies can only be attached where the imaging archive can confirm them.",
+                      fields={"study_uids": "no imaging archive to check them against"})
+    if await archive.studies_not_of(patient, study_uids):
+        raise Invalid("A study in study_uids is not in the archive for this case's patient; choose among the "
+                      "patient's studies (GET /api/cases/{id}/studies).",
+                      fields={"study_uids": "not in the archive for this patient"})
+
+
+async def service_patient(session: AsyncSession, patient_id: int) -> ServicePatient:
+    patient = await session.get(Patient, patient_id)
+    if patient is None:
+        return ServicePatient()
+    return ServicePatient.of(patient, (await identifiers_of(session, [patient_id]))[patient_id])
+
+
 async def add_case(session: AsyncSession, user: Any, meeting_id: int, data: schemas.CaseIn, *,
                    request: HTTPConnection | None = None) -> Case:
     meeting = await managed_meeting(session, user, meeting_id)
@@ -316,6 +349,14 @@ async def add_case(session: AsyncSession, user: Any, meeting_id: int, data: sche
     if (data.patient_id is None) == (data.patient is None):
         raise Invalid("Give either patient_id (an existing patient) or patient (a new one).",
                       fields={"patient_id": "give patient_id or patient", "patient": "give patient_id or patient"})
+    if data.study_uids:
+        # Checked before anything is written: the archive answers while no transaction waits on it.
+        if data.patient is not None:
+            newcomer = ServicePatient.of(data.patient, data.patient.identifiers)
+        else:
+            assert data.patient_id is not None
+            newcomer = await service_patient(session, data.patient_id)
+        await require_patient_studies(request, newcomer, data.study_uids)
     if data.patient is not None:
         patient = await create_patient(session, user, data.patient, request=request)
     else:
@@ -352,6 +393,9 @@ async def update_case(session: AsyncSession, user: Any, case_id: int, data: sche
     case, meeting = await case_for_manager(session, user, case_id)
     _require_open(meeting)
     _require_active(case)
+    if data.study_uids:
+        added = [u for u in data.study_uids if u not in set(case.study_uids or [])]
+        await require_patient_studies(request, await service_patient(session, case.patient_id), added)
     for name, value in data.model_dump(exclude_unset=True).items():
         setattr(case, name, value)
     case.status = _status_for(case)

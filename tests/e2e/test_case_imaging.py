@@ -191,7 +191,7 @@ async def test_prior_and_current_side_by_side(new_page: Any, live_server: Any, l
     assert await page.locator("[data-prefetch-progress]").evaluate("bar => bar.value") == 1
 
 
-async def test_import_warns_about_a_foreign_patient_and_refuses_non_dicom(
+async def test_an_import_with_a_foreign_patient_is_refused_whole_and_non_dicom_is_reported(
         new_page: Any, live_server: Any, imaging_case: ImagingCase, tmp_path: Path) -> None:
     stranger = SyntheticPatient("IPPX0000001", "CH de Villefranche", "Autrepatient", "Zoé", date(1990, 2, 3), "F")
     foreign = tmp_path / "autre-patient.dcm"
@@ -210,13 +210,22 @@ async def test_import_warns_about_a_foreign_patient_and_refuses_non_dicom(
     await expect(results).to_be_visible()
     await expect(results.locator("tbody tr")).to_have_count(3)
 
-    warned = results.locator("tr[data-file='autre-patient.dcm']")
-    await expect(warned).to_have_attribute("data-result", "warning")
-    await expect(warned).to_contain_text("does not match")
-    warning = page.locator("[data-import-warning]")
-    await expect(warning).to_be_visible()
-    await expect(warning).to_contain_text("does not match the case's patient")
+    # Another patient's file refuses the whole import (issue 13): nothing stored, and the uploader sees what the
+    # file says beside the case's patient, the differing fields marked.
+    foreign_row = results.locator("tr[data-file='autre-patient.dcm']")
+    await expect(foreign_row).to_have_attribute("data-result", "refused")
+    await expect(foreign_row).to_contain_text("not the case's patient")
+    identity = foreign_row.locator("[data-identity]")
+    await expect(identity.locator("[data-field='family_name']")).to_contain_text("AUTREPATIENT")
+    await expect(identity.locator("[data-field='family_name']")).to_contain_text(imaging_case.patient.family_name)
+    await expect(identity.locator(".ci-identity-differs[data-field='birth_date']")).to_have_count(1)
+    await expect(results.locator("tr[data-file='bon-patient.dcm']")).to_have_attribute("data-result", "refused")
+    await expect(page.locator("[data-import-error]")).to_contain_text("Nothing of this import was stored")
+    await expect(page.locator("[data-studies-body] tr[data-study-uid]")).to_have_count(2)
 
+    await page.set_input_files("[data-import-files]", [str(text), str(own)])
+    await page.click("[data-case-imaging] [data-action='import']")
+    await expect(results.locator("tbody tr")).to_have_count(2)
     refused = results.locator("tr[data-file='compte-rendu.txt']")
     await expect(refused).to_have_attribute("data-result", "refused")
     message = (await refused.locator("td").nth(2).inner_text()).strip()

@@ -14,10 +14,12 @@ from pydicom.config import disable_value_validation
 
 from rcp.config import Settings
 from rcp.errors import PayloadTooLarge
+from rcp.identifiers import Identifier, ServicePatient
 from rcp.imaging.archive import Archive
 from rcp.imaging.imports import import_files
 from rcp.imaging.service import ImagingService
-from rcp.imaging.validation import ExpectedPatient, UploadedFile, UploadRefused, check_file, unpack_upload
+from rcp.imaging.synthetic import SyntheticPatient
+from rcp.imaging.validation import UploadedFile, UploadRefused, check_file, unpack_upload
 from tests.fixtures.dicom_data import make_patient, reference_file, small_ct
 
 
@@ -36,17 +38,19 @@ def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> 
     return buffer.getvalue()
 
 
+def expected_of(patient: SyntheticPatient) -> ServicePatient:
+    return ServicePatient((Identifier("IPP", patient.patient_id, patient.issuer),), patient.family_name,
+                          patient.given_names, patient.birth_date, {"F": "female", "M": "male"}.get(patient.sex, ""))
+
+
 async def test_import_mixed_upload(service: ImagingService) -> None:
     patient = make_patient()
-    expected = ExpectedPatient(identifiers=((patient.patient_id, patient.issuer),), family_name=patient.family_name,
-                               birth_date=patient.birth_date)
+    expected = expected_of(patient)
     good = small_ct(patient, slices=3)
-    foreign = reference_file("MR_small.dcm", make_patient())
     truncated = good[0][: len(good[0]) // 2]
     zipped = _zip({"DICOMDIR/IM0001": good[1], "DICOMDIR/IM0002": good[2]})
     files = [
         UploadedFile("slice1.dcm", good[0]),
-        UploadedFile("other-patient.dcm", foreign),
         UploadedFile("cut.dcm", truncated),
         UploadedFile("notes.txt", b"Compte rendu: pas une image" * 20),
         UploadedFile("cd.zip", zipped),
@@ -55,20 +59,35 @@ async def test_import_mixed_upload(service: ImagingService) -> None:
     by_name = {r.name: r for r in report.results}
     assert by_name["slice1.dcm"].ok and not by_name["slice1.dcm"].warning
     assert by_name["cd.zip/DICOMDIR/IM0001"].ok and by_name["cd.zip/DICOMDIR/IM0002"].ok
-    assert by_name["other-patient.dcm"].ok
-    assert "does not match" in by_name["other-patient.dcm"].warning
     assert not by_name["cut.dcm"].ok and "truncated" in by_name["cut.dcm"].message
     assert not by_name["notes.txt"].ok and "Not a DICOM file" in by_name["notes.txt"].message
+    assert not report.refused  # unreadable files are reported; they do not refuse the import
     study_uid = str(pydicom.dcmread(io.BytesIO(good[0])).StudyInstanceUID)
     assert report.matching_study_uids == [study_uid]
     body = report.as_json()
-    assert (body["imported"], body["refused"], body["warnings"]) == (4, 2, 1)
+    assert (body["imported"], body["refused"], body["warnings"]) == (3, 2, 0)
     # No patient data in any message.
     for result in report.results:
         assert patient.family_name.upper() not in result.message + result.warning
         assert patient.patient_id not in result.message + result.warning
     found = await service.archive.search_studies(patient_id=patient.patient_id)
     assert [s.instance_count for s in found] == [3]
+
+
+async def test_a_file_of_another_patient_refuses_the_whole_import(service: ImagingService) -> None:
+    """Once stored with a warning; now nothing of the upload is stored (issue 13 finding 1)."""
+    patient = make_patient()
+    good = small_ct(patient, slices=2)
+    foreign = reference_file("MR_small.dcm", make_patient())
+    report = await import_files(service, [UploadedFile("a.dcm", good[0]), UploadedFile("b.dcm", foreign),
+                                          UploadedFile("c.dcm", good[1])], expected_of(patient),
+                                max_total_bytes=50_000_000)
+    assert report.refused and not report.matching_study_uids
+    by_name = {r.name: r for r in report.results}
+    assert by_name["b.dcm"].identity is not None and by_name["b.dcm"].identity.refused[0] == "identifier"
+    assert "nothing of this import was stored" in by_name["b.dcm"].message
+    assert not by_name["a.dcm"].ok and "Not stored" in by_name["a.dcm"].message
+    assert await service.archive.search_studies(patient_id=patient.patient_id) == []
 
 
 async def test_zip_bomb_is_refused_before_unpacking(service: ImagingService) -> None:
@@ -110,11 +129,14 @@ def test_image_without_pixel_data_and_bad_uids() -> None:
     assert not result.ok and "UID" in result.message
 
 
-def test_patient_matched_by_name_and_birth_date_when_identifiers_differ() -> None:
+def test_same_name_and_birth_date_under_another_identifier_is_not_the_patient() -> None:
+    """Once matched by family name and birth date alone; the identity rule wants an identifier in common."""
     patient = make_patient()
     blob = small_ct(patient, slices=1)[0]
-    expected = ExpectedPatient(identifiers=(("OTHER-IPP", "CHU-X"),), family_name="lefèvre",
-                               birth_date=date(1961, 4, 5))
-    assert check_file(UploadedFile("a.dcm", blob), expected).patient_matches
-    other = ExpectedPatient(identifiers=(("OTHER-IPP", "CHU-X"),), family_name="Lefèvre", birth_date=date(1961, 4, 6))
-    assert not check_file(UploadedFile("a.dcm", blob), other).patient_matches
+    expected = ServicePatient((Identifier("IPP", "OTHER-IPP", "CHU-X"),), "lefèvre", "", date(1961, 4, 5))
+    result = check_file(UploadedFile("a.dcm", blob), expected)
+    assert not result.ok and result.blocking and result.identity is not None
+    assert result.identity.refused == ("identifier",)
+    same = ServicePatient((Identifier("IPP", patient.patient_id, patient.issuer),), "Lefevre", "", date(1961, 4, 6))
+    result = check_file(UploadedFile("a.dcm", blob), same)
+    assert not result.ok and result.identity is not None and result.identity.refused == ("birth_date",)

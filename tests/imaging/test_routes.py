@@ -153,12 +153,22 @@ async def test_import_through_the_api(imaging_app: tuple[Any, ImagingService], d
                    ("files", ("autre.dcm", foreign, "application/dicom")),
                    ("files", ("lettre.pdf", b"%PDF-1.4 not an image" * 10, "application/pdf"))],
         )
+        # A file of another patient refuses the whole import (issue 13): nothing stored, the identities shown.
+        assert response.status_code == 422, response.text
+        results = {r["name"]: r for r in response.json()}
+        assert not results["cd.zip/IMG0001"]["ok"] and "Not stored" in results["cd.zip/IMG0001"]["message"]
+        assert not results["autre.dcm"]["ok"] and results["autre.dcm"]["identity"]["fields"][0] == "identifier"
+        assert (await coordinator.get(f"/api/cases/{case_id}/studies")).json() == []
+        response = await coordinator.post(
+            f"/api/cases/{case_id}/imports",
+            files=[("files", ("cd.zip", buffer.getvalue(), "application/zip")),
+                   ("files", ("lettre.pdf", b"%PDF-1.4 not an image" * 10, "application/pdf"))],
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert all(set(r) == {"name", "ok", "message", "study_uid", "warning"} for r in body)
         results = {r["name"]: r for r in body}
         assert results["cd.zip/IMG0001"]["ok"] and results["cd.zip/IMG0001"]["warning"] is None
-        assert results["autre.dcm"]["ok"] and "does not match" in results["autre.dcm"]["warning"]
         assert not results["lettre.pdf"]["ok"]
         assert results["cd.zip/IMG0001"]["study_uid"]
         case = (await coordinator.get(f"/api/cases/{case_id}/studies")).json()

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import date
 from typing import Any
 
 import httpx
 from sqlmodel import col, select
 
 from rcp.auth.models import AuditEvent
+from rcp.config import Settings
 from rcp.db import Database
+from rcp.imaging.archive import open_archive
+from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
 from rcp.scheduling.models import Case, Patient
 
 Login = Any
@@ -173,14 +177,26 @@ async def test_reorder_agenda_and_unknown_case_refused(login: Login) -> None:
     assert [c["id"] for c in still["cases"]] == ids[::-1]
 
 
-async def test_update_case_and_readiness(login: Login) -> None:
+async def test_update_case_and_readiness(login: Login, settings: Settings, db: Database) -> None:
     coordinator = await login("secretariat")
     meeting = await new_meeting(coordinator)
-    case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})).json()
+    patient = new_patient()
+    case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": patient})).json()
     assert case["status"] == "registered"
+    # A study UID the archive does not hold for this patient is refused (issue 13: study_uids are checked).
+    unknown = await coordinator.patch(f"/api/cases/{case['id']}", json={"study_uids": ["1.2.840.1.2.3"]})
+    assert unknown.status_code == 422 and "study_uids" in unknown.json()["fields"]
+    ipp = patient["identifiers"][1]
+    ct = ct_series(SyntheticPatient(ipp["value"], ipp["assigner"], patient["family_name"], patient["given_names"],
+                                    date.fromisoformat(patient["birth_date"]), "F"), slices=1, rows=16, columns=16)
+    archive = open_archive(settings, database=db)
+    try:
+        await archive.store([to_part10(ds) for ds in ct])
+    finally:
+        await archive.close()
     updated = await coordinator.patch(f"/api/cases/{case['id']}", json={
-        "question": "Radiothérapie ?", "referring_physician": "Dr Roux", "study_uids": ["1.2.840.1.2.3"]})
-    assert updated.status_code == 200
+        "question": "Radiothérapie ?", "referring_physician": "Dr Roux", "study_uids": [str(ct[0].StudyInstanceUID)]})
+    assert updated.status_code == 200, updated.text
     assert updated.json()["readiness"]["ready"] and updated.json()["status"] == "ready"
     assert (await coordinator.patch(f"/api/cases/{case['id']}", json={"study_uids": ["not a uid"]})).status_code == 422
 

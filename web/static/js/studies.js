@@ -410,10 +410,16 @@ export class CaseImaging {
         } catch {
           body = null;
         }
-        if (xhr.status === 200 && Array.isArray(body)) {
+        // 422 with the per-file list: the import was refused as a whole (nothing stored); the list says why.
+        if ((xhr.status === 200 || xhr.status === 422) && Array.isArray(body)) {
           status.textContent = '';
           row.hidden = true;
           this.showResults(body);
+          if (xhr.status === 422) {
+            error.textContent = s.import_refused;
+            error.hidden = false;
+            error.dataset.status = '422';
+          }
           this.reload();
           this.watchPrefetch();
           finish(body);
@@ -457,10 +463,12 @@ export class CaseImaging {
       if (r.ok) ok += 1; else refused += 1;
       if (r.warning) warnings += 1;
       const message = [r.message, r.warning].filter(Boolean).join(' ');
+      const cell = el('td', {text: message});
+      if (r.identity) cell.append(this.identityTable(r.identity));
       body.append(el('tr', {class: `ci-result ci-result--${kind}`, 'data-result': kind, 'data-file': r.name},
         el('td', {class: 'mono small', text: r.name}),
         el('td', {}, el('span', {class: `ci-badge ${kind}`, text: s[kind]})),
-        el('td', {text: message})));
+        cell));
     }
     table.hidden = false;
     const warning = this.q('[data-import-warning]');
@@ -470,6 +478,23 @@ export class CaseImaging {
     }
     const status = this.q('[data-studies-status]');
     status.textContent = fill(s.upload_done, {ok, refused, warnings});
+  }
+
+  /** A refused file's patient beside the case's patient (shown to the uploader only), differing fields marked. */
+  identityTable(identity) {
+    const s = this.strings;
+    const keys = ['family_name', 'given_names', 'birth_date', 'sex', 'patient_id', 'issuer'];
+    const differs = new Set(identity.fields.map((f) => (f === 'given_name' ? 'given_names' : f)));
+    if (differs.has('identifier')) { differs.add('patient_id'); differs.add('issuer'); }
+    // A grid of divs, not a nested table: the results table's rows stay one per file.
+    const head = el('div', {class: 'ci-identity-row'}, el('span', {text: ''}),
+      el('strong', {text: s.identity_file}), el('strong', {text: s.identity_case}));
+    const rows = keys.map((k) => el('div', {class: `ci-identity-row${differs.has(k) ? ' ci-identity-differs' : ''}`,
+      'data-field': k},
+      el('span', {class: 'mono small', text: k}),
+      el('span', {text: identity.file[k] || '—'}),
+      el('span', {text: identity.case[k] || '—'})));
+    return el('div', {class: 'ci-identity small', 'data-identity': ''}, head, ...rows);
   }
 
   // ---- the viewer ---------------------------------------------------------------------------------------

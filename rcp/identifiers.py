@@ -1,0 +1,319 @@
+"""Patient identifiers and the one rule that says whether a DICOM study belongs to a patient of the service.
+
+Images meet a patient in several places — attaching a study to a case, importing files, writing a KOS or a PDF
+back — and each must answer the same question the same way, so the answer lives here, once:
+
+**Is this DICOM patient (PS3.3 C.7.1.1 Patient Module) the service's patient?**
+
+1. *An identifier in common*: the file's PatientID (or an item of its Other Patient IDs Sequence) together with
+   its IssuerOfPatientID equals one of the patient's local identifiers (IPP) with its assigning authority — both
+   present, both equal. An IPP without an assigning authority matches nothing: ``100001`` is a different person
+   in every hospital, so a bare value would find studies of any hospital's patient. Or the INS-NIR, issued by the
+   INS authority (``INS-NIR`` or its OIDs, as ``rcp.minutes.dicom`` writes it), equals the patient's INS.
+2. *No strict trait contradicts*: birth family name, first given name, birth date and sex, whenever present on
+   both sides, are equal (after the normalisation of the national identity rules: no accents, capitals,
+   separators as spaces). A contradiction refuses the match whatever the identifier says: a file that carries
+   the case's IPP over another person's name is a filing error, and filing it would put images under the
+   wrong patient.
+
+``match`` returns a ``Match`` that is true or false and says why in *field names* only (``birth_date``,
+``identifier``...), so its message can be shown to anyone; the values are shown only to those allowed to see both
+identities (``DicomPatient.as_json`` for the uploader of a file, who sees both the file and the case).
+
+Also here, because every package checks them the same way: the INS-NIR control key and DICOM UID syntax.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+__all__ = [
+    "INS_AUTHORITIES",
+    "INS_NIR_OID",
+    "INS_OIDS",
+    "DicomPatient",
+    "Identifier",
+    "Match",
+    "ServicePatient",
+    "ins_key_ok",
+    "is_uid",
+    "match",
+]
+
+#: INS-NIR (national health identifier) OID; .9 is the NIA, .10 the test NIR, .11 the demo NIR (ANS "Référentiel
+#: INS").
+INS_NIR_OID = "1.2.250.1.213.1.4.8"
+INS_OIDS = frozenset({INS_NIR_OID, "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"})
+#: What an IssuerOfPatientID (or its Universal Entity ID) says when the PatientID is an INS.
+INS_AUTHORITIES = frozenset({"INS-NIR", "INS-NIA", "INS", *INS_OIDS})
+
+#: The strict traits of the national identity rules, in the order a message names them.
+STRICT_TRAITS = ("family_name", "given_name", "birth_date", "sex")
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_STRICT_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+
+
+# --- identifiers ------------------------------------------------------------------------------------------------
+
+
+def is_uid(value: str, *, strict: bool = False) -> bool:
+    """A DICOM UID (PS3.5 9.1): digits and dots, at most 64 characters.
+
+    ``strict`` also refuses leading zeros in a component and single-component UIDs, as PS3.5 9.1 requires of UIDs
+    *we* write; files from elsewhere are read with the lenient form (leading zeros are common in the field), which
+    still keeps a UID safe as a path component.
+
+    >>> is_uid("1.2.840.10008.1.2"), is_uid("1.2.03"), is_uid("1.2.03", strict=True), is_uid("../1")
+    (True, True, False, False)
+    """
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        return False
+    return bool((_STRICT_UID if strict else _UID).match(value))
+
+
+def ins_key_ok(nir: str) -> bool:
+    """Whether a 15-character INS-NIR has the right control key: 97 - (first 13 characters mod 97).
+
+    Corsican départements 2A / 2B (characters 6-7) count as 19 / 18 for the key (INSEE rule).
+
+    >>> ins_key_ok("255081416802538"), ins_key_ok("255081416802539"), ins_key_ok("25508141680253")
+    (True, False, False)
+    """
+    if len(nir) != 15:
+        return False
+    body, key = nir[:13].upper(), nir[13:]
+    corsica = {"2A": "19", "2B": "18"}.get(body[5:7])
+    if corsica:
+        body = body[:5] + corsica + body[7:]
+    if not (body.isdigit() and key.isdigit()):
+        return False
+    return 97 - int(body) % 97 == int(key)
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """An identifier of the service's patient: ``system`` is ``IPP`` (with its assigning authority) or ``INS-NIR``."""
+
+    system: str
+    value: str
+    assigner: str = ""
+
+
+# --- the two sides ------------------------------------------------------------------------------------------------
+
+
+def _plain(text: str) -> str:
+    """A name as the national identity rules compare it: no accents, capitals, any separator one space.
+
+    >>> _plain("  Müller-Nguyen "), _plain("D'ARC"), _plain("Lefèvre")
+    ('MULLER NGUYEN', 'D ARC', 'LEFEVRE')
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
+    return " ".join(re.sub(r"[^0-9A-Z]+", " ", bare).split())
+
+
+def _first_given(given_names: str) -> str:
+    """The first given name, compared on its first word: "Jean-Pierre" and "JEAN PIERRE" agree (both spellings
+    are met), and so does "Jean" (a DICOM name often keeps one given name)."""
+    words = _plain(given_names.replace(",", " ")).split(" ")
+    return words[0] if words else ""
+
+
+def _same_authority(a: str, b: str) -> bool:
+    return bool(a.strip()) and a.strip().casefold() == b.strip().casefold()
+
+
+@dataclass(frozen=True)
+class ServicePatient:
+    """The service's patient, as the rule needs it (``rcp.scheduling.models.Patient`` and its identifiers)."""
+
+    identifiers: tuple[Identifier, ...] = ()
+    #: Birth family name.
+    family_name: str = ""
+    given_names: str = ""
+    birth_date: date | None = None
+    #: HL7 administrative gender: female, male, other, unknown.
+    sex: str = "unknown"
+
+    @classmethod
+    def of(cls, patient: Any, identifiers: Iterable[Any]) -> ServicePatient:
+        """From the scheduling tables' ``Patient`` and its ``PatientIdentifier`` rows (anything with the fields)."""
+        return cls(
+            identifiers=tuple(Identifier(str(i.system), str(i.value), str(i.assigner or "")) for i in identifiers),
+            family_name=str(patient.family_name or ""),
+            given_names=str(patient.given_names or ""),
+            birth_date=patient.birth_date,
+            sex=str(patient.sex or "unknown"),
+        )
+
+    @property
+    def dicom_sex(self) -> str:
+        return {"female": "F", "male": "M"}.get(self.sex, "")
+
+    def as_json(self) -> dict[str, str]:
+        """The case's patient as the DICOM side would read it (shown beside a refused file, to its uploader)."""
+        ipp = next((i for i in self.identifiers if i.system == "IPP"), None)
+        return {"patient_id": ipp.value if ipp else "", "issuer": ipp.assigner if ipp else "",
+                "family_name": self.family_name, "given_names": self.given_names,
+                "birth_date": self.birth_date.isoformat() if self.birth_date else "", "sex": self.dicom_sex}
+
+
+@dataclass(frozen=True)
+class DicomPatient:
+    """The patient a DICOM file or study names (PS3.3 C.7.1.1; PN as in PS3.5 6.2: ``FAMILY^GIVEN^MIDDLE...``)."""
+
+    patient_id: str = ""
+    issuer: str = ""
+    #: Other Patient IDs Sequence (0010,1002) items: (PatientID, IssuerOfPatientID or its Universal Entity ID).
+    other_ids: tuple[tuple[str, str], ...] = ()
+    name: str = ""
+    #: DA, YYYYMMDD.
+    birth_date: str = ""
+    #: M, F, O or empty.
+    sex: str = ""
+
+    @classmethod
+    def from_dataset(cls, ds: Any) -> DicomPatient:
+        """From a pydicom ``Dataset`` (a file, or QIDO-RS / WADO-RS metadata converted to one)."""
+        def text(item: Any, keyword: str) -> str:
+            value = item.get(keyword)
+            if value is None:
+                return ""
+            if isinstance(value, dict):  # DICOM JSON PN (PS3.18 F.2.2)
+                return str(value.get("Alphabetic", "")).strip()
+            return str(value).strip()
+
+        others: list[tuple[str, str]] = []
+        for item in ds.get("OtherPatientIDsSequence") or []:
+            issuer = text(item, "IssuerOfPatientID")
+            for qualifier in item.get("IssuerOfPatientIDQualifiersSequence") or []:
+                issuer = issuer or text(qualifier, "UniversalEntityID")
+                if text(qualifier, "UniversalEntityID") in INS_OIDS:
+                    issuer = text(qualifier, "UniversalEntityID")
+            others.append((text(item, "PatientID"), issuer))
+        issuer = text(ds, "IssuerOfPatientID")
+        for qualifier in ds.get("IssuerOfPatientIDQualifiersSequence") or []:
+            issuer = issuer or text(qualifier, "UniversalEntityID")
+        return cls(patient_id=text(ds, "PatientID"), issuer=issuer, other_ids=tuple(others),
+                   name=text(ds, "PatientName"), birth_date=text(ds, "PatientBirthDate"),
+                   sex=text(ds, "PatientSex").upper())
+
+    @property
+    def family_name(self) -> str:
+        return self.name.split("=")[0].split("^")[0]
+
+    @property
+    def given_names(self) -> str:
+        parts = self.name.split("=")[0].split("^")
+        return parts[1] if len(parts) > 1 else ""
+
+    def identifiers(self) -> Iterable[tuple[str, str]]:
+        yield self.patient_id, self.issuer
+        yield from self.other_ids
+
+    def as_json(self) -> dict[str, str]:
+        """What the file says, for its uploader (never for someone who may not see this patient)."""
+        born = self.birth_date
+        if len(born) == 8 and born.isdigit():
+            born = f"{born[:4]}-{born[4:6]}-{born[6:]}"
+        return {"patient_id": self.patient_id, "issuer": self.issuer, "family_name": self.family_name,
+                "given_names": self.given_names, "birth_date": born, "sex": self.sex}
+
+
+# --- the rule -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    """The rule's answer: true when the DICOM patient is the service's patient.
+
+    ``by`` says what matched (``IPP`` or ``INS-NIR``); ``refused`` names the fields that refused it — ``identifier``
+    when no identifier is in common, else the strict traits that contradict — never their values.
+    """
+
+    by: str = ""
+    refused: tuple[str, ...] = field(default=())
+
+    def __bool__(self) -> bool:
+        return bool(self.by) and not self.refused
+
+    @property
+    def message(self) -> str:
+        """Field names only: safe for logs and for anyone."""
+        if self:
+            return f"same patient (by {self.by})"
+        parts = []
+        if "identifier" in self.refused:
+            parts.append("no identifier in common (PatientID with IssuerOfPatientID must equal one of the "
+                         "patient's IPP with its hospital, or the INS)")
+        traits = [f for f in self.refused if f != "identifier"]
+        if traits:
+            parts.append("identity traits contradict: " + ", ".join(traits))
+        return "; ".join(parts)
+
+
+def _contradictions(patient: ServicePatient, dicom: DicomPatient) -> tuple[str, ...]:
+    found: list[str] = []
+    ours, theirs = _plain(patient.family_name), _plain(dicom.family_name)
+    if ours and theirs and ours != theirs:
+        found.append("family_name")
+    ours, theirs = _first_given(patient.given_names), _first_given(dicom.given_names)
+    if ours and theirs and ours != theirs:
+        found.append("given_name")
+    theirs = dicom.birth_date.strip()
+    if patient.birth_date is not None and theirs and theirs != patient.birth_date.strftime("%Y%m%d"):
+        found.append("birth_date")
+    ours, theirs = patient.dicom_sex, dicom.sex.strip().upper()
+    if ours and theirs in {"F", "M"} and ours != theirs:
+        found.append("sex")
+    return tuple(found)
+
+
+def _shared_identifier(patient: ServicePatient, dicom: DicomPatient) -> str:
+    for value, issuer in dicom.identifiers():
+        value = value.strip()
+        if not value or not issuer.strip():
+            continue
+        for ours in patient.identifiers:
+            if ours.value != value:
+                continue
+            if ours.system == "IPP" and _same_authority(ours.assigner, issuer):
+                return "IPP"
+            if ours.system == "INS-NIR" and issuer.strip().upper() in {a.upper() for a in INS_AUTHORITIES}:
+                return "INS-NIR"
+    return ""
+
+
+def match(patient: ServicePatient, dicom: DicomPatient) -> Match:
+    """Whether ``dicom`` names ``patient`` (the module docstring states the rule).
+
+    >>> ours = ServicePatient((Identifier("IPP", "100001", "CHU Lyon"),), "Lefèvre", "Hélène", date(1961, 4, 5),
+    ...                       "female")
+    >>> bool(match(ours, DicomPatient("100001", "chu lyon", name="LEFEVRE^HELENE", birth_date="19610405", sex="F")))
+    True
+    >>> match(ours, DicomPatient("100001", "", name="LEFEVRE^HELENE")).refused      # no issuer: no match
+    ('identifier',)
+    >>> match(ours, DicomPatient("100001", "CHU Lyon", name="DOE^JANE", birth_date="19700101")).message
+    'identity traits contradict: family_name, given_name, birth_date'
+    """
+    by = _shared_identifier(patient, dicom)
+    contradictions = _contradictions(patient, dicom)
+    if not by:
+        return Match(by="", refused=("identifier", *contradictions))
+    return Match(by=by, refused=contradictions)
+
+
+def first_refusal(patient: ServicePatient, dicoms: Sequence[DicomPatient]) -> Match | None:
+    """The first ``Match`` that refuses among ``dicoms`` (every file of an upload, every study of a list), or None."""
+    for dicom in dicoms:
+        result = match(patient, dicom)
+        if not result:
+            return result
+    return None

@@ -1,0 +1,245 @@
+"""Attacks on the studies of a case (issue 13 findings 1, 2 and 13), over HTTP against a running service.
+
+Each test is what a curious insider can do with the demo data: import a file that carries the case patient's IPP
+but another patient's study, attach a study by ``study_uids`` on case create or PATCH, find another hospital's
+studies by a bare IPP, slip a foreign patient's files in with good ones, replace an existing SOP instance, or
+send a large body where only uploads are allowed one. The archive is the app's own (the local archive, and Orthanc
+over DICOMweb for the STOW path); a foreign patient's studies are put there directly, as another hospital's
+modality would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pydicom
+import pytest
+
+from rcp.app import create_app
+from rcp.config import Settings
+from rcp.db import Database
+from rcp.imaging.archive import Archive, open_archive
+from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+from tests.conftest import Client, sign_in
+from tests.servers import ServerThread
+
+HOSPITAL = "CHU de Lyon"
+
+
+@dataclass(frozen=True)
+class CaseOf:
+    case_id: int
+    patient: SyntheticPatient
+
+
+def _patient(family: str, *, issuer: str = HOSPITAL, sex: str = "M", born: date = date(1961, 6, 15),
+             ipp: str | None = None) -> SyntheticPatient:
+    return SyntheticPatient(ipp or f"IPPS{secrets.randbelow(10**8):08d}", issuer, family,
+                            "Éloi" if sex == "M" else "Inès", born, sex)
+
+
+async def _new_case(coordinator: Client, patient: SyntheticPatient, **extra: Any) -> CaseOf:
+    meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
+    meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
+    response = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={
+        "patient": {"family_name": patient.family_name, "given_names": patient.given_names,
+                    "birth_date": patient.birth_date.isoformat() if patient.birth_date else None,
+                    "sex": {"M": "male", "F": "female"}.get(patient.sex, "unknown"),
+                    "identifiers": [{"system": "IPP", "value": patient.patient_id, "assigner": patient.issuer}]},
+        "question": "Bilan ?", "referring_physician": "Dr Test", **extra,
+    })
+    assert response.status_code == 201, response.text
+    return CaseOf(int(response.json()["id"]), patient)
+
+
+def _ct(patient: SyntheticPatient, *, slices: int = 2, study_uid: str | None = None) -> list[bytes]:
+    datasets = ct_series(patient, slices=slices, rows=16, columns=16)
+    if study_uid is not None:
+        for ds in datasets:
+            ds.StudyInstanceUID = study_uid
+    return [to_part10(ds) for ds in datasets]
+
+
+def _uids(blob: bytes) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+def _files(blobs: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", (f"f{i}.dcm", blob, "application/dicom")) for i, blob in enumerate(blobs)]
+
+
+async def _stored_sops(archive: Archive, study_uid: str) -> set[str]:
+    found: set[str] = set()
+    for study in await archive.search_studies(study_uid=study_uid):
+        for series in await archive.list_series(study.study_uid):
+            found |= {i.sop_uid for i in await archive.list_instances(study.study_uid, series.series_uid)}
+    return found
+
+
+@pytest.fixture
+async def local_archive(settings: Settings, db: Database) -> AsyncIterator[Archive]:
+    archive = open_archive(settings, database=db)
+    yield archive
+    await archive.close()
+
+
+# --- finding 1: another patient's study through the import route ------------------------------------------------
+
+
+async def test_import_with_the_case_ipp_and_a_foreign_study_uid_is_refused(login: Any, local_archive: Archive
+                                                                          ) -> None:
+    coordinator = await login("secretariat")
+    ours = await _new_case(coordinator, _patient("Victime"))
+    foreign = _patient("Autrui", sex="F", born=date(1970, 1, 1))
+    stored = await local_archive.store(_ct(foreign, slices=3))
+    foreign_study = (await local_archive.search_studies(patient_id=foreign.patient_id))[0].study_uid
+    assert len(stored.stored) == 3
+    # One small file: the case patient's identity, the foreign patient's StudyInstanceUID.
+    bait = _ct(ours.patient, slices=1, study_uid=foreign_study)
+    response = await coordinator.post(f"/api/cases/{ours.case_id}/imports", files=_files(bait))
+    assert response.status_code == 422, response.text
+    body = response.json()
+    text = response.text
+    assert not any(r["ok"] for r in body)
+    assert "Autrui".upper() not in text.upper() and foreign.patient_id not in text  # whose: never said
+    case = (await coordinator.get(f"/api/cases/{ours.case_id}")).json()
+    assert foreign_study not in case["study_uids"]
+    listing = await coordinator.get(f"/api/imaging/studies/{foreign_study}/series?case_id={ours.case_id}")
+    assert listing.status_code == 404
+    assert _uids(bait[0])[2] not in await _stored_sops(local_archive, foreign_study)
+
+
+# --- finding 2: study_uids without the archive check; an IPP without its hospital --------------------------------
+
+
+async def test_study_uids_on_case_create_and_patch_are_checked_against_the_archive(login: Any,
+                                                                                   local_archive: Archive) -> None:
+    coordinator = await login("secretariat")
+    foreign = _patient("Autrui", sex="F", born=date(1970, 1, 1))
+    await local_archive.store(_ct(foreign))
+    foreign_study = (await local_archive.search_studies(patient_id=foreign.patient_id))[0].study_uid
+
+    meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
+    meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
+    victim = _patient("Victime")
+    created = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={
+        "patient": {"family_name": victim.family_name, "identifiers": [
+            {"system": "IPP", "value": victim.patient_id, "assigner": HOSPITAL}]},
+        "study_uids": [foreign_study],
+    })
+    assert created.status_code == 422, created.text
+    assert "study_uids" in created.json().get("fields", {})
+
+    ours = await _new_case(coordinator, victim)
+    patched = await coordinator.patch(f"/api/cases/{ours.case_id}", json={"study_uids": [foreign_study]})
+    assert patched.status_code == 422, patched.text
+    assert foreign_study not in (await coordinator.get(f"/api/cases/{ours.case_id}")).json()["study_uids"]
+    unknown = await coordinator.patch(f"/api/cases/{ours.case_id}", json={"study_uids": ["1.2.3.4.5.6.7.8.9"]})
+    assert unknown.status_code == 422, unknown.text
+
+
+async def test_an_ipp_without_its_hospital_finds_nothing(login: Any, local_archive: Archive) -> None:
+    coordinator = await login("secretariat")
+    # Another hospital's patient, filed under a PatientID that happens to be a bare IPP of ours.
+    elsewhere = _patient("Ailleurs", issuer="CH de Bourg", sex="F", born=date(1944, 2, 2))
+    await local_archive.store(_ct(elsewhere))
+    their_study = (await local_archive.search_studies(patient_id=elsewhere.patient_id))[0].study_uid
+    ours = await _new_case(coordinator, _patient("Sansissuer", issuer="", ipp=elsewhere.patient_id))
+    listed = (await coordinator.get(f"/api/cases/{ours.case_id}/studies")).json()
+    assert their_study not in [s["study_uid"] for s in listed]
+    attach = await coordinator.post(f"/api/cases/{ours.case_id}/studies", json={"study_uids": [their_study]})
+    assert attach.status_code in (404, 422), attach.text
+
+
+async def test_a_study_of_the_same_ipp_under_another_name_is_not_the_patients(login: Any,
+                                                                              local_archive: Archive) -> None:
+    coordinator = await login("secretariat")
+    ours = await _new_case(coordinator, _patient("Martin"))
+    impostor = dataclasses.replace(ours.patient, family_name="DOE", given_names="Jane", sex="F",
+                                   birth_date=date(1970, 1, 1))
+    await local_archive.store(_ct(impostor))
+    study = (await local_archive.search_studies(patient_id=impostor.patient_id))[0].study_uid
+    listed = (await coordinator.get(f"/api/cases/{ours.case_id}/studies")).json()
+    assert study not in [s["study_uid"] for s in listed]
+    attach = await coordinator.post(f"/api/cases/{ours.case_id}/studies", json={"study_uids": [study]})
+    assert attach.status_code in (404, 422), attach.text
+
+
+# --- imports: nothing of a mismatching upload is stored; SOP instances are never replaced --------------------------
+
+
+async def _import_attacks(client: Client, case: CaseOf, archive: Archive) -> None:
+    good = _ct(case.patient, slices=2)
+    other = _patient("Autre", sex="F", born=date(1980, 3, 3))
+    foreign = _ct(other, slices=1)
+    # The same IPP and hospital over another person's traits (issue 14's DOE^JANE row).
+    twin = _ct(dataclasses.replace(case.patient, family_name="DOE", given_names="Jane", sex="F",
+                                   birth_date=date(1970, 1, 1)), slices=1)
+    for bad in (foreign, twin):
+        response = await client.post(f"/api/cases/{case.case_id}/imports", files=_files([*good, *bad]))
+        assert response.status_code == 422, response.text
+        results = {r["name"]: r for r in response.json()}
+        refused = results["f2.dcm"]
+        assert not refused["ok"] and refused["identity"]["fields"]
+        # The uploader sees what the file says beside the case's patient (their file, their case).
+        assert refused["identity"]["file"]["family_name"].upper() == ("AUTRE" if bad is foreign else "DOE")
+        assert refused["identity"]["case"]["family_name"] == case.patient.family_name
+        assert not any(r["ok"] for r in results.values())
+        for blob in [*good, *bad]:
+            study, _series, sop = _uids(blob)
+            assert sop not in await _stored_sops(archive, study), "a file of a refused import was stored"
+
+    ok = await client.post(f"/api/cases/{case.case_id}/imports", files=_files(good))
+    assert ok.status_code == 200, ok.text
+    assert all(r["ok"] for r in ok.json())
+    study, series, sop = _uids(good[0])
+    original = await archive.retrieve_instance(study, series, sop)
+    # Identical bytes again: a no-op, accepted.
+    again = await client.post(f"/api/cases/{case.case_id}/imports", files=_files([good[0]]))
+    assert again.status_code == 200 and again.json()[0]["ok"], again.text
+    # Same SOP Instance UID, different content: refused, the stored instance unchanged.
+    ds = pydicom.dcmread(io.BytesIO(good[0]))
+    ds.SeriesDescription = "REPLACED"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    replaced = await client.post(f"/api/cases/{case.case_id}/imports", files=_files([buffer.getvalue()]))
+    assert replaced.status_code == 422, replaced.text
+    assert "SOP Instance UID" in replaced.json()[0]["message"]
+    after = await archive.retrieve_instance(study, series, sop)
+    assert pydicom.dcmread(io.BytesIO(after)).get("SeriesDescription") != "REPLACED"
+    assert len(after) == len(original)
+
+
+async def test_imports_into_the_local_archive(login: Any, local_archive: Archive) -> None:
+    coordinator = await login("secretariat")
+    case = await _new_case(coordinator, _patient("Importe"))
+    await _import_attacks(coordinator, case, local_archive)
+
+
+@pytest.fixture(scope="module")
+def orthanc_server(settings: Settings, db: Database, orthanc_url: str) -> Iterator[tuple[ServerThread, str]]:
+    """A second node of the service whose archive is Orthanc over DICOMweb (same database)."""
+    with ServerThread(create_app(dataclasses.replace(settings, pacs_url=orthanc_url))) as server:
+        yield server, orthanc_url
+
+
+@pytest.mark.orthanc
+async def test_imports_into_a_dicomweb_archive(orthanc_server: tuple[ServerThread, str]) -> None:
+    from rcp.imaging.dicomweb import DicomWebClient
+
+    server, url = orthanc_server
+    coordinator = await sign_in(server.url, "secretariat")
+    archive = DicomWebClient(url, retries=1)
+    try:
+        case = await _new_case(coordinator, _patient("Orthanc"))
+        await _import_attacks(coordinator, case, archive)
+    finally:
+        await archive.close()
+        await coordinator.http.aclose()

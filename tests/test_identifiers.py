@@ -1,0 +1,101 @@
+"""The one identity-matching rule (rcp/identifiers.py), as a table: each row a file's patient module against the
+service's patient, and what the rule says. Rows 3-7 are issue 14's list of files once attached to the wrong case."""
+
+from __future__ import annotations
+
+import doctest
+from datetime import date
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+import rcp.identifiers
+from rcp.identifiers import DicomPatient, Identifier, ServicePatient, ins_key_ok, is_uid, match
+
+INS = "255081416802538"
+OURS = ServicePatient(
+    identifiers=(Identifier("IPP", "100001", "CHU de Lyon"), Identifier("INS-NIR", INS)),
+    family_name="Müller-Nguyen", given_names="Anaïs Marie", birth_date=date(1968, 11, 2), sex="female",
+)
+
+
+def dicom(pid: str = "100001", issuer: str = "CHU de Lyon", name: str = "MULLER NGUYEN^ANAIS",
+          birth: str = "19681102", sex: str = "F", others: tuple[tuple[str, str], ...] = ()) -> DicomPatient:
+    return DicomPatient(patient_id=pid, issuer=issuer, other_ids=others, name=name, birth_date=birth, sex=sex)
+
+
+TABLE: list[tuple[str, DicomPatient, str, tuple[str, ...]]] = [
+    # (what, the file's patient, matched by, fields that refuse)
+    ("same IPP and hospital, same traits", dicom(), "IPP", ()),
+    ("hospital spelt in another case, traits partly absent", dicom(issuer="chu de lyon", birth="", sex=""), "IPP", ()),
+    ("same IPP and issuer, another name and birth date (DOE^JANE)", dicom(name="DOE^JANE", birth="19700101"),
+     "IPP", ("family_name", "given_name", "birth_date")),
+    ("another IPP, same family name and birth date, other given name and sex",
+     dicom(pid="999999", name="MULLER NGUYEN^PAUL", sex="M"), "", ("identifier", "given_name", "sex")),
+    ("same IPP value, no issuer, other name", dicom(issuer="", name="DUPONT^LUC"), "",
+     ("identifier", "family_name", "given_name")),
+    ("same IPP value, no issuer, same traits", dicom(issuer=""), "", ("identifier",)),
+    ("same IPP value at another hospital", dicom(issuer="CH de Bourg"), "", ("identifier",)),
+    ("an unknown person", dicom(pid="X1", issuer="CH de Bourg", name="INCONNU^X", birth="19000101", sex="M"), "",
+     ("identifier", "family_name", "given_name", "birth_date", "sex")),
+    ("the INS as PatientID, issuer its OID", dicom(pid=INS, issuer="1.2.250.1.213.1.4.8"), "INS-NIR", ()),
+    ("the INS in Other Patient IDs, local id unknown", dicom(pid="Z", issuer="CH X", others=((INS, "INS-NIR"),)),
+     "INS-NIR", ()),
+    ("the INS without its authority", dicom(pid=INS, issuer=""), "", ("identifier",)),
+    ("the INS with the wrong sex", dicom(pid=INS, issuer="INS-NIR", sex="M"), "INS-NIR", ("sex",)),
+    ("sex O or unknown is no contradiction", dicom(sex="O"), "IPP", ()),
+    ("accents, case and hyphens do not matter; the first given name does", dicom(name="müller-nguyen^Anaïs-Marie"),
+     "IPP", ()),
+    ("another first given name", dicom(name="MULLER NGUYEN^MARIE ANAIS"), "IPP", ("given_name",)),
+]
+
+
+@pytest.mark.parametrize(("what", "theirs", "by", "refused"), TABLE, ids=[row[0] for row in TABLE])
+def test_the_rule(what: str, theirs: DicomPatient, by: str, refused: tuple[str, ...]) -> None:
+    verdict = match(OURS, theirs)
+    assert (verdict.by, verdict.refused) == (by, refused), what
+    assert bool(verdict) == (bool(by) and not refused)
+    # The message names fields, never values.
+    for value in ("MULLER", "Müller", "100001", INS, "1968", "DOE", "ANAIS"):
+        assert value not in verdict.message
+
+
+def test_a_bare_ipp_of_ours_matches_nothing() -> None:
+    bare = ServicePatient(identifiers=(Identifier("IPP", "100001", ""),), family_name="Müller-Nguyen")
+    assert match(bare, dicom()).refused == ("identifier",)
+    assert match(bare, dicom(issuer="")).refused == ("identifier",)
+
+
+def test_from_a_dataset_with_other_patient_ids_as_the_service_writes_them() -> None:
+    ds = Dataset()
+    ds.PatientID = "Z"
+    ds.IssuerOfPatientID = "CH X"
+    ds.PatientName = "MULLER NGUYEN^ANAIS"
+    ds.PatientBirthDate = "19681102"
+    ds.PatientSex = "F"
+    qualifier = Dataset()
+    qualifier.UniversalEntityID = "1.2.250.1.213.1.4.8"
+    qualifier.UniversalEntityIDType = "ISO"
+    item = Dataset()
+    item.PatientID = INS
+    item.IssuerOfPatientID = "INS-NIR"
+    item.IssuerOfPatientIDQualifiersSequence = [qualifier]
+    ds.OtherPatientIDsSequence = [item]
+    patient = DicomPatient.from_dataset(ds)
+    assert patient.other_ids == ((INS, "1.2.250.1.213.1.4.8"),)
+    assert match(OURS, patient).by == "INS-NIR"
+    assert patient.as_json() == {"patient_id": "Z", "issuer": "CH X", "family_name": "MULLER NGUYEN",
+                                 "given_names": "ANAIS", "birth_date": "1968-11-02", "sex": "F"}
+
+
+def test_ins_key_and_uid_syntax() -> None:
+    assert ins_key_ok(INS) and not ins_key_ok(INS[:-1] + "9") and not ins_key_ok(INS[:-1])
+    body = "15603" + "2A" + "123045"
+    assert ins_key_ok(body + f"{97 - int(body.replace('2A', '19')) % 97:02d}")
+    assert is_uid(str(pydicom.uid.generate_uid())) and not is_uid("1.2/3") and not is_uid("1" * 65)
+    assert is_uid("1.2.03") and not is_uid("1.2.03", strict=True)
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(rcp.identifiers).failed == 0
