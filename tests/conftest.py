@@ -33,6 +33,17 @@ pytest_plugins: list[str] = sorted(
 DEMO_PASSWORD = "rcp-demo-2026"
 
 
+#: Browser tests drive Chromium through whole meetings: longer than the default per-test timeout (pyproject.toml).
+BROWSER_TIMEOUT_S = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give ``browser`` tests their longer timeout, unless a test sets its own ``@pytest.mark.timeout``."""
+    for item in items:
+        if item.get_closest_marker("browser") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(BROWSER_TIMEOUT_S))
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("rcp-data")

@@ -7,6 +7,8 @@ carries the current value, so the UI shows both texts instead of silently keepin
 Signing freezes the fiche's canonical JSON (sorted keys, no insignificant whitespace, UTF-8) with its SHA-256,
 who signed and when. A correction never overwrites: it is a new version that names the one it replaces and why.
 
+    >>> from datetime import UTC
+    >>> NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     >>> draft = Draft(case_id=1).edit("question", "Chirurgie ?", base_version=0, editor_id=7, at=NOW)
     >>> draft.get("question").version
     1

@@ -211,6 +211,8 @@ async def test_view_channel_is_ordered_both_ways_and_pointer_unreliable(
     assert not room.send("nobody", "view", "x")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 async def test_join_leave_cycles_return_to_baseline(hub: MediaHub) -> None:
     """aiortc has a history of leaks: after 500 joins and leaves, tasks, threads (decoder threads), file descriptors
     and memory are back where they were."""
