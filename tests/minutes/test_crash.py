@@ -19,8 +19,8 @@ from rcp.db import Database, migrate
 from rcp.imaging.synthetic import SyntheticPatient, ct_series
 from rcp.minutes import store
 from rcp.minutes.writeback import run_due_writebacks
+from tests.minutes.memory_archive import FakeArchive, marks
 from tests.minutes.seeding import fill, seed
-from tests.minutes.test_writeback import FakeArchive, marks
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,8 +21,8 @@ from rcp.http import error_handlers
 from rcp.minutes import store
 from rcp.minutes.routes import routes
 from rcp.templating import WEB_DIR, render_error
+from tests.minutes.header_auth import HeaderAuth
 from tests.minutes.seeding import Seed, seed
-from tests.minutes.test_routes import HeaderAuth
 from tests.servers import ServerThread
 
 pytestmark = [pytest.mark.browser]

@@ -14,35 +14,19 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rcp.auth.models import AuditEvent, User
 from rcp.auth.passwords import hash_password
-from rcp.auth.sessions import CurrentUser
 from rcp.db import Database, migrate
 from rcp.http import error_handlers
 from rcp.minutes import store
 from rcp.minutes.routes import routes
 from rcp.templating import render_error
 from tests.factories import CHEAP_ARGON2
+from tests.minutes.header_auth import HeaderAuth
 from tests.minutes.seeding import KEY_IMAGE, Seed, seed
 
 PASSWORD = "correct horse battery staple"
-
-
-class HeaderAuth:
-    """Test stand-in for the session middleware: ``X-Test-User: <id>`` authenticates as that user."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            raw = dict(scope["headers"]).get(b"x-test-user")
-            if raw:
-                scope["user"] = CurrentUser(id=int(raw), username=f"u{int(raw)}", name="", role="clinician",
-                                            specialty="", hospital="", locale="fr", via="token")
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture(scope="module")

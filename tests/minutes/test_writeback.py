@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 
 import highdicom as hd
@@ -19,49 +18,10 @@ from rcp.minutes import store
 from rcp.minutes.dicom import ENCAPSULATED_PDF_STORAGE, KOS_STORAGE
 from rcp.minutes.models import WritebackJob
 from rcp.minutes.writeback import run_due_writebacks
+from tests.minutes.memory_archive import FakeArchive, marks
 from tests.minutes.seeding import NOW, fill, seed
 
 PATIENT = SyntheticPatient("IPP-WB-1", "CHU-ANGERS", "Lefèvre", "Hélène-Françoise", date(1958, 3, 28), "F")
-
-
-@dataclass
-class Summary:
-    study_uid: str
-    series_uid: str
-
-
-@dataclass
-class FakeResult:
-    stored: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-
-class FakeArchive:
-    """An archive in memory that can be down, or refuse what it is given."""
-
-    def __init__(self, datasets: Sequence[Dataset]) -> None:
-        self.datasets = list(datasets)
-        self.stored: dict[str, bytes] = {}
-        self.mode = "ok"
-
-    async def list_series(self, study_uid: str) -> list[Summary]:
-        return [Summary(study_uid, str(ds.SeriesInstanceUID)) for ds in self.datasets[:1]]
-
-    async def series_metadata(self, study_uid: str, series_uid: str) -> list[Dataset]:
-        return [ds for ds in self.datasets if ds.SeriesInstanceUID == series_uid]
-
-    async def store(self, instances: Sequence[bytes]) -> FakeResult:
-        if self.mode == "down":
-            raise ConnectionError("PACS unreachable")
-        result = FakeResult()
-        for blob in instances:
-            uid = str(pydicom.dcmread(io.BytesIO(blob)).SOPInstanceUID)
-            if self.mode == "refuse":
-                result.failed.append((uid, "failure reason 49152"))
-            else:
-                self.stored[uid] = blob
-                result.stored.append(uid)
-        return result
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +36,6 @@ async def database(sqlite_url: str) -> AsyncIterator[Database]:
     db = Database(sqlite_url)
     yield db
     await db.close()
-
-
-def marks(series: list[Dataset], *indexes: int) -> list[dict[str, object]]:
-    return [{"study_uid": str(series[i].StudyInstanceUID), "series_uid": str(series[i].SeriesInstanceUID),
-             "sop_uid": str(series[i].SOPInstanceUID), "description": f"Cible {n} : nodule spiculé"}
-            for n, i in enumerate(indexes, 1)]
 
 
 async def signed_case(db: Database, series: list[Dataset], *indexes: int,

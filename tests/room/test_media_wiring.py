@@ -30,7 +30,7 @@ from rcp.room.log import MemoryEventLog
 from rcp.room.state import replay, snapshot_from_dict, snapshot_to_dict
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import room_app, scheduled_meeting_id
-from tests.room.test_state import CHAIR, RADIO, SURGEON, full_room
+from tests.room.reducer import CHAIR, RADIO, SURGEON, full_room
 from tests.servers import ServerThread, until
 
 # --- pure: the reducer and the parser ------------------------------------------------------------------------

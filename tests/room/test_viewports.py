@@ -12,7 +12,7 @@ from rcp.errors import Invalid
 from rcp.room import commands as c
 from rcp.room.events import PointerSample, View, Viewport, event_from_dict, event_to_dict
 from rcp.room.state import replay, snapshot_from_dict, snapshot_to_dict
-from tests.room.test_state import Room, full_room
+from tests.room.reducer import Room, full_room
 
 CURRENT, PRIOR = "1.2.10", "1.2.9"
 
