@@ -19,6 +19,7 @@ from media.plane import open_media_plane
 from rcp import __version__
 from rcp.auth import audit
 from rcp.auth import routes as auth_routes
+from rcp.auth import trail as audit_trail
 from rcp.auth.sessions import SessionBackend
 from rcp.config import Settings
 from rcp.db import Database
@@ -95,6 +96,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         *auth_routes.routes,
+        *audit_trail.routes,
         *scheduling_api.routes,
         *scheduling_pages.routes,
         *epr_routes.routes,

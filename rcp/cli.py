@@ -186,6 +186,29 @@ async def _audit_export(settings: Settings, limit: int) -> list[str]:
         await db.close()
 
 
+async def _audit_patient(settings: Settings, patient_id: int, limit: int) -> list[str]:
+    from rcp.auth import audit
+    from rcp.auth.trail import patient_accesses, text_lines
+    from rcp.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            events = await patient_accesses(s, patient_id, limit=limit)
+            await audit.record(s, event="export", action="R", patient_id=patient_id, source="cli",
+                               what=f"accesses to patient {patient_id} ({len(events)} events), rcp audit patient")
+            return text_lines(events)
+    finally:
+        await db.close()
+
+
+def cmd_audit_patient(args: argparse.Namespace) -> int:
+    """Who accessed one patient's data (GDPR art. 15 requests, the DPO's checks)."""
+    for line in asyncio.run(_audit_patient(_settings(), args.patient_id, args.limit)):
+        print(line)
+    return 0
+
+
 def cmd_audit_export(args: argparse.Namespace) -> int:
     for line in asyncio.run(_audit_export(_settings(), args.limit)):
         print(line)
@@ -256,6 +279,10 @@ def parser() -> argparse.ArgumentParser:
     export = audit.add_parser("export", help="print the newest events as RFC 5424 syslog lines")
     export.add_argument("--limit", type=int, default=10_000)
     export.set_defaults(func=cmd_audit_export)
+    patient = audit.add_parser("patient", help="who accessed one patient's data, oldest first (tab-separated)")
+    patient.add_argument("patient_id", type=int, help="the patient's id in the service (as in /patients/ID)")
+    patient.add_argument("--limit", type=int, default=10_000)
+    patient.set_defaults(func=cmd_audit_patient)
 
     worker = sub.add_parser("worker", help="run the EPR delivery worker on its own")
     worker.set_defaults(func=cmd_worker)

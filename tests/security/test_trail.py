@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -218,3 +219,43 @@ async def test_logs_carry_no_health_data_and_no_secret(logged_service: LoggedSer
     assert " DEBUG " in written, "the service ran at DEBUG"
     leaked = sorted(v for v in patient_data | secrets_seen if v and v.casefold() in written.casefold())
     assert not leaked, f"the log holds {len(leaked)} patient data or secrets, e.g. {leaked[:3]}"
+
+
+# -- who accessed a patient -------------------------------------------------------------------------------------
+
+
+async def _a_patient_of(client: Any) -> int:
+    meetings = (await client.get("/api/meetings")).json()
+    for meeting in meetings:
+        for case in (await client.get(f"/api/meetings/{meeting['id']}")).json().get("cases", []):
+            detail = (await client.get(f"/api/cases/{case['id']}")).json()
+            patient = detail.get("patient") or {}
+            if patient.get("id"):
+                return int(patient["id"])
+    raise AssertionError("the clinician sees no patient in the demo")
+
+
+async def test_admins_see_who_accessed_a_patient(login: Any, anonymous: httpx.AsyncClient, settings: Settings,
+                                                 tmp_path: Path) -> None:
+    clinician = await login("dr.radiologue")
+    patient_id = await _a_patient_of(clinician)
+    assert (await clinician.get(f"/api/patients/{patient_id}")).status_code == 200
+    # Only administrators read the list (it is personal data of the staff, and says who treats whom).
+    assert (await clinician.get(f"/audit/patients/{patient_id}")).status_code == 403
+    assert (await anonymous.get(f"/audit/patients/{patient_id}")).status_code in {303, 401}
+    admin = await login("admin")
+    page = await admin.get(f"/audit/patients/{patient_id}")
+    assert page.status_code == 200
+    assert "dr.radiologue" in page.text and "110110" in page.text
+    other = await admin.get(f"/audit/patients/{patient_id + 100_000}")
+    assert other.status_code == 200 and "dr.radiologue" not in other.text
+    # The same list for the command line, read from the service's database.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCP_")} | {
+        "RCP_DATA_DIR": str(tmp_path), "RCP_DATABASE_URL": settings.database_url}
+    listed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "rcp.cli", "audit", "patient", str(patient_id)], env=env,
+        capture_output=True, text=True, timeout=120, check=False)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("\t") for line in listed.stdout.splitlines()[1:]]
+    assert any(row[1] == "dr.radiologue" and row[2].startswith("110110") for row in rows), listed.stdout
+    assert any(row[1] == "admin" and row[2].startswith("110106") for row in rows), "looking is recorded too"
