@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,7 +15,8 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.archive import open_archive
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
-from rcp.scheduling.models import Case, Patient
+from rcp.scheduling.models import Case, MeetingStatus, Patient
+from tests.factories import MadeBoard, make_board, make_clinician, make_coordinator, make_meeting, make_user
 
 Login = Any
 
@@ -33,22 +34,30 @@ def new_patient(**overrides: Any) -> dict[str, Any]:
     return patient
 
 
-async def new_meeting(client: Any, board_id: int = 1, day: str = "2031-03-06") -> dict[str, Any]:
+async def new_meeting(client: Any, board_id: int, day: str = "2031-03-06") -> dict[str, Any]:
     response = await client.post("/api/meetings", json={"board_id": board_id, "starts_at": f"{day}T14:00"})
     assert response.status_code == 201, response.text
     return dict(response.json())
 
 
-async def test_boards_list_and_one(login: Login) -> None:
-    coordinator = await login("secretariat")
+async def board_and_coordinator(db: Database, login: Login) -> tuple[MadeBoard, Any]:
+    """A board of the test's own, and its coordinator signed in."""
+    board = await make_board(db)
+    return board, await login(board.coordinator)
+
+
+async def test_boards_list_and_one(login: Login, db: Database) -> None:
+    board = await make_board(db)
+    await make_board(db)  # someone else's
+    coordinator = await login(board.coordinator)
     boards = (await coordinator.get("/api/boards")).json()
-    assert {b["name"] for b in boards} >= {"RCP thoracique", "RCP digestive"}
-    one = await coordinator.get(f"/api/boards/{boards[0]['id']}")
-    assert one.status_code == 200 and one.json()["required_specialties"]
+    assert [b["name"] for b in boards] == [board.name]  # a coordinator sees the boards they run
+    one = await coordinator.get(f"/api/boards/{board.id}")
+    assert one.status_code == 200 and one.json()["required_specialties"] == list(board.required_specialties)
 
 
-async def test_create_board_validates_fields(login: Login) -> None:
-    coordinator = await login("secretariat")
+async def test_create_board_validates_fields(login: Login, db: Database) -> None:
+    coordinator = await login(await make_coordinator(db))
     bad = await coordinator.post("/api/boards", json={"name": "RCP uro", "required_specialties": ["wizard"],
                                                       "timezone": "Mars/Olympus"})
     assert bad.status_code == 422
@@ -61,29 +70,37 @@ async def test_create_board_validates_fields(login: Login) -> None:
     assert meeting["board_name"] == "RCP urologie"
 
 
-async def test_meeting_is_scheduled_in_the_boards_zone(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator, 1, "2031-07-03")
+async def test_meeting_is_scheduled_in_the_boards_zone(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id, "2031-07-03")
     # 14:00 in Paris in summer is 12:00 UTC.
     assert meeting["starts_at"].startswith("2031-07-03T12:00:00")
     assert meeting["timezone"] == "Europe/Paris" and meeting["status"] == "scheduled"
 
 
-async def test_meetings_lists_upcoming_and_past(login: Login) -> None:
-    coordinator = await login("secretariat")
+async def test_meetings_lists_upcoming_and_past(login: Login, db: Database) -> None:
+    thoracic = await make_board(db)
+    digestive = await make_board(db, coordinator=thoracic.coordinator)
+    now = datetime.now(UTC).replace(microsecond=0)
+    soon = await make_meeting(db, board=thoracic, starts_at=now + timedelta(days=2), cases=0, invite=())
+    later = await make_meeting(db, board=digestive, starts_at=now + timedelta(days=9), cases=0, invite=())
+    closed = await make_meeting(db, board=thoracic, starts_at=now - timedelta(days=14), cases=0, invite=(),
+                                status=MeetingStatus.closed)
+    cancelled = await make_meeting(db, board=digestive, starts_at=now + timedelta(days=5), cases=0, invite=(),
+                                   status=MeetingStatus.cancelled)
+    coordinator = await login(thoracic.coordinator)
     upcoming = (await coordinator.get("/api/meetings?when=upcoming")).json()
     past = (await coordinator.get("/api/meetings?when=past")).json()
-    assert upcoming and past
-    assert all(m["status"] in {"scheduled", "live"} for m in upcoming)
-    assert {m["id"] for m in upcoming}.isdisjoint({m["id"] for m in past})
+    assert [m["id"] for m in upcoming] == [soon.id, later.id]  # soonest first
+    assert [m["id"] for m in past] == [cancelled.id, closed.id]  # latest first
     assert (await coordinator.get("/api/meetings?when=tomorrow")).status_code == 400
-    only = (await coordinator.get("/api/meetings?board_id=2")).json()
-    assert only and all(m["board_id"] == 2 for m in only)
+    only = (await coordinator.get(f"/api/meetings?board_id={digestive.id}")).json()
+    assert [m["id"] for m in only] == [cancelled.id, later.id]  # all of them, by date
 
 
-async def test_add_case_with_new_patient_then_existing_one(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+async def test_add_case_with_new_patient_then_existing_one(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     created = await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
                                      json={"patient": new_patient(), "question": "Chirurgie ?",
                                            "referring_physician": "Dr Martin", "performance_status": 1})
@@ -98,9 +115,9 @@ async def test_add_case_with_new_patient_then_existing_one(login: Login) -> None
     assert [c["position"] for c in detail["cases"]] == [0, 1]
 
 
-async def test_case_needs_exactly_one_way_to_name_the_patient(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+async def test_case_needs_exactly_one_way_to_name_the_patient(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     neither = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"question": "?"})
     assert neither.status_code == 422 and "patient_id" in neither.json()["fields"]
     wrong_type = await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
@@ -110,8 +127,8 @@ async def test_case_needs_exactly_one_way_to_name_the_patient(login: Login) -> N
 
 
 async def test_duplicate_identifier_is_409_and_nothing_half_saved(login: Login, db: Database) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     patient = new_patient(family_name="Doublon")
     first = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": patient})
     assert first.status_code == 201
@@ -123,15 +140,15 @@ async def test_duplicate_identifier_is_409_and_nothing_half_saved(login: Login, 
         assert not (await s.exec(select(Patient).where(Patient.family_name == "Doublon-Bis"))).all()
 
 
-async def test_bad_ins_key_is_refused(login: Login) -> None:
-    coordinator = await login("secretariat")
+async def test_bad_ins_key_is_refused(login: Login, db: Database) -> None:
+    coordinator = await login(await make_coordinator(db))
     response = await coordinator.post("/api/patients", json=new_patient(
         identifiers=[{"system": "INS-NIR", "value": "255081416802539"}]))
     assert response.status_code == 422 and "identifiers.0" in response.json()["fields"]
 
 
-async def test_invalid_json_and_wrong_content_type(login: Login) -> None:
-    coordinator = await login("secretariat")
+async def test_invalid_json_and_wrong_content_type(login: Login, db: Database) -> None:
+    coordinator = await login(await make_coordinator(db))
     broken = await coordinator.post("/api/meetings", content=b"{not json", headers={"content-type": "application/json"})
     assert broken.status_code == 400 and broken.json()["error"] == "bad_request"
     form = await coordinator.post("/api/meetings", content=b"a=b",
@@ -141,16 +158,16 @@ async def test_invalid_json_and_wrong_content_type(login: Login) -> None:
     assert array.status_code == 400
 
 
-async def test_oversized_body_is_413(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+async def test_oversized_body_is_413(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     huge = {"patient_id": 1, "question": "x" * (2 * 1024 * 1024)}
     response = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json=huge)
     assert response.status_code == 413 and response.json()["error"] == "too_large"
 
 
-async def test_oversized_body_without_content_length_is_413(login: Login) -> None:
-    coordinator = await login("secretariat")
+async def test_oversized_body_without_content_length_is_413(login: Login, db: Database) -> None:
+    coordinator = await login(await make_coordinator(db))
 
     async def chunks():  # type: ignore[no-untyped-def]
         for _ in range(40):
@@ -160,9 +177,9 @@ async def test_oversized_body_without_content_length_is_413(login: Login) -> Non
     assert response.status_code == 413
 
 
-async def test_reorder_agenda_and_unknown_case_refused(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+async def test_reorder_agenda_and_unknown_case_refused(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     ids = []
     for _ in range(3):
         r = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})
@@ -178,8 +195,8 @@ async def test_reorder_agenda_and_unknown_case_refused(login: Login) -> None:
 
 
 async def test_update_case_and_readiness(login: Login, settings: Settings, db: Database) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     patient = new_patient()
     case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": patient})).json()
     assert case["status"] == "registered"
@@ -201,9 +218,9 @@ async def test_update_case_and_readiness(login: Login, settings: Settings, db: D
     assert (await coordinator.patch(f"/api/cases/{case['id']}", json={"study_uids": ["not a uid"]})).status_code == 422
 
 
-async def test_defer_moves_the_case_to_the_next_meeting_of_the_board(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator, 2, "2032-01-06")
+async def test_defer_moves_the_case_to_the_next_meeting_of_the_board(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id, "2032-01-06")
     case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
                                    json={"patient": new_patient(), "question": "Q?"})).json()
     moved = await coordinator.post(f"/api/cases/{case['id']}/defer")
@@ -213,13 +230,13 @@ async def test_defer_moves_the_case_to_the_next_meeting_of_the_board(login: Logi
     old = (await coordinator.get(f"/api/cases/{case['id']}")).json()
     assert old["status"] == "deferred" and old["deferred_to_id"] == target["id"]
     next_meeting = (await coordinator.get(f"/api/meetings/{target['meeting_id']}")).json()
-    assert next_meeting["board_id"] == 2 and next_meeting["starts_at"] > meeting["starts_at"]
+    assert next_meeting["board_id"] == board.id and next_meeting["starts_at"] > meeting["starts_at"]
     assert (await coordinator.post(f"/api/cases/{case['id']}/defer")).status_code == 409
 
 
-async def test_withdraw_and_closed_meeting_refuses_changes(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+async def test_withdraw_and_closed_meeting_refuses_changes(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})).json()
     withdrawn = await coordinator.post(f"/api/cases/{case['id']}/withdraw")
     assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "withdrawn"
@@ -231,51 +248,52 @@ async def test_withdraw_and_closed_meeting_refuses_changes(login: Login) -> None
     assert reopen.status_code == 409
 
 
-async def test_invitations_responses_and_quorum_preview(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator, 1, "2031-09-04")
+async def test_invitations_responses_and_quorum_preview(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id, "2031-09-04")
+    clinicians = [await make_clinician(db, key) for key in ("surgeon", "medical_oncologist", "radiologist")]
     people = (await coordinator.get("/api/users")).json()
     by_name = {p["display_name"]: p for p in people}
     surgeons = (await coordinator.get("/api/users?specialty=surgeon")).json()
-    assert surgeons and all(p["specialty"] == "surgeon" for p in surgeons)
+    assert clinicians[0].id in {p["id"] for p in surgeons} and all(p["specialty"] == "surgeon" for p in surgeons)
     invited = {}
-    for name in ("Dr Marc Lefèvre", "Dr Amélie Rousseau", "Dr Hélène Dubois"):
-        r = await coordinator.post(f"/api/meetings/{meeting['id']}/invitations", json={"user_id": by_name[name]["id"]})
+    for clinician in clinicians:
+        r = await coordinator.post(f"/api/meetings/{meeting['id']}/invitations",
+                                   json={"user_id": by_name[clinician.display_name]["id"]})
         assert r.status_code == 201
-        invited[name] = r.json()
-    dup = await coordinator.post(f"/api/meetings/{meeting['id']}/invitations",
-                                 json={"user_id": by_name["Dr Marc Lefèvre"]["id"]})
+        invited[clinician.id] = r.json()
+    dup = await coordinator.post(f"/api/meetings/{meeting['id']}/invitations", json={"user_id": clinicians[0].id})
     assert dup.status_code == 409
     # Each invitee answers for themselves.
-    for username, name in (("dr.chirurgien", "Dr Marc Lefèvre"), ("dr.oncologue", "Dr Amélie Rousseau"),
-                           ("dr.radiologue", "Dr Hélène Dubois")):
-        clinician = await login(username)
-        r = await clinician.patch(f"/api/invitations/{invited[name]['id']}", json={"response": "accepted"})
+    for clinician in clinicians:
+        client = await login(clinician)
+        r = await client.patch(f"/api/invitations/{invited[clinician.id]['id']}", json={"response": "accepted"})
         assert r.status_code == 200 and r.json()["response"] == "accepted"
     quorum = (await coordinator.get(f"/api/meetings/{meeting['id']}")).json()["quorum"]
     assert not quorum["met"] and quorum["missing"] == ["radiotherapist"]
     listed = (await coordinator.get(f"/api/meetings/{meeting['id']}/invitations")).json()
     assert len(listed) == 3
-    removed = await coordinator.delete(f"/api/invitations/{invited['Dr Hélène Dubois']['id']}")
+    removed = await coordinator.delete(f"/api/invitations/{invited[clinicians[2].id]['id']}")
     assert removed.status_code == 204
 
 
-async def test_clinician_cannot_change_what_they_count_for(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
-    people = {p["display_name"]: p for p in (await coordinator.get("/api/users")).json()}
+async def test_clinician_cannot_change_what_they_count_for(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
+    pathologist = await make_clinician(db, "pathologist")
     inv = (await coordinator.post(f"/api/meetings/{meeting['id']}/invitations",
-                                  json={"user_id": people["Dr Claire Fontaine"]["id"]})).json()
-    clinician = await login("dr.pathologiste")
+                                  json={"user_id": pathologist.id})).json()
+    clinician = await login(pathologist)
     r = await clinician.patch(f"/api/invitations/{inv['id']}", json={"specialty": "surgeon"})
     assert r.status_code == 403
 
 
-async def test_uninvited_clinician_gets_404_for_meeting_and_its_patients(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+async def test_uninvited_clinician_gets_404_for_meeting_and_its_patients(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})).json()
-    outsider = await login("dr.gastro")
+    gastroenterologist = await make_clinician(db, "gastroenterologist")
+    outsider = await login(gastroenterologist)
     assert (await outsider.get(f"/api/meetings/{meeting['id']}")).status_code == 404
     assert (await outsider.get(f"/api/cases/{case['id']}")).status_code == 404
     assert (await outsider.get(f"/api/patients/{case['patient']['id']}")).status_code == 404
@@ -284,30 +302,30 @@ async def test_uninvited_clinician_gets_404_for_meeting_and_its_patients(login: 
     found = (await outsider.get("/api/patients?q=Test")).json()
     assert case["patient"]["id"] not in {p["id"] for p in found}
     # Once invited, the same clinician sees it, read-only.
-    people = {p["display_name"]: p for p in (await coordinator.get("/api/users")).json()}
-    await coordinator.post(f"/api/meetings/{meeting['id']}/invitations",
-                           json={"user_id": people["Dr Nathalie Girard"]["id"]})
+    await coordinator.post(f"/api/meetings/{meeting['id']}/invitations", json={"user_id": gastroenterologist.id})
     assert (await outsider.get(f"/api/meetings/{meeting['id']}")).status_code == 200
     assert (await outsider.get(f"/api/patients/{case['patient']['id']}")).status_code == 200
     assert (await outsider.patch(f"/api/cases/{case['id']}", json={"question": "?"})).status_code == 403
     assert (await outsider.put(f"/api/meetings/{meeting['id']}/agenda", json={"case_ids": [case["id"]]})).status_code == 403
 
 
-async def test_clinicians_do_not_schedule(login: Login) -> None:
-    clinician = await login("dr.chirurgien")
-    assert (await clinician.post("/api/meetings", json={"board_id": 1, "starts_at": "2031-01-02T14:00"})).status_code == 403
+async def test_clinicians_do_not_schedule(login: Login, db: Database) -> None:
+    meeting = await make_meeting(db, cases=0)
+    clinician = await login(meeting.invitee("surgeon"))
+    refused = await clinician.post("/api/meetings", json={"board_id": meeting.board.id, "starts_at": "2031-01-02T14:00"})
+    assert refused.status_code == 403
     assert (await clinician.post("/api/patients", json=new_patient())).status_code == 403
 
 
 async def test_patient_reads_are_audited(login: Login, db: Database) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     case = (await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": new_patient()})).json()
     patient_id = case["patient"]["id"]
-    reader = await login("dr.radiologue")
+    radiologist = await make_clinician(db, "radiologist")
+    reader = await login(radiologist)
     assert (await reader.get(f"/api/patients/{patient_id}")).status_code == 404  # not invited: refused, ...
-    people = {p["display_name"]: p for p in (await coordinator.get("/api/users")).json()}
-    await coordinator.post(f"/api/meetings/{meeting['id']}/invitations", json={"user_id": people["Dr Hélène Dubois"]["id"]})
+    await coordinator.post(f"/api/meetings/{meeting['id']}/invitations", json={"user_id": radiologist.id})
     assert (await reader.get(f"/api/patients/{patient_id}")).status_code == 200
     assert (await reader.get(f"/api/cases/{case['id']}")).status_code == 200
     async with db.session() as s:
@@ -319,9 +337,9 @@ async def test_patient_reads_are_audited(login: Login, db: Database) -> None:
     assert not any("Test-Élodie" in e.what for e in events)
 
 
-async def test_audit_export_is_admin_only_syslog(login: Login) -> None:
-    assert (await (await login("secretariat")).get("/api/audit")).status_code == 403
-    admin = await login("admin")
+async def test_audit_export_is_admin_only_syslog(login: Login, db: Database) -> None:
+    assert (await (await login(await make_coordinator(db))).get("/api/audit")).status_code == 403
+    admin = await login(await make_user(db, role="admin"))
     response = await admin.get("/api/audit?limit=50")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     lines = response.text.strip().splitlines()
@@ -351,8 +369,8 @@ async def test_openapi_describes_every_api_route(anonymous: httpx.AsyncClient, l
 
 
 async def test_errors_never_carry_stack_traces_or_patient_data(login: Login, db: Database) -> None:
-    coordinator = await login("secretariat")
-    meeting = await new_meeting(coordinator)
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting = await new_meeting(coordinator, board.id)
     patient = new_patient(family_name="Secret-Nom")
     await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": patient})
     clash = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": patient})

@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 
+from rcp.db import Database
+from tests.factories import MadeBoard, make_board, make_clinician, make_meeting
+
 Login = Any
 
 
@@ -37,7 +40,13 @@ async def form_post(client: Any, url: str, data: dict[str, str], *, csrf: bool =
     return response
 
 
-async def new_meeting(client: Any, board_id: int = 1) -> int:
+async def board_and_coordinator(db: Database, login: Login) -> tuple[MadeBoard, Any]:
+    """A board of the test's own, and its coordinator signed in."""
+    board = await make_board(db)
+    return board, await login(board.coordinator)
+
+
+async def new_meeting(client: Any, board_id: int) -> int:
     day = f"20{30 + secrets.randbelow(20)}-0{1 + secrets.randbelow(9)}-{10 + secrets.randbelow(18)}"
     response = await client.post("/api/meetings", json={"board_id": board_id, "starts_at": f"{day}T14:00"})
     assert response.status_code == 201, response.text
@@ -58,14 +67,17 @@ async def agenda_ids(client: Any, meeting_id: int) -> list[int]:
     return [int(x) for x in re.findall(r'<tr id="case-(\d+)"', page)]
 
 
-async def test_meetings_list_grouped_per_board_with_new_button(login: Login) -> None:
-    coordinator = await login("secretariat")
+async def test_meetings_list_grouped_per_board_with_new_button(login: Login, db: Database) -> None:
+    meeting = await make_meeting(db, cases=1)
+    other_board = await make_board(db, coordinator=meeting.coordinator)
+    await make_meeting(db, board=other_board, cases=0, invite=())
+    coordinator = await login(meeting.coordinator)
     page = await coordinator.get("/meetings")
     assert page.status_code == 200
-    assert "RCP thoracique" in page.text and "RCP digestive" in page.text
+    assert meeting.board.name in page.text and other_board.name in page.text
     assert 'href="/meetings/new"' in page.text
     assert "Upcoming" in page.text and "Past and closed" in page.text
-    clinician = await login("dr.radiologue")
+    clinician = await login(meeting.invitee("radiologist"))
     page = await clinician.get("/meetings")
     assert page.status_code == 200 and 'href="/meetings/new"' not in page.text
     assert "Your answer" in page.text
@@ -78,11 +90,11 @@ async def test_anonymous_is_sent_to_login(anonymous: httpx.AsyncClient) -> None:
     assert login_page.status_code == 200 and 'name="login_csrf"' in login_page.text
 
 
-async def test_new_meeting_form_creates_in_the_boards_zone(login: Login) -> None:
-    coordinator = await login("secretariat")
+async def test_new_meeting_form_creates_in_the_boards_zone(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
     form_page = await coordinator.get("/meetings/new")
     assert form_page.status_code == 200 and "Europe/Paris" in form_page.text
-    created = await form_post(coordinator, "/meetings/new", {"board_id": "1", "date": "2032-06-17", "time": "14:00",
+    created = await form_post(coordinator, "/meetings/new", {"board_id": str(board.id), "date": "2032-06-17", "time": "14:00",
                                                               "duration_min": "90", "title": "RCP de juin"})
     assert created.status_code == 303, created.text
     meeting_id = int(created.headers["location"].split("/")[2].split("?")[0])
@@ -92,22 +104,22 @@ async def test_new_meeting_form_creates_in_the_boards_zone(login: Login) -> None
     assert "Meeting scheduled." in page.text and "14:00" in page.text
 
 
-async def test_form_post_without_csrf_token_is_refused(login: Login) -> None:
-    coordinator = await login("secretariat")
-    data = {"board_id": "1", "date": "2032-06-24", "time": "14:00", "duration_min": "90", "title": ""}
+async def test_form_post_without_csrf_token_is_refused(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    data = {"board_id": str(board.id), "date": "2032-06-24", "time": "14:00", "duration_min": "90", "title": ""}
     refused = await form_post(coordinator, "/meetings/new", data, csrf=False)
     assert refused.status_code == 403
     wrong = await form_post(coordinator, "/meetings/new", {**data, "csrf_token": "forged"}, csrf=False)
     assert wrong.status_code == 403
-    meeting_id = await new_meeting(coordinator)
+    meeting_id = await new_meeting(coordinator, board.id)
     refused_case = await form_post(coordinator, f"/meetings/{meeting_id}/cases", case_form(), csrf=False)
     assert refused_case.status_code == 403
     assert await agenda_ids(coordinator, meeting_id) == []
 
 
-async def test_new_meeting_errors_next_to_fields_keep_what_was_typed(login: Login) -> None:
-    coordinator = await login("secretariat")
-    bad = await form_post(coordinator, "/meetings/new", {"board_id": "1", "date": "2032-02-31", "time": "",
+async def test_new_meeting_errors_next_to_fields_keep_what_was_typed(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    bad = await form_post(coordinator, "/meetings/new", {"board_id": str(board.id), "date": "2032-02-31", "time": "",
                                                          "duration_min": "5", "title": "Mon titre <b>"})
     assert bad.status_code == 422
     assert field_error(bad.text, "date") == "Enter a valid date."
@@ -122,9 +134,9 @@ async def test_new_meeting_errors_next_to_fields_keep_what_was_typed(login: Logi
     assert field_error(unknown_board.text, "board_id") == "Choose one of your boards."
 
 
-async def test_add_case_with_a_new_patient_then_an_existing_one(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting_id = await new_meeting(coordinator)
+async def test_add_case_with_a_new_patient_then_an_existing_one(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
     form = case_form(family_name="Nouveau-Patient")
     added = await form_post(coordinator, f"/meetings/{meeting_id}/cases", form)
     assert added.status_code == 303, added.text
@@ -142,9 +154,9 @@ async def test_add_case_with_a_new_patient_then_an_existing_one(login: Login) ->
     assert len(await agenda_ids(coordinator, meeting_id)) == 2
 
 
-async def test_add_case_errors_are_shown_next_to_fields(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting_id = await new_meeting(coordinator)
+async def test_add_case_errors_are_shown_next_to_fields(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
     bad = await form_post(coordinator, f"/meetings/{meeting_id}/cases",
                           case_form(family_name="", ins="123456789012345", birth_date="1961-13-40",
                                     performance_status="7", question="Ma question"))
@@ -168,9 +180,9 @@ async def test_add_case_errors_are_shown_next_to_fields(login: Login) -> None:
     assert len(await agenda_ids(coordinator, meeting_id)) == 1
 
 
-async def test_move_buttons_defer_and_withdraw(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting_id = await new_meeting(coordinator)
+async def test_move_buttons_defer_and_withdraw(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
     for name in ("Alpha", "Bravo", "Charlie"):
         assert (await form_post(coordinator, f"/meetings/{meeting_id}/cases",
                                 case_form(family_name=name))).status_code == 303
@@ -192,19 +204,21 @@ async def test_move_buttons_defer_and_withdraw(login: Login) -> None:
     assert again.status_code == 409 and "alert-error" in again.text
 
 
-async def test_invite_by_specialty_remove_and_quorum_preview(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting_id = await new_meeting(coordinator)
+async def test_invite_by_specialty_remove_and_quorum_preview(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
     page = (await coordinator.get(f"/meetings/{meeting_id}")).text
     assert "Quorum not met yet" in page and "Missing: surgeon, medical oncologist, radiation oncologist" in page
+    pathologist = await make_clinician(db, "pathologist")
     people = (await coordinator.get("/api/users", params={"specialty": "pathologist"})).json()
+    assert pathologist.id in {p["id"] for p in people}
     invited = await form_post(coordinator, f"/meetings/{meeting_id}/invitations",
-                              {"specialty": "pathologist", "user_id": str(people[0]["id"]), "quorum_member": "1"})
+                              {"specialty": "pathologist", "user_id": str(pathologist.id), "quorum_member": "1"})
     assert invited.status_code == 303
     invitations = (await coordinator.get(f"/api/meetings/{meeting_id}/invitations")).json()
-    assert [i["user_id"] for i in invitations] == [people[0]["id"]]
+    assert [i["user_id"] for i in invitations] == [pathologist.id]
     duplicate = await form_post(coordinator, f"/meetings/{meeting_id}/invitations",
-                                {"specialty": "pathologist", "user_id": str(people[0]["id"])})
+                                {"specialty": "pathologist", "user_id": str(pathologist.id)})
     assert duplicate.status_code == 409 and field_error(duplicate.text, "user_id") == "Already invited."
     nobody = await form_post(coordinator, f"/meetings/{meeting_id}/invitations", {"specialty": "", "user_id": ""})
     assert nobody.status_code == 422 and field_error(nobody.text, "user_id") == "Choose a person."
@@ -213,11 +227,10 @@ async def test_invite_by_specialty_remove_and_quorum_preview(login: Login) -> No
     assert (await coordinator.get(f"/api/meetings/{meeting_id}/invitations")).json() == []
 
 
-async def test_clinicians_see_read_only_pages(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meetings = (await coordinator.get("/api/meetings", params={"when": "upcoming"})).json()
-    thoracic = next(m for m in meetings if m["board_name"] == "RCP thoracique" and m["case_count"] >= 2)
-    clinician = await login("dr.chirurgien")
+async def test_clinicians_see_read_only_pages(login: Login, db: Database) -> None:
+    meeting = await make_meeting(db, cases=2, response="pending")
+    thoracic = {"id": meeting.id}
+    clinician = await login(meeting.invitee("surgeon"))
     page = await clinician.get(f"/meetings/{thoracic['id']}")
     assert page.status_code == 200
     assert "data-agenda" in page.text and "data-editable" not in page.text
@@ -234,19 +247,19 @@ async def test_clinicians_see_read_only_pages(login: Login) -> None:
     assert refused_add.status_code == 403
 
 
-async def test_uninvited_clinician_gets_not_found(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting_id = await new_meeting(coordinator)
+async def test_uninvited_clinician_gets_not_found(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
     await form_post(coordinator, f"/meetings/{meeting_id}/cases", case_form())
     case_id = (await agenda_ids(coordinator, meeting_id))[0]
-    stranger = await login("dr.gastro")
+    stranger = await login(await make_clinician(db, "gastroenterologist"))
     assert (await stranger.get(f"/meetings/{meeting_id}")).status_code == 404
     assert (await stranger.get(f"/cases/{case_id}")).status_code == 404
 
 
-async def test_case_page_edit_and_errors(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting_id = await new_meeting(coordinator)
+async def test_case_page_edit_and_errors(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
     await form_post(coordinator, f"/meetings/{meeting_id}/cases", case_form(question=""))
     case_id = (await agenda_ids(coordinator, meeting_id))[0]
     page = await coordinator.get(f"/cases/{case_id}")
@@ -276,9 +289,9 @@ async def test_case_page_edit_and_errors(login: Login) -> None:
     assert too_long.status_code == 422 and field_error(too_long.text, "new_item")
 
 
-async def test_meeting_status_actions(login: Login) -> None:
-    coordinator = await login("secretariat")
-    meeting_id = await new_meeting(coordinator)
+async def test_meeting_status_actions(login: Login, db: Database) -> None:
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
     started = await form_post(coordinator, f"/meetings/{meeting_id}/status", {"action": "start"})
     assert started.status_code == 303
     page = (await coordinator.get(f"/meetings/{meeting_id}")).text
@@ -318,10 +331,10 @@ def test_case_form_maps_identifiers_back_to_their_fields() -> None:
     assert existing["patient_id"] == "12" and "patient" not in existing and none == []
 
 
-async def test_scripted_form_posts_answer_json_in_the_users_language(login: Login) -> None:
+async def test_scripted_form_posts_answer_json_in_the_users_language(login: Login, db: Database) -> None:
     """api.js posts page forms with X-Requested-With: rcp-form and shows the answer's fields next to inputs."""
-    coordinator = await login("secretariat")
-    meeting_id = await new_meeting(coordinator)
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
     headers = {"X-Requested-With": "rcp-form", "Accept-Language": "fr"}
     bad = await coordinator.http.post(f"/meetings/{meeting_id}/cases", headers=headers,
                                       data={**case_form(family_name="", ins="1"), "csrf_token": coordinator.csrf})
