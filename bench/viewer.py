@@ -1,8 +1,10 @@
 """Browser viewer benchmark: a 300-slice 512x512 CT in headless Chromium, from first image to smooth scrolling.
 
-The synthetic frame server (tests/fixtures/frame_server.py, the contract's wire format, frames pre-encoded as the
-service's cache would hold them) serves a noisy 300-slice CT; the viewer (web/static/js/viewer.js) loads it in a
-fresh browser context and the page measures itself with performance.now():
+The whole app (SQLite and the local archive in a temporary folder, the demo data) serves a noisy 300-slice CT
+(rcp.imaging.synthetic) attached to a case, through its real imaging routes, frames already in its cache (the
+attach starts the prefetch; the benchmark waits for it); the coordinator signs in, and the case page's viewer
+(web/static/js/viewer.js) loads the series in a fresh browser context and the page measures itself with
+performance.now():
 
 - ``first_image_ms``: loadSeries() call to the first slice drawn (metadata + one frame + paint);
 - ``series_s`` / ``series_frames_per_s``: until all 300 frames are decoded in the browser (6 requests in flight);
@@ -21,20 +23,31 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from playwright.async_api import Browser, async_playwright
 
+from rcp.app import create_app
+from rcp.config import Settings
+from rcp.db import Database, migrate
+from rcp.demo import load_demo
+from rcp.imaging.synthetic import ct_series
+from tests.conftest import ServerThread, sign_in
+from tests.e2e.viewer_case import attach, new_case, series_of, session_cookies, store
 from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.fixtures.frame_server import FrameServer, run_frame_server
+
+SLICES, SIZE = 300, 512
 
 LOAD_JS = """async (url) => {
   const v = window.viewer;
@@ -65,7 +78,7 @@ DECODE_JS = """async (url) => {
 
 SCROLL_JS = """() => {
   const v = window.viewer;
-  const canvas = document.querySelector('[data-viewport="0"] .rcp-vp__image');
+  const canvas = document.querySelector('#case-viewer [data-viewport="0"] .rcp-vp__image');
   const ctx = canvas.getContext('2d');
   const n = v.pool.series.values().next().value.length;
   const times = [];
@@ -81,7 +94,7 @@ SCROLL_JS = """() => {
 
 WINDOW_JS = """() => {
   const v = window.viewer;
-  const canvas = document.querySelector('[data-viewport="0"] .rcp-vp__image');
+  const canvas = document.querySelector('#case-viewer [data-viewport="0"] .rcp-vp__image');
   const ctx = canvas.getContext('2d');
   const times = [];
   for (let k = 0; k < 100; k++) {
@@ -99,43 +112,79 @@ def p95(values: list[float]) -> float:
     return sorted(values)[int(0.95 * (len(values) - 1))]
 
 
-async def measure(browser: Browser, server: FrameServer, size: tuple[int, int], dpr: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Served:
+    base_url: str
+    case_id: int
+    series_url: str
+    cookies: list[dict[str, Any]]
+
+
+@asynccontextmanager
+async def served_ct() -> AsyncIterator[Served]:
+    """The app with the demo data and a 300-slice CT attached to a new case, its frames in the cache."""
+    with tempfile.TemporaryDirectory(prefix="rcp-bench-viewer-") as folder:
+        settings = Settings(env="test", data_dir=Path(folder), secret_key=secrets.token_urlsafe(48),
+                            default_locale="en", embedded_worker=False)
+        migrate(settings.database_url)
+        db = Database(settings.database_url)
+        server = ServerThread(create_app(settings))
+        try:
+            await load_demo(db)
+            server.start()
+            coordinator = await sign_in(server.url, "secretariat")
+            try:
+                case_id, patient = await new_case(coordinator, "Bancdessai")
+                datasets = await asyncio.to_thread(ct_series, patient, slices=SLICES, rows=SIZE, columns=SIZE,
+                                                   series_description="CT THORAX 1.25 mm")
+                await store(settings, db, datasets)
+                series = series_of(datasets)
+                await attach(coordinator, case_id, [series.study_uid])
+                for _ in range(1200):  # the prefetch the attach started: every frame encoded and cached
+                    progress = (await coordinator.get(f"/api/cases/{case_id}/prefetch")).json()
+                    if progress["state"] != "running":
+                        break
+                    await asyncio.sleep(0.1)
+                assert progress["state"] == "done", progress
+                yield Served(server.url, case_id, series.url, session_cookies(coordinator))
+            finally:
+                await coordinator.http.aclose()
+        finally:
+            server.close()
+            await db.close()
+
+
+async def measure(browser: Browser, served: Served, size: tuple[int, int], dpr: int) -> dict[str, Any]:
     context = await browser.new_context(
         viewport={"width": size[0], "height": size[1]}, device_scale_factor=dpr
     )
     try:
+        await context.add_cookies(served.cookies)  # type: ignore[arg-type]
         page = await context.new_page()
-        await page.goto(server.base_url)
-        await page.evaluate("window.viewerReady")
-        load: dict[str, Any] = await page.evaluate(LOAD_JS, server.url("ct300"))
+        await page.goto(f"{served.base_url}/cases/{served.case_id}")
+        await page.evaluate("window.caseImagingReady")
+        await page.evaluate("window.viewer = window.caseViewer")
+        await page.locator("#case-viewer").scroll_into_view_if_needed()
+        load: dict[str, Any] = await page.evaluate(LOAD_JS, served.series_url)
         scroll: list[float] = await page.evaluate(SCROLL_JS)
         window: list[float] = await page.evaluate(WINDOW_JS)
-        decode: list[float] = await page.evaluate(DECODE_JS, server.url("ct300"))
+        decode: list[float] = await page.evaluate(DECODE_JS, served.series_url)
         return {"load": load, "scroll": scroll, "window": window, "decode": decode}
     finally:
         await context.close()
 
 
 async def main() -> None:
-    server, running = run_frame_server(large=True)
-    try:
-        spec = server.series["ct300"]
-        with httpx.Client(base_url=server.base_url, timeout=60) as client:  # fill the server's frame cache
-            for k in range(spec.count):
-                client.get(f"/frames/{spec.series_uid}/{k}").raise_for_status()
-        async with async_playwright() as driver:
-            browser = await driver.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
-            try:
-                hd = await measure(browser, server, (1280, 720), 1)
-                uhd = await measure(browser, server, (1920, 1080), 2)
-            finally:
-                await browser.close()
-    finally:
-        running.server.should_exit = True
-        running.thread.join(timeout=10)
+    async with served_ct() as served, async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+        try:
+            hd = await measure(browser, served, (1280, 720), 1)
+            uhd = await measure(browser, served, (1920, 1080), 2)
+        finally:
+            await browser.close()
 
     count = hd["load"]["count"]
-    raw = count * spec.rows * spec.columns * 2
+    raw = count * SIZE * SIZE * 2
     figures = {
         "slices": count,
         "first_image_ms": round(statistics.median([hd["load"]["first"], uhd["load"]["first"]]), 1),
