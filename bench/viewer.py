@@ -43,9 +43,10 @@ from rcp.config import Settings
 from rcp.db import Database, migrate
 from rcp.demo import load_demo
 from rcp.imaging.synthetic import ct_series
-from tests.conftest import ServerThread, sign_in
+from tests.conftest import sign_in
 from tests.e2e.viewer_case import attach, new_case, series_of, session_cookies, store
 from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.servers import ServerThread, until
 
 SLICES, SIZE = 300, 512
 
@@ -128,29 +129,28 @@ async def served_ct() -> AsyncIterator[Served]:
                             default_locale="en", embedded_worker=False)
         migrate(settings.database_url)
         db = Database(settings.database_url)
-        server = ServerThread(create_app(settings))
         try:
             await load_demo(db)
-            server.start()
-            coordinator = await sign_in(server.url, "secretariat")
-            try:
-                case_id, patient = await new_case(coordinator, "Bancdessai")
-                datasets = await asyncio.to_thread(ct_series, patient, slices=SLICES, rows=SIZE, columns=SIZE,
-                                                   series_description="CT THORAX 1.25 mm")
-                await store(settings, db, datasets)
-                series = series_of(datasets)
-                await attach(coordinator, case_id, [series.study_uid])
-                for _ in range(1200):  # the prefetch the attach started: every frame encoded and cached
-                    progress = (await coordinator.get(f"/api/cases/{case_id}/prefetch")).json()
-                    if progress["state"] != "running":
-                        break
-                    await asyncio.sleep(0.1)
-                assert progress["state"] == "done", progress
-                yield Served(server.url, case_id, series.url, session_cookies(coordinator))
-            finally:
-                await coordinator.http.aclose()
+            with ServerThread(create_app(settings)) as server:
+                coordinator = await sign_in(server.url, "secretariat")
+                try:
+                    case_id, patient = await new_case(coordinator, "Bancdessai")
+                    datasets = await asyncio.to_thread(ct_series, patient, slices=SLICES, rows=SIZE, columns=SIZE,
+                                                       series_description="CT THORAX 1.25 mm")
+                    await store(settings, db, datasets)
+                    series = series_of(datasets)
+                    await attach(coordinator, case_id, [series.study_uid])
+
+                    async def prefetched() -> bool:  # the prefetch the attach started: every frame in the cache
+                        progress = (await coordinator.get(f"/api/cases/{case_id}/prefetch")).json()
+                        assert progress["state"] in ("running", "done"), progress
+                        return bool(progress["state"] == "done")
+
+                    await until(prefetched, "the series in the frame cache", timeout=300, interval=0.1)
+                    yield Served(server.url, case_id, series.url, session_cookies(coordinator))
+                finally:
+                    await coordinator.http.aclose()
         finally:
-            server.close()
             await db.close()
 
 

@@ -27,7 +27,7 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.frames import encode_frame
 from rcp.imaging.synthetic import LUNG, TUMOUR
-from tests.conftest import ServerThread, sign_in
+from tests.conftest import sign_in
 from tests.e2e.viewer_case import (
     CT_MARKER_BOX,
     CT_PATCHES,
@@ -41,6 +41,7 @@ from tests.e2e.viewer_case import (
     store_flaky_series,
 )
 from tests.fixtures.browser import NewPage
+from tests.servers import ServerThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -65,9 +66,7 @@ class Site:
 async def site(settings: Settings, db: Database) -> AsyncIterator[Site]:
     """The whole app on loopback, its archive behind a ``PacsSwitch``, and a case whose studies are the series."""
     app = create_app(settings)
-    server = ServerThread(app)
-    server.start()
-    try:
+    with ServerThread(app) as server:
         pacs = PacsSwitch(app.state.imaging.archive)
         app.state.imaging.archive = pacs
         coordinator = await sign_in(server.url, "secretariat")
@@ -76,8 +75,6 @@ async def site(settings: Settings, db: Database) -> AsyncIterator[Site]:
         finally:
             await coordinator.http.aclose()
         yield Site(server.url, case, pacs)
-    finally:
-        server.close()
 
 
 def linear_grey(x: float, center: float, width: float) -> int:
