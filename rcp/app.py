@@ -149,6 +149,10 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             if worker is not None:
                 tasks.create_task(worker.run(stop), name="epr-worker")
             tasks.create_task(_prefetch_agendas(app.state.imaging, db, stop), name="agenda-prefetch")
+            if settings.audit_syslog_url:
+                from rcp.auth.siem import SyslogForwarder
+
+                tasks.create_task(SyslogForwarder(settings, db).run(stop), name="audit-syslog")
             yield
         logger.info("RCP service stopped")
 
