@@ -47,7 +47,6 @@ FRAME_MEDIA_TYPE = "application/x-rcp-frame"
 #: Frames never go to the browser's disk cache (a shared workstation keeps it after the session): the viewer keeps
 #: decoded frames in memory (web/static/js/frames.js) for as long as the tab lives.
 FRAME_CACHE = "private, no-store"
-UID_PATTERN = r"^[0-9.]{1,64}$"
 
 
 class StudyGrants:
@@ -93,7 +92,7 @@ def _db(request: Request) -> Database:
 
 def _uid(request: Request, name: str) -> str:
     value = str(request.path_params[name])
-    if not (0 < len(value) <= 64 and all(c.isdigit() or c == "." for c in value)):
+    if not is_uid(value):
         raise NotFound("No such image: the address holds a malformed UID.")
     return value
 
