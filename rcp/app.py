@@ -32,6 +32,7 @@ from rcp.i18n import LocaleMiddleware
 from rcp.imaging import routes as imaging_routes
 from rcp.imaging.service import ImagingService
 from rcp.logs import AccessLogMiddleware
+from rcp.mail import MailWorker, transport_for
 from rcp.minutes import routes as minutes_routes
 from rcp.minutes.delivery import epr_on_signed
 from rcp.minutes.writeback import WritebackWorker
@@ -138,6 +139,17 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             # marks go into the case's draft.
             wire_decisions(app.state)
 
+            # The one mailer (guests' join links): a worker on the durable outbox, poked after each enqueue.
+            transport = transport_for(settings)
+            if transport is None:
+                logger.warning("no RCP_SMTP_URL: mails (guests' join links) wait in the outbox until one is set")
+            mailer = None
+            if transport is not None and settings.embedded_worker:
+                from rcp.auth.links import JOIN_MAIL, compose_join_mail
+
+                mailer = MailWorker(settings, db, transport=transport, composers={JOIN_MAIL: compose_join_mail})
+            app.state.mailer = mailer
+
             worker = build_worker(settings, db) if settings.embedded_worker else None
             if worker is not None:
                 app.state.epr_worker = worker
@@ -149,10 +161,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             if worker is not None:
                 tasks.create_task(worker.run(stop), name="epr-worker")
             tasks.create_task(_prefetch_agendas(app.state.imaging, db, stop), name="agenda-prefetch")
-            if settings.audit_syslog_url:
-                from rcp.auth.siem import SyslogForwarder
-
-                tasks.create_task(SyslogForwarder(settings, db).run(stop), name="audit-syslog")
+            if mailer is not None:
+                tasks.create_task(mailer.run(stop), name="mail-worker")
             yield
         logger.info("RCP service stopped")
 

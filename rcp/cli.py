@@ -226,14 +226,23 @@ async def _worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from rcp.auth.links import JOIN_MAIL, compose_join_mail
+    from rcp.mail import MailWorker, transport_for
+
+    transport = transport_for(settings)
     try:
-        await run_worker(settings, db, stop)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(run_worker(settings, db, stop), name="epr-worker")
+            if transport is not None:  # the outbox of mails (guests' join links) too
+                mailer = MailWorker(settings, db, transport=transport, composers={JOIN_MAIL: compose_join_mail})
+                tasks.create_task(mailer.run(stop), name="mail-worker")
     finally:
         await db.close()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Deliver signed decisions to the EPR receivers; several workers may run against one PostgreSQL."""
+    """Deliver signed decisions to the EPR receivers and send the outbox's mails; several workers may run against
+    one PostgreSQL."""
     asyncio.run(_worker(_settings()))
     return 0
 

@@ -108,7 +108,8 @@ class Settings:
     #: object only (``from_env`` reads or creates the data folder's instead, which survives restarts).
     secret_key: str = ""
     #: Where browsers reach the service (scheme, host, port): its origin is the one the room socket accepts, and an
-    #: ``https`` scheme turns on HSTS and Secure cookies. Production requires ``https``.
+    #: ``https`` scheme turns on HSTS and Secure cookies. Production requires ``https``. The links mailed to guests
+    #: are built from it, never from a request's Host header (which whoever sends the request chooses).
     public_url: str = "http://127.0.0.1:8000"
     #: ``syslog+tls://host:6514``: audit events are also sent to the hospital's SIEM (RFC 5424 over RFC 5425).
     audit_syslog_url: str = ""
@@ -150,6 +151,15 @@ class Settings:
     max_upload_bytes: int = 512 * 1024 * 1024
     #: Run the EPR delivery worker inside ``rcp serve``.
     embedded_worker: bool = True
+    #: The one mail relay of the service (``rcp.mail``): ``smtp://host:25`` (a trusted relay, no TLS),
+    #: ``smtp+starttls://user:password@host:587``, ``smtps://user:password@host:465``, or ``file:///folder`` (one
+    #: ``.eml`` file per mail, for development). Empty: a file drop under the data folder, except in production
+    #: where mails wait in the outbox until a relay is configured.
+    smtp_url: str = ""
+    mail_from: str = "rcp@localhost"
+    #: First delay before a failed mail is tried again (doubling each time, at most ``mail_attempts`` tries).
+    mail_retry_s: float = 30.0
+    mail_attempts: int = 8
     node_id: str = field(default_factory=lambda: f"node-{os.getpid()}")
 
     def __post_init__(self) -> None:
@@ -174,6 +184,9 @@ class Settings:
             )
         if self.default_locale not in {"fr", "en"}:
             raise SettingsError(f"RCP_DEFAULT_LOCALE must be fr or en (got {self.default_locale!r})")
+        if self.smtp_url and self.smtp_url.split("://", 1)[0] not in {"smtp", "smtp+starttls", "smtps", "file"}:
+            raise SettingsError(f"RCP_SMTP_URL must start with smtp://, smtp+starttls://, smtps:// or file:// "
+                                f"(got {self.smtp_url.split('://', 1)[0]!r}://...)")
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{(self.data_dir / 'rcp.sqlite3').resolve()}")
 
@@ -250,6 +263,8 @@ class Settings:
             ),
             "argon2": _argon2(get),
             "embedded_worker": _bool(get("EMBEDDED_WORKER", "true"), "RCP_EMBEDDED_WORKER"),
+            "smtp_url": get("SMTP_URL"),
+            "mail_from": get("MAIL_FROM", "rcp@localhost"),
         }
         if get("NODE_ID"):
             values["node_id"] = get("NODE_ID")

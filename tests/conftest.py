@@ -12,7 +12,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,6 +23,9 @@ from rcp.config import Settings
 from rcp.db import Database, migrate
 from tests.factories import CHEAP_ARGON2, MadeUser
 from tests.servers import ServerThread
+
+if TYPE_CHECKING:  # a plugin (tests/fixtures): imported here it could not be assertion-rewritten
+    from tests.fixtures.smtp import MailBox
 
 #: Every module in tests/fixtures is a plugin: one place for the real servers the suite starts once.
 pytest_plugins: list[str] = sorted(
@@ -50,12 +53,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(data_dir: Path) -> Settings:
+def settings(data_dir: Path, smtp_server: MailBox) -> Settings:
     """Settings for the shared test app: SQLite in a temporary data folder, migrated with alembic; the cheapest
-    argon2 cost, and a clock the ``clock`` fixture moves."""
+    argon2 cost, a clock the ``clock`` fixture moves, and mail through the test SMTP server (``smtp_server``)."""
     # No session cache: tests that end a session in the database expect the next request to be refused.
     return Settings(env="test", data_dir=data_dir, secret_key=secrets.token_urlsafe(48), lockout_attempts=3,
-                    default_locale="en", session_cache_s=0, argon2=CHEAP_ARGON2, clock=SettableClock())
+                    default_locale="en", session_cache_s=0, argon2=CHEAP_ARGON2, clock=SettableClock(),
+                    smtp_url=smtp_server.url, mail_from="rcp@chu-x.example",
+                    mail_retry_s=0.2)
 
 
 @pytest.fixture

@@ -40,7 +40,6 @@ from rcp.scheduling.models import (
 
 __all__ = [
     "CHEAP_ARGON2",
-    "HOSPITAL",
     "PASSWORD",
     "QUORUM",
     "MadeBoard",

@@ -46,6 +46,8 @@ class Me(BaseModel):
     locale: str
     #: Send it back as X-CSRF-Token on every unsafe request made with the session cookie.
     csrf_token: str
+    #: An external physician in through a join link: one meeting, never a signer.
+    is_guest: bool = False
 
 
 class Person(BaseModel):
@@ -88,7 +90,8 @@ def _set_session_cookie(request: Request, response: Response, session_id: str) -
 
 def _me(user: Any) -> Me:
     return Me(id=user.id, username=user.username, display_name=user.display_name, role=user.role,
-              specialty=user.specialty, hospital=user.hospital, locale=user.locale, csrf_token=user.csrf_token)
+              specialty=user.specialty, hospital=user.hospital, locale=user.locale, csrf_token=user.csrf_token,
+              is_guest=user.is_guest)
 
 
 async def login_page(request: Request) -> Response:
@@ -227,48 +230,37 @@ async def audit_export(request: Request) -> Response:
     return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
 
 
-class JoinLinkOut(BaseModel):
-    url: str
-    expires_in_s: int
+async def join_page(request: Request) -> Response:
+    """The page a join link opens. Its script reads the token from the URL fragment (never sent here); nothing is
+    used up until the guest confirms, so a mail scanner's GET changes nothing."""
+    return render(request, "join.html", {"error": ""})
 
 
-async def join(request: Request) -> Response:
-    """Exchange a join link for a meeting-scoped session cookie, then go to the meeting's room."""
-    from rcp.auth.links import open_join_session, read_join_token
+async def join_submit(request: Request) -> Response:
+    """Use up the link: a session cookie scoped to its meeting, then the room (no token left in the address)."""
+    from rcp.auth.links import LinkRefused, open_join_session
 
-    link = read_join_token(_settings(request), request.path_params["token"])
-    async with request.app.state.db.session() as s:
-        row = await open_join_session(s, _settings(request), link, source=audit.source_of(request))
-    response = RedirectResponse(f"/meetings/{link.meeting_id}/room", status_code=303)
+    form = await request.form()
+    token = str(form.get("token", ""))[:100].strip()
+    try:
+        if not token:
+            from rcp.auth.links import INVALID
+
+            raise LinkRefused(INVALID)
+        async with request.app.state.db.session() as s:
+            row = await open_join_session(s, _settings(request), token, source=audit.source_of(request))
+    except LinkRefused as refused:
+        return render(request, "join.html", {"error": _(refused.msgid) % refused.values if refused.values
+                                             else _(refused.msgid)}, status=refused.status)
+    _forget_session(request)
+    response = RedirectResponse(f"/meetings/{row.meeting_scope}/room", status_code=303)
     _set_session_cookie(request, response, row.id)
     return response
 
 
-async def create_join_link(request: Request) -> Response:
-    """A coordinator makes a join link for one invitation (to send to a guest clinician)."""
-    from rcp.auth.links import DEFAULT_LINK_TTL_S, make_join_token
-    from rcp.auth.permissions import require_manager
-    from rcp.errors import NotFound
-    from rcp.scheduling.models import Invitation, Meeting
-
-    user = current_user(request)
-    invitation_id = int(request.path_params["invitation_id"])
-    async with request.app.state.db.session() as s:
-        invitation = await s.get(Invitation, invitation_id)
-        meeting = await s.get(Meeting, invitation.meeting_id) if invitation else None
-        if invitation is None or meeting is None:
-            raise NotFound(f"No invitation {invitation_id} among yours.")
-        await require_manager(s, user, meeting.board_id)
-        token = make_join_token(_settings(request), meeting_id=meeting.id, user_id=invitation.user_id)
-    return json_out(JoinLinkOut(url=str(request.url_for("join", token=token)), expires_in_s=DEFAULT_LINK_TTL_S),
-                    status=201)
-
-
 routes: list[BaseRoute] = [
-    Route("/join/{token}", join, methods=["GET"], name="join"),
-    ApiRoute("/api/invitations/{invitation_id:int}/link", create_join_link, method="POST",
-             summary="A signed, expiring join link for one invitation", tag="invitations", response=JoinLinkOut,
-             status=201),
+    Route("/join", join_page, methods=["GET"], name="join"),
+    Route("/join", join_submit, methods=["POST"]),
     Route("/login", login_page, methods=["GET"], name="login"),
     Route("/login", login_submit, methods=["POST"]),
     Route("/logout", logout, methods=["POST"], name="logout"),

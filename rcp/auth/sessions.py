@@ -21,7 +21,7 @@ from starlette.authentication import AuthCredentials, AuthenticationBackend, Bas
 from starlette.requests import HTTPConnection
 
 from rcp.auth import audit
-from rcp.auth.models import ApiToken, LoginSession, User
+from rcp.auth.models import ApiToken, LoginSession, Role, User
 from rcp.auth.passwords import hash_password, needs_rehash, verify_password
 from rcp.clock import as_utc
 from rcp.config import Settings
@@ -66,6 +66,12 @@ class CurrentUser(BaseUser):
     @property
     def is_authenticated(self) -> bool:
         return True
+
+    @property
+    def is_guest(self) -> bool:
+        """An external physician (role ``guest``) or any session opened by a join link: confined to one meeting,
+        shown as a guest, never a signer (``rcp.auth.links``)."""
+        return self.role == Role.guest or self.meeting_scope is not None
 
     @property
     def display_name(self) -> str:
@@ -128,7 +134,7 @@ async def login(
     cost = settings.argon2
     user = (await session.exec(select(User).where(User.username == username.strip()))).first()
     generic = WRONG_CREDENTIALS
-    if user is None or not user.active or not user.password_hash:
+    if user is None or not user.active or not user.password_hash or user.role == Role.guest:
         verify_password("", password, cost)  # same cost as a real check
         await audit.record(session, event="user_authentication", action="E", outcome=4, source=source,
                            what="login refused")

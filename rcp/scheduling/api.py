@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -10,8 +11,11 @@ from rcp.auth.permissions import board_for_user, case_for_user, patient_for_user
 from rcp.db import Database
 from rcp.errors import BadRequest
 from rcp.http import current_user, json_out, path_int, read_json
+from rcp.i18n import current_locale
+from rcp.mail import mask_address, wake
 from rcp.openapi import ApiRoute
 from rcp.scheduling import schemas, service
+from rcp.scheduling.models import Invitation
 
 __all__ = ["routes"]
 
@@ -166,16 +170,44 @@ async def invitations(request: Request) -> Response:
 
         await meeting_for_user(s, user, meeting_id)
         rows = await service.invitations_of(s, meeting_id)
-        return json_out([service.invitation_out(i, u) for i, u in rows])
+        return json_out(await service.invitations_out(s, rows))
+
+
+async def _one_invitation(s: AsyncSession, inv: Invitation) -> schemas.InvitationOut:
+    rows = [(i, u) for i, u in await service.invitations_of(s, inv.meeting_id) if i.id == inv.id]
+    return (await service.invitations_out(s, rows))[0]
 
 
 async def invite(request: Request) -> Response:
     user = current_user(request)
     data = await read_json(request, schemas.InvitationIn)
     async with _db(request).session() as s:
-        inv = await service.invite(s, user, path_int(request, "meeting_id"), data)
-        rows = await service.invitations_of(s, inv.meeting_id)
-        return json_out(next(service.invitation_out(i, u) for i, u in rows if i.id == inv.id), status=201)
+        inv = await service.invite(s, user, path_int(request, "meeting_id"), data, locale=current_locale.get())
+        out = await _one_invitation(s, inv)
+    wake(request.app.state)
+    return json_out(out, status=201)
+
+
+async def invite_guest(request: Request) -> Response:
+    user = current_user(request)
+    data = await read_json(request, schemas.GuestIn)
+    async with _db(request).session() as s:
+        inv = await service.invite_guest(s, user, path_int(request, "meeting_id"), data,
+                                         locale=current_locale.get())
+        out = await _one_invitation(s, inv)
+    wake(request.app.state)
+    return json_out(out, status=201)
+
+
+async def send_link(request: Request) -> Response:
+    user = current_user(request)
+    invitation_id = path_int(request, "invitation_id")
+    async with _db(request).session() as s:
+        mail = await service.resend_link(s, user, invitation_id, locale=current_locale.get())
+        out = schemas.LinkSent(invitation_id=invitation_id, link_sent_to=mask_address(mail.recipient),
+                               link_status=mail.status)
+    wake(request.app.state)
+    return json_out(out, status=202)
 
 
 async def update_invitation(request: Request) -> Response:
@@ -184,8 +216,7 @@ async def update_invitation(request: Request) -> Response:
     async with _db(request).session() as s:
         inv = await service.update_invitation(s, user, path_int(request, "invitation_id"), data)
         await s.flush()
-        rows = await service.invitations_of(s, inv.meeting_id)
-        return json_out(next(service.invitation_out(i, u) for i, u in rows if i.id == inv.id))
+        return json_out(await _one_invitation(s, inv))
 
 
 async def remove_invitation(request: Request) -> Response:
@@ -223,6 +254,12 @@ routes = [
              response=schemas.InvitationOut, many=True),
     ApiRoute("/api/meetings/{meeting_id:int}/invitations", invite, method="POST", summary="Invite someone",
              tag="invitations", body=schemas.InvitationIn, response=schemas.InvitationOut, status=201),
+    ApiRoute("/api/meetings/{meeting_id:int}/guests", invite_guest, method="POST",
+             summary="Invite an external physician without an account (a join link is mailed to them)",
+             tag="invitations", body=schemas.GuestIn, response=schemas.InvitationOut, status=201),
+    ApiRoute("/api/invitations/{invitation_id:int}/send", send_link, method="POST",
+             summary="Mail the guest a fresh join link (the previous ones stop working)", tag="invitations",
+             response=schemas.LinkSent, status=202),
     ApiRoute("/api/invitations/{invitation_id:int}", update_invitation, method="PATCH",
              summary="Answer an invitation, or change the specialty it counts for", tag="invitations",
              body=schemas.InvitationPatch, response=schemas.InvitationOut),

@@ -17,6 +17,7 @@ __all__ = [
     "Case",
     "CaseStatus",
     "Invitation",
+    "JoinLink",
     "Meeting",
     "MeetingStatus",
     "Patient",
@@ -109,6 +110,23 @@ class Invitation(SQLModel, table=True):
     invited_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
     joined_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     left_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+
+
+class JoinLink(SQLModel, table=True):
+    """A guest's personal link to one invitation: only the SHA-256 of its token is kept (like a password).
+
+    Minted when the mail leaves (``rcp.auth.links``), used up by the first confirmed opening, revoked when a newer
+    one is sent.
+    """
+
+    __tablename__ = "join_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invitation_id: int = Field(sa_column=_fk("invitations.id"))
+    token_sha256: str = Field(sa_column=sa.Column(sa.String(64), unique=True, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class Patient(SQLModel, table=True):

@@ -31,8 +31,9 @@ from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.errors import Conflict, Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int
-from rcp.i18n import N_
+from rcp.i18n import N_, current_locale
 from rcp.i18n import gettext as _
+from rcp.mail import wake
 from rcp.scheduling import agenda, schemas, service
 from rcp.scheduling.models import Board, Invitation
 from rcp.templating import WEB_DIR, render
@@ -72,6 +73,8 @@ NOTICES: dict[str, str] = {
     "case_withdrawn": N_("Case withdrawn from the agenda."),
     "agenda_moved": N_("Agenda order saved."),
     "invited": N_("Invitation sent."),
+    "guest_invited": N_("Guest invited: their personal link is being mailed to them."),
+    "link_sent": N_("A new link is being mailed to the guest; the previous one no longer works."),
     "uninvited": N_("Invitation removed."),
     "answered": N_("Your answer has been recorded."),
     "status_changed": N_("Meeting status changed."),
@@ -85,6 +88,10 @@ _SERVICE_FIELD_MESSAGES: dict[str, str] = {
     "already registered": N_("A patient with this identifier is already registered: search for them instead."),
     "duplicate": N_("The same identifier is given twice."),
     "already invited": N_("Already invited."),
+    "has an account": N_("This address belongs to an account: invite the person by name, they sign in."),
+    "not a guest": N_("Only guests get a link: this person signs in with their account."),
+    "missing": N_("Required."),
+    "deactivated": N_("This guest was deactivated by an administrator."),
     "unknown user": N_("Choose a person."),
     "not allowed": N_("Not possible in the meeting's current state."),
 }
@@ -343,9 +350,11 @@ def _empty_case_form(user: Any) -> dict[str, str]:
 async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id: int, *,
                         case_form: dict[str, str] | None = None, case_errors: dict[str, str] | None = None,
                         invite_form: dict[str, str] | None = None, invite_errors: dict[str, str] | None = None,
+                        guest_form: dict[str, str] | None = None, guest_errors: dict[str, str] | None = None,
                         message: str = "", status: int = 200) -> Response:
     if status >= 400 and scripted(request):
-        return _refused_json(message, {**(case_errors or {}), **(invite_errors or {})}, status)
+        return _refused_json(message, {**(case_errors or {}), **(invite_errors or {}), **(guest_errors or {})},
+                             status)
     detail = await service.meeting_detail(s, user, meeting_id, request=request)
     manage = await may_manage_board(s, user, detail.board_id)
     board = await s.get(Board, detail.board_id)
@@ -385,6 +394,9 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
         "found_patients": found_patients,
         "invite_form": invite_form or {"specialty": "", "user_id": "", "quorum_member": "1"},
         "invite_errors": invite_errors or {},
+        "guest_form": guest_form or {"guest_display_name": "", "guest_email": "", "guest_specialty": "",
+                                     "guest_hospital": "", "guest_quorum_member": "1"},
+        "guest_errors": guest_errors or {},
         "message": message,
         "notice": _notice(request),
         "deferred_to": request.query_params.get("to", "") if request.query_params.get("to", "").isdigit() else "",
@@ -623,7 +635,7 @@ async def invitation_add(request: Request) -> Response:
                 "user_id": form["user_id"] or None, "specialty": form["specialty"],
                 "quorum_member": bool(form["quorum_member"]),
             })
-            await service.invite(s, user, meeting_id, data)
+            await service.invite(s, user, meeting_id, data, locale=current_locale.get())
         except ValidationError as exc:
             errors = field_errors(exc)
             if "user_id" in errors:
@@ -634,7 +646,49 @@ async def invitation_add(request: Request) -> Response:
             await s.rollback()
             return await _meeting_page(request, s, user, meeting_id, invite_form=form,
                                        invite_errors=service_errors(exc), message=banner(exc), status=exc.status)
+    wake(request.app.state)
     return _done(request, f"/meetings/{meeting_id}?done=invited#invitations")
+
+
+async def guest_add(request: Request) -> Response:
+    """Invite an external physician without an account: the service mails them a personal link."""
+    user = current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    raw = await request.form()
+    names = {"display_name": 200, "email": 200, "specialty": 40, "hospital": 200}
+    form = {f"guest_{name}": _text(raw, f"guest_{name}", limit) for name, limit in names.items()}
+    form["guest_quorum_member"] = "1" if raw.get("guest_quorum_member") else ""
+    async with _db(request).session() as s:
+        try:
+            data = schemas.GuestIn.model_validate({**{name: form[f"guest_{name}"] for name in names},
+                                                   "quorum_member": bool(form["guest_quorum_member"])})
+            await service.invite_guest(s, user, meeting_id, data, locale=current_locale.get())
+        except ValidationError as exc:
+            errors = {f"guest_{k}": v for k, v in field_errors(exc).items()}
+            return await _meeting_page(request, s, user, meeting_id, guest_form=form, guest_errors=errors,
+                                       message=banner(Invalid("")), status=422)
+        except (Invalid, Conflict) as exc:
+            await s.rollback()
+            errors = {f"guest_{k}": v for k, v in service_errors(exc).items()}
+            return await _meeting_page(request, s, user, meeting_id, guest_form=form, guest_errors=errors,
+                                       message=banner(exc), status=exc.status)
+    wake(request.app.state)
+    return _done(request, f"/meetings/{meeting_id}?done=guest_invited#invitations")
+
+
+async def invitation_send(request: Request) -> Response:
+    """The coordinator's "send a new link" for a guest: the previous link stops working at once."""
+    user = current_user(request)
+    invitation_id = path_int(request, "invitation_id")
+    async with _db(request).session() as s:
+        meeting_id = await _invitation_meeting(s, user, invitation_id)
+        try:
+            await service.resend_link(s, user, invitation_id, locale=current_locale.get())
+        except Conflict as exc:
+            await s.rollback()
+            return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
+    wake(request.app.state)
+    return _done(request, f"/meetings/{meeting_id}?done=link_sent#invitations")
 
 
 async def _invitation_meeting(s: AsyncSession, user: Any, invitation_id: int) -> int:
@@ -684,6 +738,8 @@ routes: list[BaseRoute] = [
     Route("/meetings/{meeting_id:int}/cases", case_add, methods=["POST"], name="case_add"),
     Route("/meetings/{meeting_id:int}/agenda", agenda_move, methods=["POST"], name="agenda_move"),
     Route("/meetings/{meeting_id:int}/invitations", invitation_add, methods=["POST"], name="invitation_add"),
+    Route("/meetings/{meeting_id:int}/guests", guest_add, methods=["POST"], name="guest_add"),
+    Route("/invitations/{invitation_id:int}/send", invitation_send, methods=["POST"], name="invitation_send"),
     Route("/invitations/{invitation_id:int}/remove", invitation_remove, methods=["POST"], name="invitation_remove"),
     Route("/invitations/{invitation_id:int}/respond", invitation_respond, methods=["POST"],
           name="invitation_respond"),

@@ -6,9 +6,9 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rcp.identifiers import ins_key_ok, is_uid
+from rcp.identifiers import ins_key_ok
 from rcp.scheduling.specialties import specialty
 
 __all__ = [
@@ -17,11 +17,13 @@ __all__ = [
     "CaseIn",
     "CaseOut",
     "CasePatch",
+    "GuestIn",
     "IdentifierIn",
     "IdentifierOut",
     "InvitationIn",
     "InvitationOut",
     "InvitationPatch",
+    "LinkSent",
     "MeetingDetail",
     "MeetingIn",
     "MeetingOut",
@@ -40,16 +42,6 @@ IdentifierSystem = Literal["INS-NIR", "IPP"]
 
 #: The INS-NIR key check, written once in ``rcp.identifiers`` (the name stays for existing callers).
 valid_nir = ins_key_ok
-
-
-def _study_uid(value: str) -> str:
-    if not is_uid(value):
-        raise ValueError("expected a DICOM UID: digits and dots, at most 64 characters (PS3.5 9.1)")
-    return value
-
-
-#: A StudyInstanceUID, checked as ``rcp.identifiers.is_uid`` checks every UID (the pattern is for the OpenAPI).
-StudyUid = Annotated[str, Field(pattern=r"^[0-9.]{1,64}$"), AfterValidator(_study_uid)]
 
 
 class Strict(BaseModel):
@@ -170,7 +162,7 @@ class CaseIn(Strict):
     clinical_summary: LongText = ""
     staging: Text = ""
     performance_status: Annotated[int, Field(ge=0, le=4)] | None = None
-    study_uids: list[StudyUid] = Field(default_factory=list)
+    study_uids: list[Annotated[str, Field(pattern=r"^[0-9.]{1,64}$")]] = Field(default_factory=list)
 
 
 class CasePatch(Strict):
@@ -179,7 +171,7 @@ class CasePatch(Strict):
     clinical_summary: LongText | None = None
     staging: Text | None = None
     performance_status: Annotated[int, Field(ge=0, le=4)] | None = None
-    study_uids: list[StudyUid] | None = None
+    study_uids: list[Annotated[str, Field(pattern=r"^[0-9.]{1,64}$")]] | None = None
     checklist: dict[Annotated[str, Field(max_length=40)], bool] | None = None
 
 
@@ -220,6 +212,26 @@ class InvitationIn(Strict):
         return _specialty_key(value) if value else value
 
 
+class GuestIn(Strict):
+    """An external physician with no account here, invited by name and address: they get a personal join link."""
+
+    display_name: Annotated[str, Field(min_length=1, max_length=200)]
+    email: Annotated[str, Field(min_length=3, max_length=200, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    specialty: str
+    hospital: Annotated[str, Field(max_length=200)] = ""
+    quorum_member: bool = True
+
+    @field_validator("specialty")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _specialty_key(value)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
+
 class InvitationPatch(Strict):
     response: Literal["pending", "accepted", "declined", "tentative"] | None = None
     specialty: str | None = None
@@ -242,6 +254,19 @@ class InvitationOut(BaseModel):
     response: str
     joined_at: datetime | None
     left_at: datetime | None
+    #: An external physician who enters by a mailed link (no account), shown as "guest, invited as …".
+    guest: bool = False
+    #: For a guest: where the link went, masked ("d…@chu-x.fr"); the link itself is never shown to anyone.
+    link_sent_to: str = ""
+    #: For a guest: the link mail's state (pending, sent, failed), "" before any.
+    link_status: str = ""
+
+
+class LinkSent(BaseModel):
+    invitation_id: int
+    #: The guest's address as the coordinator may see it ("d…@chu-x.fr"); the link itself is never shown.
+    link_sent_to: str
+    link_status: str
 
 
 class QuorumOut(BaseModel):

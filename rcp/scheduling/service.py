@@ -6,6 +6,7 @@ checks what that user may do, and audits every read or write of patient data (DC
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from rcp.auth.permissions import (
 from rcp.clock import as_utc, utcnow
 from rcp.errors import Conflict, Forbidden, Invalid, NotFound
 from rcp.identifiers import ServicePatient
+from rcp.mail import Mail, latest_by_invitation, mask_address
 from rcp.scheduling import agenda, schemas
 from rcp.scheduling.models import (
     Board,
@@ -554,16 +556,33 @@ async def invitations_of(session: AsyncSession, meeting_id: int) -> list[tuple[I
     return [(inv, user) for inv, user in rows.all()]
 
 
-def invitation_out(inv: Invitation, user: User) -> schemas.InvitationOut:
+async def link_mails(session: AsyncSession, rows: Sequence[tuple[Invitation, User]]) -> dict[int, Mail]:
+    """The newest join-link mail of each guest's invitation (for "sent to d…@chu-x.fr")."""
+    from rcp.auth.links import JOIN_MAIL
+
+    guests = [inv.id for inv, u in rows if u.role == Role.guest and inv.id is not None]
+    return await latest_by_invitation(session, JOIN_MAIL, guests)
+
+
+def invitation_out(inv: Invitation, user: User, mail: Mail | None = None) -> schemas.InvitationOut:
     assert inv.id is not None
+    guest = user.role == Role.guest
     return schemas.InvitationOut(
         id=inv.id, meeting_id=inv.meeting_id, user_id=inv.user_id, display_name=user.display_name or user.username,
         hospital=user.hospital, specialty=inv.specialty, quorum_member=inv.quorum_member, response=inv.response,
-        joined_at=inv.joined_at, left_at=inv.left_at,
+        joined_at=inv.joined_at, left_at=inv.left_at, guest=guest,
+        link_sent_to=mask_address(mail.recipient) if guest and mail else "",
+        link_status=mail.status if guest and mail else "",
     )
 
 
-async def invite(session: AsyncSession, user: Any, meeting_id: int, data: schemas.InvitationIn) -> Invitation:
+async def invitations_out(session: AsyncSession, rows: Sequence[tuple[Invitation, User]]) -> list[schemas.InvitationOut]:
+    mails = await link_mails(session, rows)
+    return [invitation_out(i, u, mails.get(i.id) if i.id is not None else None) for i, u in rows]
+
+
+async def invite(session: AsyncSession, user: Any, meeting_id: int, data: schemas.InvitationIn, *,
+                 locale: str = "") -> Invitation:
     meeting = await managed_meeting(session, user, meeting_id)
     _require_open(meeting)
     invitee = await session.get(User, data.user_id)
@@ -579,7 +598,61 @@ async def invite(session: AsyncSession, user: Any, meeting_id: int, data: schema
                      quorum_member=data.quorum_member)
     session.add(inv)
     await session.flush()
+    if invitee.role == Role.guest:  # a guest already known from another meeting: a link for this one
+        from rcp.auth.links import send_link
+
+        await send_link(session, inv, invitee, locale=locale)
     return inv
+
+
+async def resend_link(session: AsyncSession, user: Any, invitation_id: int, *, locale: str = "") -> Mail:
+    """The coordinator's "send again": a fresh link mailed to the guest; the previous ones stop working now."""
+    inv = await session.get(Invitation, invitation_id)
+    if inv is None:
+        raise NotFound(f"No invitation {invitation_id} among yours.")
+    meeting = await managed_meeting(session, user, inv.meeting_id)
+    _require_open(meeting)
+    invitee = await session.get(User, inv.user_id)
+    assert invitee is not None
+    from rcp.auth.links import send_link
+
+    mail = await send_link(session, inv, invitee, locale=locale)
+    await audit.record(session, event="user_authentication", action="E", user=user, meeting_id=meeting.id,
+                       what=f"join link sent again for invitation {invitation_id}")
+    return mail
+
+
+def guest_username(email: str) -> str:
+    """One guest per address (re-invited guests are the same person); the name says nothing of the address."""
+    return "guest-" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:20]
+
+
+async def invite_guest(session: AsyncSession, user: Any, meeting_id: int, data: schemas.GuestIn, *,
+                       locale: str = "") -> Invitation:
+    """Invite an external physician who has no account: a guest user (no password) and a mailed link.
+
+    The coordinator gives the address once; a guest already known by that address is reused as they are (only an
+    administrator changes an address). An address of an account that signs in is refused: that physician is
+    invited by name and signs in.
+    """
+    meeting = await managed_meeting(session, user, meeting_id)
+    _require_open(meeting)
+    account = (await session.exec(select(User).where(func.lower(User.email) == data.email,
+                                                     User.role != Role.guest))).first()
+    if account is not None:
+        raise Conflict("This address belongs to an account of the service: invite the person by name; they "
+                       "sign in with their account.", fields={"email": "has an account"})
+    guest = (await session.exec(select(User).where(User.username == guest_username(data.email)))).first()
+    if guest is None:
+        guest = User(username=guest_username(data.email), display_name=data.display_name, role=Role.guest,
+                     specialty=data.specialty, hospital=data.hospital, email=data.email, password_hash="")
+        session.add(guest)
+        await session.flush()
+    elif not guest.active:
+        raise Conflict("This guest was deactivated by an administrator.", fields={"email": "deactivated"})
+    assert guest.id is not None
+    return await invite(session, user, meeting_id, schemas.InvitationIn(
+        user_id=guest.id, specialty=data.specialty, quorum_member=data.quorum_member), locale=locale)
 
 
 async def update_invitation(session: AsyncSession, user: Any, invitation_id: int,
@@ -646,7 +719,7 @@ async def meeting_detail(session: AsyncSession, user: Any, meeting_id: int, *,
     return schemas.MeetingDetail(
         **base.model_dump(),
         cases=await cases_out(session, user, cases, request=request),
-        invitations=[invitation_out(i, u) for i, u in invitations],
+        invitations=await invitations_out(session, invitations),
         quorum=quorum_out(meeting_quorum(board, invitations)),
     )
 
@@ -655,7 +728,8 @@ async def users_for_invitation(session: AsyncSession, user: Any, *, specialty: s
     """Clinicians a coordinator can invite, optionally of one specialty."""
     if user.role not in {Role.coordinator, Role.admin}:
         raise Forbidden("Only coordinators look up people to invite.")
-    statement = select(User).where(col(User.active).is_(True), col(User.role).in_([Role.clinician, Role.coordinator]))
+    statement = select(User).where(col(User.active).is_(True),
+                                   col(User.role).in_([Role.clinician, Role.coordinator, Role.guest]))
     if specialty:
         statement = statement.where(User.specialty == specialty)
     return list((await session.exec(statement.order_by(col(User.specialty), col(User.display_name)))).all())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +16,8 @@ from rcp.clock import SettableClock
 from rcp.config import Settings
 from rcp.db import Database
 from tests.conftest import DEMO_PASSWORD
-from tests.factories import make_clinician, make_invitation, make_meeting, unique
+from tests.factories import make_clinician, make_meeting, unique
+from tests.fixtures.smtp import MailBox, join_link
 from tests.servers import ServerThread
 
 
@@ -157,54 +160,69 @@ async def test_unknown_ids_are_404_json(login, path: str) -> None:  # type: igno
     assert set(response.json()) >= {"error", "message"}
 
 
-async def test_join_link_opens_one_meeting_only(login, db: Database, live_server: ServerThread) -> None:  # type: ignore[no-untyped-def]
-    first = await make_meeting(db, cases=1)
-    radiologist = first.invitee("radiologist")
-    other = await make_meeting(db, board=first.board, cases=1, invite=())
-    await make_invitation(db, other.id, radiologist)
+async def _guest_link(coordinator: Any, smtp: MailBox, meeting_id: int, *, nth: int = 1) -> tuple[dict[str, Any], str]:
+    """A new external surgeon invited to the meeting, and the token of the link mailed to them."""
+    address = f"{unique('guest')}@chu-x.fr"
+    made = await coordinator.post(f"/api/meetings/{meeting_id}/guests", json={
+        "display_name": "Dr Guest", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
+    assert made.status_code == 201, made.text
+    _link, token = join_link((await smtp.wait_for(address, nth))[nth - 1])
+    return made.json(), token
+
+
+async def _use(base_url: str, token: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base_url) as browser:
+        return await browser.post("/join", data={"token": token})
+
+
+async def test_join_link_opens_one_meeting_only(login, db: Database, live_server: ServerThread,  # type: ignore[no-untyped-def]
+                                                smtp_server: MailBox) -> None:
+    soon = datetime.now(UTC) + timedelta(minutes=30)
+    first = await make_meeting(db, cases=1, starts_at=soon)
+    other = await make_meeting(db, board=first.board, cases=1, invite=(), starts_at=soon)
     coordinator = await login(first.coordinator)
-    made = await coordinator.post(f"/api/invitations/{first.invitation_of(radiologist).id}/link")
-    assert made.status_code == 201
-    url = made.json()["url"]
-    async with httpx.AsyncClient() as guest:
-        opened = await guest.get(url)
-        assert opened.status_code == 303 and opened.headers["location"] == f"/meetings/{first.id}/room"
-        guest.cookies = opened.cookies
-        assert (await guest.get(f"{live_server.url}/api/meetings/{first.id}")).status_code == 200
-        # The radiologist is invited to the other meeting too, but this session reaches only the linked one.
-        assert (await guest.get(f"{live_server.url}/api/meetings/{other.id}")).status_code == 404
-        tampered = await guest.get(url[:-3] + ("aaa" if not url.endswith("aaa") else "bbb"))
-        assert tampered.status_code in {303, 401}
-        assert tampered.status_code != 303 or "/login" in tampered.headers["location"]
-    clinician = await login(radiologist)
-    assert (await clinician.post(f"/api/invitations/{first.invitation_of(radiologist).id}/link")).status_code == 403
+    invitation, token = await _guest_link(coordinator, smtp_server, first.id)
+    assert invitation["guest"] and invitation["link_sent_to"].endswith("…@chu-x.fr")
+    assert (await coordinator.post(f"/api/meetings/{other.id}/invitations",
+                                   json={"user_id": invitation["user_id"]})).status_code == 201
+    # The link is the first meeting's; the guest's second invitation has a link of its own.
+    opened = await _use(live_server.url, token)
+    assert opened.status_code == 303 and opened.headers["location"] == f"/meetings/{first.id}/room"
+    async with httpx.AsyncClient(base_url=live_server.url, cookies=opened.cookies) as guest:
+        assert (await guest.get(f"/api/meetings/{first.id}")).status_code == 200
+        assert (await guest.get(f"/api/meetings/{other.id}")).status_code == 404
+        me = (await guest.get("/api/session")).json()
+        assert me["is_guest"] and me["role"] == "guest"
+    tampered = await _use(live_server.url, token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb"))
+    assert tampered.status_code == 401 and "rcp_session" not in tampered.cookies
+    radiologist = await login(first.invitee("radiologist"))
+    assert (await radiologist.post(f"/api/invitations/{invitation['id']}/send")).status_code == 403
 
 
-def test_expired_join_link_is_refused(settings: Settings, clock: SettableClock) -> None:
-    from rcp.auth.links import DEFAULT_LINK_TTL_S, make_join_token, read_join_token
-    from rcp.errors import NotAuthenticated
+async def test_a_guest_cannot_sign_in_with_a_password(anonymous: httpx.AsyncClient, login,  # type: ignore[no-untyped-def]
+                                                      db: Database, smtp_server: MailBox) -> None:
+    meeting = await make_meeting(db, cases=0, invite=())
+    invitation, _token = await _guest_link(await login(meeting.coordinator), smtp_server, meeting.id)
+    async with db.session() as s:
+        guest = await s.get(User, invitation["user_id"])
+        assert guest is not None and guest.password_hash == ""
+        username = guest.username
+    refused = await anonymous.post("/api/session", json={"username": username, "password": ""})
+    assert refused.status_code in {401, 422}
 
-    token = make_join_token(settings, meeting_id=1, user_id=2)
-    assert read_join_token(settings, token).meeting_id == 1
-    clock.advance(DEFAULT_LINK_TTL_S - 60)
-    assert read_join_token(settings, token).meeting_id == 1  # sent the day before, still good at the meeting
-    clock.advance(61)
-    with pytest.raises(NotAuthenticated, match="expired"):
-        read_join_token(settings, token)
 
-
-async def test_expired_join_link_is_refused_by_the_app(login, db: Database, live_server: ServerThread,  # type: ignore[no-untyped-def]
-                                                      clock: SettableClock) -> None:
-    from rcp.auth.links import DEFAULT_LINK_TTL_S
-
-    meeting = await make_meeting(db, cases=0)
-    coordinator = await login(meeting.coordinator)
-    made = await coordinator.post(f"/api/invitations/{meeting.invitation_of(meeting.invitee('surgeon')).id}/link")
-    assert made.status_code == 201 and made.json()["expires_in_s"] == DEFAULT_LINK_TTL_S
-    clock.advance(DEFAULT_LINK_TTL_S + 1)
-    async with httpx.AsyncClient() as guest:
-        late = await guest.get(made.json()["url"])
-    assert late.status_code in {303, 401} and "rcp_session" not in late.cookies
+async def test_join_link_opens_from_one_hour_before_the_meeting(login, db: Database,  # type: ignore[no-untyped-def]
+                                                                live_server: ServerThread, smtp_server: MailBox,
+                                                                clock: SettableClock) -> None:
+    """Mailed days ahead, the link is refused (and not used up) until an hour before the meeting."""
+    meeting = await make_meeting(db, cases=0, invite=())  # a week from now
+    _invitation, token = await _guest_link(await login(meeting.coordinator), smtp_server, meeting.id)
+    early = await _use(live_server.url, token)
+    assert early.status_code == 401 and "rcp_session" not in early.cookies
+    assert "one hour before" in early.text
+    clock.advance(meeting.starts_at - clock.now() - timedelta(minutes=50))
+    opened = await _use(live_server.url, token)
+    assert opened.status_code == 303 and "rcp_session" in opened.cookies
 
 
 async def test_application_start_is_audited(live_server: ServerThread, db: Database) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +31,6 @@ from rcp.room.events import (
 from rcp.room.live import Rooms
 from rcp.room.log import MemoryEventLog
 from rcp.room.state import AgendaItem, RoomState, apply, decide, replay
-from tests.factories import MadeUser, make_meeting
 from tests.servers import ServerThread
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -165,36 +164,51 @@ def _decision_app(settings: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def decision_node(settings: Any, db: Any) -> Iterator[ServerThread]:
-    """The app on the shared test database, its room wired to the decisions."""
+async def demo_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Any, int, int]]:
+    """The app on SQLite with the demo data: (node, meeting id, its first case id)."""
+    from sqlmodel import col, select
+
+    from rcp.db import Database
+    from rcp.scheduling.models import Case
+    from tests.room.node import demo_service
+
+    settings, meeting_id = await demo_service(tmp_path_factory.mktemp("decisions"))
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            case = (await s.exec(select(Case).where(Case.meeting_id == meeting_id)
+                                 .order_by(col(Case.position), col(Case.id)))).first()
+            assert case is not None and case.id is not None
+            ids = (meeting_id, case.id)
+    finally:
+        await db.close()
     node = ServerThread(_decision_app(settings)).start()
     try:
-        yield node
+        yield node, *ids
     finally:
         node.close()
 
 
-async def _login(url: str, user: MadeUser) -> httpx.AsyncClient:
+async def _login(url: str, username: str) -> httpx.AsyncClient:
+    from rcp.demo import DEMO_PASSWORD
+
     client = httpx.AsyncClient(base_url=url, timeout=30)
-    response = await client.post("/api/session", json={"username": user.username, "password": user.password})
+    response = await client.post("/api/session", json={"username": username, "password": DEMO_PASSWORD})
     assert response.status_code == 201, response.text
     client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return client
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_quorum_and_signature_count_who_is_in_the_room(decision_node: ServerThread, db: Any) -> None:
+async def test_quorum_and_signature_count_who_is_in_the_room(demo_node: tuple[Any, int, int]) -> None:
     from tests.room.client import RoomClient
 
-    node = decision_node
-    meeting = await make_meeting(db, invite=("surgeon", "medical_oncologist", "radiotherapist"), cases=1)
-    meeting_id, case_id = meeting.id, meeting.cases[0].id
-    people = {"surgeon": meeting.invitee("surgeon"), "oncologist": meeting.invitee("medical_oncologist"),
-              "radiotherapist": meeting.invitee("radiotherapist")}
-    http = {n: await _login(node.url, user) for n, user in people.items()}
-    cookie = {n: f"rcp_session={http[n].cookies['rcp_session']}" for n in people}
-    rooms = {n: await RoomClient.open(node.url, cookie[n], meeting_id) for n in people}
-    surgeon = http["surgeon"]
+    node, meeting_id, case_id = demo_node
+    names = ("dr.chirurgien", "dr.oncologue", "dr.radiotherapeute")
+    http = {n: await _login(node.url, n) for n in names}
+    cookie = {n: f"rcp_session={http[n].cookies['rcp_session']}" for n in names}
+    rooms = {n: await RoomClient.open(node.url, cookie[n], meeting_id) for n in names}
+    surgeon = http["dr.chirurgien"]
     try:
         me = (await surgeon.get("/api/session")).json()["id"]
         draft = {
@@ -206,31 +220,31 @@ async def test_quorum_and_signature_count_who_is_in_the_room(decision_node: Serv
                                       json={"value": value, "base_version": 0})
             assert saved.status_code == 200, saved.text
         # Every save reached the room as a decision.field event, without its text.
-        await rooms["oncologist"].wait_for(lambda r: len(r.of("decision.field")) >= len(draft))
-        assert "Lobectomie" not in str(rooms["oncologist"].of("decision.field"))
+        await rooms["dr.oncologue"].wait_for(lambda r: len(r.of("decision.field")) >= len(draft))
+        assert "Lobectomie" not in str(rooms["dr.oncologue"].of("decision.field"))
 
         state = (await surgeon.get(f"/api/cases/{case_id}/decision")).json()
         assert state["quorum"]["met"] and not state["missing"]
 
         # The radiotherapist leaves: the quorum shown and the one checked at signature lose them.
-        await rooms.pop("radiotherapist").close()
-        await rooms["surgeon"].wait_for(lambda r: bool(r.of("participant.left")))
+        await rooms.pop("dr.radiotherapeute").close()
+        await rooms["dr.chirurgien"].wait_for(lambda r: bool(r.of("participant.left")))
         state = (await surgeon.get(f"/api/cases/{case_id}/decision")).json()
         assert not state["quorum"]["met"] and state["quorum"]["missing"] == ["radiotherapist"]
         refused = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
-                                     json={"password": people["surgeon"].password, "seen_revision": state["draft"]["revision"]})
+                                     json={"password": "rcp-demo-2026", "seen_revision": state["draft"]["revision"]})
         assert refused.status_code == 409 and refused.json()["error"] == "quorum_not_met"
 
         # Back in the room: signed, with the three present as attendees, and the room hears of it.
-        rooms["radiotherapist"] = await RoomClient.open(node.url, cookie["radiotherapist"], meeting_id)
+        rooms["dr.radiotherapeute"] = await RoomClient.open(node.url, cookie["dr.radiotherapeute"], meeting_id)
         signed = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
-                                    json={"password": people["surgeon"].password, "seen_revision": state["draft"]["revision"]})
+                                    json={"password": "rcp-demo-2026", "seen_revision": state["draft"]["revision"]})
         assert signed.status_code == 201, signed.text
         [content] = (await surgeon.get(f"/api/cases/{case_id}/decision/versions")).json()
         attendees = {a["specialty"] for a in content["content"]["attendees"]}
         assert {"surgeon", "medical_oncologist", "radiotherapist"} <= attendees
-        await rooms["oncologist"].wait_for(lambda r: bool(r.of("decision.signed")))
-        assert rooms["oncologist"].of("decision.signed")[0]["number"] == 1
+        await rooms["dr.oncologue"].wait_for(lambda r: bool(r.of("decision.signed")))
+        assert rooms["dr.oncologue"].of("decision.signed")[0]["number"] == 1
     finally:
         for room in rooms.values():
             await room.close()
@@ -239,15 +253,13 @@ async def test_quorum_and_signature_count_who_is_in_the_room(decision_node: Serv
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_key_image_marks_are_the_cases_key_images(decision_node: ServerThread, db: Any) -> None:
+async def test_key_image_marks_are_the_cases_key_images(demo_node: tuple[Any, int, int]) -> None:
     import asyncio
 
     from tests.room.client import RoomClient
 
-    node = decision_node
-    meeting = await make_meeting(db, cases=2)
-    meeting_id, first_case = meeting.id, meeting.cases[0].id
-    chair_http = await _login(node.url, meeting.coordinator)
+    node, meeting_id, first_case = demo_node
+    chair_http = await _login(node.url, "secretariat")
     chair = await RoomClient.open(node.url, f"rcp_session={chair_http.cookies['rcp_session']}", meeting_id)
     try:
         await chair.wait_for(lambda r: r.snapshot is not None)

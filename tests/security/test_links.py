@@ -1,0 +1,294 @@
+"""Attacks on join links (issue 13, finding 3 and the guest part of 6), over HTTP against a running service.
+
+The insider is the meeting's coordinator: before issue 13 they were shown each invitee's link, which opened a
+session *as that physician*, any number of times, for 48 h, and sat in the URL path (access log, history,
+Referer). Each test performs one attack and fails while the attack works. Links are read from the mail the
+service sent to a real SMTP server (``tests/fixtures/smtp.py``): that is the only place a link may appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rcp.app import create_app
+from rcp.config import Settings
+from rcp.db import Database
+from tests.conftest import Client, sign_in
+from tests.factories import make_board
+from tests.fixtures.smtp import MailBox, join_link
+from tests.servers import ServerThread, until
+
+
+class Trail(logging.Handler):
+    """Every log line the service writes while the module runs (access log included)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(("httpx", "httpcore")):  # the tests' own client, not the service
+            return
+        try:
+            self.lines.append(record.getMessage())
+        except (TypeError, ValueError):  # a record that cannot format is not ours to judge
+            self.lines.append(str(record.msg))
+
+
+@dataclass
+class Service:
+    url: str
+    trail: Trail
+    database_file: Path
+
+
+@pytest.fixture(scope="module")
+def service(settings: Settings, db: Database, smtp_server: MailBox) -> Iterator[Service]:
+    """The app (mailing through the test SMTP server) with its access log on, as in production."""
+    trail = Trail()
+    server = ServerThread(create_app(settings), log_level="info", access_log=True)
+    loggers = [logging.getLogger(name) for name in ("", "uvicorn", "uvicorn.access", "uvicorn.error")]
+    for logger in loggers:
+        logger.addHandler(trail)
+    previous = logging.getLogger().level
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        with server:
+            yield Service(url=server.url, trail=trail,
+                          database_file=Path(settings.database_url.removeprefix("sqlite:///")))
+    finally:
+        logging.getLogger().setLevel(previous)
+        for logger in loggers:
+            logger.removeHandler(trail)
+
+
+@pytest.fixture
+async def coordinator(service: Service, db: Database) -> AsyncIterator[tuple[Client, int]]:
+    """The coordinator of a new board of their own (tests/factories.py), signed in."""
+    board = await make_board(db)
+    client = await sign_in(service.url, board.coordinator.username, board.coordinator.password)
+    try:
+        yield client, board.id
+    finally:
+        await client.http.aclose()
+
+
+async def meeting(client: Client, board_id: int, *, starts_in: timedelta) -> int:
+    starts = (datetime.now(UTC) + starts_in).replace(microsecond=0)
+    made = await client.post("/api/meetings", json={"board_id": board_id, "starts_at": starts.isoformat(),
+                                                    "title": "Links"})
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+def new_address() -> str:
+    return f"d.{secrets.token_hex(4)}@chu-x.fr"
+
+
+async def invite_guest(client: Client, meeting_id: int, address: str) -> dict[str, Any]:
+    """An external surgeon, with no account here, invited by name and address."""
+    made = await client.post(f"/api/meetings/{meeting_id}/guests", json={
+        "display_name": "Dr Denis Guest", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
+    if made.status_code == 404 or made.status_code == 405:  # the service before issue 13: invite an account
+        people = (await client.get("/api/users?specialty=radiologist")).json()
+        made = await client.post(f"/api/meetings/{meeting_id}/invitations", json={"user_id": people[0]["id"]})
+    assert made.json().get("guest", True), "invited as a guest"
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+async def link_of(client: Client, smtp: MailBox, invitation: dict[str, Any], address: str, *, nth: int = 1) -> str:
+    """The link as its invitee gets it: from the mail (or, before issue 13, from the coordinator's screen)."""
+    legacy = await client.post(f"/api/invitations/{invitation['id']}/link")
+    if legacy.status_code == 201:
+        return str(legacy.json()["url"])
+    mails = await smtp.wait_for(address, nth)
+    link, _token = join_link(mails[nth - 1])
+    assert link.startswith(Settings.public_url + "/join#"), "links are built from RCP_PUBLIC_URL (the default)"
+    return link
+
+
+async def use(base_url: str, link: str) -> httpx.Response:
+    """Open the link as a browser does: GET the page (no effect), then confirm with the page's POST."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as browser:
+        if "#" not in link:  # before issue 13: the token in the path, used up (or not) by the GET itself
+            return await browser.get(base_url + "/join/" + link.rsplit("/", 1)[1])
+        token = link.split("#", 1)[1]
+        page = await browser.get("/join")
+        assert page.status_code == 200 and 'action="/join"' in page.text
+        return await browser.post("/join", data={"token": token})
+
+
+def session_cookie(response: httpx.Response) -> str | None:
+    return response.cookies.get("rcp_session")
+
+
+async def whoami(base_url: str, cookie: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base_url, cookies={"rcp_session": cookie}) as http:
+        me = await http.get("/api/session")
+        assert me.status_code == 200, me.text
+        return dict(me.json())
+
+
+async def test_the_coordinator_never_holds_a_link(service: Service, coordinator: tuple[Client, int],
+                                                  smtp_server: MailBox) -> None:
+    client, board_id = coordinator
+    meeting_id = await meeting(client, board_id, starts_in=timedelta(minutes=30))
+    address = new_address()
+    invitation = await invite_guest(client, meeting_id, address)
+    shown = await client.post(f"/api/invitations/{invitation['id']}/link")
+    if shown.status_code == 201:
+        opened = await use(service.url, shown.json()["url"])
+        assert session_cookie(opened) is None, "a link shown to the coordinator opened a session as the invitee"
+    assert shown.status_code in {404, 405}
+    again = await client.post(f"/api/invitations/{invitation['id']}/send")
+    assert again.status_code == 202, again.text
+    assert again.json()["link_sent_to"] == address[0] + "…@chu-x.fr"
+    token = (await link_of(client, smtp_server, invitation, address, nth=2)).split("#", 1)[1]
+    seen = [again.text, (await client.get(f"/api/meetings/{meeting_id}")).text,
+            (await client.get(f"/api/meetings/{meeting_id}/invitations")).text,
+            (await client.get(f"/meetings/{meeting_id}")).text]
+    assert not any(token in text or address in text for text in seen)
+
+
+async def test_a_link_opens_one_session_once(service: Service, coordinator: tuple[Client, int],
+                                             smtp_server: MailBox) -> None:
+    client, board_id = coordinator
+    meeting_id = await meeting(client, board_id, starts_in=timedelta(minutes=30))
+    address = new_address()
+    link = await link_of(client, smtp_server, await invite_guest(client, meeting_id, address), address)
+    async with httpx.AsyncClient(base_url=service.url) as scanner:  # a mail scanner follows every link
+        await scanner.get("/join")  # what a scanner can fetch of ".../join#token": the fragment stays home
+    first = await use(service.url, link)
+    assert first.status_code == 303 and first.headers["location"] == f"/meetings/{meeting_id}/room"
+    cookie = session_cookie(first)
+    assert cookie is not None
+    me = await whoami(service.url, cookie)
+    assert me["is_guest"] is True and me["role"] == "guest"
+    second = await use(service.url, link)
+    assert session_cookie(second) is None and second.status_code in {401, 410}
+
+
+async def test_a_link_works_only_around_its_meeting(service: Service, coordinator: tuple[Client, int],
+                                                    smtp_server: MailBox) -> None:
+    client, board_id = coordinator
+    later = await meeting(client, board_id, starts_in=timedelta(days=2))
+    address = new_address()
+    early = await use(service.url, await link_of(client, smtp_server, await invite_guest(client, later, address),
+                                                 address))
+    assert session_cookie(early) is None, "a link opened two days before its meeting"
+
+    soon = await meeting(client, board_id, starts_in=timedelta(minutes=30))
+    address = new_address()
+    link = await link_of(client, smtp_server, await invite_guest(client, soon, address), address)
+    for status in ("live", "closed"):
+        assert (await client.patch(f"/api/meetings/{soon}", json={"status": status})).status_code == 200
+    closed = await use(service.url, link)
+    assert session_cookie(closed) is None, "a link opened a meeting that is closed"
+
+
+async def test_send_again_invalidates_the_previous_link(service: Service, coordinator: tuple[Client, int],
+                                                        smtp_server: MailBox) -> None:
+    client, board_id = coordinator
+    meeting_id = await meeting(client, board_id, starts_in=timedelta(minutes=30))
+    address = new_address()
+    invitation = await invite_guest(client, meeting_id, address)
+    old = await link_of(client, smtp_server, invitation, address)
+    assert (await client.post(f"/api/invitations/{invitation['id']}/send")).status_code == 202
+    new = await link_of(client, smtp_server, invitation, address, nth=2)
+    assert new != old
+    assert session_cookie(await use(service.url, old)) is None
+    assert session_cookie(await use(service.url, new)) is not None
+
+
+async def test_the_guest_session_reaches_its_meeting_only(service: Service, coordinator: tuple[Client, int],
+                                                          smtp_server: MailBox) -> None:
+    client, board_id = coordinator
+    meeting_id = await meeting(client, board_id, starts_in=timedelta(minutes=30))
+    other = await meeting(client, board_id, starts_in=timedelta(minutes=40))
+    address = new_address()
+    invitation = await invite_guest(client, meeting_id, address)
+    await client.post(f"/api/meetings/{other}/invitations", json={"user_id": invitation["user_id"]})
+    cookie = session_cookie(await use(service.url, await link_of(client, smtp_server, invitation, address)))
+    assert cookie is not None
+    async with httpx.AsyncClient(base_url=service.url, cookies={"rcp_session": cookie}) as guest:
+        csrf = (await guest.get("/api/session")).json()["csrf_token"]
+        assert (await guest.get(f"/api/meetings/{meeting_id}")).status_code == 200
+        assert (await guest.get(f"/api/meetings/{other}")).status_code == 404
+        made = await guest.post("/api/boards", json={"name": "mine"}, headers={"X-CSRF-Token": csrf})
+        assert made.status_code == 403
+        made = await guest.post("/api/meetings", headers={"X-CSRF-Token": csrf}, json={
+            "board_id": board_id, "starts_at": datetime.now(UTC).isoformat()})
+        assert made.status_code in {403, 404}
+        found = await guest.get("/api/patients?identifier=1")
+        assert found.status_code in {403, 404} or found.json() == []
+        people = await guest.get("/api/users")
+        assert people.status_code == 403
+
+
+async def test_links_go_to_guests_only(service: Service, coordinator: tuple[Client, int],
+                                       smtp_server: MailBox) -> None:
+    """A physician with an account signs in with it: no link that a mailbox or a coordinator could hold."""
+    client, board_id = coordinator
+    meeting_id = await meeting(client, board_id, starts_in=timedelta(minutes=30))
+    people = (await client.get("/api/users?specialty=radiologist")).json()
+    invited = await client.post(f"/api/meetings/{meeting_id}/invitations", json={"user_id": people[0]["id"]})
+    assert invited.status_code == 201
+    made = await client.post(f"/api/invitations/{invited.json()['id']}/link")
+    assert made.status_code in {404, 405}, "a link was made for a physician who has an account"
+    again = await client.post(f"/api/invitations/{invited.json()['id']}/send")
+    assert again.status_code == 409
+
+
+async def test_no_token_reaches_a_log_or_the_database(service: Service, coordinator: tuple[Client, int],
+                                                      smtp_server: MailBox, db: Database) -> None:
+    client, board_id = coordinator
+    meeting_id = await meeting(client, board_id, starts_in=timedelta(minutes=30))
+    address = new_address()
+    link = await link_of(client, smtp_server, await invite_guest(client, meeting_id, address), address)
+    token = re.split(r"[#/]", link)[-1]
+    await use(service.url, link)
+    await use(service.url, link)  # refused: the refusal is logged and audited too
+    written = "\n".join(service.trail.lines)
+    assert "/join" in written or "join" in written.lower() or written, "the access log ran"
+    assert token not in written, "the join token reached a log line"
+    stored = b"".join(p.read_bytes() for p in service.database_file.parent.glob(service.database_file.name + "*"))
+    assert token.encode() not in stored, "the join token is stored in clear"
+
+
+async def test_the_meeting_page_invites_a_guest_and_shows_where_the_link_went(
+        service: Service, coordinator: tuple[Client, int], smtp_server: MailBox) -> None:
+    client, board_id = coordinator
+    meeting_id = await meeting(client, board_id, starts_in=timedelta(minutes=30))
+    page = await client.get(f"/meetings/{meeting_id}")
+    assert f'action="/meetings/{meeting_id}/guests"' in page.text
+    address = new_address()
+    sent = await client.post(f"/meetings/{meeting_id}/guests", data={
+        "csrf_token": client.csrf, "guest_display_name": "Dr Denis Guest", "guest_email": address,
+        "guest_specialty": "surgeon", "guest_hospital": "CHU X", "guest_quorum_member": "1"})
+    assert sent.status_code == 303, sent.text
+    link = await link_of(client, smtp_server, {"id": 0}, address)
+    masked = address[0] + "…@chu-x.fr"
+
+    async def shown() -> bool:
+        text = (await client.get(f"/meetings/{meeting_id}")).text
+        return f"Link sent to {masked}" in text and "guest, invited as Surgeon" in text
+    await until(shown, "the meeting page to say where the link went")
+    text = (await client.get(f"/meetings/{meeting_id}")).text
+    assert link.split("#", 1)[1] not in text and address not in text
+    # "Send a new link" from the page: a second mail, and the first link stops working.
+    invitation = next(i for i in (await client.get(f"/api/meetings/{meeting_id}/invitations")).json() if i["guest"])
+    again = await client.post(f"/invitations/{invitation['id']}/send", data={"csrf_token": client.csrf})
+    assert again.status_code == 303
+    await smtp_server.wait_for(address, 2)
+    assert session_cookie(await use(service.url, link)) is None
