@@ -7,7 +7,7 @@ RCP := $(VENV)/bin/rcp
 export RCP_DATA_DIR ?= $(CURDIR)/data
 DEB_TEST_PACKAGES := orthanc orthanc-dicomweb chromium dcmtk fonts-dejavu-core
 
-.PHONY: run test install install-test debs lint typecheck bench clean
+.PHONY: run test test-fast install install-test debs lint typecheck bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py media/wire.c media/wire_build.py
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ run: install
 
 test: install-test
 	$(VENV)/bin/pytest -q
+
+## The inner loop: no browser, Orthanc, PostgreSQL or Redis, no soak tests (markers in pyproject.toml); < 2 min.
+test-fast: $(VENV)/.installed-test
+	$(VENV)/bin/pytest -q -m "not browser and not orthanc and not postgres and not redis and not slow"
 
 lint:
 	$(VENV)/bin/ruff check rcp media tests bench
