@@ -26,6 +26,7 @@ from rcp.config import SECRET_KEY_FILE, Settings, SettingsError
 from rcp.db import Database
 from rcp.scheduling.models import Invitation, Meeting
 from tests.conftest import DEMO_PASSWORD
+from tests.factories import make_meeting
 from tests.room.node import demo_service
 from tests.servers import ServerThread
 
@@ -46,17 +47,19 @@ def assert_not_stored(response: httpx.Response) -> None:
 # -- the shared service (http) ----------------------------------------------------------------------------------
 
 
-async def test_pages_and_json_are_never_stored(login: Any, anonymous: httpx.AsyncClient) -> None:
+async def test_pages_and_json_are_never_stored(login: Any, anonymous: httpx.AsyncClient,
+                                               db: Database) -> None:
     assert_not_stored(await anonymous.get("/login"))
-    coordinator = await login("secretariat")
+    made = await make_meeting(db, cases=1)
+    coordinator = await login(made.coordinator)
     meetings = await coordinator.get("/api/meetings")
     assert meetings.status_code == 200
     assert_not_stored(meetings)
-    meeting_id = meetings.json()[0]["id"]
+    meeting_id = made.id
     detail = await coordinator.get(f"/api/meetings/{meeting_id}")
     assert_not_stored(detail)
     cases = [c for c in detail.json().get("cases", [])]
-    assert cases, "the demo meeting has cases"
+    assert cases, "the meeting has a case"
     for url in (f"/api/cases/{cases[0]['id']}", f"/cases/{cases[0]['id']}", f"/meetings/{meeting_id}",
                 "/meetings", "/api/session"):
         response = await coordinator.get(url)
@@ -65,13 +68,15 @@ async def test_pages_and_json_are_never_stored(login: Any, anonymous: httpx.Asyn
     assert "no-store" not in (await anonymous.get("/static/js/frames.js")).headers.get("cache-control", "")
 
 
-async def test_no_referrer_and_media_only_in_the_room(login: Any, anonymous: httpx.AsyncClient) -> None:
+async def test_no_referrer_and_media_only_in_the_room(login: Any, anonymous: httpx.AsyncClient,
+                                                      db: Database) -> None:
     page = await anonymous.get("/login")
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "camera=()" in page.headers["permissions-policy"]
     assert "microphone=()" in page.headers["permissions-policy"]
-    clinician = await login("dr.oncologue")
-    meeting_id = (await clinician.get("/api/meetings")).json()[0]["id"]
+    made = await make_meeting(db, cases=1)
+    clinician = await login(made.invitee("medical_oncologist"))
+    meeting_id = made.id
     meeting = await clinician.get(f"/meetings/{meeting_id}")
     assert "camera=()" in meeting.headers["permissions-policy"]
     room = await clinician.get(f"/meetings/{meeting_id}/room")

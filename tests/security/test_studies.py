@@ -27,6 +27,7 @@ from rcp.db import Database
 from rcp.imaging.archive import Archive, open_archive
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
 from tests.conftest import Client, sign_in
+from tests.factories import make_meeting
 from tests.servers import ServerThread
 
 HOSPITAL = "CHU de Lyon"
@@ -44,9 +45,20 @@ def _patient(family: str, *, issuer: str = HOSPITAL, sex: str = "M", born: date 
                             "Éloi" if sex == "M" else "Inès", born, sex)
 
 
+async def _coordinator(db: Database, login: Any) -> Client:
+    """The coordinator of a board of the test's own, with one scheduled meeting and nobody invited."""
+    made = await make_meeting(db, cases=0, invite=())
+    client: Client = await login(made.coordinator)
+    return client
+
+
+async def _meeting_of(coordinator: Client) -> dict[str, Any]:
+    [meeting] = (await coordinator.get("/api/meetings?when=upcoming")).json()  # the test's own, alone
+    return dict(meeting)
+
+
 async def _new_case(coordinator: Client, patient: SyntheticPatient, **extra: Any) -> CaseOf:
-    meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
-    meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
+    meeting = await _meeting_of(coordinator)
     response = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={
         "patient": {"family_name": patient.family_name, "given_names": patient.given_names,
                     "birth_date": patient.birth_date.isoformat() if patient.birth_date else None,
@@ -93,9 +105,9 @@ async def local_archive(settings: Settings, db: Database) -> AsyncIterator[Archi
 # --- finding 1: another patient's study through the import route ------------------------------------------------
 
 
-async def test_import_with_the_case_ipp_and_a_foreign_study_uid_is_refused(login: Any, local_archive: Archive
-                                                                          ) -> None:
-    coordinator = await login("secretariat")
+async def test_import_with_the_case_ipp_and_a_foreign_study_uid_is_refused(login: Any, local_archive: Archive,
+                                                                          db: Database) -> None:
+    coordinator = await _coordinator(db, login)
     ours = await _new_case(coordinator, _patient("Victime"))
     foreign = _patient("Autrui", sex="F", born=date(1970, 1, 1))
     stored = await local_archive.store(_ct(foreign, slices=3))
@@ -120,14 +132,14 @@ async def test_import_with_the_case_ipp_and_a_foreign_study_uid_is_refused(login
 
 
 async def test_study_uids_on_case_create_and_patch_are_checked_against_the_archive(login: Any,
-                                                                                   local_archive: Archive) -> None:
-    coordinator = await login("secretariat")
+                                                                                   local_archive: Archive,
+                                                                                   db: Database) -> None:
+    coordinator = await _coordinator(db, login)
     foreign = _patient("Autrui", sex="F", born=date(1970, 1, 1))
     await local_archive.store(_ct(foreign))
     foreign_study = (await local_archive.search_studies(patient_id=foreign.patient_id))[0].study_uid
 
-    meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
-    meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
+    meeting = await _meeting_of(coordinator)
     victim = _patient("Victime")
     created = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={
         "patient": {"family_name": victim.family_name, "identifiers": [
@@ -145,8 +157,9 @@ async def test_study_uids_on_case_create_and_patch_are_checked_against_the_archi
     assert unknown.status_code == 422, unknown.text
 
 
-async def test_an_ipp_without_its_hospital_finds_nothing(login: Any, local_archive: Archive) -> None:
-    coordinator = await login("secretariat")
+async def test_an_ipp_without_its_hospital_finds_nothing(login: Any, local_archive: Archive,
+                                                         db: Database) -> None:
+    coordinator = await _coordinator(db, login)
     # Another hospital's patient, filed under a PatientID that happens to be a bare IPP of ours.
     elsewhere = _patient("Ailleurs", issuer="CH de Bourg", sex="F", born=date(1944, 2, 2))
     await local_archive.store(_ct(elsewhere))
@@ -159,8 +172,9 @@ async def test_an_ipp_without_its_hospital_finds_nothing(login: Any, local_archi
 
 
 async def test_a_study_of_the_same_ipp_under_another_name_is_not_the_patients(login: Any,
-                                                                              local_archive: Archive) -> None:
-    coordinator = await login("secretariat")
+                                                                              local_archive: Archive,
+                                                                              db: Database) -> None:
+    coordinator = await _coordinator(db, login)
     ours = await _new_case(coordinator, _patient("Martin"))
     impostor = dataclasses.replace(ours.patient, family_name="DOE", given_names="Jane", sex="F",
                                    birth_date=date(1970, 1, 1))
@@ -217,8 +231,8 @@ async def _import_attacks(client: Client, case: CaseOf, archive: Archive) -> Non
     assert len(after) == len(original)
 
 
-async def test_imports_into_the_local_archive(login: Any, local_archive: Archive) -> None:
-    coordinator = await login("secretariat")
+async def test_imports_into_the_local_archive(login: Any, local_archive: Archive, db: Database) -> None:
+    coordinator = await _coordinator(db, login)
     case = await _new_case(coordinator, _patient("Importe"))
     await _import_attacks(coordinator, case, local_archive)
 
@@ -231,11 +245,13 @@ def orthanc_server(settings: Settings, db: Database, orthanc_url: str) -> Iterat
 
 
 @pytest.mark.orthanc
-async def test_imports_into_a_dicomweb_archive(orthanc_server: tuple[ServerThread, str]) -> None:
+async def test_imports_into_a_dicomweb_archive(orthanc_server: tuple[ServerThread, str],
+                                               db: Database) -> None:
     from rcp.imaging.dicomweb import DicomWebClient
 
     server, url = orthanc_server
-    coordinator = await sign_in(server.url, "secretariat")
+    made = await make_meeting(db, cases=0, invite=())
+    coordinator = await sign_in(server.url, made.coordinator.username, made.coordinator.password)
     archive = DicomWebClient(url, retries=1)
     try:
         case = await _new_case(coordinator, _patient("Orthanc"))
