@@ -104,6 +104,18 @@ class RoomMedia:
             for slot in member.slots
         ]
 
+    def slot_showing(self, subscriber: str, publisher: str, kind: str) -> SlotTrack | None:
+        """The slot through which ``subscriber`` receives ``publisher``'s ``kind``, if any.
+
+        Read-only use: its counters (``forwarded``, ``withheld``, ``keyframe_requests``) say what the forwarder did,
+        which is how tests prove that something was *not* sent.
+        """
+        member = self._members.get(subscriber)
+        if member is None:
+            return None
+        return next((s for s in member.slots if s.kind == kind and s.source is not None
+                     and s.source.publisher == publisher), None)
+
     # -- membership ------------------------------------------------------------------------------------------
     async def connect(
         self,

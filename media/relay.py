@@ -55,8 +55,13 @@ class SlotTrack(MediaStreamTrack):
         self.mid = mid
         self.source: Publication | None = None
         self.paused = False
+        #: Frames sent to the subscriber, frames lost on the way out (no keyframe yet, a full or refused path).
         self.forwarded = 0
         self.dropped = 0
+        #: Frames of the source held back because the subscriber paused this video (the proof that it is paused).
+        self.withheld = 0
+        #: Keyframe requests (PLI/FIR) the subscriber sent: each one is a picture it could not decode.
+        self.keyframe_requests = 0
         self.writer: RtpWriter | None = None
         self._ended: asyncio.Future[None] | None = None
         self._need_keyframe = kind == "video"
@@ -93,6 +98,7 @@ class SlotTrack(MediaStreamTrack):
 
     def keyframe_requested(self) -> None:
         """The subscriber asked for a keyframe (PLI/FIR): pass it on to the publisher, coalesced there."""
+        self.keyframe_requests += 1
         if self.source is not None and not self.paused:
             self.source.request_keyframe()
 
@@ -108,7 +114,10 @@ class SlotTrack(MediaStreamTrack):
     # -- data path ---------------------------------------------------------------------------------------------
     def push(self, frame: EncodedFrame, payloads: Payloads, sent: tuple[int, bytes]) -> None:
         """Send one frame of the source (called on the event loop by the publication, payloads shared)."""
-        if self.paused or self.readyState != "live":
+        if self.readyState != "live":
+            return
+        if self.paused:
+            self.withheld += 1
             return
         if self._need_keyframe:
             if not frame.keyframe:

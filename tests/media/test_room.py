@@ -81,16 +81,23 @@ async def test_pause_and_resume_one_subscription(hub: MediaHub, clients: list[Sy
         "participant": "alice",
         "paused": True,
     }
-    await asyncio.sleep(0.3)  # frames already in flight
-    paused_at = video_from(carol, "alice")
+    # Paused, by the forwarder's own counters: alice's frames still reach carol's slot and are held back there.
+    slot = room.slot_showing("carol", "alice", "video")
+    assert slot is not None and slot.paused
+    forwarded_at, withheld_at = slot.forwarded, slot.withheld
     bob_at = video_from(carol, "bob")
     audio = carol.showing("alice", "audio")
     assert audio is not None
     audio_at = audio.frames
+    await until(lambda: slot.withheld > withheld_at + 15, "alice's video held back from carol")
     await until(lambda: video_from(carol, "bob") > bob_at + 15, "bob's video keeps flowing")
     await until(lambda: audio.frames > audio_at + 20, "alice's audio keeps flowing")
-    assert video_from(carol, "alice") == paused_at, "alice's video was forwarded while paused"
-    assert video_from(bob, "alice") > 0  # only carol paused it
+    assert slot.forwarded == forwarded_at, "alice's video was forwarded while paused"
+    # Carol cannot have more of alice's video than the forwarder sent before the pause.
+    paused_at = video_from(carol, "alice")
+    assert paused_at <= forwarded_at
+    bob_slot = room.slot_showing("bob", "alice", "video")
+    assert bob_slot is not None and not bob_slot.paused and bob_slot.withheld == 0  # only carol paused it
 
     record = carol.showing("alice")
     assert record is not None
@@ -118,6 +125,8 @@ async def test_publisher_leaving_ends_its_tracks_for_everyone(
     assert bob_slot is not None and carol_slot is not None
     publication = room.publication("alice", "video")
     assert publication is not None and publication.subscribers == 2
+    to_bob, to_carol = room.slot_showing("bob", "alice", "video"), room.slot_showing("carol", "alice", "video")
+    assert to_bob is not None and to_carol is not None
 
     await room.disconnect("alice")
     assert room.publication("alice", "video") is None and room.publication("alice", "audio") is None
@@ -125,10 +134,16 @@ async def test_publisher_leaving_ends_its_tracks_for_everyone(
     for viewer in (bob, carol):
         assert all(slot["participant"] != "alice" for slot in viewer.media_events[-1]["slots"]), viewer.name
         assert viewer.showing("alice") is None
-    await asyncio.sleep(0.3)
-    frozen = (bob_slot.frames, carol_slot.frames)
-    await until(lambda: video_from(bob, "carol") > frozen[0] + 10, "bob still receives carol")
-    assert (bob_slot.frames, carol_slot.frames) == frozen, "alice's video still arrives after she left"
+    # The slots that showed alice are detached from her publication (the forwarder's state): nothing of hers can
+    # be sent through them, and what the viewers got is at most what was sent before she left.
+    assert to_bob.source is None and to_carol.source is None
+    sent = (to_bob.forwarded, to_carol.forwarded)
+    carol_to_bob = room.slot_showing("bob", "carol", "video")
+    assert carol_to_bob is not None
+    carol_sent = carol_to_bob.forwarded
+    await until(lambda: carol_to_bob.forwarded > carol_sent + 10, "bob still receives carol")
+    assert (to_bob.forwarded, to_carol.forwarded) == sent, "alice's video still forwarded after she left"
+    assert bob_slot.frames <= sent[0] and carol_slot.frames <= sent[1]
     assert room.participants == ["bob", "carol"]
     await room.disconnect("alice")  # twice is harmless
 

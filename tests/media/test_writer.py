@@ -3,7 +3,6 @@ NACKs answered with RTX, sender reports that count what was sent."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
@@ -41,8 +40,9 @@ def test_audio_frames_are_sent_as_they_came() -> None:
 
 
 def _slot_showing(room: RoomMedia, subscriber: str, publisher: str) -> Any:
-    member = room._members[subscriber]
-    return next(s for s in member.slots if s.kind == "video" and s.source and s.source.publisher == publisher)
+    slot = room.slot_showing(subscriber, publisher, "video")
+    assert slot is not None, f"{subscriber} has no slot showing {publisher}"
+    return slot
 
 
 async def test_lost_packets_are_retransmitted_and_the_video_keeps_decoding() -> None:
@@ -50,30 +50,37 @@ async def test_lost_packets_are_retransmitted_and_the_video_keeps_decoding() -> 
         await until(lambda: (r := viewer.showing("publisher")) is not None and r.decoded >= 5, "first frames")
         slot = _slot_showing(room, "viewer", "publisher")
 
-        # The viewer's network loses the first copy of one media packet in 20.
+        # The viewer's network loses the first copy of one media packet in 20, ten times; retransmissions (RTX,
+        # RFC 4588: the original sequence number in the first two payload bytes) are recorded as they arrive.
         receiver = video_receiver(viewer)
         handle = receiver._handle_rtp_packet
         dropped: set[int] = set()
+        recovered: set[int] = set()
 
         async def lossy(packet: Any, arrival_time_ms: int) -> None:
             media = packet.payload_type == slot.writer.payload_type
-            if media and packet.sequence_number % 20 == 0 and packet.sequence_number not in dropped:
-                dropped.add(packet.sequence_number)
+            seq = packet.sequence_number
+            if media and seq % 20 == 0 and len(dropped) < 10 and seq not in dropped:
+                dropped.add(seq)
                 return
+            if not media and len(packet.payload) >= 2:
+                recovered.add(int.from_bytes(packet.payload[:2], "big"))
             await handle(packet, arrival_time_ms=arrival_time_ms)
 
         receiver._handle_rtp_packet = lossy  # type: ignore[method-assign]
         record = viewer.showing("publisher")
         assert record is not None
-        decoded_before, forwarded_before = record.decoded, slot.forwarded
-        await until(lambda: len(dropped) >= 10, "ten packets lost")
-        await until(lambda: slot.forwarded - forwarded_before >= 90, "three seconds of video forwarded")
+        keyframe_requests = slot.keyframe_requests
+        await until(lambda: len(dropped) == 10, "ten packets lost")
+        await until(lambda: dropped <= recovered, "every lost packet retransmitted")
+        decoded_after = record.decoded
+        await until(lambda: record.decoded >= decoded_after + 30, "a second more of video decoded")
 
-        assert slot.writer.retransmitted >= len(dropped) // 2, "the server did not answer the viewer's NACKs"
-        decoded = record.decoded - decoded_before
-        forwarded = slot.forwarded - forwarded_before
-        # Without retransmission every loss costs the frames up to the next keyframe (at least half a second).
-        assert decoded >= 0.85 * forwarded, f"only {decoded} of {forwarded} forwarded frames were decoded"
+        # What a user would notice is a frozen picture: the viewer asks for a keyframe (PLI, RFC 4585 6.3.1)
+        # whenever it loses a picture it cannot decode (aiortc: a decoder error or an unrecoverable gap). None
+        # here: every loss was repaired in time, and the video kept decoding.
+        assert slot.keyframe_requests == keyframe_requests, "the viewer lost pictures despite the retransmissions"
+        assert slot.writer.retransmitted >= len(dropped)
 
 
 async def test_sender_statistics_count_the_packets_written() -> None:
@@ -106,21 +113,21 @@ async def test_a_frame_larger_than_one_segmented_send_arrives_whole(path: str, m
         if path == "through asyncio":
             writer._fd = -1
         receiver = video_receiver(viewer)
-        arrived: dict[int, tuple[bool, bytes]] = {}
-
-        async def capture(packet: Any, arrival_time_ms: int) -> None:
-            if packet.payload_type == writer.payload_type:
-                arrived[packet.sequence_number] = (packet.marker, packet.payload)
-
-        receiver._handle_rtp_packet = capture  # type: ignore[method-assign]
-        await asyncio.sleep(0.2)  # frames already on the way
-        arrived.clear()
+        # The slot writes nothing more on its own, so the frame's packets are the next sequence numbers; packets of
+        # earlier frames still on the way fall outside that window and are ignored (no waiting for them to land).
         segmented_before = writer.segmented
         first = writer._seq  # the frame's first sequence number
         data = bytes(range(256)) * 400  # 100 kB: 86 packets
         frame = EncodedFrame(data=data, timestamp=0, clock_rate=90000, codec="VP8", keyframe=True)
         payloads = packetize(frame, picture_id=7)
+        arrived: dict[int, tuple[bool, bytes]] = {}
 
+        async def capture(packet: Any, arrival_time_ms: int) -> None:
+            in_frame = (packet.sequence_number - first) & 0xFFFF < len(payloads)  # may wrap
+            if packet.payload_type == writer.payload_type and in_frame:
+                arrived[packet.sequence_number] = (packet.marker, packet.payload)
+
+        receiver._handle_rtp_packet = capture  # type: ignore[method-assign]
         assert writer.write(payloads, 90000 * 60, send_time())
         await until(lambda: len(arrived) == len(payloads), f"{len(payloads)} packets")
 
