@@ -123,12 +123,12 @@ def key_image_notes(fiche: Fiche, version: SignedVersion, sources: Sequence[Data
         studies.setdefault(str(by_sop[mark.sop_uid].StudyInstanceUID), []).append(mark)
 
     documents: list[Dataset] = []
+    # The observer is the account that signed the version (users table, by signed_by), never a typed name.
     observer = hd.sr.ObserverContext(
         observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
         observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
             # Free-text name as a single PN component; the trailing caret says so (PS3.5 6.2.1.2).
-            name=(fiche.responsible_physician.name if fiche.responsible_physician else "RCP").replace("^", " ")[:63]
-            + "^"
+            name=(version.signer.name if version.signer else "RCP").replace("^", " ")[:63] + "^"
         ),
     )
     signed = _local(version.signed_at)

@@ -199,7 +199,8 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
 def signature_line(version: SignedVersion | None, fiche: Fiche, _: Translate = i18n.gettext) -> str:
     if version is None:
         return _("DRAFT — not signed")
-    signer = fiche.responsible_physician.name if fiche.responsible_physician else f"#{version.signed_by}"
+    # The account that signed (users table, by signed_by), never the typed responsible physician (issue 13).
+    signer = version.signer.name if version.signer else f"#{version.signed_by}"
     line = _("Version {number}, signed by {signer} on {when}").format(
         number=version.number, signer=signer, when=_moment(version.signed_at))
     if version.replaces is not None:

@@ -3,7 +3,12 @@
 JSON under ``/api`` for the room's decision form (``web/static/js/decision.js``); printable pages and PDFs for
 people. Access follows ``rcp.auth.permissions`` (invited participants and the board's coordinators; others get
 404), every read of patient data is written to the audit trail, and signing asks for the signer's password again
-(a signature is a medical act: the session alone is not enough).
+(a signature is a medical act: the session alone is not enough; rcp.auth.reauth).
+
+Who signs is the signed-in account (rcp.minutes.versions.check_signer): a physician invited to the meeting and
+present when the case was discussed (the room's log, rcp.room.decisions.room_attendees), from their own sign-in —
+a join-link (guest) session or a service token never signs. The signer's rules run before the password is checked,
+so the password is the last thing that can refuse: the same refusal for any wrong password, throttled and audited.
 """
 
 from __future__ import annotations
@@ -21,16 +26,16 @@ from starlette.routing import BaseRoute, Route
 
 from rcp import i18n
 from rcp.auth import audit
-from rcp.auth.models import User
-from rcp.auth.passwords import PRODUCTION_ARGON2, verify_password
 from rcp.auth.permissions import case_for_user, meeting_for_user
+from rcp.auth.reauth import reauthenticate
+from rcp.auth.throttle import Throttled
 from rcp.clock import as_utc
-from rcp.errors import Conflict, Forbidden, Invalid, NotFound
+from rcp.errors import Conflict, Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int, read_json
 from rcp.minutes import render, store
 from rcp.minutes.fiche import AttendeeRecord, Fiche
 from rcp.minutes.models import WritebackJob
-from rcp.minutes.versions import FieldConflict, SignedVersion, thaw
+from rcp.minutes.versions import FieldConflict, NotAllowedToSign, SignedVersion, check_signer, thaw
 from rcp.openapi import ApiRoute
 from rcp.scheduling.models import Board, Case, Meeting, MeetingStatus
 from rcp.scheduling.specialties import SPECIALTIES
@@ -58,11 +63,15 @@ class AmendRequest(BaseModel):
     password: str = Field(min_length=1, max_length=200)
     reason: str = Field(min_length=1, max_length=2000)
     replaces: int = Field(ge=1)
+    #: The corrected fields (name -> new value, as PUT .../fields/{name} takes them): a signed draft is not
+    #: editable, so the correction carries its changes.
+    changes: dict[str, Any] = Field(default_factory=dict)
 
 
 def _version_json(stored: store.StoredVersion, *, content: bool = False) -> dict[str, Any]:
     v = stored.version
     out: dict[str, Any] = {"id": stored.id, "number": v.number, "sha256": v.sha256, "signed_by": v.signed_by,
+                           "signer": {"user_id": v.signed_by, "name": v.signer.name if v.signer else ""},
                            "signed_at": v.signed_at.isoformat(), "replaces": v.replaces, "reason": v.reason,
                            "intact": v.verify()}
     if content:
@@ -76,20 +85,40 @@ def _job_json(job: WritebackJob) -> dict[str, Any]:
             "next_attempt_at": as_utc(job.next_attempt_at).isoformat()}
 
 
-async def _check_password(session: AsyncSession, request: Request, user: Any, password: str,
-                          case: Case) -> None:
-    row = await session.get(User, user.id)
-    settings = getattr(request.app.state, "settings", None)  # absent when the routes are mounted on their own
-    cost = settings.argon2 if settings is not None else PRODUCTION_ARGON2
-    if row is None or not verify_password(row.password_hash, password, cost):
-        await audit.record(session, event="user_authentication", action="E", outcome=4, request=request,
+def _own_sign_in(user: Any) -> None:
+    """A signature comes from a person's own sign-in: not a join link's guest session, not a service token."""
+    if getattr(user, "via", "") != "session" or getattr(user, "meeting_scope", None) is not None:
+        raise NotAllowedToSign("Decisions are signed from a physician's own sign-in: a session opened by a join "
+                               "link (guest) or a service token cannot sign.")
+
+
+async def _may_sign(session: AsyncSession, user: Any, fiche: Fiche | None, invited_ids: frozenset[int]
+                    ) -> dict[str, Any]:
+    """Whether the caller may sign this decision now (the form shows the button to them), and if not, why."""
+    if fiche is None:
+        return {"may_sign": False, "reason": ""}
+    try:
+        _own_sign_in(user)
+        check_signer(fiche, await store.signer_account(session, user.id), invited_ids=invited_ids)
+    except NotAllowedToSign as exc:
+        return {"may_sign": False, "reason": exc.message}
+    return {"may_sign": True, "reason": ""}
+
+
+async def _refused(request: Request, case: Case, act: str, error: RcpError) -> None:
+    """A signature refused by its rules: recorded (DCM 110113) in its own transaction, the signature's rolls back."""
+    async with request.app.state.db.session() as s:
+        await audit.record(s, event="security_alert", action="E", outcome=4, request=request,
                            patient_id=case.patient_id, meeting_id=case.meeting_id,
-                           what=f"signature of case {case.id}: password check failed")
-        raise Forbidden("The password does not match: re-enter your own password to sign.")
+                           what=f"{act} of case {case.id} refused: {error.code}")
+
+
+def _throttled(exc: Throttled) -> Response:
+    return JSONResponse(exc.as_json(), status_code=exc.status, headers={"Retry-After": str(exc.retry_after_s)})
 
 
 async def _state(session: AsyncSession, case_id: int,
-                 attendees: tuple[AttendeeRecord, ...] | None = None) -> dict[str, Any]:
+                 attendees: tuple[AttendeeRecord, ...] | None = None, *, user: Any = None) -> dict[str, Any]:
     """The decision as the form needs it: draft with versions, quorum, gaps before signing, versions, write-back.
 
     ``attendees`` (the room's, see :func:`_room_attendees`) makes the quorum shown the one a signature checks."""
@@ -116,6 +145,8 @@ async def _state(session: AsyncSession, case_id: int,
             fiche.check_complete()
         except Invalid as exc:
             out["missing"] = exc.fields
+    if user is not None:
+        out["signing"] = await _may_sign(session, user, fiche, context.invited_ids)
     for v in versions:
         out["writebacks"].extend(_job_json(j) for j in await store.writebacks_for(session, v.id))
     return out
@@ -126,7 +157,7 @@ async def decision(request: Request) -> Response:
     case_id = path_int(request, "case_id")
     async with request.app.state.db.session() as s:
         case = await case_for_user(s, user, case_id)
-        state = await _state(s, case_id, await _room_attendees(request, s, case_id))
+        state = await _state(s, case_id, await _room_attendees(request, s, case_id), user=user)
         await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
                            meeting_id=case.meeting_id, what=f"decision of case {case_id}")
     return JSONResponse(state)
@@ -166,14 +197,25 @@ async def sign(request: Request) -> Response:
     body = await read_json(request, SignRequest)
     async with request.app.state.db.session() as s:
         case = await case_for_user(s, user, case_id)
-        await _check_password(s, request, user, body.password, case)
-    # A failed password check must stay in the audit trail: it was committed above, the signature is separate.
-    async with request.app.state.db.session() as s:
-        stored = await store.sign(s, case_id=case_id, signer_id=user.id, seen_revision=body.seen_revision,
-                                  attendees=await _room_attendees(request, s, case_id),
-                                  hooks=_signed_hooks(request))
-        await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
-                           meeting_id=case.meeting_id, what=f"decision of case {case_id} signed, version 1")
+    act = f"signature of case {case_id}"
+
+    async def confirm() -> None:
+        await reauthenticate(request, user, body.password, act=act, patient_id=case.patient_id,
+                             meeting_id=case.meeting_id)
+
+    try:
+        _own_sign_in(user)
+        async with request.app.state.db.session() as s:
+            stored = await store.sign(s, case_id=case_id, signer_id=user.id, seen_revision=body.seen_revision,
+                                      attendees=await _room_attendees(request, s, case_id),
+                                      hooks=_signed_hooks(request), confirm=confirm)
+            await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
+                               meeting_id=case.meeting_id, what=f"decision of case {case_id} signed, version 1")
+    except Throttled as exc:
+        return _throttled(exc)
+    except NotAllowedToSign as exc:
+        await _refused(request, case, "signature", exc)
+        raise
     _wake(request)
     await _announce_signed(request, case, stored, user.id)
     return JSONResponse(_version_json(stored), status_code=201)
@@ -185,13 +227,26 @@ async def amend(request: Request) -> Response:
     body = await read_json(request, AmendRequest)
     async with request.app.state.db.session() as s:
         case = await case_for_user(s, user, case_id)
-        await _check_password(s, request, user, body.password, case)
-    async with request.app.state.db.session() as s:
-        stored = await store.amend(s, case_id=case_id, signer_id=user.id, reason=body.reason,
-                                   replaces_number=body.replaces, hooks=_signed_hooks(request))
-        await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
-                           meeting_id=case.meeting_id,
-                           what=f"decision of case {case_id} corrected, version {stored.version.number}")
+    act = f"amendment of case {case_id}"
+
+    async def confirm() -> None:
+        await reauthenticate(request, user, body.password, act=act, patient_id=case.patient_id,
+                             meeting_id=case.meeting_id)
+
+    try:
+        _own_sign_in(user)
+        async with request.app.state.db.session() as s:
+            stored = await store.amend(s, case_id=case_id, signer_id=user.id, reason=body.reason,
+                                       replaces_number=body.replaces, changes=body.changes,
+                                       hooks=_signed_hooks(request), confirm=confirm)
+            await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
+                               meeting_id=case.meeting_id,
+                               what=f"decision of case {case_id} corrected, version {stored.version.number}")
+    except Throttled as exc:
+        return _throttled(exc)
+    except NotAllowedToSign as exc:
+        await _refused(request, case, "amendment", exc)
+        raise
     _wake(request)
     await _announce_signed(request, case, stored, user.id)
     return JSONResponse(_version_json(stored), status_code=201)
@@ -205,14 +260,14 @@ def _field_hooks(request: Request) -> list[store.FieldHook]:
 
 async def _room_attendees(request: Request, session: AsyncSession,
                           case_id: int) -> tuple[AttendeeRecord, ...] | None:
-    """Attendance from the meeting's room when the app has one (``app.state.room_attendees``: meeting id -> user
-    ids present, see rcp.room.decisions): the invited who joined *and are present now*. None keeps the store's
-    default (everyone who joined), e.g. a meeting held without the live room."""
+    """Attendance from the meeting's room when the app has one (``app.state.room_attendees``: (meeting id, case id)
+    -> user ids, see rcp.room.decisions): the invited who were in the room while the case was discussed. None
+    keeps the store's default (everyone who joined), e.g. a meeting held without the live room."""
     lookup = getattr(request.app.state, "room_attendees", None)
     if lookup is None:
         return None
     context = await store.load_context(session, case_id)
-    present = await lookup(context.meeting.id)
+    present = await lookup(context.meeting.id, case_id)
     if present is None:
         return None
     return tuple(a for a in context.attendees() if a.user_id in present)
@@ -340,10 +395,10 @@ routes: list[BaseRoute] = [
              body=FieldEdit, summary="Save one field of the draft (409 with the current value on a conflict)",
              media_type="application/json"),
     ApiRoute("/api/cases/{case_id:int}/decision/sign", sign, method="POST", tag="minutes", body=SignRequest,
-             status=201, summary="Sign the decision (responsible physician, password, quorum)",
+             status=201, summary="Sign the decision (a physician present at the discussion, password, quorum)",
              media_type="application/json"),
     ApiRoute("/api/cases/{case_id:int}/decision/amend", amend, method="POST", tag="minutes", body=AmendRequest,
-             status=201, summary="Sign a correction that replaces the latest version, with a reason",
+             status=201, summary="Sign a correction (its changed fields and a reason) that replaces the latest version",
              media_type="application/json"),
     ApiRoute("/api/cases/{case_id:int}/decision/versions", versions, method="GET", tag="minutes",
              summary="Every signed version of the decision with its content", media_type="application/json"),

@@ -12,7 +12,7 @@ need (case, meeting, board, patient, invitations) and stores the result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
@@ -37,6 +37,7 @@ from rcp.minutes.fiche import (
     Fiche,
     PatientIdentity,
     PerformanceStatus,
+    Physician,
     Tnm,
 )
 from rcp.minutes.models import DecisionDraft, DecisionVersion, WritebackJob, WritebackKind, WritebackStatus
@@ -47,6 +48,7 @@ from rcp.scheduling.specialties import SPECIALTIES
 __all__ = [
     "MAX_WRITEBACK_ATTEMPTS",
     "CaseContext",
+    "Confirm",
     "FieldHook",
     "SignedHook",
     "StoredVersion",
@@ -64,6 +66,7 @@ __all__ = [
     "on_signed",
     "save_field",
     "sign",
+    "signer_account",
     "writebacks_for",
 ]
 
@@ -84,6 +87,10 @@ class StoredVersion:
 
 
 SignedHook = Callable[[AsyncSession, StoredVersion], Awaitable[None]]
+#: Called by :func:`sign` and :func:`amend` once every rule passed, just before the version is written: the route's
+#: re-authentication of the signer (rcp.auth.reauth), so that a refusal after the password check never happens
+#: and the answer to a wrong password is the only one that depends on it.
+Confirm = Callable[[], Awaitable[None]]
 #: (meeting id, case id, field name, saved field) — see :data:`on_field_saved`.
 FieldHook = Callable[[int, int, str, DraftField], Awaitable[None]]
 
@@ -267,12 +274,14 @@ async def save_field(session: AsyncSession, case_id: int, name: str, value: Any,
 
     The row's ``revision`` is an optimistic lock: if another save committed between our read and our write (a
     different field, or the same one), we read again and re-apply the field rule, so nothing is lost silently.
-    Refused once the case is signed: corrections go through :func:`amend`.
+    Refused once the case is signed (:class:`~rcp.minutes.versions.AlreadySigned`, 409): the signed text is the
+    record, and only a physician's amendment (:func:`amend`: a new version with a reason) changes it.
     """
     at = at or utcnow()
     case = await session.get(Case, case_id)
     if case is None:
         raise NotFound("No such case: check the agenda.")
+    await _refuse_if_signed(session, case_id)
     if await _draft_row(session, case_id) is None:
         await _ensure_draft_row(session, case_id, at)
     for _attempt in range(8):
@@ -291,6 +300,34 @@ async def save_field(session: AsyncSession, case_id: int, name: str, value: Any,
         if result.rowcount == 1:
             return new_field
     raise versions.StaleDraft("The decision is being edited very quickly by several people: save again.")
+
+
+async def _refuse_if_signed(session: AsyncSession, case_id: int) -> None:
+    latest = (await session.exec(
+        select(sa.func.max(DecisionVersion.number)).where(DecisionVersion.case_id == case_id)
+    )).one()
+    if latest is not None:
+        raise AlreadySigned(
+            f"This decision is signed (version {latest}): it can no longer be edited. A physician who took part "
+            "in the discussion corrects it with an amendment (a new version that gives the reason)."
+        )
+
+
+async def _store_draft(session: AsyncSession, case_id: int, draft: Draft, names: Sequence[str], at: datetime) -> None:
+    """Write the fields ``names`` of ``draft`` (an amendment's changes), so the draft shows the latest version."""
+    if not names:
+        return
+    await _ensure_draft_row(session, case_id, at)
+    row = await _draft_row(session, case_id)
+    assert row is not None
+    await session.refresh(row)
+    stored = dict(row.fields)
+    for name in names:
+        stored[name] = draft.get(name).as_json()
+    await session.exec(
+        sa.update(DecisionDraft).where(col(DecisionDraft.id) == row.id)
+        .values(fields=stored, revision=draft.revision, updated_at=at)
+    )
 
 
 async def carry_draft(session: AsyncSession, from_case_id: int, to_case_id: int, *,
@@ -322,11 +359,33 @@ async def carry_draft(session: AsyncSession, from_case_id: int, to_case_id: int,
 # -- signed versions -------------------------------------------------------------------------------------------
 
 
-def _stored(row: DecisionVersion, numbers: dict[int, int]) -> StoredVersion:
+def _physician(user: User) -> Physician:
+    return Physician(name=user.display_name or user.username, specialty=user.specialty, hospital=user.hospital,
+                     user_id=user.id)
+
+
+async def signer_account(session: AsyncSession, user_id: int) -> Physician:
+    """The account that signs, as the documents will name it (its name and specialty from the users table)."""
+    user = await session.get(User, user_id)
+    if user is None or not user.active:
+        raise versions.NotAllowedToSign("This account cannot sign: it is unknown or deactivated.")
+    return _physician(user)
+
+
+async def _signers(session: AsyncSession, rows: Sequence[DecisionVersion]) -> dict[int, Physician]:
+    ids = {r.signed_by for r in rows}
+    if not ids:
+        return {}
+    users = (await session.exec(select(User).where(col(User.id).in_(ids)))).all()
+    return {u.id: _physician(u) for u in users if u.id is not None}
+
+
+def _stored(row: DecisionVersion, numbers: dict[int, int], signers: Mapping[int, Physician]) -> StoredVersion:
     assert row.id is not None
     version = SignedVersion(number=row.number, content=row.content, sha256=row.sha256, signed_by=row.signed_by,
                             signed_at=as_utc(row.signed_at),
-                            replaces=numbers.get(row.replaces_id) if row.replaces_id else None, reason=row.reason)
+                            replaces=numbers.get(row.replaces_id) if row.replaces_id else None, reason=row.reason,
+                            signer=signers.get(row.signed_by))
     if not version.verify():
         # Never silently show altered medical content: the stored JSON no longer matches what was signed.
         log.error("case %s: decision version %s does not match its SHA-256", row.case_id, row.number)
@@ -339,7 +398,8 @@ async def list_versions(session: AsyncSession, case_id: int) -> list[StoredVersi
         select(DecisionVersion).where(DecisionVersion.case_id == case_id).order_by(col(DecisionVersion.number))
     )).all()
     numbers = {r.id: r.number for r in rows if r.id is not None}
-    return [_stored(r, numbers) for r in rows]
+    signers = await _signers(session, rows)
+    return [_stored(r, numbers, signers) for r in rows]
 
 
 async def meeting_versions(session: AsyncSession, meeting_id: int) -> dict[int, StoredVersion]:
@@ -349,7 +409,8 @@ async def meeting_versions(session: AsyncSession, meeting_id: int) -> dict[int, 
         .where(Case.meeting_id == meeting_id).order_by(col(DecisionVersion.number))
     )).all()
     numbers = {r.id: r.number for r in rows if r.id is not None}
-    return {r.case_id: _stored(r, numbers) for r in rows}
+    signers = await _signers(session, rows)
+    return {r.case_id: _stored(r, numbers, signers) for r in rows}
 
 
 async def _insert(session: AsyncSession, case_id: int, version: SignedVersion, replaces_id: int | None,
@@ -380,20 +441,25 @@ async def _insert(session: AsyncSession, case_id: int, version: SignedVersion, r
 
 async def sign(session: AsyncSession, *, case_id: int, signer_id: int, seen_revision: int,
                attendees: Sequence[AttendeeRecord] | None = None, at: datetime | None = None,
-               hooks: Sequence[SignedHook] = ()) -> StoredVersion:
+               hooks: Sequence[SignedHook] = (), confirm: Confirm | None = None) -> StoredVersion:
     """Sign the case's decision: version 1, its write-back jobs and the :data:`on_signed` rows, in this transaction.
 
-    The password check (re-authentication) is the route's job, before calling this. ``attendees`` comes from the
-    room when it knows better than the invitations (who is connected now). ``hooks`` run after the module-wide
-    :data:`on_signed` ones: an app passes its own (its EPR receivers) so that two apps in one process stay apart.
+    ``signer_id`` is the signed-in account (its name and specialty come from the users table). ``confirm`` is the
+    route's re-authentication, called after every rule passed (see :data:`Confirm`). ``attendees`` comes from the
+    room when it knows better than the invitations (who was there while the case was discussed). ``hooks`` run
+    after the module-wide :data:`on_signed` ones: an app passes its own (its EPR receivers) so that two apps in one
+    process stay apart.
     """
     at = at or utcnow()
     context = await load_context(session, case_id)
     draft = await load_draft(session, case_id)
     fiche = build_fiche(context, draft, attendees)
     existing = [s.version for s in await list_versions(session, case_id)]
-    version = versions.sign(fiche, draft=draft, seen_revision=seen_revision, signer_id=signer_id,
-                            invited_ids=context.invited_ids, existing=existing, at=at)
+    version = versions.sign(fiche, draft=draft, seen_revision=seen_revision,
+                            signer=await signer_account(session, signer_id), invited_ids=context.invited_ids,
+                            existing=existing, at=at)
+    if confirm is not None:
+        await confirm()
     stored = await _insert(session, case_id, version, None, fiche, hooks)
     context.case.status = CaseStatus.discussed if fiche.discussed else context.case.status
     context.case.updated_at = at
@@ -403,12 +469,15 @@ async def sign(session: AsyncSession, *, case_id: int, signer_id: int, seen_revi
 
 
 async def amend(session: AsyncSession, *, case_id: int, signer_id: int, reason: str, replaces_number: int,
-                attendees: Sequence[AttendeeRecord] | None = None, at: datetime | None = None,
-                hooks: Sequence[SignedHook] = ()) -> StoredVersion:
-    """Sign a correction of version ``replaces_number`` built from the current draft, saying why.
+                changes: Mapping[str, Any] | None = None, attendees: Sequence[AttendeeRecord] | None = None,
+                at: datetime | None = None, hooks: Sequence[SignedHook] = (),
+                confirm: Confirm | None = None) -> StoredVersion:
+    """Sign a correction of version ``replaces_number``: the draft with ``changes`` (field name -> new value),
+    saying why, in one transaction; the draft then holds the corrected values (a signed draft is not editable
+    otherwise, see :func:`save_field`).
 
     Attendees default to those recorded on the replaced version: a correction fixes what the board decided, it
-    does not change who decided it.
+    does not change who decided it (and only one of them signs it).
     """
     at = at or utcnow()
     context = await load_context(session, case_id)
@@ -417,12 +486,19 @@ async def amend(session: AsyncSession, *, case_id: int, signer_id: int, reason: 
     target = next((s for s in stored if s.version.number == replaces_number), None)
     if target is None:
         raise NotFound("No such signed version of this decision.")
+    changes = dict(changes or {})
+    for name, value in changes.items():
+        draft = draft.edit(name, value, base_version=draft.get(name).version, editor_id=signer_id, at=at)
     if attendees is None:
         attendees = target.version.fiche().attendees
     fiche = build_fiche(context, draft, attendees)
     version = versions.amend(fiche, replaces=target.version, existing=[s.version for s in stored], reason=reason,
-                             signer_id=signer_id, invited_ids=context.invited_ids, at=at)
+                             signer=await signer_account(session, signer_id), invited_ids=context.invited_ids,
+                             at=at)
+    if confirm is not None:
+        await confirm()
     result = await _insert(session, case_id, version, target.id, fiche, hooks)
+    await _store_draft(session, case_id, draft, list(changes), at)
     log.info("case %s: decision version %s replaces %s", case_id, version.number, replaces_number)
     return result
 

@@ -7,6 +7,11 @@ carries the current value, so the UI shows both texts instead of silently keepin
 Signing freezes the fiche's canonical JSON (sorted keys, no insignificant whitespace, UTF-8) with its SHA-256,
 who signed and when. A correction never overwrites: it is a new version that names the one it replaces and why.
 
+Who signs is the signed-in account, never a name typed on the fiche: a physician (an account with a medical
+specialty; a board secretary never signs, whatever its role) invited to the meeting and present when the case was
+discussed (an attendee of the fiche). The typed ``responsible_physician`` is the physician who informs the
+patient; the documents name the signer from the account (:attr:`SignedVersion.signer`).
+
     >>> from datetime import UTC
     >>> NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     >>> draft = Draft(case_id=1).edit("question", "Chirurgie ?", base_version=0, editor_id=7, at=NOW)
@@ -25,8 +30,9 @@ from types import MappingProxyType
 from typing import Any
 
 from rcp.errors import Conflict, Forbidden, Invalid
-from rcp.minutes.fiche import DRAFT_DEFAULTS, DRAFT_FIELDS, Fiche, parse_draft_field
+from rcp.minutes.fiche import DRAFT_DEFAULTS, DRAFT_FIELDS, Fiche, Physician, parse_draft_field
 from rcp.scheduling.quorum import Quorum
+from rcp.scheduling.specialties import is_physician
 
 __all__ = [
     "AlreadySigned",
@@ -39,6 +45,7 @@ __all__ = [
     "StaleDraft",
     "amend",
     "canonical_json",
+    "check_signer",
     "content_sha256",
     "freeze",
     "sign",
@@ -212,6 +219,9 @@ class SignedVersion:
     signed_at: datetime
     replaces: int | None = None
     reason: str = ""
+    #: The account ``signed_by`` as documents name it (PDF, EPR author, KOS observer), loaded from the users table;
+    #: not part of the signed content (the content is what the board decided, the account is who signed it).
+    signer: Physician | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "content", freeze(self.content))
@@ -228,14 +238,24 @@ class SignedVersion:
         return Fiche.from_content(thaw(self.content))
 
 
-def _check_signer(fiche: Fiche, *, signer_id: int, invited_ids: Collection[int]) -> None:
-    if signer_id not in invited_ids:
+def check_signer(fiche: Fiche, signer: Physician, *, invited_ids: Collection[int]) -> None:
+    """Refuse (:class:`NotAllowedToSign`) unless ``signer`` (the signed-in account) may sign ``fiche``.
+
+    A physician: the account has a medical specialty (rcp.scheduling.specialties; "secretary" and "nurse
+    coordinator" are not), invited to the meeting, and present when the case was discussed (one of the fiche's
+    attendees). Nothing here depends on a password, so a refusal tells nothing about one.
+    """
+    if signer.user_id is None or signer.user_id not in invited_ids:
         raise NotAllowedToSign("Only a physician invited to this meeting can sign its decisions.")
-    responsible = fiche.responsible_physician
-    if responsible is None or responsible.user_id != signer_id:
+    if not is_physician(signer.specialty):
         raise NotAllowedToSign(
-            "Only the physician responsible for this decision can sign it: change the responsible physician "
-            "first, or ask them to sign."
+            "Only a physician signs a decision, and this account has no medical specialty: ask a physician who "
+            "took part in the discussion to sign."
+        )
+    if signer.user_id not in {a.user_id for a in fiche.attendees}:
+        raise NotAllowedToSign(
+            "Only a physician who was present when this case was discussed can sign it: ask one of the attendees "
+            "to sign."
         )
 
 
@@ -251,16 +271,16 @@ def sign(
     *,
     draft: Draft,
     seen_revision: int,
-    signer_id: int,
+    signer: Physician,
     invited_ids: Collection[int],
     existing: Sequence[SignedVersion],
     at: datetime,
 ) -> SignedVersion:
-    """Freeze ``fiche`` as version 1 of its case.
+    """Freeze ``fiche`` as version 1 of its case, signed by the account ``signer``.
 
     Refused (with a reason the UI can show) when: the case is already signed (use :func:`amend`), the signer saw
-    an older draft than the stored one, the signer is not invited or not the responsible physician, the fiche is
-    incomplete, or the quorum is not met.
+    an older draft than the stored one, the signer may not sign (:func:`check_signer`), the fiche is incomplete,
+    or the quorum is not met.
     """
     if existing:
         raise AlreadySigned(
@@ -272,12 +292,13 @@ def sign(
             f"The decision changed since you last saw it (revision {draft.revision}, you saw {seen_revision}): "
             "reread it, then sign again."
         )
-    _check_signer(fiche, signer_id=signer_id, invited_ids=invited_ids)
+    check_signer(fiche, signer, invited_ids=invited_ids)
     fiche.check_complete()
     _check_quorum(fiche)
     content = fiche.to_content()
-    return SignedVersion(number=1, content=content, sha256=content_sha256(content), signed_by=signer_id,
-                         signed_at=at)
+    assert signer.user_id is not None
+    return SignedVersion(number=1, content=content, sha256=content_sha256(content), signed_by=signer.user_id,
+                         signed_at=at, signer=signer)
 
 
 def amend(
@@ -286,11 +307,14 @@ def amend(
     replaces: SignedVersion,
     existing: Sequence[SignedVersion],
     reason: str,
-    signer_id: int,
+    signer: Physician,
     invited_ids: Collection[int],
     at: datetime,
 ) -> SignedVersion:
-    """A correction of the latest signed version: a new number, ``replaces`` set, and the reason kept."""
+    """A correction of the latest signed version: a new number, ``replaces`` set, and the reason kept.
+
+    Signed like a first version (:func:`check_signer`): the physician correcting was there when the case was
+    discussed (the attendees of the version it replaces)."""
     if not reason.strip():
         raise Invalid("Say why the decision is corrected.", fields={"reason": "required"})
     if len(reason) > 2000:
@@ -300,12 +324,13 @@ def amend(
         raise StaleDraft(
             "Only the latest signed version can be corrected: reload the decision to see the current version."
         )
-    _check_signer(fiche, signer_id=signer_id, invited_ids=invited_ids)
+    check_signer(fiche, signer, invited_ids=invited_ids)
     fiche.check_complete()
     _check_quorum(fiche)
     content = fiche.to_content()
     digest = content_sha256(content)
     if digest == replaces.sha256:
-        raise Conflict("The correction changes nothing: edit the decision before signing a new version.")
-    return SignedVersion(number=replaces.number + 1, content=content, sha256=digest, signed_by=signer_id,
-                         signed_at=at, replaces=replaces.number, reason=reason)
+        raise Conflict("The correction changes nothing: say which fields change (changes) and their new values.")
+    assert signer.user_id is not None
+    return SignedVersion(number=replaces.number + 1, content=content, sha256=digest, signed_by=signer.user_id,
+                         signed_at=at, replaces=replaces.number, reason=reason, signer=signer)

@@ -6,8 +6,9 @@ installs once the rooms exist:
 - :func:`decision_broadcaster`: after the minutes commit a draft field, the meeting's room gets a
   ``decision.field`` event (case, field name, version, editor) and every page fetches the field again.
 - :func:`signature_broadcaster`: after a signature commits, a ``decision.signed`` event (case, version number).
-- :func:`room_attendees`: who is in the meeting's room now, so that the quorum shown while writing and the one
-  checked at signature are those of the people present (INCa: the attendees are the members who took part).
+- :func:`room_attendees`: who was in the meeting's room while the case was discussed, so that the quorum shown
+  while writing, the one checked at signature and who may sign are those of the people who took part in that
+  discussion (INCa: the attendees are the members who took part), also once the meeting is over.
 - :func:`key_images_to_draft`: key-image marks placed in the room become the case's ``key_images`` draft field,
   from which the signature's Key Object Selection (IHE Key Image Note, PS3.3 A.35.4) is written to the archive.
 
@@ -27,8 +28,7 @@ from rcp.errors import RcpError
 from rcp.room import commands as c
 from rcp.room.events import Event, Mark, MarkAdded, MarkRemoved
 from rcp.room.live import LiveRoom, Rooms
-from rcp.room.log import load_state
-from rcp.room.state import RoomState
+from rcp.room.log import case_presence
 
 __all__ = [
     "AttendeeLookup",
@@ -46,9 +46,9 @@ logger = logging.getLogger(__name__)
 
 #: (meeting id, case id, field name, saved field): rcp.minutes.store.FieldHook.
 FieldHook = Callable[[int, int, str, Any], Awaitable[None]]
-#: Meeting id -> user ids present in its room, or None when the room never had anybody (attendance then comes
-#: from the invitations).
-AttendeeLookup = Callable[[int], Awaitable[frozenset[int] | None]]
+#: (meeting id, case id) -> user ids present in the room while the case was discussed, or None when the room never
+#: had anybody (attendance then comes from the invitations).
+AttendeeLookup = Callable[[int, int], Awaitable[frozenset[int] | None]]
 
 
 def decision_broadcaster(rooms: Rooms) -> FieldHook:
@@ -88,42 +88,15 @@ def signature_broadcaster(rooms: Rooms) -> SignedNotice:
     return broadcast
 
 
-def present_user_ids(state: RoomState) -> frozenset[int] | None:
-    """The users present in the room, or None if nobody ever joined it."""
-    if not state.participants:
-        return None
-    return frozenset(p.user_id for p in state.present())
+def room_attendees(rooms: Rooms) -> AttendeeLookup:
+    """Who was in the meeting's room while the case was discussed, from the room's log (any node, any time after).
 
-
-def room_attendees(rooms: Rooms, db: Any = None) -> AttendeeLookup:
-    """Who is in the meeting's room now: the live room if this node holds it, else the invitations' stamps.
-
-    The room's log stamps ``joined_at`` / ``left_at`` on the invitation in the same transaction as the join or
-    leave event (rcp.room.log.SqlEventLog), so "joined and not left since" is the room's presence, read in one
-    small query on any node, without replaying a long meeting's log. Without a database (memory log, tests) the
-    log is replayed.
+    Not "who is connected now": a fiche is signed the same evening or the next day, when the room is empty, and
+    someone who enters the room after the case was discussed was not there for it (rcp.room.attendance).
     """
 
-    async def from_invitations(meeting_id: int) -> frozenset[int] | None:
-        from sqlmodel import col, select
-
-        from rcp.scheduling.models import Invitation
-
-        async with db.session() as s:
-            rows = (await s.exec(
-                select(Invitation).where(Invitation.meeting_id == meeting_id, col(Invitation.joined_at).is_not(None))
-            )).all()
-        if not rows:
-            return None
-        return frozenset(r.user_id for r in rows if r.left_at is None)
-
-    async def lookup(meeting_id: int) -> frozenset[int] | None:
-        room = rooms.get(meeting_id)
-        if room is not None:
-            return present_user_ids(room.state)
-        if db is not None:
-            return await from_invitations(meeting_id)
-        return present_user_ids(await load_state(rooms.log, RoomState(meeting_id=meeting_id)))
+    async def lookup(meeting_id: int, case_id: int) -> frozenset[int] | None:
+        return await case_presence(rooms.log, meeting_id, case_id)
 
     return lookup
 
@@ -212,6 +185,6 @@ def wire_decisions(state: Any) -> None:
         return
     rooms: Rooms = state.rooms
     state.on_field_saved = [*getattr(state, "on_field_saved", ()), decision_broadcaster(rooms)]
-    state.room_attendees = room_attendees(rooms, state.db)
+    state.room_attendees = room_attendees(rooms)
     state.on_decision_signed = [*getattr(state, "on_decision_signed", ()), signature_broadcaster(rooms)]
     rooms.on_events.append(key_images_to_draft(state.db))

@@ -23,13 +23,21 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rcp.clock import as_utc
 from rcp.db import Database
 from rcp.errors import Conflict
-from rcp.room.attendance import Attendance, attendance
+from rcp.room.attendance import PRESENCE_EVENTS, Attendance, attendance, present_at
 from rcp.room.events import Event, ParticipantJoined, ParticipantLeft, event_from_parts, payload_of
 from rcp.room.models import RoomEvent
 from rcp.room.state import RoomState, replay
 from rcp.scheduling.models import Invitation
 
-__all__ = ["EventLog", "MemoryEventLog", "SequenceTaken", "SqlEventLog", "load_state", "meeting_attendance"]
+__all__ = [
+    "EventLog",
+    "MemoryEventLog",
+    "SequenceTaken",
+    "SqlEventLog",
+    "case_presence",
+    "load_state",
+    "meeting_attendance",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +114,22 @@ class SqlEventLog:
         ]
 
 
+    async def presence(self, meeting_id: int) -> list[Event]:
+        """Only the joins, leaves and case changes of the meeting (a long meeting logs thousands of view changes
+        that attendance does not need)."""
+        async with self.db.session() as session:
+            rows = (
+                await session.exec(
+                    select(RoomEvent)
+                    .where(RoomEvent.meeting_id == meeting_id, col(RoomEvent.type).in_(PRESENCE_EVENTS))
+                    .order_by(col(RoomEvent.seq))
+                )
+            ).all()
+        return [
+            event_from_parts(r.type, r.payload, seq=r.seq, at=as_utc(r.at), actor=r.actor_id) for r in rows
+        ]
+
+
 async def _stamp_invitations(session: AsyncSession, meeting_id: int, events: Sequence[Event]) -> None:
     for event in events:
         if not isinstance(event, ParticipantJoined | ParticipantLeft):
@@ -135,3 +159,12 @@ async def load_state(log: EventLog, initial: RoomState) -> RoomState:
 async def meeting_attendance(log: EventLog, meeting_id: int) -> dict[int, Attendance]:
     """Join and leave times per participant (user id), for the minutes."""
     return attendance(await log.since(meeting_id, 0))
+
+
+async def case_presence(log: EventLog, meeting_id: int, case_id: int) -> frozenset[int] | None:
+    """Who was in the room while ``case_id`` was discussed (rcp.room.attendance.present_at), read from the log."""
+    if isinstance(log, SqlEventLog):
+        events = await log.presence(meeting_id)
+    else:
+        events = [e for e in await log.since(meeting_id, 0) if e.name in PRESENCE_EVENTS]
+    return present_at(events, case_id)

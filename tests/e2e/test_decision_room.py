@@ -162,14 +162,15 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
                 "(t) => document.querySelector(\"[data-field='comments'] textarea\").value === t",
                 arg=typed[loser], timeout=TIMEOUT_MS)
 
-        # The surgeon takes responsibility; only the responsible physician gets the sign button.
+        # The surgeon takes responsibility (informs the patient). Every physician who was there when the case was
+        # discussed gets the sign button, whoever is named responsible; the coordinator (a secretary) does not sign.
         await surgeon.select_option("[data-field='responsible_physician'] select", str(me[surgeon]))
         sign = "[data-decision] > button.primary"
-        await surgeon.wait_for_selector(sign, state="visible", timeout=TIMEOUT_MS)
         await oncologist.wait_for_function(
             "(id) => { const s = document.querySelector(\"[data-field='responsible_physician'] select\");"
             " return s.value === String(id); }", arg=me[surgeon], timeout=TIMEOUT_MS)
-        assert not await oncologist.is_visible(sign)
+        for page in pages:
+            await page.wait_for_selector(sign, state="visible", timeout=TIMEOUT_MS)
 
         async def complete() -> bool:
             state = (await api.get(f"/api/cases/{case_id}/decision")).json()
@@ -223,6 +224,9 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
         }
         assert referenced == {mark["sop_uid"]}
         assert kos.ConceptNameCodeSequence[0].CodeValue == "128203"  # "For Tumor Board" (CID 7010)
+        # The observer is the account that signed (the surgeon), read from the users table.
+        observers = [str(i.PersonName) for i in kos.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "121008"]
+        assert observers == ["Dr Marc Lefèvre^"]
         [pdf_summary] = await archive.list_instances(mark["study_uid"], by_modality["DOC"].series_uid)
         assert pdf_summary.sop_uid == stored["pdf"]
         pdf = pydicom.dcmread(io.BytesIO(await archive.retrieve_instance(

@@ -75,13 +75,10 @@ async def test_signature_reaches_both_receivers_once_and_correction_follows(
                           if e["resource"]["resourceType"] == "DocumentReference"]
             assert references and references[0]["type"]["coding"][0]["code"] == "34794-8"
 
-            state = (await physician.get(f"/api/cases/{seeded.case_id}/decision")).json()
-            comments = state["draft"]["fields"].get("comments", {"version": 0})
-            saved = await physician.put(f"/api/cases/{seeded.case_id}/decision/fields/comments", headers=headers,
-                                        json={"value": "Correction : EFR ajoutées.", "base_version": comments["version"]})
-            assert saved.status_code == 200, saved.text
+            # The signed draft is not editable: the correction carries its changes.
             amended = await physician.post(f"/api/cases/{seeded.case_id}/decision/amend", headers=headers,
-                                           json={"password": PASSWORD, "reason": "EFR oubliées", "replaces": 1})
+                                           json={"password": PASSWORD, "reason": "EFR oubliées", "replaces": 1,
+                                                 "changes": {"comments": "Correction : EFR ajoutées."}})
             assert amended.status_code == 201, amended.text
             await until(lambda: len(mllp.filed) == 2, "the correction over MLLP")
             assert any("MDM^T10" in message for message in mllp.filed.values())

@@ -15,9 +15,12 @@ from rcp.db import Database, migrate
 from rcp.epr.models import Delivery
 from rcp.minutes import store
 from rcp.minutes.delivery import document_ids, epr_on_signed
-from rcp.minutes.fiche import Fiche
+from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.versions import Draft, sign
 from tests.minutes.seeding import fill, seed
+
+#: The account that signs (as rcp.minutes.store.signer_account loads it): an attendee of the fiche, user 2.
+SIGNER = Physician(name="Dr Bruno Oncologue", specialty="medical_oncologist", user_id=2)
 
 
 def fresh_ins() -> str:
@@ -52,12 +55,8 @@ async def test_signature_and_correction_enqueue_deliveries(database: Database) -
         set_id, unique_id = document_ids(v1.version.fiche(), v1.version)
         assert {r.document_unique_id for r in rows} == {unique_id}
         async with database.session() as s:
-            draft = await store.load_draft(s, seeded.case_id)
-            await store.save_field(s, seeded.case_id, "comments", "Correction.",
-                                   base_version=draft.get("comments").version, editor_id=seeded.oncologist)
-        async with database.session() as s:
             v2 = await store.amend(s, case_id=seeded.case_id, signer_id=seeded.oncologist, reason="oubli",
-                                   replaces_number=1)
+                                   replaces_number=1, changes={"comments": "Correction."})
         rows = await deliveries(database, seeded.case_id)
         assert sorted(r.document_version for r in rows) == [1, 1, 2, 2]
         assert document_ids(v2.version.fiche(), v2.version)[0] == set_id
@@ -82,10 +81,23 @@ async def test_patient_without_ins_is_signed_but_not_delivered(database: Databas
 
 def test_document_ids_are_stable_oids(content: Any, now: datetime) -> None:
     fiche = Fiche.from_content(content())
-    version = sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer_id=2, invited_ids={1, 2, 3, 4},
+    version = sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer=SIGNER, invited_ids={1, 2, 3, 4},
                    existing=[], at=now)
     other = Fiche.from_content(content(case_id=13))
     assert document_ids(fiche, version) == document_ids(fiche, version)
     set_id, unique_id = document_ids(fiche, version)
     assert set_id.startswith("2.25.") and unique_id.startswith("2.25.") and len(unique_id) <= 64
     assert document_ids(other, version)[0] != set_id
+
+
+def test_the_document_author_is_the_signer_account(content: Any, now: datetime) -> None:
+    from rcp.minutes.delivery import to_signed_document
+
+    fiche = Fiche.from_content(content(responsible_physician={"name": "Dr Amélie Rousseau", "user_id": 3}))
+    version = sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer=SIGNER, invited_ids={1, 2, 3, 4},
+                   existing=[], at=now)
+    document = to_signed_document(fiche, version, b"%PDF-1.4 fiche")
+    # (How the name is split into family and given names is the identity issue's: here, whose name it is.)
+    [author] = document.authors
+    assert {author.family_name, author.given_names} == {"Bruno", "Oncologue"}
+    assert author.specialty == "medical_oncologist"

@@ -16,11 +16,13 @@ from pydicom.dataset import Dataset
 
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
 from rcp.minutes.dicom import ENCAPSULATED_PDF_STORAGE, KOS_STORAGE, encapsulated_fiche, key_image_notes
-from rcp.minutes.fiche import Fiche
+from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.render import fiche_pdf
 from rcp.minutes.versions import Draft, SignedVersion, sign
 
 Make = Callable[..., dict[str, Any]]
+#: The account that signs (as rcp.minutes.store.signer_account loads it): an attendee of the fiche, user 2.
+SIGNER = Physician(name="Dr Bruno Oncologue", specialty="medical_oncologist", user_id=2)
 PATIENT = SyntheticPatient("IPP0042", "CHU-ANGERS", "Lefèvre", "Hélène-Françoise", date(1958, 3, 28), "F")
 
 
@@ -36,8 +38,9 @@ def marks_for(series: list[Dataset], *indexes: int) -> list[dict[str, Any]]:
 
 def signed(content: Make, now: datetime, series: list[Dataset], *indexes: int) -> tuple[Fiche, SignedVersion]:
     study = str(series[0].StudyInstanceUID)
-    fiche = Fiche.from_content(content(key_images=marks_for(series, *indexes), study_uids=[study]))
-    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer_id=2,
+    fiche = Fiche.from_content(content(key_images=marks_for(series, *indexes), study_uids=[study],
+                                       responsible_physician={"name": "Dr Amélie Rousseau", "user_id": 3}))
+    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer=SIGNER,
                    invited_ids={1, 2, 3, 4}, existing=[], at=now)
     return fiche, version
 
@@ -56,6 +59,9 @@ def test_key_image_note_references_the_marked_images(content: Make, now: datetim
     assert (title.CodeValue, title.CodingSchemeDesignator, title.CodeMeaning) == ("128203", "DCM",
                                                                                   "For Tumor Board")
     assert read.ContentTemplateSequence[0].TemplateIdentifier == "2010"
+    # The observer is the account that signed, not the responsible physician typed on the fiche.
+    observer = [i for i in read.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "121008"]
+    assert [str(i.PersonName) for i in observer] == ["Dr Bruno Oncologue^"]
     # Patient and study context are the source images'.
     assert (read.PatientID, read.IssuerOfPatientID, read.StudyInstanceUID) == (
         "IPP0042", "CHU-ANGERS", series[0].StudyInstanceUID)
@@ -90,7 +96,7 @@ def test_kos_frame_numbers_and_missing_sources(content: Make, now: datetime) -> 
     marks = marks_for(series, 1)
     marks[0]["frame"] = 1  # frame numbers start at 1 (PS3.3 C.7.6.6)
     fiche = Fiche.from_content(content(key_images=marks, study_uids=[str(series[0].StudyInstanceUID)]))
-    version = sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer_id=2, invited_ids={1, 2, 3, 4},
+    version = sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer=SIGNER, invited_ids={1, 2, 3, 4},
                    existing=[], at=now)
     (kos,) = key_image_notes(fiche, version, series)
     image = next(i for i in kos.ContentSequence if i.ValueType == "IMAGE")

@@ -7,11 +7,13 @@ from typing import Any
 
 import pypdf
 
-from rcp.minutes.fiche import Fiche
+from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.render import MinutesItem, fiche_html, fiche_pdf, fiche_pdf_async, minutes_html, minutes_pdf
 from rcp.minutes.versions import Draft, sign
 
 Make = Callable[..., dict[str, Any]]
+#: The account that signs (as rcp.minutes.store.signer_account loads it): an attendee of the fiche, user 2.
+SIGNER = Physician(name="Dr Bruno Oncologue", specialty="medical_oncologist", user_id=2)
 
 
 def _text(pdf: bytes) -> str:
@@ -21,7 +23,7 @@ def _text(pdf: bytes) -> str:
 
 def _signed(content: Make, now: datetime, **overrides: Any) -> tuple[Fiche, Any]:
     fiche = Fiche.from_content(content(**overrides))
-    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer_id=2,
+    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer=SIGNER,
                    invited_ids={1, 2, 3, 4}, existing=[], at=now)
     return fiche, version
 
@@ -88,3 +90,11 @@ def test_minutes_html_lists_signed_and_unsigned(content: Make, now: datetime) ->
     html = minutes_html("RCP Sein", date(2026, 11, 23), [MinutesItem(first, v1), MinutesItem(second)])
     assert html.count('class="fiche"') == 2
     assert "non signé" in html and v1.sha256 in html
+
+
+def test_the_signature_line_names_the_signer_account(content: Make, now: datetime) -> None:
+    fiche, version = _signed(content, now, responsible_physician={"name": "Dr Amélie Rousseau", "user_id": 3})
+    signature = fiche_html(fiche, version).split('class="signature signed">', 1)[1].split("</p>", 1)[0]
+    assert "Dr Bruno Oncologue" in signature and "Rousseau" not in signature
+    first_page = _text(fiche_pdf(fiche, version)).split("\n")
+    assert any("Dr Bruno Oncologue" in line and "Version 1" in line for line in first_page)

@@ -133,10 +133,12 @@ async def test_sign_render_and_amend(http: httpx.AsyncClient, database: Database
 
     wrong = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
                             json={"password": "nope", "seen_revision": revision})
-    assert wrong.status_code == 403
-    not_responsible = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.surgeon),
-                                      json={"password": PASSWORD, "seen_revision": revision})
-    assert not_responsible.status_code == 403
+    assert wrong.status_code == 403 and wrong.json()["error"] == "reauthentication_failed"
+    token = await http.post(f"/api/cases/{case}/decision/sign",
+                            headers={**as_user(seeded.oncologist), "X-Test-Via": "token"},
+                            json={"password": PASSWORD, "seen_revision": revision})
+    assert token.status_code == 403 and token.json()["error"] == "not_allowed_to_sign"
+    assert state["signing"] == {"may_sign": True, "reason": ""}
     stale = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
                             json={"password": PASSWORD, "seen_revision": revision - 1})
     assert stale.status_code == 409 and stale.json()["error"] == "stale_draft"
@@ -164,9 +166,11 @@ async def test_sign_render_and_amend(http: httpx.AsyncClient, database: Database
     assert minutes_pdf.status_code == 200 and minutes_pdf.content.startswith(b"%PDF-")
 
     draft = state["draft"]["fields"]["comments"]
-    assert (await put(http, seeded.oncologist, case, "comments", "Ajout : EFR.", draft["version"])).status_code == 200
+    refused = await put(http, seeded.oncologist, case, "comments", "Ajout : EFR.", draft["version"])
+    assert refused.status_code == 409 and refused.json()["error"] == "already_signed"
     amended = await http.post(f"/api/cases/{case}/decision/amend", headers=as_user(seeded.oncologist),
-                              json={"password": PASSWORD, "reason": "EFR oubliées", "replaces": 1})
+                              json={"password": PASSWORD, "reason": "EFR oubliées", "replaces": 1,
+                                    "changes": {"comments": "Ajout : EFR."}})
     assert amended.status_code == 201 and amended.json()["replaces"] == 1
     listed = (await http.get(f"/api/cases/{case}/decision/versions", headers=as_user(seeded.surgeon))).json()
     assert [v["number"] for v in listed] == [1, 2] and listed[1]["content"]["comments"] == "Ajout : EFR."

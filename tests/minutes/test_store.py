@@ -158,14 +158,25 @@ async def test_signed_versions_are_never_updated_and_amend_references(database: 
     with pytest.raises((IntegrityError, DBAPIError)):
         async with database.session() as s:
             await s.exec(sa.update(DecisionVersion).where(col(DecisionVersion.id) == v1.id).values(reason="x"))
-    async with database.session() as s:
-        draft = await store.load_draft(s, seeded.case_id)
-        await store.save_field(s, seeded.case_id, "comments", "Ajout : bilan cardiaque.",
-                               base_version=draft.get("comments").version, editor_id=seeded.oncologist)
+    # The signed draft is not editable: only an amendment (its changes, a reason) changes the decision.
+    with pytest.raises(AlreadySigned, match="amendment"):
+        async with database.session() as s:
+            draft = await store.load_draft(s, seeded.case_id)
+            await store.save_field(s, seeded.case_id, "comments", "Ajout : bilan cardiaque.",
+                                   base_version=draft.get("comments").version, editor_id=seeded.oncologist)
+    with pytest.raises(NotAllowedToSign, match="invited"):
+        async with database.session() as s:
+            await store.amend(s, case_id=seeded.case_id, signer_id=seeded.outsider, reason="x", replaces_number=1,
+                              changes={"comments": "Par un absent."})
     async with database.session() as s:
         v2 = await store.amend(s, case_id=seeded.case_id, signer_id=seeded.oncologist, reason="bilan oublié",
-                               replaces_number=1, at=NOW + timedelta(hours=1))
+                               replaces_number=1, changes={"comments": "Ajout : bilan cardiaque."},
+                               at=NOW + timedelta(hours=1))
     assert (v2.version.number, v2.version.replaces, v2.replaces_id) == (2, 1, v1.id)
+    assert v2.version.fiche().comments == "Ajout : bilan cardiaque."
+    assert v2.version.signer is not None and v2.version.signer.user_id == seeded.oncologist
+    async with database.session() as s:
+        assert (await store.load_draft(s, seeded.case_id)).get("comments").value == "Ajout : bilan cardiaque."
     async with database.session() as s:
         listed = await store.list_versions(s, seeded.case_id)
         latest = await store.meeting_versions(s, seeded.meeting_id)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rcp.errors import Conflict, Forbidden, Invalid
-from rcp.minutes.fiche import Fiche
+from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.versions import (
     AlreadySigned,
     Draft,
@@ -24,6 +24,8 @@ from rcp.minutes.versions import (
 )
 
 Make = Callable[..., dict[str, Any]]
+#: The account that signs (as rcp.minutes.store.signer_account loads it): an attendee of the fiche, user 2.
+SIGNER = Physician(name="Dr Bruno Oncologue", specialty="medical_oncologist", user_id=2)
 INVITED = {1, 2, 3, 4}
 
 
@@ -67,7 +69,7 @@ def _signed(content: Make, now: datetime) -> tuple[Fiche, Draft]:
 
 def test_sign_freezes_content_with_hash(content: Make, now: datetime) -> None:
     fiche, draft = _signed(content, now)
-    version = sign(fiche, draft=draft, seen_revision=1, signer_id=2, invited_ids=INVITED, existing=[], at=now)
+    version = sign(fiche, draft=draft, seen_revision=1, signer=SIGNER, invited_ids=INVITED, existing=[], at=now)
     assert version.number == 1 and version.replaces is None and version.signed_by == 2
     assert version.sha256 == hashlib.sha256(version.canonical).hexdigest()
     assert version.verify()
@@ -82,42 +84,51 @@ def test_sign_refusals(content: Make, now: datetime) -> None:
     fiche, draft = _signed(content, now)
     kwargs: dict[str, Any] = {"draft": draft, "seen_revision": 1, "invited_ids": INVITED, "existing": [], "at": now}
     with pytest.raises(NotAllowedToSign, match="invited"):
-        sign(fiche, **{**kwargs, "invited_ids": {1, 3}}, signer_id=2)
-    with pytest.raises(NotAllowedToSign, match="responsible"):
-        sign(fiche, **kwargs, signer_id=1)
+        sign(fiche, **{**kwargs, "invited_ids": {1, 3}}, signer=SIGNER)
+    # A board secretary never signs, even invited and present; nor a physician absent from the discussion.
+    secretary = Physician(name="Sophie Marchand", specialty="secretary", user_id=4)
+    with pytest.raises(NotAllowedToSign, match="medical specialty"):
+        sign(fiche, **{**kwargs, "invited_ids": {*INVITED, 4}}, signer=secretary)
+    absent = Physician(name="Dr Paul Absent", specialty="surgeon", user_id=9)
+    with pytest.raises(NotAllowedToSign, match="present"):
+        sign(fiche, **{**kwargs, "invited_ids": {*INVITED, 9}}, signer=absent)
+    # Any physician who was there signs, whoever the fiche names as responsible physician.
+    surgeon = Physician(name="Dr Anne Chirurgienne", specialty="surgeon", user_id=1)
+    by_surgeon = sign(fiche, **kwargs, signer=surgeon)
+    assert (by_surgeon.signed_by, by_surgeon.signer) == (1, surgeon)
     with pytest.raises(StaleDraft):
-        sign(fiche, **{**kwargs, "seen_revision": 0}, signer_id=2)
+        sign(fiche, **{**kwargs, "seen_revision": 0}, signer=SIGNER)
     no_quorum = content()
     no_quorum["attendees"] = no_quorum["attendees"][:2]
     with pytest.raises(QuorumNotMet) as exc:
-        sign(Fiche.from_content(no_quorum), **kwargs, signer_id=2)
+        sign(Fiche.from_content(no_quorum), **kwargs, signer=SIGNER)
     assert "radiotherapist" in exc.value.message and exc.value.status == 409
-    first = sign(fiche, **kwargs, signer_id=2)
+    first = sign(fiche, **kwargs, signer=SIGNER)
     with pytest.raises(AlreadySigned):
-        sign(fiche, **{**kwargs, "existing": [first]}, signer_id=2)
+        sign(fiche, **{**kwargs, "existing": [first]}, signer=SIGNER)
     assert issubclass(NotAllowedToSign, Forbidden) and issubclass(AlreadySigned, Conflict)
 
 
 def test_incomplete_fiche_cannot_be_signed(content: Make, now: datetime) -> None:
     fiche = Fiche.from_content(content(patient_informed=False))
     with pytest.raises(Invalid) as exc:
-        sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer_id=2, invited_ids=INVITED, existing=[], at=now)
+        sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer=SIGNER, invited_ids=INVITED, existing=[], at=now)
     assert "patient_informed" in exc.value.fields
 
 
 def test_amend_makes_a_new_version_referencing_the_old(content: Make, now: datetime) -> None:
     fiche, draft = _signed(content, now)
-    v1 = sign(fiche, draft=draft, seen_revision=1, signer_id=2, invited_ids=INVITED, existing=[], at=now)
+    v1 = sign(fiche, draft=draft, seen_revision=1, signer=SIGNER, invited_ids=INVITED, existing=[], at=now)
     corrected = Fiche.from_content(content(question="Question corrigée ?"))
     later = now + timedelta(hours=1)
     with pytest.raises(Invalid):
-        amend(corrected, replaces=v1, existing=[v1], reason=" ", signer_id=2, invited_ids=INVITED, at=later)
+        amend(corrected, replaces=v1, existing=[v1], reason=" ", signer=SIGNER, invited_ids=INVITED, at=later)
     with pytest.raises(Conflict, match="changes nothing"):
-        amend(fiche, replaces=v1, existing=[v1], reason="typo", signer_id=2, invited_ids=INVITED, at=later)
-    v2 = amend(corrected, replaces=v1, existing=[v1], reason="typo in the question", signer_id=2,
+        amend(fiche, replaces=v1, existing=[v1], reason="typo", signer=SIGNER, invited_ids=INVITED, at=later)
+    v2 = amend(corrected, replaces=v1, existing=[v1], reason="typo in the question", signer=SIGNER,
                invited_ids=INVITED, at=later)
     assert (v2.number, v2.replaces, v2.reason) == (2, 1, "typo in the question")
     assert v2.sha256 != v1.sha256 and v1.verify() and v2.verify()
     with pytest.raises(StaleDraft, match="latest"):
         amend(Fiche.from_content(content(question="x")), replaces=v1, existing=[v1, v2], reason="again",
-              signer_id=2, invited_ids=INVITED, at=later)
+              signer=SIGNER, invited_ids=INVITED, at=later)

@@ -1,10 +1,10 @@
-"""The room's side of the decision: ``decision.field`` events (no text), attendance from presence, key images."""
+"""The room's side of the decision: ``decision.field`` events (no text), attendance per case, key images."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +16,6 @@ from rcp.room.bus import MemoryBus
 from rcp.room.decisions import (
     decision_broadcaster,
     key_images_of,
-    present_user_ids,
     room_attendees,
     signature_broadcaster,
 )
@@ -87,27 +86,41 @@ async def test_the_broadcaster_logs_the_event_without_the_text() -> None:
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_attendance_is_who_is_present_now() -> None:
+async def test_attendance_is_who_was_there_while_the_case_was_discussed() -> None:
+    """Case 10 is opened with 1 and 2 in the room; 2 leaves, 3 arrives; the chair moves to case 11; 4 arrives; the
+    chair leaves; 5 enters the room where case 11 is still the current one, but nobody chairs it any more."""
     log = MemoryEventLog()
     rooms = Rooms(log=log, bus=MemoryBus(), node_id="n1")
     lookup = room_attendees(rooms)
-    assert await lookup(3) is None  # nobody ever joined: the invitations decide
-    state = joined(joined(joined(RoomState(meeting_id=3), 1), 2), 9, role="coordinator")
-    state = replay(state, decide(state, c.Leave("c2"), actor=2, now=NOW))
-    assert present_user_ids(state) == frozenset({1, 9})
-    # The same answer from the log, on a node where the room is not open.
-    assert await log.since(3, 0) == []
-    seq_state = RoomState(meeting_id=3)
-    built = []
-    for user in (1, 2, 9):
-        more = decide(seq_state, c.Join(Participant(user_id=user, display_name="x", connection=f"c{user}")),
-                      actor=user, now=NOW)
-        seq_state = replay(seq_state, more)
-        built.extend(more)
-    more = decide(seq_state, c.Leave("c2"), actor=2, now=NOW)
-    built.extend(more)
-    await log.append(3, built)
-    assert await lookup(3) == frozenset({1, 9})
+    assert await lookup(3, 10) is None  # nobody ever joined: the invitations decide
+    state = RoomState(meeting_id=3, agenda=(AgendaItem(10), AgendaItem(11), AgendaItem(12)))
+    events = []
+    minute = 0
+
+    def step(command: c.Command, actor: int) -> None:
+        nonlocal state, minute
+        minute += 1
+        more = decide(state, command, actor=actor, now=NOW + timedelta(minutes=minute))
+        state = replay(state, more)
+        events.extend(more)
+
+    def join(user: int, role: str = "clinician") -> None:
+        step(c.Join(Participant(user_id=user, display_name="x", role=role, connection=f"c{user}")), user)
+
+    join(9, "coordinator")
+    join(1)
+    join(2)
+    step(c.SetCase(10), 9)
+    step(c.Leave("c2"), 2)
+    join(3)
+    step(c.SetCase(11), 9)
+    join(4)
+    step(c.Leave("c9"), 9)
+    join(5)
+    await log.append(3, events)
+    assert await lookup(3, 10) == frozenset({9, 1, 2, 3})
+    assert await lookup(3, 11) == frozenset({9, 1, 3, 4})
+    assert await lookup(3, 12) == frozenset()  # never discussed: nobody was there for it
     await rooms.close()
 
 
@@ -200,16 +213,18 @@ async def _login(url: str, username: str) -> httpx.AsyncClient:
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_quorum_and_signature_count_who_is_in_the_room(demo_node: tuple[Any, int, int]) -> None:
+async def test_quorum_and_signature_count_who_was_there_for_the_case(demo_node: tuple[Any, int, int]) -> None:
     from tests.room.client import RoomClient
 
     node, meeting_id, case_id = demo_node
-    names = ("dr.chirurgien", "dr.oncologue", "dr.radiotherapeute")
+    names = ("secretariat", "dr.chirurgien", "dr.oncologue", "dr.radiotherapeute")
     http = {n: await _login(node.url, n) for n in names}
     cookie = {n: f"rcp_session={http[n].cookies['rcp_session']}" for n in names}
-    rooms = {n: await RoomClient.open(node.url, cookie[n], meeting_id) for n in names}
+    rooms = {n: await RoomClient.open(node.url, cookie[n], meeting_id) for n in names[:3]}
     surgeon = http["dr.chirurgien"]
     try:
+        await rooms["secretariat"].send({"type": "case.set", "case_id": case_id})
+        await rooms["dr.chirurgien"].wait_for(lambda r: any(e["case_id"] == case_id for e in r.of("case.changed")))
         me = (await surgeon.get("/api/session")).json()["id"]
         draft = {
             "proposal": {"type": "surgery", "details": "Lobectomie."}, "guideline": {"conforms": True},
@@ -223,26 +238,31 @@ async def test_quorum_and_signature_count_who_is_in_the_room(demo_node: tuple[An
         await rooms["dr.oncologue"].wait_for(lambda r: len(r.of("decision.field")) >= len(draft))
         assert "Lobectomie" not in str(rooms["dr.oncologue"].of("decision.field"))
 
+        # No radiotherapist while the case is discussed: no quorum, no signature.
         state = (await surgeon.get(f"/api/cases/{case_id}/decision")).json()
-        assert state["quorum"]["met"] and not state["missing"]
+        assert not state["quorum"]["met"] and state["quorum"]["missing"] == ["radiotherapist"]
+        revision = state["draft"]["revision"]
+        refused = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
+                                     json={"password": "rcp-demo-2026", "seen_revision": revision})
+        assert refused.status_code == 409 and refused.json()["error"] == "quorum_not_met"
 
-        # The radiotherapist leaves: the quorum shown and the one checked at signature lose them.
+        # The radiotherapist comes in while the case is open, then leaves: they took part, the quorum stays met.
+        rooms["dr.radiotherapeute"] = await RoomClient.open(node.url, cookie["dr.radiotherapeute"], meeting_id)
         await rooms.pop("dr.radiotherapeute").close()
         await rooms["dr.chirurgien"].wait_for(lambda r: bool(r.of("participant.left")))
         state = (await surgeon.get(f"/api/cases/{case_id}/decision")).json()
-        assert not state["quorum"]["met"] and state["quorum"]["missing"] == ["radiotherapist"]
-        refused = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
-                                     json={"password": "rcp-demo-2026", "seen_revision": state["draft"]["revision"]})
-        assert refused.status_code == 409 and refused.json()["error"] == "quorum_not_met"
+        assert state["quorum"]["met"] and not state["missing"]
+        assert state["signing"]["may_sign"] is True
+        secretary = (await http["secretariat"].get(f"/api/cases/{case_id}/decision")).json()
+        assert secretary["signing"]["may_sign"] is False  # a board secretary never signs
 
-        # Back in the room: signed, with the three present as attendees, and the room hears of it.
-        rooms["dr.radiotherapeute"] = await RoomClient.open(node.url, cookie["dr.radiotherapeute"], meeting_id)
         signed = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
-                                    json={"password": "rcp-demo-2026", "seen_revision": state["draft"]["revision"]})
+                                    json={"password": "rcp-demo-2026", "seen_revision": revision})
         assert signed.status_code == 201, signed.text
         [content] = (await surgeon.get(f"/api/cases/{case_id}/decision/versions")).json()
         attendees = {a["specialty"] for a in content["content"]["attendees"]}
         assert {"surgeon", "medical_oncologist", "radiotherapist"} <= attendees
+        assert content["signer"] == {"user_id": me, "name": "Dr Marc Lefèvre"}
         await rooms["dr.oncologue"].wait_for(lambda r: bool(r.of("decision.signed")))
         assert rooms["dr.oncologue"].of("decision.signed")[0]["number"] == 1
     finally:
@@ -287,13 +307,10 @@ async def test_key_image_marks_are_the_cases_key_images(demo_node: tuple[Any, in
         assert await key_images(0) == []
         await chair.close()
 
-        # Everybody has left and the room is closed: presence now comes from the invitations' stamps.
-        for _ in range(300):  # bounds a hang, not a speed check
-            state = (await chair_http.get(f"/api/cases/{first_case}/decision")).json()
-            if state["attendees"] == []:
-                break
-            await asyncio.sleep(0.1)
-        assert state["attendees"] == [] and not state["quorum"]["met"]
+        # Everybody has left: the case's attendance stays who was there while it was discussed (the chair only).
+        chair_id = (await chair_http.get("/api/session")).json()["id"]
+        state = (await chair_http.get(f"/api/cases/{case_id}/decision")).json()
+        assert [a["user_id"] for a in state["attendees"]] == [chair_id] and not state["quorum"]["met"]
     finally:
         await chair.close()
         await chair_http.aclose()

@@ -299,7 +299,8 @@ function markKeyImage() {
 // rcp/room/decisions.py); this page then reads the decision through the audited API and hands the new values to
 // decision.js as `rcp:decision-field` events, which applies them unless the user is typing in that field (then
 // their next save meets the 409 and both texts are shown). The same read refreshes the quorum line (attendance
-// comes from the room) and shows the sign button to the responsible physician only.
+// comes from the room) and shows the sign button to whoever the server says may sign (`signing.may_sign`: a physician
+// present when the case was discussed, from their own sign-in; rcp/minutes/versions.py check_signer).
 
 const decisionBox = root.querySelector('[data-room-decision]');
 let form = null;
@@ -317,9 +318,6 @@ function showDecision() {
     // same state for the room's quorum line and sign button.
     const show = form.showSummary.bind(form);
     form.showSummary = (state) => { show(state); decisionState(state); };
-    decisionBox.addEventListener('change', (e) => {
-      if (e.target.closest('[data-field="responsible_physician"]')) signButtonFor(Number(e.target.value) || null);
-    });
   } else form.setCase(formCase);
 }
 
@@ -368,14 +366,9 @@ function decisionState(state) {
     select.replaceChildren(...options);
     select.value = chosen;
   }
-  const responsible = state.draft.fields.responsible_physician?.value?.user_id ?? null;
-  signButtonFor(state.versions.length ? null : responsible);
   decisionBox.dataset.signed = String(state.versions.length > 0);
-}
-
-function signButtonFor(userId) {
   const button = decisionBox.querySelector('[data-decision] > button.primary');
-  if (button) button.hidden = userId !== me || decisionBox.dataset.signed === 'true';
+  if (button) button.hidden = !state.signing?.may_sign || state.versions.length > 0;
 }
 
 // ---- page --------------------------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""The password throttle's arithmetic, on a clock the test moves (no sleeping)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rcp.auth.throttle import Backoff, MemoryThrottle, Throttled
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def waits(throttle: MemoryThrottle, key: str) -> int | None:
+    """The Retry-After of an attempt now, or None if it was let through (and counted)."""
+    try:
+        throttle.begin_now(key)
+    except Throttled as exc:
+        return exc.retry_after_s
+    return None
+
+
+def test_three_free_failures_then_growing_waits_up_to_the_cap() -> None:
+    clock = Clock()
+    throttle = MemoryThrottle(Backoff(free=3, first_s=1, cap_s=8), clock=clock)
+    assert [waits(throttle, "u1") for _ in range(3)] == [None, None, None]
+    seen = []
+    for _ in range(6):
+        wait = waits(throttle, "u1")
+        assert wait is not None
+        seen.append(wait)
+        clock.now += wait
+        assert waits(throttle, "u1") is None  # after the wait, one more check (which fails again)
+    assert seen == [1, 2, 4, 8, 8, 8]
+    assert waits(throttle, "u2") is None  # other keys are not affected
+
+
+def test_a_refused_attempt_does_not_lengthen_the_wait_and_success_clears() -> None:
+    clock = Clock()
+    throttle = MemoryThrottle(Backoff(free=1, first_s=10), clock=clock)
+    assert waits(throttle, "k") is None
+    assert [waits(throttle, "k") for _ in range(5)] == [10, 10, 10, 10, 10]
+    clock.now += 10
+    assert waits(throttle, "k") is None
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_success_and_a_long_silence_start_afresh() -> None:
+    clock = Clock()
+    throttle = MemoryThrottle(Backoff(free=1, first_s=5, forget_s=600), clock=clock)
+    await throttle.begin("k")
+    with pytest.raises(Throttled):
+        await throttle.begin("k")
+    await throttle.succeeded("k")
+    await throttle.begin("k")
+    clock.now += 601
+    await throttle.begin("k")  # forgotten: counted as the first failure again
+    with pytest.raises(Throttled) as exc:
+        await throttle.begin("k")
+    assert exc.value.status == 429 and exc.value.as_json()["retry_after_s"] == 5
+
+
+def test_the_table_is_bounded() -> None:
+    clock = Clock()
+    throttle = MemoryThrottle(clock=clock, max_keys=10)
+    for i in range(50):
+        throttle.begin_now(f"k{i}")
+        clock.now += 1
+    assert len(throttle._entries) <= 10
