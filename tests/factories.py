@@ -40,6 +40,7 @@ from rcp.scheduling.models import (
 
 __all__ = [
     "CHEAP_ARGON2",
+    "HOSPITAL",
     "PASSWORD",
     "QUORUM",
     "MadeBoard",

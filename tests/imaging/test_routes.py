@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from rcp.app import create_app
 from rcp.auth.models import AuditEvent
@@ -25,8 +25,9 @@ from rcp.imaging import routes as imaging_routes
 from rcp.imaging.demo import load_demo_studies, synthetic_patient
 from rcp.imaging.frames import decode_wire
 from rcp.imaging.service import ImagingService
-from rcp.scheduling.models import Case, Meeting, Patient, PatientIdentifier
-from tests.conftest import DEMO_PASSWORD
+from rcp.imaging.synthetic import SyntheticPatient
+from rcp.scheduling.models import Case, Patient
+from tests.factories import HOSPITAL, MadeMeeting, MadeUser, make_clinician, make_meeting
 from tests.fixtures.dicom_data import make_patient, reference_file
 
 
@@ -43,45 +44,42 @@ async def imaging_app(settings: Settings, db: Database) -> AsyncIterator[tuple[A
     await service.close()
 
 
-async def _client(app: Any, username: str) -> httpx.AsyncClient:
+async def _client(app: Any, user: MadeUser) -> httpx.AsyncClient:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rcp.test", timeout=60)
-    response = await client.post("/api/session", json={"username": username, "password": DEMO_PASSWORD})
+    response = await client.post("/api/session", json={"username": user.username, "password": user.password})
     assert response.status_code == 201, response.text
     client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return client
 
 
-async def _case_of(db: Database, ipp: str) -> tuple[int, Patient]:
+async def _meeting_with_a_case(db: Database) -> tuple[MadeMeeting, int, SyntheticPatient]:
+    """A meeting of the test's own with one case, and its patient as the synthetic CTs name them."""
+    meeting = await make_meeting(db, cases=1, invite=("radiologist",))
+    case = meeting.cases[0]
     async with db.session() as s:
-        row = (await s.exec(
-            select(Case, Patient).join(Patient, col(Patient.id) == col(Case.patient_id))
-            .join(PatientIdentifier, col(PatientIdentifier.patient_id) == col(Patient.id))
-            .join(Meeting, col(Meeting.id) == col(Case.meeting_id))
-            .where(PatientIdentifier.value == ipp, Meeting.status == "scheduled")
-        )).first()
-    assert row is not None
-    case, patient = row
-    assert case.id is not None
-    return case.id, patient
+        patient = await s.get(Patient, case.patient.id)
+        assert patient is not None
+    synthetic = synthetic_patient(case.patient.ipp, HOSPITAL, patient.family_name, patient.given_names,
+                                  patient.birth_date, patient.sex)
+    return meeting, case.id, synthetic
 
 
 async def test_case_studies_attach_view_and_frames(imaging_app: tuple[Any, ImagingService], db: Database) -> None:
     app, service = imaging_app
-    case_id, patient = await _case_of(db, "IPP100001")
-    demo = synthetic_patient("IPP100001", "CHU de Lyon", patient.family_name, patient.given_names,
-                             patient.birth_date, patient.sex)
+    meeting, case_id, demo = await _meeting_with_a_case(db)
+    ipp = demo.patient_id
     stored = await load_demo_studies(service.archive, [demo], slices=6, size=64)
-    assert len(stored["IPP100001"]) == 2
+    assert len(stored[ipp]) == 2
     # Running the demo twice stores nothing twice.
     assert await load_demo_studies(service.archive, [demo], slices=6, size=64) == stored
 
-    radiologist = await _client(app, "dr.radiologue")
-    outsider = await _client(app, "dr.gastro")  # digestive board only
+    radiologist = await _client(app, meeting.invitee("radiologist"))
+    outsider = await _client(app, await make_clinician(db, "gastroenterologist"))  # not invited
     try:
         listing = await radiologist.get(f"/api/cases/{case_id}/studies")
         assert listing.status_code == 200, listing.text
         studies = listing.json()
-        assert {s["study_uid"] for s in studies} == set(stored["IPP100001"])
+        assert {s["study_uid"] for s in studies} == set(stored[ipp])
         assert all(s["modalities"] == ["CT"] and s["image_count"] == 6 and not s["attached"] for s in studies)
         assert (await outsider.get(f"/api/cases/{case_id}/studies")).status_code == 404
 
@@ -132,20 +130,18 @@ async def test_case_studies_attach_view_and_frames(imaging_app: tuple[Any, Imagi
     async with db.session() as s:
         events = (await s.exec(select(AuditEvent).where(AuditEvent.event_code == "110103"))).all()
     opened = [e for e in events if current in e.what and "series" in e.what]
-    assert opened and opened[-1].patient_id == patient.id
+    assert opened and opened[-1].patient_id == meeting.cases[0].patient.id
 
 
 async def test_import_through_the_api(imaging_app: tuple[Any, ImagingService], db: Database) -> None:
     app, _service = imaging_app
-    case_id, patient = await _case_of(db, "IPP100002")
-    own = synthetic_patient("IPP100002", "CHU de Lyon", patient.family_name, patient.given_names,
-                            patient.birth_date, patient.sex)
+    meeting, case_id, own = await _meeting_with_a_case(db)
     good = reference_file("MR_small.dcm", own)
     foreign = reference_file("CT_small.dcm", make_patient())
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("IMG0001", good)
-    coordinator = await _client(app, "secretariat")
+    coordinator = await _client(app, meeting.coordinator)
     try:
         response = await coordinator.post(
             f"/api/cases/{case_id}/imports",
@@ -184,19 +180,17 @@ async def test_import_through_the_api(imaging_app: tuple[Any, ImagingService], d
 
 async def test_agenda_prefetch(imaging_app: tuple[Any, ImagingService], db: Database) -> None:
     app, service = imaging_app
-    case_id, patient = await _case_of(db, "IPP100003")
-    demo = synthetic_patient("IPP100003", "CHU de Lyon", patient.family_name, patient.given_names,
-                             patient.birth_date, patient.sex)
+    meeting, case_id, demo = await _meeting_with_a_case(db)
     stored = await load_demo_studies(service.archive, [demo], slices=3, size=32)
     async with db.session() as s:
         case = await s.get(Case, case_id)
         assert case is not None
-        case.study_uids = stored["IPP100003"]
+        case.study_uids = stored[demo.patient_id]
         s.add(case)
         meeting_id = case.meeting_id
     keys = await service.prefetch_upcoming_meetings(db, horizon=timedelta(days=30))
     assert f"meeting:{meeting_id}" in keys
-    coordinator = await _client(app, "secretariat")
+    coordinator = await _client(app, meeting.coordinator)
     try:
         started = await coordinator.post(f"/api/meetings/{meeting_id}/prefetch")
         assert started.status_code == 202

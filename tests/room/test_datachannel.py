@@ -10,8 +10,9 @@ import pytest
 from media.synthetic import SyntheticParticipant
 from rcp.config import Settings
 from rcp.db import Database
-from tests.room.client import RoomClient, session_cookie
-from tests.room.node import room_app, scheduled_meeting_id
+from tests.room.client import RoomClient, cookies_for
+from tests.room.node import room_app
+from tests.room.people import RoomPeople
 from tests.servers import ServerThread, until
 
 
@@ -24,20 +25,13 @@ def media_server(settings: Settings, db: Database) -> Iterator[ServerThread]:
         node.close()
 
 
-async def _meeting(db: Database) -> int:
-    return await scheduled_meeting_id(db)
-
-
 async def test_view_changes_arrive_in_order_on_the_data_channel(
-    media_server: ServerThread, db: Database
+    media_server: ServerThread, room_people: RoomPeople
 ) -> None:
-    meeting_id = await _meeting(db)
-    chair = await RoomClient.open(
-        media_server.url, await session_cookie(media_server.url, "secretariat"), meeting_id
-    )
-    follower = await RoomClient.open(
-        media_server.url, await session_cookie(media_server.url, "dr.oncologue"), meeting_id
-    )
+    meeting_id = room_people.meeting.id
+    cookies = await cookies_for(media_server.url, room_people.users)
+    chair = await RoomClient.open(media_server.url, cookies["chair"], meeting_id)
+    follower = await RoomClient.open(media_server.url, cookies["oncologist"], meeting_id)
     peer = SyntheticParticipant("follower", slots=0, video=False, audio=False)
     try:
         assert follower.welcome["rtc"] is True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from rcp.room.events import (
 from rcp.room.live import Rooms
 from rcp.room.log import MemoryEventLog
 from rcp.room.state import AgendaItem, RoomState, apply, decide, replay
+from tests.factories import MadeUser, make_meeting
 from tests.servers import ServerThread
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -177,54 +178,43 @@ def _decision_app(settings: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-async def demo_node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Any, int, int]]:
-    """The app on SQLite with the demo data: (node, meeting id, its first case id)."""
-    from sqlmodel import col, select
-
-    from rcp.db import Database
-    from rcp.scheduling.models import Case
-    from tests.room.node import demo_service
-
-    settings, meeting_id = await demo_service(tmp_path_factory.mktemp("decisions"))
-    db = Database(settings.database_url)
-    try:
-        async with db.session() as s:
-            case = (await s.exec(select(Case).where(Case.meeting_id == meeting_id)
-                                 .order_by(col(Case.position), col(Case.id)))).first()
-            assert case is not None and case.id is not None
-            ids = (meeting_id, case.id)
-    finally:
-        await db.close()
+def decision_node(settings: Any, db: Any) -> Iterator[ServerThread]:
+    """The app on the shared test database, its room wired to the decisions."""
     node = ServerThread(_decision_app(settings)).start()
     try:
-        yield node, *ids
+        yield node
     finally:
         node.close()
 
 
-async def _login(url: str, username: str) -> httpx.AsyncClient:
-    from rcp.demo import DEMO_PASSWORD
-
+async def _login(url: str, user: MadeUser) -> httpx.AsyncClient:
     client = httpx.AsyncClient(base_url=url, timeout=30)
-    response = await client.post("/api/session", json={"username": username, "password": DEMO_PASSWORD})
+    response = await client.post("/api/session", json={"username": user.username, "password": user.password})
     assert response.status_code == 201, response.text
     client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return client
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_quorum_and_signature_count_who_was_there_for_the_case(demo_node: tuple[Any, int, int]) -> None:
+async def test_quorum_and_signature_count_who_was_there_for_the_case(decision_node: ServerThread,
+                                                                     db: Any) -> None:
     from tests.room.client import RoomClient
 
-    node, meeting_id, case_id = demo_node
-    names = ("secretariat", "dr.chirurgien", "dr.oncologue", "dr.radiotherapeute")
-    http = {n: await _login(node.url, n) for n in names}
+    node = decision_node
+    meeting = await make_meeting(db, invite=("surgeon", "medical_oncologist", "radiotherapist"), cases=1)
+    meeting_id, case_id = meeting.id, meeting.cases[0].id
+    people = {"secretary": meeting.coordinator, "surgeon": meeting.invitee("surgeon"),
+              "oncologist": meeting.invitee("medical_oncologist"),
+              "radiotherapist": meeting.invitee("radiotherapist")}
+    names = tuple(people)
+    http = {n: await _login(node.url, people[n]) for n in names}
     cookie = {n: f"rcp_session={http[n].cookies['rcp_session']}" for n in names}
     rooms = {n: await RoomClient.open(node.url, cookie[n], meeting_id) for n in names[:3]}
-    surgeon = http["dr.chirurgien"]
+    surgeon = http["surgeon"]
+    password = people["surgeon"].password
     try:
-        await rooms["secretariat"].send({"type": "case.set", "case_id": case_id})
-        await rooms["dr.chirurgien"].wait_for(lambda r: any(e["case_id"] == case_id for e in r.of("case.changed")))
+        await rooms["secretary"].send({"type": "case.set", "case_id": case_id})
+        await rooms["surgeon"].wait_for(lambda r: any(e["case_id"] == case_id for e in r.of("case.changed")))
         me = (await surgeon.get("/api/session")).json()["id"]
         draft = {
             "proposal": {"type": "surgery", "details": "Lobectomie."}, "guideline": {"conforms": True},
@@ -235,36 +225,36 @@ async def test_quorum_and_signature_count_who_was_there_for_the_case(demo_node: 
                                       json={"value": value, "base_version": 0})
             assert saved.status_code == 200, saved.text
         # Every save reached the room as a decision.field event, without its text.
-        await rooms["dr.oncologue"].wait_for(lambda r: len(r.of("decision.field")) >= len(draft))
-        assert "Lobectomie" not in str(rooms["dr.oncologue"].of("decision.field"))
+        await rooms["oncologist"].wait_for(lambda r: len(r.of("decision.field")) >= len(draft))
+        assert "Lobectomie" not in str(rooms["oncologist"].of("decision.field"))
 
         # No radiotherapist while the case is discussed: no quorum, no signature.
         state = (await surgeon.get(f"/api/cases/{case_id}/decision")).json()
         assert not state["quorum"]["met"] and state["quorum"]["missing"] == ["radiotherapist"]
         revision = state["draft"]["revision"]
         refused = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
-                                     json={"password": "rcp-demo-2026", "seen_revision": revision})
+                                     json={"password": password, "seen_revision": revision})
         assert refused.status_code == 409 and refused.json()["error"] == "quorum_not_met"
 
         # The radiotherapist comes in while the case is open, then leaves: they took part, the quorum stays met.
-        rooms["dr.radiotherapeute"] = await RoomClient.open(node.url, cookie["dr.radiotherapeute"], meeting_id)
-        await rooms.pop("dr.radiotherapeute").close()
-        await rooms["dr.chirurgien"].wait_for(lambda r: bool(r.of("participant.left")))
+        rooms["radiotherapist"] = await RoomClient.open(node.url, cookie["radiotherapist"], meeting_id)
+        await rooms.pop("radiotherapist").close()
+        await rooms["surgeon"].wait_for(lambda r: bool(r.of("participant.left")))
         state = (await surgeon.get(f"/api/cases/{case_id}/decision")).json()
         assert state["quorum"]["met"] and not state["missing"]
         assert state["signing"]["may_sign"] is True
-        secretary = (await http["secretariat"].get(f"/api/cases/{case_id}/decision")).json()
+        secretary = (await http["secretary"].get(f"/api/cases/{case_id}/decision")).json()
         assert secretary["signing"]["may_sign"] is False  # a board secretary never signs
 
         signed = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
-                                    json={"password": "rcp-demo-2026", "seen_revision": revision})
+                                    json={"password": password, "seen_revision": revision})
         assert signed.status_code == 201, signed.text
         [content] = (await surgeon.get(f"/api/cases/{case_id}/decision/versions")).json()
         attendees = {a["specialty"] for a in content["content"]["attendees"]}
         assert {"surgeon", "medical_oncologist", "radiotherapist"} <= attendees
-        assert content["signer"] == {"user_id": me, "name": "Dr Marc Lefèvre"}
-        await rooms["dr.oncologue"].wait_for(lambda r: bool(r.of("decision.signed")))
-        assert rooms["dr.oncologue"].of("decision.signed")[0]["number"] == 1
+        assert content["signer"] == {"user_id": me, "name": people["surgeon"].display_name}
+        await rooms["oncologist"].wait_for(lambda r: bool(r.of("decision.signed")))
+        assert rooms["oncologist"].of("decision.signed")[0]["number"] == 1
     finally:
         for room in rooms.values():
             await room.close()
@@ -273,13 +263,15 @@ async def test_quorum_and_signature_count_who_was_there_for_the_case(demo_node: 
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_key_image_marks_are_the_cases_key_images(demo_node: tuple[Any, int, int]) -> None:
+async def test_key_image_marks_are_the_cases_key_images(decision_node: ServerThread, db: Any) -> None:
     import asyncio
 
     from tests.room.client import RoomClient
 
-    node, meeting_id, first_case = demo_node
-    chair_http = await _login(node.url, "secretariat")
+    node = decision_node
+    meeting = await make_meeting(db, cases=2)
+    meeting_id, first_case = meeting.id, meeting.cases[0].id
+    chair_http = await _login(node.url, meeting.coordinator)
     chair = await RoomClient.open(node.url, f"rcp_session={chair_http.cookies['rcp_session']}", meeting_id)
     try:
         await chair.wait_for(lambda r: r.snapshot is not None)

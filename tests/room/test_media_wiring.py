@@ -28,8 +28,9 @@ from rcp.room.events import ParticipantMedia, event_from_dict, event_from_parts,
 from rcp.room.live import LiveRoom
 from rcp.room.log import MemoryEventLog
 from rcp.room.state import replay, snapshot_from_dict, snapshot_to_dict
-from tests.room.client import RoomClient, session_cookie
-from tests.room.node import room_app, scheduled_meeting_id
+from tests.factories import MadeMeeting, make_meeting
+from tests.room.client import RoomClient, cookies_for
+from tests.room.node import room_app
 from tests.room.reducer import CHAIR, RADIO, SURGEON, full_room
 from tests.servers import ServerThread, until
 
@@ -229,16 +230,25 @@ def media_server(settings: Settings, db: Database) -> Iterator[Served]:
         node.close()
 
 
-@pytest.fixture(scope="module")
-async def meeting_id(db: Database) -> int:
-    # Not the thoracic meeting the other room tests use: this module's participants come and go on their own.
-    return await scheduled_meeting_id(db, "RCP digestive")
+#: Who this module seats, by name, and the specialty each is invited for.
+SEATED = {"radiologist": "radiologist", "oncologist": "medical_oncologist", "gastroenterologist": "gastroenterologist",
+          "radiotherapist": "radiotherapist"}
 
 
-@pytest.fixture(scope="module")
-async def cookies(media_server: Served) -> dict[str, str]:
-    names = ("dr.radiologue", "dr.oncologue", "dr.gastro", "dr.radiotherapeute")
-    return {name: await session_cookie(media_server.url, name) for name in names}
+@pytest.fixture
+async def meeting(db: Database) -> MadeMeeting:
+    """A meeting of the test's own: its participants come and go without meeting another test's."""
+    return await make_meeting(db, invite=tuple(SEATED.values()), cases=1)
+
+
+@pytest.fixture
+def meeting_id(meeting: MadeMeeting) -> int:
+    return meeting.id
+
+
+@pytest.fixture
+async def cookies(media_server: Served, meeting: MadeMeeting) -> dict[str, str]:
+    return await cookies_for(media_server.url, {name: meeting.invitee(key) for name, key in SEATED.items()})
 
 
 @dataclass
@@ -328,9 +338,9 @@ def _video_slot(seat: Seat, publisher: Seat) -> dict[str, Any] | None:
 
 
 async def test_pausing_a_video_stops_forwarding_it_until_resumed(seats: Any) -> None:
-    a: Seat = await seats("dr.radiologue")
-    b: Seat = await seats("dr.oncologue")
-    c_: Seat = await seats("dr.gastro")
+    a: Seat = await seats("radiologist")
+    b: Seat = await seats("oncologist")
+    c_: Seat = await seats("gastroenterologist")
     await a.offer(SyntheticParticipant("a", slots=0, video=True, audio=True))
     await c_.offer(SyntheticParticipant("c", slots=0, video=True, audio=False))
     await b.offer(SyntheticParticipant("b", slots=2, video=False, audio=False))
@@ -367,9 +377,9 @@ async def test_pausing_a_video_stops_forwarding_it_until_resumed(seats: Any) -> 
 async def test_mute_and_camera_off_are_room_events_everyone_sees(
     seats: Any, media_server: Served, meeting_id: int, cookies: dict[str, str]
 ) -> None:
-    a: Seat = await seats("dr.radiologue")
-    b: Seat = await seats("dr.oncologue")
-    c_: Seat = await seats("dr.gastro")
+    a: Seat = await seats("radiologist")
+    b: Seat = await seats("oncologist")
+    c_: Seat = await seats("gastroenterologist")
 
     def told(client: RoomClient) -> list[dict[str, Any]]:
         return [e for e in client.of("participant.media") if e["user_id"] == a.user_id]
@@ -395,7 +405,7 @@ async def test_mute_and_camera_off_are_room_events_everyone_sees(
     assert [(e["audio_muted"], e["video_off"]) for e in told(c_.client)] == [(True, False), (True, True)]
     assert told(c_.client)[1]["seq"] == first["seq"] + 1
 
-    late: Seat = await seats("dr.radiotherapeute")
+    late: Seat = await seats("radiotherapist")
     await late.client.wait_for(lambda cl: cl.snapshot is not None)
     assert late.client.snapshot is not None
     shown = {p["user_id"]: p for p in late.client.snapshot["participants"]}
@@ -406,7 +416,7 @@ async def test_mute_and_camera_off_are_room_events_everyone_sees(
     for seat in (a, b, c_, late):
         await seat.client.close()
     await until(lambda: media_server.app.state.rooms.get(meeting_id) is None, "the room closed")
-    again: Seat = await seats("dr.oncologue")
+    again: Seat = await seats("oncologist")
     await again.client.wait_for(lambda cl: cl.snapshot is not None)
     assert again.client.snapshot is not None
     rebuilt = {p["user_id"]: p for p in again.client.snapshot["participants"]}
@@ -415,15 +425,15 @@ async def test_mute_and_camera_off_are_room_events_everyone_sees(
 
 
 async def test_the_active_speaker_is_announced_to_everyone_and_in_the_welcome(seats: Any) -> None:
-    b: Seat = await seats("dr.oncologue")
-    c_: Seat = await seats("dr.gastro")
+    b: Seat = await seats("oncologist")
+    c_: Seat = await seats("gastroenterologist")
     assert b.client.welcome["speaker"] is None
 
     def speakers(client: RoomClient) -> list[Any]:
         return [f["user_id"] for f in client.frames if f["type"] == "speaker"]
 
     # a's microphone plays a tone: aiortc's Opus sender puts its RFC 6464 audio level in every packet.
-    a: Seat = await seats("dr.radiologue")
+    a: Seat = await seats("radiologist")
     await a.offer(SyntheticParticipant("a", slots=0, video=False, audio=True, speaking=True))
     for seat in (b, c_):
         await seat.client.wait_for(lambda cl: a.user_id in speakers(cl), timeout=20)
@@ -433,7 +443,7 @@ async def test_the_active_speaker_is_announced_to_everyone_and_in_the_welcome(se
         ]
     assert not any(e["event"] == "speaker" for e in b.client.events), "the speaker is not a room event"
 
-    late: Seat = await seats("dr.radiotherapeute")
+    late: Seat = await seats("radiotherapist")
     assert late.client.welcome["speaker"] == a.user_id
 
     # The speaker leaves: nobody speaks.
@@ -442,15 +452,15 @@ async def test_the_active_speaker_is_announced_to_everyone_and_in_the_welcome(se
 
 
 async def test_a_participant_reconnecting_gets_a_working_media_peer_again(seats: Any) -> None:
-    a: Seat = await seats("dr.radiologue")
+    a: Seat = await seats("radiologist")
     await a.offer(SyntheticParticipant("a", slots=0, video=True, audio=False))
-    old: Seat = await seats("dr.oncologue")
+    old: Seat = await seats("oncologist")
     await old.offer(SyntheticParticipant("b-wifi", slots=1, video=False, audio=False))
     await until(lambda: old.received(a) > 10, "b receives a")
 
     # Wi-Fi to 4G: a new socket while the old one is still open. The server supersedes the old connection; its
     # cleanup (done when its close frame arrives) must leave the participant's media to the newer connection.
-    new: Seat = await seats("dr.oncologue")
+    new: Seat = await seats("oncologist")
     await old.client.wait_for(lambda cl: cl.closed.is_set(), timeout=20)
     assert old.client.close_code == 4409
     at = old.received(a)
@@ -469,7 +479,7 @@ async def test_a_participant_reconnecting_gets_a_working_media_peer_again(seats:
     await new.client.wait_for(lambda cl: cl.closed.is_set(), timeout=20)
     assert record_4g is not None
     await until(lambda: record_4g.ended, "the dropped connection's media ends")
-    back: Seat = await seats("dr.oncologue")
+    back: Seat = await seats("oncologist")
     await back.offer(SyntheticParticipant("b-back", slots=1, video=False, audio=False, decode=True))
     await until(lambda: decoded_by(back, a) > 10, "b decodes a again after reconnecting")
 
@@ -480,7 +490,7 @@ async def test_a_participant_reconnecting_gets_a_working_media_peer_again(seats:
 
 
 async def test_bad_media_messages_get_an_error_and_the_connection_stays_up(seats: Any) -> None:
-    b: Seat = await seats("dr.oncologue")
+    b: Seat = await seats("oncologist")
     bad: list[tuple[dict[str, Any], str]] = [
         ({"type": "media.pause", "participant": 7, "paused": "yes", "id": 1}, "'paused' must be true"),
         ({"type": "media.pause", "participant": True, "paused": True, "id": 2}, "'participant' must be"),

@@ -11,7 +11,8 @@ import pytest
 from rcp.config import Settings
 from rcp.db import Database
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import room_app, scheduled_meeting_id
+from tests.room.node import room_app
+from tests.room.people import RoomPeople
 from tests.servers import ServerThread
 
 
@@ -32,19 +33,21 @@ async def clients() -> AsyncIterator[list[RoomClient]]:
 
 
 async def test_both_viewports_of_a_side_by_side_layout_reach_every_follower(
-    layout_server: ServerThread, db: Database, clients: list[RoomClient]
+    layout_server: ServerThread, room_people: RoomPeople, clients: list[RoomClient]
 ) -> None:
-    meeting_id = await scheduled_meeting_id(db)
+    meeting_id = room_people.meeting.id
     url = layout_server.url
+    people = room_people.users
 
     async def join(name: str) -> RoomClient:
-        client = await RoomClient.open(url, await session_cookie(url, name), meeting_id)
+        user = people[name]
+        client = await RoomClient.open(url, await session_cookie(url, user.username, user.password), meeting_id)
         clients.append(client)
         return client
 
-    chair = await join("secretariat")
-    radio = await join("dr.radiologue")
-    surgeon = await join("dr.chirurgien")
+    chair = await join("chair")
+    radio = await join("radiologist")
+    surgeon = await join("surgeon")
     radio_id = radio.welcome["user_id"]
     await chair.send({"type": "floor.take"})
     await chair.send({"type": "floor.handover", "to": radio_id})
@@ -103,6 +106,6 @@ async def test_both_viewports_of_a_side_by_side_layout_reach_every_follower(
     await surgeon.wait_for(lambda c: c.pointers[-1] == [radio_id, 11.0, 21.0, 4])
 
     # A late joiner's snapshot holds the same two viewports.
-    late = await join("dr.oncologue")
+    late = await join("oncologist")
     await late.wait_for(lambda c: c.snapshot is not None)
     assert late.snapshot is not None and late.snapshot["view"] == view
