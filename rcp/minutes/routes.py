@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from rcp import i18n
 from rcp.auth import audit
+from rcp.auth.models import Role
 from rcp.auth.permissions import case_for_user, meeting_for_user
 from rcp.auth.reauth import reauthenticate
 from rcp.auth.throttle import Throttled
@@ -87,7 +88,8 @@ def _job_json(job: WritebackJob) -> dict[str, Any]:
 
 def _own_sign_in(user: Any) -> None:
     """A signature comes from a person's own sign-in: not a join link's guest session, not a service token."""
-    if getattr(user, "via", "") != "session" or getattr(user, "meeting_scope", None) is not None:
+    if getattr(user, "via", "") != "session" or getattr(user, "meeting_scope", None) is not None \
+            or getattr(user, "role", "") == Role.guest:
         raise NotAllowedToSign("Decisions are signed from a physician's own sign-in: a session opened by a join "
                                "link (guest) or a service token cannot sign.")
 

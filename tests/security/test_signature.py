@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import httpx
 import pypdf
 import pytest
 from sqlmodel import col, select
 
+from rcp.auth.links import token_digest
 from rcp.auth.models import AuditEvent, Role, User
 from rcp.auth.passwords import hash_password
 from rcp.clock import SettableClock, utcnow
@@ -32,6 +34,7 @@ from rcp.scheduling.models import (
     BoardCoordinator,
     Case,
     Invitation,
+    JoinLink,
     Meeting,
     Patient,
     PatientIdentifier,
@@ -247,25 +250,33 @@ async def test_only_physicians_present_when_the_case_was_discussed_sign(world: W
     assert world.id("pathologist") not in attendees
 
 
-async def test_a_join_link_session_never_signs(world: World, settings: Any) -> None:
-    """A physician in the room through a join link (a guest's session, confined to the meeting) may not sign, even
-    with the account's password."""
-    from rcp.auth.links import make_join_token
-
+async def test_a_join_link_guest_never_signs(world: World, db: Database) -> None:
+    """An external physician in the room through their join link (a guest session, confined to the meeting, present
+    while the case is discussed and counted under their specialty) may not sign, even knowing a password."""
     case_id = world.cases[0]
-    await _discuss(world, case_id)
-    revision = await _fill(world, case_id, responsible={"name": "Dr X", "user_id": world.id("surgeon")})
-    token = make_join_token(settings, meeting_id=world.meeting_id, user_id=world.id("surgeon"))
-    import httpx
-
-    async with httpx.AsyncClient(base_url=world.base_url, timeout=30) as guest:
-        opened = await guest.get(f"/join/{token}")
-        assert opened.status_code in {200, 303}, opened.status_code
-        me = (await guest.get("/api/session")).json()
-        refused = await guest.post(f"/api/cases/{case_id}/decision/sign",
-                                   headers={"X-CSRF-Token": me["csrf_token"]},
-                                   json={"password": PASSWORD, "seen_revision": revision})
-    assert refused.status_code == 403, refused.text
+    token = secrets.token_urlsafe(32)
+    async with db.session() as s:
+        guest = User(username=f"guest-{token[:8]}", display_name="Dr Invitée Externe", role=Role.guest,
+                     specialty="surgeon", password_hash=hash_password(PASSWORD, CHEAP_ARGON2))
+        s.add(guest)
+        await s.flush()
+        invitation = Invitation(meeting_id=world.meeting_id, user_id=guest.id or 0, specialty="surgeon")
+        s.add(invitation)
+        await s.flush()
+        s.add(JoinLink(invitation_id=invitation.id or 0, token_sha256=token_digest(token)))
+    async with httpx.AsyncClient(base_url=world.base_url, timeout=30) as browser:
+        opened = await browser.post("/join", data={"token": token})
+        assert opened.status_code in {200, 303}, opened.text
+        cookie = f"rcp_session={browser.cookies['rcp_session']}"
+        world.rooms["guest"] = await RoomClient.open(world.base_url, cookie, world.meeting_id)
+        await _discuss(world, case_id, who=("medical_oncologist", "radiotherapist"))
+        revision = await _fill(world, case_id, responsible={"name": "Dr Invitée Externe", "user_id": guest.id})
+        csrf = (await browser.get("/api/session")).json()["csrf_token"]
+        state = (await browser.get(f"/api/cases/{case_id}/decision")).json()
+        assert guest.id in {a["user_id"] for a in state["attendees"]}  # there, and counted
+        refused = await browser.post(f"/api/cases/{case_id}/decision/sign", headers={"X-CSRF-Token": csrf},
+                                     json={"password": PASSWORD, "seen_revision": revision})
+    assert refused.status_code == 403 and refused.json()["error"] == "not_allowed_to_sign", refused.text
     assert await _versions(world, case_id) == []
 
 
