@@ -3,7 +3,6 @@ and a participant whose WebSocket is on the other node still gets its peer, medi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -113,11 +112,11 @@ async def test_participants_on_two_nodes_share_one_media_node(nodes: tuple[Media
         await room_on_a.disconnect("alice")
         # The claim is freed once the room is empty, so the next meeting can land anywhere.
         await until(lambda: "m1" not in node_a.hub.rooms, "room gone from node A")
-        for _ in range(100):
-            if await node_b.owner("m1") is None:
-                break
-            await asyncio.sleep(0.1)
-        assert await node_b.owner("m1") is None, "node A kept its claim on an empty room"
+
+        async def released() -> bool:
+            return await node_b.owner("m1") is None
+
+        await until(released, "node A to release its claim on the empty room", interval=0.1)
         assert await node_b.claim("m1") == "node-b"
     finally:
         await alice.close()
