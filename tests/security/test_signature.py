@@ -242,7 +242,17 @@ async def test_only_physicians_present_when_the_case_was_discussed_sign(world: W
 
     for key in list(world.rooms):
         await world.leave(key)
-    after = await _sign(world, "radiotherapist", first, revision=revision)
+    coordinator = await world.client("coordinator")
+    for status in ("live", "closed"):
+        moved = await coordinator.patch(f"/api/meetings/{world.meeting_id}", json={"status": status})
+        assert moved.status_code == 200, moved.text
+    # After the meeting the draft stays editable by its physicians until it is signed.
+    radiotherapist = await world.client("radiotherapist")
+    current = (await radiotherapist.get(f"/api/cases/{first}/decision")).json()["draft"]["fields"]["comments"]
+    edited = await radiotherapist.put(f"/api/cases/{first}/decision/fields/comments",
+                                      json={"value": "Relu le soir même.", "base_version": current["version"]})
+    assert edited.status_code == 200, edited.text
+    after = await _sign(world, "radiotherapist", first, revision=edited.json()["revision"])
     assert after.status_code == 201, after.text
     [version] = await _versions(world, first)
     attendees = {a["user_id"] for a in version["content"]["attendees"]}
