@@ -1,8 +1,8 @@
 """The case page's imaging panel (web/templates/imaging/case_studies.html) against the real app.
 
-Each test builds its own patient and case through the scheduling API (so the demo cases other tests use keep their
-studies as they are) and stores small synthetic CTs for that patient in the app's archive; ``new_imaging_case`` is
-shared with the browser test (tests/e2e/test_case_imaging.py).
+Each test builds its own meeting (tests.factories), its patient and case through the scheduling API, and stores
+small synthetic CTs for that patient in the app's archive; ``new_imaging_case`` is shared with the browser test
+(tests/e2e/test_case_imaging.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.archive import open_archive
 from rcp.imaging.synthetic import SyntheticPatient, prior_and_current_ct, to_part10
+from tests.factories import MadeMeeting, make_clinician, make_meeting
 
 HOSPITAL = "CHU de Lyon"
 
@@ -33,15 +34,17 @@ class ImagingCase:
 
 
 async def new_imaging_case(coordinator: Any, settings: Settings, db: Database, *, slices: int = 8, size: int = 64,
-                           family_name: str = "Testimagerie") -> ImagingCase:
-    """A fresh patient with a case on one of the coordinator's scheduled meetings, and a prior and a current CT of
-    that patient in the archive (not attached: attaching is what the tests do)."""
-    meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
-    # The thoracic board: the digestive clinicians (dr.gastro) are never invited to it.
-    meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
+                           family_name: str = "Testimagerie", meeting_id: int | None = None) -> ImagingCase:
+    """A fresh patient with a case on meeting ``meeting_id`` (else the coordinator's scheduled thoracic meeting),
+    and a prior and a current CT of that patient in the archive (not attached: attaching is what the tests do)."""
+    if meeting_id is None:
+        meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
+        # The thoracic board: the digestive clinicians (dr.gastro) are never invited to it.
+        meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
+        meeting_id = int(meeting["id"])
     ipp = f"IPPT{secrets.randbelow(10**8):08d}"
     given, birth = "Éloi", date(1961, 6, 15)
-    response = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={
+    response = await coordinator.post(f"/api/meetings/{meeting_id}/cases", json={
         "patient": {"family_name": family_name, "given_names": given, "birth_date": birth.isoformat(), "sex": "male",
                     "identifiers": [{"system": "IPP", "value": ipp, "assigner": HOSPITAL}]},
         "question": "Bilan d'extension ?", "referring_physician": "Dr Test",
@@ -55,14 +58,20 @@ async def new_imaging_case(coordinator: Any, settings: Settings, db: Database, *
         await archive.store([to_part10(ds) for ds in [*prior, *current]])
     finally:
         await archive.close()
-    return ImagingCase(case_id, int(meeting["id"]), patient, str(prior[0].StudyInstanceUID),
+    return ImagingCase(case_id, meeting_id, patient, str(prior[0].StudyInstanceUID),
                        str(current[0].StudyInstanceUID))
 
 
 @pytest.fixture
-async def imaging_case(login: Any, settings: Settings, db: Database) -> ImagingCase:
-    coordinator = await login("secretariat")
-    return await new_imaging_case(coordinator, settings, db)
+async def meeting(db: Database) -> MadeMeeting:
+    """The test's own meeting: a board and its coordinator, an invited radiologist, no case yet."""
+    return await make_meeting(db, cases=0, invite=("radiologist",))
+
+
+@pytest.fixture
+async def imaging_case(login: Any, settings: Settings, db: Database, meeting: MadeMeeting) -> ImagingCase:
+    coordinator = await login(meeting.coordinator)
+    return await new_imaging_case(coordinator, settings, db, meeting_id=meeting.id)
 
 
 def _readiness_items(html: str) -> list[str]:
@@ -71,8 +80,9 @@ def _readiness_items(html: str) -> list[str]:
     return re.findall(r'<li class="(done|todo)">', block.group(1))
 
 
-async def test_case_page_has_the_panel_for_a_coordinator(login: Any, imaging_case: ImagingCase) -> None:
-    coordinator = await login("secretariat")
+async def test_case_page_has_the_panel_for_a_coordinator(login: Any, imaging_case: ImagingCase,
+                                                         meeting: MadeMeeting) -> None:
+    coordinator = await login(meeting.coordinator)
     page = await coordinator.get(f"/cases/{imaging_case.case_id}")
     assert page.status_code == 200, page.text
     html = page.text
@@ -95,8 +105,8 @@ async def test_case_page_has_the_panel_for_a_coordinator(login: Any, imaging_cas
     assert strings is not None and "{done}" in strings.group(1)
 
 
-async def test_clinician_not_invited_gets_404(login: Any, imaging_case: ImagingCase) -> None:
-    outsider = await login("dr.gastro")  # digestive board only, never invited to the thoracic meetings
+async def test_clinician_not_invited_gets_404(login: Any, imaging_case: ImagingCase, db: Database) -> None:
+    outsider = await login(await make_clinician(db, "radiologist"))  # never invited to this meeting
     assert (await outsider.get(f"/cases/{imaging_case.case_id}")).status_code == 404
     assert (await outsider.get(f"/api/cases/{imaging_case.case_id}/studies")).status_code == 404
     refused = await outsider.post(f"/api/cases/{imaging_case.case_id}/studies",
@@ -104,8 +114,9 @@ async def test_clinician_not_invited_gets_404(login: Any, imaging_case: ImagingC
     assert refused.status_code == 404
 
 
-async def test_attaching_through_the_api_updates_readiness(login: Any, imaging_case: ImagingCase) -> None:
-    coordinator = await login("secretariat")
+async def test_attaching_through_the_api_updates_readiness(login: Any, imaging_case: ImagingCase,
+                                                           meeting: MadeMeeting) -> None:
+    coordinator = await login(meeting.coordinator)
     url = f"/api/cases/{imaging_case.case_id}"
     assert "studies" in (await coordinator.get(url)).json()["readiness"]["missing"]
 
@@ -125,11 +136,9 @@ async def test_attaching_through_the_api_updates_readiness(login: Any, imaging_c
     assert "studies" in (await coordinator.get(url)).json()["readiness"]["missing"]
 
 
-async def test_a_clinician_invited_sees_the_panel_without_attach_controls(login: Any,
-                                                                          imaging_case: ImagingCase) -> None:
-    radiologist = await login("dr.radiologue")
+async def test_a_clinician_invited_sees_the_panel_without_attach_controls(login: Any, imaging_case: ImagingCase,
+                                                                          meeting: MadeMeeting) -> None:
+    radiologist = await login(meeting.invitee("radiologist"))
     page = await radiologist.get(f"/cases/{imaging_case.case_id}")
-    if page.status_code == 404:
-        pytest.skip("the demo radiologist is not invited to this meeting")
     assert page.status_code == 200
     assert 'data-manage="false"' in page.text
