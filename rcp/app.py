@@ -163,6 +163,10 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             tasks.create_task(_prefetch_agendas(app.state.imaging, db, stop), name="agenda-prefetch")
             if mailer is not None:
                 tasks.create_task(mailer.run(stop), name="mail-worker")
+            if settings.audit_syslog_url:
+                from rcp.auth.siem import SyslogForwarder
+
+                tasks.create_task(SyslogForwarder(settings, db).run(stop), name="audit-syslog")
             yield
         logger.info("RCP service stopped")
 

@@ -109,6 +109,8 @@ def as_syslog(events: Iterable[AuditEvent], *, hostname: str = "rcp", app_name: 
             "patient": "" if e.patient_id is None else str(e.patient_id),
             "meeting": "" if e.meeting_id is None else str(e.meeting_id),
             "what": e.what,
+            # The trail's own id: a SIEM receiving a batch twice (at-least-once forwarding) can drop the copy.
+            "ref": "" if e.id is None else str(e.id),
         }
         sd = " ".join(f'{k}="{_sd_escape(v)}"' for k, v in params.items())
         meaning = _MEANINGS.get(e.event_code, "")

@@ -11,7 +11,7 @@ from sqlmodel import Field, SQLModel
 from rcp.clock import utcnow
 from rcp.db import timestamp
 
-__all__ = ["ApiToken", "AuditEvent", "LoginSession", "Role", "User"]
+__all__ = ["ApiToken", "AuditEvent", "AuditForwarding", "LoginSession", "Role", "User"]
 
 
 
@@ -93,3 +93,14 @@ class AuditEvent(SQLModel, table=True):
     meeting_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
     #: What was touched, in the service's own identifiers ("case 12", "study 1.2.3") — never patient data.
     what: str = Field(default="", max_length=300)
+
+
+class AuditForwarding(SQLModel, table=True):
+    """How far the audit trail has been sent to a SIEM (rcp.auth.siem): one row per syslog URL."""
+
+    __tablename__ = "audit_forwarding"
+
+    url: str = Field(sa_column=sa.Column(sa.String(300), primary_key=True))
+    #: The last ``audit_events.id`` the SIEM has received (events are sent in id order).
+    last_event_id: int = Field(default=0)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -259,3 +260,115 @@ async def test_admins_see_who_accessed_a_patient(login: Any, anonymous: httpx.As
     rows = [line.split("\t") for line in listed.stdout.splitlines()[1:]]
     assert any(row[1] == "dr.radiologue" and row[2].startswith("110110") for row in rows), listed.stdout
     assert any(row[1] == "admin" and row[2].startswith("110106") for row in rows), "looking is recorded too"
+
+
+# -- the trail reaches the SIEM (RFC 5424 over TLS) -------------------------------------------------------------
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate it signed for localhost / 127.0.0.1: (ca.pem, cert.pem, key.pem)."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "RCP test SIEM CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+          .not_valid_after(now + timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+class SyslogReceiver:
+    """A syslog-over-TLS collector (RFC 5425 octet-counting frames) on loopback; ``lines`` in arrival order."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self, cert: Path, key: Path) -> int:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        self.server = await asyncio.start_server(self._read, "127.0.0.1", 0, ssl=context)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                length = int((await reader.readuntil(b" ")).strip())
+                self.lines.append((await reader.readexactly(length)).decode("utf-8"))
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_the_trail_reaches_the_siem_over_tls(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import dataclasses
+
+    from rcp.app import create_app
+    from tests.servers import ServerThread, until
+
+    folder = tmp_path_factory.mktemp("siem")
+    ca, cert, key = _certificates(folder)
+    receiver = SyslogReceiver()
+    port = await receiver.start(cert, key)
+    try:
+        settings, _meeting = await demo_service(folder / "data")
+        settings = dataclasses.replace(settings, audit_syslog_url=f"syslog+tls://localhost:{port}",
+                                       audit_syslog_ca=str(ca))
+        with ServerThread(create_app(settings)) as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+                seen: set[str] = set()
+                await _sign_in(http, "dr.radiologue", seen)
+                patient_id = await _a_patient_of(http)
+                assert (await http.get(f"/api/patients/{patient_id}")).status_code == 200
+
+            def patient_read() -> list[str]:
+                return [line for line in receiver.lines
+                        if " 110110 " in line and 'user="dr.radiologue"' in line and f'patient="{patient_id}"' in line]
+
+            lines = await until(patient_read, "the patient read to reach the SIEM")
+    finally:
+        await receiver.close()
+    # RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG; facility 13 (log audit), notice.
+    assert re.match(r'^<109>1 \d{4}-\d\d-\d\dT[\d:.]+Z 127\.0\.0\.1 rcp - 110110 \[atna@32473 eventId="110110" ',
+                    lines[0]), lines[0]
+    assert any(" 110100 " in line and "application start" in line for line in receiver.lines)
+    refs = [re.search(r' ref="(\d+)"', line) for line in receiver.lines]
+    numbers = [int(m.group(1)) for m in refs if m]
+    assert numbers == sorted(numbers) and len(numbers) == len(receiver.lines), "every event once, in order"
