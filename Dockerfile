@@ -21,5 +21,6 @@ USER rcp
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s CMD curl -fsS http://127.0.0.1:8000/health || exit 1
-# Migrations run before serving; RCP_SECRET_KEY must be provided (production mode refuses the default).
+# Migrations run before serving; production mode refuses to start without RCP_SECRET_KEY and an https
+# RCP_PUBLIC_URL (the address of the TLS reverse proxy in front of it).
 CMD ["sh", "-c", "rcp migrate && exec rcp serve --host 0.0.0.0 --port 8000"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -372,3 +373,36 @@ async def test_the_trail_reaches_the_siem_over_tls(tmp_path_factory: pytest.Temp
     refs = [re.search(r' ref="(\d+)"', line) for line in receiver.lines]
     numbers = [int(m.group(1)) for m in refs if m]
     assert numbers == sorted(numbers) and len(numbers) == len(receiver.lines), "every event once, in order"
+
+
+@pytest.mark.postgres
+async def test_the_service_role_cannot_rewrite_the_trail(trail_db: Database) -> None:
+    """deploy/postgresql-roles.sql, as the README tells operators to run it, leaves the service's role unable to
+    UPDATE or DELETE audit events and signed versions (even with the triggers gone)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    if not trail_db.url.startswith("postgresql"):
+        pytest.skip("roles are PostgreSQL's")
+    await _audit_row(trail_db)
+    owner = make_url(trail_db.url)
+    role = f"rcp_app_{secrets.token_hex(4)}"
+    script = (Path(__file__).parents[2] / "deploy" / "postgresql-roles.sql").read_text(encoding="utf-8")
+    owner_dsn = f"postgresql://{owner.username}@{owner.host}:{owner.port}/{owner.database}"
+    with psycopg.connect(owner_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(script.replace("rcp_app", f'"{role}"'))
+    try:
+        with psycopg.connect(f"postgresql://{role}@{owner.host}:{owner.port}/{owner.database}",
+                             autocommit=True) as service:
+            service.execute("INSERT INTO audit_events (at, event_code, action, outcome, username, source, what) "
+                            "VALUES (now(), '110110', 'R', 0, 'x', '', 'case 1')")
+            assert service.execute("SELECT count(*) FROM audit_events").fetchone() is not None
+            for statement in ("UPDATE audit_events SET what = ''", "DELETE FROM audit_events",
+                              "DELETE FROM decision_versions", "TRUNCATE audit_events"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+                    service.execute(statement)
+    finally:
+        with psycopg.connect(owner_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
