@@ -112,7 +112,8 @@ class SyslogForwarder:
                 try:
                     sent = await self.forward_once()
                     pause = 0.0 if sent == BATCH else self.interval_s
-                except (OSError, ssl.SSLError, TimeoutError) as exc:
+                # SIEM down, certificate refused, database busy: never stop the service; the type says which.
+                except Exception as exc:  # noqa: BLE001
                     await self.close()
                     pause = min(max(pause * 2, self.interval_s), self.max_pause_s)
                     logger.warning("audit forwarding to %s:%s failed (%s); retrying in %.0f s", self.host, self.port,

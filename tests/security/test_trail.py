@@ -340,8 +340,10 @@ class SyslogReceiver:
 
 async def test_the_trail_reaches_the_siem_over_tls(tmp_path_factory: pytest.TempPathFactory) -> None:
     import dataclasses
+    import ssl
 
     from rcp.app import create_app
+    from rcp.auth.siem import SyslogForwarder
     from tests.servers import ServerThread, until
 
     folder = tmp_path_factory.mktemp("siem")
@@ -364,6 +366,20 @@ async def test_the_trail_reaches_the_siem_over_tls(tmp_path_factory: pytest.Temp
                         if " 110110 " in line and 'user="dr.radiologue"' in line and f'patient="{patient_id}"' in line]
 
             lines = await until(patient_read, "the patient read to reach the SIEM")
+        # A listener with a certificate our CA did not sign gets nothing: the trail is not sent to whoever answers.
+        _rogue_ca, rogue_cert, rogue_key = _certificates(tmp_path_factory.mktemp("rogue"))
+        rogue = SyslogReceiver()
+        rogue_port = await rogue.start(rogue_cert, rogue_key)
+        db = Database(settings.database_url)
+        try:
+            forwarder = SyslogForwarder(dataclasses.replace(settings, audit_syslog_url=f"syslog+tls://localhost:"
+                                                            f"{rogue_port}/"), db)
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await forwarder.forward_once()
+        finally:
+            await db.close()
+            await rogue.close()
+        assert rogue.lines == []
     finally:
         await receiver.close()
     # RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG; facility 13 (log audit), notice.
