@@ -259,7 +259,8 @@ class ImagingService:
             try:
                 infos.extend(frame_infos(ds))
             except (PixelDataError, ValueError, TypeError, AttributeError) as exc:
-                logger.warning("series %s: instance skipped in descriptor (%s)", series_uid, type(exc).__name__)
+                # No UID in the log (rcp.logs): the kind of error is what an operator can act on.
+                logger.warning("an instance was left out of a series descriptor (%s)", type(exc).__name__)
         ordered = sort_frames(infos)
 
         def text(keyword: str) -> str:
