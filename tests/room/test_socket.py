@@ -209,7 +209,12 @@ async def test_second_connection_supersedes_the_first_without_ghost(
     await chair.wait_for(
         lambda c: sum(1 for e in c.of("participant.joined") if e["participant"]["user_id"] == user) >= 2
     )
-    await asyncio.sleep(0.2)
+    # A marker after the takeover, sent on the new connection: once the chair has it, everything the server did
+    # before it (a "left" for the superseded socket included) has reached the chair, in order.
+    await lte.send({"type": "floor.request"})
+    await chair.wait_for(lambda c: any(e["user_id"] == user for e in c.of("floor.requested")))
+    await lte.wait_for(lambda c: any(e["user_id"] == user for e in c.of("floor.requested")))
+    assert not any(e["user_id"] == user for e in chair.of("participant.left")), "the superseded socket left a ghost"
     assert user in _present(chair)
     assert not lte.closed.is_set()
 
