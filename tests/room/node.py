@@ -28,6 +28,7 @@ from rcp.room import routes as room_routes
 from rcp.room.connection import RoomConfig
 from rcp.room.live import open_rooms
 from rcp.scheduling.models import Meeting
+from tests.factories import CHEAP_ARGON2
 from tests.servers import ServerProcess, serve_fd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,11 +53,12 @@ async def demo_service(data_dir: Path, *, imaging_slices: int = 0) -> tuple[Sett
         secret_key=secrets.token_urlsafe(48),
         default_locale="en",
         embedded_worker=False,
+        argon2=CHEAP_ARGON2,  # the demo's logins at the test cost
     )
     migrate(settings.database_url)
     db = Database(settings.database_url)
     try:
-        await load_demo(db)
+        await load_demo(db, argon2=settings.argon2)
         if imaging_slices:
             from rcp.imaging.demo import load_demo_imaging
 
@@ -142,6 +144,7 @@ def main() -> None:
         redis_url=args.redis_url,
         embedded_worker=False,
         default_locale="en",
+        argon2=CHEAP_ARGON2,
         **({"node_id": args.node} if args.node else {}),
     )
     config = RoomConfig(**json.loads(args.config))

@@ -10,6 +10,7 @@ import pytest
 
 from rcp.db import Database, migrate
 from rcp.demo import load_demo
+from tests.factories import CHEAP_ARGON2
 from tests.fixtures.postgres import create_database, drop_database
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import NodeProcess, scheduled_meeting_id
@@ -49,7 +50,7 @@ def cluster() -> Iterator[tuple[NodeProcess, NodeProcess, str]]:
 async def _demo(url: str) -> None:
     db = Database(url)
     try:
-        await load_demo(db)
+        await load_demo(db, argon2=CHEAP_ARGON2)
     finally:
         await db.close()
 
