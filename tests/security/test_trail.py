@@ -8,6 +8,8 @@ position: a bug or a stolen connection string); everything else goes over HTTP a
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import os
 import re
 import secrets
@@ -31,10 +33,11 @@ from rcp.db import Database, migrate
 from rcp.minutes.models import DecisionVersion
 from rcp.scheduling.models import Case, Patient, PatientIdentifier
 from tests.conftest import DEMO_PASSWORD
+from tests.fixtures.smtp import join_link
 from tests.minutes.seeding import seed
 from tests.room.client import RoomClient
 from tests.room.node import demo_service
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, until
 
 # -- append-only: the database refuses ------------------------------------------------------------------------
 
@@ -125,7 +128,8 @@ async def logged_service(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
     log = data_dir / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCP_")} | {
         "RCP_ENV": "test", "RCP_DATA_DIR": str(data_dir), "RCP_SECRET_KEY": settings.secret_key,
-        "RCP_DEFAULT_LOCALE": "en", "RCP_EMBEDDED_WORKER": "false"}
+        "RCP_DEFAULT_LOCALE": "en", "RCP_EMBEDDED_WORKER": "true",
+        "RCP_SMTP_URL": (data_dir / "mail").as_uri()}  # guests' join links as .eml files
     # ServerProcess appends --fd=N; the shell sends both streams to the file and execs the service.
     command = ["sh", "-c", f'exec "$0" -m rcp.cli serve --log-level debug "$@" >{log} 2>&1', sys.executable]
     with ServerProcess(command, env=env) as server:
@@ -183,14 +187,19 @@ async def test_logs_carry_no_health_data_and_no_secret(logged_service: LoggedSer
                 await coordinator.get("/api/patients", params={"q": value})
             else:
                 await coordinator.get("/api/patients", params={"identifier": value})
-        # A join link (the token is a credential in the path).
-        invitations = (await coordinator.get(f"/api/meetings/{meeting_id}/invitations")).json()
-        link = await coordinator.post(f"/api/invitations/{invitations[0]['id']}/link")
-        if link.status_code == 201 and "url" in link.json():
-            url = link.json()["url"]
-            secrets_seen.add(url.rstrip("/").rsplit("/", 1)[-1])
-            await guest.get(url)
-            await guest.post(url)
+        # A guest's join link, as the guest gets it (the mail) and uses it (the page, then its POST).
+        address = f"d.{secrets.token_hex(4)}@chu-x.fr"
+        invited = await coordinator.post(f"/api/meetings/{meeting_id}/guests", json={
+            "display_name": "Dr Denis Guest", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
+        assert invited.status_code == 201, invited.text
+        secrets_seen.add(address)
+        mail = await until(lambda: sorted((logged_service.log.parent / "mail").glob("*.eml")),
+                           "the join-link mail")
+        _link, token = join_link(email.message_from_bytes(mail[0].read_bytes(), policy=email.policy.default))
+        secrets_seen.add(token)
+        assert (await guest.get("/join")).status_code == 200
+        # The demo meeting is next week: the link is refused (it opens an hour before), the token still sent.
+        assert (await guest.post("/join", data={"token": token})).status_code < 500
         # Frames: study, series and SOP Instance UIDs in the path.
         await _sign_in(radiologist, "dr.radiologue", secrets_seen)
         frames = 0
@@ -344,7 +353,7 @@ async def test_the_trail_reaches_the_siem_over_tls(tmp_path_factory: pytest.Temp
 
     from rcp.app import create_app
     from rcp.auth.siem import SyslogForwarder
-    from tests.servers import ServerThread, until
+    from tests.servers import ServerThread
 
     folder = tmp_path_factory.mktemp("siem")
     ca, cert, key = _certificates(folder)
