@@ -28,6 +28,9 @@ from rcp.templating import render
 __all__ = ["routes"]
 
 LOGIN_CSRF_COOKIE = "rcp_login_csrf"
+#: Signing out of a shared workstation leaves nothing of this site in the browser (W3C Clear Site Data): its cache,
+#: cookies and storage go with the session (browsers honour it over https and on localhost).
+CLEAR_SITE_DATA = '"cache", "cookies", "storage"'
 
 
 class Credentials(BaseModel):
@@ -152,6 +155,7 @@ async def logout(request: Request) -> Response:
             await audit.record(s, event="user_authentication", action="E", request=request, what="logout")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/")
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
     return response
 
 
@@ -203,6 +207,7 @@ async def session_logout(request: Request) -> Response:
             await audit.record(s, event="user_authentication", action="E", request=request, what="logout")
     response = Response(status_code=204)
     response.delete_cookie(COOKIE_NAME, path="/")
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
     return response
 
 

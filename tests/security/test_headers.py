@@ -223,3 +223,13 @@ def test_demo_refuses_production(tmp_path: Path) -> None:
     assert refused.returncode != 0 and "production" in refused.stderr
     assert "rcp-demo-2026" not in refused.stdout
 
+
+
+async def test_signing_out_clears_the_site_from_the_browser(login: Any, live_server: ServerThread) -> None:
+    clinician = await login("dr.radiologue")
+    out = await clinician.delete("/api/session")
+    assert out.status_code == 204
+    assert '"cache"' in out.headers["clear-site-data"] and '"storage"' in out.headers["clear-site-data"]
+    again = await login("dr.radiologue")
+    page = await again.post("/logout", headers={"X-CSRF-Token": again.csrf}, follow_redirects=False)
+    assert page.status_code == 303 and '"cookies"' in page.headers["clear-site-data"]
