@@ -21,6 +21,7 @@ from rcp.auth import audit
 from rcp.auth import routes as auth_routes
 from rcp.auth import trail as audit_trail
 from rcp.auth.sessions import SessionBackend
+from rcp.auth.throttle import open_password_throttle
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.epr import routes as epr_routes
@@ -138,6 +139,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             # Decision edits and signatures reach the room; the quorum comes from who is in the room; key-image
             # marks go into the case's draft.
             wire_decisions(app.state)
+            # Password re-checks (signature, amendment) are throttled per account, on every node alike.
+            app.state.password_throttle = await stack.enter_async_context(open_password_throttle(settings))
 
             # The one mailer (guests' join links): a worker on the durable outbox, poked after each enqueue.
             transport = transport_for(settings)

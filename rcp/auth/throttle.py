@@ -10,10 +10,11 @@ cleared when it succeeds: parallel guesses cannot all pass the gate before the f
 how a lock-out that counts failures afterwards loses counts. An attempt refused while waiting is not counted (it
 checked nothing), so retrying early never lengthens the wait.
 
-One throttle per app (``app.state.password_throttle``, :func:`password_throttle`), shared by everything that checks
-a password (signature and amendment re-authentication today; sign-in can key it by account and by address). This
-one lives in the node's memory; with several nodes each node throttles on its own (a Redis-backed implementation
-of :class:`Throttle` is the next step for the sign-in issue).
+One throttle per app (``app.state.password_throttle``, opened by the lifespan with :func:`open_password_throttle`),
+shared by everything that checks a password (signature and amendment re-authentication today; sign-in can key it by
+account and by address). With ``RCP_REDIS_URL`` set (several nodes), the counts live in Redis
+(:class:`RedisThrottle`: one Lua script checks and counts atomically, so guesses spread over nodes share one
+count); otherwise in the node's memory (:class:`MemoryThrottle`).
 
     >>> throttle = MemoryThrottle(clock=lambda: 0.0)
     >>> for _ in range(3): throttle.begin_now("user:7")
@@ -24,16 +25,29 @@ of :class:`Throttle` is the next step for the sign-in issue).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
+from urllib.parse import urlsplit
 
 from rcp.clock import Clock, SystemClock
-from rcp.errors import TooManyRequests
+from rcp.errors import TooManyRequests, Unavailable
 
-__all__ = ["Backoff", "MemoryThrottle", "Throttle", "Throttled", "password_throttle"]
+__all__ = [
+    "Backoff",
+    "MemoryThrottle",
+    "RedisThrottle",
+    "Throttle",
+    "Throttled",
+    "open_password_throttle",
+    "password_throttle",
+]
+
+logger = logging.getLogger(__name__)
 
 
 class Throttled(TooManyRequests):
@@ -123,9 +137,94 @@ class MemoryThrottle:
             del self._entries[oldest]
 
 
+#: KEYS[1] the key; ARGV now, free, first_s, cap_s, forget_s. Returns "-1" (counted) or the seconds to wait.
+_BEGIN = """
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+local blocked = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+local now = tonumber(ARGV[1])
+if now < blocked then return tostring(blocked - now) end
+n = n + 1
+local free = tonumber(ARGV[2])
+local wait = 0
+if n >= free then wait = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ math.min(n - free, 32)) end
+redis.call('HSET', KEYS[1], 'n', n, 'until', now + wait)
+redis.call('PEXPIRE', KEYS[1], math.ceil((wait + tonumber(ARGV[5])) * 1000))
+return '-1'
+"""
+
+
+class RedisThrottle:
+    """:class:`Throttle` shared by every node through Redis (``RCP_REDIS_URL``): a key is a hash (failures, blocked
+    until) that expires after the wait plus :attr:`Backoff.forget_s`. The time comes from the node's ``clock``
+    (nodes keep their clocks in step, as they must for sessions and links anyway).
+
+    Owned by the app's lifespan::
+
+        async with RedisThrottle("redis://127.0.0.1:6379/0") as throttle: ...
+    """
+
+    def __init__(self, url: str, backoff: Backoff | None = None, *, clock: Callable[[], float] = time.time,
+                 prefix: str = "rcp:throttle:") -> None:
+        self.url = url
+        self.backoff = backoff or Backoff()
+        self.clock = clock
+        self.prefix = prefix
+        self._client: Any = None
+        self._script: Any = None
+
+    async def __aenter__(self) -> Self:
+        import redis.asyncio as redis
+
+        self._client = redis.Redis.from_url(self.url, decode_responses=True)
+        self._script = self._client.register_script(_BEGIN)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Safe to call twice."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def begin(self, key: str) -> None:
+        b = self.backoff
+        try:
+            answer = await self._script(keys=[self.prefix + key],
+                                        args=[repr(self.clock()), b.free, repr(b.first_s), repr(b.cap_s),
+                                              repr(b.forget_s)])
+        except Exception as exc:  # noqa: BLE001 - any Redis failure: refuse rather than check unthrottled
+            logger.warning("password throttle: Redis unreachable (%s)", type(exc).__name__)
+            raise Unavailable("Password checks are paused for a moment (the throttle's store is unreachable): "
+                              "try again shortly.") from None
+        wait = float(answer)
+        if wait >= 0:
+            raise Throttled(wait)
+
+    async def succeeded(self, key: str) -> None:
+        try:
+            await self._client.delete(self.prefix + key)
+        except Exception as exc:  # noqa: BLE001 - the check succeeded; a stale count only costs a short wait
+            logger.warning("password throttle: could not clear a count (%s)", type(exc).__name__)
+
+
+@asynccontextmanager
+async def open_password_throttle(settings: Any) -> AsyncIterator[Throttle]:
+    """For the app's lifespan: Redis when ``settings.redis_url`` names one (several nodes), else memory."""
+    clock: Clock = settings.clock
+    scheme = urlsplit(settings.redis_url).scheme if settings.redis_url else "memory"
+    if scheme in {"redis", "rediss", "unix"}:
+        async with RedisThrottle(settings.redis_url, clock=lambda: clock.now().timestamp()) as throttle:
+            yield throttle
+    else:
+        yield MemoryThrottle(clock=lambda: clock.now().timestamp())
+
+
 def password_throttle(state: Any) -> Throttle:
-    """The app's throttle for password checks (``app.state.password_throttle``), made on first use; it reads the
-    time from the app's ``Settings.clock`` (tests move it instead of sleeping)."""
+    """The app's throttle for password checks (``app.state.password_throttle``, set by the lifespan); an app
+    without one (routes mounted on their own in tests) gets a memory one on first use. Both read the time from the
+    app's ``Settings.clock`` (tests move it instead of sleeping)."""
     found: Throttle | None = getattr(state, "password_throttle", None)
     if found is None:
         settings = getattr(state, "settings", None)

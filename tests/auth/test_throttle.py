@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+
 import pytest
 
-from rcp.auth.throttle import Backoff, MemoryThrottle, Throttled
+from rcp.auth.throttle import Backoff, MemoryThrottle, RedisThrottle, Throttled
 
 
 class Clock:
@@ -71,3 +74,26 @@ def test_the_table_is_bounded() -> None:
         throttle.begin_now(f"k{i}")
         clock.now += 1
     assert len(throttle._entries) <= 10
+
+
+@pytest.mark.redis
+@pytest.mark.asyncio(loop_scope="session")
+async def test_nodes_share_one_count_in_redis() -> None:
+    """Two nodes on one Redis: guesses spread over both, and fired in parallel, get three checks in all."""
+    clock = Clock()
+    prefix = f"rcp:test-throttle:{secrets.token_hex(4)}:"
+    url = "redis://127.0.0.1:6379/0"
+    async with RedisThrottle(url, clock=clock, prefix=prefix) as a, RedisThrottle(url, clock=clock, prefix=prefix) as b:
+        outcomes = await asyncio.gather(*((a if i % 2 else b).begin("user:7") for i in range(12)),
+                                        return_exceptions=True)
+        assert sum(o is None for o in outcomes) == 3
+        refused = [o for o in outcomes if isinstance(o, Throttled)]
+        assert len(refused) == 9 and {o.retry_after_s for o in refused} == {1}
+        clock.now += 1
+        await b.begin("user:7")  # the wait is over: one more check (which fails: now 2 s)
+        with pytest.raises(Throttled) as exc:
+            await a.begin("user:7")
+        assert exc.value.retry_after_s == 2
+        await a.succeeded("user:7")
+        await b.begin("user:7")  # a success on one node clears the count for all
+        await a.succeeded("user:7")
