@@ -185,6 +185,18 @@ async def create_api_token(session: AsyncSession, user: User, name: str = "") ->
     return token
 
 
+async def _scope_open(session: AsyncSession, meeting_id: int, user_id: int | None) -> bool:
+    """A join-link session lives while its meeting is open and its invitation stands (rcp.auth.links)."""
+    from rcp.scheduling.models import Invitation, Meeting, MeetingStatus  # auth is below scheduling: read only
+
+    meeting = await session.get(Meeting, meeting_id)
+    if meeting is None or meeting.status in {MeetingStatus.closed, MeetingStatus.cancelled}:
+        return False
+    invited = await session.exec(select(Invitation.id).where(Invitation.meeting_id == meeting_id,
+                                                             Invitation.user_id == user_id))
+    return invited.first() is not None
+
+
 class SessionBackend(AuthenticationBackend):
     """Starlette authentication backend: a bearer token, else the session cookie, else anonymous."""
 
@@ -273,6 +285,9 @@ class SessionBackend(AuthenticationBackend):
                 return None
             user = await session.get(User, row.user_id)
             if user is None or not user.active:
+                return None
+            if row.meeting_scope is not None and not await _scope_open(session, row.meeting_scope, user.id):
+                await session.delete(row)  # a guest's session ends with its meeting or its invitation
                 return None
             if idle > _TOUCH_EVERY:
                 row.last_seen_at = now

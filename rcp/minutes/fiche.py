@@ -233,6 +233,8 @@ class AttendeeRecord:
     specialty: str
     quorum_member: bool = True
     hospital: str = ""
+    #: An external physician in through a join link (no account): recorded as "guest, invited as <specialty>".
+    guest: bool = False
 
     @classmethod
     def parse(cls, value: Any, path: str) -> AttendeeRecord:
@@ -249,14 +251,18 @@ class AttendeeRecord:
             specialty=specialty,
             quorum_member=bool(_bool(v.get("quorum_member", True), f"{path}.quorum_member")),
             hospital=_text(v.get("hospital"), f"{path}.hospital"),
+            guest=bool(_bool(v.get("guest", False), f"{path}.guest")),
         )
 
     def as_attendee(self) -> Attendee:
         return Attendee(user_id=self.user_id, specialty=self.specialty, counts=self.quorum_member)
 
     def as_json(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "name": self.name, "specialty": self.specialty,
-                "quorum_member": self.quorum_member, "hospital": self.hospital}
+        out: dict[str, Any] = {"user_id": self.user_id, "name": self.name, "specialty": self.specialty,
+                               "quorum_member": self.quorum_member, "hospital": self.hospital}
+        if self.guest:  # only when set: fiches recorded before guests existed keep their exact form
+            out["guest"] = True
+        return out
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,8 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
     attendee_rows = [(_("Quorum"), fiche.quorum_status.display)]
     for a in fiche.attendees:
         role = _("quorum member") if a.quorum_member else _("outside the quorum")
+        if a.guest:
+            role = _("guest, invited as %(specialty)s") % {"specialty": _specialty(a.specialty, _)} + ", " + role
         attendee_rows.append((_specialty(a.specialty, _), f"{a.name} ({role})"))
     if quorum.missing:
         attendee_rows.append((_("Missing specialties"), ", ".join(_specialty(k, _) for k in quorum.missing)))

@@ -137,7 +137,7 @@ class CaseContext:
                 continue
             present.append(AttendeeRecord(user_id=inv.user_id, name=user.display_name or user.username,
                                           specialty=specialty, quorum_member=inv.quorum_member,
-                                          hospital=user.hospital))
+                                          hospital=user.hospital, guest=user.role == "guest"))
         return tuple(present)
 
 

@@ -82,6 +82,8 @@ class Participant:
     #: tile shows it. A new connection starts with the defaults: the browser says it again after each welcome.
     audio_muted: bool = False
     video_off: bool = False
+    #: An external physician in through a join link: shown as "guest, invited as <specialty>" (rcp.auth.links).
+    guest: bool = False
 
     @property
     def chairs(self) -> bool:

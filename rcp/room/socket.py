@@ -69,6 +69,7 @@ def participant_of(user: Any, *, node: str) -> Participant:
         hospital=str(getattr(user, "hospital", "") or ""),
         role=str(getattr(user, "role", "clinician")),
         node=node,
+        guest=bool(getattr(user, "is_guest", False)),
     )
 
 

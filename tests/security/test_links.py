@@ -26,6 +26,7 @@ from rcp.db import Database
 from tests.conftest import Client, sign_in
 from tests.factories import make_board
 from tests.fixtures.smtp import MailBox, join_link
+from tests.room.client import RoomClient
 from tests.servers import ServerThread, until
 
 
@@ -292,3 +293,51 @@ async def test_the_meeting_page_invites_a_guest_and_shows_where_the_link_went(
     assert again.status_code == 303
     await smtp_server.wait_for(address, 2)
     assert session_cookie(await use(service.url, link)) is None
+
+
+def _participants(client: RoomClient) -> list[dict[str, Any]]:
+    """Every participant the room has described to this client (snapshot and events)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if "user_id" in value and "display_name" in value:
+                found.append(value)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+    walk(client.frames)
+    return found
+
+
+async def test_the_guest_is_a_guest_in_the_room_and_leaves_with_the_meeting(
+        service: Service, coordinator: tuple[Client, int], smtp_server: MailBox) -> None:
+    client, board_id = coordinator
+    meeting_id = await meeting(client, board_id, starts_in=timedelta(minutes=30))
+    address = new_address()
+    invitation = await invite_guest(client, meeting_id, address)
+    cookie = session_cookie(await use(service.url, await link_of(client, smtp_server, invitation, address)))
+    assert cookie is not None
+    chair_cookie = f"rcp_session={client.http.cookies['rcp_session']}"
+    chair = await RoomClient.open(service.url, chair_cookie, meeting_id)
+    guest = await RoomClient.open(service.url, f"rcp_session={cookie}", meeting_id)
+    try:
+        await chair.wait_for(lambda c: any(p["user_id"] == invitation["user_id"] for p in _participants(c)))
+        seen = [p for p in _participants(chair) if p["user_id"] == invitation["user_id"]]
+        assert all(p.get("guest") is True and p["specialty"] == "surgeon" for p in seen)
+        listed = (await client.get(f"/api/meetings/{meeting_id}/invitations")).json()
+        mine = next(i for i in listed if i["id"] == invitation["id"])
+        assert mine["guest"] and mine["joined_at"] is not None
+    finally:
+        await guest.close()
+        await chair.close()
+    for status in ("live", "closed"):
+        assert (await client.patch(f"/api/meetings/{meeting_id}", json={"status": status})).status_code == 200
+    assert (await whoami_status(service.url, cookie)) == 401, "a guest's session ends with its meeting"
+
+
+async def whoami_status(base_url: str, cookie: str) -> int:
+    async with httpx.AsyncClient(base_url=base_url, cookies={"rcp_session": cookie}) as http:
+        return (await http.get("/api/session")).status_code

@@ -81,7 +81,7 @@ export class Conference {
 
   // -- the room tells ---------------------------------------------------------------------------------------
   /** Names, specialties and microphone / camera states of the participants (room.js's reducer has them). */
-  showParticipants(participants, specialties = {}) {
+  showParticipants(participants, specialties = {}, specialtyOf = null) {
     for (const p of participants) {
       const id = String(p.user_id);
       this.people.set(id, p);
@@ -89,7 +89,8 @@ export class Conference {
         if (this.media.preview) this.media.previewTile(this.me, p.display_name);
         continue;
       }
-      const detail = [specialties[p.specialty] ?? p.specialty, p.hospital].filter(Boolean).join(' · ');
+      const detail = [specialtyOf ? specialtyOf(p) : (specialties[p.specialty] ?? p.specialty), p.hospital]
+        .filter(Boolean).join(' · ');
       this.media.setName(id, p.display_name, detail);
       this.media.setRemoteState(id, {audioMuted: Boolean(p.audio_muted), videoOff: Boolean(p.video_off)});
     }

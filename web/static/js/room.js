@@ -346,7 +346,7 @@ function decisionState(state) {
   const line = decisionBox.querySelector('[data-room-quorum]');
   const q = state.quorum;
   if (q) {
-    const present = (state.attendees || []).map((a) => `${a.name} (${data.specialties[a.specialty] ?? a.specialty})`);
+    const present = (state.attendees || []).map((a) => `${a.name} (${specialtyOf(a)})`);
     const gaps = [...(q.missing_labels || [])];
     line.textContent = `${L.quorum}: ${q.met ? L.quorum_met : L.quorum_not_met}` +
       (gaps.length ? ` — ${L.missing_specialties}: ${gaps.join(', ')}` : '') +
@@ -412,8 +412,14 @@ function mediaFlags(p) {
       dataset: {flag}}));
 }
 
+/** A participant's or attendee's specialty as shown; a guest (join link) is "guest, invited as surgeon". */
+function specialtyOf(p) {
+  const label = data.specialties[p.specialty] ?? p.specialty;
+  return p.guest ? L.guest_as.replace('%(specialty)s', label) : label;
+}
+
 function render() {
-  conference?.showParticipants(room.participants.values(), data.specialties);
+  conference?.showParticipants(room.participants.values(), data.specialties, specialtyOf);
   const list = root.querySelector('[data-room-participants]');
   const people = [...room.participants.values()].sort(
     (a, b) => Number(b.connected) - Number(a.connected) || a.display_name.localeCompare(b.display_name));
@@ -431,7 +437,7 @@ function render() {
       el('span', {class: 'presence', title: p.connected ? L.here : L.gone}),
       el('span', {class: 'name'}, p.display_name),
       ...mediaFlags(p),
-      el('span', {class: 'spec'}, [data.specialties[p.specialty] ?? p.specialty, p.hospital].filter(Boolean).join(' · ')),
+      el('span', {class: 'spec'}, [specialtyOf(p), p.hospital].filter(Boolean).join(' · ')),
       ...badges, action);
   }));
 
