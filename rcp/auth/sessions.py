@@ -187,7 +187,8 @@ async def create_api_token(session: AsyncSession, user: User, name: str = "") ->
 
 async def _scope_open(session: AsyncSession, meeting_id: int, user_id: int | None) -> bool:
     """A join-link session lives while its meeting is open and its invitation stands (rcp.auth.links)."""
-    from rcp.scheduling.models import Invitation, Meeting, MeetingStatus  # auth is below scheduling: read only
+    # auth sits below scheduling (DESIGN §2): read its tables here, import nothing of its logic.
+    from rcp.scheduling.models import Invitation, Meeting, MeetingStatus
 
     meeting = await session.get(Meeting, meeting_id)
     if meeting is None or meeting.status in {MeetingStatus.closed, MeetingStatus.cancelled}:
