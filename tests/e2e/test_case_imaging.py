@@ -25,8 +25,8 @@ from rcp.app import create_app
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
-from tests.e2e.test_coordinator import sign_in
-from tests.imaging.test_case_panel import ImagingCase, new_imaging_case
+from tests.e2e.pages import sign_in
+from tests.imaging.cases import ImagingCase, new_imaging_case
 from tests.servers import ServerThread
 
 pytestmark = [pytest.mark.browser]

@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from rcp.db import Database
-from tests.conftest import DEMO_PASSWORD
+from tests.e2e.pages import sign_in
 from tests.factories import make_clinician
 
 pytestmark = [pytest.mark.browser]
@@ -26,15 +26,6 @@ SHOTS = os.environ.get("RCP_SCREENSHOTS", "1") != "0"
 def new_ins() -> str:
     body = f"1{secrets.randbelow(99):02d}0369{secrets.randbelow(10**6):06d}"
     return body + f"{97 - int(body) % 97:02d}"
-
-
-async def sign_in(page: Page, base: str, username: str = "secretariat") -> None:
-    await page.goto(f"{base}/meetings")
-    await expect(page).to_have_url(f"{base}/login?next=/meetings")
-    await page.fill("#f-username", username)
-    await page.fill("#f-password", DEMO_PASSWORD)
-    await page.click("button[type=submit].primary")
-    await expect(page).to_have_url(f"{base}/meetings")
 
 
 async def agenda_order(page: Page) -> list[str]:

@@ -8,43 +8,17 @@ freely keeps its own slice until it follows again. No wall-clock assertions: wai
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from playwright.async_api import Page
 
+from tests.e2e.pages import TIMEOUT_MS, open_room
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
-from tests.room.node import demo_service, room_app
 from tests.servers import ServerThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
-
-TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-async def imaging_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[ServerThread, int]]:
-    """A service of its own (SQLite, local archive) with the demo meetings and the demo CTs attached."""
-    settings, meeting_id = await demo_service(tmp_path_factory.mktemp("room-e2e"), imaging_slices=30)
-    node = ServerThread(room_app(settings, media=True)).start()
-    try:
-        yield node, meeting_id
-    finally:
-        node.close()
-
-
-async def open_room(new_page: NewPage, url: str, cookie: str, meeting_id: int, size: tuple[int, int]) -> Page:
-    page = await new_page(
-        viewport=size, bypass_csp=True
-    )  # playwright evaluates strings; the CSP forbids eval
-    name, value = cookie.split("=", 1)
-    await page.context.add_cookies([{"name": name, "value": value, "url": url}])
-    await page.goto(f"{url}/meetings/{meeting_id}/room")
-    await page.wait_for_function("window.rcpRoom && window.rcpRoom.socket.seq !== null", timeout=TIMEOUT_MS)
-    return page
-
 
 async def viewport0(page: Page) -> dict[str, Any]:
     state: dict[str, Any] = await page.evaluate("rcpRoom.viewer.getState().viewports[0]")

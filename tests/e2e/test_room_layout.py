@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from tests.e2e.test_room import TIMEOUT_MS, imaging_room, open_room  # noqa: F401 - the module's service fixture
+from tests.e2e.pages import TIMEOUT_MS, open_room
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
 from tests.servers import ServerThread
@@ -37,7 +37,7 @@ async def shown(page: Page, count: int) -> list[dict[str, Any]]:
 
 
 async def test_side_by_side_prior_and_current_follow_the_presenter(
-    imaging_room: tuple[ServerThread, int],  # noqa: F811 - the fixture imported above
+    imaging_room: tuple[ServerThread, int],
     new_page: NewPage,
 ) -> None:
     node, meeting_id = imaging_room

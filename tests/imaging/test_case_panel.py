@@ -1,65 +1,21 @@
 """The case page's imaging panel (web/templates/imaging/case_studies.html) against the real app.
 
 Each test builds its own meeting (tests.factories), its patient and case through the scheduling API, and stores
-small synthetic CTs for that patient in the app's archive; ``new_imaging_case`` is shared with the browser test
-(tests/e2e/test_case_imaging.py).
+small synthetic CTs for that patient in the app's archive (``new_imaging_case`` in tests/imaging/cases.py, shared
+with the browser test tests/e2e/test_case_imaging.py).
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import pytest
 
 from rcp.config import Settings
 from rcp.db import Database
-from rcp.imaging.archive import open_archive
-from rcp.imaging.synthetic import SyntheticPatient, prior_and_current_ct, to_part10
 from tests.factories import MadeMeeting, make_clinician, make_meeting
-
-HOSPITAL = "CHU de Lyon"
-
-
-@dataclass(frozen=True)
-class ImagingCase:
-    case_id: int
-    meeting_id: int
-    patient: SyntheticPatient
-    prior_uid: str
-    current_uid: str
-
-
-async def new_imaging_case(coordinator: Any, settings: Settings, db: Database, *, slices: int = 8, size: int = 64,
-                           family_name: str = "Testimagerie", meeting_id: int | None = None) -> ImagingCase:
-    """A fresh patient with a case on meeting ``meeting_id`` (else the coordinator's scheduled thoracic meeting),
-    and a prior and a current CT of that patient in the archive (not attached: attaching is what the tests do)."""
-    if meeting_id is None:
-        meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
-        # The thoracic board: the digestive clinicians (dr.gastro) are never invited to it.
-        meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
-        meeting_id = int(meeting["id"])
-    ipp = f"IPPT{secrets.randbelow(10**8):08d}"
-    given, birth = "Éloi", date(1961, 6, 15)
-    response = await coordinator.post(f"/api/meetings/{meeting_id}/cases", json={
-        "patient": {"family_name": family_name, "given_names": given, "birth_date": birth.isoformat(), "sex": "male",
-                    "identifiers": [{"system": "IPP", "value": ipp, "assigner": HOSPITAL}]},
-        "question": "Bilan d'extension ?", "referring_physician": "Dr Test",
-    })
-    assert response.status_code == 201, response.text
-    case_id = int(response.json()["id"])
-    patient = SyntheticPatient(ipp, HOSPITAL, family_name, given, birth, "M")
-    prior, current = prior_and_current_ct(patient, slices=slices, rows=size, columns=size, seed=11)
-    archive = open_archive(settings, database=db)
-    try:
-        await archive.store([to_part10(ds) for ds in [*prior, *current]])
-    finally:
-        await archive.close()
-    return ImagingCase(case_id, meeting_id, patient, str(prior[0].StudyInstanceUID),
-                       str(current[0].StudyInstanceUID))
+from tests.imaging.cases import ImagingCase, new_imaging_case
 
 
 @pytest.fixture
