@@ -310,21 +310,24 @@ def test_case_form_maps_identifiers_back_to_their_fields() -> None:
     """Pure: the add-case form becomes CaseIn data, and pydantic's locations point back at the form fields."""
     from pydantic import ValidationError
 
-    from rcp.i18n import use_locale
+    from rcp.i18n import current_locale
     from rcp.scheduling.pages import _case_renamer, case_input, field_errors
     from rcp.scheduling.schemas import CaseIn
 
-    use_locale("en")
     data, fields = case_input({"patient_mode": "new", "family_name": "", "ipp": "X1", "ins": "12 34",
                                "birth_date": "", "performance_status": ""})
     assert fields == ["ins", "ipp"] and data["patient"]["identifiers"][0]["value"] == "1234"
     assert data["performance_status"] is None and data["patient"]["birth_date"] is None
+    # In English for this test only: set in the test's own thread, the locale would leak into every later test.
+    token = current_locale.set("en")
     try:
         CaseIn.model_validate(data)
     except ValidationError as exc:
         errors = field_errors(exc, _case_renamer(fields))
     else:
         raise AssertionError("expected a validation error")
+    finally:
+        current_locale.reset(token)
     assert errors == {"family_name": "Required.",
                       "ins": "An INS (NIR) has 15 characters; the last two are the control key."}
     existing, none = case_input({"patient_mode": "existing", "patient_id": "12"})
