@@ -29,8 +29,8 @@ import asyncio
 import io
 import json
 import os
+import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +49,7 @@ from rcp.imaging.dicomweb import DicomWebClient
 from rcp.imaging.frames import decode_frame, encode_frame
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
 from tests.fixtures.orthanc import OrthancProcess
+from tests.servers import ServerProcess
 
 SLICES = 300
 PASSWORD = "rcp-demo-2026"
@@ -57,18 +58,10 @@ ISSUER = "CHU de Lyon"
 CONNECTIONS = 6
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- the server (child process) -------------------------------------------------------------------------------
 
 
-async def _serve(data_dir: str, pacs_url: str, port: int) -> None:
+async def _serve(data_dir: str, pacs_url: str, fd: int) -> None:
     import uvicorn
 
     from rcp.app import create_app
@@ -81,13 +74,11 @@ async def _serve(data_dir: str, pacs_url: str, port: int) -> None:
         app.router.routes[:0] = imaging_routes.routes
     if getattr(app.state, "imaging", None) is None:
         app.state.imaging = await ImagingService.open(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
-    )
-    await server.serve()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    await server.serve(sockets=[socket.socket(fileno=fd)])  # bound by the parent (tests.servers.ServerProcess)
 
 
-async def _serve_imaging_only(data_dir: str, pacs_url: str, port: int) -> None:
+async def _serve_imaging_only(data_dir: str, pacs_url: str, fd: int) -> None:
     """Only the imaging routes, behind an authentication backend that needs no database round trip.
 
     Isolates what the imaging code costs per frame from the session lookup every request pays in the full app.
@@ -122,43 +113,25 @@ async def _serve_imaging_only(data_dir: str, pacs_url: str, port: int) -> None:
     app.state.settings = settings
     app.state.db = db
     app.state.imaging = await ImagingService.open(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
-        )
-    )
-    await server.serve()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    await server.serve(sockets=[socket.socket(fileno=fd)])  # bound by the parent (tests.servers.ServerProcess)
 
 
 class AppProcess:
-    def __init__(self, data_dir: Path, pacs_url: str, mode: str = "serve") -> None:
-        self.port = _free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, mode, str(data_dir), pacs_url, str(self.port)],
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+    """The app in a child process, on a socket bound here and handed over as ``--fd=N``."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, data_dir: Path, pacs_url: str, mode: str = "serve") -> None:
+        self.server = ServerProcess([sys.executable, __file__, mode, str(data_dir), pacs_url],
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.url = self.server.url
 
     def wait_ready(self, path: str = "/health") -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url + path, timeout=1)
-                return  # any answer: the server is up
-
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("the app did not start")
+        """Until ``GET path`` answers, whatever the status: the server is up."""
+        self.server.ready = path
+        self.server.start(timeout=30)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        self.server.close()
 
 
 # --- the client (this process) --------------------------------------------------------------------------------
@@ -456,8 +429,8 @@ def report(figures: dict[str, float]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "serve":
-        asyncio.run(_serve(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        asyncio.run(_serve(sys.argv[2], sys.argv[3], int(sys.argv[4].removeprefix("--fd="))))
     elif len(sys.argv) == 5 and sys.argv[1] == "serve-imaging":
-        asyncio.run(_serve_imaging_only(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        asyncio.run(_serve_imaging_only(sys.argv[2], sys.argv[3], int(sys.argv[4].removeprefix("--fd="))))
     else:
         report(asyncio.run(main()))

@@ -25,9 +25,7 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,7 +55,6 @@ DC_MAX = 50
 
 
 def serve(args: argparse.Namespace) -> None:
-    import uvicorn
     from starlette.applications import Starlette
 
     from rcp.app import create_app
@@ -65,6 +62,7 @@ def serve(args: argparse.Namespace) -> None:
     from rcp.room import routes as room_routes
     from rcp.room.connection import RoomConfig
     from rcp.room.live import open_rooms
+    from tests.servers import serve_fd
 
     settings = Settings(
         env="test",
@@ -101,16 +99,12 @@ def serve(args: argparse.Namespace) -> None:
                     await hub.close()
 
     app.router.lifespan_context = lifespan
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", ws_ping_interval=None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    serve_fd(app, args.fd)
 
 
 class Node:
+    """One node in its own process, serving on a socket bound here and handed over (tests.servers.ServerProcess)."""
+
     def __init__(
         self,
         *,
@@ -121,41 +115,25 @@ class Node:
         node: str,
         media: bool = False,
     ) -> None:
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--serve",
-                *(["--media"] if media else []),
-                "--port",
-                str(self.port),
-                "--database-url",
-                database_url,
-                f"--secret={secret}",
-                f"--redis-url={redis_url}",
-                f"--prefix={prefix}",
-                f"--node={node}",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("bench node did not start")
+        from tests.servers import ServerProcess
+
+        args = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve",
+            *(["--media"] if media else []),
+            "--database-url",
+            database_url,
+            f"--secret={secret}",
+            f"--redis-url={redis_url}",
+            f"--prefix={prefix}",
+            f"--node={node}",
+        ]
+        self.server = ServerProcess(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).start(timeout=30)
+        self.url = self.server.url.replace("http://", "ws://")
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        self.server.close()
 
 
 # --- data -------------------------------------------------------------------------------------------------------
@@ -510,7 +488,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Room synchronisation benchmark")
     parser.add_argument("--serve", action="store_true")
     parser.add_argument("--media", action="store_true")
-    parser.add_argument("--port", type=int)
+    parser.add_argument("--fd", type=int, help="a listening socket inherited from the parent")
     parser.add_argument("--database-url")
     parser.add_argument("--secret")
     parser.add_argument("--redis-url", default="")
