@@ -1,6 +1,6 @@
 """Browser viewer benchmark: a 300-slice 512x512 CT in headless Chromium, from first image to smooth scrolling.
 
-The whole app (SQLite and the local archive in a temporary folder, the demo data) serves a noisy 300-slice CT
+The whole app (SQLite and the local archive in a temporary folder, a case made by tests.factories) serves a noisy 300-slice CT
 (rcp.imaging.synthetic) attached to a case, through its real imaging routes, frames already in its cache (the
 attach starts the prefetch; the benchmark waits for it); the coordinator signs in, and the case page's viewer
 (web/static/js/viewer.js) loads the series in a fresh browser context and the page measures itself with
@@ -41,7 +41,6 @@ from playwright.async_api import Browser, async_playwright
 from rcp.app import create_app
 from rcp.config import Settings
 from rcp.db import Database, migrate
-from rcp.demo import load_demo
 from rcp.imaging.synthetic import ct_series
 from tests.conftest import sign_in
 from tests.e2e.viewer_case import attach, new_case, series_of, session_cookies, store
@@ -123,18 +122,17 @@ class Served:
 
 @asynccontextmanager
 async def served_ct() -> AsyncIterator[Served]:
-    """The app with the demo data and a 300-slice CT attached to a new case, its frames in the cache."""
+    """The app with a 300-slice CT attached to a new case, its frames in the cache."""
     with tempfile.TemporaryDirectory(prefix="rcp-bench-viewer-") as folder:
         settings = Settings(env="test", data_dir=Path(folder), secret_key=secrets.token_urlsafe(48),
                             default_locale="en", embedded_worker=False)
         migrate(settings.database_url)
         db = Database(settings.database_url)
         try:
-            await load_demo(db)
+            case_id, patient, user = await new_case(db, "Bancdessai")
             with ServerThread(create_app(settings)) as server:
-                coordinator = await sign_in(server.url, "secretariat")
+                coordinator = await sign_in(server.url, user.username, user.password)
                 try:
-                    case_id, patient = await new_case(coordinator, "Bancdessai")
                     datasets = await asyncio.to_thread(ct_series, patient, slices=SLICES, rows=SIZE, columns=SIZE,
                                                        series_description="CT THORAX 1.25 mm")
                     await store(settings, db, datasets)

@@ -27,7 +27,6 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.frames import encode_frame
 from rcp.imaging.synthetic import LUNG, TUMOUR
-from tests.conftest import sign_in
 from tests.e2e.viewer_case import (
     CT_MARKER_BOX,
     CT_PATCHES,
@@ -69,12 +68,7 @@ async def site(settings: Settings, db: Database) -> AsyncIterator[Site]:
     with ServerThread(app) as server:
         pacs = PacsSwitch(app.state.imaging.archive)
         app.state.imaging.archive = pacs
-        coordinator = await sign_in(server.url, "secretariat")
-        try:
-            case = await new_viewer_case(coordinator, settings, db)
-        finally:
-            await coordinator.http.aclose()
-        yield Site(server.url, case, pacs)
+        yield Site(server.url, await new_viewer_case(server.url, settings, db), pacs)
 
 
 def linear_grey(x: float, center: float, width: float) -> int:

@@ -3,7 +3,8 @@
 Why: the viewer's end-to-end tests must read frames from the real imaging routes (``rcp.imaging.routes``) in the
 real wire format (``rcp.imaging.frames``), not from a copy of the contract. So the series are DICOM files built by
 ``rcp.imaging.synthetic`` (CT Image IOD, PS3.3 A.3), stored in the local archive the app serves, and attached to a
-case of a scheduled meeting; the browser is signed in as the coordinator who owns the case.
+case of a scheduled meeting (tests.factories: a board, meeting and patient of its own); the browser is signed in as
+the board's coordinator, who attached them.
 
 The CTs carry a *calibration* written into their stored values (after the phantom is drawn): a per-slice marker
 block whose value is ``slice_marker(k)`` HU on slice k, and patches of known Hounsfield units, so a test reads one
@@ -20,7 +21,6 @@ exception the DICOMweb client raises when the PACS does not answer, so the real 
 from __future__ import annotations
 
 import copy
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -43,6 +43,8 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.archive import Archive, ArchiveUnavailable, open_archive
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+from tests.conftest import sign_in
+from tests.factories import HOSPITAL, MadeUser, make_case, make_meeting, make_patient
 
 __all__ = [
     "CT_MARKER_BOX",
@@ -63,7 +65,6 @@ __all__ = [
     "store_flaky_series",
 ]
 
-HOSPITAL = "CHU de Lyon"
 CT_SLICES = 120
 CT_SIZE = 256
 #: The modality LUT of ``ct_series`` (PS3.3 C.11.1.1.2): HU = stored + intercept.
@@ -270,19 +271,15 @@ async def store(settings: Settings, db: Database, datasets: Sequence[Dataset]) -
         await archive.close()
 
 
-async def new_case(coordinator: Any, family_name: str = "Fantomeviewer") -> tuple[int, SyntheticPatient]:
-    """A fresh patient (unique IPP) with a case on one of the coordinator's scheduled thoracic meetings."""
-    meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
-    meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
-    ipp = f"IPPV{secrets.randbelow(10**8):08d}"
+async def new_case(db: Database, family_name: str = "Fantomeviewer") -> tuple[int, SyntheticPatient, MadeUser]:
+    """A case of a new patient (unique IPP) on a new scheduled meeting of a new board (tests.factories); returns
+    the case's id, the patient as the PACS knows them, and the board's coordinator (who sees the case)."""
+    meeting = await make_meeting(db, cases=0, invite=("radiologist",))
     given, birth = "Iris", date(1958, 2, 11)
-    response = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={
-        "patient": {"family_name": family_name, "given_names": given, "birth_date": birth.isoformat(),
-                    "sex": "female", "identifiers": [{"system": "IPP", "value": ipp, "assigner": HOSPITAL}]},
-        "question": "Evolution du nodule ?", "referring_physician": "Dr Test",
-    })
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"]), SyntheticPatient(ipp, HOSPITAL, family_name, given, birth, "F")
+    made = await make_patient(db, family_name=family_name, given_names=given, birth_date=birth, sex="female",
+                              assigner=HOSPITAL)
+    case = await make_case(db, meeting.id, made, question="Evolution du nodule ?")
+    return case.id, SyntheticPatient(made.ipp, HOSPITAL, family_name, given, birth, "F"), meeting.coordinator
 
 
 async def attach(coordinator: Any, case_id: int, study_uids: Sequence[str]) -> None:
@@ -297,10 +294,10 @@ def session_cookies(coordinator: Any) -> list[dict[str, Any]]:
             for c in coordinator.http.cookies.jar]
 
 
-async def new_viewer_case(coordinator: Any, settings: Settings, db: Database) -> ViewerCase:
-    """A fresh patient with a case on one of the coordinator's scheduled meetings, whose attached studies hold:
-    "ct" (current CT, with pet, rgb, mono1 and "broken" in the same study) and "ct_prior" (the prior CT)."""
-    case_id, patient = await new_case(coordinator)
+async def new_viewer_case(base_url: str, settings: Settings, db: Database) -> ViewerCase:
+    """A case whose attached studies hold "ct" (the current CT, with "pet", "rgb", "mono1" and "broken" in the same
+    study) and "ct_prior" (the prior CT), attached by its coordinator through the API; and their session."""
+    case_id, patient, user = await new_case(db)
     ct = _ct(patient, study_date=date(2026, 9, 15), lesion_radius_mm=14.0, seed=21, description="CT THORAX C+")
     prior = _ct(patient, study_date=date(2026, 6, 10), lesion_radius_mm=8.0, seed=22,
                 description="CT THORAX C+ (prior)")
@@ -308,8 +305,12 @@ async def new_viewer_case(coordinator: Any, settings: Settings, db: Database) ->
     await store(settings, db, [*ct, *prior, *pet, *rgb, *mono1, *broken])
     series = {"ct": series_of(ct), "ct_prior": series_of(prior), "pet": series_of(pet), "rgb": series_of(rgb),
               "mono1": series_of(mono1), "broken": series_of(broken)}
-    await attach(coordinator, case_id, [series["ct_prior"].study_uid, series["ct"].study_uid])
-    return ViewerCase(case_id, patient, series, session_cookies(coordinator))
+    coordinator = await sign_in(base_url, user.username, user.password)
+    try:
+        await attach(coordinator, case_id, [series["ct_prior"].study_uid, series["ct"].study_uid])
+        return ViewerCase(case_id, patient, series, session_cookies(coordinator))
+    finally:
+        await coordinator.http.aclose()
 
 
 async def store_flaky_series(case: ViewerCase, settings: Settings, db: Database) -> Series:
