@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rcp.errors import BadRequest, Forbidden, Invalid, MethodNotAllowed, NotFound, PayloadTooLarge, RcpError
@@ -82,19 +83,30 @@ def is_api(scope: Scope) -> bool:
 class BodyLimitMiddleware:
     """Refuse request bodies over a limit with 413, whether or not Content-Length tells the truth.
 
-    Uploads (paths containing ``/imports``) get their own, larger limit.
+    The limit is the one the matched route declares in the route table (``ApiRoute(..., body_limit="upload")``,
+    ``rcp.openapi``); every other request, matched or not, gets the small ``max_bytes``. The route is looked up
+    only for methods that carry a body.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.max_upload_bytes = max_upload_bytes
+        self.limits = {"json": max_bytes, "upload": max_upload_bytes}
+
+    def limit_for(self, scope: Scope) -> int:
+        if scope.get("method") in SAFE_METHODS:
+            return self.max_bytes
+        app = scope.get("app")
+        for route in getattr(app, "routes", ()):
+            if isinstance(route, Route) and route.matches(scope)[0] == Match.FULL:
+                return self.limits.get(getattr(route, "body_limit", "json"), self.max_bytes)
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_upload_bytes if "/imports" in scope["path"] else self.max_bytes
+        limit = self.limit_for(scope)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await json_error(PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes."))(

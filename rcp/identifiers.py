@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -309,11 +309,3 @@ def match(patient: ServicePatient, dicom: DicomPatient) -> Match:
         return Match(by="", refused=("identifier", *contradictions))
     return Match(by=by, refused=contradictions)
 
-
-def first_refusal(patient: ServicePatient, dicoms: Sequence[DicomPatient]) -> Match | None:
-    """The first ``Match`` that refuses among ``dicoms`` (every file of an upload, every study of a list), or None."""
-    for dicom in dicoms:
-        result = match(patient, dicom)
-        if not result:
-            return result
-    return None

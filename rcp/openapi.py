@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Mount, Route
 
-__all__ = ["ApiRoute", "Operation", "document"]
+__all__ = ["ApiRoute", "BodyLimit", "Operation", "document"]
 
 _ERRORS = {
     "400": "Unreadable body (invalid JSON, wrong content type)",
@@ -41,12 +41,23 @@ class Operation:
     media_type: str = ""
 
 
+#: Which request-body limit a route accepts (bytes from ``Settings``: ``max_body_bytes``, ``max_upload_bytes``).
+BodyLimit = Literal["json", "upload"]
+
+
 class ApiRoute(Route):
+    """A route that declares what it accepts: its body (model or media type) and its body-size limit.
+
+    ``body_limit="upload"`` lets the route receive up to ``RCP_MAX_UPLOAD_BYTES`` (``rcp.http.BodyLimitMiddleware``
+    reads it from the matched route); every other route gets the small JSON limit.
+    """
+
     def __init__(self, path: str, endpoint: Callable[..., Any], *, method: str, summary: str, tag: str,
                  body: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
                  many: bool = False, status: int = 200, query: dict[str, str] | None = None,
-                 media_type: str = "", name: str | None = None) -> None:
+                 media_type: str = "", name: str | None = None, body_limit: BodyLimit = "json") -> None:
         super().__init__(path, endpoint, methods=[method], name=name)
+        self.body_limit: BodyLimit = body_limit
         self.operation = Operation(method=method.lower(), summary=summary, tag=tag, body=body, response=response,
                                    many=many, status=status, query=query or {}, media_type=media_type)
 

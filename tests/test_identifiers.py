@@ -99,3 +99,10 @@ def test_ins_key_and_uid_syntax() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(rcp.identifiers).failed == 0
+
+
+def test_public_surface() -> None:
+    assert rcp.identifiers.__all__ == ["INS_AUTHORITIES", "INS_NIR_OID", "INS_OIDS", "DicomPatient", "Identifier",
+                                       "Match", "ServicePatient", "ins_key_ok", "is_uid", "match"]
+    for name in rcp.identifiers.__all__:
+        assert hasattr(rcp.identifiers, name), name

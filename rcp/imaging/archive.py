@@ -91,7 +91,7 @@ class StudySummary:
     issuer: str = ""
     patient_name: str = ""
     patient_birth_date: str = ""
-    #: M, F, O or "" (the local archive's index does not keep it: then the rule has no sex to compare).
+    #: M, F, O or "" (then the identity rule has no sex to compare).
     patient_sex: str = ""
     study_date: str = ""
     study_time: str = ""

@@ -38,6 +38,8 @@ FOREIGN_STUDY = ("This study is already in the archive under another patient: it
 REPLACED_INSTANCE = ("An instance with this SOP Instance UID is already in the archive with other content: a stored "
                      "instance is never replaced, and nothing of this import was stored. Export the file again from "
                      "its source, or ask its sender why the content changed.")
+#: How much of an upload is read into memory for one store call (the DICOMweb client batches alike).
+STORE_BATCH_BYTES = 32 << 20
 NOT_STORED = "Not stored: another file of this import was refused, so nothing of it was stored."
 ALREADY_STORED = "Already in the archive (the very same instance): nothing to store."
 
@@ -78,6 +80,28 @@ async def _refuse_foreign_studies(service: ImagingService, good: Sequence[FileCh
                     check.refuse(FOREIGN_STUDY)
 
 
+def _same_as_file(stored: bytes, check: FileCheck) -> bool:
+    return check.path is not None and same_instance(stored, check.path.read_bytes())
+
+
+def _read(checks: Sequence[FileCheck]) -> list[bytes]:
+    return [c.path.read_bytes() for c in checks if c.path is not None]
+
+
+def _batches(checks: Sequence[FileCheck], budget: int = STORE_BATCH_BYTES) -> list[list[FileCheck]]:
+    """Consecutive groups of about ``budget`` bytes: what is read from disk for one store call."""
+    out: list[list[FileCheck]] = [[]]
+    size = 0
+    for check in checks:
+        length = check.path.stat().st_size if check.path is not None else 0
+        if out[-1] and size + length > budget:
+            out.append([])
+            size = 0
+        out[-1].append(check)
+        size += length
+    return [b for b in out if b]
+
+
 async def _check_existing_instances(service: ImagingService, good: Sequence[FileCheck]) -> None:
     limit = asyncio.Semaphore(8)
 
@@ -88,7 +112,7 @@ async def _check_existing_instances(service: ImagingService, good: Sequence[File
                 return
             stored = await service.archive.retrieve_instance(found.study_uid, found.series_uid, check.sop_uid)
         if (found.study_uid, found.series_uid) == (check.study_uid, check.series_uid) \
-                and await service.run(same_instance, stored, check.data):
+                and await service.run(_same_as_file, stored, check):
             check.already_stored = True
             check.message = ALREADY_STORED
         else:
@@ -115,22 +139,21 @@ async def import_files(service: ImagingService, files: Sequence[UploadedFile], e
             if check.ok:
                 check.ok = False
                 check.message = NOT_STORED
-            check.data = b""
         return report
     to_store = [c for c in good if not c.already_stored]
-    if to_store:
-        stored = await service.archive.store([c.data for c in to_store])
+    # Read from disk a batch at a time: the upload is never whole in memory, even while it is stored.
+    for batch in _batches(to_store):
+        stored = await service.archive.store(await service.run(_read, batch))
         service.forget_study_lists()
         accepted = set(stored.stored)
         # An archive that acknowledged nothing and refused nothing did not tell: trust the absence of failures.
         if not accepted and not stored.failed:
-            accepted = {c.sop_uid for c in to_store}
-        for check in to_store:
+            accepted = {c.sop_uid for c in batch}
+        for check in batch:
             if check.sop_uid not in accepted:
                 check.ok = False
                 check.message = "The archive refused this file; try again, or ask the PACS administrator."
     for check in checks:
-        check.data = b""
         if check.ok and expected is not None and check.study_uid not in report.matching_study_uids:
             report.matching_study_uids.append(check.study_uid)
     return report

@@ -65,6 +65,7 @@ def _row_from(ds: Dataset, path: str, size: int) -> ArchiveInstance:
         issuer=_s(ds, "IssuerOfPatientID", 64),
         patient_name=patient_name_text(ds.get("PatientName"))[:200],
         patient_birth_date=_s(ds, "PatientBirthDate", 8),
+        patient_sex=_s(ds, "PatientSex", 16),
         study_date=_s(ds, "StudyDate", 8),
         study_time=_s(ds, "StudyTime", 16),
         accession=_s(ds, "AccessionNumber", 16),
@@ -111,7 +112,8 @@ class LocalArchive:
             first = members[0]
             out.append(StudySummary(
                 study_uid=uid, patient_id=first.patient_id, issuer=first.issuer, patient_name=first.patient_name,
-                patient_birth_date=first.patient_birth_date, study_date=first.study_date,
+                patient_birth_date=first.patient_birth_date, patient_sex=first.patient_sex,
+                study_date=first.study_date,
                 study_time=first.study_time, accession=first.accession, description=first.study_description,
                 modalities=tuple(sorted({m.modality for m in members if m.modality})),
                 series_count=len({m.series_uid for m in members}), instance_count=len(members),

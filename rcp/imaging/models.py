@@ -30,6 +30,8 @@ class ArchiveInstance(SQLModel, table=True):
     issuer: str = Field(default="", max_length=64)
     patient_name: str = Field(default="", max_length=200)
     patient_birth_date: str = Field(default="", max_length=8)
+    #: M, F or O (PS3.3 C.7.1.1); the identity rule compares it.
+    patient_sex: str = Field(default="", sa_column=sa.Column(sa.String(16), nullable=False, server_default=""))
     study_date: str = Field(default="", max_length=8)
     study_time: str = Field(default="", max_length=16)
     accession: str = Field(default="", max_length=16)

@@ -18,11 +18,11 @@ per user and study, so cached frames are served without touching the database.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
@@ -30,14 +30,14 @@ from starlette.routing import BaseRoute
 from rcp.auth import audit, permissions
 from rcp.clock import utcnow
 from rcp.db import Database
-from rcp.errors import BadRequest, NotFound, PayloadTooLarge
+from rcp.errors import BadRequest, NotFound
 from rcp.http import current_user, read_json
 from rcp.identifiers import ServicePatient, is_uid
 from rcp.imaging.archive import StudySummary
 from rcp.imaging.frames import frame_etag
 from rcp.imaging.imports import import_files
 from rcp.imaging.service import ImagingService
-from rcp.imaging.validation import UploadedFile
+from rcp.imaging.uploads import received_files
 from rcp.openapi import ApiRoute
 from rcp.scheduling.models import Case, Patient, PatientIdentifier
 
@@ -47,7 +47,6 @@ FRAME_MEDIA_TYPE = "application/x-rcp-frame"
 #: Frames never go to the browser's disk cache (a shared workstation keeps it after the session): the viewer keeps
 #: decoded frames in memory (web/static/js/frames.js) for as long as the tab lives.
 FRAME_CACHE = "private, no-store"
-UID_PATTERN = r"^[0-9.]{1,64}$"
 
 
 class StudyGrants:
@@ -93,7 +92,7 @@ def _db(request: Request) -> Database:
 
 def _uid(request: Request, name: str) -> str:
     value = str(request.path_params[name])
-    if not (0 < len(value) <= 64 and all(c.isdigit() or c == "." for c in value)):
+    if not is_uid(value):
         raise NotFound("No such image: the address holds a malformed UID.")
     return value
 
@@ -267,29 +266,13 @@ async def imports(request: Request) -> Response:
     user = current_user(request)
     case_id = int(request.path_params["case_id"])
     settings = request.app.state.settings
+    # The body itself is bounded by the limit this route declares (body_limit="upload" in the route table).
     limit = int(settings.max_upload_bytes)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
     async with _db(request).session() as s:
         case = await permissions.case_for_user(s, user, case_id)
         expected = await _service_patient(s, case.patient_id)
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise BadRequest("Send the files as multipart/form-data (field name: files).")
-    uploads: list[UploadedFile] = []
-    total = 0
-    async with request.form(max_files=5000, max_fields=100, max_part_size=limit) as form:
-        for _name, value in form.multi_items():
-            if not isinstance(value, UploadFile):
-                continue
-            data = await value.read(limit - total + 1)
-            total += len(data)
-            if total > limit:
-                raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
-            uploads.append(UploadedFile(name=(value.filename or "file")[:200], data=data))
-    if not uploads:
-        raise BadRequest("No file in the upload: send DICOM files or a zip in the field 'files'.")
-    report = await import_files(service, uploads, expected, max_total_bytes=limit * 4)
+    async with received_files(request, folder=Path(settings.data_dir) / "uploads") as uploads:
+        report = await import_files(service, uploads, expected, max_total_bytes=limit * 4)
     async with _db(request).session() as s:
         case = await permissions.case_for_user(s, user, case_id)
         attached = list(case.study_uids or [])
@@ -365,7 +348,7 @@ routes: list[BaseRoute] = [
              tag="imaging", body=AttachIn),
     ApiRoute("/api/cases/{case_id:int}/imports", imports, method="POST",
              summary="Import DICOM files or a zip (multipart, field 'files')", tag="imaging",
-             media_type="multipart/form-data"),
+             media_type="multipart/form-data", body_limit="upload"),
     ApiRoute("/api/cases/{case_id:int}/prefetch", case_prefetch, method="POST",
              summary="Prefetch the case's studies into the frame cache", tag="imaging", status=202),
     ApiRoute("/api/cases/{case_id:int}/prefetch", case_prefetch, method="GET", summary="Prefetch progress",

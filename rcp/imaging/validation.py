@@ -16,10 +16,12 @@ Messages are per file, say what to do, and never contain patient data; the side-
 
 from __future__ import annotations
 
-import io
+import secrets
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -72,8 +74,26 @@ class UploadRefused(ValueError):
 
 @dataclass(frozen=True)
 class UploadedFile:
+    """One received file, on disk in the upload's working folder (``rcp.imaging.uploads``), never whole in memory."""
+
     name: str
-    data: bytes
+    path: Path
+
+    @classmethod
+    def write(cls, folder: Path, name: str, data: bytes) -> UploadedFile:
+        """A file written into ``folder`` (tests, and anything that already holds the bytes)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{secrets.token_hex(8)}.part"
+        path.write_bytes(data)
+        return cls(name, path)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def head(self, length: int = 132) -> bytes:
+        with self.path.open("rb") as handle:
+            return handle.read(length)
 
 
 @dataclass
@@ -94,7 +114,8 @@ class FileCheck:
     blocking: bool = False
     #: The archive already holds this very instance: nothing to store.
     already_stored: bool = False
-    data: bytes = field(default=b"", repr=False)
+    #: Where the checked file is (in the upload's working folder), until it is stored or refused.
+    path: Path | None = field(default=None, repr=False)
 
     def refuse(self, message: str, *, blocking: bool = True) -> None:
         self.ok = False
@@ -117,12 +138,12 @@ def unpack_upload(files: Sequence[UploadedFile], *, max_total_bytes: int, max_fi
     out: list[UploadedFile] = []
     total = 0
     for upload in files:
-        if not zipfile.is_zipfile(io.BytesIO(upload.data)) or upload.data[128:132] == b"DICM":
+        if not zipfile.is_zipfile(upload.path) or upload.head()[128:132] == b"DICM":
             out.append(upload)
-            total += len(upload.data)
+            total += upload.size
             continue
         try:
-            archive = zipfile.ZipFile(io.BytesIO(upload.data))
+            archive = zipfile.ZipFile(upload.path)
             entries = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
         except (zipfile.BadZipFile, ValueError, OSError):
             out.append(upload)  # refused per file later as "not DICOM"
@@ -138,19 +159,32 @@ def unpack_upload(files: Sequence[UploadedFile], *, max_total_bytes: int, max_fi
                 raise UploadRefused("The zip is encrypted; upload it without a password.")
             if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
                 raise UploadRefused("The zip has an entry compressed beyond any DICOM file (a zip bomb?); refused.")
-        for info in entries:
-            with archive.open(info) as handle:
+        for index, info in enumerate(entries):
+            target = upload.path.with_name(f"{upload.path.stem}-{index:05d}.part")
+            with archive.open(info) as handle, target.open("wb") as copy:
                 # Never trust the declared size: read one byte more than announced and refuse if it comes.
-                data = handle.read(info.file_size + 1)
-            if len(data) > info.file_size:
+                written = _copy_bounded(handle, copy, info.file_size + 1)
+            if written > info.file_size:
                 raise UploadRefused("A zip entry is larger than its header says; the zip is refused.")
-            total += len(data)
+            total += written
             if total > max_total_bytes:
                 raise UploadRefused(f"The upload unpacks to more than {max_total_bytes} bytes; refused.")
-            out.append(UploadedFile(f"{upload.name}/{info.filename}", data))
+            out.append(UploadedFile(f"{upload.name}/{info.filename}", target))
     if len(out) > max_files:
         raise UploadRefused(f"More than {max_files} files in one upload; split it.")
     return out
+
+
+def _copy_bounded(source: IO[bytes], target: IO[bytes], limit: int, chunk: int = 1 << 20) -> int:
+    """Copy at most ``limit`` bytes, a chunk at a time (an entry is never whole in memory); returns the count."""
+    written = 0
+    while written < limit:
+        block = source.read(min(chunk, limit - written))
+        if not block:
+            break
+        target.write(block)
+        written += len(block)
+    return written
 
 
 def _is_image(sop_class: str, ds: Dataset) -> bool:
@@ -177,11 +211,11 @@ def check_file(upload: UploadedFile, expected: ServicePatient | None) -> FileChe
 
 def _check_file(upload: UploadedFile, expected: ServicePatient | None) -> FileCheck:
     result = FileCheck(name=upload.name, ok=False)
-    if len(upload.data) < 132:
+    if upload.size < 132:
         result.message = "Not a DICOM file (too short); export the images as DICOM from the PACS or CD."
         return result
     try:
-        ds = pydicom.dcmread(io.BytesIO(upload.data))
+        ds = pydicom.dcmread(upload.path)
         ds.get("PixelData")  # force the read of the last element, where truncation shows
     except InvalidDicomError:
         result.message = "Not a DICOM file; export the images as DICOM from the PACS or CD."
@@ -218,5 +252,5 @@ def _check_file(upload: UploadedFile, expected: ServicePatient | None) -> FileCh
         if not result.identity:
             result.refuse(NOT_THE_PATIENT.format(fields=", ".join(result.identity.refused)))
             return result
-    result.data = upload.data
+    result.path = upload.path
     return result

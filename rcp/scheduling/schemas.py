@@ -6,9 +6,9 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rcp.identifiers import ins_key_ok
+from rcp.identifiers import ins_key_ok, is_uid
 from rcp.scheduling.specialties import specialty
 
 __all__ = [
@@ -42,6 +42,16 @@ IdentifierSystem = Literal["INS-NIR", "IPP"]
 
 #: The INS-NIR key check, written once in ``rcp.identifiers`` (the name stays for existing callers).
 valid_nir = ins_key_ok
+
+
+def _study_uid(value: str) -> str:
+    if not is_uid(value):
+        raise ValueError("expected a DICOM UID: digits and dots, at most 64 characters (PS3.5 9.1)")
+    return value
+
+
+#: A StudyInstanceUID, checked as ``rcp.identifiers.is_uid`` checks every UID (the pattern is for the OpenAPI).
+StudyUid = Annotated[str, Field(pattern=r"^[0-9.]{1,64}$"), AfterValidator(_study_uid)]
 
 
 class Strict(BaseModel):
@@ -162,7 +172,7 @@ class CaseIn(Strict):
     clinical_summary: LongText = ""
     staging: Text = ""
     performance_status: Annotated[int, Field(ge=0, le=4)] | None = None
-    study_uids: list[Annotated[str, Field(pattern=r"^[0-9.]{1,64}$")]] = Field(default_factory=list)
+    study_uids: list[StudyUid] = Field(default_factory=list)
 
 
 class CasePatch(Strict):
@@ -171,7 +181,7 @@ class CasePatch(Strict):
     clinical_summary: LongText | None = None
     staging: Text | None = None
     performance_status: Annotated[int, Field(ge=0, le=4)] | None = None
-    study_uids: list[Annotated[str, Field(pattern=r"^[0-9.]{1,64}$")]] | None = None
+    study_uids: list[StudyUid] | None = None
     checklist: dict[Annotated[str, Field(max_length=40)], bool] | None = None
 
 

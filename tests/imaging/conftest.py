@@ -1,4 +1,4 @@
-"""Fixtures of the imaging tests: a database migrated to the imaging revision, and both archive backends."""
+"""Fixtures of the imaging tests: a migrated database, and both archive backends."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rcp.imaging.local import LocalArchive
 @pytest.fixture(scope="session")
 def imaging_db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('imaging-db') / 'rcp.sqlite3'}"
-    migrate(url, "0002_imaging")
+    migrate(url)
     return url
 
 
@@ -35,8 +35,8 @@ async def local_archive(imaging_db: Database, tmp_path_factory: pytest.TempPathF
 @pytest.fixture(scope="session")
 async def postgres_local_archive(postgres_url: str, tmp_path_factory: pytest.TempPathFactory
                                  ) -> AsyncIterator[LocalArchive]:
-    """The local archive indexed in PostgreSQL (the at-scale database), migrated by the imaging revision."""
-    migrate(postgres_url, "0002_imaging")
+    """The local archive indexed in PostgreSQL (the at-scale database), migrated."""
+    migrate(postgres_url)
     database = Database(postgres_url)
     yield LocalArchive(Path(tmp_path_factory.mktemp("archive-pg")), database)
     await database.close()

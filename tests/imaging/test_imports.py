@@ -43,17 +43,17 @@ def expected_of(patient: SyntheticPatient) -> ServicePatient:
                           patient.given_names, patient.birth_date, {"F": "female", "M": "male"}.get(patient.sex, ""))
 
 
-async def test_import_mixed_upload(service: ImagingService) -> None:
+async def test_import_mixed_upload(service: ImagingService, tmp_path: Path) -> None:
     patient = make_patient()
     expected = expected_of(patient)
     good = small_ct(patient, slices=3)
     truncated = good[0][: len(good[0]) // 2]
     zipped = _zip({"DICOMDIR/IM0001": good[1], "DICOMDIR/IM0002": good[2]})
     files = [
-        UploadedFile("slice1.dcm", good[0]),
-        UploadedFile("cut.dcm", truncated),
-        UploadedFile("notes.txt", b"Compte rendu: pas une image" * 20),
-        UploadedFile("cd.zip", zipped),
+        UploadedFile.write(tmp_path, "slice1.dcm", good[0]),
+        UploadedFile.write(tmp_path, "cut.dcm", truncated),
+        UploadedFile.write(tmp_path, "notes.txt", b"Compte rendu: pas une image" * 20),
+        UploadedFile.write(tmp_path, "cd.zip", zipped),
     ]
     report = await import_files(service, files, expected, max_total_bytes=50_000_000)
     by_name = {r.name: r for r in report.results}
@@ -74,13 +74,13 @@ async def test_import_mixed_upload(service: ImagingService) -> None:
     assert [s.instance_count for s in found] == [3]
 
 
-async def test_a_file_of_another_patient_refuses_the_whole_import(service: ImagingService) -> None:
+async def test_a_file_of_another_patient_refuses_the_whole_import(service: ImagingService, tmp_path: Path) -> None:
     """Once stored with a warning; now nothing of the upload is stored (issue 13 finding 1)."""
     patient = make_patient()
     good = small_ct(patient, slices=2)
     foreign = reference_file("MR_small.dcm", make_patient())
-    report = await import_files(service, [UploadedFile("a.dcm", good[0]), UploadedFile("b.dcm", foreign),
-                                          UploadedFile("c.dcm", good[1])], expected_of(patient),
+    report = await import_files(service, [UploadedFile.write(tmp_path, "a.dcm", good[0]), UploadedFile.write(tmp_path, "b.dcm", foreign),
+                                          UploadedFile.write(tmp_path, "c.dcm", good[1])], expected_of(patient),
                                 max_total_bytes=50_000_000)
     assert report.refused and not report.matching_study_uids
     by_name = {r.name: r for r in report.results}
@@ -90,19 +90,19 @@ async def test_a_file_of_another_patient_refuses_the_whole_import(service: Imagi
     assert await service.archive.search_studies(patient_id=patient.patient_id) == []
 
 
-async def test_zip_bomb_is_refused_before_unpacking(service: ImagingService) -> None:
+async def test_zip_bomb_is_refused_before_unpacking(service: ImagingService, tmp_path: Path) -> None:
     bomb = _zip({"a.dcm": b"\0" * 50_000_000})  # ~50 KB on the wire, 50 MB unpacked
     assert len(bomb) < 100_000
     with pytest.raises(PayloadTooLarge, match="zip"):
-        await import_files(service, [UploadedFile("bomb.zip", bomb)], None, max_total_bytes=10_000_000)
+        await import_files(service, [UploadedFile.write(tmp_path, "bomb.zip", bomb)], None, max_total_bytes=10_000_000)
 
 
-def test_zip_limits() -> None:
+def test_zip_limits(tmp_path: Path) -> None:
     with pytest.raises(UploadRefused, match="compressed beyond"):
-        unpack_upload([UploadedFile("b.zip", _zip({"x": b"\0" * 5_000_000}))], max_total_bytes=100_000_000)
+        unpack_upload([UploadedFile.write(tmp_path, "b.zip", _zip({"x": b"\0" * 5_000_000}))], max_total_bytes=100_000_000)
     many = _zip({f"f{i}": b"x" for i in range(30)}, zipfile.ZIP_STORED)
     with pytest.raises(UploadRefused, match="more than 10 files"):
-        unpack_upload([UploadedFile("m.zip", many)], max_total_bytes=100_000_000, max_files=10)
+        unpack_upload([UploadedFile.write(tmp_path, "m.zip", many)], max_total_bytes=100_000_000, max_files=10)
     # A zip whose header understates an entry's size is refused while reading, with a bounded read.
     data = bytearray(_zip({"x.dcm": b"A" * 1000}, zipfile.ZIP_STORED))
     local_header = data.index(b"PK\x03\x04")
@@ -110,33 +110,33 @@ def test_zip_limits() -> None:
     data[local_header + 22:local_header + 26] = (10).to_bytes(4, "little")
     data[central + 24:central + 28] = (10).to_bytes(4, "little")
     with pytest.raises((UploadRefused, zipfile.BadZipFile)):
-        unpack_upload([UploadedFile("lie.zip", bytes(data))], max_total_bytes=100_000_000)
+        unpack_upload([UploadedFile.write(tmp_path, "lie.zip", bytes(data))], max_total_bytes=100_000_000)
 
 
-def test_image_without_pixel_data_and_bad_uids() -> None:
+def test_image_without_pixel_data_and_bad_uids(tmp_path: Path) -> None:
     ds = pydicom.dcmread(io.BytesIO(small_ct(make_patient(), slices=1)[0]))
     del ds.PixelData
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    result = check_file(UploadedFile("x.dcm", buffer.getvalue()), None)
+    result = check_file(UploadedFile.write(tmp_path, "x.dcm", buffer.getvalue()), None)
     assert not result.ok and "no pixel data" in result.message
     ds = pydicom.dcmread(io.BytesIO(small_ct(make_patient(), slices=1)[0]))
     with disable_value_validation():
         ds.SOPInstanceUID = "not/a/uid"
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
-    result = check_file(UploadedFile("y.dcm", buffer.getvalue()), None)
+    result = check_file(UploadedFile.write(tmp_path, "y.dcm", buffer.getvalue()), None)
     assert not result.ok and "UID" in result.message
 
 
-def test_same_name_and_birth_date_under_another_identifier_is_not_the_patient() -> None:
+def test_same_name_and_birth_date_under_another_identifier_is_not_the_patient(tmp_path: Path) -> None:
     """Once matched by family name and birth date alone; the identity rule wants an identifier in common."""
     patient = make_patient()
     blob = small_ct(patient, slices=1)[0]
     expected = ServicePatient((Identifier("IPP", "OTHER-IPP", "CHU-X"),), "lefèvre", "", date(1961, 4, 5))
-    result = check_file(UploadedFile("a.dcm", blob), expected)
+    result = check_file(UploadedFile.write(tmp_path, "a.dcm", blob), expected)
     assert not result.ok and result.blocking and result.identity is not None
     assert result.identity.refused == ("identifier",)
     same = ServicePatient((Identifier("IPP", patient.patient_id, patient.issuer),), "Lefevre", "", date(1961, 4, 6))
-    result = check_file(UploadedFile("a.dcm", blob), same)
+    result = check_file(UploadedFile.write(tmp_path, "a.dcm", blob), same)
     assert not result.ok and result.identity is not None and result.identity.refused == ("birth_date",)

@@ -259,3 +259,30 @@ async def test_imports_into_a_dicomweb_archive(orthanc_server: tuple[ServerThrea
     finally:
         await archive.close()
         await coordinator.http.aclose()
+# --- finding 13: upload limits chosen per route, not by a substring of the path --------------------------------
+
+
+async def test_a_path_that_merely_contains_imports_gets_the_ordinary_body_limit(anonymous: Any,
+                                                                                settings: Settings) -> None:
+    body = b"x" * (settings.max_body_bytes + 1)
+    response = await anonymous.post("/api/meetings/imports", content=body,
+                                    headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 413, response.text
+
+
+async def test_the_import_route_declares_the_upload_limit(login: Any, settings: Settings, db: Database) -> None:
+    """The larger limit is the import route's own (route table), and its working files leave nothing behind."""
+    from rcp.app import build_routes
+    from rcp.openapi import ApiRoute
+
+    declared = {(r.path, m) for r in build_routes() if isinstance(r, ApiRoute) and r.body_limit == "upload"
+                for m in r.methods or ()}
+    assert declared == {("/api/cases/{case_id:int}/imports", "POST")}
+    coordinator = await _coordinator(db, login)
+    case = await _new_case(coordinator, _patient("Limite"))
+    body = b"x" * (settings.max_body_bytes + 1)  # over the JSON limit, far under the upload limit
+    response = await coordinator.post(f"/api/cases/{case.case_id}/imports",
+                                      files=[("files", ("notes.txt", body, "text/plain"))])
+    assert response.status_code == 200, response.text
+    assert not response.json()[0]["ok"]
+    assert not any((settings.data_dir / "uploads").glob("*/*")), "an upload's working files were left behind"
