@@ -40,6 +40,8 @@ REPLACED_INSTANCE = ("An instance with this SOP Instance UID is already in the a
                      "its source, or ask its sender why the content changed.")
 #: How much of an upload is read into memory for one store call (the DICOMweb client batches alike).
 STORE_BATCH_BYTES = 32 << 20
+BEING_IMPORTED = ("Another upload is importing this same instance right now; nothing of this import was stored. "
+                  "Try again in a moment.")
 NOT_STORED = "Not stored: another file of this import was refused, so nothing of it was stored."
 ALREADY_STORED = "Already in the archive (the very same instance): nothing to store."
 
@@ -130,6 +132,22 @@ async def import_files(service: ImagingService, files: Sequence[UploadedFile], e
         raise PayloadTooLarge(str(exc)) from None
     report = ImportReport(results=checks)
     good = [c for c in checks if c.ok]
+    # Claimed before the archive is asked, released once stored: two uploads of one instance never both pass the
+    # "not stored yet" check (within this node; the local archive also refuses a replacement at the file).
+    claimed = {c.sop_uid for c in good} - service.importing
+    for check in good:
+        if check.sop_uid in service.importing and check.sop_uid not in claimed:
+            check.refuse(BEING_IMPORTED)
+    service.importing |= claimed
+    try:
+        return await _store_or_refuse(service, report, good, expected)
+    finally:
+        service.importing -= claimed
+
+
+async def _store_or_refuse(service: ImagingService, report: ImportReport, good: list[FileCheck],
+                           expected: ServicePatient | None) -> ImportReport:
+    checks = report.results
     if not report.refused and expected is not None:
         await _refuse_foreign_studies(service, good, expected)
     if not report.refused:

@@ -211,20 +211,18 @@ class LocalArchive:
         relative = f"{study}/{series}/{sop}.dcm"
         target = self.folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            # SOP instances are immutable (PS3.3 C.12.1.1.1): the same bytes again are a no-op, others refused.
-            if same_instance(target.read_bytes(), blob):
-                return _row_from(ds, relative, len(blob)), ""
-            return None, "an instance with this SOP Instance UID is already stored with other content"
-        # Atomic: a reader never sees half a file.
+        # Atomic: a reader never sees half a file, and a stored file is never replaced — os.link fails when the
+        # target exists, even when two stores of the same SOP Instance UID race (PS3.3 C.12.1.1.1: immutable).
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(blob)
-            os.replace(tmp, target)
-        except BaseException:
+            placed = _place(Path(tmp), target)
+        finally:
             Path(tmp).unlink(missing_ok=True)
-            raise
+        # The same bytes again are a no-op; other content under the same UID is refused.
+        if not placed and not same_instance(target.read_bytes(), blob):
+            return None, "an instance with this SOP Instance UID is already stored with other content"
         return _row_from(ds, relative, len(blob)), ""
 
     async def store(self, instances: Sequence[bytes]) -> StoreResult:
@@ -266,6 +264,19 @@ class LocalArchive:
                 (self.folder / row.path).unlink(missing_ok=True)
                 await session.delete(row)
         return len(rows)
+
+
+def _place(tmp: Path, target: Path) -> bool:
+    """Put ``tmp`` at ``target`` unless something is there already; False when it was."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        return False
+    except OSError:  # a filesystem without hard links: check, then rename (not atomic against a racing store)
+        if target.exists():
+            return False
+        os.replace(tmp, target)
+    return True
 
 
 def _frame_of(blob: bytes, frame: int) -> RawFrame:

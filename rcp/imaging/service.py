@@ -107,6 +107,8 @@ class ImagingService:
         self._inflight: dict[str, asyncio.Task[list[EncodedFrame]]] = {}
         self._descriptors: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._descriptor_tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        #: SOP Instance UIDs an import is checking and storing right now (``rcp.imaging.imports``).
+        self.importing: set[str] = set()
         self._study_lists: dict[tuple[ServicePatient], tuple[float, list[StudySummary]]] = {}
         self.prefetcher = Prefetcher(self, concurrency=prefetch_concurrency)
         self._closed = False

@@ -9,6 +9,7 @@ import pydicom
 import pytest
 
 from rcp.imaging.archive import Archive, ArchiveNotFound
+from rcp.imaging.local import LocalArchive
 from tests.fixtures.dicom_data import make_patient, reference_file, small_ct
 
 
@@ -118,3 +119,23 @@ async def test_image_headers_carry_what_the_viewer_needs(archive: Archive) -> No
     study_uid, series_uid, _ = _uids(blob)
     (header,) = await archive.image_headers(study_uid, series_uid)
     assert int(header.NumberOfFrames) == 10
+
+
+async def test_a_stored_instance_is_never_replaced(archive: Archive) -> None:
+    """PS3.3 C.12.1.1.1: the same instance again is accepted as it is; other content under its UID is refused."""
+    blob = small_ct(make_patient(), slices=1)[0]
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+    assert (await archive.store([blob])).stored == [sop]
+    found = await archive.find_instance(sop)
+    assert found is not None and (found.study_uid, found.series_uid) == (study, series)
+    assert await archive.find_instance("1.2.3.999999") is None
+    assert sop in (await archive.store([blob])).stored
+    if isinstance(archive, LocalArchive):  # a DICOMweb server decides for itself; the service checks first
+        ds.SeriesDescription = "REPLACED"
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        again = await archive.store([buffer.getvalue()])
+        assert again.failed and not again.stored
+        kept = pydicom.dcmread(io.BytesIO(await archive.retrieve_instance(study, series, sop)))
+        assert kept.get("SeriesDescription") != "REPLACED"

@@ -140,3 +140,20 @@ def test_same_name_and_birth_date_under_another_identifier_is_not_the_patient(tm
     same = ServicePatient((Identifier("IPP", patient.patient_id, patient.issuer),), "Lefevre", "", date(1961, 4, 6))
     result = check_file(UploadedFile.write(tmp_path, "a.dcm", blob), same)
     assert not result.ok and result.identity is not None and result.identity.refused == ("birth_date",)
+
+
+
+async def test_an_instance_another_upload_is_importing_is_refused(service: ImagingService, tmp_path: Path) -> None:
+    """Claimed while checked and stored: an upload of an instance being imported by another one stores nothing."""
+    patient = make_patient()
+    blobs = small_ct(patient, slices=2)
+    busy = str(pydicom.dcmread(io.BytesIO(blobs[0])).SOPInstanceUID)
+    service.importing.add(busy)  # another upload is between its check and its store
+    files = [UploadedFile.write(tmp_path, f"{i}.dcm", b) for i, b in enumerate(blobs)]
+    report = await import_files(service, files, expected_of(patient), max_total_bytes=50_000_000)
+    assert report.refused and "importing this same instance" in report.results[0].message
+    assert service.importing == {busy}  # its claim is the other upload's to release
+    service.importing.clear()
+    assert await service.archive.search_studies(patient_id=patient.patient_id) == []
+    report = await import_files(service, files, expected_of(patient), max_total_bytes=50_000_000)
+    assert not report.refused and not service.importing
