@@ -129,7 +129,9 @@ async def _user_add(settings: Settings, args: argparse.Namespace, password: str)
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     password = ""
-    if args.role != "service" or args.password_stdin:
+    if args.role == "guest" and args.password_stdin:
+        raise SystemExit("rcp: a guest has no password: they enter by the link mailed for each invitation")
+    if args.role not in {"service", "guest"} or args.password_stdin:
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\n")
         else:
@@ -142,6 +144,38 @@ def cmd_user_add(args: argparse.Namespace) -> int:
             raise SystemExit(f"rcp: the password must have at least {MIN_PASSWORD_LENGTH} characters")
     asyncio.run(_user_add(_settings(), args, password))
     print(f"rcp: user {args.username} added")
+    return 0
+
+
+async def _user_email(settings: Settings, username: str, address: str) -> None:
+    from sqlmodel import select
+
+    from rcp.auth import audit
+    from rcp.auth.models import User
+    from rcp.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            user = (await s.exec(select(User).where(User.username == username))).first()
+            if user is None:
+                raise SystemExit(f"rcp: no user {username!r}")
+            user.email = address
+            s.add(user)
+            # DCM 110113 Security Alert, type 110137 "User Security Attributes Changed": guests' links go there.
+            await audit.record(s, event="security_alert", action="U", source="localhost",
+                               what=f"e-mail address of user {user.id} changed by an administrator (rcp user email)")
+    finally:
+        await db.close()
+
+
+def cmd_user_email(args: argparse.Namespace) -> int:
+    """Only administrators set the e-mail address of an account (a guest's join links are mailed to it)."""
+    address = args.address.strip().lower()
+    if address and (address.count("@") != 1 or "." not in address.partition("@")[2] or " " in address):
+        raise SystemExit(f"rcp: {args.address!r} is not an e-mail address (name@hospital.fr)")
+    asyncio.run(_user_email(_settings(), args.username, address))
+    print(f"rcp: e-mail address of {args.username} set")
     return 0
 
 
@@ -269,13 +303,17 @@ def parser() -> argparse.ArgumentParser:
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="add a user (password prompted, or read from stdin)")
     add.add_argument("username")
-    add.add_argument("--role", required=True, help="coordinator, clinician, admin or service")
+    add.add_argument("--role", required=True, help="coordinator, clinician, admin, service or guest (no password)")
     add.add_argument("--specialty", default="")
     add.add_argument("--hospital", default="")
     add.add_argument("--display-name", default="")
     add.add_argument("--email", default="")
     add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     add.set_defaults(func=cmd_user_add)
+    email = user.add_parser("email", help="set the e-mail address of an account (administrators only)")
+    email.add_argument("username")
+    email.add_argument("address")
+    email.set_defaults(func=cmd_user_email)
 
     token = sub.add_parser("token", help="bearer tokens for service accounts").add_subparsers(
         dest="token_command", required=True)

@@ -243,7 +243,7 @@ class MailWorker:
                     waiter.cancel()
 
     async def _claim(self) -> Mail | None:
-        now = utcnow()
+        now = self.settings.clock.now()
         async with self.db.session() as s:
             due = (await s.exec(
                 select(Mail).where(Mail.status == MailStatus.pending, col(Mail.next_attempt_at) <= now,
@@ -296,7 +296,7 @@ class MailWorker:
             row.claim_token = None
             if not error:
                 row.status = MailStatus.sent
-                row.sent_at = utcnow()
+                row.sent_at = self.settings.clock.now()
                 row.last_error = None
                 logger.info("mail %s (%s) sent", row.id, row.kind)
             elif row.attempts >= self.settings.mail_attempts:
@@ -305,7 +305,7 @@ class MailWorker:
                 logger.warning("mail %s (%s) failed for good after %d attempts", row.id, row.kind, row.attempts)
             else:
                 row.last_error = error
-                row.next_attempt_at = utcnow() + timedelta(
+                row.next_attempt_at = self.settings.clock.now() + timedelta(
                     seconds=self.settings.mail_retry_s * 2 ** (row.attempts - 1))
                 logger.warning("mail %s (%s) not sent (attempt %d); trying again later", row.id, row.kind,
                                row.attempts)

@@ -37,6 +37,12 @@ def test_migrate_demo_user_token_audit(tmp_path: Path) -> None:
     assert short.returncode != 0 and "at least" in short.stderr
     wrong = rcp(tmp_path, "user", "add", "x", "--role", "wizard", "--password-stdin", stdin="a-long-password-1\n")
     assert wrong.returncode != 0 and "--role" in wrong.stderr
+    # Only an administrator (on the server) sets an account's e-mail address; a guest has no password.
+    assert rcp(tmp_path, "user", "email", "dr.nouveau", "c.nouveau@ch-test.fr").returncode == 0
+    bad = rcp(tmp_path, "user", "email", "dr.nouveau", "not an address")
+    assert bad.returncode != 0 and "e-mail" in bad.stderr
+    guest = rcp(tmp_path, "user", "add", "guest-x", "--role", "guest", "--password-stdin", stdin="a-long-password-1\n")
+    assert guest.returncode != 0 and "no password" in guest.stderr
     token = rcp(tmp_path, "token", "create", "interface-dpi")
     assert token.returncode == 0 and token.stdout.startswith("rcp_")
     assert rcp(tmp_path, "audit", "export").returncode == 0
