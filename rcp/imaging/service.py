@@ -47,6 +47,7 @@ from rcp.imaging.frames import (
     sort_frames,
 )
 from rcp.imaging.prefetch import Prefetcher, PrefetchProgress
+from rcp.imaging.uploads import sweep_stale
 
 if TYPE_CHECKING:
     from rcp.config import Settings
@@ -128,6 +129,8 @@ class ImagingService:
                                       thread_name_prefix="rcp-imaging")
         service = cls(archive=archive, cache=cache, executor=executor, owns_archive=owns)
         await service.run(_warm_up)
+        # Working folders of imports a stopped process left behind (rcp.imaging.uploads).
+        await service.run(sweep_stale, Path(settings.data_dir) / "uploads")
         return service
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,7 +32,10 @@ from starlette.requests import Request
 from rcp.errors import BadRequest
 from rcp.imaging.validation import MAX_FILES, UploadedFile
 
-__all__ = ["received_files"]
+__all__ = ["received_files", "sweep_stale"]
+
+#: A working folder older than this was left by a process that stopped mid-import.
+STALE_AFTER_S = 24 * 3600
 
 #: Form fields that are not files (a CSRF token, a comment) stay small.
 MAX_FIELD_BYTES = 64 * 1024
@@ -62,6 +66,22 @@ class _DiskParser(MultiPartParser):
         self._files_to_close_on_error.append(handle)  # type: ignore[arg-type]
         self._current_part.file = UploadFile(file=handle, size=0, filename=filename,
                                              headers=Headers(raw=self._current_part.item_headers))
+
+
+def sweep_stale(folder: Path, *, older_than_s: float = STALE_AFTER_S) -> int:
+    """Remove working folders a stopped process left behind (blocking: run in a thread); returns how many.
+
+    Only old ones: a node sharing the data folder may be receiving an upload right now.
+    """
+    if not folder.is_dir():
+        return 0
+    limit = time.time() - older_than_s
+    removed = 0
+    for work in folder.iterdir():
+        if work.is_dir() and work.stat().st_mtime < limit:
+            shutil.rmtree(work, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 @asynccontextmanager

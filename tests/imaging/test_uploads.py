@@ -82,3 +82,20 @@ async def test_what_is_not_an_upload_is_refused(tmp_path: Path) -> None:
         async with received_files(broken, folder=tmp_path):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_working_folders_left_by_a_stopped_process_are_swept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from rcp.imaging.uploads import sweep_stale
+
+    old, fresh = tmp_path / "old", tmp_path / "fresh"
+    for work in (old, fresh):
+        work.mkdir()
+        (work / "00001.part").write_bytes(b"x")
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (day_ago, day_ago))
+    assert sweep_stale(tmp_path) == 1
+    assert not old.exists() and (fresh / "00001.part").exists()
+    assert sweep_stale(tmp_path / "absent") == 0
