@@ -41,6 +41,7 @@ from rcp.openapi import document
 from rcp.room import routes as room_routes
 from rcp.room.decisions import wire_decisions
 from rcp.room.live import open_rooms
+from rcp.scheduling import access
 from rcp.scheduling import api as scheduling_api
 from rcp.scheduling import pages as scheduling_pages
 from rcp.templating import WEB_DIR, render_error
@@ -186,6 +187,6 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         debug=False,
         routes=build_routes(),
         middleware=middleware,
-        exception_handlers=error_handlers(page_error),
+        exception_handlers=error_handlers(page_error, on_refused=access.record_refusal),
         lifespan=lifespan,
     )

@@ -189,11 +189,22 @@ class CsrfMiddleware:
         await self.app(scope, replaying_receive, send)
 
 
-def error_handlers(render_page: Callable[[Request, RcpError], Awaitable[Response]]) -> dict[Any, Any]:
-    """Exception handlers for ``Starlette(exception_handlers=...)``: JSON for the API, pages for people."""
+def error_handlers(render_page: Callable[[Request, RcpError], Awaitable[Response]], *,
+                   on_refused: Callable[[Any, RcpError, Request], Awaitable[None]] | None = None) -> dict[Any, Any]:
+    """Exception handlers for ``Starlette(exception_handlers=...)``: JSON for the API, pages for people.
+
+    ``on_refused(db, error, request)`` sees every error first (the access policy records its refusals there, once
+    the request's own transaction has rolled back; see rcp.scheduling.access.record_refusal).
+    """
 
     async def on_rcp_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RcpError)
+        if on_refused is not None:
+            try:
+                await on_refused(getattr(request.app.state, "db", None), exc, request)
+            except Exception:
+                logger.exception("recording a refused access failed on %s %s", request.method,
+                                 getattr(request.scope.get("route"), "path", "?"))
         if is_api(request.scope):
             return json_error(exc)
         return await render_page(request, exc)

@@ -13,11 +13,11 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rcp.auth import audit
-from rcp.auth.models import AuditEvent, Role
+from rcp.auth.models import AuditEvent
 from rcp.auth.sessions import COOKIE_NAME, LoginRefused, cookie_signer, end_session, login
 from rcp.config import Settings
 from rcp.db import Database
-from rcp.errors import BadRequest, Forbidden, NotAuthenticated
+from rcp.errors import BadRequest, NotAuthenticated
 from rcp.http import current_user, json_out, read_json
 from rcp.i18n import LOCALE_COOKIE, LOCALES
 from rcp.i18n import gettext as _
@@ -221,9 +221,10 @@ async def people(request: Request) -> Response:
 
 async def audit_export(request: Request) -> Response:
     """The audit trail for administrators, as RFC 5424 syslog lines (for a SIEM or an ATNA repository)."""
+    from rcp.scheduling import access
+
     user = current_user(request)
-    if user.role != Role.admin:
-        raise Forbidden("Only administrators read the audit trail.")
+    access.require(user, access.Action.view_audit)
     try:
         limit = min(int(request.query_params.get("limit", "1000")), 100_000)
     except ValueError:

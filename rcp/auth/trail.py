@@ -9,7 +9,7 @@ Looking is itself recorded (DCM 110106 Export, naming the patient), so the trail
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 from starlette.requests import Request
@@ -17,9 +17,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rcp.auth import audit
-from rcp.auth.models import AuditEvent, Role
+from rcp.auth.models import AuditEvent
 from rcp.clock import as_utc
-from rcp.errors import Forbidden
 from rcp.http import current_user, path_int
 from rcp.templating import render
 
@@ -59,9 +58,9 @@ def text_lines(events: Sequence[AuditEvent]) -> list[str]:
 
 async def patient_page(request: Request) -> Response:
     """Who accessed this patient: administrators only (the list itself is personal data of the staff)."""
-    user: Any = current_user(request)
-    if user.role != Role.admin:
-        raise Forbidden("Only administrators read the audit trail.")
+    from rcp.scheduling import access
+
+    access.require(current_user(request), access.Action.view_audit)
     patient_id = path_int(request, "patient_id")
     async with request.app.state.db.session() as s:
         events = await patient_accesses(s, patient_id)

@@ -15,12 +15,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rcp.auth import audit
-from rcp.auth.permissions import case_for_user, meeting_for_user, require_manager
 from rcp.epr.models import Delivery
 from rcp.epr.outbox import DeliveryView, deliveries_for, retry
-from rcp.errors import NotFound
 from rcp.http import current_user, path_int
 from rcp.openapi import ApiRoute
+from rcp.scheduling import access
+from rcp.scheduling.access import Action
 from rcp.scheduling.models import Board, Case, Meeting
 from rcp.templating import render
 
@@ -42,9 +42,7 @@ async def _case_views(request: Request) -> tuple[Case, Meeting, str, list[Delive
     user = current_user(request)
     case_id = path_int(request, "case_id")
     async with request.app.state.db.session() as s:
-        case = await case_for_user(s, user, case_id)
-        meeting = await meeting_for_user(s, user, case.meeting_id)
-        await require_manager(s, user, meeting.board_id)
+        case, meeting = await access.require_case(s, user, case_id, Action.manage_meeting)
         timezone = await _timezone(s, meeting)
         views = await deliveries_for(s, case_id=case_id)
         await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
@@ -62,8 +60,7 @@ async def _meeting_views(request: Request) -> tuple[Meeting, str, list[DeliveryV
     user = current_user(request)
     meeting_id = path_int(request, "meeting_id")
     async with request.app.state.db.session() as s:
-        meeting = await meeting_for_user(s, user, meeting_id)
-        await require_manager(s, user, meeting.board_id)
+        meeting = await access.require_meeting(s, user, meeting_id, Action.manage_meeting)
         timezone = await _timezone(s, meeting)
         views = await deliveries_for(s, meeting_id=meeting_id)
         await audit.record(s, event="patient_record", action="R", request=request, meeting_id=meeting_id,
@@ -101,11 +98,11 @@ async def retry_delivery(request: Request) -> Response:
         row = await s.get(Delivery, delivery_id)
         meeting_id = row.meeting_id if row is not None else None
         if row is not None and meeting_id is None and row.case_id is not None:
-            meeting_id = (await case_for_user(s, user, row.case_id)).meeting_id
+            meeting_id = (await access.require_case(s, user, row.case_id, Action.manage_meeting))[1].id
         if row is None or meeting_id is None:
-            raise NotFound(f"No delivery {delivery_id} among your meetings.")
-        meeting = await meeting_for_user(s, user, meeting_id)
-        await require_manager(s, user, meeting.board_id)
+            raise access.NotVisible(f"No delivery {delivery_id} among your meetings.",
+                                    alert=access.Alert(Action.manage_meeting, f"EPR delivery {delivery_id}"))
+        await access.require_meeting(s, user, meeting_id, Action.manage_meeting)
         updated = await retry(s, delivery_id, actor=str(getattr(user, "username", "")))
         await audit.record(s, event="export", action="E", request=request, patient_id=row.patient_id,
                            meeting_id=meeting_id, what=f"EPR delivery {delivery_id} retried")

@@ -9,10 +9,12 @@
     POST /api/cases/{case_id}/prefetch, GET same                         prefetch the case's studies; progress
     POST /api/meetings/{meeting_id}/prefetch, GET same                   prefetch the whole agenda; progress
 
-Frames and studies are served only to users who may see the patient (``rcp.auth.permissions``); a study opened
-(its series descriptor read) is an audit event (DICOM PS3.15 A.5.3.2 "DICOM Instances Accessed"). The frame route
-is the hot path (a 300-slice series is 300 requests): an authorisation, once granted, is remembered for a minute
-per user and study, so cached frames are served without touching the database.
+Frames and studies are served only to users who may see the patient (``rcp.scheduling.access``); a series list,
+a study opened (its series descriptor read) and the first frame read of a grant are audit events (DICOM PS3.15
+A.5.3.2 "DICOM Instances Accessed") naming the patient. Only the board's coordinators (and admins) change a case's
+studies (attach, detach, import), and not once its meeting is closed. The frame route is the hot path (a 300-slice
+series is 300 requests): an authorisation, once granted, is remembered for a minute per user and study, so cached
+frames are served without touching the database.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from rcp.auth import audit, permissions
+from rcp.auth import audit
 from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.errors import BadRequest, NotFound
@@ -39,6 +41,8 @@ from rcp.imaging.imports import import_files
 from rcp.imaging.service import ImagingService
 from rcp.imaging.uploads import received_files
 from rcp.openapi import ApiRoute
+from rcp.scheduling import access
+from rcp.scheduling.access import Action
 from rcp.scheduling.models import Case, Patient, PatientIdentifier
 
 __all__ = ["StudyGrants", "routes"]
@@ -108,24 +112,34 @@ async def _service_patient(session: Any, patient_id: int) -> ServicePatient:
     return ServicePatient.of(patient, ordered)
 
 
-async def _authorise_study(request: Request, service: ImagingService, study_uid: str) -> tuple[Any, bool]:
-    """The user, and whether this was a fresh grant (then the caller audits). NotFound when not allowed."""
+async def _authorise_study(request: Request, service: ImagingService, study_uid: str,
+                           *, what: str | None = None) -> tuple[Any, bool]:
+    """The user, and whether this was a fresh grant. NotFound when not allowed.
+
+    ``what`` (e.g. "series list") makes the check and its audit one step: the read is recorded (DCM 110103)
+    naming the patient of the case the study belongs to, whether the grant was fresh or remembered.
+    """
     user = current_user(request)
     grants = _grants(service)
-    if grants.allowed(int(user.id), study_uid):
+    fresh = not grants.allowed(int(user.id), study_uid)
+    if not fresh and what is None:
         return user, False
     async with _db(request).session() as s:
-        allowed = await permissions.may_see_study(s, user, study_uid)
-        case_id = request.query_params.get("case_id", "")
-        if not allowed and case_id.isdigit():
+        case = await _case_with_study(s, user, study_uid, request.query_params.get("case_id", ""))
+        if case is not None and study_uid not in (case.study_uids or []):
             # A study of the case's patient not yet attached: visible to those who see the case (to pick it).
-            case = await permissions.case_for_user(s, user, int(case_id))
             patient = await _service_patient(s, case.patient_id)
-            allowed = bool(await service.study_owner(patient, study_uid))
-    if not allowed:
-        raise NotFound("No such study among your patients.")
+            if not await service.study_owner(patient, study_uid):
+                case = None
+        if case is None:
+            raise access.NotVisible("No such study among your patients.",
+                                    alert=access.Alert(Action.view_patient, f"study {study_uid}"))
+        if what is not None:
+            await audit.record(s, request=request, user=user, event="dicom_instances_accessed", action="R",
+                               outcome=0, patient_id=case.patient_id, meeting_id=case.meeting_id,
+                               what=f"study {study_uid} {what}")
     grants.grant(int(user.id), study_uid)
-    return user, True
+    return user, fresh
 
 
 # --- series and frames ----------------------------------------------------------------------------------------
@@ -134,7 +148,7 @@ async def _authorise_study(request: Request, service: ImagingService, study_uid:
 async def study_series(request: Request) -> Response:
     service = _service(request)
     study_uid = _uid(request, "study_uid")
-    await _authorise_study(request, service, study_uid)
+    await _authorise_study(request, service, study_uid, what="series list")
     series = await service.archive.list_series(study_uid)
     return JSONResponse([
         {"series_uid": s.series_uid, "modality": s.modality, "description": s.description,
@@ -147,25 +161,18 @@ async def study_series(request: Request) -> Response:
 async def series_descriptor(request: Request) -> Response:
     service = _service(request)
     study_uid, series_uid = _uid(request, "study_uid"), _uid(request, "series_uid")
-    user, _fresh = await _authorise_study(request, service, study_uid)
+    await _authorise_study(request, service, study_uid, what=f"series {series_uid}")
     descriptor = await service.descriptor(study_uid, series_uid)
-    async with _db(request).session() as s:
-        case = await _case_with_study(s, user, study_uid, request.query_params.get("case_id", ""))
-        await audit.record(s, request=request, user=user, event="dicom_instances_accessed", action="R", outcome=0,
-                           patient_id=case.patient_id if case else None,
-                           meeting_id=case.meeting_id if case else None,
-                           what=f"study {study_uid} series {series_uid}")
     return JSONResponse(descriptor)
 
 
 async def _case_with_study(session: Any, user: Any, study_uid: str, case_id: str) -> Case | None:
-    """The visible case the study was opened from (for the audit trail's patient and meeting)."""
+    """The visible case the study is read through: ``case_id`` when given (its patient's study, attached or
+    not, is checked by the caller), else a visible case the study is attached to."""
     if case_id.isdigit():
-        return await permissions.case_for_user(session, user, int(case_id))
-    cases = (await session.exec(
-        select(Case).where(col(Case.meeting_id).in_(permissions.visible_meeting_ids(user)))
-    )).all()
-    return next((c for c in cases if study_uid in (c.study_uids or [])), None)
+        case, _meeting = await access.require_case(session, user, int(case_id), Action.view_patient)
+        return case
+    return await access.may_see_study(session, user, study_uid)
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -180,11 +187,10 @@ async def frame(request: Request) -> Response:
     service = _service(request)
     study_uid, series_uid, sop_uid = (_uid(request, n) for n in ("study_uid", "series_uid", "sop_uid"))
     number = int(request.path_params["frame"])
-    user, fresh = await _authorise_study(request, service, study_uid)
-    if fresh:
-        async with _db(request).session() as s:
-            await audit.record(s, request=request, user=user, event="dicom_instances_accessed", action="R",
-                               outcome=0, what=f"study {study_uid} frames")
+    grants = _grants(service)
+    if not grants.allowed(int(current_user(request).id), study_uid):
+        # A fresh grant: its first frame read is recorded, naming the patient; the next minute's frames are not.
+        await _authorise_study(request, service, study_uid, what="frames")
     etag = frame_etag(sop_uid, number)
     headers = {"ETag": etag, "Cache-Control": FRAME_CACHE}
     if _etag_matches(request.headers.get("if-none-match", ""), etag):
@@ -217,11 +223,8 @@ async def case_studies(request: Request) -> Response:
     user = current_user(request)
     case_id = int(request.path_params["case_id"])
     async with _db(request).session() as s:
-        case = await permissions.case_for_user(s, user, case_id)
+        case = await access.read_case(s, user, case_id, what="imaging studies of case {case}", request=request)
         patient = await _service_patient(s, case.patient_id)
-        await audit.record(s, request=request, user=user, event="patient_record", action="R", outcome=0,
-                           patient_id=case.patient_id, meeting_id=case.meeting_id,
-                           what=f"imaging studies of case {case_id}")
     studies = await service.patient_studies(patient)
     return JSONResponse([_study_json(st, set(case.study_uids or [])) for st in studies])
 
@@ -235,19 +238,21 @@ async def attach_studies(request: Request) -> Response:
     service = _service(request)
     user = current_user(request)
     case_id = int(request.path_params["case_id"])
+    async with _db(request).session() as s:
+        await access.require_case(s, user, case_id, Action.change_studies)  # at the door, before the body
     data = await read_json(request, AttachIn)
     for uid in [*data.study_uids, *data.detach]:
         if not is_uid(uid):
             raise BadRequest("study_uids must be DICOM UIDs (digits and dots).")
     async with _db(request).session() as s:
-        case = await permissions.case_for_user(s, user, case_id)
+        case, _meeting = await access.require_case(s, user, case_id, Action.change_studies)
         patient = await _service_patient(s, case.patient_id)
     for uid in data.study_uids:
         if not await service.study_owner(patient, uid):
             # Whose study it is, if anyone's, is not said (the caller may not see that patient).
             raise NotFound("A study to attach is not in the archive for this case's patient.")
     async with _db(request).session() as s:
-        case = await permissions.case_for_user(s, user, case_id)
+        case, _meeting = await access.require_case(s, user, case_id, Action.change_studies)
         current = [u for u in (case.study_uids or []) if u not in set(data.detach)]
         current += [u for u in data.study_uids if u not in current]
         case.study_uids = current
@@ -265,16 +270,17 @@ async def imports(request: Request) -> Response:
     service = _service(request)
     user = current_user(request)
     case_id = int(request.path_params["case_id"])
+    async with _db(request).session() as s:
+        # At the door, before the upload is read.
+        case, _meeting = await access.require_case(s, user, case_id, Action.import_images)
+        expected = await _service_patient(s, case.patient_id)
     settings = request.app.state.settings
     # The body itself is bounded by the limit this route declares (body_limit="upload" in the route table).
     limit = int(settings.max_upload_bytes)
-    async with _db(request).session() as s:
-        case = await permissions.case_for_user(s, user, case_id)
-        expected = await _service_patient(s, case.patient_id)
     async with received_files(request, folder=Path(settings.data_dir) / "uploads") as uploads:
         report = await import_files(service, uploads, expected, max_total_bytes=limit * 4)
     async with _db(request).session() as s:
-        case = await permissions.case_for_user(s, user, case_id)
+        case, _meeting = await access.require_case(s, user, case_id, Action.import_images)
         attached = list(case.study_uids or [])
         for uid in report.matching_study_uids:
             if uid not in attached:
@@ -310,7 +316,8 @@ async def case_prefetch(request: Request) -> Response:
     user = current_user(request)
     case_id = int(request.path_params["case_id"])
     async with _db(request).session() as s:
-        case = await permissions.case_for_user(s, user, case_id)
+        # Warming the cache reads nothing out: whoever may view the case's images may warm them.
+        case, _meeting = await access.require_case(s, user, case_id, Action.view_patient)
     key = f"case:{case_id}"
     if request.method == "POST" and case.study_uids:
         service.prefetch(key, list(case.study_uids))
@@ -322,7 +329,7 @@ async def meeting_prefetch(request: Request) -> Response:
     user = current_user(request)
     meeting_id = int(request.path_params["meeting_id"])
     async with _db(request).session() as s:
-        meeting = await permissions.meeting_for_user(s, user, meeting_id)
+        meeting = await access.require_meeting(s, user, meeting_id, Action.view_meeting)
         cases = (await s.exec(select(Case).where(col(Case.meeting_id) == meeting.id)
                               .order_by(col(Case.position)))).all()
     key = f"meeting:{meeting_id}"

@@ -1,7 +1,7 @@
 """HTTP edges of the minutes: the decision draft (field by field), signature, corrections, fiche and minutes.
 
 JSON under ``/api`` for the room's decision form (``web/static/js/decision.js``); printable pages and PDFs for
-people. Access follows ``rcp.auth.permissions`` (invited participants and the board's coordinators; others get
+people. Access follows ``rcp.scheduling.access`` (invited participants and the board's coordinators; others get
 404), every read of patient data is written to the audit trail, and signing asks for the signer's password again
 (a signature is a medical act: the session alone is not enough; rcp.auth.reauth).
 
@@ -18,7 +18,6 @@ from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -27,18 +26,19 @@ from starlette.routing import BaseRoute, Route
 from rcp import i18n
 from rcp.auth import audit
 from rcp.auth.models import Role
-from rcp.auth.permissions import case_for_user, meeting_for_user
 from rcp.auth.reauth import reauthenticate
 from rcp.auth.throttle import Throttled
 from rcp.clock import as_utc
-from rcp.errors import Conflict, Invalid, NotFound, RcpError
+from rcp.errors import Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int, read_json
 from rcp.minutes import render, store
 from rcp.minutes.fiche import AttendeeRecord, Fiche
 from rcp.minutes.models import WritebackJob
 from rcp.minutes.versions import FieldConflict, NotAllowedToSign, SignedVersion, check_signer, thaw
 from rcp.openapi import ApiRoute
-from rcp.scheduling.models import Board, Case, Meeting, MeetingStatus
+from rcp.scheduling import access
+from rcp.scheduling.access import Action
+from rcp.scheduling.models import Board, Case
 from rcp.scheduling.specialties import SPECIALTIES
 from rcp.scheduling.specialties import specialty as specialty_of
 
@@ -158,10 +158,8 @@ async def decision(request: Request) -> Response:
     user = current_user(request)
     case_id = path_int(request, "case_id")
     async with request.app.state.db.session() as s:
-        case = await case_for_user(s, user, case_id)
+        await access.read_case(s, user, case_id, what="decision of case {case}", request=request)
         state = await _state(s, case_id, await _room_attendees(request, s, case_id), user=user)
-        await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
-                           meeting_id=case.meeting_id, what=f"decision of case {case_id}")
     return JSONResponse(state)
 
 
@@ -171,10 +169,7 @@ async def save_field(request: Request) -> Response:
     name = request.path_params["name"]
     edit = await read_json(request, FieldEdit)
     async with request.app.state.db.session() as s:
-        case = await case_for_user(s, user, case_id)
-        meeting = await s.get(Meeting, case.meeting_id)
-        if meeting is not None and meeting.status == MeetingStatus.cancelled:
-            raise Conflict("This meeting was cancelled: its decisions cannot be edited.")
+        case, _meeting = await access.require_case(s, user, case_id, Action.write_decision)
         try:
             saved = await store.save_field(s, case_id, name, edit.value, base_version=edit.base_version,
                                            editor_id=user.id)
@@ -198,7 +193,7 @@ async def sign(request: Request) -> Response:
     case_id = path_int(request, "case_id")
     body = await read_json(request, SignRequest)
     async with request.app.state.db.session() as s:
-        case = await case_for_user(s, user, case_id)
+        case, _meeting = await access.require_case(s, user, case_id, Action.sign)
     act = f"signature of case {case_id}"
 
     async def confirm() -> None:
@@ -228,7 +223,7 @@ async def amend(request: Request) -> Response:
     case_id = path_int(request, "case_id")
     body = await read_json(request, AmendRequest)
     async with request.app.state.db.session() as s:
-        case = await case_for_user(s, user, case_id)
+        case, _meeting = await access.require_case(s, user, case_id, Action.sign)
     act = f"amendment of case {case_id}"
 
     async def confirm() -> None:
@@ -302,10 +297,8 @@ async def versions(request: Request) -> Response:
     user = current_user(request)
     case_id = path_int(request, "case_id")
     async with request.app.state.db.session() as s:
-        case = await case_for_user(s, user, case_id)
+        await access.read_case(s, user, case_id, what="signed versions of case {case}", request=request)
         listed = await store.list_versions(s, case_id)
-        await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
-                           meeting_id=case.meeting_id, what=f"signed versions of case {case_id}")
     return JSONResponse([_version_json(v, content=True) for v in listed])
 
 
@@ -315,7 +308,7 @@ async def _fiche_of(request: Request) -> tuple[Fiche, SignedVersion | None]:
     case_id = path_int(request, "case_id")
     wanted = request.query_params.get("version")
     async with request.app.state.db.session() as s:
-        case = await case_for_user(s, user, case_id)
+        await access.read_case(s, user, case_id, what="fiche of case {case}", request=request)
         listed = await store.list_versions(s, case_id)
         chosen: SignedVersion | None = None
         if wanted:
@@ -330,8 +323,6 @@ async def _fiche_of(request: Request) -> tuple[Fiche, SignedVersion | None]:
             fiche = chosen.fiche()
         else:
             fiche = store.build_fiche(await store.load_context(s, case_id), await store.load_draft(s, case_id))
-        await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
-                           meeting_id=case.meeting_id, what=f"fiche of case {case_id}")
     return fiche, chosen
 
 
@@ -352,11 +343,11 @@ async def _minutes_of(request: Request) -> tuple[str, date, list[render.MinutesI
     user = current_user(request)
     meeting_id = path_int(request, "meeting_id")
     async with request.app.state.db.session() as s:
-        meeting = await meeting_for_user(s, user, meeting_id)
+        # Every case of the minutes is a read of its patient's record, each named in the audit trail.
+        meeting, cases = await access.read_meeting_cases(s, user, meeting_id, request=request,
+                                                         what=f"minutes of meeting {meeting_id}, case {{case}}")
         board = await s.get(Board, meeting.board_id)
         latest = await store.meeting_versions(s, meeting_id)
-        cases = (await s.exec(select(Case).where(Case.meeting_id == meeting_id).order_by(col(Case.position),
-                                                                                         col(Case.id)))).all()
         items = []
         for case in cases:
             assert case.id is not None
@@ -369,8 +360,6 @@ async def _minutes_of(request: Request) -> tuple[str, date, list[render.MinutesI
             except Invalid:
                 continue  # a case that cannot become a fiche yet (e.g. patient without identifier) is left out
             items.append(render.MinutesItem(fiche))
-        await audit.record(s, event="patient_record", action="R", request=request, meeting_id=meeting_id,
-                           what=f"minutes of meeting {meeting_id}")
         title = meeting.title or (board.name if board else "RCP")
         day = items[0].fiche.meeting_date if items else as_utc(meeting.starts_at).date()
     return title, day, items

@@ -23,9 +23,8 @@ __all__ = ["routes"]
 async def room_page(request: Request) -> Response:
     """The meeting room: participants, floor, agenda with the case panel, and the viewer driven by the room."""
     from rcp import i18n
-    from rcp.auth import audit
-    from rcp.auth.permissions import meeting_for_user
     from rcp.http import current_user
+    from rcp.scheduling import access
     from rcp.scheduling.models import Case
     from rcp.scheduling.specialties import SPECIALTIES
     from rcp.templating import render
@@ -33,25 +32,17 @@ async def room_page(request: Request) -> Response:
     user = current_user(request)
     meeting_id = int(request.path_params["meeting_id"])
     async with request.app.state.db.session() as s:
-        meeting = await meeting_for_user(s, user, meeting_id)
-        cases = (
+        shown = (
             await s.exec(
                 select(Case)
                 .where(Case.meeting_id == meeting_id, Case.status != "withdrawn")
                 .order_by(col(Case.position), col(Case.id))
             )
         ).all()
-        # The case panel shows each case's question and summary: patient data, so it is audited (DCM 110110).
-        for case in cases:
-            await audit.record(
-                s,
-                event="patient_record",
-                action="R",
-                request=request,
-                patient_id=case.patient_id,
-                meeting_id=meeting_id,
-                what=f"case {case.id} in meeting room {meeting_id}",
-            )
+        # The case panel shows each case's question and summary: patient data, read and audited in one call.
+        meeting, cases = await access.read_meeting_cases(
+            s, user, meeting_id, cases=shown, request=request, what=f"case {{case}} in meeting room {meeting_id}"
+        )
     agenda: list[dict[str, Any]] = [
         {
             "id": case.id,
@@ -69,14 +60,13 @@ async def room_page(request: Request) -> Response:
 
 async def attendance(request: Request) -> Response:
     """Join and leave times per participant, from the room's event log (coordinators of the board)."""
-    from rcp.auth.permissions import meeting_for_user, require_manager
     from rcp.http import current_user
+    from rcp.scheduling import access
 
     user = current_user(request)
     meeting_id = int(request.path_params["meeting_id"])
     async with request.app.state.db.session() as s:
-        meeting = await meeting_for_user(s, user, meeting_id)
-        await require_manager(s, user, meeting.board_id)
+        await access.require_meeting(s, user, meeting_id, access.Action.manage_meeting)
     people = await meeting_attendance(request.app.state.rooms.log, meeting_id)
     return JSONResponse(
         {

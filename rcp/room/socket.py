@@ -19,8 +19,10 @@ client → server
 
 Who may connect: the caller authenticated by the app's middleware (session cookie — including the
 meeting-scoped session a signed join link opens, see rcp.auth.links — or a bearer token) and allowed to see the
-meeting (:func:`rcp.auth.permissions.meeting_for_user`). A refusal is an ``error`` frame followed by a close
-with the error's code (4401, 4404), so the page can say why instead of retrying forever.
+meeting (``view meeting`` in :mod:`rcp.scheduling.access`); the same policy says whether they chair it (``chair
+room``: the board's coordinators), which is what the room's commands check (:attr:`Participant.chairs`). A refusal
+is an ``error`` frame followed by a close with the error's code (4401, 4404), so the page can say why instead of
+retrying forever; it is recorded as a security alert.
 """
 
 from __future__ import annotations
@@ -42,16 +44,18 @@ __all__ = ["room_socket"]
 logger = logging.getLogger(__name__)
 
 
-async def authorise(websocket: WebSocket, meeting_id: int) -> Any:
-    """The caller, if they may enter this meeting's room; NotAuthenticated / NotFound otherwise."""
-    from rcp.auth.permissions import meeting_for_user
+async def authorise(websocket: WebSocket, meeting_id: int) -> tuple[Any, bool]:
+    """The caller, if they may enter this meeting's room, and whether they chair it; NotAuthenticated / NotFound
+    otherwise."""
+    from rcp.scheduling import access
 
     user = websocket.scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False):
         raise NotAuthenticated("Sign in (or open your join link) before entering the meeting room.")
     async with websocket.app.state.db.session() as session:
-        await meeting_for_user(session, user, meeting_id)
-    return user
+        meeting = await access.require_meeting(session, user, meeting_id, access.Action.view_meeting)
+        chairs = await access.allows(session, user, access.Action.chair_room, meeting)
+    return user, chairs
 
 
 def _last_seq(websocket: WebSocket) -> int | None:
@@ -61,13 +65,18 @@ def _last_seq(websocket: WebSocket) -> int | None:
     return int(raw)
 
 
-def participant_of(user: Any, *, node: str) -> Participant:
+def participant_of(user: Any, *, node: str, chairs: bool | None = None) -> Participant:
+    """The participant the room shows; ``chairs`` (the policy's ``chair room``) makes their role "coordinator" —
+    the role the room's commands check — and a coordinator who does not chair this meeting is a "clinician" in it."""
+    role = str(getattr(user, "role", "clinician"))
+    if chairs is not None:
+        role = "coordinator" if chairs else ("clinician" if role == "coordinator" else role)
     return Participant(
         user_id=int(user.id),
         display_name=str(getattr(user, "display_name", "") or getattr(user, "username", "")),
         specialty=str(getattr(user, "specialty", "") or ""),
         hospital=str(getattr(user, "hospital", "") or ""),
-        role=str(getattr(user, "role", "clinician")),
+        role=role,
         node=node,
         guest=bool(getattr(user, "is_guest", False)),
     )
@@ -78,14 +87,17 @@ async def room_socket(websocket: WebSocket) -> None:
     rooms: Rooms = websocket.app.state.rooms
     await websocket.accept()
     try:
-        user = await authorise(websocket, meeting_id)
+        user, chairs = await authorise(websocket, meeting_id)
     except RcpError as error:
+        from rcp.scheduling.access import record_refusal
+
+        await record_refusal(websocket.app.state.db, error, websocket)
         await websocket.send_text(error_frame(error))
         await websocket.close(error.ws_code, error.code)
         return
     room = await rooms.acquire(meeting_id)
     try:
-        await serve(websocket, room, participant_of(user, node=rooms.node_id))
+        await serve(websocket, room, participant_of(user, node=rooms.node_id, chairs=chairs))
     finally:
         await rooms.release(room)
 

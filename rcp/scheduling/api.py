@@ -6,15 +6,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rcp.auth import audit
-from rcp.auth.permissions import board_for_user, case_for_user, patient_for_user
 from rcp.db import Database
 from rcp.errors import BadRequest
 from rcp.http import current_user, json_out, path_int, read_json
 from rcp.i18n import current_locale
 from rcp.mail import mask_address, wake
 from rcp.openapi import ApiRoute
-from rcp.scheduling import schemas, service
+from rcp.scheduling import access, schemas, service
 from rcp.scheduling.models import Invitation
 
 __all__ = ["routes"]
@@ -44,7 +42,7 @@ async def create_board(request: Request) -> Response:
 async def board(request: Request) -> Response:
     user = current_user(request)
     async with _db(request).session() as s:
-        found = await board_for_user(s, user, path_int(request, "board_id"))
+        found = await access.require_board(s, user, path_int(request, "board_id"))
         return json_out(schemas.BoardOut.model_validate(found, from_attributes=True))
 
 
@@ -105,7 +103,8 @@ async def reorder(request: Request) -> Response:
 async def case(request: Request) -> Response:
     user = current_user(request)
     async with _db(request).session() as s:
-        found = await case_for_user(s, user, path_int(request, "case_id"))
+        found, _meeting = await access.require_case(s, user, path_int(request, "case_id"))
+        # cases_out audits the read of each case's patient.
         return json_out((await service.cases_out(s, user, [found], request=request))[0])
 
 
@@ -135,8 +134,11 @@ async def patients(request: Request) -> Response:
     user = current_user(request)
     query = request.query_params.get("q", "")[:100]
     identifier = request.query_params.get("identifier", "")[:64]
+    system = request.query_params.get("system", "")[:20]
+    assigner = request.query_params.get("assigner", "")[:100]
     async with _db(request).session() as s:
-        found = await service.find_patients(s, user, query=query, identifier=identifier, request=request)
+        found = await service.find_patients(s, user, query=query, identifier=identifier, system=system,
+                                            assigner=assigner, request=request)
         idents = await service.identifiers_of(s, [p.id for p in found if p.id is not None])
         return json_out([service.patient_out(p, idents[p.id]) for p in found if p.id is not None])
 
@@ -155,9 +157,7 @@ async def patient(request: Request) -> Response:
     user = current_user(request)
     patient_id = path_int(request, "patient_id")
     async with _db(request).session() as s:
-        found = await patient_for_user(s, user, patient_id)
-        await audit.record(s, event="patient_record", action="R", request=request, patient_id=patient_id,
-                           what=f"patient {patient_id}")
+        found = await access.read_patient(s, user, patient_id, request=request)
         idents = await service.identifiers_of(s, [patient_id])
         return json_out(service.patient_out(found, idents[patient_id]))
 
@@ -166,9 +166,7 @@ async def invitations(request: Request) -> Response:
     user = current_user(request)
     meeting_id = path_int(request, "meeting_id")
     async with _db(request).session() as s:
-        from rcp.auth.permissions import meeting_for_user
-
-        await meeting_for_user(s, user, meeting_id)
+        await access.require_meeting(s, user, meeting_id, access.Action.view_meeting)
         rows = await service.invitations_of(s, meeting_id)
         return json_out(await service.invitations_out(s, rows))
 
@@ -276,7 +274,10 @@ routes = [
              tag="cases", response=schemas.CaseOut),
     ApiRoute("/api/patients", patients, method="GET", summary="Find patients among the caller's meetings",
              tag="patients", response=schemas.PatientOut, many=True,
-             query={"q": "family name prefix", "identifier": "exact INS or IPP"}),
+             query={"q": "family name prefix", "identifier": "exact INS or IPP",
+                    "system": "INS-NIR or IPP: with assigner (IPP) or INS-NIR, finds a registered patient "
+                              "outside the caller's meetings (coordinators; audited)",
+                    "assigner": "the IPP's assigning authority (hospital)"}),
     ApiRoute("/api/patients", create_patient, method="POST", summary="Register a patient", tag="patients",
              body=schemas.PatientIn, response=schemas.PatientOut, status=201),
     ApiRoute("/api/patients/{patient_id:int}", patient, method="GET", summary="A patient", tag="patients",

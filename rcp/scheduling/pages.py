@@ -26,7 +26,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from rcp.auth.permissions import case_for_user, may_manage_board, meeting_for_user
 from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.errors import Conflict, Invalid, NotFound, RcpError
@@ -34,7 +33,8 @@ from rcp.http import current_user, path_int
 from rcp.i18n import N_, current_locale
 from rcp.i18n import gettext as _
 from rcp.mail import wake
-from rcp.scheduling import agenda, schemas, service
+from rcp.scheduling import access, agenda, schemas, service
+from rcp.scheduling.access import Action, case_for_user, manages_board, meeting_for_user
 from rcp.scheduling.models import Board, Invitation
 from rcp.templating import WEB_DIR, render
 
@@ -215,7 +215,7 @@ async def managed_boards(session: AsyncSession, user: Any) -> list[Board]:
     """Boards whose meetings ``user`` may schedule (page-specific: the new-meeting form's choices)."""
     if not _is_coordinator(user):
         return []
-    return [b for b in await service.list_boards(session, user) if await may_manage_board(session, user, b.id)]  # type: ignore[arg-type]
+    return [b for b in await service.list_boards(session, user) if await manages_board(session, user, b.id)]  # type: ignore[arg-type]
 
 
 async def own_answers(session: AsyncSession, user: Any) -> dict[int, str]:
@@ -356,7 +356,7 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
         return _refused_json(message, {**(case_errors or {}), **(invite_errors or {}), **(guest_errors or {})},
                              status)
     detail = await service.meeting_detail(s, user, meeting_id, request=request)
-    manage = await may_manage_board(s, user, detail.board_id)
+    manage = await manages_board(s, user, detail.board_id)
     board = await s.get(Board, detail.board_id)
     assert board is not None
     is_open = detail.status in {"scheduled", "live"}
@@ -368,7 +368,10 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
         invited = {i.user_id for i in detail.invitations}
         people = [p for p in await service.users_for_invitation(s, user) if p.id not in invited]
         if (query or identifier) and request.method == "GET":
-            patients = await service.find_patients(s, user, query=query, identifier=identifier, request=request)
+            assigner = request.query_params.get("assigner", "")[:100].strip()
+            system = request.query_params.get("system", "")[:20].strip()
+            patients = await service.find_patients(s, user, query=query, identifier=identifier, system=system,
+                                                   assigner=assigner, request=request)
             idents = await service.identifiers_of(s, [p.id for p in patients if p.id is not None])
             found_patients = [service.patient_out(p, idents[p.id]) for p in patients if p.id is not None]
     active = [c for c in detail.cases if c.status not in agenda.CLOSED_CASE_STATUSES]
@@ -527,8 +530,9 @@ async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: i
     meeting_row = await meeting_for_user(s, user, found.meeting_id)
     board = await s.get(Board, meeting_row.board_id)
     assert board is not None and meeting_row.id is not None
-    manage = await may_manage_board(s, user, board.id)  # type: ignore[arg-type]
-    editable = manage and meeting_row.status in {"scheduled", "live"} and out.status not in agenda.CLOSED_CASE_STATUSES
+    manage = await access.allows(s, user, Action.manage_meeting, meeting_row)
+    editable = (await access.allows(s, user, Action.edit_agenda, meeting_row)
+                and out.status not in agenda.CLOSED_CASE_STATUSES)
     return {"case": out, "meeting": service.meeting_out(meeting_row, board, 0), "board": board,
             "page_path": f"/cases/{case_id}",
             "manage": manage, "editable": editable,
@@ -694,7 +698,8 @@ async def invitation_send(request: Request) -> Response:
 async def _invitation_meeting(s: AsyncSession, user: Any, invitation_id: int) -> int:
     inv = await s.get(Invitation, invitation_id)
     if inv is None:
-        raise NotFound(_("This invitation no longer exists."))
+        raise access.NotVisible(_("This invitation no longer exists."),
+                                alert=access.Alert(Action.view_meeting, f"invitation {invitation_id}"))
     await meeting_for_user(s, user, inv.meeting_id)
     return inv.meeting_id
 

@@ -20,18 +20,12 @@ from starlette.requests import HTTPConnection
 
 from rcp.auth import audit
 from rcp.auth.models import Role, User
-from rcp.auth.permissions import (
-    is_admin,
-    meeting_for_user,
-    require_manager,
-    visible_board_ids,
-    visible_meeting_ids,
-)
 from rcp.clock import as_utc, utcnow
-from rcp.errors import Conflict, Forbidden, Invalid, NotFound
+from rcp.errors import Conflict, Invalid
 from rcp.identifiers import ServicePatient
 from rcp.mail import Mail, latest_by_invitation, mask_address
-from rcp.scheduling import agenda, schemas
+from rcp.scheduling import access, agenda, schemas
+from rcp.scheduling.access import Action, is_admin, meeting_for_user, visible_board_ids, visible_meeting_ids
 from rcp.scheduling.models import (
     Board,
     BoardCoordinator,
@@ -87,12 +81,11 @@ async def list_boards(session: AsyncSession, user: Any) -> list[Board]:
 
 
 async def create_board(session: AsyncSession, user: Any, data: schemas.BoardIn) -> Board:
-    if not is_admin(user) and user.role != Role.coordinator:
-        raise Forbidden("Only coordinators and administrators create boards.")
+    access.require(user, Action.create_board)
     board = Board(**data.model_dump())
     session.add(board)
     await session.flush()
-    if user.role == Role.coordinator:
+    if access.role_of(user) == Role.coordinator:
         assert board.id is not None
         session.add(BoardCoordinator(board_id=board.id, user_id=user.id))
     return board
@@ -134,7 +127,13 @@ async def create_meeting(session: AsyncSession, user: Any, data: schemas.Meeting
     board = await session.get(Board, data.board_id)
     if board is None:
         raise Invalid(f"No board {data.board_id}.", fields={"board_id": "unknown board"})
-    await require_manager(session, user, data.board_id)
+    if access.role_of(user) == "guest":
+        access.require(user, Action.create_board)  # a join-link session schedules nothing (403)
+    try:
+        await access.require_board(session, user, data.board_id, Action.manage_meeting)
+    except access.NotVisible:
+        # Scheduling on a board one does not see: the same answer as for a board that does not exist.
+        raise Invalid(f"No board {data.board_id}.", fields={"board_id": "unknown board"}) from None
     meeting = Meeting(
         board_id=data.board_id,
         title=data.title or board.name,
@@ -146,11 +145,10 @@ async def create_meeting(session: AsyncSession, user: Any, data: schemas.Meeting
     return meeting
 
 
-async def managed_meeting(session: AsyncSession, user: Any, meeting_id: int) -> Meeting:
-    """The meeting, if the user may see it, and may change it (coordinator of its board)."""
-    meeting = await meeting_for_user(session, user, meeting_id)
-    await require_manager(session, user, meeting.board_id)
-    return meeting
+async def managed_meeting(session: AsyncSession, user: Any, meeting_id: int,
+                          action: Action = Action.manage_meeting) -> Meeting:
+    """The meeting, if the user may see it, and may change it (coordinator of its board); see rcp.scheduling.access."""
+    return await access.require_meeting(session, user, meeting_id, action)
 
 
 _TRANSITIONS: dict[str, frozenset[str]] = {
@@ -195,8 +193,7 @@ async def identifiers_of(session: AsyncSession, patient_ids: Sequence[int]) -> d
 
 async def create_patient(session: AsyncSession, user: Any, data: schemas.PatientIn, *,
                          request: HTTPConnection | None = None) -> Patient:
-    if user.role not in {Role.coordinator, Role.admin, Role.service}:
-        raise Forbidden("Only coordinators register patients.")
+    access.require(user, Action.register_patient)
     seen: set[tuple[str, str, str]] = set()
     for index, ident in enumerate(data.identifiers):
         key = (ident.system, ident.assigner, ident.value)
@@ -234,18 +231,29 @@ async def create_patient(session: AsyncSession, user: Any, data: schemas.Patient
 
 
 async def find_patients(session: AsyncSession, user: Any, *, query: str = "", identifier: str = "",
-                        request: HTTPConnection | None = None, limit: int = 20) -> list[Patient]:
-    """Patients the user may see whose name starts with ``query``; coordinators may also look up an exact
-    identifier (to reuse a registered patient instead of creating a duplicate), which is audited."""
-    visible = select(Case.patient_id).where(col(Case.meeting_id).in_(visible_meeting_ids(user)))
+                        system: str = "", assigner: str = "", request: HTTPConnection | None = None,
+                        limit: int = 20) -> list[Patient]:
+    """Patients of the caller's meetings whose name starts with ``query`` and who carry ``identifier``.
+
+    With its assigning authority (``assigner`` for an IPP, or ``system="INS-NIR"`` for the national INS), an exact
+    identifier finds the registered patient wherever they are (so that a coordinator reuses the record instead of
+    creating a duplicate): that is the policy's ``find patient`` (coordinators and admins), audited so that the
+    patient can then be put on the finder's agenda (:func:`rcp.scheduling.access.found_by_identifier`). A bare
+    identifier matches that value at every hospital, so it only searches the caller's own patients.
+    """
+    exact = bool(identifier) and (bool(assigner) or system == "INS-NIR")
     statement = select(Patient)
-    if identifier and user.role in {Role.coordinator, Role.admin}:
-        statement = statement.where(
-            col(Patient.id).in_(select(PatientIdentifier.patient_id).where(PatientIdentifier.value == identifier))
-        )
+    if exact:
+        access.require(user, Action.find_patient)
+        wanted = select(PatientIdentifier.patient_id).where(PatientIdentifier.value == identifier)
+        if system == "INS-NIR" and not assigner:
+            wanted = wanted.where(PatientIdentifier.system == "INS-NIR")
+        else:
+            wanted = wanted.where(PatientIdentifier.system == (system or "IPP"), PatientIdentifier.assigner == assigner)
+        statement = statement.where(col(Patient.id).in_(wanted))
     else:
         if not is_admin(user):
-            statement = statement.where(col(Patient.id).in_(visible))
+            statement = statement.where(col(Patient.id).in_(access.visible_patient_ids(user)))
         if identifier:
             statement = statement.where(
                 col(Patient.id).in_(select(PatientIdentifier.patient_id).where(PatientIdentifier.value == identifier))
@@ -254,8 +262,9 @@ async def find_patients(session: AsyncSession, user: Any, *, query: str = "", id
         statement = statement.where(func.lower(Patient.family_name).startswith(query.lower()))
     patients = list((await session.exec(statement.order_by(Patient.family_name).limit(limit))).all())
     for patient in patients:
+        what = access.IDENTIFIER_LOOKUP if exact else "patient {patient} (search)"
         await audit.record(session, event="patient_record", action="R", request=request, user=user,
-                           patient_id=patient.id, what=f"patient {patient.id} (search)")
+                           patient_id=patient.id, what=what.format(patient=patient.id))
     return patients
 
 
@@ -272,15 +281,6 @@ def patient_out(patient: Patient, identifiers: Sequence[PatientIdentifier]) -> s
 
 
 # --- cases --------------------------------------------------------------------------------------------------
-
-
-def _require_open(meeting: Meeting) -> None:
-    if meeting.status not in OPEN_MEETING:
-        raise Conflict(
-            f"This meeting is {meeting.status}: its agenda can no longer change. Add the case to the board's "
-            "next meeting instead.",
-            fields={"meeting_id": f"meeting is {meeting.status}"},
-        )
 
 
 def _require_active(case: Case) -> None:
@@ -346,8 +346,7 @@ async def service_patient(session: AsyncSession, patient_id: int) -> ServicePati
 
 async def add_case(session: AsyncSession, user: Any, meeting_id: int, data: schemas.CaseIn, *,
                    request: HTTPConnection | None = None) -> Case:
-    meeting = await managed_meeting(session, user, meeting_id)
-    _require_open(meeting)
+    await managed_meeting(session, user, meeting_id, Action.edit_agenda)
     if (data.patient_id is None) == (data.patient is None):
         raise Invalid("Give either patient_id (an existing patient) or patient (a new one).",
                       fields={"patient_id": "give patient_id or patient", "patient": "give patient_id or patient"})
@@ -363,8 +362,13 @@ async def add_case(session: AsyncSession, user: Any, meeting_id: int, data: sche
         patient = await create_patient(session, user, data.patient, request=request)
     else:
         assert data.patient_id is not None
-        found = await session.get(Patient, data.patient_id)
+        found = (await session.exec(select(Patient).where(
+            Patient.id == data.patient_id, col(Patient.id).in_(access.visible_patient_ids(user))))).first()
+        if found is None and (is_admin(user) or await access.found_by_identifier(session, user, data.patient_id)):
+            found = await session.get(Patient, data.patient_id)
         if found is None:
+            # Outside the caller's meetings, unless looked up by exact identifier: the same answer as for an id
+            # that does not exist (ids are sequential; they must not reveal who is registered).
             raise Invalid(f"No patient {data.patient_id}.", fields={"patient_id": "unknown patient"})
         patient = found
     cases = await active_cases(session, meeting_id)
@@ -382,18 +386,14 @@ async def add_case(session: AsyncSession, user: Any, meeting_id: int, data: sche
     return case
 
 
-async def case_for_manager(session: AsyncSession, user: Any, case_id: int) -> tuple[Case, Meeting]:
-    from rcp.auth.permissions import case_for_user
-
-    case = await case_for_user(session, user, case_id)
-    meeting = await managed_meeting(session, user, case.meeting_id)
-    return case, meeting
+async def case_for_manager(session: AsyncSession, user: Any, case_id: int,
+                           action: Action = Action.manage_meeting) -> tuple[Case, Meeting]:
+    return await access.require_case(session, user, case_id, action)
 
 
 async def update_case(session: AsyncSession, user: Any, case_id: int, data: schemas.CasePatch, *,
                       request: HTTPConnection | None = None) -> Case:
-    case, meeting = await case_for_manager(session, user, case_id)
-    _require_open(meeting)
+    case, _meeting = await case_for_manager(session, user, case_id, Action.edit_agenda)
     _require_active(case)
     if data.study_uids:
         added = [u for u in data.study_uids if u not in set(case.study_uids or [])]
@@ -409,8 +409,7 @@ async def update_case(session: AsyncSession, user: Any, case_id: int, data: sche
 
 
 async def reorder_agenda(session: AsyncSession, user: Any, meeting_id: int, case_ids: Sequence[int]) -> list[Case]:
-    meeting = await managed_meeting(session, user, meeting_id)
-    _require_open(meeting)
+    await managed_meeting(session, user, meeting_id, Action.edit_agenda)
     cases = await active_cases(session, meeting_id)
     order = agenda.reorder([c.id for c in cases if c.id is not None], case_ids)
     by_id = {c.id: c for c in cases}
@@ -496,8 +495,7 @@ async def defer_case(session: AsyncSession, user: Any, case_id: int, *,
 
 async def withdraw_case(session: AsyncSession, user: Any, case_id: int, *,
                         request: HTTPConnection | None = None) -> Case:
-    case, meeting = await case_for_manager(session, user, case_id)
-    _require_open(meeting)
+    case, _meeting = await case_for_manager(session, user, case_id, Action.edit_agenda)
     _require_active(case)
     if case.status == CaseStatus.discussed:
         raise Conflict("This case was already discussed and cannot be withdrawn.")
@@ -583,8 +581,7 @@ async def invitations_out(session: AsyncSession, rows: Sequence[tuple[Invitation
 
 async def invite(session: AsyncSession, user: Any, meeting_id: int, data: schemas.InvitationIn, *,
                  locale: str = "") -> Invitation:
-    meeting = await managed_meeting(session, user, meeting_id)
-    _require_open(meeting)
+    await managed_meeting(session, user, meeting_id, Action.edit_agenda)
     invitee = await session.get(User, data.user_id)
     if invitee is None or not invitee.active:
         raise Invalid(f"No active user {data.user_id}.", fields={"user_id": "unknown user"})
@@ -609,9 +606,9 @@ async def resend_link(session: AsyncSession, user: Any, invitation_id: int, *, l
     """The coordinator's "send again": a fresh link mailed to the guest; the previous ones stop working now."""
     inv = await session.get(Invitation, invitation_id)
     if inv is None:
-        raise NotFound(f"No invitation {invitation_id} among yours.")
-    meeting = await managed_meeting(session, user, inv.meeting_id)
-    _require_open(meeting)
+        raise access.NotVisible(f"No invitation {invitation_id} among yours.",
+                                alert=access.Alert(Action.manage_meeting, f"invitation {invitation_id}"))
+    meeting = await managed_meeting(session, user, inv.meeting_id, Action.edit_agenda)
     invitee = await session.get(User, inv.user_id)
     assert invitee is not None
     from rcp.auth.links import send_link
@@ -635,8 +632,7 @@ async def invite_guest(session: AsyncSession, user: Any, meeting_id: int, data: 
     administrator changes an address). An address of an account that signs in is refused: that physician is
     invited by name and signs in.
     """
-    meeting = await managed_meeting(session, user, meeting_id)
-    _require_open(meeting)
+    await managed_meeting(session, user, meeting_id, Action.edit_agenda)
     account = (await session.exec(select(User).where(func.lower(User.email) == data.email,
                                                      User.role != Role.guest))).first()
     if account is not None:
@@ -660,15 +656,15 @@ async def update_invitation(session: AsyncSession, user: Any, invitation_id: int
     """The invitee answers; the coordinator may change the specialty they count for, or their quorum flag."""
     inv = await session.get(Invitation, invitation_id)
     if inv is None:
-        raise NotFound(f"No invitation {invitation_id} among yours.")
+        raise access.NotVisible(f"No invitation {invitation_id} among yours.",
+                                alert=access.Alert(Action.manage_meeting, f"invitation {invitation_id}"))
     meeting = await meeting_for_user(session, user, inv.meeting_id)
-    from rcp.auth.permissions import may_manage_board
-
-    manager = await may_manage_board(session, user, meeting.board_id)
+    manager = await access.allows(session, user, Action.manage_meeting, meeting)
+    alert = access.Alert(Action.manage_meeting, f"invitation {invitation_id}", meeting_id=inv.meeting_id)
     if inv.user_id != user.id and not manager:
-        raise NotFound(f"No invitation {invitation_id} among yours.")
+        raise access.NotVisible(f"No invitation {invitation_id} among yours.", alert=alert)
     if (data.specialty is not None or data.quorum_member is not None) and not manager:
-        raise Forbidden("Only the board's coordinators change who counts for what.")
+        raise access.NotPermitted("Only the board's coordinators change who counts for what.", alert=alert)
     for name, value in data.model_dump(exclude_unset=True).items():
         setattr(inv, name, value)
     session.add(inv)
@@ -678,9 +674,9 @@ async def update_invitation(session: AsyncSession, user: Any, invitation_id: int
 async def remove_invitation(session: AsyncSession, user: Any, invitation_id: int) -> None:
     inv = await session.get(Invitation, invitation_id)
     if inv is None:
-        raise NotFound(f"No invitation {invitation_id} among yours.")
-    meeting = await managed_meeting(session, user, inv.meeting_id)
-    _require_open(meeting)
+        raise access.NotVisible(f"No invitation {invitation_id} among yours.",
+                                alert=access.Alert(Action.manage_meeting, f"invitation {invitation_id}"))
+    await managed_meeting(session, user, inv.meeting_id, Action.edit_agenda)
     await session.delete(inv)
 
 
@@ -726,8 +722,7 @@ async def meeting_detail(session: AsyncSession, user: Any, meeting_id: int, *,
 
 async def users_for_invitation(session: AsyncSession, user: Any, *, specialty: str = "") -> list[User]:
     """Clinicians a coordinator can invite, optionally of one specialty."""
-    if user.role not in {Role.coordinator, Role.admin}:
-        raise Forbidden("Only coordinators look up people to invite.")
+    access.require(user, Action.list_people)
     statement = select(User).where(col(User.active).is_(True),
                                    col(User.role).in_([Role.clinician, Role.coordinator, Role.guest]))
     if specialty:

@@ -89,11 +89,18 @@ async def test_case_studies_attach_view_and_frames(imaging_app: tuple[Any, Imagi
         series = await radiologist.get(f"/api/imaging/studies/{current}/series?case_id={case_id}")
         assert series.status_code == 200 and len(series.json()) == 1
 
-        attach = await radiologist.post(f"/api/cases/{case_id}/studies", json={"study_uids": [current]})
-        assert attach.status_code == 200, attach.text
-        assert attach.json()["study_uids"] == [current]
-        bogus = await radiologist.post(f"/api/cases/{case_id}/studies", json={"study_uids": ["1.2.3.4.5"]})
-        assert bogus.status_code == 404
+        # Only the board's coordinators change a case's studies (issue 13, finding 9).
+        refused = await radiologist.post(f"/api/cases/{case_id}/studies", json={"study_uids": [current]})
+        assert refused.status_code == 403, refused.text
+        coordinator = await _client(app, "secretariat")
+        try:
+            attach = await coordinator.post(f"/api/cases/{case_id}/studies", json={"study_uids": [current]})
+            assert attach.status_code == 200, attach.text
+            assert attach.json()["study_uids"] == [current]
+            bogus = await coordinator.post(f"/api/cases/{case_id}/studies", json={"study_uids": ["1.2.3.4.5"]})
+            assert bogus.status_code == 404
+        finally:
+            await coordinator.aclose()
 
         series_uid = (await radiologist.get(f"/api/imaging/studies/{current}/series")).json()[0]["series_uid"]
         descriptor = await radiologist.get(f"/api/imaging/studies/{current}/series/{series_uid}")

@@ -1,0 +1,249 @@
+"""Attacks on the access policy (issue 13, findings 2, 6, 9 and 12), black-box over HTTP against the served app.
+
+Each test is what a curious insider would try with an account of their own: a coordinator of another board, a
+join-link session, an invited clinician. Users and boards are made per test with unique names, so the tests do not
+depend on each other or on their order.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+from sqlmodel import col, select
+
+from rcp.auth.models import AuditEvent, LoginSession, Role, User
+from rcp.auth.passwords import hash_password
+from rcp.auth.sessions import COOKIE_NAME, cookie_signer
+from rcp.clock import utcnow
+from rcp.config import Settings
+from rcp.db import Database
+from rcp.scheduling.models import Case, Meeting, MeetingStatus, Patient, PatientIdentifier
+from tests.conftest import DEMO_PASSWORD, Client, ServerThread
+from tests.fixtures.dicom_data import make_patient, small_ct
+
+Login = Any
+
+SECURITY_ALERT = "110113"
+PATIENT_RECORD = "110110"
+INSTANCES_ACCESSED = "110103"
+
+
+async def new_user(db: Database, role: str = Role.coordinator, specialty: str = "") -> str:
+    """A fresh account with the demo password; its user name is returned."""
+    username = f"t13-{role}-{secrets.token_hex(4)}"
+    async with db.session() as s:
+        s.add(User(username=username, display_name=f"Test {username}", role=role, specialty=specialty,
+                   hospital="CHU-TEST", password_hash=hash_password(DEMO_PASSWORD)))
+    return username
+
+
+async def own_board_meeting(client: Client) -> tuple[int, int]:
+    """A coordinator's own new board with one scheduled meeting: (board id, meeting id)."""
+    board = await client.post("/api/boards", json={"name": f"RCP test {secrets.token_hex(3)}",
+                                                   "required_specialties": ["surgeon"]})
+    assert board.status_code == 201, board.text
+    meeting = await client.post("/api/meetings", json={"board_id": board.json()["id"],
+                                                       "starts_at": "2031-05-06T14:00"})
+    assert meeting.status_code == 201, meeting.text
+    return int(board.json()["id"]), int(meeting.json()["id"])
+
+
+async def demo_patient(db: Database, ipp: str = "IPP100001") -> Patient:
+    async with db.session() as s:
+        return (await s.exec(select(Patient).join(PatientIdentifier, col(PatientIdentifier.patient_id) == col(Patient.id))
+                             .where(PatientIdentifier.value == ipp))).one()
+
+
+async def demo_case(db: Database, board: str = "RCP thoracique", status: str = MeetingStatus.scheduled) -> Case:
+    """A case of a demo meeting of ``board`` in ``status``."""
+    from rcp.scheduling.models import Board
+
+    async with db.session() as s:
+        return (await s.exec(
+            select(Case).join(Meeting, col(Meeting.id) == col(Case.meeting_id))
+            .join(Board, col(Board.id) == col(Meeting.board_id))
+            .where(Board.name == board, Meeting.status == status).order_by(col(Case.id))
+        )).first()  # type: ignore[return-value]
+
+
+async def alerts_of(db: Database, user_id: int) -> list[AuditEvent]:
+    async with db.session() as s:
+        return list((await s.exec(select(AuditEvent).where(AuditEvent.user_id == user_id,
+                                                           AuditEvent.event_code == SECURITY_ALERT))).all())
+
+
+async def join_session(db: Database, settings: Settings, live_server: ServerThread, username: str,
+                       meeting_id: int) -> Client:
+    """What a join link opens: a session of ``username`` confined to ``meeting_id`` (made directly, so the test
+    does not depend on how links are delivered)."""
+    async with db.session() as s:
+        user = (await s.exec(select(User).where(User.username == username))).one()
+        assert user.id is not None
+        row = LoginSession(id=secrets.token_urlsafe(32), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
+                           created_at=utcnow(), last_seen_at=utcnow(), meeting_scope=meeting_id)
+        s.add(row)
+    http = httpx.AsyncClient(base_url=live_server.url, timeout=30,
+                             cookies={COOKIE_NAME: cookie_signer(settings).dumps(row.id)})
+    me = (await http.get("/api/session")).json()
+    return Client(http=http, csrf=row.csrf_token, me=me)
+
+
+# --- finding 2: a coordinator of any board reaches every patient -----------------------------------------------
+
+
+async def test_coordinator_of_another_board_cannot_put_any_patient_on_their_agenda(login: Login, db: Database) -> None:
+    other = await login(await new_user(db))
+    _board, meeting_id = await own_board_meeting(other)
+    victim = await demo_patient(db)
+    added = await other.post(f"/api/meetings/{meeting_id}/cases", json={"patient_id": victim.id, "question": "?"})
+    assert victim.family_name not in added.text and "IPP100001" not in added.text
+    assert added.status_code == 422, added.text  # the same answer as for an id that does not exist
+    unknown = await other.post(f"/api/meetings/{meeting_id}/cases", json={"patient_id": 10**8, "question": "?"})
+    assert unknown.status_code == 422 and unknown.json()["fields"] == added.json()["fields"]
+
+
+async def test_patient_search_needs_the_identifier_with_its_authority_and_is_audited(login: Login,
+                                                                                      db: Database) -> None:
+    other = await login(await new_user(db))
+    victim = await demo_patient(db)
+    # A bare IPP matches that value at every hospital: it is a search among the caller's own patients only.
+    bare = await other.get("/api/patients", params={"identifier": "IPP100001"})
+    assert bare.status_code == 200 and bare.json() == []
+    by_name = await other.get("/api/patients", params={"q": victim.family_name[:3]})
+    assert victim.id not in {p["id"] for p in by_name.json()}
+    # With its assigning authority, the exact identifier finds the registered patient (to avoid a duplicate)...
+    exact = await other.get("/api/patients", params={"identifier": "IPP100001", "assigner": "CHU de Lyon"})
+    assert exact.status_code == 200 and [p["id"] for p in exact.json()] == [victim.id]
+    # ... and that look-up is in the audit trail, naming the patient.
+    async with db.session() as s:
+        reads = (await s.exec(select(AuditEvent).where(AuditEvent.user_id == other.me["id"],
+                                                       AuditEvent.patient_id == victim.id))).all()
+    assert [(e.event_code, e.action) for e in reads] == [(PATIENT_RECORD, "R")]
+    assert victim.family_name not in reads[0].what
+
+
+# --- finding 6: a join-link session is confined to its meeting ---------------------------------------------------
+
+
+async def test_join_link_session_of_a_coordinator_does_only_the_guest_s_part(
+        login: Login, db: Database, settings: Settings, live_server: ServerThread) -> None:
+    case = await demo_case(db)
+    guest = await join_session(db, settings, live_server, "secretariat", case.meeting_id)
+    try:
+        assert (await guest.get(f"/api/meetings/{case.meeting_id}")).status_code == 200
+        board = await guest.post("/api/boards", json={"name": f"RCP pirate {secrets.token_hex(3)}"})
+        assert board.status_code == 403, board.text
+        meeting = await guest.post("/api/meetings", json={"board_id": 1, "starts_at": "2031-05-06T14:00"})
+        assert meeting.status_code == 403, meeting.text
+        found = await guest.get("/api/patients", params={"identifier": "IPP200001", "assigner": "CHU de Lyon"})
+        assert found.status_code == 403 or found.json() == []
+        patient = await guest.post("/api/patients", json={"family_name": "Pirate", "identifiers": []})
+        assert patient.status_code == 403
+        assert (await guest.get("/api/users")).status_code == 403
+        assert (await guest.get("/api/audit")).status_code == 403
+        # Its own meeting: it reads, it does not manage.
+        renamed = await guest.patch(f"/api/meetings/{case.meeting_id}", json={"title": "pirate"})
+        assert renamed.status_code == 403
+    finally:
+        await guest.http.aclose()
+
+
+# --- finding 9: only the board's coordinators change a case's studies, not once the meeting is closed --------------
+
+
+async def test_invited_clinician_cannot_attach_detach_or_import(login: Login, db: Database) -> None:
+    case = await demo_case(db)
+    clinician = await login("dr.radiologue")  # invited to the demo meetings
+    assert (await clinician.get(f"/api/cases/{case.id}")).status_code == 200
+    detach = await clinician.post(f"/api/cases/{case.id}/studies", json={"detach": ["1.2.3"]})
+    assert detach.status_code == 403, detach.text
+    attach = await clinician.post(f"/api/cases/{case.id}/studies", json={"study_uids": []})
+    assert attach.status_code == 403, attach.text
+    upload = await clinician.post(f"/api/cases/{case.id}/imports",
+                                  files=[("files", ("a.dcm", b"DICM" * 10, "application/dicom"))])
+    assert upload.status_code == 403, upload.text
+
+
+async def test_studies_of_a_closed_meeting_do_not_change(login: Login, db: Database) -> None:
+    case = await demo_case(db, status=MeetingStatus.closed)
+    coordinator = await login("secretariat")
+    detach = await coordinator.post(f"/api/cases/{case.id}/studies", json={"detach": ["1.2.3"]})
+    assert detach.status_code == 409, detach.text
+    upload = await coordinator.post(f"/api/cases/{case.id}/imports",
+                                    files=[("files", ("a.dcm", b"DICM" * 10, "application/dicom"))])
+    assert upload.status_code == 409, upload.text
+
+
+# --- finding 12: refusals recorded, every read of patient data names the patient -----------------------------------
+
+
+async def test_refused_accesses_are_security_alerts_without_patient_data(login: Login, db: Database) -> None:
+    case = await demo_case(db, board="RCP digestive")
+    outsider = await login(await new_user(db, Role.clinician, "surgeon"))
+    assert (await outsider.get(f"/api/cases/{case.id}")).status_code == 404
+    assert (await outsider.get(f"/cases/{case.id}/fiche")).status_code == 404
+    member = await login("dr.pneumologue")  # invited to thoracic meetings only, and a clinician
+    assert (await member.post("/api/boards", json={"name": "x"})).status_code == 403
+    alerts = await alerts_of(db, outsider.me["id"])
+    assert len(alerts) >= 2 and all(a.outcome != 0 for a in alerts)
+    assert any(f"case {case.id}" in a.what for a in alerts)
+    victim = await demo_patient(db, "IPP200001")
+    for alert in alerts:
+        assert victim.family_name not in alert.what and "IPP" not in alert.what
+    assert await alerts_of(db, member.me["id"])
+
+
+async def test_minutes_name_each_patient_read(login: Login, db: Database) -> None:
+    case = await demo_case(db, status=MeetingStatus.closed)
+    reader = await login("dr.chirurgien")
+    assert (await reader.get(f"/meetings/{case.meeting_id}/minutes")).status_code == 200
+    async with db.session() as s:
+        cases = (await s.exec(select(Case).where(Case.meeting_id == case.meeting_id))).all()
+        events = (await s.exec(select(AuditEvent).where(AuditEvent.user_id == reader.me["id"],
+                                                        AuditEvent.meeting_id == case.meeting_id))).all()
+    assert {c.patient_id for c in cases} <= {e.patient_id for e in events if e.event_code == PATIENT_RECORD}
+
+
+async def test_series_list_and_frame_reads_name_the_patient(login: Login, db: Database) -> None:
+    coordinator = await login(await new_user(db))
+    _board, meeting_id = await own_board_meeting(coordinator)
+    pacs = make_patient()
+    added = await coordinator.post(f"/api/meetings/{meeting_id}/cases", json={
+        "question": "?", "patient": {"family_name": "Lefèvre", "given_names": "Hélène-Françoise",
+                                     "birth_date": "1961-04-05", "sex": "female",
+                                     "identifiers": [{"system": "IPP", "value": pacs.patient_id,
+                                                      "assigner": pacs.issuer}]}})
+    assert added.status_code == 201, added.text
+    case_id, patient_id = added.json()["id"], added.json()["patient"]["id"]
+    files = small_ct(pacs, slices=2, size=16)
+    imported = await coordinator.post(f"/api/cases/{case_id}/imports",
+                                      files=[("files", (f"{i}.dcm", f, "application/dicom"))
+                                             for i, f in enumerate(files)])
+    assert imported.status_code == 200, imported.text
+    study_uid = (await coordinator.get(f"/api/cases/{case_id}")).json()["study_uids"][0]
+    reader = await login(await new_user(db, Role.clinician, "radiologist"))
+    people = await coordinator.post(f"/api/meetings/{meeting_id}/invitations", json={"user_id": reader.me["id"]})
+    assert people.status_code == 201, people.text
+    series = await reader.get(f"/api/imaging/studies/{study_uid}/series")
+    assert series.status_code == 200, series.text
+    first = series.json()[0]
+    descriptor = (await reader.get(first["url"])).json()
+    frame_url = descriptor["frames"][0]["url"] if "frames" in descriptor else None
+    if frame_url is None:
+        sop = descriptor["instances"][0]["sop_uid"]
+        frame_url = f"/api/imaging/frames/{study_uid}/{first['series_uid']}/{sop}/1"
+    assert (await reader.get(frame_url)).status_code == 200
+    # Another participant goes straight to a frame (no series list, no descriptor first).
+    direct = await login(await new_user(db, Role.clinician, "surgeon"))
+    invited = await coordinator.post(f"/api/meetings/{meeting_id}/invitations", json={"user_id": direct.me["id"]})
+    assert invited.status_code == 201, invited.text
+    assert (await direct.get(frame_url)).status_code == 200
+    async with db.session() as s:
+        events = (await s.exec(select(AuditEvent).where(
+            col(AuditEvent.user_id).in_([reader.me["id"], direct.me["id"]]),
+            AuditEvent.event_code == INSTANCES_ACCESSED))).all()
+    assert events and all(e.patient_id == patient_id for e in events), [(e.what, e.patient_id) for e in events]
+    assert any("series list" in e.what for e in events if e.user_id == reader.me["id"]), [e.what for e in events]
+    assert any("frame" in e.what for e in events if e.user_id == direct.me["id"]), [e.what for e in events]
