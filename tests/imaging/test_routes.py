@@ -92,7 +92,7 @@ async def test_case_studies_attach_view_and_frames(imaging_app: tuple[Any, Imagi
         # Only the board's coordinators change a case's studies (issue 13, finding 9).
         refused = await radiologist.post(f"/api/cases/{case_id}/studies", json={"study_uids": [current]})
         assert refused.status_code == 403, refused.text
-        coordinator = await _client(app, "secretariat")
+        coordinator = await _client(app, meeting.coordinator)
         try:
             attach = await coordinator.post(f"/api/cases/{case_id}/studies", json={"study_uids": [current]})
             assert attach.status_code == 200, attach.text
