@@ -90,14 +90,17 @@ def until_sync(condition: Callable[[], T], what: str, *, timeout: float = PATIEN
 
 
 # -- sockets ----------------------------------------------------------------------------------------------------
-def listening_socket(host: str = HOST) -> socket.socket:
+def listening_socket(host: str = HOST, *, port: int = 0) -> socket.socket:
     """A TCP socket bound to a port the kernel picks on ``host``, already listening.
 
     Connections made before the server starts wait in the backlog; the port is ours until the socket closes.
+    ``port`` only to come back on a port this test held before (a receiver that restarts, as a real one does).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.bind((host, 0))
+        if port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # its old connections may be in TIME_WAIT
+        sock.bind((host, port))
         sock.listen(128)
     except OSError:
         sock.close()

@@ -4,6 +4,10 @@ A test module never imports another test module: what two modules share (a room 
 fixture) lives in a helper module next to them (``node.py``, ``seeding.py``, ``helpers.py``) or in a conftest.
 Importing a test module runs its tests' module code twice, re-registers its fixtures under a second name, and ties
 one module's tests to another's private details.
+
+Every server a test starts goes through tests/servers.py, which binds its socket before the server starts: no
+other file under tests/ builds a uvicorn server or binds a socket itself (the old ``free_port``: bind, close, and
+hope nobody takes the port before the server binds it again).
 """
 
 from __future__ import annotations
@@ -49,6 +53,43 @@ def test_no_test_module_imports_another_test_module() -> None:
         if is_test_module(name) and name != module_name(path)
     )
     assert not offenders, "move what they share into a helper module next to them:\n" + "\n".join(offenders)
+
+
+#: Calls that start a server or take a port, allowed only in tests/servers.py (and its own test, which binds to
+#: check that a port is taken); asyncio's servers are fine when handed ``sock=listening_socket()``.
+SERVER_CALLS = {"uvicorn.Server", "uvicorn.Config", "uvicorn.run", ".bind", ".start_server", ".create_server"}
+SERVERS_ALLOWED = {"tests.servers", "tests.test_servers"}
+
+
+def server_calls(source: str) -> set[str]:
+    """The SERVER_CALLS in ``source``, by their dotted name (``.bind`` for any object's ``bind``)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if any(keyword.arg == "sock" for keyword in node.keywords):
+                continue  # a server on a socket bound before it starts
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+            for name in (f"{owner}.{node.func.attr}", f".{node.func.attr}"):
+                if name in SERVER_CALLS:
+                    found.add(name)
+    return found
+
+
+def test_servers_are_started_through_tests_servers() -> None:
+    offenders = sorted(
+        f"{module_name(path)} calls {call}"
+        for path in TESTS.rglob("*.py")
+        if module_name(path) not in SERVERS_ALLOWED
+        for call in server_calls(path.read_text())
+    )
+    assert not offenders, "start servers with tests/servers.py (see tests/README.md):\n" + "\n".join(offenders)
+
+
+def test_the_server_rule_sees_uvicorn_and_bind() -> None:
+    source = "uvicorn.Server(config)\nsock.bind(('127.0.0.1', 0))\nawait asyncio.start_server(h, '127.0.0.1', 0)\n"
+    assert server_calls(source) == {"uvicorn.Server", ".bind", ".start_server"}
+    assert server_calls("await loop.create_server(factory, sock=listening_socket())\n") == set()
+    assert server_calls("ServerThread(app).start()\nuntil(lambda: True, 'x')\n") == set()
 
 
 def test_the_rule_sees_absolute_relative_and_from_package_imports() -> None:

@@ -37,7 +37,7 @@ from tests.fixtures.smtp import join_link
 from tests.minutes.seeding import seed
 from tests.room.client import RoomClient
 from tests.room.node import demo_service
-from tests.servers import ServerProcess, until
+from tests.servers import ServerProcess, listening_socket, until
 
 # -- append-only: the database refuses ------------------------------------------------------------------------
 
@@ -328,7 +328,7 @@ class SyslogReceiver:
 
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
-        self.server = await asyncio.start_server(self._read, "127.0.0.1", 0, ssl=context)
+        self.server = await asyncio.start_server(self._read, sock=listening_socket(), ssl=context)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
