@@ -27,6 +27,7 @@ from rcp.db import Database
 from rcp.imaging.archive import Archive, open_archive
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
 from tests.conftest import Client, sign_in
+from tests.factories import HOSPITAL as FACTORY_HOSPITAL
 from tests.factories import make_meeting
 from tests.servers import ServerThread
 
@@ -124,6 +125,29 @@ async def test_import_with_the_case_ipp_and_a_foreign_study_uid_is_refused(login
     case = (await coordinator.get(f"/api/cases/{ours.case_id}")).json()
     assert foreign_study not in case["study_uids"]
     listing = await coordinator.get(f"/api/imaging/studies/{foreign_study}/series?case_id={ours.case_id}")
+    assert listing.status_code == 404
+    assert _uids(bait[0])[2] not in await _stored_sops(local_archive, foreign_study)
+
+
+async def test_the_invited_clinicians_version_of_the_attack(login: Any, local_archive: Archive, db: Database
+                                                            ) -> None:
+    """As the finding was made: an invited clinician, a case of their meeting (refused by role once the policy
+    lane guards the route, and by identity in any case)."""
+    made = await make_meeting(db, cases=1, invite=("radiologist",))
+    clinician = await login(made.invitations[0].user)
+    target = made.cases[0]
+    ours = SyntheticPatient(target.patient.ipp, FACTORY_HOSPITAL, target.patient.family_name,
+                            target.patient.given_names, date(1961, 5, 4), "F")
+    foreign = _patient("Autrui", sex="M", born=date(1950, 2, 2))
+    await local_archive.store(_ct(foreign, slices=2))
+    foreign_study = (await local_archive.search_studies(patient_id=foreign.patient_id))[0].study_uid
+    bait = _ct(ours, slices=1, study_uid=foreign_study)
+    response = await clinician.post(f"/api/cases/{target.id}/imports", files=_files(bait))
+    assert response.status_code in (403, 422), response.text
+    assert "AUTRUI" not in response.text.upper()
+    case = (await clinician.get(f"/api/cases/{target.id}")).json()
+    assert foreign_study not in case["study_uids"]
+    listing = await clinician.get(f"/api/imaging/studies/{foreign_study}/series?case_id={target.id}")
     assert listing.status_code == 404
     assert _uids(bait[0])[2] not in await _stored_sops(local_archive, foreign_study)
 
