@@ -13,11 +13,12 @@ __all__ = ["TIMEOUT_MS", "open_room", "sign_in"]
 TIMEOUT_MS = 30_000
 
 
-async def sign_in(page: Page, base: str, username: str = "secretariat") -> None:
+async def sign_in(page: Page, base: str, username: str = "secretariat", password: str = DEMO_PASSWORD) -> None:
+    """Through the login page, as a demo user (their password by default) or a factory user (``user.password``)."""
     await page.goto(f"{base}/meetings")
     await expect(page).to_have_url(f"{base}/login?next=/meetings")
     await page.fill("#f-username", username)
-    await page.fill("#f-password", DEMO_PASSWORD)
+    await page.fill("#f-password", password)
     await page.click("button[type=submit].primary")
     await expect(page).to_have_url(f"{base}/meetings")
 

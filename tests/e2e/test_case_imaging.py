@@ -26,6 +26,7 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
 from tests.e2e.pages import sign_in
+from tests.factories import MadeMeeting, MadeUser, make_meeting
 from tests.imaging.cases import ImagingCase, new_imaging_case
 from tests.servers import ServerThread
 
@@ -69,30 +70,37 @@ async def grey(page: Page, viewport: int, x: float, y: float) -> int:
 
 
 @pytest.fixture
-async def imaging_case(login: Any, settings: Settings, db: Database) -> ImagingCase:
-    coordinator = await login("secretariat")
-    return await new_imaging_case(coordinator, settings, db, slices=SLICES, size=SIZE, family_name="Vérané")
+async def meeting(db: Database) -> MadeMeeting:
+    """The test's own meeting (tests.factories): a board, its coordinator, no case yet."""
+    return await make_meeting(db, cases=0, invite=("radiologist",))
 
 
-async def descriptor_of(login: Any, case: ImagingCase, study_uid: str) -> dict[str, Any]:
-    client = await login("secretariat")
+@pytest.fixture
+async def imaging_case(login: Any, settings: Settings, db: Database, meeting: MadeMeeting) -> ImagingCase:
+    coordinator = await login(meeting.coordinator)
+    return await new_imaging_case(coordinator, settings, db, slices=SLICES, size=SIZE, family_name="Vérané",
+                                  meeting_id=meeting.id)
+
+
+async def descriptor_of(login: Any, user: MadeUser, case: ImagingCase, study_uid: str) -> dict[str, Any]:
+    client = await login(user)
     series = (await client.get(f"/api/imaging/studies/{study_uid}/series?case_id={case.case_id}")).json()
     url = f"{series[0]['url']}?case_id={case.case_id}"
     body: dict[str, Any] = (await client.get(url)).json()
     return body
 
 
-async def open_case(page: Page, base: str, case: ImagingCase) -> None:
-    await sign_in(page, base)
+async def open_case(page: Page, base: str, case: ImagingCase, user: MadeUser) -> None:
+    await sign_in(page, base, user.username, user.password)
     await page.goto(f"{base}/cases/{case.case_id}")
     await page.evaluate("window.caseImagingReady")
     await expect(page.locator("[data-studies-body] tr[data-study-uid]")).to_have_count(2)
 
 
 async def test_coordinator_attaches_and_reads_a_ct(new_page: Any, live_server: Any, login: Any,
-                                                   imaging_case: ImagingCase) -> None:
+                                                   imaging_case: ImagingCase, meeting: MadeMeeting) -> None:
     page: Page = await new_page(viewport=(1280, 720))
-    await open_case(page, live_server.url, imaging_case)
+    await open_case(page, live_server.url, imaging_case, meeting.coordinator)
     panel = page.locator("[data-case-imaging]")
     readiness = page.locator(".col-side ul.readiness > li").nth(1)
     await expect(page.locator("[data-missing-images]")).to_be_visible()
@@ -105,7 +113,7 @@ async def test_coordinator_attaches_and_reads_a_ct(new_page: Any, live_server: A
     await expect(page.locator("[data-missing-images]")).to_be_hidden()
     await expect(readiness).to_have_class("done")
     await expect(panel).to_have_attribute("data-attached-count", "1")
-    api = await login("secretariat")
+    api = await login(meeting.coordinator)
     case_json = (await api.get(f"/api/cases/{imaging_case.case_id}")).json()
     assert case_json["study_uids"] == [imaging_case.current_uid]
     assert "studies" not in case_json["readiness"]["missing"]
@@ -116,7 +124,7 @@ async def test_coordinator_attaches_and_reads_a_ct(new_page: Any, live_server: A
     await series_row.locator("[data-open-series]").first.click()
     await page.wait_for_function("() => caseViewer.getState().viewports[0].seriesUid !== null")
     await page.evaluate("caseViewer.settled()")
-    descriptor = await descriptor_of(login, imaging_case, imaging_case.current_uid)
+    descriptor = await descriptor_of(login, meeting.coordinator, imaging_case, imaging_case.current_uid)
     assert len(descriptor["frames"]) == SLICES
 
     lung = image_point(70.0, 5.0)  # left lung: the lesion is in the right one
@@ -155,13 +163,13 @@ async def test_coordinator_attaches_and_reads_a_ct(new_page: Any, live_server: A
 
 
 async def test_prior_and_current_side_by_side(new_page: Any, live_server: Any, login: Any,
-                                              imaging_case: ImagingCase) -> None:
-    api = await login("secretariat")
+                                              imaging_case: ImagingCase, meeting: MadeMeeting) -> None:
+    api = await login(meeting.coordinator)
     attached = await api.post(f"/api/cases/{imaging_case.case_id}/studies",
                               json={"study_uids": [imaging_case.prior_uid, imaging_case.current_uid]})
     assert attached.status_code == 200
     page: Page = await new_page(viewport=(3840, 2160))
-    await open_case(page, live_server.url, imaging_case)
+    await open_case(page, live_server.url, imaging_case, meeting.coordinator)
     await expect(page.locator("[data-missing-images]")).to_be_hidden()
     await page.click("[data-case-imaging] [data-action='compare']")
     await page.wait_for_function(
@@ -175,7 +183,7 @@ async def test_prior_and_current_side_by_side(new_page: Any, live_server: Any, l
     lesion_t = 0.72
     rim = image_point(-80.0 + 11.0, 0.0)
     for i, uid in enumerate((imaging_case.prior_uid, imaging_case.current_uid)):
-        descriptor = await descriptor_of(login, imaging_case, uid)
+        descriptor = await descriptor_of(login, meeting.coordinator, imaging_case, uid)
         await page.evaluate(f"caseViewer.setActive({i}); caseViewer.applyPreset('mediastinum', {i}); "
                             f"caseViewer.scrollTo({index_at(descriptor, lesion_t)}, {i})")
     assert await grey(page, 0, *rim) <= 8
@@ -192,7 +200,8 @@ async def test_prior_and_current_side_by_side(new_page: Any, live_server: Any, l
 
 
 async def test_an_import_with_a_foreign_patient_is_refused_whole_and_non_dicom_is_reported(
-        new_page: Any, live_server: Any, imaging_case: ImagingCase, tmp_path: Path) -> None:
+        new_page: Any, live_server: Any, imaging_case: ImagingCase, tmp_path: Path,
+        meeting: MadeMeeting) -> None:
     stranger = SyntheticPatient("IPPX0000001", "CH de Villefranche", "Autrepatient", "Zoé", date(1990, 2, 3), "F")
     foreign = tmp_path / "autre-patient.dcm"
     foreign.write_bytes(to_part10(ct_series(stranger, slices=1, rows=32, columns=32)[0]))
@@ -202,7 +211,7 @@ async def test_an_import_with_a_foreign_patient_is_refused_whole_and_non_dicom_i
     own.write_bytes(to_part10(ct_series(imaging_case.patient, slices=1, rows=32, columns=32)[0]))
 
     page: Page = await new_page(viewport=(1280, 720))
-    await open_case(page, live_server.url, imaging_case)
+    await open_case(page, live_server.url, imaging_case, meeting.coordinator)
     await page.set_input_files("[data-import-files]", [str(foreign), str(text), str(own)])
     await expect(page.locator("[data-import-chosen]")).to_contain_text("compte-rendu.txt")
     await page.click("[data-case-imaging] [data-action='import']")
@@ -240,9 +249,9 @@ async def test_an_import_with_a_foreign_patient_is_refused_whole_and_non_dicom_i
 
 
 async def test_errors_are_shown_and_the_page_keeps_working(new_page: Any, live_server: Any,
-                                                           imaging_case: ImagingCase) -> None:
+                                                           imaging_case: ImagingCase, meeting: MadeMeeting) -> None:
     page: Page = await new_page(viewport=(1280, 720), locale="fr-FR")
-    await open_case(page, live_server.url, imaging_case)
+    await open_case(page, live_server.url, imaging_case, meeting.coordinator)
     # Study dates in the page's language (French here: DICOM DA 20261102 is "2 nov. 2026").
     current_row = page.locator(f"tr[data-study-uid='{imaging_case.current_uid}']")
     await expect(current_row.locator("td.col-when")).to_have_text("2 nov. 2026")
@@ -289,9 +298,9 @@ def small_upload_server(settings: Settings, db: Database) -> Iterator[ServerThre
 
 
 async def test_an_upload_over_the_limit_is_refused_clearly(new_page: Any, small_upload_server: ServerThread,
-                                                           imaging_case: ImagingCase) -> None:
+                                                           imaging_case: ImagingCase, meeting: MadeMeeting) -> None:
     page: Page = await new_page(viewport=(1280, 720))
-    await open_case(page, small_upload_server.url, imaging_case)
+    await open_case(page, small_upload_server.url, imaging_case, meeting.coordinator)
     big = to_part10(ct_series(imaging_case.patient, slices=1, rows=256, columns=256)[0])  # 128 KiB of pixels
     payload: FilePayload = {"name": "grand.dcm", "mimeType": "application/dicom", "buffer": big}
     await page.set_input_files("[data-import-files]", [payload])
