@@ -249,7 +249,9 @@ async def join_submit(request: Request) -> Response:
     form = await request.form()
     token = str(form.get("token", ""))[:100].strip()
     try:
-        if not token:
+        # Only our own confirmation page posts here (Fetch Metadata): another site cannot sign a browser in as
+        # a guest it chose (login CSRF).
+        if not token or request.headers.get("sec-fetch-site", "same-origin") not in {"same-origin", "none"}:
             from rcp.auth.links import INVALID
 
             raise LinkRefused(INVALID)

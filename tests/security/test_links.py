@@ -170,6 +170,10 @@ async def test_a_link_opens_one_session_once(service: Service, coordinator: tupl
     link = await link_of(client, smtp_server, await invite_guest(client, meeting_id, address), address)
     async with httpx.AsyncClient(base_url=service.url) as scanner:  # a mail scanner follows every link
         await scanner.get("/join")  # what a scanner can fetch of ".../join#token": the fragment stays home
+    async with httpx.AsyncClient(base_url=service.url) as victim:  # another site posts the form (login CSRF)
+        forged = await victim.post("/join", data={"token": link.split("#", 1)[1]},
+                                   headers={"Sec-Fetch-Site": "cross-site"})
+        assert session_cookie(forged) is None
     first = await use(service.url, link)
     assert first.status_code == 303 and first.headers["location"] == f"/meetings/{meeting_id}/room"
     cookie = session_cookie(first)
