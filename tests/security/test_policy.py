@@ -21,6 +21,7 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.scheduling.models import Case, Meeting, MeetingStatus, Patient, PatientIdentifier
 from tests.conftest import DEMO_PASSWORD, Client, ServerThread
+from tests.factories import CHEAP_ARGON2
 from tests.fixtures.dicom_data import make_patient, small_ct
 
 Login = Any
@@ -35,7 +36,7 @@ async def new_user(db: Database, role: str = Role.coordinator, specialty: str = 
     username = f"t13-{role}-{secrets.token_hex(4)}"
     async with db.session() as s:
         s.add(User(username=username, display_name=f"Test {username}", role=role, specialty=specialty,
-                   hospital="CHU-TEST", password_hash=hash_password(DEMO_PASSWORD)))
+                   hospital="CHU-TEST", password_hash=hash_password(DEMO_PASSWORD, CHEAP_ARGON2)))
     return username
 
 
