@@ -83,7 +83,10 @@ class World:
         """The chair opens a case on the agenda; wait until the room has it."""
         chair = self.rooms["coordinator"]
         await chair.send({"type": "case.set", "case_id": case_id})
-        await chair.wait_for(lambda r: any(e["case_id"] == case_id for e in r.of("case.changed")))
+        # The bound only stops a hang (a loaded machine runs the whole suite on two cores).
+        await chair.wait_for(lambda r: bool(r.errors) or any(e["case_id"] == case_id for e in r.of("case.changed")),
+                             timeout=60)
+        assert not chair.errors, chair.errors
 
     async def close(self) -> None:
         for room in self.rooms.values():
