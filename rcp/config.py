@@ -73,6 +73,11 @@ def _argon2(get: Callable[[str, str], str]) -> Argon2Cost:
         raise SettingsError(f"RCP_ARGON2_*: {exc}") from None
 
 
+def _shared_bus(redis_url: str) -> bool:
+    # "" and memory:// are the in-process bus of a single node.
+    return bool(redis_url) and not redis_url.startswith("memory://")
+
+
 def data_folder_secret(data_dir: Path) -> str:
     """The secret key kept in ``data_dir``, created (random, mode 0600) the first time.
 
@@ -166,7 +171,7 @@ class Settings:
         if self.env not in {"development", "production", "test"}:
             raise SettingsError(f"RCP_ENV must be development, production or test (got {self.env!r})")
         self._check_public_url()
-        if self.production or self.redis_url:
+        if self.production or self.several_nodes:
             if len(self.secret_key) < MIN_SECRET_LENGTH:
                 where = "in production" if self.production else "when several nodes share Redis (RCP_REDIS_URL)"
                 raise SettingsError(f"RCP_SECRET_KEY must be set to a random value of at least {MIN_SECRET_LENGTH} "
@@ -204,6 +209,11 @@ class Settings:
         return self.env == "production"
 
     @property
+    def several_nodes(self) -> bool:
+        """Nodes share rooms through Redis: they must all sign with one configured key."""
+        return _shared_bus(self.redis_url)
+
+    @property
     def tls(self) -> bool:
         """Browsers reach the service over https (behind a TLS proxy or not): HSTS and Secure cookies."""
         return urlsplit(self.public_url).scheme == "https"
@@ -230,7 +240,7 @@ class Settings:
         env_name = get("ENV", "development")
         data_dir = Path(get("DATA_DIR", "data"))
         secret_key = get("SECRET_KEY")
-        if not secret_key and env_name != "production" and not get("REDIS_URL"):
+        if not secret_key and env_name != "production" and not _shared_bus(get("REDIS_URL")):
             secret_key = data_folder_secret(data_dir)
         values: dict[str, object] = {
             "env": env_name,

@@ -202,6 +202,11 @@ def test_production_and_several_nodes_need_a_secret(variables: dict[str, str], t
     assert not (tmp_path / SECRET_KEY_FILE).exists()
 
 
+def test_the_in_process_bus_is_one_node(tmp_path: Path) -> None:
+    assert Settings.from_env({"RCP_DATA_DIR": str(tmp_path), "RCP_REDIS_URL": "memory://"}).secret_key == \
+        (tmp_path / SECRET_KEY_FILE).read_text().strip()
+
+
 def test_production_is_served_over_tls() -> None:
     with pytest.raises(SettingsError, match="RCP_PUBLIC_URL"):
         Settings(env="production", secret_key="k" * 48)
