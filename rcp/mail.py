@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import smtplib
 import ssl
@@ -189,10 +190,14 @@ class FileTransport(Transport):
         self.folder = folder
 
     def send(self, message: EmailMessage) -> None:
+        """Written under a temporary name, then renamed (as Maildir delivers, tmp/ then new/): whoever watches
+        the folder for ``*.eml`` never reads half a mail."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.eml"
-        path.write_bytes(bytes(message))
-        path.chmod(0o600)
+        partial = path.with_name(f".{path.name}.tmp")
+        partial.write_bytes(bytes(message))
+        partial.chmod(0o600)
+        os.replace(partial, path)
 
 
 def transport_for(settings: Settings) -> Transport | None:
