@@ -14,6 +14,7 @@ so the password is the last thing that can refuse: the same refusal for any wron
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
@@ -115,10 +116,6 @@ async def _refused(request: Request, case: Case, act: str, error: RcpError) -> N
                            what=f"{act} of case {case.id} refused: {error.code}")
 
 
-def _throttled(exc: Throttled) -> Response:
-    return JSONResponse(exc.as_json(), status_code=exc.status, headers={"Retry-After": str(exc.retry_after_s)})
-
-
 async def _state(session: AsyncSession, case_id: int,
                  attendees: tuple[AttendeeRecord, ...] | None = None, *, user: Any = None) -> dict[str, Any]:
     """The decision as the form needs it: draft with versions, quorum, gaps before signing, versions, write-back.
@@ -188,34 +185,49 @@ async def save_field(request: Request) -> Response:
     return JSONResponse({"field": name, **saved.as_json(), "revision": revision})
 
 
+#: Writes a signed version in the given transaction, calling ``confirm`` (the re-authentication) last.
+_Write = Callable[[AsyncSession, store.Confirm], Awaitable[store.StoredVersion]]
+
+
+async def _signing(request: Request, user: Any, case: Case, *, act: str, password: str, write: _Write) -> Response:
+    """The one path of a signature and of an amendment: the caller's own sign-in, then the store's rules (signer,
+    staleness, completeness, quorum), then the password, last, so that a refusal after a right password never
+    happens; a throttled attempt is a 429 with Retry-After, a refusal by the rules is audited."""
+
+    async def confirm() -> None:
+        await reauthenticate(request, user, password, act=f"{act} of case {case.id}", patient_id=case.patient_id,
+                             meeting_id=case.meeting_id)
+
+    try:
+        _own_sign_in(user)
+        async with request.app.state.db.session() as s:
+            stored = await write(s, confirm)
+            await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
+                               meeting_id=case.meeting_id,
+                               what=f"decision of case {case.id}: {act}, version {stored.version.number}")
+    except Throttled as exc:
+        return JSONResponse(exc.as_json(), status_code=exc.status, headers={"Retry-After": str(exc.retry_after_s)})
+    except NotAllowedToSign as exc:
+        await _refused(request, case, act, exc)
+        raise
+    _wake(request)
+    await _announce_signed(request, case, stored, user.id)
+    return JSONResponse(_version_json(stored), status_code=201)
+
+
 async def sign(request: Request) -> Response:
     user = current_user(request)
     case_id = path_int(request, "case_id")
     body = await read_json(request, SignRequest)
     async with request.app.state.db.session() as s:
         case, _meeting = await access.require_case(s, user, case_id, Action.sign)
-    act = f"signature of case {case_id}"
 
-    async def confirm() -> None:
-        await reauthenticate(request, user, body.password, act=act, patient_id=case.patient_id,
-                             meeting_id=case.meeting_id)
+    async def write(s: AsyncSession, confirm: store.Confirm) -> store.StoredVersion:
+        return await store.sign(s, case_id=case_id, signer_id=user.id, seen_revision=body.seen_revision,
+                                attendees=await _room_attendees(request, s, case_id), hooks=_signed_hooks(request),
+                                confirm=confirm)
 
-    try:
-        _own_sign_in(user)
-        async with request.app.state.db.session() as s:
-            stored = await store.sign(s, case_id=case_id, signer_id=user.id, seen_revision=body.seen_revision,
-                                      attendees=await _room_attendees(request, s, case_id),
-                                      hooks=_signed_hooks(request), confirm=confirm)
-            await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
-                               meeting_id=case.meeting_id, what=f"decision of case {case_id} signed, version 1")
-    except Throttled as exc:
-        return _throttled(exc)
-    except NotAllowedToSign as exc:
-        await _refused(request, case, "signature", exc)
-        raise
-    _wake(request)
-    await _announce_signed(request, case, stored, user.id)
-    return JSONResponse(_version_json(stored), status_code=201)
+    return await _signing(request, user, case, act="signature", password=body.password, write=write)
 
 
 async def amend(request: Request) -> Response:
@@ -224,29 +236,13 @@ async def amend(request: Request) -> Response:
     body = await read_json(request, AmendRequest)
     async with request.app.state.db.session() as s:
         case, _meeting = await access.require_case(s, user, case_id, Action.sign)
-    act = f"amendment of case {case_id}"
 
-    async def confirm() -> None:
-        await reauthenticate(request, user, body.password, act=act, patient_id=case.patient_id,
-                             meeting_id=case.meeting_id)
+    async def write(s: AsyncSession, confirm: store.Confirm) -> store.StoredVersion:
+        return await store.amend(s, case_id=case_id, signer_id=user.id, reason=body.reason,
+                                 replaces_number=body.replaces, changes=body.changes, hooks=_signed_hooks(request),
+                                 confirm=confirm)
 
-    try:
-        _own_sign_in(user)
-        async with request.app.state.db.session() as s:
-            stored = await store.amend(s, case_id=case_id, signer_id=user.id, reason=body.reason,
-                                       replaces_number=body.replaces, changes=body.changes,
-                                       hooks=_signed_hooks(request), confirm=confirm)
-            await audit.record(s, event="patient_record", action="C", request=request, patient_id=case.patient_id,
-                               meeting_id=case.meeting_id,
-                               what=f"decision of case {case_id} corrected, version {stored.version.number}")
-    except Throttled as exc:
-        return _throttled(exc)
-    except NotAllowedToSign as exc:
-        await _refused(request, case, "amendment", exc)
-        raise
-    _wake(request)
-    await _announce_signed(request, case, stored, user.id)
-    return JSONResponse(_version_json(stored), status_code=201)
+    return await _signing(request, user, case, act="amendment", password=body.password, write=write)
 
 
 def _field_hooks(request: Request) -> list[store.FieldHook]:
