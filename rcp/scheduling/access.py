@@ -56,6 +56,13 @@ view audit             yes    -            -          -        -
 assigning authority (an IPP and its hospital, or the INS); it is audited, and the patient found may then be put on
 the caller's agenda. A name, or a bare identifier, searches only the patients of the caller's meetings.
 
+The room's commands (:data:`ROOM_COMMANDS`): entering the room is ``view meeting``; moving the room to another
+case and handing the floor over are ``chair room``; the others (floor requests, the shared view, marks, pointer,
+media state) are any participant's, within the room's own rules of the moment (``rcp.room.state``).
+
+``tests/security/test_matrix.py`` walks every route of the application for every role against in-scope and
+out-of-scope objects and checks the status these tables give; a route it does not know fails it.
+
 Reading patient data and auditing the read are one call (:func:`read_case`, :func:`read_patient`,
 :func:`read_meeting_cases`), so neither can be forgotten: the audit row (DCM 110110 Patient Record) names the
 patient. Every refusal (401 aside) is a DCM 110113 Security Alert naming who and what, in the service's own
@@ -86,6 +93,8 @@ from rcp.scheduling.models import Board, BoardCoordinator, Case, Invitation, Mee
 __all__ = [
     "MEETING_RULES",
     "ROLE_RULES",
+    "ROOM_COMMANDS",
+    "SERVER_COMMANDS",
     "Action",
     "Alert",
     "NotPermitted",
@@ -170,6 +179,29 @@ ROLE_RULES: dict[Action, frozenset[str]] = {
     Action.list_people: frozenset({Role.admin, Role.coordinator}),
     Action.view_audit: frozenset({Role.admin}),
 }
+
+#: The room's commands (``rcp.room.commands``, by class name) and the action each needs. Entering the room is
+#: ``view meeting`` (checked when the socket opens); the chair's commands need ``chair room``, which the socket
+#: resolves once per connection into the participant's role (:attr:`rcp.room.events.Participant.chairs`); the
+#: room's state machine (``rcp.room.state.decide``) then refuses them to anyone else, and adds its own rules of
+#: the moment (only the presenter moves the shared view, a held floor is taken only by the chair...).
+ROOM_COMMANDS: dict[str, Action] = {
+    "TakeFloor": Action.view_meeting,
+    "RequestFloor": Action.view_meeting,
+    "WithdrawRequest": Action.view_meeting,
+    "ReleaseFloor": Action.view_meeting,
+    "SetMode": Action.view_meeting,
+    "SetMedia": Action.view_meeting,
+    "SetPath": Action.view_meeting,
+    "ChangeView": Action.view_meeting,
+    "AddMark": Action.view_meeting,
+    "RemoveMark": Action.view_meeting,
+    "HandOver": Action.chair_room,
+    "SetCase": Action.chair_room,
+    "NextCase": Action.chair_room,
+}
+#: Commands the server issues itself (never parsed from a participant's message).
+SERVER_COMMANDS = frozenset({"Join", "Leave", "Tick", "NoteDecisionField", "NoteDecisionSigned"})
 
 #: What a refusal says, per action (the 403 message; 404 never says more than "not among yours").
 _FORBIDDEN: dict[Action, str] = {

@@ -364,7 +364,7 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
     found_patients: list[schemas.PatientOut] = []
     query = request.query_params.get("q", "")[:100].strip()
     identifier = request.query_params.get("identifier", "")[:64].strip()
-    if manage and is_open:
+    if manage and is_open and access.role_of(user) in access.ROLE_RULES[Action.list_people]:
         invited = {i.user_id for i in detail.invitations}
         people = [p for p in await service.users_for_invitation(s, user) if p.id not in invited]
         if (query or identifier) and request.method == "GET":
@@ -422,6 +422,7 @@ async def meeting_status(request: Request) -> Response:
     form = await request.form()
     target = _STATUS_ACTIONS.get(_text(form, "action", 20))
     async with _db(request).session() as s:
+        await access.require_meeting(s, user, meeting_id, Action.manage_meeting)  # before judging the form
         try:
             if target is None:
                 raise Invalid("Unknown action.", fields={"action": "not allowed"})
@@ -486,6 +487,7 @@ async def case_add(request: Request) -> Response:
     rename = _case_renamer(identifier_fields)
     async with _db(request).session() as s:
         try:
+            await access.require_meeting(s, user, meeting_id, Action.edit_agenda)  # before judging the form
             if form["patient_mode"] == "existing" and not form["patient_id"]:
                 raise Invalid("No patient chosen.", fields={"patient_id": "unknown patient"})
             try:
@@ -512,6 +514,7 @@ async def agenda_move(request: Request) -> Response:
     offset = {"up": -1, "down": 1}.get(_text(form, "direction", 10), 0)
     async with _db(request).session() as s:
         try:
+            await access.require_meeting(s, user, meeting_id, Action.edit_agenda)  # before judging the form
             if not case_id.isdigit() or offset == 0:
                 raise Invalid("Choose a case and a direction.", fields={"case_id": "not allowed"})
             case = await case_for_user(s, user, int(case_id))
@@ -635,6 +638,7 @@ async def invitation_add(request: Request) -> Response:
             "quorum_member": "1" if raw.get("quorum_member") else ""}
     async with _db(request).session() as s:
         try:
+            await access.require_meeting(s, user, meeting_id, Action.edit_agenda)  # before judging the form
             data = schemas.InvitationIn.model_validate({
                 "user_id": form["user_id"] or None, "specialty": form["specialty"],
                 "quorum_member": bool(form["quorum_member"]),
@@ -664,6 +668,7 @@ async def guest_add(request: Request) -> Response:
     form["guest_quorum_member"] = "1" if raw.get("guest_quorum_member") else ""
     async with _db(request).session() as s:
         try:
+            await access.require_meeting(s, user, meeting_id, Action.edit_agenda)  # before judging the form
             data = schemas.GuestIn.model_validate({**{name: form[f"guest_{name}"] for name in names},
                                                    "quorum_member": bool(form["guest_quorum_member"])})
             await service.invite_guest(s, user, meeting_id, data, locale=current_locale.get())

@@ -20,9 +20,10 @@ from rcp.clock import utcnow
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.scheduling.models import Case, Meeting, MeetingStatus, Patient, PatientIdentifier
-from tests.conftest import DEMO_PASSWORD, Client, ServerThread
+from tests.conftest import DEMO_PASSWORD, Client
 from tests.factories import CHEAP_ARGON2
 from tests.fixtures.dicom_data import make_patient, small_ct
+from tests.servers import ServerThread
 
 Login = Any
 
