@@ -1,5 +1,5 @@
 """A case with imaging for the case-panel tests and their browser counterpart: a fresh patient with a case on a
-given meeting (else the demo's scheduled thoracic one), made through the scheduling API, and a prior and a current
+meeting of the test's own (``tests.factories.make_meeting``), made through the scheduling API, and a prior and a current
 synthetic CT of that patient in the app's archive (not attached: attaching is what the tests do)."""
 
 from __future__ import annotations
@@ -28,15 +28,10 @@ class ImagingCase:
     current_uid: str
 
 
-async def new_imaging_case(coordinator: Any, settings: Settings, db: Database, *, slices: int = 8, size: int = 64,
-                           family_name: str = "Testimagerie", meeting_id: int | None = None) -> ImagingCase:
-    """A fresh patient with a case on meeting ``meeting_id`` (else the coordinator's scheduled thoracic meeting),
-    and a prior and a current CT of that patient in the archive (not attached: attaching is what the tests do)."""
-    if meeting_id is None:
-        meetings = (await coordinator.get("/api/meetings?when=upcoming")).json()
-        # The thoracic board: the digestive clinicians (dr.gastro) are never invited to it.
-        meeting = next(m for m in meetings if m["status"] == "scheduled" and "thora" in m["board_name"].lower())
-        meeting_id = int(meeting["id"])
+async def new_imaging_case(coordinator: Any, settings: Settings, db: Database, *, meeting_id: int, slices: int = 8,
+                           size: int = 64, family_name: str = "Testimagerie") -> ImagingCase:
+    """A fresh patient with a case on meeting ``meeting_id`` (whose board ``coordinator`` runs), and a prior and a
+    current CT of that patient in the archive (not attached: attaching is what the tests do)."""
     ipp = f"IPPT{secrets.randbelow(10**8):08d}"
     given, birth = "Éloi", date(1961, 6, 15)
     response = await coordinator.post(f"/api/meetings/{meeting_id}/cases", json={
