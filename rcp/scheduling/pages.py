@@ -364,11 +364,11 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
     found_patients: list[schemas.PatientOut] = []
     query = request.query_params.get("q", "")[:100].strip()
     identifier = request.query_params.get("identifier", "")[:64].strip()
+    assigner = request.query_params.get("assigner", "")[:100].strip()
     if manage and is_open and access.role_of(user) in access.ROLE_RULES[Action.list_people]:
         invited = {i.user_id for i in detail.invitations}
         people = [p for p in await service.users_for_invitation(s, user) if p.id not in invited]
         if (query or identifier) and request.method == "GET":
-            assigner = request.query_params.get("assigner", "")[:100].strip()
             system = request.query_params.get("system", "")[:20].strip()
             patients = await service.find_patients(s, user, query=query, identifier=identifier, system=system,
                                                    assigner=assigner, request=request)
@@ -393,7 +393,7 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
         "case_form": form,
         "case_errors": case_errors or {},
         "open_add_case": bool(case_errors) or bool(query or identifier),
-        "search": {"q": query, "identifier": identifier, "done": bool(query or identifier)},
+        "search": {"q": query, "identifier": identifier, "assigner": assigner, "done": bool(query or identifier)},
         "found_patients": found_patients,
         "invite_form": invite_form or {"specialty": "", "user_id": "", "quorum_member": "1"},
         "invite_errors": invite_errors or {},

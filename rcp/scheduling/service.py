@@ -22,7 +22,7 @@ from rcp.auth import audit
 from rcp.auth.models import Role, User
 from rcp.clock import as_utc, utcnow
 from rcp.errors import Conflict, Invalid
-from rcp.identifiers import ServicePatient
+from rcp.identifiers import ServicePatient, ins_key_ok
 from rcp.mail import Mail, latest_by_invitation, mask_address
 from rcp.scheduling import access, agenda, schemas
 from rcp.scheduling.access import Action, is_admin, meeting_for_user, visible_board_ids, visible_meeting_ids
@@ -235,12 +235,15 @@ async def find_patients(session: AsyncSession, user: Any, *, query: str = "", id
                         limit: int = 20) -> list[Patient]:
     """Patients of the caller's meetings whose name starts with ``query`` and who carry ``identifier``.
 
-    With its assigning authority (``assigner`` for an IPP, or ``system="INS-NIR"`` for the national INS), an exact
+    With its assigning authority (``assigner`` for an IPP; the INS, recognised by its control key, is national), an exact
     identifier finds the registered patient wherever they are (so that a coordinator reuses the record instead of
     creating a duplicate): that is the policy's ``find patient`` (coordinators and admins), audited so that the
     patient can then be put on the finder's agenda (:func:`rcp.scheduling.access.found_by_identifier`). A bare
     identifier matches that value at every hospital, so it only searches the caller's own patients.
     """
+    if identifier and not system and not assigner and ins_key_ok(identifier.replace(" ", "")):
+        # A well-formed INS carries its authority (the national register): it is an exact identifier by itself.
+        identifier, system = identifier.replace(" ", ""), "INS-NIR"
     exact = bool(identifier) and (bool(assigner) or system == "INS-NIR")
     statement = select(Patient)
     if exact:

@@ -122,8 +122,16 @@ async def test_patient_search_needs_the_identifier_with_its_authority_and_is_aud
     async with db.session() as s:
         reads = (await s.exec(select(AuditEvent).where(AuditEvent.user_id == other.me["id"],
                                                        AuditEvent.patient_id == victim.id))).all()
+        ins = (await s.exec(select(PatientIdentifier.value).where(PatientIdentifier.patient_id == victim.id,
+                                                                  PatientIdentifier.system == "INS-NIR"))).one()
     assert [(e.event_code, e.action) for e in reads] == [(PATIENT_RECORD, "R")]
     assert victim.family_name not in reads[0].what
+    # The INS is national: it finds the patient by itself. The patient found may then go on the finder's agenda.
+    by_ins = await other.get("/api/patients", params={"identifier": ins})
+    assert [p["id"] for p in by_ins.json()] == [victim.id]
+    _board, meeting_id = await own_board_meeting(other)
+    added = await other.post(f"/api/meetings/{meeting_id}/cases", json={"patient_id": victim.id, "question": "?"})
+    assert added.status_code == 201, added.text
 
 
 # --- finding 6: a join-link session is confined to its meeting ---------------------------------------------------

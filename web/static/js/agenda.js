@@ -174,10 +174,13 @@ function setupPatientSearch(searchForm) {
     event.preventDefault();
     const q = (document.getElementById('s-q')?.value || '').trim();
     const identifier = (document.getElementById('s-identifier')?.value || '').trim();
+    const assigner = (document.getElementById('s-assigner')?.value || '').trim();
     if (!q && !identifier) return;
     const params = new URLSearchParams();
     if (q) params.set('q', q);
     if (identifier) params.set('identifier', identifier);
+    // An IPP with its hospital finds a patient registered elsewhere (audited); alone, it searches one's meetings.
+    if (identifier && assigner) params.set('assigner', assigner);
     results.replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: strings.searching || '…' }));
     try {
       const found = await withBusy(button, () => api('GET', `/api/patients?${params}`));
@@ -192,7 +195,7 @@ function setupPatientSearch(searchForm) {
     }
   });
   // Enter in a search box searches, rather than submitting the case.
-  for (const input of document.querySelectorAll('#s-q, #s-identifier')) {
+  for (const input of document.querySelectorAll('#s-q, #s-identifier, #s-assigner')) {
     input.addEventListener('keydown', (event) => {
       if (event.key === 'Enter') { event.preventDefault(); searchForm.requestSubmit(); }
     });
