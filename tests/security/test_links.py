@@ -24,7 +24,7 @@ from rcp.app import create_app
 from rcp.config import Settings
 from rcp.db import Database
 from tests.conftest import Client, sign_in
-from tests.factories import make_board
+from tests.factories import make_board, make_meeting
 from tests.fixtures.smtp import MailBox, join_link
 from tests.room.client import RoomClient
 from tests.servers import ServerThread, until
@@ -345,3 +345,21 @@ async def test_the_guest_is_a_guest_in_the_room_and_leaves_with_the_meeting(
 async def whoami_status(base_url: str, cookie: str) -> int:
     async with httpx.AsyncClient(base_url=base_url, cookies={"rcp_session": cookie}) as http:
         return (await http.get("/api/session")).status_code
+
+
+async def test_a_guest_never_signs(service: Service, db: Database, smtp_server: MailBox) -> None:
+    """Whatever the guest sends as a password, a join-link session is not a signer (the signature lane's rule)."""
+    made = await make_meeting(db, cases=1, invite=(), starts_at=datetime.now(UTC) + timedelta(minutes=30))
+    client = await sign_in(service.url, made.coordinator.username, made.coordinator.password)
+    try:
+        address = new_address()
+        invitation = await invite_guest(client, made.id, address)
+        cookie = session_cookie(await use(service.url, await link_of(client, smtp_server, invitation, address)))
+        assert cookie is not None
+    finally:
+        await client.http.aclose()
+    async with httpx.AsyncClient(base_url=service.url, cookies={"rcp_session": cookie}) as guest:
+        csrf = (await guest.get("/api/session")).json()["csrf_token"]
+        signed = await guest.post(f"/api/cases/{made.cases[0].id}/decision/sign", headers={"X-CSRF-Token": csrf},
+                                  json={"password": "anything", "seen_revision": 0})
+        assert signed.status_code == 403, signed.text
