@@ -128,7 +128,7 @@ class AppProcess:
     def wait_ready(self, path: str = "/health") -> None:
         """Until ``GET path`` answers, whatever the status: the server is up."""
         self.server.ready = path
-        self.server.start(timeout=30)
+        self.server.start()
 
     def stop(self) -> None:
         self.server.close()

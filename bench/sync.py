@@ -129,7 +129,7 @@ class Node:
             f"--prefix={prefix}",
             f"--node={node}",
         ]
-        self.server = ServerProcess(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).start(timeout=30)
+        self.server = ServerProcess(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}).start()
         self.url = self.server.url.replace("http://", "ws://")
 
     def close(self) -> None:

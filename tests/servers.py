@@ -230,7 +230,8 @@ class ServerProcess:
             return False
         return True
 
-    def start(self, *, timeout: float = 30.0) -> Self:
+    def start(self, *, timeout: float = 3 * PATIENCE_S) -> Self:
+        """Until the app answers; a child imports the whole service first, which takes long on a loaded machine."""
         until_sync(self._answers, f"{self.url}{self.ready} to answer", timeout=timeout, interval=0.1)
         return self
 

@@ -20,6 +20,9 @@ def rcp(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProc
                           text=True, timeout=300)
 
 
+# Nine ``rcp`` processes, each importing the whole service: more than the default per-test timeout when the
+# machine's two cores are shared.
+@pytest.mark.timeout(300)
 def test_migrate_demo_user_token_audit(tmp_path: Path) -> None:
     assert rcp(tmp_path, "migrate").returncode == 0
     first = rcp(tmp_path, "demo")
