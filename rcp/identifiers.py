@@ -10,6 +10,11 @@ back — and each must answer the same question the same way, so the answer live
    present, both equal. An IPP without an assigning authority matches nothing: ``100001`` is a different person
    in every hospital, so a bare value would find studies of any hospital's patient. Or the INS-NIR, issued by the
    INS authority (``INS-NIR`` or its OIDs, as ``rcp.minutes.dicom`` writes it), equals the patient's INS.
+   *Or, when the file carries no usable identifier* (no PatientID with its issuer, no INS — a bare PatientID
+   is not one): birth family name, first given name, birth date and sex all present on both sides and all equal
+   (``by="traits"``). A file that does carry an identifier of another domain (a CD from another hospital) is
+   never matched by its traits: it is refused, or reconciled by an explicit choice (``rcp.imaging.reconcile``,
+   IHE Import Reconciliation Workflow).
 2. *No strict trait contradicts*: birth family name, first given name, birth date and sex, whenever present on
    both sides, are equal (after the normalisation of the national identity rules: no accents, capitals,
    separators as spaces). A contradiction refuses the match whatever the identifier says: a file that carries
@@ -234,7 +239,7 @@ class DicomPatient:
 class Match:
     """The rule's answer: true when the DICOM patient is the service's patient.
 
-    ``by`` says what matched (``IPP`` or ``INS-NIR``); ``refused`` names the fields that refused it — ``identifier``
+    ``by`` says what matched (``IPP``, ``INS-NIR``, or ``traits`` for a file without a usable identifier); ``refused`` names the fields that refused it — ``identifier``
     when no identifier is in common, else the strict traits that contradict — never their values.
     """
 
@@ -252,7 +257,8 @@ class Match:
         parts = []
         if "identifier" in self.refused:
             parts.append("no identifier in common (PatientID with IssuerOfPatientID must equal one of the "
-                         "patient's IPP with its hospital, or the INS)")
+                         "patient's IPP with its hospital, or the INS; a file without any identifier needs birth "
+                         "name, first given name, birth date and sex all present and equal)")
         traits = [f for f in self.refused if f != "identifier"]
         if traits:
             parts.append("identity traits contradict: " + ", ".join(traits))
@@ -291,6 +297,20 @@ def _shared_identifier(patient: ServicePatient, dicom: DicomPatient) -> str:
     return ""
 
 
+def _usable_identifier(dicom: DicomPatient) -> bool:
+    """Whether the file names its patient by an identifier with its authority (an IPP with its issuer, an INS)."""
+    return any(value.strip() and issuer.strip() for value, issuer in dicom.identifiers())
+
+
+def _all_traits_equal(patient: ServicePatient, dicom: DicomPatient) -> bool:
+    """The fallback: the four strict traits all present on both sides, and equal (normalised)."""
+    ours = (_plain(patient.family_name), _first_given(patient.given_names),
+            patient.birth_date.strftime("%Y%m%d") if patient.birth_date else "", patient.dicom_sex)
+    theirs = (_plain(dicom.family_name), _first_given(dicom.given_names), dicom.birth_date.strip(),
+              dicom.sex.strip().upper() if dicom.sex.strip().upper() in {"F", "M"} else "")
+    return all(ours) and ours == theirs
+
+
 def match(patient: ServicePatient, dicom: DicomPatient) -> Match:
     """Whether ``dicom`` names ``patient`` (the module docstring states the rule).
 
@@ -302,9 +322,13 @@ def match(patient: ServicePatient, dicom: DicomPatient) -> Match:
     ('identifier',)
     >>> match(ours, DicomPatient("100001", "CHU Lyon", name="DOE^JANE", birth_date="19700101")).message
     'identity traits contradict: family_name, given_name, birth_date'
+    >>> match(ours, DicomPatient("", "", name="LEFEVRE^HELENE", birth_date="19610405", sex="F")).by  # no identifier
+    'traits'
     """
     by = _shared_identifier(patient, dicom)
     contradictions = _contradictions(patient, dicom)
+    if not by and not _usable_identifier(dicom) and _all_traits_equal(patient, dicom):
+        by = "traits"
     if not by:
         return Match(by="", refused=("identifier", *contradictions))
     return Match(by=by, refused=contradictions)

@@ -32,13 +32,16 @@ from pydicom.sr.coding import Code
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DA, TM
 
-from rcp.minutes.fiche import Fiche, KeyImage
+from rcp.identifiers import DicomPatient, Identifier, Match, ServicePatient, match
+from rcp.minutes.fiche import Fiche, KeyImage, PatientIdentity
 from rcp.minutes.versions import SignedVersion
 
 __all__ = [
     "ENCAPSULATED_PDF_STORAGE",
     "FOR_TUMOR_BOARD",
     "KOS_STORAGE",
+    "WrongPatient",
+    "check_fiche_patient",
     "encapsulated_fiche",
     "key_image_notes",
     "writeback_uids",
@@ -82,6 +85,42 @@ def _add_ins(ds: Dataset, fiche: Fiche) -> None:
     item.IssuerOfPatientIDQualifiersSequence = [qualifier]
     item.TypeOfPatientID = "TEXT"
     ds.OtherPatientIDsSequence = [item]
+
+
+class WrongPatient(ValueError):
+    """A study the decision would be written into names another patient than the fiche's (field names only)."""
+
+    def __init__(self, verdict: Match) -> None:
+        self.verdict = verdict
+        super().__init__(
+            "The study this decision would be written into is not the fiche's patient's ("
+            + verdict.message + "): nothing was stored in the imaging archive, and the signed decision stands. "
+            "Detach the study from the case (or have the PACS correct it), then sign an amendment to write back.")
+
+
+def fiche_patient(patient: PatientIdentity) -> ServicePatient:
+    """The fiche's patient (as signed) as the identity rule takes it."""
+    identifiers = []
+    if patient.local_id:
+        identifiers.append(Identifier("IPP", patient.local_id, patient.local_id_issuer))
+    if patient.ins:
+        identifiers.append(Identifier("INS-NIR", patient.ins))
+    return ServicePatient(identifiers=tuple(identifiers), family_name=patient.family_name,
+                          given_names=patient.given_names, birth_date=patient.birth_date, sex=patient.sex)
+
+
+def check_fiche_patient(fiche: Fiche, sources: Sequence[Dataset]) -> None:
+    """Refuse (``WrongPatient``) when any source header names another patient than the fiche's, by the one rule of
+    ``rcp.identifiers``.
+
+    The KOS and the PDF copy their Patient Module from these headers and add the fiche's INS: written into another
+    patient's study, they would file the decision under that patient's name with this patient's INS (issue 14).
+    """
+    ours = fiche_patient(fiche.patient)
+    for source in sources:
+        verdict = match(ours, DicomPatient.from_dataset(source))
+        if not verdict:
+            raise WrongPatient(verdict)
 
 
 def _check_patient(sources: Sequence[Dataset]) -> None:

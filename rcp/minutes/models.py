@@ -37,6 +37,9 @@ class WritebackStatus(StrEnum):
     done = "done"
     #: The last attempt failed; retried after ``next_attempt_at`` until the attempts run out.
     failed = "failed"
+    #: Never attempted again: the study is not the fiche's patient's (``rcp.minutes.dicom.WrongPatient``). Nothing
+    #: was stored; ``last_error`` says which identity fields disagree, and the coordinator fixes the case's studies.
+    refused = "refused"
 
 
 class DecisionDraft(SQLModel, table=True):

@@ -535,6 +535,20 @@ async def complete_writeback(session: AsyncSession, job_id: int, *, sop_uid: str
     session.add(job)
 
 
+async def refuse_writeback(session: AsyncSession, job_id: int, *, error: str, now: datetime | None = None) -> None:
+    """Record a write-back refused for good (the study is another patient's): never retried, nothing stored.
+
+    The signed version stays signed; ``error`` names identity fields only, never their values.
+    """
+    job = await session.get(WritebackJob, job_id)
+    if job is None:
+        raise NotFound("No such write-back job.")
+    job.attempts += 1
+    job.status, job.last_error = WritebackStatus.refused, error[:2000]
+    job.updated_at = now or utcnow()
+    session.add(job)
+
+
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min ... capped at one hour between attempts."""
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))

@@ -2,8 +2,9 @@
 
 A signature commits its ``writeback_jobs`` rows in the same transaction (``rcp.minutes.store.sign``); this worker
 picks up due jobs, builds the objects from the stored version (never from the live draft), stores them with the
-archive's ``store()`` (STOW-RS to the PACS, or the local archive) and records the outcome. A PACS that is down or
-refuses the objects leaves the job ``failed`` with the reason and a later ``next_attempt_at``: the signature
+archive's ``store()`` (STOW-RS to the PACS, or the local archive) and records the outcome. A study whose patient is
+not the fiche's patient (``rcp.identifiers.match``) refuses the job for good (status ``refused``, the reason
+recorded, nothing stored). A PACS that is down or refuses the objects leaves the job ``failed`` with the reason and a later ``next_attempt_at``: the signature
 stands, the coordinator sees the status, and the next pass retries. Instance UIDs derive from the version hash,
 so storing again after a lost acknowledgement does not duplicate anything.
 
@@ -26,7 +27,7 @@ from pydicom.dataset import Dataset
 from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.minutes import store
-from rcp.minutes.dicom import encapsulated_fiche, key_image_notes
+from rcp.minutes.dicom import WrongPatient, check_fiche_patient, encapsulated_fiche, key_image_notes
 from rcp.minutes.fiche import Fiche
 from rcp.minutes.models import DecisionVersion, WritebackJob, WritebackKind
 from rcp.minutes.render import fiche_pdf
@@ -71,6 +72,8 @@ class WritebackOutcome:
     ok: bool
     sop_uids: tuple[str, ...] = ()
     error: str = ""
+    #: Refused for good (the study is another patient's): not retried.
+    refused: bool = False
 
 
 def to_part10(ds: Dataset) -> bytes:
@@ -115,6 +118,11 @@ async def _attempt(archive: ImagingStore, job: WritebackJob, row: DecisionVersio
     if job.kind == WritebackKind.pdf and not fiche.study_uids:
         return WritebackOutcome(job.id, job.kind, ok=True)  # no imaging file to attach the fiche to
     sources = await _sources(archive, fiche)
+    try:
+        # Before anything is built: every header the objects would copy their patient from is the fiche's patient.
+        check_fiche_patient(fiche, sources)
+    except WrongPatient as exc:
+        return WritebackOutcome(job.id, job.kind, ok=False, error=str(exc), refused=True)
     objects = await asyncio.to_thread(build_objects, job.kind, fiche, version, sources)
     if not objects:
         return WritebackOutcome(job.id, job.kind, ok=False,
@@ -153,6 +161,8 @@ async def run_due_writebacks(db: Database, archive: ImagingStore, *, now: dateti
         async with db.session() as session:
             if outcome.ok:
                 await store.complete_writeback(session, job.id, sop_uid=",".join(outcome.sop_uids)[:64], now=now)
+            elif outcome.refused:
+                await store.refuse_writeback(session, job.id, error=outcome.error, now=now)
             else:
                 await store.fail_writeback(session, job.id, error=outcome.error,
                                            sop_uid=",".join(outcome.sop_uids)[:64], now=now)

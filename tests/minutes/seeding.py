@@ -9,6 +9,7 @@ from typing import Any
 
 from rcp.auth.models import User
 from rcp.db import Database
+from rcp.imaging.synthetic import SyntheticPatient
 from rcp.minutes import store
 from rcp.scheduling.models import Board, Case, Invitation, Meeting, Patient, PatientIdentifier
 
@@ -31,7 +32,9 @@ class Seed:
 
 async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_oncologist", "radiotherapist"),
                study_uids: tuple[str, ...] = (STUDY,), patient_id: str = "", issuer: str = "CHU",
-               ins: str = "") -> Seed:
+               ins: str = "", person: SyntheticPatient | None = None) -> Seed:
+    """A signed-ready case; ``person`` gives its patient the traits of a synthetic study's patient (write-back
+    checks that the study is the fiche's patient's)."""
     tag = secrets.token_hex(4)
     async with db.session() as s:
         users = {}
@@ -42,6 +45,9 @@ async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_o
         board = Board(name="RCP Thorax", tumour_site="39607008",
                       required_specialties=["surgeon", "medical_oncologist", "radiotherapist"])
         patient = Patient(family_name="Dupré", given_names="Noël", birth_date=date(1950, 1, 2), sex="male")
+        if person is not None:
+            patient = Patient(family_name=person.family_name, given_names=person.given_names,
+                              birth_date=person.birth_date, sex={"F": "female", "M": "male"}.get(person.sex, "other"))
         s.add_all([board, patient])
         await s.flush()
         assert board.id is not None and patient.id is not None

@@ -48,7 +48,7 @@ async def test_kill_between_signature_and_writeback(tmp_path: Path) -> None:
     db = Database(url)
     try:
         seeded = await seed(db, study_uids=(str(series[0].StudyInstanceUID),), patient_id=patient.patient_id,
-                            issuer=patient.issuer)
+                            issuer=patient.issuer, person=patient)
         revision = await fill(db, seeded, marks(series, 1))
     finally:
         await db.close()

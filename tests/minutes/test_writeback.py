@@ -41,7 +41,7 @@ async def database(sqlite_url: str) -> AsyncIterator[Database]:
 async def signed_case(db: Database, series: list[Dataset], *indexes: int,
                       at: datetime | None = NOW) -> store.StoredVersion:
     seeded = await seed(db, study_uids=(str(series[0].StudyInstanceUID),), patient_id=str(series[0].PatientID),
-                        issuer=str(series[0].IssuerOfPatientID))
+                        issuer=str(series[0].IssuerOfPatientID), person=PATIENT)
     revision = await fill(db, seeded, marks(series, *indexes))
     async with db.session() as s:
         return await store.sign(s, case_id=seeded.case_id, signer_id=seeded.oncologist, seen_revision=revision,
@@ -104,7 +104,8 @@ async def test_orthanc_accepts_kos_and_pdf_and_references_resolve(database: Data
         result = await client.store([to_part10(ds) for ds in series])
         assert not result.failed
         study = str(series[0].StudyInstanceUID)
-        seeded = await seed(database, study_uids=(study,), patient_id=patient.patient_id, issuer=patient.issuer)
+        seeded = await seed(database, study_uids=(study,), patient_id=patient.patient_id, issuer=patient.issuer,
+                            person=patient)
         revision = await fill(database, seeded, marks(series, 0, 2))
         async with database.session() as s:
             version = await store.sign(s, case_id=seeded.case_id, signer_id=seeded.oncologist,
