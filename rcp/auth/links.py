@@ -33,7 +33,7 @@ from rcp.clock import as_utc, utcnow
 from rcp.config import Settings
 from rcp.errors import Conflict, NotAuthenticated
 from rcp.i18n import N_, format_moment, translations, use_locale
-from rcp.mail import Mail, enqueue
+from rcp.mail import Mail, MailStatus, enqueue
 from rcp.scheduling.models import Board, Invitation, JoinLink, Meeting, MeetingStatus
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "LinkRefused",
     "compose_join_mail",
     "open_join_session",
+    "renew_link",
     "revoke_links",
     "send_link",
     "token_digest",
@@ -62,6 +63,7 @@ INVALID = N_("This link is not valid: it may have been replaced by a newer one, 
              "link of the most recent invitation mail.")
 WITHDRAWN = N_("This link no longer opens a meeting: the invitation was withdrawn.")
 OVER = N_("This meeting is over: its link no longer opens it.")
+RENEWED = N_("If this link belongs to an invitation that is still open, a new link has been mailed to its address.")
 TOO_EARLY = N_("This link opens the meeting from %(opens)s, one hour before it starts. Come back then.")
 
 
@@ -202,3 +204,32 @@ async def open_join_session(session: AsyncSession, settings: Settings, token: st
                        meeting_id=meeting.id,
                        what=f"join link {link.id} used by guest {invitee.id} for meeting {meeting.id}")
     return row
+
+
+async def renew_link(session: AsyncSession, settings: Settings, token: str, *, source: str,
+                     locale: str = "") -> Mail | None:
+    """A guest whose link is used up (a closed tab, an ended session) asks for a new one, mailed to the invitation's
+    own address. Only the invitation's newest link, once used, may ask, and only while no mail is on its way: each
+    link yields at most one more mail, and an older link yields none. The answer is the same whatever happened
+    (``RENEWED``)."""
+    link = (await session.exec(select(JoinLink).where(JoinLink.token_sha256 == token_digest(token)))).first()
+    if link is None or link.used_at is None:
+        return None
+    newest = (await session.exec(select(JoinLink.id).where(JoinLink.invitation_id == link.invitation_id)
+                                 .order_by(col(JoinLink.id).desc()).limit(1))).first()
+    waiting = (await session.exec(select(Mail.id).where(Mail.kind == JOIN_MAIL,
+                                                        Mail.invitation_id == link.invitation_id,
+                                                        Mail.status == MailStatus.pending))).first()
+    if newest != link.id or waiting is not None:
+        return None
+    invitation = await session.get(Invitation, link.invitation_id)
+    invitee = await session.get(User, invitation.user_id) if invitation else None
+    meeting = await session.get(Meeting, invitation.meeting_id) if invitation else None
+    if invitation is None or invitee is None or meeting is None or invitee.role != Role.guest \
+            or not invitee.active or meeting.status in {MeetingStatus.closed, MeetingStatus.cancelled} \
+            or settings.clock.now() > window(meeting)[1]:
+        return None
+    mail = await send_link(session, invitation, invitee, locale=locale)
+    await audit.record(session, event="user_authentication", action="E", source=source, meeting_id=meeting.id,
+                       what=f"join link {link.id}: guest {invitee.id} asked for a new link")
+    return mail

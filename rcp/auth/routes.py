@@ -239,7 +239,23 @@ async def audit_export(request: Request) -> Response:
 async def join_page(request: Request) -> Response:
     """The page a join link opens. Its script reads the token from the URL fragment (never sent here); nothing is
     used up until the guest confirms, so a mail scanner's GET changes nothing."""
-    return render(request, "join.html", {"error": ""})
+    return render(request, "join.html", {"error": "", "renew_token": ""})
+
+
+async def join_renew(request: Request) -> Response:
+    """"Mail me a new link", from the page that refused a used link; the same answer whatever happened."""
+    from rcp.auth.links import RENEWED, renew_link
+    from rcp.i18n import current_locale
+    from rcp.mail import wake
+
+    form = await request.form()
+    token = str(form.get("token", ""))[:100].strip()
+    if token and request.headers.get("sec-fetch-site", "same-origin") in {"same-origin", "none"}:
+        async with request.app.state.db.session() as s:
+            await renew_link(s, _settings(request), token, source=audit.source_of(request),
+                             locale=current_locale.get())
+        wake(request.app.state)
+    return render(request, "join.html", {"error": "", "renew_token": "", "notice": _(RENEWED)}, status=202)
 
 
 async def join_submit(request: Request) -> Response:
@@ -258,8 +274,13 @@ async def join_submit(request: Request) -> Response:
         async with request.app.state.db.session() as s:
             row = await open_join_session(s, _settings(request), token, source=audit.source_of(request))
     except LinkRefused as refused:
-        return render(request, "join.html", {"error": _(refused.msgid) % refused.values if refused.values
-                                             else _(refused.msgid)}, status=refused.status)
+        from rcp.auth.links import INVALID, USED
+
+        return render(request, "join.html", {
+            "error": _(refused.msgid) % refused.values if refused.values else _(refused.msgid),
+            # A used (or replaced) link may ask for a new one, mailed to the guest's own address.
+            "renew_token": token if refused.msgid in {USED, INVALID} and token else "",
+        }, status=refused.status)
     _forget_session(request)
     response = RedirectResponse(f"/meetings/{row.meeting_scope}/room", status_code=303)
     _set_session_cookie(request, response, row.id)
@@ -269,6 +290,7 @@ async def join_submit(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/join", join_page, methods=["GET"], name="join"),
     Route("/join", join_submit, methods=["POST"]),
+    Route("/join/renew", join_renew, methods=["POST"]),
     Route("/login", login_page, methods=["GET"], name="login"),
     Route("/login", login_submit, methods=["POST"]),
     Route("/logout", logout, methods=["POST"], name="logout"),

@@ -19,10 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from rcp.app import create_app
 from rcp.config import Settings
 from rcp.db import Database
+from rcp.mail import Mail
 from tests.conftest import Client, sign_in
 from tests.factories import make_board, make_meeting
 from tests.fixtures.smtp import MailBox, join_link
@@ -163,7 +165,7 @@ async def test_the_coordinator_never_holds_a_link(service: Service, coordinator:
 
 
 async def test_a_link_opens_one_session_once(service: Service, coordinator: tuple[Client, int],
-                                             smtp_server: MailBox) -> None:
+                                             smtp_server: MailBox, db: Database) -> None:
     client, board_id = coordinator
     meeting_id = await meeting(client, board_id, starts_in=timedelta(minutes=30))
     address = new_address()
@@ -182,6 +184,18 @@ async def test_a_link_opens_one_session_once(service: Service, coordinator: tupl
     assert me["is_guest"] is True and me["role"] == "guest"
     second = await use(service.url, link)
     assert session_cookie(second) is None and second.status_code in {401, 410}
+    # The guest (a closed tab, say) asks for a new link from that page: it goes to their own address.
+    assert 'action="/join/renew"' in second.text
+    async with httpx.AsyncClient(base_url=service.url) as browser:
+        renewed = await browser.post("/join/renew", data={"token": link.split("#", 1)[1]})
+    assert renewed.status_code == 202 and session_cookie(renewed) is None
+    fresh = await link_of(client, smtp_server, {"id": 0}, address, nth=2)
+    async with httpx.AsyncClient(base_url=service.url) as browser:  # the old link asks again: nothing more
+        await browser.post("/join/renew", data={"token": link.split("#", 1)[1]})
+    async with db.session() as s:
+        queued = (await s.exec(select(Mail).where(Mail.recipient == address))).all()
+    assert len(queued) == 2, "an old link yields no more mail"
+    assert session_cookie(await use(service.url, fresh)) is not None
 
 
 async def test_a_link_works_only_around_its_meeting(service: Service, coordinator: tuple[Client, int],
