@@ -91,7 +91,10 @@ async def room_socket(websocket: WebSocket) -> None:
     except RcpError as error:
         from rcp.scheduling.access import record_refusal
 
-        await record_refusal(websocket.app.state.db, error, websocket)
+        try:
+            await record_refusal(websocket.app.state.db, error, websocket)
+        except Exception:  # the refusal stands even if its trace could not be written
+            logger.exception("room %s: recording a refused entry failed", meeting_id)
         await websocket.send_text(error_frame(error))
         await websocket.close(error.ws_code, error.code)
         return

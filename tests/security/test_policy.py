@@ -19,9 +19,9 @@ from rcp.auth.sessions import COOKIE_NAME, cookie_signer
 from rcp.clock import utcnow
 from rcp.config import Settings
 from rcp.db import Database
-from rcp.scheduling.models import Case, Meeting, MeetingStatus, Patient, PatientIdentifier
+from rcp.scheduling.models import Case, MeetingStatus
 from tests.conftest import DEMO_PASSWORD, Client
-from tests.factories import CHEAP_ARGON2
+from tests.factories import CHEAP_ARGON2, HOSPITAL, MadeCase, MadeMeeting, make_meeting
 from tests.fixtures.dicom_data import make_patient, small_ct
 from tests.servers import ServerThread
 
@@ -52,22 +52,10 @@ async def own_board_meeting(client: Client) -> tuple[int, int]:
     return int(board.json()["id"]), int(meeting.json()["id"])
 
 
-async def demo_patient(db: Database, ipp: str = "IPP100001") -> Patient:
-    async with db.session() as s:
-        return (await s.exec(select(Patient).join(PatientIdentifier, col(PatientIdentifier.patient_id) == col(Patient.id))
-                             .where(PatientIdentifier.value == ipp))).one()
-
-
-async def demo_case(db: Database, board: str = "RCP thoracique", status: str = MeetingStatus.scheduled) -> Case:
-    """A case of a demo meeting of ``board`` in ``status``."""
-    from rcp.scheduling.models import Board
-
-    async with db.session() as s:
-        return (await s.exec(
-            select(Case).join(Meeting, col(Meeting.id) == col(Case.meeting_id))
-            .join(Board, col(Board.id) == col(Meeting.board_id))
-            .where(Board.name == board, Meeting.status == status).order_by(col(Case.id))
-        )).first()  # type: ignore[return-value]
+async def board_case(db: Database, status: str = MeetingStatus.scheduled) -> tuple[MadeMeeting, MadeCase]:
+    """A meeting of a board of its own (its coordinator, invited clinicians) and its one case."""
+    made = await make_meeting(db, status=status, cases=1)
+    return made, made.cases[0]
 
 
 async def alerts_of(db: Database, user_id: int) -> list[AuditEvent]:
@@ -98,9 +86,10 @@ async def join_session(db: Database, settings: Settings, live_server: ServerThre
 async def test_coordinator_of_another_board_cannot_put_any_patient_on_their_agenda(login: Login, db: Database) -> None:
     other = await login(await new_user(db))
     _board, meeting_id = await own_board_meeting(other)
-    victim = await demo_patient(db)
+    _made, case = await board_case(db)
+    victim = case.patient
     added = await other.post(f"/api/meetings/{meeting_id}/cases", json={"patient_id": victim.id, "question": "?"})
-    assert victim.family_name not in added.text and "IPP100001" not in added.text
+    assert victim.family_name not in added.text and victim.ipp not in added.text
     assert added.status_code == 422, added.text  # the same answer as for an id that does not exist
     unknown = await other.post(f"/api/meetings/{meeting_id}/cases", json={"patient_id": 10**8, "question": "?"})
     assert unknown.status_code == 422 and unknown.json()["fields"] == added.json()["fields"]
@@ -109,25 +98,24 @@ async def test_coordinator_of_another_board_cannot_put_any_patient_on_their_agen
 async def test_patient_search_needs_the_identifier_with_its_authority_and_is_audited(login: Login,
                                                                                       db: Database) -> None:
     other = await login(await new_user(db))
-    victim = await demo_patient(db)
+    _made, case = await board_case(db)
+    victim = case.patient
     # A bare IPP matches that value at every hospital: it is a search among the caller's own patients only.
-    bare = await other.get("/api/patients", params={"identifier": "IPP100001"})
+    bare = await other.get("/api/patients", params={"identifier": victim.ipp})
     assert bare.status_code == 200 and bare.json() == []
     by_name = await other.get("/api/patients", params={"q": victim.family_name[:3]})
     assert victim.id not in {p["id"] for p in by_name.json()}
     # With its assigning authority, the exact identifier finds the registered patient (to avoid a duplicate)...
-    exact = await other.get("/api/patients", params={"identifier": "IPP100001", "assigner": "CHU de Lyon"})
+    exact = await other.get("/api/patients", params={"identifier": victim.ipp, "assigner": HOSPITAL})
     assert exact.status_code == 200 and [p["id"] for p in exact.json()] == [victim.id]
     # ... and that look-up is in the audit trail, naming the patient.
     async with db.session() as s:
         reads = (await s.exec(select(AuditEvent).where(AuditEvent.user_id == other.me["id"],
                                                        AuditEvent.patient_id == victim.id))).all()
-        ins = (await s.exec(select(PatientIdentifier.value).where(PatientIdentifier.patient_id == victim.id,
-                                                                  PatientIdentifier.system == "INS-NIR"))).one()
     assert [(e.event_code, e.action) for e in reads] == [(PATIENT_RECORD, "R")]
     assert victim.family_name not in reads[0].what
     # The INS is national: it finds the patient by itself. The patient found may then go on the finder's agenda.
-    by_ins = await other.get("/api/patients", params={"identifier": ins})
+    by_ins = await other.get("/api/patients", params={"identifier": victim.ins})
     assert [p["id"] for p in by_ins.json()] == [victim.id]
     _board, meeting_id = await own_board_meeting(other)
     added = await other.post(f"/api/meetings/{meeting_id}/cases", json={"patient_id": victim.id, "question": "?"})
@@ -139,15 +127,18 @@ async def test_patient_search_needs_the_identifier_with_its_authority_and_is_aud
 
 async def test_join_link_session_of_a_coordinator_does_only_the_guest_s_part(
         login: Login, db: Database, settings: Settings, live_server: ServerThread) -> None:
-    case = await demo_case(db)
-    guest = await join_session(db, settings, live_server, "secretariat", case.meeting_id)
+    made, case = await board_case(db)
+    other = await make_meeting(db, board=made.board, cases=1)  # the same coordinator's other meeting: out of reach
+    _other_case = other.cases[0]
+    guest = await join_session(db, settings, live_server, made.coordinator.username, case.meeting_id)
     try:
         assert (await guest.get(f"/api/meetings/{case.meeting_id}")).status_code == 200
         board = await guest.post("/api/boards", json={"name": f"RCP pirate {secrets.token_hex(3)}"})
         assert board.status_code == 403, board.text
-        meeting = await guest.post("/api/meetings", json={"board_id": 1, "starts_at": "2031-05-06T14:00"})
+        meeting = await guest.post("/api/meetings", json={"board_id": made.board.id, "starts_at": "2031-05-06T14:00"})
         assert meeting.status_code == 403, meeting.text
-        found = await guest.get("/api/patients", params={"identifier": "IPP200001", "assigner": "CHU de Lyon"})
+        assert (await guest.get(f"/api/meetings/{other.id}")).status_code == 404
+        found = await guest.get("/api/patients", params={"identifier": _other_case.patient.ipp, "assigner": HOSPITAL})
         assert found.status_code == 403 or found.json() == []
         patient = await guest.post("/api/patients", json={"family_name": "Pirate", "identifiers": []})
         assert patient.status_code == 403
@@ -164,8 +155,8 @@ async def test_join_link_session_of_a_coordinator_does_only_the_guest_s_part(
 
 
 async def test_invited_clinician_cannot_attach_detach_or_import(login: Login, db: Database) -> None:
-    case = await demo_case(db)
-    clinician = await login("dr.radiologue")  # invited to the demo meetings
+    made, case = await board_case(db)
+    clinician = await login(made.invitee("radiologist"))
     assert (await clinician.get(f"/api/cases/{case.id}")).status_code == 200
     detach = await clinician.post(f"/api/cases/{case.id}/studies", json={"detach": ["1.2.3"]})
     assert detach.status_code == 403, detach.text
@@ -177,8 +168,8 @@ async def test_invited_clinician_cannot_attach_detach_or_import(login: Login, db
 
 
 async def test_studies_of_a_closed_meeting_do_not_change(login: Login, db: Database) -> None:
-    case = await demo_case(db, status=MeetingStatus.closed)
-    coordinator = await login("secretariat")
+    made, case = await board_case(db, status=MeetingStatus.closed)
+    coordinator = await login(made.coordinator)
     detach = await coordinator.post(f"/api/cases/{case.id}/studies", json={"detach": ["1.2.3"]})
     assert detach.status_code == 409, detach.text
     upload = await coordinator.post(f"/api/cases/{case.id}/imports",
@@ -190,24 +181,23 @@ async def test_studies_of_a_closed_meeting_do_not_change(login: Login, db: Datab
 
 
 async def test_refused_accesses_are_security_alerts_without_patient_data(login: Login, db: Database) -> None:
-    case = await demo_case(db, board="RCP digestive")
+    made, case = await board_case(db)
     outsider = await login(await new_user(db, Role.clinician, "surgeon"))
     assert (await outsider.get(f"/api/cases/{case.id}")).status_code == 404
     assert (await outsider.get(f"/cases/{case.id}/fiche")).status_code == 404
-    member = await login("dr.pneumologue")  # invited to thoracic meetings only, and a clinician
+    member = await login(made.invitee("radiologist"))  # a clinician: creates no board
     assert (await member.post("/api/boards", json={"name": "x"})).status_code == 403
     alerts = await alerts_of(db, outsider.me["id"])
     assert len(alerts) >= 2 and all(a.outcome != 0 for a in alerts)
     assert any(f"case {case.id}" in a.what for a in alerts)
-    victim = await demo_patient(db, "IPP200001")
     for alert in alerts:
-        assert victim.family_name not in alert.what and "IPP" not in alert.what
+        assert case.patient.family_name not in alert.what and case.patient.ipp not in alert.what
     assert await alerts_of(db, member.me["id"])
 
 
 async def test_minutes_name_each_patient_read(login: Login, db: Database) -> None:
-    case = await demo_case(db, status=MeetingStatus.closed)
-    reader = await login("dr.chirurgien")
+    made, case = await board_case(db, status=MeetingStatus.closed)
+    reader = await login(made.invitee("radiologist"))
     assert (await reader.get(f"/meetings/{case.meeting_id}/minutes")).status_code == 200
     async with db.session() as s:
         cases = (await s.exec(select(Case).where(Case.meeting_id == case.meeting_id))).all()
