@@ -193,6 +193,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/api/openapi.json", "GET"): public(),
     ("/join", "GET"): public(),
     ("/join", "POST"): public(_form({"token": "not-a-token"})),
+    ("/join/renew", "POST"): public(_form({"token": "not-a-token"})),
     ("/login", "GET"): public(),
     ("/login", "POST"): public(_form({"username": "nobody", "password": "x"})),
     ("/settings/locale", "POST"): public(_form({"locale": "en", "next": "/meetings"})),
@@ -571,7 +572,8 @@ def _uses_object(path: str, rule: Rule) -> bool:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("name", ROLES)
 async def test_every_route_answers_the_role_as_the_policy_says(world: World, settings: Settings, name: str) -> None:
-    table = route_table(create_app(settings))
+    # An unclassified route fails test_every_route_is_classified; here it is left out.
+    table = [key for key in route_table(create_app(settings)) if key in ROUTES]
     ordered = sorted(table, key=lambda key: ROUTES[key].ends_session)
     wrong: list[str] = []
     if name:
