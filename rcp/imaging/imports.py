@@ -8,6 +8,9 @@ A referring hospital's CD or a colleague's export arrives as files or a zip. ``i
 * is each SOP Instance UID already there? The same instance again is a no-op; other content under the same UID is
   refused: a stored instance is never replaced (PS3.3 C.12.1.1.1), on the local archive as over STOW-RS.
 
+A file of another identity domain (a CD from another hospital) is reconciled to the case's patient only when the
+uploader confirmed it (``rcp.imaging.reconcile``); then its coerced copy is what is checked and stored.
+
 Any such refusal, or any file whose patient is not the case's patient, refuses the whole import: nothing of it is
 stored (files that are not DICOM at all are only reported, as before). Otherwise the good files go to the archive
 in one store and their studies are attached to the case.
@@ -25,6 +28,7 @@ from rcp.imaging.dicomfile import same_instance
 from rcp.imaging.service import ImagingService
 from rcp.imaging.validation import (
     FileCheck,
+    Reconciliation,
     UploadedFile,
     UploadRefused,
     check_file,
@@ -63,13 +67,14 @@ class ImportReport:
             "imported": sum(1 for r in self.results if r.ok),
             "refused": sum(1 for r in self.results if not r.ok),
             "warnings": sum(1 for r in self.results if r.warning),
+            "reconciled": sum(1 for r in self.results if r.ok and r.reconciled),
             "attached_study_uids": self.matching_study_uids,
         }
 
 
-def _check_all(files: Sequence[UploadedFile], expected: ServicePatient | None, max_total_bytes: int
-               ) -> list[FileCheck]:
-    return [check_file(f, expected) for f in unpack_upload(files, max_total_bytes=max_total_bytes)]
+def _check_all(files: Sequence[UploadedFile], expected: ServicePatient | None, max_total_bytes: int,
+               reconciliation: Reconciliation | None = None) -> list[FileCheck]:
+    return [check_file(f, expected, reconciliation) for f in unpack_upload(files, max_total_bytes=max_total_bytes)]
 
 
 async def _refuse_foreign_studies(service: ImagingService, good: Sequence[FileCheck], expected: ServicePatient
@@ -124,10 +129,15 @@ async def _check_existing_instances(service: ImagingService, good: Sequence[File
 
 
 async def import_files(service: ImagingService, files: Sequence[UploadedFile], expected: ServicePatient | None,
-                       *, max_total_bytes: int) -> ImportReport:
-    """Check every file, then store all the good ones or none (see the module docstring)."""
+                       *, max_total_bytes: int, reconciliation: Reconciliation | None = None) -> ImportReport:
+    """Check every file, then store all the good ones or none (see the module docstring).
+
+    With ``reconciliation``, refused files of another identity domain get a confirmation to reconcile them; with
+    its ``confirm`` set, the files of the confirmed identity are stored coerced to the case's patient
+    (``rcp.imaging.reconcile``), never unchanged.
+    """
     try:
-        checks = await service.run(_check_all, files, expected, max_total_bytes)
+        checks = await service.run(_check_all, files, expected, max_total_bytes, reconciliation)
     except UploadRefused as exc:
         raise PayloadTooLarge(str(exc)) from None
     report = ImportReport(results=checks)

@@ -40,6 +40,7 @@ from rcp.imaging.frames import frame_etag
 from rcp.imaging.imports import import_files
 from rcp.imaging.service import ImagingService
 from rcp.imaging.uploads import received_files
+from rcp.imaging.validation import Reconciliation
 from rcp.openapi import ApiRoute
 from rcp.scheduling import access
 from rcp.scheduling.access import Action
@@ -270,15 +271,28 @@ async def imports(request: Request) -> Response:
     service = _service(request)
     user = current_user(request)
     case_id = int(request.path_params["case_id"])
+    # ?reconcile=true&confirm=<confirmation>: file another hospital's images under the case's patient, as shown
+    # beside the refused file (rcp.imaging.reconcile); the confirmation carries no patient data.
+    reconcile = request.query_params.get("reconcile", "").lower() in {"1", "true", "yes"}
+    confirm = request.query_params.get("confirm", "").strip()
+    if reconcile and not confirm:
+        raise BadRequest("Reconciling needs the confirmation shown beside the refused file (confirm=...).",
+                         fields={"confirm": "required with reconcile=true"})
+    settings = request.app.state.settings
     async with _db(request).session() as s:
         # At the door, before the upload is read.
-        case, _meeting = await access.require_case(s, user, case_id, Action.import_images)
+        case, meeting = await access.require_case(s, user, case_id, Action.import_images)
+        if reconcile:
+            case, meeting = await access.require_case(s, user, case_id, Action.reconcile_import)
+        may_reconcile = await access.allows(s, user, Action.reconcile_import, meeting)
         expected = await _service_patient(s, case.patient_id)
-    settings = request.app.state.settings
+    reconciliation = Reconciliation(secret=settings.secret_key, case_id=case_id, at=utcnow(),
+                                    confirm=confirm if reconcile else "") if may_reconcile else None
     # The body itself is bounded by the limit this route declares (body_limit="upload" in the route table).
     limit = int(settings.max_upload_bytes)
     async with received_files(request, folder=Path(settings.data_dir) / "uploads") as uploads:
-        report = await import_files(service, uploads, expected, max_total_bytes=limit * 4)
+        report = await import_files(service, uploads, expected, max_total_bytes=limit * 4,
+                                    reconciliation=reconciliation)
     async with _db(request).session() as s:
         case, _meeting = await access.require_case(s, user, case_id, Action.import_images)
         attached = list(case.study_uids or [])
@@ -294,7 +308,11 @@ async def imports(request: Request) -> Response:
                            outcome=0 if body["refused"] == 0 else 4, patient_id=case.patient_id,
                            meeting_id=case.meeting_id,
                            what=f"case {case_id}: {body['imported']} imported, {body['refused']} refused"
-                                + (" (import refused: nothing stored)" if report.refused else ""))
+                                + (" (import refused: nothing stored)" if report.refused else "")
+                                + (f", {body['reconciled']} reconciled from another identity domain to the case's "
+                                   "patient by explicit choice (IHE IRW; originals in Original Attributes Sequence)"
+                                   if body["reconciled"] else "")
+                                + (" (reconciliation asked)" if reconcile and not body["reconciled"] else ""))
     if report.matching_study_uids:
         service.prefetch(f"case:{case_id}", attached)
     # The wire contract is the per-file list; counts and attached studies are for the audit and the case page.

@@ -8,7 +8,8 @@ present and of the declared size when the SOP class is an image, and ``rows x co
 budget before anything is decoded. Each file's patient is then put to the identity rule of ``rcp.identifiers``
 against the case's patient: a file that fails it refuses the whole import (``FileCheck.blocking``), and its
 result shows the uploader what the file says beside the case's patient — the uploader sees both (their file,
-their case); nobody else does.
+their case); nobody else does. A file of another identity domain may instead be reconciled to the case's
+patient, by an explicit confirmed choice (``Reconciliation``, ``rcp.imaging.reconcile``).
 
 Messages are per file, say what to do, and never contain patient data; the side-by-side identities travel in
 ``FileCheck.identity``, apart from the message.
@@ -20,6 +21,7 @@ import secrets
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -30,9 +32,11 @@ from pydicom.errors import InvalidDicomError
 from rcp.identifiers import DicomPatient, Match, ServicePatient, match
 from rcp.imaging.dicomfile import is_uid, tolerant
 from rcp.imaging.frames import PixelDataError, check_pixel_budget, number_of_frames
+from rcp.imaging.reconcile import ReconcileRefused, coerced_bytes, confirmation, confirmed
 
 __all__ = [
     "FileCheck",
+    "Reconciliation",
     "UploadRefused",
     "UploadedFile",
     "check_file",
@@ -116,6 +120,10 @@ class FileCheck:
     already_stored: bool = False
     #: Where the checked file is (in the upload's working folder), until it is stored or refused.
     path: Path | None = field(default=None, repr=False)
+    #: For a file of another identity domain: what its uploader sends back to reconcile it (``Reconciliation``).
+    confirmation: str = ""
+    #: The file was reconciled: ``path`` holds its coerced copy, filed under the case's patient.
+    reconciled: bool = False
 
     def refuse(self, message: str, *, blocking: bool = True) -> None:
         self.ok = False
@@ -127,8 +135,13 @@ class FileCheck:
                                    "study_uid": self.study_uid or None, "warning": self.warning or None}
         if self.identity is not None and not self.identity and self.patient is not None \
                 and self.case_patient is not None:
-            body["identity"] = {"fields": list(self.identity.refused), "file": self.patient.as_json(),
-                                "case": self.case_patient.as_json()}
+            identity: dict[str, object] = {"fields": list(self.identity.refused), "file": self.patient.as_json(),
+                                           "case": self.case_patient.as_json()}
+            if self.confirmation:
+                identity["confirmation"] = self.confirmation
+            body["identity"] = identity
+        if self.reconciled:
+            body["reconciled"] = True
         return body
 
 
@@ -203,13 +216,68 @@ NOT_THE_PATIENT = ("This file's patient is not the case's patient ({fields}); no
                    "Check that the files belong to this patient, or import them into their own case.")
 
 
-def check_file(upload: UploadedFile, expected: ServicePatient | None) -> FileCheck:
+RECONCILED = ("Reconciled: filed under the case's patient, as you chose; the file's own identity is kept in it "
+              "(Original Attributes Sequence).")
+NOT_RECONCILED = ("This file's patient is not the case's patient ({fields}), and the reconciliation you confirmed was "
+                  "for another identity (another file, or the patient changed since): nothing of this import was "
+                  "stored. Look at both identities again before reconciling.")
+SAME_DOMAIN = ("This file carries the case patient's own identifier with other identity traits ({fields}): that is a "
+               "filing error at its source, not another hospital's identity, and it cannot be reconciled here. "
+               "Nothing of this import was stored; have the PACS or the sender correct the file.")
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What the route knows to offer, or perform, a reconciliation (``rcp.imaging.reconcile``).
+
+    ``confirm`` is empty when the uploader did not ask to reconcile: refused files of another domain then only get
+    a ``confirmation`` to send back. ``at`` is when the choice was made (Attribute Modification DateTime).
+    """
+
+    secret: str
+    case_id: int
+    at: datetime
+    confirm: str = ""
+
+
+def check_file(upload: UploadedFile, expected: ServicePatient | None,
+               reconciliation: Reconciliation | None = None) -> FileCheck:
     """Everything we can say about one file without storing it (CPU: run in a thread)."""
     with tolerant():
-        return _check_file(upload, expected)
+        return _check_file(upload, expected, reconciliation)
 
 
-def _check_file(upload: UploadedFile, expected: ServicePatient | None) -> FileCheck:
+def _reconcile(result: FileCheck, upload: UploadedFile, expected: ServicePatient, file_patient: DicomPatient,
+               reconciliation: Reconciliation) -> FileCheck:
+    """A file that names no identifier of the case's patient: offer a confirmation, or reconcile if confirmed."""
+    assert result.identity is not None
+    fields = ", ".join(result.identity.refused)
+    if not reconciliation.confirm:
+        result.confirmation = confirmation(reconciliation.secret, reconciliation.case_id, expected, file_patient)
+        result.refuse(NOT_THE_PATIENT.format(fields=fields))
+        return result
+    if not confirmed(reconciliation.secret, reconciliation.case_id, expected, file_patient, reconciliation.confirm):
+        result.refuse(NOT_RECONCILED.format(fields=fields))
+        return result
+    try:
+        blob = coerced_bytes(str(upload.path), expected, at=reconciliation.at)
+    except ReconcileRefused as exc:
+        result.refuse(str(exc))
+        return result
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        result.refuse("The file could not be rewritten under the case's patient (its header is unusual); nothing "
+                      "of this import was stored. Export it again from its source.")
+        return result
+    target = upload.path.with_name(upload.path.name + ".reconciled")
+    target.write_bytes(blob)
+    result.reconciled = True
+    result.message = RECONCILED
+    result.path = target
+    return result
+
+
+def _check_file(upload: UploadedFile, expected: ServicePatient | None,
+                reconciliation: Reconciliation | None = None) -> FileCheck:
     result = FileCheck(name=upload.name, ok=False)
     if upload.size < 132:
         result.message = "Not a DICOM file (too short); export the images as DICOM from the PACS or CD."
@@ -250,6 +318,11 @@ def _check_file(upload: UploadedFile, expected: ServicePatient | None) -> FileCh
         result.case_patient = expected
         result.identity = match(expected, result.patient)
         if not result.identity:
+            if reconciliation is not None and result.identity.by == "":
+                return _reconcile(result, upload, expected, result.patient, reconciliation)
+            if reconciliation is not None and reconciliation.confirm:
+                result.refuse(SAME_DOMAIN.format(fields=", ".join(result.identity.refused)))
+                return result
             result.refuse(NOT_THE_PATIENT.format(fields=", ".join(result.identity.refused)))
             return result
     result.path = upload.path

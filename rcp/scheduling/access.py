@@ -27,6 +27,7 @@ manage meeting      yes    yes          yes      -            -      all (transi
 edit agenda         yes    yes          yes      -            -      scheduled, live
 change studies      yes    yes          -        -            -      scheduled, live
 import images       yes    yes          -        -            -      scheduled, live
+reconcile import    yes    yes          -        -            -      scheduled, live
 write decision      yes    yes          -        yes          yes    scheduled, live, closed
 sign                yes    yes          yes      yes          yes    scheduled, live, closed (*)
 chair room          -      yes          -        -            -      all
@@ -133,6 +134,8 @@ class Action(StrEnum):
     edit_agenda = "edit agenda"
     change_studies = "change studies"
     import_images = "import images"
+    #: File another hospital's images under the case's patient (IHE Import Reconciliation, rcp.imaging.reconcile).
+    reconcile_import = "reconcile import"
     write_decision = "write decision"
     sign = "sign"
     chair_room = "chair room"
@@ -166,6 +169,7 @@ MEETING_RULES: dict[Action, tuple[frozenset[Standing], frozenset[str]]] = {
     Action.edit_agenda: (frozenset({_S.admin, _S.coordinator, _S.service}), _OPEN),
     Action.change_studies: (frozenset({_S.admin, _S.coordinator}), _OPEN),
     Action.import_images: (frozenset({_S.admin, _S.coordinator}), _OPEN),
+    Action.reconcile_import: (frozenset({_S.admin, _S.coordinator}), _OPEN),
     Action.write_decision: (frozenset({_S.admin, _S.coordinator, _S.participant, _S.guest}), _HELD),
     Action.sign: (frozenset({_S.admin, _S.coordinator, _S.service, _S.participant, _S.guest}), _HELD),
     Action.chair_room: (frozenset({_S.coordinator}), _ALL_STATES),
@@ -209,6 +213,7 @@ _FORBIDDEN: dict[Action, str] = {
     Action.edit_agenda: "Only the board's coordinators can change this meeting.",
     Action.change_studies: "Only the board's coordinators attach, detach or import a case's studies.",
     Action.import_images: "Only the board's coordinators attach, detach or import a case's studies.",
+    Action.reconcile_import: "Only the board's coordinators reconcile another hospital's files with a case's patient.",
     Action.write_decision: "Only the meeting's participants write its decisions.",
     Action.chair_room: "Only the board's coordinators chair the meeting.",
     Action.create_board: "Only coordinators and administrators create boards.",
@@ -223,7 +228,7 @@ def _state_refusal(action: Action, status: str) -> Conflict:
     if action == Action.edit_agenda:
         return Conflict(f"This meeting is {status}: its agenda can no longer change. Add the case to the board's "
                         "next meeting instead.", fields={"meeting_id": f"meeting is {status}"})
-    if action in {Action.change_studies, Action.import_images}:
+    if action in {Action.change_studies, Action.import_images, Action.reconcile_import}:
         return Conflict(f"This meeting is {status}: its cases' studies can no longer change. Add the case to the "
                         "board's next meeting instead.", fields={"meeting_id": f"meeting is {status}"})
     if action in {Action.write_decision, Action.sign}:
