@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from websockets.asyncio.client import connect
 
 from rcp.app import create_app
-from rcp.auth.models import LoginSession, Role
+from rcp.auth.models import AuditEvent, LoginSession, Role
 from rcp.auth.sessions import COOKIE_NAME, cookie_signer, create_api_token
 from rcp.clock import utcnow
 from rcp.config import Settings
@@ -104,6 +104,16 @@ class World:
     #: Makes a new client of the role (for the routes that end the caller's session).
     renew: dict[str, Callable[[], Awaitable[Client]]] = field(default_factory=dict)
     guest_user_id: int = 0
+    #: Each signed-in role's user id (whose security alerts the walk counts).
+    user_ids: dict[str, int] = field(default_factory=dict)
+
+    async def alerts(self, name: str) -> int:
+        """How many security alerts (DCM 110113) name this role's user."""
+        from sqlalchemy import func
+
+        async with self.db.session() as s:
+            return int((await s.exec(select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.user_id == self.user_ids[name], AuditEvent.event_code == "110113"))).one())
 
     async def fresh_invitation(self, obj: str) -> int:
         return (await make_invitation(self.db, self.targets[obj].meeting_id, await make_clinician(self.db))).id
@@ -419,6 +429,7 @@ async def world(db: Database, settings: Settings, live_server: ServerThread) -> 
              "uninvited": await make_clinician(db, "surgeon"), "guest": guest, "service": service}
     made_world = World(db=db, base_url=live_server.url, targets=targets)
     made_world.guest_user_id = (await make_clinician(db, "pathologist")).id
+    made_world.user_ids = {name: user.id for name, user in users.items()}
     made_world.renew = _renewers(made_world, settings, users)
     made_world.clients = {name: await renew() for name, renew in made_world.renew.items()}
     yield made_world
@@ -582,10 +593,15 @@ async def test_every_route_answers_the_role_as_the_policy_says(world: World, set
             rule = ROUTES[method_path]
             for obj in OBJECTS if _uses_object(path, rule) else ("open",):
                 want = expected(rule, name, obj, world, path)
+                # A refusal of the policy is recorded as a security alert naming the caller (finding 12).
+                audited = want in {403, 404} and rule.kind != "schedule_page"
+                before = await world.alerts(name) if audited else 0
                 got, location = await call(world, name, method, path, rule, obj)
                 if not answers_as_said(rule, want, got, location):
                     wrong.append(f"{name:17} {obj:6} {method:6} {path}: got {got}, policy says "
                                  f"{'allowed' if want == ALLOWED else want}")
+                elif audited and await world.alerts(name) <= before:
+                    wrong.append(f"{name:17} {obj:6} {method:6} {path}: refused ({got}) without a security alert")
     assert not wrong, "routes that do not answer as the policy says:\n" + "\n".join(wrong)
 
 
