@@ -292,7 +292,7 @@ async def join(url: str, meeting_id: int, cookie: str, *, dc: bool = False) -> P
 
     ws = await connect(
         f"{url}/ws/meetings/{meeting_id}",
-        additional_headers={"Cookie": cookie},
+        additional_headers={"Cookie": cookie, "Origin": url.replace("ws://", "http://", 1)},
         max_queue=None,
         compression=None,
     )

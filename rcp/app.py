@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -41,6 +42,7 @@ from rcp.openapi import document
 from rcp.room import routes as room_routes
 from rcp.room.decisions import wire_decisions
 from rcp.room.live import open_rooms
+from rcp.room.revocation import announce as announce_revocation
 from rcp.scheduling import access
 from rcp.scheduling import api as scheduling_api
 from rcp.scheduling import pages as scheduling_pages
@@ -137,6 +139,10 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             # The media plane (one aiortc peer per participant) and the live rooms that speak through it.
             app.state.media = await stack.enter_async_context(open_media_plane(settings))
             app.state.rooms = await stack.enter_async_context(open_rooms(settings, db, media=app.state.media))
+            # Sockets follow the session (issue 13): a revocation heard from any node drops this node's cached copy
+            # of the session too; routes publish through app.state.revoke (rcp.http.revoke).
+            app.state.rooms.revocations.hooks.append(auth_backend.forget_revoked)
+            app.state.revoke = functools.partial(announce_revocation, app.state)
             # Decision edits and signatures reach the room; the quorum comes from who is in the room; key-image
             # marks go into the case's draft.
             wire_decisions(app.state)

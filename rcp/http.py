@@ -251,6 +251,15 @@ def current_user(request: Request) -> Any:
     return user
 
 
+async def revoke(request: Request, *, session_id: str = "", user_id: int | None = None,
+                 meeting_id: int | None = None) -> None:
+    """After a committed change that may end live room sockets (sign-out, a meeting's status or invitations): tell
+    every node to re-check them now (``app.state.revoke``, rcp.room.revocation.announce; absent without rooms)."""
+    announce = getattr(request.app.state, "revoke", None)
+    if announce is not None:
+        await announce(session_id=session_id, user_id=user_id, meeting_id=meeting_id)
+
+
 def path_int(request: Request, name: str) -> int:
     value = request.path_params[name]
     return int(value)

@@ -18,7 +18,7 @@ from rcp.auth.sessions import COOKIE_NAME, LoginRefused, cookie_signer, end_sess
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.errors import BadRequest, NotAuthenticated
-from rcp.http import current_user, json_out, read_json
+from rcp.http import current_user, json_out, read_json, revoke
 from rcp.i18n import LOCALE_COOKIE, LOCALES
 from rcp.i18n import gettext as _
 from rcp.openapi import ApiRoute
@@ -153,6 +153,7 @@ async def logout(request: Request) -> Response:
         async with request.app.state.db.session() as s:
             await end_session(s, user.session_id)
             await audit.record(s, event="user_authentication", action="E", request=request, what="logout")
+        await revoke(request, session_id=user.session_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/")
     response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
@@ -205,6 +206,7 @@ async def session_logout(request: Request) -> Response:
         async with request.app.state.db.session() as s:
             await end_session(s, user.session_id)
             await audit.record(s, event="user_authentication", action="E", request=request, what="logout")
+        await revoke(request, session_id=user.session_id)
     response = Response(status_code=204)
     response.delete_cookie(COOKIE_NAME, path="/")
     response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA

@@ -13,6 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import col, select
@@ -36,6 +37,7 @@ __all__ = [
     "create_api_token",
     "end_session",
     "login",
+    "session_digest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,12 @@ def cookie_signer(settings: Settings) -> URLSafeSerializer:
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def session_digest(session_id: str) -> str:
+    """How a session is named outside this node (the room's revocation messages): its id is a credential, the
+    digest is not."""
+    return hashlib.sha256(b"rcp.session:" + session_id.encode()).hexdigest()
 
 
 async def login(
@@ -209,6 +217,36 @@ class SessionBackend(AuthenticationBackend):
     def forget(self, key: str) -> None:
         """Drop a cached session (after logout) so that it is refused from the next request on."""
         self._recent.pop(key, None)
+
+    def forget_where(self, *, session: str = "", user_id: int | None = None) -> None:
+        """Drop the cached sessions named by a revocation from another node (``session``: a :func:`session_digest`;
+        ``user_id``: every session and token of that account), so that a logout there is refused here from the
+        next request on, not only once ``session_cache_s`` has passed."""
+        if not session and user_id is None:
+            return
+        for key, (_at, user) in list(self._recent.items()):
+            if (session and user.session_id and session_digest(user.session_id) == session) or user.id == user_id:
+                self._recent.pop(key, None)
+
+    def forget_revoked(self, revocation: Any) -> None:
+        """A revocation heard on the room bus (rcp.room.revocation.Revocation: ``session``, ``user_id``)."""
+        self.forget_where(session=str(getattr(revocation, "session", "") or ""),
+                          user_id=getattr(revocation, "user_id", None))
+
+    async def verify(self, db: Database, *, authorization: str = "", cookie: str = "") -> CurrentUser | None:
+        """Who these credentials name *now*, from the database and never the cache (None: signed out, expired,
+        deactivated, revoked). The room asks it again while a socket runs (rcp.room.revocation); like a request, it
+        counts as activity for the idle timeout."""
+        if authorization.lower().startswith("bearer "):
+            found = await self._from_token(db, authorization[7:].strip())
+        elif cookie:
+            found = await self._from_cookie(db, cookie)
+        else:
+            return None
+        if found is None:
+            return None
+        assert isinstance(found[1], CurrentUser)
+        return found[1]
 
     def _cached(self, key: str) -> CurrentUser | None:
         """A session or token checked less than ``settings.session_cache_s`` ago.

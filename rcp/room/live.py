@@ -51,6 +51,7 @@ from rcp.room.events import (
     event_to_dict,
 )
 from rcp.room.log import EventLog, MemoryEventLog, SequenceTaken, SqlEventLog
+from rcp.room.revocation import Revocations
 from rcp.room.state import AgendaItem, RoomState, apply, decide, may_point, snapshot_to_dict
 
 __all__ = ["LiveRoom", "Rooms", "load_agenda", "open_rooms"]
@@ -436,6 +437,8 @@ class Rooms:
         self.on_events: list[EventHook] = []
         self._rooms: dict[int, LiveRoom] = {}
         self._users: dict[int, int] = {}
+        #: Every local socket's seat, re-checked on revocation messages and periodically (issue 13).
+        self.revocations = Revocations(bus, channel=f"{channel_prefix}revoked", every_s=self.config.recheck_s)
         self._lock = asyncio.Lock()
 
     async def acquire(self, meeting_id: int) -> LiveRoom:
@@ -509,8 +512,10 @@ async def open_rooms(
         config=config,
         media=media,
     )
+    await rooms.revocations.open()
     try:
         yield rooms
     finally:
+        await rooms.revocations.close()
         await rooms.close()
         await bus.disconnect()

@@ -21,8 +21,21 @@ Who may connect: the caller authenticated by the app's middleware (session cooki
 meeting-scoped session a signed join link opens, see rcp.auth.links — or a bearer token) and allowed to see the
 meeting (``view meeting`` in :mod:`rcp.scheduling.access`); the same policy says whether they chair it (``chair
 room``: the board's coordinators), which is what the room's commands check (:attr:`Participant.chairs`). A refusal
-is an ``error`` frame followed by a close with the error's code (4401, 4404), so the page can say why instead of
-retrying forever; it is recorded as a security alert.
+is an ``error`` frame followed by a close with the error's code (4401, 4404, 4409 once the meeting is closed), so
+the page can say why instead of retrying forever; it is recorded as a security alert.
+
+Where from (cross-site WebSocket hijacking, issue 13 finding 7): browsers send the cookie with a WebSocket opened by
+*any* page, and the same-origin policy does not apply to WebSockets, so the handshake's ``Origin`` (RFC 6455 §10.2,
+RFC 6454) must be the service's own: ``Settings.origin``, from ``RCP_PUBLIC_URL``. Outside production the origin the
+request itself names (its scheme and ``Host``) is accepted too, so that a development server on another port or a
+test server works; a cross-site page cannot send that, since its browser sends the page's origin and the cookie
+of the real host only. A handshake without ``Origin`` does not come from a browser (browsers always send it): it is
+accepted only with a bearer token (a service account), never with a session cookie alone, which a non-browser
+client has no business holding. A refused handshake is closed before it is accepted (the client sees HTTP 403)
+and recorded as a security alert.
+
+While it runs, the socket follows the session (rcp.room.revocation): sign-out, expiry, deactivation, a withdrawn
+invitation or a closed meeting ends it and its media peer, on every node.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from rcp.errors import NotAuthenticated, RcpError
 from rcp.room.connection import Connection, error_frame
 from rcp.room.events import Participant
 from rcp.room.live import LiveRoom, Rooms
+from rcp.room.revocation import Recheck, Seat
 
 __all__ = ["room_socket"]
 
@@ -53,9 +67,63 @@ async def authorise(websocket: WebSocket, meeting_id: int) -> tuple[Any, bool]:
     if user is None or not getattr(user, "is_authenticated", False):
         raise NotAuthenticated("Sign in (or open your join link) before entering the meeting room.")
     async with websocket.app.state.db.session() as session:
-        meeting = await access.require_meeting(session, user, meeting_id, access.Action.view_meeting)
+        meeting = await access.require_meeting(session, user, meeting_id, access.Action.enter_room)
         chairs = await access.allows(session, user, access.Action.chair_room, meeting)
     return user, chairs
+
+
+def origin_allowed(websocket: WebSocket) -> bool:
+    """Whether the handshake comes from the service's own pages (see the module docstring)."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return websocket.headers.get("authorization", "").lower().startswith("bearer ")
+    settings = getattr(websocket.app.state, "settings", None)
+    if settings is not None and origin == settings.origin:
+        return True
+    if settings is not None and settings.production:
+        return False
+    host = websocket.headers.get("host")
+    scheme = "https" if websocket.url.scheme == "wss" else "http"
+    return host is not None and origin == f"{scheme}://{host}"
+
+
+async def refuse_origin(websocket: WebSocket, meeting_id: int) -> None:
+    """Close the handshake (HTTP 403) and record the attempt as a security alert (DCM 110113)."""
+    from rcp.scheduling import access
+
+    refusal = access.NotPermitted(
+        "This room opens only from the service's own pages.",
+        alert=access.Alert(access.Action.enter_room, f"meeting {meeting_id} room (cross-site WebSocket)",
+                           meeting_id=meeting_id),
+    )
+    logger.info("room %s: WebSocket handshake from another origin refused", meeting_id)
+    await access.record_refusal(websocket.app.state.db, refusal, websocket)
+    await websocket.close(1008, "origin")
+
+
+def recheck_of(websocket: WebSocket, meeting_id: int) -> Recheck:
+    """Whether the caller of this socket may still be in the room: their session read again from the database
+    (rcp.auth.sessions.SessionBackend.verify), then the policy's ``enter room``."""
+    from rcp.auth.sessions import COOKIE_NAME
+    from rcp.scheduling import access
+
+    state = websocket.app.state
+    authorization = websocket.headers.get("authorization", "")
+    cookie = websocket.cookies.get(COOKIE_NAME, "")
+
+    async def recheck() -> RcpError | None:
+        user = await state.auth_backend.verify(state.db, authorization=authorization, cookie=cookie)
+        if user is None:
+            return NotAuthenticated("Your session ended (signed out, expired or the account was disabled): sign "
+                                    "in again to rejoin the meeting.")
+        try:
+            async with state.db.session() as session:
+                await access.require_meeting(session, user, meeting_id, access.Action.enter_room)
+        except RcpError as error:
+            return error
+        return None
+
+    return recheck
 
 
 def _last_seq(websocket: WebSocket) -> int | None:
@@ -85,6 +153,9 @@ def participant_of(user: Any, *, node: str, chairs: bool | None = None) -> Parti
 async def room_socket(websocket: WebSocket) -> None:
     meeting_id = int(websocket.path_params["meeting_id"])
     rooms: Rooms = websocket.app.state.rooms
+    if not origin_allowed(websocket):
+        await refuse_origin(websocket, meeting_id)
+        return
     await websocket.accept()
     try:
         user, chairs = await authorise(websocket, meeting_id)
@@ -100,14 +171,28 @@ async def room_socket(websocket: WebSocket) -> None:
         return
     room = await rooms.acquire(meeting_id)
     try:
-        await serve(websocket, room, participant_of(user, node=rooms.node_id, chairs=chairs))
+        await serve(websocket, room, participant_of(user, node=rooms.node_id, chairs=chairs), rooms=rooms,
+                    recheck=recheck_of(websocket, meeting_id), session=str(getattr(user, "session_id", "") or ""))
     finally:
         await rooms.release(room)
 
 
-async def serve(websocket: WebSocket, room: LiveRoom, participant: Participant) -> None:
-    """Run one participant's connection until either side ends it, then record the leave."""
+async def serve(websocket: WebSocket, room: LiveRoom, participant: Participant, *, rooms: Rooms | None = None,
+                recheck: Recheck | None = None, session: str = "") -> None:
+    """Run one participant's connection until either side ends it (or its session ends: ``recheck``, asked by
+    ``rooms.revocations``), then record the leave."""
     connection = Connection(room, participant, config=room.config, media=room.media)
+    with contextlib.ExitStack() as watched:
+        if rooms is not None and recheck is not None:
+            from rcp.auth.sessions import session_digest
+
+            watched.enter_context(rooms.revocations.seated(Seat(
+                connection, room.meeting_id, participant.user_id, session_digest(session) if session else "",
+                recheck)))
+        await _serve(websocket, room, connection, participant)
+
+
+async def _serve(websocket: WebSocket, room: LiveRoom, connection: Connection, participant: Participant) -> None:
     connection.participant = _with_connection(participant, connection.id)
     await room.attach(connection, _last_seq(websocket))
     try:

@@ -10,7 +10,8 @@ Rules (issue 4):
 - a coordinator takes the floor at any time and hands it over to anyone present; anyone takes a free floor;
   others *request* it and the coordinator decides;
 - when the presenter drops, the floor stays theirs for ``floor_grace_s`` (a reconnect keeps it), then returns to
-  the coordinator (or to nobody if no coordinator is present);
+  the coordinator (or to nobody if no coordinator is present); during that grace period only the presenter (by
+  reconnecting) or a coordinator gets it, whoever else asks is refused (issue 13);
 - the coordinator moves the room from case to case; each participant follows or browses freely on their own.
 """
 
@@ -302,8 +303,14 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
     if isinstance(command, c.TakeFloor):
         if state.presenter == actor:
             return []
-        holder_here = state.presenter is not None and state.presenter_gone_at is None
-        if holder_here and not me.chairs:
+        # While the presenter is away (their grace period), the floor is still theirs: only their reconnect or the
+        # chair takes it, so a dropped connection is not a window for whoever asks first.
+        if state.presenter is not None and not me.chairs:
+            if state.presenter_gone_at is not None:
+                raise Forbidden(
+                    "The presenter's connection dropped and the floor is kept for them a few seconds: request "
+                    "the floor and the coordinator will hand it over."
+                )
             raise Forbidden(
                 "Somebody else presents: request the floor and the coordinator will hand it over."
             )

@@ -31,12 +31,14 @@ reconcile import    yes    yes          -        -            -      scheduled, 
 write decision      yes    yes          -        yes          yes    scheduled, live, closed
 sign                yes    yes          yes      yes          yes    scheduled, live, closed (*)
 chair room          -      yes          -        -            -      all
+enter room          yes    yes          yes      yes          yes    scheduled, live
 ==================  =====  ===========  =======  ===========  =====  ============================
 
 ("view patient" covers the case, its patient, decision, fiche, minutes and images; "manage meeting" covers
 rescheduling, status, invitations, join links, attendance, EPR deliveries, prefetch and deferring a case; "edit
-agenda" adding, reordering, editing and withdrawing cases. (*) Who signs among those who see the case is the
-minutes' rule, :func:`rcp.minutes.versions.check_signer`: a physician invited to the meeting and present at the
+agenda" adding, reordering, editing and withdrawing cases; "enter room" the live room's socket, asked again while
+it runs (rcp.room.revocation), so that a closed meeting or a withdrawn invitation ends it. (*) Who signs among
+those who see the case is the minutes' rule, :func:`rcp.minutes.versions.check_signer`: a physician invited to the meeting and present at the
 discussion, from their own sign-in (never a guest session or a service token), after re-authenticating; this
 table only keeps outsiders out (404) and cancelled meetings unsigned (409).)
 
@@ -139,6 +141,7 @@ class Action(StrEnum):
     write_decision = "write decision"
     sign = "sign"
     chair_room = "chair room"
+    enter_room = "enter room"
     # Without a meeting:
     create_board = "create board"
     find_patient = "find patient"
@@ -173,6 +176,7 @@ MEETING_RULES: dict[Action, tuple[frozenset[Standing], frozenset[str]]] = {
     Action.write_decision: (frozenset({_S.admin, _S.coordinator, _S.participant, _S.guest}), _HELD),
     Action.sign: (frozenset({_S.admin, _S.coordinator, _S.service, _S.participant, _S.guest}), _HELD),
     Action.chair_room: (frozenset({_S.coordinator}), _ALL_STATES),
+    Action.enter_room: (frozenset({_S.admin, _S.coordinator, _S.service, _S.participant, _S.guest}), _OPEN),
 }
 
 #: The role table of the module docstring: action -> roles allowed ("guest" is any join-link session).
@@ -231,6 +235,9 @@ def _state_refusal(action: Action, status: str) -> Conflict:
     if action in {Action.change_studies, Action.import_images, Action.reconcile_import}:
         return Conflict(f"This meeting is {status}: its cases' studies can no longer change. Add the case to the "
                         "board's next meeting instead.", fields={"meeting_id": f"meeting is {status}"})
+    if action == Action.enter_room:
+        return Conflict(f"This meeting is {status}: its room is closed. Its minutes are on the meeting's page.",
+                        fields={"meeting_id": f"meeting is {status}"})
     if action in {Action.write_decision, Action.sign}:
         return Conflict(f"This meeting was {status}: its decisions cannot be edited or signed.",
                         fields={"meeting_id": f"meeting is {status}"})

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from rcp.db import Database
 from rcp.errors import BadRequest
-from rcp.http import current_user, json_out, path_int, read_json
+from rcp.http import current_user, json_out, path_int, read_json, revoke
 from rcp.i18n import current_locale
 from rcp.mail import mask_address, wake
 from rcp.openapi import ApiRoute
@@ -81,7 +81,10 @@ async def update_meeting(request: Request) -> Response:
         found = await service.update_meeting(s, user, path_int(request, "meeting_id"), data)
         await s.flush()
         assert found.id is not None
-        return json_out(await service.meeting_detail(s, user, found.id, request=request))
+        response = json_out(await service.meeting_detail(s, user, found.id, request=request))
+    if data.status is not None:
+        await revoke(request, meeting_id=found.id)
+    return response
 
 
 async def add_case(request: Request) -> Response:
@@ -220,7 +223,8 @@ async def update_invitation(request: Request) -> Response:
 async def remove_invitation(request: Request) -> Response:
     user = current_user(request)
     async with _db(request).session() as s:
-        await service.remove_invitation(s, user, path_int(request, "invitation_id"))
+        meeting_id = await service.remove_invitation(s, user, path_int(request, "invitation_id"))
+    await revoke(request, meeting_id=meeting_id)
     return Response(status_code=204)
 
 

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.errors import Conflict, Invalid, NotFound, RcpError
-from rcp.http import current_user, path_int
+from rcp.http import current_user, path_int, revoke
 from rcp.i18n import N_, current_locale
 from rcp.i18n import gettext as _
 from rcp.mail import wake
@@ -430,6 +430,7 @@ async def meeting_status(request: Request) -> Response:
         except (Invalid, Conflict) as exc:
             await s.rollback()
             return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
+    await revoke(request, meeting_id=meeting_id)
     return _done(request, f"/meetings/{meeting_id}?done=status_changed")
 
 
@@ -719,6 +720,7 @@ async def invitation_remove(request: Request) -> Response:
         except (Invalid, Conflict) as exc:
             await s.rollback()
             return await _meeting_page(request, s, user, meeting_id, message=banner(exc), status=exc.status)
+    await revoke(request, meeting_id=meeting_id)
     return _done(request, f"/meetings/{meeting_id}?done=uninvited#invitations")
 
 

@@ -674,13 +674,15 @@ async def update_invitation(session: AsyncSession, user: Any, invitation_id: int
     return inv
 
 
-async def remove_invitation(session: AsyncSession, user: Any, invitation_id: int) -> None:
+async def remove_invitation(session: AsyncSession, user: Any, invitation_id: int) -> int:
+    """Withdraw an invitation; returns its meeting's id (the room re-checks that meeting's sockets)."""
     inv = await session.get(Invitation, invitation_id)
     if inv is None:
         raise access.NotVisible(f"No invitation {invitation_id} among yours.",
                                 alert=access.Alert(Action.manage_meeting, f"invitation {invitation_id}"))
     await managed_meeting(session, user, inv.meeting_id, Action.edit_agenda)
     await session.delete(inv)
+    return inv.meeting_id
 
 
 def meeting_quorum(board: Board, invitations: Sequence[tuple[Invitation, User]]) -> Quorum:

@@ -57,7 +57,10 @@ class RoomClient:
         last_seq: int | None = None,
         answer_pings: bool = True,
         rcvbuf: int | None = None,
+        origin: str | None = "",
     ) -> RoomClient:
+        """Connect as the room page does; ``origin`` is the page's origin a browser sends (``""``: the server's
+        own, ``base_url``; None sends no ``Origin`` at all, as a non-browser client)."""
         url = base_url.replace("http://", "ws://") + f"/ws/meetings/{meeting_id}"
         if last_seq is not None:
             url += f"?last_seq={last_seq}"
@@ -68,9 +71,10 @@ class RoomClient:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.connect((host, int(port)))
             sock.setblocking(False)
-        ws = await connect(
-            url, additional_headers={"Cookie": cookie}, sock=sock, max_queue=4 if rcvbuf else 16
-        )
+        headers = {"Cookie": cookie}
+        if origin is not None:
+            headers["Origin"] = origin or base_url.rstrip("/")
+        ws = await connect(url, additional_headers=headers, sock=sock, max_queue=4 if rcvbuf else 16)
         client = cls(ws, answer_pings=answer_pings, seq=last_seq or 0)
         if rcvbuf is None:
             await client.wait_for(lambda c: bool(c.welcome) or c.closed.is_set())

@@ -97,6 +97,7 @@ def room_app(
                     settings, a.state.db, config=config, channel_prefix=channel_prefix, media=hub
                 ) as rooms:
                     a.state.rooms = rooms
+                    rooms.revocations.hooks.append(a.state.auth_backend.forget_revoked)
                     yield state
             finally:
                 if hub is not None:

@@ -87,6 +87,19 @@ def test_presenter_back_within_grace_keeps_the_floor() -> None:
     assert room.state.presenter == 2
 
 
+def test_during_the_grace_period_only_the_chair_takes_the_floor() -> None:
+    """Issue 13: the presenter's dropped connection is no window for whoever asks first."""
+    room = full_room()
+    room.do(1, c.HandOver(2))
+    room.do(2, c.Leave("c2", "timeout"))
+    room.now = T0 + timedelta(seconds=1)
+    with pytest.raises(Forbidden):
+        room.do(3, c.TakeFloor())
+    assert room.state.presenter == 2
+    room.do(1, c.TakeFloor())
+    assert room.state.presenter == 1 and room.state.presenter_gone_at is None
+
+
 def test_superseded_connection_leaving_leaves_no_ghost_and_removes_nobody() -> None:
     room = full_room()
     room.join(Participant(user_id=3, display_name="Surg", connection="c3-4g"))
