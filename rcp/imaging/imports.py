@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from rcp.errors import PayloadTooLarge
 from rcp.identifiers import ServicePatient, match
 from rcp.imaging.dicomfile import same_instance
+from rcp.imaging.reconcile import same_reconciled
 from rcp.imaging.service import ImagingService
 from rcp.imaging.validation import (
     FileCheck,
@@ -88,7 +89,13 @@ async def _refuse_foreign_studies(service: ImagingService, good: Sequence[FileCh
 
 
 def _same_as_file(stored: bytes, check: FileCheck) -> bool:
-    return check.path is not None and same_instance(stored, check.path.read_bytes())
+    if check.path is None:
+        return False
+    incoming = check.path.read_bytes()
+    if same_instance(stored, incoming):
+        return True
+    # A CD reconciled again: the same coerced instance but for the time of the coercion.
+    return check.reconciled and same_reconciled(stored, incoming)
 
 
 def _read(checks: Sequence[FileCheck]) -> list[bytes]:

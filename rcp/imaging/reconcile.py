@@ -3,8 +3,9 @@
 A CD from another hospital names the patient by *that* hospital's IPP and issuer, and often spells the name its
 own way. The identity rule (``rcp.identifiers.match``) refuses such a file: it shares no identifier with the case's
 patient, and traits alone never match a file that carries another domain's identifier. IHE Import Reconciliation
-Workflow (RAD TF-1 §21, transaction RAD-59 "Import Procedure Step": the Importer *coerces* the patient attributes
-of imported objects to the local identity) is the way to bring it in, and here it is only ever an explicit choice:
+Workflow (IRWF, RAD TF-1 §21; transaction RAD-61 "Imported Objects Stored", RAD TF-3 4.61: the Importer puts the
+reconciled local demographics in the headers of what it stores) is the way to bring it in, and here it is only ever
+an explicit choice:
 
 - The refused import shows the uploader (a coordinator: only they import) both identities side by side and a
   ``confirmation``: an HMAC, under the service's secret, of the case, the case's patient and the file's patient as
@@ -28,8 +29,9 @@ AttributeModificationDateTime, ModifyingSystem, SourceOfPreviousValues, ReasonFo
 ``COERCE``). The data set is decoded and rewritten in UTF-8 (``ISO_IR 192``), so the case patient's accents and
 the file's original characters both survive; the character set is an encoding, not a value, and is not recorded.
 
-**UIDs are kept.** IRW asks the Importer to keep Study, Series and SOP Instance UIDs unless they collide with
-objects already in the local archive, so that the other hospital's reports, KOS and prior references keep
+**UIDs are kept.** RAD-61 (RAD TF-3 4.61.4.1.1.1, "UIDs") has the Importer use a valid set of DICOM UIDs
+unchanged — they are universally unique — and regenerate them only when they are incorrect or inconsistent, then
+keeping referential integrity. Keeping them means that the other hospital's reports, KOS and prior references keep
 resolving and the same CD imported twice is recognised. A collision is not re-identified here: a study already held
 under another patient, or a stored instance with other content, refuses the import (``rcp.imaging.imports``), and
 the coordinator sees why. New UIDs would silently duplicate images already in the archive.
@@ -49,7 +51,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from rcp.identifiers import DicomPatient, ServicePatient, match
 
-__all__ = ["COERCED", "MODIFYING_SYSTEM", "ReconcileRefused", "coerce", "coerced_bytes", "confirmation"]
+__all__ = ["COERCED", "MODIFYING_SYSTEM", "ReconcileRefused", "coerce", "coerced_bytes", "confirmation",
+           "same_reconciled"]
 
 #: The Patient Module attributes a reconciliation replaces (or removes) and keeps in Original Attributes Sequence.
 COERCED = ("PatientName", "PatientID", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence",
@@ -118,6 +121,24 @@ def coerce(ds: Dataset, patient: ServicePatient, *, at: datetime) -> Dataset:
     ds.PatientSex = patient.dicom_sex or ("O" if patient.sex == "other" else "")
     ds.OriginalAttributesSequence = [*history, item]
     return ds
+
+
+def _without_modification_times(blob: bytes) -> Dataset:
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    for item in ds.get("OriginalAttributesSequence") or []:
+        if "AttributeModificationDateTime" in item:
+            del item.AttributeModificationDateTime
+    return ds
+
+
+def same_reconciled(stored: bytes, incoming: bytes) -> bool:
+    """Whether ``incoming`` (a file just reconciled) is the instance already ``stored`` by an earlier reconciliation of
+    the same file: equal but for when each was coerced. The same CD imported twice is then a no-op, not a refused
+    replacement."""
+    try:
+        return _without_modification_times(stored) == _without_modification_times(incoming)
+    except (ValueError, TypeError, KeyError, AttributeError, EOFError, OSError):
+        return False
 
 
 def coerced_bytes(source: bytes | str, patient: ServicePatient, *, at: datetime) -> bytes:

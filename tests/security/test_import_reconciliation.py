@@ -84,12 +84,15 @@ async def test_a_cd_from_another_hospital_is_refused_then_reconciled_by_the_coor
     [original] = item.ModifiedAttributesSequence
     assert (original.PatientID, original.IssuerOfPatientID) == ("BRG-000417", "CH de Bourg-en-Bresse")
     assert str(original.PatientName).startswith("RECONCILI")
+    # The same CD reconciled again: already there (not a replacement of the stored instance).
+    again = await coordinator.post(f"{url}?reconcile=true&confirm={confirmation}", files=_files(cd))
+    assert again.status_code == 200, again.text
     attached = (await coordinator.get(f"/api/cases/{case.case_id}")).json()["study_uids"]
     assert study in attached
     async with db.session() as s:
         events = (await s.exec(select(AuditEvent).where(col(AuditEvent.what).contains(f"case {case.case_id}:"),
                                                         col(AuditEvent.what).contains("reconciled")))).all()
-    assert len(events) == 1 and events[0].outcome == 0 and events[0].action == "C"
+    assert len(events) == 2 and all(e.outcome == 0 and e.action == "C" for e in events)
 
 
 async def test_a_confirmation_for_one_file_does_not_reconcile_another(login: Any, local_archive: Archive,
