@@ -289,7 +289,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/meetings/{meeting_id:int}/minutes.pdf", "GET"): meeting(Action.view_patient),
     ("/meetings/{meeting_id:int}/room", "GET"): meeting(Action.view_patient),
     ("/api/meetings/{meeting_id:int}/attendance", "GET"): meeting(Action.manage_meeting),
-    ("/ws/meetings/{meeting_id:int}", "WS"): meeting(Action.view_meeting),
+    ("/ws/meetings/{meeting_id:int}", "WS"): meeting(Action.enter_room),
 }
 #: Mounted apps that are not the service's routes (static files are public).
 MOUNTS = frozenset({"/static"})
@@ -515,7 +515,7 @@ async def _socket_status(world: World, client: Client, path: str) -> int:
         first = json.loads(await socket.recv())
         if first.get("type") == "welcome":
             return ALLOWED
-        return int({"not_authenticated": 401, "forbidden": 403, "not_found": 404}.get(first.get("error"), 500))
+        return int({"not_authenticated": 401, "forbidden": 403, "not_found": 404, "conflict": 409}.get(first.get("error"), 500))
 
 
 async def call(world: World, name: str, method: str, path: str, rule: Rule, obj: str) -> tuple[int, str]:
