@@ -54,25 +54,32 @@ FRAME_MEDIA_TYPE = "application/x-rcp-frame"
 FRAME_CACHE = "private, no-store"
 
 
+def grant_holder(user: Any) -> str:
+    """Whom a grant is for: the user *and* the session (a join link's session, confined to its meeting, must not
+    inherit what the same person's own sign-in was granted, and a new sign-in starts with none)."""
+    return f"{int(user.id)}/{getattr(user, 'via', '')}/{getattr(user, 'session_id', '')}/" \
+           f"{getattr(user, 'meeting_scope', None) or ''}"
+
+
 class StudyGrants:
-    """Recently granted (user, study) pairs, so the frame hot path skips the database for a minute."""
+    """Recently granted (session, study) pairs, so the frame hot path skips the database for a minute."""
 
     def __init__(self, ttl_s: float = 60.0, max_entries: int = 10_000) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._until: dict[tuple[int, str], float] = {}
+        self._until: dict[tuple[str, str], float] = {}
 
-    def allowed(self, user_id: int, study_uid: str) -> bool:
-        until = self._until.get((user_id, study_uid))
+    def allowed(self, holder: str, study_uid: str) -> bool:
+        until = self._until.get((holder, study_uid))
         return until is not None and until > time.monotonic()
 
-    def grant(self, user_id: int, study_uid: str) -> None:
+    def grant(self, holder: str, study_uid: str) -> None:
         if len(self._until) >= self.max_entries:
             now = time.monotonic()
             self._until = {k: v for k, v in self._until.items() if v > now}
             if len(self._until) >= self.max_entries:
                 self._until.clear()
-        self._until[(user_id, study_uid)] = time.monotonic() + self.ttl_s
+        self._until[(holder, study_uid)] = time.monotonic() + self.ttl_s
 
 
 def _service(request: Request) -> ImagingService:
@@ -122,7 +129,7 @@ async def _authorise_study(request: Request, service: ImagingService, study_uid:
     """
     user = current_user(request)
     grants = _grants(service)
-    fresh = not grants.allowed(int(user.id), study_uid)
+    fresh = not grants.allowed(grant_holder(user), study_uid)
     if not fresh and what is None:
         return user, False
     async with _db(request).session() as s:
@@ -139,7 +146,7 @@ async def _authorise_study(request: Request, service: ImagingService, study_uid:
             await audit.record(s, request=request, user=user, event="dicom_instances_accessed", action="R",
                                outcome=0, patient_id=case.patient_id, meeting_id=case.meeting_id,
                                what=f"study {study_uid} {what}")
-    grants.grant(int(user.id), study_uid)
+    grants.grant(grant_holder(user), study_uid)
     return user, fresh
 
 
@@ -189,7 +196,7 @@ async def frame(request: Request) -> Response:
     study_uid, series_uid, sop_uid = (_uid(request, n) for n in ("study_uid", "series_uid", "sop_uid"))
     number = int(request.path_params["frame"])
     grants = _grants(service)
-    if not grants.allowed(int(current_user(request).id), study_uid):
+    if not grants.allowed(grant_holder(current_user(request)), study_uid):
         # A fresh grant: its first frame read is recorded, naming the patient; the next minute's frames are not.
         await _authorise_study(request, service, study_uid, what="frames")
     etag = frame_etag(sop_uid, number)

@@ -21,7 +21,7 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.scheduling.models import Case, MeetingStatus
 from tests.conftest import DEMO_PASSWORD, Client
-from tests.factories import CHEAP_ARGON2, HOSPITAL, MadeCase, MadeMeeting, make_meeting
+from tests.factories import CHEAP_ARGON2, HOSPITAL, MadeCase, MadeMeeting, make_invitation, make_meeting
 from tests.fixtures.dicom_data import make_patient, small_ct
 from tests.servers import ServerThread
 
@@ -247,3 +247,37 @@ async def test_series_list_and_frame_reads_name_the_patient(login: Login, db: Da
     assert events and all(e.patient_id == patient_id for e in events), [(e.what, e.patient_id) for e in events]
     assert any("series list" in e.what for e in events if e.user_id == reader.me["id"]), [e.what for e in events]
     assert any("frame" in e.what for e in events if e.user_id == direct.me["id"]), [e.what for e in events]
+
+
+async def test_a_join_link_session_does_not_inherit_its_account_s_image_grants(
+        login: Login, db: Database, settings: Settings, live_server: ServerThread) -> None:
+    """The frame route remembers a granted study for a minute; that grant is the session's, not the person's."""
+    from rcp.imaging.archive import open_archive
+    from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+
+    linked, _case = await board_case(db)
+    elsewhere, case = await board_case(db)
+    person = linked.invitee("radiologist")
+    await make_invitation(db, elsewhere.id, person)
+    archive = open_archive(settings, database=db)
+    try:
+        pacs = SyntheticPatient(case.patient.ipp, HOSPITAL, "Grant", "Zoé", None, "F")
+        await archive.store([to_part10(ds) for ds in ct_series(pacs, slices=1, rows=16, columns=16)])
+        study = (await archive.search_studies(patient_id=case.patient.ipp))[0].study_uid
+        series = (await archive.list_series(study))[0].series_uid
+        sop = (await archive.list_instances(study, series))[0].sop_uid
+    finally:
+        await archive.close()
+    async with db.session() as s:
+        row = await s.get(Case, case.id)
+        assert row is not None
+        row.study_uids = [study]
+        s.add(row)
+    frame = f"/api/imaging/frames/{study}/{series}/{sop}/1"
+    own = await login(person)
+    assert (await own.get(frame)).status_code == 200  # granted to the person's own sign-in
+    guest = await join_session(db, settings, live_server, person.username, linked.id)
+    try:
+        assert (await guest.get(frame)).status_code == 404
+    finally:
+        await guest.http.aclose()
