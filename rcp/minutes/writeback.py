@@ -24,6 +24,7 @@ from typing import Protocol, Self
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
+from rcp.auth import audit
 from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.minutes import store
@@ -32,6 +33,7 @@ from rcp.minutes.fiche import Fiche
 from rcp.minutes.models import DecisionVersion, WritebackJob, WritebackKind
 from rcp.minutes.render import fiche_pdf
 from rcp.minutes.versions import SignedVersion
+from rcp.scheduling.models import Case
 
 __all__ = [
     "ImagingStore",
@@ -163,6 +165,14 @@ async def run_due_writebacks(db: Database, archive: ImagingStore, *, now: dateti
                 await store.complete_writeback(session, job.id, sop_uid=",".join(outcome.sop_uids)[:64], now=now)
             elif outcome.refused:
                 await store.refuse_writeback(session, job.id, error=outcome.error, now=now)
+                # In the audit trail too (DICOM Instances Transferred, serious failure), naming the patient: a
+                # study filed under the wrong identity is something the identity officer follows up.
+                case = await session.get(Case, row.case_id)
+                await audit.record(session, event="dicom_instances_transferred", action="C", outcome=8,
+                                   patient_id=case.patient_id if case is not None else None,
+                                   meeting_id=case.meeting_id if case is not None else None,
+                                   what=f"case {row.case_id}: {job.kind} of version {row.number} refused, the "
+                                        "study is not the fiche's patient's; nothing stored")
             else:
                 await store.fail_writeback(session, job.id, error=outcome.error,
                                            sop_uid=",".join(outcome.sop_uids)[:64], now=now)

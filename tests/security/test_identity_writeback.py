@@ -18,8 +18,9 @@ from datetime import date
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
+from rcp.auth.models import AuditEvent
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.archive import open_archive
@@ -107,6 +108,14 @@ async def test_a_fiche_is_never_written_into_another_patients_study(world: World
         assert "family_name" in job["last_error"] and "birth_date" in job["last_error"]
         for value in ("DOE", "JANE", "1970", ins):
             assert value not in job["last_error"]
+    # The identity officer finds it in the audit trail, under the case's patient.
+    async with db.session() as s:
+        case = await s.get(Case, case_id)
+        assert case is not None
+        alerts = (await s.exec(select(AuditEvent).where(AuditEvent.patient_id == case.patient_id,
+                                                        AuditEvent.event_code == "110104",
+                                                        col(AuditEvent.what).contains("refused")))).all()
+    assert len(alerts) == 2 and all(a.outcome == 8 for a in alerts)
     # The decision stays signed.
     versions = (await surgeon.get(f"/api/cases/{case_id}/decision/versions")).json()
     assert len(versions) == 1
