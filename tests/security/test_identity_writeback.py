@@ -26,7 +26,7 @@ from rcp.db import Database
 from rcp.imaging.archive import open_archive
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
 from rcp.scheduling.models import Case, PatientIdentifier
-from tests.security.test_signature import World, _discuss, _sign, _world
+from tests.security.signing_world import World, discuss_case, make_world, sign_decision
 from tests.servers import until
 
 
@@ -37,7 +37,7 @@ def _fresh_ins() -> str:
 
 @pytest.fixture
 async def world(db: Database, live_server: Any) -> AsyncIterator[World]:
-    found = await _world(db, live_server.url, cases=1)
+    found = await make_world(db, live_server.url, cases=1)
     try:
         yield found
     finally:
@@ -72,7 +72,7 @@ async def test_a_fiche_is_never_written_into_another_patients_study(world: World
     series = await _legacy_study_on_the_case(db, settings, case_id, ins)
     study_uid = str(series[0].StudyInstanceUID)
 
-    await _discuss(world, case_id)
+    await discuss_case(world, case_id)
     surgeon = await world.client("surgeon")
     mark = {"study_uid": study_uid, "series_uid": str(series[0].SeriesInstanceUID),
             "sop_uid": str(series[0].SOPInstanceUID), "description": "Cible 1 : nodule spiculé"}
@@ -87,7 +87,7 @@ async def test_a_fiche_is_never_written_into_another_patients_study(world: World
         saved = await surgeon.put(f"/api/cases/{case_id}/decision/fields/{name}",
                                   json={"value": value, "base_version": current})
         assert saved.status_code == 200, saved.text
-    signed = await _sign(world, "surgeon", case_id)
+    signed = await sign_decision(world, "surgeon", case_id)
     assert signed.status_code == 201, signed.text
 
     async def settled() -> list[dict[str, Any]]:

@@ -24,7 +24,15 @@ from rcp.db import Database
 from rcp.imaging.archive import Archive, open_archive
 from rcp.imaging.synthetic import SyntheticPatient
 from tests.factories import make_meeting
-from tests.security.test_studies import _coordinator, _ct, _files, _new_case, _patient, _stored_sops, _uids
+from tests.security.attack_studies import (
+    a_coordinator,
+    a_patient,
+    ct_blobs,
+    new_case,
+    stored_sops,
+    uids_of,
+    upload_files,
+)
 
 
 @pytest.fixture
@@ -44,18 +52,18 @@ def _from_bourg(case_patient: SyntheticPatient, **traits: Any) -> SyntheticPatie
 
 async def _nothing_stored(archive: Archive, blobs: list[bytes]) -> None:
     for blob in blobs:
-        study, _series, sop = _uids(blob)
-        assert sop not in await _stored_sops(archive, study), "a file of a refused import was stored"
+        study, _series, sop = uids_of(blob)
+        assert sop not in await stored_sops(archive, study), "a file of a refused import was stored"
 
 
 async def test_a_cd_from_another_hospital_is_refused_then_reconciled_by_the_coordinators_choice(
         login: Any, local_archive: Archive, db: Database) -> None:
-    coordinator = await _coordinator(db, login)
-    case = await _new_case(coordinator, _patient("Reconcilié"))
-    cd = _ct(_from_bourg(case.patient), slices=2)
+    coordinator = await a_coordinator(db, login)
+    case = await new_case(coordinator, a_patient("Reconcilié"))
+    cd = ct_blobs(_from_bourg(case.patient), slices=2)
     url = f"/api/cases/{case.case_id}/imports"
 
-    refused = await coordinator.post(url, files=_files(cd))
+    refused = await coordinator.post(url, files=upload_files(cd))
     assert refused.status_code == 422, refused.text
     first = refused.json()[0]
     assert first["identity"]["fields"] == ["identifier"]
@@ -64,14 +72,14 @@ async def test_a_cd_from_another_hospital_is_refused_then_reconciled_by_the_coor
     assert all(r["identity"]["confirmation"] == confirmation for r in refused.json())
     await _nothing_stored(local_archive, cd)
 
-    wrong = await coordinator.post(f"{url}?reconcile=true&confirm={'0' * 32}", files=_files(cd))
+    wrong = await coordinator.post(f"{url}?reconcile=true&confirm={'0' * 32}", files=upload_files(cd))
     assert wrong.status_code == 422, wrong.text
     await _nothing_stored(local_archive, cd)
 
-    done = await coordinator.post(f"{url}?reconcile=true&confirm={confirmation}", files=_files(cd))
+    done = await coordinator.post(f"{url}?reconcile=true&confirm={confirmation}", files=upload_files(cd))
     assert done.status_code == 200, done.text
     assert all(r["ok"] and r.get("reconciled") for r in done.json())
-    study, series, sop = _uids(cd[0])
+    study, series, sop = uids_of(cd[0])
     stored = pydicom.dcmread(io.BytesIO(await local_archive.retrieve_instance(study, series, sop)))
     # Filed under the case's patient; UIDs kept (IRW); the file's identity in Original Attributes Sequence.
     assert (stored.PatientID, stored.IssuerOfPatientID) == (case.patient.patient_id, case.patient.issuer)
@@ -85,7 +93,7 @@ async def test_a_cd_from_another_hospital_is_refused_then_reconciled_by_the_coor
     assert (original.PatientID, original.IssuerOfPatientID) == ("BRG-000417", "CH de Bourg-en-Bresse")
     assert str(original.PatientName).startswith("RECONCILI")
     # The same CD reconciled again: already there (not a replacement of the stored instance).
-    again = await coordinator.post(f"{url}?reconcile=true&confirm={confirmation}", files=_files(cd))
+    again = await coordinator.post(f"{url}?reconcile=true&confirm={confirmation}", files=upload_files(cd))
     assert again.status_code == 200, again.text
     attached = (await coordinator.get(f"/api/cases/{case.case_id}")).json()["study_uids"]
     assert study in attached
@@ -97,15 +105,15 @@ async def test_a_cd_from_another_hospital_is_refused_then_reconciled_by_the_coor
 
 async def test_a_confirmation_for_one_file_does_not_reconcile_another(login: Any, local_archive: Archive,
                                                                       db: Database) -> None:
-    coordinator = await _coordinator(db, login)
-    case = await _new_case(coordinator, _patient("Confirme"))
+    coordinator = await a_coordinator(db, login)
+    case = await new_case(coordinator, a_patient("Confirme"))
     url = f"/api/cases/{case.case_id}/imports"
-    shown = await coordinator.post(url, files=_files(_ct(_from_bourg(case.patient), slices=1)))
+    shown = await coordinator.post(url, files=upload_files(ct_blobs(_from_bourg(case.patient), slices=1)))
     confirmation = shown.json()[0]["identity"]["confirmation"]
     # The page is stale: another CD (another person at the same hospital) is sent with that confirmation.
-    other = _ct(_from_bourg(case.patient, family_name="AUTRE", given_names="LEA", sex="F",
+    other = ct_blobs(_from_bourg(case.patient, family_name="AUTRE", given_names="LEA", sex="F",
                             birth_date=date(1980, 1, 1)), slices=1)
-    response = await coordinator.post(f"{url}?reconcile=true&confirm={confirmation}", files=_files(other))
+    response = await coordinator.post(f"{url}?reconcile=true&confirm={confirmation}", files=upload_files(other))
     assert response.status_code == 422, response.text
     assert not response.json()[0]["ok"]
     await _nothing_stored(local_archive, other)
@@ -117,9 +125,9 @@ async def test_a_clinician_cannot_reconcile(login: Any, local_archive: Archive, 
     target = made.cases[0]
     ours = SyntheticPatient(target.patient.ipp, "CHU", target.patient.family_name, target.patient.given_names,
                             date(1961, 5, 4), "F")
-    cd = _ct(_from_bourg(ours), slices=1)
+    cd = ct_blobs(_from_bourg(ours), slices=1)
     response = await clinician.post(f"/api/cases/{target.id}/imports?reconcile=true&confirm={'a' * 32}",
-                                    files=_files(cd))
+                                    files=upload_files(cd))
     assert response.status_code == 403, response.text
     await _nothing_stored(local_archive, cd)
 
@@ -127,14 +135,14 @@ async def test_a_clinician_cannot_reconcile(login: Any, local_archive: Archive, 
 async def test_the_case_ipp_over_another_name_is_never_reconciled(login: Any, local_archive: Archive,
                                                                   db: Database) -> None:
     """Same IPP and issuer, another person's traits (DOE^JANE): a filing error at the source, not another domain."""
-    coordinator = await _coordinator(db, login)
-    case = await _new_case(coordinator, _patient("Jumeau"))
+    coordinator = await a_coordinator(db, login)
+    case = await new_case(coordinator, a_patient("Jumeau"))
     twin = SyntheticPatient(case.patient.patient_id, case.patient.issuer, "DOE", "JANE", date(1970, 1, 1), "F")
-    blobs = _ct(twin, slices=1)
-    response = await coordinator.post(f"/api/cases/{case.case_id}/imports", files=_files(blobs))
+    blobs = ct_blobs(twin, slices=1)
+    response = await coordinator.post(f"/api/cases/{case.case_id}/imports", files=upload_files(blobs))
     assert response.status_code == 422, response.text
     assert "confirmation" not in response.json()[0]["identity"]
     forced = await coordinator.post(f"/api/cases/{case.case_id}/imports?reconcile=true&confirm={'b' * 32}",
-                                    files=_files(blobs))
+                                    files=upload_files(blobs))
     assert forced.status_code == 422, forced.text
     await _nothing_stored(local_archive, blobs)

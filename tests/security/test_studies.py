@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import secrets
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -25,75 +23,23 @@ from rcp.app import create_app
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.archive import Archive, open_archive
-from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+from rcp.imaging.synthetic import SyntheticPatient
 from tests.conftest import Client, sign_in
 from tests.factories import HOSPITAL as FACTORY_HOSPITAL
 from tests.factories import make_meeting
+from tests.security.attack_studies import (
+    HOSPITAL,
+    CaseOf,
+    a_coordinator,
+    a_patient,
+    ct_blobs,
+    meeting_of,
+    new_case,
+    stored_sops,
+    uids_of,
+    upload_files,
+)
 from tests.servers import ServerThread
-
-HOSPITAL = "CHU de Lyon"
-
-
-@dataclass(frozen=True)
-class CaseOf:
-    case_id: int
-    patient: SyntheticPatient
-
-
-def _patient(family: str, *, issuer: str = HOSPITAL, sex: str = "M", born: date = date(1961, 6, 15),
-             ipp: str | None = None) -> SyntheticPatient:
-    return SyntheticPatient(ipp or f"IPPS{secrets.randbelow(10**8):08d}", issuer, family,
-                            "Éloi" if sex == "M" else "Inès", born, sex)
-
-
-async def _coordinator(db: Database, login: Any) -> Client:
-    """The coordinator of a board of the test's own, with one scheduled meeting and nobody invited."""
-    made = await make_meeting(db, cases=0, invite=())
-    client: Client = await login(made.coordinator)
-    return client
-
-
-async def _meeting_of(coordinator: Client) -> dict[str, Any]:
-    [meeting] = (await coordinator.get("/api/meetings?when=upcoming")).json()  # the test's own, alone
-    return dict(meeting)
-
-
-async def _new_case(coordinator: Client, patient: SyntheticPatient, **extra: Any) -> CaseOf:
-    meeting = await _meeting_of(coordinator)
-    response = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={
-        "patient": {"family_name": patient.family_name, "given_names": patient.given_names,
-                    "birth_date": patient.birth_date.isoformat() if patient.birth_date else None,
-                    "sex": {"M": "male", "F": "female"}.get(patient.sex, "unknown"),
-                    "identifiers": [{"system": "IPP", "value": patient.patient_id, "assigner": patient.issuer}]},
-        "question": "Bilan ?", "referring_physician": "Dr Test", **extra,
-    })
-    assert response.status_code == 201, response.text
-    return CaseOf(int(response.json()["id"]), patient)
-
-
-def _ct(patient: SyntheticPatient, *, slices: int = 2, study_uid: str | None = None) -> list[bytes]:
-    datasets = ct_series(patient, slices=slices, rows=16, columns=16)
-    if study_uid is not None:
-        for ds in datasets:
-            ds.StudyInstanceUID = study_uid
-    return [to_part10(ds) for ds in datasets]
-
-
-def _uids(blob: bytes) -> tuple[str, str, str]:
-    ds = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True)
-    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
-
-
-def _files(blobs: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
-    return [("files", (f"f{i}.dcm", blob, "application/dicom")) for i, blob in enumerate(blobs)]
-
-
-async def _stored_sops(archive: Archive, study_uid: str) -> set[str]:
-    found: set[str] = set()
-    for study in await archive.search_studies(study_uid=study_uid):
-        for series in await archive.list_series(study.study_uid):
-            found |= {i.sop_uid for i in await archive.list_instances(study.study_uid, series.series_uid)}
-    return found
 
 
 @pytest.fixture
@@ -108,15 +54,15 @@ async def local_archive(settings: Settings, db: Database) -> AsyncIterator[Archi
 
 async def test_import_with_the_case_ipp_and_a_foreign_study_uid_is_refused(login: Any, local_archive: Archive,
                                                                           db: Database) -> None:
-    coordinator = await _coordinator(db, login)
-    ours = await _new_case(coordinator, _patient("Victime"))
-    foreign = _patient("Autrui", sex="F", born=date(1970, 1, 1))
-    stored = await local_archive.store(_ct(foreign, slices=3))
+    coordinator = await a_coordinator(db, login)
+    ours = await new_case(coordinator, a_patient("Victime"))
+    foreign = a_patient("Autrui", sex="F", born=date(1970, 1, 1))
+    stored = await local_archive.store(ct_blobs(foreign, slices=3))
     foreign_study = (await local_archive.search_studies(patient_id=foreign.patient_id))[0].study_uid
     assert len(stored.stored) == 3
     # One small file: the case patient's identity, the foreign patient's StudyInstanceUID.
-    bait = _ct(ours.patient, slices=1, study_uid=foreign_study)
-    response = await coordinator.post(f"/api/cases/{ours.case_id}/imports", files=_files(bait))
+    bait = ct_blobs(ours.patient, slices=1, study_uid=foreign_study)
+    response = await coordinator.post(f"/api/cases/{ours.case_id}/imports", files=upload_files(bait))
     assert response.status_code == 422, response.text
     body = response.json()
     text = response.text
@@ -126,7 +72,7 @@ async def test_import_with_the_case_ipp_and_a_foreign_study_uid_is_refused(login
     assert foreign_study not in case["study_uids"]
     listing = await coordinator.get(f"/api/imaging/studies/{foreign_study}/series?case_id={ours.case_id}")
     assert listing.status_code == 404
-    assert _uids(bait[0])[2] not in await _stored_sops(local_archive, foreign_study)
+    assert uids_of(bait[0])[2] not in await stored_sops(local_archive, foreign_study)
 
 
 async def test_the_invited_clinicians_version_of_the_attack(login: Any, local_archive: Archive, db: Database
@@ -138,18 +84,18 @@ async def test_the_invited_clinicians_version_of_the_attack(login: Any, local_ar
     target = made.cases[0]
     ours = SyntheticPatient(target.patient.ipp, FACTORY_HOSPITAL, target.patient.family_name,
                             target.patient.given_names, date(1961, 5, 4), "F")
-    foreign = _patient("Autrui", sex="M", born=date(1950, 2, 2))
-    await local_archive.store(_ct(foreign, slices=2))
+    foreign = a_patient("Autrui", sex="M", born=date(1950, 2, 2))
+    await local_archive.store(ct_blobs(foreign, slices=2))
     foreign_study = (await local_archive.search_studies(patient_id=foreign.patient_id))[0].study_uid
-    bait = _ct(ours, slices=1, study_uid=foreign_study)
-    response = await clinician.post(f"/api/cases/{target.id}/imports", files=_files(bait))
+    bait = ct_blobs(ours, slices=1, study_uid=foreign_study)
+    response = await clinician.post(f"/api/cases/{target.id}/imports", files=upload_files(bait))
     assert response.status_code in (403, 422), response.text
     assert "AUTRUI" not in response.text.upper()
     case = (await clinician.get(f"/api/cases/{target.id}")).json()
     assert foreign_study not in case["study_uids"]
     listing = await clinician.get(f"/api/imaging/studies/{foreign_study}/series?case_id={target.id}")
     assert listing.status_code == 404
-    assert _uids(bait[0])[2] not in await _stored_sops(local_archive, foreign_study)
+    assert uids_of(bait[0])[2] not in await stored_sops(local_archive, foreign_study)
 
 
 # --- finding 2: study_uids without the archive check; an IPP without its hospital --------------------------------
@@ -158,13 +104,13 @@ async def test_the_invited_clinicians_version_of_the_attack(login: Any, local_ar
 async def test_study_uids_on_case_create_and_patch_are_checked_against_the_archive(login: Any,
                                                                                    local_archive: Archive,
                                                                                    db: Database) -> None:
-    coordinator = await _coordinator(db, login)
-    foreign = _patient("Autrui", sex="F", born=date(1970, 1, 1))
-    await local_archive.store(_ct(foreign))
+    coordinator = await a_coordinator(db, login)
+    foreign = a_patient("Autrui", sex="F", born=date(1970, 1, 1))
+    await local_archive.store(ct_blobs(foreign))
     foreign_study = (await local_archive.search_studies(patient_id=foreign.patient_id))[0].study_uid
 
-    meeting = await _meeting_of(coordinator)
-    victim = _patient("Victime")
+    meeting = await meeting_of(coordinator)
+    victim = a_patient("Victime")
     created = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={
         "patient": {"family_name": victim.family_name, "identifiers": [
             {"system": "IPP", "value": victim.patient_id, "assigner": HOSPITAL}]},
@@ -173,7 +119,7 @@ async def test_study_uids_on_case_create_and_patch_are_checked_against_the_archi
     assert created.status_code == 422, created.text
     assert "study_uids" in created.json().get("fields", {})
 
-    ours = await _new_case(coordinator, victim)
+    ours = await new_case(coordinator, victim)
     patched = await coordinator.patch(f"/api/cases/{ours.case_id}", json={"study_uids": [foreign_study]})
     assert patched.status_code == 422, patched.text
     assert foreign_study not in (await coordinator.get(f"/api/cases/{ours.case_id}")).json()["study_uids"]
@@ -183,12 +129,12 @@ async def test_study_uids_on_case_create_and_patch_are_checked_against_the_archi
 
 async def test_an_ipp_without_its_hospital_finds_nothing(login: Any, local_archive: Archive,
                                                          db: Database) -> None:
-    coordinator = await _coordinator(db, login)
+    coordinator = await a_coordinator(db, login)
     # Another hospital's patient, filed under a PatientID that happens to be a bare IPP of ours.
-    elsewhere = _patient("Ailleurs", issuer="CH de Bourg", sex="F", born=date(1944, 2, 2))
-    await local_archive.store(_ct(elsewhere))
+    elsewhere = a_patient("Ailleurs", issuer="CH de Bourg", sex="F", born=date(1944, 2, 2))
+    await local_archive.store(ct_blobs(elsewhere))
     their_study = (await local_archive.search_studies(patient_id=elsewhere.patient_id))[0].study_uid
-    ours = await _new_case(coordinator, _patient("Sansissuer", issuer="", ipp=elsewhere.patient_id))
+    ours = await new_case(coordinator, a_patient("Sansissuer", issuer="", ipp=elsewhere.patient_id))
     listed = (await coordinator.get(f"/api/cases/{ours.case_id}/studies")).json()
     assert their_study not in [s["study_uid"] for s in listed]
     attach = await coordinator.post(f"/api/cases/{ours.case_id}/studies", json={"study_uids": [their_study]})
@@ -198,11 +144,11 @@ async def test_an_ipp_without_its_hospital_finds_nothing(login: Any, local_archi
 async def test_a_study_of_the_same_ipp_under_another_name_is_not_the_patients(login: Any,
                                                                               local_archive: Archive,
                                                                               db: Database) -> None:
-    coordinator = await _coordinator(db, login)
-    ours = await _new_case(coordinator, _patient("Martin"))
+    coordinator = await a_coordinator(db, login)
+    ours = await new_case(coordinator, a_patient("Martin"))
     impostor = dataclasses.replace(ours.patient, family_name="DOE", given_names="Jane", sex="F",
                                    birth_date=date(1970, 1, 1))
-    await local_archive.store(_ct(impostor))
+    await local_archive.store(ct_blobs(impostor))
     study = (await local_archive.search_studies(patient_id=impostor.patient_id))[0].study_uid
     listed = (await coordinator.get(f"/api/cases/{ours.case_id}/studies")).json()
     assert study not in [s["study_uid"] for s in listed]
@@ -214,14 +160,14 @@ async def test_a_study_of_the_same_ipp_under_another_name_is_not_the_patients(lo
 
 
 async def _import_attacks(client: Client, case: CaseOf, archive: Archive) -> None:
-    good = _ct(case.patient, slices=2)
-    other = _patient("Autre", sex="F", born=date(1980, 3, 3))
-    foreign = _ct(other, slices=1)
+    good = ct_blobs(case.patient, slices=2)
+    other = a_patient("Autre", sex="F", born=date(1980, 3, 3))
+    foreign = ct_blobs(other, slices=1)
     # The same IPP and hospital over another person's traits (issue 14's DOE^JANE row).
-    twin = _ct(dataclasses.replace(case.patient, family_name="DOE", given_names="Jane", sex="F",
+    twin = ct_blobs(dataclasses.replace(case.patient, family_name="DOE", given_names="Jane", sex="F",
                                    birth_date=date(1970, 1, 1)), slices=1)
     for bad in (foreign, twin):
-        response = await client.post(f"/api/cases/{case.case_id}/imports", files=_files([*good, *bad]))
+        response = await client.post(f"/api/cases/{case.case_id}/imports", files=upload_files([*good, *bad]))
         assert response.status_code == 422, response.text
         results = {r["name"]: r for r in response.json()}
         refused = results["f2.dcm"]
@@ -231,23 +177,23 @@ async def _import_attacks(client: Client, case: CaseOf, archive: Archive) -> Non
         assert refused["identity"]["case"]["family_name"] == case.patient.family_name
         assert not any(r["ok"] for r in results.values())
         for blob in [*good, *bad]:
-            study, _series, sop = _uids(blob)
-            assert sop not in await _stored_sops(archive, study), "a file of a refused import was stored"
+            study, _series, sop = uids_of(blob)
+            assert sop not in await stored_sops(archive, study), "a file of a refused import was stored"
 
-    ok = await client.post(f"/api/cases/{case.case_id}/imports", files=_files(good))
+    ok = await client.post(f"/api/cases/{case.case_id}/imports", files=upload_files(good))
     assert ok.status_code == 200, ok.text
     assert all(r["ok"] for r in ok.json())
-    study, series, sop = _uids(good[0])
+    study, series, sop = uids_of(good[0])
     original = await archive.retrieve_instance(study, series, sop)
     # Identical bytes again: a no-op, accepted.
-    again = await client.post(f"/api/cases/{case.case_id}/imports", files=_files([good[0]]))
+    again = await client.post(f"/api/cases/{case.case_id}/imports", files=upload_files([good[0]]))
     assert again.status_code == 200 and again.json()[0]["ok"], again.text
     # Same SOP Instance UID, different content: refused, the stored instance unchanged.
     ds = pydicom.dcmread(io.BytesIO(good[0]))
     ds.SeriesDescription = "REPLACED"
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    replaced = await client.post(f"/api/cases/{case.case_id}/imports", files=_files([buffer.getvalue()]))
+    replaced = await client.post(f"/api/cases/{case.case_id}/imports", files=upload_files([buffer.getvalue()]))
     assert replaced.status_code == 422, replaced.text
     assert "SOP Instance UID" in replaced.json()[0]["message"]
     after = await archive.retrieve_instance(study, series, sop)
@@ -256,8 +202,8 @@ async def _import_attacks(client: Client, case: CaseOf, archive: Archive) -> Non
 
 
 async def test_imports_into_the_local_archive(login: Any, local_archive: Archive, db: Database) -> None:
-    coordinator = await _coordinator(db, login)
-    case = await _new_case(coordinator, _patient("Importe"))
+    coordinator = await a_coordinator(db, login)
+    case = await new_case(coordinator, a_patient("Importe"))
     await _import_attacks(coordinator, case, local_archive)
 
 
@@ -278,7 +224,7 @@ async def test_imports_into_a_dicomweb_archive(orthanc_server: tuple[ServerThrea
     coordinator = await sign_in(server.url, made.coordinator.username, made.coordinator.password)
     archive = DicomWebClient(url, retries=1)
     try:
-        case = await _new_case(coordinator, _patient("Orthanc"))
+        case = await new_case(coordinator, a_patient("Orthanc"))
         await _import_attacks(coordinator, case, archive)
     finally:
         await archive.close()
@@ -302,8 +248,8 @@ async def test_the_import_route_declares_the_upload_limit(login: Any, settings: 
     declared = {(r.path, m) for r in build_routes() if isinstance(r, ApiRoute) and r.body_limit == "upload"
                 for m in r.methods or ()}
     assert declared == {("/api/cases/{case_id:int}/imports", "POST")}
-    coordinator = await _coordinator(db, login)
-    case = await _new_case(coordinator, _patient("Limite"))
+    coordinator = await a_coordinator(db, login)
+    case = await new_case(coordinator, a_patient("Limite"))
     body = b"x" * (settings.max_body_bytes + 1)  # over the JSON limit, far under the upload limit
     response = await coordinator.post(f"/api/cases/{case.case_id}/imports",
                                       files=[("files", ("notes.txt", body, "text/plain"))])
