@@ -42,11 +42,11 @@ async def _case_views(request: Request) -> tuple[Case, Meeting, str, list[Delive
     user = current_user(request)
     case_id = path_int(request, "case_id")
     async with request.app.state.db.session() as s:
-        case, meeting = await access.require_case(s, user, case_id, Action.manage_meeting)
+        case = await access.read_case(s, user, case_id, what="EPR deliveries of case {case}", request=request,
+                                      action=Action.manage_meeting)
+        meeting = await access.require_meeting(s, user, case.meeting_id, Action.manage_meeting)
         timezone = await _timezone(s, meeting)
         views = await deliveries_for(s, case_id=case_id)
-        await audit.record(s, event="patient_record", action="R", request=request, patient_id=case.patient_id,
-                           meeting_id=case.meeting_id, what=f"EPR deliveries of case {case_id}")
     return case, meeting, timezone, views
 
 
