@@ -35,8 +35,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     app = create_app(settings)
     # uvicorn's access log writes paths and queries (UIDs, names, tokens): rcp.logs.AccessLogMiddleware writes
-    # route templates instead.
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=True,
+    # route templates instead. uvicorn's proxy headers are off: it would take X-Forwarded-For from any local peer as
+    # the client; rcp.clients reads it from the proxies in RCP_TRUSTED_PROXIES only.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False,
                             access_log=False,
                             ws_max_size=1 << 20, timeout_graceful_shutdown=10,
                             # Room frames are small and fanned out to every follower: compressing each copy
@@ -179,11 +180,12 @@ def cmd_user_email(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _token_create(settings: Settings, username: str, name: str) -> str:
+async def _token_create(settings: Settings, username: str, name: str, days: int) -> str:
     from sqlmodel import select
 
+    from rcp.auth import audit
     from rcp.auth.models import User
-    from rcp.auth.sessions import create_api_token
+    from rcp.auth.tokens import TokenRefused, create_api_token
     from rcp.db import Database
 
     db = Database(settings.database_url)
@@ -192,15 +194,70 @@ async def _token_create(settings: Settings, username: str, name: str) -> str:
             user = (await s.exec(select(User).where(User.username == username))).first()
             if user is None:
                 raise SystemExit(f"rcp: no user {username!r}")
-            return await create_api_token(s, user, name)
+            try:
+                token = await create_api_token(s, user, name, days=days, now=settings.clock.now())
+            except TokenRefused as refused:
+                raise SystemExit(f"rcp: {refused}") from None
+            await audit.record(s, event="security_alert", action="C", source="localhost",
+                               what=f"bearer token for user {user.id} created (rcp token create, {days} days)")
+            return token
     finally:
         await db.close()
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    token = asyncio.run(_token_create(_settings(), args.username, args.name))
+    token = asyncio.run(_token_create(_settings(), args.username, args.name, args.days))
     print(token)
-    print("rcp: store this token now; it cannot be shown again", file=sys.stderr)
+    print(f"rcp: store this token now; it cannot be shown again (it expires in {args.days} days)", file=sys.stderr)
+    return 0
+
+
+async def _token_list(settings: Settings) -> list[str]:
+    from rcp.auth.tokens import list_tokens
+    from rcp.db import Database
+
+    def when(at: object) -> str:
+        return at.strftime("%Y-%m-%d %H:%M") if hasattr(at, "strftime") else "never"
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            return [f"{t.id}\t{t.name}\t{t.username}\t{when(t.created_at)}\t{when(t.expires_at)}\t"
+                    f"{when(t.last_used_at)}\t{'yes' if t.revoked else 'no'}" for t in await list_tokens(s)]
+    finally:
+        await db.close()
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    """One tab-separated line per token: id, name, account, created, expires, last used, revoked (UTC). Never the
+    token itself: only its digest is stored."""
+    print("id\tname\taccount\tcreated\texpires\tlast used\trevoked")
+    for line in asyncio.run(_token_list(_settings())):
+        print(line)
+    return 0
+
+
+async def _token_revoke(settings: Settings, token_id: int) -> None:
+    from rcp.auth import audit
+    from rcp.auth.tokens import TokenRefused, revoke_token
+    from rcp.db import Database
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            try:
+                row = await revoke_token(s, token_id)
+            except TokenRefused as refused:
+                raise SystemExit(f"rcp: {refused}") from None
+            await audit.record(s, event="security_alert", action="D", source="localhost",
+                               what=f"bearer token {token_id} of user {row.user_id} revoked (rcp token revoke)")
+    finally:
+        await db.close()
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    asyncio.run(_token_revoke(_settings(), args.token_id))
+    print(f"rcp: token {args.token_id} revoked; every node refuses it within RCP_SESSION_CACHE_S seconds")
     return 0
 
 
@@ -317,10 +374,16 @@ def parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="bearer tokens for service accounts").add_subparsers(
         dest="token_command", required=True)
-    create = token.add_parser("create", help="create a token for a user and print it once")
+    create = token.add_parser("create", help="create a token for a service account and print it once")
     create.add_argument("username")
     create.add_argument("--name", default="")
+    create.add_argument("--days", type=int, default=90, help="days until it expires (default 90, at most 366)")
     create.set_defaults(func=cmd_token_create)
+    listing = token.add_parser("list", help="every token: id, name, account, created, expires, last used, revoked")
+    listing.set_defaults(func=cmd_token_list)
+    revoke = token.add_parser("revoke", help="revoke a token by its id (rcp token list)")
+    revoke.add_argument("token_id", type=int)
+    revoke.set_defaults(func=cmd_token_revoke)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
     export = audit.add_parser("export", help="print the newest events as RFC 5424 syslog lines")

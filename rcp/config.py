@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rcp.auth.passwords import PRODUCTION_ARGON2, Argon2Cost
+from rcp.clients import parse_networks
 from rcp.clock import Clock, SystemClock
 
 __all__ = ["SECRET_KEY_FILE", "Settings", "SettingsError", "data_folder_secret"]
@@ -28,6 +29,8 @@ __all__ = ["SECRET_KEY_FILE", "Settings", "SettingsError", "data_folder_secret"]
 SECRET_KEY_FILE = "secret_key"
 #: Shortest secret key accepted where one must be given (production, several nodes).
 MIN_SECRET_LENGTH = 32
+#: A node trusts a checked session or bearer token this long at most (logout and revocation reach it after that).
+MAX_SESSION_CACHE_S = 60.0
 _GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
@@ -143,9 +146,12 @@ class Settings:
     session_absolute_s: int = 12 * 3600
     #: How long a node trusts a checked session without asking the database again (0 = always ask).
     session_cache_s: float = 5.0
-    #: Failed logins before an account is locked, and for how long.
-    lockout_attempts: int = 5
-    lockout_s: int = 15 * 60
+    #: Reverse proxies (addresses or CIDR blocks) whose ``X-Forwarded-For`` names the client (rcp.clients); from
+    #: any other peer the header is ignored, so nobody chooses the address that sign-in throttling counts.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Failed sign-ins from one address (whatever the accounts) that cost nothing before waits grow (rcp.auth.sessions):
+    #: raise it when many workstations reach the service through one NAT address.
+    signin_free_per_address: int = 30
     #: Cost of new password hashes (RFC 9106 argon2id); hashes made at another cost are upgraded at login.
     argon2: Argon2Cost = PRODUCTION_ARGON2
     #: What expiries (join links, sessions, lock-out) read the time from; tests give a settable one.
@@ -187,6 +193,14 @@ class Settings:
                 "RCP_ARGON2_MEMORY_KIB must be at least 19456 and RCP_ARGON2_TIME_COST at least 2 in production "
                 f"(got {self.argon2.memory_kib} and {self.argon2.time_cost}); leave them unset for the defaults"
             )
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingsError(f"RCP_TRUSTED_PROXIES: {exc}") from None
+        if not 0 <= self.session_cache_s <= MAX_SESSION_CACHE_S:
+            raise SettingsError(f"RCP_SESSION_CACHE_S must be between 0 and {MAX_SESSION_CACHE_S:.0f} (got "
+                                f"{self.session_cache_s:g}): an ended session or a revoked token lives that long "
+                                "on the nodes that checked it")
         if self.default_locale not in {"fr", "en"}:
             raise SettingsError(f"RCP_DEFAULT_LOCALE must be fr or en (got {self.default_locale!r})")
         if self.smtp_url and self.smtp_url.split("://", 1)[0] not in {"smtp", "smtp+starttls", "smtps", "file"}:
@@ -265,8 +279,9 @@ class Settings:
             "session_idle_s": _int(get("SESSION_IDLE_S", "1800"), "RCP_SESSION_IDLE_S", minimum=60),
             "session_absolute_s": _int(get("SESSION_ABSOLUTE_S", "43200"), "RCP_SESSION_ABSOLUTE_S", minimum=60),
             "session_cache_s": float(_int(get("SESSION_CACHE_S", "5"), "RCP_SESSION_CACHE_S")),
-            "lockout_attempts": _int(get("LOCKOUT_ATTEMPTS", "5"), "RCP_LOCKOUT_ATTEMPTS", minimum=1),
-            "lockout_s": _int(get("LOCKOUT_S", "900"), "RCP_LOCKOUT_S", minimum=1),
+            "trusted_proxies": _list(get("TRUSTED_PROXIES")),
+            "signin_free_per_address": _int(get("SIGNIN_FREE_PER_ADDRESS", "30"), "RCP_SIGNIN_FREE_PER_ADDRESS",
+                                            minimum=1),
             "max_body_bytes": _int(get("MAX_BODY_BYTES", str(1024 * 1024)), "RCP_MAX_BODY_BYTES", minimum=1024),
             "max_upload_bytes": _int(
                 get("MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)), "RCP_MAX_UPLOAD_BYTES", minimum=1024

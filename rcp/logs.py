@@ -22,6 +22,8 @@ from typing import Any
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rcp.clients import client_address
+
 __all__ = ["QUIET_LOGGERS", "AccessLogMiddleware", "configure_logging", "route_template"]
 
 access_logger = logging.getLogger("rcp.access")
@@ -81,9 +83,8 @@ class AccessLogMiddleware:
             status = status or 500
             raise
         finally:
-            client = scope.get("client")
             method = "WS" if scope["type"] == "websocket" else scope.get("method", "")
-            access_logger.info('%s - "%s %s" %s %.0f ms', client[0] if client else "-", method,
+            access_logger.info('%s - "%s %s" %s %.0f ms', client_address(scope) or "-", method,
                                route_template(scope), status if status is not None else "-",
                                (time.perf_counter() - started) * 1000)
 

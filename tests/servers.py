@@ -118,9 +118,10 @@ class _Server(uvicorn.Server):
 
 def _config(app: Any, **options: Any) -> uvicorn.Config:
     """Quiet, no WebSocket pings (tests hold sockets idle), and a lifespan that must succeed."""
-    # No uvicorn access log: it writes paths and queries; the app's own (rcp.logs) writes route templates.
+    # No uvicorn access log: it writes paths and queries; the app's own (rcp.logs) writes route templates. No proxy
+    # headers, as ``rcp serve``: the app reads X-Forwarded-For from RCP_TRUSTED_PROXIES only (rcp.clients).
     return uvicorn.Config(app, **({"log_level": "warning", "ws_ping_interval": None, "lifespan": "on",
-                                   "access_log": False} | options))
+                                   "access_log": False, "proxy_headers": False} | options))
 
 
 # -- uvicorn in a thread ----------------------------------------------------------------------------------------

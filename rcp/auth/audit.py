@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rcp.auth.models import AuditEvent
+from rcp.clients import client_address
 from rcp.clock import as_utc
 
 if TYPE_CHECKING:
@@ -44,9 +45,10 @@ _SEVERITY = {0: 5, 4: 4, 8: 3, 12: 3}
 
 
 def source_of(conn: HTTPConnection | None) -> str:
-    if conn is None or conn.client is None:
+    """The client's address (a trusted proxy's ``X-Forwarded-For``, else the peer: ``rcp.clients``)."""
+    if conn is None:
         return ""
-    return conn.client.host
+    return client_address(conn.scope)[:64]
 
 
 async def record(

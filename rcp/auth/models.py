@@ -1,4 +1,4 @@
-"""Tables of the auth domain: users, login sessions, service tokens, failed logins, the audit trail."""
+"""Tables of the auth domain: users, login sessions, service tokens, the audit trail."""
 
 from __future__ import annotations
 
@@ -40,8 +40,6 @@ class User(SQLModel, table=True):
     locale: str = Field(default="", max_length=5)
     password_hash: str = Field(default="", max_length=200)
     active: bool = Field(default=True)
-    failed_logins: int = Field(default=0)
-    locked_until: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
 
 
@@ -61,7 +59,8 @@ class LoginSession(SQLModel, table=True):
 
 
 class ApiToken(SQLModel, table=True):
-    """Bearer tokens for service accounts; only a SHA-256 of the token is kept."""
+    """Bearer tokens for service accounts (role ``service`` only); only a SHA-256 of the token is kept. A token is
+    refused once revoked or past ``expires_at`` (``rcp token create --days N``, ``rcp token revoke ID``)."""
 
     __tablename__ = "api_tokens"
 
@@ -70,6 +69,9 @@ class ApiToken(SQLModel, table=True):
     name: str = Field(default="", max_length=100)
     token_sha256: str = Field(sa_column=sa.Column(sa.String(64), unique=True, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    expires_at: datetime = Field(sa_column=timestamp(nullable=False))
+    #: Written at most once a minute (``rcp token list`` shows it, to spot tokens nobody uses any more).
+    last_used_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
     revoked: bool = Field(default=False)
 
 

@@ -9,12 +9,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rcp.auth import audit
 from rcp.auth.models import AuditEvent
-from rcp.auth.sessions import COOKIE_NAME, LoginRefused, cookie_signer, end_session, login
+from rcp.auth.sessions import COOKIE_NAME, THROTTLED_MESSAGE, LoginRefused, cookie_signer, end_session, login
+from rcp.auth.throttle import Throttled, password_throttle
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.errors import BadRequest, NotAuthenticated
@@ -115,10 +116,11 @@ async def login_submit(request: Request) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     db: Database = request.app.state.db
 
-    def again(message: str, status: int) -> Response:
+    def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
         token = secrets.token_urlsafe(24)
         response = render(request, "login.html", {"login_csrf": token, "next": next_url, "error": message,
                                                   "username": username}, status=status)
+        response.headers.update(headers or {})
         response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
                             secure=_secure(request), path="/login")
         return response
@@ -128,10 +130,12 @@ async def login_submit(request: Request) -> Response:
     try:
         async with db.session() as s:
             _user, row = await login(s, _settings(request), username=username, password=password,
-                                     source=audit.source_of(request))
+                                     source=audit.source_of(request), throttle=password_throttle(request.app.state))
     except LoginRefused as refused:
         # The failed attempt was audited in its own transaction: commit it even though sign-in failed.
         return again(_(refused.message), 401)
+    except Throttled as throttled:
+        return again(_(THROTTLED_MESSAGE), 429, {"Retry-After": str(throttled.retry_after_s)})
     response = RedirectResponse(next_url, status_code=303)
     _set_session_cookie(request, response, row.id)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -189,9 +193,12 @@ async def session_login(request: Request) -> Response:
     try:
         async with db.session() as s:
             user, row = await login(s, _settings(request), username=data.username, password=data.password,
-                                    source=audit.source_of(request))
+                                    source=audit.source_of(request), throttle=password_throttle(request.app.state))
     except LoginRefused as refused:
         raise NotAuthenticated(refused.message) from None
+    except Throttled as throttled:
+        return JSONResponse(throttled.as_json(), status_code=throttled.status,
+                            headers={"Retry-After": str(throttled.retry_after_s)})
     from rcp.auth.sessions import CurrentUser
 
     response = json_out(_me(CurrentUser.of(user, via="session", session=row)), status=201)

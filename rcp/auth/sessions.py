@@ -1,4 +1,4 @@
-"""Who is calling: login sessions (signed cookie + server-side row), bearer tokens, lock-out.
+"""Who is calling: login sessions (signed cookie + server-side row), bearer tokens, sign-in throttling.
 
 The cookie carries only a signed random session id; the row holds the CSRF token and the timestamps that enforce
 the idle and absolute timeouts. A new id is issued at every login (no session fixation), and logout deletes the
@@ -12,18 +12,21 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from rcp.auth import audit
 from rcp.auth.models import ApiToken, LoginSession, Role, User
 from rcp.auth.passwords import hash_password, needs_rehash, verify_password
+from rcp.auth.throttle import Backoff, Throttle, Throttled
+from rcp.auth.tokens import create_api_token, token_digest
 from rcp.clock import as_utc
 from rcp.config import Settings
 from rcp.db import Database
@@ -101,11 +104,20 @@ class CurrentUser(BaseUser):
         )
 
 
-#: Fixed texts (translated by the pages through gettext); they never say whether an account exists, except
-#: that a locked one is locked, which an attacker learns anyway from the refusals.
+#: Fixed text (translated by the pages through gettext): it never says whether an account exists.
 WRONG_CREDENTIALS = N_("Unknown user name or wrong password.")
-LOCKED_MESSAGE = N_("Too many failed sign-ins: this account is locked for a while. Try again later or ask an "
-                    "administrator to unlock it.")
+#: The sign-in page's answer while a throttle makes the caller wait (the API answers 429 with Retry-After).
+THROTTLED_MESSAGE = N_("Too many failed sign-ins: wait a moment, then try again.")
+
+#: Sign-in throttling (rcp.auth.throttle), three keys counted at the start of each attempt:
+#: - the account from one address: three free mistakes, then doubling waits (the guesser at one workstation);
+#: - the address, whatever the account: ``RCP_SIGNIN_FREE_PER_ADDRESS`` free (30), then doubling (one password
+#:   sprayed over many accounts);
+#: - the account from anywhere: ten free, then doubling up to a minute (guesses spread over many addresses).
+#: The physician at her own workstation shares only the last key with a guesser elsewhere, and it makes her wait a
+#: minute at most: nobody can lock her out. Keys carry a digest of the user name, never the name.
+PAIR_BACKOFF = Backoff()
+ACCOUNT_BACKOFF = Backoff(free=10, cap_s=60.0)
 
 
 class LoginRefused(Exception):
@@ -120,8 +132,23 @@ def cookie_signer(settings: Settings) -> URLSafeSerializer:
     return URLSafeSerializer(settings.secret_key, salt="rcp.session")
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def _login_keys(username: str, source: str, settings: Settings) -> list[tuple[str, Backoff]]:
+    account = hashlib.sha256(username.encode()).hexdigest()[:32]
+    return [(f"login:address:{source}", Backoff(free=settings.signin_free_per_address)), (f"login:account:{account}", ACCOUNT_BACKOFF),
+            (f"login:pair:{account}:{source}", PAIR_BACKOFF)]
+
+
+async def _count_attempt(throttle: Throttle, keys: list[tuple[str, Backoff]]) -> None:
+    """Count this attempt under every key, or raise :class:`Throttled` having counted it under none."""
+    counted: list[str] = []
+    try:
+        for key, backoff in keys:
+            await throttle.begin(key, backoff)
+            counted.append(key)
+    except Throttled:
+        for key in counted:
+            await throttle.refund(key)
+        raise
 
 
 def session_digest(session_id: str) -> str:
@@ -131,45 +158,46 @@ def session_digest(session_id: str) -> str:
 
 
 async def login(
-    session: AsyncSession, settings: Settings, *, username: str, password: str, source: str
+    session: AsyncSession, settings: Settings, *, username: str, password: str, source: str, throttle: Throttle
 ) -> tuple[User, LoginSession]:
-    """Check the password, apply lock-out, open a fresh session; every attempt is audited (DCM 110114).
+    """Check the password and open a fresh session; every refusal is audited (DCM 110114, or 110113 throttled).
 
-    A refused attempt commits its audit event and failure count before ``LoginRefused`` is raised: the caller's
-    unit of work rolls back on the exception, and the trace of an attack must not go with it.
+    The attempt is counted by ``throttle`` before anything is looked up (parallel guesses cannot outrun the count);
+    a throttled attempt raises :class:`Throttled` (429, nothing checked). Unknown, deactivated, password-less and
+    guest accounts are checked against a dummy hash at the same cost and refused with the same
+    :class:`LoginRefused` as a wrong password, so neither the answer nor the work tells them apart. argon2 runs in
+    the thread pool: a flood of sign-ins never stalls the event loop (and the rooms on it).
+
+    A refusal commits its audit event before raising: the caller's unit of work rolls back on the exception, and
+    the trace of an attack must not go with it.
     """
-    now = settings.clock.now()
+    name = username.strip()
+    keys = _login_keys(name, source, settings)
+    user = (await session.exec(select(User).where(User.username == name))).first()
+    try:
+        await _count_attempt(throttle, keys)
+    except Throttled:
+        await audit.record(session, event="security_alert", action="E", outcome=8, source=source,
+                           what="login refused: too many failed attempts"
+                                + (f" for user {user.id}" if user is not None else ""))
+        await session.commit()
+        raise
     cost = settings.argon2
-    user = (await session.exec(select(User).where(User.username == username.strip()))).first()
-    generic = WRONG_CREDENTIALS
-    if user is None or not user.active or not user.password_hash or user.role == Role.guest:
-        verify_password("", password, cost)  # same cost as a real check
+    usable = user is not None and user.active and bool(user.password_hash) and user.role != Role.guest
+    digest = user.password_hash if usable and user is not None else ""
+    if not await run_in_threadpool(verify_password, digest, password, cost) or not usable or user is None:
         await audit.record(session, event="user_authentication", action="E", outcome=4, source=source,
-                           what="login refused")
+                           what="login refused" if user is None else f"wrong password for user {user.id}")
         await session.commit()
-        raise LoginRefused(generic)
-    if user.locked_until is not None and as_utc(user.locked_until) > now:
-        await audit.record(session, event="security_alert", action="E", outcome=8, user=None, source=source,
-                           what=f"login attempt on locked account {user.id}")
-        await session.commit()
-        raise LoginRefused(LOCKED_MESSAGE)
-    if not verify_password(user.password_hash, password, cost):
-        user.failed_logins += 1
-        locked = user.failed_logins >= settings.lockout_attempts
-        if locked:
-            user.locked_until = now + timedelta(seconds=settings.lockout_s)
-            user.failed_logins = 0
-            logger.warning("account %s locked after repeated failed sign-ins", user.id)
-        session.add(user)
-        await audit.record(session, event="user_authentication", action="E", outcome=4, source=source,
-                           what=f"wrong password for user {user.id}" + (" (now locked)" if locked else ""))
-        await session.commit()
-        raise LoginRefused(generic)
-    user.failed_logins = 0
-    user.locked_until = None
+        raise LoginRefused(WRONG_CREDENTIALS)
+    address_key, account_key, pair_key = (key for key, _ in keys)
+    await throttle.refund(address_key)  # the address keeps the count of its failures, not of its sign-ins
+    await throttle.succeeded(account_key)
+    await throttle.succeeded(pair_key)
+    now = settings.clock.now()
     if needs_rehash(user.password_hash, cost):
-        user.password_hash = hash_password(password, cost)
-    session.add(user)
+        user.password_hash = await run_in_threadpool(hash_password, password, cost)
+        session.add(user)
     assert user.id is not None
     row = LoginSession(id=secrets.token_urlsafe(32), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
                        created_at=now, last_seen_at=now, source=source[:64])
@@ -183,14 +211,6 @@ async def end_session(session: AsyncSession, session_id: str) -> None:
     row = await session.get(LoginSession, session_id)
     if row is not None:
         await session.delete(row)
-
-
-async def create_api_token(session: AsyncSession, user: User, name: str = "") -> str:
-    """A new bearer token for a service account; only its digest is stored, so show it once."""
-    assert user.id is not None
-    token = "rcp_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, name=name, token_sha256=token_digest(token)))
-    return token
 
 
 async def _scope_open(session: AsyncSession, meeting_id: int, user_id: int | None) -> bool:
@@ -212,7 +232,8 @@ class SessionBackend(AuthenticationBackend):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.signer = cookie_signer(settings)
-        self._recent: dict[str, tuple[float, CurrentUser]] = {}
+        #: key -> (when checked, monotonic; the caller; when its credential expires, for bearer tokens)
+        self._recent: dict[str, tuple[float, CurrentUser, datetime | None]] = {}
 
     def forget(self, key: str) -> None:
         """Drop a cached session (after logout) so that it is refused from the next request on."""
@@ -224,7 +245,7 @@ class SessionBackend(AuthenticationBackend):
         next request on, not only once ``session_cache_s`` has passed."""
         if not session and user_id is None:
             return
-        for key, (_at, user) in list(self._recent.items()):
+        for key, (_at, user, _expires) in list(self._recent.items()):
             if (session and user.session_id and session_digest(user.session_id) == session) or user.id == user_id:
                 self._recent.pop(key, None)
 
@@ -243,31 +264,31 @@ class SessionBackend(AuthenticationBackend):
             found = await self._from_cookie(db, cookie)
         else:
             return None
-        if found is None:
-            return None
-        assert isinstance(found[1], CurrentUser)
-        return found[1]
+        return None if found is None else found[1]
 
     def _cached(self, key: str) -> CurrentUser | None:
         """A session or token checked less than ``settings.session_cache_s`` ago.
 
         The viewer fetches hundreds of frames a second; two queries per frame would cap it far below the PACS.
-        A session ended on this node (logout) is forgotten at once; one ended on another node dies within the
-        cache delay.
+        A session ended on this node (logout) is forgotten at once; one ended on another node, or a bearer token
+        revoked (``rcp token revoke``), dies within the cache delay (at most ``MAX_SESSION_CACHE_S``); an expired
+        token is refused from its expiry on, cached or not.
         """
         hit = self._recent.get(key)
         if hit is None:
             return None
-        if time.monotonic() - hit[0] > self.settings.session_cache_s:
+        checked, user, expires = hit
+        if time.monotonic() - checked > self.settings.session_cache_s or (
+                expires is not None and self.settings.clock.now() >= as_utc(expires)):
             del self._recent[key]
             return None
-        return hit[1]
+        return user
 
-    def _remember(self, key: str, user: CurrentUser) -> None:
+    def _remember(self, key: str, user: CurrentUser, expires: datetime | None) -> None:
         if len(self._recent) > 10_000:  # bounded: stale entries are swept when it grows
             now = time.monotonic()
             self._recent = {k: v for k, v in self._recent.items() if now - v[0] <= self.settings.session_cache_s}
-        self._recent[key] = (time.monotonic(), user)
+        self._recent[key] = (time.monotonic(), user, expires)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         db: Database = conn.app.state.db
@@ -287,25 +308,35 @@ class SessionBackend(AuthenticationBackend):
         found = await lookup
         if found is None:
             return None
-        assert isinstance(found[1], CurrentUser)
+        credentials, user, expires = found
         if self.settings.session_cache_s > 0:
-            self._remember(key, found[1])
-        return found
+            self._remember(key, user, expires)
+        return credentials, user
 
-    async def _from_token(self, db: Database, token: str) -> tuple[AuthCredentials, BaseUser] | None:
+    async def _from_token(self, db: Database, token: str
+                          ) -> tuple[AuthCredentials, CurrentUser, datetime | None] | None:
+        """A service account's token, neither revoked nor expired (``rcp.auth.tokens``)."""
+        now = self.settings.clock.now()
         async with db.session() as session:
             found = (
                 await session.exec(
-                    select(User)
-                    .join(ApiToken, col(ApiToken.user_id) == col(User.id))
+                    select(ApiToken, User)
+                    .join(User, col(ApiToken.user_id) == col(User.id))
                     .where(ApiToken.token_sha256 == token_digest(token), col(ApiToken.revoked).is_(False))
                 )
             ).first()
-            if found is None or not found.active:
+            if found is None:
                 return None
-            return AuthCredentials(["authenticated"]), CurrentUser.of(found, via="token")
+            row, user = found
+            if not user.active or user.role != Role.service or now >= as_utc(row.expires_at):
+                return None
+            if row.last_used_at is None or now - as_utc(row.last_used_at) > _TOUCH_EVERY:
+                row.last_used_at = now
+                session.add(row)
+            return AuthCredentials(["authenticated"]), CurrentUser.of(user, via="token"), row.expires_at
 
-    async def _from_cookie(self, db: Database, cookie: str) -> tuple[AuthCredentials, BaseUser] | None:
+    async def _from_cookie(self, db: Database, cookie: str
+                           ) -> tuple[AuthCredentials, CurrentUser, datetime | None] | None:
         try:
             session_id = self.signer.loads(cookie)
         except BadSignature:
@@ -331,4 +362,4 @@ class SessionBackend(AuthenticationBackend):
             if idle > _TOUCH_EVERY:
                 row.last_seen_at = now
                 session.add(row)
-            return AuthCredentials(["authenticated"]), CurrentUser.of(user, via="session", session=row)
+            return AuthCredentials(["authenticated"]), CurrentUser.of(user, via="session", session=row), None

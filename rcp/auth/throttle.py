@@ -11,8 +11,8 @@ how a lock-out that counts failures afterwards loses counts. An attempt refused 
 checked nothing), so retrying early never lengthens the wait.
 
 One throttle per app (``app.state.password_throttle``, opened by the lifespan with :func:`open_password_throttle`),
-shared by everything that checks a password (signature and amendment re-authentication today; sign-in can key it by
-account and by address). With ``RCP_REDIS_URL`` set (several nodes), the counts live in Redis
+shared by everything that checks a password (signature and amendment re-authentication; sign-in keys it by account,
+by address and by the pair: rcp.auth.sessions). With ``RCP_REDIS_URL`` set (several nodes), the counts live in Redis
 (:class:`RedisThrottle`: one Lua script checks and counts atomically, so guesses spread over nodes share one
 count); otherwise in the node's memory (:class:`MemoryThrottle`).
 
@@ -81,11 +81,16 @@ class Backoff:
 
 
 class Throttle(Protocol):
-    async def begin(self, key: str) -> None:
-        """Count an attempt for ``key``, or raise :class:`Throttled` (nothing counted) while it must wait."""
+    async def begin(self, key: str, backoff: Backoff | None = None) -> None:
+        """Count an attempt for ``key``, or raise :class:`Throttled` (nothing counted) while it must wait.
+        ``backoff`` replaces the throttle's own for this key (sign-in gives addresses more free failures)."""
 
     async def succeeded(self, key: str) -> None:
         """The attempt succeeded: ``key`` starts afresh."""
+
+    async def refund(self, key: str) -> None:
+        """Take back one counted attempt of ``key`` (it succeeded, or another key refused it) without clearing the
+        others: an address shared by a guesser and their own account keeps the guesses' count."""
 
 
 @dataclass
@@ -105,11 +110,12 @@ class MemoryThrottle:
         self.max_keys = max_keys
         self._entries: dict[str, _Entry] = {}
 
-    def begin_now(self, key: str) -> None:
+    def begin_now(self, key: str, backoff: Backoff | None = None) -> None:
         """:meth:`begin` without awaiting: check and count in one step, so no other task slips in between."""
+        backoff = backoff or self.backoff
         now = self.clock()
         entry = self._entries.get(key)
-        if entry is not None and now - entry.last > self.backoff.forget_s and now >= entry.blocked_until:
+        if entry is not None and now - entry.last > backoff.forget_s and now >= entry.blocked_until:
             entry = None
         if entry is None:
             self._sweep(now)
@@ -118,13 +124,20 @@ class MemoryThrottle:
             raise Throttled(entry.blocked_until - now)
         entry.failures += 1
         entry.last = now
-        entry.blocked_until = now + self.backoff.delay(entry.failures)
+        delay = backoff.delay(entry.failures)
+        # No wait, no deadline: a clock stepped back (NTP; a test's clock reset) must not turn "now" into a wait.
+        entry.blocked_until = now + delay if delay > 0 else 0.0
 
-    async def begin(self, key: str) -> None:
-        self.begin_now(key)
+    async def begin(self, key: str, backoff: Backoff | None = None) -> None:
+        self.begin_now(key, backoff)
 
     async def succeeded(self, key: str) -> None:
         self._entries.pop(key, None)
+
+    async def refund(self, key: str) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.failures > 0:
+            entry.failures -= 1  # a wait already imposed stays: it is short, and it was owed when imposed
 
     def _sweep(self, now: float) -> None:
         """Bounded memory: forget quiet keys when the table is full (a flood of keys cannot grow it forever)."""
@@ -147,9 +160,18 @@ n = n + 1
 local free = tonumber(ARGV[2])
 local wait = 0
 if n >= free then wait = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ math.min(n - free, 32)) end
-redis.call('HSET', KEYS[1], 'n', n, 'until', now + wait)
+local blocked_until = 0
+if wait > 0 then blocked_until = now + wait end
+redis.call('HSET', KEYS[1], 'n', n, 'until', blocked_until)
 redis.call('PEXPIRE', KEYS[1], math.ceil((wait + tonumber(ARGV[5])) * 1000))
 return '-1'
+"""
+
+#: KEYS[1] the key: one counted attempt fewer (never below zero); the wait already imposed stays.
+_REFUND = """
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+if n > 0 then redis.call('HSET', KEYS[1], 'n', n - 1) end
+return n
 """
 
 
@@ -171,12 +193,14 @@ class RedisThrottle:
         self.prefix = prefix
         self._client: Any = None
         self._script: Any = None
+        self._refund: Any = None
 
     async def __aenter__(self) -> Self:
         import redis.asyncio as redis
 
         self._client = redis.Redis.from_url(self.url, decode_responses=True)
         self._script = self._client.register_script(_BEGIN)
+        self._refund = self._client.register_script(_REFUND)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -188,8 +212,8 @@ class RedisThrottle:
         if client is not None:
             await client.aclose()
 
-    async def begin(self, key: str) -> None:
-        b = self.backoff
+    async def begin(self, key: str, backoff: Backoff | None = None) -> None:
+        b = backoff or self.backoff
         try:
             answer = await self._script(keys=[self.prefix + key],
                                         args=[repr(self.clock()), b.free, repr(b.first_s), repr(b.cap_s),
@@ -207,6 +231,12 @@ class RedisThrottle:
             await self._client.delete(self.prefix + key)
         except Exception as exc:  # noqa: BLE001 - the check succeeded; a stale count only costs a short wait
             logger.warning("password throttle: could not clear a count (%s)", type(exc).__name__)
+
+    async def refund(self, key: str) -> None:
+        try:
+            await self._refund(keys=[self.prefix + key])
+        except Exception as exc:  # noqa: BLE001 - as for succeeded: a stale count only costs a short wait
+            logger.warning("password throttle: could not refund an attempt (%s)", type(exc).__name__)
 
 
 @asynccontextmanager

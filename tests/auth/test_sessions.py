@@ -1,4 +1,4 @@
-"""Signing in and out: cookies, CSRF, lock-out, bearer tokens, timeouts — against the app served for real."""
+"""Signing in and out: cookies, CSRF, throttling, bearer tokens, timeouts — against the app served for real."""
 
 from __future__ import annotations
 
@@ -78,25 +78,25 @@ async def test_unsafe_request_without_csrf_header_is_refused(login) -> None:  # 
     assert form.status_code == 403
 
 
-async def test_lockout_after_repeated_failures(anonymous: httpx.AsyncClient, db: Database,
-                                               settings: Settings, clock: SettableClock) -> None:
+async def test_repeated_failures_make_the_account_wait(anonymous: httpx.AsyncClient, db: Database,
+                                                      clock: SettableClock) -> None:
+    """Three free mistakes, then a growing wait (rcp.auth.throttle): nothing is checked meanwhile, not even the
+    right password; once it is waited out, the right password signs in (no lock anyone could extend)."""
     user = await make_clinician(db, "surgeon")
-    for _ in range(3):  # the test settings lock after 3 failures
+    for _ in range(3):
         bad = await anonymous.post("/api/session", json={"username": user.username, "password": "wrong-password"})
         assert bad.status_code == 401
     right = {"username": user.username, "password": user.password}
-    locked = await anonymous.post("/api/session", json=right)
-    assert locked.status_code == 401
-    assert "locked" in locked.json()["message"]
+    waiting = await anonymous.post("/api/session", json=right)
+    assert waiting.status_code == 429 and waiting.json()["error"] == "too_many_attempts"
+    wait_s = int(waiting.headers["Retry-After"])
     async with db.session() as s:
         events = (await s.exec(select(AuditEvent).where(AuditEvent.event_code.in_(["110114", "110113"])))).all()  # type: ignore[attr-defined]
-        assert any(e.outcome == 4 and e.what == f"wrong password for user {user.id}" for e in events)
-        assert any(e.event_code == "110113" and e.what == f"login attempt on locked account {user.id}"
+        assert sum(e.outcome == 4 and e.what == f"wrong password for user {user.id}" for e in events) == 3
+        assert any(e.event_code == "110113" and e.what == f"login refused: too many failed attempts for user {user.id}"
                    for e in events)
-    clock.advance(settings.lockout_s - 60)
-    assert (await anonymous.post("/api/session", json=right)).status_code == 401  # still locked
-    clock.advance(61)
-    assert (await anonymous.post("/api/session", json=right)).status_code == 201  # the lock has run out
+    clock.advance(wait_s)
+    assert (await anonymous.post("/api/session", json=right)).status_code == 201
 
 
 async def test_unknown_user_and_wrong_password_say_the_same(anonymous: httpx.AsyncClient, db: Database) -> None:
