@@ -71,7 +71,7 @@ class RoomConfig:
     floor_grace_s: float = 15.0
     #: Every socket's session and right to be in the room are asked again this often (rcp.room.revocation), so an
     #: expiry or a deactivation without a message still ends the socket within a few seconds.
-    recheck_s: float = 3.0
+    recheck_s: float = 5.0
     #: Recent events kept in memory for resuming clients; older gaps get a snapshot.
     replay_window: int = 2048
 
