@@ -138,6 +138,8 @@ class Connection:
         self.closed = asyncio.Event()
         self.close_code = 1000
         self.close_reason = "left"
+        #: The last frame before the close (why the server ended it: an ``error`` frame), sent by the endpoint.
+        self.farewell: str | None = None
         self._commands = TokenBucket(config.command_rate, config.command_burst)
         self._pointers = TokenBucket(config.pointer_rate, config.pointer_burst)
         self._throttled_told = 0.0

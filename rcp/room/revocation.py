@@ -172,7 +172,7 @@ class Revocations:
                 continue
             if refused is not None and not seat.connection.closed.is_set():
                 logger.info("room %s: %r ended (%s)", seat.meeting_id, seat.connection, refused.code)
-                seat.connection.push(error_frame(refused))
+                seat.connection.farewell = error_frame(refused)
                 seat.connection.close(refused.ws_code, refused.code)
 
 

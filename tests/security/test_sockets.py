@@ -108,6 +108,7 @@ async def thrown_out(server: Service, meeting_id: int, chair: Seat | None, victi
     (to the ``chair``, when they stay)."""
     await victim.client.wait_for(lambda c: c.closed.is_set(), timeout=30)
     assert victim.client.close_code in {4401, 4403, 4404, 4409}, victim.client.close_code
+    assert victim.client.errors, "the page is told why (an error frame before the close)"
     await until(lambda: not has_peer(server, meeting_id, victim.user), "the media peer closed")
     if chair is None:
         return
