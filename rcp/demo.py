@@ -35,6 +35,8 @@ __all__ = ["DEMO_PASSWORD", "DEMO_PATIENTS", "DEMO_USERS", "DemoPatient", "load_
 
 DEMO_PASSWORD = "rcp-demo-2026"
 HOSPITAL_A = "CHU de Lyon"
+#: The assigning authority OID of its IPPs (a demo value under a test arc, not a real hospital OID).
+HOSPITAL_A_OID = "1.2.250.1.999.69.1"
 HOSPITAL_B = "CH de Villefranche"
 HOSPITAL_C = "Centre Léon Bérard"
 
@@ -110,6 +112,19 @@ DEMO_PATIENTS: tuple[DemoPatient, ...] = (
                 "IPP200004", "digestive", "Radiochimiothérapie néoadjuvante pour un cancer du rectum moyen ?",
                 "Adénocarcinome du moyen rectum, IRM : envahissement du mésorectum.", "cT3cN1M0", 1),
 )
+
+
+#: Realistic identity statuses (RNIV) for the demo patients, by IPP: most arrive qualified from the hospital's
+#: identity server (with a *demo* INS, OID 1.2.250.1.213.1.4.11, never a real one); one is validated by a document
+#: without INSi, one recovered from INSi without a document, one provisional (seen in an emergency), and one
+#: flagged as a homonym. (status, document, attributes)
+DEMO_IDENTITY: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "IPP100002": ("validated", "id_card", ()),
+    "IPP100004": ("provisional", "", ()),
+    "IPP200002": ("recovered", "", ()),
+    "IPP200004": ("qualified", "passport", ("homonym",)),
+}
+DEMO_INS_OID = "1.2.250.1.213.1.4.11"
 
 
 def _at(day: date, hh: int, mm: int, zone: str) -> datetime:
@@ -191,13 +206,19 @@ async def load_demo(db: Database, *, today: date | None = None,
 
         positions: dict[str, int] = {"thoracic": 0, "digestive": 0}
         for index, spec in enumerate(DEMO_PATIENTS):
+            status, document, attributes = DEMO_IDENTITY.get(spec.ipp, ("qualified", "id_card", ()))
             patient = Patient(family_name=spec.family_name, given_names=spec.given_names,
-                              birth_date=spec.birth_date, sex=spec.sex)
+                              birth_date=spec.birth_date, sex=spec.sex,
+                              first_given_name=spec.given_names.split()[0], identity_status=status,
+                              identity_status_by="" if status == "provisional" else f"ADT {HOSPITAL_A}",
+                              identity_status_at=None if status == "provisional" else _at(today, 8, 0, "UTC"),
+                              identity_document=document, identity_attributes=list(attributes))
             session.add(patient)
             await session.flush()
-            session.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=spec.ins))  # type: ignore[arg-type]
+            session.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=spec.ins,  # type: ignore[arg-type]
+                                          assigner_oid=DEMO_INS_OID))
             session.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=spec.ipp,  # type: ignore[arg-type]
-                                          assigner=HOSPITAL_A))
+                                          assigner=HOSPITAL_A, assigner_oid=HOSPITAL_A_OID))
             # The first patient of each board was already discussed at the past meeting, and comes back.
             if index in (0, 4):
                 past = meetings[(spec.board, "past")]

@@ -38,22 +38,33 @@ from datetime import date
 from typing import Any
 
 __all__ = [
+    "IDENTITY_ATTRIBUTES",
+    "IDENTITY_STATUSES",
     "INS_AUTHORITIES",
+    "INS_NIA_OID",
     "INS_NIR_OID",
     "INS_OIDS",
+    "INS_TEST_OIDS",
+    "TYPED_STATUSES",
     "DicomPatient",
     "Identifier",
     "Match",
     "ServicePatient",
+    "check_ins",
     "ins_key_ok",
+    "ins_may_leave",
     "is_uid",
     "match",
+    "pid32_codes",
 ]
 
-#: INS-NIR (national health identifier) OID; .9 is the NIA, .10 the test NIR, .11 the demo NIR (ANS "Référentiel
-#: INS").
+#: INS-NIR (national health identifier) OID; .9 is the NIA (the number INSEE gives a person pending a NIR), .10
+#: the test NIR and .11 the demo NIR (ANS "Référentiel INS", guide d'implémentation de l'INS: test and demo
+#: identities must never be used in production).
 INS_NIR_OID = "1.2.250.1.213.1.4.8"
-INS_OIDS = frozenset({INS_NIR_OID, "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"})
+INS_NIA_OID = "1.2.250.1.213.1.4.9"
+INS_TEST_OIDS = frozenset({"1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"})
+INS_OIDS = frozenset({INS_NIR_OID, INS_NIA_OID, *INS_TEST_OIDS})
 #: What an IssuerOfPatientID (or its Universal Entity ID) says when the PatientID is an INS.
 INS_AUTHORITIES = frozenset({"INS-NIR", "INS-NIA", "INS", *INS_OIDS})
 
@@ -108,6 +119,81 @@ class Identifier:
     system: str
     value: str
     assigner: str = ""
+
+
+# --- identity status (référentiel national d'identitovigilance, RNIV 1, 2021) -----------------------------------
+
+#: The four statuses of the RNIV, from the weakest: *provisional* (no identity document seen), *recovered* (INS
+#: returned by the INSi service but no document checked), *validated* (a high-trust document checked, INS not
+#: confirmed), *qualified* (both). Only the hospital's identity server reaches *qualified*: it calls INSi.
+IDENTITY_STATUSES = ("provisional", "recovered", "validated", "qualified")
+#: What an identity typed in the service may claim: the service never calls INSi, so never *qualified*.
+TYPED_STATUSES = ("provisional", "validated")
+#: The identity attributes of the RNIV, recorded beside the status and shown wherever the patient is.
+IDENTITY_ATTRIBUTES = ("doubtful", "fictitious", "homonym")
+#: HL7 v2 table 0445 as the French PAM extension (2.11) uses it in PID-32, FHIR FR Core fr-core-cs-v2-0445.
+_PID32 = {"provisional": "PROV", "recovered": "RECUP", "validated": "VALI", "qualified": "QUAL",
+          "doubtful": "DOUTE", "fictitious": "FICTI", "homonym": "HOMON"}
+#: The reverse, for identities received from the hospital (PID-32 repetitions).
+PID32_STATUS = {code: status for status, code in _PID32.items() if status in IDENTITY_STATUSES}
+PID32_ATTRIBUTE = {code: attribute for attribute, code in _PID32.items() if attribute in IDENTITY_ATTRIBUTES}
+
+
+def ins_may_leave(status: str) -> bool:
+    """Whether the INS may be written into a document or message: only for a *qualified* identity (RNIV, "Règles
+    d'utilisation de l'INS": the INS is referenced and shared only once the identity is qualified). Every writer
+    (DICOM KOS/PDF, HL7, FHIR, the fiche PDF) asks here.
+
+    >>> [ins_may_leave(s) for s in IDENTITY_STATUSES]
+    [False, False, False, True]
+    """
+    return status == "qualified"
+
+
+def pid32_codes(status: str, attributes: Iterable[str] = ()) -> list[str]:
+    """PID-32 (identity reliability code, repeating) for a status and its attributes.
+
+    >>> pid32_codes("validated", ["homonym"])
+    ['VALI', 'HOMON']
+    """
+    return [_PID32[status if status in IDENTITY_STATUSES else "provisional"],
+            *(_PID32[a] for a in attributes if a in IDENTITY_ATTRIBUTES)]
+
+
+def check_ins(value: str, oid: str, *, sex: str = "unknown", birth_date: date | None = None,
+              production: bool = False) -> list[tuple[str, str]]:
+    """What is wrong with an INS (field, message), empty when it may be recorded.
+
+    The key (``ins_key_ok``); the OID (.8 NIR, .9 NIA, .10/.11 test and demo — refused in production); and the
+    traits the number encodes (INSEE: character 1 the sex, 1 male or 2 female, 7/8 for a temporary number;
+    characters 2-3 the year of birth, 4-5 the month, 20 or more when the month was unknown) against the
+    patient's sex and birth date.
+
+    >>> check_ins("255081416802538", INS_NIR_OID, sex="female", birth_date=date(1955, 8, 1))
+    []
+    >>> [f for f, _ in check_ins("255081416802538", INS_NIR_OID, sex="male", birth_date=date(1956, 8, 1))]
+    ['sex', 'birth_date']
+    >>> check_ins("255081416802538", "1.2.250.1.213.1.4.10", production=True)[0][0]
+    'oid'
+    """
+    problems: list[tuple[str, str]] = []
+    value = value.strip().upper()
+    if not ins_key_ok(value):
+        problems.append(("value", "not a valid INS: 15 characters whose last two are the control key"))
+        return problems
+    if oid not in INS_OIDS:
+        problems.append(("oid", (f"an INS OID is {INS_NIR_OID} (NIR), {INS_NIA_OID} (NIA), or .10/.11 for "
+                                 "test identities")))
+    elif production and oid in INS_TEST_OIDS:
+        problems.append(("oid", "a test or demo INS (OID .10 or .11) cannot be recorded in production"))
+    encoded = {"1": "male", "3": "male", "7": "male", "2": "female", "4": "female", "8": "female"}.get(value[0])
+    if encoded and sex in {"female", "male"} and sex != encoded:
+        problems.append(("sex", f"the INS is that of a {encoded} patient (its first digit)"))
+    if birth_date is not None:
+        month = int(value[3:5])
+        if int(value[1:3]) != birth_date.year % 100 or (1 <= month <= 12 and month != birth_date.month):
+            problems.append(("birth_date", "the INS encodes another year or month of birth (characters 2 to 5)"))
+    return problems
 
 
 # --- the two sides ------------------------------------------------------------------------------------------------

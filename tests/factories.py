@@ -241,17 +241,21 @@ async def make_patient(
     ins: str = "",
     ipp: str = "",
     assigner: str = HOSPITAL,
+    identity_status: str = "qualified",
 ) -> MadePatient:
-    """A patient with an INS and an IPP, both unique."""
+    """A patient with an INS (a test INS, OID .10) and an IPP, both unique; qualified unless told otherwise, so
+    that documents carry the INS as they would for a hospital-qualified identity."""
     family_name = family_name or unique("Patient")
     ins = ins or new_ins(sex)
     ipp = ipp or f"IPP{secrets.token_hex(5).upper()}"
     async with db.session() as s:
-        patient = Patient(family_name=family_name, given_names=given_names, birth_date=birth_date, sex=sex)
+        patient = Patient(family_name=family_name, given_names=given_names, birth_date=birth_date, sex=sex,
+                          identity_status=identity_status)
         s.add(patient)
         await s.flush()
         assert patient.id is not None
-        s.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=ins))
+        s.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=ins,
+                                assigner_oid="1.2.250.1.213.1.4.10"))
         s.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=ipp, assigner=assigner))
         return MadePatient(id=patient.id, family_name=family_name, given_names=given_names, ins=ins, ipp=ipp)
 

@@ -115,7 +115,9 @@ def test_doctests() -> None:
 
 
 def test_public_surface() -> None:
-    assert rcp.identifiers.__all__ == ["INS_AUTHORITIES", "INS_NIR_OID", "INS_OIDS", "DicomPatient", "Identifier",
-                                       "Match", "ServicePatient", "ins_key_ok", "is_uid", "match"]
+    assert rcp.identifiers.__all__ == [
+        "IDENTITY_ATTRIBUTES", "IDENTITY_STATUSES", "INS_AUTHORITIES", "INS_NIA_OID", "INS_NIR_OID", "INS_OIDS",
+        "INS_TEST_OIDS", "TYPED_STATUSES", "DicomPatient", "Identifier", "Match", "ServicePatient", "check_ins",
+        "ins_key_ok", "ins_may_leave", "is_uid", "match", "pid32_codes"]
     for name in rcp.identifiers.__all__:
         assert hasattr(rcp.identifiers, name), name

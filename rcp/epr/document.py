@@ -10,7 +10,8 @@ Example::
     document = SignedDocument(
         set_id="1.2.250.1.999.1.7", version=1, unique_id="1.2.250.1.999.1.7.1", replaces=None,
         title="RCP thoracique", status="final",
-        patient=DocumentPatient(ins="279035121518989", ipp="123456", ipp_assigner="CHU-ANGERS",
+        patient=DocumentPatient(ins="279035121518989", identity_status="qualified", ipp="123456",
+                                ipp_assigner="CHU-ANGERS",
                                 family_name="DUPONT", given_names="Jeanne", birth_date=date(1979, 3, 15),
                                 sex="female"),
         authors=(DocumentAuthor(family_name="MARTIN", given_names="Claire", id_kind="RPPS",
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from rcp.identifiers import IDENTITY_STATUSES, INS_OIDS, ins_may_leave
+
 __all__ = [
     "INS_NIR_OID",
     "INS_NIR_TEST_OID",
@@ -41,7 +44,8 @@ __all__ = [
 
 #: INS-NIR, the French national health identifier (ANS: "Identifiant national de santé", NIR of the patient).
 INS_NIR_OID = "1.2.250.1.213.1.4.8"
-#: INS-NIR of test identities (the CI-SIS examples use it); accepted, so that test identities stay marked as such.
+#: INS-NIR of test identities (the CI-SIS examples use it); accepted, so that test identities stay marked as such
+#: (.9 NIA and .11 demo are accepted too: ``rcp.identifiers.INS_OIDS``).
 INS_NIR_TEST_OID = "1.2.250.1.213.1.4.10"
 #: LOINC 34794-8, the document type of the CI-SIS "fiche RCP" (FRCP 2022.01).
 LOINC_RCP = "34794-8"
@@ -61,11 +65,20 @@ def _require(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class DocumentPatient:
-    """The patient as the receiving EPR identifies them: the INS first, the hospital's IPP as a fallback."""
+    """The patient as the receiving EPR identifies them: the INS for a qualified identity, else the hospital's IPP.
 
-    #: INS-NIR: 13 characters + 2-digit key (15); Corsican NIRs carry 2A/2B in the department.
-    ins: str
+    The national identity rules (RNIV) share the INS only for a *qualified* identity: ``ins`` is empty otherwise
+    (the minutes never put it here, and this value refuses it), and ``identity_status`` travels with the document
+    (HL7 PID-32, the FR Core identity-reliability extension) so the receiver knows how far to trust the traits.
+    """
+
+    #: INS-NIR: 13 characters + 2-digit key (15); Corsican NIRs carry 2A/2B in the department. Qualified only.
+    ins: str = ""
     ins_oid: str = INS_NIR_OID
+    #: RNIV identity status (provisional, recovered, validated, qualified) and attributes (doubtful, fictitious,
+    #: homonym) at signature.
+    identity_status: str = "provisional"
+    identity_attributes: tuple[str, ...] = ()
     #: The local patient identifier (IPP) and the assigning authority that issued it.
     ipp: str = ""
     ipp_assigner: str = ""
@@ -78,9 +91,15 @@ class DocumentPatient:
     sex: str = "unknown"
 
     def __post_init__(self) -> None:
-        _require(bool(_NIR.match(self.ins)), "'ins' must be a 15-character INS-NIR (got a malformed value)")
-        _require(self.ins_oid in (INS_NIR_OID, INS_NIR_TEST_OID),
-                 f"'ins_oid' must be {INS_NIR_OID} or {INS_NIR_TEST_OID} (got {self.ins_oid!r})")
+        _require(not self.ins or bool(_NIR.match(self.ins)),
+                 "'ins' must be a 15-character INS-NIR (got a malformed value)")
+        _require(self.ins_oid in INS_OIDS, f"'ins_oid' must be one of {sorted(INS_OIDS)} (got {self.ins_oid!r})")
+        _require(self.identity_status in IDENTITY_STATUSES,
+                 f"'identity_status' must be in {list(IDENTITY_STATUSES)} (got {self.identity_status!r})")
+        _require(not self.ins or ins_may_leave(self.identity_status),
+                 "'ins' may only be sent for a qualified identity (national identity rules): send the IPP")
+        _require(bool(self.ins) or bool(self.ipp),
+                 "the patient needs a qualified INS or an IPP with its assigning authority")
         _require(self.sex in _SEXES, f"'sex' must be in {list(_SEXES)} (got {self.sex!r})")
         _require(bool(self.family_name.strip()), "'family_name' must not be empty")
         _require(not self.ipp or bool(self.ipp_assigner), "'ipp_assigner' is required with an IPP")
@@ -181,6 +200,8 @@ class SignedDocument:
             "patient": {
                 "ins": self.patient.ins,
                 "ins_oid": self.patient.ins_oid,
+                "identity_status": self.patient.identity_status,
+                "identity_attributes": list(self.patient.identity_attributes),
                 "ipp": self.patient.ipp,
                 "ipp_assigner": self.patient.ipp_assigner,
                 "ipp_assigner_oid": self.patient.ipp_assigner_oid,
@@ -218,6 +239,10 @@ class SignedDocument:
     def from_json(cls, data: dict[str, Any]) -> SignedDocument:
         patient = dict(data["patient"])
         birth = patient.pop("birth_date")
+        if "identity_status" not in patient:
+            # Queued before the status travelled: the INS had not been checked as qualified, so it stays home.
+            patient["ins"] = ""
+        patient["identity_attributes"] = tuple(patient.get("identity_attributes") or ())
         return cls(
             set_id=data["set_id"],
             version=int(data["version"]),

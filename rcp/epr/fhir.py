@@ -10,9 +10,10 @@ The transaction Bundle holds (IHE ITI TF-2 3.65.4.1.2, MHD 4.x):
 - for a corrected version, a conditional PATCH setting the replaced DocumentReference to ``superseded``, while
   the new one carries ``relatesTo`` = ``replaces``.
 
-The Patient is not sent: it is referenced by its INS (a conditional reference the receiver resolves, plus
-``Reference.identifier``), and the source demographics travel as ``context.sourcePatientInfo`` (a contained
-Patient with the INS and the local IPP), as MHD asks.
+The Patient is not sent: it is referenced by its INS when the identity is qualified, else by its IPP in the
+hospital's OID (a conditional reference the receiver resolves, plus ``Reference.identifier``), and the source
+demographics travel as ``context.sourcePatientInfo`` (a contained Patient with the INS when qualified, the local
+IPP, and the FR Core identity-reliability extension saying the status), as MHD asks.
 
 Idempotency (resending after a lost answer must not duplicate anything): the DocumentReference, the List and the
 Practitioners are created with ``ifNoneExist`` on their identifiers, the Binary is written with ``PUT`` to an id
@@ -34,6 +35,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from rcp.epr.document import LOINC_RCP, DocumentAuthor, SignedDocument
+from rcp.identifiers import INS_OIDS, pid32_codes
 
 __all__ = [
     "IDNPS_SYSTEM",
@@ -80,27 +82,53 @@ def binary_id(unique_id: str) -> str:
     return "rcp-" + hashlib.sha256(unique_id.encode()).hexdigest()[:40]
 
 
+def _patient_identifier(document: SignedDocument) -> tuple[str, str]:
+    """(system, value) naming the patient: the INS for a qualified identity (the only one that carries it), else
+    the IPP in its assigning authority's ``urn:oid:`` (or no system when the hospital's OID is unknown)."""
+    patient = document.patient
+    if patient.ins:
+        return f"urn:oid:{patient.ins_oid}", patient.ins
+    return (f"urn:oid:{patient.ipp_assigner_oid}" if patient.ipp_assigner_oid else ""), patient.ipp
+
+
 def _patient_reference(document: SignedDocument) -> dict[str, Any]:
-    system = f"urn:oid:{document.patient.ins_oid}"
+    system, value = _patient_identifier(document)
+    identifier = {"system": system, "value": value} if system else {"value": value}
     return {
         # FHIR R4 3.1.0.11.2 (transaction): a conditional reference, resolved by the server to the one Patient
-        # holding this INS; a server that cannot resolve it rejects the transaction (4xx, needs attention).
-        "reference": f"Patient?identifier={system}|{document.patient.ins}",
+        # holding this INS (or IPP); a server that cannot resolve it rejects the transaction (needs attention).
+        "reference": f"Patient?identifier={system + '|' if system else ''}{value}",
         "type": "Patient",
-        "identifier": {"system": system, "value": document.patient.ins},
+        "identifier": identifier,
     }
+
+
+#: FR Core: the identity reliability extension and HL7 table 0445 as France extends it (PROV, RECUP, VALI, QUAL;
+#: DOUTE, FICTI, HOMON for the attributes).
+IDENTITY_RELIABILITY_URL = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
+IDENTITY_STATUS_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445"
+
+
+def _identity_reliability(document: SignedDocument) -> list[dict[str, Any]]:
+    """One FR Core identity-reliability extension per PID-32 code: the status first, then the attributes."""
+    patient = document.patient
+    return [
+        {"url": IDENTITY_RELIABILITY_URL,
+         "extension": [{"url": "identityStatus", "valueCoding": {"system": IDENTITY_STATUS_SYSTEM, "code": code}}]}
+        for code in pid32_codes(patient.identity_status, patient.identity_attributes)
+    ]
 
 
 def _source_patient(document: SignedDocument) -> dict[str, Any]:
     patient = document.patient
-    identifiers: list[dict[str, Any]] = [
-        {
+    identifiers: list[dict[str, Any]] = []
+    if patient.ins:  # qualified identities only (DocumentPatient refuses an INS otherwise)
+        identifiers.append({
             "use": "official",
             "system": f"urn:oid:{patient.ins_oid}",
             "value": patient.ins,
             "type": {"coding": [{"system": IDNPS_TYPE_SYSTEM, "code": "INS-NIR"}]},
-        }
-    ]
+        })
     if patient.ipp:
         ipp: dict[str, Any] = {
             "use": "usual",
@@ -114,6 +142,7 @@ def _source_patient(document: SignedDocument) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": "src-patient",
+        "extension": _identity_reliability(document),
         "identifier": identifiers,
         "name": [{"use": "official", "family": patient.family_name, "given": patient.given_names.split()}],
         "gender": patient.sex,
@@ -364,8 +393,14 @@ def check_provide_bundle(bundle: dict[str, Any]) -> None:
     if docref_entry.get("request", {}).get("ifNoneExist") != f"identifier={URI_SYSTEM}|{master['value']}":
         _fail("the DocumentReference must be created conditionally on its unique id (ifNoneExist)")
     subject = docref.get("subject", {}).get("identifier", {})
-    if subject.get("system") not in {"urn:oid:1.2.250.1.213.1.4.8", "urn:oid:1.2.250.1.213.1.4.10"}:
-        _fail("the subject must be identified by its INS-NIR (urn:oid:1.2.250.1.213.1.4.8)")
+    if not subject.get("value"):
+        _fail("the subject must be identified by its INS (qualified identity) or its IPP")
+    source: dict[str, Any] = next((c for c in docref.get("contained", []) if c.get("resourceType") == "Patient"), {})
+    qualified = any(e.get("url") == IDENTITY_RELIABILITY_URL and any(
+        x.get("valueCoding", {}).get("code") == "QUAL" for x in e.get("extension", []))
+        for e in source.get("extension", []))
+    if subject.get("system", "").removeprefix("urn:oid:") in INS_OIDS and not qualified:
+        _fail("the INS may identify the subject only for a qualified identity (identity reliability QUAL)")
     attachments = [c.get("attachment", {}) for c in docref.get("content", [])]
     if not attachments or attachments[0].get("contentType") != "application/pdf":
         _fail("the DocumentReference content must be an application/pdf attachment")

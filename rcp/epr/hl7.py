@@ -3,7 +3,8 @@
 Both events use the MDM_T02 message structure (HL7 v2.5 chapter 9.6): MSH, EVN, PID, PV1, TXA and one
 OBSERVATION group whose OBX carries the signed PDF as encapsulated data (ED, base64), the way French interface
 engines take documents into the EPR (IHE PAM France conventions for PID-3: the INS-NIR with its ANS assigning
-authority and type ``INS``, then the hospital's IPP with type ``PI``).
+authority and type ``INS`` — only for a qualified identity — then the hospital's IPP with type ``PI``; PID-32
+the identity status).
 
 The message is built and checked by hl7apy with STRICT validation. One value goes in afterwards: hl7apy caps
 ED.5 (TX) at 65,536 characters, a conformance length that real RCP PDFs exceed, so the base64 data is placed into
@@ -25,6 +26,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 
 from rcp.epr.document import SignedDocument
+from rcp.identifiers import pid32_codes
 
 __all__ = ["Ack", "AckCode", "mdm_message", "parse_ack"]
 
@@ -96,9 +98,11 @@ def mdm_message(
     message.evn.evn_2 = _ts(document.signed_at)
 
     pid = message.pid
-    ins = pid.add_field("pid_3")
-    # The OID tells a test identity (1.2.250.1.213.1.4.10) from a real one (1.2.250.1.213.1.4.8).
-    ins.value = f"{patient.ins}^^^ASIP-SANTE-INS-NIR&{patient.ins_oid}&ISO^INS"
+    if patient.ins:
+        # Present only for a qualified identity (DocumentPatient refuses it otherwise). The authority OID tells a
+        # test identity (.10/.11) or an NIA (.9) from a real NIR (.8).
+        ins = pid.add_field("pid_3")
+        ins.value = f"{patient.ins}^^^ASIP-SANTE-INS-NIR&{patient.ins_oid}&ISO^INS"
     if patient.ipp:
         ipp = pid.add_field("pid_3")
         assigner = _escape(patient.ipp_assigner)
@@ -109,8 +113,10 @@ def mdm_message(
     if patient.birth_date is not None:
         pid.pid_7 = patient.birth_date.strftime("%Y%m%d")
     pid.pid_8 = _SEX[patient.sex]
-    # PID-32 identity reliability: VALI, an INS is only used for a qualified identity (PAM France).
-    pid.pid_32 = "VALI"
+    # PID-32 identity reliability (IS, repeating; HL7 table 0445 as PAM France 2.11 extends it): the RNIV status
+    # (PROV, RECUP, VALI, QUAL), then the identity attributes (DOUTE, FICTI, HOMON).
+    for code in pid32_codes(patient.identity_status, patient.identity_attributes):
+        pid.add_field("pid_32").value = code
 
     message.pv1.pv1_2 = "N"  # patient class: not applicable (a board decision, not a visit)
 

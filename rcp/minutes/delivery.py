@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rcp.epr.document import INS_NIR_OID, INS_NIR_TEST_OID, DocumentAuthor, DocumentPatient, SignedDocument
+from rcp.epr.document import DocumentAuthor, DocumentPatient, SignedDocument
 from rcp.epr.outbox import enqueue
 from rcp.minutes import store
 from rcp.minutes.fiche import Fiche, Physician
@@ -71,10 +71,9 @@ def _author(p: Physician) -> DocumentAuthor:
 
 def to_signed_document(fiche: Fiche, version: SignedVersion, pdf: bytes, *,
                        replaces: SignedVersion | None = None) -> SignedDocument:
-    """The EPR document of ``version``; ``ValueError`` when the patient has no INS (the EPR needs it)."""
+    """The EPR document of ``version``; ``ValueError`` when the patient has neither a qualified INS nor an IPP."""
     patient = fiche.patient
     set_id, unique_id = document_ids(fiche, version)
-    ins_oid = patient.ins_system if patient.ins_system in (INS_NIR_OID, INS_NIR_TEST_OID) else INS_NIR_OID
     return SignedDocument(
         set_id=set_id,
         version=version.number,
@@ -82,8 +81,12 @@ def to_signed_document(fiche: Fiche, version: SignedVersion, pdf: bytes, *,
         replaces=document_ids(replaces.fiche(), replaces)[1] if replaces is not None else None,
         title=f"Fiche RCP - {fiche.board.name}",
         status="final" if replaces is None else "amended",
-        patient=DocumentPatient(ins=patient.ins, ins_oid=ins_oid, ipp=patient.local_id,
+        # The INS only for a qualified identity (RNIV): ``shared_ins`` is empty otherwise, and the IPP names them.
+        patient=DocumentPatient(ins=patient.shared_ins, ins_oid=patient.ins_system,
+                                identity_status=patient.identity_status,
+                                identity_attributes=patient.identity_attributes, ipp=patient.local_id,
                                 ipp_assigner=patient.local_id_issuer[:20] if patient.local_id else "",
+                                ipp_assigner_oid=patient.local_id_issuer_oid if patient.local_id else "",
                                 family_name=patient.family_name, given_names=patient.given_names,
                                 birth_date=patient.birth_date, sex=patient.sex),
         # The author is the account that signed (users table, by signed_by), never the typed responsible physician.
@@ -99,15 +102,16 @@ def to_signed_document(fiche: Fiche, version: SignedVersion, pdf: bytes, *,
 def epr_on_signed(receivers: Sequence[str]) -> store.SignedHook:
     """An ``on_signed`` hook that renders the PDF and enqueues one delivery per receiver in the same transaction.
 
-    A patient without INS cannot be delivered to the EPR (``DocumentPatient`` requires it): the signature still
-    stands, and the gap is logged for the coordinator (the fiche stays available as PDF and in the imaging file).
+    A patient with neither a qualified INS nor an IPP cannot be delivered to the EPR (``DocumentPatient`` requires
+    one): the signature still stands, and the gap is logged for the coordinator (the fiche stays available as PDF
+    and in the imaging file).
     """
 
     async def hook(session: AsyncSession, stored: store.StoredVersion) -> None:
         fiche = stored.version.fiche()
-        if not fiche.patient.ins:
-            log.warning("case %s: version %s not sent to the EPR: the patient has no INS", stored.case_id,
-                        stored.version.number)
+        if not fiche.patient.shared_ins and not fiche.patient.local_id:
+            log.warning("case %s: version %s not sent to the EPR: the patient has neither a qualified INS nor an "
+                        "IPP", stored.case_id, stored.version.number)
             return
         previous = None
         if stored.version.replaces is not None:

@@ -12,7 +12,7 @@ attributes are exactly those the archive already files them under), stored by th
 Patient identity (PS3.3 C.7.1.1): ``PatientID`` and ``IssuerOfPatientID`` are copied from the source images (a
 PACS files the objects by them), and the national INS is added as an ``OtherPatientIDsSequence`` item qualified
 by the INS OID in ``IssuerOfPatientIDQualifiersSequence`` (ISO universal entity id), as the French IHE PAM
-extension maps it. A KOS covers a single study (highdicom, and most archives' expectation), so marks spanning
+extension maps it — only when the identity is *qualified* (the national identity rules share the INS of no other). A KOS covers a single study (highdicom, and most archives' expectation), so marks spanning
 several studies give one KOS per study.
 
 UIDs are derived from the version's SHA-256 (``generate_uid(entropy_srcs=...)``): a write-back retried after a
@@ -72,8 +72,12 @@ def _local(moment: datetime) -> datetime:
 
 
 def _add_ins(ds: Dataset, fiche: Fiche) -> None:
-    """The INS as an other patient id, qualified by its OID (PS3.3 C.7.1.1, Issuer of Patient ID Macro C.24)."""
-    ins = fiche.patient.ins
+    """The INS as an other patient id, qualified by its OID (PS3.3 C.7.1.1, Issuer of Patient ID Macro C.24).
+
+    Only for a *qualified* identity (RNIV; ``rcp.identifiers.ins_may_leave``): otherwise the objects carry the
+    local identifier the archive files the study under, and no INS.
+    """
+    ins = fiche.patient.shared_ins
     if not ins or ins == ds.get("PatientID"):
         return
     qualifier = Dataset()

@@ -24,7 +24,15 @@ from datetime import date
 from typing import Any, NoReturn, TypeVar
 
 from rcp.errors import Invalid
-from rcp.identifiers import INS_NIR_OID, INS_OIDS, ins_key_ok, is_uid
+from rcp.identifiers import (
+    IDENTITY_ATTRIBUTES,
+    IDENTITY_STATUSES,
+    INS_NIR_OID,
+    INS_OIDS,
+    ins_key_ok,
+    ins_may_leave,
+    is_uid,
+)
 from rcp.minutes import codes
 from rcp.minutes.codes import Coding, ProposalType
 from rcp.scheduling.quorum import Attendee, Quorum, evaluate_quorum
@@ -148,6 +156,20 @@ class PatientIdentity:
     ins_system: str = INS_NIR_OID
     local_id: str = ""
     local_id_issuer: str = ""
+    #: OID of the IPP's assigning authority (HL7 CX.4.2, DICOM Universal Entity ID, FHIR ``urn:oid:``).
+    local_id_issuer_oid: str = ""
+    #: RNIV identity status at signature (``rcp.identifiers.IDENTITY_STATUSES``): the INS leaves the service only
+    #: when it is "qualified" (``rcp.identifiers.ins_may_leave``). Fiches signed before it was recorded read as
+    #: "provisional": their INS had never been checked against an identity document.
+    identity_status: str = "provisional"
+    #: RNIV identity attributes (doubtful, fictitious, homonym).
+    identity_attributes: tuple[str, ...] = ()
+    used_name: str = ""
+
+    @property
+    def shared_ins(self) -> str:
+        """The INS when it may be written into a document or message (qualified identity), else ""."""
+        return self.ins if ins_may_leave(self.identity_status) else ""
 
     @classmethod
     def parse(cls, value: Any, path: str = "patient") -> PatientIdentity:
@@ -169,6 +191,12 @@ class PatientIdentity:
         local_id = _text(v.get("local_id"), f"{path}.local_id", limit=64)
         if not ins and not local_id:
             raise _err(f"{path}.local_id", "the patient needs an INS or a local identifier")
+        status = v.get("identity_status") or "provisional"
+        if status not in IDENTITY_STATUSES:
+            raise _err(f"{path}.identity_status", "expected provisional, recovered, validated or qualified")
+        attributes = v.get("identity_attributes") or []
+        if not isinstance(attributes, list):
+            raise _err(f"{path}.identity_attributes", "expected a list (doubtful, fictitious, homonym)")
         return cls(
             family_name=_text(v.get("family_name"), f"{path}.family_name", limit=100, required=True),
             given_names=_text(v.get("given_names"), f"{path}.given_names"),
@@ -178,6 +206,10 @@ class PatientIdentity:
             ins_system=ins_system,
             local_id=local_id,
             local_id_issuer=_text(v.get("local_id_issuer"), f"{path}.local_id_issuer", limit=100),
+            local_id_issuer_oid=_text(v.get("local_id_issuer_oid"), f"{path}.local_id_issuer_oid", limit=64),
+            identity_status=status,
+            identity_attributes=tuple(a for a in attributes if a in IDENTITY_ATTRIBUTES),
+            used_name=_text(v.get("used_name"), f"{path}.used_name", limit=100),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -186,6 +218,8 @@ class PatientIdentity:
             "birth_date": self.birth_date.isoformat() if self.birth_date else None, "sex": self.sex,
             "ins": self.ins, "ins_system": self.ins_system,
             "local_id": self.local_id, "local_id_issuer": self.local_id_issuer,
+            "local_id_issuer_oid": self.local_id_issuer_oid, "identity_status": self.identity_status,
+            "identity_attributes": list(self.identity_attributes), "used_name": self.used_name,
         }
 
 

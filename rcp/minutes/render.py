@@ -106,6 +106,17 @@ class Section:
     rows: tuple[tuple[str, str], ...]
 
 
+def identity_status_label(status: str, _: Translate = i18n.gettext) -> str:
+    """The RNIV identity status as shown to people (pages and the fiche)."""
+    return {"provisional": _("Provisional identity"), "recovered": _("Recovered identity"),
+            "validated": _("Validated identity"), "qualified": _("Qualified identity")}.get(status, status)
+
+
+def identity_attribute_label(attribute: str, _: Translate = i18n.gettext) -> str:
+    return {"doubtful": _("Doubtful identity"), "fictitious": _("Fictitious identity"),
+            "homonym": _("Homonym")}.get(attribute, attribute)
+
+
 def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
     """The fiche as titled sections of (label, text) rows: the one reading order of the PDF."""
     p = fiche.patient
@@ -115,11 +126,18 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
         (_("Date of birth"), _day(p.birth_date)),
         (_("Sex"), sex),
     ]
-    if p.ins:
-        patient_rows.append((_("INS (national health identifier)"), p.ins))
+    if p.used_name and p.used_name != p.family_name:
+        patient_rows.append((_("Used name"), p.used_name.upper()))
+    # The INS is printed only for a qualified identity (RNIV); otherwise the local identifier stands alone.
+    if p.shared_ins:
+        patient_rows.append((_("INS (national health identifier)"), p.shared_ins))
     if p.local_id:
         patient_rows.append((_("Local identifier"), f"{p.local_id} ({p.local_id_issuer})" if p.local_id_issuer
                              else p.local_id))
+    patient_rows.append((_("Identity status"), identity_status_label(p.identity_status, _)))
+    if p.identity_attributes:
+        patient_rows.append((_("Identity attributes"),
+                             ", ".join(identity_attribute_label(a, _) for a in p.identity_attributes)))
     board_rows = [
         (_("Board"), fiche.board.name),
         (_("Meeting date"), _day(fiche.meeting_date)),

@@ -178,8 +178,11 @@ def _patient_identity(patient: Patient, identifiers: Sequence[PatientIdentifier]
     return PatientIdentity(
         family_name=patient.family_name, given_names=patient.given_names, birth_date=patient.birth_date,
         sex=patient.sex if patient.sex in {"female", "male", "other"} else "unknown",
-        ins=ins.value if ins else "", ins_system=INS_NIR_OID,
+        ins=ins.value if ins else "", ins_system=(ins.assigner_oid or INS_NIR_OID) if ins else INS_NIR_OID,
         local_id=ipp.value if ipp else "", local_id_issuer=ipp.assigner if ipp else "",
+        local_id_issuer_oid=ipp.assigner_oid if ipp else "",
+        identity_status=patient.identity_status or "provisional",
+        identity_attributes=tuple(patient.identity_attributes or ()), used_name=patient.used_name,
     )
 
 

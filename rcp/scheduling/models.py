@@ -133,11 +133,31 @@ class Patient(SQLModel, table=True):
     __tablename__ = "patients"
 
     id: int | None = Field(default=None, primary_key=True)
+    #: Birth family name (nom de naissance): the strict trait of the national identity rules (RNIV).
     family_name: str = Field(max_length=100)
+    #: The list of given names of the birth certificate, space-separated (RNIV "liste des prénoms").
     given_names: str = Field(default="", max_length=200)
     birth_date: date | None = Field(default=None)
     #: HL7 administrative gender as used by FHIR and PID-8: female, male, other, unknown.
     sex: str = Field(default="unknown", max_length=10)
+    #: Used name (nom utilisé), when it differs from the birth name; a non-strict trait.
+    used_name: str = Field(default="", max_length=100)
+    #: First given name of the birth certificate (premier prénom); empty: the first word of ``given_names``.
+    first_given_name: str = Field(default="", max_length=100)
+    #: INSEE code of the birthplace (commune, or 99xxx for a country), 5 characters.
+    birth_place_code: str = Field(default="", max_length=5)
+    #: RNIV identity status (``rcp.identifiers.IDENTITY_STATUSES``); typed in the service: at most "validated".
+    identity_status: str = Field(default="provisional", max_length=12,
+                                 sa_column_kwargs={"server_default": "provisional"})
+    #: Who set the status (a user name, or "ADT <sending facility>"), when, and from which document.
+    identity_status_by: str = Field(default="", max_length=100)
+    identity_status_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    #: The identity document checked (justificatif: passport, id_card, residence_permit, birth_certificate,
+    #: family_record_book), empty when none was seen.
+    identity_document: str = Field(default="", max_length=40)
+    #: RNIV identity attributes: doubtful, fictitious, homonym.
+    identity_attributes: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False,
+                                                                                     server_default="[]"))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
 
 
@@ -149,11 +169,14 @@ class PatientIdentifier(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(sa_column=_fk("patients.id"))
-    #: "INS-NIR" (OID 1.2.250.1.213.1.4.8) or "IPP".
+    #: "INS-NIR" (NIR or NIA, told apart by ``assigner_oid``) or "IPP".
     system: str = Field(max_length=20)
     value: str = Field(max_length=64)
     #: For an IPP, the hospital (assigning authority) that issued it; for the INS, empty.
     assigner: str = Field(default="", max_length=100)
+    #: The assigning authority's OID: the hospital's for an IPP (HL7 CX.4.2, FHIR ``urn:oid:``), the INS OID
+    #: (``rcp.identifiers.INS_OIDS``: .8 NIR, .9 NIA, .10/.11 test) for an INS.
+    assigner_oid: str = Field(default="", max_length=64)
 
 
 class Case(SQLModel, table=True):

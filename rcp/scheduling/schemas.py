@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rcp.identifiers import ins_key_ok, is_uid
+from rcp.identifiers import INS_NIA_OID, INS_NIR_OID, INS_OIDS, check_ins, ins_key_ok, is_uid
 from rcp.scheduling.specialties import specialty
 
 __all__ = [
@@ -127,15 +127,27 @@ class MeetingOut(BaseModel):
     case_count: int
 
 
+Oid = Annotated[str, Field(max_length=64, pattern=r"^([0-2](\.(0|[1-9][0-9]*))+)?$")]
+
+
 class IdentifierIn(Strict):
+    """An INS (system ``INS-NIR``; ``assigner_oid`` tells the NIR .8 from the NIA .9 and the test OIDs .10/.11) or a
+    local IPP with its assigning authority (``assigner``, its name, and ``assigner_oid``, its OID)."""
+
     system: IdentifierSystem
     value: Annotated[str, Field(min_length=1, max_length=64)]
     assigner: Text = ""
+    assigner_oid: Oid = ""
 
     @model_validator(mode="after")
     def _ins_key(self) -> IdentifierIn:
-        if self.system == "INS-NIR" and not valid_nir(self.value):
-            raise ValueError("value: an INS (NIR) has 15 characters whose last two are the control key")
+        if self.system == "INS-NIR":
+            if not valid_nir(self.value):
+                raise ValueError("value: an INS (NIR) has 15 characters whose last two are the control key")
+            self.assigner_oid = self.assigner_oid or INS_NIR_OID
+            if self.assigner_oid not in INS_OIDS:
+                raise ValueError(f"assigner_oid: an INS OID is {INS_NIR_OID} (NIR), {INS_NIA_OID} (NIA), or "
+                                 "1.2.250.1.213.1.4.10/.11 for test identities")
         return self
 
 
@@ -143,14 +155,48 @@ class IdentifierOut(BaseModel):
     system: str
     value: str
     assigner: str
+    assigner_oid: str = ""
+
+
+IdentityStatus = Literal["provisional", "recovered", "validated", "qualified"]
+#: What a coordinator may type: the service never calls INSi, so "recovered" and "qualified" come only from the
+#: hospital's identity server (``rcp.epr.adt``).
+TypedStatus = Literal["provisional", "validated"]
+IdentityDocument = Literal["", "passport", "id_card", "residence_permit", "birth_certificate",
+                           "family_record_book"]
+IdentityAttribute = Literal["doubtful", "fictitious", "homonym"]
 
 
 class PatientIn(Strict):
+    """A patient typed in the service (RNIV traits). ``family_name`` is the birth family name."""
+
     family_name: Annotated[str, Field(min_length=1, max_length=100)]
     given_names: Text = ""
     birth_date: date | None = None
     sex: Sex = "unknown"
+    used_name: Annotated[str, Field(max_length=100)] = ""
+    first_given_name: Annotated[str, Field(max_length=100)] = ""
+    birth_place_code: Annotated[str, Field(pattern=r"^([0-9][0-9AB][0-9]{3})?$")] = ""
+    identity_status: TypedStatus = "provisional"
+    identity_document: IdentityDocument = ""
+    identity_attributes: list[IdentityAttribute] = Field(default_factory=list)
     identifiers: list[IdentifierIn] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _identity(self) -> PatientIn:
+        if self.identity_status == "validated" and not self.identity_document:
+            raise ValueError("identity_document: a validated identity names the identity document that was checked")
+        if self.first_given_name and self.given_names and \
+                self.first_given_name.casefold() not in self.given_names.casefold():
+            raise ValueError("first_given_name: must be one of the given names (the first of the list)")
+        for ident in self.identifiers:
+            if ident.system == "INS-NIR":
+                for where, problem in check_ins(ident.value, ident.assigner_oid, sex=self.sex,
+                                                birth_date=self.birth_date):
+                    field = where if where in {"sex", "birth_date"} else "identifiers"
+                    raise ValueError(f"{field}: {problem}")
+        self.identity_attributes = sorted(set(self.identity_attributes))
+        return self
 
 
 class PatientOut(BaseModel):
@@ -159,6 +205,14 @@ class PatientOut(BaseModel):
     given_names: str
     birth_date: date | None
     sex: str
+    used_name: str = ""
+    first_given_name: str = ""
+    birth_place_code: str = ""
+    identity_status: str = "provisional"
+    identity_status_by: str = ""
+    identity_status_at: datetime | None = None
+    identity_document: str = ""
+    identity_attributes: list[str] = Field(default_factory=list)
     identifiers: list[IdentifierOut]
 
 

@@ -22,7 +22,7 @@ from rcp.auth import audit
 from rcp.auth.models import Role, User
 from rcp.clock import as_utc, utcnow
 from rcp.errors import Conflict, Invalid
-from rcp.identifiers import ServicePatient, ins_key_ok
+from rcp.identifiers import INS_TEST_OIDS, ServicePatient, ins_key_ok
 from rcp.mail import Mail, latest_by_invitation, mask_address
 from rcp.scheduling import access, agenda, schemas
 from rcp.scheduling.access import Action, is_admin, meeting_for_user, visible_board_ids, visible_meeting_ids
@@ -215,7 +215,17 @@ async def create_patient(session: AsyncSession, user: Any, data: schemas.Patient
                 "creating a new record.",
                 fields={f"identifiers.{index}.value": "already registered"},
             )
+    production = bool(request is not None and getattr(getattr(request.app.state, "settings", None),
+                                                      "production", False))
+    for index, ident in enumerate(data.identifiers):
+        if production and ident.system == "INS-NIR" and ident.assigner_oid in INS_TEST_OIDS:
+            raise Invalid("A test or demo INS (OID 1.2.250.1.213.1.4.10 or .11) cannot be recorded in production.",
+                          fields={f"identifiers.{index}.assigner_oid": "test INS refused in production"})
     patient = Patient(**data.model_dump(exclude={"identifiers"}))
+    if data.identity_status != "provisional":
+        # Who set the status and when (RNIV): typed here, so at most "validated" (PatientIn allows no more).
+        patient.identity_status_by = str(getattr(user, "username", "") or "")[:100]
+        patient.identity_status_at = utcnow()
     session.add(patient)
     await session.flush()
     assert patient.id is not None
@@ -279,7 +289,16 @@ def patient_out(patient: Patient, identifiers: Sequence[PatientIdentifier]) -> s
         given_names=patient.given_names,
         birth_date=patient.birth_date,
         sex=patient.sex,
-        identifiers=[schemas.IdentifierOut(system=i.system, value=i.value, assigner=i.assigner) for i in identifiers],
+        used_name=patient.used_name,
+        first_given_name=patient.first_given_name,
+        birth_place_code=patient.birth_place_code,
+        identity_status=patient.identity_status,
+        identity_status_by=patient.identity_status_by,
+        identity_status_at=patient.identity_status_at,
+        identity_document=patient.identity_document,
+        identity_attributes=list(patient.identity_attributes or []),
+        identifiers=[schemas.IdentifierOut(system=i.system, value=i.value, assigner=i.assigner,
+                                           assigner_oid=i.assigner_oid) for i in identifiers],
     )
 
 

@@ -24,7 +24,9 @@ SHOTS = os.environ.get("RCP_SCREENSHOTS", "1") != "0"
 
 
 def new_ins() -> str:
-    body = f"1{secrets.randbelow(99):02d}0369{secrets.randbelow(10**6):06d}"
+    """A valid INS of the form's patient: a woman born in the year and month the form gives (the NIR encodes
+    sex, year and month of birth, and the service checks them)."""
+    body = f"2580969{secrets.randbelow(10**6):06d}"
     return body + f"{97 - int(body) % 97:02d}"
 
 

@@ -28,7 +28,7 @@ def sample_document(*, version: int = 1, set_root: str | None = None, replaces: 
         title="RCP thoracique — 23/11/2026",
         status="amended" if version > 1 else "final",
         patient=DocumentPatient(
-            ins=ins, ins_oid=INS_NIR_TEST_OID, ipp="0012345", ipp_assigner="CHU-TEST",
+            ins=ins, ins_oid=INS_NIR_TEST_OID, identity_status="qualified", ipp="0012345", ipp_assigner="CHU-TEST",
             ipp_assigner_oid="1.2.250.1.999.2", family_name="DUPONT", given_names="Jeanne Marie",
             birth_date=date(1979, 3, 15), sex="female",
         ),

@@ -69,8 +69,10 @@ async def test_signature_reaches_both_receivers_once_and_correction_follows(
             [t02] = mllp.filed.values()
             segments = {line.split("|", 1)[0]: line for line in t02.replace("\n", "\r").split("\r") if line}
             assert "MDM^T02" in segments["MSH"]
-            # PID-3: the INS with its OID (1.2.250.1.213.1.4.8), then the hospital's IPP.
-            assert "&1.2.250.1.213.1.4.8&ISO^INS~" in segments["PID"] and "^PI" in segments["PID"]
+            # PID-3: the (test) INS of a qualified identity with its OID (1.2.250.1.213.1.4.10), then the IPP;
+            # PID-32 says the identity is qualified.
+            assert "&1.2.250.1.213.1.4.10&ISO^INS~" in segments["PID"] and "^PI" in segments["PID"]
+            assert segments["PID"].split("|")[32] == "QUAL"
             references = [e["resource"] for e in fhir.received[0]["entry"]
                           if e["resource"]["resourceType"] == "DocumentReference"]
             assert references and references[0]["type"]["coding"][0]["code"] == "34794-8"

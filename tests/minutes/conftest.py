@@ -23,7 +23,7 @@ BASE: dict[str, Any] = {
     "patient": {
         "family_name": "Lefèvre", "given_names": "Hélène Françoise", "birth_date": "1958-03-28", "sex": "female",
         "ins": "279035121518989", "ins_system": "1.2.250.1.213.1.4.10", "local_id": "IPP0042",
-        "local_id_issuer": "CHU Angers",
+        "local_id_issuer": "CHU Angers", "identity_status": "qualified",
     },
     "board": {
         "name": "RCP Sein — CHU Angers", "discussion_nature": {"code": "ORG-117", "system": TA},

@@ -48,6 +48,8 @@ async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_o
         if person is not None:
             patient = Patient(family_name=person.family_name, given_names=person.given_names,
                               birth_date=person.birth_date, sex={"F": "female", "M": "male"}.get(person.sex, "other"))
+        # With an INS: a (test) INS of an identity the hospital qualified, so documents carry it.
+        patient.identity_status = "qualified" if ins else "provisional"
         s.add_all([board, patient])
         await s.flush()
         assert board.id is not None and patient.id is not None
@@ -56,7 +58,8 @@ async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_o
         s.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=patient_id or f"IPP-{tag}",
                                 assigner=issuer))
         if ins:
-            s.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=ins, assigner=""))
+            s.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=ins, assigner="",
+                                    assigner_oid="1.2.250.1.213.1.4.10"))
         await s.flush()
         assert meeting.id is not None
         for key in ("surgeon", "medical_oncologist", "radiotherapist", "radiologist"):

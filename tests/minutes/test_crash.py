@@ -42,7 +42,7 @@ CHILD = textwrap.dedent("""
 
 async def test_kill_between_signature_and_writeback(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'rcp.db'}"
-    await asyncio.to_thread(migrate, url, "0004_minutes")
+    await asyncio.to_thread(migrate, url)
     patient = SyntheticPatient("IPP-CRASH", "CHU-ANGERS", "Lefèvre", "Hélène", date(1958, 3, 28), "F")
     series = ct_series(patient, slices=2, rows=16, columns=16)
     db = Database(url)

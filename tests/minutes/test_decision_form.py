@@ -57,7 +57,7 @@ def make_app(url: str) -> Starlette:
 @pytest.fixture(scope="module")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('decision-form') / 'rcp.db'}"
-    migrate(url, "0004_minutes")
+    migrate(url)
     return url
 
 

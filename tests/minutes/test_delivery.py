@@ -64,7 +64,9 @@ async def test_signature_and_correction_enqueue_deliveries(database: Database) -
         store.on_signed.remove(hook)
 
 
-async def test_patient_without_ins_is_signed_but_not_delivered(database: Database) -> None:
+async def test_patient_without_qualified_ins_is_delivered_by_ipp(database: Database) -> None:
+    """The seeded patient has an IPP and no INS (a provisional identity): the document goes by its IPP, and says
+    the identity is provisional (the INS would not leave the service even if it were known)."""
     seeded = await seed(database)
     revision = await fill(database, seeded)
     hook = epr_on_signed(["mllp://127.0.0.1:9"])
@@ -74,7 +76,10 @@ async def test_patient_without_ins_is_signed_but_not_delivered(database: Databas
             await store.sign(s, case_id=seeded.case_id, signer_id=seeded.oncologist, seen_revision=revision)
     finally:
         store.on_signed.remove(hook)
-    assert await deliveries(database, seeded.case_id) == []
+    [row] = await deliveries(database, seeded.case_id)
+    patient = row.payload["patient"]
+    assert (patient["ins"], patient["identity_status"]) == ("", "provisional")
+    assert patient["ipp"].startswith("IPP-")
     async with database.session() as s:
         assert len(await store.list_versions(s, seeded.case_id)) == 1
 

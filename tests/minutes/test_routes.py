@@ -32,7 +32,7 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture(scope="module")
 async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
     url = f"sqlite:///{tmp_path_factory.mktemp('routes') / 'rcp.db'}"
-    await asyncio.to_thread(migrate, url, "0004_minutes")
+    await asyncio.to_thread(migrate, url)
     db = Database(url)
     yield db
     await db.close()

@@ -28,7 +28,7 @@ async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         url = f"sqlite:///{tmp_path_factory.mktemp('minutes') / 'rcp.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-    await asyncio.to_thread(migrate, url, "0004_minutes")
+    await asyncio.to_thread(migrate, url)
     db = Database(url)
     yield db
     await db.close()

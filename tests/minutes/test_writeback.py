@@ -27,7 +27,7 @@ PATIENT = SyntheticPatient("IPP-WB-1", "CHU-ANGERS", "Lefèvre", "Hélène-Fran�
 @pytest.fixture(scope="module")
 async def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('writeback') / 'rcp.db'}"
-    await asyncio.to_thread(migrate, url, "0004_minutes")
+    await asyncio.to_thread(migrate, url)
     return url
 
 

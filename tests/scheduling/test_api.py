@@ -22,7 +22,9 @@ Login = Any
 
 
 def new_ins() -> str:
-    body = f"2{secrets.randbelow(99):02d}0169{secrets.randbelow(10**6):06d}"
+    """A valid INS of the form's patient: a woman born in the year and month the form gives (the NIR encodes
+    sex, year and month of birth, and the service checks them)."""
+    body = f"2700269{secrets.randbelow(10**6):06d}"
     return body + f"{97 - int(body) % 97:02d}"
 
 
@@ -145,6 +147,28 @@ async def test_bad_ins_key_is_refused(login: Login, db: Database) -> None:
     response = await coordinator.post("/api/patients", json=new_patient(
         identifiers=[{"system": "INS-NIR", "value": "255081416802539"}]))
     assert response.status_code == 422 and "identifiers.0" in response.json()["fields"]
+
+
+async def test_ins_must_agree_with_sex_and_birth_date_and_typed_identity_is_at_most_validated(
+        login: Login, db: Database) -> None:
+    """The NIR encodes sex, year and month of birth (RNIV, issue 14); the service never qualifies an identity."""
+    coordinator = await login(await make_coordinator(db))
+    for overrides, word in (({"sex": "male"}, "sex"), ({"birth_date": "1971-02-03"}, "birth_date"),
+                            ({"identity_status": "qualified"}, "identity_status"),
+                            ({"identity_status": "validated"}, "identity_document")):
+        response = await coordinator.post("/api/patients", json=new_patient(**overrides))
+        assert response.status_code == 422, overrides
+        assert word in str(response.json()["fields"]), response.text
+    response = await coordinator.post("/api/patients", json=new_patient(
+        identity_status="validated", identity_document="id_card", identity_attributes=["homonym"],
+        used_name="Martin", birth_place_code="69123"))
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert (created["identity_status"], created["identity_document"], created["identity_attributes"]) == (
+        "validated", "id_card", ["homonym"])
+    assert created["identity_status_by"] and created["identity_status_at"]
+    ins = next(i for i in created["identifiers"] if i["system"] == "INS-NIR")
+    assert ins["assigner_oid"] == "1.2.250.1.213.1.4.8"
 
 
 async def test_invalid_json_and_wrong_content_type(login: Login, db: Database) -> None:

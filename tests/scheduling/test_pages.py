@@ -16,7 +16,9 @@ Login = Any
 
 
 def new_ins() -> str:
-    body = f"1{secrets.randbelow(99):02d}0269{secrets.randbelow(10**6):06d}"
+    """A valid INS of the form's patient: a woman born in the year and month the form gives (the NIR encodes
+    sex, year and month of birth, and the service checks them)."""
+    body = f"2610569{secrets.randbelow(10**6):06d}"
     return body + f"{97 - int(body) % 97:02d}"
 
 
