@@ -41,7 +41,7 @@ run: install
 test: install-test
 	$(VENV)/bin/pytest -q
 
-## The inner loop: no browser, Orthanc, PostgreSQL or Redis, no soak tests (markers in pyproject.toml); < 2 min.
+## The inner loop: no browser, Orthanc, PostgreSQL or Redis, no soak tests (markers in pyproject.toml).
 test-fast: $(VENV)/.installed-test
 	$(VENV)/bin/pytest -q -m "not browser and not orthanc and not postgres and not redis and not slow"
 

@@ -11,9 +11,9 @@ the access policy's ``enter room``) and asks it again:
   credential and never leaves the node), a change of a meeting's status or invitations publishes the meeting, an
   account change the user. The same message makes each node's authentication backend drop its cached copy of that
   session (``hooks``), so an HTTP request on another node is refused at once too, not after ``session_cache_s``;
-- **every** ``every_s`` **seconds** for all seats, which catches what sends no message (a session that expires, an
-  account deactivated in the database, a message lost while Redis restarted). The sweep is sequential, one seat at
-  a time, so its load on the database is bounded whatever the number of sockets.
+- **every** ``every_s`` **seconds** for each seat, which catches what sends no message (a session that expires,
+  an account deactivated in the database, a message lost while Redis restarted). The sweep goes one seat at a time,
+  spread over the period, so its load on the database is a steady few reads per socket per period, never a burst.
 
 A refused seat gets an ``error`` frame and its connection is closed with the error's code (4401 signed out, 4404
 not invited any more, 4409 meeting closed); the endpoint then closes the WebSocket and the room detaches it, which
@@ -86,7 +86,7 @@ class Seat:
 class Revocations:
     """This node's seats, the revocation channel it listens to, and its periodic sweep."""
 
-    def __init__(self, bus: Bus, *, channel: str = "rcp:room:revoked", every_s: float = 3.0) -> None:
+    def __init__(self, bus: Bus, *, channel: str = "rcp:room:revoked", every_s: float = 5.0) -> None:
         self.bus = bus
         self.channel = channel
         self.every_s = every_s
@@ -145,9 +145,18 @@ class Revocations:
                     task.add_done_callback(self._checks.discard)
 
     async def _sweep(self) -> None:
+        """Each seat once per ``every_s``, spread over the period: a steady trickle of small reads, never a burst
+        that would hold up the room's messages (bench/sync.py's p99)."""
         while True:
-            await asyncio.sleep(self.every_s)
-            await self.check(list(self.seats))
+            seats = list(self.seats)
+            if not seats:
+                await asyncio.sleep(self.every_s)
+                continue
+            pause = self.every_s / len(seats)
+            for seat in seats:
+                await asyncio.sleep(pause)
+                if seat in self.seats:
+                    await self.check([seat])
 
     async def check(self, seats: list[Seat]) -> None:
         """Ask each seat's recheck; close the connection of those refused."""
@@ -163,7 +172,7 @@ class Revocations:
                 continue
             if refused is not None and not seat.connection.closed.is_set():
                 logger.info("room %s: %r ended (%s)", seat.meeting_id, seat.connection, refused.code)
-                seat.connection.push(error_frame(refused))
+                seat.connection.farewell = error_frame(refused)
                 seat.connection.close(refused.ws_code, refused.code)
 
 

@@ -234,6 +234,8 @@ async def _serve(websocket: WebSocket, room: LiveRoom, connection: Connection, p
         await room.detach(connection)
         if websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
+                if connection.farewell is not None:  # why the server ends it, so the page can say so
+                    await websocket.send_text(connection.farewell)
                 await websocket.close(connection.close_code, connection.close_reason)
 
 

@@ -18,14 +18,17 @@ from typing import Any
 import httpx
 import pytest
 from sqlmodel import col, select, update
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from media.synthetic import SyntheticParticipant
-from rcp.auth.models import AuditEvent, LoginSession, User
+from rcp.auth.models import ApiToken, AuditEvent, LoginSession, Role, User
+from rcp.auth.sessions import create_api_token, token_digest
 from rcp.config import Settings
 from rcp.db import Database, migrate
 from rcp.room.connection import RoomConfig
-from tests.factories import MadeMeeting, MadeUser, make_meeting
+from rcp.scheduling.models import BoardCoordinator
+from tests.factories import MadeMeeting, MadeUser, make_meeting, make_user
 from tests.fixtures.postgres import create_database, drop_database
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import NodeProcess, room_app
@@ -105,6 +108,7 @@ async def thrown_out(server: Service, meeting_id: int, chair: Seat | None, victi
     (to the ``chair``, when they stay)."""
     await victim.client.wait_for(lambda c: c.closed.is_set(), timeout=30)
     assert victim.client.close_code in {4401, 4403, 4404, 4409}, victim.client.close_code
+    assert victim.client.errors, "the page is told why (an error frame before the close)"
     await until(lambda: not has_peer(server, meeting_id, victim.user), "the media peer closed")
     if chair is None:
         return
@@ -157,6 +161,31 @@ async def test_a_cookie_without_an_origin_is_not_a_browser_and_is_refused(servic
     assert await handshake(service.url, cookie, meeting.id, None) in {403, 1008}
 
 
+async def test_a_service_account_enters_without_an_origin_and_leaves_with_its_token(
+        service: Service, meeting: MadeMeeting, db: Database) -> None:
+    """A non-browser client (the interface engine's service account, attached to the board) needs no ``Origin``:
+    its bearer token is no ambient credential a page of another site could use; revoking the token ends it."""
+    robot = await make_user(db, role=Role.service, password="")
+    async with db.session() as s:
+        s.add(BoardCoordinator(board_id=meeting.board.id, user_id=robot.id))
+        row = await s.get(User, robot.id)
+        assert row is not None
+        token = await create_api_token(s, row, "room test")
+    url = service.url.replace("http://", "ws://") + f"/ws/meetings/{meeting.id}"
+    client = RoomClient(await connect(url, additional_headers={"Authorization": f"Bearer {token}"}))
+    try:
+        await client.wait_for(lambda c: bool(c.welcome) or c.closed.is_set())
+        assert client.welcome, f"the service account was refused ({client.close_code})"
+        async with db.session() as s:
+            await s.exec(update(ApiToken).where(col(ApiToken.token_sha256) == token_digest(token))
+                         .values(revoked=True))
+        await client.wait_for(lambda c: c.closed.is_set(), timeout=30)
+        assert client.close_code == 4401
+    finally:
+        await client.close()
+
+
+# --- the socket follows the session ----------------------------------------------------------------------------
 # --- the socket follows the session ----------------------------------------------------------------------------
 
 
@@ -177,6 +206,19 @@ async def test_an_expired_session_closes_the_socket(service: Service, meeting: M
     async with db.session() as s:
         await s.exec(update(LoginSession).where(col(LoginSession.user_id) == victim.user.id)
                      .values(created_at=long_ago))
+    await thrown_out(service, meeting.id, chair, victim)
+
+
+async def test_an_idle_session_closes_the_socket(service: Service, meeting: MadeMeeting,
+                                                 seated: tuple[Seat, Seat], db: Database,
+                                                 settings: Settings) -> None:
+    """Idle past ``session_idle_s`` (the open room itself counts as activity, so the session must have been left
+    idle for longer than a live socket ever lets it be: its row says so)."""
+    chair, victim = seated
+    idle_since = datetime.now(UTC) - timedelta(seconds=settings.session_idle_s + 60)
+    async with db.session() as s:
+        await s.exec(update(LoginSession).where(col(LoginSession.user_id) == victim.user.id)
+                     .values(last_seen_at=idle_since))
     await thrown_out(service, meeting.id, chair, victim)
 
 
@@ -240,6 +282,7 @@ async def test_nobody_but_the_presenter_or_the_chair_takes_the_floor_in_the_grac
             "a participant took the floor while the presenter's connection was down"
         # The presenter coming back still has it; then the chair may take it.
         back = await enter(service, meeting.id, presenter.user)
+        await back.client.wait_for(lambda c: c.snapshot is not None)
         assert (back.client.snapshot or {}).get("presenter") == presenter.user.id
         await chair.client.send({"type": "floor.take"})
         await chair.client.wait_for(lambda c: any(e["user_id"] == chair.user.id and e["reason"] == "take"

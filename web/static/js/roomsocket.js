@@ -72,9 +72,10 @@ export class RoomSocket {
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
       this.setPath('ws');
-      // 4401/4403/4404: not allowed in this room — retrying will not help; 4409: replaced by another tab.
+      // 4401/4403/4404: not allowed in this room — retrying will not help; 4409: replaced by another tab
+      // ("superseded") or the meeting is closed (the error frame before the close said which).
       if (this.stopped || [4401, 4403, 4404, 4409].includes(e.code)) {
-        this.status(e.code === 4409 ? 'superseded' : 'closed', e.code);
+        this.status(e.code === 4409 && e.reason === 'superseded' ? 'superseded' : 'closed', e.code);
         return;
       }
       const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] * (0.75 + Math.random() / 2);
