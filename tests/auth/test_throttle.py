@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 
 import pytest
@@ -97,3 +98,27 @@ async def test_nodes_share_one_count_in_redis() -> None:
         await a.succeeded("user:7")
         await b.begin("user:7")  # a success on one node clears the count for all
         await a.succeeded("user:7")
+
+
+@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_refund_takes_back_one_attempt_and_a_backoff_per_key(store: str) -> None:
+    """Sign-in's per-address key: a success takes back its own attempt (the failures stay counted), and the key
+    has a backoff of its own (more free failures than the throttle's default); a clock stepped back never turns a
+    free attempt into a wait."""
+    clock = Clock()
+    loose = Backoff(free=5)
+    prefix = f"rcp:test-throttle:{secrets.token_hex(4)}:"
+    async with contextlib.AsyncExitStack() as stack:
+        throttle: MemoryThrottle | RedisThrottle = MemoryThrottle(clock=clock) if store == "memory" else \
+            await stack.enter_async_context(RedisThrottle("redis://127.0.0.1:6379/0", clock=clock, prefix=prefix))
+        for _ in range(3):
+            await throttle.begin("address", loose)  # three failures, under the default's limit here
+        for _ in range(10):
+            await throttle.begin("address", loose)  # a sign-in that succeeds...
+            await throttle.refund("address")  # ...takes back its own count only
+        clock.now -= 30  # stepped back: still no wait, since none was imposed
+        await throttle.begin("address", loose)
+        await throttle.begin("address", loose)  # the fifth failure: now a wait
+        with pytest.raises(Throttled):
+            await throttle.begin("address", loose)
