@@ -21,6 +21,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import argon2
@@ -32,7 +33,7 @@ from rcp.app import create_app
 from rcp.auth.models import AuditEvent, Role
 from rcp.clock import SettableClock
 from rcp.config import Settings
-from rcp.db import Database
+from rcp.db import Database, migrate
 from tests.factories import make_clinician, make_user, unique
 from tests.servers import ServerThread, until
 
@@ -190,8 +191,22 @@ def _rcp(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)
 
 
-async def test_bearer_tokens_only_for_service_accounts_expire_and_are_revoked(settings: Settings,
-                                                                              db: Database) -> None:
+@pytest.fixture
+async def own_database(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Settings, Database]]:
+    """Settings and a migrated database of the test's own: the ``rcp`` processes write to it while the service
+    reads it, and the shared database stays out of it."""
+    url = f"sqlite:///{tmp_path / 'rcp.sqlite3'}"
+    await asyncio.to_thread(migrate, url)
+    database = Database(url)
+    try:
+        yield dataclasses.replace(settings, data_dir=tmp_path, database_url=url), database
+    finally:
+        await database.close()
+
+
+async def test_bearer_tokens_only_for_service_accounts_expire_and_are_revoked(
+        own_database: tuple[Settings, Database]) -> None:
+    settings, db = own_database
     admin = await make_user(db, role=Role.admin)
     person = await make_clinician(db, "surgeon")
     bridge = await make_user(db, role=Role.service, password="")
