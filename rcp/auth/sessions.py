@@ -106,9 +106,8 @@ class CurrentUser(BaseUser):
 
 #: Fixed text (translated by the pages through gettext): it never says whether an account exists.
 WRONG_CREDENTIALS = N_("Unknown user name or wrong password.")
-#: The sign-in page's answer while a throttle makes the caller wait (the API answers 429 with Retry-After); an
-#: existing, translated text: someone who keeps seeing it may be the target of guesses, and support should know.
-THROTTLED_MESSAGE = N_("Please try again in a moment. If it happens again, tell the support team.")
+#: The sign-in page's answer while a throttle makes the caller wait (the API answers 429 with Retry-After).
+THROTTLED_MESSAGE = N_("Too many failed sign-ins: wait a moment, then try again.")
 
 #: Sign-in throttling (rcp.auth.throttle), three keys counted at the start of each attempt:
 #: - the account from one address: three free mistakes, then doubling waits (the guesser at one workstation);

@@ -127,7 +127,7 @@ async def test_unknown_and_known_accounts_get_the_same_answers(settings: Setting
             assert token is not None
             r = await http.post("/login", headers={"X-Forwarded-For": address},
                                 data={"username": username, "password": WRONG, "login_csrf": token.group(1)})
-            return r.status_code, "try again in a moment" in r.text
+            return r.status_code, "wait a moment" in r.text
 
         nobody = unique("nobody")
         of_known = await answers(known.username, "10.0.0.1")
