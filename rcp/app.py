@@ -173,6 +173,14 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             tasks.create_task(_prefetch_agendas(app.state.imaging, db, stop), name="agenda-prefetch")
             if mailer is not None:
                 tasks.create_task(mailer.run(stop), name="mail-worker")
+            if settings.adt_listen:
+                # Identities from the hospital (IHE PAM ADT over MLLP): rcp.epr.adt.
+                from rcp.epr.adt import serve as serve_adt
+
+                host, _, port = settings.adt_listen.rpartition(":")
+                adt_server = await serve_adt(db, host or "0.0.0.0", int(port))
+                app.state.adt_server = adt_server
+                stack.callback(adt_server.close)
             if settings.audit_syslog_url:
                 from rcp.auth.siem import SyslogForwarder
 

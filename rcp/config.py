@@ -134,6 +134,8 @@ class Settings:
     epr_receivers: tuple[str, ...] = ()
     #: Bearer token for FHIR receivers that do not carry one in their URL.
     epr_fhir_token: str = ""
+    #: ``host:port`` where the hospital's identity server sends ADT (IHE PAM) over MLLP; ``""``: no listener.
+    adt_listen: str = ""
     #: STUN/TURN servers handed to browsers, e.g. ``stun:stun.example.org:3478``.
     ice_servers: tuple[str, ...] = ()
     ice_username: str = ""
@@ -174,6 +176,9 @@ class Settings:
     node_id: str = field(default_factory=lambda: f"node-{os.getpid()}")
 
     def __post_init__(self) -> None:
+        if self.adt_listen and not self.adt_listen.rpartition(":")[2].isdigit():
+            raise SettingsError("RCP_ADT_LISTEN must be host:port (e.g. 0.0.0.0:2575), where the hospital's "
+                                "identity server sends ADT over MLLP")
         if self.env not in {"development", "production", "test"}:
             raise SettingsError(f"RCP_ENV must be development, production or test (got {self.env!r})")
         self._check_public_url()
@@ -271,6 +276,7 @@ class Settings:
             "redis_url": get("REDIS_URL"),
             "epr_receivers": _list(get("EPR_RECEIVERS")),
             "epr_fhir_token": get("EPR_FHIR_TOKEN"),
+            "adt_listen": get("ADT_LISTEN"),
             "ice_servers": _list(get("ICE_SERVERS")),
             "ice_username": get("ICE_USERNAME"),
             "ice_credential": get("ICE_CREDENTIAL"),

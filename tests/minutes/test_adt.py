@@ -1,0 +1,138 @@
+"""The hospital's identity feed (IHE PAM ADT, French extension) over a real MLLP connection.
+
+A patient is created (A28), updated and qualified with a test INS (A31, PID-32 QUAL), then another patient with
+a case is merged into it (A40): the case (and so its studies and draft) follows, and it is audited. The qualified
+INS reaches the HL7 and FHIR documents of a fiche signed for that patient. Real parts: the listener of
+``rcp.epr.adt`` on a loopback socket, the service's MLLP client, SQLite migrated to head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import hl7
+import pytest
+from sqlmodel import select
+
+from rcp.auth.models import AuditEvent
+from rcp.db import Database, migrate
+from rcp.epr.adt import serve
+from rcp.epr.fhir import provide_document_bundle
+from rcp.epr.hl7 import mdm_message
+from rcp.epr.mllp import MllpClient
+from rcp.minutes.delivery import to_signed_document
+from rcp.minutes.fiche import Fiche, Physician
+from rcp.minutes.render import fiche_pdf
+from rcp.minutes.store import _patient_identity
+from rcp.minutes.versions import Draft, sign
+from rcp.scheduling.models import Case, Patient, PatientIdentifier
+from tests.minutes.seeding import seed
+
+HOSPITAL, HOSPITAL_OID = "CHU Lyon", "1.2.250.1.999.69.1"
+TEST_INS_OID = "1.2.250.1.213.1.4.10"
+SIGNER = Physician(name="Dr Bruno Oncologue", specialty="medical_oncologist", user_id=2)
+
+
+def nir(sex: str, year: int, month: int) -> str:
+    body = f"{1 if sex == 'M' else 2}{year % 100:02d}{month:02d}69{secrets.randbelow(10**6):06d}"
+    return body + f"{97 - int(body) % 97:02d}"
+
+
+def adt(event: str, ipp: str, *, status: str, ins: str = "", family: str = "DUPONT", given: str = "Jeanne",
+        born: str = "19790315", sex: str = "F", merged_ipp: str = "") -> str:
+    fields = [""] * 33
+    ids = [f"{ipp}^^^{HOSPITAL}&{HOSPITAL_OID}&ISO^PI"]
+    if ins:
+        ids.insert(0, f"{ins}^^^ASIP-SANTE-INS-NIR&{TEST_INS_OID}&ISO^INS")
+    fields[3], fields[5], fields[7], fields[8] = "~".join(ids), f"{family}^{given}^^^^^L", born, sex
+    fields[32] = status
+    structure = "ADT_A39" if event == "A40" else "ADT_A05"
+    control = secrets.token_hex(6)
+    segments = [f"MSH|^~\\&|SIH|{HOSPITAL}|RCP|RCP|20261203120000||ADT^{event}^{structure}|{control}|P|2.5",
+                "EVN||20261203120000", "PID|" + "|".join(fields[1:])]
+    if merged_ipp:
+        segments.append(f"MRG|{merged_ipp}^^^{HOSPITAL}&{HOSPITAL_OID}&ISO^PI")
+    return "\r".join(segments) + "\r"
+
+
+def msa(ack: str) -> tuple[str, str]:
+    segment = hl7.parse(ack).segment("MSA")
+    err = ack.split("ERR|", 1)[1] if "ERR|" in ack else ""
+    return str(segment(1)), err
+
+
+@pytest.fixture
+async def database(tmp_path: Any) -> AsyncIterator[Database]:
+    url = f"sqlite:///{tmp_path / 'rcp.db'}"
+    await asyncio.to_thread(migrate, url)
+    db = Database(url)
+    yield db
+    await db.close()
+
+
+async def patient_of(db: Database, ipp: str) -> tuple[Patient, list[PatientIdentifier]]:
+    async with db.session() as s:
+        row = (await s.exec(select(PatientIdentifier).where(PatientIdentifier.value == ipp))).one()
+        patient = await s.get(Patient, row.patient_id)
+        assert patient is not None
+        ids = list((await s.exec(select(PatientIdentifier).where(PatientIdentifier.patient_id == patient.id))).all())
+        return patient, ids
+
+
+async def test_created_updated_qualified_then_merged_over_mllp(database: Database, content: Any,
+                                                               now: datetime) -> None:
+    server = await serve(database, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    ipp, other_ipp = f"A{secrets.token_hex(4)}", f"B{secrets.token_hex(4)}"
+    ins = nir("F", 1979, 3)
+    try:
+        async with MllpClient("127.0.0.1", port) as client:
+            # A28: created, validated by the hospital; an INS sent with a non-qualified status is not kept.
+            assert msa(await client.send(adt("A28", ipp, status="VALI", ins=ins))) == ("AA", "")
+            patient, ids = await patient_of(database, ipp)
+            assert (patient.identity_status, patient.identity_status_by) == ("validated", f"ADT {HOSPITAL}")
+            assert [(i.system, i.assigner, i.assigner_oid) for i in ids] == [("IPP", HOSPITAL, HOSPITAL_OID)]
+
+            # An INS that contradicts the sex (its first digit) is refused with AE naming the field.
+            code, err = msa(await client.send(adt("A31", ipp, status="QUAL", ins=nir("M", 1979, 3))))
+            assert code == "AE" and "sex" in err
+
+            # A31: qualified by INSi at the hospital, with the INS: recorded with its OID.
+            assert msa(await client.send(adt("A31", ipp, status="QUAL~HOMON", ins=ins, given="Jeanne Marie")))[0] \
+                == "AA"
+            patient, ids = await patient_of(database, ipp)
+            assert (patient.identity_status, patient.identity_attributes) == ("qualified", ["homonym"])
+            assert ("INS-NIR", ins, TEST_INS_OID) in [(i.system, i.value, i.assigner_oid) for i in ids]
+
+            # A40: another patient of the service, with a case, merged into this one.
+            seeded = await seed(database, patient_id=other_ipp, issuer=HOSPITAL)
+            assert msa(await client.send(adt("A40", ipp, status="QUAL~HOMON", ins=ins,
+                                                merged_ipp=other_ipp)))[0] == "AA"
+            async with database.session() as s:
+                case = await s.get(Case, seeded.case_id)
+                assert case is not None and case.patient_id == patient.id
+                audits = (await s.exec(select(AuditEvent).where(AuditEvent.patient_id == patient.id))).all()
+                assert any("A40" in a.what for a in audits)
+            _, ids = await patient_of(database, ipp)
+            assert other_ipp in {i.value for i in ids}  # the old IPP keeps naming the same person
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    # The qualified INS reaches the documents: HL7 PID-3 / PID-32 and the FHIR subject.
+    patient, ids = await patient_of(database, ipp)
+    identity = _patient_identity(patient, ids)
+    fiche = Fiche.from_content(content(patient=identity.as_json()))
+    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer=SIGNER,
+                   invited_ids={1, 2, 3, 4}, existing=[], at=now)
+    document = to_signed_document(version.fiche(), version, fiche_pdf(version.fiche(), version))
+    pid = hl7.parse(mdm_message(document, control_id="C1")).segment("PID")
+    assert f"{ins}^^^ASIP-SANTE-INS-NIR&{TEST_INS_OID}&ISO^INS" in str(pid(3))
+    assert str(pid(32)) == "QUAL~HOMON"
+    bundle = provide_document_bundle(document, idempotency_key="k")
+    docref = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference")
+    assert docref["subject"]["identifier"] == {"system": f"urn:oid:{TEST_INS_OID}", "value": ins}
