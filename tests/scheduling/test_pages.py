@@ -266,6 +266,8 @@ async def test_case_page_edit_and_errors(login: Login, db: Database) -> None:
     case_id = (await agenda_ids(coordinator, meeting_id))[0]
     page = await coordinator.get(f"/cases/{case_id}")
     assert page.status_code == 200 and 'id="studies"' in page.text
+    # A patient typed in the service: a provisional identity, said so beside the name (RNIV).
+    assert 'data-identity-status="provisional"' in page.text and "Provisional identity" in page.text
     bad = await form_post(coordinator, f"/cases/{case_id}", {"question": "Nouvelle question", "staging": "x" * 201,
                                                             "performance_status": "9"})
     assert bad.status_code == 422
