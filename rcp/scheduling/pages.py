@@ -538,9 +538,25 @@ async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: i
     editable = (await access.allows(s, user, Action.edit_agenda, meeting_row)
                 and out.status not in agenda.CLOSED_CASE_STATUSES)
     return {"case": out, "meeting": service.meeting_out(meeting_row, board, 0), "board": board,
-            "page_path": f"/cases/{case_id}",
+            "page_path": f"/cases/{case_id}", "identity_changed": await _identity_changed(s, case_id, out),
             "manage": manage, "editable": editable,
             "studies_template": STUDIES_PANEL if (WEB_DIR / "templates" / STUDIES_PANEL).exists() else ""}
+
+
+async def _identity_changed(session: AsyncSession, case_id: int, case: schemas.CaseOut) -> list[str]:
+    """The identity traits that differ between the latest signed fiche and the patient today (the hospital's feed
+    or a merge changed them after signature: the decision names the person as they were then; the change itself
+    is in the audit trail). Field names only."""
+    from rcp.minutes import store
+
+    versions = await store.list_versions(session, case_id)
+    if not versions:
+        return []
+    signed = versions[-1].version.fiche().patient
+    now = case.patient
+    pairs = {"family_name": (signed.family_name, now.family_name), "given_names": (signed.given_names,
+             now.given_names), "birth_date": (signed.birth_date, now.birth_date), "sex": (signed.sex, now.sex)}
+    return [name for name, (then, today) in pairs.items() if then != today]
 
 
 def _case_form(case: schemas.CaseOut) -> dict[str, str]:

@@ -136,3 +136,36 @@ async def test_created_updated_qualified_then_merged_over_mllp(database: Databas
     bundle = provide_document_bundle(document, idempotency_key="k")
     docref = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference")
     assert docref["subject"]["identifier"] == {"system": f"urn:oid:{TEST_INS_OID}", "value": ins}
+
+
+async def test_traits_changed_after_signature_are_audited_and_shown_on_the_case(database: Database) -> None:
+    """The hospital corrects the birth name of a patient whose decision is signed: audited, and the case page's
+    context names the changed trait (the signed fiche keeps the name it was signed with)."""
+    from rcp.minutes import store
+    from rcp.scheduling import pages, service
+    from tests.minutes.seeding import fill
+
+    ipp = f"C{secrets.token_hex(4)}"
+    seeded = await seed(database, patient_id=ipp, issuer=HOSPITAL)
+    revision = await fill(database, seeded)
+    async with database.session() as s:
+        await store.sign(s, case_id=seeded.case_id, signer_id=seeded.oncologist, seen_revision=revision)
+    patient, _ = await patient_of(database, ipp)
+    server = await serve(database, "127.0.0.1", 0)
+    try:
+        async with MllpClient("127.0.0.1", server.sockets[0].getsockname()[1]) as client:
+            ack = await client.send(adt("A31", ipp, status="VALI", family="DUPRE-MARTIN", given=patient.given_names,
+                                        born=patient.birth_date.strftime("%Y%m%d") if patient.birth_date else "",
+                                        sex="M" if patient.sex == "male" else "F"))
+            assert msa(ack)[0] == "AA"
+    finally:
+        server.close()
+        await server.wait_closed()
+    async with database.session() as s:
+        audits = (await s.exec(select(AuditEvent).where(AuditEvent.patient_id == patient.id))).all()
+        assert any("traits changed: family_name" in a.what for a in audits)
+        case = await s.get(Case, seeded.case_id)
+        assert case is not None
+        current, ids = await patient_of(database, ipp)
+        out = service.case_out(case, service.patient_out(current, ids))
+        assert await pages._identity_changed(s, seeded.case_id, out) == ["family_name"]
