@@ -21,9 +21,9 @@ an explicit choice:
 
 What is coerced (PS3.3 C.7.1.1 Patient Module): PatientName, PatientID, IssuerOfPatientID (its qualifiers and the
 Other Patient IDs Sequence of the other domain are removed), PatientBirthDate and PatientSex, to the case's
-patient. The INS is *not* written: the national rules allow it to be shared only for a qualified identity, and the
-service's patient record has no identity status yet (issue 14, item 1, adds it; then the INS goes in as
-``rcp.minutes.dicom`` writes it, for qualified identities only). The values replaced or removed are kept in an
+patient. The INS is written only when the caller passes it, which the route does for a *qualified* identity only
+(``rcp.identifiers.ins_may_leave``: the national rules share the INS for qualified identities alone), as
+``rcp.minutes.dicom`` writes it: an Other Patient IDs item qualified by the INS OID. The values replaced or removed are kept in an
 item appended to the Original Attributes Sequence (PS3.3 C.12.1.1.9: Modified Attributes Sequence,
 AttributeModificationDateTime, ModifyingSystem, SourceOfPreviousValues, ReasonForTheAttributeModification
 ``COERCE``). The data set is decoded and rewritten in UTF-8 (``ISO_IR 192``), so the case patient's accents and
@@ -49,7 +49,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from rcp.identifiers import DicomPatient, ServicePatient, match
+from rcp.identifiers import INS_NIR_OID, INS_OIDS, DicomPatient, ServicePatient, match
 
 __all__ = ["COERCED", "MODIFYING_SYSTEM", "ReconcileRefused", "coerce", "coerced_bytes", "confirmation",
            "same_reconciled"]
@@ -88,11 +88,24 @@ def _dt(at: datetime) -> str:
     return at.strftime("%Y%m%d%H%M%S") + (at.strftime("%z") or "+0000")
 
 
-def coerce(ds: Dataset, patient: ServicePatient, *, at: datetime) -> Dataset:
+def _ins_item(ins: str, oid: str) -> Dataset:
+    qualifier = Dataset()
+    qualifier.UniversalEntityID = oid if oid in INS_OIDS else INS_NIR_OID
+    qualifier.UniversalEntityIDType = "ISO"
+    item = Dataset()
+    item.PatientID = ins
+    item.IssuerOfPatientID = "INS-NIR"
+    item.IssuerOfPatientIDQualifiersSequence = [qualifier]
+    item.TypeOfPatientID = "TEXT"
+    return item
+
+
+def coerce(ds: Dataset, patient: ServicePatient, *, at: datetime, ins: str = "", ins_oid: str = INS_NIR_OID
+           ) -> Dataset:
     """``ds`` with its Patient Module set to ``patient`` and the previous values in Original Attributes Sequence.
 
     Changes ``ds`` in place and returns it. ``patient`` must have an IPP with its assigning authority (the only
-    identifier written; see the module docstring for the INS).
+    identifier written besides ``ins``, which the caller passes for a qualified identity only).
     """
     ipp = next((i for i in patient.identifiers if i.system == "IPP" and i.value and i.assigner), None)
     if ipp is None:
@@ -119,6 +132,8 @@ def coerce(ds: Dataset, patient: ServicePatient, *, at: datetime) -> Dataset:
     ds.IssuerOfPatientID = ipp.assigner
     ds.PatientBirthDate = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
     ds.PatientSex = patient.dicom_sex or ("O" if patient.sex == "other" else "")
+    if ins:
+        ds.OtherPatientIDsSequence = [_ins_item(ins, ins_oid)]
     ds.OriginalAttributesSequence = [*history, item]
     return ds
 
@@ -141,11 +156,12 @@ def same_reconciled(stored: bytes, incoming: bytes) -> bool:
         return False
 
 
-def coerced_bytes(source: bytes | str, patient: ServicePatient, *, at: datetime) -> bytes:
+def coerced_bytes(source: bytes | str, patient: ServicePatient, *, at: datetime, ins: str = "",
+                  ins_oid: str = INS_NIR_OID) -> bytes:
     """The file ``source`` (bytes or a path), reconciled to ``patient``, as a Part 10 file; checked by reading it
     back (pydicom round trip): the identity rule must now say it is ``patient``'s, by the IPP."""
     ds = pydicom.dcmread(io.BytesIO(source) if isinstance(source, bytes) else source)
-    coerce(ds, patient, at=at)
+    coerce(ds, patient, at=at, ins=ins, ins_oid=ins_oid)
     if ds.file_meta.get("TransferSyntaxUID") in {"1.2.840.10008.1.2"}:
         # Implicit VR cannot carry the new sequence's VRs unambiguously for every reader: write explicit VR.
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

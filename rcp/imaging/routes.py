@@ -34,7 +34,7 @@ from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.errors import BadRequest, NotFound
 from rcp.http import current_user, read_json
-from rcp.identifiers import ServicePatient, is_uid
+from rcp.identifiers import ServicePatient, ins_may_leave, is_uid
 from rcp.imaging.archive import StudySummary
 from rcp.imaging.frames import frame_etag
 from rcp.imaging.imports import import_files
@@ -293,8 +293,13 @@ async def imports(request: Request) -> Response:
             case, meeting = await access.require_case(s, user, case_id, Action.reconcile_import)
         may_reconcile = await access.allows(s, user, Action.reconcile_import, meeting)
         expected = await _service_patient(s, case.patient_id)
+        record = await s.get(Patient, case.patient_id)
+    # The INS goes into reconciled files only for a qualified identity (RNIV; rcp.identifiers.ins_may_leave).
+    ins = next((i for i in expected.identifiers if i.system == "INS-NIR"), None)
+    shared = ins if ins is not None and record is not None and ins_may_leave(record.identity_status) else None
     reconciliation = Reconciliation(secret=settings.secret_key, case_id=case_id, at=utcnow(),
-                                    confirm=confirm if reconcile else "") if may_reconcile else None
+                                    confirm=confirm if reconcile else "", ins=shared.value if shared else "",
+                                    ins_oid=shared.assigner if shared else "") if may_reconcile else None
     # The body itself is bounded by the limit this route declares (body_limit="upload" in the route table).
     limit = int(settings.max_upload_bytes)
     async with received_files(request, folder=Path(settings.data_dir) / "uploads") as uploads:

@@ -238,6 +238,9 @@ class Reconciliation:
     case_id: int
     at: datetime
     confirm: str = ""
+    #: The case patient's INS and its OID, given only when the identity is qualified (``ins_may_leave``).
+    ins: str = ""
+    ins_oid: str = ""
 
 
 def check_file(upload: UploadedFile, expected: ServicePatient | None,
@@ -260,7 +263,8 @@ def _reconcile(result: FileCheck, upload: UploadedFile, expected: ServicePatient
         result.refuse(NOT_RECONCILED.format(fields=fields))
         return result
     try:
-        blob = coerced_bytes(str(upload.path), expected, at=reconciliation.at)
+        blob = coerced_bytes(str(upload.path), expected, at=reconciliation.at, ins=reconciliation.ins,
+                             ins_oid=reconciliation.ins_oid)
     except ReconcileRefused as exc:
         result.refuse(str(exc))
         return result

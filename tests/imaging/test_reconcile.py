@@ -52,7 +52,7 @@ def test_the_coerced_file_is_the_case_patients_and_keeps_the_files_identity() ->
     assert (str(ds.PatientName), ds.PatientID, ds.IssuerOfPatientID) == ("Lefèvre^Hélène Marie", "100001",
                                                                          "CHU de Lyon")
     assert (ds.PatientBirthDate, ds.PatientSex, ds.SpecificCharacterSet) == ("19580328", "F", "ISO_IR 192")
-    # No INS: the record has no identity status yet, and only a qualified identity's INS may be shared.
+    # No INS unless the caller passes it (the route does for a qualified identity only): the foreign ids go.
     assert "OtherPatientIDsSequence" not in ds and "255081416802538" not in blob.decode("latin-1")
     # UIDs and pixels untouched.
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PixelData"):

@@ -23,7 +23,8 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.imaging.archive import Archive, open_archive
 from rcp.imaging.synthetic import SyntheticPatient
-from tests.factories import make_meeting
+from rcp.scheduling.models import Case, Patient, PatientIdentifier
+from tests.factories import make_meeting, new_ins
 from tests.security.attack_studies import (
     a_coordinator,
     a_patient,
@@ -146,3 +147,35 @@ async def test_the_case_ipp_over_another_name_is_never_reconciled(login: Any, lo
                                     files=upload_files(blobs))
     assert forced.status_code == 422, forced.text
     await _nothing_stored(local_archive, blobs)
+
+
+async def test_the_ins_goes_into_reconciled_files_only_for_a_qualified_identity(
+        login: Any, local_archive: Archive, db: Database) -> None:
+    coordinator = await a_coordinator(db, login)
+    for status in ("validated", "qualified"):
+        case = await new_case(coordinator, a_patient(f"Statut{status}"))
+        ins = new_ins("male")
+        async with db.session() as s:
+            row = await s.get(Case, case.case_id)
+            assert row is not None
+            patient = await s.get(Patient, row.patient_id)
+            assert patient is not None
+            patient.identity_status = status
+            s.add(patient)
+            s.add(PatientIdentifier(patient_id=row.patient_id, system="INS-NIR", value=ins,
+                                    assigner="1.2.250.1.213.1.4.8"))
+        cd = ct_blobs(_from_bourg(case.patient), slices=1)
+        url = f"/api/cases/{case.case_id}/imports"
+        shown = await coordinator.post(url, files=upload_files(cd))
+        confirmation = shown.json()[0]["identity"]["confirmation"]
+        done = await coordinator.post(f"{url}?reconcile=true&confirm={confirmation}", files=upload_files(cd))
+        assert done.status_code == 200, done.text
+        study, series, sop = uids_of(cd[0])
+        stored = pydicom.dcmread(io.BytesIO(await local_archive.retrieve_instance(study, series, sop)))
+        if status == "qualified":
+            [item] = stored.OtherPatientIDsSequence
+            assert item.PatientID == ins
+            assert item.IssuerOfPatientIDQualifiersSequence[0].UniversalEntityID == "1.2.250.1.213.1.4.8"
+        else:
+            assert "OtherPatientIDsSequence" not in stored
+            assert ins.encode() not in await local_archive.retrieve_instance(study, series, sop)
