@@ -51,11 +51,13 @@ __all__ = [
     "Match",
     "ServicePatient",
     "check_ins",
+    "first_given_name",
     "ins_key_ok",
     "ins_may_leave",
     "is_uid",
     "match",
     "pid32_codes",
+    "plain_name",
 ]
 
 #: INS-NIR (national health identifier) OID; .9 is the NIA (the number INSEE gives a person pending a NIR), .10
@@ -208,6 +210,16 @@ def _plain(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
     return " ".join(re.sub(r"[^0-9A-Z]+", " ", bare).split())
+
+
+def plain_name(text: str) -> str:
+    """A name as the national identity rules compare it (public: the duplicate search uses it too)."""
+    return _plain(text)
+
+
+def first_given_name(given_names: str) -> str:
+    """The first given name as the rule compares it (public: the duplicate search uses it too)."""
+    return _first_given(given_names)
 
 
 def _first_given(given_names: str) -> str:

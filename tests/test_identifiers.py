@@ -118,6 +118,6 @@ def test_public_surface() -> None:
     assert rcp.identifiers.__all__ == [
         "IDENTITY_ATTRIBUTES", "IDENTITY_STATUSES", "INS_AUTHORITIES", "INS_NIA_OID", "INS_NIR_OID", "INS_OIDS",
         "INS_TEST_OIDS", "TYPED_STATUSES", "DicomPatient", "Identifier", "Match", "ServicePatient", "check_ins",
-        "ins_key_ok", "ins_may_leave", "is_uid", "match", "pid32_codes"]
+        "first_given_name", "ins_key_ok", "ins_may_leave", "is_uid", "match", "pid32_codes", "plain_name"]
     for name in rcp.identifiers.__all__:
         assert hasattr(rcp.identifiers, name), name

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
 from rcp.db import Database
-from rcp.errors import BadRequest
+from rcp.errors import BadRequest, Invalid
 from rcp.http import current_user, json_out, path_int, read_json, revoke
 from rcp.i18n import current_locale
 from rcp.mail import mask_address, wake
@@ -142,6 +144,24 @@ async def patients(request: Request) -> Response:
     async with _db(request).session() as s:
         found = await service.find_patients(s, user, query=query, identifier=identifier, system=system,
                                             assigner=assigner, request=request)
+        idents = await service.identifiers_of(s, [p.id for p in found if p.id is not None])
+        return json_out([service.patient_out(p, idents[p.id]) for p in found if p.id is not None])
+
+
+async def duplicates(request: Request) -> Response:
+    """Likely duplicates of a patient about to be created (``service.likely_duplicates``)."""
+    user = current_user(request)
+    params = request.query_params
+    born = params.get("birth_date", "")
+    try:
+        birth_date = date.fromisoformat(born) if born else None
+    except ValueError:
+        raise Invalid("birth_date must be YYYY-MM-DD.", fields={"birth_date": "expected YYYY-MM-DD"}) from None
+    identifiers = [v.replace(" ", "")[:64] for v in params.getlist("identifier") if v.strip()][:5]
+    async with _db(request).session() as s:
+        found = await service.likely_duplicates(
+            s, user, family_name=params.get("family_name", "")[:100], given_names=params.get("given_names", "")[:200],
+            birth_date=birth_date, sex=params.get("sex", "")[:10], identifiers=identifiers, request=request)
         idents = await service.identifiers_of(s, [p.id for p in found if p.id is not None])
         return json_out([service.patient_out(p, idents[p.id]) for p in found if p.id is not None])
 
@@ -282,6 +302,11 @@ routes = [
                     "system": "INS-NIR or IPP: with assigner (IPP) or INS-NIR, finds a registered patient "
                               "outside the caller's meetings (coordinators; audited)",
                     "assigner": "the IPP's assigning authority (hospital)"}),
+    ApiRoute("/api/patients/duplicates", duplicates, method="GET", tag="patients", response=schemas.PatientOut,
+             many=True, summary="Likely duplicates of a patient about to be created (coordinators; audited)",
+             query={"family_name": "birth or used name", "given_names": "given names (the first one is compared)",
+                    "birth_date": "YYYY-MM-DD", "sex": "female, male, other, unknown",
+                    "identifier": "an INS or IPP value (repeatable)"}),
     ApiRoute("/api/patients", create_patient, method="POST", summary="Register a patient", tag="patients",
              body=schemas.PatientIn, response=schemas.PatientOut, status=201),
     ApiRoute("/api/patients/{patient_id:int}", patient, method="GET", summary="A patient", tag="patients",

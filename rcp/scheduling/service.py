@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from rcp.auth import audit
 from rcp.auth.models import Role, User
 from rcp.clock import as_utc, utcnow
 from rcp.errors import Conflict, Invalid
-from rcp.identifiers import INS_TEST_OIDS, ServicePatient, ins_key_ok
+from rcp.identifiers import INS_TEST_OIDS, ServicePatient, first_given_name, ins_key_ok, plain_name
 from rcp.mail import Mail, latest_by_invitation, mask_address
 from rcp.scheduling import access, agenda, schemas
 from rcp.scheduling.access import Action, is_admin, meeting_for_user, visible_board_ids, visible_meeting_ids
@@ -278,6 +278,39 @@ async def find_patients(session: AsyncSession, user: Any, *, query: str = "", id
         what = access.IDENTIFIER_LOOKUP if exact else "patient {patient} (search)"
         await audit.record(session, event="patient_record", action="R", request=request, user=user,
                            patient_id=patient.id, what=what.format(patient=patient.id))
+    return patients
+
+
+async def likely_duplicates(session: AsyncSession, user: Any, *, family_name: str, given_names: str = "",
+                            birth_date: date | None = None, sex: str = "", identifiers: Sequence[str] = (),
+                            request: HTTPConnection | None = None, limit: int = 10) -> list[Patient]:
+    """Registered patients who may be the one about to be created (RNIV: search before creating, to avoid
+    duplicates): the same birth date and the same birth or used name, or the same first given name and sex — the
+    names compared as the identity rule compares them (``rcp.identifiers``, no accents, capitals) — or any of
+    ``identifiers`` (INS or IPP values). The policy's ``find patient`` (coordinators, admins); each candidate shown
+    is audited. A candidate is only shown: putting them on an agenda still needs the exact identifier.
+    """
+    access.require(user, Action.find_patient)
+    found: dict[int, Patient] = {}
+    if identifiers:
+        wanted = select(PatientIdentifier.patient_id).where(col(PatientIdentifier.value).in_(list(identifiers)))
+        for patient in (await session.exec(select(Patient).where(col(Patient.id).in_(wanted)))).all():
+            assert patient.id is not None
+            found[patient.id] = patient
+    if birth_date is not None:
+        ours_name, ours_given = plain_name(family_name), first_given_name(given_names)
+        for patient in (await session.exec(select(Patient).where(Patient.birth_date == birth_date))).all():
+            assert patient.id is not None
+            names = {plain_name(patient.family_name), plain_name(patient.used_name)} - {""}
+            same_name = bool(ours_name) and ours_name in names
+            same_given = bool(ours_given) and ours_given == first_given_name(patient.first_given_name
+                                                                             or patient.given_names)
+            if same_name or (same_given and (not sex or sex == patient.sex)):
+                found[patient.id] = patient
+    patients = sorted(found.values(), key=lambda p: (p.family_name, p.id or 0))[:limit]
+    for patient in patients:
+        await audit.record(session, event="patient_record", action="R", request=request, user=user,
+                           patient_id=patient.id, what=f"patient {patient.id} (duplicate check before creation)")
     return patients
 
 

@@ -403,3 +403,20 @@ async def test_errors_never_carry_stack_traces_or_patient_data(login: Login, db:
     assert "Secret-Nom" not in text and patient["identifiers"][0]["value"] not in text and "Traceback" not in text
     async with db.session() as s:
         assert (await s.exec(select(Case).where(col(Case.meeting_id) == meeting["id"]))).all()
+
+
+async def test_likely_duplicates_before_creating(login: Login, db: Database) -> None:
+    """Search before creating (RNIV): same birth date and birth name (accents and case aside), or an identifier."""
+    coordinator = await login(await make_coordinator(db))
+    family = f"Lefèvre-{secrets.token_hex(3)}"
+    created = await coordinator.post("/api/patients", json=new_patient(family_name=family))
+    assert created.status_code == 201, created.text
+    found = await coordinator.get("/api/patients/duplicates", params={
+        "family_name": family.upper().replace("È", "E"), "birth_date": "1970-02-03"})
+    assert found.status_code == 200 and [p["id"] for p in found.json()] == [created.json()["id"]]
+    other_day = await coordinator.get("/api/patients/duplicates", params={"family_name": family,
+                                                                           "birth_date": "1970-02-04"})
+    assert other_day.json() == []
+    ipp = next(i["value"] for i in created.json()["identifiers"] if i["system"] == "IPP")
+    by_id = await coordinator.get("/api/patients/duplicates", params={"family_name": "X", "identifier": ipp})
+    assert [p["id"] for p in by_id.json()] == [created.json()["id"]]

@@ -238,6 +238,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/api/cases/{case_id:int}/withdraw", "POST"): meeting(Action.edit_agenda, fresh="case_id"),
     ("/api/patients", "GET"): role(Action.find_patient, query="identifier=IPP000&assigner=" + HOSPITAL),
     ("/api/patients", "POST"): role(Action.register_patient, _json({"family_name": "Matrice", "identifiers": []})),
+    ("/api/patients/duplicates", "GET"): role(Action.find_patient, query="family_name=Matrice&birth_date=1960-01-01"),
     ("/api/patients/{patient_id:int}", "GET"): meeting(Action.view_patient),
     ("/", "GET"): public(),  # a redirect to /meetings
     ("/meetings", "GET"): signed(),
