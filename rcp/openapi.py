@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Mount, Route
 
+from rcp.ids import MAX_ID
+
 __all__ = ["ApiRoute", "BodyLimit", "Operation", "document"]
 
 _ERRORS = {
@@ -93,7 +95,8 @@ def document(routes: Iterable[BaseRoute], *, title: str, version: str) -> dict[s
     paths: dict[str, dict[str, Any]] = {}
     for path, op in _walk(routes):
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "integer" if conv == "int" else "string"}}
+            {"name": name, "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID} if conv == "int" else {"type": "string"}}
             for name, conv in re.findall(r"{(\w+)(?::(\w+))?}", path)
         ]
         parameters += [{"name": k, "in": "query", "required": False, "description": v, "schema": {"type": "string"}}
