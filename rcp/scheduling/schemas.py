@@ -58,6 +58,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class Patch(Strict):
+    """A partial update: a field left out keeps its value, and ``null`` is refused with a 422 naming the field.
+
+    The columns behind these fields cannot be empty, and the service applies every field the client sent
+    (``exclude_unset``): an explicit ``null`` reached the database as a NOT NULL failure and a 500 (found by the
+    property-based run, tests/security/test_fuzz.py)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("null is not a value here: leave the field out to keep its current value")
+        return value
+
+
 def _specialty_key(value: str) -> str:
     specialty(value)  # raises ValueError naming the accepted keys
     return value
@@ -296,7 +311,7 @@ class GuestIn(Strict):
         return value.strip().lower()
 
 
-class InvitationPatch(Strict):
+class InvitationPatch(Patch):
     response: Literal["pending", "accepted", "declined", "tentative"] | None = None
     specialty: str | None = None
     quorum_member: bool | None = None
