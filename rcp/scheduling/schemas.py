@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rcp.identifiers import INS_NIA_OID, INS_NIR_OID, INS_OIDS, check_ins, ins_key_ok, is_uid
 from rcp.scheduling.specialties import specialty
@@ -61,14 +69,17 @@ class Strict(BaseModel):
 class Patch(Strict):
     """A partial update: a field left out keeps its value, and ``null`` is refused with a 422 naming the field.
 
-    The columns behind these fields cannot be empty, and the service applies every field the client sent
-    (``exclude_unset``): an explicit ``null`` reached the database as a NOT NULL failure and a 500 (found by the
-    property-based run, tests/security/test_fuzz.py)."""
+    The service applies every field the client sent (``exclude_unset``): an explicit ``null`` for a column that
+    cannot be empty reached the database (or a ``.strip()``) as a 500, found by the property-based run
+    (tests/security/test_fuzz.py). :attr:`NULLABLE` names the fields whose column may be empty."""
+
+    #: Fields whose column may be empty, where ``null`` means "clear it".
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="before")
     @classmethod
-    def _not_null(cls, value: object) -> object:
-        if value is None:
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None and info.field_name not in cls.NULLABLE:
             raise ValueError("null is not a value here: leave the field out to keep its current value")
         return value
 
@@ -244,7 +255,9 @@ class CaseIn(Strict):
     study_uids: list[StudyUid] = Field(default_factory=list)
 
 
-class CasePatch(Strict):
+class CasePatch(Patch):
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"performance_status"})
+
     referring_physician: Text | None = None
     question: LongText | None = None
     clinical_summary: LongText | None = None

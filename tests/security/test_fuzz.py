@@ -137,6 +137,8 @@ async def test_no_input_makes_the_service_fail_for_any_role(own_service: Served)
             refused = await http.patch("/api/invitations/1", json={"quorum_member": None})
             assert refused.status_code == 422, refused.text
             assert "quorum_member" in refused.json().get("fields", {}), refused.text
+            refused = await http.patch("/api/cases/1", json={"referring_physician": None, "checklist": None})
+            assert refused.status_code == 422, refused.text
         failures: list[str] = []
         for role, (headers, cookies) in credentials.items():
             found = await asyncio.to_thread(_fuzz, document, own_service.url, headers, cookies)
