@@ -32,6 +32,7 @@ from rcp.auth.throttle import Throttled
 from rcp.clock import as_utc
 from rcp.errors import Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int, read_json
+from rcp.ids import MAX_ID
 from rcp.minutes import render, store
 from rcp.minutes.fiche import AttendeeRecord, Fiche
 from rcp.minutes.models import WritebackJob
@@ -52,7 +53,7 @@ _KEYS = frozenset(s.key for s in SPECIALTIES)
 class FieldEdit(BaseModel):
     value: Any = None
     #: The version of the field the editor started from (0 for a field nobody edited yet).
-    base_version: int = Field(ge=0)
+    base_version: int = Field(ge=0, le=MAX_ID)
 
 
 class SignRequest(BaseModel):

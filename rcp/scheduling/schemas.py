@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from rcp.identifiers import INS_NIA_OID, INS_NIR_OID, INS_OIDS, check_ins, ins_key_ok, is_uid
+from rcp.ids import MAX_ID
 from rcp.scheduling.specialties import specialty
 
 __all__ = [
@@ -60,6 +61,11 @@ def _study_uid(value: str) -> str:
 
 #: A StudyInstanceUID, checked as ``rcp.identifiers.is_uid`` checks every UID (the pattern is for the OpenAPI).
 StudyUid = Annotated[str, Field(pattern=r"^[0-9.]{1,64}$"), AfterValidator(_study_uid)]
+
+
+#: A row id sent in a body: at most 18 digits, like ids in paths (rcp/ids.py), so a number past the database's
+#: 64-bit integers is a 422 naming the field instead of an OverflowError and a 500.
+Id = Annotated[int, Field(le=MAX_ID)]
 
 
 class Strict(BaseModel):
@@ -127,7 +133,7 @@ class BoardOut(BaseModel):
 
 
 class MeetingIn(Strict):
-    board_id: int
+    board_id: Id
     #: Local time in the board's zone when no offset is given ("2026-11-26T14:00").
     starts_at: datetime
     duration_min: Annotated[int, Field(ge=15, le=600)] = 90
@@ -245,7 +251,7 @@ class PatientOut(BaseModel):
 class CaseIn(Strict):
     """A new case: an existing patient by id, or a new patient described inline."""
 
-    patient_id: int | None = None
+    patient_id: Id | None = None
     patient: PatientIn | None = None
     referring_physician: Text = ""
     question: LongText = ""
@@ -294,7 +300,7 @@ class ReorderIn(Strict):
 
 
 class InvitationIn(Strict):
-    user_id: int
+    user_id: Id
     specialty: str = ""
     quorum_member: bool = True
 
