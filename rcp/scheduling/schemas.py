@@ -63,9 +63,9 @@ def _study_uid(value: str) -> str:
 StudyUid = Annotated[str, Field(pattern=r"^[0-9.]{1,64}$"), AfterValidator(_study_uid)]
 
 
-#: A row id sent in a body: at most 18 digits, like ids in paths (rcp/ids.py), so a number past the database's
+#: A row id sent in a body: 0 to 18 digits, like ids in paths (rcp/ids.py), so a number past the database's
 #: 64-bit integers is a 422 naming the field instead of an OverflowError and a 500.
-Id = Annotated[int, Field(le=MAX_ID)]
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class Strict(BaseModel):

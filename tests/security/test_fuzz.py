@@ -143,9 +143,10 @@ async def test_no_input_makes_the_service_fail_for_any_role(own_service: Served)
             assert "quorum_member" in refused.json().get("fields", {}), refused.text
             refused = await http.patch("/api/cases/1", json={"referring_physician": None, "checklist": None})
             assert refused.status_code == 422, refused.text
-            refused = await http.post("/api/meetings", json={"board_id": 10**21, "starts_at": "2026-06-01T09:00:00",
-                                                             "duration_min": 60, "title": "Fuzz"})
-            assert refused.status_code == 422, refused.text
+            for board_id in (10**21, -(10**21)):
+                refused = await http.post("/api/meetings", json={"board_id": board_id, "duration_min": 60,
+                                                                 "starts_at": "2026-06-01T09:00:00", "title": "Fuzz"})
+                assert refused.status_code == 422, refused.text
         failures: list[str] = []
         for role, (headers, cookies) in credentials.items():
             found = await asyncio.to_thread(_fuzz, document, own_service.url, headers, cookies)
