@@ -42,8 +42,10 @@ test: install-test
 	$(VENV)/bin/pytest -q
 
 ## The inner loop: no browser, Orthanc, PostgreSQL or Redis, no soak tests (markers in pyproject.toml).
+## Three workers on two cores (the fast tests wait on sockets and child processes as much as they compute);
+## each worker has its own database, data folder and servers, so they never meet.
 test-fast: $(VENV)/.installed-test
-	$(VENV)/bin/pytest -q -m "not browser and not orthanc and not postgres and not redis and not slow"
+	$(VENV)/bin/pytest -q -n 3 --dist worksteal -m "not browser and not orthanc and not postgres and not redis and not slow"
 
 lint:
 	$(VENV)/bin/ruff check rcp media tests bench
