@@ -113,17 +113,29 @@ async def send_link(session: AsyncSession, invitation: Invitation, invitee: User
                          locale=locale, replace=True)
 
 
-async def compose_join_mail(session: AsyncSession, mail: Mail, settings: Settings) -> EmailMessage | None:
-    """The mail with a freshly minted link (``rcp.mail`` composer); None when there is nothing to invite to."""
-    if mail.invitation_id is None:
-        return None
-    invitation = await session.get(Invitation, mail.invitation_id)
+async def _guest_still_invited(
+    session: AsyncSession, settings: Settings, invitation_id: int
+) -> tuple[Invitation, User, Meeting] | None:
+    """The invitation, its guest and its meeting, while a link may still be mailed for it: the invitee is an active
+    guest and the meeting is neither over nor past its link window."""
+    invitation = await session.get(Invitation, invitation_id)
     invitee = await session.get(User, invitation.user_id) if invitation else None
     meeting = await session.get(Meeting, invitation.meeting_id) if invitation else None
     if invitation is None or invitee is None or meeting is None or invitee.role != Role.guest \
             or not invitee.active or meeting.status in {MeetingStatus.closed, MeetingStatus.cancelled} \
             or settings.clock.now() > window(meeting)[1]:
         return None
+    return invitation, invitee, meeting
+
+
+async def compose_join_mail(session: AsyncSession, mail: Mail, settings: Settings) -> EmailMessage | None:
+    """The mail with a freshly minted link (``rcp.mail`` composer); None when there is nothing to invite to."""
+    if mail.invitation_id is None:
+        return None
+    found = await _guest_still_invited(session, settings, mail.invitation_id)
+    if found is None:
+        return None
+    invitation, invitee, meeting = found
     board = await session.get(Board, meeting.board_id)
     zone = board.timezone if board else settings.default_timezone
     assert invitation.id is not None
@@ -222,13 +234,10 @@ async def renew_link(session: AsyncSession, settings: Settings, token: str, *, s
                                                         Mail.status == MailStatus.pending))).first()
     if newest != link.id or waiting is not None:
         return None
-    invitation = await session.get(Invitation, link.invitation_id)
-    invitee = await session.get(User, invitation.user_id) if invitation else None
-    meeting = await session.get(Meeting, invitation.meeting_id) if invitation else None
-    if invitation is None or invitee is None or meeting is None or invitee.role != Role.guest \
-            or not invitee.active or meeting.status in {MeetingStatus.closed, MeetingStatus.cancelled} \
-            or settings.clock.now() > window(meeting)[1]:
+    found = await _guest_still_invited(session, settings, link.invitation_id)
+    if found is None:
         return None
+    invitation, invitee, meeting = found
     mail = await send_link(session, invitation, invitee, locale=locale)
     await audit.record(session, event="user_authentication", action="E", source=source, meeting_id=meeting.id,
                        what=f"join link {link.id}: guest {invitee.id} asked for a new link")
