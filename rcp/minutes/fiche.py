@@ -35,7 +35,7 @@ from rcp.identifiers import (
 )
 from rcp.minutes import codes
 from rcp.minutes.codes import Coding, ProposalType
-from rcp.scheduling.quorum import Attendee, Quorum, evaluate_quorum
+from rcp.scheduling.quorum import Attendee, Quorum, TreatmentGap, evaluate_quorum, treatment_gaps
 from rcp.scheduling.specialties import SPECIALTIES
 
 __all__ = [
@@ -664,6 +664,21 @@ class Fiche:
         """INCa quorum from the attendees as recorded on this fiche."""
         return evaluate_quorum((a.as_attendee() for a in self.attendees), self.board.required_specialties,
                                minimum=self.board.minimum_specialties)
+
+    def treatment_gaps(self) -> tuple[TreatmentGap, ...]:
+        """Proposed treatments that no quorum member of this discussion can answer for (INCa: the quorum gives a
+        pertinent opinion on every procedure proposed; ``rcp.scheduling.quorum.treatment_gaps``). Only a
+        discussed case proposes; its treatments are the FR-Acte codes an export writes (:meth:`Proposal.codings`).
+        """
+        if not self.discussed or self.proposal is None:
+            return ()
+        return treatment_gaps(((c.system, c.code) for c in self.proposal.codings()),
+                              (a.as_attendee() for a in self.attendees))
+
+    def treatment_display(self, gap: TreatmentGap) -> str:
+        """The official display of a gap's treatment as the proposal codes it ("radiothérapie")."""
+        codings = self.proposal.codings() if self.proposal else ()
+        return next((c.display for c in codings if (c.system, c.code) == (gap.system, gap.code)), gap.code)
 
     @property
     def quorum_status(self) -> Coding:

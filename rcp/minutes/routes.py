@@ -141,6 +141,12 @@ async def _state(session: AsyncSession, case_id: int,
                          "missing_labels": [i18n.gettext(specialty_of(k).label) if k in _KEYS else k
                                             for k in quorum.missing]}
         out["attendees"] = [a.as_json() for a in fiche.attendees]
+        # Flagged before signature (a signature refuses them: rcp.minutes.versions.TreatmentNotCovered).
+        out["treatment_gaps"] = [
+            {"code": g.code, "system": g.system, "display": fiche.treatment_display(g), "needs": list(g.needs),
+             "needs_labels": [i18n.gettext(specialty_of(k).label) if k in _KEYS else k for k in g.needs]}
+            for g in fiche.treatment_gaps()
+        ]
         try:
             fiche.check_complete()
         except Invalid as exc:

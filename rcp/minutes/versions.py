@@ -32,7 +32,7 @@ from typing import Any
 from rcp.errors import Conflict, Forbidden, Invalid
 from rcp.minutes.fiche import DRAFT_DEFAULTS, DRAFT_FIELDS, Fiche, Physician, parse_draft_field
 from rcp.scheduling.quorum import Quorum
-from rcp.scheduling.specialties import is_physician
+from rcp.scheduling.specialties import SPECIALTIES, is_physician
 
 __all__ = [
     "AlreadySigned",
@@ -43,6 +43,7 @@ __all__ = [
     "QuorumNotMet",
     "SignedVersion",
     "StaleDraft",
+    "TreatmentNotCovered",
     "amend",
     "canonical_json",
     "check_signer",
@@ -54,6 +55,9 @@ __all__ = [
 
 
 # -- errors ----------------------------------------------------------------------------------------------------
+
+#: English specialty names for the refusals (the pages translate them with the specialty's key).
+_LABELS = {s.key: s.label.lower() for s in SPECIALTIES}
 
 
 class FieldConflict(Conflict):
@@ -90,6 +94,33 @@ class QuorumNotMet(Conflict):
             fields={"attendees": "; ".join(parts)},
         )
         self.quorum = quorum
+
+
+class TreatmentNotCovered(Conflict):
+    """The proposal names a treatment that no physician of its specialty discussed (INCa: not a valid proposal).
+
+    Refused, not merely flagged: INCa's criteria make such a proposal invalid, and a board's own practice is to
+    take the case again with the specialist, or to ask for that specialist's opinion first. The way out is in the
+    message: bring the specialist in (before the discussion ends), propose "further investigations" (the
+    specialist's opinion) instead, or defer the case to the next meeting. No justification can stand in for the
+    missing specialist, so none is asked for.
+    """
+
+    code = "treatment_specialty_missing"
+
+    def __init__(self, fiche: Fiche) -> None:
+        gaps = fiche.treatment_gaps()
+        parts = [f"{fiche.treatment_display(g)} ({g.code}) needs a "
+                 + " or a ".join(_LABELS.get(k, k) for k in g.needs) for g in gaps]
+        super().__init__(
+            "The proposal cannot be signed: nobody in the quorum of this discussion answers for a treatment it "
+            "proposes (" + "; ".join(parts) + "). INCa: the quorum gives an opinion on every treatment it proposes. "
+            "Bring the specialist in, propose further investigations (their opinion) instead, or defer the case "
+            "to the next meeting.",
+            fields={"proposal.treatments": "; ".join(
+                f"{g.code} needs {' or '.join(g.needs)}" for g in gaps)},
+        )
+        self.gaps = gaps
 
 
 class NotAllowedToSign(Forbidden):
@@ -260,10 +291,13 @@ def check_signer(fiche: Fiche, signer: Physician, *, invited_ids: Collection[int
 
 
 def _check_quorum(fiche: Fiche) -> None:
-    # INCa: a proposal is valid only with >= 3 physicians of different specialties incl. the board's required ones.
+    # INCa: a proposal is valid only with >= 3 physicians of different specialties incl. the board's required ones,
+    # and with the specialty of each treatment it proposes among them.
     quorum = fiche.quorum()
     if not quorum.met:
         raise QuorumNotMet(quorum)
+    if fiche.treatment_gaps():
+        raise TreatmentNotCovered(fiche)
 
 
 def sign(
@@ -280,7 +314,7 @@ def sign(
 
     Refused (with a reason the UI can show) when: the case is already signed (use :func:`amend`), the signer saw
     an older draft than the stored one, the signer may not sign (:func:`check_signer`), the fiche is incomplete,
-    or the quorum is not met.
+    the quorum is not met, or a proposed treatment's specialty took no part (:class:`TreatmentNotCovered`).
     """
     if existing:
         raise AlreadySigned(

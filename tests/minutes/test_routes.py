@@ -185,3 +185,46 @@ async def test_missing_quorum_is_spelled_out(http: httpx.AsyncClient, database: 
     assert quorum["met"] is False and quorum["status"]["code"] == "ORG-133"
     assert quorum["missing"] == ["radiotherapist"]
     assert len(quorum["missing_labels"]) == 1 and quorum["missing_labels"][0] != "radiotherapist"
+
+
+async def test_a_treatment_without_its_specialty_is_flagged_then_refused(http: httpx.AsyncClient,
+                                                                         database: Database) -> None:
+    """Issue 14: the board counts surgeon + medical oncologist; radiotherapy is proposed with no radiotherapist."""
+    seeded = await seeded_case(database)
+    await seed_board_without_radiotherapy(database, seeded)
+    case = seeded.case_id
+    for name, value in {
+        "proposal": {"type": "radiotherapy", "details": "Radiothérapie stéréotaxique."},
+        "guideline": {"conforms": True},
+        "responsible_physician": {"name": "Dr Oncologue Éloïse", "user_id": seeded.oncologist},
+        "patient_informed": True,
+    }.items():
+        assert (await put(http, seeded.surgeon, case, name, value, 0)).status_code == 200
+    state = (await http.get(f"/api/cases/{case}/decision", headers=as_user(seeded.oncologist))).json()
+    assert state["quorum"]["met"] is True and state["missing"] == {}
+    assert state["treatment_gaps"] == [{"code": "C15313", "system": "2.16.840.1.113883.3.26.1.1",
+                                        "display": "radiothérapie", "needs": ["radiotherapist"],
+                                        "needs_labels": ["Oncologue radiothérapeute"]}]  # the reader's language
+    page = await http.get(f"/cases/{case}/fiche", headers=as_user(seeded.surgeon))
+    assert 'data-treatment-gap="C15313"' in page.text and "oncologue radiothérapeute" in page.text
+    refused = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
+                              json={"password": PASSWORD, "seen_revision": state["draft"]["revision"]})
+    assert refused.status_code == 409 and refused.json()["error"] == "treatment_specialty_missing"
+    assert "radiothérapie (C15313) needs a radiation oncologist" in refused.json()["message"]
+    assert refused.json()["fields"] == {"proposal.treatments": "C15313 needs radiotherapist"}
+    async with database.session() as s:
+        assert await store.list_versions(s, case) == []  # nothing signed
+
+
+async def seed_board_without_radiotherapy(database: Database, seeded: Seed) -> None:
+    """The seeded board now requires surgeon + medical oncologist only, and the radiotherapist did not join."""
+    from rcp.scheduling.models import Board, Invitation, Meeting
+
+    async with database.session() as s:
+        meeting = await s.get(Meeting, seeded.meeting_id)
+        assert meeting is not None
+        await s.exec(sa.update(Board).where(col(Board.id) == meeting.board_id)
+                     .values(required_specialties=["surgeon", "medical_oncologist"], minimum_specialties=2))
+        await s.exec(sa.update(Invitation).where(col(Invitation.meeting_id) == seeded.meeting_id,
+                                                 col(Invitation.user_id) == seeded.radiotherapist)
+                     .values(joined_at=None))

@@ -17,6 +17,7 @@ from rcp.minutes.versions import (
     NotAllowedToSign,
     QuorumNotMet,
     StaleDraft,
+    TreatmentNotCovered,
     amend,
     canonical_json,
     content_sha256,
@@ -132,3 +133,57 @@ def test_amend_makes_a_new_version_referencing_the_old(content: Make, now: datet
     with pytest.raises(StaleDraft, match="latest"):
         amend(Fiche.from_content(content(question="x")), replaces=v1, existing=[v1, v2], reason="again",
               signer=SIGNER, invited_ids=INVITED, at=later)
+
+
+#: A board that requires nothing: radiologist + pathologist + GP meet its count of three (issue 14).
+_OPEN_BOARD = {"name": "RCP ouverte", "discussion_nature": {"code": "ORG-117", "system": "1.2.250.1.213.1.1.4.322"},
+               "required_specialties": [], "minimum_specialties": 3}
+_WEAK = [{"user_id": 2, "name": "Dr Bruno Radiologue", "specialty": "radiologist"},
+         {"user_id": 5, "name": "Dr Paule Pathologiste", "specialty": "pathologist"},
+         {"user_id": 6, "name": "Dr Gilles Généraliste", "specialty": "general_practitioner"}]
+_RADIOLOGIST = Physician(name="Dr Bruno Radiologue", specialty="radiologist", user_id=2)
+_NCIT = "2.16.840.1.113883.3.26.1.1"
+
+
+def _weak_fiche(content: Make, proposal: dict[str, Any], attendees: list[dict[str, Any]] | None = None) -> Fiche:
+    return Fiche.from_content(content(board=_OPEN_BOARD, attendees=attendees or _WEAK, proposal=proposal,
+                                      responsible_physician={"name": "Dr Bruno Radiologue",
+                                                             "specialty": "radiologist", "user_id": 2}))
+
+
+def test_radiotherapy_without_a_radiotherapist_is_flagged_and_refused(content: Make, now: datetime) -> None:
+    fiche = _weak_fiche(content, {"type": "radiotherapy", "treatments": [{"code": "C15313", "system": _NCIT}]})
+    assert fiche.quorum().met  # the count is met...
+    assert [(g.code, g.needs) for g in fiche.treatment_gaps()] == [("C15313", ("radiotherapist",))]
+    with pytest.raises(TreatmentNotCovered) as exc:  # ...but the proposal is not valid
+        sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer=_RADIOLOGIST, invited_ids={2, 5, 6},
+             existing=[], at=now)
+    assert exc.value.status == 409 and exc.value.code == "treatment_specialty_missing"
+    assert "radiothérapie (C15313) needs a radiation oncologist" in exc.value.message
+    assert exc.value.fields == {"proposal.treatments": "C15313 needs radiotherapist"}
+
+
+def test_each_treatment_of_a_combined_proposal_needs_its_specialty(content: Make, now: datetime) -> None:
+    combined = {"type": "combined", "treatments": [{"code": "387713003", "system": "2.16.840.1.113883.6.96"},
+                                                   {"code": "C15632", "system": _NCIT}]}
+    surgeon = {"user_id": 7, "name": "Dr Anne Chirurgienne", "specialty": "surgeon"}
+    fiche = _weak_fiche(content, combined, [*_WEAK, surgeon])
+    assert [g.code for g in fiche.treatment_gaps()] == ["C15632"]  # chemotherapy without a medical oncologist
+    with pytest.raises(TreatmentNotCovered, match="chimiothérapie"):
+        sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer=_RADIOLOGIST, invited_ids={2, 5, 6, 7},
+             existing=[], at=now)
+    # A proposal by type only (no detailed code) stands for its type's code: surgery needs the surgeon.
+    assert [g.code for g in _weak_fiche(content, {"type": "surgery"}).treatment_gaps()] == ["387713003"]
+
+
+def test_asking_for_the_missing_opinion_or_a_registered_case_signs(content: Make, now: datetime) -> None:
+    ask = _weak_fiche(content, {"type": "further_investigations", "details": "Avis radiothérapeute à demander."})
+    assert ask.treatment_gaps() == ()
+    signed = sign(ask, draft=Draft(case_id=12), seen_revision=0, signer=_RADIOLOGIST, invited_ids={2, 5, 6},
+                  existing=[], at=now)
+    assert signed.number == 1
+    # A correction that brings radiotherapy in without a radiotherapist is refused like a first signature.
+    radiotherapy = _weak_fiche(content, {"type": "radiotherapy"})
+    with pytest.raises(TreatmentNotCovered):
+        amend(radiotherapy, replaces=signed, existing=[signed], reason="radiothérapie finalement", signer=_RADIOLOGIST,
+              invited_ids={2, 5, 6}, at=now + timedelta(hours=1))

@@ -27,6 +27,8 @@ const S = Object.assign({
   'Updated by another participant.', surgery: 'Surgery', systemic_therapy: 'Systemic therapy',
   radiotherapy: 'Radiotherapy', combined: 'Combined treatment', surveillance: 'Surveillance',
   further_investigations: 'Further investigations', palliative_care: 'Palliative care', other: 'Other',
+  treatment_gap: '%(treatment)s is proposed, but no %(specialty)s took part in the quorum: this proposal cannot be signed.',
+  or: ' or ',
 }, pageStrings().decision || {});
 
 const PROPOSALS = ['surgery', 'systemic_therapy', 'radiotherapy', 'combined', 'surveillance',
@@ -235,6 +237,10 @@ class DecisionForm {
       parts.push(el('p', { class: q.met ? 'ok' : 'warning' },
         `${S.quorum}: ${q.status.display}` + (gaps.length ? ` — ${S.missing_specialties}: ${gaps.join(', ')}` : '')));
     }
+    // A treatment whose specialty nobody in the quorum covers: flagged before signing (the server refuses it).
+    this.gaps = (state.treatment_gaps || []).map((g) => S.treatment_gap
+      .replace('%(treatment)s', g.display).replace('%(specialty)s', g.needs_labels.join(S.or)));
+    for (const gap of this.gaps) parts.push(el('p', { class: 'warning', 'data-treatment-gap': '' }, gap));
     const missing = Object.values(state.missing || {});
     if (missing.length) parts.push(el('p', {}, `${S.missing}: `), el('ul', {}, ...missing.map((m) => el('li', {}, m))));
     const last = state.versions[state.versions.length - 1];
@@ -244,7 +250,7 @@ class DecisionForm {
 
   async sign() {
     await Promise.all([...this.fields.values()].map((f) => f.save()));
-    const password = window.prompt(S.password);
+    const password = window.prompt([...(this.gaps || []), S.password].join('\n\n'));
     if (!password) return;
     try {
       await api('POST', `/api/cases/${this.caseId}/decision/sign`, { password, seen_revision: this.revision });
