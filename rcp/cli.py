@@ -31,6 +31,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from rcp.app import create_app
+    from rcp.protocols import http_protocol
 
     settings = _settings()
     app = create_app(settings)
@@ -39,6 +40,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the client; rcp.clients reads it from the proxies in RCP_TRUSTED_PROXIES only.
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False,
                             access_log=False,
+                            # A request that is not HTTP/1.1 gets the service's JSON error, not uvicorn's text.
+                            http=http_protocol(),
                             ws_max_size=1 << 20, timeout_graceful_shutdown=10,
                             # Room frames are small and fanned out to every follower: compressing each copy
                             # costs more CPU than it saves bytes (measured in bench/sync.py).

@@ -3,6 +3,11 @@
 ``read_json(request, Model)`` is the one way an endpoint reads a JSON body: unreadable JSON is a 400, fields that
 do not validate a 422 naming each field. Errors anywhere become ``{"error", "message", "fields"}`` with the right
 status and never a stack trace.
+
+``parse_json(raw)`` is where every JSON text from a client is parsed (bodies here, room messages in
+``rcp.room.connection``): its size is bounded before it arrives (``BodyLimitMiddleware``, the room's message limit)
+and its nesting depth is measured before the parser recurses into it — a body nested 100,000 deep made Python's
+parser raise ``RecursionError``, a 500 (issue 18).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
@@ -32,6 +38,7 @@ __all__ = [
     "current_user",
     "json_error",
     "json_out",
+    "parse_json",
     "path_int",
     "read_json",
     "validation_fields",
@@ -54,16 +61,67 @@ def validation_fields(error: ValidationError) -> dict[str, str]:
     return fields
 
 
+#: Deepest nesting of arrays and objects a client may send: the service's own bodies are at most four levels deep.
+MAX_JSON_DEPTH = 32
+#: JSON strings (RFC 8259 §7), whose brackets are text, not structure.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"', re.DOTALL)
+#: Everything but brackets dropped, and objects' braces read as brackets: the shape of the nesting.
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_INNERMOST = re.compile(rb"\[\]")
+
+
+def json_depth_ok(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``raw``'s arrays and objects nest at most ``max_depth`` deep, measured without recursion.
+
+    Strings are blanked first; then each pass removes the innermost pairs of brackets, so a text of depth *d*
+    empties in *d* passes of the regular-expression engine (linear each), and the work stops after ``max_depth``.
+    Brackets that do not pair up mean the text is not JSON at all: refused as too deep too, which it may be.
+
+    >>> json_depth_ok(b'{"a": [1, {"b": "]]]]"}]}', max_depth=3)
+    True
+    >>> json_depth_ok(b"[" * 4 + b"]" * 4, max_depth=3)
+    False
+    >>> json_depth_ok(b"[" * 100_000)
+    False
+    """
+    shape = _JSON_STRING.sub(b'""', raw).translate(_BRACKETS, _NOT_BRACKETS)
+    for _ in range(max_depth):
+        if not shape:
+            return True
+        shorter = _INNERMOST.sub(b"", shape)
+        if len(shorter) == len(shape):
+            return False
+        shape = shorter
+    return not shape
+
+
+def parse_json(raw: bytes | str, *, what: str = "The body") -> Any:
+    """``raw`` parsed, or a 400 saying why: not UTF-8, not JSON, nested too deep, or a number too long to read.
+
+    The depth is checked before ``json.loads`` recurses; ``RecursionError`` and Python's limit on the digits of an
+    integer (a 5,000-digit number, CVE-2020-10735) are caught as well, so no JSON text reaches a 500.
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if not json_depth_ok(data):
+        raise BadRequest(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects, or its "
+                         "brackets do not match.")
+    try:
+        return json.loads(data or b"null")
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"{what} is not valid JSON (line {exc.lineno}).") from None
+    except UnicodeDecodeError:
+        raise BadRequest(f"{what} is not valid JSON (send UTF-8).") from None
+    except (ValueError, RecursionError):
+        raise BadRequest(f"{what} holds a number too long to read, or is nested too deep.") from None
+
+
 async def read_json(request: Request, model: type[Model]) -> Model:
     """Parse and validate the JSON body of ``request`` as ``model``."""
     content_type = request.headers.get("content-type", "")
     if "json" not in content_type:
         raise BadRequest("Send the body as JSON with Content-Type: application/json.")
-    raw = await request.body()
-    try:
-        data = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"The body is not valid JSON (line {getattr(exc, 'lineno', 1)}).") from None
+    data = parse_json(await request.body())
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.")
     try:
@@ -223,9 +281,11 @@ def error_handlers(render_page: Callable[[Request, RcpError], Awaitable[Response
         logger.exception("unhandled error, reference %s, on %s %s", reference, request.method,
                          route_template(request.scope))
         error = RcpError(f"Something went wrong on our side (reference {reference}); the team has been told.")
-        if is_api(request.scope):
-            return json_error(error)
-        return await render_page(request, error)
+        response = json_error(error) if is_api(request.scope) else await render_page(request, error)
+        # Starlette raises the exception again once this answer is sent, and uvicorn then closes the connection:
+        # say so (RFC 9112 §9.6), or a keep-alive client sends its next request on a socket that is being reset.
+        response.headers["connection"] = "close"
+        return response
 
     return {RcpError: on_rcp_error, HTTPException: on_http_exception, Exception: on_crash}
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import secrets
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,6 +83,8 @@ class UploadedFile:
 
     name: str
     path: Path
+    #: Why nothing could be taken out of this zip entry (or zip): refused per file with this message.
+    damaged: str = ""
 
     @classmethod
     def write(cls, folder: Path, name: str, data: bytes) -> UploadedFile:
@@ -145,9 +148,23 @@ class FileCheck:
         return body
 
 
+#: A zip (or one of its entries) that cannot be read: APPNOTE 4.3.7 local header, 4.4.7 CRC-32.
+DAMAGED_ZIP = ("This zip is damaged (its directory cannot be read); nothing was taken from it. Make the zip again "
+               "from the original files.")
+DAMAGED_ENTRY = ("This zip entry is damaged (its checksum or header is wrong) or compressed in a way we cannot "
+                 "read; nothing was taken from it. Make the zip again from the original files.")
+#: What reading a damaged zip entry raises: a bad header or CRC, a broken deflate stream, a short file, an
+#: unknown compression method.
+_ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, OSError)
+
+
 def unpack_upload(files: Sequence[UploadedFile], *, max_total_bytes: int, max_files: int = MAX_FILES
                   ) -> list[UploadedFile]:
-    """Plain files as they are; zips expanded after their directory passed the limits (entries read bounded)."""
+    """Plain files as they are; zips expanded after their directory passed the limits (entries read bounded).
+
+    A damaged zip or entry comes back marked ``damaged`` and is refused per file with its message; the other
+    entries are still checked.
+    """
     out: list[UploadedFile] = []
     total = 0
     for upload in files:
@@ -158,8 +175,8 @@ def unpack_upload(files: Sequence[UploadedFile], *, max_total_bytes: int, max_fi
         try:
             archive = zipfile.ZipFile(upload.path)
             entries = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-        except (zipfile.BadZipFile, ValueError, OSError):
-            out.append(upload)  # refused per file later as "not DICOM"
+        except _ZIP_DAMAGE:
+            out.append(UploadedFile(upload.name, upload.path, damaged=DAMAGED_ZIP))
             continue
         if len(out) + len(entries) > max_files:
             raise UploadRefused(f"The zip holds more than {max_files} files; split it into smaller uploads.")
@@ -174,15 +191,21 @@ def unpack_upload(files: Sequence[UploadedFile], *, max_total_bytes: int, max_fi
                 raise UploadRefused("The zip has an entry compressed beyond any DICOM file (a zip bomb?); refused.")
         for index, info in enumerate(entries):
             target = upload.path.with_name(f"{upload.path.stem}-{index:05d}.part")
-            with archive.open(info) as handle, target.open("wb") as copy:
-                # Never trust the declared size: read one byte more than announced and refuse if it comes.
-                written = _copy_bounded(handle, copy, info.file_size + 1)
+            name = f"{upload.name}/{info.filename}"
+            try:
+                with archive.open(info) as handle, target.open("wb") as copy:
+                    # Never trust the declared size: read one byte more than announced and refuse if it comes.
+                    written = _copy_bounded(handle, copy, info.file_size + 1)
+            except _ZIP_DAMAGE:
+                target.unlink(missing_ok=True)
+                out.append(UploadedFile(name, target, damaged=DAMAGED_ENTRY))
+                continue
             if written > info.file_size:
                 raise UploadRefused("A zip entry is larger than its header says; the zip is refused.")
             total += written
             if total > max_total_bytes:
                 raise UploadRefused(f"The upload unpacks to more than {max_total_bytes} bytes; refused.")
-            out.append(UploadedFile(f"{upload.name}/{info.filename}", target))
+            out.append(UploadedFile(name, target))
     if len(out) > max_files:
         raise UploadRefused(f"More than {max_files} files in one upload; split it.")
     return out
@@ -283,6 +306,9 @@ def _reconcile(result: FileCheck, upload: UploadedFile, expected: ServicePatient
 def _check_file(upload: UploadedFile, expected: ServicePatient | None,
                 reconciliation: Reconciliation | None = None) -> FileCheck:
     result = FileCheck(name=upload.name, ok=False)
+    if upload.damaged:
+        result.message = upload.damaged
+        return result
     if upload.size < 132:
         result.message = "Not a DICOM file (too short); export the images as DICOM from the PACS or CD."
         return result

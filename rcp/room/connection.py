@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rcp.errors import BadRequest, PayloadTooLarge, RcpError, TooManyRequests
+from rcp.http import parse_json
 from rcp.room.commands import parse_command, parse_pointer
 from rcp.room.events import Participant
 from rcp.room.throttle import TokenBucket
@@ -237,10 +238,9 @@ class Connection:
             return data
         if len(data) > self.config.max_message:
             raise PayloadTooLarge(f"Messages are limited to {self.config.max_message} bytes.")
-        try:
-            message = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("Messages must be JSON objects with a 'type'.") from None
+        # Nesting bounded before parsing (rcp.http.parse_json): a message 100,000 arrays deep is refused, not a
+        # RecursionError logged as a failure of ours.
+        message = parse_json(data, what="The message")
         if not isinstance(message, dict):
             raise BadRequest("Messages must be JSON objects with a 'type'.")
         return message
