@@ -18,6 +18,7 @@ from rcp.auth.models import Role, User
 from rcp.auth.passwords import PRODUCTION_ARGON2, Argon2Cost, hash_password
 from rcp.clock import utcnow
 from rcp.db import Database
+from rcp.identifiers import ins_system
 from rcp.scheduling.models import (
     Board,
     BoardCoordinator,
@@ -215,7 +216,7 @@ async def load_demo(db: Database, *, today: date | None = None,
                               identity_document=document, identity_attributes=list(attributes))
             session.add(patient)
             await session.flush()
-            session.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=spec.ins,  # type: ignore[arg-type]
+            session.add(PatientIdentifier(patient_id=patient.id, system=ins_system(DEMO_INS_OID), value=spec.ins,  # type: ignore[arg-type]
                                           assigner_oid=DEMO_INS_OID))
             session.add(PatientIdentifier(patient_id=patient.id, system="IPP", value=spec.ipp,  # type: ignore[arg-type]
                                           assigner=HOSPITAL_A, assigner_oid=HOSPITAL_A_OID))

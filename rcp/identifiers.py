@@ -8,8 +8,9 @@ back — and each must answer the same question the same way, so the answer live
 1. *An identifier in common*: the file's PatientID (or an item of its Other Patient IDs Sequence) together with
    its IssuerOfPatientID equals one of the patient's local identifiers (IPP) with its assigning authority — both
    present, both equal. An IPP without an assigning authority matches nothing: ``100001`` is a different person
-   in every hospital, so a bare value would find studies of any hospital's patient. Or the INS-NIR, issued by the
-   INS authority (``INS-NIR`` or its OIDs, as ``rcp.minutes.dicom`` writes it), equals the patient's INS.
+   in every hospital, so a bare value would find studies of any hospital's patient. Or the INS (NIR or NIA), issued
+   by the INS authority (``INS-NIR``, ``INS-NIA`` or their OIDs, as ``rcp.minutes.dicom`` writes it), equals the
+   patient's INS.
    *Or, when the file carries no usable identifier* (no PatientID with its issuer, no INS — a bare PatientID
    is not one): birth family name, first given name, birth date and sex all present on both sides and all equal
    (``by="traits"``). A file that does carry an identifier of another domain (a CD from another hospital) is
@@ -44,6 +45,7 @@ __all__ = [
     "INS_NIA_OID",
     "INS_NIR_OID",
     "INS_OIDS",
+    "INS_SYSTEMS",
     "INS_TEST_OIDS",
     "TYPED_STATUSES",
     "DicomPatient",
@@ -52,8 +54,13 @@ __all__ = [
     "ServicePatient",
     "check_ins",
     "first_given_name",
+    "identity_problems",
+    "ins_authority",
     "ins_key_ok",
     "ins_may_leave",
+    "ins_system",
+    "ins_type_code",
+    "is_ins",
     "is_uid",
     "match",
     "pid32_codes",
@@ -69,6 +76,19 @@ INS_TEST_OIDS = frozenset({"1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"})
 INS_OIDS = frozenset({INS_NIR_OID, INS_NIA_OID, *INS_TEST_OIDS})
 #: What an IssuerOfPatientID (or its Universal Entity ID) says when the PatientID is an INS.
 INS_AUTHORITIES = frozenset({"INS-NIR", "INS-NIA", "INS", *INS_OIDS})
+#: The two kinds of INS, as the service stores them (``PatientIdentifier.system``) and as FR Core / PAM France
+#: table 0203 names them: INS-NIR (the NIR, OID .8 — or .10/.11 for test and demo NIRs) and INS-NIA (the NIA,
+#: OID .9, the number INSEE gives a person born abroad while their NIR is pending).
+INS_SYSTEMS = ("INS-NIR", "INS-NIA")
+#: Per INS OID: (FR Core fr-core-cs-v2-0203 identifier type, PAM France PID-3 CX.4.1 assigning authority name).
+#: PAM France writes every INS with identifier type (CX.5) ``INS``; the authority (name & OID) tells them apart.
+#: Test and demo NIRs keep the NIR's namespace (HD.1 is IS(20) in HL7 v2.5): their OID marks them.
+_INS_KINDS = {
+    INS_NIR_OID: ("INS-NIR", "ASIP-SANTE-INS-NIR"),
+    INS_NIA_OID: ("INS-NIA", "ASIP-SANTE-INS-NIA"),
+    "1.2.250.1.213.1.4.10": ("INS-NIR-TEST", "ASIP-SANTE-INS-NIR"),
+    "1.2.250.1.213.1.4.11": ("INS-NIR-DEMO", "ASIP-SANTE-INS-NIR"),
+}
 
 #: The strict traits of the national identity rules, in the order a message names them.
 STRICT_TRAITS = ("family_name", "given_name", "birth_date", "sex")
@@ -114,9 +134,47 @@ def ins_key_ok(nir: str) -> bool:
     return 97 - int(body) % 97 == int(key)
 
 
+def is_ins(system: str) -> bool:
+    """Whether an identifier system is the INS (NIR or NIA).
+
+    >>> is_ins("INS-NIR"), is_ins("INS-NIA"), is_ins("IPP")
+    (True, True, False)
+    """
+    return system in INS_SYSTEMS
+
+
+def ins_system(oid: str) -> str:
+    """The system an INS is stored under, from its OID: ``INS-NIA`` for the NIA (.9), else ``INS-NIR``.
+
+    >>> ins_system(INS_NIA_OID), ins_system(INS_NIR_OID), ins_system("1.2.250.1.213.1.4.10")
+    ('INS-NIA', 'INS-NIR', 'INS-NIR')
+    """
+    return "INS-NIA" if oid == INS_NIA_OID else "INS-NIR"
+
+
+def ins_type_code(oid: str) -> str:
+    """FR Core identifier type (fr-core-cs-v2-0203) of an INS with this OID: INS-NIR, INS-NIA, INS-NIR-TEST, ...
+
+    >>> ins_type_code(INS_NIA_OID), ins_type_code("1.2.250.1.213.1.4.11")
+    ('INS-NIA', 'INS-NIR-DEMO')
+    """
+    return _INS_KINDS.get(oid, _INS_KINDS[INS_NIR_OID])[0]
+
+
+def ins_authority(oid: str) -> str:
+    """HL7 v2 assigning authority (CX.4, HD: namespace & OID & ISO) of an INS, as IHE PAM France writes PID-3.
+
+    >>> ins_authority(INS_NIA_OID)
+    'ASIP-SANTE-INS-NIA&1.2.250.1.213.1.4.9&ISO'
+    """
+    known = oid if oid in _INS_KINDS else INS_NIR_OID
+    return f"{_INS_KINDS[known][1]}&{known}&ISO"
+
+
 @dataclass(frozen=True)
 class Identifier:
-    """An identifier of the service's patient: ``system`` is ``IPP`` (with its assigning authority) or ``INS-NIR``."""
+    """An identifier of the service's patient: ``system`` is ``IPP`` (with its assigning authority), ``INS-NIR``
+    or ``INS-NIA``."""
 
     system: str
     value: str
@@ -133,12 +191,39 @@ IDENTITY_STATUSES = ("provisional", "recovered", "validated", "qualified")
 TYPED_STATUSES = ("provisional", "validated")
 #: The identity attributes of the RNIV, recorded beside the status and shown wherever the patient is.
 IDENTITY_ATTRIBUTES = ("doubtful", "fictitious", "homonym")
-#: HL7 v2 table 0445 as the French PAM extension (2.11) uses it in PID-32, FHIR FR Core fr-core-cs-v2-0445.
+#: HL7 v2 table 0445 as IHE PAM France uses it in PID-32 and FR Core codes it (fr-core-cs-v2-0445; the statuses
+#: also in fr-core-cs-identity-status, the attributes in fr-core-cs-identity-status-comment): the four RNIV
+#: statuses PROV, RECUP, VALI, QUAL; the attributes DOUT (identité douteuse), FICT (identité fictive) and HOMA
+#: (homonyme avéré, the RNIV "homonyme" attribute).
 _PID32 = {"provisional": "PROV", "recovered": "RECUP", "validated": "VALI", "qualified": "QUAL",
-          "doubtful": "DOUTE", "fictitious": "FICTI", "homonym": "HOMON"}
-#: The reverse, for identities received from the hospital (PID-32 repetitions).
-PID32_STATUS = {code: status for status, code in _PID32.items() if status in IDENTITY_STATUSES}
+          "doubtful": "DOUT", "fictitious": "FICT", "homonym": "HOMA"}
+#: The reverse, for identities received from the hospital (PID-32 repetitions). VIDE ("identité non encore
+#: qualifiée", older feeds) reads as provisional; the other management codes of the table (DPOT, COLP...) are
+#: not identity attributes and are ignored.
+PID32_STATUS = {**{code: status for status, code in _PID32.items() if status in IDENTITY_STATUSES},
+                "VIDE": "provisional"}
 PID32_ATTRIBUTE = {code: attribute for attribute, code in _PID32.items() if attribute in IDENTITY_ATTRIBUTES}
+
+
+def identity_problems(status: str, attributes: Iterable[str]) -> list[tuple[str, str]]:
+    """What the national rules forbid in a status with these attributes (field, message), empty when allowed.
+
+    RNIV 1 §3.2.3 [EXI SI 09]: an identity marked doubtful or fictitious stays *provisional* (no other status may
+    be given, and INSi is not called for it); the fictitious and doubtful attributes are never combined (the FR
+    Core invariants fr-core-identity-reliability-1 and -2 say the same).
+
+    >>> identity_problems("validated", ["doubtful"])[0][0]
+    'identity_status'
+    >>> identity_problems("provisional", ["doubtful", "homonym"])
+    []
+    """
+    chosen = set(attributes)
+    problems: list[tuple[str, str]] = []
+    if chosen & {"doubtful", "fictitious"} and status != "provisional":
+        problems.append(("identity_status", "a doubtful or fictitious identity stays provisional (RNIV EXI SI 09)"))
+    if {"doubtful", "fictitious"} <= chosen:
+        problems.append(("identity_attributes", "an identity is not both doubtful and fictitious (RNIV)"))
+    return problems
 
 
 def ins_may_leave(status: str) -> bool:
@@ -156,7 +241,7 @@ def pid32_codes(status: str, attributes: Iterable[str] = ()) -> list[str]:
     """PID-32 (identity reliability code, repeating) for a status and its attributes.
 
     >>> pid32_codes("validated", ["homonym"])
-    ['VALI', 'HOMON']
+    ['VALI', 'HOMA']
     """
     return [_PID32[status if status in IDENTITY_STATUSES else "provisional"],
             *(_PID32[a] for a in attributes if a in IDENTITY_ATTRIBUTES)]
@@ -247,9 +332,13 @@ class ServicePatient:
 
     @classmethod
     def of(cls, patient: Any, identifiers: Iterable[Any]) -> ServicePatient:
-        """From the scheduling tables' ``Patient`` and its ``PatientIdentifier`` rows (anything with the fields)."""
+        """From the scheduling tables' ``Patient`` and its ``PatientIdentifier`` rows (anything with the fields).
+
+        An INS's assigner is its OID (.8 NIR, .9 NIA...): the national register has no hospital name."""
         return cls(
-            identifiers=tuple(Identifier(str(i.system), str(i.value), str(i.assigner or "")) for i in identifiers),
+            identifiers=tuple(Identifier(str(i.system), str(i.value),
+                                         str((getattr(i, "assigner_oid", "") if is_ins(str(i.system)) else i.assigner)
+                                             or "")) for i in identifiers),
             family_name=str(patient.family_name or ""),
             given_names=str(patient.given_names or ""),
             birth_date=patient.birth_date,
@@ -337,7 +426,7 @@ class DicomPatient:
 class Match:
     """The rule's answer: true when the DICOM patient is the service's patient.
 
-    ``by`` says what matched (``IPP``, ``INS-NIR``, or ``traits`` for a file without a usable identifier); ``refused`` names the fields that refused it — ``identifier``
+    ``by`` says what matched (``IPP``, ``INS-NIR``/``INS-NIA``, or ``traits`` for a file without a usable identifier); ``refused`` names the fields that refused it — ``identifier``
     when no identifier is in common, else the strict traits that contradict — never their values.
     """
 
@@ -390,8 +479,8 @@ def _shared_identifier(patient: ServicePatient, dicom: DicomPatient) -> str:
                 continue
             if ours.system == "IPP" and _same_authority(ours.assigner, issuer):
                 return "IPP"
-            if ours.system == "INS-NIR" and issuer.strip().upper() in {a.upper() for a in INS_AUTHORITIES}:
-                return "INS-NIR"
+            if is_ins(ours.system) and issuer.strip().upper() in {a.upper() for a in INS_AUTHORITIES}:
+                return ours.system
     return ""
 
 

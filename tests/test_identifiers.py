@@ -117,7 +117,35 @@ def test_doctests() -> None:
 def test_public_surface() -> None:
     assert rcp.identifiers.__all__ == [
         "IDENTITY_ATTRIBUTES", "IDENTITY_STATUSES", "INS_AUTHORITIES", "INS_NIA_OID", "INS_NIR_OID", "INS_OIDS",
-        "INS_TEST_OIDS", "TYPED_STATUSES", "DicomPatient", "Identifier", "Match", "ServicePatient", "check_ins",
-        "first_given_name", "ins_key_ok", "ins_may_leave", "is_uid", "match", "pid32_codes", "plain_name"]
+        "INS_SYSTEMS", "INS_TEST_OIDS", "TYPED_STATUSES", "DicomPatient", "Identifier", "Match", "ServicePatient",
+        "check_ins", "first_given_name", "identity_problems", "ins_authority", "ins_key_ok", "ins_may_leave",
+        "ins_system", "ins_type_code", "is_ins", "is_uid", "match", "pid32_codes", "plain_name"]
     for name in rcp.identifiers.__all__:
         assert hasattr(rcp.identifiers, name), name
+
+
+def test_an_nia_matches_its_dicom_item_and_keeps_its_own_names() -> None:
+    """The NIA is its own system (FR Core table 0203 INS-NIA; PAM France authority ASIP-SANTE-INS-NIA), and a file
+    naming it under the NIA's authority is the patient's."""
+    from rcp.identifiers import INS_NIA_OID, ins_authority, ins_system, ins_type_code
+
+    assert (ins_system(INS_NIA_OID), ins_type_code(INS_NIA_OID)) == ("INS-NIA", "INS-NIA")
+    assert ins_authority(INS_NIA_OID) == "ASIP-SANTE-INS-NIA&1.2.250.1.213.1.4.9&ISO"
+    ours = ServicePatient((Identifier("INS-NIA", "255081416802538", INS_NIA_OID),), "Lefèvre", "Hélène",
+                          date(1955, 8, 1), "female")
+    found = match(ours, DicomPatient("X1", "OTHER", other_ids=(("255081416802538", INS_NIA_OID),),
+                                     name="LEFEVRE^HELENE", birth_date="19550801", sex="F"))
+    assert found and found.by == "INS-NIA"
+
+
+@pytest.mark.parametrize(("status", "attributes", "fields"), [
+    ("validated", ["doubtful"], ["identity_status"]),
+    ("provisional", ["fictitious"], []),
+    ("provisional", ["doubtful", "fictitious"], ["identity_attributes"]),
+    ("qualified", ["homonym"], []),
+])
+def test_doubtful_and_fictitious_identities_stay_provisional(status: str, attributes: list[str],
+                                                            fields: list[str]) -> None:
+    from rcp.identifiers import identity_problems
+
+    assert [f for f, _ in identity_problems(status, attributes)] == fields

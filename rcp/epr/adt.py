@@ -6,14 +6,16 @@ feeds; the service keeps its patients in step:
 - **A28** (add person), **A31** (update person), **A08** (update patient): the patient named by its IPP (PID-3
   type ``PI`` with its assigning authority) is created or updated with the traits of PID-5 (type ``L`` the birth
   name and given names, type ``D`` the used name), PID-7, PID-8, the birthplace (PID-11 address type ``BDL``,
-  XAD.9 its INSEE code), the identity status and attributes of PID-32 (PROV, RECUP, VALI, QUAL; DOUTE, FICTI,
-  HOMON) and the INS (PID-3 type ``INS``, with its OID). The INS is recorded only when PID-32 says QUAL and it is
+  XAD.9 its INSEE code), the identity status and attributes of PID-32 (PROV, RECUP, VALI, QUAL; DOUT, FICT,
+  HOMA) and the INS (PID-3 type ``INS``, with its OID). The INS is recorded only when PID-32 says QUAL and it is
   consistent with sex and birth date (``rcp.identifiers.check_ins``); otherwise AE.
 - **A40** (merge patient identifier list): MRG-1 names the merged (old) IPP; its cases — and so their studies
   and drafts, which hang on the case — move to the surviving patient of PID-3, its identifiers too; audited.
 
 Each message is answered with an original-mode ACK (MSA-1 AA, or AE with ERR-8 naming what to fix). Errors name
-fields, never values. The service itself never qualifies an identity: only this feed sets "recovered" or
+fields, never values. A message applied once is recorded by its sender and message control id (MSH-10,
+``rcp.epr.models.AdtMessage``, in the same transaction as the change): the same message sent again — a sender that
+lost our ACK resends it — is answered AA without being applied a second time. The service itself never qualifies an identity: only this feed sets "recovered" or
 "qualified" (a coordinator types at most "validated", ``rcp.scheduling.schemas.PatientIn``).
 
 Started by the app when ``RCP_ADT_LISTEN=host:port`` is set (``rcp.app``).
@@ -31,6 +33,7 @@ from typing import Any
 
 import hl7
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -38,7 +41,17 @@ from rcp.auth import audit
 from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.epr.mllp import END_BLOCK, frame, unframe
-from rcp.identifiers import INS_NIR_OID, PID32_ATTRIBUTE, PID32_STATUS, check_ins
+from rcp.epr.models import AdtMessage
+from rcp.identifiers import (
+    INS_NIA_OID,
+    INS_NIR_OID,
+    PID32_ATTRIBUTE,
+    PID32_STATUS,
+    check_ins,
+    identity_problems,
+    ins_system,
+    is_ins,
+)
 from rcp.scheduling.models import Case, Patient, PatientIdentifier
 
 __all__ = ["AdtError", "AdtIdentity", "handle_message", "parse_identity", "serve"]
@@ -47,6 +60,8 @@ log = logging.getLogger(__name__)
 
 _SEX = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "other"}
 _EVENTS = {"A28", "A31", "A08", "A40"}
+#: PID-3 identifier types (CX.5) of an INS: PAM France's ``INS``, and FR Core table 0203's codes.
+_INS_TYPES = {"INS", "INS-NIR", "INS-NIA", "INS-NIR-TEST", "INS-NIR-DEMO"}
 
 
 class AdtError(ValueError):
@@ -100,8 +115,10 @@ def parse_identity(pid: Any) -> AdtIdentity:
     found = AdtIdentity()
     for rep in _reps(pid, 3):
         value, name, oid, kind = _cx(rep)
-        if kind == "INS" and value:
-            found.ins, found.ins_oid = value.upper(), oid or INS_NIR_OID
+        if kind in _INS_TYPES and value:
+            # PAM France: type INS, the authority's OID telling NIR (.8) from NIA (.9); FR Core's table 0203 codes
+            # (INS-NIR, INS-NIA) are read too.
+            found.ins, found.ins_oid = value.upper(), oid or (INS_NIA_OID if kind == "INS-NIA" else INS_NIR_OID)
         elif kind == "PI" and value and not found.ipp:
             found.ipp, found.ipp_assigner, found.ipp_oid = value, name, oid
     for rep in _reps(pid, 5):
@@ -128,6 +145,8 @@ def parse_identity(pid: Any) -> AdtIdentity:
     statuses = [PID32_STATUS[c] for c in codes if c in PID32_STATUS]
     found.status = statuses[0] if statuses else "provisional"
     found.attributes = sorted({PID32_ATTRIBUTE[c] for c in codes if c in PID32_ATTRIBUTE})
+    for _field, problem in identity_problems(found.status, found.attributes):
+        raise AdtError(f"PID-32: {problem}")
     if not found.ipp or not (found.ipp_assigner or found.ipp_oid):
         raise AdtError("PID-3 needs the IPP (identifier type PI) with its assigning authority")
     if not found.family_name:
@@ -183,13 +202,13 @@ async def _apply(session: AsyncSession, identity: AdtIdentity, source: str) -> P
         if row.system == "IPP" and row.value == identity.ipp and identity.ipp_oid and not row.assigner_oid:
             row.assigner_oid = identity.ipp_oid
             session.add(row)
-    ins_rows = [r for r in rows if r.system == "INS-NIR"]
+    ins_rows = [r for r in rows if is_ins(r.system)]
     if identity.ins:
         for row in ins_rows:
             if row.value != identity.ins:
                 await session.delete(row)
         if not any(r.value == identity.ins for r in ins_rows):
-            session.add(PatientIdentifier(patient_id=patient.id, system="INS-NIR", value=identity.ins,
+            session.add(PatientIdentifier(patient_id=patient.id, system=ins_system(identity.ins_oid), value=identity.ins,
                                           assigner_oid=identity.ins_oid))
     changed = [name for name in _TRAITS if not created and before[name] != getattr(patient, name)]
     what = ("patient created from the hospital's identity feed" if created else
@@ -257,9 +276,16 @@ async def handle_message(db: Database, text: str) -> str:
     if event not in _EVENTS:
         return _ack(msh, "AE", f"MSH-9 event {event or '?'} is not handled (A28, A31, A08, A40)")
     source = f"ADT {msh[4] if len(msh) > 4 else ''}".strip()
+    sender = "^".join(str(msh[i]) if len(msh) > i else "" for i in (3, 4))[:200]
+    control_id = str(msh[10]) if len(msh) > 10 else ""
+    if not control_id:
+        return _ack(msh, "AE", "MSH-10 message control id is required")
     try:
         identity = parse_identity(message.segment("PID"))
         async with db.session() as session:
+            if await _already_applied(session, sender, control_id):
+                return _ack(msh, "AA")
+            session.add(AdtMessage(sender=sender, control_id=control_id[:199], event=event))
             patient = await _apply(session, identity, source)
             if event == "A40":
                 try:
@@ -271,7 +297,19 @@ async def handle_message(db: Database, text: str) -> str:
         return _ack(msh, "AE", "the message needs a PID segment")
     except AdtError as exc:
         return _ack(msh, "AE", str(exc))
+    except IntegrityError:
+        # The same message on another connection, applied between our check and our commit: applied once.
+        async with db.session() as session:
+            if not await _already_applied(session, sender, control_id):
+                raise
     return _ack(msh, "AA")
+
+
+async def _already_applied(session: AsyncSession, sender: str, control_id: str) -> bool:
+    """Whether this sender's message ``control_id`` (MSH-10) was applied already (a resend: not applied again)."""
+    row = (await session.exec(select(AdtMessage.id).where(AdtMessage.sender == sender,
+                                                          AdtMessage.control_id == control_id[:199]))).first()
+    return row is not None
 
 
 async def serve(db: Database, host: str, port: int) -> asyncio.Server:

@@ -35,7 +35,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from rcp.epr.document import LOINC_RCP, DocumentAuthor, SignedDocument
-from rcp.identifiers import INS_OIDS, pid32_codes
+from rcp.identifiers import INS_OIDS, ins_type_code, pid32_codes
 
 __all__ = [
     "IDNPS_SYSTEM",
@@ -104,19 +104,22 @@ def _patient_reference(document: SignedDocument) -> dict[str, Any]:
 
 
 #: FR Core: the identity reliability extension and HL7 table 0445 as France extends it (PROV, RECUP, VALI, QUAL;
-#: DOUTE, FICTI, HOMON for the attributes).
+#: DOUT, FICT, HOMA for the attributes), the codes PID-32 carries (``rcp.identifiers.pid32_codes``).
 IDENTITY_RELIABILITY_URL = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
 IDENTITY_STATUS_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445"
 
 
 def _identity_reliability(document: SignedDocument) -> list[dict[str, Any]]:
-    """One FR Core identity-reliability extension per PID-32 code: the status first, then the attributes."""
+    """The FR Core identity-reliability extension: one, whose ``identityStatus`` sub-extension is the RNIV status
+    (exactly one of PROV, RECUP, VALI, QUAL) and whose ``comment`` sub-extensions are the identity attributes
+    (DOUT, FICT, HOMA), as FR Core defines its sub-extensions."""
     patient = document.patient
-    return [
-        {"url": IDENTITY_RELIABILITY_URL,
-         "extension": [{"url": "identityStatus", "valueCoding": {"system": IDENTITY_STATUS_SYSTEM, "code": code}}]}
-        for code in pid32_codes(patient.identity_status, patient.identity_attributes)
-    ]
+    status, *attributes = pid32_codes(patient.identity_status, patient.identity_attributes)
+    parts: list[dict[str, Any]] = [
+        {"url": "identityStatus", "valueCoding": {"system": IDENTITY_STATUS_SYSTEM, "code": status}}]
+    parts += [{"url": "comment", "valueCodeableConcept": {"coding": [{"system": IDENTITY_STATUS_SYSTEM,
+                                                                        "code": code}]}} for code in attributes]
+    return [{"url": IDENTITY_RELIABILITY_URL, "extension": parts}]
 
 
 def _source_patient(document: SignedDocument) -> dict[str, Any]:
@@ -127,7 +130,7 @@ def _source_patient(document: SignedDocument) -> dict[str, Any]:
             "use": "official",
             "system": f"urn:oid:{patient.ins_oid}",
             "value": patient.ins,
-            "type": {"coding": [{"system": IDNPS_TYPE_SYSTEM, "code": "INS-NIR"}]},
+            "type": {"coding": [{"system": IDNPS_TYPE_SYSTEM, "code": ins_type_code(patient.ins_oid)}]},
         })
     if patient.ipp:
         ipp: dict[str, Any] = {
@@ -397,8 +400,8 @@ def check_provide_bundle(bundle: dict[str, Any]) -> None:
         _fail("the subject must be identified by its INS (qualified identity) or its IPP")
     source: dict[str, Any] = next((c for c in docref.get("contained", []) if c.get("resourceType") == "Patient"), {})
     qualified = any(e.get("url") == IDENTITY_RELIABILITY_URL and any(
-        x.get("valueCoding", {}).get("code") == "QUAL" for x in e.get("extension", []))
-        for e in source.get("extension", []))
+        x.get("url") == "identityStatus" and x.get("valueCoding", {}).get("code") == "QUAL"
+        for x in e.get("extension", [])) for e in source.get("extension", []))
     if subject.get("system", "").removeprefix("urn:oid:") in INS_OIDS and not qualified:
         _fail("the INS may identify the subject only for a qualified identity (identity reliability QUAL)")
     attachments = [c.get("attachment", {}) for c in docref.get("content", [])]

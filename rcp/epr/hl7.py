@@ -26,7 +26,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 
 from rcp.epr.document import SignedDocument
-from rcp.identifiers import pid32_codes
+from rcp.identifiers import ins_authority, pid32_codes
 
 __all__ = ["Ack", "AckCode", "mdm_message", "parse_ack"]
 
@@ -99,10 +99,11 @@ def mdm_message(
 
     pid = message.pid
     if patient.ins:
-        # Present only for a qualified identity (DocumentPatient refuses it otherwise). The authority OID tells a
-        # test identity (.10/.11) or an NIA (.9) from a real NIR (.8).
+        # Present only for a qualified identity (DocumentPatient refuses it otherwise). IHE PAM France: identifier
+        # type INS, the authority (ASIP-SANTE-INS-NIR/-NIA/-NIR-TEST/-NIR-DEMO & its OID) telling a NIR (.8) from an
+        # NIA (.9) and from test identities (.10/.11).
         ins = pid.add_field("pid_3")
-        ins.value = f"{patient.ins}^^^ASIP-SANTE-INS-NIR&{patient.ins_oid}&ISO^INS"
+        ins.value = f"{patient.ins}^^^{ins_authority(patient.ins_oid)}^INS"
     if patient.ipp:
         ipp = pid.add_field("pid_3")
         assigner = _escape(patient.ipp_assigner)
@@ -114,7 +115,7 @@ def mdm_message(
         pid.pid_7 = patient.birth_date.strftime("%Y%m%d")
     pid.pid_8 = _SEX[patient.sex]
     # PID-32 identity reliability (IS, repeating; HL7 table 0445 as PAM France 2.11 extends it): the RNIV status
-    # (PROV, RECUP, VALI, QUAL), then the identity attributes (DOUTE, FICTI, HOMON).
+    # (PROV, RECUP, VALI, QUAL), then the identity attributes (DOUT, FICT, HOMA).
     for code in pid32_codes(patient.identity_status, patient.identity_attributes):
         pid.add_field("pid_32").value = code
 

@@ -17,7 +17,7 @@ import rcp.scheduling.models  # noqa: F401 - registers "cases", the target of de
 from rcp.clock import utcnow
 from rcp.db import timestamp
 
-__all__ = ["Delivery", "DeliveryAttempt", "DeliveryStatus"]
+__all__ = ["AdtMessage", "Delivery", "DeliveryAttempt", "DeliveryStatus"]
 
 
 
@@ -82,3 +82,25 @@ class DeliveryAttempt(SQLModel, table=True):
     answer: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     duration_ms: int = Field(default=0)
     worker: str = Field(default="", max_length=100)
+
+
+class AdtMessage(SQLModel, table=True):
+    """An ADT message of the hospital's identity feed that was applied (``rcp.epr.adt``), by its sender and MSH-10.
+
+    HL7 v2 original-mode acknowledgement: a sender that gets no ACK (a lost connection, a timeout) sends the same
+    message again, with the same message control id (MSH-10, unique per sending application). Applying it twice
+    would audit a second change and could undo a later update sent in between; the second copy is answered AA
+    and not applied. Kept in the database, so a restart between the two copies does not forget the first.
+    """
+
+    __tablename__ = "adt_messages"
+    __table_args__ = (sa.UniqueConstraint("sender", "control_id", name="uq_adt_message_sender_control_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: MSH-3 and MSH-4 (sending application and facility), "^"-joined: MSH-10 is unique per sender only.
+    sender: str = Field(max_length=200)
+    #: MSH-10, the message control id (ST, at most 199 characters from HL7 v2.7; 20 in v2.5).
+    control_id: str = Field(max_length=199)
+    #: MSH-9.2, the trigger event (A28, A31, A08, A40).
+    event: str = Field(default="", max_length=3)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))

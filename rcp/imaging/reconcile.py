@@ -49,7 +49,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from rcp.identifiers import INS_NIR_OID, INS_OIDS, DicomPatient, ServicePatient, match
+from rcp.identifiers import INS_NIR_OID, INS_OIDS, DicomPatient, ServicePatient, ins_system, match
 
 __all__ = ["COERCED", "MODIFYING_SYSTEM", "ReconcileRefused", "coerce", "coerced_bytes", "confirmation",
            "same_reconciled"]
@@ -94,7 +94,7 @@ def _ins_item(ins: str, oid: str) -> Dataset:
     qualifier.UniversalEntityIDType = "ISO"
     item = Dataset()
     item.PatientID = ins
-    item.IssuerOfPatientID = "INS-NIR"
+    item.IssuerOfPatientID = ins_system(qualifier.UniversalEntityID)
     item.IssuerOfPatientIDQualifiersSequence = [qualifier]
     item.TypeOfPatientID = "TEXT"
     return item

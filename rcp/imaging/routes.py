@@ -34,7 +34,7 @@ from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.errors import BadRequest, NotFound
 from rcp.http import current_user, read_json
-from rcp.identifiers import ServicePatient, ins_may_leave, is_uid
+from rcp.identifiers import ServicePatient, ins_may_leave, is_ins, is_uid
 from rcp.imaging.archive import StudySummary
 from rcp.imaging.frames import frame_etag
 from rcp.imaging.imports import import_files
@@ -295,7 +295,7 @@ async def imports(request: Request) -> Response:
         expected = await _service_patient(s, case.patient_id)
         record = await s.get(Patient, case.patient_id)
     # The INS goes into reconciled files only for a qualified identity (RNIV; rcp.identifiers.ins_may_leave).
-    ins = next((i for i in expected.identifiers if i.system == "INS-NIR"), None)
+    ins = next((i for i in expected.identifiers if is_ins(i.system)), None)
     shared = ins if ins is not None and record is not None and ins_may_leave(record.identity_status) else None
     reconciliation = Reconciliation(secret=settings.secret_key, case_id=case_id, at=utcnow(),
                                     confirm=confirm if reconcile else "", ins=shared.value if shared else "",

@@ -32,7 +32,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DA, TM
 
-from rcp.identifiers import DicomPatient, Identifier, Match, ServicePatient, match
+from rcp.identifiers import DicomPatient, Identifier, Match, ServicePatient, ins_system, match
 from rcp.minutes.fiche import Fiche, KeyImage, PatientIdentity
 from rcp.minutes.versions import SignedVersion
 
@@ -85,7 +85,7 @@ def _add_ins(ds: Dataset, fiche: Fiche) -> None:
     qualifier.UniversalEntityIDType = "ISO"
     item = Dataset()
     item.PatientID = ins
-    item.IssuerOfPatientID = "INS-NIR"
+    item.IssuerOfPatientID = ins_system(qualifier.UniversalEntityID)
     item.IssuerOfPatientIDQualifiersSequence = [qualifier]
     item.TypeOfPatientID = "TEXT"
     ds.OtherPatientIDsSequence = [item]
@@ -108,7 +108,7 @@ def fiche_patient(patient: PatientIdentity) -> ServicePatient:
     if patient.local_id:
         identifiers.append(Identifier("IPP", patient.local_id, patient.local_id_issuer))
     if patient.ins:
-        identifiers.append(Identifier("INS-NIR", patient.ins))
+        identifiers.append(Identifier(ins_system(patient.ins_system), patient.ins))
     return ServicePatient(identifiers=tuple(identifiers), family_name=patient.family_name,
                           given_names=patient.given_names, birth_date=patient.birth_date, sex=patient.sex)
 

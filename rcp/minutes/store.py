@@ -29,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rcp.auth.models import User
 from rcp.clock import as_utc, utcnow
 from rcp.errors import NotFound
+from rcp.identifiers import is_ins
 from rcp.minutes import codes, versions
 from rcp.minutes.fiche import (
     INS_NIR_OID,
@@ -173,7 +174,7 @@ def _board_info(board: Board) -> BoardInfo:
 
 
 def _patient_identity(patient: Patient, identifiers: Sequence[PatientIdentifier]) -> PatientIdentity:
-    ins = next((i for i in identifiers if i.system == "INS-NIR"), None)
+    ins = next((i for i in identifiers if is_ins(i.system)), None)
     ipp = next((i for i in identifiers if i.system == "IPP"), None)
     return PatientIdentity(
         family_name=patient.family_name, given_names=patient.given_names, birth_date=patient.birth_date,

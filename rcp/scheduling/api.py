@@ -299,7 +299,7 @@ routes = [
     ApiRoute("/api/patients", patients, method="GET", summary="Find patients among the caller's meetings",
              tag="patients", response=schemas.PatientOut, many=True,
              query={"q": "family name prefix", "identifier": "exact INS or IPP",
-                    "system": "INS-NIR or IPP: with assigner (IPP) or INS-NIR, finds a registered patient "
+                    "system": "INS-NIR, INS-NIA or IPP: with assigner (IPP) or an INS system, finds a registered patient "
                               "outside the caller's meetings (coordinators; audited)",
                     "assigner": "the IPP's assigning authority (hospital)"}),
     ApiRoute("/api/patients/duplicates", duplicates, method="GET", tag="patients", response=schemas.PatientOut,

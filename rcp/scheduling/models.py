@@ -169,7 +169,7 @@ class PatientIdentifier(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int = Field(sa_column=_fk("patients.id"))
-    #: "INS-NIR" (NIR or NIA, told apart by ``assigner_oid``) or "IPP".
+    #: "INS-NIR" (the NIR; OID .8, or .10/.11 for test identities), "INS-NIA" (the NIA, OID .9) or "IPP".
     system: str = Field(max_length=20)
     value: str = Field(max_length=64)
     #: For an IPP, the hospital (assigning authority) that issued it; for the INS, empty.

@@ -16,7 +16,17 @@ from pydantic import (
     model_validator,
 )
 
-from rcp.identifiers import INS_NIA_OID, INS_NIR_OID, INS_OIDS, check_ins, ins_key_ok, is_uid
+from rcp.identifiers import (
+    INS_NIA_OID,
+    INS_NIR_OID,
+    INS_OIDS,
+    check_ins,
+    identity_problems,
+    ins_key_ok,
+    ins_system,
+    is_ins,
+    is_uid,
+)
 from rcp.ids import MAX_ID
 from rcp.scheduling.specialties import specialty
 
@@ -46,7 +56,7 @@ __all__ = [
 Text = Annotated[str, Field(max_length=200)]
 LongText = Annotated[str, Field(max_length=20_000)]
 Sex = Literal["female", "male", "other", "unknown"]
-IdentifierSystem = Literal["INS-NIR", "IPP"]
+IdentifierSystem = Literal["INS-NIR", "INS-NIA", "IPP"]
 
 
 #: The INS-NIR key check, written once in ``rcp.identifiers`` (the name stays for existing callers).
@@ -163,8 +173,9 @@ Oid = Annotated[str, Field(max_length=64, pattern=r"^([0-2](\.(0|[1-9][0-9]*))+)
 
 
 class IdentifierIn(Strict):
-    """An INS (system ``INS-NIR``; ``assigner_oid`` tells the NIR .8 from the NIA .9 and the test OIDs .10/.11) or a
-    local IPP with its assigning authority (``assigner``, its name, and ``assigner_oid``, its OID)."""
+    """An INS — system ``INS-NIR`` (OID .8, or the test OIDs .10/.11) or ``INS-NIA`` (OID .9) — or a local IPP with
+    its assigning authority (``assigner``, its name, and ``assigner_oid``, its OID). An INS given as ``INS-NIR``
+    with the NIA's OID is stored as ``INS-NIA`` (``rcp.identifiers.ins_system``)."""
 
     system: IdentifierSystem
     value: Annotated[str, Field(min_length=1, max_length=64)]
@@ -173,13 +184,16 @@ class IdentifierIn(Strict):
 
     @model_validator(mode="after")
     def _ins_key(self) -> IdentifierIn:
-        if self.system == "INS-NIR":
+        if is_ins(self.system):
             if not valid_nir(self.value):
                 raise ValueError("value: an INS (NIR) has 15 characters whose last two are the control key")
-            self.assigner_oid = self.assigner_oid or INS_NIR_OID
+            self.assigner_oid = self.assigner_oid or (INS_NIA_OID if self.system == "INS-NIA" else INS_NIR_OID)
             if self.assigner_oid not in INS_OIDS:
                 raise ValueError(f"assigner_oid: an INS OID is {INS_NIR_OID} (NIR), {INS_NIA_OID} (NIA), or "
                                  "1.2.250.1.213.1.4.10/.11 for test identities")
+            if self.system == "INS-NIA" and self.assigner_oid != INS_NIA_OID:
+                raise ValueError(f"assigner_oid: an INS-NIA has the OID {INS_NIA_OID}")
+            self.system = ins_system(self.assigner_oid)  # type: ignore[assignment]
         return self
 
 
@@ -221,8 +235,10 @@ class PatientIn(Strict):
         if self.first_given_name and self.given_names and \
                 self.first_given_name.casefold() not in self.given_names.casefold():
             raise ValueError("first_given_name: must be one of the given names (the first of the list)")
+        for where, problem in identity_problems(self.identity_status, self.identity_attributes):
+            raise ValueError(f"{where}: {problem}")
         for ident in self.identifiers:
-            if ident.system == "INS-NIR":
+            if is_ins(ident.system):
                 for where, problem in check_ins(ident.value, ident.assigner_oid, sex=self.sex,
                                                 birth_date=self.birth_date):
                     field = where if where in {"sex", "birth_date"} else "identifiers"

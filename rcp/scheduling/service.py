@@ -22,7 +22,15 @@ from rcp.auth import audit
 from rcp.auth.models import Role, User
 from rcp.clock import as_utc, utcnow
 from rcp.errors import Conflict, Invalid
-from rcp.identifiers import INS_TEST_OIDS, ServicePatient, first_given_name, ins_key_ok, plain_name
+from rcp.identifiers import (
+    INS_SYSTEMS,
+    INS_TEST_OIDS,
+    ServicePatient,
+    first_given_name,
+    ins_key_ok,
+    is_ins,
+    plain_name,
+)
 from rcp.mail import Mail, latest_by_invitation, mask_address
 from rcp.scheduling import access, agenda, schemas
 from rcp.scheduling.access import Action, is_admin, meeting_for_user, visible_board_ids, visible_meeting_ids
@@ -218,7 +226,7 @@ async def create_patient(session: AsyncSession, user: Any, data: schemas.Patient
     production = bool(request is not None and getattr(getattr(request.app.state, "settings", None),
                                                       "production", False))
     for index, ident in enumerate(data.identifiers):
-        if production and ident.system == "INS-NIR" and ident.assigner_oid in INS_TEST_OIDS:
+        if production and is_ins(ident.system) and ident.assigner_oid in INS_TEST_OIDS:
             raise Invalid("A test or demo INS (OID 1.2.250.1.213.1.4.10 or .11) cannot be recorded in production.",
                           fields={f"identifiers.{index}.assigner_oid": "test INS refused in production"})
     patient = Patient(**data.model_dump(exclude={"identifiers"}))
@@ -254,13 +262,13 @@ async def find_patients(session: AsyncSession, user: Any, *, query: str = "", id
     if identifier and not system and not assigner and ins_key_ok(identifier.replace(" ", "")):
         # A well-formed INS carries its authority (the national register): it is an exact identifier by itself.
         identifier, system = identifier.replace(" ", ""), "INS-NIR"
-    exact = bool(identifier) and (bool(assigner) or system == "INS-NIR")
+    exact = bool(identifier) and (bool(assigner) or is_ins(system))
     statement = select(Patient)
     if exact:
         access.require(user, Action.find_patient)
         wanted = select(PatientIdentifier.patient_id).where(PatientIdentifier.value == identifier)
-        if system == "INS-NIR" and not assigner:
-            wanted = wanted.where(PatientIdentifier.system == "INS-NIR")
+        if is_ins(system) and not assigner:
+            wanted = wanted.where(col(PatientIdentifier.system).in_(INS_SYSTEMS))
         else:
             wanted = wanted.where(PatientIdentifier.system == (system or "IPP"), PatientIdentifier.assigner == assigner)
         statement = statement.where(col(Patient.id).in_(wanted))

@@ -43,15 +43,16 @@ def nir(sex: str, year: int, month: int) -> str:
 
 
 def adt(event: str, ipp: str, *, status: str, ins: str = "", family: str = "DUPONT", given: str = "Jeanne",
-        born: str = "19790315", sex: str = "F", merged_ipp: str = "") -> str:
+        born: str = "19790315", sex: str = "F", merged_ipp: str = "", control: str = "",
+        ins_authority: str = f"ASIP-SANTE-INS-NIR&{TEST_INS_OID}&ISO") -> str:
     fields = [""] * 33
     ids = [f"{ipp}^^^{HOSPITAL}&{HOSPITAL_OID}&ISO^PI"]
     if ins:
-        ids.insert(0, f"{ins}^^^ASIP-SANTE-INS-NIR&{TEST_INS_OID}&ISO^INS")
+        ids.insert(0, f"{ins}^^^{ins_authority}^INS")
     fields[3], fields[5], fields[7], fields[8] = "~".join(ids), f"{family}^{given}^^^^^L", born, sex
     fields[32] = status
     structure = "ADT_A39" if event == "A40" else "ADT_A05"
-    control = secrets.token_hex(6)
+    control = control or secrets.token_hex(6)
     segments = [f"MSH|^~\\&|SIH|{HOSPITAL}|RCP|RCP|20261203120000||ADT^{event}^{structure}|{control}|P|2.5",
                 "EVN||20261203120000", "PID|" + "|".join(fields[1:])]
     if merged_ipp:
@@ -102,7 +103,7 @@ async def test_created_updated_qualified_then_merged_over_mllp(database: Databas
             assert code == "AE" and "sex" in err
 
             # A31: qualified by INSi at the hospital, with the INS: recorded with its OID.
-            assert msa(await client.send(adt("A31", ipp, status="QUAL~HOMON", ins=ins, given="Jeanne Marie")))[0] \
+            assert msa(await client.send(adt("A31", ipp, status="QUAL~HOMA", ins=ins, given="Jeanne Marie")))[0] \
                 == "AA"
             patient, ids = await patient_of(database, ipp)
             assert (patient.identity_status, patient.identity_attributes) == ("qualified", ["homonym"])
@@ -110,7 +111,7 @@ async def test_created_updated_qualified_then_merged_over_mllp(database: Databas
 
             # A40: another patient of the service, with a case, merged into this one.
             seeded = await seed(database, patient_id=other_ipp, issuer=HOSPITAL)
-            assert msa(await client.send(adt("A40", ipp, status="QUAL~HOMON", ins=ins,
+            assert msa(await client.send(adt("A40", ipp, status="QUAL~HOMA", ins=ins,
                                                 merged_ipp=other_ipp)))[0] == "AA"
             async with database.session() as s:
                 case = await s.get(Case, seeded.case_id)
@@ -132,7 +133,7 @@ async def test_created_updated_qualified_then_merged_over_mllp(database: Databas
     document = to_signed_document(version.fiche(), version, fiche_pdf(version.fiche(), version))
     pid = hl7.parse(mdm_message(document, control_id="C1")).segment("PID")
     assert f"{ins}^^^ASIP-SANTE-INS-NIR&{TEST_INS_OID}&ISO^INS" in str(pid(3))
-    assert str(pid(32)) == "QUAL~HOMON"
+    assert str(pid(32)) == "QUAL~HOMA"
     bundle = provide_document_bundle(document, idempotency_key="k")
     docref = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference")
     assert docref["subject"]["identifier"] == {"system": f"urn:oid:{TEST_INS_OID}", "value": ins}
@@ -169,3 +170,75 @@ async def test_traits_changed_after_signature_are_audited_and_shown_on_the_case(
         current, ids = await patient_of(database, ipp)
         out = service.case_out(case, service.patient_out(current, ids))
         assert await pages._identity_changed(s, seeded.case_id, out) == ["family_name"]
+
+
+async def test_a_resent_message_is_acknowledged_and_not_applied_twice(database: Database) -> None:
+    """A sender that lost our ACK sends the same message again (same MSH-10): AA, and nothing changes — not even
+    when a later update came in between (applying the old copy again would undo it). A restart keeps the memory
+    (the ids are in the database)."""
+    ipp, control = f"D{secrets.token_hex(4)}", secrets.token_hex(6)
+    first = adt("A28", ipp, status="PROV", family="MARTIN", control=control)
+    server = await serve(database, "127.0.0.1", 0)
+    try:
+        async with MllpClient("127.0.0.1", server.sockets[0].getsockname()[1]) as client:
+            assert msa(await client.send(first)) == ("AA", "")
+            assert msa(await client.send(adt("A31", ipp, status="VALI", family="MARTIN-DURAND")))[0] == "AA"
+    finally:
+        server.close()
+        await server.wait_closed()
+    server = await serve(database, "127.0.0.1", 0)  # a restart of the listener
+    try:
+        async with MllpClient("127.0.0.1", server.sockets[0].getsockname()[1]) as client:
+            assert msa(await client.send(first)) == ("AA", "")
+    finally:
+        server.close()
+        await server.wait_closed()
+    patient, _ = await patient_of(database, ipp)
+    assert (patient.family_name, patient.identity_status) == ("MARTIN-DURAND", "validated")
+    async with database.session() as s:
+        audits = (await s.exec(select(AuditEvent).where(AuditEvent.patient_id == patient.id))).all()
+    assert len([a for a in audits if "identity feed" in a.what]) == 2  # created, updated: the resend is not one
+
+
+async def test_an_nia_is_stored_as_an_nia_and_reliability_codes_follow_table_0445(database: Database, content: Any,
+                                                                                   now: datetime) -> None:
+    """PAM France / FR Core: the NIA (OID .9) is stored as INS-NIA and leaves as an NIA (PID-3 authority
+    ASIP-SANTE-INS-NIA, FHIR type INS-NIA); PID-32 DOUT/FICT/HOMA are the attributes; a doubtful identity sent as
+    validated is refused (RNIV EXI SI 09), and VIDE reads as provisional."""
+    nia_oid = "1.2.250.1.213.1.4.9"
+    ipp, other, third = (f"E{secrets.token_hex(4)}" for _ in range(3))
+    ins = nir("F", 1979, 3)
+    server = await serve(database, "127.0.0.1", 0)
+    try:
+        async with MllpClient("127.0.0.1", server.sockets[0].getsockname()[1]) as client:
+            ack = await client.send(adt("A28", ipp, status="QUAL~HOMA", ins=ins,
+                                        ins_authority=f"ASIP-SANTE-INS-NIA&{nia_oid}&ISO"))
+            assert msa(ack) == ("AA", "")
+            code, err = msa(await client.send(adt("A28", other, status="VALI~DOUT")))
+            assert code == "AE" and "PID-32" in err
+            assert msa(await client.send(adt("A28", third, status="VIDE~FICT")))[0] == "AA"
+    finally:
+        server.close()
+        await server.wait_closed()
+    patient, ids = await patient_of(database, ipp)
+    assert ("INS-NIA", ins, nia_oid) in [(i.system, i.value, i.assigner_oid) for i in ids]
+    assert patient.identity_attributes == ["homonym"]
+    fictitious, _ = await patient_of(database, third)
+    assert (fictitious.identity_status, fictitious.identity_attributes) == ("provisional", ["fictitious"])
+    async with database.session() as s:
+        assert (await s.exec(select(PatientIdentifier).where(PatientIdentifier.value == other))).first() is None
+
+    identity = _patient_identity(patient, ids)
+    fiche = Fiche.from_content(content(patient=identity.as_json()))
+    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer=SIGNER,
+                   invited_ids={1, 2, 3, 4}, existing=[], at=now)
+    document = to_signed_document(version.fiche(), version, fiche_pdf(version.fiche(), version))
+    pid = hl7.parse(mdm_message(document, control_id="C1")).segment("PID")
+    assert f"{ins}^^^ASIP-SANTE-INS-NIA&{nia_oid}&ISO^INS" in str(pid(3))
+    assert str(pid(32)) == "QUAL~HOMA"
+    bundle = provide_document_bundle(document, idempotency_key="k")
+    source = next(c for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference"
+                  for c in e["resource"]["contained"] if c["resourceType"] == "Patient")
+    (ins_identifier,) = [i for i in source["identifier"] if i["value"] == ins]
+    assert ins_identifier["system"] == f"urn:oid:{nia_oid}"
+    assert ins_identifier["type"]["coding"][0]["code"] == "INS-NIA"

@@ -32,9 +32,12 @@ TABLE = [
     ("provisional", [], False, ["PROV"]),
     ("recovered", [], False, ["RECUP"]),
     ("validated", [], False, ["VALI"]),
-    ("validated", ["homonym"], False, ["VALI", "HOMON"]),
+    ("validated", ["homonym"], False, ["VALI", "HOMA"]),
     ("qualified", [], True, ["QUAL"]),
-    ("qualified", ["doubtful"], True, ["QUAL", "DOUTE"]),
+    ("qualified", ["homonym"], True, ["QUAL", "HOMA"]),
+    # RNIV EXI SI 09: a doubtful or fictitious identity stays provisional.
+    ("provisional", ["doubtful"], False, ["PROV", "DOUT"]),
+    ("provisional", ["fictitious", "homonym"], False, ["PROV", "FICT", "HOMA"]),
 ]
 
 
@@ -85,6 +88,9 @@ def test_the_ins_leaves_only_for_a_qualified_identity(content: Any, now: datetim
                        else {"system": "urn:oid:1.2.250.1.999.49.1", "value": "IPP0042"})
     source = next(c for c in docref["contained"] if c["resourceType"] == "Patient")
     assert any(i["value"] == INS for i in source["identifier"]) is ins_leaves
-    codes = [x["valueCoding"]["code"] for e in source["extension"] if e["url"] == IDENTITY_RELIABILITY_URL
-             for x in e["extension"]]
-    assert codes == pid32
+    # FR Core: one extension; identityStatus the status, a comment per identity attribute (table 0445 codes).
+    (reliability,) = [e for e in source["extension"] if e["url"] == IDENTITY_RELIABILITY_URL]
+    status = [x["valueCoding"]["code"] for x in reliability["extension"] if x["url"] == "identityStatus"]
+    comments = [x["valueCodeableConcept"]["coding"][0]["code"] for x in reliability["extension"]
+                if x["url"] == "comment"]
+    assert [*status, *comments] == pid32

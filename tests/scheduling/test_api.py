@@ -169,6 +169,27 @@ async def test_ins_must_agree_with_sex_and_birth_date_and_typed_identity_is_at_m
     assert created["identity_status_by"] and created["identity_status_at"]
     ins = next(i for i in created["identifiers"] if i["system"] == "INS-NIR")
     assert ins["assigner_oid"] == "1.2.250.1.213.1.4.8"
+    # RNIV EXI SI 09: a doubtful identity stays provisional.
+    doubtful = await coordinator.post("/api/patients", json=new_patient(
+        identity_status="validated", identity_document="id_card", identity_attributes=["doubtful"]))
+    assert doubtful.status_code == 422 and "identity_status" in str(doubtful.json()["fields"]), doubtful.text
+
+
+async def test_an_nia_is_recorded_as_an_nia(login: Login, db: Database) -> None:
+    """The NIA has its own system (FR Core table 0203), whether named INS-NIA or given as an INS-NIR with the
+    NIA's OID (.9); an INS-NIA with another OID is refused naming the field."""
+    coordinator = await login(await make_coordinator(db))
+    for ident in ({"system": "INS-NIA"}, {"system": "INS-NIR", "assigner_oid": "1.2.250.1.213.1.4.9"}):
+        payload = new_patient()
+        payload["identifiers"][0].update(ident)
+        response = await coordinator.post("/api/patients", json=payload)
+        assert response.status_code == 201, response.text
+        (ins,) = [i for i in response.json()["identifiers"] if i["system"] != "IPP"]
+        assert (ins["system"], ins["assigner_oid"]) == ("INS-NIA", "1.2.250.1.213.1.4.9")
+    payload = new_patient()
+    payload["identifiers"][0].update({"system": "INS-NIA", "assigner_oid": "1.2.250.1.213.1.4.8"})
+    response = await coordinator.post("/api/patients", json=payload)
+    assert response.status_code == 422 and "assigner_oid" in str(response.json()), response.text
 
 
 async def test_invalid_json_and_wrong_content_type(login: Login, db: Database) -> None:
