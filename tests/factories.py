@@ -279,7 +279,7 @@ async def make_case(
             position = 0 if last is None else int(last) + 1
         case = Case(meeting_id=meeting_id, patient_id=patient.id, position=position, question=question,
                     referring_physician=referring_physician, clinical_summary="Résumé de test.",
-                    staging="cT1bN0M0", performance_status=1, study_uids=list(study_uids), status=status)
+                    staging="cT1bN0M0 (TNM 8)", performance_status=1, study_uids=list(study_uids), status=status)
         s.add(case)
         await s.flush()
         assert case.id is not None

@@ -17,7 +17,6 @@ what a clinician typed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -35,6 +34,7 @@ from rcp.identifiers import (
 )
 from rcp.minutes import codes
 from rcp.minutes.codes import Coding, ProposalType
+from rcp.minutes.staging import OtherStage, StagingError, Tnm, parse_diagnosis_date, parse_laterality
 from rcp.scheduling.quorum import Attendee, Quorum, TreatmentGap, evaluate_quorum, treatment_gaps
 from rcp.scheduling.specialties import SPECIALTIES
 
@@ -48,6 +48,7 @@ __all__ = [
     "Fiche",
     "GuidelineConformity",
     "KeyImage",
+    "OtherStage",
     "PatientIdentity",
     "PerformanceStatus",
     "Physician",
@@ -340,60 +341,43 @@ class BoardInfo:
         }
 
 
-_T_RE = re.compile(r"^T(X|is|a|0|[1-4](mi|[a-d][1-3]?)?)(\((m|\d+)\))?$")
-_N_RE = re.compile(r"^N(X|0|[1-3]([a-c]|mi)?)(\((sn|i\+|i-|mol\+|mol-|f)\))?$")
-_M_RE = re.compile(r"^M(X|0|1[a-d]?)(\((i\+|mol\+)\))?$")
-_STAGE_RE = re.compile(r"^(0|0is|I{1,3}|IV)([A-C][1-3]?)?$")
-_TNM_RE = re.compile(r"^\s*(?P<prefix>[ycpra]{0,3})(?P<t>T\S+?)\s*(?P<n>N\S+?)\s*(?P<m>M\S+?)\s*$")
+def _tnm(*, pathological: bool) -> Callable[[Any, str], Tnm | None]:
+    """The reader of ``clinical_tnm`` or ``pathological_tnm`` (rules in ``rcp.minutes.staging``).
 
-
-@dataclass(frozen=True)
-class Tnm:
-    """A TNM classification (UICC/AJCC): categories T, N, M, optional stage group, and the edition used.
-
-    The FRCP "Tumeur" section codes each category (LOINC 21905-5/21906-3/21907-1 clinical, 21899-0/21900-6/
-    21901-4 pathological) in code system TNM_UICC with the edition as ``codeSystemVersion``.
+    A classification goes where its prefix says (p, yp, rp, a: pathological; c, yc, rc, y, r or none: clinical);
+    the other field refuses it rather than move it. Values stored before the prefix was kept read as the field's
+    letter, as they were shown.
     """
 
-    t: str
-    n: str
-    m: str
-    edition: str
-    stage: str = ""
-
-    @classmethod
-    def parse(cls, value: Any, path: str) -> Tnm | None:
+    def read(value: Any, path: str) -> Tnm | None:
         if value is None:
             return None
         v = _obj(value, path)
-        t, n, m = (_text(v.get(k), f"{path}.{k}", limit=12) for k in ("t", "n", "m"))
-        for name, text, rule in (("t", t, _T_RE), ("n", n, _N_RE), ("m", m, _M_RE)):
-            if not rule.match(text):
-                raise _err(f"{path}.{name}", f"not a TNM {name.upper()} category (e.g. {name.upper()}1)")
-        edition = _text(v.get("edition"), f"{path}.edition", limit=4)
-        if not edition.isdigit():
-            raise _err(f"{path}.edition", "the TNM edition is required, as a number (e.g. 8)")
-        stage = _text(v.get("stage"), f"{path}.stage", limit=8)
-        if stage and not _STAGE_RE.match(stage):
-            raise _err(f"{path}.stage", "not a stage group (e.g. IIIA)")
-        return cls(t=t, n=n, m=m, edition=edition, stage=stage)
-
-    @classmethod
-    def from_text(cls, text: str, *, edition: str = "8") -> Tnm | None:
-        """Read "cT2 N1 M0" or "pT1bN0M0" (the coordinator's free-text staging); None when it does not parse."""
-        match = _TNM_RE.match(text)
-        if not match:
-            return None
         try:
-            return cls.parse({"t": match["t"], "n": match["n"], "m": match["m"], "edition": edition}, "staging")
-        except _FieldError:
-            return None
+            tnm = Tnm.from_json(v, legacy_prefix="p" if pathological else "c")
+        except StagingError as exc:
+            raise _err(f"{path}.{exc.part}", str(exc)) from None
+        if tnm.pathological != pathological:
+            where = "pathological_tnm" if tnm.pathological else "clinical_tnm"
+            raise _err(f"{path}.prefix", f"this prefix belongs to the {where.split('_')[0]} staging: enter it "
+                                         f"in {where}")
+        return tnm
 
-    def label(self, prefix: str) -> str:
-        return f"{prefix}{self.t}{self.n}{self.m}" + (f" ({self.stage})" if self.stage else "")
+    return read
 
-    def as_json(self) -> dict[str, str]:
-        return {"t": self.t, "n": self.n, "m": self.m, "edition": self.edition, "stage": self.stage}
+
+def _staging_part(reader: Callable[[Any], T]) -> Callable[[Any, str], T]:
+    def read(value: Any, path: str) -> T:
+        try:
+            return reader(value)
+        except StagingError as exc:
+            raise _err(f"{path}.{exc.part}" if exc.part else path, str(exc)) from None
+
+    return read
+
+
+def _other_stages(value: Any, path: str) -> tuple[OtherStage, ...]:
+    return _list(value, path, _staging_part(OtherStage.from_json), limit=20)
 
 
 @dataclass(frozen=True)
@@ -586,8 +570,11 @@ DRAFT_FIELDS: Mapping[str, Callable[[Any, str], Any]] = {
     "tumour_site_text": lambda v, p: _text(v, p),
     "histology": lambda v, p: _coding_in(v, p, codes.MORPHOLOGY),
     "histology_text": lambda v, p: _text(v, p, limit=1000),
-    "clinical_tnm": Tnm.parse,
-    "pathological_tnm": Tnm.parse,
+    "diagnosis_date": _staging_part(parse_diagnosis_date),
+    "laterality": _staging_part(parse_laterality),
+    "clinical_tnm": _tnm(pathological=False),
+    "pathological_tnm": _tnm(pathological=True),
+    "other_classifications": _other_stages,
     "performance_status": PerformanceStatus.parse,
     "key_images": lambda v, p: _list(v, p, KeyImage.parse),
     "proposal": Proposal.parse,
@@ -643,8 +630,13 @@ class Fiche:
     tumour_site_text: str = ""
     histology: Coding | None = None
     histology_text: str = ""
+    #: FRCP "Date du diagnostic initial (minimum mois et année)": "YYYY-MM-DD" or "YYYY-MM", "" when not given.
+    diagnosis_date: str = ""
+    #: A key of ``rcp.minutes.staging.LATERALITIES`` (SNOMED CT coded), "" when not given.
+    laterality: str = ""
     clinical_tnm: Tnm | None = None
     pathological_tnm: Tnm | None = None
+    other_classifications: tuple[OtherStage, ...] = ()
     performance_status: PerformanceStatus | None = None
     key_images: tuple[KeyImage, ...] = ()
     proposal: Proposal | None = None
@@ -710,6 +702,11 @@ class Fiche:
                 gaps["guideline.conforms"] = "say whether the proposal follows the guideline"
         if not self.attendees:
             gaps["attendees"] = "nobody is recorded as present"
+        for name, tnm in (("clinical_tnm", self.clinical_tnm), ("pathological_tnm", self.pathological_tnm)):
+            if tnm is not None and tnm.edition_to_confirm:
+                gaps[f"{name}.edition"] = "give the TNM edition the staging follows (7 or 8) before signing"
+        if self.diagnosis_date and self.diagnosis_date[:7] > self.meeting_date.isoformat()[:7]:
+            gaps["diagnosis_date"] = "the diagnosis date is after the meeting"
         if gaps:
             raise Invalid("The decision is not complete yet.", fields=gaps)
 
@@ -739,6 +736,11 @@ class Fiche:
             "histology_text": self.histology_text,
             "clinical_tnm": self.clinical_tnm.as_json() if self.clinical_tnm else None,
             "pathological_tnm": self.pathological_tnm.as_json() if self.pathological_tnm else None,
+            # Written only when given, so that fiches signed before these fields existed keep their exact form.
+            **({"diagnosis_date": self.diagnosis_date} if self.diagnosis_date else {}),
+            **({"laterality": self.laterality} if self.laterality else {}),
+            **({"other_classifications": [o.as_json() for o in self.other_classifications]}
+               if self.other_classifications else {}),
             "performance_status": self.performance_status.as_json() if self.performance_status else None,
             "key_images": [k.as_json() for k in self.key_images],
             "proposal": self.proposal.as_json() if self.proposal else None,

@@ -27,6 +27,7 @@ from rcp import i18n
 from rcp.clock import as_utc
 from rcp.i18n import N_
 from rcp.minutes.fiche import Fiche, Physician
+from rcp.minutes.staging import LATERALITIES
 from rcp.minutes.versions import SignedVersion
 from rcp.scheduling.specialties import specialty as specialty_of
 
@@ -39,6 +40,7 @@ __all__ = [
     "minutes_pdf",
     "minutes_pdf_async",
     "sections",
+    "staging_rows",
 ]
 
 Translate = Callable[[str], str]
@@ -117,6 +119,28 @@ def identity_attribute_label(attribute: str, _: Translate = i18n.gettext) -> str
             "homonym": _("Homonym")}.get(attribute, attribute)
 
 
+def staging_rows(fiche: Fiche, _: Translate = i18n.gettext) -> list[tuple[str, str, bool]]:
+    """(label, text, flagged) of the diagnosis and staging, for the page and the PDF alike.
+
+    TNM reads as written with its edition ("ypT0 N0 M0 (TNM 8th ed.)"); a classification without an edition says
+    "TNM edition to confirm" and is ``flagged`` (the page highlights it; the fiche cannot be signed so).
+    """
+    rows: list[tuple[str, str, bool]] = []
+    if fiche.diagnosis_date:
+        when = fiche.diagnosis_date
+        shown = _day(date.fromisoformat(when)) if len(when) == 10 else f"{when[5:7]}/{when[:4]}"
+        rows.append((_("Date of diagnosis"), shown, False))
+    if fiche.laterality:
+        rows.append((_("Laterality"), _(LATERALITIES[fiche.laterality].label), False))
+    for label, tnm in ((_("Clinical staging"), fiche.clinical_tnm), (_("Pathological staging"),
+                                                                      fiche.pathological_tnm)):
+        if tnm:
+            rows.append((label, tnm.display(_), tnm.edition_to_confirm))
+    for other in fiche.other_classifications:
+        rows.append((_("Other classification"), other.label(), False))
+    return rows
+
+
 def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
     """The fiche as titled sections of (label, text) rows: the one reading order of the PDF."""
     p = fiche.patient
@@ -155,10 +179,7 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
                                        else "", fiche.histology_text) if x)
     if histology:
         tumour_rows.append((_("Histology"), histology))
-    for label, tnm, prefix in ((_("Clinical staging"), fiche.clinical_tnm, "c"),
-                               (_("Pathological staging"), fiche.pathological_tnm, "p")):
-        if tnm:
-            tumour_rows.append((label, f"{tnm.label(prefix)} — TNM {tnm.edition}e"))
+    tumour_rows.extend((label, text) for label, text, _flagged in staging_rows(fiche, _))
     if fiche.performance_status:
         ps = fiche.performance_status
         tumour_rows.append((_("Performance status"), f"{ps.scale} {ps.grade} — {ps.interpretation.display}"))
@@ -240,7 +261,7 @@ def _environment() -> jinja2.Environment:
 
 def _html_context(_: Translate) -> dict[str, Any]:
     return {"signature_line": lambda v, f: signature_line(v, f, _), "proposal_labels": PROPOSAL_LABELS,
-            "locale": i18n.current_locale.get()}
+            "staging_rows": lambda f: staging_rows(f, _), "locale": i18n.current_locale.get()}
 
 
 def fiche_html(fiche: Fiche, version: SignedVersion | None = None, *,

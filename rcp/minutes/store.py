@@ -39,9 +39,9 @@ from rcp.minutes.fiche import (
     PatientIdentity,
     PerformanceStatus,
     Physician,
-    Tnm,
 )
 from rcp.minutes.models import DecisionDraft, DecisionVersion, WritebackJob, WritebackKind, WritebackStatus
+from rcp.minutes.staging import StagingError, Tnm
 from rcp.minutes.versions import AlreadySigned, Draft, DraftField, SignedVersion
 from rcp.scheduling.models import Board, Case, CaseStatus, Invitation, Meeting, Patient, PatientIdentifier
 from rcp.scheduling.specialties import SPECIALTIES
@@ -200,12 +200,26 @@ def _case_defaults(case: Case) -> dict[str, Any]:
     values: dict[str, Any] = {"question": case.question, "clinical_summary": case.clinical_summary}
     if case.referring_physician.strip():
         values["referring_physician"] = {"name": case.referring_physician.strip()[:200]}
-    tnm = Tnm.from_text(case.staging) if case.staging else None
+    tnm = _agenda_staging(case.staging)
     if tnm is not None:
-        values["clinical_tnm" if not case.staging.lstrip().startswith("p") else "pathological_tnm"] = tnm.as_json()
+        values["pathological_tnm" if tnm.pathological else "clinical_tnm"] = tnm.as_json()
     if case.performance_status is not None and 0 <= case.performance_status <= 4:
         values["performance_status"] = PerformanceStatus(case.performance_status).as_json()
     return values
+
+
+def _agenda_staging(text: str) -> Tnm | None:
+    """The agenda's free-text staging as a TNM classification, prefix kept, when it reads as one.
+
+    Nothing is guessed: text the rules do not understand ("stade avancé") prefills nothing and stays on the
+    agenda for the room to read; a missing edition stays missing (the fiche flags it; signing needs it).
+    """
+    if not text.strip():
+        return None
+    try:
+        return Tnm.from_text(text)
+    except StagingError:
+        return None
 
 
 def build_fiche(context: CaseContext, draft: Draft,

@@ -67,7 +67,7 @@ async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_o
                              quorum_member=key != "radiologist",
                              joined_at=NOW if key in joined or key == "radiologist" else None))
         case = Case(meeting_id=meeting.id, patient_id=patient.id, question="Opérable ?",
-                    clinical_summary="Adénocarcinome pulmonaire.", staging="cT2a N0 M0", performance_status=1,
+                    clinical_summary="Adénocarcinome pulmonaire.", staging="cT2a N0 M0 (TNM 8)", performance_status=1,
                     study_uids=list(study_uids), referring_physician="Dr Pneumo")
         s.add(case)
         await s.flush()

@@ -7,7 +7,7 @@ import pytest
 
 from rcp.errors import Invalid
 from rcp.minutes.codes import ProposalType
-from rcp.minutes.fiche import Fiche, Tnm, ins_key_ok, parse_draft_field
+from rcp.minutes.fiche import Fiche, ins_key_ok, parse_draft_field
 
 Make = Callable[..., dict[str, Any]]
 NCIT = "2.16.840.1.113883.3.26.1.1"
@@ -123,16 +123,6 @@ def test_proposal_types_and_treatments(content: Make, proposal: dict[str, Any], 
         with pytest.raises(Invalid) as exc:
             Fiche.from_content(content(proposal=proposal))
         assert any(k.startswith("proposal.") for k in fields_of(exc))
-
-
-def test_tnm_parsing() -> None:
-    tnm = Tnm.from_text("cT2 N1 M0")
-    assert tnm is not None and (tnm.t, tnm.n, tnm.m, tnm.edition) == ("T2", "N1", "M0", "8")
-    assert Tnm.from_text("pT1bN0(sn)M0") is not None
-    assert Tnm.from_text("stade avancé") is None
-    with pytest.raises(Invalid) as exc:
-        parse_draft_field("clinical_tnm", {"t": "T2", "n": "N1", "m": "M0", "edition": ""})
-    assert "clinical_tnm.edition" in exc.value.fields
 
 
 def test_parse_draft_field_rejects_unknown_fields_and_bad_values() -> None:
