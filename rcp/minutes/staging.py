@@ -302,7 +302,8 @@ class Tnm:
     def display(self, _: Translate) -> str:
         """ "ypT0 N0 M0 (TNM 8th ed.), stage IIA" in the reader's language; the label itself is never translated."""
         text = f"{self.label()} ({self.edition_label(_)})"
-        return f"{text}, {_(N_('stage'))} {self.stage}" if self.stage else text
+        word = _(N_("stage"))
+        return f"{text}, {word} {self.stage}" if self.stage else text
 
     def as_json(self) -> dict[str, str]:
         out = {"prefix": self.prefix, "t": self.t, "n": self.n, "m": self.m, "edition": self.edition,
