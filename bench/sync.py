@@ -159,7 +159,7 @@ async def seed(
         people = [
             User(
                 username=f"bench{i}",
-                display_name=f"Bench {i}",
+                family_name=f"Bench {i}",
                 role="clinician",
                 specialty="radiologist",
                 hospital="CHU Bench",

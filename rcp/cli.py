@@ -16,6 +16,7 @@ from rcp.config import Settings, SettingsError
 
 if TYPE_CHECKING:
     from rcp.db import Database
+    from rcp.people import PersonName
 
 __all__ = ["main"]
 
@@ -124,14 +125,74 @@ async def _user_add(settings: Settings, args: argparse.Namespace, password: str)
         async with db.session() as s:
             if (await s.exec(select(User).where(User.username == args.username))).first() is not None:
                 raise SystemExit(f"rcp: user {args.username!r} already exists")
-            s.add(User(username=args.username, display_name=args.display_name or args.username, role=args.role,
-                       specialty=args.specialty, hospital=args.hospital, email=args.email,
+            name, rpps = _person(args)
+            s.add(User(username=args.username, family_name=name.family if name else "",
+                       given_name=name.given if name else "", prefix=name.prefix if name else "", rpps=rpps,
+                       role=args.role, specialty=args.specialty, hospital=args.hospital, email=args.email,
                        password_hash=hash_password(password, settings.argon2) if password else ""))
     finally:
         await db.close()
 
 
+def _person(args: argparse.Namespace) -> tuple[PersonName | None, str]:
+    """The name (``--family-name``/``--given-name``/``--prefix``, or ``--display-name`` with the family name in
+    capitals) and RPPS of ``rcp user add``/``rcp user name``; exits naming the option that is wrong."""
+    from rcp.errors import Invalid
+    from rcp.people import PersonName, check_rpps
+
+    option = {"family_name": "--family-name", "given_name": "--given-name", "prefix": "--prefix",
+              "display_name": "--display-name", "rpps": "--rpps"}
+    try:
+        rpps = check_rpps(args.rpps)
+        if args.display_name and (args.family_name or args.given_name or args.prefix):
+            raise SystemExit("rcp: give either --display-name or --family-name/--given-name/--prefix, not both")
+        if args.display_name:
+            return PersonName.parse(args.display_name), rpps
+        if args.family_name or args.given_name or args.prefix:
+            return PersonName.of(family=args.family_name, given=args.given_name, prefix=args.prefix), rpps
+        return None, rpps
+    except Invalid as refused:
+        field, message = next(iter(refused.fields.items()))
+        raise SystemExit(f"rcp: {option.get(field, field)}: {message}") from None
+
+
+async def _user_name(settings: Settings, args: argparse.Namespace) -> None:
+    from sqlmodel import select
+
+    from rcp.auth import audit
+    from rcp.auth.models import User
+    from rcp.db import Database
+
+    name, rpps = _person(args)
+    if name is None:
+        raise SystemExit("rcp: give --family-name (and --given-name, --prefix) or --display-name")
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            user = (await s.exec(select(User).where(User.username == args.username))).first()
+            if user is None:
+                raise SystemExit(f"rcp: no user {args.username!r}")
+            user.family_name, user.given_name, user.prefix = name.family, name.given, name.prefix
+            user.name_to_check = False
+            if args.rpps:
+                user.rpps = rpps
+            s.add(user)
+            # DCM 110113 Security Alert, 110137 "User Security Attributes Changed": the name signs documents.
+            await audit.record(s, event="security_alert", action="U", source="localhost",
+                               what=f"name of user {user.id} set by an administrator (rcp user name)")
+    finally:
+        await db.close()
+
+
+def cmd_user_name(args: argparse.Namespace) -> int:
+    """Set (or complete, after migration 0013 flagged it) the structured name and RPPS of an account."""
+    asyncio.run(_user_name(_settings(), args))
+    print(f"rcp: name of {args.username} set")
+    return 0
+
+
 def cmd_user_add(args: argparse.Namespace) -> int:
+    _person(args)  # a wrong name or RPPS stops here, before the password is asked for
     password = ""
     if args.role == "guest" and args.password_stdin:
         raise SystemExit("rcp: a guest has no password: they enter by the link mailed for each invitation")
@@ -341,6 +402,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--family-name", default="", help="nom de famille, e.g. Rousseau")
+    parser.add_argument("--given-name", default="", help="prénom(s), e.g. Amélie")
+    parser.add_argument("--prefix", default="", help="title of practice: Dr, Pr or nothing")
+    parser.add_argument("--display-name", default="",
+                        help="the whole name with the family name in capitals (Dr Amélie ROUSSEAU), instead")
+    parser.add_argument("--rpps", default="", help="RPPS number (11 digits, checked with its Luhn key)")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="rcp", description="Virtual tumour-board (RCP) collaboration service.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -366,7 +436,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, help="coordinator, clinician, admin, service or guest (no password)")
     add.add_argument("--specialty", default="")
     add.add_argument("--hospital", default="")
-    add.add_argument("--display-name", default="")
+    _name_options(add)
     add.add_argument("--email", default="")
     add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     add.set_defaults(func=cmd_user_add)
@@ -374,6 +444,11 @@ def parser() -> argparse.ArgumentParser:
     email.add_argument("username")
     email.add_argument("address")
     email.set_defaults(func=cmd_user_email)
+
+    name = user.add_parser("name", help="set or complete the name and RPPS number of an account")
+    name.add_argument("username")
+    _name_options(name)
+    name.set_defaults(func=cmd_user_name)
 
     token = sub.add_parser("token", help="bearer tokens for service accounts").add_subparsers(
         dest="token_command", required=True)

@@ -19,6 +19,7 @@ from rcp.auth.passwords import PRODUCTION_ARGON2, Argon2Cost, hash_password
 from rcp.clock import utcnow
 from rcp.db import Database
 from rcp.identifiers import ins_system
+from rcp.people import rpps_check_digit
 from rcp.scheduling.models import (
     Board,
     BoardCoordinator,
@@ -45,24 +46,36 @@ HOSPITAL_C = "Centre Léon Bérard"
 @dataclass(frozen=True)
 class DemoUser:
     username: str
-    display_name: str
+    family_name: str
+    given_name: str
+    prefix: str
     role: str
     specialty: str
     hospital: str
+    #: A made-up RPPS number with a valid Luhn key (``rcp.people.check_rpps``), for physicians only.
+    rpps: str = ""
+
+
+def _rpps(n: int) -> str:
+    """Fictitious RPPS numbers 10999000nn + Luhn key: valid in form, assigned to nobody."""
+    base = f"10999000{n:02d}"
+    return base + rpps_check_digit(base)
 
 
 DEMO_USERS: tuple[DemoUser, ...] = (
-    DemoUser("admin", "Administrateur", Role.admin, "", HOSPITAL_A),
-    DemoUser("secretariat", "Sophie Marchand", Role.coordinator, "secretary", HOSPITAL_A),
-    DemoUser("dr.radiologue", "Dr Hélène Dubois", Role.clinician, "radiologist", HOSPITAL_A),
-    DemoUser("dr.chirurgien", "Dr Marc Lefèvre", Role.clinician, "surgeon", HOSPITAL_A),
-    DemoUser("dr.oncologue", "Dr Amélie Rousseau", Role.clinician, "medical_oncologist", HOSPITAL_C),
-    DemoUser("dr.radiotherapeute", "Dr Karim Benali", Role.clinician, "radiotherapist", HOSPITAL_C),
-    DemoUser("dr.pathologiste", "Dr Claire Fontaine", Role.clinician, "pathologist", HOSPITAL_A),
-    DemoUser("dr.pneumologue", "Dr Julien Moreau", Role.clinician, "pulmonologist", HOSPITAL_B),
-    DemoUser("dr.gastro", "Dr Nathalie Girard", Role.clinician, "gastroenterologist", HOSPITAL_B),
-    DemoUser("dr.chir.digestif", "Dr Paul Mercier", Role.clinician, "surgeon", HOSPITAL_B),
-    DemoUser("interface-dpi", "Moteur d'interface DPI", Role.service, "", HOSPITAL_A),
+    DemoUser("admin", "Perrin", "Thomas", "", Role.admin, "", HOSPITAL_A),
+    DemoUser("secretariat", "Marchand", "Sophie", "", Role.coordinator, "secretary", HOSPITAL_A),
+    DemoUser("dr.radiologue", "Dubois", "Hélène", "Dr", Role.clinician, "radiologist", HOSPITAL_A, _rpps(1)),
+    DemoUser("dr.chirurgien", "Lefèvre", "Marc", "Pr", Role.clinician, "surgeon", HOSPITAL_A, _rpps(2)),
+    DemoUser("dr.oncologue", "Rousseau", "Amélie", "Dr", Role.clinician, "medical_oncologist", HOSPITAL_C,
+             _rpps(3)),
+    DemoUser("dr.radiotherapeute", "Benali", "Karim", "Dr", Role.clinician, "radiotherapist", HOSPITAL_C, _rpps(4)),
+    DemoUser("dr.pathologiste", "Fontaine", "Claire", "Dr", Role.clinician, "pathologist", HOSPITAL_A, _rpps(5)),
+    # No RPPS on file for this one: documents name him by the service's own identifier.
+    DemoUser("dr.pneumologue", "Moreau", "Julien", "Dr", Role.clinician, "pulmonologist", HOSPITAL_B),
+    DemoUser("dr.gastro", "Girard", "Nathalie", "Dr", Role.clinician, "gastroenterologist", HOSPITAL_B, _rpps(7)),
+    DemoUser("dr.chir.digestif", "Mercier", "Paul", "Dr", Role.clinician, "surgeon", HOSPITAL_B, _rpps(8)),
+    DemoUser("interface-dpi", "", "", "", Role.service, "", HOSPITAL_A),  # a machine: named by its username
 )
 
 
@@ -141,10 +154,18 @@ async def _users(session: AsyncSession, argon2: Argon2Cost) -> dict[str, User]:
     password_hash = hash_password(DEMO_PASSWORD, argon2)
     for spec in DEMO_USERS:
         if spec.username not in found:
-            user = User(username=spec.username, display_name=spec.display_name, role=spec.role,
-                        specialty=spec.specialty, hospital=spec.hospital, password_hash=password_hash)
+            user = User(username=spec.username, family_name=spec.family_name, given_name=spec.given_name,
+                        prefix=spec.prefix, rpps=spec.rpps, role=spec.role, specialty=spec.specialty,
+                        hospital=spec.hospital, password_hash=password_hash)
             session.add(user)
             found[spec.username] = user
+        elif found[spec.username].name_to_check:
+            # A demo database from before structured names: migration 0013 could not split "Dr Amélie Rousseau";
+            # the demo knows the parts.
+            user = found[spec.username]
+            user.family_name, user.given_name, user.prefix = spec.family_name, spec.given_name, spec.prefix
+            user.rpps, user.name_to_check = user.rpps or spec.rpps, False
+            session.add(user)
     await session.flush()
     return found
 

@@ -25,6 +25,7 @@ from sqlmodel import func, select
 from rcp.auth.models import Role, User
 from rcp.auth.passwords import Argon2Cost, hash_password
 from rcp.db import Database
+from rcp.people import PersonName, rpps_check_digit
 from rcp.scheduling.models import (
     Board,
     BoardCoordinator,
@@ -58,6 +59,7 @@ __all__ = [
     "make_patient",
     "make_user",
     "new_ins",
+    "new_rpps",
     "unique",
 ]
 
@@ -92,12 +94,17 @@ def _password_hash() -> str:
 class MadeUser:
     id: int
     username: str
+    #: How every page and document writes the name (``rcp.people.PersonName.display``): "Dr Camille NOM-1A2B3C4D".
     display_name: str
     role: str
     specialty: str
     hospital: str
     #: What ``login`` sends; :data:`PASSWORD` unless the test chose another.
     password: str = PASSWORD
+    family_name: str = ""
+    given_name: str = ""
+    prefix: str = ""
+    rpps: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,26 +182,42 @@ async def make_user(
     specialty: str = "",
     hospital: str = HOSPITAL,
     username: str = "",
-    display_name: str = "",
+    family_name: str = "",
+    given_name: str = "",
+    prefix: str | None = None,
+    rpps: str = "",
     password: str = PASSWORD,
     locale: str = "",
     email: str = "",
 ) -> MadeUser:
-    """A user who can sign in with ``password`` (``""`` for none: a service account without a password)."""
+    """A user who can sign in with ``password`` (``""`` for none: a service account without a password).
+
+    Named in parts (``rcp.people``): by default "Dr Camille NOM-xxxxxxxx" for a clinician (no title for other
+    roles), a family name of its own so pages can be searched for it; ``rpps`` is stored as given (make a valid
+    one with :func:`new_rpps`)."""
     username = username or unique(f"{role}.{specialty}" if specialty else role)
-    if not display_name:
-        display_name = f"Dr {username}" if role == Role.clinician else username
+    family_name = family_name or unique("Nom")
+    given_name = given_name or "Camille"
+    prefix = ("Dr" if role == Role.clinician else "") if prefix is None else prefix
+    display_name = PersonName(family=family_name, given=given_name, prefix=prefix).display()
     password_hash = "" if not password else _password_hash() if password == PASSWORD \
         else hash_password(password, CHEAP_ARGON2)
     async with db.session() as s:
-        row = User(username=username, display_name=display_name, role=role, specialty=specialty,
-                   hospital=hospital, email=email or f"{username}@example.org", locale=locale,
-                   password_hash=password_hash)
+        row = User(username=username, family_name=family_name, given_name=given_name, prefix=prefix, rpps=rpps,
+                   role=role, specialty=specialty, hospital=hospital, email=email or f"{username}@example.org",
+                   locale=locale, password_hash=password_hash)
         s.add(row)
         await s.flush()
         assert row.id is not None
         return MadeUser(id=row.id, username=username, display_name=display_name, role=role, specialty=specialty,
-                        hospital=hospital, password=password)
+                        hospital=hospital, password=password, family_name=family_name, given_name=given_name,
+                        prefix=prefix, rpps=rpps)
+
+
+def new_rpps() -> str:
+    """A random RPPS number with a valid Luhn key (``rcp.people.check_rpps``)."""
+    base = f"1{secrets.randbelow(10**9):09d}"
+    return base + rpps_check_digit(base)
 
 
 async def make_clinician(db: Database, specialty: str = "surgeon", **fields: str) -> MadeUser:

@@ -30,9 +30,19 @@ def test_migrate_demo_user_token_audit(tmp_path: Path) -> None:
     assert "secretariat" in first.stdout and "rcp-demo-2026" in first.stdout
     second = rcp(tmp_path, "demo")
     assert second.returncode == 0 and "already present" in second.stdout
+    # A name is given in parts, or whole with the family name in capitals; never guessed from "Claire Nouveau".
+    unsplittable = rcp(tmp_path, "user", "add", "dr.nouveau", "--role", "clinician", "--display-name",
+                       "Dr Claire Nouveau", "--password-stdin", stdin="a-long-password-1\n")
+    assert unsplittable.returncode != 0 and "--display-name" in unsplittable.stderr
     added = rcp(tmp_path, "user", "add", "dr.nouveau", "--role", "clinician", "--specialty", "pathologist",
-                "--hospital", "CH Test", "--password-stdin", stdin="a-long-password-1\n")
+                "--hospital", "CH Test", "--display-name", "Dr Claire NOUVEAU", "--password-stdin",
+                stdin="a-long-password-1\n")
     assert added.returncode == 0, added.stderr
+    bad_rpps = rcp(tmp_path, "user", "name", "dr.nouveau", "--family-name", "Nouveau", "--rpps", "10003334828")
+    assert bad_rpps.returncode != 0 and "--rpps" in bad_rpps.stderr and "check digit" in bad_rpps.stderr
+    named = rcp(tmp_path, "user", "name", "dr.nouveau", "--family-name", "Nouveau", "--given-name", "Claire",
+                "--prefix", "Pr", "--rpps", "10003334827")
+    assert named.returncode == 0, named.stderr
     dup = rcp(tmp_path, "user", "add", "dr.nouveau", "--role", "clinician", "--password-stdin",
               stdin="a-long-password-1\n")
     assert dup.returncode != 0 and "already exists" in dup.stderr

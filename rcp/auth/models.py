@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from rcp.clock import utcnow
 from rcp.db import timestamp
+from rcp.people import PersonName
 
 __all__ = ["ApiToken", "AuditEvent", "AuditForwarding", "LoginSession", "Role", "User"]
 
@@ -31,7 +33,17 @@ class User(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(sa_column=sa.Column(sa.String(80), unique=True, nullable=False, index=True))
-    display_name: str = Field(default="", max_length=200)
+    #: The person's name in parts, the one source of every way it is written (``person_name``: pages, the fiche
+    #: and its PDF, HL7 XCN, FHIR Practitioner). Empty family name: a service account, named by its username.
+    family_name: str = Field(default="", max_length=100)
+    given_name: str = Field(default="", max_length=100)
+    #: Title of practice: "Dr", "Pr" or "" (``rcp.people.PREFIXES``).
+    prefix: str = Field(default="", max_length=10)
+    #: RPPS number (11 digits, Luhn key: ``rcp.people.check_rpps``) when known, else "".
+    rpps: str = Field(default="", max_length=11)
+    #: The name could not be split into family and given names when the columns were introduced (migration
+    #: 0013): ``family_name`` holds it whole, as typed, until someone completes it; such an account cannot sign.
+    name_to_check: bool = Field(default=False)
     role: str = Field(default=Role.clinician, max_length=20)
     specialty: str = Field(default="", max_length=40)
     hospital: str = Field(default="", max_length=200)
@@ -41,6 +53,32 @@ class User(SQLModel, table=True):
     password_hash: str = Field(default="", max_length=200)
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+
+    def __init__(self, **data: Any) -> None:
+        # SQLModel drops unknown keywords silently: a caller still passing the old column would lose the name.
+        if "display_name" in data:
+            raise TypeError("User has no display_name column since migration 0013: give family_name, given_name "
+                            "and prefix (rcp.people.PersonName)")
+        super().__init__(**data)
+
+    @property
+    def person_name(self) -> PersonName:
+        """The name as every page and document writes it (a service account without one: its username)."""
+        if not self.family_name.strip():
+            return PersonName(family=self.username or "?", unsplit=True)
+        return PersonName(family=self.family_name, given=self.given_name, prefix=self.prefix,
+                          unsplit=self.name_to_check)
+
+    @property
+    def name_incomplete(self) -> bool:
+        """A person's account whose name is flagged "to check" or missing: pages say "name to complete", and it
+        cannot sign (a service account is named by its username and needs no more)."""
+        return self.name_to_check or (not self.family_name.strip() and self.role != Role.service)
+
+    @property
+    def display_name(self) -> str:
+        """``person_name.display()``: "Dr Amélie ROUSSEAU" (derived, never stored)."""
+        return self.person_name.display()
 
 
 class LoginSession(SQLModel, table=True):

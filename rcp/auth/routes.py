@@ -56,7 +56,13 @@ class Me(BaseModel):
 
 class Person(BaseModel):
     id: int
+    #: "Dr Amélie ROUSSEAU" (rcp.people.PersonName.display), from the parts below.
     display_name: str
+    family_name: str
+    given_name: str
+    prefix: str
+    #: The name was kept whole because it could not be split (migration 0013): to complete before signing.
+    name_to_complete: bool
     role: str
     specialty: str
     hospital: str
@@ -224,8 +230,9 @@ async def people(request: Request) -> Response:
     user = current_user(request)
     async with request.app.state.db.session() as s:
         found = await users_for_invitation(s, user, specialty=request.query_params.get("specialty", ""))
-        return json_out([Person(id=u.id, display_name=u.display_name or u.username, role=u.role,  # type: ignore[arg-type]
-                                specialty=u.specialty, hospital=u.hospital) for u in found])
+        return json_out([Person(id=u.id, display_name=u.display_name, family_name=u.family_name,  # type: ignore[arg-type]
+                                given_name=u.given_name, prefix=u.prefix, name_to_complete=u.name_incomplete,
+                                role=u.role, specialty=u.specialty, hospital=u.hospital) for u in found])
 
 
 async def audit_export(request: Request) -> Response:

@@ -397,8 +397,9 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
         "found_patients": found_patients,
         "invite_form": invite_form or {"specialty": "", "user_id": "", "quorum_member": "1"},
         "invite_errors": invite_errors or {},
-        "guest_form": guest_form or {"guest_display_name": "", "guest_email": "", "guest_specialty": "",
-                                     "guest_hospital": "", "guest_quorum_member": "1"},
+        "guest_form": guest_form or {"guest_prefix": "Dr", "guest_given_name": "", "guest_family_name": "",
+                                     "guest_email": "", "guest_specialty": "", "guest_hospital": "",
+                                     "guest_quorum_member": "1"},
         "guest_errors": guest_errors or {},
         "message": message,
         "notice": _notice(request),
@@ -680,7 +681,7 @@ async def guest_add(request: Request) -> Response:
     user = current_user(request)
     meeting_id = path_int(request, "meeting_id")
     raw = await request.form()
-    names = {"display_name": 200, "email": 200, "specialty": 40, "hospital": 200}
+    names = {"prefix": 20, "given_name": 100, "family_name": 100, "email": 200, "specialty": 40, "hospital": 200}
     form = {f"guest_{name}": _text(raw, f"guest_{name}", limit) for name, limit in names.items()}
     form["guest_quorum_member"] = "1" if raw.get("guest_quorum_member") else ""
     async with _db(request).session() as s:

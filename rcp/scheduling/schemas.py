@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from rcp.errors import Invalid
 from rcp.identifiers import (
     INS_NIA_OID,
     INS_NIR_OID,
@@ -28,6 +29,7 @@ from rcp.identifiers import (
     is_uid,
 )
 from rcp.ids import MAX_ID
+from rcp.people import PersonName, check_rpps
 from rcp.scheduling.specialties import specialty
 
 __all__ = [
@@ -327,9 +329,17 @@ class InvitationIn(Strict):
 
 
 class GuestIn(Strict):
-    """An external physician with no account here, invited by name and address: they get a personal join link."""
+    """An external physician with no account here, invited by name and address: they get a personal join link.
 
-    display_name: Annotated[str, Field(min_length=1, max_length=200)]
+    The name comes in parts (``family_name``, ``given_name``, ``prefix`` Dr/Pr) or whole as ``display_name`` with
+    the family name in capitals ("Dr Denis GUEST"); :meth:`person` refuses one that cannot be split (422 naming
+    the field), never guessing which word is the family name."""
+
+    family_name: Annotated[str, Field(max_length=100)] = ""
+    given_name: Annotated[str, Field(max_length=100)] = ""
+    prefix: Annotated[str, Field(max_length=20)] = ""
+    display_name: Annotated[str, Field(max_length=200)] = ""
+    rpps: Annotated[str, Field(max_length=20)] = ""
     email: Annotated[str, Field(min_length=3, max_length=200, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
     specialty: str
     hospital: Annotated[str, Field(max_length=200)] = ""
@@ -344,6 +354,19 @@ class GuestIn(Strict):
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.strip().lower()
+
+    def person(self) -> tuple[PersonName, str]:
+        """The guest's name and RPPS number (or ""); ``Invalid`` naming the field that is wrong."""
+        rpps = check_rpps(self.rpps)
+        if self.display_name.strip() and (self.family_name.strip() or self.given_name.strip()):
+            raise Invalid("Give the name either whole or in parts.",
+                          fields={"display_name": "give either display_name or family_name and given_name"})
+        if self.display_name.strip():
+            return PersonName.parse(self.display_name), rpps
+        if not self.family_name.strip():
+            raise Invalid("Check the highlighted name field.",
+                          fields={"family_name": "required: the family name (nom de famille)"})
+        return PersonName.of(family=self.family_name, given=self.given_name, prefix=self.prefix), rpps
 
 
 class InvitationPatch(Patch):

@@ -612,7 +612,7 @@ async def invitations_of(session: AsyncSession, meeting_id: int) -> list[tuple[I
         select(Invitation, User)
         .join(User, col(User.id) == col(Invitation.user_id))
         .where(Invitation.meeting_id == meeting_id)
-        .order_by(col(Invitation.specialty), col(User.display_name))
+        .order_by(col(Invitation.specialty), col(User.family_name), col(User.given_name))
     )
     return [(inv, user) for inv, user in rows.all()]
 
@@ -629,7 +629,7 @@ def invitation_out(inv: Invitation, user: User, mail: Mail | None = None) -> sch
     assert inv.id is not None
     guest = user.role == Role.guest
     return schemas.InvitationOut(
-        id=inv.id, meeting_id=inv.meeting_id, user_id=inv.user_id, display_name=user.display_name or user.username,
+        id=inv.id, meeting_id=inv.meeting_id, user_id=inv.user_id, display_name=user.display_name,
         hospital=user.hospital, specialty=inv.specialty, quorum_member=inv.quorum_member, response=inv.response,
         joined_at=inv.joined_at, left_at=inv.left_at, guest=guest,
         link_sent_to=mask_address(mail.recipient) if guest and mail else "",
@@ -701,10 +701,12 @@ async def invite_guest(session: AsyncSession, user: Any, meeting_id: int, data: 
     if account is not None:
         raise Conflict("This address belongs to an account of the service: invite the person by name; they "
                        "sign in with their account.", fields={"email": "has an account"})
+    name, rpps = data.person()  # before anything is written: a name that cannot be split saves nothing
     guest = (await session.exec(select(User).where(User.username == guest_username(data.email)))).first()
     if guest is None:
-        guest = User(username=guest_username(data.email), display_name=data.display_name, role=Role.guest,
-                     specialty=data.specialty, hospital=data.hospital, email=data.email, password_hash="")
+        guest = User(username=guest_username(data.email), family_name=name.family, given_name=name.given,
+                     prefix=name.prefix, rpps=rpps, role=Role.guest, specialty=data.specialty,
+                     hospital=data.hospital, email=data.email, password_hash="")
         session.add(guest)
         await session.flush()
     elif not guest.active:
@@ -792,4 +794,6 @@ async def users_for_invitation(session: AsyncSession, user: Any, *, specialty: s
                                    col(User.role).in_([Role.clinician, Role.coordinator, Role.guest]))
     if specialty:
         statement = statement.where(User.specialty == specialty)
-    return list((await session.exec(statement.order_by(col(User.specialty), col(User.display_name)))).all())
+    people = (await session.exec(statement.order_by(col(User.specialty), col(User.family_name)))).all()
+    # Family name, then given name, without case or accents (rcp.people.PersonName.sort_key), within a specialty.
+    return sorted(people, key=lambda u: (u.specialty, u.person_name.sort_key()))

@@ -164,7 +164,7 @@ async def _guest_link(coordinator: Any, smtp: MailBox, meeting_id: int, *, nth: 
     """A new external surgeon invited to the meeting, and the token of the link mailed to them."""
     address = f"{unique('guest')}@chu-x.fr"
     made = await coordinator.post(f"/api/meetings/{meeting_id}/guests", json={
-        "display_name": "Dr Guest", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
+        "family_name": "Guest", "prefix": "Dr", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
     assert made.status_code == 201, made.text
     _link, token = join_link((await smtp.wait_for(address, nth))[nth - 1])
     return made.json(), token

@@ -26,7 +26,7 @@ async def test_a_guest_joins_from_the_mail(new_page: Any, live_server: Any, db: 
     address = f"{unique('guest')}@chu-x.fr"
     try:
         invited = await coordinator.post(f"/api/meetings/{made.id}/guests", json={
-            "display_name": "Dr Denise Externe", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
+            "display_name": "Dr Denise EXTERNE", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
         assert invited.status_code == 201, invited.text
     finally:
         await coordinator.http.aclose()
@@ -41,7 +41,7 @@ async def test_a_guest_joins_from_the_mail(new_page: Any, live_server: Any, db: 
     await expect(page).to_have_url(re.compile(rf"/meetings/{made.id}/room$"))
     assert token not in page.url
     participants = page.locator("[data-room-participants]")
-    await expect(participants).to_contain_text("Dr Denise Externe")
+    await expect(participants).to_contain_text("Dr Denise EXTERNE")
     await expect(participants).to_contain_text("guest, invited as Surgeon")
 
     # The same link a second time (another browser): refused, and says why.

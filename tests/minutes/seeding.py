@@ -39,7 +39,7 @@ async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_o
     async with db.session() as s:
         users = {}
         for key in ("surgeon", "medical_oncologist", "radiotherapist", "radiologist", "pathologist"):
-            user = User(username=f"{key}-{tag}", display_name=f"Dr {key.title()} Éléonore", specialty=key)
+            user = User(username=f"{key}-{tag}", family_name=key.title(), given_name="Éléonore", prefix="Dr", specialty=key)
             s.add(user)
             users[key] = user
         board = Board(name="RCP Thorax", tumour_site="39607008",

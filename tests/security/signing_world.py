@@ -83,11 +83,13 @@ async def make_world(db: Database, base_url: str, *, cases: int = 1) -> World:
     digest = hash_password(PASSWORD, CHEAP_ARGON2)
     async with db.session() as s:
         users: dict[str, User] = {
-            "coordinator": User(username=f"sec-{tag}", display_name=f"Sophie Secrétaire {tag}", role=Role.coordinator,
+            "coordinator": User(username=f"sec-{tag}", family_name=f"Secrétaire {tag}",
+                                given_name="Sophie", role=Role.coordinator,
                                 specialty="secretary", password_hash=digest),
         }
         for key in PHYSICIANS:
-            users[key] = User(username=f"{key}-{tag}", display_name=f"Dr {key.title()} {tag}", role=Role.clinician,
+            users[key] = User(username=f"{key}-{tag}", family_name=f"{key.title()} {tag}",
+                              given_name="Test", prefix="Dr", role=Role.clinician,
                               specialty=key, password_hash=digest)
         s.add_all(users.values())
         board = Board(name=f"RCP attaque {tag}", tumour_site="thoracic",

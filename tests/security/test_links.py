@@ -110,7 +110,7 @@ def new_address() -> str:
 async def invite_guest(client: Client, meeting_id: int, address: str) -> dict[str, Any]:
     """An external surgeon, with no account here, invited by name and address."""
     made = await client.post(f"/api/meetings/{meeting_id}/guests", json={
-        "display_name": "Dr Denis Guest", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
+        "display_name": "Dr Denis GUEST", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
     if made.status_code == 404 or made.status_code == 405:  # the service before issue 13: invite an account
         people = (await client.get("/api/users?specialty=radiologist")).json()
         made = await client.post(f"/api/meetings/{meeting_id}/invitations", json={"user_id": people[0]["id"]})
@@ -305,7 +305,8 @@ async def test_the_meeting_page_invites_a_guest_and_shows_where_the_link_went(
     assert f'action="/meetings/{meeting_id}/guests"' in page.text
     address = new_address()
     sent = await client.post(f"/meetings/{meeting_id}/guests", data={
-        "csrf_token": client.csrf, "guest_display_name": "Dr Denis Guest", "guest_email": address,
+        "csrf_token": client.csrf, "guest_prefix": "Dr", "guest_given_name": "Denis",
+        "guest_family_name": "Guest", "guest_email": address,
         "guest_specialty": "surgeon", "guest_hospital": "CHU X", "guest_quorum_member": "1"})
     assert sent.status_code == 303, sent.text
     link = await link_of(client, smtp_server, {"id": 0}, address)

@@ -190,7 +190,7 @@ def _meeting_form(world: World, obj: str) -> dict[str, Any]:
 
 
 def _guest_in(world: World, obj: str) -> dict[str, Any]:
-    return {"display_name": "Dr Matrice", "email": f"m{secrets.token_hex(4)}@chu-x.fr", "specialty": "surgeon"}
+    return {"family_name": "Matrice", "prefix": "Dr", "email": f"m{secrets.token_hex(4)}@chu-x.fr", "specialty": "surgeon"}
 
 
 def _guest_form(world: World, obj: str) -> dict[str, Any]:

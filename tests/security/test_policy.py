@@ -36,7 +36,7 @@ async def new_user(db: Database, role: str = Role.coordinator, specialty: str = 
     """A fresh account with the demo password; its user name is returned."""
     username = f"t13-{role}-{secrets.token_hex(4)}"
     async with db.session() as s:
-        s.add(User(username=username, display_name=f"Test {username}", role=role, specialty=specialty,
+        s.add(User(username=username, family_name=username, given_name="Test", role=role, specialty=specialty,
                    hospital="CHU-TEST", password_hash=hash_password(DEMO_PASSWORD, CHEAP_ARGON2)))
     return username
 

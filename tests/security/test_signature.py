@@ -154,7 +154,7 @@ async def test_a_join_link_guest_never_signs(world: World, db: Database) -> None
     case_id = world.cases[0]
     token = secrets.token_urlsafe(32)
     async with db.session() as s:
-        guest = User(username=f"guest-{token[:8]}", display_name="Dr Invitée Externe", role=Role.guest,
+        guest = User(username=f"guest-{token[:8]}", family_name="Externe", given_name="Invitée", prefix="Dr", role=Role.guest,
                      specialty="surgeon", password_hash=hash_password(PASSWORD, CHEAP_ARGON2))
         s.add(guest)
         await s.flush()

@@ -190,7 +190,7 @@ async def test_logs_carry_no_health_data_and_no_secret(logged_service: LoggedSer
         # A guest's join link, as the guest gets it (the mail) and uses it (the page, then its POST).
         address = f"d.{secrets.token_hex(4)}@chu-x.fr"
         invited = await coordinator.post(f"/api/meetings/{meeting_id}/guests", json={
-            "display_name": "Dr Denis Guest", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
+            "given_name": "Denis", "family_name": "Guest", "prefix": "Dr", "email": address, "specialty": "surgeon", "hospital": "CHU X"})
         assert invited.status_code == 201, invited.text
         secrets_seen.add(address)
         mail = await until(lambda: sorted((logged_service.log.parent / "mail").glob("*.eml")),

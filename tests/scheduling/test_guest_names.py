@@ -1,0 +1,71 @@
+"""A guest is named in parts (or whole with the family name in capitals): a name that cannot be split, or an RPPS
+number with a wrong key, is a 422 naming the field, and nothing is saved; the meeting page shows the parts as
+French usage writes them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import select
+
+from rcp.auth.models import User
+from rcp.db import Database
+from tests.factories import make_meeting, new_rpps, unique
+
+Login = Any
+
+
+async def _guest(db: Database, address: str) -> User | None:
+    async with db.session() as s:
+        return (await s.exec(select(User).where(User.email == address))).first()
+
+
+async def test_unsplittable_name_or_bad_rpps_is_422_naming_the_field_and_saves_nothing(
+        login: Login, db: Database) -> None:
+    meeting = await make_meeting(db, cases=0, starts_at=datetime.now(UTC) + timedelta(days=2))
+    client = await login(meeting.coordinator)
+    url = f"/api/meetings/{meeting.id}/guests"
+    base = {"specialty": "surgeon", "hospital": "CHU X"}
+
+    cases = [
+        ({"display_name": "Dr Amélie Rousseau"}, "display_name", "capitals"),
+        ({"family_name": " ", "given_name": "Amélie"}, "family_name", "required"),
+        ({"family_name": "Rousseau", "prefix": "Monseigneur"}, "prefix", "Dr, Pr"),
+        ({"family_name": "Rousseau", "rpps": "10003334828"}, "rpps", "check digit"),
+    ]
+    for fields, named, says in cases:
+        address = f"{unique('guest')}@chu-x.fr"
+        refused = await client.post(url, json={**base, **fields, "email": address})
+        assert refused.status_code == 422, refused.text
+        assert says in refused.json()["fields"][named]
+        assert await _guest(db, address) is None  # nothing saved half-way
+
+    address = f"{unique('guest')}@chu-x.fr"
+    rpps = new_rpps()
+    made = await client.post(url, json={**base, "display_name": "Pr Amélie ROUSSEAU", "rpps": rpps,
+                                        "email": address})
+    assert made.status_code == 201, made.text
+    assert made.json()["display_name"] == "Pr Amélie ROUSSEAU"
+    guest = await _guest(db, address)
+    assert guest is not None
+    assert (guest.prefix, guest.given_name, guest.family_name, guest.rpps) == ("Pr", "Amélie", "ROUSSEAU", rpps)
+
+
+async def test_the_meeting_page_invites_a_guest_by_parts_and_shows_the_french_form(
+        login: Login, db: Database) -> None:
+    meeting = await make_meeting(db, cases=0, starts_at=datetime.now(UTC) + timedelta(days=2))
+    client = await login(meeting.coordinator)
+    address = f"{unique('guest')}@chu-x.fr"
+    form = {"csrf_token": client.csrf, "guest_prefix": "Dr", "guest_given_name": "Élise",
+            "guest_family_name": "Le Goff", "guest_email": address, "guest_specialty": "pathologist",
+            "guest_hospital": "CHU X", "guest_quorum_member": "1"}
+    refused = await client.post(f"/meetings/{meeting.id}/guests", data={**form, "guest_family_name": ""})
+    assert refused.status_code == 422
+    assert 'data-field="guest_family_name"' in refused.text and "has-error" in refused.text
+    assert await _guest(db, address) is None
+
+    sent = await client.post(f"/meetings/{meeting.id}/guests", data=form)
+    assert sent.status_code == 303, sent.text
+    page = await client.get(f"/meetings/{meeting.id}")
+    assert "Dr Élise LE GOFF" in page.text
