@@ -239,7 +239,7 @@ def check_rpps(value: str, *, field: str = "rpps") -> str:
     digits = "".join(value.split())
     if not digits:
         return ""
-    if len(digits) != 11 or not digits.isdigit():
+    if len(digits) != 11 or not digits.isascii() or not digits.isdigit():
         raise _refuse(field, N_("an RPPS number has 11 digits"), "Check the RPPS number.")
     if not luhn_ok(digits):
         raise _refuse(field, N_("this RPPS number fails its check digit (Luhn key): check for a typing error"),
