@@ -182,10 +182,10 @@ async def load_demo(db: Database, *, today: date | None = None,
         boards = {b.name: b for b in (await session.exec(select(Board))).all()}
         if "RCP thoracique" in boards:
             return {"users": list(users), "created": False}
-        thoracic = Board(name="RCP thoracique", tumour_site="thoracic",
+        thoracic = Board(name="RCP thoracique", type_code="312419003", tumour_site="thoracic",
                          required_specialties=["surgeon", "medical_oncologist", "radiotherapist"],
                          minimum_specialties=3, default_weekday=3, default_time="14:00", timezone=zone)
-        digestive = Board(name="RCP digestive", tumour_site="digestive",
+        digestive = Board(name="RCP digestive", type_code="86762007", tumour_site="digestive",
                           required_specialties=["surgeon", "medical_oncologist", "radiotherapist"],
                           minimum_specialties=3, default_weekday=1, default_time="13:00", timezone=zone)
         session.add_all([thoracic, digestive])

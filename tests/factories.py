@@ -243,9 +243,9 @@ async def make_board(
     coordinator = coordinator or await make_coordinator(db)
     name = name or unique("RCP test")
     async with db.session() as s:
-        board = Board(name=name, tumour_site="thoracic", required_specialties=list(required_specialties),
-                      minimum_specialties=minimum_specialties, default_weekday=default_weekday,
-                      default_time=default_time, timezone=timezone)
+        board = Board(name=name, type_code="312419003", tumour_site="thoracic",
+                      required_specialties=list(required_specialties), minimum_specialties=minimum_specialties,
+                      default_weekday=default_weekday, default_time=default_time, timezone=timezone)
         s.add(board)
         await s.flush()
         assert board.id is not None

@@ -32,6 +32,7 @@ from rcp.minutes.versions import SignedVersion
 from rcp.scheduling.specialties import specialty as specialty_of
 
 __all__ = [
+    "DeferredItem",
     "MinutesItem",
     "fiche_html",
     "fiche_pdf",
@@ -52,6 +53,16 @@ class MinutesItem:
 
     fiche: Fiche
     version: SignedVersion | None = None
+
+
+@dataclass(frozen=True)
+class DeferredItem:
+    """A case of the meeting's agenda deferred to a later meeting (rcp.scheduling.agenda): listed, without a fiche,
+    with the day of the meeting it went to (None when that case is gone)."""
+
+    family_name: str
+    given_names: str
+    deferred_to: date | None = None
 
 
 # -- shared wording ------------------------------------------------------------------------------------------------
@@ -272,11 +283,18 @@ def fiche_html(fiche: Fiche, version: SignedVersion | None = None, *,
 
 
 def minutes_html(title: str, meeting_date: date, items: Sequence[MinutesItem], *,
-                 env: jinja2.Environment | None = None) -> str:
-    """The minutes of a whole meeting: every case with its fiche, signed or still draft."""
+                 deferred: Sequence[DeferredItem] = (), env: jinja2.Environment | None = None) -> str:
+    """The minutes of a whole meeting: every case with its fiche, signed or still draft, and the deferred ones."""
     template = (env or _environment()).get_template("minutes/meeting_minutes.html")
     return template.render(title=title, meeting_date=meeting_date, meeting_day=_day(meeting_date), items=items,
+                           deferred=[(d, _deferred_line(d, i18n.gettext)) for d in deferred],
                            **_html_context(i18n.gettext))
+
+
+def _deferred_line(item: DeferredItem, _: Translate) -> str:
+    if item.deferred_to is None:
+        return _("Deferred to a later meeting")
+    return _("Deferred to the meeting of {date}").format(date=_day(item.deferred_to))
 
 
 # -- PDF -----------------------------------------------------------------------------------------------------------
@@ -382,8 +400,8 @@ def fiche_pdf(fiche: Fiche, version: SignedVersion | None = None, *, translate: 
                    keywords=f"sha256:{version.sha256}" if version else "draft")
 
 
-def minutes_pdf(title: str, meeting_date: date, items: Sequence[MinutesItem], *,
-                translate: Translate | None = None) -> bytes:
+def minutes_pdf(title: str, meeting_date: date, items: Sequence[MinutesItem],
+                deferred: Sequence[DeferredItem] = (), *, translate: Translate | None = None) -> bytes:
     """A meeting's minutes: a cover list of the cases, then each fiche on its own pages."""
     _ = translate or i18n.gettext
     pdf = _Document(_)
@@ -400,6 +418,10 @@ def minutes_pdf(title: str, meeting_date: date, items: Sequence[MinutesItem], *,
         pdf.set_font(_FONT, "", 9.5)
         pdf.multi_cell(0, 5, f"{i}. {f.patient.family_name.upper()} {f.patient.given_names} — "
                              f"{f.case_status_coding.display} — {state}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    for d in deferred:
+        pdf.set_font(_FONT, "", 9.5)
+        pdf.multi_cell(0, 5, f"— {d.family_name.upper()} {d.given_names} — {_deferred_line(d, _)}",
+                       new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     for item in items:
         pdf.add_page()  # closes the previous page with its own footer, so set this case's footer after
         pdf.footer_lines = _footer(item.fiche, item.version, _)
@@ -413,5 +435,6 @@ async def fiche_pdf_async(fiche: Fiche, version: SignedVersion | None = None) ->
     return await asyncio.to_thread(fiche_pdf, fiche, version)
 
 
-async def minutes_pdf_async(title: str, meeting_date: date, items: Sequence[MinutesItem]) -> bytes:
-    return await asyncio.to_thread(minutes_pdf, title, meeting_date, items)
+async def minutes_pdf_async(title: str, meeting_date: date, items: Sequence[MinutesItem],
+                            deferred: Sequence[DeferredItem] = ()) -> bytes:
+    return await asyncio.to_thread(minutes_pdf, title, meeting_date, items, deferred)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -40,7 +41,8 @@ from rcp.minutes.versions import FieldConflict, NotAllowedToSign, SignedVersion,
 from rcp.openapi import ApiRoute
 from rcp.scheduling import access
 from rcp.scheduling.access import Action
-from rcp.scheduling.models import Board, Case
+from rcp.scheduling.agenda import meeting_agenda
+from rcp.scheduling.models import Board, Case, Patient
 from rcp.scheduling.specialties import SPECIALTIES
 from rcp.scheduling.specialties import specialty as specialty_of
 
@@ -342,18 +344,34 @@ async def fiche_pdf(request: Request) -> Response:
                     headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"})
 
 
-async def _minutes_of(request: Request) -> tuple[str, date, list[render.MinutesItem]]:
+async def _minutes_of(request: Request) -> tuple[str, date, list[render.MinutesItem], list[render.DeferredItem]]:
+    """The minutes list the meeting's agenda (rcp.scheduling.agenda): a fiche for each case on it, a line for each
+    case deferred to a later meeting (where it is decided), nothing for a withdrawn case."""
     user = current_user(request)
     meeting_id = path_int(request, "meeting_id")
     async with request.app.state.db.session() as s:
+        await access.require_meeting(s, user, meeting_id, Action.view_patient)  # before reading the agenda
+        listed = (await meeting_agenda(s, meeting_id)).in_minutes
         # Every case of the minutes is a read of its patient's record, each named in the audit trail.
-        meeting, cases = await access.read_meeting_cases(s, user, meeting_id, request=request,
+        meeting, _read = await access.read_meeting_cases(s, user, meeting_id, request=request,
+                                                         cases=[e.case for e in listed],
                                                          what=f"minutes of meeting {meeting_id}, case {{case}}")
         board = await s.get(Board, meeting.board_id)
+        zone = board.timezone if board is not None else "Europe/Paris"
         latest = await store.meeting_versions(s, meeting_id)
         items = []
-        for case in cases:
+        deferred = []
+        for entry in listed:
+            case = entry.case
             assert case.id is not None
+            if entry.state == "deferred":
+                patient = await s.get(Patient, case.patient_id)
+                assert patient is not None
+                deferred.append(render.DeferredItem(
+                    family_name=patient.family_name, given_names=patient.given_names,
+                    deferred_to=(as_utc(entry.deferred_to.starts_at).astimezone(ZoneInfo(zone)).date()
+                                 if entry.deferred_to else None)))
+                continue
             stored = latest.get(case.id)
             if stored is not None:
                 items.append(render.MinutesItem(stored.version.fiche(), stored.version))
@@ -365,17 +383,18 @@ async def _minutes_of(request: Request) -> tuple[str, date, list[render.MinutesI
             items.append(render.MinutesItem(fiche))
         title = meeting.title or (board.name if board else "RCP")
         day = items[0].fiche.meeting_date if items else as_utc(meeting.starts_at).date()
-    return title, day, items
+    return title, day, items, deferred
 
 
 async def minutes_page(request: Request) -> Response:
-    title, day, items = await _minutes_of(request)
-    return HTMLResponse(render.minutes_html(title, day, items), headers={"Cache-Control": "no-store"})
+    title, day, items, deferred = await _minutes_of(request)
+    return HTMLResponse(render.minutes_html(title, day, items, deferred=deferred),
+                        headers={"Cache-Control": "no-store"})
 
 
 async def minutes_pdf(request: Request) -> Response:
-    title, day, items = await _minutes_of(request)
-    pdf = await render.minutes_pdf_async(title, day, items)
+    title, day, items, deferred = await _minutes_of(request)
+    pdf = await render.minutes_pdf_async(title, day, items, deferred)
     name = f"minutes-meeting-{path_int(request, 'meeting_id')}.pdf"
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"})

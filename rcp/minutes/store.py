@@ -162,11 +162,19 @@ async def load_context(session: AsyncSession, case_id: int) -> CaseContext:
                        invitations=tuple((inv, user) for inv, user in rows))
 
 
+def _first_of(value_set: str, *candidates: str) -> codes.Coding | None:
+    """The concept of ``value_set`` coded by the first candidate that is one of its codes."""
+    members = {c.code: c for c in codes.value_set(value_set)}
+    return next((members[code] for code in candidates if code in members), None)
+
+
 def _board_info(board: Board) -> BoardInfo:
-    site = board.tumour_site.strip()
+    """The board as the fiche codes it: its type (``board.type_code``, rcp.scheduling.charter) gives the system of
+    an organ board (ORG-118) or makes it transversal (ORG-132); ``tumour_site`` may add the finer organ (ORG-119)."""
+    site, kind = board.tumour_site.strip(), board.type_code.strip()
     organ = next((c for c in codes.value_set(codes.RCP_ORGAN) if c.code == site), None)
-    system = next((c for c in codes.value_set(codes.RCP_SYSTEM) if c.code == site), None)
-    supportive = next((c for c in codes.value_set(codes.SUPPORTIVE_CARE) if c.code == site), None)
+    system = _first_of(codes.RCP_SYSTEM, kind, site)
+    supportive = _first_of(codes.SUPPORTIVE_CARE, kind, site)
     nature = codes.value_set(codes.DISCUSSION_NATURE).lookup("ORG-132" if supportive else "ORG-117")
     return BoardInfo(name=board.name, discussion_nature=nature, organ=organ, system=system,
                      required_specialties=tuple(board.required_specialties),

@@ -395,20 +395,13 @@ def _user_id(participant_id: str | None) -> int | None:
 
 
 async def load_agenda(db: Any, meeting_id: int) -> tuple[AgendaItem, ...]:
-    """The meeting's cases in agenda order (withdrawn ones left out), with their studies."""
-    from sqlmodel import col, select
-
-    from rcp.scheduling.models import Case
+    """The cases the room offers for discussion, in agenda order, with their studies: those on the meeting's agenda
+    (``rcp.scheduling.agenda``); a deferred or withdrawn case is never one the chair can open."""
+    from rcp.scheduling.agenda import meeting_agenda
 
     async with db.session() as session:
-        rows = (
-            await session.exec(
-                select(Case)
-                .where(Case.meeting_id == meeting_id, Case.status != "withdrawn")
-                .order_by(col(Case.position), col(Case.id))
-            )
-        ).all()
-    return tuple(AgendaItem(int(r.id), tuple(r.study_uids or ())) for r in rows if r.id is not None)
+        listed = await meeting_agenda(session, meeting_id)
+    return tuple(AgendaItem(e.case_id, tuple(e.case.study_uids or ())) for e in listed.on_agenda)
 
 
 class Rooms:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -25,34 +24,37 @@ async def room_page(request: Request) -> Response:
     from rcp import i18n
     from rcp.http import current_user
     from rcp.scheduling import access
-    from rcp.scheduling.models import Case
+    from rcp.scheduling.agenda import meeting_agenda
+    from rcp.scheduling.models import Board
     from rcp.scheduling.specialties import SPECIALTIES
     from rcp.templating import render
 
     user = current_user(request)
     meeting_id = int(request.path_params["meeting_id"])
     async with request.app.state.db.session() as s:
-        shown = (
-            await s.exec(
-                select(Case)
-                .where(Case.meeting_id == meeting_id, Case.status != "withdrawn")
-                .order_by(col(Case.position), col(Case.id))
-            )
-        ).all()
+        await access.require_meeting(s, user, meeting_id, access.Action.view_patient)  # before reading the agenda
+        # The room lists the agenda's cases and, not offered for discussion, the deferred ones (rcp.scheduling.agenda).
+        listed = (await meeting_agenda(s, meeting_id)).in_room
         # The case panel shows each case's question and summary: patient data, read and audited in one call.
-        meeting, cases = await access.read_meeting_cases(
-            s, user, meeting_id, cases=shown, request=request, what=f"case {{case}} in meeting room {meeting_id}"
+        meeting, _read = await access.read_meeting_cases(
+            s, user, meeting_id, cases=[e.case for e in listed], request=request,
+            what=f"case {{case}} in meeting room {meeting_id}"
         )
+        board = await s.get(Board, meeting.board_id)
+    zone = board.timezone if board is not None else "Europe/Paris"
     agenda: list[dict[str, Any]] = [
         {
-            "id": case.id,
-            "position": case.position,
-            "question": case.question,
-            "clinical_summary": case.clinical_summary,
-            "staging": case.staging,
-            "study_uids": list(case.study_uids or []),
+            "id": entry.case.id,
+            "position": entry.case.position,
+            "state": entry.state,
+            "deferred_to": (i18n.format_moment(entry.deferred_to.starts_at, zone, "d MMMM y")
+                            if entry.deferred_to else ""),
+            "question": entry.case.question,
+            "clinical_summary": entry.case.clinical_summary,
+            "staging": entry.case.staging,
+            "study_uids": list(entry.case.study_uids or []),
         }
-        for case in cases
+        for entry in listed
     ]
     specialties = {s.key: i18n.gettext(s.label) for s in SPECIALTIES}
     return render(request, "room.html", {"meeting": meeting, "agenda": agenda, "specialties": specialties})

@@ -32,12 +32,16 @@ write decision      yes    yes          -        yes          yes    scheduled, 
 sign                yes    yes          yes      yes          yes    scheduled, live, closed (*)
 chair room          -      yes          -        -            -      all
 enter room          yes    yes          yes      yes          yes    scheduled, live
+edit charter        yes    yes          -        -            -      (a board's, not a meeting's)
 ==================  =====  ===========  =======  ===========  =====  ============================
 
 ("view patient" covers the case, its patient, decision, fiche, minutes and images; "manage meeting" covers
 rescheduling, status, invitations, join links, attendance, EPR deliveries, prefetch and deferring a case; "edit
 agenda" adding, reordering, editing and withdrawing cases; "enter room" the live room's socket, asked again while
-it runs (rcp.room.revocation), so that a closed meeting or a withdrawn invitation ends it. (*) Who signs among
+it runs (rcp.room.revocation), so that a closed meeting or a withdrawn invitation ends it; "edit charter" the
+board's type, required specialties and minimum (rcp.scheduling.charter), asked of the board (:func:`require_board`):
+the quorum rule of every decision of the board follows it, so neither a service account nor a participant changes
+it. (*) Who signs among
 those who see the case is the minutes' rule, :func:`rcp.minutes.versions.check_signer`: a physician invited to the meeting and present at the
 discussion, from their own sign-in (never a guest session or a service token), after re-authenticating; this
 table only keeps outsiders out (404) and cancelled meetings unsigned (409).)
@@ -104,6 +108,7 @@ __all__ = [
     "NotVisible",
     "Standing",
     "allows",
+    "allows_board",
     "board_for_user",
     "case_for_user",
     "decide",
@@ -142,6 +147,8 @@ class Action(StrEnum):
     sign = "sign"
     chair_room = "chair room"
     enter_room = "enter room"
+    #: A board's charter: its FRCP type, required specialties and minimum (asked of the board, not a meeting).
+    edit_charter = "edit charter"
     # Without a meeting:
     create_board = "create board"
     find_patient = "find patient"
@@ -177,6 +184,7 @@ MEETING_RULES: dict[Action, tuple[frozenset[Standing], frozenset[str]]] = {
     Action.sign: (frozenset({_S.admin, _S.coordinator, _S.service, _S.participant, _S.guest}), _HELD),
     Action.chair_room: (frozenset({_S.coordinator}), _ALL_STATES),
     Action.enter_room: (frozenset({_S.admin, _S.coordinator, _S.service, _S.participant, _S.guest}), _OPEN),
+    Action.edit_charter: (frozenset({_S.admin, _S.coordinator}), _ALL_STATES),
 }
 
 #: The role table of the module docstring: action -> roles allowed ("guest" is any join-link session).
@@ -220,6 +228,7 @@ _FORBIDDEN: dict[Action, str] = {
     Action.reconcile_import: "Only the board's coordinators reconcile another hospital's files with a case's patient.",
     Action.write_decision: "Only the meeting's participants write its decisions.",
     Action.chair_room: "Only the board's coordinators chair the meeting.",
+    Action.edit_charter: "Only the board's coordinators change its charter (type and required specialties).",
     Action.create_board: "Only coordinators and administrators create boards.",
     Action.find_patient: "Only coordinators look up registered patients by identifier.",
     Action.register_patient: "Only coordinators register patients.",
@@ -429,9 +438,14 @@ async def _runs(session: AsyncSession, user: Any, board_id: int) -> bool:
 
 async def manages_board(session: AsyncSession, user: Any, board_id: int) -> bool:
     """Whether the caller may schedule this board's meetings (``manage meeting`` at the board level)."""
+    return await allows_board(session, user, Action.manage_meeting, board_id)
+
+
+async def allows_board(session: AsyncSession, user: Any, action: Action, board_id: int) -> bool:
+    """Whether ``action`` at the board level is allowed (for showing a link; routes call :func:`require_board`)."""
     if not getattr(user, "is_authenticated", False):
         return False
-    standings, _states = MEETING_RULES[Action.manage_meeting]
+    standings, _states = MEETING_RULES[action]
     return _board_standing(user, await _runs(session, user, board_id)) in standings
 
 

@@ -29,7 +29,7 @@ async def boards(request: Request) -> Response:
     user = current_user(request)
     async with _db(request).session() as s:
         found = await service.list_boards(s, user)
-        return json_out([schemas.BoardOut.model_validate(b, from_attributes=True) for b in found])
+        return json_out([service.board_out(b) for b in found])
 
 
 async def create_board(request: Request) -> Response:
@@ -38,14 +38,25 @@ async def create_board(request: Request) -> Response:
     async with _db(request).session() as s:
         board = await service.create_board(s, user, data)
         await s.flush()
-        return json_out(schemas.BoardOut.model_validate(board, from_attributes=True), status=201)
+        return json_out(service.board_out(board), status=201)
 
 
 async def board(request: Request) -> Response:
     user = current_user(request)
     async with _db(request).session() as s:
         found = await access.require_board(s, user, path_int(request, "board_id"))
-        return json_out(schemas.BoardOut.model_validate(found, from_attributes=True))
+        return json_out(service.board_out(found))
+
+
+async def update_charter(request: Request) -> Response:
+    user = current_user(request)
+    board_id = path_int(request, "board_id")
+    async with _db(request).session() as s:
+        await access.require_board(s, user, board_id, access.Action.edit_charter)  # before judging the body
+    data = await read_json(request, schemas.BoardCharterPatch)
+    async with _db(request).session() as s:
+        found = await service.update_charter(s, user, board_id, data, request=request)
+        return json_out(service.board_out(found))
 
 
 async def meetings(request: Request) -> Response:
@@ -255,6 +266,9 @@ routes = [
              body=schemas.BoardIn, response=schemas.BoardOut, status=201),
     ApiRoute("/api/boards/{board_id:int}", board, method="GET", summary="One board", tag="boards",
              response=schemas.BoardOut),
+    ApiRoute("/api/boards/{board_id:int}", update_charter, method="PATCH",
+             summary="Change the board's charter: FRCP type, required specialties, minimum (its coordinators)",
+             tag="boards", body=schemas.BoardCharterPatch, response=schemas.BoardOut),
     ApiRoute("/api/meetings", meetings, method="GET", summary="Meetings visible to the caller", tag="meetings",
              response=schemas.MeetingOut, many=True,
              query={"when": "all, upcoming or past", "board_id": "only this board's meetings"}),

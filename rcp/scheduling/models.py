@@ -60,8 +60,12 @@ class Board(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200)
-    #: CI-SIS JDV_RCP_Organe / JDV_RCP_Appareil code when known, else free text ("thoracic").
+    #: The board's FRCP type (``rcp.scheduling.charter``): a JDV_RCP_Appareil_CISIS code for an organ board, a
+    #: JDV_TraitementSoins_FRCP_CISIS code for a transversal one; empty only for a board migrated unrecognised.
+    type_code: str = Field(default="", max_length=20, sa_column_kwargs={"server_default": ""})
+    #: The finer organ when known (a JDV_RCP_Organe_CISIS code), else free text ("thoracic").
     tumour_site: str = Field(default="", max_length=100)
+    #: Specialties that must be present for a valid proposal (INCa); see ``rcp.scheduling.charter`` for defaults.
     required_specialties: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
     minimum_specialties: int = Field(default=3)
     #: 0 = Monday ... 6 = Sunday; the board's usual slot proposes dates for new meetings.

@@ -33,9 +33,10 @@ from rcp.http import current_user, path_int, revoke
 from rcp.i18n import N_, current_locale
 from rcp.i18n import gettext as _
 from rcp.mail import wake
-from rcp.scheduling import access, agenda, schemas, service
+from rcp.scheduling import access, agenda, charter, schemas, service
 from rcp.scheduling.access import Action, case_for_user, manages_board, meeting_for_user
 from rcp.scheduling.models import Board, Invitation
+from rcp.scheduling.specialties import SPECIALTIES
 from rcp.templating import WEB_DIR, render
 
 __all__ = ["field_errors", "routes", "service_errors"]
@@ -78,6 +79,7 @@ NOTICES: dict[str, str] = {
     "uninvited": N_("Invitation removed."),
     "answered": N_("Your answer has been recorded."),
     "status_changed": N_("Meeting status changed."),
+    "charter_saved": N_("Board charter saved: the next signatures follow it."),
 }
 
 #: Field messages the service uses, in the user's language.
@@ -337,6 +339,69 @@ async def meeting_create(request: Request) -> Response:
     return _done(request, f"/meetings/{meeting.id}?done=meeting_created")
 
 
+# --- board charter --------------------------------------------------------------------------------------------
+
+
+def _charter_form(board: Board) -> dict[str, Any]:
+    return {"type_code": board.type_code, "required_specialties": list(board.required_specialties),
+            "minimum_specialties": str(board.minimum_specialties)}
+
+
+#: What the charter form says for a field the pydantic model refused (it names the field, never the input).
+_CHARTER_MESSAGES = {
+    "type_code": N_("Choose a type of board from the list."),
+    "required_specialties": N_("Choose physician specialties from the list."),
+}
+
+
+async def _charter_page(request: Request, s: AsyncSession, user: Any, board_id: int, *,
+                        form: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
+                        message: str = "", status: int = 200) -> Response:
+    if status >= 400 and scripted(request):
+        return _refused_json(message, errors or {}, status)
+    board = await access.require_board(s, user, board_id, Action.edit_charter)
+    physicians = [(sp.key, _(sp.label)) for sp in SPECIALTIES if sp.physician]
+    return render(request, "scheduling/charter.html", {
+        "page_path": f"/boards/{board_id}/charter", "board": service.board_out(board),
+        "organ_types": [t for t in charter.BOARD_TYPES if t.nature == "organ"],
+        "transversal_types": [t for t in charter.BOARD_TYPES if t.nature == "transversal"],
+        "physicians": physicians, "form": form or _charter_form(board), "errors": errors or {},
+        "message": message, "notice": _notice(request),
+    }, status=status)
+
+
+async def charter_page(request: Request) -> Response:
+    """The board's charter (its coordinators): FRCP type, required specialties, minimum (rcp.scheduling.charter)."""
+    user = current_user(request)
+    async with _db(request).session() as s:
+        return await _charter_page(request, s, user, path_int(request, "board_id"))
+
+
+async def charter_save(request: Request) -> Response:
+    user = current_user(request)
+    board_id = path_int(request, "board_id")
+    raw = await request.form()
+    form: dict[str, Any] = {"type_code": _text(raw, "type_code", 20),
+                            "required_specialties": [v for v in raw.getlist("required_specialties")
+                                                     if isinstance(v, str)][:20],
+                            "minimum_specialties": _text(raw, "minimum_specialties", 5)}
+    async with _db(request).session() as s:
+        await access.require_board(s, user, board_id, Action.edit_charter)  # before judging the form
+        try:
+            data = schemas.BoardCharterPatch.model_validate({
+                "type_code": form["type_code"], "required_specialties": form["required_specialties"],
+                "minimum_specialties": form["minimum_specialties"] or None})
+        except ValidationError as exc:
+            errors = field_errors(exc, lambda loc: str(loc[0]) if loc else "form")
+            errors = {k: _(_CHARTER_MESSAGES[k]) if k in _CHARTER_MESSAGES else v for k, v in errors.items()}
+            if not form["minimum_specialties"]:
+                errors["minimum_specialties"] = _("Required.")
+            return await _charter_page(request, s, user, board_id, form=form, errors=errors,
+                                       message=banner(Invalid("")), status=422)
+        await service.update_charter(s, user, board_id, data, request=request)
+    return _done(request, f"/boards/{board_id}/charter?done=charter_saved")
+
+
 # --- meeting page ---------------------------------------------------------------------------------------------
 
 
@@ -357,6 +422,7 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
                              status)
     detail = await service.meeting_detail(s, user, meeting_id, request=request)
     manage = await manages_board(s, user, detail.board_id)
+    edits_charter = await access.allows_board(s, user, Action.edit_charter, detail.board_id)
     board = await s.get(Board, detail.board_id)
     assert board is not None
     is_open = detail.status in {"scheduled", "live"}
@@ -374,8 +440,9 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
                                                    assigner=assigner, request=request)
             idents = await service.identifiers_of(s, [p.id for p in patients if p.id is not None])
             found_patients = [service.patient_out(p, idents[p.id]) for p in patients if p.id is not None]
-    active = [c for c in detail.cases if c.status not in agenda.CLOSED_CASE_STATUSES]
-    off_agenda = [c for c in detail.cases if c.status in agenda.CLOSED_CASE_STATUSES]
+    # detail.cases is the meeting's agenda (rcp.scheduling.agenda.meeting_agenda), in order.
+    active = [c for c in detail.cases if agenda.is_on_agenda(c.status)]
+    off_agenda = [c for c in detail.cases if not agenda.is_on_agenda(c.status)]
     form = case_form or _empty_case_form(user)
     if found_patients and not case_form:
         form["patient_mode"] = "existing"
@@ -386,6 +453,7 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
         "board": board,
         "manage": manage,
         "editable": manage and is_open,
+        "edits_charter": edits_charter,
         "active_cases": active,
         "off_agenda": off_agenda,
         "people": people,
@@ -537,7 +605,7 @@ async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: i
     assert board is not None and meeting_row.id is not None
     manage = await access.allows(s, user, Action.manage_meeting, meeting_row)
     editable = (await access.allows(s, user, Action.edit_agenda, meeting_row)
-                and out.status not in agenda.CLOSED_CASE_STATUSES)
+                and agenda.is_on_agenda(out.status))
     return {"case": out, "meeting": service.meeting_out(meeting_row, board, 0), "board": board,
             "page_path": f"/cases/{case_id}", "identity_changed": await _identity_changed(s, case_id, out),
             "manage": manage, "editable": editable,
@@ -762,6 +830,8 @@ routes: list[BaseRoute] = [
     Route("/meetings", meetings, methods=["GET"], name="meetings"),
     Route("/meetings/new", meeting_new, methods=["GET"], name="meeting_new"),
     Route("/meetings/new", meeting_create, methods=["POST"]),
+    Route("/boards/{board_id:int}/charter", charter_page, methods=["GET"], name="board_charter"),
+    Route("/boards/{board_id:int}/charter", charter_save, methods=["POST"]),
     Route("/meetings/{meeting_id:int}", meeting, methods=["GET"], name="meeting"),
     Route("/meetings/{meeting_id:int}/status", meeting_status, methods=["POST"], name="meeting_status"),
     Route("/meetings/{meeting_id:int}/cases", case_add, methods=["POST"], name="case_add"),

@@ -30,9 +30,11 @@ from rcp.identifiers import (
 )
 from rcp.ids import MAX_ID
 from rcp.people import PersonName, check_rpps
+from rcp.scheduling.charter import board_type
 from rcp.scheduling.specialties import specialty
 
 __all__ = [
+    "BoardCharterPatch",
     "BoardIn",
     "BoardOut",
     "CaseIn",
@@ -107,20 +109,41 @@ def _specialty_key(value: str) -> str:
     return value
 
 
+def _board_type_code(value: str) -> str:
+    if value:
+        board_type(value)  # raises ValueError naming the two value sets
+    return value
+
+
+def _required_specialties(value: list[str]) -> list[str]:
+    """Known physician specialties, each once: a non-physician never counts for the quorum (INCa), so requiring one
+    would make every meeting of the board fail it."""
+    for key in value:
+        if not specialty(key).physician:  # specialty() raises ValueError naming the accepted keys
+            raise ValueError(f"{key!r} is not a physician specialty: it never counts for the quorum")
+    if len(set(value)) != len(value):
+        raise ValueError("a specialty is named twice")
+    return value
+
+
+#: A board type: a JDV_RCP_Appareil_CISIS or JDV_TraitementSoins_FRCP_CISIS code (``rcp.scheduling.charter``).
+BoardTypeCode = Annotated[str, Field(max_length=20), AfterValidator(_board_type_code)]
+RequiredSpecialties = Annotated[list[str], Field(max_length=14), AfterValidator(_required_specialties)]
+MinimumSpecialties = Annotated[int, Field(ge=1, le=10)]
+
+
 class BoardIn(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
+    #: Required (the service says so after checking the caller may create boards); see ``rcp.scheduling.charter``.
+    type_code: BoardTypeCode = ""
     tumour_site: Text = ""
-    required_specialties: list[str] = Field(default_factory=list)
-    minimum_specialties: Annotated[int, Field(ge=1, le=10)] = 3
+    #: Left out: the type's default (INCa: surgeon, medical oncologist, radiation oncologist for an organ board).
+    required_specialties: RequiredSpecialties | None = None
+    minimum_specialties: MinimumSpecialties = 3
     default_weekday: Annotated[int, Field(ge=0, le=6)] | None = None
     default_time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "14:00"
     default_duration_min: Annotated[int, Field(ge=15, le=600)] = 90
     timezone: str = "Europe/Paris"
-
-    @field_validator("required_specialties")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        return [_specialty_key(v) for v in value]
 
     @field_validator("timezone")
     @classmethod
@@ -132,9 +155,22 @@ class BoardIn(Strict):
         return value
 
 
+class BoardCharterPatch(Patch):
+    """What a board's coordinator changes in its charter (``PATCH /api/boards/{id}``)."""
+
+    type_code: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_board_type_code)] | None = None
+    required_specialties: RequiredSpecialties | None = None
+    minimum_specialties: MinimumSpecialties | None = None
+
+
 class BoardOut(BaseModel):
     id: int
     name: str
+    #: The FRCP board type code, its official display and nature ("organ" ORG-117, "transversal" ORG-132); empty
+    #: for a board migrated without a recognisable type.
+    type_code: str
+    type_display: str
+    nature: str
     tumour_site: str
     required_specialties: list[str]
     minimum_specialties: int
@@ -310,7 +346,10 @@ class CaseOut(BaseModel):
     study_uids: list[str]
     checklist: dict[str, bool]
     readiness: ReadinessOut
+    #: A deferred case's case on the board's next meeting, that meeting and its start (``rcp.scheduling.agenda``).
     deferred_to_id: int | None
+    deferred_to_meeting_id: int | None = None
+    deferred_to_starts_at: datetime | None = None
 
 
 class ReorderIn(Strict):

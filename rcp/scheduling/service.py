@@ -32,7 +32,7 @@ from rcp.identifiers import (
     plain_name,
 )
 from rcp.mail import Mail, latest_by_invitation, mask_address
-from rcp.scheduling import access, agenda, schemas
+from rcp.scheduling import access, agenda, charter, schemas
 from rcp.scheduling.access import Action, is_admin, meeting_for_user, visible_board_ids, visible_meeting_ids
 from rcp.scheduling.models import (
     Board,
@@ -50,6 +50,7 @@ from rcp.scheduling.quorum import Attendee, Quorum, evaluate_quorum
 
 __all__ = [
     "add_case",
+    "board_out",
     "create_board",
     "create_meeting",
     "create_patient",
@@ -61,6 +62,7 @@ __all__ = [
     "meeting_quorum",
     "reorder_agenda",
     "update_case",
+    "update_charter",
     "update_invitation",
     "update_meeting",
     "withdraw_case",
@@ -89,13 +91,60 @@ async def list_boards(session: AsyncSession, user: Any) -> list[Board]:
 
 
 async def create_board(session: AsyncSession, user: Any, data: schemas.BoardIn) -> Board:
+    """A new board with its charter: a coded FRCP type (required) and, unless given, the type's default required
+    specialties (``rcp.scheduling.charter``: surgeon, medical oncologist, radiation oncologist for an organ board)."""
     access.require(user, Action.create_board)
-    board = Board(**data.model_dump())
+    if not data.type_code:
+        raise Invalid("Say what kind of board this is: an organ board's system (JDV_RCP_Appareil_CISIS) or a "
+                      "transversal board's purpose (JDV_TraitementSoins_FRCP_CISIS).",
+                      fields={"type_code": "required: a JDV_RCP_Appareil_CISIS or JDV_TraitementSoins_FRCP_CISIS code"})
+    values = data.model_dump()
+    if data.required_specialties is None:
+        values["required_specialties"] = list(charter.default_required(charter.board_type(data.type_code)))
+    board = Board(**values)
     session.add(board)
     await session.flush()
     if access.role_of(user) == Role.coordinator:
         assert board.id is not None
         session.add(BoardCoordinator(board_id=board.id, user_id=user.id))
+    return board
+
+
+def board_out(board: Board) -> schemas.BoardOut:
+    """A board with its type spelled out (the FRCP display and nature of its code)."""
+    assert board.id is not None
+    try:
+        kind: charter.BoardType | None = charter.board_type(board.type_code) if board.type_code else None
+    except ValueError:  # a code no longer in the value sets: shown as it is, so the coordinator replaces it
+        kind = None
+    return schemas.BoardOut(
+        id=board.id, name=board.name, type_code=board.type_code, type_display=kind.display if kind else "",
+        nature=kind.nature if kind else "", tumour_site=board.tumour_site,
+        required_specialties=list(board.required_specialties), minimum_specialties=board.minimum_specialties,
+        default_weekday=board.default_weekday, default_time=board.default_time,
+        default_duration_min=board.default_duration_min, timezone=board.timezone,
+    )
+
+
+async def update_charter(session: AsyncSession, user: Any, board_id: int, data: schemas.BoardCharterPatch, *,
+                         request: HTTPConnection | None = None) -> Board:
+    """The board's coordinator changes its type, required specialties or minimum (the policy's ``edit charter``).
+
+    Audited with what changed (codes and specialty keys only): the quorum rule of every later signature follows.
+    A fiche already signed keeps the charter it was signed under (the board is copied into its content).
+    """
+    board = await access.require_board(session, user, board_id, Action.edit_charter)
+    changes = data.model_dump(exclude_unset=True)
+    before = {name: getattr(board, name) for name in changes}
+    for name, value in changes.items():
+        setattr(board, name, value)
+    session.add(board)
+    changed = {name: value for name, value in changes.items() if before[name] != value}
+    if changed:
+        what = "; ".join(f"{name}={','.join(v) if isinstance(v, list) else v}" for name, v in changed.items())
+        # DCM 110113 Security Alert, type 110138 "Software Configuration": the rule that validates decisions changed.
+        await audit.record(session, event="security_alert", action="U", request=request, user=user,
+                           what=f"board {board_id} charter: {what}"[:300])
     return board
 
 
@@ -107,7 +156,7 @@ async def list_meetings(
 ) -> list[tuple[Meeting, Board, int]]:
     """Visible meetings with their board and number of active cases; upcoming soonest first, past latest first."""
     now = utcnow()
-    active = col(Case.status).notin_(agenda.CLOSED_CASE_STATUSES)
+    active = col(Case.status).notin_(agenda.CLOSED_CASE_STATUSES)  # agenda.is_on_agenda, as SQL (a count per meeting)
     counts = (
         select(Case.meeting_id, func.count().label("n")).where(active).group_by(col(Case.meeting_id)).subquery()
     )
@@ -347,23 +396,19 @@ def patient_out(patient: Patient, identifiers: Sequence[PatientIdentifier]) -> s
 
 
 def _require_active(case: Case) -> None:
-    if case.status in agenda.CLOSED_CASE_STATUSES:
+    if not agenda.is_on_agenda(case.status):
         raise Conflict(f"This case was {case.status}; it is no longer on the agenda.",
                        fields={"status": case.status})
 
 
 async def active_cases(session: AsyncSession, meeting_id: int) -> list[Case]:
-    rows = await session.exec(
-        select(Case)
-        .where(Case.meeting_id == meeting_id, col(Case.status).notin_(agenda.CLOSED_CASE_STATUSES))
-        .order_by(col(Case.position), col(Case.id))
-    )
-    return list(rows.all())
+    """The cases on the meeting's agenda, in order (``rcp.scheduling.agenda``: deferred and withdrawn ones are off)."""
+    return [e.case for e in (await agenda.meeting_agenda(session, meeting_id)).on_agenda]
 
 
 async def all_cases(session: AsyncSession, meeting_id: int) -> list[Case]:
-    rows = await session.exec(select(Case).where(Case.meeting_id == meeting_id).order_by(col(Case.position), col(Case.id)))
-    return list(rows.all())
+    """Every case of the meeting in agenda order, off-agenda ones included (``rcp.scheduling.agenda``)."""
+    return [e.case for e in (await agenda.meeting_agenda(session, meeting_id)).entries]
 
 
 def _status_for(case: Case) -> str:
@@ -570,7 +615,8 @@ async def withdraw_case(session: AsyncSession, user: Any, case_id: int, *,
     return case
 
 
-def case_out(case: Case, patient: schemas.PatientOut) -> schemas.CaseOut:
+def case_out(case: Case, patient: schemas.PatientOut,
+             destination: agenda.Destination | None = None) -> schemas.CaseOut:
     assert case.id is not None
     ready = agenda.readiness(question=case.question, study_uids=case.study_uids,
                              referring_physician=case.referring_physician, checklist=case.checklist)
@@ -589,19 +635,28 @@ def case_out(case: Case, patient: schemas.PatientOut) -> schemas.CaseOut:
         checklist=dict(case.checklist),
         readiness=schemas.ReadinessOut(ready=ready.ready, missing=list(ready.missing)),
         deferred_to_id=case.deferred_to_id,
+        deferred_to_meeting_id=destination.meeting_id if destination else None,
+        deferred_to_starts_at=destination.starts_at if destination else None,
     )
 
 
 async def cases_out(session: AsyncSession, user: Any, cases: Sequence[Case], *,
-                    request: HTTPConnection | None = None) -> list[schemas.CaseOut]:
-    """Cases with their patients; each patient shown is a patient-record read in the audit trail."""
+                    request: HTTPConnection | None = None, agenda_: agenda.Agenda | None = None
+                    ) -> list[schemas.CaseOut]:
+    """Cases with their patients; each patient shown is a patient-record read in the audit trail. ``agenda_``
+    (their meeting's, when the caller has it) says where the deferred ones went."""
     patient_ids = sorted({c.patient_id for c in cases})
     patients = {p.id: p for p in (await session.exec(select(Patient).where(col(Patient.id).in_(patient_ids)))).all()}
     idents = await identifiers_of(session, patient_ids)
     for case in cases:
         await audit.record(session, event="patient_record", action="R", request=request, user=user,
                            patient_id=case.patient_id, meeting_id=case.meeting_id, what=f"case {case.id}")
-    return [case_out(c, patient_out(patients[c.patient_id], idents[c.patient_id])) for c in cases]
+    agendas = {agenda_.meeting_id: agenda_} if agenda_ is not None else {}
+    for meeting_id in sorted({c.meeting_id for c in cases if c.status == CaseStatus.deferred} - set(agendas)):
+        agendas[meeting_id] = await agenda.meeting_agenda(session, meeting_id)
+    return [case_out(c, patient_out(patients[c.patient_id], idents[c.patient_id]),
+                     agendas[c.meeting_id].destination(c.id) if c.meeting_id in agendas and c.id else None)
+            for c in cases]
 
 
 # --- invitations and quorum ---------------------------------------------------------------------------------
@@ -776,12 +831,12 @@ async def meeting_detail(session: AsyncSession, user: Any, meeting_id: int, *,
     meeting = await meeting_for_user(session, user, meeting_id)
     board = await session.get(Board, meeting.board_id)
     assert board is not None
-    cases = await all_cases(session, meeting_id)
+    listed = await agenda.meeting_agenda(session, meeting_id)
     invitations = await invitations_of(session, meeting_id)
-    base = meeting_out(meeting, board, sum(1 for c in cases if c.status not in agenda.CLOSED_CASE_STATUSES))
+    base = meeting_out(meeting, board, len(listed.on_agenda))
     return schemas.MeetingDetail(
         **base.model_dump(),
-        cases=await cases_out(session, user, cases, request=request),
+        cases=await cases_out(session, user, [e.case for e in listed.entries], request=request, agenda_=listed),
         invitations=await invitations_out(session, invitations),
         quorum=quorum_out(meeting_quorum(board, invitations)),
     )

@@ -61,11 +61,15 @@ async def test_boards_list_and_one(login: Login, db: Database) -> None:
 async def test_create_board_validates_fields(login: Login, db: Database) -> None:
     coordinator = await login(await make_coordinator(db))
     bad = await coordinator.post("/api/boards", json={"name": "RCP uro", "required_specialties": ["wizard"],
-                                                      "timezone": "Mars/Olympus"})
+                                                      "timezone": "Mars/Olympus", "type_code": "prostate"})
     assert bad.status_code == 422
-    assert set(bad.json()["fields"]) == {"required_specialties", "timezone"}
+    assert set(bad.json()["fields"]) == {"required_specialties", "timezone", "type_code"}
     assert "wizard" in bad.json()["fields"]["required_specialties"]
-    good = await coordinator.post("/api/boards", json={"name": "RCP urologie", "required_specialties": ["surgeon"]})
+    assert "JDV_RCP_Appareil_CISIS" in bad.json()["fields"]["type_code"]
+    untyped = await coordinator.post("/api/boards", json={"name": "RCP uro"})
+    assert untyped.status_code == 422 and set(untyped.json()["fields"]) == {"type_code"}
+    good = await coordinator.post("/api/boards", json={"name": "RCP urologie", "type_code": "122489005",
+                                                       "required_specialties": ["surgeon"]})
     assert good.status_code == 201
     # The coordinator who created it runs it.
     meeting = await new_meeting(coordinator, good.json()["id"])
@@ -441,3 +445,41 @@ async def test_likely_duplicates_before_creating(login: Login, db: Database) -> 
     ipp = next(i["value"] for i in created.json()["identifiers"] if i["system"] == "IPP")
     by_id = await coordinator.get("/api/patients/duplicates", params={"family_name": "X", "identifier": ipp})
     assert [p["id"] for p in by_id.json()] == [created.json()["id"]]
+
+
+async def test_new_boards_have_a_type_and_the_inca_specialties_by_default(login: Login, db: Database) -> None:
+    coordinator = await login(await make_coordinator(db))
+    thorax = await coordinator.post("/api/boards", json={"name": "RCP thorax", "type_code": "312419003"})
+    assert thorax.status_code == 201, thorax.text
+    body = thorax.json()
+    assert (body["type_code"], body["nature"]) == ("312419003", "organ")
+    assert body["required_specialties"] == ["surgeon", "medical_oncologist", "radiotherapist"]
+    genetics = await coordinator.post("/api/boards", json={"name": "RCP oncogénétique", "type_code": "ORG-129"})
+    assert genetics.json()["required_specialties"] == [] and genetics.json()["nature"] == "transversal"
+
+
+async def test_the_coordinator_edits_the_charter_and_it_is_audited(login: Login, db: Database) -> None:
+    board = await make_board(db)
+    coordinator = await login(board.coordinator)
+    changed = await coordinator.patch(f"/api/boards/{board.id}", json={
+        "type_code": "57171008", "required_specialties": ["medical_oncologist", "pathologist"]})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["type_display"] == "structure du système hématopoïétique"
+    assert changed.json()["required_specialties"] == ["medical_oncologist", "pathologist"]
+    for body, field in (({"type_code": "lung"}, "type_code"), ({"required_specialties": ["wizard"]},
+                                                                  "required_specialties"),
+                        ({"required_specialties": ["surgeon", "surgeon"]}, "required_specialties"),
+                        ({"required_specialties": ["nurse_coordinator"]}, "required_specialties"),
+                        ({"minimum_specialties": 0}, "minimum_specialties"), ({"type_code": None}, "type_code")):
+        refused = await coordinator.patch(f"/api/boards/{board.id}", json=body)
+        assert refused.status_code == 422 and list(refused.json()["fields"]) == [field], (body, refused.text)
+    unchanged = (await coordinator.get(f"/api/boards/{board.id}")).json()
+    assert unchanged["required_specialties"] == ["medical_oncologist", "pathologist"]  # nothing saved half-way
+    async with db.session() as s:
+        trail = (await s.exec(select(AuditEvent.what).where(
+            col(AuditEvent.what).startswith(f"board {board.id} charter:")))).all()
+    assert trail == [(f"board {board.id} charter: type_code=57171008; "
+                      "required_specialties=medical_oncologist,pathologist")]
+    # Another board's coordinator does not see this board.
+    other = await login(await make_coordinator(db))
+    assert (await other.patch(f"/api/boards/{board.id}", json={"minimum_specialties": 2})).status_code == 404

@@ -354,3 +354,30 @@ async def test_scripted_form_posts_answer_json_in_the_users_language(login: Logi
     assert good.status_code == 200 and good.json() == {"location": f"/meetings/{meeting_id}?done=case_added#agenda"}
     forged = await coordinator.http.post(f"/meetings/{meeting_id}/cases", headers=headers, data=case_form())
     assert forged.status_code == 403
+
+
+async def test_board_charter_page_edits_type_and_required_specialties(login: Login, db: Database) -> None:
+    """Issue 14: the coordinator sets the board's FRCP type and what its quorum needs; bad choices are named."""
+    board = await make_board(db, required_specialties=())
+    coordinator = await login(board.coordinator)
+    meeting_id = await new_meeting(coordinator, board.id)
+    assert f'href="/boards/{board.id}/charter"' in (await coordinator.get(f"/meetings/{meeting_id}")).text
+    page = await coordinator.get(f"/boards/{board.id}/charter")
+    assert page.status_code == 200 and 'value="312419003" selected' in page.text
+    bad = await form_post(coordinator, f"/boards/{board.id}/charter",
+                          {"type_code": "thoracic", "required_specialties": "secretary", "minimum_specialties": "3"})
+    assert bad.status_code == 422
+    assert field_error(bad.text, "type_code") and field_error(bad.text, "required_specialties")
+    saved = await coordinator.http.post(f"/boards/{board.id}/charter", follow_redirects=False, data={
+        "csrf_token": coordinator.csrf, "type_code": "ORG-130",
+        "required_specialties": ["geriatric_oncologist", "medical_oncologist"], "minimum_specialties": "3"})
+    assert saved.status_code == 303 and saved.headers["location"].endswith("done=charter_saved")
+    one = (await coordinator.get(f"/api/boards/{board.id}")).json()
+    assert (one["type_code"], one["nature"], one["type_display"]) == ("ORG-130", "transversal", "Oncogériatrie")
+    assert one["required_specialties"] == ["geriatric_oncologist", "medical_oncologist"]
+    # A clinician invited to the board's meetings sees the board but does not change its charter.
+    clinician = await make_clinician(db)
+    await coordinator.post(f"/api/meetings/{meeting_id}/invitations", json={"user_id": clinician.id})
+    other = await login(clinician)
+    assert (await other.get(f"/boards/{board.id}/charter")).status_code == 403
+    assert f'href="/boards/{board.id}/charter"' not in (await other.get(f"/meetings/{meeting_id}")).text

@@ -189,6 +189,12 @@ def _meeting_form(world: World, obj: str) -> dict[str, Any]:
             "duration_min": "60", "title": "Matrix"}
 
 
+def _charter_form(world: World, obj: str) -> dict[str, Any]:
+    """The charter the factories give a board (organ board, the INCa three): saving it changes nothing."""
+    return {"type_code": "312419003", "required_specialties": ["surgeon", "medical_oncologist", "radiotherapist"],
+            "minimum_specialties": "3"}
+
+
 def _guest_in(world: World, obj: str) -> dict[str, Any]:
     return {"family_name": "Matrice", "prefix": "Dr", "email": f"m{secrets.token_hex(4)}@chu-x.fr", "specialty": "surgeon"}
 
@@ -215,8 +221,13 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/api/audit", "GET"): role(Action.view_audit),
     ("/audit/patients/{patient_id:int}", "GET"): role(Action.view_audit),
     ("/api/boards", "GET"): signed(),
-    ("/api/boards", "POST"): role(Action.create_board, _json(lambda w, o: {"name": f"RCP {secrets.token_hex(4)}"})),
+    ("/api/boards", "POST"): role(Action.create_board, _json(lambda w, o: {"name": f"RCP {secrets.token_hex(4)}",
+                                                                           "type_code": "312419003"})),
     ("/api/boards/{board_id:int}", "GET"): Rule("board_view"),
+    ("/api/boards/{board_id:int}", "PATCH"): Rule("charter", Action.edit_charter,
+                                                  body=_json({"minimum_specialties": 3})),
+    ("/boards/{board_id:int}/charter", "GET"): Rule("charter", Action.edit_charter),
+    ("/boards/{board_id:int}/charter", "POST"): Rule("charter", Action.edit_charter, body=_form(_charter_form)),
     ("/api/meetings", "GET"): signed(),
     ("/api/meetings", "POST"): Rule("board", Action.manage_meeting, body=_json(_meeting_in)),
     ("/api/meetings/{meeting_id:int}", "GET"): meeting(Action.view_meeting),
@@ -463,6 +474,14 @@ def expected(rule: Rule, name: str, obj: str, world: World, path: str) -> int:
         return ALLOWED if POLICY_ROLE[name] in access.ROLE_RULES[rule.action] else 403
     if rule.kind == "board_view":
         return ALLOWED if _board_visible(name, obj) or name == "admin" else 404
+    if rule.kind == "charter":
+        # Asked of the board (access.require_board): not seen, 404; seen, the board table's standing decides.
+        if not (_board_visible(name, obj) or name == "admin"):
+            return 404
+        assert rule.action is not None
+        runs = name in ("coordinator", "other_coordinator") and STANDINGS[name][obj] == Standing.coordinator
+        standing = Standing.admin if name == "admin" else Standing.coordinator if runs else Standing.participant
+        return ALLOWED if standing in access.MEETING_RULES[rule.action][0] else 403
     if rule.kind == "schedule_page":
         return ALLOWED if name in ("admin", "coordinator", "other_coordinator") else 404
     if rule.kind == "board":
@@ -578,7 +597,7 @@ def answers_as_said(rule: Rule, want: int, got: int, location: str) -> bool:
 
 
 def _uses_object(path: str, rule: Rule) -> bool:
-    return "{" in path or rule.kind in {"board", "board_view"}
+    return "{" in path or rule.kind in {"board", "board_view", "charter"}
 
 
 @pytest.mark.timeout(600)

@@ -44,7 +44,7 @@ async def new_user(db: Database, role: str = Role.coordinator, specialty: str = 
 async def own_board_meeting(client: Client) -> tuple[int, int]:
     """A coordinator's own new board with one scheduled meeting: (board id, meeting id)."""
     board = await client.post("/api/boards", json={"name": f"RCP test {secrets.token_hex(3)}",
-                                                   "required_specialties": ["surgeon"]})
+                                                   "type_code": "312419003", "required_specialties": ["surgeon"]})
     assert board.status_code == 201, board.text
     meeting = await client.post("/api/meetings", json={"board_id": board.json()["id"],
                                                        "starts_at": "2031-05-06T14:00"})
