@@ -39,6 +39,7 @@ __all__ = [
     "LOINC_RCP_DISPLAY",
     "DocumentAuthor",
     "DocumentPatient",
+    "DocumentStaging",
     "SignedDocument",
 ]
 
@@ -143,6 +144,48 @@ class DocumentAuthor:
         return ""
 
 
+#: LOINC codes of the stagings the messages carry: the TNM panels the CI-SIS FRCP codes the tumour's staging with
+#: (75620-5 "TNM clinical staging before treatment panel", 75621-3 "TNM pathologic staging after surgery panel"),
+#: and 21914-7 "Stage group.other Cancer" (HL7 mCODE) for FIGO, Ann Arbor, ISS ...
+STAGING_LOINC = {
+    "clinical": ("75620-5", "TNM clinical staging before treatment panel Cancer"),
+    "pathological": ("75621-3", "TNM pathologic staging after surgery panel Cancer"),
+    "other": ("21914-7", "Stage group.other Cancer"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentStaging:
+    """One staging of the tumour as the board recorded it, for the EPR to show as written (issue 14, item 3).
+
+    ``text`` keeps the oncologist's prefixes ("ypT0 N0 M0", never a "cT0 N0 M0"); ``edition`` is the TNM edition
+    (a signed fiche always has one); ``stage`` the stage group. Other classifications read "FIGO IB2".
+    """
+
+    kind: str
+    text: str
+    edition: str = ""
+    stage: str = ""
+
+    def __post_init__(self) -> None:
+        _require(self.kind in STAGING_LOINC, f"'kind' must be in {list(STAGING_LOINC)} (got {self.kind!r})")
+        _require(bool(self.text.strip()) and len(self.text) <= 200, "'text' must be 1 to 200 characters")
+        _require(self.kind == "other" or self.edition in {"7", "8"},
+                 "a TNM staging needs its edition (7 or 8): a signed fiche always has one")
+
+    @property
+    def loinc(self) -> tuple[str, str]:
+        return STAGING_LOINC[self.kind]
+
+    def display(self) -> str:
+        """ "ypT0 N0 M0 (TNM 8th ed.), stage 0": the same words in every message (the PDF has the reader's)."""
+        text = self.text if self.kind == "other" else f"{self.text} (TNM {self.edition}th ed.)"
+        return f"{text}, stage {self.stage}" if self.stage else text
+
+    def as_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "text": self.text, "edition": self.edition, "stage": self.stage}
+
+
 @dataclass(frozen=True, kw_only=True)
 class SignedDocument:
     """One signed version of a case's RCP minutes, ready to deliver.
@@ -167,6 +210,8 @@ class SignedDocument:
     signed_at: datetime
     pdf: bytes = field(repr=False)
     sha256: str
+    #: The tumour's stagings as signed (clinical and pathological TNM, other classifications), in the fiche's order.
+    staging: tuple[DocumentStaging, ...] = ()
 
     def __post_init__(self) -> None:
         _require(bool(_OID.match(self.unique_id)), "'unique_id' must be an OID such as 1.2.250.1.999.1")
@@ -227,6 +272,7 @@ class SignedDocument:
             "signed_at": self.signed_at.isoformat(),
             "pdf": base64.b64encode(self.pdf).decode("ascii"),
             "sha256": self.sha256,
+            "staging": [st.as_json() for st in self.staging],
         }
 
     def metadata_json(self) -> dict[str, Any]:
@@ -259,4 +305,6 @@ class SignedDocument:
             signed_at=datetime.fromisoformat(data["signed_at"]),
             pdf=base64.b64decode(data["pdf"]),
             sha256=data["sha256"],
+            # Queued before stagings travelled: the PDF carries them.
+            staging=tuple(DocumentStaging(**st) for st in data.get("staging", ())),
         )

@@ -178,6 +178,30 @@ def _practitioner(author: DocumentAuthor, *, id_: str | None = None) -> dict[str
     return resource
 
 
+def _add_stagings(docref: dict[str, Any], document: SignedDocument) -> None:
+    """The tumour's stagings as contained Observations the DocumentReference's context relates to.
+
+    Each is coded with the LOINC TNM panel of the CI-SIS FRCP (clinical 75620-5, pathological 75621-3; 21914-7 for
+    another classification) and its value is the staging as written, prefix kept: "ypT0 N0 M0 (TNM 8th ed.)"
+    (issue 14, item 3). Contained, so nothing is created on the receiver; referenced, as FHIR R4 dom-3 asks.
+    """
+    for index, staging in enumerate(document.staging, start=1):
+        code, display = staging.loinc
+        local = f"staging-{index}"
+        observation: dict[str, Any] = {
+            "resourceType": "Observation",
+            "id": local,
+            "status": "amended" if document.corrected else "final",
+            "code": {"coding": [{"system": LOINC_SYSTEM, "code": code, "display": display}]},
+            "effectiveDateTime": document.meeting_date.isoformat(),
+            "valueString": staging.display(),
+        }
+        if staging.kind != "other":
+            observation["method"] = {"text": f"UICC TNM {staging.edition}th edition"}
+        docref["contained"].append(observation)
+        docref["context"]["related"].append({"reference": f"#{local}", "type": "Observation"})
+
+
 def provide_document_bundle(
     document: SignedDocument, *, idempotency_key: str, source_oid: str = RCP_SOURCE_OID
 ) -> dict[str, Any]:
@@ -252,6 +276,7 @@ def provide_document_bundle(
             "related": [{"identifier": {"system": URI_SYSTEM, "value": f"urn:rcp:set:{document.set_id}"}}],
         },
     }
+    _add_stagings(docref, document)
     if document.replaces is not None:
         docref["relatesTo"] = [
             {

@@ -148,11 +148,30 @@ def mdm_message(
     obx.obx_5 = f"^AP^PDF^Base64^{_PLACEHOLDER}"
     obx.obx_11 = "C" if document.corrected else "F"  # result status (table 0085): corrected / final
     obx.obx_14 = _ts(document.signed_at)
+    _staging_observations(message, document)
     message.validate()  # STRICT: structure, cardinalities, datatypes and lengths
 
     tree = hl7.parse(message.to_er7())
     tree.assign_field(base64.b64encode(document.pdf).decode("ascii"), "OBX", 1, 5, 1, 5)
     return str(tree)
+
+
+def _staging_observations(message: Message, document: SignedDocument) -> None:
+    """One OBX per staging after the document's, the text as written: "ypT0 N0 M0 (TNM 8th ed.), stage 0".
+
+    OBX-3 is the LOINC TNM panel the CI-SIS FRCP codes the staging with (clinical 75620-5, pathological 75621-3) or
+    21914-7 for another classification; OBX-2 ST, so an EPR that files only the PDF ignores them, and one that
+    shows results shows the prefix the board wrote (issue 14, item 3).
+    """
+    for index, staging in enumerate(document.staging, start=2):
+        obx = message.add_group("MDM_T02_OBSERVATION").obx
+        code, display = staging.loinc
+        obx.obx_1 = str(index)
+        obx.obx_2 = "ST"
+        obx.obx_3 = f"{code}^{_escape(display)}^LN"
+        obx.obx_5 = _escape(staging.display())
+        obx.obx_11 = "C" if document.corrected else "F"
+        obx.obx_14 = _ts(document.signed_at)
 
 
 def parse_ack(text: str, *, expected_control_id: str) -> Ack:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rcp.epr.document import DocumentAuthor, DocumentPatient, SignedDocument
+from rcp.epr.document import DocumentAuthor, DocumentPatient, DocumentStaging, SignedDocument
 from rcp.epr.outbox import enqueue
 from rcp.minutes import store
 from rcp.minutes.fiche import Fiche, Physician
@@ -69,6 +69,14 @@ def _author(p: Physician) -> DocumentAuthor:
                           specialty_code=code, specialty_label=label)
 
 
+def _stagings(fiche: Fiche) -> tuple[DocumentStaging, ...]:
+    """The fiche's stagings for the EPR, each as written (``rcp.minutes.staging``: prefix kept, edition given)."""
+    out = [DocumentStaging(kind=kind, text=tnm.label(), edition=tnm.edition, stage=tnm.stage)
+           for kind, tnm in (("clinical", fiche.clinical_tnm), ("pathological", fiche.pathological_tnm)) if tnm]
+    out.extend(DocumentStaging(kind="other", text=o.label()) for o in fiche.other_classifications)
+    return tuple(out)
+
+
 def to_signed_document(fiche: Fiche, version: SignedVersion, pdf: bytes, *,
                        replaces: SignedVersion | None = None) -> SignedDocument:
     """The EPR document of ``version``; ``ValueError`` when the patient has neither a qualified INS nor an IPP."""
@@ -96,6 +104,7 @@ def to_signed_document(fiche: Fiche, version: SignedVersion, pdf: bytes, *,
         signed_at=version.signed_at,
         pdf=pdf,
         sha256=hashlib.sha256(pdf).hexdigest(),
+        staging=_stagings(fiche),
     )
 
 

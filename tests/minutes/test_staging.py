@@ -1,18 +1,32 @@
 """Staging as the oncologist wrote it (rcp.minutes.staging): real-world TNM strings, refusals naming the part,
-the edition required at signature, and the other classifications. Pure: no server."""
+the edition required at signature, the other classifications, and the round trip into the fiche page, the PDF
+and the EPR messages (HL7 MDM OBX, FHIR). Pure: no server."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+import hl7
+import pypdf
 import pytest
 
+from rcp import i18n
+from rcp.epr.document import SignedDocument
+from rcp.epr.fhir import provide_document_bundle
+from rcp.epr.hl7 import mdm_message
 from rcp.errors import Invalid
-from rcp.minutes.fiche import Fiche, parse_draft_field
+from rcp.minutes.delivery import to_signed_document
+from rcp.minutes.fiche import Fiche, Physician, parse_draft_field
+from rcp.minutes.render import fiche_html, fiche_pdf
 from rcp.minutes.staging import OtherStage, StagingError, Tnm, parse_diagnosis_date
+from rcp.minutes.versions import Draft, sign
 
 Make = Callable[..., dict[str, Any]]
+#: The account that signs: an attendee of the fiche (tests/minutes/conftest.py), user 2.
+SIGNER = Physician(name="Dr Bruno Oncologue", specialty="medical_oncologist", user_id=2)
 
 #: (as written, prefix, T, N, M, label, pathological). Strings from real RCP agendas and pathology reports.
 PARSED = [
@@ -197,3 +211,49 @@ def test_diagnosis_date_forms() -> None:
     for bad in ("29/01/2019", "2019-02-30", "1850-01", 2019):
         with pytest.raises(StagingError):
             parse_diagnosis_date(bad)
+
+
+# -- round trip: the fiche page, the PDF and the EPR messages show the staging as written ------------------------
+
+
+def _signed_document(content: Make, now: datetime) -> tuple[Fiche, bytes, SignedDocument]:
+    fiche = Fiche.from_content(content(
+        clinical_tnm={"text": "ycT2 N1 M0", "edition": "8"},
+        pathological_tnm={"text": "ypT0N0M0", "edition": "8", "stage": "0"},
+        other_classifications=[{"system": "figo", "value": "IB2"}], diagnosis_date="2026-03-02", laterality="left",
+    ))
+    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer=SIGNER,
+                   invited_ids={1, 2, 3, 4}, existing=[], at=now)
+    pdf = fiche_pdf(fiche, version, translate=i18n.translations("en").ugettext)
+    return fiche, pdf, to_signed_document(fiche, version, pdf)
+
+
+def test_the_pdf_and_the_page_show_the_prefix_as_written(content: Make, now: datetime) -> None:
+    fiche, pdf, _document = _signed_document(content, now)
+    text = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    for fragment in ("ycT2 N1 M0 (TNM 8th ed.)", "ypT0 N0 M0 (TNM 8th ed.), stage 0", "FIGO IB2", "Left"):
+        assert fragment in text, fragment
+    assert "cT0" not in text and "pT0" not in text.replace("ypT0", "")
+    page = fiche_html(fiche)  # the default locale, French
+    assert "ypT0 N0 M0 (TNM 8e éd.), stade 0" in page and "Gauche" in page and "FIGO IB2" in page
+    assert "data-edition-to-confirm" not in page
+
+
+def test_the_epr_messages_carry_the_staging_as_written(content: Make, now: datetime) -> None:
+    _fiche, _pdf, document = _signed_document(content, now)
+    # The outbox stores the document as JSON; the worker rebuilds it from there.
+    document = SignedDocument.from_json(document.to_json())
+    message = hl7.parse(mdm_message(document, control_id="staging-1"))
+    observations = {str(obx(3)(1)(1)): str(obx(5)) for obx in message.segments("OBX")[1:]}
+    assert observations == {"75620-5": "ycT2 N1 M0 (TNM 8th ed.)", "75621-3": "ypT0 N0 M0 (TNM 8th ed.), stage 0",
+                            "21914-7": "FIGO IB2"}
+    assert [str(obx(2)) for obx in message.segments("OBX")] == ["ED", "ST", "ST", "ST"]
+
+    bundle = provide_document_bundle(document, idempotency_key="staging-1")
+    docref = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference")
+    stagings = {o["code"]["coding"][0]["code"]: o for o in docref["contained"] if o["resourceType"] == "Observation"}
+    assert stagings["75621-3"]["valueString"] == "ypT0 N0 M0 (TNM 8th ed.), stage 0"
+    assert stagings["75621-3"]["method"]["text"] == "UICC TNM 8th edition"
+    assert stagings["75620-5"]["valueString"] == "ycT2 N1 M0 (TNM 8th ed.)"
+    related = {r.get("reference") for r in docref["context"]["related"]}
+    assert {f"#{o['id']}" for o in stagings.values()} <= related
