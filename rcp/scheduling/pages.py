@@ -32,10 +32,11 @@ from rcp.errors import Conflict, Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int, revoke
 from rcp.i18n import N_, current_locale
 from rcp.i18n import gettext as _
+from rcp.identifiers import INS_NIA_OID, INS_NIR_OID, ins_system
 from rcp.mail import wake
 from rcp.scheduling import access, agenda, charter, schemas, service
 from rcp.scheduling.access import Action, case_for_user, manages_board, meeting_for_user
-from rcp.scheduling.models import Board, Invitation
+from rcp.scheduling.models import Board, Invitation, Patient
 from rcp.scheduling.specialties import SPECIALTIES
 from rcp.templating import WEB_DIR, render
 
@@ -406,14 +407,18 @@ async def charter_save(request: Request) -> Response:
 
 
 def _empty_case_form(user: Any) -> dict[str, str]:
-    return {"patient_mode": "new", "patient_id": "", "family_name": "", "given_names": "", "birth_date": "",
-            "sex": "unknown", "ins": "", "ipp": "", "ipp_assigner": str(getattr(user, "hospital", "")),
+    return {"patient_mode": "new", "patient_id": "", "family_name": "", "used_name": "", "given_names": "",
+            "first_given_name": "", "birth_date": "", "sex": "unknown", "birth_place_code": "",
+            "identity_status": "provisional", "identity_document": "", "identity_attributes": "",
+            "ins": "", "ins_kind": "nir", "ipp": "", "ipp_assigner": str(getattr(user, "hospital", "")),
+            "ipp_assigner_oid": "", "duplicates_checked": "",
             "referring_physician": "", "question": "", "clinical_summary": "", "staging": "",
             "performance_status": ""}
 
 
 async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id: int, *,
                         case_form: dict[str, str] | None = None, case_errors: dict[str, str] | None = None,
+                        duplicates: Sequence[schemas.PatientOut] = (),
                         invite_form: dict[str, str] | None = None, invite_errors: dict[str, str] | None = None,
                         guest_form: dict[str, str] | None = None, guest_errors: dict[str, str] | None = None,
                         message: str = "", status: int = 200) -> Response:
@@ -463,6 +468,7 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
         "open_add_case": bool(case_errors) or bool(query or identifier),
         "search": {"q": query, "identifier": identifier, "assigner": assigner, "done": bool(query or identifier)},
         "found_patients": found_patients,
+        "duplicates": list(duplicates),
         "invite_form": invite_form or {"specialty": "", "user_id": "", "quorum_member": "1"},
         "invite_errors": invite_errors or {},
         "guest_form": guest_form or {"guest_prefix": "Dr", "guest_given_name": "", "guest_family_name": "",
@@ -506,7 +512,11 @@ async def meeting_status(request: Request) -> Response:
 # --- cases ----------------------------------------------------------------------------------------------------
 
 _CASE_FIELDS = ("referring_physician", "question", "clinical_summary", "staging", "performance_status")
-_PATIENT_FIELDS = ("family_name", "given_names", "birth_date", "sex")
+#: The identity traits of the national rules (RNIV) the add-case form asks for a new patient.
+_PATIENT_FIELDS = ("family_name", "used_name", "given_names", "first_given_name", "birth_date", "sex",
+                   "birth_place_code", "identity_status", "identity_document")
+#: The INS kinds the form offers (the test OIDs .10/.11 only through the API, never typed by hand).
+_INS_KIND_OIDS = {"nir": INS_NIR_OID, "nia": INS_NIA_OID}
 
 
 def case_input(form: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
@@ -519,14 +529,22 @@ def case_input(form: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     else:
         identifiers: list[dict[str, str]] = []
         if form.get("ins"):
-            identifiers.append({"system": "INS-NIR", "value": form["ins"].replace(" ", "")})
+            oid = _INS_KIND_OIDS.get(form.get("ins_kind", ""), INS_NIR_OID)
+            identifiers.append({"system": ins_system(oid), "value": form["ins"].replace(" ", ""),
+                                "assigner_oid": oid})
             identifier_fields.append("ins")
         if form.get("ipp"):
-            identifiers.append({"system": "IPP", "value": form["ipp"], "assigner": form.get("ipp_assigner", "")})
+            identifiers.append({"system": "IPP", "value": form["ipp"], "assigner": form.get("ipp_assigner", ""),
+                                "assigner_oid": form.get("ipp_assigner_oid", "")})
             identifier_fields.append("ipp")
         data["patient"] = {
-            "family_name": form.get("family_name", ""), "given_names": form.get("given_names", ""),
+            "family_name": form.get("family_name", ""), "used_name": form.get("used_name", ""),
+            "given_names": form.get("given_names", ""), "first_given_name": form.get("first_given_name", ""),
             "birth_date": form.get("birth_date") or None, "sex": form.get("sex") or "unknown",
+            "birth_place_code": form.get("birth_place_code", "").upper(),
+            "identity_status": form.get("identity_status") or "provisional",
+            "identity_document": form.get("identity_document", ""),
+            "identity_attributes": form.get("identity_attributes", "").split(),
             "identifiers": identifiers,
         }
     return data, identifier_fields
@@ -541,18 +559,51 @@ def _case_renamer(identifier_fields: Sequence[str]) -> Callable[[tuple[Any, ...]
             return "family_name"
         if parts[0] == "identifiers" and len(parts) > 1 and parts[1].isdigit():
             index = int(parts[1])
-            return identifier_fields[index] if index < len(identifier_fields) else "ins"
+            field = identifier_fields[index] if index < len(identifier_fields) else "ins"
+            return "ipp_assigner_oid" if field == "ipp" and parts[-1] == "assigner_oid" else field
         return parts[0]
 
     return rename
+
+
+#: The identity rules ``schemas.PatientIn`` checks as a whole (its messages start with the field they concern),
+#: as form fields and messages in the user's language.
+_IDENTITY_RULES: dict[str, tuple[str, str]] = {
+    "identity_document": ("identity_document", N_("A validated identity names the identity document that was "
+                                                  "checked.")),
+    "identity_status": ("identity_status", N_("A doubtful or fictitious identity stays provisional.")),
+    "identity_attributes": ("identity_attributes", N_("An identity is not both doubtful and fictitious.")),
+    "first_given_name": ("first_given_name", N_("The first given name must be one of the given names.")),
+    "sex": ("sex", N_("The INS is that of a patient of the other sex (its first digit).")),
+    "birth_date": ("birth_date", N_("The INS encodes another year or month of birth.")),
+    "identifiers": ("ins", N_("An INS (NIR) has 15 characters; the last two are the control key.")),
+}
+
+
+def case_errors(error: ValidationError, identifier_fields: Sequence[str]) -> dict[str, str]:
+    """The add-case form's errors: per field, with the identity rules' whole-patient checks on their field."""
+    rename = _case_renamer(identifier_fields)
+    fields: dict[str, str] = {}
+    for item in error.errors(include_input=False, include_url=False):
+        loc = tuple(item["loc"])
+        rule = str(item.get("msg", "")).removeprefix("Value error, ").split(":", 1)[0]
+        if item.get("type") == "value_error" and loc in {(), ("patient",)} and rule in _IDENTITY_RULES:
+            name, message = _IDENTITY_RULES[rule]
+            fields.setdefault(name, _(message))
+        else:
+            fields.setdefault(rename(loc) or "form", _pydantic_message(item))
+    return fields
 
 
 async def case_add(request: Request) -> Response:
     user = current_user(request)
     meeting_id = path_int(request, "meeting_id")
     raw = await request.form()
-    names = ("patient_mode", "patient_id", "ins", "ipp", "ipp_assigner", *_PATIENT_FIELDS, *_CASE_FIELDS)
+    names = ("patient_mode", "patient_id", "ins", "ins_kind", "ipp", "ipp_assigner", "ipp_assigner_oid",
+             "duplicates_checked", *_PATIENT_FIELDS, *_CASE_FIELDS)
     form = {name: _text(raw, name) for name in names}
+    form["identity_attributes"] = " ".join(sorted({str(v) for v in raw.getlist("identity_attributes")}))[:100]
+    use_patient = _text(raw, "use_patient", 20)
     data, identifier_fields = case_input(form)
     rename = _case_renamer(identifier_fields)
     async with _db(request).session() as s:
@@ -564,8 +615,30 @@ async def case_add(request: Request) -> Response:
                 case_in = schemas.CaseIn.model_validate(data)
             except ValidationError as exc:
                 return await _meeting_page(request, s, user, meeting_id, case_form=form,
-                                           case_errors=field_errors(exc, rename),
+                                           case_errors=case_errors(exc, identifier_fields),
                                            message=banner(Invalid("")), status=422)
+            newcomer = case_in.patient
+            if newcomer is not None:
+                # RNIV: search before creating. The coordinator takes a registered patient who looks like this
+                # one, or says that none of them is this patient; only then is a new record created.
+                if use_patient:
+                    if not use_patient.isdigit():
+                        raise Invalid("Choose a patient.", fields={"patient_id": "unknown patient"})
+                    chosen = await service.chosen_duplicate(s, user, newcomer, int(use_patient),
+                                                            request=request)
+                    case_in = case_in.model_copy(update={"patient": None, "patient_id": chosen.id})
+                elif form["duplicates_checked"] != "1":
+                    found = await service.duplicates_of_new(s, user, newcomer, request=request)
+                    if found:
+                        idents = await service.identifiers_of(s, [p.id for p in found if p.id is not None])
+                        return await _meeting_page(
+                            request, s, user, meeting_id, case_form=form,
+                            duplicates=[service.patient_out(p, idents[p.id]) for p in found if p.id is not None],
+                            case_errors={"duplicates_checked": _(
+                                "Patients already registered look like this one: take the right one, or tick "
+                                "this box if none of them is this patient.")},
+                            message=_("This patient may already be registered: check the patients below "
+                                      "before creating a new record."), status=409)
             await service.add_case(s, user, meeting_id, case_in, request=request)
         except (Invalid, Conflict) as exc:
             await s.rollback()
@@ -606,8 +679,13 @@ async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: i
     manage = await access.allows(s, user, Action.manage_meeting, meeting_row)
     editable = (await access.allows(s, user, Action.edit_agenda, meeting_row)
                 and agenda.is_on_agenda(out.status))
+    # RNIV: other registered patients who look like this one, for those who may search patients (a count only).
+    record = await s.get(Patient, found.patient_id)
+    possible = (await service.possible_duplicates(s, record)
+                if record is not None and access.role_of(user) in access.ROLE_RULES[Action.find_patient] else 0)
     return {"case": out, "meeting": service.meeting_out(meeting_row, board, 0), "board": board,
             "page_path": f"/cases/{case_id}", "identity_changed": await _identity_changed(s, case_id, out),
+            "possible_duplicates": possible,
             "manage": manage, "editable": editable,
             "studies_template": STUDIES_PANEL if (WEB_DIR / "templates" / STUDIES_PANEL).exists() else ""}
 

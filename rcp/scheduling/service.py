@@ -348,6 +348,20 @@ async def likely_duplicates(session: AsyncSession, user: Any, *, family_name: st
     is audited. A candidate is only shown: putting them on an agenda still needs the exact identifier.
     """
     access.require(user, Action.find_patient)
+    found = await _duplicate_candidates(session, family_name=family_name, given_names=given_names,
+                                        birth_date=birth_date, sex=sex, identifiers=identifiers)
+    patients = sorted(found.values(), key=lambda p: (p.family_name, p.id or 0))[:limit]
+    for patient in patients:
+        await audit.record(session, event="patient_record", action="R", request=request, user=user,
+                           patient_id=patient.id, what=f"patient {patient.id} (duplicate check before creation)")
+    return patients
+
+
+async def _duplicate_candidates(session: AsyncSession, *, family_name: str, given_names: str = "",
+                                birth_date: date | None = None, sex: str = "", identifiers: Sequence[str] = (),
+                                ) -> dict[int, Patient]:
+    """The query behind ``likely_duplicates`` (no audit: callers audit what they show). A patient merged into
+    another by the hospital (A40, attribute ``merged``) is no candidate: its cases live on the survivor."""
     found: dict[int, Patient] = {}
     if identifiers:
         wanted = select(PatientIdentifier.patient_id).where(col(PatientIdentifier.value).in_(list(identifiers)))
@@ -364,11 +378,64 @@ async def likely_duplicates(session: AsyncSession, user: Any, *, family_name: st
                                                                              or patient.given_names)
             if same_name or (same_given and (not sex or sex == patient.sex)):
                 found[patient.id] = patient
-    patients = sorted(found.values(), key=lambda p: (p.family_name, p.id or 0))[:limit]
-    for patient in patients:
-        await audit.record(session, event="patient_record", action="R", request=request, user=user,
-                           patient_id=patient.id, what=f"patient {patient.id} (duplicate check before creation)")
-    return patients
+    return {pid: p for pid, p in found.items() if "merged" not in (p.identity_attributes or [])}
+
+
+def _identifier_values(data: schemas.PatientIn) -> list[str]:
+    return [i.value for i in data.identifiers]
+
+
+async def duplicates_of_new(session: AsyncSession, user: Any, data: schemas.PatientIn, *,
+                            request: HTTPConnection | None = None) -> list[Patient]:
+    """``likely_duplicates`` of a patient described in the add-case form (its traits and identifier values)."""
+    return await likely_duplicates(session, user, family_name=data.family_name, given_names=data.given_names,
+                                   birth_date=data.birth_date, sex=data.sex, identifiers=_identifier_values(data),
+                                   request=request)
+
+
+async def chosen_duplicate(session: AsyncSession, user: Any, data: schemas.PatientIn, patient_id: int, *,
+                           request: HTTPConnection | None = None) -> Patient:
+    """The registered patient the coordinator chose instead of creating ``data`` (RNIV: search before creating).
+
+    Allowed only for a candidate the typed identity finds again here — the same birth date and birth or used
+    name, or the same first given name and sex, or the same IPP *with its hospital* or the same INS — so that
+    choosing grants no more than an exact look-up does (``find_patients``); a bare identifier value, which names
+    someone else in every hospital, is not enough. Audited as an identifier look-up, which is what lets
+    ``add_case`` put a patient outside the caller's meetings on their agenda.
+    """
+    access.require(user, Action.find_patient)
+    found = await _duplicate_candidates(session, family_name=data.family_name, given_names=data.given_names,
+                                        birth_date=data.birth_date, sex=data.sex)
+    for ident in data.identifiers:
+        statement = select(PatientIdentifier.patient_id).where(PatientIdentifier.value == ident.value)
+        if is_ins(ident.system):
+            statement = statement.where(col(PatientIdentifier.system).in_(INS_SYSTEMS))
+        elif ident.assigner:
+            statement = statement.where(PatientIdentifier.system == "IPP",
+                                        PatientIdentifier.assigner == ident.assigner)
+        else:
+            continue
+        for pid in (await session.exec(statement)).all():
+            patient = await session.get(Patient, pid)
+            if patient is not None and "merged" not in (patient.identity_attributes or []):
+                found[pid] = patient
+    chosen = found.get(patient_id)
+    if chosen is None:
+        raise Invalid(f"No patient {patient_id} among the likely duplicates.",
+                      fields={"patient_id": "unknown patient"})
+    await audit.record(session, event="patient_record", action="R", request=request, user=user,
+                       patient_id=patient_id, what=access.IDENTIFIER_LOOKUP.format(patient=patient_id))
+    return chosen
+
+
+async def possible_duplicates(session: AsyncSession, patient: Patient) -> int:
+    """How many other registered patients look like ``patient`` by their traits (the case page's "possible
+    duplicate" badge: a count, no one else's identity, so nothing to audit beyond the page's own read)."""
+    # By traits only: identifiers are unique per authority (an IPP value alone names someone else elsewhere).
+    found = await _duplicate_candidates(session, family_name=patient.family_name, given_names=patient.given_names,
+                                        birth_date=patient.birth_date, sex=patient.sex)
+    found.pop(patient.id or 0, None)
+    return len(found)
 
 
 def patient_out(patient: Patient, identifiers: Sequence[PatientIdentifier]) -> schemas.PatientOut:

@@ -55,8 +55,15 @@ async def new_meeting(client: Any, board_id: int) -> int:
     return int(response.json()["id"])
 
 
+def a_name() -> str:
+    """A name of the test's own: two patients of the form with the same name and birth date are look-alikes, which
+    the form makes the coordinator resolve (search before creating)."""
+    return "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8)).capitalize()
+
+
 def case_form(**overrides: str) -> dict[str, str]:
-    form = {"patient_mode": "new", "family_name": "Pagetest", "given_names": "Lucie", "birth_date": "1961-05-04",
+    form = {"patient_mode": "new", "family_name": f"Pagetest-{a_name()}", "given_names": a_name(),
+            "birth_date": "1961-05-04",
             "sex": "female", "ins": new_ins(), "ipp": f"PG{secrets.token_hex(4)}", "ipp_assigner": "CHU de Lyon",
             "question": "Chirurgie ou radiothérapie stéréotaxique ?", "referring_physician": "Dr Test",
             "clinical_summary": "", "staging": "cT1bN0M0", "performance_status": "1"}
@@ -173,7 +180,8 @@ async def test_add_case_errors_are_shown_next_to_fields(login: Login, db: Databa
     # A duplicate identifier is a conflict from the service, shown at the identifier.
     first = case_form()
     assert (await form_post(coordinator, f"/meetings/{meeting_id}/cases", first)).status_code == 303
-    dup = await form_post(coordinator, f"/meetings/{meeting_id}/cases", case_form(ipp=first["ipp"]))
+    dup = await form_post(coordinator, f"/meetings/{meeting_id}/cases",
+                          case_form(ipp=first["ipp"], duplicates_checked="1"))
     assert dup.status_code == 409
     assert "already registered" in (field_error(dup.text, "ipp") or "")
     # Existing-patient mode without a choice.
@@ -381,3 +389,79 @@ async def test_board_charter_page_edits_type_and_required_specialties(login: Log
     other = await login(clinician)
     assert (await other.get(f"/boards/{board.id}/charter")).status_code == 403
     assert f'href="/boards/{board.id}/charter"' not in (await other.get(f"/meetings/{meeting_id}")).text
+
+
+async def test_search_before_creating_shows_look_alikes_and_takes_the_chosen_record(login: Login,
+                                                                                   db: Database) -> None:
+    """RNIV: before a new patient is created, the form lists registered patients with the same birth date and
+    name; the coordinator takes one ("This is the patient") or says none is theirs. Without a choice, nothing is
+    created."""
+    from sqlmodel import func, select
+
+    from rcp.scheduling.models import Patient
+
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
+    family, given = f"Doublon-{a_name()}", a_name()
+    first = case_form(family_name=family, given_names=given, used_name="Martin", birth_place_code="69123",
+                      identity_status="validated", identity_document="passport", identity_attributes="homonym")
+    assert (await form_post(coordinator, f"/meetings/{meeting_id}/cases", first)).status_code == 303
+
+    async def patients_named() -> int:
+        async with db.session() as s:
+            return int((await s.exec(select(func.count()).select_from(Patient)
+                                     .where(Patient.family_name == family))).one())
+
+    # The same person typed again (accents and case aside), with another IPP: listed, not created.
+    again = case_form(family_name=family.upper(), given_names=given, question="Deuxième avis ?")
+    shown = await form_post(coordinator, f"/meetings/{meeting_id}/cases", again)
+    assert shown.status_code == 409
+    (candidate,) = re.findall(r'data-duplicate="(\d+)"', shown.text)
+    assert 'name="use_patient" value="' + candidate + '"' in shown.text
+    assert "Validated identity" in shown.text and "Homonym" in shown.text
+    assert field_error(shown.text, "duplicates_checked")
+    assert await patients_named() == 1 and len(await agenda_ids(coordinator, meeting_id)) == 1
+
+    # "This is the patient": the case goes to the registered record; nothing new is created.
+    taken = await form_post(coordinator, f"/meetings/{meeting_id}/cases", {**again, "use_patient": candidate})
+    assert taken.status_code == 303, taken.text
+    assert await patients_named() == 1 and len(await agenda_ids(coordinator, meeting_id)) == 2
+    # Someone else's record cannot be taken through this door: it must be one the typed identity finds.
+    other = case_form()
+    wrong = await form_post(coordinator, f"/meetings/{meeting_id}/cases", {**other, "use_patient": candidate})
+    assert wrong.status_code == 422 and field_error(wrong.text, "patient_id")
+
+    # "None of these is my patient": a new record.
+    created = await form_post(coordinator, f"/meetings/{meeting_id}/cases",
+                              {**case_form(family_name=family, given_names=given), "duplicates_checked": "1"})
+    assert created.status_code == 303
+    assert await patients_named() == 2
+
+    # The identity typed in the form was recorded as the national rules describe it, and shown on the case page.
+    async with db.session() as s:
+        patient = (await s.exec(select(Patient).where(Patient.id == int(candidate)))).one()
+    assert (patient.used_name, patient.birth_place_code, patient.identity_status, patient.identity_document,
+            patient.identity_attributes) == ("Martin", "69123", "validated", "passport", ["homonym"])
+    assert patient.identity_status_by and patient.identity_status_at is not None
+    case_id = (await agenda_ids(coordinator, meeting_id))[0]
+    page = (await coordinator.get(f"/cases/{case_id}")).text
+    assert 'data-identity-status="validated"' in page and 'data-identity-attribute="homonym"' in page
+    assert 'data-possible-duplicates="1"' in page and "Possible duplicate" in page
+
+
+async def test_identity_status_rules_are_shown_next_to_their_fields(login: Login, db: Database) -> None:
+    """A typed identity is at most validated, with the document checked; a doubtful one stays provisional."""
+    board, coordinator = await board_and_coordinator(db, login)
+    meeting_id = await new_meeting(coordinator, board.id)
+    url = f"/meetings/{meeting_id}/cases"
+    no_document = await form_post(coordinator, url, case_form(identity_status="validated"))
+    assert no_document.status_code == 422
+    assert "identity document" in (field_error(no_document.text, "identity_document") or "")
+    doubtful = await form_post(coordinator, url, case_form(identity_status="validated", identity_document="id_card",
+                                                           identity_attributes="doubtful"))
+    assert doubtful.status_code == 422 and "provisional" in (field_error(doubtful.text, "identity_status") or "")
+    qualified = await form_post(coordinator, url, case_form(identity_status="qualified"))
+    assert qualified.status_code == 422 and field_error(qualified.text, "identity_status")
+    bad_place = await form_post(coordinator, url, case_form(birth_place_code="7A1"))
+    assert bad_place.status_code == 422 and field_error(bad_place.text, "birth_place_code")
+    assert len(await agenda_ids(coordinator, meeting_id)) == 0

@@ -1,6 +1,7 @@
 // The meeting page: reorder the agenda by drag and drop (or the arrow buttons) through
-// PUT /api/meetings/{id}/agenda, search registered patients (GET /api/patients), and list the people of a
-// specialty to invite (GET /api/users?specialty=). Without this script every action still works as a form post.
+// PUT /api/meetings/{id}/agenda, search registered patients (GET /api/patients), look for patients already
+// registered with the identity being typed (GET /api/patients/duplicates), and list the people of a specialty to
+// invite (GET /api/users?specialty=). Without this script every action still works as a form post.
 
 import { api, ApiError, format, pageStrings, toast, withBusy } from './api.js';
 
@@ -202,6 +203,127 @@ function setupPatientSearch(searchForm) {
   }
 }
 
+// --- search before creating (RNIV) -------------------------------------------------------------------------
+
+/** One registered look-alike, as web/templates/scheduling/_duplicate.html draws it (text only, no markup). */
+function duplicateItem(patient) {
+  const item = document.createElement('li');
+  item.className = 'duplicate';
+  item.dataset.duplicate = String(patient.id);
+  const text = document.createElement('span');
+  const name = document.createElement('strong');
+  name.className = 'family';
+  name.textContent = patient.family_name.toUpperCase();
+  text.append(name);
+  if (patient.used_name && patient.used_name !== patient.family_name) {
+    text.append(` (${strings.used_name || ''} ${patient.used_name.toUpperCase()})`);
+  }
+  text.append(` ${patient.given_names || ''}`);
+  const meta = document.createElement('span');
+  meta.className = 'meta';
+  const parts = [];
+  if (patient.birth_date) parts.push(`${strings.born || ''} ${new Date(`${patient.birth_date}T00:00`).toLocaleDateString(document.documentElement.lang || undefined)}`);
+  if (strings[`sex_${patient.sex}`]) parts.push(strings[`sex_${patient.sex}`]);
+  for (const ident of patient.identifiers || []) {
+    const kind = ident.system.startsWith('INS') ? 'INS' : ident.system;
+    parts.push(`${kind} ${ident.value}${ident.assigner ? ` (${ident.assigner})` : ''}`);
+  }
+  meta.textContent = parts.join(' · ');
+  text.append(meta);
+  const badge = (cls, label, data) => {
+    const node = document.createElement('span');
+    node.className = `badge ${cls}`;
+    node.textContent = label;
+    Object.assign(node.dataset, data);
+    return node;
+  };
+  text.append(badge(`badge-identity badge-identity-${patient.identity_status}`,
+    strings[`identity_${patient.identity_status}`] || patient.identity_status, { identityStatus: patient.identity_status }));
+  for (const attribute of patient.identity_attributes || []) {
+    text.append(' ', badge('badge-identity-attribute', strings[`identity_${attribute}`] || attribute, { identityAttribute: attribute }));
+  }
+  const button = document.createElement('button');
+  button.type = 'submit';
+  button.className = 'btn';
+  button.name = 'use_patient';
+  button.value = String(patient.id);
+  button.textContent = strings.this_is_patient || '✓';
+  item.append(text, button);
+  return item;
+}
+
+/**
+ * As the coordinator types a new patient's identity, ask GET /api/patients/duplicates for registered patients who
+ * look like them and list them with "This is the patient" (which posts the form with use_patient). Before the
+ * form is sent, the check runs once more for what is typed then; the server checks again in any case.
+ */
+function setupDuplicates(form) {
+  const box = form.querySelector('[data-duplicates]');
+  const list = form.querySelector('[data-duplicate-list]');
+  const status = form.querySelector('[data-duplicates-status]');
+  const confirm = form.querySelector('[data-duplicates-checked]');
+  const newMode = form.querySelector('#mode-new');
+  if (!box || !list || !status || !newMode) return;
+  const value = (name) => (form.elements[name] && form.elements[name].value ? form.elements[name].value.trim() : '');
+  let controller = null;
+  let timer = 0;
+  let passThrough = false;
+
+  function query() {
+    const params = new URLSearchParams();
+    params.set('family_name', value('family_name'));
+    if (value('given_names')) params.set('given_names', value('given_names'));
+    if (value('birth_date')) params.set('birth_date', value('birth_date'));
+    if (value('sex') && value('sex') !== 'unknown') params.set('sex', value('sex'));
+    for (const name of ['ins', 'ipp']) if (value(name)) params.append('identifier', value(name).replace(/\s+/g, ''));
+    return params;
+  }
+  const searchable = () => Boolean(value('family_name') && (value('birth_date') || value('ins') || value('ipp')));
+
+  /** Resolves true once the list shows the look-alikes of what is typed now; false if the check failed. */
+  async function check() {
+    controller?.abort();
+    if (!searchable()) { list.replaceChildren(); box.hidden = true; return true; }
+    const mine = new AbortController();
+    controller = mine;
+    box.hidden = false;
+    box.setAttribute('aria-busy', 'true');
+    status.textContent = strings.dup_searching || '…';
+    try {
+      const patients = await api('GET', `/api/patients/duplicates?${query()}`, undefined, { signal: mine.signal });
+      list.replaceChildren(...patients.map(duplicateItem));
+      status.textContent = patients.length ? strings.dup_found || '' : '';
+      box.hidden = patients.length === 0;
+      return true;
+    } catch (error) {
+      if (error.name !== 'AbortError') status.textContent = strings.dup_failed || messageOf(error);
+      return false;
+    } finally {
+      if (controller === mine) box.removeAttribute('aria-busy');
+    }
+  }
+
+  for (const input of form.querySelectorAll('[data-identity-trait]')) {
+    input.addEventListener('change', () => { clearTimeout(timer); timer = setTimeout(check, 250); });
+  }
+  // Before api.js sends the form (it listens on the document): list the look-alikes of what is typed now, so
+  // that when the server holds the new record back (409, "take one or tick none of these") the coordinator sees
+  // whom to choose from. The server checks again whatever happened here.
+  form.addEventListener('submit', async (event) => {
+    const submitter = event.submitter;
+    if (passThrough) { passThrough = false; return; }
+    if (!newMode.checked || (submitter && submitter.name === 'use_patient') || (confirm && confirm.checked)) return;
+    event.preventDefault();
+    clearTimeout(timer);
+    await check();
+    // Out of this submit event's dispatch first: a form ignores requestSubmit() while it fires its submit event
+    // (HTML "firing submission events"), which a check answered without the network would still be in.
+    await new Promise((resolve) => { setTimeout(resolve, 0); });
+    passThrough = true;
+    form.requestSubmit(submitter && submitter.form === form ? submitter : undefined);
+  });
+}
+
 // --- invitations -------------------------------------------------------------------------------------------
 
 function setupInvite(form) {
@@ -238,5 +360,7 @@ const table = document.querySelector('table[data-agenda][data-editable]');
 if (table) setupAgenda(table);
 const search = document.querySelector('form[data-patient-search]');
 if (search) setupPatientSearch(search);
+const addCase = document.querySelector('form[data-add-case]');
+if (addCase) setupDuplicates(addCase);
 const invite = document.querySelector('form[data-invite]');
 if (invite) setupInvite(invite);
