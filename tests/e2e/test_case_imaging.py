@@ -311,3 +311,48 @@ async def test_an_upload_over_the_limit_is_refused_clearly(new_page: Any, small_
     await expect(error).to_contain_text("Too large")
     await expect(page.locator("[data-import-results]")).to_be_hidden()
     await expect(page.locator("[data-case-imaging] [data-action='import']")).to_be_enabled()
+
+
+async def test_a_cd_from_another_hospital_is_reconciled_only_by_the_coordinators_choice(
+        new_page: Any, live_server: Any, imaging_case: ImagingCase, tmp_path: Path, meeting: MadeMeeting) -> None:
+    """IHE Import Reconciliation: files of the case's patient under another hospital's identifier are refused;
+    the coordinator sees both identities side by side, and files them under the case's patient only after ticking
+    that both are the same person — or refuses them, and nothing is stored."""
+    own = imaging_case.patient
+    elsewhere = SyntheticPatient(f"VLF{own.patient_id[-6:]}", "CH de Villefranche", own.family_name.upper(), "Eloi",
+                                 own.birth_date, own.sex)
+    cd = tmp_path / "cd-villefranche.dcm"
+    cd.write_bytes(to_part10(ct_series(elsewhere, slices=1, rows=32, columns=32)[0]))
+    page: Page = await new_page(viewport=(1280, 720))
+    await open_case(page, live_server.url, imaging_case, meeting.coordinator)
+    results = page.locator("[data-import-results]")
+    reconcile = page.locator("[data-reconcile]")
+
+    # Refused, with both identities side by side (the hospital's identifier differs) and the choice offered.
+    await page.set_input_files("[data-import-files]", [str(cd)])
+    await page.click("[data-case-imaging] [data-action='import']")
+    row = results.locator("tr[data-file='cd-villefranche.dcm']")
+    await expect(row).to_have_attribute("data-result", "refused")
+    identity = row.locator("[data-identity]")
+    await expect(identity.locator(".ci-identity-differs[data-field='issuer']")).to_contain_text("CH de Villefranche")
+    await expect(reconcile).to_be_visible()
+    button = reconcile.locator("[data-action='reconcile']")
+    await expect(button).to_be_disabled()  # nothing happens before the explicit choice
+
+    # Refusing stores nothing.
+    await reconcile.locator("[data-action='reconcile-refuse']").click()
+    await expect(reconcile).to_be_hidden()
+    await expect(page.locator("[data-reconcile-status]")).to_contain_text("nothing")
+    await expect(page.locator("[data-studies-body] tr[data-study-uid]")).to_have_count(2)
+
+    # Choosing: the same files again, filed under the case's patient, their own identity kept inside.
+    await page.click("[data-case-imaging] [data-action='import']")
+    await expect(reconcile).to_be_visible()
+    if SHOTS:
+        await page.locator("[data-import-form]").screenshot(path="/tmp/case-imaging-reconcile-1280x720.png")
+    await reconcile.locator("[data-reconcile-confirm]").check()
+    await button.click()
+    await expect(row).to_have_attribute("data-result", "reconciled")
+    await expect(reconcile).to_be_hidden()
+    await expect(page.locator("[data-reconcile-status]")).to_contain_text("Original Attributes")
+    await expect(page.locator("[data-studies-body] tr[data-study-uid]")).to_have_count(3)

@@ -104,6 +104,12 @@ export class CaseImaging {
       event.preventDefault();
       this.upload(Array.from(input?.files || []));
     });
+    const confirmBox = this.q('[data-reconcile-confirm]');
+    confirmBox?.addEventListener('change', () => {
+      this.q('[data-action="reconcile"]').disabled = !confirmBox.checked;
+    });
+    this.q('[data-action="reconcile"]')?.addEventListener('click', () => this.reconcile());
+    this.q('[data-action="reconcile-refuse"]')?.addEventListener('click', () => this.refuseReconcile());
   }
 
   // ---- errors -------------------------------------------------------------------------------------------
@@ -360,8 +366,10 @@ export class CaseImaging {
    * Send files (DICOM or zips) to POST /api/cases/{id}/imports with XMLHttpRequest, for its upload progress
    * events (fetch has none). Resolves with the per-file results, or null when the upload was refused.
    */
-  upload(files) {
+  upload(files, {confirm = ''} = {}) {
     const s = this.strings;
+    this.lastFiles = files;
+    this.offerReconcile(null);
     const error = this.q('[data-import-error]');
     const warning = this.q('[data-import-warning]');
     const row = this.q('[data-import-progress-row]');
@@ -384,7 +392,9 @@ export class CaseImaging {
     this.root.dataset.importState = 'sending';
     return new Promise((resolve) => {
       const xhr = new XMLHttpRequest();
-      xhr.open('POST', `/api/cases/${this.caseId}/imports`);
+      // With a confirmation: the coordinator chose to reconcile the files of the identity shown (IHE IRWF).
+      const query = confirm ? `?reconcile=true&confirm=${encodeURIComponent(confirm)}` : '';
+      xhr.open('POST', `/api/cases/${this.caseId}/imports${query}`);
       xhr.setRequestHeader('X-CSRF-Token', csrfToken());
       xhr.setRequestHeader('Accept', 'application/json');
       xhr.responseType = 'text';
@@ -419,6 +429,11 @@ export class CaseImaging {
             error.textContent = s.import_refused;
             error.hidden = false;
             error.dataset.status = '422';
+            if (!confirm) this.offerReconcile(body);
+          } else if (confirm) {
+            const done = this.q('[data-reconcile-status]');
+            done.textContent = s.reconcile_done;
+            done.hidden = false;
           }
           this.reload();
           this.watchPrefetch();
@@ -450,6 +465,37 @@ export class CaseImaging {
     });
   }
 
+  /**
+   * After a refused import: when the server offers to reconcile the files of one other identity domain (a
+   * ``confirmation`` beside the identities shown), ask the coordinator to choose; ``null`` hides the choice.
+   */
+  offerReconcile(results) {
+    const box = this.q('[data-reconcile]');
+    const status = this.q('[data-reconcile-status]');
+    if (!box) return;
+    const offers = new Set((results || []).map((r) => r.identity && r.identity.confirmation).filter(Boolean));
+    this.confirmation = offers.size === 1 ? [...offers][0] : '';
+    box.hidden = !this.confirmation;
+    this.q('[data-reconcile-confirm]').checked = false;
+    this.q('[data-action="reconcile"]').disabled = true;
+    status.hidden = offers.size < 2;
+    status.textContent = offers.size > 1 ? this.strings.reconcile_several : '';
+    if (this.confirmation) box.scrollIntoView({block: 'nearest'});
+  }
+
+  /** The coordinator's explicit choice: send the same files again, with the confirmation of what was shown. */
+  reconcile() {
+    if (!this.confirmation || !this.q('[data-reconcile-confirm]').checked) return Promise.resolve(null);
+    return this.upload(this.lastFiles || [], {confirm: this.confirmation});
+  }
+
+  refuseReconcile() {
+    this.offerReconcile(null);
+    const status = this.q('[data-reconcile-status]');
+    status.textContent = this.strings.reconcile_refused;
+    status.hidden = false;
+  }
+
   showResults(results) {
     const s = this.strings;
     const table = this.q('[data-import-results]');
@@ -459,7 +505,7 @@ export class CaseImaging {
     let refused = 0;
     let warnings = 0;
     for (const r of results) {
-      const kind = !r.ok ? 'refused' : r.warning ? 'warning' : 'ok';
+      const kind = !r.ok ? 'refused' : r.warning ? 'warning' : r.reconciled ? 'reconciled' : 'ok';
       if (r.ok) ok += 1; else refused += 1;
       if (r.warning) warnings += 1;
       const message = [r.message, r.warning].filter(Boolean).join(' ');
