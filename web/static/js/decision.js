@@ -239,7 +239,7 @@ class DecisionForm {
     }
     // A treatment whose specialty nobody in the quorum covers: flagged before signing (the server refuses it).
     this.gaps = (state.treatment_gaps || []).map((g) => S.treatment_gap
-      .replace('%(treatment)s', g.display).replace('%(specialty)s', g.needs_labels.join(S.or)));
+      .replace('%(treatment)s', g.display).replace('%(specialty)s', g.needs_labels.map((l) => l.toLowerCase()).join(S.or)));
     for (const gap of this.gaps) parts.push(el('p', { class: 'warning', 'data-treatment-gap': '' }, gap));
     const missing = Object.values(state.missing || {});
     if (missing.length) parts.push(el('p', {}, `${S.missing}: `), el('ul', {}, ...missing.map((m) => el('li', {}, m))));
