@@ -34,7 +34,8 @@ async def room_page(request: Request) -> Response:
     async with request.app.state.db.session() as s:
         await access.require_meeting(s, user, meeting_id, access.Action.view_patient)  # before reading the agenda
         # The room lists the agenda's cases and, not offered for discussion, the deferred ones (rcp.scheduling.agenda).
-        listed = (await meeting_agenda(s, meeting_id)).in_room
+        whole = await meeting_agenda(s, meeting_id)
+        listed = whole.in_room
         # The case panel shows each case's question and summary: patient data, read and audited in one call.
         meeting, _read = await access.read_meeting_cases(
             s, user, meeting_id, cases=[e.case for e in listed], request=request,
@@ -46,6 +47,7 @@ async def room_page(request: Request) -> Response:
         {
             "id": entry.case.id,
             "position": entry.case.position,
+            "number": whole.number(entry.case_id),
             "state": entry.state,
             "deferred_to": (i18n.format_moment(entry.deferred_to.starts_at, zone, "d MMMM y")
                             if entry.deferred_to else ""),

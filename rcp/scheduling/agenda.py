@@ -17,8 +17,9 @@ withdrawn          off the agenda, struck through    not shown: nothing to discu
                                                                                           not decide on it
 =================  ================================  ===================================  ============================
 
-Every view keeps the agenda order (position, then id); deferred cases keep their place, so the room shows them
-where the board expected them. A deferred case's destination is the case :func:`rcp.scheduling.service.defer_case`
+Every view keeps the agenda order (position, then id) and numbers the cases on the agenda alike
+(:meth:`Agenda.number`); deferred cases keep their place, unnumbered, so the room shows them where the board
+expected them. A deferred case's destination is the case :func:`rcp.scheduling.service.defer_case`
 created on the board's next meeting, with that meeting's start.
 """
 
@@ -117,6 +118,12 @@ class Agenda:
     def in_minutes(self) -> tuple[AgendaEntry, ...]:
         """What the minutes list, in order: a fiche for each case on the agenda, a line for each deferred one."""
         return self.in_room
+
+    def number(self, case_id: int) -> int | None:
+        """The case's number as every view shows it: its rank among the cases on the agenda (1, 2, ...); None
+        for a deferred or withdrawn case, which no view numbers."""
+        ranks = {e.case_id: rank for rank, e in enumerate(self.on_agenda, 1)}
+        return ranks.get(case_id)
 
     def destination(self, case_id: int) -> Destination | None:
         return next((e.deferred_to for e in self.entries if e.case.id == case_id), None)

@@ -52,8 +52,8 @@ async def test_coordinator_room_and_minutes_agree_on_ready_deferred_and_withdraw
     # The room: offers the ready case only; shows the deferred one in its place, struck through; not the withdrawn.
     room = await coordinator.get(f"/meetings/{made.id}/room")
     assert room.status_code == 200
-    listed = [(c["id"], c["state"]) for c in _room_agenda(room.text)]
-    assert listed == [(ready, "on_agenda"), (deferred, "deferred")]
+    listed = [(c["id"], c["state"], c["number"]) for c in _room_agenda(room.text)]
+    assert listed == [(ready, "on_agenda", 1), (deferred, "deferred", None)]  # numbered as the coordinator does
     assert f'data-case-id="{ready}"' in room.text and f'data-case-id="{deferred}"' not in room.text
     assert f'data-deferred-case="{deferred}"' in room.text
     assert [item.case_id for item in await load_agenda(db, made.id)] == [ready]  # what the chair can open
@@ -81,3 +81,4 @@ def test_agenda_of_orders_and_places_each_case() -> None:
     assert [(e.case_id, e.state) for e in agenda.off_agenda] == [(1, "deferred"), (2, "withdrawn")]
     assert [e.case_id for e in agenda.in_room] == [1, 3, 4] == [e.case_id for e in agenda.in_minutes]
     assert agenda.destination(1) is None  # its new case was not given
+    assert [agenda.number(i) for i in (1, 2, 3, 4)] == [None, None, 1, 2]
