@@ -52,6 +52,7 @@ from rcp.identifiers import (
     ins_system,
     is_ins,
 )
+from rcp.minutes.models import DecisionVersion
 from rcp.scheduling.models import Case, Patient, PatientIdentifier
 
 __all__ = ["AdtError", "AdtIdentity", "handle_message", "parse_identity", "serve"]
@@ -216,8 +217,24 @@ async def _apply(session: AsyncSession, identity: AdtIdentity, source: str) -> P
             + (f"; traits changed: {', '.join(changed)}" if changed else "") + ")")
     await audit.record(session, event="patient_record", action="C" if created else "U", patient_id=patient.id,
                        what=what, source=source[:100])
+    if changed:
+        await _audit_signed_cases(session, patient.id, changed, source)
     await session.flush()
     return patient
+
+
+async def _audit_signed_cases(session: AsyncSession, patient_id: int, changed: list[str], source: str) -> None:
+    """One audit event per case of the patient with a signed decision, in its meeting's trail: the fiche names
+    the patient with the traits it was signed with, which are no longer the patient's (the case page says so,
+    ``rcp.scheduling.pages``; an amendment signs the new identity)."""
+    signed = select(DecisionVersion.case_id).distinct()
+    rows = (await session.exec(select(Case.id, Case.meeting_id).where(
+        Case.patient_id == patient_id, col(Case.id).in_(signed)))).all()
+    for case_id, meeting_id in rows:
+        await audit.record(session, event="patient_record", action="U", patient_id=patient_id,
+                           meeting_id=meeting_id, source=source[:100],
+                           what=f"case {case_id}: identity traits changed after its decision was signed "
+                                f"({', '.join(changed)})")
 
 
 async def _merge(session: AsyncSession, surviving: Patient, mrg: Any, source: str) -> int | None:

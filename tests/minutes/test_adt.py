@@ -165,6 +165,9 @@ async def test_traits_changed_after_signature_are_audited_and_shown_on_the_case(
     async with database.session() as s:
         audits = (await s.exec(select(AuditEvent).where(AuditEvent.patient_id == patient.id))).all()
         assert any("traits changed: family_name" in a.what for a in audits)
+        # ... and in the trail of the meeting of the case whose decision was signed with the old traits.
+        assert any(a.meeting_id is not None and f"case {seeded.case_id}: identity traits changed after its "
+                   "decision was signed (family_name)" in a.what for a in audits)
         case = await s.get(Case, seeded.case_id)
         assert case is not None
         current, ids = await patient_of(database, ipp)
