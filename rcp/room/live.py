@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -80,8 +81,12 @@ class LiveRoom:
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         on_events: list[EventHook] | None = None,
+        agenda_loader: AgendaLoader | None = None,
     ) -> None:
         self.meeting_id = meeting_id
+        #: Reads the agenda again before the chair moves the room (a case deferred or withdrawn meanwhile is not
+        #: offered; rcp.scheduling.agenda); None keeps the agenda the room opened with.
+        self._agenda_loader = agenda_loader
         self.on_events: list[EventHook] = on_events if on_events is not None else []
         self.log = log
         self.bus = bus
@@ -145,6 +150,8 @@ class LiveRoom:
         Then, outside the room's lock (a hook may itself execute a command), the ``on_events`` hooks see the
         events this node decided: exactly one node runs them for each event.
         """
+        if self._agenda_loader is not None and isinstance(command, c.SetCase | c.NextCase):
+            await self.refresh_agenda()
         events = await self._execute(command, actor=actor)
         for hook in list(self.on_events):
             try:
@@ -152,6 +159,15 @@ class LiveRoom:
             except Exception:
                 logger.exception("room %s: an event hook failed", self.meeting_id)
         return events
+
+    async def refresh_agenda(self) -> None:
+        """Take the meeting's agenda as it is now: the agenda is the room's context, not an event, so each node
+        reads it from the database (the coordinator defers, withdraws or adds cases while the room is open)."""
+        if self._agenda_loader is None:
+            return
+        agenda = await self._agenda_loader(self.meeting_id)
+        async with self._lock:
+            self.state = replace(self.state, agenda=agenda)
 
     async def _execute(self, command: c.Command, *, actor: int) -> list[Event]:
         attempt = 0
@@ -450,6 +466,7 @@ class Rooms:
                     media=self.media.room(str(meeting_id)) if self.media is not None else None,
                     ice_servers=self.media.browser_ice_servers() if self.media is not None else None,
                     on_events=self.on_events,
+                    agenda_loader=self._agenda,
                 )
                 await room.open()
                 self._rooms[meeting_id] = room
