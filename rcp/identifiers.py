@@ -48,6 +48,7 @@ __all__ = [
     "INS_SYSTEMS",
     "INS_TEST_OIDS",
     "TYPED_STATUSES",
+    "VALIDATION_MODES",
     "DicomPatient",
     "Identifier",
     "Match",
@@ -191,6 +192,11 @@ IDENTITY_STATUSES = ("provisional", "recovered", "validated", "qualified")
 TYPED_STATUSES = ("provisional", "validated")
 #: The identity attributes of the RNIV, recorded beside the status and shown wherever the patient is.
 IDENTITY_ATTRIBUTES = ("doubtful", "fictitious", "homonym")
+#: The high-trust identity documents (RNIV "dispositifs d'identification à haut niveau de confiance") a status is
+#: validated on, with their FR Core code (fr-core-cs-mode-validation-identity: the identity-reliability
+#: extension's ``validationMode``; the same codes as PAM France's ZFD).
+VALIDATION_MODES = {"passport": "PA", "id_card": "CN", "residence_permit": "CS", "birth_certificate": "AN",
+                    "family_record_book": "LE"}
 #: HL7 v2 table 0445 as IHE PAM France uses it in PID-32 and FR Core codes it (fr-core-cs-v2-0445; the statuses
 #: also in fr-core-cs-identity-status, the attributes in fr-core-cs-identity-status-comment): the four RNIV
 #: statuses PROV, RECUP, VALI, QUAL; the attributes DOUT (identité douteuse), FICT (identité fictive) and HOMA

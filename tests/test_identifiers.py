@@ -117,8 +117,8 @@ def test_doctests() -> None:
 def test_public_surface() -> None:
     assert rcp.identifiers.__all__ == [
         "IDENTITY_ATTRIBUTES", "IDENTITY_STATUSES", "INS_AUTHORITIES", "INS_NIA_OID", "INS_NIR_OID", "INS_OIDS",
-        "INS_SYSTEMS", "INS_TEST_OIDS", "TYPED_STATUSES", "DicomPatient", "Identifier", "Match", "ServicePatient",
-        "check_ins", "first_given_name", "identity_problems", "ins_authority", "ins_key_ok", "ins_may_leave",
+        "INS_SYSTEMS", "INS_TEST_OIDS", "TYPED_STATUSES", "VALIDATION_MODES", "DicomPatient", "Identifier", "Match",
+        "ServicePatient", "check_ins", "first_given_name", "identity_problems", "ins_authority", "ins_key_ok", "ins_may_leave",
         "ins_system", "ins_type_code", "is_ins", "is_uid", "match", "pid32_codes", "plain_name"]
     for name in rcp.identifiers.__all__:
         assert hasattr(rcp.identifiers, name), name

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from rcp.identifiers import IDENTITY_STATUSES, INS_OIDS, ins_may_leave
+from rcp.identifiers import IDENTITY_STATUSES, INS_OIDS, VALIDATION_MODES, ins_may_leave
 
 __all__ = [
     "INS_NIR_OID",
@@ -80,6 +80,10 @@ class DocumentPatient:
     #: homonym) at signature.
     identity_status: str = "provisional"
     identity_attributes: tuple[str, ...] = ()
+    #: The identity document the status was validated on (``rcp.identifiers.VALIDATION_MODES``) and the day the
+    #: status was set, when known: FR Core identity-reliability ``validationMode`` and ``validationDate``.
+    identity_document: str = ""
+    identity_date: date | None = None
     #: The local patient identifier (IPP) and the assigning authority that issued it.
     ipp: str = ""
     ipp_assigner: str = ""
@@ -95,6 +99,8 @@ class DocumentPatient:
         _require(not self.ins or bool(_NIR.match(self.ins)),
                  "'ins' must be a 15-character INS-NIR (got a malformed value)")
         _require(self.ins_oid in INS_OIDS, f"'ins_oid' must be one of {sorted(INS_OIDS)} (got {self.ins_oid!r})")
+        _require(not self.identity_document or self.identity_document in VALIDATION_MODES,
+                 f"'identity_document' must be one of {list(VALIDATION_MODES)} (got {self.identity_document!r})")
         _require(self.identity_status in IDENTITY_STATUSES,
                  f"'identity_status' must be in {list(IDENTITY_STATUSES)} (got {self.identity_status!r})")
         _require(not self.ins or ins_may_leave(self.identity_status),
@@ -247,6 +253,8 @@ class SignedDocument:
                 "ins_oid": self.patient.ins_oid,
                 "identity_status": self.patient.identity_status,
                 "identity_attributes": list(self.patient.identity_attributes),
+                "identity_document": self.patient.identity_document,
+                "identity_date": self.patient.identity_date.isoformat() if self.patient.identity_date else None,
                 "ipp": self.patient.ipp,
                 "ipp_assigner": self.patient.ipp_assigner,
                 "ipp_assigner_oid": self.patient.ipp_assigner_oid,
@@ -289,6 +297,8 @@ class SignedDocument:
             # Queued before the status travelled: the INS had not been checked as qualified, so it stays home.
             patient["ins"] = ""
         patient["identity_attributes"] = tuple(patient.get("identity_attributes") or ())
+        on = patient.pop("identity_date", None)
+        patient["identity_date"] = date.fromisoformat(on) if on else None
         return cls(
             set_id=data["set_id"],
             version=int(data["version"]),

@@ -35,7 +35,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from rcp.epr.document import LOINC_RCP, DocumentAuthor, SignedDocument
-from rcp.identifiers import INS_OIDS, ins_type_code, pid32_codes
+from rcp.identifiers import INS_OIDS, VALIDATION_MODES, ins_type_code, pid32_codes
 
 __all__ = [
     "IDNPS_SYSTEM",
@@ -107,18 +107,26 @@ def _patient_reference(document: SignedDocument) -> dict[str, Any]:
 #: DOUT, FICT, HOMA for the attributes), the codes PID-32 carries (``rcp.identifiers.pid32_codes``).
 IDENTITY_RELIABILITY_URL = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
 IDENTITY_STATUS_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445"
+#: FR Core: the identity documents a status is validated on (PA passport, CN identity card, CS residence permit...).
+VALIDATION_MODE_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-mode-validation-identity"
 
 
 def _identity_reliability(document: SignedDocument) -> list[dict[str, Any]]:
     """The FR Core identity-reliability extension: one, whose ``identityStatus`` sub-extension is the RNIV status
     (exactly one of PROV, RECUP, VALI, QUAL) and whose ``comment`` sub-extensions are the identity attributes
-    (DOUT, FICT, HOMA), as FR Core defines its sub-extensions."""
+    (DOUT, FICT, HOMA), as FR Core defines its sub-extensions; with ``validationMode`` (the identity document
+    checked) and ``validationDate`` (the day the status was set) when known."""
     patient = document.patient
     status, *attributes = pid32_codes(patient.identity_status, patient.identity_attributes)
     parts: list[dict[str, Any]] = [
         {"url": "identityStatus", "valueCoding": {"system": IDENTITY_STATUS_SYSTEM, "code": status}}]
     parts += [{"url": "comment", "valueCodeableConcept": {"coding": [{"system": IDENTITY_STATUS_SYSTEM,
                                                                         "code": code}]}} for code in attributes]
+    if patient.identity_document in VALIDATION_MODES:
+        parts.append({"url": "validationMode", "valueCoding": {
+            "system": VALIDATION_MODE_SYSTEM, "code": VALIDATION_MODES[patient.identity_document]}})
+    if patient.identity_date is not None:
+        parts.append({"url": "validationDate", "valueDate": patient.identity_date.isoformat()})
     return [{"url": IDENTITY_RELIABILITY_URL, "extension": parts}]
 
 

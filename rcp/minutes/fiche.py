@@ -28,6 +28,7 @@ from rcp.identifiers import (
     IDENTITY_STATUSES,
     INS_NIR_OID,
     INS_OIDS,
+    VALIDATION_MODES,
     ins_key_ok,
     ins_may_leave,
     is_uid,
@@ -166,6 +167,10 @@ class PatientIdentity:
     #: RNIV identity attributes (doubtful, fictitious, homonym).
     identity_attributes: tuple[str, ...] = ()
     used_name: str = ""
+    #: The identity document the status was validated on (``rcp.identifiers.VALIDATION_MODES``: passport, id_card,
+    #: ...) and the day it was checked, when known (the FR Core validationMode and validationDate).
+    identity_document: str = ""
+    identity_date: date | None = None
 
     @property
     def shared_ins(self) -> str:
@@ -198,6 +203,13 @@ class PatientIdentity:
         attributes = v.get("identity_attributes") or []
         if not isinstance(attributes, list):
             raise _err(f"{path}.identity_attributes", "expected a list (doubtful, fictitious, homonym)")
+        document = v.get("identity_document") or ""
+        if document and document not in VALIDATION_MODES:
+            raise _err(f"{path}.identity_document", "expected " + ", ".join(VALIDATION_MODES))
+        try:
+            on = date.fromisoformat(v["identity_date"]) if v.get("identity_date") else None
+        except (TypeError, ValueError):
+            raise _err(f"{path}.identity_date", "expected a date as YYYY-MM-DD") from None
         return cls(
             family_name=_text(v.get("family_name"), f"{path}.family_name", limit=100, required=True),
             given_names=_text(v.get("given_names"), f"{path}.given_names"),
@@ -211,10 +223,12 @@ class PatientIdentity:
             identity_status=status,
             identity_attributes=tuple(a for a in attributes if a in IDENTITY_ATTRIBUTES),
             used_name=_text(v.get("used_name"), f"{path}.used_name", limit=100),
+            identity_document=document,
+            identity_date=on,
         )
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "family_name": self.family_name, "given_names": self.given_names,
             "birth_date": self.birth_date.isoformat() if self.birth_date else None, "sex": self.sex,
             "ins": self.ins, "ins_system": self.ins_system,
@@ -222,6 +236,12 @@ class PatientIdentity:
             "local_id_issuer_oid": self.local_id_issuer_oid, "identity_status": self.identity_status,
             "identity_attributes": list(self.identity_attributes), "used_name": self.used_name,
         }
+        # Only when known, so that fiches signed before they were recorded keep their content as it was.
+        if self.identity_document:
+            out["identity_document"] = self.identity_document
+        if self.identity_date is not None:
+            out["identity_date"] = self.identity_date.isoformat()
+        return out
 
 
 @dataclass(frozen=True)

@@ -192,6 +192,11 @@ def _patient_identity(patient: Patient, identifiers: Sequence[PatientIdentifier]
         local_id_issuer_oid=ipp.assigner_oid if ipp else "",
         identity_status=patient.identity_status or "provisional",
         identity_attributes=tuple(patient.identity_attributes or ()), used_name=patient.used_name,
+        identity_document=patient.identity_document or "",
+        # The day the document was checked: when the status was set with one (an identity feed that says nothing
+        # of a document gives no verification date).
+        identity_date=(as_utc(patient.identity_status_at).date()
+                       if patient.identity_status_at and patient.identity_document else None),
     )
 
 

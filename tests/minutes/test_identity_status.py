@@ -14,6 +14,7 @@ from typing import Any
 import hl7
 import pytest
 
+from rcp.epr.document import SignedDocument
 from rcp.epr.fhir import IDENTITY_RELIABILITY_URL, provide_document_bundle
 from rcp.epr.hl7 import mdm_message
 from rcp.imaging.synthetic import SyntheticPatient, ct_series
@@ -50,6 +51,9 @@ def test_the_ins_leaves_only_for_a_qualified_identity(content: Any, now: datetim
     patient = {**base["patient"], "local_id": "IPP0042", "local_id_issuer": "CHU-ANGERS",
                "local_id_issuer_oid": "1.2.250.1.999.49.1", "identity_status": status,
                "identity_attributes": attributes}
+    checked = status in {"validated", "qualified"}  # on a document: the passport, checked that day
+    if checked:
+        patient.update(identity_document="passport", identity_date="2026-11-02")
     marks = [{"study_uid": str(series[0].StudyInstanceUID), "series_uid": str(series[0].SeriesInstanceUID),
               "sop_uid": str(series[0].SOPInstanceUID), "description": "Lésion"}]
     fiche = Fiche.from_content(content(patient=patient, key_images=marks,
@@ -94,3 +98,8 @@ def test_the_ins_leaves_only_for_a_qualified_identity(content: Any, now: datetim
     comments = [x["valueCodeableConcept"]["coding"][0]["code"] for x in reliability["extension"]
                 if x["url"] == "comment"]
     assert [*status, *comments] == pid32
+    modes = [x["valueCoding"]["code"] for x in reliability["extension"] if x["url"] == "validationMode"]
+    dates = [x["valueDate"] for x in reliability["extension"] if x["url"] == "validationDate"]
+    assert (modes, dates) == ((["PA"], ["2026-11-02"]) if checked else ([], []))
+    # The queued document (the outbox keeps it as JSON) reads back with the same identity.
+    assert SignedDocument.from_json(document.to_json()).patient == document.patient
