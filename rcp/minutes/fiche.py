@@ -329,6 +329,8 @@ class BoardInfo:
     discussion_nature: Coding
     organ: Coding | None = None
     system: Coding | None = None
+    #: A transversal board's purpose (observation ORG-138, JDV_TraitementSoins_FRCP_CISIS), e.g. oncogériatrie.
+    care: Coding | None = None
     required_specialties: tuple[str, ...] = ()
     minimum_specialties: int = 3
 
@@ -348,6 +350,7 @@ class BoardInfo:
             discussion_nature=nature,
             organ=_coding_in(v.get("organ"), f"{path}.organ", codes.RCP_ORGAN),
             system=_coding_in(v.get("system"), f"{path}.system", codes.RCP_SYSTEM),
+            care=_coding_in(v.get("care"), f"{path}.care", codes.SUPPORTIVE_CARE),
             required_specialties=required,
             minimum_specialties=minimum,
         )
@@ -357,6 +360,7 @@ class BoardInfo:
             "name": self.name, "discussion_nature": self.discussion_nature.as_json(),
             "organ": self.organ.as_json() if self.organ else None,
             "system": self.system.as_json() if self.system else None,
+            "care": self.care.as_json() if self.care else None,
             "required_specialties": list(self.required_specialties), "minimum_specialties": self.minimum_specialties,
         }
 

@@ -176,7 +176,8 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
     board_rows = [
         (_("Board"), fiche.board.name),
         (_("Meeting date"), _day(fiche.meeting_date)),
-        (_("Type of board"), fiche.board.discussion_nature.display),
+        (_("Type of board"), " — ".join(c.display for c in (fiche.board.discussion_nature, fiche.board.system,
+                                                              fiche.board.care) if c is not None)),
         (_("Referring physician"), _person(fiche.referring_physician, _)),
     ]
     tumour_rows = []

@@ -176,7 +176,7 @@ def _board_info(board: Board) -> BoardInfo:
     system = _first_of(codes.RCP_SYSTEM, kind, site)
     supportive = _first_of(codes.SUPPORTIVE_CARE, kind, site)
     nature = codes.value_set(codes.DISCUSSION_NATURE).lookup("ORG-132" if supportive else "ORG-117")
-    return BoardInfo(name=board.name, discussion_nature=nature, organ=organ, system=system,
+    return BoardInfo(name=board.name, discussion_nature=nature, organ=organ, system=system, care=supportive,
                      required_specialties=tuple(board.required_specialties),
                      minimum_specialties=board.minimum_specialties)
 

@@ -243,3 +243,29 @@ async def test_deferred_case_keeps_its_draft(database: Database) -> None:
     assert moved.get("proposal").version == 1
     assert moved.get("comments").value == "Déjà écrit ici."
     assert moved.revision == sum(moved.versions().values())
+
+
+async def test_the_fiche_codes_the_board_by_its_type(database: Database) -> None:
+    """Issue 14, item 6: an organ board's system (ORG-118) and a transversal board's purpose (ORG-132, ORG-138)
+    come from the board's type, whatever its free-text tumour site says."""
+    from rcp.scheduling.models import Board, Meeting
+
+    seeded = await seed(database)
+    async with database.session() as s:
+        meeting = await s.get(Meeting, seeded.meeting_id)
+        assert meeting is not None
+        board_id = meeting.board_id
+        await s.exec(sa.update(Board).where(col(Board.id) == board_id)
+                     .values(type_code="312419003", tumour_site="thoracic"))
+    async with database.session() as s:
+        organ = store.build_fiche(await store.load_context(s, seeded.case_id),
+                                  await store.load_draft(s, seeded.case_id)).board
+    assert (organ.discussion_nature.code, organ.system and organ.system.code, organ.care) == (
+        "ORG-117", "312419003", None)
+    async with database.session() as s:
+        await s.exec(sa.update(Board).where(col(Board.id) == board_id).values(type_code="ORG-130"))
+    async with database.session() as s:
+        transversal = store.build_fiche(await store.load_context(s, seeded.case_id),
+                                        await store.load_draft(s, seeded.case_id)).board
+    assert transversal.discussion_nature.code == "ORG-132" and transversal.system is None
+    assert transversal.care is not None and transversal.care.display == "Oncogériatrie"
