@@ -356,13 +356,15 @@ class BoardInfo:
         )
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name, "discussion_nature": self.discussion_nature.as_json(),
             "organ": self.organ.as_json() if self.organ else None,
             "system": self.system.as_json() if self.system else None,
-            "care": self.care.as_json() if self.care else None,
             "required_specialties": list(self.required_specialties), "minimum_specialties": self.minimum_specialties,
         }
+        if self.care is not None:  # written only when known, so that an organ board's fiche keeps its content
+            out["care"] = self.care.as_json()
+        return out
 
 
 def _tnm(*, pathological: bool) -> Callable[[Any, str], Tnm | None]:

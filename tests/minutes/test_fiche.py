@@ -133,3 +133,13 @@ def test_parse_draft_field_rejects_unknown_fields_and_bad_values() -> None:
         parse_draft_field("question", 42)
     assert exc.value.fields == {"question": "expected text"}
     assert parse_draft_field("question", "Quelle stratégie ?") == "Quelle stratégie ?"
+
+
+def test_an_organ_boards_content_has_no_care_key(content: Callable[..., dict[str, Any]]) -> None:
+    """The transversal board's purpose is written only when known: an organ board's fiche keeps the content (and
+    so the hash of an unchanged correction) it had before the key existed."""
+    assert "care" not in Fiche.from_content(content()).to_content()["board"]
+    board = {**content()["board"], "discussion_nature": {"code": "ORG-132", "system": "1.2.250.1.213.1.1.4.322"},
+             "organ": None, "system": None, "care": {"code": "ORG-130", "system": "1.2.250.1.213.1.1.4.322"}}
+    transversal = Fiche.from_content(content(board=board)).to_content()["board"]
+    assert transversal["care"]["display"] == "Oncogériatrie"
