@@ -376,7 +376,7 @@ async def _duplicate_candidates(session: AsyncSession, *, family_name: str, give
             same_name = bool(ours_name) and ours_name in names
             same_given = bool(ours_given) and ours_given == first_given_name(patient.first_given_name
                                                                              or patient.given_names)
-            if same_name or (same_given and (not sex or sex == patient.sex)):
+            if same_name or (same_given and (sex in {"", "unknown"} or sex == patient.sex)):
                 found[patient.id] = patient
     return {pid: p for pid, p in found.items() if "merged" not in (p.identity_attributes or [])}
 

@@ -79,6 +79,7 @@ async def test_the_form_shows_a_look_alike_and_takes_the_registered_record(
     await expect(candidate.locator("[data-identity-status='validated']")).to_contain_text("Identité validée")
     if SHOTS:
         await duplicates.screenshot(path=f"/tmp/rcp-duplicates-{size[0]}.png")
+        await page.locator("details#add-case").screenshot(path=f"/tmp/rcp-add-case-{size[0]}.png")
 
     # Adding the case without a choice is held back: the form asks to take the record or to say it is not them.
     await page.click("form[data-add-case] .actions button")

@@ -445,6 +445,14 @@ async def test_likely_duplicates_before_creating(login: Login, db: Database) -> 
     ipp = next(i["value"] for i in created.json()["identifiers"] if i["system"] == "IPP")
     by_id = await coordinator.get("/api/patients/duplicates", params={"family_name": "X", "identifier": ipp})
     assert [p["id"] for p in by_id.json()] == [created.json()["id"]]
+    # A married name typed as the birth name, the same first given name and birth date: found, whether the sex
+    # was typed or left unknown (unknown is no contradiction).
+    given = f"Zoé{secrets.token_hex(2)}"
+    twin = await coordinator.post("/api/patients", json=new_patient(family_name=f"{family}-b", given_names=given))
+    for sex in ("female", "unknown"):
+        married = await coordinator.get("/api/patients/duplicates", params={
+            "family_name": "Martin", "given_names": f"{given} Marie", "birth_date": "1970-02-03", "sex": sex})
+        assert twin.json()["id"] in [p["id"] for p in married.json()], sex
 
 
 async def test_new_boards_have_a_type_and_the_inca_specialties_by_default(login: Login, db: Database) -> None:
