@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
+from sqlmodel import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
@@ -44,6 +44,7 @@ from rcp.imaging.validation import Reconciliation
 from rcp.openapi import ApiRoute
 from rcp.scheduling import access
 from rcp.scheduling.access import Action
+from rcp.scheduling.agenda import meeting_agenda
 from rcp.scheduling.models import Case, Patient, PatientIdentifier
 
 __all__ = ["StudyGrants", "routes"]
@@ -359,9 +360,9 @@ async def meeting_prefetch(request: Request) -> Response:
     user = current_user(request)
     meeting_id = int(request.path_params["meeting_id"])
     async with _db(request).session() as s:
-        meeting = await access.require_meeting(s, user, meeting_id, Action.view_meeting)
-        cases = (await s.exec(select(Case).where(col(Case.meeting_id) == meeting.id)
-                              .order_by(col(Case.position)))).all()
+        await access.require_meeting(s, user, meeting_id, Action.view_meeting)
+        # The cases the room will offer (rcp.scheduling.agenda): not those deferred or withdrawn.
+        cases = [e.case for e in (await meeting_agenda(s, meeting_id)).on_agenda]
     key = f"meeting:{meeting_id}"
     if request.method == "POST":
         studies = [uid for case in cases for uid in (case.study_uids or [])]

@@ -372,7 +372,8 @@ class ImagingService:
         from sqlmodel import col, select
 
         from rcp.clock import utcnow
-        from rcp.scheduling.models import Case, Meeting
+        from rcp.scheduling.agenda import meeting_agenda
+        from rcp.scheduling.models import Meeting
 
         now = utcnow()
         keys: list[str] = []
@@ -384,8 +385,9 @@ class ImagingService:
                                       col(Meeting.starts_at) >= now - timedelta(hours=12))
             )).all()
             for meeting in meetings:
-                cases = (await session.exec(select(Case).where(col(Case.meeting_id) == meeting.id)
-                                            .order_by(col(Case.position)))).all()
+                assert meeting.id is not None
+                # The cases the room will offer (rcp.scheduling.agenda): not those deferred or withdrawn.
+                cases = [e.case for e in (await meeting_agenda(session, meeting.id)).on_agenda]
                 studies = [uid for case in cases for uid in (case.study_uids or []) if is_uid(uid)]
                 if studies:
                     key = f"meeting:{meeting.id}"

@@ -486,8 +486,9 @@ async def read_meeting_cases(session: AsyncSession, user: Any, meeting_id: int, 
     """The meeting and its cases (all, or ``cases`` of it), each patient's read audited with ``what``."""
     meeting = await require_meeting(session, user, meeting_id, Action.view_patient)
     if cases is None:
-        cases = (await session.exec(select(Case).where(Case.meeting_id == meeting_id)
-                                    .order_by(col(Case.position), col(Case.id)))).all()
+        from rcp.scheduling.agenda import meeting_agenda  # the one list of a meeting's cases
+
+        cases = [e.case for e in (await meeting_agenda(session, meeting_id)).entries]
     shown = [c for c in cases if c.meeting_id == meeting_id]
     await record_reads(session, user, shown, what=what, request=request)
     return meeting, shown

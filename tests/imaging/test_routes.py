@@ -207,3 +207,10 @@ async def test_agenda_prefetch(imaging_app: tuple[Any, ImagingService], db: Data
         assert progress["instances_done"] == progress["instances_total"] >= 6
     finally:
         await coordinator.aclose()
+    # Only the cases the room will offer are prefetched (rcp.scheduling.agenda): not a withdrawn one.
+    async with db.session() as s:
+        case = await s.get(Case, case_id)
+        assert case is not None
+        case.status = "withdrawn"
+        s.add(case)
+    assert f"meeting:{meeting_id}" not in await service.prefetch_upcoming_meetings(db, horizon=timedelta(days=30))
