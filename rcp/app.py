@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from media.plane import open_media_plane
 from rcp import __version__
-from rcp.auth import audit
+from rcp.auth import audit, sso
 from rcp.auth import routes as auth_routes
 from rcp.auth import trail as audit_trail
 from rcp.auth.sessions import SessionBackend
@@ -101,6 +101,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/health", health, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         *auth_routes.routes,
+        *sso.routes,
         *audit_trail.routes,
         *scheduling_api.routes,
         *scheduling_pages.routes,
@@ -146,6 +147,11 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             # Decision edits and signatures reach the room; the quorum comes from who is in the room; key-image
             # marks go into the case's draft.
             wire_decisions(app.state)
+            # OpenID Connect providers (rcp.auth.oidc): discovery documents and keys, read when first needed.
+            from rcp.auth.oidc import OidcClient
+
+            app.state.oidc = OidcClient(settings)
+            stack.push_async_callback(app.state.oidc.close)
             # Password re-checks (signature, amendment) are throttled per account, on every node alike.
             app.state.password_throttle = await stack.enter_async_context(open_password_throttle(settings))
 

@@ -12,6 +12,7 @@ URL) refuse to start without ``RCP_SECRET_KEY``, since every node must sign with
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from rcp.auth.passwords import PRODUCTION_ARGON2, Argon2Cost
 from rcp.clients import parse_networks
 from rcp.clock import Clock, SystemClock
 
-__all__ = ["SECRET_KEY_FILE", "Settings", "SettingsError", "data_folder_secret"]
+__all__ = ["SECRET_KEY_FILE", "OidcProvider", "Settings", "SettingsError", "data_folder_secret"]
 
 #: Name of the generated secret key in the data folder (development and test, when ``RCP_SECRET_KEY`` is unset).
 SECRET_KEY_FILE = "secret_key"
@@ -105,6 +106,74 @@ def data_folder_secret(data_dir: Path) -> str:
     return key
 
 
+#: Pro Santé Connect (the ANS's OpenID Connect provider for health professionals): its scope, the level of assurance
+#: it is asked for (``eidas1``), and the claims that carry the national identifier (``SubjectNameID`` in userinfo,
+#: ``preferred_username`` in the ID token: "8" + the 11-digit RPPS number). A provider named ``psc`` gets these
+#: unless its own variables say otherwise.
+PSC_DEFAULTS: dict[str, str] = {"SCOPES": "openid scope_all", "RPPS_CLAIMS": "SubjectNameID,preferred_username",
+                                "ACR_VALUES": "eidas1", "LABEL": "Pro Santé Connect", "USERINFO": "true"}
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OidcProvider:
+    """One OpenID Connect provider the sign-in page offers (``RCP_OIDC_PROVIDERS=psc,chu``; ``RCP_OIDC_<NAME>_*``).
+
+    Everything else (endpoints, keys) comes from the provider's discovery document under ``issuer``
+    (OpenID Connect Discovery 1.0 §4), read when the service needs it (rcp.auth.oidc).
+    """
+
+    #: Short name in addresses and variables (``psc`` -> ``/auth/oidc/psc``, ``RCP_OIDC_PSC_ISSUER``).
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str = ""
+    #: What the sign-in button says ("Pro Santé Connect", "CHU de Rennes").
+    label: str = ""
+    scopes: tuple[str, ...] = ("openid",)
+    #: Claims (ID token first, then userinfo) that may carry the person's RPPS number, in order of preference; the
+    #: national identifier form "8" + RPPS (Pro Santé Connect's ``SubjectNameID``) is accepted too.
+    rpps_claims: tuple[str, ...] = ()
+    #: ``acr_values`` asked for (Pro Santé Connect: ``eidas1``).
+    acr_values: str = ""
+    #: Read the userinfo endpoint after the token (Pro Santé Connect puts ``SubjectNameID`` there).
+    userinfo: bool = False
+
+    def __post_init__(self) -> None:
+        variable = f"RCP_OIDC_{self.name.upper()}"
+        if not _PROVIDER_NAME.match(self.name):
+            raise SettingsError(f"RCP_OIDC_PROVIDERS: a provider name is lower-case letters and digits, starting "
+                                f"with a letter (got {self.name!r})")
+        parts = urlsplit(self.issuer)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            raise SettingsError(f"{variable}_ISSUER must be the provider's issuer URL, https://host[/path] "
+                                f"(got {self.issuer!r})")
+        if not self.client_id:
+            raise SettingsError(f"{variable}_CLIENT_ID must be set: the client id the provider registered for "
+                                "this service")
+        if "openid" not in self.scopes:
+            raise SettingsError(f"{variable}_SCOPES must include openid (got {' '.join(self.scopes)!r})")
+        object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
+        if not self.label:
+            object.__setattr__(self, "label", self.name.upper())
+
+    @classmethod
+    def from_env(cls, name: str, get: Callable[[str, str], str]) -> OidcProvider:
+        """``RCP_OIDC_<NAME>_ISSUER``, ``_CLIENT_ID``, ``_CLIENT_SECRET``, ``_LABEL``, ``_SCOPES`` (space
+        separated), ``_RPPS_CLAIMS`` (comma separated), ``_ACR_VALUES``, ``_USERINFO``."""
+        defaults = PSC_DEFAULTS if name == "psc" else {"SCOPES": "openid", "RPPS_CLAIMS": "", "ACR_VALUES": "",
+                                                       "LABEL": "", "USERINFO": "false"}
+
+        def value(key: str) -> str:
+            return get(f"OIDC_{name.upper()}_{key}", defaults.get(key, ""))
+
+        return cls(name=name, issuer=value("ISSUER"), client_id=value("CLIENT_ID"),
+                   client_secret=value("CLIENT_SECRET"), label=value("LABEL"),
+                   scopes=tuple(value("SCOPES").split()), rpps_claims=_list(value("RPPS_CLAIMS")),
+                   acr_values=value("ACR_VALUES"),
+                   userinfo=_bool(value("USERINFO"), f"RCP_OIDC_{name.upper()}_USERINFO"))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the service needs to start. Safe defaults for one machine (``make run``)."""
@@ -174,6 +243,13 @@ class Settings:
     mail_retry_s: float = 30.0
     mail_attempts: int = 8
     node_id: str = field(default_factory=lambda: f"node-{os.getpid()}")
+    #: OpenID Connect providers offered on the sign-in page, before the local password (rcp.auth.oidc).
+    oidc_providers: tuple[OidcProvider, ...] = ()
+    #: Local passwords for people (``RCP_LOCAL_PASSWORDS=off``: the sign-in page and the API refuse them, and only
+    #: the providers sign people in; service accounts keep their bearer tokens).
+    local_passwords: bool = True
+    #: Clock difference accepted between the providers and this service on ID and logout tokens (iat, exp).
+    oidc_clock_skew_s: int = 120
 
     def __post_init__(self) -> None:
         if self.adt_listen and not self.adt_listen.rpartition(":")[2].isdigit():
@@ -213,6 +289,22 @@ class Settings:
                                 f"(got {self.smtp_url.split('://', 1)[0]!r}://...)")
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{(self.data_dir / 'rcp.sqlite3').resolve()}")
+        self._check_oidc()
+
+    def _check_oidc(self) -> None:
+        names = [p.name for p in self.oidc_providers]
+        if len(set(names)) != len(names):
+            raise SettingsError(f"RCP_OIDC_PROVIDERS names a provider twice ({', '.join(names)})")
+        if not self.local_passwords and not self.oidc_providers:
+            raise SettingsError("RCP_LOCAL_PASSWORDS=off needs at least one provider in RCP_OIDC_PROVIDERS: "
+                                "nobody could sign in")
+        if not 0 <= self.oidc_clock_skew_s <= 600:
+            raise SettingsError(f"RCP_OIDC_CLOCK_SKEW_S must be between 0 and 600 (got {self.oidc_clock_skew_s})")
+        if self.production:
+            for provider in self.oidc_providers:
+                if urlsplit(provider.issuer).scheme != "https":
+                    raise SettingsError(f"RCP_OIDC_{provider.name.upper()}_ISSUER must be an https:// address in "
+                                        "production (its keys and tokens travel over it)")
 
     def _check_public_url(self) -> None:
         parts = urlsplit(self.public_url)
@@ -299,4 +391,8 @@ class Settings:
         }
         if get("NODE_ID"):
             values["node_id"] = get("NODE_ID")
+        values["oidc_providers"] = tuple(OidcProvider.from_env(name.lower(), get)
+                                         for name in _list(get("OIDC_PROVIDERS")))
+        values["local_passwords"] = _bool(get("LOCAL_PASSWORDS", "on"), "RCP_LOCAL_PASSWORDS")
+        values["oidc_clock_skew_s"] = _int(get("OIDC_CLOCK_SKEW_S", "120"), "RCP_OIDC_CLOCK_SKEW_S")
         return cls(**values)  # type: ignore[arg-type]

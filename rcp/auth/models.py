@@ -13,7 +13,8 @@ from rcp.clock import utcnow
 from rcp.db import timestamp
 from rcp.people import PersonName
 
-__all__ = ["ApiToken", "AuditEvent", "AuditForwarding", "LoginSession", "Role", "User"]
+__all__ = ["ApiToken", "AuditEvent", "AuditForwarding", "LoginSession", "OidcAuthorization", "OidcIdentity",
+           "OidcLogoutToken", "Role", "User"]
 
 
 
@@ -94,6 +95,14 @@ class LoginSession(SQLModel, table=True):
     source: str = Field(default="", max_length=64)
     #: Set for a session opened by a join link: it reaches that one meeting and nothing else.
     meeting_scope: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    #: For a session opened through an OpenID Connect provider (rcp.auth.oidc): the provider's name, the person's
+    #: subject and the provider's session id (``sid``), which its back-channel logout names; the ID token, sent back
+    #: as ``id_token_hint`` at sign-out; and when the person last authenticated at the provider (``auth_time``).
+    oidc_provider: str = Field(default="", max_length=40)
+    oidc_subject: str = Field(default="", max_length=255)
+    oidc_sid: str = Field(default="", max_length=255)
+    id_token: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    auth_time: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class ApiToken(SQLModel, table=True):
@@ -144,3 +153,55 @@ class AuditForwarding(SQLModel, table=True):
     #: The last ``audit_events.id`` the SIEM has received (events are sent in id order).
     last_event_id: int = Field(default=0)
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+
+
+class OidcIdentity(SQLModel, table=True):
+    """A person at an OpenID Connect provider (issuer + subject, OIDC Core §5.7: the only stable pair) -> an account.
+
+    Made at a first sign-in, from the RPPS number the provider vouches for or from the join link that person used;
+    never from an e-mail address (rcp.auth.oidc).
+    """
+
+    __tablename__ = "oidc_identities"
+    __table_args__ = (sa.UniqueConstraint("issuer", "subject", name="uq_oidc_identities_issuer_subject"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issuer: str = Field(max_length=300)
+    subject: str = Field(max_length=255)
+    user_id: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True))
+    #: How the link was made: ``rpps`` or ``join_link``.
+    linked_by: str = Field(default="", max_length=20)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    last_login_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+
+
+class OidcAuthorization(SQLModel, table=True):
+    """A sign-in sent to a provider and not back yet: single use, bound to the browser that started it, short-lived.
+
+    Only digests of ``state`` and of the browser's binding cookie are kept (they are credentials for one callback).
+    """
+
+    __tablename__ = "oidc_authorizations"
+
+    state_sha256: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    browser_sha256: str = Field(max_length=64)
+    provider: str = Field(max_length=40)
+    nonce: str = Field(max_length=100)
+    code_verifier: str = Field(max_length=128)
+    next_url: str = Field(default="/meetings", max_length=300)
+    #: ``login``, or ``reauth`` (a fresh authentication before signing: prompt=login, max_age=0).
+    purpose: str = Field(default="login", max_length=20)
+    #: For ``reauth``: whose session asked (the provider must vouch for that same person).
+    user_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False, index=True))
+
+
+class OidcLogoutToken(SQLModel, table=True):
+    """The ``jti`` of back-channel logout tokens already acted on (OIDC Back-Channel Logout 1.0 §2.6: a replay is
+    refused); kept until the token would be too old anyway."""
+
+    __tablename__ = "oidc_logout_tokens"
+
+    issuer: str = Field(sa_column=sa.Column(sa.String(300), primary_key=True))
+    jti: str = Field(sa_column=sa.Column(sa.String(255), primary_key=True))
+    expires_at: datetime = Field(sa_column=timestamp(nullable=False, index=True))

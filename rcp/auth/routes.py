@@ -18,9 +18,9 @@ from rcp.auth.sessions import COOKIE_NAME, THROTTLED_MESSAGE, LoginRefused, cook
 from rcp.auth.throttle import Throttled, password_throttle
 from rcp.config import Settings
 from rcp.db import Database
-from rcp.errors import BadRequest, NotAuthenticated
+from rcp.errors import BadRequest, Forbidden, NotAuthenticated
 from rcp.http import current_user, json_out, read_json, revoke
-from rcp.i18n import LOCALE_COOKIE, LOCALES
+from rcp.i18n import LOCALE_COOKIE, LOCALES, N_
 from rcp.i18n import gettext as _
 from rcp.openapi import ApiRoute
 from rcp.scheduling.service import users_for_invitation
@@ -104,10 +104,28 @@ def _me(user: Any) -> Me:
               is_guest=user.is_guest)
 
 
+#: The sign-in page's answer to a password when ``RCP_LOCAL_PASSWORDS=off``.
+LOCAL_PASSWORDS_OFF = N_("Sign-in with a password is switched off on this service: use your identity provider.")
+
+
+def _signin_options(request: Request) -> dict[str, Any]:
+    """The providers first, then the password form unless an administrator switched local passwords off."""
+    settings = _settings(request)
+    return {"providers": [{"name": p.name, "label": p.label} for p in settings.oidc_providers],
+            "local_passwords": settings.local_passwords}
+
+
+async def _refuse_local_password(request: Request) -> None:
+    """Local passwords are off: the attempt is refused before anything is checked, and audited."""
+    async with request.app.state.db.session() as s:
+        await audit.record(s, event="user_authentication", action="E", outcome=4, request=request, user=None,
+                           what="login refused: local passwords are switched off")
+
+
 async def login_page(request: Request) -> Response:
     token = secrets.token_urlsafe(24)
     response = render(request, "login.html", {"login_csrf": token, "next": _safe_next(request.query_params.get("next", "")),
-                                              "error": "", "username": ""})
+                                              "error": "", "username": "", **_signin_options(request)})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
                         secure=_secure(request), path="/login")
     return response
@@ -125,12 +143,16 @@ async def login_submit(request: Request) -> Response:
     def again(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
         token = secrets.token_urlsafe(24)
         response = render(request, "login.html", {"login_csrf": token, "next": next_url, "error": message,
-                                                  "username": username}, status=status)
+                                                  "username": username, **_signin_options(request)},
+                          status=status)
         response.headers.update(headers or {})
         response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
                             secure=_secure(request), path="/login")
         return response
 
+    if not _settings(request).local_passwords:
+        await _refuse_local_password(request)
+        return again(_(LOCAL_PASSWORDS_OFF), 403)
     if not expected or not hmac.compare_digest(submitted, expected):
         return again(_("This sign-in form has expired; please try again."), 403)
     try:
@@ -157,14 +179,20 @@ def _forget_session(request: Request) -> None:
 
 
 async def logout(request: Request) -> Response:
+    from rcp.auth.models import LoginSession
+    from rcp.auth.sso import end_session_page
+
     user: Any = request.scope.get("user")
     _forget_session(request)
+    ended: LoginSession | None = None
     if getattr(user, "is_authenticated", False) and user.session_id:
         async with request.app.state.db.session() as s:
+            ended = await s.get(LoginSession, user.session_id)
             await end_session(s, user.session_id)
             await audit.record(s, event="user_authentication", action="E", request=request, what="logout")
         await revoke(request, session_id=user.session_id)
-    response = RedirectResponse("/login", status_code=303)
+    # A session opened by a provider also ends there (RP-Initiated Logout): a page sends the browser on.
+    response = await end_session_page(request, ended) or RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/")
     response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
     return response
@@ -195,6 +223,9 @@ async def session_info(request: Request) -> Response:
 
 async def session_login(request: Request) -> Response:
     data = await read_json(request, Credentials)
+    if not _settings(request).local_passwords:
+        await _refuse_local_password(request)
+        raise Forbidden(LOCAL_PASSWORDS_OFF)
     db: Database = request.app.state.db
     try:
         async with db.session() as s:

@@ -59,6 +59,11 @@ list people            yes    yes          -          -        -
 view audit             yes    -            -          -        -
 =====================  =====  ===========  =========  =======  =====
 
+The routes anonymous callers reach are :data:`PUBLIC_ROUTES`: signing in (a password, a join link, or the round trip
+through an OpenID Connect provider, whose callback is protected by its ``state`` bound to the browser and whose
+back-channel logout by the provider's signed logout token: rcp.auth.sso), choosing the language, the health check
+and the OpenAPI document (and static files). Each checks its own credential; none shows patient data.
+
 "find patient" is the look-up of a registered patient outside one's meetings, by an exact identifier *with* its
 assigning authority (an IPP and its hospital, or the INS); it is audited, and the patient found may then be put on
 the caller's agenda. A name, or a bare identifier, searches only the patients of the caller's meetings.
@@ -99,6 +104,7 @@ from rcp.scheduling.models import Board, BoardCoordinator, Case, Invitation, Mee
 
 __all__ = [
     "MEETING_RULES",
+    "PUBLIC_ROUTES",
     "ROLE_RULES",
     "ROOM_COMMANDS",
     "SERVER_COMMANDS",
@@ -195,6 +201,13 @@ ROLE_RULES: dict[Action, frozenset[str]] = {
     Action.list_people: frozenset({Role.admin, Role.coordinator}),
     Action.view_audit: frozenset({Role.admin}),
 }
+
+#: Routes anonymous callers reach (see the module docstring); ``tests/security/test_matrix.py`` checks the list.
+PUBLIC_ROUTES: frozenset[str] = frozenset({
+    "/health", "/api/openapi.json", "/", "/settings/locale",
+    "/login", "/api/session", "/join", "/join/renew",
+    "/auth/oidc/{provider}", "/auth/oidc/{provider}/callback", "/auth/oidc/{provider}/backchannel-logout",
+})
 
 #: The room's commands (``rcp.room.commands``, by class name) and the action each needs. Entering the room is
 #: ``view meeting`` (checked when the socket opens); the chair's commands need ``chair room``, which the socket

@@ -213,6 +213,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/login", "GET"): public(),
     ("/login", "POST"): public(_form({"username": "nobody", "password": "x"})),
     ("/settings/locale", "POST"): public(_form({"locale": "en", "next": "/meetings"})),
+    ("/auth/oidc/{provider}", "GET"): public(),
+    ("/auth/oidc/{provider}/callback", "GET"): public(),
+    ("/auth/oidc/{provider}/backchannel-logout", "POST"): public(_form({"logout_token": "not-a-token"})),
     ("/api/session", "POST"): public(_json({"username": "nobody", "password": "x"})),
     ("/api/session", "GET"): signed(),
     ("/logout", "POST"): signed(ends_session=True),
@@ -327,6 +330,12 @@ def test_every_route_is_classified(settings: Settings) -> None:
     assert not missing, f"routes missing from the access matrix (classify them in ROUTES): {missing}"
     stale = [key for key in ROUTES if key not in table]
     assert not stale, f"ROUTES names routes the app does not have: {stale}"
+
+
+def test_public_routes_are_the_policys() -> None:
+    """The routes anonymous callers reach are the ones the policy lists as public, and no other."""
+    public_here = {path for (path, _method), rule in ROUTES.items() if rule.kind == "public"}
+    assert public_here == set(access.PUBLIC_ROUTES)
 
 
 def test_every_room_command_is_classified() -> None:
@@ -513,7 +522,7 @@ def concrete(path: str, target: Target, fresh: dict[str, int]) -> str:
     values = {"meeting_id": target.meeting_id, "case_id": target.case_id, "patient_id": target.patient_id,
               "invitation_id": target.invitation_id, "board_id": target.board_id, "delivery_id": target.delivery_id,
               "study_uid": target.study_uid, "series_uid": target.series_uid, "sop_uid": target.sop_uid,
-              "frame": 1, "name": "comments", **fresh}
+              "frame": 1, "name": "comments", "provider": "psc", **fresh}
     out = path
     for key, value in values.items():
         for pattern in (f"{{{key}:int}}", f"{{{key}}}"):
