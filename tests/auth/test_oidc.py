@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,8 +32,9 @@ from tests.auth.oidc_world import (
     register,
     serve_with_provider,
 )
-from tests.factories import MadeUser, make_meeting, make_user
+from tests.factories import MadeUser, make_meeting, make_user, unique
 from tests.fixtures.oidc_provider import OpenIdProvider
+from tests.fixtures.smtp import MailBox, join_link
 from tests.room.client import RoomClient
 
 
@@ -119,6 +120,40 @@ async def test_first_sign_in_links_the_account_by_rpps(world: Served, db: Databa
     async with db.session() as s:
         identity = (await s.exec(select(OidcIdentity).where(OidcIdentity.subject == subject))).one()
     assert identity.user_id == user.id and identity.linked_by == "rpps" and identity.issuer == world.provider.url
+
+
+async def test_a_guest_who_used_their_join_link_is_linked_and_comes_back_through_the_provider(
+        world: Served, db: Database, smtp_server: MailBox) -> None:
+    """The invitation mail reached this person (they used its link): their first sign-in through the provider
+    links the identity to that guest, and later sign-ins reach the same one meeting, never more."""
+    made = await make_meeting(db, cases=1, invite=(), starts_at=datetime.now(UTC) + timedelta(minutes=30))
+    address = f"{unique('guest')}@chu-x.fr"
+    async with browser(world) as coordinator:
+        me = (await coordinator.post("/api/session", json={"username": made.coordinator.username,
+                                                           "password": made.coordinator.password})).json()
+        invited = await coordinator.post(f"/api/meetings/{made.id}/guests", headers={"X-CSRF-Token": me["csrf_token"]},
+                                         json={"display_name": "Dr Externe", "email": address,
+                                               "specialty": "surgeon", "hospital": "CHU X"})
+        assert invited.status_code == 201, invited.text
+    _link, token = join_link((await smtp_server.wait_for(address))[0])
+    subject = f"psc-{secrets.token_hex(6)}"
+    await world.provider.add_user(subject, {"family_name": "Externe"})
+    await world.provider.sign_in_as(subject)
+    async with browser(world) as guest:
+        joined = await guest.post("/join", data={"token": token})
+        assert joined.status_code == 303
+        landed = await sign_in(world, guest, f"/meetings/{made.id}/room")
+        assert landed.headers["location"] == f"/meetings/{made.id}/room"
+        linked = await who(guest)
+        assert linked is not None and linked["is_guest"]
+    async with db.session() as s:
+        identity = (await s.exec(select(OidcIdentity).where(OidcIdentity.subject == subject))).one()
+    assert identity.linked_by == "join_link" and identity.user_id == linked["id"]
+    async with browser(world) as later:  # another day, another browser, no link: the provider is enough
+        await sign_in(world, later, f"/meetings/{made.id}/room")
+        again = await who(later)
+        assert again is not None and again["id"] == linked["id"]
+        assert [m["id"] for m in (await later.get("/api/meetings")).json()] == [made.id]  # confined to it
 
 
 async def test_an_unknown_person_gets_no_account_even_with_a_known_email(world: Served, db: Database) -> None:
