@@ -184,9 +184,8 @@ async def link_account(s: AsyncSession, provider: OidcProvider, claims: dict[str
         return user, identity, "linked"
     user, how = None, ""
     rpps = rpps_of(claims, provider.rpps_claims)
-    rpps_column = getattr(User, "rpps", None)  # the account's RPPS number (issue 14)
-    if rpps and rpps_column is not None:
-        found = (await s.exec(select(User).where(rpps_column == rpps, col(User.active).is_(True),
+    if rpps:
+        found = (await s.exec(select(User).where(User.rpps == rpps, col(User.active).is_(True),
                                                  col(User.role).in_([Role.clinician, Role.coordinator, Role.admin,
                                                                      Role.guest])))).all()
         if len(found) == 1:

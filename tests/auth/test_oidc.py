@@ -100,14 +100,13 @@ async def test_a_linked_physician_signs_in_and_lands_on_the_page_asked(world: Se
     assert any(e.what.startswith("login through psc") and e.outcome == 0 for e in logins)
 
 
-@pytest.mark.skipif(not hasattr(User, "rpps"), reason="accounts carry an RPPS number from issue 14 (User.rpps)")
 async def test_first_sign_in_links_the_account_by_rpps(world: Served, db: Database) -> None:
     rpps = f"1{secrets.randbelow(10**10):010d}"
     user = await make_user(db, specialty="surgeon")
     async with db.session() as s:
         row = await s.get(User, user.id)
         assert row is not None
-        row.rpps = rpps  # type: ignore[attr-defined]
+        row.rpps = rpps
         s.add(row)
     subject = f"psc-{secrets.token_hex(6)}"
     # Pro Santé Connect's national identifier of an RPPS professional: "8" + the RPPS number, in userinfo.
@@ -132,7 +131,7 @@ async def test_a_guest_who_used_their_join_link_is_linked_and_comes_back_through
         me = (await coordinator.post("/api/session", json={"username": made.coordinator.username,
                                                            "password": made.coordinator.password})).json()
         invited = await coordinator.post(f"/api/meetings/{made.id}/guests", headers={"X-CSRF-Token": me["csrf_token"]},
-                                         json={"display_name": "Dr Externe", "email": address,
+                                         json={"display_name": "Dr Denise EXTERNE", "email": address,
                                                "specialty": "surgeon", "hospital": "CHU X"})
         assert invited.status_code == 201, invited.text
     _link, token = join_link((await smtp_server.wait_for(address))[0])

@@ -2,8 +2,8 @@
 provider and not back yet, logout tokens already acted on, and what a session opened through a provider keeps
 (provider, subject, sid, ID token, auth_time) for its sign-out, back-channel logout and fresh re-authentication.
 
-Revision ID: 0013_oidc
-Revises: 0012_adt_messages_ins_nia
+Revision ID: 0016_oidc
+Revises: 0015_staging_edition_to_confirm
 Create Date: 2026-12-03
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0013_oidc"
-down_revision = "0012_adt_messages_ins_nia"
+revision = "0016_oidc"
+down_revision = "0015_staging_edition_to_confirm"
 branch_labels = None
 depends_on = None
 
