@@ -151,6 +151,7 @@ async def test_add_case_with_a_new_patient_then_an_existing_one(login: Login, db
     assert added.status_code == 303, added.text
     page = (await coordinator.get(added.headers["location"])).text
     assert "NOUVEAU-PATIENT" in page and form["ipp"] in page and "Case added to the agenda." in page
+    assert 'data-identity-status="provisional"' in page  # the identity status beside the name, on the agenda too
     # The readiness column: question and referring physician are there, studies are not.
     assert "Question written" in page and "Studies attached" in page
     # Search by IPP (no-script path) and add the same patient again, as an existing patient.
