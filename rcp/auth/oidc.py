@@ -107,24 +107,29 @@ class _Cached:
 
 
 def rpps_of(claims: dict[str, Any], names: tuple[str, ...]) -> str:
-    """The RPPS number in the first of ``names`` that holds one: 11 digits, or Pro Santé Connect's national
-    identifier of an RPPS-registered professional ("8" followed by the 11 digits); "" when none does.
+    """The RPPS number in the first of ``names`` that holds one: 11 digits with their Luhn key
+    (rcp.people.check_rpps), or Pro Santé Connect's national identifier of an RPPS-registered professional ("8"
+    followed by the 11 digits); "" when none does.
 
-    >>> rpps_of({"SubjectNameID": "810001234567"}, ("SubjectNameID",))
-    '10001234567'
-    >>> rpps_of({"preferred_username": "10001234567"}, ("SubjectNameID", "preferred_username"))
-    '10001234567'
+    >>> rpps_of({"SubjectNameID": "810003334827"}, ("SubjectNameID",))
+    '10003334827'
+    >>> rpps_of({"preferred_username": "10003334827"}, ("SubjectNameID", "preferred_username"))
+    '10003334827'
     >>> rpps_of({"SubjectNameID": "012345678"}, ("SubjectNameID",))  # an ADELI number is not an RPPS
     ''
+    >>> rpps_of({"SubjectNameID": "810003334828"}, ("SubjectNameID",))  # a wrong key is nobody's
+    ''
     """
+    from rcp.people import luhn_ok
+
     for name in names:
         value = claims.get(name)
         if not isinstance(value, str):
             continue
         value = value.strip()
-        if len(value) == 12 and value.startswith("8") and value.isdigit():
-            return value[1:]
-        if len(value) == 11 and value.isdigit():
+        if len(value) == 12 and value.startswith("8"):
+            value = value[1:]
+        if len(value) == 11 and value.isascii() and value.isdigit() and luhn_ok(value):
             return value
     return ""
 

@@ -69,6 +69,14 @@ async def sign_in(served: Served, http: httpx.AsyncClient, next_url: str = "/mee
     return await follow(http, f"/auth/oidc/psc?next={next_url}", stop_at=next_url)
 
 
+def new_rpps() -> str:
+    """A random RPPS number with a right Luhn key (rcp.people.check_rpps)."""
+    from rcp.people import luhn_ok
+
+    body = f"1{secrets.randbelow(10**9):09d}"
+    return next(body + str(key) for key in range(10) if luhn_ok(body + str(key)))
+
+
 async def who(http: httpx.AsyncClient) -> dict[str, Any] | None:
     response = await http.get("/api/session")
     return response.json() if response.status_code == 200 else None
@@ -101,7 +109,7 @@ async def test_a_linked_physician_signs_in_and_lands_on_the_page_asked(world: Se
 
 
 async def test_first_sign_in_links_the_account_by_rpps(world: Served, db: Database) -> None:
-    rpps = f"1{secrets.randbelow(10**10):010d}"
+    rpps = new_rpps()
     user = await make_user(db, specialty="surgeon")
     async with db.session() as s:
         row = await s.get(User, user.id)
@@ -309,3 +317,23 @@ async def test_local_passwords_switched_off(settings: Settings, db: Database,
                                                   "login_csrf": "x"})
             assert form.status_code == 403 and await who(http) is None
     assert await refusals(db, "local passwords are switched off") >= 2
+
+
+async def test_a_logout_token_naming_the_person_ends_all_their_sessions(world: Served, db: Database) -> None:
+    """Back-Channel Logout 1.0 §2.4: a token with ``sub`` and no ``sid`` ends every session of that person here
+    (two browsers), and nobody else's."""
+    user, subject = await linked_physician(db, world.provider, world)
+    bystander, _other = await linked_physician(db, world.provider, world)
+    async with browser(world) as first, browser(world) as second, browser(world) as third:
+        await world.provider.sign_in_as(subject)
+        await sign_in(world, first)
+        await sign_in(world, second)
+        await world.provider.sign_in_as(_other)
+        await sign_in(world, third)
+        sent = await world.provider.backchannel_logout(CLIENT_ID, sub=subject)
+        assert sent["status"] == 200
+        assert await who(first) is None and await who(second) is None
+        me = await who(third)
+    assert me is not None and me["id"] == bystander.id
+    async with db.session() as s:
+        assert (await s.exec(select(LoginSession).where(LoginSession.user_id == user.id))).first() is None
