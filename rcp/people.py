@@ -192,6 +192,16 @@ class PersonName:
         """
         return self.family, "" if self.unsplit else self.given, self.prefix_code
 
+    def as_dicom_pn(self) -> str:
+        """DICOM Person Name (PS3.5 6.2): family^given^middle^prefix, each component at most 64 characters in
+        all; an unsplit name as one component with a trailing caret (free text, PS3.5 6.2.1.2)."""
+        def part(value: str) -> str:
+            return value.replace("^", " ").replace("=", " ").replace("\\", " ")
+
+        if self.unsplit:
+            return part(self.display())[:63] + "^"
+        return "^".join((part(self.family)[:30], part(self.given)[:25], "", self.prefix)).rstrip("^")
+
     def as_fhir_humanname(self) -> dict[str, Any]:
         """FHIR R4 HumanName per FR Core (fr-core-human-name): the title of practice in ``suffix`` (JDV_J79,
         TRE_R11 codes), given names one per item; an unsplit name only as ``text``."""

@@ -75,6 +75,10 @@ def test_hl7_xcn_and_fhir_humanname_pieces() -> None:
     assert name.as_fhir_humanname() == {"use": "official", "family": "Rousseau", "given": ["Amélie", "Claire"],
                                         "suffix": ["DR"]}
     assert PersonName(family="Durand").as_fhir_humanname() == {"use": "official", "family": "Durand"}
+    # DICOM PN (PS3.5 6.2): family^given^middle^prefix; free text as one component with a trailing caret.
+    assert name.as_dicom_pn() == "Rousseau^Amélie Claire^^Dr"
+    assert PersonName(family="Durand").as_dicom_pn() == "Durand"
+    assert PersonName(family="Amélie Rousseau", prefix="Dr", unsplit=True).as_dicom_pn() == "Dr Amélie Rousseau^"
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [

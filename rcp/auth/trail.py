@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rcp.auth import audit
-from rcp.auth.models import AuditEvent
+from rcp.auth.models import AuditEvent, User
 from rcp.clock import as_utc
 from rcp.http import current_user, path_int
 from rcp.templating import render
@@ -66,8 +66,12 @@ async def patient_page(request: Request) -> Response:
         events = await patient_accesses(s, patient_id)
         await audit.record(s, event="export", action="R", request=request, patient_id=patient_id,
                            what=f"accesses to patient {patient_id} ({len(events)} events)")
+        # The person behind each user name, as every page writes it ("Dr Amélie ROUSSEAU").
+        ids = {e.user_id for e in events if e.user_id is not None}
+        people = {u.id: u.display_name for u in (await s.exec(select(User).where(col(User.id).in_(ids)))).all()}
     rows = [{"event": e, "meaning": meaning(e), "action": ACTIONS.get(e.action, e.action),
-             "outcome": OUTCOMES.get(e.outcome, str(e.outcome))} for e in events]
+             "outcome": OUTCOMES.get(e.outcome, str(e.outcome)), "person": people.get(e.user_id, "")}
+            for e in events]
     return render(request, "audit_patient.html", {
         "patient_id": patient_id, "rows": rows,
         "timezone": request.app.state.settings.default_timezone,

@@ -14,8 +14,8 @@ Example::
                                 ipp_assigner="CHU-ANGERS",
                                 family_name="DUPONT", given_names="Jeanne", birth_date=date(1979, 3, 15),
                                 sex="female"),
-        authors=(DocumentAuthor(family_name="MARTIN", given_names="Claire", id_kind="RPPS",
-                                id_value="10001234567", specialty="medical_oncologist"),),
+        authors=(DocumentAuthor(family_name="Martin", given_names="Claire", prefix="Dr", id_kind="RPPS",
+                                id_value="10003334827", specialty="medical_oncologist"),),
         board="RCP thoracique", meeting_date=date(2026, 11, 23), signed_at=datetime.now(UTC),
         pdf=pdf_bytes, sha256=hashlib.sha256(pdf_bytes).hexdigest(),
     )
@@ -31,6 +31,7 @@ from datetime import date, datetime
 from typing import Any
 
 from rcp.identifiers import IDENTITY_STATUSES, INS_OIDS, VALIDATION_MODES, ins_may_leave
+from rcp.people import PREFIXES, PersonName, luhn_ok
 
 __all__ = [
     "INS_NIR_OID",
@@ -118,13 +119,17 @@ class DocumentPatient:
 
 @dataclass(frozen=True, kw_only=True)
 class DocumentAuthor:
-    """A practitioner who signed (or co-signed) the decision."""
+    """A practitioner who signed (or co-signed) the decision, named in parts (``rcp.people.PersonName``)."""
 
     family_name: str
     given_names: str = ""
-    #: "RPPS" (11 digits) or "ADELI" (9 digits) or "" when the practitioner has neither.
+    #: Title of practice: "Dr", "Pr" or "" (HL7 XCN.6; FR Core HumanName.suffix as its TRE_R11 code).
+    prefix: str = ""
+    #: "RPPS" (11 digits, Luhn key) or "ADELI" (9 digits) or "" when the practitioner has neither.
     id_kind: str = ""
     id_value: str = ""
+    #: The account's id in this service: names the author when there is no national identifier.
+    local_id: str = ""
     #: Our specialty key (``rcp.scheduling.specialties``) and its TRE_R38 code when known (G15_10/SM36).
     specialty: str = ""
     specialty_code: str = ""
@@ -133,12 +138,20 @@ class DocumentAuthor:
     def __post_init__(self) -> None:
         _require(bool(self.family_name.strip()), "'family_name' of an author must not be empty")
         _require(self.id_kind in _ID_KINDS, f"'id_kind' must be in {list(_ID_KINDS)} (got {self.id_kind!r})")
+        _require(self.prefix in PREFIXES, f"'prefix' must be in {list(PREFIXES)} (got {self.prefix!r})")
         if self.id_kind == "RPPS":
-            _require(self.id_value.isdigit() and len(self.id_value) == 11, "an RPPS number has 11 digits")
+            _require(self.id_value.isascii() and self.id_value.isdigit() and len(self.id_value) == 11,
+                     "an RPPS number has 11 digits")
+            _require(luhn_ok(self.id_value), "the RPPS number fails its Luhn check digit")
         elif self.id_kind == "ADELI":
             _require(self.id_value.isdigit() and len(self.id_value) == 9, "an ADELI number has 9 digits")
         else:
             _require(not self.id_value, "'id_value' needs an 'id_kind' (RPPS or ADELI)")
+
+    @property
+    def person(self) -> PersonName:
+        """The name as ``rcp.people`` writes it (XCN pieces, FR Core HumanName)."""
+        return PersonName(family=self.family_name, given=self.given_names, prefix=self.prefix)
 
     @property
     def national_id(self) -> str:
@@ -267,8 +280,10 @@ class SignedDocument:
                 {
                     "family_name": a.family_name,
                     "given_names": a.given_names,
+                    "prefix": a.prefix,
                     "id_kind": a.id_kind,
                     "id_value": a.id_value,
+                    "local_id": a.local_id,
                     "specialty": a.specialty,
                     "specialty_code": a.specialty_code,
                     "specialty_label": a.specialty_label,

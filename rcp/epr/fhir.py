@@ -36,11 +36,13 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from rcp.epr.document import LOINC_RCP, DocumentAuthor, SignedDocument
 from rcp.identifiers import INS_OIDS, VALIDATION_MODES, ins_type_code, pid32_codes
+from rcp.people import IDNATPS_OID
 
 __all__ = [
     "IDNPS_SYSTEM",
     "LOINC_SYSTEM",
     "RCP_SOURCE_OID",
+    "RPPS_SYSTEM",
     "binary_id",
     "check_provide_bundle",
     "outcome_summary",
@@ -51,8 +53,10 @@ LOINC_SYSTEM = "http://loinc.org"
 #: RFC 3986 URIs (urn:oid:, urn:uuid:) as identifier values: XDS uniqueId / entryUUID in MHD.
 URI_SYSTEM = "urn:ietf:rfc:3986"
 #: ANS national practitioner identifier (IdNatPS: "8" + RPPS, "0" + ADELI).
-IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+IDNPS_SYSTEM = f"urn:oid:{IDNATPS_OID}"
 IDNPS_TYPE_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
+#: FR Core Practitioner's ``rpps`` identifier slice: the 11-digit RPPS number.
+RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
 #: TRE_R38 savoir-faire codes, as the CI-SIS FRCP examples code attendees' specialties.
 SPECIALTY_SYSTEM = "urn:oid:1.2.250.1.213.1.1.4.5"
 MHD = "https://profiles.ihe.net/ITI/MHD"
@@ -163,21 +167,36 @@ def _source_patient(document: SignedDocument) -> dict[str, Any]:
     return resource
 
 
-def _practitioner(author: DocumentAuthor, *, id_: str | None = None) -> dict[str, Any]:
+def _practitioner_identifiers(author: DocumentAuthor, source_oid: str) -> list[dict[str, Any]]:
+    """FR Core Practitioner identifier slices: ``idNatPs`` (urn:oid:1.2.250.1.71.4.2.1, type IDNPS, "8" + RPPS)
+    and ``rpps`` (https://rpps.esante.gouv.fr, type RPPS, the 11 digits); without a national identifier, the
+    account's id in this service (type INTRN, FR Core v2-0203 "identifiant interne")."""
+    def typed(code: str) -> dict[str, Any]:
+        return {"coding": [{"system": IDNPS_TYPE_SYSTEM, "code": code}]}
+
+    if author.national_id:
+        found = [{"use": "official", "type": typed("IDNPS"), "system": IDNPS_SYSTEM, "value": author.national_id}]
+        if author.id_kind == "RPPS":
+            found.append({"use": "official", "type": typed("RPPS"), "system": RPPS_SYSTEM, "value": author.id_value})
+        return found
+    if author.local_id:
+        return [{"use": "usual", "type": typed("INTRN"), "system": f"urn:oid:{source_oid}.1",
+                 "value": author.local_id}]
+    return []
+
+
+def _practitioner(author: DocumentAuthor, *, id_: str | None = None,
+                  source_oid: str = RCP_SOURCE_OID) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Practitioner",
-        "name": [{"family": author.family_name, "given": author.given_names.split()}],
+        # FR Core fr-core-human-name: the title of practice (Dr, Pr) in suffix as its TRE_R11 code.
+        "name": [author.person.as_fhir_humanname()],
     }
     if id_ is not None:
         resource["id"] = id_
-    if author.national_id:
-        resource["identifier"] = [
-            {
-                "system": IDNPS_SYSTEM,
-                "value": author.national_id,
-                "type": {"coding": [{"system": IDNPS_TYPE_SYSTEM, "code": "IDNPS"}]},
-            }
-        ]
+    identifiers = _practitioner_identifiers(author, source_oid)
+    if identifiers:
+        resource["identifier"] = identifiers
     if author.specialty or author.specialty_code:
         code: dict[str, Any] = {"text": author.specialty_label or author.specialty}
         if author.specialty_code:
@@ -242,7 +261,7 @@ def provide_document_bundle(
             author_refs.append({"reference": url, "type": "Practitioner"})
         else:
             local = f"author-{index + 1}"
-            contained.append(_practitioner(author, id_=local))
+            contained.append(_practitioner(author, id_=local, source_oid=source_oid))
             author_refs.append({"reference": f"#{local}", "type": "Practitioner"})
 
     doc_status = {"final": "current", "amended": "current"}.get(document.status, "entered-in-error")

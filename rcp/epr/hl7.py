@@ -25,8 +25,9 @@ import hl7
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 
-from rcp.epr.document import SignedDocument
+from rcp.epr.document import DocumentAuthor, SignedDocument
 from rcp.identifiers import ins_authority, pid32_codes
+from rcp.people import IDNATPS_OID
 
 __all__ = ["Ack", "AckCode", "mdm_message", "parse_ack"]
 
@@ -60,6 +61,24 @@ def _escape(value: str) -> str:
 
 def _ts(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+
+
+def _xcn(author: DocumentAuthor, *, local_authority: str) -> str:
+    """An author as HL7 v2.5 XCN (2.A.89), the way IHE PAM France and the ANS name a health professional.
+
+    XCN.1 the IdNatPS ("8" + RPPS, "0" + ADELI) with XCN.9 assigning authority ``ASIP-SANTE-PS`` and its OID
+    1.2.250.1.71.4.2.1 and XCN.13 identifier type ``RPPS``/``ADELI``; without a national identifier, the
+    account's id in this service under our own namespace (MSH-3) with type ``INTRN`` (internal identifier,
+    FR Core v2-0203). XCN.2 family name, XCN.3 given name, XCN.6 prefix (TRE_R11 code: DR, PR), XCN.10 name
+    type L (legal).
+    """
+    family, given, prefix = author.person.as_xcn()
+    name = f"{_escape(family)}^{_escape(given)}^^^{prefix}"
+    if author.national_id:
+        return f"{author.national_id}^{name}^^^ASIP-SANTE-PS&{IDNATPS_OID}&ISO^L^^^{author.id_kind}"
+    if author.local_id:
+        return f"{_escape(author.local_id)}^{name}^^^{local_authority}^L^^^INTRN"
+    return f"^{name}^^^^L"
 
 
 def mdm_message(
@@ -128,11 +147,7 @@ def mdm_message(
     txa.txa_4 = document.meeting_date.strftime("%Y%m%d")  # activity date: the meeting
     txa.txa_6 = _ts(document.signed_at)  # origination date/time: the signature
     for author in document.authors:
-        originator = txa.add_field("txa_9")
-        # XCN.9 assigning authority (the IdNatPS OID), XCN.10 name type L, XCN.13 identifier type RPPS/ADELI.
-        kind = f"^^^^^^ASIP-SANTE-PS&1.2.250.1.71.4.2.1&ISO^L^^^{author.id_kind}" if author.national_id else ""
-        number = author.national_id if author.national_id else ""
-        originator.value = f"{number}^{_escape(author.family_name)}^{_escape(author.given_names)}{kind}"
+        txa.add_field("txa_9").value = _xcn(author, local_authority=_escape(sending_application))
     txa.txa_12 = f"{document.unique_id}^RCP"  # unique document number
     if document.replaces is not None:
         txa.txa_13 = f"{document.replaces}^RCP"  # parent document number: the version this one replaces

@@ -29,6 +29,7 @@ from rcp.minutes import store
 from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.render import fiche_pdf
 from rcp.minutes.versions import SignedVersion
+from rcp.people import PersonName
 from rcp.scheduling.models import Case
 from rcp.scheduling.specialties import specialty as specialty_of
 
@@ -55,7 +56,9 @@ def document_ids(fiche: Fiche, version: SignedVersion) -> tuple[str, str]:
 
 
 def _author(p: Physician) -> DocumentAuthor:
-    family, _, given = p.name.removeprefix("Dr ").removeprefix("Pr ").rpartition(" ")
+    """The signer in parts, from the account (``Physician.person``), never split from the display string; a
+    name still to complete cannot sign (``store.signer_account``), so ``person`` is there for every signer."""
+    name = p.person or PersonName(family=p.name, unsplit=True)
     label = ""
     code = ""
     if p.specialty:
@@ -64,8 +67,10 @@ def _author(p: Physician) -> DocumentAuthor:
             label, code = spec.label, spec.national_code
         except ValueError:
             pass
-    return DocumentAuthor(family_name=(family or given).strip() or p.name, given_names=given if family else "",
-                          id_kind="RPPS" if p.rpps else "", id_value=p.rpps, specialty=p.specialty,
+    family, given, _prefix = name.as_xcn()
+    return DocumentAuthor(family_name=family, given_names=given, prefix=name.prefix,
+                          id_kind="RPPS" if p.rpps else "", id_value=p.rpps,
+                          local_id=str(p.user_id) if p.user_id is not None else "", specialty=p.specialty,
                           specialty_code=code, specialty_label=label)
 
 

@@ -170,8 +170,10 @@ def key_image_notes(fiche: Fiche, version: SignedVersion, sources: Sequence[Data
     observer = hd.sr.ObserverContext(
         observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
         observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-            # Free-text name as a single PN component; the trailing caret says so (PS3.5 6.2.1.2).
-            name=(version.signer.name if version.signer else "RCP").replace("^", " ")[:63] + "^"
+            # The signer's name in its PN components (rcp.people); free text as a single component otherwise,
+            # the trailing caret saying so (PS3.5 6.2.1.2).
+            name=version.signer.person.as_dicom_pn() if version.signer and version.signer.person
+            else (version.signer.name if version.signer else "RCP").replace("^", " ")[:63] + "^"
         ),
     )
     signed = _local(version.signed_at)

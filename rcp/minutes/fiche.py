@@ -36,6 +36,7 @@ from rcp.identifiers import (
 from rcp.minutes import codes
 from rcp.minutes.codes import Coding, ProposalType
 from rcp.minutes.staging import OtherStage, StagingError, Tnm, parse_diagnosis_date, parse_laterality
+from rcp.people import PersonName
 from rcp.scheduling.quorum import Attendee, Quorum, TreatmentGap, evaluate_quorum, treatment_gaps
 from rcp.scheduling.specialties import SPECIALTIES
 
@@ -255,6 +256,9 @@ class Physician:
     hospital: str = ""
     email: str = ""
     user_id: int | None = None
+    #: The name in parts, for a user of the service (the signer: ``rcp.minutes.store``); ``name`` is its display.
+    #: Not part of the JSON: a typed physician has only ``name``, and documents name only accounts in parts.
+    person: PersonName | None = None
 
     @classmethod
     def parse(cls, value: Any, path: str) -> Physician:

@@ -136,7 +136,7 @@ class CaseContext:
                 log.warning("meeting %s: attendee user %s has no specialty; left off the fiche", inv.meeting_id,
                             inv.user_id)
                 continue
-            present.append(AttendeeRecord(user_id=inv.user_id, name=user.display_name or user.username,
+            present.append(AttendeeRecord(user_id=inv.user_id, name=user.display_name,
                                           specialty=specialty, quorum_member=inv.quorum_member,
                                           hospital=user.hospital, guest=user.role == "guest"))
         return tuple(present)
@@ -391,15 +391,23 @@ async def carry_draft(session: AsyncSession, from_case_id: int, to_case_id: int,
 
 
 def _physician(user: User) -> Physician:
-    return Physician(name=user.display_name or user.username, specialty=user.specialty, hospital=user.hospital,
-                     user_id=user.id)
+    """An account as the documents name it: "Dr Amélie ROUSSEAU", its parts and RPPS (``rcp.people``)."""
+    return Physician(name=user.display_name, specialty=user.specialty, hospital=user.hospital, user_id=user.id,
+                     rpps=user.rpps, person=None if user.name_incomplete else user.person_name)
 
 
 async def signer_account(session: AsyncSession, user_id: int) -> Physician:
-    """The account that signs, as the documents will name it (its name and specialty from the users table)."""
+    """The account that signs, as the documents will name it (its name and specialty from the users table).
+
+    An account whose name is still to complete (kept whole by migration 0013 because it could not be split)
+    cannot sign: the document's author would carry a guessed family name."""
     user = await session.get(User, user_id)
     if user is None or not user.active:
         raise versions.NotAllowedToSign("This account cannot sign: it is unknown or deactivated.")
+    if user.name_incomplete:
+        raise versions.NotAllowedToSign(
+            "Your name must be completed (family name and given name) before you sign: ask an administrator.",
+            fields={"family_name": "to complete"})
     return _physician(user)
 
 

@@ -423,7 +423,10 @@ class InvitationOut(BaseModel):
     id: int
     meeting_id: int
     user_id: int
+    #: "Dr Amélie ROUSSEAU" (rcp.people.PersonName.display).
     display_name: str
+    #: The name is kept whole until someone completes it (migration 0013): shown, cannot sign.
+    name_to_complete: bool = False
     hospital: str
     specialty: str
     quorum_member: bool

@@ -752,6 +752,7 @@ def invitation_out(inv: Invitation, user: User, mail: Mail | None = None) -> sch
     guest = user.role == Role.guest
     return schemas.InvitationOut(
         id=inv.id, meeting_id=inv.meeting_id, user_id=inv.user_id, display_name=user.display_name,
+        name_to_complete=user.name_incomplete,
         hospital=user.hospital, specialty=inv.specialty, quorum_member=inv.quorum_member, response=inv.response,
         joined_at=inv.joined_at, left_at=inv.left_at, guest=guest,
         link_sent_to=mask_address(mail.recipient) if guest and mail else "",

@@ -33,7 +33,7 @@ def sample_document(*, version: int = 1, set_root: str | None = None, replaces: 
             birth_date=date(1979, 3, 15), sex="female",
         ),
         authors=(
-            DocumentAuthor(family_name="MARTIN", given_names="Claire", id_kind="RPPS", id_value="10001234567",
+            DocumentAuthor(family_name="MARTIN", given_names="Claire", prefix="Dr", id_kind="RPPS", id_value="10003334827",
                            specialty="medical_oncologist", specialty_code="G15_10/SM36",
                            specialty_label="Oncologie médicale"),
             DocumentAuthor(family_name="N'GUYEN", given_names="Paul", specialty="surgeon"),

@@ -57,4 +57,4 @@ def test_patient_and_author_values_check_themselves() -> None:
     with pytest.raises(ValueError, match="RPPS"):
         DocumentAuthor(family_name="A", id_kind="RPPS", id_value="123")
     assert DocumentAuthor(family_name="A", id_kind="ADELI", id_value="123456789").national_id == "0123456789"
-    assert DocumentAuthor(family_name="A", id_kind="RPPS", id_value="10001234567").national_id == "810001234567"
+    assert DocumentAuthor(family_name="A", id_kind="RPPS", id_value="10003334827").national_id == "810003334827"

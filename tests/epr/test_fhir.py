@@ -43,7 +43,7 @@ def test_first_version_is_an_iti65_transaction_that_validates() -> None:
     assert attachment["hash"] == base64.b64encode(hashlib.sha1(document.pdf).digest()).decode()
     # Authors: with an RPPS -> conditional create by IdNatPS; without -> contained.
     (practitioner,) = _by_type(bundle, "Practitioner")
-    assert practitioner["request"]["ifNoneExist"] == "identifier=urn:oid:1.2.250.1.71.4.2.1|810001234567"
+    assert practitioner["request"]["ifNoneExist"] == "identifier=urn:oid:1.2.250.1.71.4.2.1|810003334827"
     assert [a["reference"] for a in docref["author"]] == [practitioner["fullUrl"], "#author-2"]
     (submission,) = _by_type(bundle, "List")
     assert submission["resource"]["code"]["coding"][0]["code"] == "submissionset"

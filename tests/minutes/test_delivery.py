@@ -17,10 +17,12 @@ from rcp.minutes import store
 from rcp.minutes.delivery import document_ids, epr_on_signed
 from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.versions import Draft, sign
+from rcp.people import PersonName
 from tests.minutes.seeding import fill, seed
 
 #: The account that signs (as rcp.minutes.store.signer_account loads it): an attendee of the fiche, user 2.
-SIGNER = Physician(name="Dr Bruno Oncologue", specialty="medical_oncologist", user_id=2)
+SIGNER = Physician(name="Dr Bruno ONCOLOGUE", specialty="medical_oncologist", user_id=2,
+                   person=PersonName(family="Oncologue", given="Bruno", prefix="Dr"))
 
 
 def fresh_ins() -> str:
@@ -102,7 +104,7 @@ def test_the_document_author_is_the_signer_account(content: Any, now: datetime) 
     version = sign(fiche, draft=Draft(case_id=12), seen_revision=0, signer=SIGNER, invited_ids={1, 2, 3, 4},
                    existing=[], at=now)
     document = to_signed_document(fiche, version, b"%PDF-1.4 fiche")
-    # (How the name is split into family and given names is the identity issue's: here, whose name it is.)
+    # The signer account's name in its parts (rcp.people), never split from "Dr Bruno ONCOLOGUE".
     [author] = document.authors
-    assert {author.family_name, author.given_names} == {"Bruno", "Oncologue"}
+    assert (author.prefix, author.given_names, author.family_name) == ("Dr", "Bruno", "Oncologue")
     assert author.specialty == "medical_oncologist"

@@ -19,10 +19,12 @@ from rcp.minutes.dicom import ENCAPSULATED_PDF_STORAGE, KOS_STORAGE, encapsulate
 from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.render import fiche_pdf
 from rcp.minutes.versions import Draft, SignedVersion, sign
+from rcp.people import PersonName
 
 Make = Callable[..., dict[str, Any]]
 #: The account that signs (as rcp.minutes.store.signer_account loads it): an attendee of the fiche, user 2.
-SIGNER = Physician(name="Dr Bruno Oncologue", specialty="medical_oncologist", user_id=2)
+SIGNER = Physician(name="Dr Bruno ONCOLOGUE", specialty="medical_oncologist", user_id=2,
+                   person=PersonName(family="Oncologue", given="Bruno", prefix="Dr"))
 PATIENT = SyntheticPatient("IPP0042", "CHU-ANGERS", "Lefèvre", "Hélène-Françoise", date(1958, 3, 28), "F")
 
 
@@ -61,7 +63,8 @@ def test_key_image_note_references_the_marked_images(content: Make, now: datetim
     assert read.ContentTemplateSequence[0].TemplateIdentifier == "2010"
     # The observer is the account that signed, not the responsible physician typed on the fiche.
     observer = [i for i in read.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "121008"]
-    assert [str(i.PersonName) for i in observer] == ["Dr Bruno Oncologue^"]
+    # In its PN components (PS3.5 6.2: family^given^middle^prefix), from the account's name parts.
+    assert [str(i.PersonName) for i in observer] == ["Oncologue^Bruno^^Dr"]
     # Patient and study context are the source images'.
     assert (read.PatientID, read.IssuerOfPatientID, read.StudyInstanceUID) == (
         "IPP0042", "CHU-ANGERS", series[0].StudyInstanceUID)

@@ -69,3 +69,21 @@ async def test_the_meeting_page_invites_a_guest_by_parts_and_shows_the_french_fo
     assert sent.status_code == 303, sent.text
     page = await client.get(f"/meetings/{meeting.id}")
     assert "Dr Élise LE GOFF" in page.text
+
+
+async def test_a_name_kept_whole_by_the_migration_is_marked_to_complete(login: Login, db: Database) -> None:
+    meeting = await make_meeting(db, cases=0, starts_at=datetime.now(UTC) + timedelta(days=2))
+    flagged = meeting.invitee("surgeon")
+    async with db.session() as s:
+        user = await s.get(User, flagged.id)
+        assert user is not None
+        user.family_name, user.given_name, user.prefix, user.name_to_check = "Marc Lefèvre", "", "Dr", True
+        s.add(user)
+    client = await login(meeting.coordinator)
+    page = (await client.get(f"/meetings/{meeting.id}")).text
+    item = page.split(f'data-user-id="{flagged.id}"', 1)[1].split("</li>", 1)[0]
+    assert "Dr Marc Lefèvre" in item and "data-name-to-complete" in item
+    other = meeting.invitee("medical_oncologist")
+    assert "data-name-to-complete" not in page.split(f'data-user-id="{other.id}"', 1)[1].split("</li>", 1)[0]
+    invitations = (await client.get(f"/api/meetings/{meeting.id}")).json()["invitations"]
+    assert {i["user_id"]: i["name_to_complete"] for i in invitations}[flagged.id] is True

@@ -258,6 +258,7 @@ async def test_admins_see_who_accessed_a_patient(login: Any, anonymous: httpx.As
     page = await admin.get(f"/audit/patients/{patient_id}")
     assert page.status_code == 200
     assert "dr.radiologue" in page.text and "110110" in page.text
+    assert "Dr Hélène DUBOIS" in page.text  # the demo radiologist, named as every page names people
     other = await admin.get(f"/audit/patients/{patient_id + 100_000}")
     assert other.status_code == 200 and "dr.radiologue" not in other.text
     # The same list for the command line, read from the service's database.
