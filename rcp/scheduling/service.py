@@ -142,7 +142,7 @@ async def update_charter(session: AsyncSession, user: Any, board_id: int, data: 
     changed = {name: value for name, value in changes.items() if before[name] != value}
     if changed:
         what = "; ".join(f"{name}={','.join(v) if isinstance(v, list) else v}" for name, v in changed.items())
-        # DCM 110113 Security Alert, type 110138 "Software Configuration": the rule that validates decisions changed.
+        # DCM 110113 Security Alert, type 110131 "Software Configuration": the rule that validates decisions changed.
         await audit.record(session, event="security_alert", action="U", request=request, user=user,
                            what=f"board {board_id} charter: {what}"[:300])
     return board

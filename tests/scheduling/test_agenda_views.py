@@ -48,6 +48,9 @@ async def test_coordinator_room_and_minutes_agree_on_ready_deferred_and_withdraw
     assert re.search(rf'data-off-case="{deferred}" data-state="deferred"><del>', off)
     assert f'data-deferred-to="{next_meeting}"' in off
     assert re.search(rf'data-off-case="{withdrawn}" data-state="withdrawn"><del>', off)
+    one = (await coordinator.get(f"/api/cases/{deferred}")).json()  # the case alone says where it went, too
+    assert (one["deferred_to_id"], one["deferred_to_meeting_id"]) == (next_case, next_meeting)
+    assert one["deferred_to_starts_at"] == by_id[deferred]["deferred_to_starts_at"] is not None
 
     # The room: offers the ready case only; shows the deferred one in its place, struck through; not the withdrawn.
     room = await coordinator.get(f"/meetings/{made.id}/room")
