@@ -125,6 +125,13 @@ def identity_status_label(status: str, _: Translate = i18n.gettext) -> str:
             "validated": _("Validated identity"), "qualified": _("Qualified identity")}.get(status, status)
 
 
+def identity_document_label(document: str, _: Translate = i18n.gettext) -> str:
+    """The identity document a status was validated on (``rcp.identifiers.VALIDATION_MODES``), for people."""
+    return {"passport": _("Passport"), "id_card": _("National identity card"), "residence_permit":
+            _("Residence permit"), "birth_certificate": _("Birth certificate"),
+            "family_record_book": _("Family record book")}.get(document, document)
+
+
 def identity_attribute_label(attribute: str, _: Translate = i18n.gettext) -> str:
     return {"doubtful": _("Doubtful identity"), "fictitious": _("Fictitious identity"),
             "homonym": _("Homonym")}.get(attribute, attribute)
@@ -169,7 +176,11 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
     if p.local_id:
         patient_rows.append((_("Local identifier"), f"{p.local_id} ({p.local_id_issuer})" if p.local_id_issuer
                              else p.local_id))
-    patient_rows.append((_("Identity status"), identity_status_label(p.identity_status, _)))
+    status = identity_status_label(p.identity_status, _)
+    if p.identity_document:  # RNIV: from which document, checked when
+        checked = [identity_document_label(p.identity_document, _), _day(p.identity_date) if p.identity_date else ""]
+        status += f" ({', '.join(c for c in checked if c)})"
+    patient_rows.append((_("Identity status"), status))
     if p.identity_attributes:
         patient_rows.append((_("Identity attributes"),
                              ", ".join(identity_attribute_label(a, _) for a in p.identity_attributes)))

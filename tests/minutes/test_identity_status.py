@@ -21,7 +21,7 @@ from rcp.imaging.synthetic import SyntheticPatient, ct_series
 from rcp.minutes.delivery import to_signed_document
 from rcp.minutes.dicom import encapsulated_fiche, key_image_notes
 from rcp.minutes.fiche import Fiche, Physician
-from rcp.minutes.render import fiche_pdf, sections
+from rcp.minutes.render import fiche_pdf, identity_document_label, sections
 from rcp.minutes.versions import Draft, sign
 
 INS = "279035121518989"
@@ -74,6 +74,8 @@ def test_the_ins_leaves_only_for_a_qualified_identity(content: Any, now: datetim
     rows = [text for section in sections(fiche) for _, text in section.rows]
     assert (INS in rows) is ins_leaves
     assert "IPP0042 (CHU-ANGERS)" in rows
+    # The status says from which document (in the page's language, as sections() writes it).
+    assert any(identity_document_label("passport") in text for text in rows) is checked
 
     # HL7 MDM: PID-3 the INS (type INS) only when qualified, always the IPP with its authority OID; PID-32.
     document = to_signed_document(fiche, version, pdf)
