@@ -190,6 +190,9 @@ async def _apply(session: AsyncSession, identity: AdtIdentity, source: str) -> P
     patient.birth_place_code = identity.birth_place_code
     if patient.identity_status != identity.status or created:
         patient.identity_status_by, patient.identity_status_at = source[:100], utcnow()
+        # The feed does not say which document it checked: a document recorded for the former status no longer
+        # stands behind this one (the fiche and the FHIR validationMode would otherwise credit it).
+        patient.identity_document = ""
     patient.identity_status = identity.status
     patient.identity_attributes = list(identity.attributes)
     session.add(patient)

@@ -202,6 +202,22 @@ async def test_a_resent_message_is_acknowledged_and_not_applied_twice(database: 
         audits = (await s.exec(select(AuditEvent).where(AuditEvent.patient_id == patient.id))).all()
     assert len([a for a in audits if "identity feed" in a.what]) == 2  # created, updated: the resend is not one
 
+    # A status the hospital changes no longer credits the document a coordinator had recorded for the old one.
+    async with database.session() as s:
+        row = await s.get(Patient, patient.id)
+        assert row is not None
+        row.identity_status, row.identity_document = "provisional", "passport"
+        s.add(row)
+    server = await serve(database, "127.0.0.1", 0)
+    try:
+        async with MllpClient("127.0.0.1", server.sockets[0].getsockname()[1]) as client:
+            assert msa(await client.send(adt("A31", ipp, status="VALI", family="MARTIN-DURAND")))[0] == "AA"
+    finally:
+        server.close()
+        await server.wait_closed()
+    patient, _ = await patient_of(database, ipp)
+    assert (patient.identity_status, patient.identity_document) == ("validated", "")
+
 
 async def test_an_nia_is_stored_as_an_nia_and_reliability_codes_follow_table_0445(database: Database, content: Any,
                                                                                    now: datetime) -> None:
