@@ -736,7 +736,9 @@ async def invitations_of(session: AsyncSession, meeting_id: int) -> list[tuple[I
         .where(Invitation.meeting_id == meeting_id)
         .order_by(col(Invitation.specialty), col(User.family_name), col(User.given_name))
     )
-    return [(inv, user) for inv, user in rows.all()]
+    # Within a specialty, by family then given name without case or accents (rcp.people.PersonName.sort_key).
+    return sorted(((inv, user) for inv, user in rows.all()),
+                  key=lambda row: (row[0].specialty, row[1].person_name.sort_key()))
 
 
 async def link_mails(session: AsyncSession, rows: Sequence[tuple[Invitation, User]]) -> dict[int, Mail]:

@@ -3,10 +3,13 @@ is the family name; any other name is kept whole and flagged "to check", never s
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from rcp.db import downgrade, migrate
+import pytest
+from sqlalchemy import create_engine, text
+
+from rcp.db import downgrade, migrate, sync_url
+from tests.fixtures.postgres import create_database, drop_database
 
 BEFORE = "0012_adt_messages_ins_nia"
 AFTER = "0013_people_names"
@@ -23,29 +26,33 @@ USERS = {
 }
 
 
-def _users(path: Path) -> dict[str, dict[str, object]]:
-    with sqlite3.connect(path) as db:
-        db.row_factory = sqlite3.Row
-        return {r["username"]: dict(r) for r in db.execute("SELECT * FROM users")}
+def _users(url: str) -> dict[str, dict[str, object]]:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as db:
+            return {r["username"]: dict(r) for r in db.execute(text("SELECT * FROM users")).mappings()}
+    finally:
+        engine.dispose()
 
 
-def test_display_names_become_parts_and_unsplittable_ones_are_flagged(tmp_path: Path) -> None:
-    path = tmp_path / "m.sqlite3"
-    url = f"sqlite:///{path}"
+def _check_migration(url: str) -> None:
     migrate(url, BEFORE)
-    with sqlite3.connect(path) as db:
-        for username, display in USERS.items():
-            db.execute("INSERT INTO users (username, display_name, role, created_at) "
-                       "VALUES (?, ?, 'clinician', '2026-12-03 10:00:00')",
-                       (username, display))
-        # Rows that point at users must survive the table being rebuilt (no cascade on the way).
-        db.execute("INSERT INTO login_sessions (id, user_id, csrf_token, created_at, last_seen_at) "
-                   "SELECT 's1', id, 'c', '2026-12-03 10:00:00', '2026-12-03 10:00:00' FROM users "
-                   "WHERE username = 'rousseau'")
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as db:
+            for username, display in USERS.items():
+                db.execute(text("INSERT INTO users (username, display_name, role, created_at) "
+                                "VALUES (:u, :d, 'clinician', '2026-12-03 10:00:00')"), {"u": username, "d": display})
+            # Rows that point at users must survive (a batch copy of the table would cascade-delete them).
+            db.execute(text("INSERT INTO login_sessions (id, user_id, csrf_token, created_at, last_seen_at) "
+                            "SELECT 's1', id, 'c', '2026-12-03 10:00:00', '2026-12-03 10:00:00' FROM users "
+                            "WHERE username = 'rousseau'"))
+    finally:
+        engine.dispose()
 
     migrate(url, AFTER)
 
-    users = _users(path)
+    users = _users(url)
     parts = {u: (r["prefix"], r["given_name"], r["family_name"], bool(r["name_to_check"])) for u, r in users.items()}
     assert parts == {
         "rousseau": ("Dr", "Amélie", "ROUSSEAU", False),
@@ -59,15 +66,32 @@ def test_display_names_become_parts_and_unsplittable_ones_are_flagged(tmp_path: 
     }
     assert all(r["rpps"] == "" for r in users.values())
     assert "display_name" not in users["rousseau"]
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM login_sessions").fetchone() == (1,)
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as db:
+            assert db.execute(text("SELECT count(*) FROM login_sessions")).scalar() == 1
+    finally:
+        engine.dispose()
 
     downgrade(url, BEFORE)
-    back = {u: r["display_name"] for u, r in _users(path).items()}
+    back = {u: r["display_name"] for u, r in _users(url).items()}
     assert back["rousseau"] == "Dr Amélie ROUSSEAU"
     assert back["durand"] == "Marie DURAND"
     assert back["given-first"] == "Dr Amélie Rousseau"
     assert back["service"] == ""
+
+
+def test_display_names_become_parts_and_unsplittable_ones_are_flagged(tmp_path: Path) -> None:
+    _check_migration(f"sqlite:///{tmp_path / 'm.sqlite3'}")
+
+
+@pytest.mark.postgres
+def test_the_same_on_postgresql() -> None:
+    name = create_database()
+    try:
+        _check_migration(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    finally:
+        drop_database(name)
 
 
 def test_the_flagged_account_reads_as_typed_and_to_complete(tmp_path: Path) -> None:

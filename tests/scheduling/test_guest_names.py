@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from rcp.auth.models import User
 from rcp.db import Database
-from tests.factories import make_meeting, new_rpps, unique
+from tests.factories import make_invitation, make_meeting, make_user, new_rpps, unique
 
 Login = Any
 
@@ -87,3 +87,17 @@ async def test_a_name_kept_whole_by_the_migration_is_marked_to_complete(login: L
     assert "data-name-to-complete" not in page.split(f'data-user-id="{other.id}"', 1)[1].split("</li>", 1)[0]
     invitations = (await client.get(f"/api/meetings/{meeting.id}")).json()["invitations"]
     assert {i["user_id"]: i["name_to_complete"] for i in invitations}[flagged.id] is True
+
+
+async def test_invitees_of_a_specialty_are_listed_by_family_name_ignoring_accents_and_case(
+        login: Login, db: Database) -> None:
+    meeting = await make_meeting(db, cases=0, invite=(), starts_at=datetime.now(UTC) + timedelta(days=2))
+    tag = unique("x")[-8:]
+    for family, given in (("Zola", "Anne"), (f"élie-{tag}", "Marc"), (f"Elie-{tag}", "Adèle"), ("durand", "Léa")):
+        user = await make_user(db, specialty="pathologist", family_name=family, given_name=given)
+        await make_invitation(db, meeting.id, user)
+    client = await login(meeting.coordinator)
+    invitations = (await client.get(f"/api/meetings/{meeting.id}")).json()["invitations"]
+    names = [i["display_name"] for i in invitations if i["specialty"] == "pathologist"]
+    assert names == ["Dr Léa DURAND", f"Dr Adèle ELIE-{tag.upper()}", f"Dr Marc ÉLIE-{tag.upper()}",
+                     "Dr Anne ZOLA"]
