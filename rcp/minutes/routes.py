@@ -6,7 +6,8 @@ people. Access follows ``rcp.scheduling.access`` (invited participants and the b
 (a signature is a medical act: the session alone is not enough; rcp.auth.reauth).
 
 Who signs is the signed-in account (rcp.minutes.versions.check_signer): a physician invited to the meeting and
-present when the case was discussed (the room's log, rcp.room.decisions.room_attendees), from their own sign-in —
+present when the case was discussed (its attendance record, frozen when each discussion ends, and the discussion
+under way: rcp.scheduling.attendance, rcp.room.decisions.room_attendees), from their own sign-in —
 a join-link (guest) session or a service token never signs. The signer's rules run before the password is checked,
 so the password is the last thing that can refuse: the same refusal for any wrong password, throttled and audited.
 """
@@ -123,7 +124,7 @@ async def _state(session: AsyncSession, case_id: int,
                  attendees: tuple[AttendeeRecord, ...] | None = None, *, user: Any = None) -> dict[str, Any]:
     """The decision as the form needs it: draft with versions, quorum, gaps before signing, versions, write-back.
 
-    ``attendees`` (the room's, see :func:`_room_attendees`) makes the quorum shown the one a signature checks."""
+    ``attendees`` (see :func:`_attendees`) makes the quorum shown the one a signature checks."""
     context = await store.load_context(session, case_id)
     draft = await store.load_draft(session, case_id)
     versions = await store.list_versions(session, case_id)
@@ -164,8 +165,10 @@ async def decision(request: Request) -> Response:
     user = current_user(request)
     case_id = path_int(request, "case_id")
     async with request.app.state.db.session() as s:
-        await access.read_case(s, user, case_id, what="decision of case {case}", request=request)
-        state = await _state(s, case_id, await _room_attendees(request, s, case_id), user=user)
+        case = await access.read_case(s, user, case_id, what="decision of case {case}", request=request)
+    present = await _under_way(request, case)
+    async with request.app.state.db.session() as s:
+        state = await _state(s, case_id, await _attendees(s, case_id, present), user=user)
     return JSONResponse(state)
 
 
@@ -230,10 +233,11 @@ async def sign(request: Request) -> Response:
     body = await read_json(request, SignRequest)
     async with request.app.state.db.session() as s:
         case, _meeting = await access.require_case(s, user, case_id, Action.sign)
+    present = await _under_way(request, case)
 
     async def write(s: AsyncSession, confirm: store.Confirm) -> store.StoredVersion:
         return await store.sign(s, case_id=case_id, signer_id=user.id, seen_revision=body.seen_revision,
-                                attendees=await _room_attendees(request, s, case_id), hooks=_signed_hooks(request),
+                                attendees=await _attendees(s, case_id, present), hooks=_signed_hooks(request),
                                 confirm=confirm)
 
     return await _signing(request, user, case, act="signature", password=body.password, write=write)
@@ -260,19 +264,24 @@ def _field_hooks(request: Request) -> list[store.FieldHook]:
     return [*store.on_field_saved, *getattr(request.app.state, "on_field_saved", ())]
 
 
-async def _room_attendees(request: Request, session: AsyncSession,
-                          case_id: int) -> tuple[AttendeeRecord, ...] | None:
-    """Attendance from the meeting's room when the app has one (``app.state.room_attendees``: (meeting id, case id)
-    -> user ids, see rcp.room.decisions): the invited who were in the room while the case was discussed. None
-    keeps the store's default (everyone who joined), e.g. a meeting held without the live room."""
+async def _under_way(request: Request, case: Case) -> frozenset[int] | None:
+    """Through the app's room (``app.state.room_attendees``, rcp.room.decisions): record any ended discussion of
+    the meeting still missing from the case records, then who is connected to a discussion of ``case`` still under
+    way. None without a room, or when the room never had anybody. Called between the caller's transactions, so
+    that the one reading the record sees what this one wrote."""
     lookup = getattr(request.app.state, "room_attendees", None)
     if lookup is None:
         return None
+    assert case.id is not None
+    present: frozenset[int] | None = await lookup(case.meeting_id, case.id)
+    return present
+
+
+async def _attendees(session: AsyncSession, case_id: int,
+                     present: frozenset[int] | None) -> tuple[AttendeeRecord, ...]:
+    """The case's attendees: its frozen record, plus those connected to its discussion under way (``present``)."""
     context = await store.load_context(session, case_id)
-    present = await lookup(context.meeting.id, case_id)
-    if present is None:
-        return None
-    return tuple(a for a in context.attendees() if a.user_id in present)
+    return context.attendees(await store.attendees_under_way(session, context, present))
 
 
 async def _announce_signed(request: Request, case: Case, stored: store.StoredVersion, signer_id: int) -> None:
@@ -313,7 +322,9 @@ async def _fiche_of(request: Request) -> tuple[Fiche, SignedVersion | None]:
     case_id = path_int(request, "case_id")
     wanted = request.query_params.get("version")
     async with request.app.state.db.session() as s:
-        await access.read_case(s, user, case_id, what="fiche of case {case}", request=request)
+        case = await access.read_case(s, user, case_id, what="fiche of case {case}", request=request)
+    present = await _under_way(request, case)
+    async with request.app.state.db.session() as s:
         listed = await store.list_versions(s, case_id)
         chosen: SignedVersion | None = None
         if wanted:
@@ -327,7 +338,8 @@ async def _fiche_of(request: Request) -> tuple[Fiche, SignedVersion | None]:
         if chosen is not None:
             fiche = chosen.fiche()
         else:
-            fiche = store.build_fiche(await store.load_context(s, case_id), await store.load_draft(s, case_id))
+            fiche = store.build_fiche(await store.load_context(s, case_id), await store.load_draft(s, case_id),
+                                      await _attendees(s, case_id, present))
     return fiche, chosen
 
 

@@ -12,7 +12,7 @@ need (case, meeting, board, patient, invitations) and stores the result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
@@ -43,6 +43,7 @@ from rcp.minutes.fiche import (
 from rcp.minutes.models import DecisionDraft, DecisionVersion, WritebackJob, WritebackKind, WritebackStatus
 from rcp.minutes.staging import StagingError, Tnm
 from rcp.minutes.versions import AlreadySigned, Draft, DraftField, SignedVersion
+from rcp.scheduling.attendance import Attended, attending_specialty, case_record, merge
 from rcp.scheduling.models import Board, Case, CaseStatus, Invitation, Meeting, Patient, PatientIdentifier
 from rcp.scheduling.specialties import SPECIALTIES
 
@@ -54,6 +55,7 @@ __all__ = [
     "SignedHook",
     "StoredVersion",
     "amend",
+    "attendees_under_way",
     "build_fiche",
     "carry_draft",
     "complete_writeback",
@@ -118,20 +120,41 @@ class CaseContext:
     patient: Patient
     identifiers: tuple[PatientIdentifier, ...]
     invitations: tuple[tuple[Invitation, User], ...]
+    #: The case's frozen attendance: every ended discussion of it in the room (rcp.scheduling.attendance).
+    record: tuple[Attended, ...] = ()
 
     @property
     def invited_ids(self) -> frozenset[int]:
         return frozenset(inv.user_id for inv, _ in self.invitations)
 
-    def attendees(self) -> tuple[AttendeeRecord, ...]:
-        """Who joined the meeting (``joined_at`` set by the room), with the specialty each counts for."""
+    def attendees(self, under_way: Sequence[Attended] | None = None) -> tuple[AttendeeRecord, ...]:
+        """The case's attendees as the fiche lists them, with the specialty each counts for.
+
+        The frozen record (:attr:`record`), plus ``under_way``: the people connected to a discussion of the case
+        that has not ended yet (provisional: the record takes them when it ends; see :func:`attendees_under_way`).
+        A meeting held without the live room (no record, nothing under way) falls back to the invitations the room
+        never stamped: who is marked as having joined (``joined_at``).
+        """
+        people = merge((*self.record, *(under_way or ())))
+        if not people and under_way is None:
+            return self._joined()
+        listed = []
+        for person in people:
+            if person.specialty not in _SPECIALTY_KEYS:
+                log.warning("case %s: attendee user %s has no specialty; left off the fiche", self.case.id,
+                            person.user_id)
+                continue
+            listed.append(AttendeeRecord(user_id=person.user_id, name=person.name, specialty=person.specialty,
+                                         quorum_member=person.quorum_member, hospital=person.hospital,
+                                         guest=person.guest))
+        return tuple(listed)
+
+    def _joined(self) -> tuple[AttendeeRecord, ...]:
         present = []
         for inv, user in self.invitations:
             if inv.joined_at is None:
                 continue
-            specialty = inv.specialty or user.specialty
-            if specialty not in _SPECIALTY_KEYS:
-                specialty = "secretary" if user.role == "coordinator" else ""
+            specialty = attending_specialty(inv.specialty, user.specialty, user.role)
             if not specialty:
                 log.warning("meeting %s: attendee user %s has no specialty; left off the fiche", inv.meeting_id,
                             inv.user_id)
@@ -140,6 +163,30 @@ class CaseContext:
                                           specialty=specialty, quorum_member=inv.quorum_member,
                                           hospital=user.hospital, guest=user.role == "guest"))
         return tuple(present)
+
+
+async def attendees_under_way(session: AsyncSession, context: CaseContext, present: Collection[int] | None,
+                              *, at: datetime | None = None) -> tuple[Attended, ...] | None:
+    """The people the room has connected to the case's discussion under way (``present``: user ids from
+    rcp.room.decisions.room_attendees), as the record will take them when it ends: the specialty and quorum role of
+    their invitation (else their account; outside the quorum when not invited). None when the room never had
+    anybody (``present`` is None)."""
+    if present is None:
+        return None
+    at = at or utcnow()
+    invited = {inv.user_id: (inv, user) for inv, user in context.invitations}
+    missing = [u for u in present if u not in invited]
+    others = {u.id: u for u in (await session.exec(select(User).where(col(User.id).in_(missing)))).all()} \
+        if missing else {}
+    out = []
+    for user_id in sorted(present):
+        inv, user = invited.get(user_id, (None, others.get(user_id)))
+        if user is None:
+            continue
+        out.append(Attended(user_id, user.display_name or user.username, user.hospital,
+                            attending_specialty(inv.specialty if inv else "", user.specialty, user.role),
+                            inv.quorum_member if inv else False, user.role == "guest", at, at))
+    return tuple(out)
 
 
 async def load_context(session: AsyncSession, case_id: int) -> CaseContext:
@@ -159,7 +206,7 @@ async def load_context(session: AsyncSession, case_id: int) -> CaseContext:
         .where(Invitation.meeting_id == meeting.id).order_by(col(Invitation.id))
     )).all()
     return CaseContext(case=case, meeting=meeting, board=board, patient=patient, identifiers=tuple(identifiers),
-                       invitations=tuple((inv, user) for inv, user in rows))
+                       invitations=tuple((inv, user) for inv, user in rows), record=await case_record(session, case_id))
 
 
 def _first_of(value_set: str, *candidates: str) -> codes.Coding | None:

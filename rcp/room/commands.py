@@ -19,6 +19,7 @@ from rcp.room.events import LAYOUTS, MAX_VIEWPORTS, Participant
 __all__ = [
     "AddMark",
     "ChangeView",
+    "CloseCase",
     "Command",
     "HandOver",
     "Join",
@@ -136,6 +137,12 @@ class SetCase(Command):
 @dataclass(frozen=True)
 class NextCase(Command):
     pass
+
+
+@dataclass(frozen=True)
+class CloseCase(Command):
+    """The chair ends the current case's discussion without opening another: its attendance is recorded, and a
+    case closed without quorum goes back on the board's next meeting (rcp.room.record)."""
 
 
 @dataclass(frozen=True)
@@ -333,6 +340,8 @@ def parse_command(msg: Mapping[str, Any]) -> Command:
         return SetCase(_int(msg, "case_id", minimum=1))
     if kind == "case.next":
         return NextCase()
+    if kind == "case.close":
+        return CloseCase()
     if kind == "view":
         return view_command(msg)
     if kind == "mark.add":

@@ -6,9 +6,12 @@ installs once the rooms exist:
 - :func:`decision_broadcaster`: after the minutes commit a draft field, the meeting's room gets a
   ``decision.field`` event (case, field name, version, editor) and every page fetches the field again.
 - :func:`signature_broadcaster`: after a signature commits, a ``decision.signed`` event (case, version number).
-- :func:`room_attendees`: who was in the meeting's room while the case was discussed, so that the quorum shown
-  while writing, the one checked at signature and who may sign are those of the people who took part in that
-  discussion (INCa: the attendees are the members who took part), also once the meeting is over.
+- :func:`room_attendees`: the case's attendance is frozen when each discussion ends (rcp.room.record, into
+  ``case_attendance``); this lookup records any ended discussion still missing from the record, then says who is
+  connected to a discussion of the case still under way, so that the quorum shown while writing, the one checked at
+  signature and who may sign are those of the people who took part (INCa: the attendees are the members who took
+  part), also once the meeting is over.
+- :func:`rcp.room.record.attendance_recorder`: the ``on_events`` hook that records a discussion when it ends.
 - :func:`key_images_to_draft`: key-image marks placed in the room become the case's ``key_images`` draft field,
   from which the signature's Key Object Selection (IHE Key Image Note, PS3.3 A.35.4) is written to the archive.
 
@@ -29,6 +32,7 @@ from rcp.room import commands as c
 from rcp.room.events import Event, Mark, MarkAdded, MarkRemoved
 from rcp.room.live import LiveRoom, Rooms
 from rcp.room.log import case_presence
+from rcp.room.record import attendance_recorder, record_ended
 
 __all__ = [
     "AttendeeLookup",
@@ -46,8 +50,9 @@ logger = logging.getLogger(__name__)
 
 #: (meeting id, case id, field name, saved field): rcp.minutes.store.FieldHook.
 FieldHook = Callable[[int, int, str, Any], Awaitable[None]]
-#: (meeting id, case id) -> user ids present in the room while the case was discussed, or None when the room never
-#: had anybody (attendance then comes from the invitations).
+#: (meeting id, case id) -> user ids connected to the case's discussion under way (empty when none is), or None
+#: when the room never had anybody (attendance then comes from the invitations). Call it outside any open session
+#: of the caller: it records ended discussions in its own transaction first.
 AttendeeLookup = Callable[[int, int], Awaitable[frozenset[int] | None]]
 
 
@@ -88,15 +93,18 @@ def signature_broadcaster(rooms: Rooms) -> SignedNotice:
     return broadcast
 
 
-def room_attendees(rooms: Rooms) -> AttendeeLookup:
-    """Who was in the meeting's room while the case was discussed, from the room's log (any node, any time after).
+def room_attendees(rooms: Rooms, db: Any = None) -> AttendeeLookup:
+    """Who is connected to the case's discussion under way, from the room's log (any node), after recording
+    (with ``db``) any ended discussion of the meeting not recorded yet (rcp.room.record.record_ended).
 
-    Not "who is connected now": a fiche is signed the same evening or the next day, when the room is empty, and
-    someone who enters the room after the case was discussed was not there for it (rcp.room.attendance).
+    Not "who is connected now": a fiche is signed the same evening or the next day, when the room is empty, from
+    the record; someone who enters the room after the case was discussed was not there for it.
     """
 
     async def lookup(meeting_id: int, case_id: int) -> frozenset[int] | None:
-        return await case_presence(rooms.log, meeting_id, case_id)
+        if db is not None:
+            await record_ended(db, rooms.log, meeting_id)
+        return await case_presence(rooms.log, meeting_id, case_id, under_way=db is not None)
 
     return lookup
 
@@ -175,7 +183,7 @@ def key_images_to_draft(db: Any) -> Callable[[LiveRoom, list[Event]], Awaitable[
 
 
 def wire_decisions(state: Any) -> None:
-    """Install the three links on an app's state (its lifespan, once ``state.rooms`` and ``state.db`` exist)::
+    """Install the links on an app's state (its lifespan, once ``state.rooms`` and ``state.db`` exist)::
 
         wire_decisions(app.state)
 
@@ -185,6 +193,7 @@ def wire_decisions(state: Any) -> None:
         return
     rooms: Rooms = state.rooms
     state.on_field_saved = [*getattr(state, "on_field_saved", ()), decision_broadcaster(rooms)]
-    state.room_attendees = room_attendees(rooms)
+    state.room_attendees = room_attendees(rooms, state.db)
     state.on_decision_signed = [*getattr(state, "on_decision_signed", ()), signature_broadcaster(rooms)]
     rooms.on_events.append(key_images_to_draft(state.db))
+    rooms.on_events.append(attendance_recorder(state.db))

@@ -161,10 +161,12 @@ async def meeting_attendance(log: EventLog, meeting_id: int) -> dict[int, Attend
     return attendance(await log.since(meeting_id, 0))
 
 
-async def case_presence(log: EventLog, meeting_id: int, case_id: int) -> frozenset[int] | None:
-    """Who was in the room while ``case_id`` was discussed (rcp.room.attendance.present_at), read from the log."""
+async def case_presence(log: EventLog, meeting_id: int, case_id: int, *,
+                        under_way: bool = False) -> frozenset[int] | None:
+    """Who was in the room while ``case_id`` was discussed (``under_way``: in its discussion not ended yet), read
+    from the log (rcp.room.attendance.present_at)."""
     if isinstance(log, SqlEventLog):
         events = await log.presence(meeting_id)
     else:
         events = [e for e in await log.since(meeting_id, 0) if e.name in PRESENCE_EVENTS]
-    return present_at(events, case_id)
+    return present_at(events, case_id, under_way=under_way)

@@ -360,6 +360,12 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
             return []
         view = View(study_uid=item.study_uids[0] if item.study_uids else "", layout=state.view.layout)
         return [CaseChanged(at=now, actor=actor, case_id=item.case_id, view=view)]
+    if isinstance(command, c.CloseCase):
+        if not me.chairs:
+            raise Forbidden("Only the coordinator closes the case under discussion.")
+        if state.case_id is None:
+            return []
+        return [CaseChanged(at=now, actor=actor, case_id=None, view=View(layout=state.view.layout))]
     if isinstance(command, c.ChangeView):
         if state.presenter != actor:
             raise Forbidden("Only the presenter moves the shared view: take the floor, or browse freely.")

@@ -69,7 +69,7 @@ assigning authority (an IPP and its hospital, or the INS); it is audited, and th
 the caller's agenda. A name, or a bare identifier, searches only the patients of the caller's meetings.
 
 The room's commands (:data:`ROOM_COMMANDS`): entering the room is ``view meeting``; moving the room to another
-case and handing the floor over are ``chair room``; the others (floor requests, the shared view, marks, pointer,
+case (or closing the current one) and handing the floor over are ``chair room``; the others (floor requests, the shared view, marks, pointer,
 media state) are any participant's, within the room's own rules of the moment (``rcp.room.state``).
 
 ``tests/security/test_matrix.py`` walks every route of the application for every role against in-scope and
@@ -228,6 +228,7 @@ ROOM_COMMANDS: dict[str, Action] = {
     "HandOver": Action.chair_room,
     "SetCase": Action.chair_room,
     "NextCase": Action.chair_room,
+    "CloseCase": Action.chair_room,
 }
 #: Commands the server issues itself (never parsed from a participant's message).
 SERVER_COMMANDS = frozenset({"Join", "Leave", "Tick", "NoteDecisionField", "NoteDecisionSigned"})

@@ -15,6 +15,8 @@ __all__ = [
     "Board",
     "BoardCoordinator",
     "Case",
+    "CaseAttendance",
+    "CaseDiscussion",
     "CaseStatus",
     "Invitation",
     "JoinLink",
@@ -206,3 +208,51 @@ class Case(SQLModel, table=True):
     deferred_to_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+
+
+class CaseDiscussion(SQLModel, table=True):
+    """One discussion of a case in its meeting's room, recorded when it ended: from the chair opening the case to
+    the chair opening another one, closing it, or the last chair leaving (rcp.room.attendance.discussions).
+
+    Rows are only ever added (rcp.scheduling.attendance): a case opened again later gets another discussion, so
+    its record grows and never loses who was there the first time. ``(case_id, opened_seq)`` is unique: two nodes
+    recording the same discussion store it once.
+    """
+
+    __tablename__ = "case_discussions"
+    __table_args__ = (sa.UniqueConstraint("case_id", "opened_seq", name="uq_case_discussion_opened"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # RESTRICT, as for signed versions: the record of who decided outlives nothing it describes.
+    case_id: int = Field(sa_column=_fk("cases.id", ondelete="RESTRICT"))
+    meeting_id: int = Field(sa_column=_fk("meetings.id", ondelete="RESTRICT", index=False))
+    #: Room event sequence numbers that opened and ended the discussion (rows of ``room_events``).
+    opened_seq: int
+    closed_seq: int
+    opened_at: datetime = Field(sa_column=timestamp(nullable=False))
+    closed_at: datetime = Field(sa_column=timestamp(nullable=False))
+    #: What ended it: "case.changed" (another case opened), "case.closed" (the chair closed it), "chair.left".
+    closed_by: str = Field(max_length=20)
+    #: JDV_StatutQuorum_CISIS of the case's whole record once this discussion was added: ORG-126 met, ORG-133 not.
+    quorum_status: str = Field(max_length=10)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+
+
+class CaseAttendance(SQLModel, table=True):
+    """Someone connected to the room during one discussion of a case, as they were then: the specialty they
+    counted for, inside or outside the quorum, guest or not, and when they were there (within the discussion)."""
+
+    __tablename__ = "case_attendance"
+    __table_args__ = (sa.UniqueConstraint("discussion_id", "user_id", name="uq_case_attendance_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    discussion_id: int = Field(sa_column=_fk("case_discussions.id", ondelete="RESTRICT"))
+    case_id: int = Field(sa_column=_fk("cases.id", ondelete="RESTRICT"))
+    user_id: int = Field(sa_column=_fk("users.id", ondelete="RESTRICT", index=False))
+    #: The specialty key they counted for at that time (invitation, else account; "" when none is known).
+    specialty: str = Field(default="", max_length=40)
+    #: False: present "hors quorum" (INCa: each attendee counts once, or not at all).
+    quorum_member: bool = Field(default=True)
+    guest: bool = Field(default=False)
+    joined_at: datetime = Field(sa_column=timestamp(nullable=False))
+    left_at: datetime = Field(sa_column=timestamp(nullable=False))

@@ -60,6 +60,7 @@ __all__ = [
     "list_meetings",
     "meeting_detail",
     "meeting_quorum",
+    "relist_case",
     "reorder_agenda",
     "update_case",
     "update_charter",
@@ -633,6 +634,14 @@ async def defer_case(session: AsyncSession, user: Any, case_id: int, *,
                      request: HTTPConnection | None = None) -> Case:
     """Move a case to the board's next meeting, keeping everything written for it; returns the new case."""
     case, meeting = await case_for_manager(session, user, case_id)
+    return await relist_case(session, user, case, meeting, request=request)
+
+
+async def relist_case(session: AsyncSession, user: Any, case: Case, meeting: Meeting, *,
+                      request: HTTPConnection | None = None, why: str = "") -> Case:
+    """:func:`defer_case` once the caller's right to do it is established (a coordinator's request, or the room's
+    chair closing a case without quorum: rcp.room.record). The first case stays, ``deferred``, with its record
+    (attendance, draft) and a link to the new one (``deferred_to_id``)."""
     _require_active(case)
     if case.status == CaseStatus.discussed:
         raise Conflict("This case was already discussed; write a new case for a new question.")
@@ -664,7 +673,7 @@ async def defer_case(session: AsyncSession, user: Any, case_id: int, *,
     session.add(case)
     await audit.record(session, event="patient_record", action="U", request=request, user=user,
                        patient_id=case.patient_id, meeting_id=case.meeting_id,
-                       what=f"case {case.id} deferred to case {moved.id} (meeting {target.id})")
+                       what=f"case {case.id} deferred to case {moved.id} (meeting {target.id})" + (f": {why}" if why else ""))
     return moved
 
 
