@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, NoReturn, TypeVar
 
 from rcp.errors import Invalid
@@ -294,6 +294,10 @@ class AttendeeRecord:
     hospital: str = ""
     #: An external physician in through a join link (no account): recorded as "guest, invited as <specialty>".
     guest: bool = False
+    #: When they were connected to the discussion of the case (its frozen attendance record,
+    #: rcp.scheduling.attendance): first arrival and last departure within it; None when not recorded.
+    present_from: datetime | None = None
+    present_until: datetime | None = None
 
     @classmethod
     def parse(cls, value: Any, path: str) -> AttendeeRecord:
@@ -311,6 +315,8 @@ class AttendeeRecord:
             quorum_member=bool(_bool(v.get("quorum_member", True), f"{path}.quorum_member")),
             hospital=_text(v.get("hospital"), f"{path}.hospital"),
             guest=bool(_bool(v.get("guest", False), f"{path}.guest")),
+            present_from=_instant(v.get("present_from"), f"{path}.present_from"),
+            present_until=_instant(v.get("present_until"), f"{path}.present_until"),
         )
 
     def as_attendee(self) -> Attendee:
@@ -321,7 +327,25 @@ class AttendeeRecord:
                                "quorum_member": self.quorum_member, "hospital": self.hospital}
         if self.guest:  # only when set: fiches recorded before guests existed keep their exact form
             out["guest"] = True
+        if self.present_from is not None and self.present_until is not None:  # likewise, once recorded
+            out["present_from"] = self.present_from.isoformat()
+            out["present_until"] = self.present_until.isoformat()
         return out
+
+
+def _instant(value: Any, path: str) -> datetime | None:
+    """An ISO 8601 instant with its offset (stored in UTC), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _err(path, "expected a date and time as ISO 8601")
+    try:
+        found = datetime.fromisoformat(value)
+    except ValueError:
+        raise _err(path, "expected a date and time as ISO 8601") from None
+    if found.tzinfo is None:
+        raise _err(path, "expected a date and time with its UTC offset")
+    return found.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -245,6 +245,10 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
         role = _("quorum member") if a.quorum_member else _("outside the quorum")
         if a.guest:
             role = _("guest, invited as %(specialty)s") % {"specialty": _specialty(a.specialty, _)} + ", " + role
+        if a.present_from is not None and a.present_until is not None:
+            role += ", " + _("%(start)s to %(end)s") % {
+                "start": i18n.format_moment(a.present_from, "Europe/Paris", "time"),
+                "end": i18n.format_moment(a.present_until, "Europe/Paris", "time")}
         attendee_rows.append((_specialty(a.specialty, _), f"{a.name} ({role})"))
     if quorum.missing:
         attendee_rows.append((_("Missing specialties"), ", ".join(_specialty(k, _) for k in quorum.missing)))

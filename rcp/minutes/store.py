@@ -138,15 +138,20 @@ class CaseContext:
         people = merge((*self.record, *(under_way or ())))
         if not people and under_way is None:
             return self._joined()
+        # Times are the record's: someone still connected to the discussion under way has no departure yet.
+        recorded_ids = {a.user_id for a in self.record} - {a.user_id for a in under_way or ()}
         listed = []
         for person in people:
             if person.specialty not in _SPECIALTY_KEYS:
                 log.warning("case %s: attendee user %s has no specialty; left off the fiche", self.case.id,
                             person.user_id)
                 continue
+            recorded = person.user_id in recorded_ids
             listed.append(AttendeeRecord(user_id=person.user_id, name=person.name, specialty=person.specialty,
                                          quorum_member=person.quorum_member, hospital=person.hospital,
-                                         guest=person.guest))
+                                         guest=person.guest,
+                                         present_from=person.joined_at if recorded else None,
+                                         present_until=person.left_at if recorded else None))
         return tuple(listed)
 
     def _joined(self) -> tuple[AttendeeRecord, ...]:

@@ -260,6 +260,20 @@ async def test_a_physician_who_was_there_signs_after_everybody_left(live_server:
     assert set(listed) == expected
     assert listed[users["radiotherapist"].id]["specialty"] == "radiotherapist"
     assert listed[users["chair"].id]["quorum_member"] is False
+    # When each was there, as recorded: the radiotherapist left before the case was closed.
+    left = {u: datetime.fromisoformat(a["present_until"]) for u, a in listed.items()}
+    assert left[users["radiotherapist"].id] < left[users["surgeon"].id] == left[users["chair"].id]
+
+
+def test_recorded_times_travel_with_the_fiche_and_are_checked() -> None:
+    from rcp.minutes.fiche import AttendeeRecord
+
+    record = AttendeeRecord(1, "Dr A", "surgeon", present_from=NOW, present_until=NOW + timedelta(minutes=9))
+    assert AttendeeRecord.parse(record.as_json(), "attendees[0]") == record
+    assert "present_from" not in AttendeeRecord(1, "Dr A", "surgeon").as_json()  # older fiches keep their form
+    with pytest.raises(Exception, match="ISO 8601") as raised:
+        AttendeeRecord.parse({**record.as_json(), "present_from": "14h02"}, "attendees[0]")
+    assert getattr(raised.value, "path", "") == "attendees[0].present_from"  # the field is named
 
 
 async def _equal(read: Callable[[], Any], expected: set[int]) -> bool:

@@ -452,6 +452,7 @@ function render() {
   show('follow', !presenting() && mine()?.mode === 'free');
   show('free', !presenting() && (mine()?.mode ?? 'follow') === 'follow');
   show('next-case', chairs());
+  show('close-case', chairs() && room.caseId != null);
   show('key-image', presenting() || chairs());
   root.dataset.presenting = String(presenting());
   root.dataset.mode = presenting() ? 'present' : (mine()?.mode ?? 'follow');
@@ -490,6 +491,7 @@ root.addEventListener('click', (e) => {
     case 'follow': socket.send({type: 'mode', mode: 'follow'}); break;
     case 'free': socket.send({type: 'mode', mode: 'free'}); break;
     case 'next-case': socket.send({type: 'case.next'}); break;
+    case 'close-case': socket.send({type: 'case.close'}); break;
     case 'key-image': markKeyImage(); break;
     default: break;
   }
