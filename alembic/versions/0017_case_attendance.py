@@ -5,8 +5,8 @@ connected during it, with the specialty and quorum role they had then, guest or 
 Existing cases get no rows: their attendance stays what the room's log and the invitations said (a signed
 version keeps the attendees it was signed with in its content).
 
-Revision ID: 0016_case_attendance
-Revises: 0015_staging_edition_to_confirm
+Revision ID: 0017_case_attendance
+Revises: 0016_oidc
 Create Date: 2026-12-03
 """
 
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0016_case_attendance"
-down_revision = "0015_staging_edition_to_confirm"
+revision = "0017_case_attendance"
+down_revision = "0016_oidc"
 branch_labels = None
 depends_on = None
 
