@@ -167,7 +167,8 @@ class LiveRoom:
             return
         agenda = await self._agenda_loader(self.meeting_id)
         async with self._lock:
-            self.state = replace(self.state, agenda=agenda)
+            self.state = replace(self.state, agenda=_keeping_current(self.state.agenda, agenda,
+                                                                     self.state.case_id))
 
     async def _execute(self, command: c.Command, *, actor: int) -> list[Event]:
         attempt = 0
@@ -408,6 +409,20 @@ def _user_id(participant_id: str | None) -> int | None:
     except ValueError:
         logger.warning("media participant id %r is not a user id; ignored", participant_id)
         return None
+
+
+def _keeping_current(old: tuple[AgendaItem, ...], new: tuple[AgendaItem, ...],
+                     current: int | None) -> tuple[AgendaItem, ...]:
+    """``new``, with the room's current case kept in its place when it just left the agenda (deferred while it
+    was open): the room still shows it, and "next case" goes on to the case after it, not back to the first."""
+    if current is None or any(i.case_id == current for i in new):
+        return new
+    index = next((k for k, item in enumerate(old) if item.case_id == current), None)
+    if index is None:
+        return new
+    before = {item.case_id for item in old[:index]}
+    at = sum(1 for item in new if item.case_id in before)
+    return (*new[:at], old[index], *new[at:])
 
 
 async def load_agenda(db: Any, meeting_id: int) -> tuple[AgendaItem, ...]:
