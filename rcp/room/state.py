@@ -78,7 +78,8 @@ class RoomState:
     meeting_id: int
     #: Sequence number of the last applied event (0: nothing happened yet).
     seq: int = 0
-    #: The agenda is the room's context (loaded from the meeting's cases when the room opens), not an event.
+    #: The agenda is the room's context, not an event: the cases rcp.scheduling.agenda offers for discussion, loaded
+    #: when the room opens and again before the chair moves the room (rcp.room.live.LiveRoom.refresh_agenda).
     agenda: tuple[AgendaItem, ...] = ()
     participants: Mapping[int, Participant] = field(default_factory=dict)
     presenter: int | None = None

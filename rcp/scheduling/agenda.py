@@ -11,7 +11,9 @@ registered, ready  on the agenda: ordered, editable  offered for discussion     
 discussed          on the agenda                     offered (the chair may come back)    its fiche (signed or draft)
 deferred           off the agenda, struck through,   shown struck through, "deferred to   listed as deferred, with the
                    with the meeting it went to       <date>"; never offered (SetCase and  meeting it went to; no fiche
-                   (its case there is the live one)  NextCase skip it)                    (it is decided there)
+                   (its case there is the live one)  NextCase skip it; deferred while     (it is decided there)
+                                                     open, it stays until the chair
+                                                     moves on)
 withdrawn          off the agenda, struck through    not shown: nothing to discuss        left out: the coordinator
                                                                                           took it off, the board did
                                                                                           not decide on it
