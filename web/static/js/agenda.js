@@ -343,7 +343,11 @@ function setupInvite(form) {
     try {
       const people = await api('GET', `/api/users?specialty=${encodeURIComponent(specialty)}`, undefined, { signal: controller.signal });
       const options = people.filter((p) => !invited.has(String(p.id)))
-        .map((p) => new Option(p.hospital ? `${p.display_name} · ${p.hospital}` : p.display_name, String(p.id)));
+        .map((p) => {
+          // A name kept whole by the migration is marked, as the server-rendered list marks it.
+          const name = p.name_to_complete ? `${p.display_name} (${strings.name_to_complete})` : p.display_name;
+          return new Option(p.hospital ? `${name} · ${p.hospital}` : name, String(p.id));
+        });
       person.replaceChildren(new Option(options.length ? strings.any_person : strings.nobody, ''), ...options);
       if (options.length === 1) person.value = options[0].value;
     } catch (error) {
