@@ -226,7 +226,7 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
         assert kos.ConceptNameCodeSequence[0].CodeValue == "128203"  # "For Tumor Board" (CID 7010)
         # The observer is the account that signed (the surgeon), read from the users table.
         observers = [str(i.PersonName) for i in kos.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "121008"]
-        assert observers == ["Dr Marc Lefèvre^"]
+        assert observers == ["Lefèvre^Marc^^Pr"]  # its PN components (PS3.5 6.2), from the name parts
         [pdf_summary] = await archive.list_instances(mark["study_uid"], by_modality["DOC"].series_uid)
         assert pdf_summary.sop_uid == stored["pdf"]
         pdf = pydicom.dcmread(io.BytesIO(await archive.retrieve_instance(
