@@ -35,7 +35,7 @@ from rcp.clock import as_utc
 from rcp.errors import Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int, read_json
 from rcp.ids import MAX_ID
-from rcp.minutes import render, store
+from rcp.minutes import render, staging, store
 from rcp.minutes.fiche import AttendeeRecord, Fiche
 from rcp.minutes.models import WritebackJob
 from rcp.minutes.versions import FieldConflict, NotAllowedToSign, SignedVersion, check_signer, thaw
@@ -129,7 +129,8 @@ async def _state(session: AsyncSession, case_id: int,
     draft = await store.load_draft(session, case_id)
     versions = await store.list_versions(session, case_id)
     out: dict[str, Any] = {"case_id": case_id, "meeting_id": context.meeting.id, "draft": draft.as_json(),
-                           "versions": [_version_json(v) for v in versions], "writebacks": [], "missing": {}}
+                           "versions": [_version_json(v) for v in versions], "writebacks": [], "missing": {},
+                           "staging_choices": staging.choices(i18n.gettext)}
     try:
         fiche = store.build_fiche(context, draft, attendees)
     except Invalid as exc:

@@ -68,6 +68,7 @@ __all__ = [
     "OtherStage",
     "StagingError",
     "Tnm",
+    "choices",
     "parse_diagnosis_date",
     "parse_laterality",
 ]
@@ -516,3 +517,11 @@ class OtherStage:
 
     def as_json(self) -> dict[str, str]:
         return {"system": self.system, "value": self.value}
+
+
+def choices(_: Translate) -> dict[str, list[dict[str, str]]]:
+    """What the decision form offers (laterality keys with their label, classification systems with examples)."""
+    return {
+        "lateralities": [{"key": lat.key, "label": _(lat.label)} for lat in LATERALITIES.values()],
+        "classifications": [{"key": c.key, "name": c.name, "examples": c.examples} for c in CLASSIFICATIONS.values()],
+    }

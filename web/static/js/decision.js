@@ -27,6 +27,11 @@ const S = Object.assign({
   'Updated by another participant.', surgery: 'Surgery', systemic_therapy: 'Systemic therapy',
   radiotherapy: 'Radiotherapy', combined: 'Combined treatment', surveillance: 'Surveillance',
   further_investigations: 'Further investigations', palliative_care: 'Palliative care', other: 'Other',
+  diagnosis_date: 'Date of diagnosis', diagnosis_date_hint: 'YYYY-MM or YYYY-MM-DD', laterality: 'Laterality',
+  clinical_tnm: 'Clinical staging (TNM)', pathological_tnm: 'Pathological staging (TNM)', tnm_hint: 'as written, e.g. ypT0 N0 M0',
+  edition: 'TNM edition', edition_to_confirm: 'TNM edition to confirm', stage: 'Stage group',
+  other_classifications: 'Other classifications', classification: 'Classification', value: 'Value',
+  add_classification: 'Add a classification', remove: 'Remove',
   treatment_gap: '%(treatment)s is proposed, but no %(specialty)s took part in the quorum: this proposal cannot be signed.',
   or: ' or ',
 }, pageStrings().decision || {});
@@ -43,6 +48,13 @@ function el(tag, attrs = {}, ...children) {
   }
   for (const child of children) if (child != null) node.append(child);
   return node;
+}
+
+/** A stored TNM as the oncologist wrote it: "ypT0 N0 M0" (rcp.minutes.staging.Tnm.label). */
+function tnmLabel(v) {
+  if (!v || !v.t) return '';
+  return [`${v.prefix || ''}${v.t}`, v.n ? `${v.n_prefix || ''}${v.n}` : '', v.m ? `${v.m_prefix || ''}${v.m}` : '']
+    .filter(Boolean).join(' ');
 }
 
 /** One editable field: its DOM, its server version, whether the local text differs from what was saved. */
@@ -164,6 +176,64 @@ class DecisionForm {
     return this.bind(name, label, area, () => area.value, (v) => { area.value = v ?? ''; });
   }
 
+  /** A TNM classification typed as written ("ypT0N0M0"), its edition (7/8, flagged while missing), its stage. */
+  tnm(name, label) {
+    const text = el('input', { type: 'text', maxlength: '200', placeholder: S.tnm_hint, spellcheck: 'false' });
+    const edition = el('select', {}, el('option', { value: '' }, S.edition_to_confirm),
+      el('option', { value: '7' }, '7'), el('option', { value: '8' }, '8'));
+    const stage = el('input', { type: 'text', maxlength: '12', size: '6' });
+    const flag = el('span', { class: 'warning', dataset: { editionToConfirm: '' }, hidden: true }, S.edition_to_confirm);
+    const showFlag = () => { flag.hidden = !text.value.trim() || edition.value !== ''; };
+    const box = this.bind(name, label, text,
+      () => (text.value.trim() ? { text: text.value, edition: edition.value, stage: stage.value } : null),
+      (v) => { text.value = v ? (v.text ?? tnmLabel(v)) : ''; edition.value = v?.edition || ''; stage.value = v?.stage || ''; showFlag(); });
+    edition.addEventListener('change', () => { showFlag(); this.fields.get(name).changed(true); });
+    stage.addEventListener('input', () => this.fields.get(name).changed());
+    text.addEventListener('input', showFlag);
+    box.append(el('label', {}, S.edition, edition), el('label', {}, S.stage, stage), flag);
+    return box;
+  }
+
+  /** FIGO, Ann Arbor, ISS ...: rows of (system, value), each checked by the server against its system's table. */
+  classifications() {
+    const rows = el('div', { class: 'classification-rows' });
+    const add = el('button', { type: 'button', dataset: { addClassification: '' } }, S.add_classification);
+    const read = () => [...rows.children].map((row) => ({ system: row.querySelector('select').value,
+      value: row.querySelector('input').value })).filter((c) => c.value.trim());
+    const addRow = (item = {}) => {
+      const system = el('select', { 'aria-label': S.classification },
+        ...(this.stagingChoices?.classifications || []).map((c) => el('option', { value: c.key }, c.name)));
+      if (item.system) system.value = item.system;
+      const value = el('input', { type: 'text', maxlength: '20', size: '8', 'aria-label': S.value, value: item.value || '' });
+      const remove = el('button', { type: 'button' }, S.remove);
+      const row = el('div', { class: 'classification-row' }, system, value, remove);
+      const hint = () => { value.placeholder = (this.stagingChoices?.classifications || []).find((c) => c.key === system.value)?.examples || ''; };
+      hint();
+      system.addEventListener('change', () => { hint(); this.fields.get('other_classifications').changed(true); });
+      value.addEventListener('input', () => this.fields.get('other_classifications').changed());
+      remove.addEventListener('click', () => { row.remove(); this.fields.get('other_classifications').changed(true); });
+      rows.append(row);
+      return value;
+    };
+    const box = this.bind('other_classifications', S.other_classifications, add, read,
+      (v) => { rows.replaceChildren(); for (const item of v || []) addRow(item); }, []);
+    add.addEventListener('click', () => addRow().focus());
+    box.append(rows);
+    return box;
+  }
+
+  staging() {
+    const date = el('input', { type: 'text', maxlength: '10', size: '10', placeholder: S.diagnosis_date_hint, inputmode: 'numeric' });
+    this.laterality = el('select', {});
+    return el('fieldset', { class: 'group staging' },
+      this.bind('diagnosis_date', S.diagnosis_date, date, () => date.value.trim() || null, (v) => { date.value = v || ''; }),
+      this.bind('laterality', S.laterality, this.laterality, () => this.laterality.value || null,
+        (v) => { this.laterality.dataset.value = v || ''; this.laterality.value = v || ''; }, ['change']),
+      this.tnm('clinical_tnm', S.clinical_tnm),
+      this.tnm('pathological_tnm', S.pathological_tnm),
+      this.classifications());
+  }
+
   build() {
     const proposalType = el('select', {}, ...PROPOSALS.map((k) => el('option', { value: k }, S[k])));
     const proposalDetails = el('textarea', { rows: '4' });
@@ -206,6 +276,7 @@ class DecisionForm {
     this.root.replaceChildren(
       this.text('question', S.question, 2),
       this.text('clinical_summary', S.clinical_summary, 5),
+      this.staging(),
       proposalBox, guideline, trial,
       this.bind('case_status', S.case_status, status, () => status.value, (v) => { status.value = v || 'discussed'; }, ['change']),
       this.bind('responsible_physician', S.responsible, this.responsible,
@@ -224,6 +295,11 @@ class DecisionForm {
     this.attendees = state.attendees || [];
     this.responsible.replaceChildren(el('option', { value: '' }, S.unset),
       ...this.attendees.map((a) => el('option', { value: String(a.user_id) }, a.name)));
+    this.stagingChoices = state.staging_choices || this.stagingChoices;
+    const side = this.laterality.dataset.value || this.laterality.value;
+    this.laterality.replaceChildren(el('option', { value: '' }, S.unset),
+      ...(this.stagingChoices?.lateralities || []).map((l) => el('option', { value: l.key }, l.label)));
+    this.laterality.value = side;
     for (const [name, field] of Object.entries(state.draft.fields)) this.fields.get(name)?.load(field);
     this.showSummary(state);
   }
