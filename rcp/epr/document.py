@@ -189,7 +189,7 @@ class DocumentStaging:
     def __post_init__(self) -> None:
         _require(self.kind in STAGING_LOINC, f"'kind' must be in {list(STAGING_LOINC)} (got {self.kind!r})")
         _require(bool(self.text.strip()) and len(self.text) <= 200, "'text' must be 1 to 200 characters")
-        _require(self.kind == "other" or self.edition in {"7", "8"},
+        _require(self.kind == "other" or self.edition.isdigit(),
                  "a TNM staging needs its edition (7 or 8): a signed fiche always has one")
 
     @property

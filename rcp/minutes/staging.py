@@ -97,6 +97,12 @@ _M = re.compile(rf"(?:0(?:\((?:i\+|mol\+)\))?|1[a-d]?(?:\((?:{_M_SITES})\))?)", 
 _GRAMMAR = {"t": _T, "n": _N, "m": _M}
 _EXAMPLES = {"t": "T0, Tis, T1mi, T2a, T4b", "n": "N0, N1mi, N2b, N0(sn)", "m": "M0, M1, M1c"}
 
+#: The categories as the service checked them before this module (fiches signed then are read with it).
+_LEGACY = {
+    "t": re.compile(r"T(X|is|a|0|[1-4](mi|[a-d][1-3]?)?)(\((m|\d+)\))?"),
+    "n": re.compile(r"N(X|0|[1-3]([a-c]|mi)?)(\((sn|i\+|i-|mol\+|mol-|f)\))?"),
+    "m": re.compile(r"M(X|0|1[a-d]?)(\((i\+|mol\+)\))?"),
+}
 _STAGE = re.compile(r"(?:0|0a|0is|IS|I{1,3}|IV)(?:[A-D][1-3]?)?", re.IGNORECASE)
 #: y, r, then c or p; or a alone (UICC 8th ed., "Additional descriptors").
 _PREFIX = re.compile(r"r?y?[cp]?|a")
@@ -197,9 +203,11 @@ class Tnm:
         :meth:`from_text`) or the structured form :meth:`as_json` writes. Fiches stored before the prefix was kept
         have no ``prefix`` key: ``legacy_prefix`` ("c" or "p", what their field meant and what they showed).
         """
+        text = value.get("text")
+        if text is None and "prefix" not in value:
+            return cls._legacy(value, legacy_prefix)
         edition = _check_edition(value.get("edition"), "edition")
         stage = _check_stage(_str(value.get("stage"), "stage"), "stage")
-        text = value.get("text")
         if text is not None:
             parsed = cls.from_text(_str(text, "text"))
             return cls(prefix=parsed.prefix, t=parsed.t, n=parsed.n, m=parsed.m, n_prefix=parsed.n_prefix,
@@ -220,6 +228,28 @@ class Tnm:
         )
         tnm._check_m()
         return tnm
+
+    @classmethod
+    def _legacy(cls, value: Mapping[str, Any], prefix: str) -> Tnm:
+        """A value stored before prefixes were kept, read by the rule it was checked with then.
+
+        Signed fiches are never rewritten, so what the former rule accepted (MX, an edition such as 6, N2mi) must
+        still read; the prefix is the field's letter, as those fiches showed it.
+        """
+        parts = {}
+        for kind in ("t", "n", "m"):
+            code = _str(value.get(kind), kind).strip()
+            try:
+                parts[kind] = _check_category(kind, code, kind) if code or kind == "t" else ""
+            except StagingError:
+                if not _LEGACY[kind].fullmatch(code):
+                    raise
+                parts[kind] = code
+        edition = _str(value.get("edition"), "edition").strip()
+        if edition and not (edition.isdigit() and len(edition) <= 2):
+            raise StagingError("edition", "expected the TNM edition: 7 or 8")
+        return cls(prefix=prefix, t=parts["t"], n=parts["n"], m=parts["m"], edition=edition,
+                   stage=_check_stage(_str(value.get("stage"), "stage"), "stage"))
 
     @classmethod
     def from_text(cls, text: str) -> Tnm:
@@ -298,7 +328,10 @@ class Tnm:
         return " ".join(parts)
 
     def edition_label(self, _: Translate) -> str:
-        return _(_EDITION_LABELS[self.edition]) if self.edition else _(N_("TNM edition to confirm"))
+        if not self.edition:
+            return _(N_("TNM edition to confirm"))
+        # Fiches signed before editions were limited to 7 and 8 may cite another one.
+        return _(_EDITION_LABELS[self.edition]) if self.edition in _EDITION_LABELS else f"TNM {self.edition}"
 
     def display(self, _: Translate) -> str:
         """ "ypT0 N0 M0 (TNM 8th ed.), stage IIA" in the reader's language; the label itself is never translated."""

@@ -158,6 +158,19 @@ def test_stored_before_prefixes_reads_as_the_field_said() -> None:
     assert parse_draft_field("clinical_tnm", {"t": "T2", "n": "N0", "m": "M0", "edition": "7"}).label() == "cT2 N0 M0"
 
 
+def test_fiches_signed_under_the_former_rule_still_read() -> None:
+    # Signed content is never rewritten: what the former check accepted (MX, edition 6, "(12)") still reads, as then.
+    old = parse_draft_field("clinical_tnm", {"t": "T2(12)", "n": "N2mi", "m": "MX", "edition": "6", "stage": ""})
+    assert old.label() == "cT2(12) N2mi MX" and old.display(str) == "cT2(12) N2mi MX (TNM 6)"
+    # The new forms apply the UICC 8th edition rules.
+    with pytest.raises(Invalid) as exc:
+        parse_draft_field("clinical_tnm", {"prefix": "c", "t": "T2", "n": "N0", "m": "MX", "edition": "8"})
+    assert set(exc.value.fields) == {"clinical_tnm.m"}
+    with pytest.raises(Invalid) as exc:
+        parse_draft_field("clinical_tnm", {"t": "T9", "n": "N0", "m": "M0", "edition": "8"})
+    assert set(exc.value.fields) == {"clinical_tnm.t"}
+
+
 def test_signature_needs_the_edition(content: Make) -> None:
     fiche = Fiche.from_content(content(clinical_tnm={"text": "ycT2N0M0"},
                                        pathological_tnm={"text": "ypT0N0M0", "edition": "8"}))
