@@ -233,8 +233,12 @@ async def test_a_physician_who_was_there_signs_after_everybody_left(live_server:
     finally:
         for room in rooms.values():
             await room.close()
-    # Everybody left; the meeting ends.
+    # Everybody left; the meeting ends. The radiotherapist's invitation is changed afterwards (now "outside the
+    # quorum"): the record keeps what they counted for when the case was discussed.
     assert (await http["chair"].patch(f"/api/meetings/{meeting.id}", json={"status": "closed"})).status_code == 200
+    changed = await http["chair"].patch(f"/api/invitations/{meeting.invitation_of(users['radiotherapist']).id}",
+                                        json={"quorum_member": False})
+    assert changed.status_code == 200, changed.text
 
     surgeon = http["surgeon"]
     for name, value in draft_of(users["surgeon"].id).items():
@@ -259,6 +263,7 @@ async def test_a_physician_who_was_there_signs_after_everybody_left(live_server:
     listed = {a["user_id"]: a for a in version["content"]["attendees"]}
     assert set(listed) == expected
     assert listed[users["radiotherapist"].id]["specialty"] == "radiotherapist"
+    assert listed[users["radiotherapist"].id]["quorum_member"] is True  # as recorded, not as changed since
     assert listed[users["chair"].id]["quorum_member"] is False
     # When each was there, as recorded: the radiotherapist left before the case was closed.
     left = {u: datetime.fromisoformat(a["present_until"]) for u, a in listed.items()}
