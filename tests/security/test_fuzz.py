@@ -111,6 +111,8 @@ def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str], cook
     return found
 
 
+# About 4 roles x 10 examples x every operation: over a minute on a quiet 2-core machine, longer on a busy one.
+@pytest.mark.timeout(420)
 async def test_no_input_makes_the_service_fail_for_any_role(own_service: Served) -> None:
     credentials: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
     clients = []
