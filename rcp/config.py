@@ -231,6 +231,10 @@ class Settings:
     max_body_bytes: int = 1 * 1024 * 1024
     #: DICOM uploads (files or a zip) may be this large.
     max_upload_bytes: int = 512 * 1024 * 1024
+    #: Imports this process unpacks and checks at once, and how many more wait their turn; the next one gets 503
+    #: with Retry-After (rcp.imaging.uploads.ImportGate): memory and disk stay bounded under hostile uploads.
+    imports_at_once: int = 2
+    imports_waiting: int = 2
     #: Run the EPR delivery worker inside ``rcp serve``.
     embedded_worker: bool = True
     #: The one mail relay of the service (``rcp.mail``): ``smtp://host:25`` (a trusted relay, no TLS),
@@ -384,6 +388,8 @@ class Settings:
             "max_upload_bytes": _int(
                 get("MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)), "RCP_MAX_UPLOAD_BYTES", minimum=1024
             ),
+            "imports_at_once": _int(get("IMPORTS_AT_ONCE", "2"), "RCP_IMPORTS_AT_ONCE", minimum=1),
+            "imports_waiting": _int(get("IMPORTS_WAITING", "2"), "RCP_IMPORTS_WAITING"),
             "argon2": _argon2(get),
             "embedded_worker": _bool(get("EMBEDDED_WORKER", "true"), "RCP_EMBEDDED_WORKER"),
             "smtp_url": get("SMTP_URL"),

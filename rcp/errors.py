@@ -42,11 +42,17 @@ class RcpError(Exception):
     code: ClassVar[str] = "internal"
     #: WebSocket close / error-frame code (RFC 6455 private range 4000-4999 mirrors the HTTP status).
     ws_code: ClassVar[int] = 4500
+    #: When to try again, sent as ``Retry-After`` (RFC 9110 §10.2.3) with a 429 or a 503; a subclass may set it
+    #: before calling ``__init__`` (rcp.auth.throttle.Throttled).
+    retry_after_s: int | None = None
 
-    def __init__(self, message: str, *, fields: Mapping[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, fields: Mapping[str, str] | None = None,
+                 retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.fields: dict[str, str] = dict(fields or {})
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
     def as_json(self) -> dict[str, object]:
         body: dict[str, object] = {"error": self.code, "message": self.message}

@@ -131,7 +131,8 @@ async def read_json(request: Request, model: type[Model]) -> Model:
 
 
 def json_error(error: RcpError) -> JSONResponse:
-    return JSONResponse(error.as_json(), status_code=error.status)
+    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
+    return JSONResponse(error.as_json(), status_code=error.status, headers=headers)
 
 
 def is_api(scope: Scope) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydicom.dataset import Dataset
@@ -221,6 +222,10 @@ class Archive(Protocol):
         ...
 
     async def store(self, instances: Sequence[bytes]) -> StoreResult: ...
+
+    async def store_files(self, paths: Sequence[Path]) -> StoreResult:
+        """``store`` from files on disk (an import's working folder), never all in memory at once."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -344,6 +345,26 @@ class DicomWebClient:
             batch.append(blob)
             size += len(blob)
             if size > 32 * 1024 * 1024 or len(batch) >= 64:
+                await self._stow(batch, result)
+                batch, size = [], 0
+        if batch:
+            await self._stow(batch, result)
+        return result
+
+    async def store_files(self, paths: Sequence[Path]) -> StoreResult:
+        """``store`` from files on disk, read one batch at a time (about 32 MB, or one larger file): what is in
+        memory is the body of one STOW-RS request, never the whole import."""
+        result = StoreResult()
+        batch: list[bytes] = []
+        size = 0
+        for path in paths:
+            blob = await asyncio.to_thread(path.read_bytes)
+            if batch and size + len(blob) > 32 * 1024 * 1024:
+                await self._stow(batch, result)
+                batch, size = [], 0
+            batch.append(blob)
+            size += len(blob)
+            if len(batch) >= 64:
                 await self._stow(batch, result)
                 batch, size = [], 0
         if batch:

@@ -19,12 +19,13 @@ in one store and their studies are attached to the case.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rcp.errors import PayloadTooLarge
 from rcp.identifiers import ServicePatient, match
-from rcp.imaging.dicomfile import same_instance
+from rcp.imaging.dicomfile import same_instance_file
 from rcp.imaging.reconcile import same_reconciled
 from rcp.imaging.service import ImagingService
 from rcp.imaging.validation import (
@@ -91,15 +92,11 @@ async def _refuse_foreign_studies(service: ImagingService, good: Sequence[FileCh
 def _same_as_file(stored: bytes, check: FileCheck) -> bool:
     if check.path is None:
         return False
-    incoming = check.path.read_bytes()
-    if same_instance(stored, incoming):
+    # Compared a chunk at a time: the incoming file is never read whole beside the stored copy.
+    if same_instance_file(stored, check.path):
         return True
     # A CD reconciled again: the same coerced instance but for the time of the coercion.
-    return check.reconciled and same_reconciled(stored, incoming)
-
-
-def _read(checks: Sequence[FileCheck]) -> list[bytes]:
-    return [c.path.read_bytes() for c in checks if c.path is not None]
+    return check.reconciled and same_reconciled(stored, check.path.read_bytes())
 
 
 def _batches(checks: Sequence[FileCheck], budget: int = STORE_BATCH_BYTES) -> list[list[FileCheck]]:
@@ -118,15 +115,22 @@ def _batches(checks: Sequence[FileCheck], budget: int = STORE_BATCH_BYTES) -> li
 
 async def _check_existing_instances(service: ImagingService, good: Sequence[FileCheck]) -> None:
     limit = asyncio.Semaphore(8)
+    # A stored instance is retrieved whole to be compared: large ones one at a time in the whole process, so that
+    # several 120 MiB instances are never in memory together (issue 18: 1.7 GB for four concurrent imports of one
+    # CD's large instances, when each import compared eight at a time).
+    large = service.large_comparisons
 
     async def one(check: FileCheck) -> None:
-        async with limit:
+        size = check.path.stat().st_size if check.path is not None else 0
+        async with limit, (large if size > STORE_BATCH_BYTES else contextlib.nullcontext()):
             found = await service.archive.find_instance(check.sop_uid)
             if found is None:
                 return
             stored = await service.archive.retrieve_instance(found.study_uid, found.series_uid, check.sop_uid)
-        if (found.study_uid, found.series_uid) == (check.study_uid, check.series_uid) \
-                and await service.run(_same_as_file, stored, check):
+            same = (found.study_uid, found.series_uid) == (check.study_uid, check.series_uid) \
+                and await service.run(_same_as_file, stored, check)
+            del stored
+        if same:
             check.already_stored = True
             check.message = ALREADY_STORED
         else:
@@ -176,9 +180,10 @@ async def _store_or_refuse(service: ImagingService, report: ImportReport, good: 
                 check.message = NOT_STORED
         return report
     to_store = [c for c in good if not c.already_stored]
-    # Read from disk a batch at a time: the upload is never whole in memory, even while it is stored.
+    # From disk a batch at a time: the upload is never whole in memory, even while it is stored (the local
+    # archive copies each file; a PACS gets one STOW-RS body of about STORE_BATCH_BYTES at a time).
     for batch in _batches(to_store):
-        stored = await service.archive.store(await service.run(_read, batch))
+        stored = await service.archive.store_files([c.path for c in batch if c.path is not None])
         service.forget_study_lists()
         accepted = set(stored.stored)
         # An archive that acknowledged nothing and refused nothing did not tell: trust the absence of failures.

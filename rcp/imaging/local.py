@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import os
+import shutil
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from rcp.imaging.archive import (
     StudySummary,
     patient_name_text,
 )
-from rcp.imaging.dicomfile import is_uid, same_instance, tolerant
+from rcp.imaging.dicomfile import is_uid, same_instance_file, tolerant
 from rcp.imaging.models import ArchiveInstance
 
 __all__ = ["LocalArchive", "is_uid"]
@@ -195,13 +196,13 @@ class LocalArchive:
 
     # --- storage (STOW-RS semantics: PS3.18 10.5) ------------------------------------------------------------
 
-    def _write(self, blob: bytes) -> tuple[ArchiveInstance | None, str]:
+    def _write(self, source: bytes | Path) -> tuple[ArchiveInstance | None, str]:
         with tolerant():
-            return self._write_tolerant(blob)
+            return self._write_tolerant(source)
 
-    def _write_tolerant(self, blob: bytes) -> tuple[ArchiveInstance | None, str]:
+    def _write_tolerant(self, source: bytes | Path) -> tuple[ArchiveInstance | None, str]:
         try:
-            ds = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True)
+            ds = pydicom.dcmread(source if isinstance(source, Path) else io.BytesIO(source), stop_before_pixels=True)
         except (InvalidDicomError, EOFError, ValueError, TypeError, AttributeError, KeyError, OSError):
             return None, "not a readable DICOM file"
         uids = [str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
@@ -216,18 +217,30 @@ class LocalArchive:
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(blob)
+                if isinstance(source, Path):
+                    with source.open("rb") as copied:
+                        shutil.copyfileobj(copied, handle, 1 << 20)
+                else:
+                    handle.write(source)
             placed = _place(Path(tmp), target)
         finally:
             Path(tmp).unlink(missing_ok=True)
         # The same bytes again are a no-op; other content under the same UID is refused.
-        if not placed and not same_instance(target.read_bytes(), blob):
+        if not placed and not _same_as_stored(source, target):
             return None, "an instance with this SOP Instance UID is already stored with other content"
-        return _row_from(ds, relative, len(blob)), ""
+        size = source.stat().st_size if isinstance(source, Path) else len(source)
+        return _row_from(ds, relative, size), ""
 
     async def store(self, instances: Sequence[bytes]) -> StoreResult:
+        return await self._index(await asyncio.to_thread(lambda: [self._write(blob) for blob in instances]))
+
+    async def store_files(self, paths: Sequence[Path]) -> StoreResult:
+        """``store`` from files on disk, each copied into the archive a megabyte at a time, never read whole: an
+        import of large instances holds none of them in memory (issue 18)."""
+        return await self._index(await asyncio.to_thread(lambda: [self._write(path) for path in paths]))
+
+    async def _index(self, written: Sequence[tuple[ArchiveInstance | None, str]]) -> StoreResult:
         result = StoreResult()
-        written = await asyncio.to_thread(lambda: [self._write(blob) for blob in instances])
         rows: dict[str, ArchiveInstance] = {}
         for row, reason in written:
             if row is None:
@@ -264,6 +277,13 @@ class LocalArchive:
                 (self.folder / row.path).unlink(missing_ok=True)
                 await session.delete(row)
         return len(rows)
+
+
+def _same_as_stored(source: bytes | Path, target: Path) -> bool:
+    """Whether ``source`` is the instance already at ``target`` (one of the two read whole, the other streamed)."""
+    if isinstance(source, Path):
+        return same_instance_file(target.read_bytes(), source)
+    return same_instance_file(source, target)
 
 
 def _place(tmp: Path, target: Path) -> bool:

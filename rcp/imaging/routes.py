@@ -301,9 +301,11 @@ async def imports(request: Request) -> Response:
     reconciliation = Reconciliation(secret=settings.secret_key, case_id=case_id, at=utcnow(),
                                     confirm=confirm if reconcile else "", ins=shared.value if shared else "",
                                     ins_oid=shared.assigner if shared else "") if may_reconcile else None
-    # The body itself is bounded by the limit this route declares (body_limit="upload" in the route table).
+    # The body itself is bounded by the limit this route declares (body_limit="upload" in the route table), and
+    # read only once the process has a place for it (503 with Retry-After when its imports are full).
     limit = int(settings.max_upload_bytes)
-    async with received_files(request, folder=Path(settings.data_dir) / "uploads") as uploads:
+    async with service.import_gate.admitted(), \
+            received_files(request, folder=Path(settings.data_dir) / "uploads") as uploads:
         report = await import_files(service, uploads, expected, max_total_bytes=limit * 4,
                                     reconciliation=reconciliation)
     async with _db(request).session() as s:

@@ -47,7 +47,7 @@ from rcp.imaging.frames import (
     sort_frames,
 )
 from rcp.imaging.prefetch import Prefetcher, PrefetchProgress
-from rcp.imaging.uploads import sweep_stale
+from rcp.imaging.uploads import ImportGate, sweep_stale
 
 if TYPE_CHECKING:
     from rcp.config import Settings
@@ -110,6 +110,10 @@ class ImagingService:
         self._descriptor_tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
         #: SOP Instance UIDs an import is checking and storing right now (``rcp.imaging.imports``).
         self.importing: set[str] = set()
+        #: How many imports this process receives at once (``rcp.imaging.uploads.ImportGate``).
+        self.import_gate = ImportGate()
+        #: Imports compare a large incoming instance with the stored one one at a time (``rcp.imaging.imports``).
+        self.large_comparisons = asyncio.Semaphore(1)
         self._study_lists: dict[tuple[ServicePatient], tuple[float, list[StudySummary]]] = {}
         self.prefetcher = Prefetcher(self, concurrency=prefetch_concurrency)
         self._closed = False
@@ -128,6 +132,7 @@ class ImagingService:
         executor = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
                                       thread_name_prefix="rcp-imaging")
         service = cls(archive=archive, cache=cache, executor=executor, owns_archive=owns)
+        service.import_gate = ImportGate(running=settings.imports_at_once, waiting=settings.imports_waiting)
         await service.run(_warm_up)
         # Working folders of imports a stopped process left behind (rcp.imaging.uploads).
         await service.run(sweep_stale, Path(settings.data_dir) / "uploads")

@@ -10,7 +10,14 @@ removed when the import is done, whatever happened::
         report = await import_files(service, files, expected, max_total_bytes=...)
 
 The body's size is bounded before it arrives here: ``rcp.http.BodyLimitMiddleware`` applies the limit the route
-declares (``ApiRoute(..., body_limit="upload")``).
+declares (``ApiRoute(..., body_limit="upload")``). Before its body is read, an import is admitted by the process's
+``ImportGate``: a few are received, unpacked and checked at once, a few more wait their turn (their bodies wait in
+the socket, not in memory), and the next gets 503 with ``Retry-After`` — four hostile zips at once once took the
+server from 350 MB to gigabytes (issue 18)::
+
+    async with service.import_gate.admitted():
+        async with received_files(request, folder=...) as files:
+            ...
 """
 
 from __future__ import annotations
@@ -29,10 +36,10 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from rcp.errors import BadRequest
+from rcp.errors import BadRequest, Unavailable
 from rcp.imaging.validation import MAX_FILES, UploadedFile
 
-__all__ = ["received_files", "sweep_stale"]
+__all__ = ["ImportGate", "ImportsBusy", "received_files", "sweep_stale"]
 
 #: A working folder older than this was left by a process that stopped mid-import.
 STALE_AFTER_S = 24 * 3600
@@ -66,6 +73,50 @@ class _DiskParser(MultiPartParser):
         self._files_to_close_on_error.append(handle)  # type: ignore[arg-type]
         self._current_part.file = UploadFile(file=handle, size=0, filename=filename,
                                              headers=Headers(raw=self._current_part.item_headers))
+
+
+class ImportsBusy(Unavailable):
+    """Every import place of this process is taken (503; ``retry_after_s`` goes out as ``Retry-After``)."""
+
+
+
+class ImportGate:
+    """At most ``running`` imports of this process at once, ``waiting`` more queued in arrival order; beyond, refused.
+
+    The bound is per process and counts requests, not bytes: each running import holds at most one file in memory
+    at a time (``rcp.imaging.validation`` leaves pixel data on disk), so memory is bounded by ``running``, and the
+    disk by ``running + waiting`` times the per-request budget.
+
+    >>> gate = ImportGate(running=1, waiting=0)
+    >>> gate.running, gate.waiting
+    (1, 0)
+    """
+
+    def __init__(self, *, running: int = 2, waiting: int = 2, retry_after_s: int = 30) -> None:
+        self.running = running
+        self.waiting = waiting
+        self.retry_after_s = retry_after_s
+        self._slots = asyncio.Semaphore(running)
+        self._inside = 0
+
+    @property
+    def inside(self) -> int:
+        """Imports running or waiting now."""
+        return self._inside
+
+    @asynccontextmanager
+    async def admitted(self) -> AsyncIterator[None]:
+        """Run the block when a place is free; raise :class:`ImportsBusy` at once when the queue is full too."""
+        if self._inside >= self.running + self.waiting:
+            raise ImportsBusy(f"This server is already receiving {self.running} imports and has {self.waiting} "
+                              f"waiting; try again in {self.retry_after_s} seconds.",
+                              retry_after_s=self.retry_after_s)
+        self._inside += 1
+        try:
+            async with self._slots:
+                yield
+        finally:
+            self._inside -= 1
 
 
 def sweep_stale(folder: Path, *, older_than_s: float = STALE_AFTER_S) -> int:

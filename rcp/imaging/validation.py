@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -229,6 +230,23 @@ def _is_image(sop_class: str, ds: Dataset) -> bool:
     return sop_class.startswith(IMAGE_SOP_PREFIXES) or "Rows" in ds
 
 
+#: Elements longer than this are left on disk when a file is checked (pixel data), read only if accessed.
+DEFER_BYTES = 1 << 20
+
+
+def _pixel_bytes_present(ds: Dataset, file_size: int) -> int | None:
+    """Bytes of Pixel Data the file holds, read from the element's header when its value was left on disk; -1 when
+    the header announces more than the file holds (truncated); None without Pixel Data."""
+    element = ds.get_item("PixelData", keep_deferred=True)
+    if element is None:
+        return None
+    if isinstance(element, RawDataElement) and element.value is None and element.value_tell is not None:
+        if element.length != 0xFFFFFFFF and element.value_tell + element.length > file_size:
+            return -1
+        return int(element.length)
+    return len(ds.PixelData or b"")
+
+
 def _expected_pixel_bytes(ds: Dataset) -> int:
     bits = int(ds.BitsAllocated) * int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1)
     return (bits * number_of_frames(ds) + 7) // 8
@@ -313,8 +331,8 @@ def _check_file(upload: UploadedFile, expected: ServicePatient | None,
         result.message = "Not a DICOM file (too short); export the images as DICOM from the PACS or CD."
         return result
     try:
-        ds = pydicom.dcmread(upload.path)
-        ds.get("PixelData")  # force the read of the last element, where truncation shows
+        # Pixel data stays on disk (deferred): a 120 MiB frame set is never read to be checked (issue 18).
+        ds = pydicom.dcmread(upload.path, defer_size=DEFER_BYTES)
     except InvalidDicomError:
         result.message = "Not a DICOM file; export the images as DICOM from the PACS or CD."
         return result
@@ -338,7 +356,11 @@ def _check_file(upload: UploadedFile, expected: ServicePatient | None,
             return result
         transfer_syntax = ds.file_meta.get("TransferSyntaxUID")
         native = transfer_syntax is not None and not pydicom.uid.UID(transfer_syntax).is_encapsulated
-        if "PixelData" in ds and native and len(ds.PixelData) < _expected_pixel_bytes(ds):
+        present = _pixel_bytes_present(ds, upload.size)
+        if present is not None and present < 0:
+            result.message = "The DICOM file is damaged or truncated; copy it again from its source."
+            return result
+        if present is not None and native and present < _expected_pixel_bytes(ds):
             result.message = "The image is truncated (pixel data shorter than its size); copy it again."
             return result
     result.ok = True

@@ -353,7 +353,7 @@ class CaseOut(BaseModel):
 
 
 class ReorderIn(Strict):
-    case_ids: list[int]
+    case_ids: list[Id]
 
 
 class InvitationIn(Strict):
