@@ -81,6 +81,9 @@ class FieldBinding {
     clearTimeout(this.timer);
     if (!this.dirty || this.saving) return;
     const value = this.read();
+    // The server refused this very value (422): sending it again on blur would only flicker its message away and
+    // shift the form under the pointer (the click that blurred it would land elsewhere).
+    if (this.refused === JSON.stringify(value)) return;
     this.status.textContent = S.saving;
     this.saving = api('PUT', `/api/cases/${this.form.caseId}/decision/fields/${encodeURIComponent(this.name)}`,
       { value, base_version: base });
@@ -97,6 +100,7 @@ class FieldBinding {
       this.status.textContent = '';
       if (error instanceof ApiError && error.code === 'field_conflict') this.showConflict(value, error);
       else if (error instanceof ApiError && error.status === 422) {
+        this.refused = JSON.stringify(value);
         this.box.classList.add('has-error');
         this.status.textContent = Object.values(error.fields).join(' ');
       } else toast(error.message, 'error');
@@ -216,7 +220,13 @@ class DecisionForm {
       return value;
     };
     const box = this.bind('other_classifications', S.other_classifications, add, read,
-      (v) => { rows.replaceChildren(); for (const item of v || []) addRow(item); }, []);
+      (v) => {
+        // A row just added and not filled yet is not saved: a refresh of the form keeps it.
+        const blank = [...rows.children].filter((row) => !row.querySelector('input').value.trim());
+        rows.replaceChildren();
+        for (const item of v || []) addRow(item);
+        rows.append(...blank);
+      }, []);
     add.addEventListener('click', () => addRow().focus());
     box.append(rows);
     return box;
