@@ -364,6 +364,12 @@ async def _minutes_of(request: Request) -> tuple[str, date, list[render.MinutesI
     meeting_id = path_int(request, "meeting_id")
     async with request.app.state.db.session() as s:
         await access.require_meeting(s, user, meeting_id, Action.view_patient)  # before reading the agenda
+        signed = set(await store.meeting_versions(s, meeting_id))
+        drafts = [e.case for e in (await meeting_agenda(s, meeting_id)).in_minutes
+                  if e.state != "deferred" and e.case.id not in signed]
+    # A draft's attendees as its fiche page shows them: the record, and the discussion under way (between sessions).
+    present = {case.id: await _under_way(request, case) for case in drafts}
+    async with request.app.state.db.session() as s:
         listed = (await meeting_agenda(s, meeting_id)).in_minutes
         # Every case of the minutes is a read of its patient's record, each named in the audit trail.
         meeting, _read = await access.read_meeting_cases(s, user, meeting_id, request=request,
@@ -390,7 +396,9 @@ async def _minutes_of(request: Request) -> tuple[str, date, list[render.MinutesI
                 items.append(render.MinutesItem(stored.version.fiche(), stored.version))
                 continue
             try:
-                fiche = store.build_fiche(await store.load_context(s, case.id), await store.load_draft(s, case.id))
+                context = await store.load_context(s, case.id)
+                attendees = context.attendees(await store.attendees_under_way(s, context, present.get(case.id)))
+                fiche = store.build_fiche(context, await store.load_draft(s, case.id), attendees)
             except Invalid:
                 continue  # a case that cannot become a fiche yet (e.g. patient without identifier) is left out
             items.append(render.MinutesItem(fiche))

@@ -8,6 +8,7 @@ recorded ORG-133 and is on the board's next meeting.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -250,6 +251,12 @@ async def test_a_physician_who_was_there_signs_after_everybody_left(live_server:
     assert {a["user_id"] for a in state["attendees"]} == expected
     assert state["signing"]["may_sign"] is True
     revision = state["draft"]["revision"]
+
+    # The meeting's minutes list the same people for the case, and nobody for the case never discussed (the
+    # radiologist, who only joined the meeting afterwards, is on neither).
+    minutes = (await http["chair"].get(f"/meetings/{meeting.id}/minutes")).text
+    listed_ids = [int(found) for found in re.findall(r'data-attendee="(\d+)"', minutes)]
+    assert sorted(listed_ids) == sorted(expected)
 
     refused = await http["radiologist"].post(f"/api/cases/{case_id}/decision/sign",
                                              json={"password": users["radiologist"].password,
