@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Route
 
 from rcp.auth import audit
-from rcp.auth.models import AuditEvent
+from rcp.auth.models import AuditEvent, User
 from rcp.auth.sessions import COOKIE_NAME, THROTTLED_MESSAGE, LoginRefused, cookie_signer, end_session, login
 from rcp.auth.throttle import Throttled, password_throttle
 from rcp.config import Settings
@@ -43,7 +43,16 @@ class Credentials(BaseModel):
 class Me(BaseModel):
     id: int
     username: str
+    #: "Dr Amélie ROUSSEAU" (rcp.people.PersonName.display), from the parts below.
     display_name: str
+    #: The name in its parts (issue 14, item 4: one source of truth per user), as ``Person`` gives them.
+    family_name: str = ""
+    given_name: str = ""
+    prefix: str = ""
+    #: RPPS number when known, else "".
+    rpps: str = ""
+    #: The name is flagged "to check" or missing: to complete before signing.
+    name_to_complete: bool = False
     role: str
     specialty: str
     hospital: str
@@ -98,10 +107,15 @@ def _set_session_cookie(request: Request, response: Response, session_id: str) -
     )
 
 
-def _me(user: Any) -> Me:
+def _me(user: Any, row: User | None) -> Me:
+    """The caller (``CurrentUser``) with its name parts from its account ``row`` (None: only the display name)."""
+    parts: dict[str, Any] = {}
+    if row is not None:
+        parts = {"family_name": row.family_name, "given_name": row.given_name, "prefix": row.prefix,
+                 "rpps": row.rpps, "name_to_complete": row.name_incomplete}
     return Me(id=user.id, username=user.username, display_name=user.display_name, role=user.role,
               specialty=user.specialty, hospital=user.hospital, locale=user.locale, csrf_token=user.csrf_token,
-              is_guest=user.is_guest)
+              is_guest=user.is_guest, **parts)
 
 
 #: The sign-in page's answer to a password when ``RCP_LOCAL_PASSWORDS=off``.
@@ -218,7 +232,11 @@ async def set_locale(request: Request) -> Response:
 
 
 async def session_info(request: Request) -> Response:
-    return json_out(_me(current_user(request)))
+    user = current_user(request)
+    db: Database = request.app.state.db
+    async with db.session() as s:
+        row = await s.get(User, user.id)
+    return json_out(_me(user, row))
 
 
 async def session_login(request: Request) -> Response:
@@ -238,7 +256,7 @@ async def session_login(request: Request) -> Response:
                             headers={"Retry-After": str(throttled.retry_after_s)})
     from rcp.auth.sessions import CurrentUser
 
-    response = json_out(_me(CurrentUser.of(user, via="session", session=row)), status=201)
+    response = json_out(_me(CurrentUser.of(user, via="session", session=row), user), status=201)
     _set_session_cookie(request, response, row.id)
     return response
 

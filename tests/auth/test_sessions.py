@@ -16,7 +16,7 @@ from rcp.clock import SettableClock
 from rcp.config import Settings
 from rcp.db import Database
 from tests.conftest import DEMO_PASSWORD
-from tests.factories import make_clinician, make_meeting, unique
+from tests.factories import make_clinician, make_meeting, new_rpps, unique
 from tests.fixtures.smtp import MailBox, join_link
 from tests.servers import ServerThread
 
@@ -250,3 +250,21 @@ async def test_cached_session_is_forgotten_at_logout(settings, db: Database) -> 
             assert (await replay.get("/api/session")).status_code == 401
     finally:
         server.close()
+
+
+async def test_session_gives_the_name_in_its_parts(db: Database, login: Any) -> None:
+    """GET /api/session (the "who am I" of the scripts) gives the structured name of ``rcp.people`` beside the
+    display name the pages already read, so a client never has to split "Dr Amélie ROUSSEAU" itself (issue 14)."""
+    rpps = new_rpps()
+    user = await make_clinician(db, specialty="surgeon", family_name="Rousseau", given_name="Amélie", rpps=rpps)
+    client = await login(user)
+    for me in (client.me, (await client.get("/api/session")).json()):
+        assert me["display_name"] == "Dr Amélie ROUSSEAU"
+        assert (me["family_name"], me["given_name"], me["prefix"], me["rpps"]) == ("Rousseau", "Amélie", "Dr", rpps)
+        assert me["name_to_complete"] is False
+    async with db.session() as s:
+        row = await s.get(User, user.id)
+        assert row is not None
+        row.name_to_check = True
+        s.add(row)
+    assert (await client.get("/api/session")).json()["name_to_complete"] is True
