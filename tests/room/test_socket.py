@@ -144,6 +144,10 @@ async def test_bad_messages_get_an_error_frame_and_the_connection_stays(
     await surgeon.wait_for(lambda c: len(c.errors) >= 4)
     assert [e["error"] for e in surgeon.errors[:4]] == ["bad_request", "invalid", "forbidden", "bad_request"]
     assert surgeon.errors[1]["ref"] == 7 and "slice" in surgeon.errors[1]["fields"]
+    # Nested thousands deep: refused before it is parsed (a RecursionError once, logged as the server's failure).
+    await surgeon.ws.send('{"type": "view", "x": ' + "[" * 5000 + "]" * 5000 + "}")
+    await surgeon.wait_for(lambda c: len(c.errors) >= 5)
+    assert surgeon.errors[4]["error"] == "bad_request" and "nested" in surgeon.errors[4]["message"]
     # Still connected and useful.
     await surgeon.send({"type": "mode", "mode": "free"})
     await surgeon.wait_for(lambda c: any(e["event"] == "participant.mode" for e in c.events))
