@@ -28,6 +28,7 @@ from starlette.routing import Route
 from rcp.db import Database
 from rcp.errors import RcpError
 from rcp.http import error_handlers
+from rcp.protocols import MALFORMED, JsonErrorsH11Protocol, http_protocol
 from tests.factories import make_meeting
 from tests.fixtures.dicom_data import make_patient, reference_file
 from tests.room.node import demo_service
@@ -196,6 +197,18 @@ async def test_malformed_http_gets_the_services_json_error(served: ServerProcess
     assert b"content-type: application/json" in head.lower(), head
     answer = json.loads(body)
     assert answer["error"] == "bad_request" and "HTTP" in answer["message"], answer
+
+
+@pytest.mark.parametrize("protocol", [http_protocol(), JsonErrorsH11Protocol], ids=["default", "h11"])
+async def test_both_of_uvicorns_protocols_answer_in_json(protocol: type[asyncio.Protocol]) -> None:
+    """httptools' (what ``rcp serve`` runs when it is installed) and h11's, where it is not."""
+    app = Starlette(routes=[Route("/api/ok", lambda request: Response("ok"))])
+    with ServerThread(app, http=protocol) as server:
+        raw = await asyncio.to_thread(
+            _exchange, server.port, b"POST /api/ok HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, raw[:300]
+    assert json.loads(body) == {"error": "bad_request", "message": MALFORMED}
 
 
 # -- the connection after a server error ---------------------------------------------------------------------------
