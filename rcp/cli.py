@@ -72,11 +72,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 async def _demo(settings: Settings) -> None:
     from rcp.db import Database
-    from rcp.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
+    from rcp.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, DEMO_USERS, load_demo
 
     db = Database(settings.database_url)
     try:
-        result = await load_demo(db, argon2=settings.argon2)
+        result = await load_demo(db, argon2=settings.argon2, secret_key=settings.secret_key)
         await _demo_imaging(settings, db)
     finally:
         await db.close()
@@ -84,6 +84,9 @@ async def _demo(settings: Settings) -> None:
     print(f"Demo logins (password for all: {DEMO_PASSWORD}):")
     for user in DEMO_USERS:
         print(f"  {user.username:<20} {user.role:<12} {user.specialty or '-':<20} {user.hospital}")
+    print(f"Second factor of every demo account (TOTP, RFC 6238): add the key {DEMO_TOTP_SECRET} to an "
+          "authenticator app,\n  or run `rcp demo-code` for the current code. Accounts you create enrol at their "
+          "first sign-in (QR code).")
 
 
 async def _demo_imaging(settings: Settings, db: Database) -> None:
@@ -402,6 +405,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_code(args: argparse.Namespace) -> int:
+    """What an authenticator app holding the demo key shows now: the demo signs in without a phone."""
+    from rcp.auth.totp import code_at
+    from rcp.clock import utcnow
+    from rcp.demo import DEMO_TOTP_SECRET
+
+    print(code_at(DEMO_TOTP_SECRET, utcnow()))
+    return 0
+
+
 def _name_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family-name", default="", help="nom de famille, e.g. Rousseau")
     parser.add_argument("--given-name", default="", help="prénom(s), e.g. Amélie")
@@ -429,6 +442,8 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="load the demo data (idempotent)")
     demo.set_defaults(func=cmd_demo)
+    demo_code = sub.add_parser("demo-code", help="the demo accounts' current second-factor code (TOTP)")
+    demo_code.set_defaults(func=cmd_demo_code)
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="add a user (password prompted, or read from stdin)")

@@ -225,6 +225,11 @@ class Settings:
     signin_free_per_address: int = 30
     #: Cost of new password hashes (RFC 9106 argon2id); hashes made at another cost are upgraded at login.
     argon2: Argon2Cost = PRODUCTION_ARGON2
+    #: The TOTP time step (RFC 6238), in seconds: 30, what authenticator apps assume, and the only value accepted
+    #: in production; the test settings shorten it (as they cheapen argon2) so that their many sign-ins of one
+    #: account, each needing a code not used before (rcp.auth.totp), wait at most that long (``RCP_TOTP_STEP_S``,
+    #: for the tests' own service processes).
+    totp_step_s: int = 30
     #: What expiries (join links, sessions, lock-out) read the time from; tests give a settable one.
     clock: Clock = field(default_factory=SystemClock, compare=False)
     #: Request bodies larger than this are refused with 413 (JSON and forms).
@@ -286,6 +291,9 @@ class Settings:
             raise SettingsError(f"RCP_SESSION_CACHE_S must be between 0 and {MAX_SESSION_CACHE_S:.0f} (got "
                                 f"{self.session_cache_s:g}): an ended session or a revoked token lives that long "
                                 "on the nodes that checked it")
+        if self.totp_step_s < 1 or (self.production and self.totp_step_s != 30):
+            raise SettingsError(f"the TOTP time step must be 30 s in production and at least 1 s elsewhere (got "
+                                f"{self.totp_step_s})")
         if self.default_locale not in {"fr", "en"}:
             raise SettingsError(f"RCP_DEFAULT_LOCALE must be fr or en (got {self.default_locale!r})")
         if self.smtp_url and self.smtp_url.split("://", 1)[0] not in {"smtp", "smtp+starttls", "smtps", "file"}:
@@ -391,6 +399,7 @@ class Settings:
             "imports_at_once": _int(get("IMPORTS_AT_ONCE", "2"), "RCP_IMPORTS_AT_ONCE", minimum=1),
             "imports_waiting": _int(get("IMPORTS_WAITING", "2"), "RCP_IMPORTS_WAITING"),
             "argon2": _argon2(get),
+            "totp_step_s": _int(get("TOTP_STEP_S", "30"), "RCP_TOTP_STEP_S", minimum=1),
             "embedded_worker": _bool(get("EMBEDDED_WORKER", "true"), "RCP_EMBEDDED_WORKER"),
             "smtp_url": get("SMTP_URL"),
             "mail_from": get("MAIL_FROM", "rcp@localhost"),

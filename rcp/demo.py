@@ -33,9 +33,12 @@ from rcp.scheduling.models import (
     Response,
 )
 
-__all__ = ["DEMO_PASSWORD", "DEMO_PATIENTS", "DEMO_USERS", "DemoPatient", "load_demo"]
+__all__ = ["DEMO_PASSWORD", "DEMO_PATIENTS", "DEMO_TOTP_SECRET", "DEMO_USERS", "DemoPatient", "load_demo"]
 
 DEMO_PASSWORD = "rcp-demo-2026"
+#: The second factor (RFC 6238) of every demo account, printed by ``rcp demo``: add it once to an authenticator
+#: app (or ask ``rcp demo-code``) and every demo login takes its codes. A published secret: demo data only.
+DEMO_TOTP_SECRET = "RCPDEMOTOTPSECRETFORTHEDEMOONLY2"
 HOSPITAL_A = "CHU de Lyon"
 #: The assigning authority OID of its IPPs (a demo value under a test arc, not a real hospital OID).
 HOSPITAL_A_OID = "1.2.250.1.999.69.1"
@@ -149,9 +152,10 @@ def _next_weekday(start: date, weekday: int) -> date:
     return start + timedelta(days=(weekday - start.weekday()) % 7 or 7)
 
 
-async def _users(session: AsyncSession, argon2: Argon2Cost) -> dict[str, User]:
+async def _users(session: AsyncSession, argon2: Argon2Cost, secret_key: str) -> dict[str, User]:
     found = {u.username: u for u in (await session.exec(select(User))).all()}
     password_hash = hash_password(DEMO_PASSWORD, argon2)
+    created: list[User] = []
     for spec in DEMO_USERS:
         if spec.username not in found:
             user = User(username=spec.username, family_name=spec.family_name, given_name=spec.given_name,
@@ -159,6 +163,7 @@ async def _users(session: AsyncSession, argon2: Argon2Cost) -> dict[str, User]:
                         hospital=spec.hospital, password_hash=password_hash)
             session.add(user)
             found[spec.username] = user
+            created.append(user)
         elif found[spec.username].name_to_check:
             # A demo database from before structured names: migration 0013 could not split "Dr Amélie Rousseau";
             # the demo knows the parts.
@@ -167,18 +172,27 @@ async def _users(session: AsyncSession, argon2: Argon2Cost) -> dict[str, User]:
             user.rpps, user.name_to_check = user.rpps or spec.rpps, False
             session.add(user)
     await session.flush()
+    if secret_key:
+        from rcp.auth.totp import SecretBox, enrol_confirmed
+
+        box = SecretBox(secret_key)
+        for user in created:
+            assert user.id is not None
+            await enrol_confirmed(session, box, user.id, DEMO_TOTP_SECRET)
     return found
 
 
-async def load_demo(db: Database, *, today: date | None = None,
-                    argon2: Argon2Cost = PRODUCTION_ARGON2) -> dict[str, Any]:
+async def load_demo(db: Database, *, today: date | None = None, argon2: Argon2Cost = PRODUCTION_ARGON2,
+                    secret_key: str = "") -> dict[str, Any]:
     """Create the demo boards, meetings, patients, cases and users that are missing; returns what exists.
 
-    ``argon2`` is the cost of the demo users' password hash (``Settings.argon2``)."""
+    ``argon2`` is the cost of the demo users' password hash (``Settings.argon2``); with the service's
+    ``secret_key``, the users created get :data:`DEMO_TOTP_SECRET` as their second factor (encrypted with it),
+    else each enrols at its first sign-in."""
     today = today or utcnow().date()
     zone = "Europe/Paris"
     async with db.session() as session:
-        users = await _users(session, argon2)
+        users = await _users(session, argon2, secret_key)
         boards = {b.name: b for b in (await session.exec(select(Board))).all()}
         if "RCP thoracique" in boards:
             return {"users": list(users), "created": False}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from rcp.app import create_app
 from rcp.clock import SettableClock
 from rcp.config import Settings
 from rcp.db import Database, migrate
-from tests.factories import CHEAP_ARGON2, MadeUser
+from tests import factories
+from tests.factories import CHEAP_ARGON2, SECRET_KEY, TOTP_STEP_S, MadeUser, credentials
 from tests.servers import ServerThread
 
 if TYPE_CHECKING:  # a plugin (tests/fixtures): imported here it could not be assertion-rewritten
@@ -59,11 +59,13 @@ def settings(data_dir: Path, smtp_server: MailBox) -> Settings:
     # No session cache: tests that end a session in the database expect the next request to be refused. Every test
     # signs in from 127.0.0.1: the per-address sign-in throttle is proved on apps of their own
     # (tests/security/test_login.py), not on the shared one, where the suite's refusals would add up.
-    return Settings(env="test", data_dir=data_dir, secret_key=secrets.token_urlsafe(48),
+    settings = Settings(env="test", data_dir=data_dir, secret_key=SECRET_KEY, totp_step_s=TOTP_STEP_S,
                     signin_free_per_address=1_000_000,
                     default_locale="en", session_cache_s=0, argon2=CHEAP_ARGON2, clock=SettableClock(),
                     smtp_url=smtp_server.url, mail_from="rcp@chu-x.example",
                     mail_retry_s=0.2)
+    factories.CLOCK[0] = settings.clock  # second-factor codes follow the shared app's time (tests move it)
+    return settings
 
 
 @pytest.fixture
@@ -89,7 +91,7 @@ async def db(migrated: str) -> AsyncIterator[Database]:
     database = Database(migrated)
     from rcp.demo import load_demo
 
-    await load_demo(database, argon2=CHEAP_ARGON2)
+    await load_demo(database, argon2=CHEAP_ARGON2, secret_key=SECRET_KEY)
     yield database
     await database.close()
 
@@ -132,8 +134,9 @@ class Client:
 
 
 async def sign_in(base_url: str, username: str, password: str = DEMO_PASSWORD) -> Client:
+    """Signed in through the API with the password and the account's current second-factor code."""
     http = httpx.AsyncClient(base_url=base_url, timeout=30)
-    response = await http.post("/api/session", json={"username": username, "password": password})
+    response = await http.post("/api/session", json=credentials(username, password))
     assert response.status_code == 201, response.text
     me = response.json()
     return Client(http=http, csrf=me["csrf_token"], me=me)

@@ -10,22 +10,35 @@ audit), gives every row a unique name, and returns a frozen dataclass with the i
 
 Every factory user has the password :data:`PASSWORD`, hashed once at :data:`CHEAP_ARGON2` (the test settings'
 cost), so signing in costs microseconds. The demo data stays loaded for the tests that are about the demo.
+
+Every user with a password also has an active second factor (rcp.auth.totp), a secret of its own encrypted with
+:data:`SECRET_KEY` (the secret key of every test app), so a sign-in sends :func:`credentials` (password and the
+current code) and a signature :func:`proof`. Codes come from :func:`totp_code`, which never hands out the same
+time step twice for an account (the service refuses a reused code), waiting for the next one when it must; the
+test apps use :data:`TOTP_STEP_S`-second steps so that such a wait is short.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
+import pyotp
 from sqlmodel import func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rcp.auth.models import Role, User
 from rcp.auth.passwords import Argon2Cost, hash_password
+from rcp.auth.totp import SecretBox, code_at, enrol_confirmed
+from rcp.clock import Clock, SystemClock
 from rcp.db import Database
 from rcp.people import PersonName, rpps_check_digit
+from rcp.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, DEMO_USERS
 from rcp.scheduling.models import (
     Board,
     BoardCoordinator,
@@ -44,12 +57,16 @@ __all__ = [
     "HOSPITAL",
     "PASSWORD",
     "QUORUM",
+    "SECRET_KEY",
+    "TOTP_STEP_S",
     "MadeBoard",
     "MadeCase",
     "MadeInvitation",
     "MadeMeeting",
     "MadePatient",
     "MadeUser",
+    "credentials",
+    "give_second_factor",
     "make_board",
     "make_case",
     "make_clinician",
@@ -60,6 +77,9 @@ __all__ = [
     "make_user",
     "new_ins",
     "new_rpps",
+    "proof",
+    "totp_code",
+    "totp_secret",
     "unique",
 ]
 
@@ -70,6 +90,68 @@ PASSWORD = "factory-pass-2026"
 #: The specialties a factory board requires, plus the radiologist most room and imaging tests need.
 QUORUM: tuple[str, ...] = ("surgeon", "medical_oncologist", "radiotherapist")
 HOSPITAL = "CHU de Test"
+#: The secret key of every test app (``Settings.secret_key``): the factories encrypt TOTP secrets with it.
+SECRET_KEY = secrets.token_urlsafe(48)
+#: The TOTP time step of the test apps (``Settings.totp_step_s``; 30 s in service).
+TOTP_STEP_S = 1
+#: Where :func:`totp_code` reads the time: the shared app's clock (tests/conftest.py sets it), which tests move.
+CLOCK: list[Clock] = [SystemClock()]
+_SECRETS: dict[str, str] = {spec.username: DEMO_TOTP_SECRET for spec in DEMO_USERS}
+_PASSWORDS: dict[str, str] = {spec.username: DEMO_PASSWORD for spec in DEMO_USERS}
+_LAST_STEP: dict[str, int] = {}
+_STEP_LOCK = threading.Lock()
+
+
+def totp_secret(user: str | MadeUser) -> str:
+    """The TOTP secret of a factory or demo user (KeyError for another)."""
+    return _SECRETS[user if isinstance(user, str) else user.username]
+
+
+def totp_code(user: str | MadeUser, *, clock: Clock | None = None) -> str:
+    """The account's code now, for a time step never handed out before for it (waiting for the next step when
+    needed: the service accepts each step once)."""
+    username = user if isinstance(user, str) else user.username
+    secret = totp_secret(username)
+    at = (clock or CLOCK[0]).now()
+    while True:
+        with _STEP_LOCK:
+            step = int(at.timestamp()) // TOTP_STEP_S
+            # A step far ahead was handed out on a clock moved forward (another app's): this clock is its own.
+            if step > _LAST_STEP.get(username, -1) or _LAST_STEP[username] > step + 2:
+                _LAST_STEP[username] = step
+                return code_at(secret, at, step_s=TOTP_STEP_S)
+            wait = (step + 1) * TOTP_STEP_S - at.timestamp()
+        time.sleep(max(0.01, wait))
+        at = (clock or CLOCK[0]).now()
+
+
+async def give_second_factor(session: AsyncSession, user_id: int, username: str, password: str = "") -> str:
+    """An active second factor for a user row made without the factories (its secret, which :func:`totp_code`
+    then uses); ``password`` is the row's, when it is not :data:`PASSWORD` or the demo's."""
+    if password:
+        _PASSWORDS[username] = password
+    secret = _SECRETS[username] = pyotp.random_base32(32)
+    await enrol_confirmed(session, _box(), user_id, secret)
+    return secret
+
+
+def credentials(user: str | MadeUser, password: str | None = None, *, clock: Clock | None = None) -> dict[str, str]:
+    """The JSON body of a sign-in (``POST /api/session``): user name, password, current code (none for an account
+    without a second factor the tests know of)."""
+    username = user if isinstance(user, str) else user.username
+    right = _PASSWORDS.get(username)
+    if password is None:
+        password = user.password if isinstance(user, MadeUser) else right or DEMO_PASSWORD
+    # A wrong password is refused before the code is looked at: it spends no time step (and waits for none).
+    known = username in _SECRETS and (right is None or password == right)
+    code = totp_code(username, clock=clock) if known else "000000"
+    return {"username": username, "password": password, "code": code}
+
+
+def proof(user: str | MadeUser, password: str | None = None) -> dict[str, str]:
+    """The re-authentication fields of a signature or an amendment: password and current code."""
+    body = credentials(user, password)
+    return {"password": body["password"], "code": body["code"]}
 
 
 def unique(prefix: str) -> str:
@@ -83,6 +165,11 @@ def new_ins(sex: str = "female") -> str:
     body = f"{1 if sex == 'male' else 2}{secrets.randbelow(100):02d}{1 + secrets.randbelow(12):02d}69" \
            f"{secrets.randbelow(10**6):06d}"
     return body + f"{97 - int(body) % 97:02d}"
+
+
+@cache
+def _box() -> SecretBox:
+    return SecretBox(SECRET_KEY)
 
 
 @cache
@@ -189,12 +276,16 @@ async def make_user(
     password: str = PASSWORD,
     locale: str = "",
     email: str = "",
+    second_factor: bool = True,
 ) -> MadeUser:
     """A user who can sign in with ``password`` (``""`` for none: a service account without a password).
 
     Named in parts (``rcp.people``): by default "Dr Camille NOM-xxxxxxxx" for a clinician (no title for other
     roles), a family name of its own so pages can be searched for it; ``rpps`` is stored as given (make a valid
-    one with :func:`new_rpps`)."""
+    one with :func:`new_rpps`).
+
+    With a password the user also has an active second factor (``second_factor=False``: none enrolled yet,
+    so the next sign-in enrols)."""
     username = username or unique(f"{role}.{specialty}" if specialty else role)
     family_name = family_name or unique("Nom")
     given_name = given_name or "Camille"
@@ -209,6 +300,10 @@ async def make_user(
         s.add(row)
         await s.flush()
         assert row.id is not None
+        if password and second_factor:
+            _PASSWORDS[username] = password
+            secret = _SECRETS[username] = pyotp.random_base32(32)
+            await enrol_confirmed(s, _box(), row.id, secret)
         return MadeUser(id=row.id, username=username, display_name=display_name, role=role, specialty=specialty,
                         hospital=hospital, password=password, family_name=family_name, given_name=given_name,
                         prefix=prefix, rpps=rpps)

@@ -37,6 +37,10 @@ EVENTS: dict[str, AuditEventType] = {
     "patient_record": AuditEventType("110110", "Patient Record"),
     "security_alert": AuditEventType("110113", "Security Alert"),
     "user_authentication": AuditEventType("110114", "User Authentication"),
+    #: An account's role changed, or an account was created or deactivated (rcp.auth.accounts).
+    "security_roles_changed": AuditEventType("110136", "Security Roles Changed"),
+    #: An account's security attributes changed: password, second factor, e-mail, RPPS, names, specialty.
+    "security_attributes_changed": AuditEventType("110137", "Security Attributes Changed"),
 }
 _MEANINGS = {e.code: e.meaning for e in EVENTS.values()}
 

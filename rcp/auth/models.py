@@ -14,7 +14,7 @@ from rcp.db import timestamp
 from rcp.people import PersonName
 
 __all__ = ["ApiToken", "AuditEvent", "AuditForwarding", "LoginSession", "OidcAuthorization", "OidcIdentity",
-           "OidcLogoutToken", "Role", "User"]
+           "OidcLogoutToken", "RecoveryCode", "Role", "TotpCredential", "User"]
 
 
 
@@ -54,6 +54,13 @@ class User(SQLModel, table=True):
     password_hash: str = Field(default="", max_length=200)
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    #: A local sign-in asks for a second factor (rcp.auth.totp) unless an administrator relaxed it for an account
+    #: that never signs; such an account cannot sign (rcp.auth.reauth).
+    second_factor_required: bool = Field(default=True, sa_column=sa.Column(sa.Boolean, nullable=False,
+                                                                           server_default=sa.true()))
+    #: Set by an administrator's password reset: the next sign-in asks for a new password before anything else.
+    must_change_password: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False,
+                                                                          server_default=sa.false()))
 
     def __init__(self, **data: Any) -> None:
         # SQLModel drops unknown keywords silently: a caller still passing the old column would lose the name.
@@ -103,6 +110,33 @@ class LoginSession(SQLModel, table=True):
     oidc_sid: str = Field(default="", max_length=255)
     id_token: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     auth_time: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    #: Until when this session may sign without re-authenticating (rcp.auth.reauth's signing window).
+    signing_until: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+
+
+class TotpCredential(SQLModel, table=True):
+    """An account's authenticator (RFC 6238): its secret encrypted (rcp.auth.totp.SecretBox), active once a first
+    code confirmed it, and the last time step accepted (a code is used once)."""
+
+    __tablename__ = "totp_credentials"
+
+    user_id: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True))
+    secret_enc: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+    confirmed_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
+    last_step: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+
+
+class RecoveryCode(SQLModel, table=True):
+    """One single-use recovery code: its first four characters in clear (to find the row), the code's argon2id hash."""
+
+    __tablename__ = "recovery_codes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True))
+    selector: str = Field(max_length=4)
+    code_hash: str = Field(max_length=200)
+    used_at: datetime | None = Field(default=None, sa_column=timestamp(nullable=True))
 
 
 class ApiToken(SQLModel, table=True):

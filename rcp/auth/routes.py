@@ -13,12 +13,22 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Route
 
 from rcp.auth import audit
+from rcp.auth.login_steps import after_password
 from rcp.auth.models import AuditEvent, User
-from rcp.auth.sessions import COOKIE_NAME, THROTTLED_MESSAGE, LoginRefused, cookie_signer, end_session, login
+from rcp.auth.sessions import (
+    COOKIE_NAME,
+    THROTTLED_MESSAGE,
+    LoginRefused,
+    check_password,
+    cookie_signer,
+    end_session,
+    open_session,
+)
 from rcp.auth.throttle import Throttled, password_throttle
+from rcp.auth.totp import SecondFactorRefused, UnreadableSecret, box_for, check_second_factor, enrolment_state
 from rcp.config import Settings
 from rcp.db import Database
-from rcp.errors import BadRequest, Forbidden, NotAuthenticated
+from rcp.errors import BadRequest, Conflict, Forbidden, NotAuthenticated
 from rcp.http import current_user, json_out, read_json, revoke
 from rcp.i18n import LOCALE_COOKIE, LOCALES, N_
 from rcp.i18n import gettext as _
@@ -38,6 +48,19 @@ class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: Annotated[str, Field(min_length=1, max_length=80)]
     password: Annotated[str, Field(min_length=1, max_length=1000)]
+    #: The second factor (rcp.auth.totp): the authenticator's current code, or one of the recovery codes. Required
+    #: unless an administrator relaxed it for the account; an account not enrolled yet enrols on the sign-in page.
+    code: Annotated[str, Field(max_length=40)] = ""
+
+
+class SecondFactorNeeded(NotAuthenticated):
+    code = "second_factor_required"
+
+
+class SignInIncomplete(Forbidden):
+    """The password is right but a sign-in step is still due in the browser (enrolment, password change)."""
+
+    code = "sign_in_incomplete"
 
 
 class Me(BaseModel):
@@ -171,15 +194,15 @@ async def login_submit(request: Request) -> Response:
         return again(_("This sign-in form has expired; please try again."), 403)
     try:
         async with db.session() as s:
-            _user, row = await login(s, _settings(request), username=username, password=password,
-                                     source=audit.source_of(request), throttle=password_throttle(request.app.state))
+            user = await check_password(s, _settings(request), username=username, password=password,
+                                        source=audit.source_of(request), throttle=password_throttle(request.app.state))
+            # The second factor, its enrolment, a password change: rcp.auth.login_steps.
+            response = await after_password(request, s, user, next_url)
     except LoginRefused as refused:
         # The failed attempt was audited in its own transaction: commit it even though sign-in failed.
         return again(_(refused.message), 401)
     except Throttled as throttled:
         return again(_(THROTTLED_MESSAGE), 429, {"Retry-After": str(throttled.retry_after_s)})
-    response = RedirectResponse(next_url, status_code=303)
-    _set_session_cookie(request, response, row.id)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 
@@ -245,12 +268,26 @@ async def session_login(request: Request) -> Response:
         await _refuse_local_password(request)
         raise Forbidden(LOCAL_PASSWORDS_OFF)
     db: Database = request.app.state.db
+    settings = _settings(request)
     try:
         async with db.session() as s:
-            user, row = await login(s, _settings(request), username=data.username, password=data.password,
-                                    source=audit.source_of(request), throttle=password_throttle(request.app.state))
+            user = await check_password(s, settings, username=data.username, password=data.password,
+                                        source=audit.source_of(request), throttle=password_throttle(request.app.state))
+            how = "password; second factor relaxed"
+            if user.second_factor_required:
+                how = await _api_second_factor(request, s, user, data.code)
+            if user.must_change_password:
+                raise SignInIncomplete("An administrator reset your password: sign in on the sign-in page to "
+                                       "choose a new one.")
+            row = await open_session(s, settings, user, source=audit.source_of(request), how=how)
     except LoginRefused as refused:
         raise NotAuthenticated(refused.message) from None
+    except SecondFactorRefused:
+        raise SecondFactorNeeded("Wrong or already used code: send the code your authenticator shows now (or a "
+                                 "recovery code) as 'code'.") from None
+    except UnreadableSecret:
+        raise Conflict("Your second factor can no longer be read (the service's key changed): ask an "
+                       "administrator to reset it, then enrol again.") from None
     except Throttled as throttled:
         return JSONResponse(throttled.as_json(), status_code=throttled.status,
                             headers={"Retry-After": str(throttled.retry_after_s)})
@@ -259,6 +296,22 @@ async def session_login(request: Request) -> Response:
     response = json_out(_me(CurrentUser.of(user, via="session", session=row), user), status=201)
     _set_session_cookie(request, response, row.id)
     return response
+
+
+async def _api_second_factor(request: Request, session: Any, user: Any, code: str) -> str:
+    """The API sign-in's second factor: what proved it, for the audit trail."""
+    settings = _settings(request)
+    if await enrolment_state(session, user.id) != "active":
+        raise SignInIncomplete("This account has no second factor yet: sign in once on the sign-in page to enrol "
+                               "an authenticator.")
+    if not code:
+        raise SecondFactorNeeded("This account signs in with a second factor: send the code your authenticator "
+                                 "shows (or a recovery code) as 'code'.")
+    proof = await check_second_factor(
+        session, box=box_for(settings), user=user, code=code, at=settings.clock.now(), step_s=settings.totp_step_s,
+        cost=settings.argon2, throttle=password_throttle(request.app.state), conn=request,
+        source=audit.source_of(request), act="login")
+    return f"password and {proof.kind}"
 
 
 async def session_logout(request: Request) -> Response:
@@ -362,7 +415,8 @@ routes: list[BaseRoute] = [
     Route("/settings/locale", set_locale, methods=["POST"], name="set_locale"),
     ApiRoute("/api/session", session_info, method="GET", summary="Who am I (and my CSRF token)", tag="session",
              response=Me),
-    ApiRoute("/api/session", session_login, method="POST", summary="Sign in with a password", tag="session",
+    ApiRoute("/api/session", session_login, method="POST", summary="Sign in with a password and a second factor",
+             tag="session",
              body=Credentials, response=Me, status=201),
     ApiRoute("/api/session", session_logout, method="DELETE", summary="Sign out", tag="session", status=204),
     ApiRoute("/api/users", people, method="GET", summary="People a coordinator can invite", tag="invitations",

@@ -37,9 +37,11 @@ __all__ = [
     "CurrentUser",
     "LoginRefused",
     "SessionBackend",
+    "check_password",
     "create_api_token",
     "end_session",
     "login",
+    "open_session",
     "session_digest",
 ]
 
@@ -157,10 +159,11 @@ def session_digest(session_id: str) -> str:
     return hashlib.sha256(b"rcp.session:" + session_id.encode()).hexdigest()
 
 
-async def login(
+async def check_password(
     session: AsyncSession, settings: Settings, *, username: str, password: str, source: str, throttle: Throttle
-) -> tuple[User, LoginSession]:
-    """Check the password and open a fresh session; every refusal is audited (DCM 110114, or 110113 throttled).
+) -> User:
+    """The account whose password this is (sign-in's first step); every refusal is audited (DCM 110114, or 110113
+    throttled).
 
     The attempt is counted by ``throttle`` before anything is looked up (parallel guesses cannot outrun the count);
     a throttled attempt raises :class:`Throttled` (429, nothing checked). Unknown, deactivated, password-less and
@@ -169,7 +172,7 @@ async def login(
     the thread pool: a flood of sign-ins never stalls the event loop (and the rooms on it).
 
     A refusal commits its audit event before raising: the caller's unit of work rolls back on the exception, and
-    the trace of an attack must not go with it.
+    the trace of an attack must not go with it. The second factor (rcp.auth.totp) is the caller's next step.
     """
     name = username.strip()
     keys = _login_keys(name, source, settings)
@@ -194,17 +197,34 @@ async def login(
     await throttle.refund(address_key)  # the address keeps the count of its failures, not of its sign-ins
     await throttle.succeeded(account_key)
     await throttle.succeeded(pair_key)
-    now = settings.clock.now()
     if needs_rehash(user.password_hash, cost):
         user.password_hash = await run_in_threadpool(hash_password, password, cost)
         session.add(user)
+    return user
+
+
+async def open_session(session: AsyncSession, settings: Settings, user: User, *, source: str,
+                       how: str = "password") -> LoginSession:
+    """A fresh session (new id: no fixation) for ``user``, whose sign-in is complete; audited as a login, ``how``
+    naming the factors ("password and TOTP")."""
     assert user.id is not None
+    now = settings.clock.now()
     row = LoginSession(id=secrets.token_urlsafe(32), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
                        created_at=now, last_seen_at=now, source=source[:64])
     session.add(row)
     await audit.record(session, event="user_authentication", action="E", outcome=0, source=source,
-                       user=CurrentUser.of(user, via="session"), what="login")
-    return user, row
+                       user=CurrentUser.of(user, via="session"), what=f"login ({how})")
+    return row
+
+
+async def login(
+    session: AsyncSession, settings: Settings, *, username: str, password: str, source: str, throttle: Throttle
+) -> tuple[User, LoginSession]:
+    """Password only, then a session: for accounts whose second factor an administrator relaxed (callers check
+    ``User.second_factor_required`` first: rcp.auth.routes)."""
+    user = await check_password(session, settings, username=username, password=password, source=source,
+                                throttle=throttle)
+    return user, await open_session(session, settings, user, source=source)
 
 
 async def end_session(session: AsyncSession, session_id: str) -> None:

@@ -60,13 +60,17 @@ class FieldEdit(BaseModel):
 
 
 class SignRequest(BaseModel):
-    password: str = Field(min_length=1, max_length=200)
+    #: The signer's password and second-factor code (rcp.auth.reauth); both may be left out while the session's
+    #: five-minute signing window is open.
+    password: str = Field(default="", max_length=200)
+    code: str = Field(default="", max_length=40)
     #: The draft revision the signer read (``draft.revision`` of GET decision).
     seen_revision: int = Field(ge=0)
 
 
 class AmendRequest(BaseModel):
-    password: str = Field(min_length=1, max_length=200)
+    password: str = Field(default="", max_length=200)
+    code: str = Field(default="", max_length=40)
     reason: str = Field(min_length=1, max_length=2000)
     replaces: int = Field(ge=1)
     #: The corrected fields (name -> new value, as PUT .../fields/{name} takes them): a signed draft is not
@@ -202,14 +206,15 @@ async def save_field(request: Request) -> Response:
 _Write = Callable[[AsyncSession, store.Confirm], Awaitable[store.StoredVersion]]
 
 
-async def _signing(request: Request, user: Any, case: Case, *, act: str, password: str, write: _Write) -> Response:
+async def _signing(request: Request, user: Any, case: Case, *, act: str, password: str, code: str,
+                   write: _Write) -> Response:
     """The one path of a signature and of an amendment: the caller's own sign-in, then the store's rules (signer,
     staleness, completeness, quorum), then the password, last, so that a refusal after a right password never
     happens; a throttled attempt is a 429 with Retry-After, a refusal by the rules is audited."""
 
     async def confirm() -> None:
-        await reauthenticate(request, user, password, act=f"{act} of case {case.id}", patient_id=case.patient_id,
-                             meeting_id=case.meeting_id)
+        await reauthenticate(request, user, password, code=code, act=f"{act} of case {case.id}",
+                             patient_id=case.patient_id, meeting_id=case.meeting_id)
 
     try:
         _own_sign_in(user)
@@ -241,7 +246,8 @@ async def sign(request: Request) -> Response:
                                 attendees=await _attendees(s, case_id, present), hooks=_signed_hooks(request),
                                 confirm=confirm)
 
-    return await _signing(request, user, case, act="signature", password=body.password, write=write)
+    return await _signing(request, user, case, act="signature", password=body.password, code=body.code,
+                          write=write)
 
 
 async def amend(request: Request) -> Response:
@@ -256,7 +262,8 @@ async def amend(request: Request) -> Response:
                                  replaces_number=body.replaces, changes=body.changes, hooks=_signed_hooks(request),
                                  confirm=confirm)
 
-    return await _signing(request, user, case, act="amendment", password=body.password, write=write)
+    return await _signing(request, user, case, act="amendment", password=body.password, code=body.code,
+                          write=write)
 
 
 def _field_hooks(request: Request) -> list[store.FieldHook]:

@@ -16,7 +16,7 @@ from rcp.clock import SettableClock
 from rcp.config import Settings
 from rcp.db import Database
 from tests.conftest import DEMO_PASSWORD
-from tests.factories import make_clinician, make_meeting, new_rpps, unique
+from tests.factories import credentials, make_clinician, make_meeting, new_rpps, totp_code, unique
 from tests.fixtures.smtp import MailBox, join_link
 from tests.servers import ServerThread
 
@@ -34,12 +34,12 @@ async def test_anonymous_page_redirects_to_login(anonymous: httpx.AsyncClient) -
 
 
 async def test_session_cookie_flags_and_new_id_each_login(anonymous: httpx.AsyncClient) -> None:
-    first = await anonymous.post("/api/session", json={"username": "dr.oncologue", "password": DEMO_PASSWORD})
+    first = await anonymous.post("/api/session", json=credentials("dr.oncologue", DEMO_PASSWORD))
     assert first.status_code == 201
     cookie = first.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax") and "Path=/" in cookie
     async with httpx.AsyncClient(base_url=str(anonymous.base_url)) as other:
-        second = await other.post("/api/session", json={"username": "dr.oncologue", "password": DEMO_PASSWORD})
+        second = await other.post("/api/session", json=credentials("dr.oncologue", DEMO_PASSWORD))
     assert first.cookies["rcp_session"] != second.cookies["rcp_session"]
 
 
@@ -48,8 +48,15 @@ async def test_login_form_with_csrf_then_logout_ends_session(live_server: Server
         page = await http.get("/login")
         token = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
         assert token is not None
-        done = await http.post("/login", data={"username": "secretariat", "password": DEMO_PASSWORD,
-                                               "login_csrf": token.group(1), "next": "/meetings"})
+        password = await http.post("/login", data={"username": "secretariat", "password": DEMO_PASSWORD,
+                                                   "login_csrf": token.group(1), "next": "/meetings"})
+        # The password alone opens no session: the second factor's page comes next.
+        assert password.status_code == 303 and password.headers["location"] == "/login/code"
+        assert "rcp_session" not in http.cookies
+        code_page = await http.get("/login/code")
+        pending = re.search(r'name="pending_csrf" value="([^"]+)"', code_page.text)
+        assert pending is not None
+        done = await http.post("/login/code", data={"pending_csrf": pending.group(1), "code": totp_code("secretariat")})
         assert done.status_code == 303 and done.headers["location"] == "/meetings"
         stolen = http.cookies["rcp_session"]
         meetings = await http.get("/meetings")
@@ -84,9 +91,9 @@ async def test_repeated_failures_make_the_account_wait(anonymous: httpx.AsyncCli
     right password; once it is waited out, the right password signs in (no lock anyone could extend)."""
     user = await make_clinician(db, "surgeon")
     for _ in range(3):
-        bad = await anonymous.post("/api/session", json={"username": user.username, "password": "wrong-password"})
+        bad = await anonymous.post("/api/session", json=credentials(user.username, "wrong-password"))
         assert bad.status_code == 401
-    right = {"username": user.username, "password": user.password}
+    right = credentials(user)
     waiting = await anonymous.post("/api/session", json=right)
     assert waiting.status_code == 429 and waiting.json()["error"] == "too_many_attempts"
     wait_s = int(waiting.headers["Retry-After"])
@@ -96,13 +103,13 @@ async def test_repeated_failures_make_the_account_wait(anonymous: httpx.AsyncCli
         assert any(e.event_code == "110113" and e.what == f"login refused: too many failed attempts for user {user.id}"
                    for e in events)
     clock.advance(wait_s)
-    assert (await anonymous.post("/api/session", json=right)).status_code == 201
+    assert (await anonymous.post("/api/session", json=credentials(user))).status_code == 201
 
 
 async def test_unknown_user_and_wrong_password_say_the_same(anonymous: httpx.AsyncClient, db: Database) -> None:
     user = await make_clinician(db, "gastroenterologist")
-    unknown = await anonymous.post("/api/session", json={"username": unique("nobody"), "password": "x" * 12})
-    wrong = await anonymous.post("/api/session", json={"username": user.username, "password": "x" * 12})
+    unknown = await anonymous.post("/api/session", json=credentials(unique("nobody"), "x" * 12))
+    wrong = await anonymous.post("/api/session", json=credentials(user.username, "x" * 12))
     assert unknown.json()["message"] == wrong.json()["message"]
 
 
@@ -207,7 +214,7 @@ async def test_a_guest_cannot_sign_in_with_a_password(anonymous: httpx.AsyncClie
         guest = await s.get(User, invitation["user_id"])
         assert guest is not None and guest.password_hash == ""
         username = guest.username
-    refused = await anonymous.post("/api/session", json={"username": username, "password": ""})
+    refused = await anonymous.post("/api/session", json=credentials(username, ""))
     assert refused.status_code in {401, 422}
 
 
@@ -241,7 +248,7 @@ async def test_cached_session_is_forgotten_at_logout(settings, db: Database) -> 
     server.start()
     try:
         async with httpx.AsyncClient(base_url=server.url) as http:
-            me = await http.post("/api/session", json={"username": "dr.chirurgien", "password": DEMO_PASSWORD})
+            me = await http.post("/api/session", json=credentials("dr.chirurgien", DEMO_PASSWORD))
             cookie = http.cookies["rcp_session"]
             assert (await http.get("/api/session")).status_code == 200  # now cached
             out = await http.delete("/api/session", headers={"X-CSRF-Token": me.json()["csrf_token"]})

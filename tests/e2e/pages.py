@@ -5,6 +5,7 @@ from __future__ import annotations
 from playwright.async_api import Page, expect
 
 from tests.conftest import DEMO_PASSWORD
+from tests.factories import totp_code
 from tests.fixtures.browser import NewPage
 
 __all__ = ["TIMEOUT_MS", "open_room", "sign_in"]
@@ -19,6 +20,10 @@ async def sign_in(page: Page, base: str, username: str = "secretariat", password
     await expect(page).to_have_url(f"{base}/login?next=/meetings")
     await page.fill("#f-username", username)
     await page.fill("#f-password", password)
+    await page.click("button[type=submit].primary")
+    # The second factor: the code the account's authenticator shows now (tests.factories keeps its secret).
+    await expect(page).to_have_url(f"{base}/login/code")
+    await page.fill("#f-code", totp_code(username))
     await page.click("button[type=submit].primary")
     await expect(page).to_have_url(f"{base}/meetings")
 

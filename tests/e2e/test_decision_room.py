@@ -32,6 +32,7 @@ from rcp.demo import DEMO_PASSWORD
 from rcp.imaging.archive import open_archive
 from rcp.room.decisions import wire_decisions
 from rcp.scheduling.models import Case
+from tests.factories import totp_code
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import demo_service
@@ -177,7 +178,9 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
             return not state["missing"] and state["quorum"]["met"]
 
         await until(complete, "a complete draft", timeout=WAIT_S, interval=0.2)
-        surgeon.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept(DEMO_PASSWORD)))
+        # The page asks for the password, then the authenticator's code (rcp.auth.reauth).
+        answers = iter([lambda: DEMO_PASSWORD, lambda: totp_code("dr.chirurgien")])
+        surgeon.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept(next(answers)())))
         await surgeon.click(sign)
         # Everyone in the room sees it signed (the room's decision.signed event), and nobody gets a sign button.
         for page in pages:

@@ -19,6 +19,7 @@ from rcp.auth.passwords import hash_password
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.scheduling.models import BoardCoordinator, Meeting
+from tests.factories import credentials, give_second_factor, proof
 from tests.fixtures.receivers import FhirServer, MllpListener
 from tests.minutes.seeding import fill, seed
 from tests.servers import ServerThread, until
@@ -48,6 +49,7 @@ async def test_signature_reaches_both_receivers_once_and_correction_follows(
         meeting = await s.get(Meeting, seeded.meeting_id)
         assert meeting is not None
         await s.flush()
+        await give_second_factor(s, coordinator.id or 0, coordinator.username, PASSWORD)
         s.add(BoardCoordinator(board_id=meeting.board_id, user_id=coordinator.id))  # type: ignore[arg-type]
         oncologist = await s.get(User, seeded.oncologist)
         assert oncologist is not None
@@ -59,10 +61,10 @@ async def test_signature_reaches_both_receivers_once_and_correction_follows(
     server.start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as physician:
-            me = (await physician.post("/api/session", json={"username": oncologist_name, "password": PASSWORD})).json()
+            me = (await physician.post("/api/session", json=credentials(oncologist_name, PASSWORD))).json()
             headers = {"X-CSRF-Token": me["csrf_token"]}
             signed = await physician.post(f"/api/cases/{seeded.case_id}/decision/sign", headers=headers,
-                                          json={"password": PASSWORD, "seen_revision": revision})
+                                          json={**proof(oncologist_name, PASSWORD), "seen_revision": revision})
             assert signed.status_code == 201, signed.text
 
             await until(lambda: len(mllp.filed) == 1 and len(fhir.received) >= 1, "the first delivery")
@@ -79,7 +81,7 @@ async def test_signature_reaches_both_receivers_once_and_correction_follows(
 
             # The signed draft is not editable: the correction carries its changes.
             amended = await physician.post(f"/api/cases/{seeded.case_id}/decision/amend", headers=headers,
-                                           json={"password": PASSWORD, "reason": "EFR oubliées", "replaces": 1,
+                                           json={"reason": "EFR oubliées", "replaces": 1,
                                                  "changes": {"comments": "Correction : EFR ajoutées."}})
             assert amended.status_code == 201, amended.text
             await until(lambda: len(mllp.filed) == 2, "the correction over MLLP")
@@ -90,7 +92,7 @@ async def test_signature_reaches_both_receivers_once_and_correction_follows(
             assert replacing[0]["relatesTo"][0]["code"] == "replaces"
 
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as secretary:
-            await secretary.post("/api/session", json={"username": coordinator_name, "password": PASSWORD})
+            await secretary.post("/api/session", json=credentials(coordinator_name, PASSWORD))
             status = await secretary.get(f"/api/epr/cases/{seeded.case_id}/deliveries")
             assert status.status_code == 200
             rows = status.json()

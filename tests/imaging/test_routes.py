@@ -27,7 +27,7 @@ from rcp.imaging.frames import decode_wire
 from rcp.imaging.service import ImagingService
 from rcp.imaging.synthetic import SyntheticPatient
 from rcp.scheduling.models import Case, Patient
-from tests.factories import HOSPITAL, MadeMeeting, MadeUser, make_clinician, make_meeting
+from tests.factories import HOSPITAL, MadeMeeting, MadeUser, credentials, make_clinician, make_meeting
 from tests.fixtures.dicom_data import make_patient, reference_file
 
 
@@ -46,7 +46,7 @@ async def imaging_app(settings: Settings, db: Database) -> AsyncIterator[tuple[A
 
 async def _client(app: Any, user: MadeUser) -> httpx.AsyncClient:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rcp.test", timeout=60)
-    response = await client.post("/api/session", json={"username": user.username, "password": user.password})
+    response = await client.post("/api/session", json=credentials(user.username, user.password))
     assert response.status_code == 201, response.text
     client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return client

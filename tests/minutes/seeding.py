@@ -12,6 +12,7 @@ from rcp.db import Database
 from rcp.imaging.synthetic import SyntheticPatient
 from rcp.minutes import store
 from rcp.scheduling.models import Board, Case, Invitation, Meeting, Patient, PatientIdentifier
+from tests.factories import give_second_factor
 
 STUDY = "1.2.826.0.1.3680043.8.498.77"
 KEY_IMAGE = {"study_uid": STUDY, "series_uid": STUDY + ".1", "sop_uid": STUDY + ".1.1",
@@ -52,6 +53,8 @@ async def seed(db: Database, *, joined: tuple[str, ...] = ("surgeon", "medical_o
         patient.identity_status = "qualified" if ins else "provisional"
         s.add_all([board, patient])
         await s.flush()
+        for user in users.values():  # physicians sign with a second factor (tests.factories.proof)
+            await give_second_factor(s, user.id or 0, user.username)
         assert board.id is not None and patient.id is not None
         meeting = Meeting(board_id=board.id, title="RCP", starts_at=NOW)
         s.add(meeting)

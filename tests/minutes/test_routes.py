@@ -17,12 +17,13 @@ from starlette.middleware import Middleware
 
 from rcp.auth.models import AuditEvent, User
 from rcp.auth.passwords import hash_password
+from rcp.config import Settings
 from rcp.db import Database, migrate
 from rcp.http import error_handlers
 from rcp.minutes import store
 from rcp.minutes.routes import routes
 from rcp.templating import render_error
-from tests.factories import CHEAP_ARGON2
+from tests.factories import CHEAP_ARGON2, SECRET_KEY, TOTP_STEP_S, proof
 from tests.minutes.header_auth import HeaderAuth
 from tests.minutes.seeding import KEY_IMAGE, Seed, seed
 
@@ -43,6 +44,8 @@ async def http(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = Starlette(routes=routes, middleware=[Middleware(HeaderAuth)],
                     exception_handlers=error_handlers(render_error))
     app.state.db = database
+    # The signer's second factor is read with the test apps' key (tests.factories).
+    app.state.settings = Settings(env="test", secret_key=SECRET_KEY, totp_step_s=TOTP_STEP_S, argon2=CHEAP_ARGON2)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rcp.test") as client:
         yield client
 
@@ -53,6 +56,14 @@ async def seeded_case(database: Database) -> Seed:
     async with database.session() as s:
         await s.exec(sa.update(User).where(col(User.id) == seeded.oncologist).values(password_hash=digest))
     return seeded
+
+
+async def signer_proof(database: Database, user_id: int) -> dict[str, str]:
+    """The password and current second-factor code of a seeded physician."""
+    async with database.session() as s:
+        user = await s.get(User, user_id)
+        assert user is not None
+        return proof(user.username, PASSWORD)
 
 
 def as_user(user_id: int) -> dict[str, str]:
@@ -136,19 +147,19 @@ async def test_sign_render_and_amend(http: httpx.AsyncClient, database: Database
     assert wrong.status_code == 403 and wrong.json()["error"] == "reauthentication_failed"
     token = await http.post(f"/api/cases/{case}/decision/sign",
                             headers={**as_user(seeded.oncologist), "X-Test-Via": "token"},
-                            json={"password": PASSWORD, "seen_revision": revision})
+                            json={**await signer_proof(database, seeded.oncologist), "seen_revision": revision})
     assert token.status_code == 403 and token.json()["error"] == "not_allowed_to_sign"
     assert state["signing"] == {"may_sign": True, "reason": ""}
     stale = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
-                            json={"password": PASSWORD, "seen_revision": revision - 1})
+                            json={**await signer_proof(database, seeded.oncologist), "seen_revision": revision - 1})
     assert stale.status_code == 409 and stale.json()["error"] == "stale_draft"
     signed = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
-                             json={"password": PASSWORD, "seen_revision": revision})
+                             json={**await signer_proof(database, seeded.oncologist), "seen_revision": revision})
     assert signed.status_code == 201, signed.text
     version = signed.json()
     assert version["number"] == 1 and version["intact"] is True
     twice = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
-                            json={"password": PASSWORD, "seen_revision": revision})
+                            json={**await signer_proof(database, seeded.oncologist), "seen_revision": revision})
     assert twice.status_code == 409 and twice.json()["error"] == "already_signed"
 
     state = (await http.get(f"/api/cases/{case}/decision", headers=as_user(seeded.surgeon))).json()
@@ -169,7 +180,8 @@ async def test_sign_render_and_amend(http: httpx.AsyncClient, database: Database
     refused = await put(http, seeded.oncologist, case, "comments", "Ajout : EFR.", draft["version"])
     assert refused.status_code == 409 and refused.json()["error"] == "already_signed"
     amended = await http.post(f"/api/cases/{case}/decision/amend", headers=as_user(seeded.oncologist),
-                              json={"password": PASSWORD, "reason": "EFR oubliées", "replaces": 1,
+                              json={**await signer_proof(database, seeded.oncologist), "reason": "EFR oubliées",
+                                    "replaces": 1,
                                     "changes": {"comments": "Ajout : EFR."}})
     assert amended.status_code == 201 and amended.json()["replaces"] == 1
     listed = (await http.get(f"/api/cases/{case}/decision/versions", headers=as_user(seeded.surgeon))).json()

@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.factories import MadeUser
+from tests.factories import MadeUser, credentials
 
 DEMO_PASSWORD = "rcp-demo-2026"
 
 
 async def session_cookie(base_url: str, username: str, password: str = DEMO_PASSWORD) -> str:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        response = await http.post("/api/session", json={"username": username, "password": password})
+        response = await http.post("/api/session", json=credentials(username, password))
         assert response.status_code == 201, response.text
         return f"rcp_session={http.cookies['rcp_session']}"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +27,7 @@ from rcp.room import routes as room_routes
 from rcp.room.connection import RoomConfig
 from rcp.room.live import open_rooms
 from rcp.scheduling.models import Meeting
-from tests.factories import CHEAP_ARGON2
+from tests.factories import CHEAP_ARGON2, SECRET_KEY, TOTP_STEP_S
 from tests.servers import ServerProcess, serve_fd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +49,8 @@ async def demo_service(data_dir: Path, *, imaging_slices: int = 0) -> tuple[Sett
     settings = Settings(
         env="test",
         data_dir=data_dir,
-        secret_key=secrets.token_urlsafe(48),
+        secret_key=SECRET_KEY,  # the factories' (their users' second factors are encrypted with it)
+        totp_step_s=TOTP_STEP_S,
         default_locale="en",
         embedded_worker=False,
         argon2=CHEAP_ARGON2,  # the demo's logins at the test cost
@@ -58,7 +58,7 @@ async def demo_service(data_dir: Path, *, imaging_slices: int = 0) -> tuple[Sett
     migrate(settings.database_url)
     db = Database(settings.database_url)
     try:
-        await load_demo(db, argon2=settings.argon2)
+        await load_demo(db, argon2=settings.argon2, secret_key=settings.secret_key)
         if imaging_slices:
             from rcp.imaging.demo import load_demo_imaging
 
@@ -142,6 +142,7 @@ def main() -> None:
         env="test",
         database_url=args.database_url,
         secret_key=args.secret,
+        totp_step_s=TOTP_STEP_S,
         redis_url=args.redis_url,
         embedded_worker=False,
         default_locale="en",

@@ -30,7 +30,7 @@ from rcp.room.events import (
 from rcp.room.live import Rooms
 from rcp.room.log import MemoryEventLog
 from rcp.room.state import AgendaItem, RoomState, apply, decide, replay
-from tests.factories import MadeUser, make_meeting
+from tests.factories import MadeUser, credentials, make_meeting, proof
 from tests.servers import ServerThread
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -189,7 +189,7 @@ def decision_node(settings: Any, db: Any) -> Iterator[ServerThread]:
 
 async def _login(url: str, user: MadeUser) -> httpx.AsyncClient:
     client = httpx.AsyncClient(base_url=url, timeout=30)
-    response = await client.post("/api/session", json={"username": user.username, "password": user.password})
+    response = await client.post("/api/session", json=credentials(user.username, user.password))
     assert response.status_code == 201, response.text
     client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return client
@@ -233,7 +233,7 @@ async def test_quorum_and_signature_count_who_was_there_for_the_case(decision_no
         assert not state["quorum"]["met"] and state["quorum"]["missing"] == ["radiotherapist"]
         revision = state["draft"]["revision"]
         refused = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
-                                     json={"password": password, "seen_revision": revision})
+                                     json={**proof(people["surgeon"], password), "seen_revision": revision})
         assert refused.status_code == 409 and refused.json()["error"] == "quorum_not_met"
 
         # The radiotherapist comes in while the case is open, then leaves: they took part, the quorum stays met.
@@ -247,7 +247,7 @@ async def test_quorum_and_signature_count_who_was_there_for_the_case(decision_no
         assert secretary["signing"]["may_sign"] is False  # a board secretary never signs
 
         signed = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
-                                    json={"password": password, "seen_revision": revision})
+                                    json={**proof(people["surgeon"], password), "seen_revision": revision})
         assert signed.status_code == 201, signed.text
         [content] = (await surgeon.get(f"/api/cases/{case_id}/decision/versions")).json()
         attendees = {a["specialty"] for a in content["content"]["attendees"]}

@@ -10,7 +10,7 @@ import pytest
 
 from rcp.db import Database, migrate
 from rcp.demo import load_demo
-from tests.factories import CHEAP_ARGON2
+from tests.factories import CHEAP_ARGON2, SECRET_KEY
 from tests.fixtures.postgres import create_database, drop_database
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import NodeProcess, scheduled_meeting_id
@@ -26,7 +26,7 @@ def cluster() -> Iterator[tuple[NodeProcess, NodeProcess, str]]:
     try:
         migrate(url)
         asyncio.run(_demo(url))
-        secret = secrets.token_urlsafe(48)
+        secret = SECRET_KEY  # the factories' (the demo users' second factor is encrypted with it)
         prefix = f"test-{secrets.token_hex(4)}:"
         for node in ("node-a", "node-b"):
             nodes.append(
@@ -50,7 +50,7 @@ def cluster() -> Iterator[tuple[NodeProcess, NodeProcess, str]]:
 async def _demo(url: str) -> None:
     db = Database(url)
     try:
-        await load_demo(db, argon2=CHEAP_ARGON2)
+        await load_demo(db, argon2=CHEAP_ARGON2, secret_key=SECRET_KEY)
     finally:
         await db.close()
 
@@ -137,7 +137,7 @@ async def test_participants_of_a_crashed_node_are_shown_gone() -> None:
     try:
         migrate(url)
         await _demo(url)
-        secret, prefix = secrets.token_urlsafe(48), f"test-{secrets.token_hex(4)}:"
+        secret, prefix = SECRET_KEY, f"test-{secrets.token_hex(4)}:"
         nodes = [
             NodeProcess(
                 database_url=url, secret=secret, redis_url="redis://127.0.0.1:6379/0", prefix=prefix, node=n

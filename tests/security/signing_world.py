@@ -23,7 +23,7 @@ from rcp.scheduling.models import (
     PatientIdentifier,
 )
 from tests.conftest import Client, sign_in
-from tests.factories import CHEAP_ARGON2
+from tests.factories import CHEAP_ARGON2, give_second_factor, totp_code
 from tests.room.client import RoomClient
 
 __all__ = ["PASSWORD", "PHYSICIANS", "World", "discuss_case", "make_world", "sign_decision"]
@@ -92,6 +92,9 @@ async def make_world(db: Database, base_url: str, *, cases: int = 1) -> World:
                               given_name="Test", prefix="Dr", role=Role.clinician,
                               specialty=key, password_hash=digest)
         s.add_all(users.values())
+        await s.flush()
+        for user in users.values():
+            await give_second_factor(s, user.id or 0, user.username, PASSWORD)
         board = Board(name=f"RCP attaque {tag}", tumour_site="thoracic",
                       required_specialties=["surgeon", "medical_oncologist", "radiotherapist"])
         s.add(board)
@@ -130,9 +133,14 @@ async def discuss_case(world: World, case_id: int, who: tuple[str, ...] = PHYSIC
     await world.open_case(case_id)
 
 
-async def sign_decision(world: World, key: str, case_id: int, password: str = PASSWORD, revision: int | None = None) -> Any:
+async def sign_decision(world: World, key: str, case_id: int, password: str = PASSWORD, revision: int | None = None,
+                        code: str | None = None) -> Any:
+    """Sign as ``key`` with ``password`` and its current second-factor code (a guessed password goes with a code
+    that is not the account's: it is refused before the code matters)."""
     client = await world.client(key)
     if revision is None:
         revision = (await client.get(f"/api/cases/{case_id}/decision")).json()["draft"]["revision"]
+    if code is None:
+        code = totp_code(world.users[key][1]) if password == PASSWORD else "000000"
     return await client.post(f"/api/cases/{case_id}/decision/sign",
-                             json={"password": password, "seen_revision": revision})
+                             json={"password": password, "code": code, "seen_revision": revision})

@@ -67,7 +67,7 @@ async def own_service(settings: Settings, tmp_path: Path) -> AsyncIterator[Serve
     database = Database(url)
     from rcp.demo import load_demo
 
-    await load_demo(database, argon2=CHEAP_ARGON2)
+    await load_demo(database, argon2=CHEAP_ARGON2, secret_key=settings.secret_key)
     own = dataclasses.replace(settings, data_dir=tmp_path, database_url=url, embedded_worker=False)
     try:
         with ServerThread(create_app(own)) as server:

@@ -26,7 +26,7 @@ from rcp.config import SECRET_KEY_FILE, Settings, SettingsError
 from rcp.db import Database
 from rcp.scheduling.models import Invitation, Meeting
 from tests.conftest import DEMO_PASSWORD
-from tests.factories import make_meeting
+from tests.factories import credentials, make_meeting
 from tests.room.node import demo_service
 from tests.servers import ServerThread
 
@@ -87,7 +87,7 @@ async def test_no_referrer_and_media_only_in_the_room(login: Any, anonymous: htt
 
 async def test_session_cookie_ends_with_the_browser(live_server: ServerThread) -> None:
     async with httpx.AsyncClient(base_url=live_server.url) as http:
-        response = await http.post("/api/session", json={"username": "secretariat", "password": DEMO_PASSWORD})
+        response = await http.post("/api/session", json=credentials("secretariat", DEMO_PASSWORD))
     assert response.status_code == 201
     cookie = _session_cookie(response).lower()
     assert "max-age" not in cookie and "expires" not in cookie, cookie
@@ -112,7 +112,7 @@ async def tls_service(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
 async def test_tls_means_hsts_and_secure_cookies(tls_service: tuple[ServerThread, Database]) -> None:
     server, _db = tls_service
     async with httpx.AsyncClient(base_url=server.url) as http:
-        response = await http.post("/api/session", json={"username": "secretariat", "password": DEMO_PASSWORD})
+        response = await http.post("/api/session", json=credentials("secretariat", DEMO_PASSWORD))
         assert response.status_code == 201
         assert "; secure" in _session_cookie(response).lower()
         assert response.headers["strict-transport-security"].startswith("max-age=")
@@ -123,7 +123,7 @@ async def test_tls_means_hsts_and_secure_cookies(tls_service: tuple[ServerThread
 async def test_frames_are_not_kept_on_disk(tls_service: tuple[ServerThread, Database]) -> None:
     server, _db = tls_service
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-        signed = await http.post("/api/session", json={"username": "dr.radiologue", "password": DEMO_PASSWORD})
+        signed = await http.post("/api/session", json=credentials("dr.radiologue", DEMO_PASSWORD))
         assert signed.status_code == 201, signed.text
         # The cookie is Secure and this loopback is plain http: send it by hand, as the TLS proxy would pass it.
         http.cookies.clear()

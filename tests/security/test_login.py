@@ -34,7 +34,7 @@ from rcp.auth.models import AuditEvent, Role
 from rcp.clock import SettableClock
 from rcp.config import Settings
 from rcp.db import Database, migrate
-from tests.factories import make_clinician, make_user, unique
+from tests.factories import credentials, make_clinician, make_user, unique
 from tests.servers import ServerThread, until
 
 WRONG = "not-her-password-2026"
@@ -56,9 +56,11 @@ async def service(settings: Settings, **changes: Any) -> AsyncIterator[tuple[htt
             yield http, clock
 
 
-async def _attempt(http: httpx.AsyncClient, username: str, password: str, *, address: str = "") -> httpx.Response:
+async def _attempt(http: httpx.AsyncClient, username: str, password: str, *, address: str = "",
+                   clock: SettableClock | None = None) -> httpx.Response:
+    """A sign-in with the current second-factor code (read from ``clock``, the app's, when it was moved)."""
     headers = {"X-Forwarded-For": address} if address else {}
-    return await http.post("/api/session", json={"username": username, "password": password}, headers=headers)
+    return await http.post("/api/session", json=credentials(username, password, clock=clock), headers=headers)
 
 
 async def _failures(db: Database, since: int) -> list[AuditEvent]:
@@ -99,7 +101,7 @@ async def test_guesses_cannot_lock_a_physician_out(settings: Settings, db: Datab
             answer = await _attempt(http, physician.username, WRONG, address="203.0.113.66")
             assert answer.status_code == 401, answer.text
         since = await _last_audit_id(db)
-        mine = await _attempt(http, physician.username, physician.password, address="10.20.30.40")
+        mine = await _attempt(http, physician.username, physician.password, address="10.20.30.40", clock=clock)
         assert mine.status_code == 201, f"the physician is locked out by someone else's guesses: {mine.text}"
     async with db.session() as s:
         login = (await s.exec(select(AuditEvent).where(col(AuditEvent.id) > since,

@@ -15,6 +15,7 @@ import asyncio
 import io
 import secrets
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -31,7 +32,8 @@ from rcp.scheduling.models import (
     Invitation,
     JoinLink,
 )
-from tests.factories import CHEAP_ARGON2
+from tests.conftest import sign_in
+from tests.factories import CHEAP_ARGON2, proof
 from tests.room.client import RoomClient
 from tests.security.signing_world import PASSWORD, World, discuss_case, make_world, sign_decision
 
@@ -196,11 +198,13 @@ async def test_a_signed_draft_is_not_editable_only_amended(world: World) -> None
     coordinator = await world.client("coordinator")
     not_a_physician = await coordinator.post(
         f"/api/cases/{case_id}/decision/amend",
-        json={"password": PASSWORD, "reason": "coquille", "replaces": 1, "changes": {"comments": "Par la secrétaire."}})
+        json={**proof(world.users["coordinator"][1], PASSWORD), "reason": "coquille", "replaces": 1,
+              "changes": {"comments": "Par la secrétaire."}})
     assert not_a_physician.status_code == 403, not_a_physician.text
     amended = await client.post(
         f"/api/cases/{case_id}/decision/amend",
-        json={"password": PASSWORD, "reason": "EFR à ajouter", "replaces": 1, "changes": {"comments": "EFR."}})
+        json={**proof(world.users["medical_oncologist"][1], PASSWORD), "reason": "EFR à ajouter", "replaces": 1,
+              "changes": {"comments": "EFR."}})
     assert amended.status_code == 201, amended.text
     assert amended.json()["signer"]["user_id"] == world.id("medical_oncologist")
     listed = await _versions(world, case_id)
@@ -235,7 +239,8 @@ async def test_wrong_passwords_are_throttled_with_growing_delays_and_audited(wor
     throttled = [a for a in answers if a.status_code == 429]
     assert all(int(a.headers["Retry-After"]) >= 1 for a in throttled)
     # While throttled even the right password is not checked (so guessing in a burst gains nothing).
-    blocked = await sign_decision(world, "surgeon", case_id, PASSWORD, revision=revision)
+    # (A code that is not the account's: taking a fresh one may wait for the next time step, and so the throttle.)
+    blocked = await sign_decision(world, "surgeon", case_id, PASSWORD, revision=revision, code="000000")
     assert blocked.status_code == 429
     assert await _versions(world, case_id) == []
     # Every refusal is in the audit trail, with who and which case.
@@ -249,7 +254,7 @@ async def test_wrong_passwords_are_throttled_with_growing_delays_and_audited(wor
     clock.advance(first_wait + 0.2)
     again = await sign_decision(world, "surgeon", case_id, "guess-again", revision=revision)
     assert again.status_code == 403
-    longer = await sign_decision(world, "surgeon", case_id, PASSWORD, revision=revision)
+    longer = await sign_decision(world, "surgeon", case_id, PASSWORD, revision=revision, code="000000")
     assert longer.status_code == 429 and int(longer.headers["Retry-After"]) > first_wait
 
 
@@ -261,3 +266,66 @@ async def test_parallel_guesses_do_not_slip_past_the_throttle(world: World) -> N
                                      for i in range(12)))
     checked = [a for a in answers if a.status_code == 403]
     assert len(checked) <= 3, [a.status_code for a in answers]
+
+
+# -- issue 17: the second factor, and the five-minute signing window ------------------------------------------
+
+
+async def test_a_signature_needs_the_second_factor_then_opens_a_five_minute_window(
+        world: World, db: Database, clock: SettableClock) -> None:
+    first, second = world.cases
+    await discuss_case(world, first)
+    revision = await _fill(world, first, responsible={"name": "Dr S", "user_id": world.id("surgeon")})
+    surgeon = await world.client("surgeon")
+    url = f"/api/cases/{first}/decision/sign"
+    # Nothing sent: nothing checked, the page is told to ask (and no failure is counted).
+    asked = await surgeon.post(url, json={"seen_revision": revision})
+    assert asked.status_code == 403 and asked.json()["error"] == "reauthentication_required"
+    # The right password without the second factor: refused like a wrong password.
+    no_code = await surgeon.post(url, json={"password": PASSWORD, "seen_revision": revision})
+    assert no_code.status_code == 403 and no_code.json()["error"] == "reauthentication_failed"
+    wrong_code = await surgeon.post(url, json={"password": PASSWORD, "code": "000000", "seen_revision": revision})
+    assert wrong_code.status_code == 403 and wrong_code.json()["error"] == "reauthentication_failed"
+    assert await _versions(world, first) == []
+    assert any("wrong second-factor code" in e.what for e in await _audit(db, world.id("surgeon"), first))
+
+    assert (await sign_decision(world, "surgeon", first, revision=revision)).status_code == 201
+    # Within five minutes the same session signs the next fiche without a new code ...
+    await world.open_case(second)
+    revision = await _fill(world, second, responsible={"name": "Dr S", "user_id": world.id("surgeon")})
+    clock.advance(timedelta(minutes=4))
+    within = await surgeon.post(f"/api/cases/{second}/decision/sign", json={"seen_revision": revision})
+    assert within.status_code == 201, within.text
+    # ... but another session of the same physician has no window of its own.
+    other = await sign_in(world.base_url, world.users["surgeon"][1], PASSWORD)
+    try:
+        elsewhere = await other.post(f"/api/cases/{first}/decision/amend",
+                                     json={"reason": "r", "replaces": 1, "changes": {"comments": "Ailleurs."}})
+        assert elsewhere.status_code == 403 and elsewhere.json()["error"] == "reauthentication_required"
+    finally:
+        await other.http.aclose()
+    # Five minutes after the proof the window is closed: the next act asks again.
+    clock.advance(timedelta(minutes=1, seconds=1))
+    amend = {"reason": "EFR", "replaces": 1, "changes": {"comments": "EFR."}}
+    late = await surgeon.post(f"/api/cases/{first}/decision/amend", json=amend)
+    assert late.status_code == 403 and late.json()["error"] == "reauthentication_required"
+    again = await surgeon.post(f"/api/cases/{first}/decision/amend",
+                               json={**amend, **proof(world.users["surgeon"][1], PASSWORD)})
+    assert again.status_code == 201, again.text
+
+
+async def test_an_account_without_second_factor_never_signs(world: World, db: Database) -> None:
+    """An administrator relaxed the second factor of an account (it never signs): the right password is not
+    enough, with or without a code."""
+    case_id = world.cases[0]
+    await discuss_case(world, case_id)
+    revision = await _fill(world, case_id, responsible={"name": "Dr S", "user_id": world.id("surgeon")})
+    async with db.session() as s:
+        row = await s.get(User, world.id("surgeon"))
+        assert row is not None
+        row.second_factor_required = False
+        s.add(row)
+    refused = await sign_decision(world, "surgeon", case_id, revision=revision)
+    assert refused.status_code == 403 and refused.json()["error"] == "reauthentication_failed"
+    assert await _versions(world, case_id) == []
+    assert any("does not sign" in e.what for e in await _audit(db, world.id("surgeon"), case_id))

@@ -28,7 +28,7 @@ from rcp.config import Settings
 from rcp.db import Database, migrate
 from rcp.room.connection import RoomConfig
 from rcp.scheduling.models import BoardCoordinator
-from tests.factories import MadeMeeting, MadeUser, make_meeting, make_user
+from tests.factories import MadeMeeting, MadeUser, credentials, make_meeting, make_user
 from tests.fixtures.postgres import create_database, drop_database
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import NodeProcess, room_app
@@ -117,7 +117,7 @@ async def thrown_out(server: Service, meeting_id: int, chair: Seat | None, victi
 
 async def signed_in(base_url: str, user: MadeUser) -> httpx.AsyncClient:
     http = httpx.AsyncClient(base_url=base_url, timeout=30)
-    made = await http.post("/api/session", json={"username": user.username, "password": user.password})
+    made = await http.post("/api/session", json=credentials(user.username, user.password))
     assert made.status_code == 201, made.text
     http.headers["X-CSRF-Token"] = made.json()["csrf_token"]
     return http

@@ -33,6 +33,7 @@ from rcp.db import Database, migrate
 from rcp.minutes.models import DecisionVersion
 from rcp.scheduling.models import Case, Patient, PatientIdentifier
 from tests.conftest import DEMO_PASSWORD
+from tests.factories import credentials
 from tests.fixtures.smtp import join_link
 from tests.minutes.seeding import seed
 from tests.room.client import RoomClient
@@ -128,6 +129,7 @@ async def logged_service(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
     log = data_dir / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCP_")} | {
         "RCP_ENV": "test", "RCP_DATA_DIR": str(data_dir), "RCP_SECRET_KEY": settings.secret_key,
+        "RCP_TOTP_STEP_S": str(settings.totp_step_s),
         "RCP_DEFAULT_LOCALE": "en", "RCP_EMBEDDED_WORKER": "true",
         "RCP_SMTP_URL": (data_dir / "mail").as_uri()}  # guests' join links as .eml files
     # ServerProcess appends --fd=N; the shell sends both streams to the file and execs the service.
@@ -137,7 +139,7 @@ async def logged_service(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
 
 
 async def _sign_in(http: httpx.AsyncClient, username: str, seen: set[str]) -> dict[str, Any]:
-    response = await http.post("/api/session", json={"username": username, "password": DEMO_PASSWORD})
+    response = await http.post("/api/session", json=credentials(username, DEMO_PASSWORD))
     assert response.status_code == 201, response.text
     me: dict[str, Any] = response.json()
     seen.update({me["csrf_token"], http.cookies["rcp_session"]})

@@ -23,6 +23,7 @@ const S = Object.assign({
   short_by: '%(count)s more specialty needed', yes: 'Yes', no: 'No', unset: 'Not stated', saving: 'Saving…', saved: 'Saved',
   conflict: 'Someone else changed this field while you were typing.', theirs: 'Their text', mine: 'Your text',
   keep_theirs: 'Keep theirs', use_mine: 'Use mine', sign: 'Sign the decision', password: 'Your password',
+  code: 'The code of your authenticator app',
   signed: 'Signed, version %(number)s', missing: 'Still missing', quorum: 'Quorum', changed_by_other:
   'Updated by another participant.', surgery: 'Surgery', systemic_therapy: 'Systemic therapy',
   radiotherapy: 'Radiotherapy', combined: 'Combined treatment', surveillance: 'Surveillance',
@@ -336,10 +337,21 @@ class DecisionForm {
 
   async sign() {
     await Promise.all([...this.fields.values()].map((f) => f.save()));
-    const password = window.prompt([...(this.gaps || []), S.password].join('\n\n'));
-    if (!password) return;
+    // Within the session's five-minute signing window the server asks for nothing; otherwise it answers
+    // 'reauthentication_required' and the signer gives the password and the authenticator's code (rcp.auth.reauth).
+    const url = `/api/cases/${this.caseId}/decision/sign`;
     try {
-      await api('POST', `/api/cases/${this.caseId}/decision/sign`, { password, seen_revision: this.revision });
+      try {
+        await api('POST', url, { seen_revision: this.revision });
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.code !== 'reauthentication_required') throw error;
+        // The prompt names the proposal's treatment gaps first (the server refuses them at signature).
+        const password = window.prompt([...(this.gaps || []), S.password].join('\n\n'));
+        if (!password) return;
+        const code = window.prompt(S.code);
+        if (!code) return;
+        await api('POST', url, { password, code, seen_revision: this.revision });
+      }
     } catch (error) {
       toast(error.message, 'error', 8000);
     }

@@ -1,0 +1,56 @@
+"""Second factor of local accounts (RFC 6238 TOTP, recovery codes), the signing window, and password resets.
+
+Existing accounts get ``second_factor_required`` true: they enrol an authenticator at their next sign-in (issue
+17: required by default for every local account).
+
+Revision ID: 0012_second_factor
+Revises: 0011_patient_identity
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from alembic import op
+
+revision = "0012_second_factor"
+down_revision = "0011_patient_identity"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("second_factor_required", sa.Boolean, nullable=False, server_default=sa.true()))
+        batch.add_column(sa.Column("must_change_password", sa.Boolean, nullable=False, server_default=sa.false()))
+    with op.batch_alter_table("login_sessions") as batch:
+        batch.add_column(sa.Column("signing_until", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "totp_credentials",
+        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("secret_enc", sa.String(200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_step", sa.BigInteger, nullable=False, server_default="0"),
+    )
+    op.create_table(
+        "recovery_codes",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("selector", sa.String(4), nullable=False),
+        sa.Column("code_hash", sa.String(200), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index("ix_recovery_codes_user_id", "recovery_codes", ["user_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_recovery_codes_user_id", table_name="recovery_codes")
+    op.drop_table("recovery_codes")
+    op.drop_table("totp_credentials")
+    with op.batch_alter_table("login_sessions") as batch:
+        batch.drop_column("signing_until")
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("must_change_password")
+        batch.drop_column("second_factor_required")
