@@ -63,7 +63,6 @@ WRONG_CODE = N_("Wrong or already used code: enter the code your authenticator s
 THROTTLED_CODE = N_("Too many wrong codes: wait a moment, then try again.")
 UNREADABLE = N_("Your second factor can no longer be read (the service's key changed): ask an administrator to "
                 "reset it, then enrol again.")
-EXPIRED = N_("This sign-in has expired; please sign in again.")
 
 
 @dataclass(frozen=True)
