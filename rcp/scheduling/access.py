@@ -57,6 +57,7 @@ find patient           yes    yes          -          -        -
 register patient       yes    yes          -          yes      -
 list people            yes    yes          -          -        -
 view audit             yes    -            -          -        -
+manage accounts        yes    -            -          -        -
 =====================  =====  ===========  =========  =======  =====
 
 The routes anonymous callers reach are :data:`PUBLIC_ROUTES`: signing in (a password, a join link, or the round trip
@@ -67,6 +68,9 @@ and the OpenAPI document (and static files). Each checks its own credential; non
 "find patient" is the look-up of a registered patient outside one's meetings, by an exact identifier *with* its
 assigning authority (an IPP and its hospital, or the INS); it is audited, and the patient found may then be put on
 the caller's agenda. A name, or a bare identifier, searches only the patients of the caller's meetings.
+"manage accounts" is the account administration pages (rcp.auth.accounts): create, deactivate, set role,
+specialty, RPPS, e-mail and names, reset a password or a second factor. Changing one's own password (with the
+current one) is any signed-in account's own business, not an action of this table.
 
 The room's commands (:data:`ROOM_COMMANDS`): entering the room is ``view meeting``; moving the room to another
 case (or closing the current one) and handing the floor over are ``chair room``; the others (floor requests, the shared view, marks, pointer,
@@ -161,6 +165,7 @@ class Action(StrEnum):
     register_patient = "register patient"
     list_people = "list people"
     view_audit = "view audit"
+    manage_accounts = "manage accounts"
 
 
 class Standing(StrEnum):
@@ -200,6 +205,7 @@ ROLE_RULES: dict[Action, frozenset[str]] = {
     Action.register_patient: frozenset({Role.admin, Role.coordinator, Role.service}),
     Action.list_people: frozenset({Role.admin, Role.coordinator}),
     Action.view_audit: frozenset({Role.admin}),
+    Action.manage_accounts: frozenset({Role.admin}),
 }
 
 #: Routes anonymous callers reach (see the module docstring); ``tests/security/test_matrix.py`` checks the list.
@@ -248,6 +254,7 @@ _FORBIDDEN: dict[Action, str] = {
     Action.register_patient: "Only coordinators register patients.",
     Action.list_people: "Only coordinators look up people to invite.",
     Action.view_audit: "Only administrators read the audit trail.",
+    Action.manage_accounts: "Only administrators manage accounts.",
 }
 
 

@@ -21,7 +21,15 @@ from rcp.config import Settings
 from rcp.db import Database
 from rcp.scheduling.models import Case, MeetingStatus
 from tests.conftest import DEMO_PASSWORD, Client
-from tests.factories import CHEAP_ARGON2, HOSPITAL, MadeCase, MadeMeeting, make_invitation, make_meeting
+from tests.factories import (
+    CHEAP_ARGON2,
+    HOSPITAL,
+    MadeCase,
+    MadeMeeting,
+    give_second_factor,
+    make_invitation,
+    make_meeting,
+)
 from tests.fixtures.dicom_data import make_patient, small_ct
 from tests.servers import ServerThread
 
@@ -36,8 +44,11 @@ async def new_user(db: Database, role: str = Role.coordinator, specialty: str = 
     """A fresh account with the demo password; its user name is returned."""
     username = f"t13-{role}-{secrets.token_hex(4)}"
     async with db.session() as s:
-        s.add(User(username=username, family_name=username, given_name="Test", role=role, specialty=specialty,
-                   hospital="CHU-TEST", password_hash=hash_password(DEMO_PASSWORD, CHEAP_ARGON2)))
+        row = User(username=username, family_name=username, given_name="Test", role=role, specialty=specialty,
+                   hospital="CHU-TEST", password_hash=hash_password(DEMO_PASSWORD, CHEAP_ARGON2))
+        s.add(row)
+        await s.flush()
+        await give_second_factor(s, row.id or 0, username, DEMO_PASSWORD)
     return username
 
 

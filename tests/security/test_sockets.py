@@ -28,7 +28,7 @@ from rcp.config import Settings
 from rcp.db import Database, migrate
 from rcp.room.connection import RoomConfig
 from rcp.scheduling.models import BoardCoordinator
-from tests.factories import MadeMeeting, MadeUser, credentials, make_meeting, make_user
+from tests.factories import SECRET_KEY, MadeMeeting, MadeUser, credentials, make_meeting, make_user
 from tests.fixtures.postgres import create_database, drop_database
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import NodeProcess, room_app
@@ -303,7 +303,7 @@ def cluster() -> Iterator[tuple[NodeProcess, NodeProcess, str]]:
     nodes: list[NodeProcess] = []
     try:
         migrate(url)
-        secret = secrets.token_urlsafe(48)
+        secret = SECRET_KEY  # the factories encrypt their users' second factor with it
         prefix = f"test-{secrets.token_hex(4)}:"
         for node in ("node-a", "node-b"):
             nodes.append(NodeProcess(database_url=url, secret=secret, redis_url="redis://127.0.0.1:6379/0",
