@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from media.plane import open_media_plane
 from rcp import __version__
-from rcp.auth import audit, login_steps, sso
+from rcp.auth import accounts, audit, login_steps, sso
 from rcp.auth import routes as auth_routes
 from rcp.auth import trail as audit_trail
 from rcp.auth.sessions import SessionBackend
@@ -103,6 +103,7 @@ def build_routes() -> list[BaseRoute]:
         *auth_routes.routes,
         *sso.routes,
         *login_steps.routes,
+        *accounts.routes,
         *audit_trail.routes,
         *scheduling_api.routes,
         *scheduling_pages.routes,

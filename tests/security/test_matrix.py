@@ -226,6 +226,19 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/auth/oidc/{provider}/callback", "GET"): public(),
     ("/auth/oidc/{provider}/backchannel-logout", "POST"): public(_form({"logout_token": "not-a-token"})),
     ("/api/session", "POST"): public(_json({"username": "nobody", "password": "x"})),
+    # Account administration (rcp.auth.accounts): administrators only; a fresh account for each request.
+    ("/admin/users", "GET"): role(Action.manage_accounts),
+    ("/admin/users/new", "GET"): role(Action.manage_accounts),
+    ("/admin/users/new", "POST"): role(Action.manage_accounts, _form({"username": "", "role": "clinician"})),
+    ("/admin/users/{user_id:int}", "GET"): Rule("role", Action.manage_accounts, fresh="user_id"),
+    ("/admin/users/{user_id:int}", "POST"): Rule("role", Action.manage_accounts, fresh="user_id",
+                                                 body=_form({"display_name": "", "role": "clinician"})),
+    ("/admin/users/{user_id:int}/password", "POST"): Rule("role", Action.manage_accounts, fresh="user_id"),
+    ("/admin/users/{user_id:int}/second-factor", "POST"): Rule("role", Action.manage_accounts, fresh="user_id"),
+    # One's own password: any signed-in account (a too-short new password is refused before the current one).
+    ("/account/password", "GET"): signed(),
+    ("/account/password", "POST"): signed(_form({"current_password": "x", "new_password": "short",
+                                                 "new_password2": "short"})),
     ("/api/session", "GET"): signed(),
     ("/logout", "POST"): signed(ends_session=True),
     ("/api/session", "DELETE"): signed(ends_session=True),
@@ -573,6 +586,8 @@ async def _call(world: World, client: Client, method: str, path: str, rule: Rule
         fresh["invitation_id"] = await world.fresh_invitation(obj)
     elif rule.fresh == "case_id":
         fresh["case_id"] = await world.fresh_case(obj)
+    elif rule.fresh == "user_id":
+        fresh["user_id"] = (await make_clinician(world.db, "surgeon")).id
     url = concrete(path, world.targets[obj], fresh)
     if method == "WS":
         return await _socket_status(world, client, url), ""
