@@ -37,8 +37,8 @@ from rcp.auth.passwords import Argon2Cost, hash_password
 from rcp.auth.totp import SecretBox, code_at, enrol_confirmed
 from rcp.clock import Clock, SystemClock
 from rcp.db import Database
-from rcp.people import PersonName, rpps_check_digit
 from rcp.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, DEMO_USERS
+from rcp.people import PersonName, rpps_check_digit
 from rcp.scheduling.models import (
     Board,
     BoardCoordinator,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlmodel import col, delete, func, select
@@ -40,10 +40,11 @@ from rcp.auth.passwords import hash_password, verify_password
 from rcp.auth.throttle import Throttled, password_throttle
 from rcp.auth.totp import reset_second_factor
 from rcp.config import Settings
-from rcp.errors import Conflict, NotFound
+from rcp.errors import Conflict, Invalid, NotFound
 from rcp.http import current_user, path_int, revoke
 from rcp.i18n import N_
 from rcp.i18n import gettext as _
+from rcp.people import PersonName, check_rpps
 from rcp.templating import render
 
 __all__ = ["routes", "temporary_password"]
@@ -81,7 +82,10 @@ class AccountForm:
     """What the create/edit form sends, checked field by field (errors: field -> untranslated message)."""
 
     username: str
-    display_name: str
+    family_name: str
+    given_name: str
+    prefix: str
+    rpps: str
     role: str
     specialty: str
     hospital: str
@@ -93,10 +97,24 @@ class AccountForm:
     def read(cls, form: Any) -> AccountForm:
         def text(name: str, limit: int) -> str:
             return str(form.get(name, "")).strip()[:limit]
-        return cls(username=text("username", 80).lower(), display_name=text("display_name", 200),
+        return cls(username=text("username", 80).lower(), family_name=text("family_name", 100),
+                   given_name=text("given_name", 100), prefix=text("prefix", 10), rpps=text("rpps", 20),
                    role=text("role", 20), specialty=text("specialty", 40), hospital=text("hospital", 200),
                    email=text("email", 200), active=form.get("active") == "on",
                    second_factor_required=form.get("second_factor_required") == "on")
+
+    def checked(self) -> AccountForm:
+        """The name parts tidied (``rcp.people``: "Docteur" → "Dr") and the RPPS without spaces, when valid."""
+        try:
+            name = PersonName.of(family=self.family_name, given=self.given_name, prefix=self.prefix)
+            family, given, prefix = name.family, name.given, name.prefix
+        except Invalid:
+            family, given, prefix = self.family_name, self.given_name, self.prefix
+        try:
+            rpps = check_rpps(self.rpps)
+        except Invalid:
+            rpps = self.rpps
+        return replace(self, family_name=family, given_name=given, prefix=prefix, rpps=rpps)
 
     def errors(self, *, new: bool) -> dict[str, str]:
         from rcp.scheduling.specialties import SPECIALTIES
@@ -104,8 +122,16 @@ class AccountForm:
         found: dict[str, str] = {}
         if new and not _USERNAME.fullmatch(self.username):
             found["username"] = N_("2 to 80 characters: lower-case letters, digits, dot, dash, underscore.")
-        if not self.display_name:
-            found["display_name"] = N_("Enter the name shown to others.")
+        # A person is named in parts (rcp.people); a service account may go by its user name alone.
+        if self.family_name or self.given_name or self.role != Role.service:
+            try:
+                PersonName.of(family=self.family_name, given=self.given_name, prefix=self.prefix)
+            except Invalid as exc:
+                found.update(exc.fields)
+        try:
+            check_rpps(self.rpps)
+        except Invalid as exc:
+            found.update(exc.fields)
         if self.role not in ROLES:
             found["role"] = N_("Choose a role.")
         if self.specialty and self.specialty not in {s.key for s in SPECIALTIES}:
@@ -151,8 +177,8 @@ def _form_page(request: Request, *, account: User | None, form: AccountForm | No
                status: int = 200, notice: str = "", enrolled: bool = False) -> Response:
     from rcp.scheduling.specialties import SPECIALTIES
 
-    fields = ("username", "display_name", "role", "specialty", "hospital", "email", "active",
-              "second_factor_required")
+    fields = ("username", "family_name", "given_name", "prefix", "rpps", "role", "specialty", "hospital", "email",
+              "active", "second_factor_required")
     source: Any = form if form is not None else account
     values = {name: getattr(source, name) for name in fields} if source is not None else {
         "role": Role.clinician, "active": True, "second_factor_required": True}
@@ -170,6 +196,7 @@ async def new_submit(request: Request) -> Response:
     _require_admin(request)
     form = AccountForm.read(await request.form())
     errors = form.errors(new=True)
+    form = form.checked()
     async with request.app.state.db.session() as s:
         if not errors and (await s.exec(select(User.id).where(User.username == form.username))).first() is not None:
             errors["username"] = N_("This user name is taken.")
@@ -177,8 +204,8 @@ async def new_submit(request: Request) -> Response:
             return _form_page(request, account=None, form=form, errors=errors, status=422)
         password = temporary_password() if form.role != Role.service else ""
         digest = await run_in_threadpool(hash_password, password, _settings(request).argon2) if password else ""
-        row = User(username=form.username, display_name=form.display_name, role=form.role,
-                   specialty=form.specialty, hospital=form.hospital, email=form.email, password_hash=digest,
+        row = User(username=form.username, family_name=form.family_name, given_name=form.given_name,
+                   prefix=form.prefix, rpps=form.rpps, role=form.role, specialty=form.specialty, hospital=form.hospital, email=form.email, password_hash=digest,
                    active=True, second_factor_required=form.second_factor_required,
                    must_change_password=bool(password))
         s.add(row)
@@ -208,6 +235,11 @@ async def user_page(request: Request) -> Response:
                       enrolled=enrolled is not None and enrolled.confirmed_at is not None)
 
 
+#: What the form sets besides the role and the activity (audited by name, as 110137).
+_ATTRIBUTES = ("family_name", "given_name", "prefix", "rpps", "specialty", "hospital", "email",
+               "second_factor_required")
+
+
 def _changes(row: User, form: AccountForm) -> tuple[list[str], list[str]]:
     """What the form changes: (role/activity changes, other attributes), as audit words (never the values of
     personal attributes, only their names)."""
@@ -216,8 +248,7 @@ def _changes(row: User, form: AccountForm) -> tuple[list[str], list[str]]:
         roles.append(f"role {row.role} -> {form.role}")
     if form.active != row.active:
         roles.append("reactivated" if form.active else "deactivated")
-    attributes = [name for name in ("display_name", "specialty", "hospital", "email", "second_factor_required")
-                  if getattr(form, name) != getattr(row, name)]
+    attributes = [name for name in _ATTRIBUTES if getattr(form, name) != getattr(row, name)]
     return roles, attributes
 
 
@@ -227,16 +258,18 @@ async def user_submit(request: Request) -> Response:
     form = AccountForm.read(await request.form())
     async with request.app.state.db.session() as s:
         row = await _load(s, user_id)
-        form = AccountForm(**{**form.__dict__, "username": row.username})
+        form = replace(form, username=row.username)
         errors = form.errors(new=False)
         if errors:
             return _form_page(request, account=row, form=form, errors=errors, status=422)
         losing_admin = row.role == Role.admin and row.active and (form.role != Role.admin or not form.active)
         if losing_admin and await _other_active_admins(s, user_id) == 0:
             raise Conflict(_(LAST_ADMIN), fields={"role": "last active administrator"})
+        form = form.checked()
         roles, attributes = _changes(row, form)
-        for name in ("display_name", "role", "specialty", "hospital", "email", "active", "second_factor_required"):
+        for name in ("role", "active", *_ATTRIBUTES):
             setattr(row, name, getattr(form, name))
+        row.name_to_check = False  # the administrator gave the name in parts
         s.add(row)
         if roles:
             await _record(s, request, event="security_roles_changed", action="U",

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from rcp.auth.models import AuditEvent, LoginSession, Role, TotpCredential, User
 from rcp.db import Database
-from tests.factories import credentials, make_clinician, make_user, totp_code, unique
+from tests.factories import credentials, make_clinician, make_user, new_rpps, totp_code, unique
 from tests.servers import ServerThread
 
 Login = Any
@@ -35,8 +35,9 @@ async def _row(db: Database, username: str) -> User:
 
 def _form(user: User, **changes: Any) -> dict[str, str]:
     """The edit form as the page sends it (checkboxes: present when checked)."""
-    data = {"display_name": user.display_name, "role": user.role, "specialty": user.specialty,
-            "hospital": user.hospital, "email": user.email}
+    data = {"family_name": user.family_name, "given_name": user.given_name, "prefix": user.prefix,
+            "rpps": user.rpps, "role": user.role, "specialty": user.specialty, "hospital": user.hospital,
+            "email": user.email}
     flags = {"active": user.active, "second_factor_required": user.second_factor_required}
     flags.update({k: v for k, v in changes.items() if k in flags})
     data.update({k: str(v) for k, v in changes.items() if k not in flags})
@@ -58,12 +59,15 @@ async def test_an_administrator_creates_an_account_that_changes_its_password_and
     admin = await login(await make_user(db, role=Role.admin))
     since = await _last_event(db)
     username = unique("dr.nouveau")
-    bad = await admin.post("/admin/users/new", data={"username": "Not Valid!", "display_name": "", "role": "x",
-                                                     "email": "nope"})
+    bad = await admin.post("/admin/users/new", data={"username": "Not Valid!", "family_name": "", "role": "x",
+                                                     "email": "nope", "rpps": "12345678901"})
     assert bad.status_code == 422
     assert "2 to 80 characters" in bad.text and "Choose a role." in bad.text and "name@chu-x.fr" in bad.text
+    assert "required: the family name" in bad.text and "check digit" in bad.text
+    rpps = new_rpps()
     made = await admin.post("/admin/users/new", data={
-        "username": username, "display_name": "Dr Nouveau", "role": "clinician", "specialty": "pathologist",
+        "username": username, "family_name": "Nouveau", "given_name": "Jeanne", "prefix": "docteur",
+        "rpps": rpps[:3] + " " + rpps[3:], "role": "clinician", "specialty": "pathologist",
         "hospital": "CHU X", "email": f"{username}@chu-x.fr", "active": "on", "second_factor_required": "on"})
     assert made.status_code == 200, made.text
     shown = re.search(r"data-temporary-password>([a-z0-9-]+)<", made.text)
@@ -71,9 +75,10 @@ async def test_an_administrator_creates_an_account_that_changes_its_password_and
     temporary = shown.group(1)
     row = await _row(db, username)
     assert row.must_change_password and row.specialty == "pathologist" and row.password_hash != temporary
+    assert (row.prefix, row.given_name, row.family_name, row.rpps) == ("Dr", "Jeanne", "Nouveau", rpps)
     assert any(e.what == f"user {row.id} created with role clinician" for e in await _events(db, since, "110136"))
     # The same user name twice: refused, naming the field.
-    again = await admin.post("/admin/users/new", data={"username": username, "display_name": "X", "role": "clinician"})
+    again = await admin.post("/admin/users/new", data={"username": username, "family_name": "X", "role": "clinician"})
     assert again.status_code == 422 and "This user name is taken." in again.text
 
     # The API does not open a session before the password change ...

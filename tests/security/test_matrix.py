@@ -232,7 +232,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/admin/users/new", "POST"): role(Action.manage_accounts, _form({"username": "", "role": "clinician"})),
     ("/admin/users/{user_id:int}", "GET"): Rule("role", Action.manage_accounts, fresh="user_id"),
     ("/admin/users/{user_id:int}", "POST"): Rule("role", Action.manage_accounts, fresh="user_id",
-                                                 body=_form({"display_name": "", "role": "clinician"})),
+                                                 body=_form({"family_name": "", "role": "clinician"})),
     ("/admin/users/{user_id:int}/password", "POST"): Rule("role", Action.manage_accounts, fresh="user_id"),
     ("/admin/users/{user_id:int}/second-factor", "POST"): Rule("role", Action.manage_accounts, fresh="user_id"),
     # One's own password: any signed-in account (a too-short new password is refused before the current one).

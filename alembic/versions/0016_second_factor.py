@@ -3,8 +3,8 @@
 Existing accounts get ``second_factor_required`` true: they enrol an authenticator at their next sign-in (issue
 17: required by default for every local account).
 
-Revision ID: 0012_second_factor
-Revises: 0011_patient_identity
+Revision ID: 0016_second_factor
+Revises: 0015_staging_edition_to_confirm
 Create Date: 2026-12-03
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0012_second_factor"
-down_revision = "0011_patient_identity"
+revision = "0016_second_factor"
+down_revision = "0015_staging_edition_to_confirm"
 branch_labels = None
 depends_on = None
 
