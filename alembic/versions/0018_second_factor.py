@@ -3,8 +3,8 @@
 Existing accounts get ``second_factor_required`` true: they enrol an authenticator at their next sign-in (issue
 17: required by default for every local account).
 
-Revision ID: 0016_second_factor
-Revises: 0015_staging_edition_to_confirm
+Revision ID: 0018_second_factor
+Revises: 0017_case_attendance
 Create Date: 2026-12-03
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0016_second_factor"
-down_revision = "0015_staging_edition_to_confirm"
+revision = "0018_second_factor"
+down_revision = "0017_case_attendance"
 branch_labels = None
 depends_on = None
 
