@@ -60,8 +60,8 @@ view audit             yes    -            -          -        -
 manage accounts        yes    -            -          -        -
 =====================  =====  ===========  =========  =======  =====
 
-The routes anonymous callers reach are :data:`PUBLIC_ROUTES`: signing in (a password, a join link, or the round trip
-through an OpenID Connect provider, whose callback is protected by its ``state`` bound to the browser and whose
+The routes anonymous callers reach are :data:`PUBLIC_ROUTES`: signing in (a password and its second factor, a join
+link, or the round trip through an OpenID Connect provider, whose callback is protected by its ``state`` bound to the browser and whose
 back-channel logout by the provider's signed logout token: rcp.auth.sso), choosing the language, the health check
 and the OpenAPI document (and static files). Each checks its own credential; none shows patient data.
 
@@ -212,6 +212,9 @@ ROLE_RULES: dict[Action, frozenset[str]] = {
 PUBLIC_ROUTES: frozenset[str] = frozenset({
     "/health", "/api/openapi.json", "/", "/settings/locale",
     "/login", "/api/session", "/join", "/join/renew",
+    # Sign-in's later steps (second factor, its enrolment, a reset password's change): each answers only the
+    # pending sign-in cookie that a right password set (rcp.auth.login_steps), else sends back to /login.
+    "/login/code", "/login/enrol", "/login/password",
     "/auth/oidc/{provider}", "/auth/oidc/{provider}/callback", "/auth/oidc/{provider}/backchannel-logout",
 })
 

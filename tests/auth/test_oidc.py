@@ -32,7 +32,7 @@ from tests.auth.oidc_world import (
     register,
     serve_with_provider,
 )
-from tests.factories import MadeUser, make_meeting, make_user, unique
+from tests.factories import MadeUser, credentials, make_meeting, make_user, unique
 from tests.fixtures.oidc_provider import OpenIdProvider
 from tests.fixtures.smtp import MailBox, join_link
 from tests.room.client import RoomClient
@@ -136,8 +136,7 @@ async def test_a_guest_who_used_their_join_link_is_linked_and_comes_back_through
     made = await make_meeting(db, cases=1, invite=(), starts_at=datetime.now(UTC) + timedelta(minutes=30))
     address = f"{unique('guest')}@chu-x.fr"
     async with browser(world) as coordinator:
-        me = (await coordinator.post("/api/session", json={"username": made.coordinator.username,
-                                                           "password": made.coordinator.password})).json()
+        me = (await coordinator.post("/api/session", json=credentials(made.coordinator))).json()
         invited = await coordinator.post(f"/api/meetings/{made.id}/guests", headers={"X-CSRF-Token": me["csrf_token"]},
                                          json={"display_name": "Dr Denise EXTERNE", "email": address,
                                                "specialty": "surgeon", "hospital": "CHU X"})

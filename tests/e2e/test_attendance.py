@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rcp.db import Database
-from tests.factories import make_meeting
+from tests.factories import make_meeting, proof
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient
 from tests.servers import ServerThread
@@ -77,7 +77,7 @@ async def test_a_fiche_signed_after_everybody_left_shows_who_was_at_the_discussi
         assert saved.status_code == 200, saved.text
     revision = (await http["surgeon"].get(f"/api/cases/{case_id}/decision")).json()["draft"]["revision"]
     signed = await http["surgeon"].post(f"/api/cases/{case_id}/decision/sign",
-                                        json={"password": users["surgeon"].password, "seen_revision": revision})
+                                        json={**proof(users["surgeon"]), "seen_revision": revision})
     assert signed.status_code == 201, signed.text
 
     fiche = await new_page(viewport=(1280, 720))

@@ -19,6 +19,7 @@ from playwright.async_api import Dialog
 from rcp.app import create_app
 from rcp.config import Settings
 from rcp.demo import DEMO_PASSWORD
+from tests.factories import credentials
 from tests.fixtures.browser import NewPage
 from tests.room.client import RoomClient, session_cookie
 from tests.room.node import demo_service
@@ -47,8 +48,7 @@ async def test_radiotherapy_without_a_radiotherapist_is_flagged_before_signature
     names = ("secretariat", "dr.chirurgien", "dr.radiologue", "dr.oncologue")
     cookies = {n: await session_cookie(node.url, n) for n in names}
     coordinator = httpx.AsyncClient(base_url=node.url, timeout=30)
-    signed_in = (await coordinator.post("/api/session", json={"username": "secretariat",
-                                                              "password": DEMO_PASSWORD})).json()
+    signed_in = (await coordinator.post("/api/session", json=credentials("secretariat"))).json()
     coordinator.headers["X-CSRF-Token"] = signed_in["csrf_token"]
     board_id = (await coordinator.get(f"/api/meetings/{meeting_id}")).json()["board_id"]
     charter = await coordinator.patch(f"/api/boards/{board_id}",

@@ -23,7 +23,7 @@ from rcp.auth.models import User
 from rcp.auth.passwords import hash_password
 from rcp.config import Settings
 from rcp.db import Database
-from tests.factories import new_rpps
+from tests.factories import credentials, new_rpps, proof
 from tests.fixtures.receivers import FhirServer, MllpListener
 from tests.minutes.seeding import Seed, fill, seed
 from tests.servers import ServerThread, until
@@ -53,10 +53,10 @@ async def _name(db: Database, settings: Settings, seeded: Seed, **parts: Any) ->
 async def _sign(base_url: str, username: str, case_id: int, revision: int) -> tuple[httpx.Response, str, str]:
     """Sign as ``username``; the answer, the fiche page and the fiche PDF's text."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as physician:
-        me = (await physician.post("/api/session", json={"username": username, "password": PASSWORD})).json()
+        me = (await physician.post("/api/session", json=credentials(username, PASSWORD))).json()
         signed = await physician.post(f"/api/cases/{case_id}/decision/sign",
                                       headers={"X-CSRF-Token": me["csrf_token"]},
-                                      json={"password": PASSWORD, "seen_revision": revision})
+                                      json={**proof(username, PASSWORD), "seen_revision": revision})
         if signed.status_code != 201:
             return signed, "", ""
         page = (await physician.get(f"/cases/{case_id}/fiche")).text

@@ -220,7 +220,8 @@ async def test_a_treatment_without_its_specialty_is_flagged_then_refused(http: h
     page = await http.get(f"/cases/{case}/fiche", headers=as_user(seeded.surgeon))
     assert 'data-treatment-gap="C15313"' in page.text and "oncologue radiothérapeute" in page.text
     refused = await http.post(f"/api/cases/{case}/decision/sign", headers=as_user(seeded.oncologist),
-                              json={"password": PASSWORD, "seen_revision": state["draft"]["revision"]})
+                              json={**await signer_proof(database, seeded.oncologist),
+                                    "seen_revision": state["draft"]["revision"]})
     assert refused.status_code == 409 and refused.json()["error"] == "treatment_specialty_missing"
     assert "radiothérapie (C15313) needs a radiation oncologist" in refused.json()["message"]
     assert refused.json()["fields"] == {"proposal.treatments": "C15313 needs radiotherapist"}

@@ -33,7 +33,7 @@ from rcp.room.record import record_ended
 from rcp.room.state import AgendaItem, RoomState, decide, replay
 from rcp.scheduling.attendance import Attended, attending_specialty, case_record, merge
 from rcp.scheduling.models import Case, CaseDiscussion
-from tests.factories import make_meeting
+from tests.factories import make_meeting, proof
 from tests.room.client import RoomClient
 from tests.servers import ServerThread, until
 
@@ -259,12 +259,11 @@ async def test_a_physician_who_was_there_signs_after_everybody_left(live_server:
     assert sorted(listed_ids) == sorted(expected)
 
     refused = await http["radiologist"].post(f"/api/cases/{case_id}/decision/sign",
-                                             json={"password": users["radiologist"].password,
-                                                   "seen_revision": revision})
+                                             json={**proof(users["radiologist"]), "seen_revision": revision})
     assert refused.status_code == 403 and refused.json()["error"] == "not_allowed_to_sign"
 
     signed = await surgeon.post(f"/api/cases/{case_id}/decision/sign",
-                                json={"password": users["surgeon"].password, "seen_revision": revision})
+                                json={**proof(users["surgeon"]), "seen_revision": revision})
     assert signed.status_code == 201, signed.text
     [version] = (await surgeon.get(f"/api/cases/{case_id}/decision/versions")).json()
     listed = {a["user_id"]: a for a in version["content"]["attendees"]}

@@ -340,13 +340,14 @@ class DecisionForm {
     // Within the session's five-minute signing window the server asks for nothing; otherwise it answers
     // 'reauthentication_required' and the signer gives the password and the authenticator's code (rcp.auth.reauth).
     const url = `/api/cases/${this.caseId}/decision/sign`;
+    // The proposal's treatment gaps first: the server refuses such a fiche, and says why.
+    if (this.gaps && this.gaps.length && !window.confirm(this.gaps.join('\n\n'))) return;
     try {
       try {
         await api('POST', url, { seen_revision: this.revision });
       } catch (error) {
         if (!(error instanceof ApiError) || error.code !== 'reauthentication_required') throw error;
-        // The prompt names the proposal's treatment gaps first (the server refuses them at signature).
-        const password = window.prompt([...(this.gaps || []), S.password].join('\n\n'));
+        const password = window.prompt(S.password);
         if (!password) return;
         const code = window.prompt(S.code);
         if (!code) return;
