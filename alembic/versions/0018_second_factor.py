@@ -21,11 +21,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("second_factor_required", sa.Boolean, nullable=False, server_default=sa.true()))
-        batch.add_column(sa.Column("must_change_password", sa.Boolean, nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("login_sessions") as batch:
-        batch.add_column(sa.Column("signing_until", sa.DateTime(timezone=True), nullable=True))
+    # Plain ADD COLUMN, never a batch copy of ``users``: on SQLite the copy drops the table that every other
+    # table's foreign keys name (see 0013_people_names).
+    op.add_column("users", sa.Column("second_factor_required", sa.Boolean, nullable=False, server_default=sa.true()))
+    op.add_column("users", sa.Column("must_change_password", sa.Boolean, nullable=False, server_default=sa.false()))
+    op.add_column("login_sessions", sa.Column("signing_until", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "totp_credentials",
         sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
@@ -49,8 +49,7 @@ def downgrade() -> None:
     op.drop_index("ix_recovery_codes_user_id", table_name="recovery_codes")
     op.drop_table("recovery_codes")
     op.drop_table("totp_credentials")
-    with op.batch_alter_table("login_sessions") as batch:
-        batch.drop_column("signing_until")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("must_change_password")
-        batch.drop_column("second_factor_required")
+    # ALTER TABLE ... DROP COLUMN in place (SQLite 3.35+, PostgreSQL), for the same reason.
+    op.execute("ALTER TABLE login_sessions DROP COLUMN signing_until")
+    op.execute("ALTER TABLE users DROP COLUMN must_change_password")
+    op.execute("ALTER TABLE users DROP COLUMN second_factor_required")
