@@ -105,9 +105,12 @@ async def _roles(settings: Any, url: str, meeting_id: int) -> list[Role]:
 
 
 def _env(data_dir: Path, secret: str = "") -> dict[str, str]:
+    from tests.factories import TOTP_STEP_S
+
+    # The tests' TOTP step: the sign-ins send codes from tests.factories.totp_code (rcp.auth.totp).
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCP_")} | {
         "RCP_ENV": "test", "RCP_DATA_DIR": str(data_dir), "RCP_EMBEDDED_WORKER": "false",
-        "RCP_SMTP_URL": (data_dir / "mail").as_uri(), "PYTHONPATH": str(ROOT)}
+        "RCP_SMTP_URL": (data_dir / "mail").as_uri(), "PYTHONPATH": str(ROOT), "RCP_TOTP_STEP_S": str(TOTP_STEP_S)}
     return env | ({"RCP_SECRET_KEY": secret} if secret else {})
 
 
