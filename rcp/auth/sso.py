@@ -48,7 +48,8 @@ from rcp.auth.oidc import OidcClient, OidcRefused, rpps_of
 from rcp.auth.sessions import CurrentUser
 from rcp.clock import as_utc
 from rcp.config import OidcProvider, Settings
-from rcp.errors import NotFound
+from rcp.errors import Conflict, Forbidden, NotFound
+from rcp.http import current_user
 from rcp.i18n import N_
 from rcp.i18n import gettext as _
 from rcp.templating import render
@@ -123,9 +124,36 @@ async def start(request: Request) -> Response:
     provider = _provider(request)
     if provider is None:
         raise NotFound("Nothing here: check the address.")
+    return await _send_to_provider(request, provider, purpose="login", user_id=None)
+
+
+async def confirm(request: Request) -> Response:
+    """Before a signature: the signed-in physician authenticates again at the provider, now (``prompt=login``,
+    ``max_age=0``, checked through ``auth_time``); coming back opens the session's five-minute signing window
+    (rcp.auth.reauth), as a password and a code do for a local account."""
+    provider = _provider(request)
+    if provider is None:
+        raise NotFound("Nothing here: check the address.")
+    user = current_user(request)
+    if request.headers.get("sec-fetch-site", "same-origin") not in {"same-origin", "none"}:
+        # Fetch Metadata: only our own pages send a physician to confirm (another site cannot start it).
+        raise Forbidden("Confirm your identity from the page of the decision you sign.")
+    if user.is_guest or getattr(user, "via", "") != "session":
+        raise Forbidden("Only a physician's own session confirms a signature (never a guest link or a token).")
+    async with request.app.state.db.session() as s:
+        linked = (await s.exec(select(OidcIdentity.id).where(OidcIdentity.user_id == user.id,
+                                                             OidcIdentity.issuer == provider.issuer))).first()
+    if linked is None:
+        raise Conflict(f"Your account is not linked to {provider.label}: confirm with your password and code.",
+                       fields={"provider": "not linked"})
+    return await _send_to_provider(request, provider, purpose="reauth", user_id=int(user.id))
+
+
+async def _send_to_provider(request: Request, provider: OidcProvider, *, purpose: str, user_id: int | None
+                            ) -> Response:
     settings = _settings(request)
     try:
-        authorization = await _client(request).authorization(provider)
+        authorization = await _client(request).authorization(provider, fresh=purpose == "reauth")
     except OidcRefused as refused:
         logger.warning("oidc %s: sign-in not started (%s)", provider.name, refused.reason)
         return _refusal_page(request, provider, SignInRefused(UNREACHABLE, refused.reason, status=502))
@@ -136,7 +164,7 @@ async def start(request: Request) -> Response:
         await s.exec(delete(OidcAuthorization).where(col(OidcAuthorization.created_at) < now - PENDING_FOR))
         s.add(OidcAuthorization(state_sha256=_digest(authorization.state), browser_sha256=_digest(browser),
                                 provider=provider.name, nonce=authorization.nonce,
-                                code_verifier=authorization.code_verifier,
+                                code_verifier=authorization.code_verifier, purpose=purpose, user_id=user_id,
                                 next_url=_safe_next(request.query_params.get("next", "")), created_at=now))
     response = RedirectResponse(authorization.url, status_code=303)
     response.set_cookie(BROWSER_COOKIE, browser, max_age=int(PENDING_FOR.total_seconds()), httponly=True,
@@ -293,6 +321,39 @@ async def callback(request: Request) -> Response:
     return response
 
 
+async def _confirmed(request: Request, provider: OidcProvider, pending: OidcAuthorization, claims: dict[str, Any],
+                     *, joined: Any, source: str) -> Response:
+    """A fresh authentication for a signature came back: the provider must vouch for the very person whose session
+    asked (same account, same browser session), authenticated after the request; then the window opens."""
+    from rcp.auth.reauth import open_signing_window
+
+    db = request.app.state.db
+    settings = _settings(request)
+    session_id = str(getattr(joined, "session_id", None) or "")
+    async with db.session() as s:
+        identity = (await s.exec(select(OidcIdentity).where(OidcIdentity.issuer == provider.issuer,
+                                                            OidcIdentity.subject == str(claims["sub"])))).first()
+    if identity is None or identity.user_id != pending.user_id or joined is None \
+            or int(joined.id) != pending.user_id or not session_id:
+        raise SignInRefused(FAILED, f"fresh authentication for user {pending.user_id} came back for another person "
+                            "or another session")
+    until = await open_signing_window(db, session_id, settings)
+    if until is None:
+        raise SignInRefused(EXPIRED, f"fresh authentication for user {pending.user_id}: the session ended")
+    auth_time = claims.get("auth_time")
+    async with db.session() as s:
+        row = await s.get(LoginSession, session_id)
+        if row is not None and isinstance(auth_time, (int, float)):
+            row.auth_time = datetime.fromtimestamp(auth_time, tz=until.tzinfo)
+            s.add(row)
+        await audit.record(s, event="user_authentication", action="E", source=source, user=joined,
+                           what=f"fresh authentication through {provider.name} (identity {identity.id}): "
+                                "signing window open")
+    response = RedirectResponse(pending.next_url, status_code=303)
+    response.delete_cookie(BROWSER_COOKIE, path="/auth/oidc")
+    return response
+
+
 async def _open_session(s: AsyncSession, settings: Settings, provider: OidcProvider, claims: dict[str, Any],
                         id_token: str, *, joined: Any, source: str) -> tuple[LoginSession, User]:
     user, identity, _how = await link_account(s, provider, claims, joined=joined)
@@ -416,6 +477,7 @@ async def _end_provider_sessions(s: AsyncSession, provider: OidcProvider, claims
 routes: list[BaseRoute] = [
     Route("/auth/oidc/{provider}", start, methods=["GET"], name="oidc_start"),
     Route("/auth/oidc/{provider}/callback", callback, methods=["GET"], name="oidc_callback"),
+    Route("/auth/oidc/{provider}/confirm", confirm, methods=["GET"], name="oidc_confirm"),
     Route("/auth/oidc/{provider}/backchannel-logout", backchannel_logout, methods=["POST"],
           name="oidc_backchannel_logout"),
 ]

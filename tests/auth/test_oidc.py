@@ -336,3 +336,52 @@ async def test_a_logout_token_naming_the_person_ends_all_their_sessions(world: S
     assert me is not None and me["id"] == bystander.id
     async with db.session() as s:
         assert (await s.exec(select(LoginSession).where(LoginSession.user_id == user.id))).first() is None
+
+
+async def test_a_fresh_login_at_the_provider_opens_the_signing_window(world: Served, db: Database) -> None:
+    """Before a signature: prompt=login and max_age=0 at the provider, auth_time checked, then the session's
+    five-minute signing window (rcp.auth.reauth) is open for this session only."""
+    from rcp.auth.reauth import signing_window
+
+    user, _subject = await linked_physician(db, world.provider, world)
+    async with browser(world) as http:
+        await sign_in(world, http)
+        session_id = await session_of(db, user.id)
+        assert await signing_window(db, session_id, world.settings) is None
+        back = await follow(http, "/auth/oidc/psc/confirm?next=/meetings", stop_at="/meetings")
+        assert back.status_code == 303 and back.headers["location"] == "/meetings"
+        assert await signing_window(db, session_id, world.settings) is not None
+    asked = [e for e in (await world.provider.log())["log"] if e["endpoint"] == "authorize"][-1]
+    assert asked["prompt"] == "login" and asked["max_age"] == "0"
+    assert (await world.provider.log())["fresh_logins"] >= 2
+
+
+async def test_an_old_sign_in_does_not_stand_for_a_fresh_one(world: Served, db: Database) -> None:
+    from rcp.auth.reauth import signing_window
+
+    user, _subject = await linked_physician(db, world.provider, world)
+    async with browser(world) as http:
+        await sign_in(world, http)
+        await world.provider.misbehave(stale_auth_time=True)
+        before = await refusals(db, "no fresh authentication")
+        page = await follow(http, "/auth/oidc/psc/confirm?next=/meetings", stop_at="/meetings")
+        assert page.status_code == 403
+        assert await signing_window(db, await session_of(db, user.id), world.settings) is None
+    assert await refusals(db, "no fresh authentication") == before + 1
+
+
+async def test_a_fresh_login_of_another_person_opens_no_window(world: Served, db: Database) -> None:
+    from rcp.auth.reauth import signing_window
+
+    user, _subject = await linked_physician(db, world.provider, world)
+    async with browser(world) as http:
+        await sign_in(world, http)
+        await linked_physician(db, world.provider, world)  # a colleague now signs in at the provider
+        page = await follow(http, "/auth/oidc/psc/confirm?next=/meetings", stop_at="/meetings")
+        assert page.status_code == 403
+        assert await signing_window(db, await session_of(db, user.id), world.settings) is None
+
+
+async def session_of(db: Database, user_id: int) -> str:
+    async with db.session() as s:
+        return (await s.exec(select(LoginSession.id).where(LoginSession.user_id == user_id))).one()
