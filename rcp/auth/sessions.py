@@ -69,6 +69,9 @@ class CurrentUser(BaseUser):
     csrf_token: str = ""
     #: A join-link session reaches only this meeting.
     meeting_scope: int | None = None
+    #: The OpenID Connect provider that opened this session ("" for a password): a signature is confirmed there
+    #: by a fresh login (rcp.auth.sso's ``/auth/oidc/{provider}/confirm``).
+    provider: str = ""
 
     @property
     def is_authenticated(self) -> bool:
@@ -103,6 +106,7 @@ class CurrentUser(BaseUser):
             session_id=session.id if session else "",
             csrf_token=session.csrf_token if session else "",
             meeting_scope=session.meeting_scope if session else None,
+            provider=session.oidc_provider if session else "",
         )
 
 

@@ -131,15 +131,15 @@ async def confirm(request: Request) -> Response:
     """Before a signature: the signed-in physician authenticates again at the provider, now (``prompt=login``,
     ``max_age=0``, checked through ``auth_time``); coming back opens the session's five-minute signing window
     (rcp.auth.reauth), as a password and a code do for a local account."""
-    provider = _provider(request)
-    if provider is None:
-        raise NotFound("Nothing here: check the address.")
     user = current_user(request)
     if request.headers.get("sec-fetch-site", "same-origin") not in {"same-origin", "none"}:
         # Fetch Metadata: only our own pages send a physician to confirm (another site cannot start it).
         raise Forbidden("Confirm your identity from the page of the decision you sign.")
     if user.is_guest or getattr(user, "via", "") != "session":
         raise Forbidden("Only a physician's own session confirms a signature (never a guest link or a token).")
+    provider = _provider(request)
+    if provider is None:
+        raise NotFound("Nothing here: check the address.")
     async with request.app.state.db.session() as s:
         linked = (await s.exec(select(OidcIdentity.id).where(OidcIdentity.user_id == user.id,
                                                              OidcIdentity.issuer == provider.issuer))).first()
@@ -291,6 +291,8 @@ async def callback(request: Request) -> Response:
             claims, id_token = await _verified_claims(request, provider, pending, params["code"][:2000])
         except OidcRefused as refused:
             raise SignInRefused(FAILED, refused.reason) from None
+        if pending.purpose == "reauth":
+            return await _confirmed(request, provider, pending, claims, joined=joined, source=source)
         async with db.session() as s:
             row, _user = await _open_session(s, settings, provider, claims, id_token, joined=joined, source=source)
     except SignInRefused as refused:

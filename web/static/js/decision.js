@@ -24,6 +24,7 @@ const S = Object.assign({
   conflict: 'Someone else changed this field while you were typing.', theirs: 'Their text', mine: 'Your text',
   keep_theirs: 'Keep theirs', use_mine: 'Use mine', sign: 'Sign the decision', password: 'Your password',
   code: 'The code of your authenticator app',
+  confirm_at_provider: 'To sign, confirm your identity at your identity provider (a new sign-in there). You will come back to this room, then sign again within five minutes.',
   signed: 'Signed, version %(number)s', missing: 'Still missing', quorum: 'Quorum', changed_by_other:
   'Updated by another participant.', surgery: 'Surgery', systemic_therapy: 'Systemic therapy',
   radiotherapy: 'Radiotherapy', combined: 'Combined treatment', surveillance: 'Surveillance',
@@ -347,6 +348,14 @@ class DecisionForm {
         await api('POST', url, { seen_revision: this.revision });
       } catch (error) {
         if (!(error instanceof ApiError) || error.code !== 'reauthentication_required') throw error;
+        // A session opened by an identity provider proves itself there: a fresh login (prompt=login, max_age=0)
+        // that opens the same five-minute window, then back to this page (rcp.auth.sso's confirm).
+        const confirmUrl = this.root.dataset.confirmUrl;
+        if (confirmUrl) {
+          if (!window.confirm(S.confirm_at_provider)) return;
+          window.location.assign(`${confirmUrl}?next=${encodeURIComponent(window.location.pathname)}`);
+          return;
+        }
         const password = window.prompt(S.password);
         if (!password) return;
         const code = window.prompt(S.code);
