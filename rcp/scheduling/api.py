@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
 from rcp.db import Database
-from rcp.errors import BadRequest, Invalid
+from rcp.errors import BadRequest
 from rcp.http import current_user, json_out, path_int, read_json, revoke
 from rcp.i18n import current_locale
 from rcp.mail import mask_address, wake
@@ -104,8 +102,13 @@ async def add_case(request: Request) -> Response:
     user = current_user(request)
     data = await read_json(request, schemas.CaseIn)
     async with _db(request).session() as s:
-        case = await service.add_case(s, user, path_int(request, "meeting_id"), data, request=request)
-        return json_out((await service.cases_out(s, user, [case], request=request))[0], status=201)
+        try:
+            case = await service.add_case(s, user, path_int(request, "meeting_id"), data, request=request)
+        except service.LikelyDuplicates as exc:
+            held = exc  # nothing written but the audit of the look-alikes found, which is kept (committed)
+        else:
+            return json_out((await service.cases_out(s, user, [case], request=request))[0], status=201)
+    raise held
 
 
 async def reorder(request: Request) -> Response:
@@ -147,32 +150,27 @@ async def withdraw_case(request: Request) -> Response:
 
 
 async def patients(request: Request) -> Response:
+    """Find patients (``service.find_patients``). POST: names and identifiers travel in the body, never in the
+    address, which ends in access logs, browser history and proxies."""
     user = current_user(request)
-    query = request.query_params.get("q", "")[:100]
-    identifier = request.query_params.get("identifier", "")[:64]
-    system = request.query_params.get("system", "")[:20]
-    assigner = request.query_params.get("assigner", "")[:100]
+    data = await read_json(request, schemas.PatientSearchIn)
     async with _db(request).session() as s:
-        found = await service.find_patients(s, user, query=query, identifier=identifier, system=system,
-                                            assigner=assigner, request=request)
+        found = await service.find_patients(s, user, query=data.q, identifier=data.identifier, system=data.system,
+                                            assigner=data.assigner, request=request)
         idents = await service.identifiers_of(s, [p.id for p in found if p.id is not None])
         return json_out([service.patient_out(p, idents[p.id]) for p in found if p.id is not None])
 
 
 async def duplicates(request: Request) -> Response:
-    """Likely duplicates of a patient about to be created (``service.likely_duplicates``)."""
+    """Likely duplicates of a patient about to be created (``service.likely_duplicates``); POST for the same
+    reason as :func:`patients`."""
     user = current_user(request)
-    params = request.query_params
-    born = params.get("birth_date", "")
-    try:
-        birth_date = date.fromisoformat(born) if born else None
-    except ValueError:
-        raise Invalid("birth_date must be YYYY-MM-DD.", fields={"birth_date": "expected YYYY-MM-DD"}) from None
-    identifiers = [v.replace(" ", "")[:64] for v in params.getlist("identifier") if v.strip()][:5]
+    data = await read_json(request, schemas.DuplicateSearchIn)
+    identifiers = [v.replace(" ", "") for v in data.identifiers if v.strip()]
     async with _db(request).session() as s:
         found = await service.likely_duplicates(
-            s, user, family_name=params.get("family_name", "")[:100], given_names=params.get("given_names", "")[:200],
-            birth_date=birth_date, sex=params.get("sex", "")[:10], identifiers=identifiers, request=request)
+            s, user, family_name=data.family_name, given_names=data.given_names, birth_date=data.birth_date,
+            sex=data.sex, identifiers=identifiers, request=request)
         idents = await service.identifiers_of(s, [p.id for p in found if p.id is not None])
         return json_out([service.patient_out(p, idents[p.id]) for p in found if p.id is not None])
 
@@ -281,7 +279,8 @@ routes = [
              summary="Reschedule, rename, start, close or cancel a meeting", tag="meetings",
              body=schemas.MeetingPatch, response=schemas.MeetingDetail),
     ApiRoute("/api/meetings/{meeting_id:int}/cases", add_case, method="POST",
-             summary="Add a case (existing or new patient) to the agenda", tag="cases", body=schemas.CaseIn,
+             summary="Add a case (existing or new patient) to the agenda. A new patient who looks like registered "
+                     "ones is held back (409, their ids in duplicates) until use_patient or duplicates_checked", tag="cases", body=schemas.CaseIn,
              response=schemas.CaseOut, status=201),
     ApiRoute("/api/meetings/{meeting_id:int}/agenda", reorder, method="PUT", summary="Reorder the agenda",
              tag="cases", body=schemas.ReorderIn, response=schemas.CaseOut, many=True),
@@ -310,17 +309,15 @@ routes = [
              response=schemas.CaseOut, status=201),
     ApiRoute("/api/cases/{case_id:int}/withdraw", withdraw_case, method="POST", summary="Withdraw a case",
              tag="cases", response=schemas.CaseOut),
-    ApiRoute("/api/patients", patients, method="GET", summary="Find patients among the caller's meetings",
-             tag="patients", response=schemas.PatientOut, many=True,
-             query={"q": "family name prefix", "identifier": "exact INS or IPP",
-                    "system": "INS-NIR, INS-NIA or IPP: with assigner (IPP) or an INS system, finds a registered patient "
-                              "outside the caller's meetings (coordinators; audited)",
-                    "assigner": "the IPP's assigning authority (hospital)"}),
-    ApiRoute("/api/patients/duplicates", duplicates, method="GET", tag="patients", response=schemas.PatientOut,
-             many=True, summary="Likely duplicates of a patient about to be created (coordinators; audited)",
-             query={"family_name": "birth or used name", "given_names": "given names (the first one is compared)",
-                    "birth_date": "YYYY-MM-DD", "sex": "female, male, other, unknown",
-                    "identifier": "an INS or IPP value (repeatable)"}),
+    ApiRoute("/api/patients/search", patients, method="POST",
+             summary="Find patients among the caller's meetings; with an exact identifier (an INS, or an IPP with "
+                     "its assigner), a registered patient outside them (coordinators; audited). A POST so that "
+                     "names and identifiers never appear in an address",
+             tag="patients", body=schemas.PatientSearchIn, response=schemas.PatientOut, many=True),
+    ApiRoute("/api/patients/duplicates", duplicates, method="POST", tag="patients", body=schemas.DuplicateSearchIn,
+             response=schemas.PatientOut, many=True,
+             summary="Likely duplicates of a patient about to be created (coordinators; audited). A POST so that "
+                     "the identity never appears in an address"),
     ApiRoute("/api/patients", create_patient, method="POST", summary="Register a patient", tag="patients",
              body=schemas.PatientIn, response=schemas.PatientOut, status=201),
     ApiRoute("/api/patients/{patient_id:int}", patient, method="GET", summary="A patient", tag="patients",

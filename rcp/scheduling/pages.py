@@ -418,7 +418,7 @@ def _empty_case_form(user: Any) -> dict[str, str]:
 
 async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id: int, *,
                         case_form: dict[str, str] | None = None, case_errors: dict[str, str] | None = None,
-                        duplicates: Sequence[schemas.PatientOut] = (),
+                        duplicates: Sequence[schemas.PatientOut] = (), search: schemas.PatientSearchIn | None = None,
                         invite_form: dict[str, str] | None = None, invite_errors: dict[str, str] | None = None,
                         guest_form: dict[str, str] | None = None, guest_errors: dict[str, str] | None = None,
                         message: str = "", status: int = 200) -> Response:
@@ -433,16 +433,15 @@ async def _meeting_page(request: Request, s: AsyncSession, user: Any, meeting_id
     is_open = detail.status in {"scheduled", "live"}
     people: list[Any] = []
     found_patients: list[schemas.PatientOut] = []
-    query = request.query_params.get("q", "")[:100].strip()
-    identifier = request.query_params.get("identifier", "")[:64].strip()
-    assigner = request.query_params.get("assigner", "")[:100].strip()
+    # The patient search comes as a form POST (patient_search): never from the address (logs, history, proxies).
+    search = search or schemas.PatientSearchIn()
+    query, identifier, assigner = search.q, search.identifier, search.assigner
     if manage and is_open and access.role_of(user) in access.ROLE_RULES[Action.list_people]:
         invited = {i.user_id for i in detail.invitations}
         people = [p for p in await service.users_for_invitation(s, user) if p.id not in invited]
-        if (query or identifier) and request.method == "GET":
-            system = request.query_params.get("system", "")[:20].strip()
-            patients = await service.find_patients(s, user, query=query, identifier=identifier, system=system,
-                                                   assigner=assigner, request=request)
+        if query or identifier:
+            patients = await service.find_patients(s, user, query=query, identifier=identifier,
+                                                   system=search.system, assigner=assigner, request=request)
             idents = await service.identifiers_of(s, [p.id for p in patients if p.id is not None])
             found_patients = [service.patient_out(p, idents[p.id]) for p in patients if p.id is not None]
     # detail.cases is the meeting's agenda (rcp.scheduling.agenda.meeting_agenda), in order.
@@ -485,6 +484,25 @@ async def meeting(request: Request) -> Response:
     user = current_user(request)
     async with _db(request).session() as s:
         return await _meeting_page(request, s, user, path_int(request, "meeting_id"))
+
+
+async def patient_search(request: Request) -> Response:
+    """The add-case form's "find a registered patient" without script: a form POST (CSRF token), so that the
+    names and identifiers searched for never appear in an address; answers the meeting page with the results."""
+    user = current_user(request)
+    meeting_id = path_int(request, "meeting_id")
+    raw = await request.form()
+    fields = {"q": _text(raw, "q", 100), "identifier": _text(raw, "identifier", 64),
+              "assigner": _text(raw, "assigner", 100)}
+    async with _db(request).session() as s:
+        await access.require_meeting(s, user, meeting_id, Action.edit_agenda)  # before judging the form
+        try:
+            search = schemas.PatientSearchIn.model_validate(fields)
+        except ValidationError as exc:
+            return await _meeting_page(request, s, user, meeting_id,
+                                       case_errors=field_errors(exc, lambda loc: str(loc[0]) if loc else "q"),
+                                       message=banner(Invalid("")), status=422)
+        return await _meeting_page(request, s, user, meeting_id, search=search)
 
 
 #: Buttons on the meeting header and the status each asks for.
@@ -617,29 +635,26 @@ async def case_add(request: Request) -> Response:
                 return await _meeting_page(request, s, user, meeting_id, case_form=form,
                                            case_errors=case_errors(exc, identifier_fields),
                                            message=banner(Invalid("")), status=422)
-            newcomer = case_in.patient
-            if newcomer is not None:
-                # RNIV: search before creating. The coordinator takes a registered patient who looks like this
-                # one, or says that none of them is this patient; only then is a new record created.
-                if use_patient:
-                    if not use_patient.isdigit():
-                        raise Invalid("Choose a patient.", fields={"patient_id": "unknown patient"})
-                    chosen = await service.chosen_duplicate(s, user, newcomer, int(use_patient),
-                                                            request=request)
-                    case_in = case_in.model_copy(update={"patient": None, "patient_id": chosen.id})
-                elif form["duplicates_checked"] != "1":
-                    found = await service.duplicates_of_new(s, user, newcomer, request=request)
-                    if found:
-                        idents = await service.identifiers_of(s, [p.id for p in found if p.id is not None])
-                        return await _meeting_page(
-                            request, s, user, meeting_id, case_form=form,
-                            duplicates=[service.patient_out(p, idents[p.id]) for p in found if p.id is not None],
-                            case_errors={"duplicates_checked": _(
-                                "Patients already registered look like this one: take the right one, or tick "
-                                "this box if none of them is this patient.")},
-                            message=_("This patient may already be registered: check the patients below "
-                                      "before creating a new record."), status=409)
+            if case_in.patient is not None:
+                # RNIV: search before creating (the rule lives in service.search_before_creating). The coordinator
+                # takes a registered patient who looks like this one, or says that none of them is this patient.
+                if use_patient and not use_patient.isdigit():
+                    raise Invalid("Choose a patient.", fields={"patient_id": "unknown patient"})
+                case_in = case_in.model_copy(update={"use_patient": int(use_patient) if use_patient else None,
+                                                     "duplicates_checked": form["duplicates_checked"] == "1"})
             await service.add_case(s, user, meeting_id, case_in, request=request)
+        except service.LikelyDuplicates as held:
+            # Nothing written but the audit of the look-alikes shown, which stays.
+            found = [p for p in [await s.get(Patient, pid) for pid in held.patient_ids] if p is not None]
+            idents = await service.identifiers_of(s, [p.id for p in found if p.id is not None])
+            return await _meeting_page(
+                request, s, user, meeting_id, case_form=form,
+                duplicates=[service.patient_out(p, idents[p.id]) for p in found if p.id is not None],
+                case_errors={"duplicates_checked": _(
+                    "Patients already registered look like this one: take the right one, or tick "
+                    "this box if none of them is this patient.")},
+                message=_("This patient may already be registered: check the patients below "
+                          "before creating a new record."), status=409)
         except (Invalid, Conflict) as exc:
             await s.rollback()
             errors = service_errors(exc, lambda name: rename(tuple(name.split("."))))
@@ -913,6 +928,7 @@ routes: list[BaseRoute] = [
     Route("/meetings/{meeting_id:int}", meeting, methods=["GET"], name="meeting"),
     Route("/meetings/{meeting_id:int}/status", meeting_status, methods=["POST"], name="meeting_status"),
     Route("/meetings/{meeting_id:int}/cases", case_add, methods=["POST"], name="case_add"),
+    Route("/meetings/{meeting_id:int}/patient-search", patient_search, methods=["POST"], name="patient_search"),
     Route("/meetings/{meeting_id:int}/agenda", agenda_move, methods=["POST"], name="agenda_move"),
     Route("/meetings/{meeting_id:int}/invitations", invitation_add, methods=["POST"], name="invitation_add"),
     Route("/meetings/{meeting_id:int}/guests", guest_add, methods=["POST"], name="guest_add"),

@@ -285,6 +285,34 @@ class PatientIn(Strict):
         return self
 
 
+class PatientSearchIn(Strict):
+    """A patient search, sent as a body so that names and identifiers never reach an address (logs, history)."""
+
+    #: Family name prefix.
+    q: Annotated[str, Field(max_length=100)] = ""
+    #: Exact INS or IPP value.
+    identifier: Annotated[str, Field(max_length=64)] = ""
+    #: INS-NIR, INS-NIA or IPP: with ``assigner`` (IPP) or an INS system, finds a registered patient outside the
+    #: caller's meetings (coordinators; audited).
+    system: Annotated[str, Field(max_length=20)] = ""
+    #: The IPP's assigning authority (hospital).
+    assigner: Annotated[str, Field(max_length=100)] = ""
+
+
+class DuplicateSearchIn(Strict):
+    """The identity being typed for a new patient, to list registered look-alikes (``service.likely_duplicates``)."""
+
+    #: Birth or used name.
+    family_name: Annotated[str, Field(max_length=100)] = ""
+    #: Given names (the first one is compared).
+    given_names: Text = ""
+    birth_date: date | None = None
+    sex: Sex | Literal[""] = ""
+    #: INS or IPP values.
+    identifiers: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=5)] = Field(
+        default_factory=list)
+
+
 class PatientOut(BaseModel):
     id: int
     family_name: str
@@ -303,10 +331,19 @@ class PatientOut(BaseModel):
 
 
 class CaseIn(Strict):
-    """A new case: an existing patient by id, or a new patient described inline."""
+    """A new case: an existing patient by id, or a new patient described inline.
+
+    A new patient is searched for first (RNIV: search before creating, ``service.add_case``): while registered
+    patients look like them the answer is 409 with their ids, until the caller takes one of them (``use_patient``)
+    or says that none of them is this patient (``duplicates_checked``), as the add-case form does.
+    """
 
     patient_id: Id | None = None
     patient: PatientIn | None = None
+    #: With ``patient``: this registered look-alike is the patient (no new record).
+    use_patient: Id | None = None
+    #: With ``patient``: the caller checked the look-alikes and none of them is this patient.
+    duplicates_checked: bool = False
     referring_physician: Text = ""
     question: LongText = ""
     clinical_summary: LongText = ""

@@ -429,6 +429,56 @@ async def chosen_duplicate(session: AsyncSession, user: Any, data: schemas.Patie
     return chosen
 
 
+class LikelyDuplicates(Conflict):
+    """409 of :func:`add_case`: registered patients look like the new one (RNIV: search before creating).
+
+    The body names them by id only (errors reach logs: no patient data); the add-case form shows them, and API
+    callers read them through ``POST /api/patients/duplicates`` (audited). A caller who may not search patients
+    (a service account) gets no ids: it can only confirm that the hospital's identity is a new patient.
+    """
+
+    def __init__(self, patient_ids: Sequence[int]) -> None:
+        super().__init__("Patients already registered look like this one: take one of them (use_patient) or "
+                         "confirm that none of them is this patient (duplicates_checked).",
+                         fields={"duplicates_checked": "likely duplicates: take one or confirm none of them"})
+        self.patient_ids = list(patient_ids)
+
+    def as_json(self) -> dict[str, object]:
+        body = super().as_json()
+        body["duplicates"] = self.patient_ids
+        return body
+
+
+async def search_before_creating(session: AsyncSession, user: Any, data: schemas.CaseIn, *,
+                                 request: HTTPConnection | None = None) -> schemas.CaseIn:
+    """The one rule of "search before creating" (RNIV) for a case whose patient is new, for the form and the API.
+
+    ``use_patient``: that look-alike is the patient (:func:`chosen_duplicate`), the case goes to them.
+    ``duplicates_checked``: the caller saw the look-alikes and none is this patient, a new record is created.
+    Otherwise, when registered patients look like this one, :class:`LikelyDuplicates` (409) holds it back.
+    """
+    if data.patient is None:
+        if data.use_patient is not None or data.duplicates_checked:
+            raise Invalid("use_patient and duplicates_checked go with a new patient.",
+                          fields={"use_patient": "give patient"})
+        return data
+    if data.use_patient is not None:
+        chosen = await chosen_duplicate(session, user, data.patient, data.use_patient, request=request)
+        return data.model_copy(update={"patient": None, "patient_id": chosen.id, "use_patient": None})
+    if data.duplicates_checked:
+        return data
+    if access.role_of(user) in access.ROLE_RULES[Action.find_patient]:
+        found = [p.id for p in await duplicates_of_new(session, user, data.patient, request=request)
+                 if p.id is not None]
+        if found:
+            raise LikelyDuplicates(found)
+    elif await _duplicate_candidates(session, family_name=data.patient.family_name,
+                                     given_names=data.patient.given_names, birth_date=data.patient.birth_date,
+                                     sex=data.patient.sex, identifiers=_identifier_values(data.patient)):
+        raise LikelyDuplicates([])
+    return data
+
+
 async def possible_duplicates(session: AsyncSession, patient: Patient) -> int:
     """How many other registered patients look like ``patient`` by their traits (the case page's "possible
     duplicate" badge: a count, no one else's identity, so nothing to audit beyond the page's own read)."""
@@ -526,6 +576,7 @@ async def add_case(session: AsyncSession, user: Any, meeting_id: int, data: sche
     if (data.patient_id is None) == (data.patient is None):
         raise Invalid("Give either patient_id (an existing patient) or patient (a new one).",
                       fields={"patient_id": "give patient_id or patient", "patient": "give patient_id or patient"})
+    data = await search_before_creating(session, user, data, request=request)
     if data.study_uids:
         # Checked before anything is written: the archive answers while no transaction waits on it.
         if data.patient is not None:
@@ -552,7 +603,7 @@ async def add_case(session: AsyncSession, user: Any, meeting_id: int, data: sche
         meeting_id=meeting_id,
         patient_id=patient.id,  # type: ignore[arg-type]
         position=max((c.position for c in cases), default=-1) + 1,
-        **data.model_dump(exclude={"patient_id", "patient"}),
+        **data.model_dump(exclude={"patient_id", "patient", "use_patient", "duplicates_checked"}),
     )
     case.status = _status_for(case)
     session.add(case)

@@ -113,11 +113,11 @@ async def test_coordinator_prepares_a_meeting(new_page: Any, live_server: Any, d
     assert await agenda_order(page) == ["ARNAUD", "CHEVALIER", "BERNARD"]
     await expect(rows.nth(0).locator("button[value=up]")).to_be_disabled()
 
-    # An existing patient, found with the live search (GET /api/patients), goes on the agenda again.
+    # An existing patient, found with the live search (POST /api/patients/search), goes on the agenda again.
     await page.click("details#add-case > summary")
     await page.check("#mode-existing")
     await page.fill("#s-q", "Bern")
-    async with page.expect_response(lambda r: "/api/patients?" in r.url) as searched:
+    async with page.expect_response(lambda r: r.url.endswith("/api/patients/search") and r.request.method == "POST") as searched:
         await page.click("[data-search-button]")
     assert (await searched.value).status == 200
     await page.locator("[data-patient-results] input[type=radio]").first.check()

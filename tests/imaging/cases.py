@@ -38,6 +38,8 @@ async def new_imaging_case(coordinator: Any, settings: Settings, db: Database, *
         "patient": {"family_name": family_name, "given_names": given, "birth_date": birth.isoformat(), "sex": "male",
                     "identifiers": [{"system": "IPP", "value": ipp, "assigner": HOSPITAL}]},
         "question": "Bilan d'extension ?", "referring_physician": "Dr Test",
+        # A fresh patient with an IPP of its own, created on purpose beside its look-alikes of other tests.
+        "duplicates_checked": True,
     })
     assert response.status_code == 201, response.text
     case_id = int(response.json()["id"])

@@ -29,7 +29,9 @@ def new_ins() -> str:
 
 
 def new_patient(**overrides: Any) -> dict[str, Any]:
-    patient = {"family_name": "Test-Élodie", "given_names": "Zoé", "birth_date": "1970-02-03", "sex": "female",
+    """A patient no one registered yet: names of its own, so the search before creating finds no look-alike."""
+    patient = {"family_name": f"Test-Élodie-{secrets.token_hex(3)}", "given_names": f"Zoé{secrets.token_hex(3)}",
+               "birth_date": "1970-02-03", "sex": "female",
                "identifiers": [{"system": "INS-NIR", "value": new_ins()},
                                {"system": "IPP", "value": f"T{secrets.token_hex(4)}", "assigner": "CHU de Lyon"}]}
     patient.update(overrides)
@@ -107,12 +109,13 @@ async def test_meetings_lists_upcoming_and_past(login: Login, db: Database) -> N
 async def test_add_case_with_new_patient_then_existing_one(login: Login, db: Database) -> None:
     board, coordinator = await board_and_coordinator(db, login)
     meeting = await new_meeting(coordinator, board.id)
+    patient = new_patient()
     created = await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
-                                     json={"patient": new_patient(), "question": "Chirurgie ?",
+                                     json={"patient": patient, "question": "Chirurgie ?",
                                            "referring_physician": "Dr Martin", "performance_status": 1})
     assert created.status_code == 201, created.text
     case = created.json()
-    assert case["patient"]["family_name"] == "Test-Élodie"
+    assert case["patient"]["family_name"] == patient["family_name"]
     assert case["readiness"] == {"ready": False, "missing": ["studies"]}
     again = await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
                                    json={"patient_id": case["patient"]["id"], "question": "Second avis ?"})
@@ -138,8 +141,10 @@ async def test_duplicate_identifier_is_409_and_nothing_half_saved(login: Login, 
     patient = new_patient(family_name="Doublon")
     first = await coordinator.post(f"/api/meetings/{meeting['id']}/cases", json={"patient": patient})
     assert first.status_code == 201
+    # Even confirmed as no look-alike (duplicates_checked), an identifier already registered is refused.
     second = await coordinator.post(f"/api/meetings/{meeting['id']}/cases",
-                                    json={"patient": dict(patient, family_name="Doublon-Bis")})
+                                    json={"patient": dict(patient, family_name="Doublon-Bis"),
+                                          "duplicates_checked": True})
     assert second.status_code == 409
     assert "identifiers.0.value" in second.json()["fields"]
     async with db.session() as s:
@@ -348,7 +353,7 @@ async def test_uninvited_clinician_gets_404_for_meeting_and_its_patients(login: 
     assert (await outsider.get(f"/api/patients/{case['patient']['id']}")).status_code == 404
     assert (await outsider.get(f"/api/meetings/{meeting['id']}/invitations")).status_code == 404
     assert meeting["id"] not in {m["id"] for m in (await outsider.get("/api/meetings")).json()}
-    found = (await outsider.get("/api/patients?q=Test")).json()
+    found = (await outsider.post("/api/patients/search", json={"q": "Test"})).json()
     assert case["patient"]["id"] not in {p["id"] for p in found}
     # Once invited, the same clinician sees it, read-only.
     await coordinator.post(f"/api/meetings/{meeting['id']}/invitations", json={"user_id": gastroenterologist.id})
@@ -436,21 +441,21 @@ async def test_likely_duplicates_before_creating(login: Login, db: Database) -> 
     family = f"Lefèvre-{secrets.token_hex(3)}"
     created = await coordinator.post("/api/patients", json=new_patient(family_name=family))
     assert created.status_code == 201, created.text
-    found = await coordinator.get("/api/patients/duplicates", params={
+    found = await coordinator.post("/api/patients/duplicates", json={
         "family_name": family.upper().replace("È", "E"), "birth_date": "1970-02-03"})
     assert found.status_code == 200 and [p["id"] for p in found.json()] == [created.json()["id"]]
-    other_day = await coordinator.get("/api/patients/duplicates", params={"family_name": family,
-                                                                           "birth_date": "1970-02-04"})
+    other_day = await coordinator.post("/api/patients/duplicates", json={"family_name": family,
+                                                                          "birth_date": "1970-02-04"})
     assert other_day.json() == []
     ipp = next(i["value"] for i in created.json()["identifiers"] if i["system"] == "IPP")
-    by_id = await coordinator.get("/api/patients/duplicates", params={"family_name": "X", "identifier": ipp})
+    by_id = await coordinator.post("/api/patients/duplicates", json={"family_name": "X", "identifiers": [ipp]})
     assert [p["id"] for p in by_id.json()] == [created.json()["id"]]
     # A married name typed as the birth name, the same first given name and birth date: found, whether the sex
     # was typed or left unknown (unknown is no contradiction).
     given = f"Zoé{secrets.token_hex(2)}"
     twin = await coordinator.post("/api/patients", json=new_patient(family_name=f"{family}-b", given_names=given))
     for sex in ("female", "unknown"):
-        married = await coordinator.get("/api/patients/duplicates", params={
+        married = await coordinator.post("/api/patients/duplicates", json={
             "family_name": "Martin", "given_names": f"{given} Marie", "birth_date": "1970-02-03", "sex": sex})
         assert twin.json()["id"] in [p["id"] for p in married.json()], sex
 

@@ -154,8 +154,9 @@ async def test_add_case_with_a_new_patient_then_an_existing_one(login: Login, db
     assert 'data-identity-status="provisional"' in page  # the identity status beside the name, on the agenda too
     # The readiness column: question and referring physician are there, studies are not.
     assert "Question written" in page and "Studies attached" in page
-    # Search by IPP (no-script path) and add the same patient again, as an existing patient.
-    search = await coordinator.get(f"/meetings/{meeting_id}", params={"identifier": form["ipp"]})
+    # Search by IPP (no-script path: a form POST) and add the same patient again, as an existing patient.
+    search = await form_post(coordinator, f"/meetings/{meeting_id}/patient-search", {"identifier": form["ipp"]})
+    assert search.status_code == 200, search.text
     found = re.findall(r'name="patient_id" value="(\d+)"', search.text)
     assert len(found) == 1
     again = await form_post(coordinator, f"/meetings/{meeting_id}/cases",

@@ -65,7 +65,9 @@ async def new_case(coordinator: Client, patient: SyntheticPatient, **extra: Any)
                     "birth_date": patient.birth_date.isoformat() if patient.birth_date else None,
                     "sex": {"M": "male", "F": "female"}.get(patient.sex, "unknown"),
                     "identifiers": [{"system": "IPP", "value": patient.patient_id, "assigner": patient.issuer}]},
-        "question": "Bilan ?", "referring_physician": "Dr Test", **extra,
+        "question": "Bilan ?", "referring_physician": "Dr Test",
+        # A fresh patient with an IPP of its own, created on purpose beside its look-alikes of other tests.
+        "duplicates_checked": True, **extra,
     })
     assert response.status_code == 201, response.text
     return CaseOf(int(response.json()["id"]), patient)

@@ -258,7 +258,7 @@ async def test_the_guest_session_reaches_its_meeting_only(service: Service, coor
         made = await guest.post("/api/meetings", headers={"X-CSRF-Token": csrf}, json={
             "board_id": board_id, "starts_at": datetime.now(UTC).isoformat()})
         assert made.status_code in {403, 404}
-        found = await guest.get("/api/patients?identifier=1")
+        found = await guest.post("/api/patients/search", json={"identifier": "1"}, headers={"X-CSRF-Token": csrf})
         assert found.status_code in {403, 404} or found.json() == []
         people = await guest.get("/api/users")
         assert people.status_code == 403

@@ -274,9 +274,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/api/cases/{case_id:int}", "PATCH"): meeting(Action.edit_agenda, _json({"staging": "cT1aN0M0"})),
     ("/api/cases/{case_id:int}/defer", "POST"): meeting(Action.manage_meeting, fresh="case_id"),
     ("/api/cases/{case_id:int}/withdraw", "POST"): meeting(Action.edit_agenda, fresh="case_id"),
-    ("/api/patients", "GET"): role(Action.find_patient, query="identifier=IPP000&assigner=" + HOSPITAL),
+    ("/api/patients/search", "POST"): role(Action.find_patient, _json({"identifier": "IPP000", "assigner": HOSPITAL})),
     ("/api/patients", "POST"): role(Action.register_patient, _json({"family_name": "Matrice", "identifiers": []})),
-    ("/api/patients/duplicates", "GET"): role(Action.find_patient, query="family_name=Matrice&birth_date=1960-01-01"),
+    ("/api/patients/duplicates", "POST"): role(Action.find_patient, _json({"family_name": "Matrice",
+                                                                           "birth_date": "1960-01-01"})),
     ("/api/patients/{patient_id:int}", "GET"): meeting(Action.view_patient),
     ("/", "GET"): public(),  # a redirect to /meetings
     ("/meetings", "GET"): signed(),
@@ -286,6 +287,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/meetings/{meeting_id:int}/status", "POST"): meeting(Action.manage_meeting, _form({"action": "none"})),
     ("/meetings/{meeting_id:int}/cases", "POST"): meeting(Action.edit_agenda, _form(lambda w, o: {
         "patient_mode": "existing", "patient_id": str(w.targets[o].patient_id), "question": "?"})),
+    ("/meetings/{meeting_id:int}/patient-search", "POST"): meeting(Action.edit_agenda, _form({"q": "Matrice"})),
     ("/meetings/{meeting_id:int}/agenda", "POST"): meeting(Action.edit_agenda, _form(lambda w, o: {
         "case_id": str(w.targets[o].case_id), "direction": "down"})),
     ("/meetings/{meeting_id:int}/invitations", "POST"): meeting(Action.edit_agenda, _form(lambda w, o: {

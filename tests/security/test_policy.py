@@ -112,12 +112,12 @@ async def test_patient_search_needs_the_identifier_with_its_authority_and_is_aud
     _made, case = await board_case(db)
     victim = case.patient
     # A bare IPP matches that value at every hospital: it is a search among the caller's own patients only.
-    bare = await other.get("/api/patients", params={"identifier": victim.ipp})
+    bare = await other.post("/api/patients/search", json={"identifier": victim.ipp})
     assert bare.status_code == 200 and bare.json() == []
-    by_name = await other.get("/api/patients", params={"q": victim.family_name[:3]})
+    by_name = await other.post("/api/patients/search", json={"q": victim.family_name[:3]})
     assert victim.id not in {p["id"] for p in by_name.json()}
     # With its assigning authority, the exact identifier finds the registered patient (to avoid a duplicate)...
-    exact = await other.get("/api/patients", params={"identifier": victim.ipp, "assigner": HOSPITAL})
+    exact = await other.post("/api/patients/search", json={"identifier": victim.ipp, "assigner": HOSPITAL})
     assert exact.status_code == 200 and [p["id"] for p in exact.json()] == [victim.id]
     # ... and that look-up is in the audit trail, naming the patient.
     async with db.session() as s:
@@ -126,7 +126,7 @@ async def test_patient_search_needs_the_identifier_with_its_authority_and_is_aud
     assert [(e.event_code, e.action) for e in reads] == [(PATIENT_RECORD, "R")]
     assert victim.family_name not in reads[0].what
     # The INS is national: it finds the patient by itself. The patient found may then go on the finder's agenda.
-    by_ins = await other.get("/api/patients", params={"identifier": victim.ins})
+    by_ins = await other.post("/api/patients/search", json={"identifier": victim.ins})
     assert [p["id"] for p in by_ins.json()] == [victim.id]
     _board, meeting_id = await own_board_meeting(other)
     added = await other.post(f"/api/meetings/{meeting_id}/cases", json={"patient_id": victim.id, "question": "?"})
@@ -149,7 +149,7 @@ async def test_join_link_session_of_a_coordinator_does_only_the_guest_s_part(
         meeting = await guest.post("/api/meetings", json={"board_id": made.board.id, "starts_at": "2031-05-06T14:00"})
         assert meeting.status_code == 403, meeting.text
         assert (await guest.get(f"/api/meetings/{other.id}")).status_code == 404
-        found = await guest.get("/api/patients", params={"identifier": _other_case.patient.ipp, "assigner": HOSPITAL})
+        found = await guest.post("/api/patients/search", json={"identifier": _other_case.patient.ipp, "assigner": HOSPITAL})
         assert found.status_code == 403 or found.json() == []
         patient = await guest.post("/api/patients", json={"family_name": "Pirate", "identifiers": []})
         assert patient.status_code == 403

@@ -175,7 +175,9 @@ async def test_logs_carry_no_health_data_and_no_secret(logged_service: LoggedSer
             httpx.AsyncClient(base_url=base, timeout=60) as guest:
         # Anonymous pages, a refused API call, an address that matches no route but names a patient.
         assert (await guest.get("/login", params={"next": f"/patients?q={family}"})).status_code == 200
-        assert (await guest.get("/api/patients", params={"q": family})).status_code == 401
+        assert (await guest.post("/api/patients/search", json={"q": family})).status_code == 401
+        # An old-style search with the name in the address: no route answers it with patients.
+        assert (await guest.get("/api/patients", params={"q": family})).status_code in {401, 405}
         assert (await guest.get(f"/patients/{family}")).status_code == 404
         await _sign_in(coordinator, "secretariat", secrets_seen)
         meeting = (await coordinator.get(f"/api/meetings/{meeting_id}")).json()
@@ -183,12 +185,16 @@ async def test_logs_carry_no_health_data_and_no_secret(logged_service: LoggedSer
         for case in meeting["cases"]:
             assert (await coordinator.get(f"/cases/{case['id']}")).status_code == 200
             assert (await coordinator.get(f"/api/cases/{case['id']}")).status_code == 200
-        # Searches put names and identifiers in the query string.
+        # Searches: names and identifiers in the body (and, from an old client, in the address: refused).
         for value in sorted(patient_data):
-            if not value[0].isdigit():
-                await coordinator.get("/api/patients", params={"q": value})
-            else:
-                await coordinator.get("/api/patients", params={"identifier": value})
+            field = "identifier" if value[0].isdigit() else "q"
+            assert (await coordinator.post("/api/patients/search", json={field: value})).status_code == 200
+            assert (await coordinator.get("/api/patients", params={field: value})).status_code == 405
+            page = await coordinator.post(f"/meetings/{meeting_id}/patient-search", data={field: value})
+            assert page.status_code == 200
+        alike = await coordinator.post("/api/patients/duplicates", json={
+            "family_name": family, "identifiers": sorted(v for v in patient_data if v[0].isdigit())[:5]})
+        assert alike.status_code == 200
         # A guest's join link, as the guest gets it (the mail) and uses it (the page, then its POST).
         address = f"d.{secrets.token_hex(4)}@chu-x.fr"
         invited = await coordinator.post(f"/api/meetings/{meeting_id}/guests", json={

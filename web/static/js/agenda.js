@@ -1,6 +1,7 @@
 // The meeting page: reorder the agenda by drag and drop (or the arrow buttons) through
-// PUT /api/meetings/{id}/agenda, search registered patients (GET /api/patients), look for patients already
-// registered with the identity being typed (GET /api/patients/duplicates), and list the people of a specialty to
+// PUT /api/meetings/{id}/agenda, search registered patients (POST /api/patients/search), look for patients
+// already registered with the identity being typed (POST /api/patients/duplicates; both POST: patient data never
+// goes in an address), and list the people of a specialty to
 // invite (GET /api/users?specialty=). Without this script every action still works as a form post.
 
 import { api, ApiError, format, pageStrings, toast, withBusy } from './api.js';
@@ -177,14 +178,12 @@ function setupPatientSearch(searchForm) {
     const identifier = (document.getElementById('s-identifier')?.value || '').trim();
     const assigner = (document.getElementById('s-assigner')?.value || '').trim();
     if (!q && !identifier) return;
-    const params = new URLSearchParams();
-    if (q) params.set('q', q);
-    if (identifier) params.set('identifier', identifier);
+    const body = { q, identifier };
     // An IPP with its hospital finds a patient registered elsewhere (audited); alone, it searches one's meetings.
-    if (identifier && assigner) params.set('assigner', assigner);
+    if (identifier && assigner) body.assigner = assigner;
     results.replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: strings.searching || '…' }));
     try {
-      const found = await withBusy(button, () => api('GET', `/api/patients?${params}`));
+      const found = await withBusy(button, () => api('POST', '/api/patients/search', body));
       results.replaceChildren(...found.map(patientChoice));
       if (!found.length) {
         results.replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: strings.no_patient }));
@@ -253,7 +252,7 @@ function duplicateItem(patient) {
 }
 
 /**
- * As the coordinator types a new patient's identity, ask GET /api/patients/duplicates for registered patients who
+ * As the coordinator types a new patient's identity, ask POST /api/patients/duplicates for registered patients who
  * look like them and list them with "This is the patient" (which posts the form with use_patient). Before the
  * form is sent, the check runs once more for what is typed then; the server checks again in any case.
  */
@@ -270,13 +269,12 @@ function setupDuplicates(form) {
   let passThrough = false;
 
   function query() {
-    const params = new URLSearchParams();
-    params.set('family_name', value('family_name'));
-    if (value('given_names')) params.set('given_names', value('given_names'));
-    if (value('birth_date')) params.set('birth_date', value('birth_date'));
-    if (value('sex') && value('sex') !== 'unknown') params.set('sex', value('sex'));
-    for (const name of ['ins', 'ipp']) if (value(name)) params.append('identifier', value(name).replace(/\s+/g, ''));
-    return params;
+    const body = { family_name: value('family_name'), identifiers: [] };
+    if (value('given_names')) body.given_names = value('given_names');
+    if (value('birth_date')) body.birth_date = value('birth_date');
+    if (value('sex') && value('sex') !== 'unknown') body.sex = value('sex');
+    for (const name of ['ins', 'ipp']) if (value(name)) body.identifiers.push(value(name).replace(/\s+/g, ''));
+    return body;
   }
   const searchable = () => Boolean(value('family_name') && (value('birth_date') || value('ins') || value('ipp')));
 
@@ -290,7 +288,7 @@ function setupDuplicates(form) {
     box.setAttribute('aria-busy', 'true');
     status.textContent = strings.dup_searching || '…';
     try {
-      const patients = await api('GET', `/api/patients/duplicates?${query()}`, undefined, { signal: mine.signal });
+      const patients = await api('POST', '/api/patients/duplicates', query(), { signal: mine.signal });
       list.replaceChildren(...patients.map(duplicateItem));
       status.textContent = patients.length ? strings.dup_found || '' : '';
       box.hidden = patients.length === 0;
