@@ -49,7 +49,7 @@ from rcp.auth.totp import STEP_S, SecondFactorRefused, UnreadableSecret, box_for
 from rcp.clock import SystemClock, as_utc
 from rcp.errors import Forbidden
 
-__all__ = ["SIGNING_WINDOW", "ReauthenticationFailed", "ReauthenticationRequired", "open_signing_window",
+__all__ = ["SIGNING_WINDOW", "LocalPasswordsOff", "ReauthenticationFailed", "ReauthenticationRequired", "open_signing_window",
            "reauthenticate", "signing_window"]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,14 @@ class ReauthenticationRequired(Forbidden):
 
     def __init__(self) -> None:
         super().__init__("Confirm your identity to sign: enter your password and the code of your authenticator.")
+
+
+class LocalPasswordsOff(ReauthenticationFailed):
+    """Local passwords are switched off: only a fresh login at the identity provider opens the signing window."""
+
+    def __init__(self) -> None:
+        Forbidden.__init__(self, "Passwords are switched off on this service: confirm your identity by signing in "
+                           "again at your identity provider, then sign.")
 
 
 def _clock(settings: Any) -> Any:
@@ -123,6 +131,12 @@ async def reauthenticate(request: Request, user: Any, password: str, *, code: st
         raise ReauthenticationRequired()
     if settings is None:  # no secret key to read the second factor with: nobody signs here
         raise ReauthenticationFailed()
+    if not settings.local_passwords:
+        # The hospital switched local passwords off (RCP_LOCAL_PASSWORDS=off): a password that still sits on an
+        # account from before must not stand for the identity provider's fresh login at a signature either.
+        await _audit(db, request, event="user_authentication", outcome=4, what=f"{act}: refused, local passwords "
+                     "are switched off", patient_id=patient_id, meeting_id=meeting_id)
+        raise LocalPasswordsOff()
     throttle = password_throttle(request.app.state)
     key = f"reauth:user:{user.id}"
     try:

@@ -27,6 +27,7 @@ from rcp.auth.links import token_digest
 from rcp.auth.models import AuditEvent, Role, User
 from rcp.auth.passwords import hash_password
 from rcp.clock import SettableClock
+from rcp.config import Settings
 from rcp.db import Database
 from rcp.scheduling.models import (
     Invitation,
@@ -329,3 +330,23 @@ async def test_an_account_without_second_factor_never_signs(world: World, db: Da
     assert refused.status_code == 403 and refused.json()["error"] == "reauthentication_failed"
     assert await _versions(world, case_id) == []
     assert any("does not sign" in e.what for e in await _audit(db, world.id("surgeon"), case_id))
+
+
+async def test_with_local_passwords_off_a_password_and_code_no_longer_sign(
+        world: World, db: Database, settings: Settings) -> None:
+    """RCP_LOCAL_PASSWORDS=off (issue 17): a password still stored on an account from before must not stand in for
+    the identity provider's fresh login at a signature. The switch is flipped on the running service after the
+    physicians signed in (the shared app reads its settings at each request), and put back afterwards."""
+    first, _second = world.cases
+    await discuss_case(world, first)
+    revision = await _fill(world, first, responsible={"name": "Dr S", "user_id": world.id("surgeon")})
+    object.__setattr__(settings, "local_passwords", False)
+    try:
+        refused = await sign_decision(world, "surgeon", first, revision=revision)
+    finally:
+        object.__setattr__(settings, "local_passwords", True)
+    assert refused.status_code == 403 and "identity provider" in refused.json()["message"]
+    assert await _versions(world, first) == []
+    assert any("local passwords are switched off" in e.what for e in await _audit(db, world.id("surgeon"), first))
+    # The same proof signs once passwords are allowed again: the refusal came from the switch alone.
+    assert (await sign_decision(world, "surgeon", first, revision=revision)).status_code == 201
