@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -35,7 +36,7 @@ from rcp.clock import as_utc
 from rcp.errors import Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int, read_json
 from rcp.ids import MAX_ID
-from rcp.minutes import render, staging, store
+from rcp.minutes import cda, render, staging, store
 from rcp.minutes.fiche import AttendeeRecord, Fiche
 from rcp.minutes.models import WritebackJob
 from rcp.minutes.versions import FieldConflict, NotAllowedToSign, SignedVersion, check_signer, thaw
@@ -324,6 +325,26 @@ async def versions(request: Request) -> Response:
     return JSONResponse([_version_json(v, content=True) for v in listed])
 
 
+async def version_cda(request: Request) -> Response:
+    """One signed version as a CI-SIS CANCER-FRCP CDA R2 document (``rcp.minutes.cda``), read as its PDF is read:
+    the one policy's view of the case's patient, the read audited; a correction carries the version it replaces
+    (relatedDocument RPLC)."""
+    user = current_user(request)
+    case_id = path_int(request, "case_id")
+    number = path_int(request, "number")
+    async with request.app.state.db.session() as s:
+        await access.read_case(s, user, case_id, what=f"CDA of version {number} of case {{case}}", request=request)
+        listed = {v.version.number: v.version for v in await store.list_versions(s, case_id)}
+    version = listed.get(number)
+    if version is None:
+        raise NotFound("No such signed version of this decision.")
+    replaced = listed.get(version.replaces) if version.replaces is not None else None
+    document = await run_in_threadpool(cda.fiche_cda, version.fiche(), version, replaced=replaced)
+    name = f"fiche-rcp-case-{case_id}-v{number}.xml"
+    return Response(document, media_type=cda.MEDIA_TYPE,
+                    headers={"Content-Disposition": f'inline; filename="{name}"', "Cache-Control": "no-store"})
+
+
 async def _fiche_of(request: Request) -> tuple[Fiche, SignedVersion | None]:
     """The requested version (``?version=N``), else the latest signed one, else the current draft."""
     user = current_user(request)
@@ -443,6 +464,9 @@ routes: list[BaseRoute] = [
              media_type="application/json"),
     ApiRoute("/api/cases/{case_id:int}/decision/versions", versions, method="GET", tag="minutes",
              summary="Every signed version of the decision with its content", media_type="application/json"),
+    ApiRoute("/api/cases/{case_id:int}/decision/versions/{number:int}/cda", version_cda, method="GET",
+             tag="minutes", summary="One signed version as a CI-SIS CANCER-FRCP CDA R2 document (FRCP 2022.01)",
+             media_type=cda.MEDIA_TYPE),
     Route("/cases/{case_id:int}/fiche", fiche_page, methods=["GET"], name="minutes_fiche"),
     Route("/cases/{case_id:int}/fiche.pdf", fiche_pdf, methods=["GET"], name="minutes_fiche_pdf"),
     Route("/meetings/{meeting_id:int}/minutes", minutes_page, methods=["GET"], name="minutes_meeting"),

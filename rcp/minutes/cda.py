@@ -1,0 +1,679 @@
+"""The signed fiche RCP as a CI-SIS CANCER-FRCP CDA R2 document (volet FRCP 2022.01, level 3, LOINC 34794-8).
+
+Regional cancer networks, the DCC and the DMP take the fiche RCP as this document. It is modelled on the two
+official examples of the ANS (``CANCER-FRCP_2022.01_Appareil.xml`` / ``_Transversale.xml``, ansforge
+TestContenuCDA-3-0) and checked in the tests against the CDA schema and the ANS schematrons
+(``tests/fixtures/ans-cda``). It is built with lxml, element by element, never by string concatenation, so that
+free text typed in the room can never become markup.
+
+    >>> from rcp.minutes.cda import LOINC_FRCP
+    >>> LOINC_FRCP
+    '34794-8'
+
+Header rules (CI-SIS "Volet Structuration minimale", FRCP 2022.01 §3):
+
+- The patient: the INS only for a *qualified* identity (RNIV; ``rcp.identifiers.ins_may_leave`` through
+  ``PatientIdentity.shared_ins``), always the IPP under its assigning authority's OID when the hospital gave one.
+- The author and the legal authenticator are the signer (the signed-in physician), by RPPS (IdNatPS "8" + RPPS,
+  OID 1.2.250.1.71.4.2.1) or, without one, by their account under the service's OID.
+- Participants: coordinator (RESP, the responsible physician), requester (REFB), GP (INF / PCP), quorum members
+  (PRF, 353 "Participant du quorum") and those outside it (PRF, CORRE "Participant hors quorum"), correspondents
+  (CON).
+- A correction is a new version of the same ``setId`` with ``relatedDocument typeCode="RPLC"`` naming the
+  version it replaces (CDA R2 §4.2.3.1).
+
+The custodian is the service itself (``RCP_SOURCE_OID``) until boards carry their establishment's FINESS
+(issue 16, item 1); ``Custodian`` lets a caller name another.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from lxml import etree
+from lxml.builder import ElementMaker
+
+from rcp.epr.fhir import RCP_SOURCE_OID
+from rcp.errors import Invalid
+from rcp.minutes import codes
+from rcp.minutes.codes import Coding
+from rcp.minutes.delivery import document_ids
+from rcp.minutes.fiche import AttendeeRecord, Fiche, Physician
+from rcp.minutes.staging import LATERALITIES, Tnm
+from rcp.minutes.versions import SignedVersion
+from rcp.people import IDNATPS_OID, PersonName
+from rcp.scheduling.specialties import specialty as specialty_of
+
+__all__ = ["LOINC_FRCP", "MEDIA_TYPE", "Custodian", "fiche_cda"]
+
+V3 = "urn:hl7-org:v3"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_XSI_TYPE = f"{{{XSI}}}type"
+MEDIA_TYPE = "application/xml"
+LOINC = "2.16.840.1.113883.6.1"
+LOINC_FRCP = "34794-8"
+TA = codes.TA_ASIP
+SNOMED = "2.16.840.1.113883.6.96"
+TNM_UICC = "2.16.840.1.113883.15.6"
+#: TRE_R85 RolePROfessionnel "Membre de l'équipe de soins" (functionCode of the author and quorum members).
+_CARE_TEAM = Coding("353", "1.2.250.1.213.1.6.1.107", "Membre de l'équipe de soins")
+_CORRESPONDENT = Coding("CORRE", "1.2.250.1.213.1.1.4.2.280", "Correspondant")
+#: TRE_R38 professions (G15 = médecin) for a physician whose specialty has no national code.
+_PHYSICIAN = Coding("10", "1.2.250.1.213.1.1.4.5", "Médecin")
+_PARIS = ZoneInfo("Europe/Paris")
+#: FRCP national identifiers of the meeting (encompassingEncounter/id): regional network, 3C, RCP.
+_RRC, _3C, _RCP = "1.2.250.1.161.1.20.1.1", "1.2.250.1.161.1.20.2.1", "1.2.250.1.161.1.20.3.1"
+
+E = ElementMaker(namespace=V3, nsmap={None: V3, "xsi": XSI})
+
+
+@dataclass(frozen=True)
+class Custodian:
+    """The organisation that keeps the document (CDA custodian) and the board's national identifiers.
+
+    FRCP 2022.01 names the meeting by the ids of its regional cancer network (RRC, 1.2.250.1.161.1.20.1.1), its
+    manager (3C, 1.2.250.1.161.1.20.2.1) and the RCP itself (1.2.250.1.161.1.20.3.1). Boards do not carry them
+    yet (issue 16, item 1): an id left "" is written with nullFlavor UNK under its national root, never invented.
+    """
+
+    name: str = "Service RCP"
+    root: str = RCP_SOURCE_OID
+    extension: str = ""
+    regional_network: str = ""
+    coordination_centre: str = ""
+    board: str = ""
+
+
+# -- data types ----------------------------------------------------------------------------------------------
+
+
+def _ts(value: datetime | date) -> str:
+    """HL7 TS: a day as YYYYMMDD, an instant in French local time with its offset (never UTC without one)."""
+    if isinstance(value, datetime):
+        return value.astimezone(_PARIS).strftime("%Y%m%d%H%M%S%z")
+    return value.strftime("%Y%m%d")
+
+
+def _ii(root: str, extension: str = "") -> etree._Element:
+    return E.id(root=root, extension=extension) if extension else E.id(root=root)
+
+
+def _cd(tag: str, coding: Coding, *, xsi_type: bool = False, **extra: str) -> etree._Element:
+    el = E(tag, code=coding.code, displayName=coding.display or coding.code, codeSystem=coding.system,
+           codeSystemName=coding.system_name, **extra)
+    if xsi_type:
+        el.set(_XSI_TYPE, "CD")
+    return el
+
+
+def _templates(*roots: str) -> list[etree._Element]:
+    return [E.templateId(root=r) for r in roots]
+
+
+def _uid(*parts: object) -> etree._Element:
+    """A stable entry id: a UUID derived from the document and the entry's place, so a re-export is identical."""
+    return E.id(root=str(uuid.uuid5(uuid.NAMESPACE_OID, "/".join(str(p) for p in parts))).upper())
+
+
+def _ref(anchor: str) -> etree._Element:
+    return E.text(E.reference(value=f"#{anchor}"))
+
+
+def _bl(value: bool) -> etree._Element:
+    el = E.value(value="true" if value else "false")
+    el.set(_XSI_TYPE, "BL")
+    return el
+
+
+# -- people ------------------------------------------------------------------------------------------------------
+
+
+def _person_name(p: PersonName | None, display: str) -> etree._Element:
+    """PN in parts: prefix (DR/PR of TRE_R11 as the examples write it in ``suffix``), given, family."""
+    if p is None:
+        try:
+            p = PersonName.parse(display)
+        except Invalid:  # "Dr Amélie Rousseau": which word is the family name is not known; kept whole
+            p = None
+    if p is None or p.unsplit:
+        return E.name(E.family(display))
+    name = E.name()
+    if p.given:
+        name.append(E.given(p.given))
+    name.append(E.family(p.family))
+    if p.prefix_code:
+        name.append(E.suffix(p.prefix_code))
+    return name
+
+
+def _profession(specialty: str) -> etree._Element:
+    """TRE_R38 profession/specialty (``G15_10/SM36``) of a physician; "Médecin" when not mapped."""
+    try:
+        spec = specialty_of(specialty) if specialty else None
+    except ValueError:
+        spec = None
+    if spec is not None and spec.national_code:
+        return E.code(code=spec.national_code, codeSystem="1.2.250.1.213.1.1.4.5", displayName=spec.label)
+    return E.code(code=_PHYSICIAN.code, codeSystem=_PHYSICIAN.system, displayName=_PHYSICIAN.display)
+
+
+def _person_id(rpps: str, user_id: int | None) -> etree._Element:
+    """IdNatPS ("8" + RPPS) under the ANS OID, else the service account's id under the service's OID."""
+    if rpps:
+        return _ii(IDNATPS_OID, "8" + rpps)
+    if user_id is not None:
+        return _ii(f"{RCP_SOURCE_OID}.1", str(user_id))
+    return E.id(nullFlavor="UNK")
+
+
+def _organisation(tag: str, hospital: str) -> list[etree._Element]:
+    return [E(tag, E.name(hospital))] if hospital else []
+
+
+def _physician_entity(tag: str, person_tag: str, p: Physician) -> etree._Element:
+    return E(tag, _person_id(p.rpps, p.user_id), _profession(p.specialty),
+             E(person_tag, _person_name(p.person, p.name)), *_organisation(
+                 "representedOrganization" if tag == "assignedEntity" or tag == "assignedAuthor"
+                 else "scopingOrganization", p.hospital))
+
+
+def _participant(type_code: str, function: Coding | None, comment: str, p: Physician) -> etree._Element:
+    fn = (_cd("functionCode", function) if function is not None else E.functionCode(nullFlavor="NA"))
+    fn.append(E.originalText(comment))
+    entity = E.associatedEntity(
+        _person_id(p.rpps, p.user_id), _profession(p.specialty),
+        E.associatedPerson(_person_name(p.person, p.name)), *_organisation("scopingOrganization", p.hospital),
+        classCode="PROV")
+    return E.participant(fn, E.time(nullFlavor="UNK"), entity, typeCode=type_code)
+
+
+def _attendee(a: AttendeeRecord) -> etree._Element:
+    p = Physician(name=a.name, specialty=a.specialty, hospital=a.hospital, user_id=None if a.guest else a.user_id)
+    if a.quorum_member:
+        return _participant("PRF", _CARE_TEAM, "Participant du quorum", p)
+    return _participant("PRF", _CORRESPONDENT, "Participant hors quorum", p)
+
+
+# -- header ----------------------------------------------------------------------------------------------------
+
+
+def _record_target(fiche: Fiche) -> etree._Element:
+    p = fiche.patient
+    role = E.patientRole()
+    if p.shared_ins:  # RNIV: the INS leaves the service only for a qualified identity
+        role.append(_ii(p.ins_system, p.shared_ins))
+    if p.local_id:
+        if p.local_id_issuer_oid:
+            role.append(_ii(p.local_id_issuer_oid, p.local_id))
+        else:
+            role.append(E.id(extension=p.local_id, assigningAuthorityName=p.local_id_issuer or "IPP",
+                             nullFlavor="UNK"))
+    name = E.name(E.family(p.family_name, qualifier="BR"))
+    if p.given_names:
+        name.append(E.given(p.given_names))
+        name.append(E.given(p.given_names.split()[0], qualifier="BR"))
+    if p.used_name:
+        name.append(E.family(p.used_name, qualifier="CL"))
+    gender = {"female": "F", "male": "M"}.get(p.sex)
+    patient = E.patient(name, classCode="PSN")
+    patient.append(E.administrativeGenderCode(code=gender, codeSystem="2.16.840.1.113883.5.1") if gender
+                   else E.administrativeGenderCode(code="U", codeSystem="2.16.840.1.113883.5.1"))
+    patient.append(E.birthTime(value=_ts(p.birth_date)) if p.birth_date else E.birthTime(nullFlavor="UNK"))
+    role.append(E.addr(nullFlavor="NASK"))
+    role.append(patient)
+    return E.recordTarget(role)
+
+
+def _signer(version: SignedVersion, fiche: Fiche) -> Physician:
+    if version.signer is not None:
+        return version.signer
+    return fiche.responsible_physician or Physician(name="Inconnu", user_id=version.signed_by)
+
+
+def _author(signer: Physician, at: datetime) -> etree._Element:
+    fn = _cd("functionCode", _CARE_TEAM)
+    fn.append(E.originalText("Médecin signataire de la fiche RCP"))
+    return E.author(fn, E.time(value=_ts(at)), _physician_entity("assignedAuthor", "assignedPerson", signer))
+
+
+def _custodian(c: Custodian) -> etree._Element:
+    return E.custodian(E.assignedCustodian(E.representedCustodianOrganization(_ii(c.root, c.extension),
+                                                                              E.name(c.name))))
+
+
+def _legal(signer: Physician, at: datetime) -> etree._Element:
+    return E.legalAuthenticator(E.time(value=_ts(at)), E.signatureCode(code="S"),
+                                _physician_entity("assignedEntity", "assignedPerson", signer))
+
+
+def _participants(fiche: Fiche) -> Iterable[etree._Element]:
+    if fiche.responsible_physician is not None:
+        yield _participant("RESP", None, "PS Coordonnateur de la RCP", fiche.responsible_physician)
+    if fiche.referring_physician is not None:
+        yield _participant("REFB", None, "PS Demandeur", fiche.referring_physician)
+    if fiche.gp is not None:
+        yield _participant("INF", Coding("PCP", "2.16.840.1.113883.5.88", "Médecin traitant"), "Médecin traitant",
+                           fiche.gp)
+    for a in fiche.attendees:
+        yield _attendee(a)
+    for c in fiche.correspondents:
+        yield _participant("CON", Coding("CORRE", "1.2.250.1.213.1.1.4.2.280", "Médecin correspondant"),
+                           "PS Correspondant", c)
+
+
+def _documentation_of(fiche: Fiche, signer: Physician, start: datetime) -> Iterable[etree._Element]:
+    code = E.code(code="39", displayName="Réunion de Concertation Pluridisciplinaire (RCP)",
+                  codeSystem="1.2.250.1.213.3.3.13", codeSystemName="TRE_R213-ModePriseEnCharge")
+    code.append(E.originalText(fiche.board.name))
+    performer = E.performer(_physician_entity("assignedEntity", "assignedPerson", signer), typeCode="PRF")
+    yield E.documentationOf(E.serviceEvent(code, E.effectiveTime(E.low(value=_ts(start))), performer,
+                                           classCode="ACT"))
+    if fiche.tumour_site is not None:
+        yield E.documentationOf(E.serviceEvent(_cd("code", fiche.tumour_site), classCode="ACT"))
+
+
+def _component_of(fiche: Fiche, custodian: Custodian, start: datetime) -> etree._Element:
+    national = [E.id(root=root, extension=value) if value else E.id(root=root, nullFlavor="UNK")
+                for root, value in ((_RRC, custodian.regional_network), (_3C, custodian.coordination_centre),
+                                    (_RCP, custodian.board))]
+    encounter = E.encompassingEncounter(
+        *national, _ii(f"{RCP_SOURCE_OID}.2", f"{fiche.meeting_id}.{fiche.case_id}"),
+        E.code(code="VR", displayName="Virtuelle (exemple : RCP en l'absence du patient)",
+               codeSystem="2.16.840.1.113883.5.4"),
+        E.effectiveTime(E.low(value=_ts(start))),
+        E.location(E.healthCareFacility(
+            E.code(code="SA01", displayName="Etablissement public de santé", codeSystem="1.2.250.1.71.4.2.4"),
+            E.location(E.name(custodian.name), E.addr(nullFlavor="UNK")))))
+    return E.componentOf(encounter)
+
+
+# -- body: narrative helpers -------------------------------------------------------------------------------------
+
+
+def _table(head: str, rows: Iterable[tuple[str, str, str]]) -> etree._Element:
+    """A two-column narrative table; ``rows`` are (label, value, anchor ID or "")."""
+    body = E.tbody()
+    for label, value, anchor in rows:
+        cell = E.content(value, ID=anchor) if anchor else value
+        body.append(E.tr(E.td(label), E.td(cell)))
+    return E.table(E.thead(E.tr(E.th(head, colspan="2"))), body, border="0")
+
+
+def _yes(value: bool | None) -> str:
+    return "Non renseigné" if value is None else ("Oui" if value else "Non")
+
+
+def _section(templates: tuple[str, ...], code: Coding, title: str, text: etree._Element,
+             entries: Iterable[etree._Element], *ident: object) -> etree._Element:
+    section = E.section(*_templates(*templates), _uid("section", *ident), _cd("code", code), E.title(title),
+                        text)
+    for entry in entries:
+        section.append(E.entry(entry))
+    return E.component(section)
+
+
+def _simple(code: Coding, anchor: str, value: etree._Element, *ident: object, when: date | None = None,
+            children: Iterable[etree._Element] = ()) -> etree._Element:
+    """FR-Simple-Observation (IHE PCC 1.3.6.1.4.1.19376.1.5.3.1.4.13, CI-SIS 1.2.250.1.213.1.1.3.48)."""
+    obs = E.observation(*_templates("1.3.6.1.4.1.19376.1.5.3.1.4.13", "1.2.250.1.213.1.1.3.48"),
+                        _uid(code.code, *ident), _cd("code", code), _ref(anchor), E.statusCode(code="completed"),
+                        E.effectiveTime(value=_ts(when)) if when else E.effectiveTime(nullFlavor="NA"),
+                        value, classCode="OBS", moodCode="EVN")
+    obs.extend(children)
+    return obs
+
+
+def _comment(anchor: str) -> etree._Element:
+    """FR-Commentaire-ER (CI-SIS 1.2.250.1.213.1.1.3.32)."""
+    return E.act(*_templates("2.16.840.1.113883.10.20.1.40", "1.3.6.1.4.1.19376.1.5.3.1.4.2",
+                             "1.2.250.1.213.1.1.3.32"),
+                 E.code(code="48767-8", displayName="Commentaire", codeSystem=LOINC, codeSystemName="LOINC"),
+                 _ref(anchor), E.statusCode(code="completed"), classCode="ACT", moodCode="EVN")
+
+
+def _ta(code: str, display: str) -> Coding:
+    return Coding(code, TA, display)
+
+
+def _loinc(code: str, display: str) -> Coding:
+    return Coding(code, LOINC, display)
+
+
+# -- body: the FRCP sections -------------------------------------------------------------------------------------
+
+
+def _reason(fiche: Fiche, doc: str) -> etree._Element:
+    """FR-Raison-de-la-recommandation (type of RCP: nature of discussion, organ; reason, case status)."""
+    b = fiche.board
+    rows = [("Nature de la discussion", b.discussion_nature.display or b.discussion_nature.code,
+             "nature-discussion")]
+    if b.system is not None:
+        rows.append(("Appareil", b.system.display or b.system.code, "appareil"))
+    if b.organ is not None:
+        rows.append(("Organe", b.organ.display or b.organ.code, "organe"))
+    if b.care is not None:
+        rows.append(("Soins de support / spécificité", b.care.display or b.care.code, "soins"))
+    status = codes.case_status(fiche.discussed)
+    reason_rows = [("Question posée", fiche.question, "raison"),
+                   ("Statut du cas présenté", status.display, "statut-cas-presente")]
+    text = E.text(_table("Type de RCP", rows), E.br(), _table("Motif de la RCP", reason_rows))
+    nature_children = []
+    if b.system is not None:
+        nature_children.append(E.entryRelationship(_simple(_ta("ORG-118", "Appareil concerné"), "appareil",
+                                                           _cd("value", b.system, xsi_type=True), doc),
+                                                   typeCode="SUBJ"))
+    if b.organ is not None:
+        nature_children.append(E.entryRelationship(_simple(_ta("ORG-119", "Organe"), "organe",
+                                                           _cd("value", b.organ, xsi_type=True), doc),
+                                                   typeCode="SUBJ"))
+    if b.care is not None:
+        nature_children.append(E.entryRelationship(_simple(_ta("ORG-138", "Soins de support"), "soins",
+                                                           _cd("value", b.care, xsi_type=True), doc),
+                                                   typeCode="SUBJ"))
+    nature = _simple(_ta("GEN-098", "Nature de la discussion"), "nature-discussion",
+                     _cd("value", b.discussion_nature, xsi_type=True), doc, children=nature_children)
+    motif = _simple(_ta("ORG-186", "Motif de la RCP"), "raison", _na_value(), doc, children=[
+        E.entryRelationship(_simple(_ta("ORG-127", "Statut du cas présenté"), "statut-cas-presente",
+                                    _cd("value", status, xsi_type=True), doc), typeCode="REFR")])
+    nature.append(E.entryRelationship(motif, typeCode="SUBJ"))
+    problem = E.observation(
+        *_templates("2.16.840.1.113883.10.20.1.28", "1.3.6.1.4.1.19376.1.5.3.1.4.5", "1.2.250.1.213.1.1.3.37"),
+        _uid("probleme", doc), _cd("code", Coding("55607006", SNOMED, "problème")), _ref("raison"),
+        E.statusCode(code="completed"), E.effectiveTime(E.low(value=_ts(fiche.meeting_date))),
+        _na_value(E.originalText(E.reference(value="#raison"))),
+        classCode="OBS", moodCode="EVN", negationInd="false")
+    return _section(("1.3.6.1.4.1.19376.1.5.3.1.3.1", "1.3.6.1.4.1.19376.1.5.3.1.3.2", "1.2.250.1.213.1.1.2.128"),
+                    _loinc("42349-1", "Raison de la recommandation"), "TYPE DE RCP / MOTIF DE LA RCP", text,
+                    [nature, problem], doc, "raison")
+
+
+def _na_value(*children: etree._Element) -> etree._Element:
+    el = E.value(*children, nullFlavor="NA")
+    el.set(_XSI_TYPE, "CD")
+    return el
+
+
+def _discovery(fiche: Fiche, doc: str) -> etree._Element:
+    """FR-Resultats-evenements (mode of discovery): the fiche does not record screening, so it says so."""
+    text = E.text(_table("Mode de découverte du cancer", [("Patient issu du dépistage", "Non renseigné",
+                                                          "depistage")]))
+    value = E.value(nullFlavor="NASK")
+    value.set(_XSI_TYPE, "BL")
+    obs = _simple(_loinc("63921-1", "Dépistage du cancer"), "depistage", value, doc)
+    return _section(("1.3.6.1.4.1.19376.1.5.3.1.1.21.2.9", "1.3.6.1.4.1.19376.1.7.3.1.1.13.7",
+                     "1.2.250.1.213.1.1.2.163"), _loinc("42545-4", "Evènements observés"),
+                    "MODE DE DÉCOUVERTE DU CANCER", text, [obs], doc, "decouverte")
+
+
+def _diagnosis_date(fiche: Fiche) -> str:
+    """The FRCP's "date du diagnostic initial (minimum mois et année)" as HL7 TS (YYYYMM or YYYYMMDD)."""
+    return fiche.diagnosis_date.replace("-", "")
+
+
+def _tnm_observation(tnm: Tnm, doc: str, kind: str) -> etree._Element:
+    """Stade TNM (IHE PCC 1.3.6.1.4.1.19376.1.7.3.1.4.14.2): stage group and edition as qualifiers, T/N/M parts."""
+    clinical = kind == "c"
+    loinc = ({"": ("75620-5", "Stade TNM Clinique"), "t": ("21905-5", "TNM Clinique T"),
+              "n": ("21906-3", "TNM Clinique N"), "m": ("21907-1", "TNM Clinique M"),
+              "stage": ("21908-9", "Stade clinique")} if clinical else
+             {"": ("21902-2", "Stade TNM Pathologique"), "t": ("21899-0", "TNM Pathologique T"),
+              "n": ("21900-6", "TNM Pathologique N"), "m": ("21901-4", "TNM Pathologique M"),
+              "stage": ("21902-2", "Stade pathologique")})
+    value = E.value()
+    value.set(_XSI_TYPE, "CD")
+    if tnm.stage:
+        stage = E.value(code=tnm.stage, displayName=tnm.stage, codeSystem=TNM_UICC, codeSystemName="TNM_UICC")
+        stage.set(_XSI_TYPE, "CD")
+        value.append(E.qualifier(_cd("name", _loinc(*loinc["stage"])), stage))
+    if tnm.edition:
+        edition = E.value(code=tnm.edition, displayName=f"TNM_UICC {tnm.edition}e édition", codeSystem=TNM_UICC,
+                          codeSystemName="TNM_UICC")
+        edition.set(_XSI_TYPE, "CD")
+        value.append(E.qualifier(_cd("name", _loinc("21917-0", "Version TNM Classification")), edition))
+    obs = E.observation(E.templateId(root="1.3.6.1.4.1.19376.1.7.3.1.4.14.2"), _cd("code", _loinc(*loinc[""])),
+                        _ref(f"tnm-{kind}"), E.statusCode(code="completed"), value,
+                        classCode="OBS", moodCode="EVN", negationInd="false")
+    for part, prefix, written in (("t", tnm.prefix, tnm.t), ("n", tnm.n_prefix or tnm.prefix, tnm.n),
+                                  ("m", tnm.m_prefix or tnm.prefix, tnm.m)):
+        if not written:
+            continue
+        v = E.value(code=written, displayName=f"{prefix}{written}", codeSystem=TNM_UICC, codeSystemName="TNM_UICC")
+        if tnm.edition:
+            v.set("codeSystemVersion", tnm.edition)
+        v.set(_XSI_TYPE, "CD")
+        obs.append(E.entryRelationship(_simple(_loinc(*loinc[part]), f"tnm-{kind}-{part}", v, doc, kind),
+                                       typeCode="COMP"))
+    return obs
+
+
+def _diagnosis(fiche: Fiche, doc: str) -> etree._Element:
+    """FR-Diagnostic-du-cancer: the primary tumour (ICD-10 topography, ICD-O-3 morphology, laterality, TNM)."""
+    rows = [("Date du diagnostic initial", fiche.diagnosis_date or "Non renseignée", ""),
+            ("Topographie", _label(fiche.tumour_site, fiche.tumour_site_text), "topographie"),
+            ("Morphologie", _label(fiche.histology, fiche.histology_text), "morphologie")]
+    lat = LATERALITIES.get(fiche.laterality)
+    if lat is not None:
+        rows.append(("Latéralité", lat.display, "lateralite"))
+    stagings = [(t, k) for t, k in ((fiche.clinical_tnm, "c"), (fiche.pathological_tnm, "p")) if t is not None]
+    for tnm, kind in stagings:
+        edition = f"TNM_UICC {tnm.edition}e édition" if tnm.edition else "édition TNM à confirmer"
+        stage = f", stade {tnm.stage}" if tnm.stage else ""
+        rows.append(("TNM " + ("clinique" if kind == "c" else "pathologique"), f"{tnm.label()} ({edition}){stage}",
+                     f"tnm-{kind}"))
+        for part, written in (("t", tnm.t), ("n", tnm.n), ("m", tnm.m)):
+            if written:
+                rows.append((f"TNM ({part.upper()})", written, f"tnm-{kind}-{part}"))
+    for i, other in enumerate(fiche.other_classifications):
+        rows.append(("Autre classification du stade", other.label(), f"autre-classification-{i}"))
+    rows.append(("Tumeur primitive", "", "tumeurPrim"))
+    text = E.text(_table("Tumeur primitive", rows))
+    when = _diagnosis_date(fiche)
+    effective = E.effectiveTime(E.low(value=when)) if when else E.effectiveTime(E.low(nullFlavor="UNK"))
+    morphology = (_cd("value", fiche.histology, xsi_type=True) if fiche.histology is not None
+                  else _na_value())
+    morphology.append(E.originalText(E.reference(value="#morphologie")))
+    problem = E.observation(
+        *_templates("2.16.840.1.113883.10.20.1.28", "1.3.6.1.4.1.19376.1.5.3.1.4.5", "1.2.250.1.213.1.1.3.37",
+                    "1.3.6.1.4.1.19376.1.7.3.1.4.14.1", "1.2.250.1.213.1.1.3.113"),
+        _uid("tumeur", doc), _cd("code", Coding("282291009", SNOMED, "interprétation diagnostique")),
+        _ref("tumeurPrim"), E.statusCode(code="completed"), _copy(effective), morphology,
+        classCode="OBS", moodCode="EVN", negationInd="false")
+    if fiche.tumour_site is not None:
+        site = _cd("targetSiteCode", fiche.tumour_site)
+        site.append(E.originalText(E.reference(value="#topographie")))
+        if lat is not None:
+            site.append(E.qualifier(_cd("name", _loinc("20228-3", "Latéralité")),
+                                    _cd("value", Coding(lat.code, SNOMED, lat.display))))
+        problem.append(site)
+    for tnm, kind in stagings:
+        problem.append(E.entryRelationship(_tnm_observation(tnm, doc, kind), typeCode="SUBJ", inversionInd="false"))
+    concern = E.act(
+        *_templates("2.16.840.1.113883.10.20.1.27", "1.3.6.1.4.1.19376.1.5.3.1.4.5.1",
+                    "1.3.6.1.4.1.19376.1.5.3.1.4.5.2", "1.2.250.1.213.1.1.3.39", "1.2.250.1.213.1.1.3.39.1"),
+        _uid("preoccupation", doc), E.code(nullFlavor="NA"), E.statusCode(code="active"), effective,
+        E.entryRelationship(problem, typeCode="SUBJ", inversionInd="false"), classCode="ACT", moodCode="EVN")
+    return _section(("2.16.840.1.113883.10.20.1.11", "1.3.6.1.4.1.19376.1.5.3.1.3.6",
+                     "1.3.6.1.4.1.19376.1.7.3.1.3.14.1", "1.2.250.1.213.1.1.2.27"),
+                    _loinc("72135-7", "Diagnostic du cancer"), "TUMEUR", text, [concern], doc, "tumeur")
+
+
+def _copy(el: etree._Element) -> etree._Element:
+    return etree.fromstring(etree.tostring(el))
+
+
+def _label(coding: Coding | None, text: str) -> str:
+    shown = f"{coding.code} {coding.display}".strip() if coding is not None else ""
+    return " — ".join(x for x in (shown, text) if x) or "Non renseignée"
+
+
+def _progress(fiche: Fiche, doc: str) -> etree._Element:
+    """FR-Note-de-progression: the cancer phase (MED-243, JDV_PhaseCancer_CISIS)."""
+    phase = fiche.cancer_phase
+    text = E.text(_table("Phase clinique de la maladie",
+                         [("Phase du cancer", phase.display if phase else "Non renseignée", "phase")]))
+    entries = []
+    if phase is not None:
+        entries.append(_simple(_ta("MED-243", "Phase du cancer"), "phase", _cd("value", phase, xsi_type=True), doc,
+                               when=fiche.meeting_date))
+    return _section(("1.3.6.1.4.1.19376.1.5.3.1.1.13.2.7", "1.2.250.1.213.1.1.2.25"),
+                    _loinc("18733-6", "Note de progression"), "PHASE CLINIQUE DE LA MALADIE", text, entries, doc,
+                    "phase")
+
+
+def _history(fiche: Fiche, doc: str) -> etree._Element:
+    """FR-Histoire-de-la-maladie-non-code: the case summary and the question asked of the board."""
+    text = E.text(_table("Synthèse du cas présenté et question posée à la RCP",
+                         [("Synthèse", fiche.clinical_summary or "Non renseignée", ""),
+                          ("Question posée", fiche.question, "")]))
+    return _section(("1.3.6.1.4.1.19376.1.5.3.1.3.4", "1.2.250.1.213.1.1.2.130"),
+                    _loinc("10164-2", "Histoire de la maladie"),
+                    "SYNTHÈSE DU CAS PRÉSENTÉ ET QUESTION POSÉE A LA RCP", text, [], doc, "histoire")
+
+
+def _case_record(fiche: Fiche, doc: str) -> etree._Element:
+    """FR-Statut-dossier-RCP: the RCP information organizer (GEN-099) with the quorum (ORG-125)."""
+    quorum = fiche.quorum()
+    status = codes.quorum_status(quorum.met)
+    present = [f"{a.name} ({a.specialty}{'' if a.quorum_member else ', hors quorum'})" for a in fiche.attendees]
+    text = E.text(_table("Statut du dossier présenté en RCP",
+                         [("Quorum", status.display, "quorum"), ("Participants", "; ".join(present), "")]))
+    organizer = E.organizer(
+        E.templateId(root="1.2.250.1.213.1.1.3.7"), _cd("code", _ta("GEN-099", "Information RCP")),
+        E.statusCode(code="completed"),
+        E.component(_simple(_ta("ORG-125", "Quorum RCP"), "quorum", _cd("value", status, xsi_type=True), doc)),
+        classCode="CLUSTER", moodCode="EVN")
+    return _section(("1.2.250.1.213.1.1.2.33",), _loinc("21874-3", "Statut du dossier présenté en RCP"),
+                    "STATUT DU DOSSIER", text, [organizer], doc, "dossier")
+
+
+def _plan(fiche: Fiche, doc: str) -> etree._Element:
+    """FR-Plan-de-soins: the proposal (FR-Acte per treatment code, or FR-Demande-d-examen-ou-de-suivi)."""
+    proposal = fiche.proposal
+    rows = []
+    entries = []
+    if proposal is not None:
+        for i, coding in enumerate(proposal.codings()):
+            anchor = f"traitement-{i}"
+            rows.append(("Proposition", coding.display or coding.code, anchor))
+            entries.append(_act(coding, anchor, doc, i) if coding != codes.FURTHER_INVESTIGATIONS
+                           else _request(coding, anchor, doc, i))
+        if proposal.details:
+            rows.append(("Précisions", proposal.details, "commentaire-proposition"))
+            entries.append(_comment("commentaire-proposition"))
+    else:
+        rows.append(("Proposition", "Aucune (cas enregistré)", ""))
+    text = E.text(_table("Proposition de la RCP", rows))
+    return _section(("2.16.840.1.113883.10.20.1.10", "1.3.6.1.4.1.19376.1.5.3.1.3.36", "1.2.250.1.213.1.1.2.158"),
+                    _loinc("18776-5", "Plan de soins"), "PROPOSITION DE LA RCP", text, entries, doc, "plan")
+
+
+def _act(coding: Coding, anchor: str, doc: str, i: int) -> etree._Element:
+    """FR-Acte (CI-SIS 1.2.250.1.213.1.1.3.62), intended (moodCode INT), numbered in order of the proposal."""
+    code = _cd("code", coding)
+    code.append(E.originalText(E.reference(value=f"#{anchor}")))
+    return E.procedure(
+        *_templates("2.16.840.1.113883.10.20.1.25", "1.3.6.1.4.1.19376.1.5.3.1.4.19", "1.2.250.1.213.1.1.3.62"),
+        _uid("acte", doc, i), code, _ref(anchor), E.statusCode(code="active"),
+        E.effectiveTime(E.low(nullFlavor="UNK")), E.priorityCode(E.originalText(str(i + 1))),
+        classCode="PROC", moodCode="INT", negationInd="false")
+
+
+def _request(coding: Coding, anchor: str, doc: str, i: int) -> etree._Element:
+    """FR-Demande-d-examen-ou-de-suivi (CI-SIS 1.2.250.1.213.1.1.3.27): further investigations."""
+    return E.observation(
+        *_templates("2.16.840.1.113883.10.20.1.25", "1.3.6.1.4.1.19376.1.5.3.1.1.20.3.1", "1.2.250.1.213.1.1.3.27"),
+        _uid("demande", doc, i), _cd("code", coding), _ref(anchor), E.statusCode(code="new"),
+        E.effectiveTime(E.low(nullFlavor="UNK")), classCode="OBS", moodCode="RQO")
+
+
+def _frame(fiche: Fiche, doc: str) -> etree._Element:
+    """FR-Cadre-de-la-proposition-therapeutique: guideline (MED-249) and clinical trial (MED-250)."""
+    g, trial = fiche.guideline, fiche.clinical_trial
+    rows = [("Proposition conforme au référentiel", _yes(g.conforms), "pratique-clinique"),
+            ("Référentiel", g.reference or "Non renseigné", "nom-referentiel")]
+    if g.reason:
+        rows.append(("Raison de l'écart", g.reason, "commentaire-cadre"))
+    rows.append(("Proposition d'inclusion dans un essai clinique", _yes(trial.proposed), "essai-clinique"))
+    if trial.proposed:
+        rows.append(("Essai clinique", trial.trial, "nom-essai"))
+    text = E.text(_table("Cadre de la proposition thérapeutique", rows))
+    entries = []
+    if g.reference:
+        name = E.value(E.originalText(E.reference(value="#nom-referentiel")))
+        name.set(_XSI_TYPE, "CD")
+        entries.append(_simple(_ta("MED-249", "Recommandation/référentiel de pratique clinique"), "nom-referentiel",
+                               name, doc))
+    entries.append(_simple(_ta("MED-250", "Proposition d'inclusion dans un essai clinique"), "essai-clinique",
+                           _bl(trial.proposed), doc))
+    if g.reason:
+        entries.append(_comment("commentaire-cadre"))
+    return _section(("1.2.250.1.213.1.1.2.175",), _loinc("35510-7", "Essais cliniques - Informations générales"),
+                    "CADRE DE LA PROPOSITION THÉRAPEUTIQUE", text, entries, doc, "cadre")
+
+
+def _document_status(fiche: Fiche, version: SignedVersion, doc: str) -> etree._Element:
+    """FR-Statut-du-document (GEN-065, JDV_StatutDoc_CISIS): a signed version is a completed document."""
+    status = codes.value_set(codes.DOCUMENT_STATUS).lookup("9571008", SNOMED)
+    rows = [("Statut du document", status.display, "statut-document"),
+            ("Date du statut du document", version.signed_at.astimezone(_PARIS).strftime("%d/%m/%Y"), "")]
+    if version.replaces is not None:
+        rows.append(("Correction de la version", f"{version.replaces} — {version.reason}", ""))
+    obs = _simple(_ta("GEN-065", "Statut du document"), "statut-document", _cd("value", status, xsi_type=True), doc,
+                  when=version.signed_at.astimezone(_PARIS).date())
+    obs.insert(2, E.templateId(root="1.2.250.1.213.1.1.3.48.16"))
+    return _section(("1.2.250.1.213.1.1.2.35",), _loinc("33557-0", "Etat d'achèvement"), "STATUT DU DOCUMENT",
+                    E.text(_table("Statut du document", rows)), [obs], doc, "statut")
+
+
+# -- the document --------------------------------------------------------------------------------------------------
+
+
+def fiche_cda(fiche: Fiche, version: SignedVersion, *, replaced: SignedVersion | None = None,
+              custodian: Custodian | None = None) -> bytes:
+    """The CANCER-FRCP CDA R2 document of one signed version, UTF-8 with its XML declaration.
+
+    ``replaced`` is the version a correction replaces (``version.replaces``): its document id goes into
+    ``relatedDocument/parentDocument`` (RPLC). The output is deterministic: the same version gives the same bytes.
+    """
+    if (version.replaces is None) != (replaced is None) or (replaced and replaced.number != version.replaces):
+        raise ValueError(f"'replaced' must be the version {version.replaces} that version {version.number} replaces")
+    custodian = custodian or Custodian()
+    set_id, unique_id = document_ids(fiche, version)
+    doc = unique_id
+    signer = _signer(version, fiche)
+    start = datetime.combine(fiche.meeting_date, datetime.min.time(), tzinfo=_PARIS)
+    root = E.ClinicalDocument(
+        E.realmCode(code="FR"),
+        E.typeId(root="2.16.840.1.113883.1.3", extension="POCD_HD000040"),
+        *_templates("2.16.840.1.113883.2.8.2.1", "1.2.250.1.213.1.1.1.1"),
+        E.templateId(root="1.2.250.1.213.1.1.1.8", extension="2022.01"),
+        _ii(unique_id),
+        E.code(code=LOINC_FRCP, codeSystem=LOINC, codeSystemName="LOINC",
+               displayName="CR de réunion de concertation pluridisciplinaire"),
+        E.title(f"Fiche RCP / {fiche.board.name}"),
+        E.effectiveTime(value=_ts(version.signed_at)),
+        E.confidentialityCode(code="N", codeSystem="2.16.840.1.113883.5.25", displayName="Normal"),
+        E.languageCode(code="fr-FR"),
+        E.setId(root=set_id),
+        E.versionNumber(value=str(version.number)),
+        _record_target(fiche),
+        _author(signer, version.signed_at),
+        _custodian(custodian),
+        _legal(signer, version.signed_at),
+        *_participants(fiche),
+        *_documentation_of(fiche, signer, start),
+    )
+    if replaced is not None:
+        root.append(E.relatedDocument(E.parentDocument(_ii(document_ids(fiche, replaced)[1]), E.setId(root=set_id),
+                                                       E.versionNumber(value=str(replaced.number))),
+                                      typeCode="RPLC"))
+    root.append(_component_of(fiche, custodian, start))
+    root.append(E.component(E.structuredBody(
+        _reason(fiche, doc), _discovery(fiche, doc), _diagnosis(fiche, doc), _progress(fiche, doc),
+        _history(fiche, doc), _case_record(fiche, doc), _plan(fiche, doc), _frame(fiche, doc),
+        _document_status(fiche, version, doc))))
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
