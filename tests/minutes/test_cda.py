@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 
 from rcp.auth.models import AuditEvent, User
 from rcp.auth.passwords import hash_password
+from rcp.config import Settings
 from rcp.db import Database, migrate
 from rcp.http import error_handlers
 from rcp.minutes import codes
@@ -32,7 +33,7 @@ from rcp.minutes.routes import routes
 from rcp.minutes.versions import Draft, SignedVersion, amend, sign
 from rcp.people import PersonName
 from rcp.templating import render_error
-from tests.factories import CHEAP_ARGON2
+from tests.factories import CHEAP_ARGON2, SECRET_KEY, TOTP_STEP_S, proof
 from tests.minutes.cda_validation import EXAMPLES, PROFILES, schema_errors, schematron_failures
 from tests.minutes.header_auth import HeaderAuth
 from tests.minutes.seeding import fill, seed
@@ -230,6 +231,8 @@ async def http(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = Starlette(routes=routes, middleware=[Middleware(HeaderAuth)],
                     exception_handlers=error_handlers(render_error))
     app.state.db = database
+    # The signer's second factor is read with the test apps' key (tests.factories).
+    app.state.settings = Settings(env="test", secret_key=SECRET_KEY, totp_step_s=TOTP_STEP_S, argon2=CHEAP_ARGON2)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rcp.test") as client:
         yield client
 
@@ -240,13 +243,16 @@ async def test_the_route_serves_each_signed_version(http: httpx.AsyncClient, dat
     async with database.session() as s:
         await s.exec(sa.update(User).where(col(User.id) == seeded.oncologist)
                      .values(password_hash=hash_password(PASSWORD, CHEAP_ARGON2)))
+    async with database.session() as s:
+        signer = await s.get(User, seeded.oncologist)
+        assert signer is not None
     me = {"X-Test-User": str(seeded.oncologist)}
     case = seeded.case_id
     answer = await http.post(f"/api/cases/{case}/decision/sign", headers=me,
-                             json={"password": PASSWORD, "seen_revision": revision})
+                             json={**proof(signer.username, PASSWORD), "seen_revision": revision})
     assert answer.status_code == 201, answer.text
     amended = await http.post(f"/api/cases/{case}/decision/amend", headers=me,
-                              json={"password": PASSWORD, "reason": "EFR oubliées", "replaces": 1,
+                              json={**proof(signer.username, PASSWORD), "reason": "EFR oubliées", "replaces": 1,
                                     "changes": {"comments": "Ajout : EFR."}})
     assert amended.status_code == 201, amended.text
 
