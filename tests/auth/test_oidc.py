@@ -97,7 +97,10 @@ async def test_a_linked_physician_signs_in_and_lands_on_the_page_asked(world: Se
         landed = await sign_in(world, http, "/meetings")
         assert landed.status_code == 303 and landed.headers["location"] == "/meetings"
         me = await who(http)
+        meetings = await http.get("/meetings")
     assert me is not None and me["id"] == user.id
+    # Signed in by the provider: the header offers no local password to change (the provider holds the credentials).
+    assert meetings.status_code == 200 and 'href="/account/password"' not in meetings.text
     asked = [entry for entry in (await world.provider.log())["log"] if entry["endpoint"] == "authorize"]
     assert asked[-1]["scope"] == "openid scope_all" and asked[-1]["acr_values"] == "eidas1"
     async with db.session() as s:
