@@ -185,7 +185,7 @@ class DecisionForm {
   /** A TNM classification typed as written ("ypT0N0M0"), its edition (7/8, flagged while missing), its stage. */
   tnm(name, label) {
     const text = el('input', { type: 'text', maxlength: '200', placeholder: S.tnm_hint, spellcheck: 'false' });
-    const edition = el('select', {}, el('option', { value: '' }, S.edition_to_confirm),
+    const edition = el('select', {}, el('option', { value: '' }, ''),
       el('option', { value: '7' }, '7'), el('option', { value: '8' }, '8'));
     const stage = el('input', { type: 'text', maxlength: '12', size: '6' });
     const flag = el('span', { class: 'warning', dataset: { editionToConfirm: '' }, hidden: true }, S.edition_to_confirm);
@@ -207,7 +207,7 @@ class DecisionForm {
     const read = () => [...rows.children].map((row) => ({ system: row.querySelector('select').value,
       value: row.querySelector('input').value })).filter((c) => c.value.trim());
     const addRow = (item = {}) => {
-      const system = el('select', { 'aria-label': S.classification },
+      const system = el('select', { 'aria-label': S.classification }, el('option', { value: '' }, ''),
         ...(this.stagingChoices?.classifications || []).map((c) => el('option', { value: c.key }, c.name)));
       if (item.system) system.value = item.system;
       const value = el('input', { type: 'text', maxlength: '20', size: '8', 'aria-label': S.value, value: item.value || '' });
@@ -247,17 +247,18 @@ class DecisionForm {
   }
 
   build() {
-    const proposalType = el('select', {}, ...PROPOSALS.map((k) => el('option', { value: k }, S[k])));
+    const proposalType = el('select', {}, el('option', { value: '' }, ''), ...PROPOSALS.map((k) => el('option', { value: k }, S[k])));
     const proposalDetails = el('textarea', { rows: '4' });
     const proposalBox = el('div', { class: 'group' });
     const proposal = this.bind('proposal', S.proposal, proposalType,
-      () => ({ type: proposalType.value, details: proposalDetails.value, treatments: this.treatments || [] }),
-      (v) => { proposalType.value = v?.type || 'surgery'; proposalDetails.value = v?.details || ''; this.treatments = v?.treatments || []; },
+      () => (proposalType.value || proposalDetails.value.trim() || this.treatments?.length
+        ? { type: proposalType.value, details: proposalDetails.value, treatments: this.treatments || [] } : null),
+      (v) => { proposalType.value = v?.type || ''; proposalDetails.value = v?.details || ''; this.treatments = v?.treatments || []; },
       ['change']);
     proposalDetails.addEventListener('input', () => this.fields.get('proposal').changed());
     proposalBox.append(proposal, el('label', {}, S.details, proposalDetails));
 
-    const conforms = el('select', {}, el('option', { value: '' }, S.unset), el('option', { value: 'yes' }, S.yes),
+    const conforms = el('select', {}, el('option', { value: '' }, ''), el('option', { value: 'yes' }, S.yes),
       el('option', { value: 'no' }, S.no));
     const reference = el('input', { type: 'text' });
     const reason = el('textarea', { rows: '2' });
@@ -276,7 +277,7 @@ class DecisionForm {
     trialName.addEventListener('input', () => this.fields.get('clinical_trial').changed());
     trial.append(el('label', {}, S.trial_name, trialName));
 
-    const status = el('select', {}, el('option', { value: 'discussed' }, S.discussed),
+    const status = el('select', {}, el('option', { value: '' }, ''), el('option', { value: 'discussed' }, S.discussed),
       el('option', { value: 'registered' }, S.registered));
     this.responsible = el('select', {});
     const informed = el('input', { type: 'checkbox' });
@@ -290,7 +291,7 @@ class DecisionForm {
       this.text('clinical_summary', S.clinical_summary, 5),
       this.staging(),
       proposalBox, guideline, trial,
-      this.bind('case_status', S.case_status, status, () => status.value, (v) => { status.value = v || 'discussed'; }, ['change']),
+      this.bind('case_status', S.case_status, status, () => status.value || null, (v) => { status.value = v || ''; }, ['change']),
       this.bind('responsible_physician', S.responsible, this.responsible,
         () => this.attendees?.find((a) => String(a.user_id) === this.responsible.value) &&
           (({ name, specialty, user_id }) => ({ name, specialty, user_id }))(this.attendees.find((a) => String(a.user_id) === this.responsible.value)),
@@ -305,11 +306,11 @@ class DecisionForm {
     const state = await api('GET', `/api/cases/${this.caseId}/decision`);
     this.revision = state.draft.revision;
     this.attendees = state.attendees || [];
-    this.responsible.replaceChildren(el('option', { value: '' }, S.unset),
+    this.responsible.replaceChildren(el('option', { value: '' }, ''),
       ...this.attendees.map((a) => el('option', { value: String(a.user_id) }, a.name)));
     this.stagingChoices = state.staging_choices || this.stagingChoices;
     const side = this.laterality.dataset.value || this.laterality.value;
-    this.laterality.replaceChildren(el('option', { value: '' }, S.unset),
+    this.laterality.replaceChildren(el('option', { value: '' }, ''),
       ...(this.stagingChoices?.lateralities || []).map((l) => el('option', { value: l.key }, l.label)));
     this.laterality.value = side;
     for (const [name, field] of Object.entries(state.draft.fields)) this.fields.get(name)?.load(field);
