@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from typing import Any
 
 import pyotp
 from sqlmodel import func, select
@@ -315,11 +316,11 @@ def new_rpps() -> str:
     return base + rpps_check_digit(base)
 
 
-async def make_clinician(db: Database, specialty: str = "surgeon", **fields: str) -> MadeUser:
+async def make_clinician(db: Database, specialty: str = "surgeon", **fields: Any) -> MadeUser:
     return await make_user(db, role=Role.clinician, specialty=specialty, **fields)
 
 
-async def make_coordinator(db: Database, **fields: str) -> MadeUser:
+async def make_coordinator(db: Database, **fields: Any) -> MadeUser:
     return await make_user(db, role=Role.coordinator, specialty="secretary", **fields)
 
 
