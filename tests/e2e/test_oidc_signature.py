@@ -56,6 +56,7 @@ async def test_a_physician_signs_after_a_fresh_login_at_the_provider(served: tup
     chair = await RoomClient.open(world.url, await session_cookie(world.url, "secretariat"), meeting_id)
     others = [await RoomClient.open(world.url, await session_cookie(world.url, name), meeting_id)
               for name in ("dr.oncologue", "dr.radiotherapeute")]
+    api: httpx.AsyncClient | None = None
     page = await new_page(viewport=(1600, 1000), bypass_csp=True)  # the room page's checks evaluate strings
     try:
         await page.goto(f"{world.url}/meetings/{meeting_id}/room")
@@ -111,7 +112,8 @@ async def test_a_physician_signs_after_a_fresh_login_at_the_provider(served: tup
         state = (await api.get(f"/api/cases/{case_id}/decision")).json()
         [version] = state["versions"]
         assert version["number"] == 1
-        await api.aclose()
     finally:
+        if api is not None:  # closed on failure too: a socket left open fails a later test on its ResourceWarning
+            await api.aclose()
         for client in (chair, *others):
             await client.close()
