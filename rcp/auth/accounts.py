@@ -34,7 +34,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rcp.auth import audit
-from rcp.auth.login_steps import password_problem
+from rcp.auth.login_steps import password_problem, store_new_password
 from rcp.auth.models import LoginSession, Role, TotpCredential, User
 from rcp.auth.passwords import hash_password, verify_password
 from rcp.auth.throttle import Throttled, password_throttle
@@ -366,13 +366,8 @@ async def own_password_submit(request: Request) -> Response:
     if new == current:
         return _own_page(request, errors={"new_password": N_("Choose a password other than the one you were given.")},
                          status=422)
-    new_digest = await run_in_threadpool(hash_password, new, settings.argon2)
     async with request.app.state.db.session() as s:
-        row = await s.get(User, user.id)
-        assert row is not None
-        row.password_hash = new_digest
-        row.must_change_password = False
-        s.add(row)
+        await store_new_password(s, user.id, new, settings.argon2)
         # Other browsers signed in with the old password are signed out; this one stays.
         await _end_sessions(request, s, user.id, keep=user.session_id)
         await audit.record(s, event="security_attributes_changed", action="U", request=request,

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from rcp.auth import audit
 from rcp.auth.models import User
-from rcp.auth.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
+from rcp.auth.passwords import MIN_PASSWORD_LENGTH, Argon2Cost, hash_password, verify_password
 from rcp.auth.sessions import COOKIE_NAME, cookie_signer, open_session
 from rcp.auth.throttle import Throttled, password_throttle
 from rcp.auth.totp import (
@@ -51,7 +51,7 @@ from rcp.i18n import N_
 from rcp.i18n import gettext as _
 from rcp.templating import render
 
-__all__ = ["PENDING_COOKIE", "after_password", "password_problem", "routes"]
+__all__ = ["PENDING_COOKIE", "after_password", "password_problem", "routes", "store_new_password"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +262,20 @@ async def enrol_submit(request: Request) -> Response:
 # --- password change at sign-in -----------------------------------------------------------------------------------
 
 
+async def store_new_password(session: AsyncSession, user_id: int, password: str, cost: Argon2Cost) -> User:
+    """Make ``password`` the account's own (argon2 in the thread pool, before anything is read in ``session``, so
+    no transaction waits on the hash) and lift an administrator's "change it at the next sign-in". Shared by the
+    forced change after a reset and the owner's change with the current password; the caller audits and decides
+    which sessions end."""
+    digest = await run_in_threadpool(hash_password, password, cost)
+    row = await session.get(User, user_id)
+    assert row is not None
+    row.password_hash = digest
+    row.must_change_password = False
+    session.add(row)
+    return row
+
+
 def password_problem(new: str, repeated: str, *, username: str) -> str:
     """What is wrong with a new password (untranslated message id), or ``""``: the project's policy (at least
     :data:`MIN_PASSWORD_LENGTH` characters, typed twice alike, not the user name)."""
@@ -299,13 +313,9 @@ async def password_submit(request: Request) -> Response:
         problem = N_("Choose a password other than the one you were given.")
     if problem:
         return _password_page(request, pending, _(problem), 422)
-    digest = await run_in_threadpool(hash_password, new, settings.argon2)
+    assert user.id is not None
     async with request.app.state.db.session() as s:
-        row = await s.get(User, user.id)
-        assert row is not None
-        row.password_hash = digest
-        row.must_change_password = False
-        s.add(row)
+        row = await store_new_password(s, user.id, new, settings.argon2)
         await audit.record(s, event="security_attributes_changed", action="U", request=request, user=AccountActor(row),
                            what=f"user {user.id}: password changed at sign-in (after a reset)")
         return await _finish(request, s, row, next_url=pending.next, how="password and second factor")
