@@ -65,6 +65,15 @@ class Leave(Command):
 
 
 @dataclass(frozen=True)
+class NoteLink(Command):
+    """Issued by the server's heartbeat (never parsed from a participant): ``connection`` went silent
+    (``unstable``) or is heard again."""
+
+    connection: str
+    unstable: bool
+
+
+@dataclass(frozen=True)
 class Tick(Command):
     """Time passes: the floor returns to the coordinator when the presenter has been gone too long."""
 

@@ -63,6 +63,9 @@ class RoomConfig:
     #: vanished participant is shown as gone within 5 s (issue 4).
     ping_every_s: float = 1.0
     heartbeat_timeout_s: float = 3.5
+    #: Silence for this long (two missed pings: the beat checks every half ping) marks the connection unstable
+    #: for everyone before ``heartbeat_timeout_s`` marks it gone (issue 15, item 4).
+    unstable_after_s: float = 2.0
     #: A remote node's participant is gone when its node has not vouched for it this long.
     presence_timeout_s: float = 4.5
     #: A single send blocked this long means the client stopped reading.
@@ -134,6 +137,8 @@ class Connection:
         self._clock = clock
         self.last_heard = clock()
         self.last_ping = 0.0
+        #: What the room last said about this connection (``participant.link``): silent past ``unstable_after_s``.
+        self.unstable = False
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue(config.queue_size)
         self.inbox: asyncio.Queue[tuple[str | bytes, Via] | None] = asyncio.Queue(256)
         self.closed = asyncio.Event()

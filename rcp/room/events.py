@@ -42,6 +42,7 @@ __all__ = [
     "Participant",
     "ParticipantJoined",
     "ParticipantLeft",
+    "ParticipantLink",
     "ParticipantMedia",
     "PathChanged",
     "PointerSample",
@@ -84,6 +85,9 @@ class Participant:
     video_off: bool = False
     #: An external physician in through a join link: shown as "guest, invited as <specialty>" (rcp.auth.links).
     guest: bool = False
+    #: Their connection missed heartbeats (silent for ``RoomConfig.unstable_after_s``) but is not yet given up
+    #: (``heartbeat_timeout_s``): the list shows "connection unstable" before "gone" (issue 15, item 4).
+    unstable: bool = False
 
     @property
     def chairs(self) -> bool:
@@ -206,6 +210,20 @@ class ParticipantLeft(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ParticipantLink(Event):
+    """The server stopped hearing a participant's heartbeat (``unstable``), or hears it again.
+
+    Issued by the node holding ``connection`` (rcp.room.live.LiveRoom's heartbeat), never by a client: the chair
+    sees "connection unstable" a second or two before the person is marked gone, and a blip that heals clears it.
+    """
+
+    name: ClassVar[str] = "participant.link"
+    user_id: int
+    connection: str
+    unstable: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class PathChanged(Event):
     name: ClassVar[str] = "participant.path"
     user_id: int
@@ -310,6 +328,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         ParticipantJoined,
         ParticipantLeft,
+        ParticipantLink,
         PathChanged,
         ModeChanged,
         ParticipantMedia,

@@ -8,7 +8,9 @@ nodes' publications crossing in Redis) is filled from the log, which already hol
 every participant on every node sees the same events in the same order.
 
 Liveness (issue 4: gone within 5 s, no ghosts):
-- the node pings its clients every second; silence for ``heartbeat_timeout_s`` ends the connection;
+- the node pings its clients every second (the page also pings the node, see web/static/js/roomsocket.js);
+  silence for ``unstable_after_s`` marks the participant's connection unstable (``participant.link``, cleared
+  when they are heard again), silence for ``heartbeat_timeout_s`` ends the connection (issue 15, item 4);
 - every second each node vouches on the bus for the connections it holds; a participant nobody vouched for
   during ``presence_timeout_s`` (its node crashed, or the room was rebuilt after a restart) is marked gone.
 
@@ -378,16 +380,25 @@ class LiveRoom:
 
     async def _beat_once(self, ping: str) -> None:
         now = self._monotonic()
+        links: list[Connection] = []
         for connection in list(self.connections.values()):
+            silent = now - connection.last_heard
             if connection.stalled(now):
                 logger.info("room %s: %r send stalled; dropped", self.meeting_id, connection)
                 connection.close(CLOSE_DROPPED, "dropped")
-            elif now - connection.last_heard > self.config.heartbeat_timeout_s:
+                continue
+            if silent > self.config.heartbeat_timeout_s:
                 connection.close(CLOSE_TIMEOUT, "timeout")
-            elif now - connection.last_ping >= self.config.ping_every_s:
+                continue
+            if (silent > self.config.unstable_after_s) != connection.unstable:
+                connection.unstable = not connection.unstable
+                links.append(connection)
+            if now - connection.last_ping >= self.config.ping_every_s:
                 connection.last_ping = now
                 connection.push(ping)
                 self._vouched[connection.id] = now
+        for connection in links:
+            await self.execute(c.NoteLink(connection.id, connection.unstable), actor=connection.user_id)
         if self.connections:
             await self.bus.publish(
                 self.channel, json.dumps({"k": "h", "n": self.node_id, "c": list(self.connections)})

@@ -5,12 +5,15 @@ Protocol (JSON text frames, each with a ``type``):
 server → client
     ``welcome`` {user_id, connection, node, rtc, ice_servers, speaker, seq}; then ``snapshot`` {state, pointer}
     or, when resuming with ``?last_seq=n``, the missed ``event`` frames and ``resumed`` {seq}; then ``event``
-    {seq, event, at, actor, ...} in order (``participant.media`` {user_id, audio_muted, video_off} among them);
-    ``pointer`` {s: [[user, col, row, slice], ...]}; ``ping``; ``error`` {error, message, fields?, ref?};
+    {seq, event, at, actor, ...} in order (``participant.media`` {user_id, audio_muted, video_off} and
+    ``participant.link`` {user_id, connection, unstable}: heartbeats missed, not yet gone, among them);
+    ``pointer`` {s: [[user, col, row, slice], ...]}; ``ping``; ``pong`` {t} (the answer to the page's own
+    ``ping``); ``error`` {error, message, fields?, ref?};
     ``rtc.answer`` {sdp}; ``media.slots`` {slots: [{mid, kind, participant, paused}, ...]}; ``speaker``
     {user_id} (the active speaker's user id, or null; not an event).
 client → server
-    ``pong``; commands (``floor.take``, ``floor.request``, ``floor.withdraw``, ``floor.handover`` {to},
+    ``pong``; ``ping`` {t} (the page's heartbeat: answered at once, it tells the page it lost the server
+    within about a second, see web/static/js/roomsocket.js); commands (``floor.take``, ``floor.request``, ``floor.withdraw``, ``floor.handover`` {to},
     ``floor.release``, ``mode`` {mode}, ``path`` {path}, ``case.set`` {case_id}, ``case.next``, ``view`` {...},
     ``mark.add`` {...}, ``mark.remove`` {mark_id}, ``media.state`` {audio_muted, video_off}); ``pointer``
     {x, y, slice} or {p: [x, y, slice]}; ``resume`` {last_seq}; ``rtc.offer`` {sdp}, ``rtc.ice`` {candidate},

@@ -42,6 +42,7 @@ from rcp.room.events import (
     Participant,
     ParticipantJoined,
     ParticipantLeft,
+    ParticipantLink,
     ParticipantMedia,
     PathChanged,
     View,
@@ -140,7 +141,8 @@ def apply(state: RoomState, event: Event) -> RoomState:
         found = state.participants.get(event.user_id)
         if found is None or (event.connection and found.connection != event.connection):
             return state  # a superseded connection leaving: the person is still here
-        state = replace(state, participants=_with_participant(state, replace(found, connected=False)))
+        gone = replace(found, connected=False, unstable=False)
+        state = replace(state, participants=_with_participant(state, gone))
         if state.presenter == event.user_id:
             state = replace(state, presenter_gone_at=as_utc(event.at))
         if event.user_id in state.floor_requests:
@@ -148,6 +150,11 @@ def apply(state: RoomState, event: Event) -> RoomState:
                 state, floor_requests=tuple(u for u in state.floor_requests if u != event.user_id)
             )
         return state
+    if isinstance(event, ParticipantLink):
+        found = state.participants.get(event.user_id)
+        if found is None or not found.connected or found.connection != event.connection:
+            return state  # about a connection that was superseded or has ended meanwhile
+        return replace(state, participants=_with_participant(state, replace(found, unstable=event.unstable)))
     if isinstance(event, PathChanged | ModeChanged):
         found = state.participants.get(event.user_id)
         if found is None:
@@ -250,6 +257,13 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
                 at=now, actor=actor, user_id=actor, connection=command.connection, reason=command.reason
             )
         ]
+    if isinstance(command, c.NoteLink):
+        found = state.participants.get(actor)
+        if (found is None or not found.connected or found.connection != command.connection
+                or found.unstable == command.unstable):
+            return []
+        return [ParticipantLink(at=now, actor=actor, user_id=actor, connection=command.connection,
+                                unstable=command.unstable)]
     if isinstance(command, c.NoteDecisionField):
         # Server-issued after the minutes committed the save: the editor may have written from the case page,
         # without being in the room, so presence is not required.
