@@ -6,6 +6,14 @@ display) and carries on every page the version number, signer, time and the SHA-
 can check a printout against the stored version. Fonts are DejaVu Sans, embedded, so accents and ligatures (é, ç,
 œ) survive any viewer.
 
+Every PDF is built as **PDF/A-2b** (ISO 19005-2, level B), what the DMP and a CDA level 1 body expect of a document
+kept for years: PDF 1.7 (≥ 1.4), every font embedded (fpdf2 subsets the TrueType fonts, PDF/A-2 6.2.11.4), XMP
+metadata carrying the PDF/A identification (``pdfaid:part=2``, ``pdfaid:conformance=B``; 6.6.4) and matching the
+document information dictionary (6.6.2.3), and an sRGB output intent (6.2.3) whose ICC profile is committed
+with its provenance in ``color/``. fpdf2's ``enforce_compliance`` refuses what PDF/A forbids (transparency,
+unembedded fonts, JavaScript) while the document is built. The conformance is built, not certified: no PDF/A
+validator (veraPDF) runs here; the tests read the result back with pikepdf.
+
 Rendering is CPU work: from async code call :func:`fiche_pdf_async` / :func:`minutes_pdf_async`, which run in a
 worker thread (the locale context variable follows the call).
 """
@@ -18,10 +26,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import resources
 from typing import Any
+from xml.sax.saxutils import escape
 
+import fpdf
 import jinja2
 from fpdf import FPDF
-from fpdf.enums import MethodReturnValue, XPos, YPos
+from fpdf.enums import DocumentCompliance, MethodReturnValue, OutputIntentSubType, XPos, YPos
+from fpdf.output import PDFICCProfile
 
 from rcp import i18n
 from rcp.clock import as_utc
@@ -32,6 +43,7 @@ from rcp.minutes.versions import SignedVersion
 from rcp.scheduling.specialties import specialty as specialty_of
 
 __all__ = [
+    "PDFA",
     "DeferredItem",
     "MinutesItem",
     "fiche_html",
@@ -42,6 +54,7 @@ __all__ = [
     "minutes_pdf_async",
     "sections",
     "staging_rows",
+    "xmp_packet",
 ]
 
 Translate = Callable[[str], str]
@@ -316,14 +329,28 @@ def _deferred_line(item: DeferredItem, _: Translate) -> str:
 # -- PDF -----------------------------------------------------------------------------------------------------------
 
 _FONT = "DejaVu"
+#: ISO 19005-2 level B: the visual appearance is preserved (what a signed fiche needs), no tagged structure.
+PDFA = DocumentCompliance.PDFA_2B
+_PRODUCER = f"fpdf2 {fpdf.__version__}"
+
+
+def _srgb_profile() -> bytes:
+    """The ICC's sRGB2014 profile (``color/README.md`` says where it comes from and under which licence)."""
+    return resources.files("rcp.minutes").joinpath("color", "sRGB2014.icc").read_bytes()
 
 
 class _Document(FPDF):
     """A4 portrait, DejaVu Sans embedded, a footer with the signature line and the content hash."""
 
     def __init__(self, _: Translate) -> None:
-        super().__init__(orientation="P", unit="mm", format="A4")
+        super().__init__(orientation="P", unit="mm", format="A4", enforce_compliance=PDFA)
         self._ = _
+        # PDF/A-2 6.2.3: DeviceRGB text and fills need an output intent (GTS_PDFA1 is the PDF/A subtype of every
+        # part) with the embedded profile; without ours, fpdf2 would add its own copy of the same profile.
+        self.add_output_intent(
+            OutputIntentSubType.PDFA, output_condition_identifier="sRGB", output_condition="IEC 61966-2-1:1999",
+            registry_name="http://www.color.org", info="sRGB2014 (v2)",
+            dest_output_profile=PDFICCProfile(contents=_srgb_profile(), n=3, alternate="DeviceRGB"))
         self.footer_lines: tuple[str, str] = ("", "")
         fonts = resources.files("rcp.minutes").joinpath("fonts")
         with resources.as_file(fonts.joinpath("DejaVuSans.ttf")) as regular, \
@@ -393,14 +420,58 @@ def _footer(fiche: Fiche, version: SignedVersion | None, _: Translate) -> tuple[
     return first, second
 
 
+def xmp_packet(*, title: str, subject: str, keywords: str, creator: str, producer: str, when: datetime) -> str:
+    """The XMP metadata of a PDF/A-2b document (ISO 19005-2 6.6): the PDF/A identification schema
+    (``pdfaid:part`` 2, ``pdfaid:conformance`` B) and the Dublin Core / XMP / Adobe PDF properties that mirror the
+    document information (title, subject, keywords, creator tool, producer, dates).
+
+    Our own rather than fpdf2's: its packet stamps ``xmp:ModifyDate`` with the time of rendering, so a version
+    would no longer always render to the same bytes (the write-back stores the very same document when retried).
+
+    >>> from datetime import UTC
+    >>> packet = xmp_packet(title="Décision & avis", subject="s", keywords="k", creator="RCP", producer="p",
+    ...                     when=datetime(2026, 11, 23, 15, 30, tzinfo=UTC))
+    >>> "<pdfaid:part>2</pdfaid:part>" in packet and "Décision &amp; avis" in packet
+    True
+    """
+    moment = escape(as_utc(when).isoformat(timespec="seconds"))
+    alt = '<rdf:Alt><rdf:li xml:lang="x-default">{}</rdf:li></rdf:Alt>'
+    return "\n".join((
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">',
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">',
+        '<rdf:Description rdf:about="" xmlns:pdfaid="http://www.aiim.org/pdfa/ns/id/">',
+        f"<pdfaid:part>{PDFA.part}</pdfaid:part><pdfaid:conformance>{PDFA.conformance}</pdfaid:conformance>",
+        "</rdf:Description>",
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">',
+        "<dc:format>application/pdf</dc:format>",
+        f"<dc:title>{alt.format(escape(title))}</dc:title>",
+        f"<dc:description>{alt.format(escape(subject))}</dc:description>",
+        "</rdf:Description>",
+        '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/">',
+        f"<xmp:CreatorTool>{escape(creator)}</xmp:CreatorTool><xmp:CreateDate>{moment}</xmp:CreateDate>",
+        f"<xmp:ModifyDate>{moment}</xmp:ModifyDate><xmp:MetadataDate>{moment}</xmp:MetadataDate>",
+        "</rdf:Description>",
+        '<rdf:Description rdf:about="" xmlns:pdf="http://ns.adobe.com/pdf/1.3/">',
+        f"<pdf:Producer>{escape(producer)}</pdf:Producer><pdf:Keywords>{escape(keywords)}</pdf:Keywords>",
+        "</rdf:Description>",
+        "</rdf:RDF>",
+        "</x:xmpmeta>",
+    ))
+
+
 def _finish(pdf: _Document, *, title: str, when: datetime | None, keywords: str) -> bytes:
+    subject = "CR de réunion de concertation pluridisciplinaire (LOINC 34794-8)"
     pdf.set_title(title)
-    pdf.set_subject("CR de réunion de concertation pluridisciplinaire (LOINC 34794-8)")
+    pdf.set_subject(subject)
     pdf.set_creator("RCP")
+    pdf.set_producer(_PRODUCER)
     pdf.set_keywords(keywords)
     if when is not None:
         # A given version always renders to the same bytes: a retried write-back stores the very same document.
         pdf.set_creation_date(as_utc(when))
+    created = as_utc(when) if when is not None else as_utc(pdf.creation_date)
+    pdf.set_xmp_metadata(xmp_packet(title=title, subject=subject, keywords=keywords, creator="RCP",
+                                    producer=_PRODUCER, when=created))
     return bytes(pdf.output())
 
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import date, datetime
+from importlib import resources
 from typing import Any
 
+import pikepdf
 import pypdf
 
 from rcp.minutes.fiche import Fiche, Physician
@@ -39,8 +41,8 @@ def test_pdf_keeps_accents_and_prints_the_hash(content: Make, now: datetime) -> 
         assert fragment in text, fragment
     # The hash is on the page (footer of every page and the signature block); text extraction may wrap it.
     assert version.sha256 in text.replace("\n", "").replace(" ", "")
-    reader = pypdf.PdfReader(io.BytesIO(pdf))
-    assert reader.metadata is not None and reader.metadata.keywords == f"sha256:{version.sha256}"
+    with pikepdf.open(io.BytesIO(pdf)) as document, document.open_metadata() as xmp:
+        assert xmp["pdf:Keywords"] == f"sha256:{version.sha256}"
 
 
 def test_same_version_renders_identically(content: Make, now: datetime) -> None:
@@ -98,3 +100,46 @@ def test_the_signature_line_names_the_signer_account(content: Make, now: datetim
     assert "Dr Bruno Oncologue" in signature and "Rousseau" not in signature
     first_page = _text(fiche_pdf(fiche, version)).split("\n")
     assert any("Dr Bruno Oncologue" in line and "Version 1" in line for line in first_page)
+
+
+def _fonts(document: pikepdf.Pdf) -> list[pikepdf.Dictionary]:
+    """Every font dictionary the pages use, a composite (Type0) font's descendant included."""
+    fonts = []
+    for page in document.pages:
+        for font in page.Resources.get("/Font", pikepdf.Dictionary()).values():
+            fonts.append(font)
+            fonts.extend(font.get("/DescendantFonts", []))
+    return fonts
+
+
+def assert_pdfa_2b(pdf: bytes) -> None:
+    """What ISO 19005-2 level B asks of the file that can be read back here (no PDF/A validator runs here):
+    version, file identifier, no encryption, XMP with the PDF/A identification, an sRGB output intent with its
+    embedded profile, and every font embedded."""
+    icc = (resources.files("rcp.minutes") / "color" / "sRGB2014.icc").read_bytes()
+    with pikepdf.open(io.BytesIO(pdf)) as document:
+        assert document.pdf_version >= "1.4"
+        assert len(document.trailer.ID) == 2 and not document.is_encrypted  # 6.1.3
+        with document.open_metadata() as xmp:  # 6.6.4
+            assert (xmp["pdfaid:part"], xmp["pdfaid:conformance"]) == ("2", "B")
+            assert xmp["dc:title"] and xmp["xmp:CreateDate"]
+        (intent,) = document.Root.OutputIntents  # 6.2.3
+        assert intent.S == "/GTS_PDFA1" and intent.OutputConditionIdentifier == "sRGB"
+        assert intent.DestOutputProfile.N == 3 and intent.DestOutputProfile.read_bytes() == icc
+        fonts = _fonts(document)
+        assert fonts
+        for font in fonts:  # 6.2.11.4: every font program embedded
+            if font.Subtype == "/Type0":
+                continue  # its descendant carries the descriptor
+            descriptor = font.FontDescriptor
+            assert any(key in descriptor for key in ("/FontFile", "/FontFile2", "/FontFile3")), font.BaseFont
+
+
+def test_fiche_and_minutes_pdfs_are_built_as_pdfa_2b(content: Make, now: datetime) -> None:
+    fiche, version = _signed(content, now)
+    assert_pdfa_2b(fiche_pdf(fiche, version))
+    assert_pdfa_2b(fiche_pdf(fiche))  # a draft too
+    assert_pdfa_2b(minutes_pdf("RCP Sein", date(2026, 11, 23), [MinutesItem(fiche, version)]))
+    with pikepdf.open(io.BytesIO(fiche_pdf(fiche, version))) as document, document.open_metadata() as xmp:
+        # The dates are the signature's, so a version renders to the same bytes (see the test above).
+        assert xmp["xmp:CreateDate"] == xmp["xmp:ModifyDate"] == "2026-11-23T15:30:00+00:00"
