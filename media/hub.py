@@ -23,7 +23,7 @@ from aiortc import RTCIceServer, RTCRtpReceiver
 
 from .forwarding import ReceiverTap
 from .peer import OnMessage, OnState, Peer
-from .relay import Publication, SlotTrack
+from .relay import Publication, SlotTrack, Throughput
 from .speaker import SpeakerDetector
 
 __all__ = ["MediaHub", "OnMedia", "OnSpeaker", "RoomMedia"]
@@ -59,8 +59,10 @@ class RoomMedia:
         on_speaker: OnSpeaker | None = None,
         on_empty: Callable[[RoomMedia], None] | None = None,
         on_join: Callable[[RoomMedia], None] | None = None,
+        throughput: Throughput | None = None,
     ) -> None:
         self.meeting_id = meeting_id
+        self._throughput = throughput
         self.on_speaker = on_speaker
         self._ice_servers = list(ice_servers)
         self._start_bitrate_kbps = start_bitrate_kbps
@@ -159,7 +161,7 @@ class RoomMedia:
                 publication.use(tap)
 
             def make_slot(kind: str, mid: str | None) -> SlotTrack:
-                slot = SlotTrack(kind, mid=mid)
+                slot = SlotTrack(kind, mid=mid, throughput=self._throughput)
                 member_slots.append(slot)
                 return slot
 
@@ -340,6 +342,8 @@ class MediaHub:
         self._start_bitrate_kbps = start_bitrate_kbps
         self._rooms: dict[str, RoomMedia] = {}
         self._closed = False
+        #: Frames and bytes every slot of every room has forwarded since start (rcp.metrics).
+        self.throughput = Throughput()
 
     @classmethod
     def from_settings(cls, settings: Any) -> MediaHub:
@@ -383,11 +387,18 @@ class MediaHub:
                 start_bitrate_kbps=self._start_bitrate_kbps,
                 on_empty=self._forget,
                 on_join=self._remember,
+                throughput=self.throughput,
             )
             self._rooms[meeting_id] = room
         if on_speaker is not None:
             room.on_speaker = on_speaker
         return room
+
+    def throughput_now(self) -> tuple[int, int]:
+        """Slots forwarding a publication now (paused video excluded), and payload bytes forwarded since start."""
+        streams = sum(1 for room in self._rooms.values() for member in room._members.values()
+                      for slot in member.slots if slot.source is not None and not slot.paused)
+        return streams, self.throughput.bytes
 
     def _remember(self, room: RoomMedia) -> None:
         # A caller may keep a RoomMedia across its empty spell; joining again makes the hub own it again.

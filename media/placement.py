@@ -251,6 +251,10 @@ class MediaNode:
     def browser_ice_servers(self) -> list[dict[str, Any]]:
         return self.hub.browser_ice_servers()
 
+    def throughput_now(self) -> tuple[int, int]:
+        """This node's forwarding (its own hub's rooms): see :meth:`media.hub.MediaHub.throughput_now`."""
+        return self.hub.throughput_now()
+
     # -- placement -------------------------------------------------------------------------------------------
     def room(self, meeting_id: str, *, on_speaker: OnSpeaker | None = None) -> PlacedRoom:
         room = self._rooms.get(meeting_id)

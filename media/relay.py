@@ -41,18 +41,33 @@ from .forwarding import (
 )
 from .keyframes import KEYFRAME_INTERVAL_S, KeyframeThrottle
 
-__all__ = ["Publication", "SlotTrack"]
+__all__ = ["Publication", "SlotTrack", "Throughput"]
 
 logger = logging.getLogger(__name__)
+
+
+class Throughput:
+    """What a media hub's slots have sent, all rooms together: the operator's bitrate (rcp.metrics).
+
+    Plain counters shared by the slots (no lock: they are only touched on the event loop), and kept by the hub
+    so that the totals do not fall back when a participant leaves (a Prometheus counter never decreases).
+    """
+
+    __slots__ = ("bytes", "frames")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.bytes = 0
 
 
 class SlotTrack(MediaStreamTrack):
     """One outbound track of a subscriber, fed with encoded frames from whichever publication it shows."""
 
-    def __init__(self, kind: str, *, mid: str | None = None) -> None:
+    def __init__(self, kind: str, *, mid: str | None = None, throughput: Throughput | None = None) -> None:
         super().__init__()
         self.kind = kind
         self.mid = mid
+        self._throughput = throughput
         self.source: Publication | None = None
         self.paused = False
         #: Frames sent to the subscriber, frames lost on the way out (no keyframe yet, a full or refused path).
@@ -136,6 +151,9 @@ class SlotTrack(MediaStreamTrack):
                 self._need_keyframe = True
             return
         self.forwarded += 1
+        if self._throughput is not None:
+            self._throughput.frames += 1
+            self._throughput.bytes += len(payloads.data)
         self._last_out = pts
         self._last_out_clock = frame.clock_rate
         self._last_out_at = time.monotonic()

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from media.plane import open_media_plane
-from rcp import __version__
+from rcp import __version__, monitoring
 from rcp.auth import accounts, audit, login_steps, sso
 from rcp.auth import routes as auth_routes
 from rcp.auth import trail as audit_trail
@@ -51,15 +51,6 @@ from rcp.templating import WEB_DIR, render_error
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
-
-
-async def health(request: Request) -> Response:
-    """For load balancers and the container HEALTHCHECK: the process answers and the database too."""
-    from sqlalchemy import text
-
-    async with request.app.state.db.session() as s:
-        await s.exec(text("SELECT 1"))
-    return JSONResponse({"status": "ok", "version": __version__})
 
 
 async def openapi(request: Request) -> Response:
@@ -98,7 +89,9 @@ async def _prefetch_agendas(imaging: ImagingService, db: Database, stop: asyncio
 
 def build_routes() -> list[BaseRoute]:
     return [
-        Route("/health", health, methods=["GET"]),
+        Route("/health", monitoring.health, methods=["GET"]),
+        Route("/ready", monitoring.ready, methods=["GET"]),
+        Route("/metrics", monitoring.metrics, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         *auth_routes.routes,
         *sso.routes,

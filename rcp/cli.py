@@ -30,17 +30,24 @@ def _settings() -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from rcp.app import create_app
     from rcp.protocols import http_protocol
 
     settings = _settings()
+    from rcp.logs import configure_logging
+
+    json_lines = settings.log_format == "json"
+    configure_logging(str(args.log_level).upper(), json_lines=json_lines)
     app = create_app(settings)
     # uvicorn's access log writes paths and queries (UIDs, names, tokens): rcp.logs.AccessLogMiddleware writes
     # route templates instead. uvicorn's proxy headers are off: it would take X-Forwarded-For from any local peer as
     # the client; rcp.clients reads it from the proxies in RCP_TRUSTED_PROXIES only.
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False,
                             access_log=False,
+                            # JSON lines: uvicorn's own loggers go through the service's handler, not its own.
+                            log_config=None if json_lines else LOGGING_CONFIG,
                             # A request that is not HTTP/1.1 gets the service's JSON error, not uvicorn's text.
                             http=http_protocol(),
                             ws_max_size=1 << 20, timeout_graceful_shutdown=10,

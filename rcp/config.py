@@ -259,6 +259,10 @@ class Settings:
     local_passwords: bool = True
     #: Clock difference accepted between the providers and this service on ID and logout tokens (iat, exp).
     oidc_clock_skew_s: int = 120
+    #: Bearer token of the Prometheus scraper (``GET /metrics``, rcp.monitoring); ``""``: metrics are off.
+    metrics_token: str = ""
+    #: ``text`` (one readable line per event) or ``json`` (one JSON object per line, for a log collector).
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         if self.adt_listen and not self.adt_listen.rpartition(":")[2].isdigit():
@@ -294,6 +298,11 @@ class Settings:
         if self.totp_step_s < 1 or (self.production and self.totp_step_s != 30):
             raise SettingsError(f"the TOTP time step must be 30 s in production and at least 1 s elsewhere (got "
                                 f"{self.totp_step_s})")
+        if self.metrics_token and len(self.metrics_token) < 24:
+            raise SettingsError("RCP_METRICS_TOKEN must be at least 24 characters (the metrics describe the "
+                                f"hospital's activity; {_GENERATE_HINT})")
+        if self.log_format not in {"text", "json"}:
+            raise SettingsError(f"RCP_LOG_FORMAT must be text or json (got {self.log_format!r})")
         if self.default_locale not in {"fr", "en"}:
             raise SettingsError(f"RCP_DEFAULT_LOCALE must be fr or en (got {self.default_locale!r})")
         if self.smtp_url and self.smtp_url.split("://", 1)[0] not in {"smtp", "smtp+starttls", "smtps", "file"}:
@@ -410,4 +419,6 @@ class Settings:
                                          for name in _list(get("OIDC_PROVIDERS")))
         values["local_passwords"] = _bool(get("LOCAL_PASSWORDS", "on"), "RCP_LOCAL_PASSWORDS")
         values["oidc_clock_skew_s"] = _int(get("OIDC_CLOCK_SKEW_S", "120"), "RCP_OIDC_CLOCK_SKEW_S")
+        values["metrics_token"] = get("METRICS_TOKEN")
+        values["log_format"] = get("LOG_FORMAT", "text")
         return cls(**values)  # type: ignore[arg-type]

@@ -49,6 +49,7 @@ from rcp.auth.totp import (
 from rcp.config import Settings
 from rcp.i18n import N_
 from rcp.i18n import gettext as _
+from rcp.metrics import LOGIN_FAILURES
 from rcp.templating import render
 
 __all__ = ["PENDING_COOKIE", "after_password", "password_problem", "routes", "store_new_password"]
@@ -186,6 +187,7 @@ async def code_submit(request: Request) -> Response:
                 conn=request, source=audit.source_of(request), act="login")
             return await _finish(request, s, row, next_url=pending.next, how=f"password and {proof.kind}")
     except SecondFactorRefused:
+        LOGIN_FAILURES.labels(reason="second_factor").inc()
         return _code_page(request, pending, _(WRONG_CODE), 401)
     except UnreadableSecret:
         logger.warning("user %s: TOTP secret unreadable (secret key changed?)", user.id)

@@ -31,6 +31,7 @@ from rcp.clock import as_utc
 from rcp.config import Settings
 from rcp.db import Database
 from rcp.i18n import N_
+from rcp.metrics import LOGIN_FAILURES
 
 __all__ = [
     "COOKIE_NAME",
@@ -184,6 +185,7 @@ async def check_password(
     try:
         await _count_attempt(throttle, keys)
     except Throttled:
+        LOGIN_FAILURES.labels(reason="throttled").inc()
         await audit.record(session, event="security_alert", action="E", outcome=8, source=source,
                            what="login refused: too many failed attempts"
                                 + (f" for user {user.id}" if user is not None else ""))
@@ -193,6 +195,7 @@ async def check_password(
     usable = user is not None and user.active and bool(user.password_hash) and user.role != Role.guest
     digest = user.password_hash if usable and user is not None else ""
     if not await run_in_threadpool(verify_password, digest, password, cost) or not usable or user is None:
+        LOGIN_FAILURES.labels(reason="credentials").inc()
         await audit.record(session, event="user_authentication", action="E", outcome=4, source=source,
                            what="login refused" if user is None else f"wrong password for user {user.id}")
         await session.commit()

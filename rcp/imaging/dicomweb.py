@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from rcp.imaging.archive import (
     StoreResult,
     StudySummary,
 )
+from rcp.metrics import observe_archive
 
 __all__ = ["DicomWebClient", "content_type_params", "dataset_from_json", "split_multipart"]
 
@@ -192,11 +194,15 @@ class DicomWebClient:
                     **kwargs: Any) -> httpx.Response:
         delay = 0.2
         for attempt in range(self.retries + 1):
+            started = time.perf_counter()
             try:
                 response = await self._client.request(method, url, **kwargs)
+                observe_archive(started, response.status_code)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                observe_archive(started, None)
                 failure: str = type(exc).__name__
             except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+                observe_archive(started, None)
                 if not idempotent:
                     raise ArchiveUnavailable() from None
                 failure = type(exc).__name__

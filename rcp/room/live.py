@@ -34,6 +34,7 @@ from typing import Any
 
 from rcp.clock import utcnow
 from rcp.errors import Forbidden, RcpError, Unavailable
+from rcp.metrics import ROOM_EVENT_SECONDS
 from rcp.room import commands as c
 from rcp.room.bus import Bus, bus_from_url
 from rcp.room.connection import (
@@ -154,7 +155,10 @@ class LiveRoom:
         """
         if self._agenda_loader is not None and isinstance(command, c.SetCase | c.NextCase):
             await self.refresh_agenda()
+        started = time.perf_counter()
         events = await self._execute(command, actor=actor)
+        if events:
+            ROOM_EVENT_SECONDS.observe(time.perf_counter() - started)
         for hook in list(self.on_events):
             try:
                 await hook(self, events)
@@ -510,6 +514,10 @@ class Rooms:
 
     def get(self, meeting_id: int) -> LiveRoom | None:
         return self._rooms.get(meeting_id)
+
+    def live(self) -> list[LiveRoom]:
+        """The rooms open on this node now (rcp.metrics counts them and their sockets)."""
+        return list(self._rooms.values())
 
     async def close(self) -> None:
         async with self._lock:

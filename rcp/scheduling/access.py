@@ -62,8 +62,8 @@ manage accounts        yes    -            -          -        -
 
 The routes anonymous callers reach are :data:`PUBLIC_ROUTES`: signing in (a password and its second factor, a join
 link, or the round trip through an OpenID Connect provider, whose callback is protected by its ``state`` bound to the browser and whose
-back-channel logout by the provider's signed logout token: rcp.auth.sso), choosing the language, the health check
-and the OpenAPI document (and static files). Each checks its own credential; none shows patient data.
+back-channel logout by the provider's signed logout token: rcp.auth.sso), choosing the language, the health and readiness checks, the
+metrics (their own bearer token: rcp.monitoring) and the OpenAPI document (and static files). Each checks its own credential; none shows patient data.
 
 "find patient" is the look-up of a registered patient outside one's meetings, by an exact identifier *with* its
 assigning authority (an IPP and its hospital, or the INS); it is audited, and the patient found may then be put on
@@ -210,7 +210,7 @@ ROLE_RULES: dict[Action, frozenset[str]] = {
 
 #: Routes anonymous callers reach (see the module docstring); ``tests/security/test_matrix.py`` checks the list.
 PUBLIC_ROUTES: frozenset[str] = frozenset({
-    "/health", "/api/openapi.json", "/", "/settings/locale",
+    "/health", "/ready", "/metrics", "/api/openapi.json", "/", "/settings/locale",
     "/login", "/api/session", "/join", "/join/renew",
     # Sign-in's later steps (second factor, its enrolment, a reset password's change): each answers only the
     # pending sign-in cookie that a right password set (rcp.auth.login_steps), else sends back to /login.

@@ -73,8 +73,12 @@ async def test_pause_and_resume_one_subscription(hub: MediaHub, clients: list[Sy
         lambda: video_from(carol, "alice") > 10 and video_from(carol, "bob") > 10, "carol receives both"
     )
 
+    # What an operator's dashboard reads (rcp.metrics): the slots forwarding now, and the bytes they carried.
+    streams, sent = hub.throughput_now()
+    assert streams >= 4 and sent > 0
     assert room.set_paused("carol", "alice", "video", True)
     assert not room.set_paused("carol", "alice", "audio", True), "audio must always flow"
+    assert hub.throughput_now()[0] == streams - 1  # a paused video is not forwarded
     assert carol.media_events[-1]["slots"][1] == {
         "mid": carol.media_events[-1]["slots"][1]["mid"],
         "kind": "video",

@@ -211,6 +211,9 @@ def _guest_form(world: World, obj: str) -> dict[str, Any]:
 #: Every route of the application, by (path template, method): what the policy says about it.
 ROUTES: dict[tuple[str, str], Rule] = {
     ("/health", "GET"): public(),
+    ("/ready", "GET"): public(),
+    # Its own bearer token (RCP_METRICS_TOKEN; off in the shared app: 404): tests/test_monitoring.py.
+    ("/metrics", "GET"): public(),
     ("/api/openapi.json", "GET"): public(),
     ("/join", "GET"): public(),
     ("/join", "POST"): public(_form({"token": "not-a-token"})),
