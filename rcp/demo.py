@@ -25,6 +25,7 @@ from rcp.scheduling.models import (
     BoardCoordinator,
     Case,
     CaseStatus,
+    Establishment,
     Invitation,
     Meeting,
     MeetingStatus,
@@ -42,6 +43,16 @@ DEMO_TOTP_SECRET = "RCPDEMOTOTPSECRETFORTHEDEMOONLY2"
 HOSPITAL_A = "CHU de Lyon"
 #: The assigning authority OID of its IPPs (a demo value under a test arc, not a real hospital OID).
 HOSPITAL_A_OID = "1.2.250.1.999.69.1"
+#: Its registration for the fiche RCP (rcp.scheduling.registration): an invented FINESS with a valid Luhn key, a
+#: regional cancer network and 3C under invented national ids (the real networks' numbers are not used).
+HOSPITAL_A_FINESS = "690999032"
+DEMO_ESTABLISHMENT: dict[str, Any] = {
+    "finess": HOSPITAL_A_FINESS, "name": HOSPITAL_A, "facility_type": "SA01",
+    "regional_network_id": "8401", "regional_network_name": "ONCO AURA",
+    "coordination_centre_id": "840103", "coordination_centre_name": "3C CHU de Lyon",
+}
+#: National RCP ids of the demo boards (invented, under the demo 3C's number).
+DEMO_BOARD_IDS = {"RCP thoracique": "84010301", "RCP digestive": "84010302"}
 HOSPITAL_B = "CH de Villefranche"
 HOSPITAL_C = "Centre Léon Bérard"
 
@@ -195,6 +206,7 @@ async def load_demo(db: Database, *, today: date | None = None, argon2: Argon2Co
         users = await _users(session, argon2, secret_key)
         boards = {b.name: b for b in (await session.exec(select(Board))).all()}
         if "RCP thoracique" in boards:
+            await _register(session, boards)  # a demo made before boards carried their registration
             return {"users": list(users), "created": False}
         thoracic = Board(name="RCP thoracique", type_code="312419003", tumour_site="thoracic",
                          required_specialties=["surgeon", "medical_oncologist", "radiotherapist"],
@@ -204,6 +216,7 @@ async def load_demo(db: Database, *, today: date | None = None, argon2: Argon2Co
                           minimum_specialties=3, default_weekday=1, default_time="13:00", timezone=zone)
         session.add_all([thoracic, digestive])
         await session.flush()
+        await _register(session, {b.name: b for b in (thoracic, digestive)})
         coordinator = users["secretariat"]
         for board in (thoracic, digestive):
             session.add(BoardCoordinator(board_id=board.id, user_id=coordinator.id))  # type: ignore[arg-type]
@@ -271,3 +284,21 @@ async def load_demo(db: Database, *, today: date | None = None, argon2: Argon2Co
             ))
             positions[spec.board] += 1
     return {"users": list(users), "created": True}
+
+
+async def _register(session: AsyncSession, boards: dict[str, Board]) -> None:
+    """The demo boards' establishment and national ids (the thoracic board is the region's "RCP de recours"), for
+    boards that have none yet."""
+    place = (await session.exec(select(Establishment).where(Establishment.finess == HOSPITAL_A_FINESS))).first()
+    for name, national_id in DEMO_BOARD_IDS.items():
+        board = boards.get(name)
+        if board is None or board.establishment_id is not None:
+            continue
+        if place is None:
+            place = Establishment(**DEMO_ESTABLISHMENT)
+            session.add(place)
+            await session.flush()
+        board.establishment_id = place.id
+        board.national_id = board.national_id or national_id
+        board.referral = board.referral or name == "RCP thoracique"
+        session.add(board)

@@ -26,7 +26,9 @@ back — and each must answer the same question the same way, so the answer live
 ``identifier``...), so its message can be shown to anyone; the values are shown only to those allowed to see both
 identities (``DicomPatient.as_json`` for the uploader of a file, who sees both the file and the case).
 
-Also here, because every package checks them the same way: the INS-NIR control key and DICOM UID syntax.
+Also here, because every package checks them the same way: the INS-NIR control key, DICOM UID syntax, the Luhn
+key (RPPS, FINESS), the FINESS number of an establishment and the national identifiers of a board (regional
+cancer network, 3C, RCP) that the fiche RCP's header carries.
 """
 
 from __future__ import annotations
@@ -38,22 +40,31 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from rcp.i18n import N_
+
 __all__ = [
+    "FINESS_PREFIX",
+    "IDENTIFIER_MESSAGES",
     "IDENTITY_ATTRIBUTES",
     "IDENTITY_STATUSES",
+    "IDNATSTRUCT_OID",
     "INS_AUTHORITIES",
     "INS_NIA_OID",
     "INS_NIR_OID",
     "INS_OIDS",
     "INS_SYSTEMS",
     "INS_TEST_OIDS",
+    "RCP_NATIONAL_OIDS",
     "TYPED_STATUSES",
     "VALIDATION_MODES",
     "DicomPatient",
     "Identifier",
     "Match",
     "ServicePatient",
+    "check_finess",
     "check_ins",
+    "check_national_id",
+    "finess_key_ok",
     "first_given_name",
     "identity_problems",
     "ins_authority",
@@ -63,6 +74,8 @@ __all__ = [
     "ins_type_code",
     "is_ins",
     "is_uid",
+    "luhn_key",
+    "luhn_ok",
     "match",
     "pid32_codes",
     "plain_name",
@@ -133,6 +146,115 @@ def ins_key_ok(nir: str) -> bool:
     if not (body.isdigit() and key.isdigit()):
         return False
     return 97 - int(body) % 97 == int(key)
+
+
+def luhn_ok(digits: str) -> bool:
+    """ISO/IEC 7812-1 Annex B (Luhn): from the right, every second digit doubled (minus 9 past 9); sum % 10 == 0.
+
+    The key of RPPS numbers (``rcp.people.check_rpps``) and of FINESS numbers (:func:`finess_key_ok`).
+
+    >>> luhn_ok("750712184"), luhn_ok("750712185"), luhn_ok("")
+    (True, False, False)
+    """
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return False
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        d = int(c)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def luhn_key(body: str) -> str:
+    """The Luhn digit that completes ``body`` (tests and the demo make valid RPPS and FINESS numbers with it).
+
+    >>> luhn_key("75071218")
+    '4'
+    """
+    if not body or not body.isascii() or not body.isdigit():
+        raise ValueError(f"'body' must be digits (got {len(body)} characters, not all digits)")
+    return next(str(k) for k in range(10) if luhn_ok(body + str(k)))
+
+
+#: The ANS OID of national structure identifiers (IdNatStruct); a FINESS number is written "1" + FINESS under it
+#: (ANS, "Identification des structures": 1 = FINESS, 3 = SIRET, 4 = RPPS-rang), as the FRCP examples write the
+#: custodian and the establishment of the meeting.
+IDNATSTRUCT_OID = "1.2.250.1.71.4.2.2"
+FINESS_PREFIX = "1"
+#: The national identifiers of an RCP in the fiche's header (FRCP 2022.01, encompassingEncounter/id, each 1..1):
+#: the regional cancer network (RRC), the RCP manager (3C, "Gestionnaire RCP") and the RCP itself, each the
+#: extension of its root (the official example: RRC 5201, 3C 520114, RCP 27011113).
+RCP_NATIONAL_OIDS = {
+    "regional_network": "1.2.250.1.161.1.20.1.1",
+    "coordination_centre": "1.2.250.1.161.1.20.2.1",
+    "board": "1.2.250.1.161.1.20.3.1",
+}
+
+_FINESS_LENGTH = N_("A FINESS number has 9 characters: the département (2 characters, 2A or 2B for Corsica) and "
+                    "7 digits, the last a check digit.")
+_FINESS_KEY = N_("This FINESS number fails its check digit (Luhn key): check for a typing error.")
+_NATIONAL_ID = N_("A national identifier has 1 to 20 letters or digits, as the regional cancer network gives it.")
+#: The messages of :func:`check_finess` and :func:`check_national_id`: stable English sentences the pages
+#: translate (``rcp.scheduling.pages``); they name the rule, never the value received.
+IDENTIFIER_MESSAGES = frozenset({_FINESS_LENGTH, _FINESS_KEY, _NATIONAL_ID})
+_FINESS = re.compile(r"^(?:[0-9]{2}|2[AB])[0-9]{7}$")
+_NATIONAL = re.compile(r"^[A-Za-z0-9]{1,20}$")
+
+
+def finess_key_ok(finess: str) -> bool:
+    """Whether a 9-character FINESS number (établissement or entité juridique) has the right check digit.
+
+    The ninth character is a Luhn key over the first eight (ATIH / ANS FINESS numbering: two characters of
+    département, six of order, one key), e.g. the AP-HP's 750712184. Corsican numbers start with 2A or 2B:
+    how their key reads the letters is not settled in the sources the service follows, so for them only the
+    format is checked (they are accepted), rather than refusing a real establishment.
+
+    >>> finess_key_ok("750712184"), finess_key_ok("490007929"), finess_key_ok("750712185")
+    (True, True, False)
+    >>> finess_key_ok("2A0000000"), finess_key_ok("75071218")
+    (True, False)
+    """
+    value = finess.upper()
+    if not _FINESS.match(value):
+        return False
+    return value[:2] in {"2A", "2B"} or luhn_ok(value)
+
+
+def check_finess(value: str) -> str:
+    """A FINESS number with spaces removed (the ANS site prints ``75 071 218 4``), or "" for none.
+
+    ``ValueError`` with one of :data:`IDENTIFIER_MESSAGES` (the rule, never the value).
+
+    >>> check_finess(" 75 071 218 4 ")
+    '750712184'
+    >>> check_finess("750712185")
+    Traceback (most recent call last):
+    ...
+    ValueError: This FINESS number fails its check digit (Luhn key): check for a typing error.
+    """
+    found = "".join(value.split()).upper()
+    if not found:
+        return ""
+    if not _FINESS.match(found):
+        raise ValueError(_FINESS_LENGTH)
+    if not finess_key_ok(found):
+        raise ValueError(_FINESS_KEY)
+    return found
+
+
+def check_national_id(value: str) -> str:
+    """A national identifier of a regional cancer network, a 3C or an RCP (:data:`RCP_NATIONAL_OIDS`), trimmed,
+    or "" for none (the fiche then says nullFlavor UNK: never an invented id).
+
+    >>> check_national_id(" 27011113 ")
+    '27011113'
+    """
+    found = value.strip()
+    if found and not _NATIONAL.match(found):
+        raise ValueError(_NATIONAL_ID)
+    return found
 
 
 def is_ins(system: str) -> bool:

@@ -37,6 +37,7 @@ from typing import Any
 
 from rcp.errors import Invalid
 from rcp.i18n import N_
+from rcp.identifiers import luhn_ok
 
 __all__ = [
     "IDNATPS_OID",
@@ -220,17 +221,6 @@ class PersonName:
 
 
 # -- RPPS --------------------------------------------------------------------------------------------------------
-
-
-def luhn_ok(digits: str) -> bool:
-    """ISO/IEC 7812-1 Annex B (Luhn): from the right, every second digit doubled (minus 9 past 9); sum % 10 == 0."""
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 def rpps_check_digit(first_ten: str) -> str:

@@ -116,10 +116,12 @@ def test_doctests() -> None:
 
 def test_public_surface() -> None:
     assert rcp.identifiers.__all__ == [
-        "IDENTITY_ATTRIBUTES", "IDENTITY_STATUSES", "INS_AUTHORITIES", "INS_NIA_OID", "INS_NIR_OID", "INS_OIDS",
-        "INS_SYSTEMS", "INS_TEST_OIDS", "TYPED_STATUSES", "VALIDATION_MODES", "DicomPatient", "Identifier", "Match",
-        "ServicePatient", "check_ins", "first_given_name", "identity_problems", "ins_authority", "ins_key_ok", "ins_may_leave",
-        "ins_system", "ins_type_code", "is_ins", "is_uid", "match", "pid32_codes", "plain_name"]
+        "FINESS_PREFIX", "IDENTIFIER_MESSAGES", "IDENTITY_ATTRIBUTES", "IDENTITY_STATUSES", "IDNATSTRUCT_OID",
+        "INS_AUTHORITIES", "INS_NIA_OID", "INS_NIR_OID", "INS_OIDS", "INS_SYSTEMS", "INS_TEST_OIDS",
+        "RCP_NATIONAL_OIDS", "TYPED_STATUSES", "VALIDATION_MODES", "DicomPatient", "Identifier", "Match",
+        "ServicePatient", "check_finess", "check_ins", "check_national_id", "finess_key_ok", "first_given_name",
+        "identity_problems", "ins_authority", "ins_key_ok", "ins_may_leave", "ins_system", "ins_type_code", "is_ins",
+        "is_uid", "luhn_key", "luhn_ok", "match", "pid32_codes", "plain_name"]
     for name in rcp.identifiers.__all__:
         assert hasattr(rcp.identifiers, name), name
 
@@ -149,3 +151,51 @@ def test_doubtful_and_fictitious_identities_stay_provisional(status: str, attrib
     from rcp.identifiers import identity_problems
 
     assert [f for f, _ in identity_problems(status, attributes)] == fields
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("750712184", "750712184"),  # AP-HP (entité juridique): Luhn key 4
+    ("49 000 792 9", "490007929"),  # as the FINESS site prints it
+    ("2A0000000", "2A0000000"),  # Corsica: the format only (module docstring)
+    ("", ""),
+])
+def test_finess_numbers_with_their_key_are_accepted(value: str, expected: str) -> None:
+    from rcp.identifiers import check_finess
+
+    assert check_finess(value) == expected
+
+
+@pytest.mark.parametrize(("value", "rule"), [
+    ("750712185", "check digit"),  # one digit mistyped
+    ("750712148", "check digit"),  # two digits swapped
+    ("75071218", "9 characters"),
+    ("7507121840", "9 characters"),
+    ("75O712184", "9 characters"),  # a letter O for a zero
+    ("2C0000000", "9 characters"),
+])
+def test_a_mistyped_finess_is_refused_naming_the_rule(value: str, rule: str) -> None:
+    from rcp.identifiers import IDENTIFIER_MESSAGES, check_finess
+
+    with pytest.raises(ValueError) as refused:
+        check_finess(value)
+    assert rule in str(refused.value) and str(refused.value) in IDENTIFIER_MESSAGES
+    assert value not in str(refused.value)
+
+
+def test_the_luhn_rule_is_the_rpps_one() -> None:
+    """One Luhn rule for RPPS and FINESS numbers (rcp.people re-exports it for its callers)."""
+    from rcp.identifiers import luhn_key, luhn_ok
+    from rcp.people import luhn_ok as people_luhn, rpps_check_digit
+
+    assert people_luhn is luhn_ok
+    assert luhn_key("1000345678") == rpps_check_digit("1000345678")
+    assert [luhn_ok(x) for x in ("79927398713", "79927398710", "", "12a")] == [True, False, False, False]
+
+
+def test_national_rcp_ids_are_short_and_plain() -> None:
+    from rcp.identifiers import check_national_id
+
+    assert [check_national_id(x) for x in (" 5201 ", "520114", "27011113", "")] == ["5201", "520114", "27011113", ""]
+    for bad in ("27 011 113", "RCP/1", "x" * 21, "é1"):
+        with pytest.raises(ValueError, match="1 to 20 letters or digits"):
+            check_national_id(bad)

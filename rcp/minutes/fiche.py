@@ -47,6 +47,7 @@ __all__ = [
     "AttendeeRecord",
     "BoardInfo",
     "ClinicalTrial",
+    "EstablishmentInfo",
     "Fiche",
     "GuidelineConformity",
     "KeyImage",
@@ -349,8 +350,53 @@ def _instant(value: Any, path: str) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class EstablishmentInfo:
+    """The establishment a board belongs to, as signed (``rcp.scheduling.registration``): FINESS and name, its
+    facility type, its regional cancer network and 3C (national id and acronym), the custodian of documents."""
+
+    finess: str
+    name: str
+    facility_type: str = "SA01"
+    regional_network_id: str = ""
+    regional_network_name: str = ""
+    coordination_centre_id: str = ""
+    coordination_centre_name: str = ""
+    #: The organisation that keeps the documents when not the establishment (both or neither).
+    custodian_finess: str = ""
+    custodian_name: str = ""
+
+    @property
+    def custodian(self) -> tuple[str, str]:
+        """(FINESS, name) of the organisation that keeps the documents: the establishment unless configured."""
+        if self.custodian_finess:
+            return self.custodian_finess, self.custodian_name or self.name
+        return self.finess, self.name
+
+    @classmethod
+    def parse(cls, value: Any, path: str = "board.establishment") -> EstablishmentInfo | None:
+        if value is None:
+            return None
+        v = _obj(value, path)
+        texts = {name: _text(v.get(name), f"{path}.{name}") for name in
+                 ("facility_type", "regional_network_id", "regional_network_name", "coordination_centre_id",
+                  "coordination_centre_name", "custodian_finess", "custodian_name")}
+        return cls(finess=_text(v.get("finess"), f"{path}.finess", required=True),
+                   name=_text(v.get("name"), f"{path}.name", required=True),
+                   **{k: t for k, t in texts.items() if t or k != "facility_type"})
+
+    def as_json(self) -> dict[str, str]:
+        return {"finess": self.finess, "name": self.name, "facility_type": self.facility_type,
+                "regional_network_id": self.regional_network_id,
+                "regional_network_name": self.regional_network_name,
+                "coordination_centre_id": self.coordination_centre_id,
+                "coordination_centre_name": self.coordination_centre_name,
+                "custodian_finess": self.custodian_finess, "custodian_name": self.custodian_name}
+
+
+@dataclass(frozen=True)
 class BoardInfo:
-    """The board (RCP) that discussed the case and what makes its quorum."""
+    """The board (RCP) that discussed the case, what makes its quorum, and its registration (national RCP id,
+    "RCP de recours" and paediatric flags, establishment; ``rcp.scheduling.registration``) as it was signed."""
 
     name: str
     #: JDV_NatureDiscussion_CISIS: ORG-117 organ board, ORG-132 cross-organ / supportive-care board.
@@ -361,6 +407,11 @@ class BoardInfo:
     care: Coding | None = None
     required_specialties: tuple[str, ...] = ()
     minimum_specialties: int = 3
+    #: The RCP's national id (FRCP encompassingEncounter, 1.2.250.1.161.1.20.3.1), "" when not registered.
+    national_id: str = ""
+    referral: bool = False
+    paediatric: bool = False
+    establishment: EstablishmentInfo | None = None
 
     @classmethod
     def parse(cls, value: Any, path: str = "board") -> BoardInfo:
@@ -381,6 +432,10 @@ class BoardInfo:
             care=_coding_in(v.get("care"), f"{path}.care", codes.SUPPORTIVE_CARE),
             required_specialties=required,
             minimum_specialties=minimum,
+            national_id=_text(v.get("national_id"), f"{path}.national_id"),
+            referral=bool(_bool(v.get("referral", False), f"{path}.referral")),
+            paediatric=bool(_bool(v.get("paediatric", False), f"{path}.paediatric")),
+            establishment=EstablishmentInfo.parse(v.get("establishment"), f"{path}.establishment"),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -392,6 +447,15 @@ class BoardInfo:
         }
         if self.care is not None:  # written only when known, so that an organ board's fiche keeps its content
             out["care"] = self.care.as_json()
+        # The registration likewise, only when there is one: a fiche signed before it keeps its content (and hash).
+        if self.national_id:
+            out["national_id"] = self.national_id
+        if self.referral:
+            out["referral"] = True
+        if self.paediatric:
+            out["paediatric"] = True
+        if self.establishment is not None:
+            out["establishment"] = self.establishment.as_json()
         return out
 
 

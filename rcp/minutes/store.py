@@ -35,6 +35,7 @@ from rcp.minutes.fiche import (
     INS_NIR_OID,
     AttendeeRecord,
     BoardInfo,
+    EstablishmentInfo,
     Fiche,
     PatientIdentity,
     PerformanceStatus,
@@ -44,7 +45,16 @@ from rcp.minutes.models import DecisionDraft, DecisionVersion, WritebackJob, Wri
 from rcp.minutes.staging import StagingError, Tnm
 from rcp.minutes.versions import AlreadySigned, Draft, DraftField, SignedVersion
 from rcp.scheduling.attendance import Attended, attending_specialty, case_record, merge
-from rcp.scheduling.models import Board, Case, CaseStatus, Invitation, Meeting, Patient, PatientIdentifier
+from rcp.scheduling.models import (
+    Board,
+    Case,
+    CaseStatus,
+    Establishment,
+    Invitation,
+    Meeting,
+    Patient,
+    PatientIdentifier,
+)
 from rcp.scheduling.specialties import SPECIALTIES
 
 __all__ = [
@@ -122,6 +132,8 @@ class CaseContext:
     invitations: tuple[tuple[Invitation, User], ...]
     #: The case's frozen attendance: every ended discussion of it in the room (rcp.scheduling.attendance).
     record: tuple[Attended, ...] = ()
+    #: The board's establishment (rcp.scheduling.registration), None until its coordinator registers it.
+    establishment: Establishment | None = None
 
     @property
     def invited_ids(self) -> frozenset[int]:
@@ -210,7 +222,9 @@ async def load_context(session: AsyncSession, case_id: int) -> CaseContext:
         select(Invitation, User).join(User, col(User.id) == col(Invitation.user_id))
         .where(Invitation.meeting_id == meeting.id).order_by(col(Invitation.id))
     )).all()
+    place = await session.get(Establishment, board.establishment_id) if board.establishment_id is not None else None
     return CaseContext(case=case, meeting=meeting, board=board, patient=patient, identifiers=tuple(identifiers),
+                       establishment=place,
                        invitations=tuple((inv, user) for inv, user in rows), record=await case_record(session, case_id))
 
 
@@ -220,17 +234,27 @@ def _first_of(value_set: str, *candidates: str) -> codes.Coding | None:
     return next((members[code] for code in candidates if code in members), None)
 
 
-def _board_info(board: Board) -> BoardInfo:
+def _board_info(board: Board, place: Establishment | None = None) -> BoardInfo:
     """The board as the fiche codes it: its type (``board.type_code``, rcp.scheduling.charter) gives the system of
-    an organ board (ORG-118) or makes it transversal (ORG-132); ``tumour_site`` may add the finer organ (ORG-119)."""
+    an organ board (ORG-118) or makes it transversal (ORG-132); ``tumour_site`` may add the finer organ (ORG-119).
+    With its registration (rcp.scheduling.registration): national id, flags, establishment."""
     site, kind = board.tumour_site.strip(), board.type_code.strip()
     organ = next((c for c in codes.value_set(codes.RCP_ORGAN) if c.code == site), None)
     system = _first_of(codes.RCP_SYSTEM, kind, site)
     supportive = _first_of(codes.SUPPORTIVE_CARE, kind, site)
     nature = codes.value_set(codes.DISCUSSION_NATURE).lookup("ORG-132" if supportive else "ORG-117")
+    establishment = None
+    if place is not None:
+        establishment = EstablishmentInfo(
+            finess=place.finess, name=place.name, facility_type=place.facility_type,
+            regional_network_id=place.regional_network_id, regional_network_name=place.regional_network_name,
+            coordination_centre_id=place.coordination_centre_id,
+            coordination_centre_name=place.coordination_centre_name,
+            custodian_finess=place.custodian_finess, custodian_name=place.custodian_name)
     return BoardInfo(name=board.name, discussion_nature=nature, organ=organ, system=system, care=supportive,
                      required_specialties=tuple(board.required_specialties),
-                     minimum_specialties=board.minimum_specialties)
+                     minimum_specialties=board.minimum_specialties, national_id=board.national_id,
+                     referral=board.referral, paediatric=board.paediatric, establishment=establishment)
 
 
 def _patient_identity(patient: Patient, identifiers: Sequence[PatientIdentifier]) -> PatientIdentity:
@@ -298,7 +322,7 @@ def build_fiche(context: CaseContext, draft: Draft,
         "case_id": context.case.id,
         "meeting_id": context.meeting.id,
         "patient": _patient_identity(context.patient, context.identifiers).as_json(),
-        "board": _board_info(context.board).as_json(),
+        "board": _board_info(context.board, context.establishment).as_json(),
         "meeting_date": _meeting_date(context.meeting, context.board).isoformat(),
         "attendees": [a.as_json() for a in present],
         "study_uids": list(context.case.study_uids),

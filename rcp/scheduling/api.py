@@ -27,7 +27,8 @@ async def boards(request: Request) -> Response:
     user = current_user(request)
     async with _db(request).session() as s:
         found = await service.list_boards(s, user)
-        return json_out([service.board_out(b) for b in found])
+        places = await service.establishments_of(s, found)
+        return json_out([service.board_out(b, places) for b in found])
 
 
 async def create_board(request: Request) -> Response:
@@ -43,7 +44,7 @@ async def board(request: Request) -> Response:
     user = current_user(request)
     async with _db(request).session() as s:
         found = await access.require_board(s, user, path_int(request, "board_id"))
-        return json_out(service.board_out(found))
+        return json_out(service.board_out(found, await service.establishments_of(s, [found])))
 
 
 async def update_charter(request: Request) -> Response:
@@ -54,7 +55,7 @@ async def update_charter(request: Request) -> Response:
     data = await read_json(request, schemas.BoardCharterPatch)
     async with _db(request).session() as s:
         found = await service.update_charter(s, user, board_id, data, request=request)
-        return json_out(service.board_out(found))
+        return json_out(service.board_out(found, await service.establishments_of(s, [found])))
 
 
 async def meetings(request: Request) -> Response:
@@ -265,7 +266,8 @@ routes = [
     ApiRoute("/api/boards/{board_id:int}", board, method="GET", summary="One board", tag="boards",
              response=schemas.BoardOut),
     ApiRoute("/api/boards/{board_id:int}", update_charter, method="PATCH",
-             summary="Change the board's charter: FRCP type, required specialties, minimum (its coordinators)",
+             summary="Change the board's charter and registration: FRCP type, required specialties, minimum, "
+                     "national RCP id, RCP de recours and paediatric flags, establishment (its coordinators)",
              tag="boards", body=schemas.BoardCharterPatch, response=schemas.BoardOut),
     ApiRoute("/api/meetings", meetings, method="GET", summary="Meetings visible to the caller", tag="meetings",
              response=schemas.MeetingOut, many=True,

@@ -18,6 +18,7 @@ __all__ = [
     "CaseAttendance",
     "CaseDiscussion",
     "CaseStatus",
+    "Establishment",
     "Invitation",
     "JoinLink",
     "Meeting",
@@ -55,6 +56,35 @@ class Response(StrEnum):
     tentative = "tentative"
 
 
+class Establishment(SQLModel, table=True):
+    """The health establishment (établissement de santé) within which boards meet, by its FINESS number, with the
+    regional cancer network and the RCP manager (3C, centre de coordination en cancérologie) it belongs to.
+
+    The fiche RCP names them in its header (FRCP 2022.01: encompassingEncounter ids and location, custodian);
+    ``rcp.scheduling.registration`` explains each field, ``rcp.identifiers`` checks the numbers.
+    """
+
+    __tablename__ = "establishments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: FINESS géographique (ET), 9 characters with its Luhn key (``rcp.identifiers.check_finess``).
+    finess: str = Field(sa_column=sa.Column(sa.String(9), unique=True, nullable=False))
+    name: str = Field(max_length=200)
+    #: Healthcare facility type (JDV_J02_XdsHealthcareFacilityTypeCode_CISIS, TRE_R02 SecteurActivite: SA01...).
+    facility_type: str = Field(default="SA01", max_length=8)
+    #: National id and acronym of the regional cancer network (RRC: "ONCO AURA").
+    regional_network_id: str = Field(default="", max_length=20)
+    regional_network_name: str = Field(default="", max_length=100)
+    #: National id and acronym of the RCP manager (3C: "3C HCL").
+    coordination_centre_id: str = Field(default="", max_length=20)
+    coordination_centre_name: str = Field(default="", max_length=100)
+    #: The organisation that keeps the documents (CDA custodian) when not the establishment itself: its FINESS
+    #: and name (empty: the establishment).
+    custodian_finess: str = Field(default="", max_length=9)
+    custodian_name: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
+
+
 class Board(SQLModel, table=True):
     """A standing tumour board ("RCP thoracique"), with what makes its meetings valid."""
 
@@ -75,6 +105,14 @@ class Board(SQLModel, table=True):
     default_time: str = Field(default="14:00", max_length=5)
     default_duration_min: int = Field(default=90)
     timezone: str = Field(default="Europe/Paris", max_length=64)
+    #: The establishment (and so the 3C and regional network) the board belongs to; None until configured.
+    establishment_id: int | None = Field(default=None, sa_column=_fk("establishments.id", nullable=True,
+                                                                      ondelete="SET NULL"))
+    #: The RCP's national identifier (FRCP encompassingEncounter id under 1.2.250.1.161.1.20.3.1), "" unknown.
+    national_id: str = Field(default="", max_length=20, sa_column_kwargs={"server_default": ""})
+    #: "RCP de recours" (a regional referral board, FRCP ORG-184) and paediatric board (ORG-185).
+    referral: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    paediatric: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp(nullable=False))
 
 

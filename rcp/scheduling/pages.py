@@ -32,11 +32,11 @@ from rcp.errors import Conflict, Invalid, NotFound, RcpError
 from rcp.http import current_user, path_int, revoke
 from rcp.i18n import N_, current_locale
 from rcp.i18n import gettext as _
-from rcp.identifiers import INS_NIA_OID, INS_NIR_OID, ins_system
+from rcp.identifiers import IDENTIFIER_MESSAGES, INS_NIA_OID, INS_NIR_OID, ins_system
 from rcp.mail import wake
-from rcp.scheduling import access, agenda, charter, schemas, service
+from rcp.scheduling import access, agenda, charter, registration, schemas, service
 from rcp.scheduling.access import Action, case_for_user, manages_board, meeting_for_user
-from rcp.scheduling.models import Board, Invitation, Patient
+from rcp.scheduling.models import Board, Establishment, Invitation, Patient
 from rcp.scheduling.specialties import SPECIALTIES
 from rcp.templating import WEB_DIR, render
 
@@ -126,6 +126,9 @@ def _pydantic_message(item: Mapping[str, Any]) -> str:
         return _("Choose one of the options.")
     if kind == "string_pattern_mismatch":
         return _("Wrong format.")
+    error = ctx.get("error")
+    if kind == "value_error" and str(error) in IDENTIFIER_MESSAGES:  # rcp.identifiers: a catalog sentence
+        return _(str(error))
     if kind == "value_error" and "INS" in str(item.get("msg", "")):
         return _("An INS (NIR) has 15 characters; the last two are the control key.")
     return _("Check this field.")
@@ -343,16 +346,47 @@ async def meeting_create(request: Request) -> Response:
 # --- board charter --------------------------------------------------------------------------------------------
 
 
-def _charter_form(board: Board) -> dict[str, Any]:
-    return {"type_code": board.type_code, "required_specialties": list(board.required_specialties),
-            "minimum_specialties": str(board.minimum_specialties)}
+#: The registration fields of the charter form (``rcp.scheduling.registration``): the board's own, then its
+#: establishment's (form name -> EstablishmentIn field).
+_ESTABLISHMENT_FIELDS = {
+    "finess": "finess", "establishment_name": "name", "facility_type": "facility_type",
+    "regional_network_id": "regional_network_id", "regional_network_name": "regional_network_name",
+    "coordination_centre_id": "coordination_centre_id", "coordination_centre_name": "coordination_centre_name",
+    "custodian_finess": "custodian_finess", "custodian_name": "custodian_name",
+}
+_FORM_FIELD = {v: k for k, v in _ESTABLISHMENT_FIELDS.items()}
+
+
+def _charter_form(board: Board, place: Establishment | None) -> dict[str, Any]:
+    form: dict[str, Any] = {
+        "type_code": board.type_code, "required_specialties": list(board.required_specialties),
+        "minimum_specialties": str(board.minimum_specialties), "national_id": board.national_id,
+        "referral": board.referral, "paediatric": board.paediatric}
+    for name, attribute in _ESTABLISHMENT_FIELDS.items():
+        form[name] = getattr(place, attribute) if place is not None else ""
+    if place is None:
+        form["facility_type"] = "SA01"
+    return form
 
 
 #: What the charter form says for a field the pydantic model refused (it names the field, never the input).
 _CHARTER_MESSAGES = {
     "type_code": N_("Choose a type of board from the list."),
     "required_specialties": N_("Choose physician specialties from the list."),
+    "facility_type": N_("Choose a type of establishment from the list."),
+    "custodian_name": N_("Give both the FINESS number and the name of the organisation that keeps the documents, "
+                         "or neither when the establishment keeps them."),
+    "establishment_name": N_("Required: the establishment's name, as FINESS registers it."),
 }
+
+
+def _charter_field(loc: tuple[Any, ...]) -> str:
+    """A pydantic location of BoardCharterPatch as the form's field name."""
+    if not loc:
+        return "form"
+    if loc[0] == "establishment":  # the one rule on the whole establishment is the custodian's (both or neither)
+        return _FORM_FIELD.get(str(loc[1]), "custodian_name") if len(loc) > 1 else "custodian_name"
+    return str(loc[0])
 
 
 async def _charter_page(request: Request, s: AsyncSession, user: Any, board_id: int, *,
@@ -361,18 +395,22 @@ async def _charter_page(request: Request, s: AsyncSession, user: Any, board_id: 
     if status >= 400 and scripted(request):
         return _refused_json(message, errors or {}, status)
     board = await access.require_board(s, user, board_id, Action.edit_charter)
+    places = await service.establishments_of(s, [board])
     physicians = [(sp.key, _(sp.label)) for sp in SPECIALTIES if sp.physician]
     return render(request, "scheduling/charter.html", {
-        "page_path": f"/boards/{board_id}/charter", "board": service.board_out(board),
+        "page_path": f"/boards/{board_id}/charter", "board": service.board_out(board, places),
         "organ_types": [t for t in charter.BOARD_TYPES if t.nature == "organ"],
         "transversal_types": [t for t in charter.BOARD_TYPES if t.nature == "transversal"],
-        "physicians": physicians, "form": form or _charter_form(board), "errors": errors or {},
+        "facility_types": registration.FACILITY_TYPES,
+        "physicians": physicians, "errors": errors or {},
+        "form": form or _charter_form(board, places.get(board.establishment_id or 0)),
         "message": message, "notice": _notice(request),
     }, status=status)
 
 
 async def charter_page(request: Request) -> Response:
-    """The board's charter (its coordinators): FRCP type, required specialties, minimum (rcp.scheduling.charter)."""
+    """The board's charter (its coordinators): FRCP type, required specialties, minimum (rcp.scheduling.charter),
+    and its registration: establishment, 3C, regional network, national RCP id (rcp.scheduling.registration)."""
     user = current_user(request)
     async with _db(request).session() as s:
         return await _charter_page(request, s, user, path_int(request, "board_id"))
@@ -385,15 +423,24 @@ async def charter_save(request: Request) -> Response:
     form: dict[str, Any] = {"type_code": _text(raw, "type_code", 20),
                             "required_specialties": [v for v in raw.getlist("required_specialties")
                                                      if isinstance(v, str)][:20],
-                            "minimum_specialties": _text(raw, "minimum_specialties", 5)}
+                            "minimum_specialties": _text(raw, "minimum_specialties", 5),
+                            "national_id": _text(raw, "national_id", 40),
+                            "referral": raw.get("referral") == "on", "paediatric": raw.get("paediatric") == "on"}
+    for name in _ESTABLISHMENT_FIELDS:
+        form[name] = _text(raw, name, 200)
+    # No FINESS and nothing else typed about the establishment: the board stays without one (or leaves it).
+    establishment = None
+    if any(form[name] for name in _ESTABLISHMENT_FIELDS if name != "facility_type"):
+        establishment = {attribute: form[name] for name, attribute in _ESTABLISHMENT_FIELDS.items()}
     async with _db(request).session() as s:
         await access.require_board(s, user, board_id, Action.edit_charter)  # before judging the form
         try:
             data = schemas.BoardCharterPatch.model_validate({
                 "type_code": form["type_code"], "required_specialties": form["required_specialties"],
-                "minimum_specialties": form["minimum_specialties"] or None})
+                "minimum_specialties": form["minimum_specialties"] or None, "national_id": form["national_id"],
+                "referral": form["referral"], "paediatric": form["paediatric"], "establishment": establishment})
         except ValidationError as exc:
-            errors = field_errors(exc, lambda loc: str(loc[0]) if loc else "form")
+            errors = field_errors(exc, _charter_field)
             errors = {k: _(_CHARTER_MESSAGES[k]) if k in _CHARTER_MESSAGES else v for k, v in errors.items()}
             if not form["minimum_specialties"]:
                 errors["minimum_specialties"] = _("Required.")

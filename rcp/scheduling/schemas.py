@@ -21,7 +21,9 @@ from rcp.identifiers import (
     INS_NIA_OID,
     INS_NIR_OID,
     INS_OIDS,
+    check_finess,
     check_ins,
+    check_national_id,
     identity_problems,
     ins_key_ok,
     ins_system,
@@ -31,6 +33,7 @@ from rcp.identifiers import (
 from rcp.ids import MAX_ID
 from rcp.people import PersonName, check_rpps
 from rcp.scheduling.charter import board_type
+from rcp.scheduling.registration import facility_type
 from rcp.scheduling.specialties import specialty
 
 __all__ = [
@@ -40,6 +43,8 @@ __all__ = [
     "CaseIn",
     "CaseOut",
     "CasePatch",
+    "EstablishmentIn",
+    "EstablishmentOut",
     "GuestIn",
     "IdentifierIn",
     "IdentifierOut",
@@ -155,12 +160,70 @@ class BoardIn(Strict):
         return value
 
 
+def _facility_type(value: str) -> str:
+    facility_type(value)  # raises ValueError naming the accepted codes
+    return value
+
+
+#: A FINESS number (9 characters, Luhn key; spaces dropped): ``rcp.identifiers.check_finess``.
+Finess = Annotated[str, Field(max_length=20), AfterValidator(check_finess)]
+#: A national id of a regional cancer network, a 3C or an RCP: ``rcp.identifiers.check_national_id``.
+NationalId = Annotated[str, Field(max_length=20), AfterValidator(check_national_id)]
+
+
+class EstablishmentIn(Strict):
+    """The establishment a board belongs to (``rcp.scheduling.registration``), found by its FINESS: an
+    establishment already registered with that number is updated (its other boards follow), else it is created."""
+
+    finess: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(check_finess)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    facility_type: Annotated[str, Field(max_length=8), AfterValidator(_facility_type)] = "SA01"
+    regional_network_id: NationalId = ""
+    regional_network_name: Annotated[str, Field(max_length=100)] = ""
+    coordination_centre_id: NationalId = ""
+    coordination_centre_name: Annotated[str, Field(max_length=100)] = ""
+    #: The organisation that keeps the documents when not the establishment itself (both or neither).
+    custodian_finess: Finess = ""
+    custodian_name: Text = ""
+
+    @model_validator(mode="after")
+    def _custodian(self) -> EstablishmentIn:
+        if bool(self.custodian_finess) != bool(self.custodian_name):
+            raise ValueError("custodian_finess and custodian_name: give both, or neither when the establishment "
+                             "itself keeps the documents")
+        return self
+
+
+class EstablishmentOut(BaseModel):
+    id: int
+    finess: str
+    name: str
+    facility_type: str
+    #: The official display of ``facility_type`` (JDV_J02_XdsHealthcareFacilityTypeCode_CISIS).
+    facility_type_display: str
+    regional_network_id: str
+    regional_network_name: str
+    coordination_centre_id: str
+    coordination_centre_name: str
+    custodian_finess: str
+    custodian_name: str
+
+
 class BoardCharterPatch(Patch):
-    """What a board's coordinator changes in its charter (``PATCH /api/boards/{id}``)."""
+    """What a board's coordinator changes in its charter and registration (``PATCH /api/boards/{id}``)."""
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"establishment"})
 
     type_code: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_board_type_code)] | None = None
     required_specialties: RequiredSpecialties | None = None
     minimum_specialties: MinimumSpecialties | None = None
+    #: The RCP's national identifier (FRCP; "" when it has none yet).
+    national_id: NationalId | None = None
+    #: "RCP de recours" (regional referral board) and paediatric board.
+    referral: bool | None = None
+    paediatric: bool | None = None
+    #: The board's establishment (found or created by FINESS); ``null`` detaches the board from it.
+    establishment: EstablishmentIn | None = None
 
 
 class BoardOut(BaseModel):
@@ -178,6 +241,11 @@ class BoardOut(BaseModel):
     default_time: str
     default_duration_min: int
     timezone: str
+    national_id: str = ""
+    referral: bool = False
+    paediatric: bool = False
+    #: The establishment (FINESS, 3C, regional network), None until the coordinator registers the board.
+    establishment: EstablishmentOut | None = None
 
 
 class MeetingIn(Strict):

@@ -32,13 +32,14 @@ from rcp.identifiers import (
     plain_name,
 )
 from rcp.mail import Mail, latest_by_invitation, mask_address
-from rcp.scheduling import access, agenda, charter, schemas
+from rcp.scheduling import access, agenda, charter, registration, schemas
 from rcp.scheduling.access import Action, is_admin, meeting_for_user, visible_board_ids, visible_meeting_ids
 from rcp.scheduling.models import (
     Board,
     BoardCoordinator,
     Case,
     CaseStatus,
+    Establishment,
     Invitation,
     Meeting,
     MeetingStatus,
@@ -55,6 +56,7 @@ __all__ = [
     "create_meeting",
     "create_patient",
     "defer_case",
+    "establishments_of",
     "invite",
     "list_boards",
     "list_meetings",
@@ -111,38 +113,99 @@ async def create_board(session: AsyncSession, user: Any, data: schemas.BoardIn) 
     return board
 
 
-def board_out(board: Board) -> schemas.BoardOut:
-    """A board with its type spelled out (the FRCP display and nature of its code)."""
+async def establishments_of(session: AsyncSession, boards: Sequence[Board]) -> dict[int, Establishment]:
+    """The establishments of these boards, by id (one query)."""
+    wanted = {b.establishment_id for b in boards if b.establishment_id is not None}
+    if not wanted:
+        return {}
+    found = (await session.exec(select(Establishment).where(col(Establishment.id).in_(wanted)))).all()
+    return {e.id: e for e in found if e.id is not None}
+
+
+def establishment_out(establishment: Establishment) -> schemas.EstablishmentOut:
+    assert establishment.id is not None
+    try:
+        display = registration.facility_type(establishment.facility_type).display
+    except ValueError:  # a code no longer offered: shown as it is, so the coordinator replaces it
+        display = ""
+    return schemas.EstablishmentOut(
+        id=establishment.id, finess=establishment.finess, name=establishment.name,
+        facility_type=establishment.facility_type, facility_type_display=display,
+        regional_network_id=establishment.regional_network_id,
+        regional_network_name=establishment.regional_network_name,
+        coordination_centre_id=establishment.coordination_centre_id,
+        coordination_centre_name=establishment.coordination_centre_name,
+        custodian_finess=establishment.custodian_finess, custodian_name=establishment.custodian_name)
+
+
+def board_out(board: Board, establishments: dict[int, Establishment] | None = None) -> schemas.BoardOut:
+    """A board with its type spelled out (the FRCP display and nature of its code) and its registration
+    (``establishments`` holds its establishment, from :func:`establishments_of`)."""
     assert board.id is not None
     try:
         kind: charter.BoardType | None = charter.board_type(board.type_code) if board.type_code else None
     except ValueError:  # a code no longer in the value sets: shown as it is, so the coordinator replaces it
         kind = None
+    place = (establishments or {}).get(board.establishment_id) if board.establishment_id is not None else None
     return schemas.BoardOut(
         id=board.id, name=board.name, type_code=board.type_code, type_display=kind.display if kind else "",
         nature=kind.nature if kind else "", tumour_site=board.tumour_site,
         required_specialties=list(board.required_specialties), minimum_specialties=board.minimum_specialties,
         default_weekday=board.default_weekday, default_time=board.default_time,
         default_duration_min=board.default_duration_min, timezone=board.timezone,
+        national_id=board.national_id, referral=board.referral, paediatric=board.paediatric,
+        establishment=establishment_out(place) if place is not None else None,
     )
+
+
+async def _register(session: AsyncSession, board: Board, data: schemas.EstablishmentIn | None) -> str:
+    """Attach the board to the establishment of ``data.finess`` (updated, or created), or detach it (None);
+    returns what changed for the audit trail (numbers and codes only)."""
+    if data is None:
+        if board.establishment_id is None:
+            return ""
+        board.establishment_id = None
+        return "establishment=none"
+    place = (await session.exec(select(Establishment).where(Establishment.finess == data.finess))).first()
+    values = data.model_dump()
+    changed = [name for name, value in values.items() if place is not None and getattr(place, name) != value]
+    created = place is None
+    place = place or Establishment(**values)
+    for name, value in values.items():
+        setattr(place, name, value)
+    session.add(place)
+    await session.flush()
+    what = []
+    if board.establishment_id != place.id:
+        board.establishment_id = place.id
+        what.append(f"establishment={data.finess}{' (new)' if created else ''}")
+    if changed:
+        what.append(f"establishment {data.finess}: {','.join(changed)}")
+    return "; ".join(what)
 
 
 async def update_charter(session: AsyncSession, user: Any, board_id: int, data: schemas.BoardCharterPatch, *,
                          request: HTTPConnection | None = None) -> Board:
-    """The board's coordinator changes its type, required specialties or minimum (the policy's ``edit charter``).
+    """The board's coordinator changes its type, required specialties or minimum (the policy's ``edit charter``),
+    and its registration: national RCP id, "RCP de recours" and paediatric flags, establishment.
 
-    Audited with what changed (codes and specialty keys only): the quorum rule of every later signature follows.
-    A fiche already signed keeps the charter it was signed under (the board is copied into its content).
+    Audited with what changed (codes, numbers and specialty keys only): the quorum rule of every later signature
+    follows, and the identifiers of every later fiche. A fiche already signed keeps the charter and registration
+    it was signed under (the board is copied into its content).
     """
     board = await access.require_board(session, user, board_id, Action.edit_charter)
-    changes = data.model_dump(exclude_unset=True)
+    changes = data.model_dump(exclude_unset=True, exclude={"establishment"})
     before = {name: getattr(board, name) for name in changes}
     for name, value in changes.items():
         setattr(board, name, value)
+    registered = ""
+    if "establishment" in data.model_fields_set:
+        registered = await _register(session, board, data.establishment)
     session.add(board)
     changed = {name: value for name, value in changes.items() if before[name] != value}
-    if changed:
-        what = "; ".join(f"{name}={','.join(v) if isinstance(v, list) else v}" for name, v in changed.items())
+    if changed or registered:
+        what = "; ".join([*(f"{name}={','.join(v) if isinstance(v, list) else v}" for name, v in changed.items()),
+                          *([registered] if registered else [])])
         # DCM 110113 Security Alert, type 110131 "Software Configuration": the rule that validates decisions changed.
         await audit.record(session, event="security_alert", action="U", request=request, user=user,
                            what=f"board {board_id} charter: {what}"[:300])
