@@ -185,7 +185,8 @@ def test_a_mistyped_finess_is_refused_naming_the_rule(value: str, rule: str) -> 
 def test_the_luhn_rule_is_the_rpps_one() -> None:
     """One Luhn rule for RPPS and FINESS numbers (rcp.people re-exports it for its callers)."""
     from rcp.identifiers import luhn_key, luhn_ok
-    from rcp.people import luhn_ok as people_luhn, rpps_check_digit
+    from rcp.people import luhn_ok as people_luhn
+    from rcp.people import rpps_check_digit
 
     assert people_luhn is luhn_ok
     assert luhn_key("1000345678") == rpps_check_digit("1000345678")

@@ -105,8 +105,11 @@ async def test_the_charter_page_edits_the_registration_in_french(login: Login, d
     assert bad.status_code == 422
     assert "clé de contrôle" in (field_error(bad.text, "finess") or "")
     assert field_error(bad.text, "establishment_name")
-    assert "conserve les documents" in (field_error(bad.text, "custodian_name") or "")
     assert 'value="84010712"' in bad.text  # what was typed comes back
+    half = await coordinator.http.post(f"/boards/{board.id}/charter", follow_redirects=False,
+                                       headers={"Accept-Language": "fr"},
+                                       data={**form, "finess": "690999115", "establishment_name": "Hôpital du Parc"})
+    assert half.status_code == 422 and "conserve les documents" in (field_error(half.text, "custodian_name") or "")
     good = {**form, "finess": "690 999 115", "establishment_name": "Hôpital du Parc", "custodian_finess": "",
             "regional_network_id": "8401", "coordination_centre_id": "840107"}
     saved = await coordinator.http.post(f"/boards/{board.id}/charter", data=good, follow_redirects=False)
