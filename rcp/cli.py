@@ -10,6 +10,7 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rcp.config import Settings, SettingsError
@@ -74,6 +75,32 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     else:
         migrate(settings.database_url, args.revision)
     print(f"rcp: database is at {'revision ' + args.down if args.down else 'the latest revision'}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from rcp.backup import BackupError, backup
+
+    try:
+        manifest = backup(_settings(), Path(args.file))
+    except BackupError as exc:
+        raise SystemExit(f"rcp backup: {exc}") from None
+    files = manifest["files"]
+    assert isinstance(files, dict)
+    print(f"rcp: backup written to {args.file} ({manifest['database']} database and {len(files) - 1} data files); "
+          "it holds health data and the secret key: keep it on encrypted storage")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from rcp.backup import BackupError, restore
+
+    try:
+        restored = restore(_settings(), Path(args.file), replace=args.replace)
+    except BackupError as exc:
+        raise SystemExit(f"rcp restore: {exc}") from None
+    print(f"rcp: restored the {restored.database} database and {restored.files} data files; run `rcp migrate` "
+          "if this backup comes from an older version, then start the service")
     return 0
 
 
@@ -493,6 +520,15 @@ def parser() -> argparse.ArgumentParser:
     patient.add_argument("patient_id", type=int, help="the patient's id in the service (as in /patients/ID)")
     patient.add_argument("--limit", type=int, default=10_000)
     patient.set_defaults(func=cmd_audit_patient)
+
+    saving = sub.add_parser("backup", help="write the database and the data folder to one file (0600)")
+    saving.add_argument("file", help="the backup file to write, e.g. /backup/rcp-2026-12-03.tar.gz")
+    saving.set_defaults(func=cmd_backup)
+    restoring = sub.add_parser("restore", help="restore a backup into an empty database and data folder")
+    restoring.add_argument("file", help="a file written by `rcp backup`")
+    restoring.add_argument("--replace", action="store_true",
+                           help="overwrite a database and data folder that are not empty")
+    restoring.set_defaults(func=cmd_restore)
 
     worker = sub.add_parser("worker", help="run the EPR delivery worker on its own")
     worker.set_defaults(func=cmd_worker)
