@@ -158,7 +158,7 @@ async def study_series(request: Request) -> Response:
     service = _service(request)
     study_uid = _uid(request, "study_uid")
     await _authorise_study(request, service, study_uid, what="series list")
-    series = await service.archive.list_series(study_uid)
+    series = await service.study_series(study_uid)
     return JSONResponse([
         {"series_uid": s.series_uid, "modality": s.modality, "description": s.description,
          "series_number": s.series_number, "instance_count": s.instance_count,

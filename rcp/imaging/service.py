@@ -33,7 +33,7 @@ from pydicom.errors import InvalidDicomError
 
 from rcp.errors import Invalid, NotFound
 from rcp.identifiers import Match, ServicePatient, match
-from rcp.imaging.archive import Archive, InstanceSummary, StudySummary, open_archive
+from rcp.imaging.archive import Archive, InstanceSummary, SeriesSummary, StudySummary, open_archive
 from rcp.imaging.cache import FrameCache
 from rcp.imaging.dicomfile import is_uid, tolerant
 from rcp.imaging.frames import (
@@ -47,6 +47,7 @@ from rcp.imaging.frames import (
     sort_frames,
 )
 from rcp.imaging.prefetch import Prefetcher, PrefetchProgress
+from rcp.imaging.rejections import visible_series, visible_study
 from rcp.imaging.uploads import ImportGate, sweep_stale
 
 if TYPE_CHECKING:
@@ -171,7 +172,8 @@ class ImagingService:
         remembered = self._study_lists.get(key)
         if remembered is not None and remembered[0] > now:
             return remembered[1]
-        result = await self._search_patient(patient)
+        # What IOCM rejection notes hide is neither counted nor listed (rcp.imaging.rejections).
+        result = [await visible_study(self.archive, study) for study in await self._search_patient(patient)]
         if len(self._study_lists) > 1000:
             self._study_lists.clear()
         self._study_lists[key] = (now + STUDY_LIST_TTL_S, result)
@@ -213,6 +215,11 @@ class ImagingService:
     async def studies_not_of(self, patient: ServicePatient, study_uids: Sequence[str]) -> list[str]:
         """Those of ``study_uids`` the archive does not hold as ``patient``'s (for ``study_uids`` on a case)."""
         return [uid for uid in dict.fromkeys(study_uids) if not await self.study_owner(patient, uid)]
+
+    async def study_series(self, study_uid: str) -> list[SeriesSummary]:
+        """The study's series the viewer lists: without IOCM rejection notes and what they reject."""
+        _check_uids(study_uid)
+        return await visible_series(self.archive, study_uid)
 
     # --- series descriptors -----------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@
 - ``decision_versions``: signed versions, inserted once and never updated (a database trigger refuses UPDATE, see
   migration 0004). ``(case_id, number)`` is unique, which also makes a double signature race fail cleanly.
 - ``writeback_jobs``: per signed version, the DICOM objects still to store in the patient's imaging file (KOS,
-  encapsulated PDF). A PACS that refuses the write leaves the job failed and retried; the signature stands.
+  encapsulated PDF, and once it is replaced or withdrawn the IOCM rejection note hiding them). A PACS that refuses
+  the write leaves the job failed and retried; the signature stands.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class WritebackKind(StrEnum):
     kos = "kos"
     #: The signed fiche as Encapsulated PDF Storage.
     pdf = "pdf"
+    #: An IHE IOCM rejection note (DCM 113001) hiding this version's KOS and PDF: it was replaced or withdrawn.
+    reject = "reject"
+    #: The same titled (DCM 113037) "Rejected for Patient Safety Reasons": withdrawn as the wrong patient's.
+    reject_patient = "reject_pt"
 
 
 class WritebackStatus(StrEnum):

@@ -77,6 +77,7 @@ __all__ = [
     "meeting_versions",
     "on_field_saved",
     "on_signed",
+    "reject_in_imaging",
     "save_field",
     "sign",
     "signer_account",
@@ -547,6 +548,9 @@ async def _insert(session: AsyncSession, case_id: int, version: SignedVersion, r
     for kind in kinds:
         session.add(WritebackJob(version_id=row.id, kind=kind, created_at=version.signed_at,
                                  updated_at=version.signed_at, next_attempt_at=version.signed_at))
+    if replaces_id is not None:
+        # The corrected version's objects are rejected in the imaging file (IHE IOCM), in this same transaction.
+        await reject_in_imaging(session, replaces_id, at=version.signed_at)
     stored = StoredVersion(id=row.id, case_id=case_id, version=version, replaces_id=replaces_id)
     for hook in (*on_signed, *hooks):
         await hook(session, stored)
@@ -619,6 +623,29 @@ async def amend(session: AsyncSession, *, case_id: int, signer_id: int, reason: 
 
 
 # -- write-back jobs -------------------------------------------------------------------------------------------
+
+
+async def reject_in_imaging(session: AsyncSession, version_id: int, *, wrong_patient: bool = False,
+                            at: datetime | None = None) -> WritebackJob | None:
+    """Queue the IHE IOCM rejection note that hides version ``version_id``'s KOS and PDF in the imaging file: it was
+    replaced (an amendment, called by :func:`amend`) or withdrawn (the withdrawal's hook). 113001 "Rejected for
+    Quality Reasons", or 113037 "Rejected for Patient Safety Reasons" when ``wrong_patient``.
+
+    In the caller's transaction, exactly once per version and title (the job is unique per version and kind): a
+    second call returns the job already queued. None when the version never had anything written back.
+    """
+    at = at or utcnow()
+    kind = WritebackKind.reject_patient if wrong_patient else WritebackKind.reject
+    jobs = await writebacks_for(session, version_id)
+    existing = next((j for j in jobs if j.kind == kind), None)
+    if existing is not None:
+        return existing
+    if not any(j.kind in {WritebackKind.kos, WritebackKind.pdf} for j in jobs):
+        return None
+    job = WritebackJob(version_id=version_id, kind=kind, created_at=at, updated_at=at, next_attempt_at=at)
+    session.add(job)
+    await session.flush()
+    return job
 
 
 async def writebacks_for(session: AsyncSession, version_id: int) -> list[WritebackJob]:

@@ -1,4 +1,5 @@
-"""The write-back worker: stores each signed version's DICOM objects in the patient's imaging archive.
+"""The write-back worker: stores each signed version's DICOM objects in the patient's imaging archive, and the
+IHE IOCM rejection note that hides them once the version is replaced or withdrawn (``store.reject_in_imaging``).
 
 A signature commits its ``writeback_jobs`` rows in the same transaction (``rcp.minutes.store.sign``); this worker
 picks up due jobs, builds the objects from the stored version (never from the live draft), stores them with the
@@ -25,10 +26,19 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
 from rcp.auth import audit
-from rcp.clock import utcnow
+from rcp.clock import as_utc, utcnow
 from rcp.db import Database
 from rcp.minutes import store
-from rcp.minutes.dicom import WrongPatient, check_fiche_patient, encapsulated_fiche, key_image_notes
+from rcp.minutes.dicom import (
+    REJECTED_FOR_PATIENT_SAFETY,
+    REJECTED_FOR_QUALITY,
+    WrongPatient,
+    check_fiche_patient,
+    encapsulated_fiche,
+    fiche_study,
+    key_image_notes,
+    rejection_notes,
+)
 from rcp.minutes.fiche import Fiche
 from rcp.minutes.models import DecisionVersion, WritebackJob, WritebackKind
 from rcp.minutes.render import fiche_pdf
@@ -98,34 +108,54 @@ async def _sources(archive: ImagingStore, fiche: Fiche) -> list[Dataset]:
     return headers
 
 
-def build_objects(kind: str, fiche: Fiche, version: SignedVersion, sources: Sequence[Dataset]) -> list[Dataset]:
-    """The DICOM objects of one job (CPU work: run in a thread). Empty when there is nothing to write."""
+#: The rejection note's title per job kind (IHE IOCM, CID 7011).
+_REJECTIONS = {WritebackKind.reject: REJECTED_FOR_QUALITY, WritebackKind.reject_patient: REJECTED_FOR_PATIENT_SAFETY}
+
+
+def build_objects(kind: str, fiche: Fiche, version: SignedVersion, sources: Sequence[Dataset], *,
+                  replaced_by: SignedVersion | None = None, at: datetime | None = None) -> list[Dataset]:
+    """The DICOM objects of one job (CPU work: run in a thread). Empty when there is nothing to write.
+
+    For a rejection (``reject``/``reject_pt``), the notes hiding what the ``kos`` and ``pdf`` jobs of ``version``
+    write: those objects are rebuilt (same UIDs, ``rcp.minutes.dicom.writeback_uids``) to be referenced, so the
+    note never depends on what the archive answers about them; ``replaced_by`` is the correction, if any, and
+    ``at`` when the rejection was decided (the job's creation: a retry builds the same note).
+    """
     if kind == WritebackKind.kos:
         return key_image_notes(fiche, version, sources)
     if kind == WritebackKind.pdf:
-        in_case = [s for s in sources if not fiche.study_uids or str(s.StudyInstanceUID) in fiche.study_uids]
-        if not in_case:
+        # The fiche goes into the case's first study the board reviewed (rcp.minutes.dicom.fiche_study).
+        study = fiche_study(fiche)
+        source = next((s for s in sources if str(s.StudyInstanceUID) == study), None)
+        if source is None:
             return []
-        # The fiche goes into the case's first study that we have headers for (the one the board reviewed).
-        order = {uid: i for i, uid in enumerate(fiche.study_uids)}
-        source = min(in_case, key=lambda s: order.get(str(s.StudyInstanceUID), len(order)))
         return [encapsulated_fiche(fiche_pdf(fiche, version), fiche, version, source)]
-    raise ValueError(f"unknown write-back kind {kind!r}; expected kos or pdf")
+    if kind in _REJECTIONS:
+        rejected = [*build_objects(WritebackKind.kos, fiche, version, sources),
+                    *build_objects(WritebackKind.pdf, fiche, version, sources)]
+        if not rejected:
+            return []
+        note = (f"Version {version.number} remplacée par la version {replaced_by.number}" if replaced_by
+                else f"Version {version.number} retirée")
+        return rejection_notes(fiche, version, rejected, title=_REJECTIONS[WritebackKind(kind)],
+                               at=at or version.signed_at, note=note, by=replaced_by)
+    raise ValueError(f"unknown write-back kind {kind!r}; expected kos, pdf, reject or reject_pt")
 
 
 async def _attempt(archive: ImagingStore, job: WritebackJob, row: DecisionVersion,
-                   version: SignedVersion) -> WritebackOutcome:
+                   version: SignedVersion, replaced_by: SignedVersion | None = None) -> WritebackOutcome:
     assert job.id is not None
     fiche = version.fiche()
-    if job.kind == WritebackKind.pdf and not fiche.study_uids:
-        return WritebackOutcome(job.id, job.kind, ok=True)  # no imaging file to attach the fiche to
+    if job.kind != WritebackKind.kos and not fiche.study_uids:
+        return WritebackOutcome(job.id, job.kind, ok=True)  # no imaging file to attach the fiche (or a note) to
     sources = await _sources(archive, fiche)
     try:
         # Before anything is built: every header the objects would copy their patient from is the fiche's patient.
         check_fiche_patient(fiche, sources)
     except WrongPatient as exc:
         return WritebackOutcome(job.id, job.kind, ok=False, error=str(exc), refused=True)
-    objects = await asyncio.to_thread(build_objects, job.kind, fiche, version, sources)
+    objects = await asyncio.to_thread(build_objects, job.kind, fiche, version, sources, replaced_by=replaced_by,
+                                      at=as_utc(job.created_at))
     if not objects:
         return WritebackOutcome(job.id, job.kind, ok=False,
                                 error="no imaging study with headers for this case: nothing to attach to yet")
@@ -151,12 +181,13 @@ async def run_due_writebacks(db: Database, archive: ImagingStore, *, now: dateti
             if row is not None:
                 stored = await store.list_versions(session, row.case_id)
                 version = next(s.version for s in stored if s.id == row.id)
-                work.append((job, row, version))
+                replaced_by = next((s.version for s in stored if s.replaces_id == row.id), None)
+                work.append((job, row, version, replaced_by))
     outcomes = []
-    for job, row, version in work:
+    for job, row, version, replaced_by in work:
         assert job.id is not None
         try:
-            outcome = await _attempt(archive, job, row, version)
+            outcome = await _attempt(archive, job, row, version, replaced_by)
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job and retried later
             # The message of our own errors and the archive's never carries patient data (see rcp.errors).
             outcome = WritebackOutcome(job.id, job.kind, ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
