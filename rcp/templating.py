@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 
 from rcp import i18n
 from rcp.errors import RcpError
+from rcp.scheduling.quorum_statement import quorum_statement
 from rcp.scheduling.specialties import SPECIALTIES, specialty
 
 __all__ = ["WEB_DIR", "render", "render_error", "templates"]
@@ -38,6 +39,7 @@ def _build() -> Jinja2Templates:
     env.filters["day"] = i18n.format_day
     env.filters["specialty"] = _specialty_label
     env.globals["SPECIALTIES"] = SPECIALTIES
+    env.globals["quorum_statement"] = quorum_statement
     env.globals["current_locale"] = i18n.current_locale.get
     return Jinja2Templates(env=env)
 

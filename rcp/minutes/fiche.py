@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from typing import Any, NoReturn, TypeVar
 
 from rcp.errors import Invalid
+from rcp.i18n import N_
 from rcp.identifiers import (
     IDENTITY_ATTRIBUTES,
     IDENTITY_STATUSES,
@@ -672,6 +673,9 @@ def _opt_physician(value: Any, path: str) -> Physician | None:
 
 
 def _case_status(value: Any, path: str) -> str:
+    """"discussed" or "registered"; "" (or null) while the board has not said which: never assumed."""
+    if value is None or value == "":
+        return ""
     if value not in {"discussed", "registered"}:
         raise _err(path, "expected discussed or registered")
     return str(value)
@@ -706,10 +710,13 @@ DRAFT_FIELDS: Mapping[str, Callable[[Any, str], Any]] = {
     "comments": lambda v, p: _text(v, p, limit=_LONG),
 }
 
-#: A draft field's value before anyone edits it.
+#: A draft field's value before anyone edits it (None when not listed): structural empties only (empty text, empty
+#: list, an unanswered question). Never a value the board did not give: the case status stays unset until someone says
+#: "discussed" or "registered only", and signing asks for it (:meth:`Fiche.check_complete`; issue 15, item 3).
+#: The clinical trial's unticked box reads "not proposed", as on the paper fiche.
 DRAFT_DEFAULTS: Mapping[str, Any] = {
     "question": "", "clinical_summary": "", "tumour_site_text": "", "histology_text": "", "key_images": [],
-    "case_status": "discussed", "correspondents": [], "comments": "", "guideline": {"conforms": None},
+    "correspondents": [], "comments": "", "guideline": {"conforms": None},
     "clinical_trial": {"proposed": False},
 }
 
@@ -760,8 +767,8 @@ class Fiche:
     proposal: Proposal | None = None
     guideline: GuidelineConformity = field(default_factory=GuidelineConformity)
     clinical_trial: ClinicalTrial = field(default_factory=ClinicalTrial)
-    #: "discussed" (ORG-134) or "registered" only (ORG-128).
-    case_status: str = "discussed"
+    #: "discussed" (ORG-134) or "registered" only (ORG-128); "" while not stated (a draft; signing refuses it).
+    case_status: str = ""
     responsible_physician: Physician | None = None
     patient_informed: bool | None = None
     gp: Physician | None = None
@@ -777,10 +784,10 @@ class Fiche:
 
     def treatment_gaps(self) -> tuple[TreatmentGap, ...]:
         """Proposed treatments that no quorum member of this discussion can answer for (INCa: the quorum gives a
-        pertinent opinion on every procedure proposed; ``rcp.scheduling.quorum.treatment_gaps``). Only a
-        discussed case proposes; its treatments are the FR-Acte codes an export writes (:meth:`Proposal.codings`).
+        pertinent opinion on every procedure proposed; ``rcp.scheduling.quorum.treatment_gaps``). A case registered
+        only proposes nothing; the treatments are the FR-Acte codes an export writes (:meth:`Proposal.codings`).
         """
-        if not self.discussed or self.proposal is None:
+        if self.case_status == "registered" or self.proposal is None:
             return ()
         return treatment_gaps(((c.system, c.code) for c in self.proposal.codings()),
                               (a.as_attendee() for a in self.attendees))
@@ -795,36 +802,44 @@ class Fiche:
         return codes.quorum_status(self.quorum().met)
 
     @property
-    def case_status_coding(self) -> Coding:
-        return codes.case_status(self.case_status == "discussed")
+    def case_status_coding(self) -> Coding | None:
+        """The JDV_StatutCasPresente_CISIS coding; None while the status is not stated (a draft)."""
+        return codes.case_status(self.case_status == "discussed") if self.case_status else None
 
     @property
     def discussed(self) -> bool:
         return self.case_status == "discussed"
 
     def check_complete(self) -> None:
-        """What a fiche must hold before it is signed; ``Invalid`` lists every gap by field name."""
+        """What a fiche must hold before it is signed; ``Invalid`` lists every gap by field name.
+
+        The messages are marked for translation (``N_``): the room lists them, in the reader's language, under
+        "Still missing" (``rcp.minutes.routes``); the API's 422 keeps them as written here.
+        """
         gaps: dict[str, str] = {}
         if not self.question.strip():
-            gaps["question"] = "state the question asked to the board"
+            gaps["question"] = N_("state the question asked to the board")
         if self.responsible_physician is None:
-            gaps["responsible_physician"] = "name the physician who informs the patient"
+            gaps["responsible_physician"] = N_("name the physician who informs the patient")
         elif self.responsible_physician.user_id is None:
-            gaps["responsible_physician.user_id"] = "the responsible physician must be a user of the service"
+            gaps["responsible_physician.user_id"] = N_("the responsible physician must be a user of the service")
         if self.patient_informed is not True:
-            gaps["patient_informed"] = "confirm the patient was informed and did not object to the discussion"
-        if self.discussed:
+            gaps["patient_informed"] = N_("confirm the patient was informed and did not object to the discussion")
+        if not self.case_status:
+            gaps["case_status"] = N_("say whether the case was discussed or only registered")
+        # Until the board says "registered only", the proposal is asked for (an unset status hides no gap).
+        if self.case_status != "registered":
             if self.proposal is None:
-                gaps["proposal"] = "a discussed case needs the board's proposal"
+                gaps["proposal"] = N_("a discussed case needs the board's proposal")
             if self.guideline.conforms is None:
-                gaps["guideline.conforms"] = "say whether the proposal follows the guideline"
+                gaps["guideline.conforms"] = N_("say whether the proposal follows the guideline")
         if not self.attendees:
-            gaps["attendees"] = "nobody is recorded as present"
+            gaps["attendees"] = N_("nobody is recorded as present")
         for name, tnm in (("clinical_tnm", self.clinical_tnm), ("pathological_tnm", self.pathological_tnm)):
             if tnm is not None and tnm.edition_to_confirm:
-                gaps[f"{name}.edition"] = "give the TNM edition the staging follows (7 or 8) before signing"
+                gaps[f"{name}.edition"] = N_("give the TNM edition the staging follows (7 or 8) before signing")
         if self.diagnosis_date and self.diagnosis_date[:7] > self.meeting_date.isoformat()[:7]:
-            gaps["diagnosis_date"] = "the diagnosis date is after the meeting"
+            gaps["diagnosis_date"] = N_("the diagnosis date is after the meeting")
         if gaps:
             raise Invalid("The decision is not complete yet.", fields=gaps)
 
@@ -865,7 +880,7 @@ class Fiche:
             "guideline": self.guideline.as_json(),
             "clinical_trial": self.clinical_trial.as_json(),
             "case_status": self.case_status,
-            "case_status_coding": self.case_status_coding.as_json(),
+            "case_status_coding": _cj(self.case_status_coding),
             "responsible_physician": self.responsible_physician.as_json() if self.responsible_physician else None,
             "patient_informed": self.patient_informed,
             "gp": self.gp.as_json() if self.gp else None,

@@ -102,7 +102,8 @@ def _person(p: Physician | None, _: Translate) -> str:
 
 
 def _yes_no(value: bool | None, _: Translate) -> str:
-    return _("Not stated") if value is None else (_("Yes") if value else _("No"))
+    """Yes, No, or nothing when nobody answered: a draft shows no value the board did not give (issue 15)."""
+    return "" if value is None else (_("Yes") if value else _("No"))
 
 
 def _day(value: date | None) -> str:
@@ -232,7 +233,8 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
         frame = f" ({_('frame')} {key.frame})" if key.frame else ""
         imaging_rows.append((f"{_('Key image')} {i}{frame}", key.description or key.sop_uid))
     result.append(Section(_("Imaging"), tuple(imaging_rows)))
-    proposal_rows = [(_("Case status"), fiche.case_status_coding.display)]
+    case_status = fiche.case_status_coding
+    proposal_rows = [(_("Case status"), case_status.display if case_status else "")]
     if fiche.proposal:
         proposal_rows.append((_("Proposal"), _(PROPOSAL_LABELS[str(fiche.proposal.type)])))
         treatments = ", ".join(c.display for c in fiche.proposal.codings())
@@ -269,7 +271,7 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
     follow_rows = [
         (_("Responsible physician"), _person(fiche.responsible_physician, _)),
         (_("Patient informed, did not object"), _yes_no(fiche.patient_informed, _)),
-        (_("General practitioner"), _person(fiche.gp, _) or _("Not stated")),
+        (_("General practitioner"), _person(fiche.gp, _)),
     ]
     for c in fiche.correspondents:
         follow_rows.append((_("Correspondent"), _person(c, _)))
@@ -504,7 +506,8 @@ def minutes_pdf(title: str, meeting_date: date, items: Sequence[MinutesItem],
                  else _("not signed"))
         pdf.set_font(_FONT, "", 9.5)
         pdf.multi_cell(0, 5, f"{i}. {f.patient.family_name.upper()} {f.patient.given_names} — "
-                             f"{f.case_status_coding.display} — {state}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+                             f"{f.case_status_coding.display if f.case_status_coding else ''} — {state}",
+                       new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     for d in deferred:
         pdf.set_font(_FONT, "", 9.5)
         pdf.multi_cell(0, 5, f"— {d.family_name.upper()} {d.given_names} — {_deferred_line(d, _)}",

@@ -45,6 +45,7 @@ from rcp.scheduling import access
 from rcp.scheduling.access import Action
 from rcp.scheduling.agenda import meeting_agenda
 from rcp.scheduling.models import Board, Case, Patient
+from rcp.scheduling.quorum_statement import quorum_statement
 from rcp.scheduling.specialties import SPECIALTIES
 from rcp.scheduling.specialties import specialty as specialty_of
 
@@ -144,6 +145,8 @@ async def _state(session: AsyncSession, case_id: int,
     if fiche is not None:
         quorum = fiche.quorum()
         out["quorum"] = {"met": quorum.met, "status": fiche.quorum_status.as_json(),
+                         # The room's line, worded as the meeting page's (rcp.scheduling.quorum_statement).
+                         "statement": quorum_statement(quorum, basis="present"),
                          "specialties": list(quorum.specialties), "missing": list(quorum.missing),
                          "short_by": quorum.short_by,
                          # What the UI shows: "missing: radiation oncologist", in the reader's language.
@@ -159,7 +162,8 @@ async def _state(session: AsyncSession, case_id: int,
         try:
             fiche.check_complete()
         except Invalid as exc:
-            out["missing"] = exc.fields
+            # Listed in the room under "Still missing", in the reader's language (the messages are N_-marked).
+            out["missing"] = {name: i18n.gettext(message) for name, message in exc.fields.items()}
     if user is not None:
         out["signing"] = await _may_sign(session, user, fiche, context.invited_ids)
     for v in versions:

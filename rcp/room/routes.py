@@ -16,7 +16,7 @@ from rcp.openapi import ApiRoute
 from rcp.room.log import meeting_attendance
 from rcp.room.socket import room_socket
 
-__all__ = ["routes"]
+__all__ = ["proposal_choices", "routes"]
 
 
 async def room_page(request: Request) -> Response:
@@ -59,7 +59,17 @@ async def room_page(request: Request) -> Response:
         for entry in listed
     ]
     specialties = {s.key: i18n.gettext(s.label) for s in SPECIALTIES}
-    return render(request, "room.html", {"meeting": meeting, "agenda": agenda, "specialties": specialties})
+    return render(request, "room.html", {"meeting": meeting, "agenda": agenda, "specialties": specialties,
+                                         "proposals": proposal_choices()})
+
+
+def proposal_choices() -> list[dict[str, str]]:
+    """The decision form's proposal types in the fiche's order, labelled as the fiche labels them, in the reader's
+    language (``web/templates/room_strings.html``)."""
+    from rcp import i18n
+    from rcp.minutes.render import PROPOSAL_LABELS
+
+    return [{"key": key, "label": i18n.gettext(label)} for key, label in PROPOSAL_LABELS.items()]
 
 
 async def attendance(request: Request) -> Response:

@@ -69,7 +69,7 @@ async def test_a_fiche_signed_after_everybody_left_shows_who_was_at_the_discussi
 
     me = users["surgeon"].id
     draft = {"proposal": {"type": "surgery", "details": "Lobectomie supérieure droite."},
-             "guideline": {"conforms": True}, "patient_informed": True,
+             "guideline": {"conforms": True}, "case_status": "discussed", "patient_informed": True,
              "responsible_physician": {"name": "Dr Responsable", "user_id": me}}
     for name, value in draft.items():
         saved = await http["surgeon"].put(f"/api/cases/{case_id}/decision/fields/{name}",

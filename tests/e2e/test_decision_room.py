@@ -130,6 +130,7 @@ async def test_three_clinicians_write_sign_and_find_the_decision_in_the_imaging_
         details = ".room-decision .group > label > textarea"
         await oncologist.fill(details, text)
         await oncologist.select_option("[data-field='guideline'] select", "yes")
+        await oncologist.select_option("[data-field='case_status'] select", "discussed")
         await oncologist.check("[data-field='patient_informed'] input[type='checkbox']")
         await surgeon.wait_for_function(
             "([sel, text]) => document.querySelector(sel).value === text", arg=[details, text], timeout=TIMEOUT_MS)

@@ -1,7 +1,8 @@
 """Issue 15, item 3 in headless Chromium: an empty decision draft shows no value nobody gave.
 
 The room's form used to display "Proposal: Surgery" (and "Case status: Discussed") for a case whose draft holds no
-proposal, while its own summary listed the proposal as missing. Here the agenda of the demo meeting is emptied (no
+proposal, while its own summary listed the proposal as missing; the server's draft said "discussed" before anyone
+did. Here the agenda of the demo meeting is emptied (no
 question, summary, staging or performance status to prefill), a participant opens the first case, and every field
 of the decision form is walked: no text, no selected option with a label, no ticked box, no classification row;
 focusing and leaving each control saves nothing.
@@ -93,12 +94,12 @@ async def test_an_empty_draft_shows_no_value_and_saves_nothing(
                          "pathological_tnm", "proposal", "guideline", "clinical_trial", "case_status",
                          "responsible_physician", "patient_informed", "comments"):
             assert expected in fields, f"{expected} is not on the form"
-        # The case status is the service's rule, not a guess of the form: a case on the agenda is discussed unless
-        # someone records "registered only" (rcp.minutes.fiche.DRAFT_DEFAULTS); the form shows what the draft holds.
-        assert state["draft"]["fields"]["case_status"]["value"] == "discussed"
+        # The server invents nothing either (rcp.minutes.fiche.DRAFT_DEFAULTS): no "discussed" status until someone
+        # says so, and signing asks for it; the "Still missing" list names it.
+        assert state["draft"]["fields"]["case_status"]["value"] is None
         assert state["draft"]["fields"]["proposal"]["value"] is None
-        shown = [c for c in controls if (c["value"] or c["checked"] or c["label"].strip())
-                 and not (c["field"] == "case_status" and c["value"] == "discussed")]
+        assert "case_status" in state["missing"], state["missing"]
+        shown = [c for c in controls if c["value"] or c["checked"] or c["label"].strip()]
         assert shown == [], f"an empty draft displays values nobody gave: {shown}"
         assert await page.locator(f"{FORM} .classification-row").count() == 0
 

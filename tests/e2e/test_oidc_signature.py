@@ -72,6 +72,7 @@ async def test_a_physician_signs_after_a_fresh_login_at_the_provider(served: tup
         await page.select_option("[data-field='proposal'] select", "combined")
         await page.fill(".room-decision .group > label > textarea", "Chimiothérapie néoadjuvante puis lobectomie.")
         await page.select_option("[data-field='guideline'] select", "yes")
+        await page.select_option("[data-field='case_status'] select", "discussed")
         await page.check("[data-field='patient_informed'] input[type='checkbox']")
         await page.select_option("[data-field='responsible_physician'] select", str(surgeon_id))
         cookie = {c["name"]: c["value"] for c in await page.context.cookies()}["rcp_session"]

@@ -71,6 +71,7 @@ async def test_radiotherapy_without_a_radiotherapist_is_flagged_before_signature
         await page.select_option("[data-field='proposal'] select", "radiotherapy")
         await page.fill(".room-decision .group > label > textarea", "Radiothérapie stéréotaxique, 3 × 18 Gy.")
         await page.select_option("[data-field='guideline'] select", "yes")
+        await page.select_option("[data-field='case_status'] select", "discussed")
         await page.check("[data-field='patient_informed'] input[type='checkbox']")
         await page.select_option("[data-field='responsible_physician'] select", str(me))
 

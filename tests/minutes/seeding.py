@@ -83,7 +83,7 @@ async def fill(db: Database, seed_: Seed, key_images: list[dict[str, Any]] | Non
     """Write a complete decision; returns the draft revision the signer saw."""
     values = {
         "proposal": {"type": "surgery", "details": "Lobectomie supérieure droite."},
-        "guideline": {"conforms": True, "reference": "Référentiel thorax 2025"},
+        "guideline": {"conforms": True, "reference": "Référentiel thorax 2025"}, "case_status": "discussed",
         "responsible_physician": {"name": "Dr Oncologue", "user_id": seed_.oncologist},
         "patient_informed": True,
         "key_images": [KEY_IMAGE] if key_images is None else key_images,

@@ -16,11 +16,13 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from rcp import i18n
 from rcp.db import Database, migrate
 from rcp.http import error_handlers
 from rcp.minutes import store
 from rcp.minutes.routes import routes
-from rcp.templating import WEB_DIR, render_error
+from rcp.room.routes import proposal_choices
+from rcp.templating import WEB_DIR, render_error, templates
 from tests.minutes.header_auth import HeaderAuth
 from tests.minutes.seeding import Seed, seed
 from tests.servers import ServerThread
@@ -28,7 +30,7 @@ from tests.servers import ServerThread
 pytestmark = [pytest.mark.browser]
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta name="csrf-token" content=""></head>
-<body><div data-toast hidden></div><section data-decision></section>
+<body><div data-toast hidden></div><section data-decision></section>{strings}
 <script type="module">
 import {{ mountDecision }} from '/static/js/decision.js';
 window.decisionForm = mountDecision(document.querySelector('[data-decision]'), {{ caseId: {case_id} }});
@@ -45,7 +47,10 @@ def make_app(url: str) -> Starlette:
             await app.state.db.close()
 
     async def page(request: Request) -> HTMLResponse:
-        return HTMLResponse(PAGE.format(case_id=int(request.path_params["case_id"])))
+        # The form's texts come from the room's table of strings (no English fallback in decision.js), in English.
+        i18n.current_locale.set("en")
+        strings = templates.env.get_template("room_strings.html").render(proposals=proposal_choices())
+        return HTMLResponse(PAGE.format(case_id=int(request.path_params["case_id"]), strings=strings))
 
     return Starlette(
         routes=[*routes, Route("/test/decision/{case_id:int}", page),

@@ -24,7 +24,7 @@ def test_complete_fiche_round_trips_through_its_content(content: Make) -> None:
     assert fiche.tumour_site is not None and fiche.tumour_site.display.startswith("Tumeur maligne du quadrant")
     assert fiche.proposal is not None and fiche.proposal.type is ProposalType.surgery
     assert fiche.quorum().met and fiche.quorum_status.code == "ORG-126"
-    assert fiche.case_status_coding.code == "ORG-134"
+    assert fiche.case_status_coding is not None and fiche.case_status_coding.code == "ORG-134"
     again = Fiche.from_content(fiche.to_content())
     assert again == fiche
     assert fiche.to_content()["quorum"]["status"]["code"] == "ORG-126"
@@ -85,7 +85,25 @@ def test_check_complete_lists_the_gaps(content: Make) -> None:
 def test_registered_only_case_needs_no_proposal(content: Make) -> None:
     fiche = Fiche.from_content(content(case_status="registered", proposal=None, guideline={"conforms": None}))
     fiche.check_complete()
-    assert fiche.case_status_coding.code == "ORG-128"
+    assert fiche.case_status_coding is not None and fiche.case_status_coding.code == "ORG-128"
+
+
+def test_an_unstated_case_status_is_never_assumed(content: Make) -> None:
+    """Issue 15, item 3: a draft nobody marked "discussed" is not discussed; signing names the missing status,
+    and the proposal is still asked for (an unset status hides no gap)."""
+    unset = content()
+    del unset["case_status"]
+    for value in (unset, content(case_status=None), content(case_status="")):
+        fiche = Fiche.from_content(value)
+        assert fiche.case_status == "" and fiche.case_status_coding is None and not fiche.discussed
+        assert fiche.to_content()["case_status_coding"] is None
+    fiche = Fiche.from_content(content(case_status=None, proposal=None))
+    with pytest.raises(Invalid) as exc:
+        fiche.check_complete()
+    assert set(fields_of(exc)) == {"case_status", "proposal"}
+    assert parse_draft_field("case_status", None) == ""
+    with pytest.raises(Invalid):
+        parse_draft_field("case_status", "maybe")
 
 
 def test_guideline_departure_needs_a_reason(content: Make) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from importlib import resources
@@ -53,6 +54,20 @@ def test_same_version_renders_identically(content: Make, now: datetime) -> None:
 def test_draft_pdf_says_it_is_not_signed(content: Make) -> None:
     fiche = Fiche.from_content(content())
     assert "BROUILLON — non signé" in _text(fiche_pdf(fiche))
+
+
+def test_an_empty_draft_renders_no_value(content: Make) -> None:
+    """Issue 15, item 3: the fiche of a draft nobody filled shows no status, proposal, answer or placeholder."""
+    from rcp.minutes.fiche import DRAFT_DEFAULTS, DRAFT_FIELDS
+
+    empty = content(**{name: DRAFT_DEFAULTS.get(name) for name in DRAFT_FIELDS})
+    fiche = Fiche.from_content(empty)
+    html = fiche_html(fiche)
+    pdf = _text(fiche_pdf(fiche))
+    # "Non" stays: the clinical trial's unticked box reads "not proposed", as on the paper fiche.
+    for absent in ("Cas discuté", "Cas enregistré", "Chirurgie", "Non renseigné", "Oui"):
+        assert not re.search(rf"\b{absent}\b", html) and not re.search(rf"\b{absent}\b", pdf), absent
+    assert "BROUILLON — non signé" in pdf
 
 
 def test_long_text_flows_over_pages(content: Make, now: datetime) -> None:

@@ -132,7 +132,7 @@ async def test_sign_render_and_amend(http: httpx.AsyncClient, database: Database
     case = seeded.case_id
     for name, value in {
         "proposal": {"type": "surgery", "details": "Lobectomie supérieure droite."},
-        "guideline": {"conforms": True},
+        "guideline": {"conforms": True}, "case_status": "discussed",
         "responsible_physician": {"name": "Dr Oncologue Éloïse", "user_id": seeded.oncologist},
         "patient_informed": True,
         "key_images": [KEY_IMAGE],
@@ -207,7 +207,7 @@ async def test_a_treatment_without_its_specialty_is_flagged_then_refused(http: h
     case = seeded.case_id
     for name, value in {
         "proposal": {"type": "radiotherapy", "details": "Radiothérapie stéréotaxique."},
-        "guideline": {"conforms": True},
+        "guideline": {"conforms": True}, "case_status": "discussed",
         "responsible_physician": {"name": "Dr Oncologue Éloïse", "user_id": seeded.oncologist},
         "patient_informed": True,
     }.items():

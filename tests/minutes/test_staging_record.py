@@ -120,7 +120,7 @@ async def test_signature_needs_the_tnm_edition_and_the_pdf_keeps_the_prefix(worl
     await discuss_case(world, case_id)
     for name, value in {
         "proposal": {"type": "surveillance", "details": "Surveillance après réponse complète."},
-        "guideline": {"conforms": True},
+        "guideline": {"conforms": True}, "case_status": "discussed",
         "responsible_physician": {"name": "Dr Surgeon", "specialty": "surgeon", "user_id": world.id("surgeon")},
         "patient_informed": True,
         "diagnosis_date": "2026-03",

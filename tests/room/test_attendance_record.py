@@ -196,7 +196,7 @@ def _cookie(client: Any) -> str:
 def draft_of(responsible: int) -> dict[str, Any]:
     """A complete decision (signable once the quorum is met)."""
     return {"proposal": {"type": "surgery", "details": "Lobectomie."}, "guideline": {"conforms": True},
-            "patient_informed": True, "responsible_physician": {"name": "Dr Responsable", "user_id": responsible}}
+            "case_status": "discussed", "patient_informed": True, "responsible_physician": {"name": "Dr Responsable", "user_id": responsible}}
 
 
 async def test_a_physician_who_was_there_signs_after_everybody_left(live_server: ServerThread, db: Database,

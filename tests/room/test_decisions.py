@@ -218,6 +218,7 @@ async def test_quorum_and_signature_count_who_was_there_for_the_case(decision_no
         me = (await surgeon.get("/api/session")).json()["id"]
         draft = {
             "proposal": {"type": "surgery", "details": "Lobectomie."}, "guideline": {"conforms": True},
+            "case_status": "discussed",
             "patient_informed": True, "responsible_physician": {"name": "Dr Marc Lefèvre", "user_id": me},
         }
         for name, value in draft.items():

@@ -220,7 +220,9 @@ async def test_invite_by_specialty_remove_and_quorum_preview(login: Login, db: D
     board, coordinator = await board_and_coordinator(db, login)
     meeting_id = await new_meeting(coordinator, board.id)
     page = (await coordinator.get(f"/meetings/{meeting_id}")).text
-    assert "Quorum not met yet" in page and "Missing: surgeon, medical oncologist, radiation oncologist" in page
+    # The room's words, over the invitations (rcp.scheduling.quorum_statement; issue 15, item 7).
+    assert ("Expected quorum (from invitations): not met — missing: surgeon, medical oncologist, radiation oncologist"
+            in page)
     pathologist = await make_clinician(db, "pathologist")
     people = (await coordinator.get("/api/users", params={"specialty": "pathologist"})).json()
     assert pathologist.id in {p["id"] for p in people}

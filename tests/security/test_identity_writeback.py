@@ -78,7 +78,7 @@ async def test_a_fiche_is_never_written_into_another_patients_study(world: World
             "sop_uid": str(series[0].SOPInstanceUID), "description": "Cible 1 : nodule spiculé"}
     for name, value in {
         "proposal": {"type": "surgery", "details": "Lobectomie supérieure droite."},
-        "guideline": {"conforms": True},
+        "guideline": {"conforms": True}, "case_status": "discussed",
         "responsible_physician": {"name": "Dr Surgeon", "user_id": world.id("surgeon")},
         "patient_informed": True,
         "key_images": [mark],

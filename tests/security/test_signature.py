@@ -55,7 +55,7 @@ async def _fill(world: World, case_id: int, *, editor: str = "surgeon", responsi
     client = await world.client(editor)
     for name, value in {
         "proposal": {"type": "surgery", "details": "Lobectomie supérieure droite."},
-        "guideline": {"conforms": True},
+        "guideline": {"conforms": True}, "case_status": "discussed",
         "responsible_physician": responsible,
         "patient_informed": True,
     }.items():

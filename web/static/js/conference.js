@@ -5,7 +5,7 @@
  *
  * Why here and not in room.js: room.js applies the room's events; this panel only needs, from them, who is who
  * (name, specialty), who muted or turned their camera off (`participant.media`) and who speaks (`speaker`).
- * Every text comes from the template's labels (translated); rtc.js's English ones are only a fallback.
+ * Every text comes from the page's table of strings (room_strings.html, translated); rtc.js carries none.
  *
  * The room learns this browser's microphone and camera state from `media.state` {audio_muted, video_off}: sent
  * once the devices are known, on every toggle, and again after every welcome (a new connection starts with the

@@ -10,36 +10,15 @@
 //                     const form = mountDecision(document.querySelector('[data-decision]'), { caseId: 12 });
 //                     form.setCase(13);   // when the presenter moves to another case
 //
-// Labels come from the page strings (server-side gettext) with English fallbacks.
+// Labels come from the page strings (server-side gettext: web/templates/room_strings.html).
 
-import { api, ApiError, pageStrings, toast, withBusy } from './api.js';
+import { api, ApiError, format, pageStrings, toast, withBusy } from './api.js';
 
-const S = Object.assign({
-  question: 'Question asked', clinical_summary: 'Clinical summary', proposal: 'Proposal', details: 'Details',
-  guideline: 'Follows the guideline', reference: 'Guideline (name, version)', why_not: 'Why not',
-  trial: 'Clinical trial proposed', trial_name: 'Trial', case_status: 'Case status', discussed: 'Discussed',
-  registered: 'Registered only', responsible: 'Responsible physician', informed: 'Patient informed, did not object',
-  comments: 'Comments', missing_specialties: 'Missing specialties',
-  short_by: '%(count)s more specialty needed', yes: 'Yes', no: 'No', unset: 'Not stated', saving: 'Saving…', saved: 'Saved',
-  conflict: 'Someone else changed this field while you were typing.', theirs: 'Their text', mine: 'Your text',
-  keep_theirs: 'Keep theirs', use_mine: 'Use mine', sign: 'Sign the decision', password: 'Your password',
-  code: 'The code of your authenticator app',
-  confirm_at_provider: 'To sign, confirm your identity at your identity provider (a new sign-in there). You will come back to this room, then sign again within five minutes.',
-  signed: 'Signed, version %(number)s', missing: 'Still missing', quorum: 'Quorum', changed_by_other:
-  'Updated by another participant.', surgery: 'Surgery', systemic_therapy: 'Systemic therapy',
-  radiotherapy: 'Radiotherapy', combined: 'Combined treatment', surveillance: 'Surveillance',
-  further_investigations: 'Further investigations', palliative_care: 'Palliative care', other: 'Other',
-  diagnosis_date: 'Date of diagnosis', diagnosis_date_hint: 'YYYY-MM or YYYY-MM-DD', laterality: 'Laterality',
-  clinical_tnm: 'Clinical staging (TNM)', pathological_tnm: 'Pathological staging (TNM)', tnm_hint: 'as written, e.g. ypT0 N0 M0',
-  edition: 'TNM edition', edition_to_confirm: 'TNM edition to confirm', stage: 'Stage group',
-  other_classifications: 'Other classifications', classification: 'Classification', value: 'Value',
-  add_classification: 'Add a classification', remove: 'Remove',
-  treatment_gap: '%(treatment)s is proposed, but no %(specialty)s took part in the quorum: this proposal cannot be signed.',
-  or: ' or ',
-}, pageStrings().decision || {});
-
-const PROPOSALS = ['surgery', 'systemic_therapy', 'radiotherapy', 'combined', 'surveillance',
-  'further_investigations', 'palliative_care', 'other'];
+// Every text comes from the page's one table of strings (<script id="page-strings">, rendered by the server with
+// gettext: web/templates/room_strings.html): no English fallback, so a French page shows no English word.
+const S = pageStrings().decision;
+// The proposal types with their labels, in the fiche's order (rcp.minutes.render.PROPOSAL_LABELS).
+const PROPOSALS = S.proposals;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -247,7 +226,7 @@ class DecisionForm {
   }
 
   build() {
-    const proposalType = el('select', {}, el('option', { value: '' }, ''), ...PROPOSALS.map((k) => el('option', { value: k }, S[k])));
+    const proposalType = el('select', {}, el('option', { value: '' }, ''), ...PROPOSALS.map((p) => el('option', { value: p.key }, p.label)));
     const proposalDetails = el('textarea', { rows: '4' });
     const proposalBox = el('div', { class: 'group' });
     const proposal = this.bind('proposal', S.proposal, proposalType,
@@ -318,22 +297,16 @@ class DecisionForm {
   }
 
   showSummary(state) {
+    // The quorum is stated once, above the form, by the room (room.js, in the meeting page's words).
     const parts = [];
-    if (state.quorum) {
-      const q = state.quorum;
-      const gaps = [...(q.missing_labels || [])];
-      if (q.short_by) gaps.push(S.short_by.replace('%(count)s', q.short_by));
-      parts.push(el('p', { class: q.met ? 'ok' : 'warning' },
-        `${S.quorum}: ${q.status.display}` + (gaps.length ? ` — ${S.missing_specialties}: ${gaps.join(', ')}` : '')));
-    }
     // A treatment whose specialty nobody in the quorum covers: flagged before signing (the server refuses it).
-    this.gaps = (state.treatment_gaps || []).map((g) => S.treatment_gap
-      .replace('%(treatment)s', g.display).replace('%(specialty)s', g.needs_labels.map((l) => l.toLowerCase()).join(S.or)));
+    this.gaps = (state.treatment_gaps || []).map((g) => format(S.treatment_gap,
+      { treatment: g.display, specialty: g.needs_labels.map((l) => l.toLowerCase()).join(S.or) }));
     for (const gap of this.gaps) parts.push(el('p', { class: 'warning', 'data-treatment-gap': '' }, gap));
     const missing = Object.values(state.missing || {});
-    if (missing.length) parts.push(el('p', {}, `${S.missing}: `), el('ul', {}, ...missing.map((m) => el('li', {}, m))));
+    if (missing.length) parts.push(el('p', {}, S.missing), el('ul', {}, ...missing.map((m) => el('li', {}, m))));
     const last = state.versions[state.versions.length - 1];
-    if (last) parts.push(el('p', { class: 'ok' }, S.signed.replace('%(number)s', last.number)));
+    if (last) parts.push(el('p', { class: 'ok' }, format(S.signed, { number: last.number })));
     this.summary.replaceChildren(...parts);
   }
 

@@ -21,7 +21,7 @@ import {visibleCount} from './viewer-state.js';
 import {Pointer} from './pointer.js';
 import {RoomSocket} from './roomsocket.js';
 import {MediaSession} from './rtc.js';
-import {api} from './api.js';
+import {api, format, pageStrings} from './api.js';
 import {mountDecision} from './decision.js';
 import {Conference} from './conference.js';
 
@@ -29,7 +29,7 @@ const VIEW_SEND_MS = 1000 / 30;
 
 const root = document.querySelector('[data-room]');
 const data = JSON.parse(document.getElementById('room-data').textContent);
-const L = data.labels;
+const L = pageStrings().room;
 const me = data.user_id;
 
 const room = {
@@ -346,11 +346,9 @@ function decisionState(state) {
   const line = decisionBox.querySelector('[data-room-quorum]');
   const q = state.quorum;
   if (q) {
+    // The server words the quorum as the meeting page does (rcp.scheduling.quorum_statement): "present now".
     const present = (state.attendees || []).map((a) => `${a.name} (${specialtyOf(a)})`);
-    const gaps = [...(q.missing_labels || [])];
-    line.textContent = `${L.quorum}: ${q.met ? L.quorum_met : L.quorum_not_met}` +
-      (gaps.length ? ` — ${L.missing_specialties}: ${gaps.join(', ')}` : '') +
-      (present.length ? ` · ${L.present}: ${present.join(', ')}` : '');
+    line.textContent = q.statement + (present.length ? ` · ${format(L.present, {names: present.join(', ')})}` : '');
     line.dataset.met = String(q.met);
   } else {
     line.textContent = '';

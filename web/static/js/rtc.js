@@ -16,8 +16,9 @@
  * - When the path breaks (UDP blocked, Wi-Fi to 4G), the state becomes `reconnecting` and a *fresh* peer
  *   connection is offered (aiortc does not support ICE restarts), with growing delays; tiles stay up, marked
  *   `reconnecting`, instead of freezing silently.
- * - Camera or microphone refused or missing: the meeting goes on without them; a `devices` event carries a
- *   message the page shows (English; a translated page maps `error` to its own text).
+ * - Camera or microphone refused or missing: the meeting goes on without them; a `devices` event says which
+ *   devices run and the browser's `error` name, which the page words in its language (conference.js). This module
+ *   carries no text for people: the tiles' texts are the page's (`labels`, from its table of strings).
  * - Receiving a video costs bandwidth: `pause(participant, paused, reason)` combines reasons (a tile scrolled out
  *   of view with `autoPause`, the page's own), and `setLowBandwidth(true)` keeps only the featured speaker's
  *   video; the server is asked (`media.pause`) only when the outcome changes, and its `media.slots` says what
@@ -28,7 +29,7 @@
  *   const media = new MediaSession({signal: (msg) => ws.send(JSON.stringify(msg)), iceServers: welcome.ice_servers});
  *   media.addEventListener('tile', (e) => strip.append(e.detail.element));
  *   media.addEventListener('message', (e) => room.receive(e.detail.channel, e.detail.data));
- *   media.addEventListener('devices', (e) => e.detail.message && banner.show(e.detail.message));
+ *   media.addEventListener('devices', (e) => e.detail.error && banner.show(myTexts[e.detail.error]));
  *   await media.start();                // asks for camera and microphone
  *   strip.prepend(media.previewTile(myId, myName));  // or media.attachPreview(videoElement)
  *   await media.connect();              // sends {type: 'rtc.offer', sdp}
@@ -43,24 +44,6 @@ export const CHANNELS = Object.freeze({
 /** Messages the media session consumes from the room's WebSocket. */
 export const SIGNALS = Object.freeze(['rtc.answer', 'media.slots']);
 
-const MESSAGES = {
-  NotAllowedError: 'Camera and microphone access was refused. The meeting goes on: you can see, hear and follow '
-    + 'the images. To be seen and heard, allow the camera and microphone in the browser\'s site settings, then '
-    + 'choose them again.',
-  NotFoundError: 'No camera or microphone was found. The meeting goes on: you can see, hear and follow the images. '
-    + 'Plug one in, then choose it in the device list.',
-  NotReadableError: 'The camera or microphone is in use by another application. Close it, then choose the device '
-    + 'again.',
-  OverconstrainedError: 'The chosen camera or microphone is no longer available; choose another one.',
-  insecure: 'Camera and microphone need a secure (https) connection; the meeting goes on without them.',
-};
-
-/** A user-facing message for a getUserMedia failure (never the raw browser text alone). */
-export function deviceMessage(error) {
-  if (!error) return '';
-  return MESSAGES[error.name] || `The camera or microphone could not be started (${error.name || error}).`;
-}
-
 /** Narrow a transceiver's codecs to one per kind (VP8 / Opus) plus retransmission. */
 function preferCodecs(transceiver, kind) {
   if (typeof transceiver.setCodecPreferences !== 'function' || !RTCRtpReceiver.getCapabilities) return;
@@ -73,15 +56,9 @@ function preferCodecs(transceiver, kind) {
   }
 }
 
-/** Texts shown on tiles; the page passes translated ones (`labels` option), these English ones are the fallback. */
-export const LABELS = Object.freeze({
-  you: 'You',
-  muted: 'Microphone muted',
-  videoOff: 'Camera off',
-  speaking: 'Speaking',
-  paused: 'Video paused',
-  reconnecting: 'Reconnecting…',
-});
+/** The texts a tile shows, by key; the page passes them translated (`labels` option: the room's table of strings,
+ *  web/templates/room_strings.html). No English fallback: a page that passes none shows icons without words. */
+export const LABELS = Object.freeze({you: '', muted: '', videoOff: '', speaking: '', paused: '', reconnecting: ''});
 
 /** The state flags a tile can show, as [class on the tile, label key]; video.css draws each one's icon. */
 const FLAGS = Object.freeze([
@@ -253,10 +230,7 @@ export class MediaSession extends EventTarget {
     this.deviceError = error;
     this._showPreview();
     const has = (kind) => this.localStream.getTracks().some((t) => t.kind === kind);
-    this._emit('devices', {
-      audio: has('audio'), video: has('video'), error: error ? error.name : null,
-      message: error && !(has('audio') && has('video')) ? deviceMessage(error) : '',
-    });
+    this._emit('devices', {audio: has('audio'), video: has('video'), error: error ? error.name : null});
     await this._attachLocalTracks();
     return this.localStream;
   }
