@@ -9,6 +9,7 @@ Map of the package:
     cache       encoded frames in memory and on disk
     prefetch    series pulled into the cache before anyone waits
     service     ``ImagingService``: the one object the app keeps on ``app.state.imaging``
+    rejections  IHE IOCM rejection notes read back: what the series and study lists leave out
     validation  checks on imported files (zip bombs, truncation, patient match); ``imports`` runs an import
     synthetic   realistic synthetic CT/MR studies; ``demo`` loads them for ``rcp demo``
     routes      the HTTP routes

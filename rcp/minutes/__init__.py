@@ -4,7 +4,8 @@
 - ``fiche``: the decision's fields, checked and coded; its canonical JSON content;
 - ``versions``: drafts with per-field versions, signed versions (canonical JSON + SHA-256), corrections;
 - ``models`` / ``store``: the tables and the async store (drafts, signature in one transaction, write-back jobs);
-- ``render``: the fiche and the meeting's minutes as HTML and PDF;
-- ``dicom`` / ``writeback``: the Key Object Selection and Encapsulated PDF written back to the imaging file;
+- ``render``: the fiche and the meeting's minutes as HTML and PDF (PDF/A-2b);
+- ``dicom`` / ``writeback``: the Key Object Selection and Encapsulated PDF written back to the imaging file, in
+  the case's "RCP" series, and the IHE IOCM rejection note hiding them once the version is replaced or withdrawn;
 - ``routes``: the HTTP edges.
 """

@@ -273,3 +273,23 @@ def test_dciodvfy_runs_here() -> None:
     del broken.SOPClassUID
     with pytest.raises(AssertionError, match="Error"):
         dciodvfy(broken)
+
+
+def test_one_rejection_note_per_study(content: Make, now: datetime) -> None:
+    """Marks in two studies give a KOS in each; the rejection gives a note in each, the PDF's study's note
+    referencing the PDF too."""
+    first, second = images(2), images(2)
+    marks = marks_for(first, 0) + marks_for(second, 1)
+    fiche = Fiche.from_content(content(key_images=marks, study_uids=[str(first[0].StudyInstanceUID),
+                                                                     str(second[0].StudyInstanceUID)]))
+    version = sign(fiche, draft=Draft(case_id=fiche.case_id), seen_revision=0, signer=SIGNER,
+                   invited_ids={1, 2, 3, 4}, existing=[], at=now)
+    kos = key_image_notes(fiche, version, first + second)
+    assert len(kos) == 2
+    pdf = encapsulated_fiche(fiche_pdf(fiche, version), fiche, version, first[0])
+    notes = rejection_notes(fiche, version, [*kos, pdf], title=REJECTED_FOR_QUALITY, at=now, note="Version 1 retirée")
+    by_study = {str(n.StudyInstanceUID): Rejections.from_notes([checked(n)]) for n in notes}
+    assert set(by_study) == {str(first[0].StudyInstanceUID), str(second[0].StudyInstanceUID)}
+    assert set(by_study[str(first[0].StudyInstanceUID)].instances) == {str(kos[0].SOPInstanceUID),
+                                                                       str(pdf.SOPInstanceUID)}
+    assert set(by_study[str(second[0].StudyInstanceUID)].instances) == {str(kos[1].SOPInstanceUID)}
