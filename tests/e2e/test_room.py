@@ -109,10 +109,10 @@ async def test_three_screens_follow_the_presenter_slice_window_and_pointer(
         assert (await viewport0(big))["index"] == 3
         await big.click("[data-room-action='follow']")
         await big.wait_for_function("rcpRoom.viewer.getState().viewports[0].index === 20", timeout=TIMEOUT_MS)
-        # With the server's media hub, the room's messages move to the WebRTC data channel, and the page says so.
+        # With the server's media hub, the room's messages move to the WebRTC data channel: the page says "fast link".
         for page in (presenter, *followers):
             await page.wait_for_function("rcpRoom.socket.path === 'dc'", timeout=TIMEOUT_MS)
-            assert await page.text_content("[data-room-path]") == "WebRTC data channel"
+            assert await page.text_content("[data-room-path]") == "fast link"
         await presenter.evaluate("rcpRoom.viewer.scrollTo(25, 0)")
         for page in followers:
             await page.wait_for_function(

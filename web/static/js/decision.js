@@ -131,7 +131,12 @@ class DecisionForm {
     };
     document.addEventListener('rcp:decision-field', this.onRemote);
     this.build();
-    this.refresh();
+    this.reload();
+  }
+
+  /** Read the decision again; a failed read (the network just came back) is said, not left uncaught. */
+  reload() {
+    this.refresh().catch((error) => toast(error.message, 'error'));
   }
 
   destroy() {
@@ -144,7 +149,7 @@ class DecisionForm {
     for (const f of this.fields.values()) f.save();
     this.caseId = caseId;
     for (const f of this.fields.values()) { f.dirty = false; f.version = 0; }
-    this.refresh();
+    this.reload();
   }
 
   bind(name, label, control, read, write, events = ['input']) {

@@ -5,7 +5,11 @@
  * The presenter's moves over any viewport of the layout are sampled at most 30 times a second (the server
  * coalesces them further: latest sample wins per tick); followers draw the latest sample with the viewer's
  * imageToScreen, only in the viewport it was taken over and only on the slice it was taken on (the shared view
- * puts the same series in the same viewport on every screen).
+ * puts the same series in the same viewport on every screen). A follower who is on another slice of that series
+ * (browsing freely, or a moment behind) sees an edge marker instead: at the right edge of the viewport, level
+ * with the pointer, an arrow and the presenter's image number ("Pointer: image 21"), so the pointer never
+ * silently vanishes (issue 15, item 5). `sharedSeries(viewport)` (set by room.js) names the shared series of each
+ * viewport: over any other series neither is shown.
  *
  * Example:
  *   const pointer = new Pointer(viewer, (msg) => socket.send(msg));
@@ -27,6 +31,10 @@ export class Pointer {
     this.lastSent = 0;
     this.pendingTimer = 0;
     this.pending = null;
+    /** The shared view's series UID of viewport i (null: unknown, the pointer is drawn whatever the series). */
+    this.sharedSeries = () => null;
+    this.labels = {pointer_elsewhere: '%(number)s'}; // room.js hands the translated label
+    this.edges = new Map(); // viewport -> its edge marker element
     this.removeOverlay = viewer.addOverlay((ctx, view) => this.draw(ctx, view));
     this.onMove = (e) => this.move(e);
     this.onLeave = () => this.queue(null);
@@ -37,6 +45,7 @@ export class Pointer {
   setPresenting(presenting) {
     this.presenting = presenting;
     if (!presenting) this.latest = null;
+    for (const edge of this.edges.values()) edge.hidden = true;
     this.viewer.redrawOverlays();
   }
 
@@ -76,18 +85,25 @@ export class Pointer {
     const last = samples[samples.length - 1];
     if (!last) return;
     this.latest = last[1] === null ? null : {column: last[1], row: last[2], slice: last[3], viewport: last[4] ?? 0};
+    if (!this.latest) for (const edge of this.edges.values()) edge.hidden = true;
     this.viewer.redrawOverlays();
   }
 
   clear() {
     this.latest = null;
+    for (const edge of this.edges.values()) edge.hidden = true;
     this.viewer.redrawOverlays();
   }
 
   draw(ctx, view) {
     const p = this.latest;
-    if (!p || this.presenting || view.viewport !== p.viewport) return;
-    if (view.state && view.state.index !== p.slice) return; // view.state is the viewport's state
+    const shared = this.sharedSeries(view.viewport);
+    const here = p && !this.presenting && view.viewport === p.viewport &&
+      (!shared || !view.state || view.state.seriesUid === shared);
+    // view.state is the viewport's state: on another slice of the same series, an edge marker instead.
+    const elsewhere = here && view.state && view.state.index !== p.slice;
+    this.edge(view, elsewhere ? p : null);
+    if (!here || elsewhere) return;
     const s = view.imageToScreen(p.column, p.row);
     if (!s) return;
     ctx.save();
@@ -107,7 +123,34 @@ export class Pointer {
     ctx.restore();
   }
 
+  /** Show (sample) or hide (null) viewport `view.viewport`'s edge marker: a DOM element, read by screen readers. */
+  edge(view, p) {
+    let marker = this.edges.get(view.viewport);
+    if (!p) {
+      if (marker) marker.hidden = true;
+      return;
+    }
+    if (!marker) {
+      marker = document.createElement('span');
+      marker.className = 'pointer-edge';
+      marker.dataset.pointerEdge = String(view.viewport);
+      marker.setAttribute('role', 'status');
+      this.viewer.views[view.viewport].root.append(marker);
+      this.edges.set(view.viewport, marker);
+    }
+    const s = view.imageToScreen(p.column, p.row);
+    const y = Math.min(Math.max(s ? s.y : view.height / 2, 14), Math.max(14, view.height - 14));
+    const number = String(p.slice + 1);
+    const text = `${p.slice < view.state.index ? '▲' : '▼'} ${this.labels.pointer_elsewhere.replace('%(number)s', number)}`;
+    if (marker.textContent !== text) marker.textContent = text;
+    marker.dataset.slice = number;
+    marker.style.top = `${y}px`;
+    marker.style.borderColor = this.colour;
+    marker.hidden = false;
+  }
+
   destroy() {
+    for (const edge of this.edges.values()) edge.remove();
     this.removeOverlay();
     this.viewer.element.removeEventListener('pointermove', this.onMove);
     this.viewer.element.removeEventListener('pointerleave', this.onLeave);

@@ -1,14 +1,20 @@
 /**
  * The meeting room page: applies the room's events in order and drives the viewer from them.
  *
- * - Everybody sees the participants (specialty, hospital, here/gone, WebRTC data channel or WebSocket), who
- *   presents, the agenda with the current case and its panel (question, summary).
+ * - Everybody sees the participants (specialty, hospital, here / connection unstable / gone, fast or backup
+ *   link), who presents, the agenda with the current case and its panel (question, summary).
+ * - The page says at once when it has lost the server (its own heartbeat, roomsocket.js): "reconnecting" over a
+ *   dimmed viewer, until a new socket is welcomed; the link in use is named in words ("fast link" for the data
+ *   channel, "backup link" for the WebSocket), issue 15 item 4.
  * - The presenter's viewer changes (the layout and, for every viewport it shows: study, series, slice, window,
  *   zoom, pan, invert) go to the room at most 30 times a second, each viewport with only its changed fields;
  *   followers get them as `view.changed` and the viewer `setState`s every shown viewport (prior vs current
  *   side by side stays side by side on every screen).
  * - "Browse freely" detaches this screen (nothing is sent, nothing is applied); "Follow" snaps all viewports
- *   back to the shared view. The coordinator moves everybody to the next case and hands the floor over.
+ *   back to the shared view. While following, the viewer's own navigation (wheel, keys, drags, toolbar) is
+ *   refused with a hint ("you are following Dr X — press F to browse freely"), so the screen always shows what
+ *   the room says (follow.js); F switches between following and browsing, and the presenter's pointer on
+ *   another slice shows as an edge marker with the image number (pointer.js), issue 15 item 5. The coordinator moves everybody to the next case and hands the floor over.
  * - Beside the viewer, the participants see and hear each other (conference.js over rtc.js): who muted their
  *   microphone or turned their camera off comes as `participant.media` events, who speaks as `speaker` frames.
  *
@@ -24,6 +30,7 @@ import {MediaSession} from './rtc.js';
 import {api, format, pageStrings} from './api.js';
 import {mountDecision} from './decision.js';
 import {Conference} from './conference.js';
+import {FollowGuard} from './follow.js';
 
 const VIEW_SEND_MS = 1000 / 30;
 
@@ -57,6 +64,17 @@ const conference = media ? new Conference(root.querySelector('[data-room-video]'
 if (media) socket.useMedia(media);
 else root.querySelector('[data-room-video]').hidden = true;
 viewer.addOverlay(drawMarks);
+// The shared view's series of each viewport: the presenter's pointer is shown (on its slice, or as an edge marker
+// with its image number) only over the series it was taken on.
+pointer.sharedSeries = (i) => (room.view ? (sharedViewports(room.view)[i]?.series_uid || null) : null);
+pointer.labels = L.follow;
+const guard = new FollowGuard(root, viewer, {
+  labels: L.follow,
+  following: () => following(),
+  presenting: () => presenting(),
+  presenterName: () => room.participants.get(room.presenter)?.display_name ?? null,
+  setMode: (mode) => socket.send({type: 'mode', mode}),
+});
 
 // ---- state -------------------------------------------------------------------------------------------------
 
@@ -84,7 +102,7 @@ function onEvent(e) {
     case 'participant.left': {
       const p = room.participants.get(e.user_id);
       if (p && (!e.connection || p.connection === e.connection)) {
-        room.participants.set(e.user_id, {...p, connected: false});
+        room.participants.set(e.user_id, {...p, connected: false, unstable: false});
         room.requests = room.requests.filter((u) => u !== e.user_id);
       }
       break;
@@ -92,6 +110,11 @@ function onEvent(e) {
     case 'participant.media': {
       const p = room.participants.get(e.user_id);
       if (p) room.participants.set(e.user_id, {...p, audio_muted: e.audio_muted, video_off: e.video_off});
+      break;
+    }
+    case 'participant.link': {
+      const p = room.participants.get(e.user_id);
+      if (p && p.connection === e.connection && p.connected) room.participants.set(e.user_id, {...p, unstable: e.unstable});
       break;
     }
     case 'participant.path':
@@ -379,15 +402,38 @@ function onError(msg) {
   onError.timer = setTimeout(() => { box.hidden = true; }, 6000);
 }
 
+/**
+ * The connection as the page knows it (roomsocket.js): "reconnecting" at once when its heartbeat goes
+ * unanswered, over a dimmed viewer with a notice that the images may be out of date, until a new socket is
+ * welcomed (then the snapshot or the missed events bring the screen up to date).
+ */
 function onStatus(state) {
+  // Back after an outage: the missed events came with the welcome; the decision is read again too (a read that
+  // failed while the network was gone is not retried by anything else).
+  if (state === 'open' && root.dataset.status === 'reconnecting') decisionFetch();
   root.querySelector('[data-room-status]').textContent = L.status[state] ?? state;
   root.dataset.status = state;
+  const panel = root.querySelector('[data-rcp-viewer]');
+  let notice = panel.querySelector('[data-room-offline]');
+  if (!notice) {
+    notice = el('p', {class: 'room-offline', role: 'status', 'aria-live': 'assertive', dataset: {roomOffline: ''}},
+      L.link.reconnecting);
+    notice.hidden = true;
+    panel.append(notice);
+  }
+  const offline = state === 'reconnecting' || state === 'connecting' && socket.seq !== null;
+  notice.hidden = !offline;
+  panel.classList.toggle('room-viewer-offline', offline);
+  onPath(socket.path);
 }
 
+/** The link in use, in words: the data channel is the "fast link", the WebSocket the "backup link". */
 function onPath(path) {
-  const el = root.querySelector('[data-room-path]');
-  el.textContent = path === 'dc' ? L.path_dc : L.path_ws;
-  el.dataset.path = path;
+  const node = root.querySelector('[data-room-path]');
+  const shown = socket.state === 'open' ? path : 'none';
+  node.textContent = L.link[shown];
+  node.title = L.link[`${shown}_title`];
+  node.dataset.path = shown;
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -426,13 +472,15 @@ function render() {
     if (p.user_id === room.presenter) badges.push(el('span', {class: 'badge presenter'}, L.presenting));
     if (room.requests.includes(p.user_id)) badges.push(el('span', {class: 'badge request'}, L.asks_floor));
     if (p.connected && p.mode === 'free') badges.push(el('span', {class: 'badge free'}, L.browsing));
-    if (p.connected) badges.push(el('span', {class: 'badge path', title: L.path_title}, p.path === 'dc' ? 'WebRTC' : 'WS'));
+    if (p.connected && p.unstable) badges.push(el('span', {class: 'badge unstable', dataset: {unstable: ''}}, L.link.unstable));
+    if (p.connected) badges.push(el('span', {class: 'badge path', title: L.path_title}, L.link[p.path === 'dc' ? 'dc' : 'ws']));
     let action = null;
     if (chairs() && p.connected && p.user_id !== room.presenter) {
       action = el('button', {type: 'button', class: 'small', dataset: {handover: p.user_id}}, L.hand_over);
     }
-    return el('li', {class: p.connected ? 'here' : 'gone', dataset: {userId: p.user_id}},
-      el('span', {class: 'presence', title: p.connected ? L.here : L.gone}),
+    const presence = !p.connected ? 'gone' : p.unstable ? 'unstable' : 'here';
+    return el('li', {class: presence, dataset: {userId: p.user_id, presence}},
+      el('span', {class: 'presence', title: presence === 'unstable' ? L.link.unstable : p.connected ? L.here : L.gone}),
       el('span', {class: 'name'}, p.display_name),
       ...mediaFlags(p),
       el('span', {class: 'spec'}, [specialtyOf(p), p.hospital].filter(Boolean).join(' · ')),
@@ -454,6 +502,7 @@ function render() {
   show('key-image', presenting() || chairs());
   root.dataset.presenting = String(presenting());
   root.dataset.mode = presenting() ? 'present' : (mine()?.mode ?? 'follow');
+  guard.render();
 
   for (const item of root.querySelectorAll('[data-case-id]')) {
     const current = Number(item.dataset.caseId) === room.caseId;
@@ -499,4 +548,4 @@ onPath('ws');
 conference?.start(); // camera and microphone if allowed; the room works without them (see conference.js)
 socket.start();
 // for the end-to-end tests and debugging
-window.rcpRoom = {room, socket, viewer, pointer, media, conference, decision: () => form};
+window.rcpRoom = {room, socket, viewer, pointer, media, conference, guard, decision: () => form};

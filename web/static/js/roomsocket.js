@@ -8,6 +8,17 @@
  * speaker (the `speaker` control frame, and `speaker` in the welcome) goes to `onSpeaker(userId|null)`: it is not
  * a room event (frequent and transient), so it has no `seq`.
  *
+ * Why a heartbeat of its own (issue 15, item 4): when the network goes away without a word (a cable, a Wi-Fi
+ * that drops, a proxy that stops forwarding), the browser keeps the socket "open" for a long time and fires no
+ * event. So the page pings the server every HEARTBEAT_MS over the socket (`{"type": "ping", "t": n}`, answered
+ * at once with `pong`); when nothing at all has come from the server for SILENCE_MS it says `reconnecting` at
+ * once (`onStatus`). If the socket speaks again soon (a blip, a server busy for a moment) it is `open` again,
+ * with nothing to renegotiate; after GIVE_UP_MS of silence (the server has dropped us by then:
+ * rcp/room/connection.py heartbeat_timeout_s) the page drops that socket and opens a new one, which resumes where
+ * the page was. A new socket that does not say `welcome` within OPEN_MS is dropped and tried again (a
+ * black-holed network accepts nothing).
+ * bench/room_status.py measures the detection (outage_detect_ms_p95).
+ *
  * Why resume instead of reload: a clinician whose link drops (Wi-Fi to 4G) must come back to where the meeting
  * is, in place. The socket reconnects with `?last_seq=n`; the server replies with the missed events (or a
  * snapshot if too much was missed).
@@ -20,6 +31,13 @@
  */
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000];
+/** The page's heartbeat: a ping this often, and this much silence from the server means the link is lost. */
+export const HEARTBEAT_MS = 400;
+export const SILENCE_MS = 1400;
+export const GIVE_UP_MS = 3500;
+/** A socket that has not said `welcome` this long after opening is given up (and tried again). */
+export const OPEN_MS = 4000;
+const CHECK_MS = 100;
 
 export class RoomSocket {
   constructor(meetingId, handlers = {}) {
@@ -34,6 +52,18 @@ export class RoomSocket {
     this.gapTimer = 0;
     this.stopped = false;
     this.welcome = null;
+    this.state = 'connecting';
+    this.heardAt = 0; // performance.now() of the last frame from the server on the current socket
+    this.pingAt = 0;
+    this.pings = 0;
+    this.checkedAt = 0;
+    this.openedAt = 0;
+    this.live = false; // the current socket said welcome
+    this.stale = false; // ... and has been silent for SILENCE_MS: the page says "reconnecting"
+    this.heartbeat = 0;
+    this.retryTimer = 0;
+    /** Date.now() when the page last noticed it had lost the server by its heartbeat (bench/room_status.py). */
+    this.lostAt = null;
   }
 
   /** Use a MediaSession (rtc.js) for the data-channel path; its signalling goes over this socket. */
@@ -50,42 +80,110 @@ export class RoomSocket {
 
   start() {
     this.stopped = false;
+    if (!this.heartbeat) this.heartbeat = setInterval(() => this.beat(), CHECK_MS);
     this.connect();
   }
 
   stop() {
     this.stopped = true;
+    clearInterval(this.heartbeat);
+    clearTimeout(this.retryTimer);
+    this.heartbeat = 0;
     if (this.media) this.media.close?.();
     if (this.ws) this.ws.close(1000, 'left');
   }
 
   connect() {
+    this.retryTimer = 0;
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const query = this.seq === null ? '' : `?last_seq=${this.seq}`;
     const ws = new WebSocket(`${scheme}://${location.host}/ws/meetings/${this.meetingId}${query}`);
     this.ws = ws;
-    this.status('connecting');
-    ws.onopen = () => {
-      this.attempt = 0;
+    this.openedAt = performance.now();
+    this.heardAt = 0;
+    this.live = false;
+    this.stale = false;
+    // After a loss the page keeps saying "reconnecting" until a new socket is welcomed; only the first
+    // connection says "connecting".
+    if (this.state !== 'reconnecting') this.status('connecting');
+    ws.onmessage = (e) => {
+      if (this.ws !== ws) return; // a socket given up on that speaks again (the network came back): not ours
+      this.heardAt = performance.now();
+      if (this.stale) {
+        this.stale = false; // it was a blip: the same socket speaks again
+        this.status('open');
+      }
+      this.receive(e.data, 'ws');
     };
-    ws.onmessage = (e) => this.receive(e.data, 'ws');
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
-      this.setPath('ws');
       // 4401/4403/4404: not allowed in this room — retrying will not help; 4409: replaced by another tab
       // ("superseded") or the meeting is closed (the error frame before the close said which).
       if (this.stopped || [4401, 4403, 4404, 4409].includes(e.code)) {
+        this.ws = null;
+        this.setPath('ws');
         this.status(e.code === 4409 && e.reason === 'superseded' ? 'superseded' : 'closed', e.code);
         return;
       }
-      const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] * (0.75 + Math.random() / 2);
-      this.attempt += 1;
-      this.status('reconnecting');
-      setTimeout(() => this.connect(), delay);
+      this.lost();
     };
   }
 
+  /** Every CHECK_MS: ping while welcomed; say when it went silent, give up a socket silent too long or never
+   * welcomed. */
+  beat() {
+    const now = performance.now();
+    const late = this.checkedAt && now - this.checkedAt > 5 * CHECK_MS;
+    this.checkedAt = now;
+    const ws = this.ws;
+    if (this.stopped || !ws || this.retryTimer) return;
+    // The page itself was frozen (a long task, a throttled background tab): the silence may be ours, not the
+    // network's; the frames waiting behind the freeze are read first, the next check decides.
+    if (late) return;
+    if (this.live && ws.readyState === WebSocket.OPEN) {
+      if (now - this.pingAt >= HEARTBEAT_MS) {
+        this.pingAt = now;
+        this.pings += 1;
+        ws.send(JSON.stringify({type: 'ping', t: this.pings}));
+      }
+      const silence = now - this.heardAt;
+      if (silence > GIVE_UP_MS) {
+        this.lost();
+      } else if (silence > SILENCE_MS && !this.stale) {
+        this.stale = true;
+        this.lostAt = Date.now();
+        this.status('reconnecting');
+      }
+    } else if (!this.live && now - this.openedAt > OPEN_MS) {
+      this.lost(); // never welcomed: the handshake went into a black hole
+    }
+  }
+
+  /** The current socket is gone or given up: say so at once, then try again after a backoff. */
+  lost() {
+    const ws = this.ws;
+    this.ws = null;
+    this.live = false;
+    this.stale = false;
+    if (ws) {
+      ws.onmessage = null;
+      try {
+        ws.close(4000, 'heartbeat lost');
+      } catch {
+        // already closing
+      }
+    }
+    this.setPath('ws');
+    this.status('reconnecting');
+    if (this.stopped || this.retryTimer) return;
+    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] * (0.75 + Math.random() / 2);
+    this.attempt += 1;
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
   status(state, code) {
+    this.state = state;
+    this.statusAt = Date.now(); // when the page last changed what it says (bench/room_status.py)
     if (this.h.onStatus) this.h.onStatus(state, code);
   }
 
@@ -111,8 +209,12 @@ export class RoomSocket {
       case 'ping':
         this.sendWs({type: 'pong'});
         break;
+      case 'pong':
+        break; // the answer to our heartbeat: hearing it (any frame) is what counts
       case 'welcome':
         this.welcome = msg;
+        this.live = true;
+        this.attempt = 0;
         this.status('open');
         if (this.h.onWelcome) this.h.onWelcome(msg);
         if ('speaker' in msg) this.h.onSpeaker?.(msg.speaker ?? null);

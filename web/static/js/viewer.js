@@ -81,6 +81,7 @@ export class Viewer {
     this.drag = null; // the pointer gesture in progress (viewer-input.js)
     this.draft = null; // the length being drawn, shown by renderMarks
     this.wheelRest = 0;
+    this.gate = null; // asked before each user-made change (setGate)
     this.cine = {playing: false, fps: 10, last: 0, raf: 0};
     this.cleanup = [];
     this.grid = element.querySelector('[data-viewer-grid]') ?? element;
@@ -116,6 +117,16 @@ export class Viewer {
     // a follower is never stuck here while the PACS is down.
     await this.settled();
     return this.getState();
+  }
+
+  /**
+   * Ask `gate(reason)` before each user-made change ('slice', 'window', 'zoom', 'pan', 'layout', 'invert',
+   * 'reset', 'measure', 'active', 'load'); a false answer leaves the state as it is. The live room's follow mode
+   * refuses the navigation of a follower this way (room.js, follow.js), so the screen never leaves the shared view
+   * silently. `null` removes the gate.
+   */
+  setGate(gate) {
+    this.gate = gate;
   }
 
   /** Listen to user-made changes: `cb(state, {reason})`. Returns the function that stops listening. */
@@ -367,6 +378,7 @@ export class Viewer {
 
   /** Store a new state and schedule a render; `reason` set means a user change: tell the listeners. */
   commit(next, reason) {
+    if (reason && this.gate && !this.gate(reason)) return;
     this.state = next;
     this.syncToolbar();
     this.scheduleRender();
