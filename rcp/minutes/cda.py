@@ -22,8 +22,11 @@ Header rules (CI-SIS "Volet Structuration minimale", FRCP 2022.01 §3):
 - A correction is a new version of the same ``setId`` with ``relatedDocument typeCode="RPLC"`` naming the
   version it replaces (CDA R2 §4.2.3.1).
 
-The custodian is the service itself (``RCP_SOURCE_OID``) until boards carry their establishment's FINESS
-(issue 16, item 1); ``Custodian`` lets a caller name another.
+The custodian, the establishment of the meeting and the national ids of the RCP, its 3C and its regional cancer
+network come from the board's registration as signed (``Fiche.board``, ``rcp.scheduling.registration``): the
+establishment (or the organisation that keeps its documents) by FINESS as IdNatStruct ("1" + FINESS under
+1.2.250.1.71.4.2.2). A board not registered yet gives the service itself as custodian (``RCP_SOURCE_OID``) and
+national ids with nullFlavor UNK — never an invented number. ``Custodian`` lets a caller override it.
 """
 
 from __future__ import annotations
@@ -39,13 +42,15 @@ from lxml.builder import ElementMaker
 
 from rcp.epr.fhir import RCP_SOURCE_OID
 from rcp.errors import Invalid
+from rcp.identifiers import FINESS_PREFIX, IDNATSTRUCT_OID, RCP_NATIONAL_OIDS
 from rcp.minutes import codes
 from rcp.minutes.codes import Coding
 from rcp.minutes.delivery import document_ids
-from rcp.minutes.fiche import AttendeeRecord, Fiche, Physician
+from rcp.minutes.fiche import AttendeeRecord, EstablishmentInfo, Fiche, Physician
 from rcp.minutes.staging import LATERALITIES, Tnm
 from rcp.minutes.versions import SignedVersion
 from rcp.people import IDNATPS_OID, PersonName
+from rcp.scheduling.registration import FacilityType, facility_type
 from rcp.scheduling.specialties import specialty as specialty_of
 
 __all__ = ["LOINC_FRCP", "MEDIA_TYPE", "Custodian", "fiche_cda"]
@@ -66,7 +71,7 @@ _CORRESPONDENT = Coding("CORRE", "1.2.250.1.213.1.1.4.2.280", "Correspondant")
 _PHYSICIAN = Coding("10", "1.2.250.1.213.1.1.4.5", "Médecin")
 _PARIS = ZoneInfo("Europe/Paris")
 #: FRCP national identifiers of the meeting (encompassingEncounter/id): regional network, 3C, RCP.
-_RRC, _3C, _RCP = "1.2.250.1.161.1.20.1.1", "1.2.250.1.161.1.20.2.1", "1.2.250.1.161.1.20.3.1"
+_RRC, _3C, _RCP = (RCP_NATIONAL_OIDS[k] for k in ("regional_network", "coordination_centre", "board"))
 
 E = ElementMaker(namespace=V3, nsmap={None: V3, "xsi": XSI})
 
@@ -76,8 +81,8 @@ class Custodian:
     """The organisation that keeps the document (CDA custodian) and the board's national identifiers.
 
     FRCP 2022.01 names the meeting by the ids of its regional cancer network (RRC, 1.2.250.1.161.1.20.1.1), its
-    manager (3C, 1.2.250.1.161.1.20.2.1) and the RCP itself (1.2.250.1.161.1.20.3.1). Boards do not carry them
-    yet (issue 16, item 1): an id left "" is written with nullFlavor UNK under its national root, never invented.
+    manager (3C, 1.2.250.1.161.1.20.2.1) and the RCP itself (1.2.250.1.161.1.20.3.1): an id left "" is written
+    with nullFlavor UNK under its national root, never invented. :meth:`of` reads them from the signed fiche.
     """
 
     name: str = "Service RCP"
@@ -86,6 +91,25 @@ class Custodian:
     regional_network: str = ""
     coordination_centre: str = ""
     board: str = ""
+    #: The establishment within which the RCP meets (encompassingEncounter/location), when registered.
+    establishment: EstablishmentInfo | None = None
+
+    @classmethod
+    def of(cls, fiche: Fiche) -> Custodian:
+        """The custodian and national ids of the board's registration, as the fiche was signed."""
+        b, place = fiche.board, fiche.board.establishment
+        if place is None:
+            return cls(board=b.national_id)
+        finess, name = place.custodian
+        return cls(name=name, root=IDNATSTRUCT_OID, extension=FINESS_PREFIX + finess,
+                   regional_network=place.regional_network_id, coordination_centre=place.coordination_centre_id,
+                   board=b.national_id, establishment=place)
+
+    def title(self, board_name: str) -> str:
+        """"Acronyme RRC / Acronyme GestRCP / dénomination RCP", as FRCP 2022.01 titles the document."""
+        place = self.establishment
+        parts = [place.regional_network_name, place.coordination_centre_name] if place is not None else []
+        return " / ".join([p for p in parts if p] + [board_name])
 
 
 # -- data types ----------------------------------------------------------------------------------------------
@@ -265,10 +289,11 @@ def _participants(fiche: Fiche) -> Iterable[etree._Element]:
                            "PS Correspondant", c)
 
 
-def _documentation_of(fiche: Fiche, signer: Physician, start: datetime) -> Iterable[etree._Element]:
+def _documentation_of(fiche: Fiche, signer: Physician, start: datetime,
+                      custodian: Custodian) -> Iterable[etree._Element]:
     code = E.code(code="39", displayName="Réunion de Concertation Pluridisciplinaire (RCP)",
                   codeSystem="1.2.250.1.213.3.3.13", codeSystemName="TRE_R213-ModePriseEnCharge")
-    code.append(E.originalText(fiche.board.name))
+    code.append(E.originalText(custodian.title(fiche.board.name)))
     performer = E.performer(_physician_entity("assignedEntity", "assignedPerson", signer), typeCode="PRF")
     yield E.documentationOf(E.serviceEvent(code, E.effectiveTime(E.low(value=_ts(start))), performer,
                                            classCode="ACT"))
@@ -280,15 +305,33 @@ def _component_of(fiche: Fiche, custodian: Custodian, start: datetime) -> etree.
     national = [E.id(root=root, extension=value) if value else E.id(root=root, nullFlavor="UNK")
                 for root, value in ((_RRC, custodian.regional_network), (_3C, custodian.coordination_centre),
                                     (_RCP, custodian.board))]
+    place = custodian.establishment
+    facility = E.healthCareFacility()
+    if place is not None:  # FRCP: the establishment within which the RCP is organised, by FINESS
+        kind = _facility(place.facility_type)
+        facility.append(_ii(IDNATSTRUCT_OID, FINESS_PREFIX + place.finess))
+        facility.append(E.code(code=kind.code, displayName=kind.display, codeSystem=kind.system,
+                               codeSystemName="healthCareFacilityTypeCode"))
+        facility.append(E.location(E.name(place.name), E.addr(nullFlavor="UNK")))
+    else:
+        facility.append(E.code(code="SA01", displayName="Etablissement public de santé",
+                               codeSystem="1.2.250.1.71.4.2.4"))
+        facility.append(E.location(E.name(custodian.name), E.addr(nullFlavor="UNK")))
     encounter = E.encompassingEncounter(
         *national, _ii(f"{RCP_SOURCE_OID}.2", f"{fiche.meeting_id}.{fiche.case_id}"),
         E.code(code="VR", displayName="Virtuelle (exemple : RCP en l'absence du patient)",
                codeSystem="2.16.840.1.113883.5.4"),
         E.effectiveTime(E.low(value=_ts(start))),
-        E.location(E.healthCareFacility(
-            E.code(code="SA01", displayName="Etablissement public de santé", codeSystem="1.2.250.1.71.4.2.4"),
-            E.location(E.name(custodian.name), E.addr(nullFlavor="UNK")))))
+        E.location(facility))
     return E.componentOf(encounter)
+
+
+def _facility(code: str) -> FacilityType:
+    """The establishment's facility type; an unknown code (a value set revision) reads as "other establishment"."""
+    try:
+        return facility_type(code)
+    except ValueError:
+        return facility_type("SA30")
 
 
 # -- body: narrative helpers -------------------------------------------------------------------------------------
@@ -347,8 +390,12 @@ def _loinc(code: str, display: str) -> Coding:
 
 
 def _reason(fiche: Fiche, doc: str) -> etree._Element:
-    """FR-Raison-de-la-recommandation (type of RCP: nature of discussion, organ; reason, case status)."""
+    """FR-Raison-de-la-recommandation: the type of RCP (nature of discussion GEN-098; organ system ORG-118 with the
+    organ ORG-119, or transversal purpose ORG-138; "RCP de recours" ORG-184 and paediatric ORG-185 from the board's
+    registration) and the reason (ORG-186: diagnostic opinion MED-235, treatment proposal ORG-114, referral ORG-115,
+    paediatric ORG-116, case status ORG-127), as the official examples nest them."""
     b = fiche.board
+    when = fiche.meeting_date
     rows = [("Nature de la discussion", b.discussion_nature.display or b.discussion_nature.code,
              "nature-discussion")]
     if b.system is not None:
@@ -357,26 +404,49 @@ def _reason(fiche: Fiche, doc: str) -> etree._Element:
         rows.append(("Organe", b.organ.display or b.organ.code, "organe"))
     if b.care is not None:
         rows.append(("Soins de support / spécificité", b.care.display or b.care.code, "soins"))
+    rows += [("RCP de recours", _yes(b.referral), "RCPrecours"), ("RCP pédiatrique", _yes(b.paediatric),
+                                                                   "RCPpediatrique")]
     status = codes.case_status(fiche.discussed)
+    proposal = fiche.proposal
+    treats = proposal is not None and any(c != codes.FURTHER_INVESTIGATIONS for c in proposal.codings())
+    investigates = proposal is not None and codes.FURTHER_INVESTIGATIONS in proposal.codings()
     reason_rows = [("Question posée", fiche.question, "raison"),
+                   ("Avis diagnostique", _yes(investigates), "avisDiagnostic"),
+                   ("Proposition thérapeutique (dont surveillance, ajustement du traitement)", _yes(treats),
+                    "propositionTherapeutique"),
+                   ("Recours", _yes(b.referral), "recours"), ("Pédiatrique", _yes(b.paediatric), "pediatrique"),
                    ("Statut du cas présenté", status.display, "statut-cas-presente")]
     text = E.text(_table("Type de RCP", rows), E.br(), _table("Motif de la RCP", reason_rows))
+
+    def flag(code: str, display: str, anchor: str, value: bool) -> etree._Element:
+        return E.entryRelationship(_simple(_ta(code, display), anchor, _bl(value), doc, when=when),
+                                   typeCode="REFR")
+
+    board_flags = [flag("ORG-184", "RCP de recours", "RCPrecours", b.referral),
+                   flag("ORG-185", "RCP pédiatrique", "RCPpediatrique", b.paediatric)]
     nature_children = []
+    kind: etree._Element | None = None
     if b.system is not None:
-        nature_children.append(E.entryRelationship(_simple(_ta("ORG-118", "Appareil concerné"), "appareil",
-                                                           _cd("value", b.system, xsi_type=True), doc),
-                                                   typeCode="SUBJ"))
-    if b.organ is not None:
-        nature_children.append(E.entryRelationship(_simple(_ta("ORG-119", "Organe"), "organe",
-                                                           _cd("value", b.organ, xsi_type=True), doc),
-                                                   typeCode="SUBJ"))
-    if b.care is not None:
-        nature_children.append(E.entryRelationship(_simple(_ta("ORG-138", "Soins de support"), "soins",
-                                                           _cd("value", b.care, xsi_type=True), doc),
-                                                   typeCode="SUBJ"))
+        organ = ([E.entryRelationship(_simple(_ta("ORG-119", "Organe"), "organe",
+                                              _cd("value", b.organ, xsi_type=True), doc), typeCode="REFR")]
+                 if b.organ is not None else [])
+        kind = _simple(_ta("ORG-118", "Appareil concerné"), "appareil", _cd("value", b.system, xsi_type=True), doc,
+                       children=organ)
+    elif b.care is not None:
+        kind = _simple(_ta("ORG-138", "Traitement / Soins"), "soins", _cd("value", b.care, xsi_type=True), doc)
+    if kind is not None:
+        kind.extend(board_flags)
+        nature_children.append(E.entryRelationship(kind, typeCode="SUBJ"))
+    else:  # a board whose type is not known: the flags still say what the board is
+        nature_children.extend(board_flags)
     nature = _simple(_ta("GEN-098", "Nature de la discussion"), "nature-discussion",
                      _cd("value", b.discussion_nature, xsi_type=True), doc, children=nature_children)
     motif = _simple(_ta("ORG-186", "Motif de la RCP"), "raison", _na_value(), doc, children=[
+        flag("MED-235", "Avis diagnostique", "avisDiagnostic", investigates),
+        flag("ORG-114", "Proposition de traitement (dont ajustement et surveillance)", "propositionTherapeutique",
+             treats),
+        flag("ORG-115", "Recours", "recours", b.referral),
+        flag("ORG-116", "Pédiatrie", "pediatrique", b.paediatric),
         E.entryRelationship(_simple(_ta("ORG-127", "Statut du cas présenté"), "statut-cas-presente",
                                     _cd("value", status, xsi_type=True), doc), typeCode="REFR")])
     nature.append(E.entryRelationship(motif, typeCode="SUBJ"))
@@ -641,7 +711,7 @@ def fiche_cda(fiche: Fiche, version: SignedVersion, *, replaced: SignedVersion |
     """
     if (version.replaces is None) != (replaced is None) or (replaced and replaced.number != version.replaces):
         raise ValueError(f"'replaced' must be the version {version.replaces} that version {version.number} replaces")
-    custodian = custodian or Custodian()
+    custodian = custodian or Custodian.of(fiche)
     set_id, unique_id = document_ids(fiche, version)
     doc = unique_id
     signer = _signer(version, fiche)
@@ -654,7 +724,7 @@ def fiche_cda(fiche: Fiche, version: SignedVersion, *, replaced: SignedVersion |
         _ii(unique_id),
         E.code(code=LOINC_FRCP, codeSystem=LOINC, codeSystemName="LOINC",
                displayName="CR de réunion de concertation pluridisciplinaire"),
-        E.title(f"Fiche RCP / {fiche.board.name}"),
+        E.title(custodian.title(fiche.board.name)),
         E.effectiveTime(value=_ts(version.signed_at)),
         E.confidentialityCode(code="N", codeSystem="2.16.840.1.113883.5.25", displayName="Normal"),
         E.languageCode(code="fr-FR"),
@@ -665,7 +735,7 @@ def fiche_cda(fiche: Fiche, version: SignedVersion, *, replaced: SignedVersion |
         _custodian(custodian),
         _legal(signer, version.signed_at),
         *_participants(fiche),
-        *_documentation_of(fiche, signer, start),
+        *_documentation_of(fiche, signer, start, custodian),
     )
     if replaced is not None:
         root.append(E.relatedDocument(E.parentDocument(_ii(document_ids(fiche, replaced)[1]), E.setId(root=set_id),

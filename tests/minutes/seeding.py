@@ -1,18 +1,39 @@
-"""Rows for the minutes store tests: users, a board, a meeting with attendance, a patient and a case."""
+"""Rows for the minutes store tests (users, a board, a meeting with attendance, a patient and a case), and the
+bare app the minutes route tests share: a migrated database of the module's own, our routes behind the
+header stand-in for auth (``tests.minutes.header_auth``), and a signer's password."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
+import sqlalchemy as sa
+from sqlmodel import col
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
 from rcp.auth.models import User
-from rcp.db import Database
+from rcp.auth.passwords import hash_password
+from rcp.config import Settings
+from rcp.db import Database, migrate
+from rcp.http import error_handlers
 from rcp.imaging.synthetic import SyntheticPatient
 from rcp.minutes import store
+from rcp.minutes.routes import routes
 from rcp.scheduling.models import Board, Case, Invitation, Meeting, Patient, PatientIdentifier
-from tests.factories import give_second_factor
+from rcp.templating import render_error
+from tests.factories import CHEAP_ARGON2, SECRET_KEY, TOTP_STEP_S, give_second_factor, proof
+from tests.minutes.header_auth import HeaderAuth
+
+#: The password the route tests give their signer (:func:`give_password`).
+PASSWORD = "correct horse battery staple"
 
 STUDY = "1.2.826.0.1.3680043.8.498.77"
 KEY_IMAGE = {"study_uid": STUDY, "series_uid": STUDY + ".1", "sop_uid": STUDY + ".1.1",
@@ -95,3 +116,46 @@ async def fill(db: Database, seed_: Seed, key_images: list[dict[str, Any]] | Non
         return (await store.load_draft(s, seed_.case_id)).revision
 
 
+@asynccontextmanager
+async def migrated(directory: Path) -> AsyncIterator[Database]:
+    """A SQLite database of its own under ``directory``, migrated (a module-scoped fixture holds it)."""
+    url = f"sqlite:///{directory / 'rcp.db'}"
+    await asyncio.to_thread(migrate, url)
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def minutes_client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """The minutes routes on a bare Starlette app (our routes, the project's error handlers, the header stand-in
+    for auth), over ASGI."""
+    app = Starlette(routes=routes, middleware=[Middleware(HeaderAuth)],
+                    exception_handlers=error_handlers(render_error))
+    app.state.db = database
+    # The signer's second factor is read with the test apps' key (tests.factories).
+    app.state.settings = Settings(env="test", secret_key=SECRET_KEY, totp_step_s=TOTP_STEP_S, argon2=CHEAP_ARGON2)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rcp.test") as client:
+        yield client
+
+
+async def give_password(database: Database, user_id: int) -> None:
+    """Give a seeded physician :data:`PASSWORD`, so that they sign."""
+    digest = hash_password(PASSWORD, CHEAP_ARGON2)
+    async with database.session() as s:
+        await s.exec(sa.update(User).where(col(User.id) == user_id).values(password_hash=digest))
+
+
+async def signer_proof(database: Database, user_id: int) -> dict[str, str]:
+    """The password and current second-factor code of a seeded physician."""
+    async with database.session() as s:
+        user = await s.get(User, user_id)
+        assert user is not None
+        return proof(user.username, PASSWORD)
+
+
+def as_user(user_id: int) -> dict[str, str]:
+    """The header the stand-in for auth reads."""
+    return {"X-Test-User": str(user_id)}

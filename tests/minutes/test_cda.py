@@ -6,7 +6,6 @@ Every document the tests write passes the CDA schema (CDA_extended.xsd) and the 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,34 +13,34 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from lxml import etree
-from sqlmodel import col, func, select
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
+from sqlmodel import func, select
 
-from rcp.auth.models import AuditEvent, User
-from rcp.auth.passwords import hash_password
-from rcp.config import Settings
-from rcp.db import Database, migrate
-from rcp.http import error_handlers
+from rcp.auth.models import AuditEvent
+from rcp.db import Database
+from rcp.demo import (
+    DEMO_BOARD_IDS,
+    DEMO_ESTABLISHMENT,
+    DEMO_IDENTITY,
+    DEMO_INS_OID,
+    DEMO_PATIENTS,
+    HOSPITAL_A_OID,
+)
+from rcp.epr.fhir import RCP_SOURCE_OID
+from rcp.identifiers import ins_may_leave
 from rcp.minutes import codes
 from rcp.minutes.cda import fiche_cda
 from rcp.minutes.delivery import document_ids
 from rcp.minutes.fiche import Fiche, Physician
-from rcp.minutes.routes import routes
 from rcp.minutes.versions import Draft, SignedVersion, amend, sign
 from rcp.people import PersonName
-from rcp.templating import render_error
-from tests.factories import CHEAP_ARGON2, SECRET_KEY, TOTP_STEP_S, proof
 from tests.minutes.cda_validation import EXAMPLES, PROFILES, schema_errors, schematron_failures
-from tests.minutes.header_auth import HeaderAuth
-from tests.minutes.seeding import fill, seed
+from tests.minutes.seeding import as_user, fill, give_password, migrated, minutes_client, seed, signer_proof
 
+SCT = "2.16.840.1.113883.6.96"
 V3 = {"c": "urn:hl7-org:v3"}
 SIGNER = Physician(name="Pr Bruno ONCOLOGUE", specialty="medical_oncologist", user_id=2, rpps="10003456784",
                    person=PersonName(family="Oncologue", given="Bruno", prefix="Pr"))
-PASSWORD = "correct horse battery staple"
 #: The schematron profiles every generated document passes with zero errors (see the module docstring).
 CLEAN_PROFILES = ("frcp", "ihe", "modeles", "ans")
 
@@ -59,27 +58,69 @@ def ids(tree: Any, path: str) -> list[tuple[str | None, str | None]]:
     return [(e.get("root"), e.get("extension")) for e in tree.iterfind(path, V3)]
 
 
+#: The demo's establishment and boards (rcp.demo), as a signed fiche's content carries them.
+ESTABLISHMENT = {**DEMO_ESTABLISHMENT, "custodian_finess": "", "custodian_name": ""}
+SYSTEMS = {"thoracic": "312419003", "digestive": "86762007"}
+
+
+def registered(board: dict[str, Any], name: str = "RCP thoracique", **flags: Any) -> dict[str, Any]:
+    return {**board, "name": name, "national_id": DEMO_BOARD_IDS.get(name, "84010399"),
+            "establishment": ESTABLISHMENT, **flags}
+
+
+def demo_contents(content: Callable[..., dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One fiche per demo case (rcp.demo): its patient with the identity status the demo gives, its board with
+    its registration, its question and summary; the clinical coding of the base content."""
+    out = {}
+    for p in DEMO_PATIENTS:
+        status, document, attributes = DEMO_IDENTITY.get(p.ipp, ("qualified", "", ()))
+        patient = {"family_name": p.family_name, "given_names": p.given_names, "birth_date": p.birth_date.isoformat(),
+                   "sex": p.sex, "ins": p.ins, "ins_system": DEMO_INS_OID, "local_id": p.ipp,
+                   "local_id_issuer": "CHU de Lyon", "local_id_issuer_oid": HOSPITAL_A_OID,
+                   "identity_status": status, "identity_attributes": list(attributes),
+                   "identity_document": document}
+        base = content()["board"]
+        board = registered({**base, "organ": None, "system": {"code": SYSTEMS[p.board], "system": SCT}},
+                           f"RCP {'thoracique' if p.board == 'thoracic' else 'digestive'}",
+                           referral=p.board == "thoracic")
+        out[f"demo {p.ipp}"] = content(patient=patient, board=board, question=p.question,
+                                       clinical_summary=p.summary)
+    return out
+
+
 @pytest.fixture
-def documents(content: Callable[..., dict[str, Any]], now: datetime) -> dict[str, bytes]:
-    """One document per kind of fiche: organ board, correction, transversal board, trial, provisional identity."""
+def contents(content: Callable[..., dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    care = codes.value_set(codes.SUPPORTIVE_CARE).concepts[0]
+    board = content()["board"]
+    patient = {**content()["patient"], "identity_status": "provisional", "local_id_issuer_oid": "1.2.250.1.999.7"}
+    return {
+        "organ board": content(board=registered(board)),
+        "transversal board": content(board=registered({
+            "name": "RCP Oncogériatrie", "discussion_nature": {"code": "ORG-132", "system": codes.TA_ASIP},
+            "care": care.as_json(), "required_specialties": [], "minimum_specialties": 3}, "RCP Oncogériatrie",
+            paediatric=True)),
+        "trial": content(board=registered(board),
+                         clinical_trial={"proposed": True, "trial": "NCT01234567 (ESSAI-SEIN)"}),
+        "provisional identity": content(board=registered(board), patient=patient),
+        "board not registered": content(),
+        **demo_contents(content),
+    }
+
+
+@pytest.fixture
+def documents(contents: dict[str, dict[str, Any]], now: datetime) -> dict[str, bytes]:
+    """One document per kind of fiche (organ board, transversal board, trial, provisional identity, a board not
+    registered yet, each demo case) and a correction of the first."""
     out: dict[str, bytes] = {}
-    first = Fiche.from_content(content())
+    for kind, content in contents.items():
+        fiche = Fiche.from_content(content)
+        out[kind] = fiche_cda(fiche, signed(fiche, now))
+    first = Fiche.from_content(contents["organ board"])
     v1 = signed(first, now)
-    out["organ board"] = fiche_cda(first, v1)
-    corrected = Fiche.from_content(content(comments="Ajout : EFR."))
+    corrected = Fiche.from_content({**contents["organ board"], "comments": "Ajout : EFR."})
     v2 = amend(corrected, replaces=v1, existing=[v1], reason="EFR oubliées", signer=SIGNER,
                invited_ids={1, 2, 3, 4}, at=now + timedelta(hours=2))
     out["correction"] = fiche_cda(corrected, v2, replaced=v1)
-    care = codes.value_set(codes.SUPPORTIVE_CARE).concepts[0]
-    transversal = Fiche.from_content(content(board={
-        "name": "RCP Oncogériatrie", "discussion_nature": {"code": "ORG-132", "system": codes.TA_ASIP},
-        "care": care.as_json(), "required_specialties": [], "minimum_specialties": 3}))
-    out["transversal board"] = fiche_cda(transversal, signed(transversal, now))
-    trial = Fiche.from_content(content(clinical_trial={"proposed": True, "trial": "NCT01234567 (ESSAI-SEIN)"}))
-    out["trial"] = fiche_cda(trial, signed(trial, now))
-    patient = {**content()["patient"], "identity_status": "provisional", "local_id_issuer_oid": "1.2.250.1.999.7"}
-    provisional = Fiche.from_content(content(patient=patient))
-    out["provisional identity"] = fiche_cda(provisional, signed(provisional, now))
     return out
 
 
@@ -149,7 +190,8 @@ def test_header_identity_follows_the_identity_status(documents: dict[str, bytes]
     assert provisional.find("c:recordTarget/c:patientRole/c:patient/c:birthTime", V3).get("value") == "19580328"
 
 
-def test_header_people_document_and_correction(documents: dict[str, bytes], content: Any, now: datetime) -> None:
+def test_header_people_document_and_correction(documents: dict[str, bytes], contents: dict[str, Any],
+                                               now: datetime) -> None:
     tree = xml(documents["organ board"])
     assert tree.find("c:code", V3).get("code") == "34794-8"
     assert tree.find("c:confidentialityCode", V3).get("code") == "N"
@@ -171,7 +213,7 @@ def test_header_people_document_and_correction(documents: dict[str, bytes], cont
     gp = tree.find("c:participant[@typeCode='INF']", V3)
     assert ids(gp, "c:associatedEntity/c:id") == [("1.2.250.1.71.4.2.1", "810001234567")]
 
-    fiche = Fiche.from_content(content())
+    fiche = Fiche.from_content(contents["organ board"])
     v1 = signed(fiche, now)
     set_id, first_id = document_ids(fiche, v1)
     correction = xml(documents["correction"])
@@ -182,6 +224,59 @@ def test_header_people_document_and_correction(documents: dict[str, bytes], cont
     assert related.get("typeCode") == "RPLC"
     assert related.find("c:parentDocument/c:id", V3).get("root") == first_id == tree.find("c:id", V3).get("root")
     assert tree.find("c:relatedDocument", V3) is None
+
+
+def test_every_header_says_who_and_where_as_the_project_requires(contents: dict[str, dict[str, Any]],
+                                                                documents: dict[str, bytes]) -> None:
+    """The project's own header rules (the ANS kit leaves out the minimal-structure profile), on every document:
+    the patient by INS only for a qualified identity (DESIGN §8, RNIV), always by the IPP under its authority's OID;
+    the signer as author and legal authenticator; the custodian and the meeting's establishment by FINESS with the
+    national ids of the RCP, its 3C and its network (nullFlavor UNK when the board is not registered); a normal
+    confidentiality."""
+    for kind, document in documents.items():
+        content = contents["organ board" if kind == "correction" else kind]
+        patient, board = content["patient"], content["board"]
+        tree = xml(document)
+        role = tree.find("c:recordTarget/c:patientRole", V3)
+        expected = [(patient["ins_system"], patient["ins"])] if ins_may_leave(patient["identity_status"]) else []
+        expected.append((patient.get("local_id_issuer_oid") or None, patient["local_id"]))
+        assert ids(role, "c:id") == expected, kind
+        if not ins_may_leave(patient["identity_status"]):
+            assert patient["ins"].encode() not in document, kind
+        name = role.find("c:patient/c:name", V3)
+        assert name.findtext("c:family[@qualifier='BR']", namespaces=V3) == patient["family_name"], kind
+        assert role.find("c:patient/c:birthTime", V3).get("value") == patient["birth_date"].replace("-", ""), kind
+        # Author and legal authenticator: the signer, by IdNatPS, at the signature's time, signature code S.
+        signed_at = tree.find("c:effectiveTime", V3).get("value")
+        for path in ("c:author/c:assignedAuthor", "c:legalAuthenticator/c:assignedEntity"):
+            assert ids(tree.find(path, V3), "c:id") == [("1.2.250.1.71.4.2.1", "810003456784")], (kind, path)
+        assert tree.find("c:author/c:time", V3).get("value") == signed_at
+        assert tree.find("c:legalAuthenticator/c:time", V3).get("value") == signed_at
+        assert tree.find("c:legalAuthenticator/c:signatureCode", V3).get("code") == "S"
+        confidentiality = tree.find("c:confidentialityCode", V3)
+        assert (confidentiality.get("code"), confidentiality.get("codeSystem")) == ("N", "2.16.840.1.113883.5.25")
+        custodian = tree.find("c:custodian/c:assignedCustodian/c:representedCustodianOrganization", V3)
+        encounter = tree.find("c:componentOf/c:encompassingEncounter", V3)
+        national = [(i.get("root"), i.get("extension") or i.get("nullFlavor")) for i in encounter.iterfind("c:id", V3)]
+        flags = {code: tree.find(f".//c:observation/c:code[@code='{code}']/../c:value", V3).get("value")
+                 for code in ("ORG-184", "ORG-185", "ORG-115", "ORG-116")}
+        assert flags == {"ORG-184": str(board.get("referral", False)).lower(),
+                         "ORG-185": str(board.get("paediatric", False)).lower(),
+                         "ORG-115": str(board.get("referral", False)).lower(),
+                         "ORG-116": str(board.get("paediatric", False)).lower()}, kind
+        place = board.get("establishment")
+        if place is None:
+            assert ids(custodian, "c:id") == [(RCP_SOURCE_OID, None)], kind  # the service, until registered
+            assert [n for _, n in national[:3]] == ["UNK", "UNK", "UNK"], kind
+            continue
+        assert ids(custodian, "c:id") == [("1.2.250.1.71.4.2.2", "1690999032")], kind
+        assert custodian.findtext("c:name", namespaces=V3) == "CHU de Lyon"
+        assert national[:3] == [("1.2.250.1.161.1.20.1.1", "8401"), ("1.2.250.1.161.1.20.2.1", "840103"),
+                                ("1.2.250.1.161.1.20.3.1", board["national_id"])], kind
+        facility = encounter.find("c:location/c:healthCareFacility", V3)
+        assert ids(facility, "c:id") == [("1.2.250.1.71.4.2.2", "1690999032")]
+        assert facility.find("c:code", V3).get("code") == "SA01"
+        assert tree.findtext("c:title", namespaces=V3) == f"ONCO AURA / 3C CHU de Lyon / {board['name']}", kind
 
 
 def test_body_codes_and_narrative(documents: dict[str, bytes]) -> None:
@@ -219,44 +314,31 @@ def test_free_text_never_becomes_markup(content: Any, now: datetime) -> None:
 
 @pytest.fixture(scope="module")
 async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('cda') / 'rcp.db'}"
-    await asyncio.to_thread(migrate, url)
-    db = Database(url)
-    yield db
-    await db.close()
+    async with migrated(tmp_path_factory.mktemp("cda")) as db:
+        yield db
 
 
 @pytest.fixture
 async def http(database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = Starlette(routes=routes, middleware=[Middleware(HeaderAuth)],
-                    exception_handlers=error_handlers(render_error))
-    app.state.db = database
-    # The signer's second factor is read with the test apps' key (tests.factories).
-    app.state.settings = Settings(env="test", secret_key=SECRET_KEY, totp_step_s=TOTP_STEP_S, argon2=CHEAP_ARGON2)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rcp.test") as client:
+    async with minutes_client(database) as client:
         yield client
 
 
 async def test_the_route_serves_each_signed_version(http: httpx.AsyncClient, database: Database) -> None:
     seeded = await seed(database)
     revision = await fill(database, seeded)
-    async with database.session() as s:
-        await s.exec(sa.update(User).where(col(User.id) == seeded.oncologist)
-                     .values(password_hash=hash_password(PASSWORD, CHEAP_ARGON2)))
-    async with database.session() as s:
-        signer = await s.get(User, seeded.oncologist)
-        assert signer is not None
-    me = {"X-Test-User": str(seeded.oncologist)}
+    await give_password(database, seeded.oncologist)
+    me = as_user(seeded.oncologist)
     case = seeded.case_id
     answer = await http.post(f"/api/cases/{case}/decision/sign", headers=me,
-                             json={**proof(signer.username, PASSWORD), "seen_revision": revision})
+                             json={**await signer_proof(database, seeded.oncologist), "seen_revision": revision})
     assert answer.status_code == 201, answer.text
     amended = await http.post(f"/api/cases/{case}/decision/amend", headers=me,
-                              json={**proof(signer.username, PASSWORD), "reason": "EFR oubliées", "replaces": 1,
-                                    "changes": {"comments": "Ajout : EFR."}})
+                              json={**await signer_proof(database, seeded.oncologist), "reason": "EFR oubliées",
+                                    "replaces": 1, "changes": {"comments": "Ajout : EFR."}})
     assert amended.status_code == 201, amended.text
 
-    surgeon = {"X-Test-User": str(seeded.surgeon)}
+    surgeon = as_user(seeded.surgeon)
     first = await http.get(f"/api/cases/{case}/decision/versions/1/cda", headers=surgeon)
     assert first.status_code == 200 and first.headers["content-type"].startswith("application/xml")
     assert schema_errors(first.content) == []
@@ -270,7 +352,7 @@ async def test_the_route_serves_each_signed_version(http: httpx.AsyncClient, dat
     assert author.findtext("c:family", namespaces=V3) == "Medical_Oncologist"
 
     assert (await http.get(f"/api/cases/{case}/decision/versions/3/cda", headers=surgeon)).status_code == 404
-    outsider = {"X-Test-User": str(seeded.outsider)}
+    outsider = as_user(seeded.outsider)
     assert (await http.get(f"/api/cases/{case}/decision/versions/1/cda", headers=outsider)).status_code == 404
     assert (await http.get(f"/api/cases/{case}/decision/versions/1/cda")).status_code == 401
     async with database.session() as s:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,62 +11,38 @@ import pypdf
 import pytest
 import sqlalchemy as sa
 from sqlmodel import col, func, select
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 
-from rcp.auth.models import AuditEvent, User
-from rcp.auth.passwords import hash_password
-from rcp.config import Settings
-from rcp.db import Database, migrate
-from rcp.http import error_handlers
+from rcp.auth.models import AuditEvent
+from rcp.db import Database
 from rcp.minutes import store
-from rcp.minutes.routes import routes
-from rcp.templating import render_error
-from tests.factories import CHEAP_ARGON2, SECRET_KEY, TOTP_STEP_S, proof
-from tests.minutes.header_auth import HeaderAuth
-from tests.minutes.seeding import KEY_IMAGE, Seed, seed
-
-PASSWORD = "correct horse battery staple"
+from tests.minutes.seeding import (
+    KEY_IMAGE,
+    Seed,
+    as_user,
+    give_password,
+    migrated,
+    minutes_client,
+    seed,
+    signer_proof,
+)
 
 
 @pytest.fixture(scope="module")
 async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('routes') / 'rcp.db'}"
-    await asyncio.to_thread(migrate, url)
-    db = Database(url)
-    yield db
-    await db.close()
+    async with migrated(tmp_path_factory.mktemp("routes")) as db:
+        yield db
 
 
 @pytest.fixture
 async def http(database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = Starlette(routes=routes, middleware=[Middleware(HeaderAuth)],
-                    exception_handlers=error_handlers(render_error))
-    app.state.db = database
-    # The signer's second factor is read with the test apps' key (tests.factories).
-    app.state.settings = Settings(env="test", secret_key=SECRET_KEY, totp_step_s=TOTP_STEP_S, argon2=CHEAP_ARGON2)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rcp.test") as client:
+    async with minutes_client(database) as client:
         yield client
 
 
 async def seeded_case(database: Database) -> Seed:
     seeded = await seed(database)
-    digest = hash_password(PASSWORD, CHEAP_ARGON2)
-    async with database.session() as s:
-        await s.exec(sa.update(User).where(col(User.id) == seeded.oncologist).values(password_hash=digest))
+    await give_password(database, seeded.oncologist)
     return seeded
-
-
-async def signer_proof(database: Database, user_id: int) -> dict[str, str]:
-    """The password and current second-factor code of a seeded physician."""
-    async with database.session() as s:
-        user = await s.get(User, user_id)
-        assert user is not None
-        return proof(user.username, PASSWORD)
-
-
-def as_user(user_id: int) -> dict[str, str]:
-    return {"X-Test-User": str(user_id)}
 
 
 async def put(http: httpx.AsyncClient, user: int, case_id: int, name: str, value: Any, base: int) -> httpx.Response:
