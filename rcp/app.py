@@ -29,7 +29,14 @@ from rcp.epr import routes as epr_routes
 from rcp.epr.outbox import configured_receivers
 from rcp.epr.worker import build_worker
 from rcp.errors import NotAuthenticated, RcpError
-from rcp.http import BodyLimitMiddleware, CsrfMiddleware, SecurityHeadersMiddleware, error_handlers
+from rcp.heap import settle_heap
+from rcp.http import (
+    BodyLimitMiddleware,
+    CsrfMiddleware,
+    OutageMiddleware,
+    SecurityHeadersMiddleware,
+    error_handlers,
+)
 from rcp.i18n import LocaleMiddleware
 from rcp.imaging import routes as imaging_routes
 from rcp.imaging.service import ImagingService
@@ -186,6 +193,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
                 from rcp.auth.siem import SyslogForwarder
 
                 tasks.create_task(SyslogForwarder(settings, db).run(stop), name="audit-syslog")
+            settle_heap()  # full GC pauses would hold room events back (rcp.heap)
             yield
         logger.info("RCP service stopped")
 
@@ -194,6 +202,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
         Middleware(AccessLogMiddleware),
         Middleware(SecurityHeadersMiddleware, tls=settings.tls, media_routes=frozenset({"meeting_room"})),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes),
+        Middleware(OutageMiddleware, render_page=page_error),
         Middleware(AuthenticationMiddleware, backend=auth_backend),
         Middleware(LocaleMiddleware, default=settings.default_locale),
         Middleware(CsrfMiddleware),

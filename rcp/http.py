@@ -12,6 +12,7 @@ parser raise ``RecursionError``, a 500 (issue 18).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -34,6 +35,7 @@ from rcp.logs import route_template
 __all__ = [
     "BodyLimitMiddleware",
     "CsrfMiddleware",
+    "OutageMiddleware",
     "SecurityHeadersMiddleware",
     "current_user",
     "json_error",
@@ -246,6 +248,51 @@ class CsrfMiddleware:
             return replay.pop(0) if replay else await receive()
 
         await self.app(scope, replaying_receive, send)
+
+
+class OutageMiddleware:
+    """A request that meets PostgreSQL or Redis restarting gets the 503 ``unavailable`` error with ``Retry-After``
+    (rcp.outages), wherever it meets it: in a route, or in the middleware that reads the session first.
+
+    Outside the authentication middleware (which reads the session from the database) and inside the security
+    headers (the 503 is ``no-store`` like every answer); a response already started cannot be replaced and the
+    exception goes on.
+    """
+
+    def __init__(self, app: ASGIApp, *, render_page: Callable[[Request, RcpError], Awaitable[Response]]) -> None:
+        self.app = app
+        self.render_page = render_page
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as exc:
+            from rcp.outages import part_down, unavailable
+
+            outage = unavailable(exc)
+            if outage is None or started:
+                raise
+            # The part and the driver's exception class only: its message may quote a statement's parameters.
+            logger.warning("%s unreachable on %s %s (%s): answered 503", part_down(exc), scope.get("method"),
+                           route_template(scope), type(exc).__name__)
+            request = Request(scope)
+            response: Response = json_error(outage)
+            if not is_api(scope):
+                with contextlib.suppress(Exception):  # the page needs what the failed middleware did not set
+                    response = await self.render_page(request, outage)
+                response.headers["retry-after"] = str(outage.retry_after_s)
+            await response(scope, receive, send)
 
 
 def error_handlers(render_page: Callable[[Request, RcpError], Awaitable[Response]], *,

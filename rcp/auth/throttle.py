@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from rcp.clock import Clock, SystemClock
 from rcp.errors import TooManyRequests, Unavailable
+from rcp.outages import once_more
 
 __all__ = [
     "Backoff",
@@ -215,9 +216,9 @@ class RedisThrottle:
     async def begin(self, key: str, backoff: Backoff | None = None) -> None:
         b = backoff or self.backoff
         try:
-            answer = await self._script(keys=[self.prefix + key],
-                                        args=[repr(self.clock()), b.free, repr(b.first_s), repr(b.cap_s),
-                                              repr(b.forget_s)])
+            answer = await once_more(lambda: self._script(keys=[self.prefix + key],
+                                                          args=[repr(self.clock()), b.free, repr(b.first_s),
+                                                                repr(b.cap_s), repr(b.forget_s)]))
         except Exception as exc:  # noqa: BLE001 - any Redis failure: refuse rather than check unthrottled
             logger.warning("password throttle: Redis unreachable (%s)", type(exc).__name__)
             raise Unavailable("Password checks are paused for a moment (the throttle's store is unreachable): "

@@ -8,6 +8,13 @@ the same channel unnumbered: losing one is harmless.
 
 Each subscription has a bounded queue: a subscriber that falls behind loses messages (logged) rather than
 growing the server's memory; for sequenced events the gap is then filled from the log.
+
+Redis restarting (issue 18): the reader notices the broken connection, retries every half second, and redis-py
+subscribes again to every channel on the new connection. What was published meanwhile is lost, so the bus says
+it was away: ``connected`` is False from the failure until the resubscription, and ``epoch`` counts the
+reconnections. Each live room watches both (rcp.room.live): while the bus is away it does not take the silence of
+other nodes for their participants leaving, and after it comes back it reads the events it missed from the log.
+A publication that fails meanwhile is not the caller's failure either: the event is already in the log.
 """
 
 from __future__ import annotations
@@ -20,11 +27,17 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from rcp.outages import once_more
+
 __all__ = ["Bus", "MemoryBus", "RedisBus", "Subscription", "bus_from_url"]
 
 logger = logging.getLogger(__name__)
 
 SUBSCRIPTION_QUEUE = 10_000
+#: Seconds between Redis PINGs on an idle connection (redis-py ``health_check_interval``).
+HEALTH_CHECK_S = 2
+#: Seconds between attempts to reach Redis again.
+RETRY_S = 0.5
 
 
 class Subscription:
@@ -57,6 +70,11 @@ class Subscription:
 
 
 class Bus(Protocol):
+    #: False while the bus cannot carry messages (Redis unreachable); always True in one process.
+    connected: bool
+    #: How many times the bus came back after losing its connection: what was published meanwhile was lost.
+    epoch: int
+
     async def connect(self) -> None: ...
 
     async def disconnect(self) -> None: ...
@@ -71,6 +89,8 @@ class _Fanout:
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscription]] = {}
+        self.connected = True
+        self.epoch = 0
 
     def _deliver(self, channel: str, message: str) -> None:
         for subscription in tuple(self._subscribers.get(channel, ())):
@@ -133,8 +153,19 @@ class RedisBus(_Fanout):
 
     async def connect(self) -> None:
         import redis.asyncio as redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        self._client = redis.Redis.from_url(self.url, decode_responses=True)
+        # A health check every few seconds finds a link that died silently (no reset: a partition). While Redis
+        # restarts, a publication fails fast — one immediate retry on a fresh connection (a pooled one may be
+        # dead), no backoff: it is sent under the room's lock — and the reader tries again every RETRY_S.
+        self._client = redis.Redis.from_url(
+            self.url,
+            decode_responses=True,
+            health_check_interval=HEALTH_CHECK_S,
+            socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        )
         await self._client.ping()
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         # A private channel opens the subscriber connection so the reader has something to read from the start.
@@ -157,21 +188,31 @@ class RedisBus(_Fanout):
         self._end_all()
 
     async def _read(self) -> None:
+        failures = 0
         while True:
             try:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - whatever broke the read, the next one reconnects
                 # Redis restarted or the link blipped: redis-py reconnects and resubscribes on the next read.
-                logger.warning("room bus: Redis read failed, retrying", exc_info=True)
-                await asyncio.sleep(0.5)
+                if self.connected:
+                    logger.warning("room bus: Redis connection lost (%s); reconnecting", type(exc).__name__)
+                self.connected = False
+                failures += 1
+                await asyncio.sleep(RETRY_S)
                 continue
+            if not self.connected:
+                # The read went through a new connection, subscribed again to every channel (PubSub.on_connect).
+                self.connected = True
+                self.epoch += 1
+                logger.warning("room bus: Redis reachable again after %d failed attempt(s)", failures)
+                failures = 0
             if message is not None and message.get("type") == "message":
                 self._deliver(str(message["channel"]), str(message["data"]))
 
     async def publish(self, channel: str, message: str) -> None:
-        await self._client.publish(channel, message)
+        await once_more(lambda: self._client.publish(channel, message))
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rcp.errors import BadRequest, PayloadTooLarge, RcpError, TooManyRequests
 from rcp.http import parse_json
+from rcp.outages import part_down, unavailable
 from rcp.room.commands import parse_command, parse_pointer
 from rcp.room.events import Participant
 from rcp.room.throttle import TokenBucket
@@ -234,7 +235,13 @@ class Connection:
             await self._dispatch(message, via)
         except RcpError as error:
             self._refuse(error, ref)
-        except Exception:
+        except Exception as exc:
+            outage = unavailable(exc)  # PostgreSQL or Redis restarting: "try again", not a failure of ours
+            if outage is not None:
+                logger.warning("room %s: %r message refused, %s unreachable (%s)", self.room.meeting_id, self,
+                               part_down(exc), type(exc).__name__)
+                self._refuse(outage, ref)
+                return
             logger.exception("room %s: %r message failed", self.room.meeting_id, self)
             self._refuse(RcpError("The server could not handle this message; it was logged."), ref)
 

@@ -14,6 +14,12 @@ Liveness (issue 4: gone within 5 s, no ghosts):
 - every second each node vouches on the bus for the connections it holds; a participant nobody vouched for
   during ``presence_timeout_s`` (its node crashed, or the room was rebuilt after a restart) is marked gone.
 
+Faults (issue 18, tests/faults/): PostgreSQL away refuses the commands that need the log (an ``unavailable``
+error frame; the state only changes once the event is in the log, so nothing is half-applied) and the connection
+stays up; Redis away leaves the events in the log only, and the room reads them back when the bus returns (see
+``_beat_once``); a node killed takes its sockets with it, and its participants resume on another node with
+``?last_seq=n`` (the log has every event, so the other node's replay has no gap).
+
 One :class:`Rooms` per process owns the live rooms (opened on first connection, closed with the last).
 """
 
@@ -113,6 +119,7 @@ class LiveRoom:
         self._subscribed = asyncio.Event()
         self._snapshot: tuple[int, str] | None = None
         self._pointer_arrived = asyncio.Event()
+        self._bus_epoch = bus.epoch
         self.published = 0
         if media is not None:
             media.on_speaker = self._on_speaker
@@ -195,12 +202,21 @@ class LiveRoom:
                 for event in events:
                     self._apply_locked(event)
                 for event in events:
-                    await self.bus.publish(
-                        self.channel, json.dumps({"k": "e", "n": self.node_id, "e": event_to_dict(event)})
-                    )
+                    await self._publish(json.dumps({"k": "e", "n": self.node_id, "e": event_to_dict(event)}))
                     self.published += 1
                 return events
         raise Unavailable("The room is very busy right now: send that again in a moment.")
+
+    async def _publish(self, message: str) -> bool:
+        """Publish on the bus; a bus that is away (Redis restarting) is logged, not raised: sequenced events are in
+        the log already, and other nodes read them from it once the bus is back (see ``_beat_once``)."""
+        try:
+            await self.bus.publish(self.channel, message)
+        except Exception as exc:  # noqa: BLE001 - whatever the driver raises (a reset mid-handshake is a RuntimeError)
+            logger.info("room %s: bus unreachable, publication left to the log (%s)", self.meeting_id,
+                        type(exc).__name__)
+            return False
+        return True
 
     def _apply_locked(self, event: Event) -> None:
         self.state = apply(self.state, event)
@@ -293,10 +309,15 @@ class LiveRoom:
                 await self.media.disconnect(str(connection.user_id))
         try:
             await self.execute(c.Leave(connection.id, connection.close_reason), actor=connection.user_id)
-        except RcpError:
-            logger.warning(
-                "room %s: could not record the leave of %r", self.meeting_id, connection, exc_info=True
-            )
+        except Exception as exc:
+            from rcp.outages import part_down
+
+            if not isinstance(exc, RcpError) and part_down(exc) is None:
+                raise
+            # Refused, or the database is away: the seat stays until nobody vouches for it (``_beat_once``), then
+            # its leave is recorded as "lost".
+            logger.warning("room %s: could not record the leave of %r (%s)", self.meeting_id, connection,
+                           type(exc).__name__)
 
     # -- active speaker (media/speaker.py elects it from RFC 6464 audio levels) ---------------------------------
     @property
@@ -319,9 +340,7 @@ class LiveRoom:
         sample = PointerSample(
             user_id=connection.user_id, column=column, row=row, slice=index, viewport=viewport
         )
-        await self.bus.publish(
-            self.channel, json.dumps({"k": "p", "s": sample.compact()}, separators=(",", ":"))
-        )
+        await self._publish(json.dumps({"k": "p", "s": sample.compact()}, separators=(",", ":")))
 
     def _receive_pointer(self, packed: list[Any]) -> None:
         user_id = int(packed[0])
@@ -404,9 +423,18 @@ class LiveRoom:
         for connection in links:
             await self.execute(c.NoteLink(connection.id, connection.unstable), actor=connection.user_id)
         if self.connections:
-            await self.bus.publish(
-                self.channel, json.dumps({"k": "h", "n": self.node_id, "c": list(self.connections)})
-            )
+            await self._publish(json.dumps({"k": "h", "n": self.node_id, "c": list(self.connections)}))
+        if not self.bus.connected or self.bus.epoch != self._bus_epoch:
+            # The bus is away, or just came back (Redis restarted): other nodes' beats could not be heard, so
+            # their participants' silence proves nothing — each gets a fresh presence delay — and the events they
+            # published meanwhile never arrived: read them from the log.
+            for participant in self.state.present():
+                self._vouched[participant.connection] = now
+            if self.bus.connected:
+                epoch = self.bus.epoch
+                async with self._lock:
+                    await self._catch_up_locked()
+                self._bus_epoch = epoch  # only once caught up: a database away too means trying again next beat
         for participant in self.state.present():
             if participant.connection in self.connections:
                 continue
@@ -498,7 +526,11 @@ class Rooms:
                     on_events=self.on_events,
                     agenda_loader=self._agenda,
                 )
-                await room.open()
+                try:
+                    await room.open()
+                except BaseException:
+                    await room.close()  # its bus listener started: we started it, we end it
+                    raise
                 self._rooms[meeting_id] = room
             self._users[meeting_id] = self._users.get(meeting_id, 0) + 1
             return room

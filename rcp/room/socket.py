@@ -51,6 +51,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from rcp.errors import NotAuthenticated, RcpError
+from rcp.outages import outage_errors, part_down, unavailable
 from rcp.room.connection import Connection, error_frame
 from rcp.room.events import Participant
 from rcp.room.live import LiveRoom, Rooms
@@ -172,12 +173,32 @@ async def room_socket(websocket: WebSocket) -> None:
         await websocket.send_text(error_frame(error))
         await websocket.close(error.ws_code, error.code)
         return
-    room = await rooms.acquire(meeting_id)
+    except outage_errors() as exc:
+        await close_for_outage(websocket, exc, meeting_id)
+        return
+    try:
+        room = await rooms.acquire(meeting_id)
+    except outage_errors() as exc:
+        await close_for_outage(websocket, exc, meeting_id)
+        return
     try:
         await serve(websocket, room, participant_of(user, node=rooms.node_id, chairs=chairs), rooms=rooms,
                     recheck=recheck_of(websocket, meeting_id), session=str(getattr(user, "session_id", "") or ""))
     finally:
         await rooms.release(room)
+
+
+async def close_for_outage(websocket: WebSocket, exc: Exception, meeting_id: int) -> None:
+    """PostgreSQL or Redis away at the handshake (rcp.outages): an ``unavailable`` error frame and close 4503, which
+    the page's socket retries (web/static/js/roomsocket.js) — not an unexplained 1011. Anything else is raised."""
+    outage = unavailable(exc)
+    if outage is None:
+        raise exc
+    logger.warning("room %s: entry refused for now, %s unreachable (%s)", meeting_id, part_down(exc),
+                   type(exc).__name__)
+    with contextlib.suppress(Exception):
+        await websocket.send_text(error_frame(outage))
+        await websocket.close(outage.ws_code, outage.code)
 
 
 async def serve(websocket: WebSocket, room: LiveRoom, participant: Participant, *, rooms: Rooms | None = None,
@@ -204,6 +225,10 @@ async def _serve(websocket: WebSocket, room: LiveRoom, connection: Connection, p
         room.connections.pop(connection.id, None)
         await websocket.send_text(error_frame(error))
         await websocket.close(error.ws_code, error.code)
+        return
+    except outage_errors() as exc:
+        room.connections.pop(connection.id, None)
+        await close_for_outage(websocket, exc, room.meeting_id)
         return
 
     async def read() -> None:

@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake
 
 from tests.factories import MadeUser, credentials
 
 DEMO_PASSWORD = "rcp-demo-2026"
+#: web/static/js/roomsocket.js ``BACKOFF_MS``: the page waits this long (±25 %) before each reconnection attempt.
+BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 async def session_cookie(base_url: str, username: str, password: str = DEMO_PASSWORD) -> str:
@@ -128,3 +133,30 @@ class RoomClient:
         await self.ws.close()
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def rejoin(
+    gone: RoomClient, urls: Sequence[str], cookie: str, meeting_id: int, *, attempts: int = 12
+) -> tuple[RoomClient, float]:
+    """Reconnect as the page's socket does once ``gone`` closed: wait the page's backoff, open the room again with
+    ``?last_seq=`` the last event applied, and go on until a node takes it (``urls`` in turn, as a load balancer
+    sends the next attempt to a node that answers). Returns the new client, resumed (its ``seq`` goes on from
+    ``gone.seq``; a gap fails its reader), and the seconds from the close to ``resumed``."""
+    await gone.closed.wait()
+    closed_at = time.monotonic()
+    for attempt in range(attempts):
+        await asyncio.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] * (0.75 + random.random() / 2))
+        url = urls[attempt % len(urls)]
+        try:
+            client = await RoomClient.open(url, cookie, meeting_id, last_seq=gone.seq)
+        except (OSError, TimeoutError, InvalidHandshake):
+            continue  # the node is down (connection refused) or not answering
+        try:
+            await client.wait_for(lambda c: c.closed.is_set() or any(f["type"] == "resumed" for f in c.frames))
+        except TimeoutError:
+            await client.close()
+            continue
+        if client.closed.is_set():
+            continue  # refused for now (4503: the database or the bus is away): try again
+        return client, time.monotonic() - closed_at
+    raise AssertionError(f"no node took the participant back in {attempts} attempts")
