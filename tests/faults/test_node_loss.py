@@ -26,6 +26,7 @@ DRAFT = {
     "proposal": {"type": "surgery", "details": "Lobectomie."},
     "guideline": {"conforms": True},
     "patient_informed": True,
+    "case_status": "discussed",
 }
 
 
