@@ -594,11 +594,66 @@ def _progress(fiche: Fiche, doc: str) -> etree._Element:
                     "phase")
 
 
+def _functional_status(fiche: Fiche, doc: str) -> etree._Element:
+    """FR-Evaluation-du-statut-fonctionnel (CI-SIS 1.2.250.1.213.1.1.2.111): the WHO performance status (MED-239,
+    JDV_OMSEchPerf_CISIS, its meaning from JDV_OMSInterpret_CISIS) in FR-Fonctions-physiques, and the pain
+    subsection the template requires (1..1), which the FRCP says carries nothing (value UNK)."""
+    ps = fiche.performance_status
+    pain = E.section(
+        *_templates("1.3.6.1.4.1.19376.1.5.3.1.1.12.2.2", "1.2.250.1.213.1.1.2.112"), _uid("section", doc, "douleur"),
+        _cd("code", _loinc("38208-5", "Sévérité de la douleur")), E.title("Évaluation de la douleur"),
+        E.text(_table("Évaluation de la douleur", [("Sévérité de la douleur", "Non renseignée",
+                                                    "severite-douleur")])),
+        E.entry(E.observation(
+            *_templates("1.3.6.1.4.1.19376.1.5.3.1.4.13", "1.3.6.1.4.1.19376.1.5.3.1.1.12.3.1",
+                        "1.2.250.1.213.1.1.3.89"),
+            _uid("douleur", doc), _cd("code", _loinc("38208-5", "Sévérité de la douleur")), _ref("severite-douleur"),
+            E.statusCode(code="completed"), E.effectiveTime(nullFlavor="UNK"), _typed("CO", nullFlavor="UNK"),
+            classCode="OBS", moodCode="EVN")))
+    grade = ps.coding if ps is not None else None
+    meaning = codes.performance_interpretation(ps.grade) if ps is not None else None
+    rows = [("Échelle de performance OMS", f"{grade.display} — {meaning.display}" if grade and meaning
+             else "Non renseignée", "performance-OMS")]
+    physical = E.section(
+        *_templates("1.3.6.1.4.1.19376.1.5.3.1.1.12.2.5", "1.2.250.1.213.1.1.2.115"),
+        _uid("section", doc, "fonctions-physiques"),
+        _cd("code", _loinc("46006-3", "Problèmes physiques fonctionnels et structurels")),
+        E.title("Échelle de performance OMS"), E.text(_table("Échelle de performance OMS", rows)))
+    if grade is not None and meaning is not None:
+        value = _cd("value", grade, xsi_type=True)
+        physical.append(E.entry(E.observation(
+            *_templates("1.3.6.1.4.1.19376.1.5.3.1.4.13", "2.16.840.1.113883.10.20.1.31",
+                        "1.3.6.1.4.1.19376.1.5.3.1.1.12.3.6", "1.2.250.1.213.1.1.3.25"),
+            _uid("MED-239", doc), _cd("code", _ta("MED-239", "Echelle de performance OMS")),
+            _ref("performance-OMS"), E.statusCode(code="completed"),
+            E.effectiveTime(value=_ts(fiche.meeting_date)), value, _cd("interpretationCode", meaning),
+            classCode="OBS", moodCode="EVN", negationInd="false")))
+    section = E.section(
+        *_templates("2.16.840.1.113883.10.20.1.5", "1.3.6.1.4.1.19376.1.5.3.1.3.17",
+                    "1.3.6.1.4.1.19376.1.5.3.1.1.12.2.1", "1.2.250.1.213.1.1.2.111"),
+        _uid("section", doc, "statut-fonctionnel"), _cd("code", _loinc("47420-5", "Évaluation du statut fonctionnel")),
+        E.title("ÉVALUATION DU STATUT FONCTIONNEL"),
+        E.text(_table("Évaluation du statut fonctionnel", [("Échelle de performance OMS", rows[0][1], "")])),
+        E.component(pain), E.component(physical))
+    return E.component(section)
+
+
+def _typed(kind: str, **attributes: str) -> etree._Element:
+    el = E.value(**attributes)
+    el.set(_XSI_TYPE, kind)
+    return el
+
+
 def _history(fiche: Fiche, doc: str) -> etree._Element:
-    """FR-Histoire-de-la-maladie-non-code: the case summary and the question asked of the board."""
-    text = E.text(_table("Synthèse du cas présenté et question posée à la RCP",
-                         [("Synthèse", fiche.clinical_summary or "Non renseignée", ""),
-                          ("Question posée", fiche.question, "")]))
+    """FR-Histoire-de-la-maladie-non-code: the case summary, the question asked of the board and, as on the PDF,
+    the imaging reviewed (the studies and the key images marked in the room, with what the board saw in them)."""
+    rows = [("Synthèse", fiche.clinical_summary or "Non renseignée", ""), ("Question posée", fiche.question, "")]
+    count = len(fiche.study_uids)
+    rows.append(("Imagerie revue", f"{count} examen{'s' if count > 1 else ''} d'imagerie" if count
+                 else "Aucun examen d'imagerie", ""))
+    for i, image in enumerate(fiche.key_images, start=1):
+        rows.append((f"Image clé {i}", image.description or "Sans description", ""))
+    text = E.text(_table("Synthèse du cas présenté et question posée à la RCP", rows))
     return _section(("1.3.6.1.4.1.19376.1.5.3.1.3.4", "1.2.250.1.213.1.1.2.130"),
                     _loinc("10164-2", "Histoire de la maladie"),
                     "SYNTHÈSE DU CAS PRÉSENTÉ ET QUESTION POSÉE A LA RCP", text, [], doc, "histoire")
@@ -636,6 +691,7 @@ def _plan(fiche: Fiche, doc: str) -> etree._Element:
             entries.append(_comment("commentaire-proposition"))
     else:
         rows.append(("Proposition", "Aucune (cas enregistré)", ""))
+    rows.append(("Patient informé de la proposition", _yes(fiche.patient_informed), ""))
     text = E.text(_table("Proposition de la RCP", rows))
     return _section(("2.16.840.1.113883.10.20.1.10", "1.3.6.1.4.1.19376.1.5.3.1.3.36", "1.2.250.1.213.1.1.2.158"),
                     _loinc("18776-5", "Plan de soins"), "PROPOSITION DE LA RCP", text, entries, doc, "plan")
@@ -683,6 +739,19 @@ def _frame(fiche: Fiche, doc: str) -> etree._Element:
         entries.append(_comment("commentaire-cadre"))
     return _section(("1.2.250.1.213.1.1.2.175",), _loinc("35510-7", "Essais cliniques - Informations générales"),
                     "CADRE DE LA PROPOSITION THÉRAPEUTIQUE", text, entries, doc, "cadre")
+
+
+def _comments(fiche: Fiche, doc: str) -> etree._Element | None:
+    """FR-Commentaire-non-code (CI-SIS 1.2.250.1.213.1.1.2.73): the fiche's comments, as the PDF prints them."""
+    if not fiche.comments.strip():
+        return None
+    section = E.section(*_templates("2.16.840.1.113883.10.12.201", "1.3.6.1.4.1.19376.1.4.1.2.16",
+                                    "1.2.250.1.213.1.1.2.73"),
+                        _cd("code", _loinc("55112-7", "Commentaire")),
+                        E.title("COMMENTAIRES / PRÉCISIONS SUR LE PATIENT"),
+                        E.text(E.table(E.thead(E.tr(E.th("Commentaires / précisions sur le patient"))),
+                                       E.tbody(E.tr(E.td(fiche.comments))), border="0")))
+    return E.component(section)
 
 
 def _document_status(fiche: Fiche, version: SignedVersion, doc: str) -> etree._Element:
@@ -743,7 +812,8 @@ def fiche_cda(fiche: Fiche, version: SignedVersion, *, replaced: SignedVersion |
                                       typeCode="RPLC"))
     root.append(_component_of(fiche, custodian, start))
     root.append(E.component(E.structuredBody(
-        _reason(fiche, doc), _discovery(fiche, doc), _diagnosis(fiche, doc), _progress(fiche, doc),
+        _reason(fiche, doc), _discovery(fiche, doc), _diagnosis(fiche, doc), _functional_status(fiche, doc),
+        _progress(fiche, doc),
         _history(fiche, doc), _case_record(fiche, doc), _plan(fiche, doc), _frame(fiche, doc),
-        _document_status(fiche, version, doc))))
+        *[c for c in (_comments(fiche, doc),) if c is not None], _document_status(fiche, version, doc))))
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

@@ -290,6 +290,9 @@ def test_body_codes_and_narrative(documents: dict[str, bytes]) -> None:
         "T2", "N0", "M0"]
     acts = [p.find("c:code", V3).get("code") for p in tree.iterfind(".//c:procedure", V3)]
     assert acts == ["387713003"]
+    performance = tree.find(".//c:observation/c:code[@code='MED-239']/..", V3)
+    assert performance.find("c:value", V3).get("code") == "MED-264"  # WHO 1 (JDV_OMSEchPerf_CISIS)
+    assert performance.find("c:interpretationCode", V3).get("code") == "LA9623-5"
     quorum = tree.find(".//c:observation/c:code[@code='ORG-125']/..", V3)
     assert quorum.find("c:value", V3).get("code") == "ORG-126"
     text = "".join(tree.find(".//c:structuredBody", V3).itertext())
@@ -297,6 +300,10 @@ def test_body_codes_and_narrative(documents: dict[str, bytes]) -> None:
     for said in ("Chirurgie conservatrice d'emblée ou chimiothérapie néoadjuvante ?", "carcinome canalaire",
                  "Tumorectomie avec ganglion sentinelle", "T2 N0 M0", "Référentiel régional sein 2024"):
         assert said in text
+    assert "Lésion du QSI droit, 22 mm — rehaussement précoce" in text  # the key image, as the PDF lists it
+    assert "1 examen d'imagerie" in text and "Patient informé de la proposition" in text
+    correction = "".join(xml(documents["correction"]).find(".//c:structuredBody", V3).itertext())
+    assert "Ajout : EFR." in correction and "Ajout : EFR." not in text  # the comments section, when there is one
     trial = xml(documents["trial"])
     assert "NCT01234567 (ESSAI-SEIN)" in "".join(trial.itertext())
     assert trial.find(".//c:observation/c:code[@code='MED-250']/../c:value", V3).get("value") == "true"
