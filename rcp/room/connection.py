@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from rcp import i18n
 from rcp.errors import BadRequest, PayloadTooLarge, RcpError, TooManyRequests
 from rcp.http import parse_json
 from rcp.outages import part_down, unavailable
@@ -110,7 +111,11 @@ class MediaRoom(Protocol):
 
 
 def error_frame(error: RcpError, ref: Any = None) -> str:
+    """The frame of a refused command. Its message is shown to the person in the room (room.js), so it is given in
+    their language (the connection's locale, ``rcp.i18n.LocaleMiddleware``) when the catalogs have it: the room's
+    refusals are marked ``N_`` (``rcp.room.state``, ``rcp.room.live``); any other stays as written."""
     body: dict[str, Any] = {"type": "error", **error.as_json()}
+    body["message"] = i18n.gettext(error.message) if error.message else error.message
     if isinstance(ref, str | int) and not isinstance(ref, bool):
         body["ref"] = ref
     return json.dumps(body)

@@ -40,6 +40,7 @@ from typing import Any
 
 from rcp.clock import utcnow
 from rcp.errors import Forbidden, RcpError, Unavailable
+from rcp.i18n import N_
 from rcp.metrics import ROOM_EVENT_SECONDS
 from rcp.room import commands as c
 from rcp.room.bus import Bus, bus_from_url
@@ -205,7 +206,7 @@ class LiveRoom:
                     await self._publish(json.dumps({"k": "e", "n": self.node_id, "e": event_to_dict(event)}))
                     self.published += 1
                 return events
-        raise Unavailable("The room is very busy right now: send that again in a moment.")
+        raise Unavailable(N_("The room is very busy right now: send that again in a moment."))
 
     async def _publish(self, message: str) -> bool:
         """Publish on the bus; a bus that is away (Redis restarting) is logged, not raised: sequenced events are in
@@ -336,7 +337,7 @@ class LiveRoom:
         self, connection: Connection, column: float | None, row: float | None, index: int, viewport: int = 0
     ) -> None:
         if not may_point(self.state, connection.user_id):
-            raise Forbidden("Only the presenter's pointer is shown: take the floor first.")
+            raise Forbidden(N_("Only the presenter's pointer is shown: take the floor first."))
         sample = PointerSample(
             user_id=connection.user_id, column=column, row=row, slice=index, viewport=viewport
         )

@@ -25,6 +25,7 @@ from typing import Any
 
 from rcp.clock import as_utc
 from rcp.errors import Conflict, Forbidden, Invalid, NotFound
+from rcp.i18n import N_
 from rcp.room import commands as c
 from rcp.room.events import (
     VISIBLE_VIEWPORTS,
@@ -218,7 +219,7 @@ def _floor_goes_to_chair(state: RoomState, *, leaving: int | None = None) -> int
 def _actor(state: RoomState, actor: int) -> Participant:
     found = state.participants.get(actor)
     if found is None or not found.connected:
-        raise Forbidden("Join the room first: this participant is not present.")
+        raise Forbidden(N_("Join the room first: this participant is not present."))
     return found
 
 
@@ -322,17 +323,17 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
         # chair takes it, so a dropped connection is not a window for whoever asks first.
         if state.presenter is not None and not me.chairs:
             if state.presenter_gone_at is not None:
-                raise Forbidden(
+                raise Forbidden(N_(
                     "The presenter's connection dropped and the floor is kept for them a few seconds: request "
                     "the floor and the coordinator will hand it over."
-                )
-            raise Forbidden(
+                ))
+            raise Forbidden(N_(
                 "Somebody else presents: request the floor and the coordinator will hand it over."
-            )
+            ))
         return [FloorGranted(at=now, actor=actor, user_id=actor, reason="take")]
     if isinstance(command, c.RequestFloor):
         if state.presenter == actor:
-            raise Conflict("You already have the floor.")
+            raise Conflict(N_("You already have the floor."))
         if actor in state.floor_requests:
             return []
         return [FloorRequested(at=now, actor=actor, user_id=actor)]
@@ -344,7 +345,7 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
         )
     if isinstance(command, c.HandOver):
         if not me.chairs:
-            raise Forbidden("Only the coordinator hands the floor over; ask them, or release the floor.")
+            raise Forbidden(N_("Only the coordinator hands the floor over; ask them, or release the floor."))
         if not state.is_present(command.to):
             raise NotFound(f"Participant {command.to} is not in the room.")
         if state.presenter == command.to:
@@ -352,7 +353,7 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
         return [FloorGranted(at=now, actor=actor, user_id=command.to, reason="handover")]
     if isinstance(command, c.ReleaseFloor):
         if state.presenter != actor:
-            raise Conflict("You do not have the floor.")
+            raise Conflict(N_("You do not have the floor."))
         return [
             FloorGranted(
                 at=now, actor=actor, user_id=_floor_goes_to_chair(state, leaving=actor), reason="release"
@@ -360,7 +361,7 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
         ]
     if isinstance(command, c.SetCase | c.NextCase):
         if not me.chairs:
-            raise Forbidden("Only the coordinator moves the room to another case.")
+            raise Forbidden(N_("Only the coordinator moves the room to another case."))
         if isinstance(command, c.SetCase):
             item = next((i for i in state.agenda if i.case_id == command.case_id), None)
             if item is None:
@@ -369,7 +370,7 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
             index = state.case_index()
             following = 0 if index is None else index + 1
             if following >= len(state.agenda):
-                raise Conflict("This was the last case of the agenda.")
+                raise Conflict(N_("This was the last case of the agenda."))
             item = state.agenda[following]
         if item.case_id == state.case_id:
             return []
@@ -377,13 +378,13 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
         return [CaseChanged(at=now, actor=actor, case_id=item.case_id, view=view)]
     if isinstance(command, c.CloseCase):
         if not me.chairs:
-            raise Forbidden("Only the coordinator closes the case under discussion.")
+            raise Forbidden(N_("Only the coordinator closes the case under discussion."))
         if state.case_id is None:
             return []
         return [CaseChanged(at=now, actor=actor, case_id=None, view=View(layout=state.view.layout))]
     if isinstance(command, c.ChangeView):
         if state.presenter != actor:
-            raise Forbidden("Only the presenter moves the shared view: take the floor, or browse freely.")
+            raise Forbidden(N_("Only the presenter moves the shared view: take the floor, or browse freely."))
         view = replace(state.view, **_series_with_study(command.changes, state.view))
         shown = VISIBLE_VIEWPORTS.get(view.layout, 1)
         if 1 + len(command.others) > shown:
@@ -402,7 +403,7 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
         return [] if view == state.view else [ViewChanged(at=now, actor=actor, view=view)]
     if isinstance(command, c.AddMark):
         if state.presenter != actor and not me.chairs:
-            raise Forbidden("Only the presenter or the coordinator marks images.")
+            raise Forbidden(N_("Only the presenter or the coordinator marks images."))
         mark = Mark(
             mark_id=state.seq + 1,
             kind=command.kind,
@@ -422,7 +423,7 @@ def _decide(state: RoomState, command: c.Command, *, actor: int, now: datetime) 
         if found_mark is None:
             raise NotFound(f"No mark {command.mark_id} in this room.")
         if found_mark.author != actor and not me.chairs:
-            raise Forbidden("Only the mark's author or the coordinator removes it.")
+            raise Forbidden(N_("Only the mark's author or the coordinator removes it."))
         return [MarkRemoved(at=now, actor=actor, mark_id=command.mark_id)]
     raise Conflict(f"The room does not handle {type(command).__name__}.")
 

@@ -154,6 +154,23 @@ async def test_bad_messages_get_an_error_frame_and_the_connection_stays(
     assert not surgeon.closed.is_set()
 
 
+async def test_a_refusal_reads_in_the_participants_language(
+    room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
+) -> None:
+    """Issue 15, item 2: the room shows a refused command's message (room.js), so it comes in the reader's language
+    (the socket's locale: here the rcp_locale cookie), from the catalogs (rcp.room.connection.error_frame)."""
+    chair = await _open(opened, room_server.url, cookies["chair"], meeting_id)
+    await chair.send({"type": "floor.take"})
+    french = await _open(opened, room_server.url, cookies["surgeon"] + "; rcp_locale=fr", meeting_id)
+    english = await _open(opened, room_server.url, cookies["radiologist"] + "; rcp_locale=en", meeting_id)
+    for client in (french, english):
+        await client.send({"type": "floor.release"})
+        await client.wait_for(lambda c: len(c.errors) >= 1)
+    assert french.errors[0]["error"] == english.errors[0]["error"] == "conflict"
+    assert english.errors[0]["message"] == "You do not have the floor."
+    assert french.errors[0]["message"] == "Vous n'avez pas la parole."
+
+
 async def test_flooding_client_is_throttled_not_the_room(
     room_server: ServerThread, cookies: dict[str, str], meeting_id: int, opened: list[RoomClient]
 ) -> None:
