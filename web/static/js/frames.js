@@ -22,18 +22,22 @@
 
 export const ENCODINGS = Object.freeze(['delta16-deflate', 'float32-deflate', 'rgb8-deflate']);
 
-/** What the user reads when the service (not the PACS) cannot be reached at all. */
+/** The service (not the PACS) cannot be reached at all: the viewer shows its page's `labels.network`. */
 export const NETWORK_MESSAGE = 'Server unreachable, retrying';
-/** What the user reads on 502/503/504 without a message from the server. */
+/** 502/503/504 (the PACS behind the service): the viewer shows its page's `labels.pacs`. */
 export const PACS_MESSAGE = 'PACS unreachable, retrying';
 
-/** A frame or series could not be fetched or decoded. `transient` errors are retried with backoff. */
+/**
+ * A frame or series could not be fetched or decoded. `transient` errors are retried with backoff. `kind` names the
+ * two outages the viewer words in the page's language ('network', 'pacs'); the message stays for the console.
+ */
 export class FrameError extends Error {
-  constructor(message, {transient = false, status = 0} = {}) {
+  constructor(message, {transient = false, status = 0, kind = ''} = {}) {
     super(message);
     this.name = 'FrameError';
     this.transient = transient;
     this.status = status;
+    this.kind = kind;
   }
 }
 
@@ -130,7 +134,8 @@ async function responseError(response) {
     response.status === 504;
   if (!message) message = transient ? PACS_MESSAGE : `HTTP ${response.status}`;
   const retryAfter = Number(response.headers.get('Retry-After'));
-  const error = new FrameError(message, {transient, status: response.status});
+  const kind = response.status === 502 || response.status === 503 || response.status === 504 ? 'pacs' : '';
+  const error = new FrameError(message, {transient, status: response.status, kind});
   // RFC 9110 10.2.3: delay-seconds form only; an HTTP-date falls back to our own backoff.
   if (Number.isFinite(retryAfter) && retryAfter >= 0) error.retryAfterMs = Math.min(30000, retryAfter * 1000);
   return error;
@@ -143,7 +148,7 @@ export async function fetchFrame(fetchFn, frameMeta, {signal} = {}) {
     response = await fetchFn(frameMeta.url, {signal, credentials: 'same-origin'});
   } catch (err) {
     if (err && err.name === 'AbortError') throw err;
-    throw new FrameError(NETWORK_MESSAGE, {transient: true});
+    throw new FrameError(NETWORK_MESSAGE, {transient: true, kind: 'network'});
   }
   if (!response.ok) throw await responseError(response);
   const encoding = response.headers.get('X-Rcp-Encoding') || '';
@@ -223,7 +228,7 @@ export class Series {
         try {
           response = await this.pool.fetch(this.url, {credentials: 'same-origin', headers: {Accept: 'application/json'}});
         } catch {
-          throw new FrameError(NETWORK_MESSAGE, {transient: true});
+          throw new FrameError(NETWORK_MESSAGE, {transient: true, kind: 'network'});
         }
         if (!response.ok) throw await responseError(response);
         const meta = await response.json();
@@ -240,7 +245,7 @@ export class Series {
         return this;
       } catch (err) {
         const transient = err instanceof FrameError ? err.transient : false;
-        this.status = {message: err.message || String(err), transient};
+        this.status = {message: err.message || String(err), transient, kind: err.kind || ''};
         this.emit('status');
         if (!transient) return this;
         await sleep(Math.max(this.backoff(), err.retryAfterMs ?? 0));
@@ -360,7 +365,7 @@ export class Series {
         this.states[index] = NONE;
         const delay = Math.max(this.backoff(), err.retryAfterMs ?? 0);
         this.retryAt = performance.now() + delay;
-        this.status = {message: err.message, transient: true};
+        this.status = {message: err.message, transient: true, kind: err.kind || ''};
         setTimeout(() => this.pool.pump(), delay + 5);
       } else {
         this.states[index] = FAILED;

@@ -31,17 +31,13 @@ import {ViewerInput} from './viewer-input.js';
 
 export {PRESETS, LAYOUTS};
 
+/**
+ * The texts the viewer shows, by key. The page gives them translated (viewer_panel.html's data-viewer-labels,
+ * rendered with gettext): no English fallback here, so a French page shows no English word (issue 15).
+ */
 export const DEFAULT_LABELS = Object.freeze({
-  series: 'Se',
-  image: 'Im',
-  position: 'Pos',
-  instance: 'Inst',
-  zoom: 'Zoom',
-  inverted: 'Inverted',
-  loading: 'Loading',
-  empty: 'No series',
-  value: 'Value',
-  presets: {lung: 'Lung', mediastinum: 'Mediastinum', abdomen: 'Abdomen', bone: 'Bone', brain: 'Brain'},
+  series: '', image: '', position: '', instance: '', zoom: '', inverted: '', loading: '', empty: '', value: '',
+  network: '', pacs: '', presets: {lung: '', mediastinum: '', abdomen: '', bone: '', brain: ''},
 });
 
 export const TOOLS = Object.freeze(['window', 'pan', 'zoom', 'measure', 'scroll']);
@@ -506,7 +502,8 @@ export class Viewer {
     if (view.series && view.series !== series) view.series.setFocus(i, null);
     view.series = series;
     const status = series ? series.status : null;
-    view.message.textContent = status ? status.message : '';
+    // The two outages in the page's language; any other message is the server's own.
+    view.message.textContent = status ? (this.labels[status.kind] || status.message) : '';
     view.message.hidden = !status;
     view.message.classList.toggle('is-transient', Boolean(status && status.transient));
     view.empty.hidden = Boolean(series);
