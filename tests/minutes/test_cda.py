@@ -27,9 +27,11 @@ from rcp.demo import (
     HOSPITAL_A_OID,
 )
 from rcp.epr.fhir import RCP_SOURCE_OID
+from rcp.errors import Invalid
 from rcp.identifiers import ins_may_leave
 from rcp.minutes import codes
 from rcp.minutes.cda import fiche_cda
+from rcp.minutes.cda_reader import read_fiche_cda
 from rcp.minutes.delivery import document_ids
 from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.versions import Draft, SignedVersion, amend, sign
@@ -168,6 +170,40 @@ def test_the_schematrons_judge_the_official_examples_as_the_ans_kit_does(profile
             assert [("assignedAuthor/code" in f.text and "G15_10/SCH10" in f.text) for f in failures] == [True]
         else:
             assert failures == [], example.name
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("example", ["CANCER-FRCP_2022.01_Appareil.xml", "CANCER-FRCP_2022.01_Transversale.xml"])
+def test_the_official_examples_round_trip(example: str, tmp_path: Path) -> None:
+    """Each official example, read into the model (rcp.minutes.cda_reader) and written back, passes the schema and
+    fails no schematron assertion it did not already fail; what the model holds comes back unchanged."""
+    original = (EXAMPLES / example).read_bytes()
+    read = read_fiche_cda(original)
+    again = fiche_cda(read.fiche, read.version)
+    assert schema_errors(again) == []
+    for profile in CLEAN_PROFILES:
+        before = {f.text for f in schematron_failures(original, profile, tmp_path)}
+        after = {f.text for f in schematron_failures(again, profile, tmp_path)}
+        assert after <= before, (profile, after - before)
+    source, written = xml(original), xml(again)
+    for path in ("c:recordTarget/c:patientRole/c:id", "c:componentOf/c:encompassingEncounter/c:id",
+                 "c:componentOf/c:encompassingEncounter/c:location/c:healthCareFacility/c:id",
+                 "c:legalAuthenticator/c:assignedEntity/c:id"):
+        kept = ids(source, path)
+        if path.endswith("encompassingEncounter/c:id"):
+            kept = kept[:3]  # the national ids (the session's and local ids are the sending system's)
+        assert ids(written, path)[:len(kept)] == kept, path
+    for code in ("GEN-098", "ORG-118", "ORG-119", "ORG-138", "ORG-184", "ORG-185", "ORG-127", "MED-243", "MED-239",
+                 "MED-250"):
+        found = source.find(f".//c:observation/c:code[@code='{code}']/../c:value", V3)
+        if found is not None and (found.get("code") or found.get("value")):
+            back = written.find(f".//c:observation/c:code[@code='{code}']/../c:value", V3)
+            assert (back.get("code"), back.get("value")) == (found.get("code"), found.get("value")), code
+    # People by RPPS ("8" + RPPS) keep it; other national ids (ADELI...) have no place in the model: by name.
+    gp = "c:participant[@typeCode='INF']/c:associatedEntity/c:associatedPerson/c:name/c:family"
+    assert written.findtext(gp, namespaces=V3) == source.findtext(gp, namespaces=V3)
+    assert len(read.fiche.attendees) == len([p for p in source.iterfind("c:participant[@typeCode='PRF']", V3)
+                                             if p.find("c:functionCode", V3).get("code") in {"353", "CORRE"}])
 
 
 @pytest.mark.timeout(600)
@@ -366,3 +402,13 @@ async def test_the_route_serves_each_signed_version(http: httpx.AsyncClient, dat
         reads = (await s.exec(select(func.count()).select_from(AuditEvent)
                               .where(AuditEvent.what == f"CDA of version 1 of case {case}"))).one()
     assert reads >= 1
+
+
+def test_the_reader_says_what_is_not_a_fiche() -> None:
+    for document, message in ((b"not xml", "Not an XML document"),
+                              (b"<ClinicalDocument xmlns='urn:hl7-org:v3'><code code='11488-4'/></ClinicalDocument>",
+                               "34794-8"),
+                              (b"<ClinicalDocument xmlns='urn:hl7-org:v3'><code code='34794-8'/></ClinicalDocument>",
+                               "meeting date")):
+        with pytest.raises(Invalid, match=message):
+            read_fiche_cda(document)
