@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 RCP := $(VENV)/bin/rcp
 export RCP_DATA_DIR ?= $(CURDIR)/data
-DEB_TEST_PACKAGES := orthanc orthanc-dicomweb chromium dcmtk fonts-dejavu-core
+DEB_TEST_PACKAGES := orthanc orthanc-dicomweb chromium dcmtk fonts-dejavu-core nginx docker-compose postgresql-client
 
 .PHONY: run test test-fast install install-test debs lint typecheck bench clean
 
@@ -23,7 +23,8 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test debs
 
-## Debian packages the tests start for real (Orthanc + DICOMweb, headless Chromium, dcmtk); installed when missing.
+## Debian packages the tests start for real (Orthanc + DICOMweb, headless Chromium, dcmtk, nginx in front of two nodes,
+## docker-compose to check deploy/compose.yaml, pg_dump for rcp backup); installed when missing.
 debs:
 	@missing=""; for p in $(DEB_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

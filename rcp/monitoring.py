@@ -42,8 +42,8 @@ READY_RETRY_AFTER_S = 5
 
 
 async def health(request: Request) -> Response:
-    """Liveness: the process and its event loop answer."""
-    return JSONResponse({"status": "ok", "version": __version__})
+    """Liveness: the process and its event loop answer (and which node this is, for the operator)."""
+    return JSONResponse({"status": "ok", "version": __version__, "node": request.app.state.settings.node_id})
 
 
 async def _check(what: Awaitable[object]) -> str | None:
