@@ -16,7 +16,8 @@ Header rules (CI-SIS "Volet Structuration minimale", FRCP 2022.01 §3):
   ``PatientIdentity.shared_ins``), always the IPP under its assigning authority's OID when the hospital gave one.
 - The author and the legal authenticator are the signer (the signed-in physician), by RPPS (IdNatPS "8" + RPPS,
   OID 1.2.250.1.71.4.2.1) or, without one, by their account under the service's OID.
-- Participants: coordinator (RESP, the responsible physician), requester (REFB), GP (INF / PCP), quorum members
+- Participants: coordinator (RESP, the responsible physician), requester (REFB), GP (INF / PCP; required, so an
+  unknown GP is written with nullFlavor NA), quorum members
   (PRF, 353 "Participant du quorum") and those outside it (PRF, CORRE "Participant hors quorum"), correspondents
   (CON).
 - A correction is a new version of the same ``setId`` with ``relatedDocument typeCode="RPLC"`` naming the
@@ -279,9 +280,14 @@ def _participants(fiche: Fiche) -> Iterable[etree._Element]:
         yield _participant("RESP", None, "PS Coordonnateur de la RCP", fiche.responsible_physician)
     if fiche.referring_physician is not None:
         yield _participant("REFB", None, "PS Demandeur", fiche.referring_physician)
+    pcp = Coding("PCP", "2.16.840.1.113883.5.88", "Médecin traitant")
     if fiche.gp is not None:
-        yield _participant("INF", Coding("PCP", "2.16.840.1.113883.5.88", "Médecin traitant"), "Médecin traitant",
-                           fiche.gp)
+        yield _participant("INF", pcp, "Médecin traitant", fiche.gp)
+    else:  # FRCP: the GP participant is required, nullFlavor allowed (the official example's own alternative)
+        fn = _cd("functionCode", pcp)
+        fn.append(E.originalText("Inconnu"))
+        yield E.participant(fn, E.time(nullFlavor="UNK"), E.associatedEntity(classCode="PROV", nullFlavor="NA"),
+                            typeCode="INF")
     for a in fiche.attendees:
         yield _attendee(a)
     for c in fiche.correspondents:
@@ -520,6 +526,21 @@ def _tnm_observation(tnm: Tnm, doc: str, kind: str) -> etree._Element:
     return obs
 
 
+def _tnm_unknown(doc: str) -> etree._Element:
+    """The clinical TNM (75620-5) with its T, N and M (21905-5, 21906-3, 21907-1) said unknown (nullFlavor UNK):
+    FRCP 2022.01 requires them (S_cancerDiagnosis_FRCP) even when the board gave none (a haematological cancer,
+    a staging still to come)."""
+    obs = E.observation(E.templateId(root="1.3.6.1.4.1.19376.1.7.3.1.4.14.2"),
+                        _cd("code", _loinc("75620-5", "Stade TNM Clinique")), _ref("tnm-c"),
+                        E.statusCode(code="completed"), _typed("CD", nullFlavor="UNK"),
+                        classCode="OBS", moodCode="EVN", negationInd="false")
+    for part, code, display in (("t", "21905-5", "TNM Clinique T"), ("n", "21906-3", "TNM Clinique N"),
+                                ("m", "21907-1", "TNM Clinique M")):
+        obs.append(E.entryRelationship(_simple(_loinc(code, display), f"tnm-c-{part}", _typed("CD", nullFlavor="UNK"),
+                                               doc, "c"), typeCode="COMP"))
+    return obs
+
+
 def _diagnosis(fiche: Fiche, doc: str) -> etree._Element:
     """FR-Diagnostic-du-cancer: the primary tumour (ICD-10 topography, ICD-O-3 morphology, laterality, TNM)."""
     rows = [("Date du diagnostic initial", fiche.diagnosis_date or "Non renseignée", ""),
@@ -537,6 +558,9 @@ def _diagnosis(fiche: Fiche, doc: str) -> etree._Element:
         for part, written in (("t", tnm.t), ("n", tnm.n), ("m", tnm.m)):
             if written:
                 rows.append((f"TNM ({part.upper()})", written, f"tnm-{kind}-{part}"))
+    if fiche.clinical_tnm is None:
+        rows.append(("TNM clinique", "Non renseigné", "tnm-c"))
+        rows.extend((f"TNM ({part})", "Non renseigné", f"tnm-c-{part.lower()}") for part in "TNM")
     for i, other in enumerate(fiche.other_classifications):
         rows.append(("Autre classification du stade", other.label(), f"autre-classification-{i}"))
     rows.append(("Tumeur primitive", "", "tumeurPrim"))
@@ -552,13 +576,17 @@ def _diagnosis(fiche: Fiche, doc: str) -> etree._Element:
         _uid("tumeur", doc), _cd("code", Coding("282291009", SNOMED, "interprétation diagnostique")),
         _ref("tumeurPrim"), E.statusCode(code="completed"), _copy(effective), morphology,
         classCode="OBS", moodCode="EVN", negationInd="false")
-    if fiche.tumour_site is not None:
-        site = _cd("targetSiteCode", fiche.tumour_site)
-        site.append(E.originalText(E.reference(value="#topographie")))
-        if lat is not None:
-            site.append(E.qualifier(_cd("name", _loinc("20228-3", "Latéralité")),
-                                    _cd("value", Coding(lat.code, SNOMED, lat.display))))
-        problem.append(site)
+    # IHE Cancer Diagnosis Entry: targetSiteCode is required; a topography not coded (yet) is said unknown, the
+    # narrative's free text (if any) as its original text.
+    site = _cd("targetSiteCode", fiche.tumour_site) if fiche.tumour_site is not None \
+        else E.targetSiteCode(nullFlavor="UNK")
+    site.append(E.originalText(E.reference(value="#topographie")))
+    if lat is not None:
+        site.append(E.qualifier(_cd("name", _loinc("20228-3", "Latéralité")),
+                                _cd("value", Coding(lat.code, SNOMED, lat.display))))
+    problem.append(site)
+    if fiche.clinical_tnm is None:  # FRCP requires the clinical TNM with its T, N and M: said unknown
+        problem.append(E.entryRelationship(_tnm_unknown(doc), typeCode="SUBJ", inversionInd="false"))
     for tnm, kind in stagings:
         problem.append(E.entryRelationship(_tnm_observation(tnm, doc, kind), typeCode="SUBJ", inversionInd="false"))
     concern = E.act(

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from lxml import etree
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from rcp.auth.models import AuditEvent
 from rcp.db import Database
@@ -36,6 +37,7 @@ from rcp.minutes.delivery import document_ids
 from rcp.minutes.fiche import Fiche, Physician
 from rcp.minutes.versions import Draft, SignedVersion, amend, sign
 from rcp.people import PersonName
+from rcp.scheduling.models import Board, Establishment, Meeting
 from tests.minutes.cda_validation import EXAMPLES, PROFILES, schema_errors, schematron_failures
 from tests.minutes.seeding import as_user, fill, give_password, migrated, minutes_client, seed, signer_proof
 
@@ -103,8 +105,12 @@ def contents(content: Callable[..., dict[str, Any]]) -> dict[str, dict[str, Any]
             paediatric=True)),
         "trial": content(board=registered(board),
                          clinical_trial={"proposed": True, "trial": "NCT01234567 (ESSAI-SEIN)"}),
-        "provisional identity": content(board=registered(board), patient=patient),
+        "provisional identity": content(board=registered(board), patient=patient, gp=None),
         "board not registered": content(),
+        # Nothing coded yet (a case registered for a later discussion): the required entries say "unknown".
+        "nothing coded": {k: v for k, v in content(board=registered(board)).items()
+                          if k not in {"clinical_tnm", "tumour_site", "histology", "cancer_phase",
+                                       "performance_status"}},
         **demo_contents(content),
     }
 
@@ -289,6 +295,8 @@ def test_every_header_says_who_and_where_as_the_project_requires(contents: dict[
         assert tree.find("c:author/c:time", V3).get("value") == signed_at
         assert tree.find("c:legalAuthenticator/c:time", V3).get("value") == signed_at
         assert tree.find("c:legalAuthenticator/c:signatureCode", V3).get("code") == "S"
+        gp = tree.find("c:participant[@typeCode='INF']/c:associatedEntity", V3)  # required by FRCP, nullFlavor NA
+        assert gp is not None and (gp.get("nullFlavor") == "NA") == (content.get("gp") is None), kind
         confidentiality = tree.find("c:confidentialityCode", V3)
         assert (confidentiality.get("code"), confidentiality.get("codeSystem")) == ("N", "2.16.840.1.113883.5.25")
         custodian = tree.find("c:custodian/c:assignedCustodian/c:representedCustodianOrganization", V3)
@@ -367,8 +375,20 @@ async def http(database: Database) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def test_the_route_serves_each_signed_version(http: httpx.AsyncClient, database: Database) -> None:
+@pytest.mark.timeout(600)
+async def test_the_route_serves_each_signed_version(http: httpx.AsyncClient, database: Database,
+                                                    tmp_path: Path) -> None:
+    """The whole path: the board registered in the database, signed and corrected through the routes, served as
+    CDA documents that pass the schema and the four ANS profiles and name the registration they were signed with."""
     seeded = await seed(database)
+    async with database.session() as s:
+        place = Establishment(**DEMO_ESTABLISHMENT)
+        s.add(place)
+        await s.flush()
+        meeting = await s.get(Meeting, seeded.meeting_id)
+        assert meeting is not None
+        await s.exec(sa.update(Board).where(col(Board.id) == meeting.board_id).values(
+            establishment_id=place.id, national_id="84010301", type_code="312419003"))
     revision = await fill(database, seeded)
     await give_password(database, seeded.oncologist)
     me = as_user(seeded.oncologist)
@@ -387,6 +407,11 @@ async def test_the_route_serves_each_signed_version(http: httpx.AsyncClient, dat
     assert schema_errors(first.content) == []
     second = await http.get(f"/api/cases/{case}/decision/versions/2/cda", headers=surgeon)
     assert schema_errors(second.content) == []
+    for profile in CLEAN_PROFILES:
+        assert [str(f) for f in schematron_failures(second.content, profile, tmp_path)] == [], profile
+    national = ids(xml(first.content), "c:componentOf/c:encompassingEncounter/c:id")[:3]
+    assert national == [("1.2.250.1.161.1.20.1.1", "8401"), ("1.2.250.1.161.1.20.2.1", "840103"),
+                        ("1.2.250.1.161.1.20.3.1", "84010301")]
     tree = xml(second.content)
     assert tree.find("c:relatedDocument/c:parentDocument/c:id", V3).get("root") == xml(first.content).find(
         "c:id", V3).get("root")
