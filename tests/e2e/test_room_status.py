@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Page, expect
 
+from rcp.room.connection import RoomConfig
 from tests.e2e.pages import TIMEOUT_MS, open_room
 from tests.fixtures.browser import NewPage
 from tests.fixtures.relay import Relay
@@ -33,9 +34,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 async def plain_room(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[ServerThread, int]]:
     """A service without the media hub: the relay carries TCP only, and with WebRTC the room's data channel
     would run beside it over UDP on loopback, untouched by the cut. Without it, everything the page exchanges
-    with the server goes through the relay, as everything goes through a hospital's link that fails."""
+    with the server goes through the relay, as everything goes through a hospital's link that fails.
+
+    The server gives a silent connection up after 6 s instead of 3.5 s, so that "connection unstable" (after 2 s)
+    stays on the chair's screen long enough to be seen on a busy machine; the page's own timings are unchanged."""
     settings, meeting_id = await demo_service(tmp_path_factory.mktemp("room-status"))
-    node = ServerThread(room_app(settings)).start()
+    node = ServerThread(room_app(settings, config=RoomConfig(heartbeat_timeout_s=6.0))).start()
     try:
         yield node, meeting_id
     finally:

@@ -36,7 +36,7 @@ export const HEARTBEAT_MS = 400;
 export const SILENCE_MS = 1400;
 export const GIVE_UP_MS = 3500;
 /** A socket that has not said `welcome` this long after opening is given up (and tried again). */
-export const OPEN_MS = 4000;
+export const OPEN_MS = 8000;
 const CHECK_MS = 100;
 
 export class RoomSocket {
