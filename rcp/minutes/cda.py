@@ -217,7 +217,8 @@ def _participant(type_code: str, function: Coding | None, comment: str, p: Physi
 
 
 def _attendee(a: AttendeeRecord) -> etree._Element:
-    p = Physician(name=a.name, specialty=a.specialty, hospital=a.hospital, user_id=None if a.guest else a.user_id)
+    p = Physician(name=a.name, specialty=a.specialty, hospital=a.hospital, rpps=a.rpps,
+                  user_id=None if a.guest else a.user_id)
     if a.quorum_member:
         return _participant("PRF", _CARE_TEAM, "Participant du quorum", p)
     return _participant("PRF", _CORRESPONDENT, "Participant hors quorum", p)

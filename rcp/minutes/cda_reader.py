@@ -235,7 +235,7 @@ def _people(doc: Any) -> dict[str, Any]:
             code = function.get("code") if function is not None else None
             if code not in {"353", "CORRE"}:
                 continue  # the presenter and other performers: not attendance
-            out["attendees"].append({**{k: physician[k] for k in ("name", "hospital")},
+            out["attendees"].append({**{k: physician[k] for k in ("name", "hospital", "rpps")},
                                      "user_id": len(out["attendees"]) + 1,
                                      "specialty": physician["specialty"] or "organ_specialist",
                                      "quorum_member": code == "353"})

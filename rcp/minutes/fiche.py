@@ -247,6 +247,13 @@ class PatientIdentity:
         return out
 
 
+def _rpps(value: Any, path: str) -> str:
+    rpps = _text(value, path, limit=11)
+    if rpps and not (rpps.isdigit() and len(rpps) == 11):
+        raise _err(path, "an RPPS number has 11 digits")
+    return rpps
+
+
 @dataclass(frozen=True)
 class Physician:
     """A health professional named on the fiche (requester, responsible physician, GP, correspondent)."""
@@ -268,9 +275,7 @@ class Physician:
         specialty = _text(v.get("specialty"), f"{path}.specialty", limit=40)
         if specialty and specialty not in _SPECIALTY_KEYS:
             raise _err(f"{path}.specialty", f"unknown specialty; expected one of {', '.join(sorted(_SPECIALTY_KEYS))}")
-        rpps = _text(v.get("rpps"), f"{path}.rpps", limit=11)
-        if rpps and not (rpps.isdigit() and len(rpps) == 11):
-            raise _err(f"{path}.rpps", "an RPPS number has 11 digits")
+        rpps = _rpps(v.get("rpps"), f"{path}.rpps")
         return cls(
             name=_text(v.get("name"), f"{path}.name", required=True),
             specialty=specialty,
@@ -300,6 +305,8 @@ class AttendeeRecord:
     #: rcp.scheduling.attendance): first arrival and last departure within it; None when not recorded.
     present_from: datetime | None = None
     present_until: datetime | None = None
+    #: The account's RPPS number when it has one: documents name the attendee by it (IdNatPS, rcp.minutes.cda).
+    rpps: str = ""
 
     @classmethod
     def parse(cls, value: Any, path: str) -> AttendeeRecord:
@@ -319,6 +326,7 @@ class AttendeeRecord:
             guest=bool(_bool(v.get("guest", False), f"{path}.guest")),
             present_from=_instant(v.get("present_from"), f"{path}.present_from"),
             present_until=_instant(v.get("present_until"), f"{path}.present_until"),
+            rpps=_rpps(v.get("rpps"), f"{path}.rpps"),
         )
 
     def as_attendee(self) -> Attendee:
@@ -332,6 +340,8 @@ class AttendeeRecord:
         if self.present_from is not None and self.present_until is not None:  # likewise, once recorded
             out["present_from"] = self.present_from.isoformat()
             out["present_until"] = self.present_until.isoformat()
+        if self.rpps:  # likewise, once known
+            out["rpps"] = self.rpps
         return out
 
 

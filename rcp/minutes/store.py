@@ -153,6 +153,7 @@ class CaseContext:
             return self._joined()
         # Times are the record's: someone still connected to the discussion under way has no departure yet.
         recorded_ids = {a.user_id for a in self.record} - {a.user_id for a in under_way or ()}
+        rpps = {user.id: user.rpps for _, user in self.invitations}
         listed = []
         for person in people:
             if person.specialty not in _SPECIALTY_KEYS:
@@ -164,7 +165,8 @@ class CaseContext:
                                          quorum_member=person.quorum_member, hospital=person.hospital,
                                          guest=person.guest,
                                          present_from=person.joined_at if recorded else None,
-                                         present_until=person.left_at if recorded else None))
+                                         present_until=person.left_at if recorded else None,
+                                         rpps=rpps.get(person.user_id) or ""))
         return tuple(listed)
 
     def _joined(self) -> tuple[AttendeeRecord, ...]:
@@ -179,7 +181,8 @@ class CaseContext:
                 continue
             present.append(AttendeeRecord(user_id=inv.user_id, name=user.display_name,
                                           specialty=specialty, quorum_member=inv.quorum_member,
-                                          hospital=user.hospital, guest=user.role == "guest"))
+                                          hospital=user.hospital, guest=user.role == "guest",
+                                          rpps=user.rpps or ""))
         return tuple(present)
 
 

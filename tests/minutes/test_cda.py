@@ -98,7 +98,8 @@ def contents(content: Callable[..., dict[str, Any]]) -> dict[str, dict[str, Any]
     board = content()["board"]
     patient = {**content()["patient"], "identity_status": "provisional", "local_id_issuer_oid": "1.2.250.1.999.7"}
     return {
-        "organ board": content(board=registered(board)),
+        "organ board": content(board=registered(board), attendees=[
+            {**a, "rpps": "10001234567"} if a["specialty"] == "surgeon" else a for a in content()["attendees"]]),
         "transversal board": content(board=registered({
             "name": "RCP Oncogériatrie", "discussion_nature": {"code": "ORG-132", "system": codes.TA_ASIP},
             "care": care.as_json(), "required_specialties": [], "minimum_specialties": 3}, "RCP Oncogériatrie",
@@ -206,6 +207,11 @@ def test_the_official_examples_round_trip(example: str, tmp_path: Path) -> None:
             back = written.find(f".//c:observation/c:code[@code='{code}']/../c:value", V3)
             assert (back.get("code"), back.get("value")) == (found.get("code"), found.get("value")), code
     # People by RPPS ("8" + RPPS) keep it; other national ids (ADELI...) have no place in the model: by name.
+    def by_rpps(tree: Any) -> list[str | None]:  # attendees (353 in the quorum, CORRE outside), not the presenter
+        return [e for code in ("353", "CORRE") for _, e in ids(
+            tree, f"c:participant[@typeCode='PRF']/c:functionCode[@code='{code}']/../c:associatedEntity/c:id")
+            if e and e.startswith("8") and len(e) == 12]
+    assert by_rpps(written) == by_rpps(source) != []
     gp = "c:participant[@typeCode='INF']/c:associatedEntity/c:associatedPerson/c:name/c:family"
     assert written.findtext(gp, namespaces=V3) == source.findtext(gp, namespaces=V3)
     assert len(read.fiche.attendees) == len([p for p in source.iterfind("c:participant[@typeCode='PRF']", V3)
@@ -248,6 +254,10 @@ def test_header_people_document_and_correction(documents: dict[str, bytes], cont
     assert tree.find("c:custodian//c:representedCustodianOrganization/c:name", V3) is not None
     roles = [(p.get("typeCode"), p.findtext("c:functionCode/c:originalText", namespaces=V3))
              for p in tree.iterfind("c:participant", V3)]
+    # Attendees with an RPPS number are named by it (IdNatPS); the others by their account in the service.
+    quorum = tree.findall("c:participant[@typeCode='PRF']/c:associatedEntity", V3)
+    assert ids(quorum[0], "c:id") == [("1.2.250.1.71.4.2.1", "810001234567")]
+    assert ids(quorum[1], "c:id")[0][0] != "1.2.250.1.71.4.2.1"
     assert roles.count(("PRF", "Participant du quorum")) == 3
     assert roles.count(("PRF", "Participant hors quorum")) == 1
     assert {("RESP", "PS Coordonnateur de la RCP"), ("REFB", "PS Demandeur"), ("INF", "Médecin traitant"),
