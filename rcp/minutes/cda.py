@@ -610,14 +610,17 @@ def _label(coding: Coding | None, text: str) -> str:
 
 
 def _progress(fiche: Fiche, doc: str) -> etree._Element:
-    """FR-Note-de-progression: the cancer phase (MED-243, JDV_PhaseCancer_CISIS)."""
+    """FR-Note-de-progression: the cancer phase (MED-243, JDV_PhaseCancer_CISIS) and the progression (MED-245),
+    each [1..1] in FRCP 2022.01. The fiche does not record a progression, and a phase may not be given yet: the
+    entries are there, their value unknown (nullFlavor UNK), never a guessed "no"."""
     phase = fiche.cancer_phase
     text = E.text(_table("Phase clinique de la maladie",
-                         [("Phase du cancer", phase.display if phase else "Non renseignée", "phase")]))
-    entries = []
-    if phase is not None:
-        entries.append(_simple(_ta("MED-243", "Phase du cancer"), "phase", _cd("value", phase, xsi_type=True), doc,
-                               when=fiche.meeting_date))
+                         [("Phase du cancer", phase.display if phase else "Non renseignée", "phase"),
+                          ("Progression", "Non renseignée", "progression")]))
+    value = _cd("value", phase, xsi_type=True) if phase is not None else _typed("CD", nullFlavor="UNK")
+    entries = [_simple(_ta("MED-243", "Phase du cancer"), "phase", value, doc, when=fiche.meeting_date),
+               _simple(_ta("MED-245", "Progression du cancer"), "progression", _typed("BL", nullFlavor="UNK"), doc,
+                       when=fiche.meeting_date)]
     return _section(("1.3.6.1.4.1.19376.1.5.3.1.1.13.2.7", "1.2.250.1.213.1.1.2.25"),
                     _loinc("18733-6", "Note de progression"), "PHASE CLINIQUE DE LA MALADIE", text, entries, doc,
                     "phase")
@@ -694,10 +697,14 @@ def _case_record(fiche: Fiche, doc: str) -> etree._Element:
     status = codes.quorum_status(quorum.met)
     present = [f"{a.name} ({a.specialty}{'' if a.quorum_member else ', hors quorum'})" for a in fiche.attendees]
     text = E.text(_table("Statut du dossier présenté en RCP",
-                         [("Quorum", status.display, "quorum"), ("Participants", "; ".join(present), "")]))
+                         [("Dossier complet", "Non renseigné", "dossier-complet"),
+                          ("Quorum", status.display, "quorum"), ("Participants", "; ".join(present), "")]))
+    # GEN-100 "Dossier complet": the fiche does not record it, so it is said unknown rather than guessed.
     organizer = E.organizer(
         E.templateId(root="1.2.250.1.213.1.1.3.7"), _cd("code", _ta("GEN-099", "Information RCP")),
         E.statusCode(code="completed"),
+        E.component(_simple(_ta("GEN-100", "Dossier complet"), "dossier-complet", _typed("BL", nullFlavor="UNK"),
+                            doc)),
         E.component(_simple(_ta("ORG-125", "Quorum RCP"), "quorum", _cd("value", status, xsi_type=True), doc)),
         classCode="CLUSTER", moodCode="EVN")
     return _section(("1.2.250.1.213.1.1.2.33",), _loinc("21874-3", "Statut du dossier présenté en RCP"),

@@ -344,6 +344,9 @@ def test_body_codes_and_narrative(documents: dict[str, bytes]) -> None:
         "T2", "N0", "M0"]
     acts = [p.find("c:code", V3).get("code") for p in tree.iterfind(".//c:procedure", V3)]
     assert acts == ["387713003"]
+    # Entries FRCP requires that the fiche does not record: present, their value unknown, never a guessed "no".
+    for code in ("MED-245", "GEN-100"):
+        assert tree.find(f".//c:observation/c:code[@code='{code}']/../c:value", V3).get("nullFlavor") == "UNK", code
     performance = tree.find(".//c:observation/c:code[@code='MED-239']/..", V3)
     assert performance.find("c:value", V3).get("code") == "MED-264"  # WHO 1 (JDV_OMSEchPerf_CISIS)
     assert performance.find("c:interpretationCode", V3).get("code") == "LA9623-5"
