@@ -43,7 +43,8 @@ from rcp.imaging.service import ImagingService
 from rcp.logs import AccessLogMiddleware
 from rcp.mail import MailWorker, transport_for
 from rcp.minutes import routes as minutes_routes
-from rcp.minutes.delivery import epr_on_signed
+from rcp.minutes import withdrawal_routes
+from rcp.minutes.delivery import epr_on_signed, epr_on_withdrawn
 from rcp.minutes.writeback import WritebackWorker
 from rcp.openapi import document
 from rcp.room import routes as room_routes
@@ -110,6 +111,7 @@ def build_routes() -> list[BaseRoute]:
         *epr_routes.routes,
         *imaging_routes.routes,
         *minutes_routes.routes,
+        *withdrawal_routes.routes,
         *room_routes.routes,
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]
@@ -138,6 +140,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
                 WritebackWorker(db, app.state.imaging.archive))
             # A signature writes its EPR deliveries in its own transaction (the outbox pattern).
             app.state.on_signed = [epr_on_signed(configured_receivers(settings))]
+            # A withdrawal (a version entered in error) writes its MDM^T11 / entered-in-error deliveries the same
+            # way; other parts of the app append their own hooks here (rcp.minutes.withdrawals.WithdrawnHook).
+            app.state.on_withdrawn = [epr_on_withdrawn(configured_receivers(settings))]
 
             # The media plane (one aiortc peer per participant) and the live rooms that speak through it.
             app.state.media = await stack.enter_async_context(open_media_plane(settings))

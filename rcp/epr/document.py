@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rcp.identifiers import IDENTITY_STATUSES, INS_OIDS, VALIDATION_MODES, ins_may_leave
 from rcp.people import PREFIXES, PersonName, luhn_ok
@@ -38,9 +39,12 @@ __all__ = [
     "INS_NIR_TEST_OID",
     "LOINC_RCP",
     "LOINC_RCP_DISPLAY",
+    "PARIS",
     "DocumentAuthor",
+    "DocumentOrganisation",
     "DocumentPatient",
     "DocumentStaging",
+    "DocumentWithdrawal",
     "SignedDocument",
 ]
 
@@ -53,7 +57,13 @@ INS_NIR_TEST_OID = "1.2.250.1.213.1.4.10"
 LOINC_RCP = "34794-8"
 LOINC_RCP_DISPLAY = "Compte rendu de réunion de concertation pluridisciplinaire"
 
+#: The time zone of the French systems the documents go to: every instant leaves as local time *with its offset*
+#: (HL7 DTM ``20261123163000+0100``, FHIR ``2026-11-23T16:30:00+01:00``), never as UTC read as local time.
+PARIS = ZoneInfo("Europe/Paris")
+
 _STATUSES = ("final", "amended", "entered-in-error")
+#: FINESS: 9 characters, the department first (2A/2B in Corsica).
+_FINESS = re.compile(r"^([0-9]{2}|2A|2B)[0-9]{7}$")
 _SEXES = ("female", "male", "other", "unknown")
 _ID_KINDS = ("", "RPPS", "ADELI")
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
@@ -111,8 +121,9 @@ class DocumentPatient:
         _require(self.sex in _SEXES, f"'sex' must be in {list(_SEXES)} (got {self.sex!r})")
         _require(bool(self.family_name.strip()), "'family_name' must not be empty")
         _require(not self.ipp or bool(self.ipp_assigner), "'ipp_assigner' is required with an IPP")
-        # HL7 v2.5 HD.1 (namespace id) is IS(20): a longer name would not fit PID-3.4.
-        _require(len(self.ipp_assigner) <= 20, "'ipp_assigner' must be at most 20 characters (HL7 HD.1)")
+        # Kept whole (FHIR assigner.display): HL7 PID-3.4 names the authority by its OID when the name does not fit
+        # HD.1's IS(20) (rcp.epr.hl7), never by a cut name that another authority could share.
+        _require(len(self.ipp_assigner) <= 200, "'ipp_assigner' must be at most 200 characters")
         _require(not self.ipp_assigner_oid or bool(_OID.match(self.ipp_assigner_oid)),
                  "'ipp_assigner_oid' must be an OID such as 1.2.250.1.999")
 
@@ -206,6 +217,63 @@ class DocumentStaging:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DocumentOrganisation:
+    """The establishment the document comes from: its FINESS number and name (the board's establishment).
+
+    HL7 MSH-4 (sending facility) is the FINESS; FHIR names it as the authoring Organization (FR Core identifier
+    ``urn:oid:1.2.250.1.71.4.2.2``, "1" + FINESS as IdNatStruct). ``facility_type`` is the establishment's sector
+    (TRE_R02-SecteurActivite, JDV_J02 XdsHealthcareFacilityTypeCode: SA01 public, SA03/SA04 private ...).
+    """
+
+    finess: str
+    name: str
+    facility_type: str = "SA01"
+
+    def __post_init__(self) -> None:
+        _require(bool(_FINESS.match(self.finess)), "'finess' must be a 9-character FINESS number")
+        _require(bool(self.name.strip()), "'name' of the establishment must not be empty")
+        _require(bool(re.fullmatch(r"SA[0-9]{2}", self.facility_type)),
+                 f"'facility_type' must be a TRE_R02 code such as SA01 (got {self.facility_type!r})")
+
+    def as_json(self) -> dict[str, str]:
+        return {"finess": self.finess, "name": self.name, "facility_type": self.facility_type}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentWithdrawal:
+    """A signed version withdrawn as entered in error: HL7 MDM^T11 (EVN-2 ``at``, EVN-5 ``by``), FHIR
+    ``DocumentReference.status`` entered-in-error. ``withdrawal_id`` (an OID) names the withdrawal itself: the
+    outbox keys its deliveries by it. ``wrong_patient``: the document was filed under another patient.
+    """
+
+    withdrawal_id: str
+    at: datetime
+    reason: str
+    by: DocumentAuthor
+    wrong_patient: bool = False
+
+    def __post_init__(self) -> None:
+        _require(bool(_OID.match(self.withdrawal_id)), "'withdrawal_id' must be an OID such as 1.2.250.1.999.1")
+        _require(self.at.tzinfo is not None, "'at' must be timezone-aware")
+        _require(bool(self.reason.strip()), "'reason' must not be empty: say why the version is withdrawn")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"withdrawal_id": self.withdrawal_id, "at": self.at.isoformat(), "reason": self.reason,
+                "by": _author_json(self.by), "wrong_patient": self.wrong_patient}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DocumentWithdrawal:
+        return cls(withdrawal_id=data["withdrawal_id"], at=datetime.fromisoformat(data["at"]), reason=data["reason"],
+                   by=DocumentAuthor(**data["by"]), wrong_patient=bool(data.get("wrong_patient")))
+
+
+def _author_json(a: DocumentAuthor) -> dict[str, str]:
+    return {"family_name": a.family_name, "given_names": a.given_names, "prefix": a.prefix, "id_kind": a.id_kind,
+            "id_value": a.id_value, "local_id": a.local_id, "specialty": a.specialty,
+            "specialty_code": a.specialty_code, "specialty_label": a.specialty_label}
+
+
+@dataclass(frozen=True, kw_only=True)
 class SignedDocument:
     """One signed version of a case's RCP minutes, ready to deliver.
 
@@ -231,6 +299,15 @@ class SignedDocument:
     sha256: str
     #: The tumour's stagings as signed (clinical and pathological TNM, other classifications), in the fiche's order.
     staging: tuple[DocumentStaging, ...] = ()
+    #: Set when this delivery withdraws the version (status entered-in-error): the version's content is unchanged.
+    withdrawal: DocumentWithdrawal | None = None
+    #: The board's establishment (FINESS), when the board names it (issue 16, item 1).
+    organisation: DocumentOrganisation | None = None
+    #: The RCP encounter (the case in its meeting): HL7 PV1-19 visit number, FHIR context.encounter, CDA
+    #: encompassingEncounter/id, under the service's OID ``.2`` (``rcp.epr.fhir.ENCOUNTER_OID``).
+    encounter_id: str = ""
+    #: The CI-SIS CANCER-FRCP CDA R2 document of the version (``rcp.minutes.cda``), when it could be built.
+    cda: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         _require(bool(_OID.match(self.unique_id)), "'unique_id' must be an OID such as 1.2.250.1.999.1")
@@ -240,11 +317,15 @@ class SignedDocument:
                  "'replaces' must be set on a corrected version (version > 1) and only there")
         _require(self.replaces is None or bool(_OID.match(self.replaces)), "'replaces' must be an OID")
         _require(self.status in _STATUSES, f"'status' must be in {list(_STATUSES)} (got {self.status!r})")
+        _require((self.status == "entered-in-error") == (self.withdrawal is not None),
+                 "'status' is entered-in-error exactly when the document carries its withdrawal")
         _require(self.type_code == LOINC_RCP, f"'type_code' must be LOINC {LOINC_RCP} (got {self.type_code!r})")
         _require(self.signed_at.tzinfo is not None, "'signed_at' must be timezone-aware (UTC)")
         _require(self.pdf.startswith(b"%PDF"), "'pdf' must be a PDF document (it does not start with %PDF)")
         _require(hashlib.sha256(self.pdf).hexdigest() == self.sha256,
                  "'sha256' does not match the PDF: the document changed after signature")
+        _require(not self.cda or self.cda.lstrip().startswith(b"<?xml"),
+                 "'cda' must be an XML document (it does not start with an XML declaration)")
 
     @property
     def corrected(self) -> bool:
@@ -276,32 +357,24 @@ class SignedDocument:
                 "birth_date": self.patient.birth_date.isoformat() if self.patient.birth_date else None,
                 "sex": self.patient.sex,
             },
-            "authors": [
-                {
-                    "family_name": a.family_name,
-                    "given_names": a.given_names,
-                    "prefix": a.prefix,
-                    "id_kind": a.id_kind,
-                    "id_value": a.id_value,
-                    "local_id": a.local_id,
-                    "specialty": a.specialty,
-                    "specialty_code": a.specialty_code,
-                    "specialty_label": a.specialty_label,
-                }
-                for a in self.authors
-            ],
+            "authors": [_author_json(a) for a in self.authors],
             "board": self.board,
             "meeting_date": self.meeting_date.isoformat(),
             "signed_at": self.signed_at.isoformat(),
             "pdf": base64.b64encode(self.pdf).decode("ascii"),
             "sha256": self.sha256,
             "staging": [st.as_json() for st in self.staging],
+            "withdrawal": self.withdrawal.as_json() if self.withdrawal else None,
+            "organisation": self.organisation.as_json() if self.organisation else None,
+            "encounter_id": self.encounter_id,
+            "cda": base64.b64encode(self.cda).decode("ascii"),
         }
 
     def metadata_json(self) -> dict[str, Any]:
-        """:meth:`to_json` without the PDF (the file drop writes the PDF beside it)."""
+        """:meth:`to_json` without the PDF and the CDA (the file drop writes them beside it)."""
         data = self.to_json()
         del data["pdf"]
+        del data["cda"]
         return data
 
     @classmethod
@@ -332,4 +405,10 @@ class SignedDocument:
             sha256=data["sha256"],
             # Queued before stagings travelled: the PDF carries them.
             staging=tuple(DocumentStaging(**st) for st in data.get("staging", ())),
+            withdrawal=DocumentWithdrawal.from_json(data["withdrawal"]) if data.get("withdrawal") else None,
+            # Queued before the establishment, the encounter and the CDA travelled: MSH-4 falls back to the
+            # receiver's configured facility, and only the PDF goes.
+            organisation=DocumentOrganisation(**data["organisation"]) if data.get("organisation") else None,
+            encounter_id=data.get("encounter_id", ""),
+            cda=base64.b64decode(data.get("cda") or ""),
         )

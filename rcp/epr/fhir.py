@@ -3,8 +3,13 @@
 The transaction Bundle holds (IHE ITI TF-2 3.65.4.1.2, MHD 4.x):
 
 - the SubmissionSet ``List`` (code ``submissionset``), listing the DocumentReference;
-- the ``DocumentReference`` typed LOINC 34794-8, whose attachment points at
-- the ``Binary`` of the signed PDF;
+- the ``DocumentReference`` typed LOINC 34794-8 (XDS typeCode, JDV_J07), of category (classCode) "11" Compte rendu
+  (TRE_A03), ``context.facilityType`` the establishment's sector (TRE_R02, JDV_J02: SA01 ...),
+  ``context.practiceSetting`` "ETABLISSEMENT" (TRE_A01, JDV_J04), authored by the signer and the establishment
+  (a contained FR Core Organization with its FINESS), whose two contents point at
+- the ``Binary`` of the CI-SIS CANCER-FRCP CDA R2 (format ``urn:asip:ci-sis:frcp:2011``, TRE_A06, the code the ANS
+  maps the FRCP template 1.2.250.1.213.1.1.1.8 to) and the ``Binary`` of the signed PDF (format
+  ``mimeTypeSufficient``), each with an absolute ``urn:uuid`` fullUrl and a repeatable ``PUT``;
 - the authoring ``Practitioner``s that have a national identifier (RPPS/ADELI as IdNatPS), conditionally
   created; practitioners without one are contained in the DocumentReference;
 - for a corrected version, a conditional PATCH setting the replaced DocumentReference to ``superseded``, while
@@ -29,16 +34,19 @@ import base64
 import hashlib
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from rcp.epr.document import LOINC_RCP, DocumentAuthor, SignedDocument
+from rcp.epr.document import LOINC_RCP, PARIS, DocumentAuthor, DocumentOrganisation, SignedDocument
 from rcp.identifiers import INS_OIDS, VALIDATION_MODES, ins_type_code, pid32_codes
 from rcp.people import IDNATPS_OID
 
 __all__ = [
+    "CDA_FORMAT",
+    "ENCOUNTER_OID",
     "IDNPS_SYSTEM",
     "LOINC_SYSTEM",
     "RCP_SOURCE_OID",
@@ -47,6 +55,7 @@ __all__ = [
     "check_provide_bundle",
     "outcome_summary",
     "provide_document_bundle",
+    "withdrawal_bundle",
 ]
 
 LOINC_SYSTEM = "http://loinc.org"
@@ -69,8 +78,31 @@ FORMAT_CODE = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
 #: Our application's source OID (XDS sourceId). 2.25 is the UUID-derived arc (ITU-T X.667), so no registration
 #: is needed; a hospital that has its own root can pass ``source_oid``.
 RCP_SOURCE_OID = "2.25.{}".format(uuid.uuid5(uuid.NAMESPACE_URL, "urn:rcp:epr:source").int)
+#: Root of the RCP encounters (the case in its meeting): CDA encompassingEncounter/id, HL7 PV1-19, FHIR context.
+ENCOUNTER_OID = f"{RCP_SOURCE_OID}.2"
+#: TRE_A06-FormatCodeComplementaire: the CI-SIS format code of the FRCP document (its template
+#: 1.2.250.1.213.1.1.1.8 maps to it in the ANS ConceptMap; JDV_J10 XdsFormatCode is not in the ANS kit we ship).
+CDA_FORMAT = ("urn:oid:1.2.250.1.213.1.1.4.2.282", "urn:asip:ci-sis:frcp:2011",
+              "Fiche de réunion de concertation pluridisciplinaire")
+#: XDS classCode (TRE_A03-ClasseDocument, JDV_J06): "11" Compte rendu.
+CLASS_CODE = ("urn:oid:1.2.250.1.213.1.1.4.1", "11", "Compte rendu")
+#: XDS healthcareFacilityTypeCode (TRE_R02-SecteurActivite, JDV_J02).
+FACILITY_TYPE_SYSTEM = "urn:oid:1.2.250.1.71.4.2.4"
+#: XDS practiceSettingCode (TRE_A01-CadreExercice, JDV_J04): "ETABLISSEMENT" Etablissement de santé.
+PRACTICE_SETTING = ("urn:oid:1.2.250.1.213.1.1.4.9", "ETABLISSEMENT", "Etablissement de santé")
+#: FR Core Organization identifiers: IdNatSt ("1" + FINESS, ANS structures) and the FINESS itself.
+IDNST_SYSTEM = "urn:oid:1.2.250.1.71.4.2.2"
+FINESS_SYSTEM = "http://finess.sante.gouv.fr"
+FR_CORE_PATIENT = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient"
+FR_CORE_PATIENT_INS = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins"
+FR_CORE_ORGANIZATION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-organization"
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:rcp:epr:mhd")
+
+
+def _local(value: datetime) -> str:
+    """FHIR dateTime in French local time with its offset: ``2026-11-23T16:30:00+01:00``."""
+    return value.astimezone(PARIS).isoformat()
 
 
 def _uuid(*parts: str) -> str:
@@ -157,6 +189,8 @@ def _source_patient(document: SignedDocument) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": "src-patient",
+        # FR Core: the INS profile only for a qualified identity, whose INS travels.
+        "meta": {"profile": [FR_CORE_PATIENT_INS if patient.ins else FR_CORE_PATIENT]},
         "extension": _identity_reliability(document),
         "identifier": identifiers,
         "name": [{"use": "official", "family": patient.family_name, "given": patient.given_names.split()}],
@@ -165,6 +199,23 @@ def _source_patient(document: SignedDocument) -> dict[str, Any]:
     if patient.birth_date is not None:
         resource["birthDate"] = patient.birth_date.isoformat()
     return resource
+
+
+def _organisation(org: DocumentOrganisation) -> dict[str, Any]:
+    """The establishment as a contained FR Core Organization: IdNatSt ("1" + FINESS, type IDNST) and FINESS."""
+    def typed(code: str) -> dict[str, Any]:
+        return {"coding": [{"system": IDNPS_TYPE_SYSTEM, "code": code}]}
+
+    return {
+        "resourceType": "Organization",
+        "id": "author-organisation",
+        "meta": {"profile": [FR_CORE_ORGANIZATION]},
+        "identifier": [
+            {"use": "official", "type": typed("IDNST"), "system": IDNST_SYSTEM, "value": "1" + org.finess},
+            {"use": "official", "type": typed("FINEG"), "system": FINESS_SYSTEM, "value": org.finess},
+        ],
+        "name": org.name,
+    }
 
 
 def _practitioner_identifiers(author: DocumentAuthor, source_oid: str) -> list[dict[str, Any]]:
@@ -240,7 +291,6 @@ def provide_document_bundle(
     docref_url = f"urn:uuid:{_uuid('DocumentReference', uid)}"
     list_url = f"urn:uuid:{_uuid('List', uid)}"
     submission_uuid = _uuid("SubmissionSet", uid)
-    bin_id = binary_id(uid)
     subject = _patient_reference(document)
 
     entries: list[dict[str, Any]] = []
@@ -264,7 +314,59 @@ def provide_document_bundle(
             contained.append(_practitioner(author, id_=local, source_oid=source_oid))
             author_refs.append({"reference": f"#{local}", "type": "Practitioner"})
 
+    if document.organisation is not None:
+        contained.append(_organisation(document.organisation))
+        author_refs.append({"reference": "#author-organisation", "type": "Organization"})
+
     doc_status = {"final": "current", "amended": "current"}.get(document.status, "entered-in-error")
+    context: dict[str, Any] = {
+        "period": {"start": document.meeting_date.isoformat()},
+        # XDS healthcareFacilityTypeCode and practiceSettingCode (CI-SIS JDV_J02 / JDV_J04).
+        "facilityType": {"coding": [{"system": FACILITY_TYPE_SYSTEM, "code": (
+            document.organisation.facility_type if document.organisation is not None else "SA01")}]},
+        "practiceSetting": {"coding": [{"system": PRACTICE_SETTING[0], "code": PRACTICE_SETTING[1],
+                                        "display": PRACTICE_SETTING[2]}]},
+        "sourcePatientInfo": {"reference": "#src-patient"},
+        # The document set (all versions of the case's fiche), named by its OID as an RFC 3986 URI.
+        "related": [{"identifier": {"system": URI_SYSTEM, "value": f"urn:oid:{document.set_id}"}}],
+    }
+    if document.encounter_id:
+        context["encounter"] = [{"type": "Encounter", "identifier": {"system": f"urn:oid:{ENCOUNTER_OID}",
+                                                                     "value": document.encounter_id}}]
+    contents: list[dict[str, Any]] = []
+    binaries: list[dict[str, Any]] = []
+    for data, media, (system, code, display), title in (
+        (document.cda, "text/xml", CDA_FORMAT, f"{document.title} (CDA R2 CANCER-FRCP)"),
+        (document.pdf, "application/pdf", (FORMAT_SYSTEM, FORMAT_CODE, ""), document.title),
+    ):
+        if not data:
+            continue
+        bin_id = binary_id(uid if media == "application/pdf" else f"{uid}/cda")
+        url = f"urn:uuid:{_uuid('Binary', bin_id)}"
+        format_: dict[str, Any] = {"system": system, "code": code}
+        if display:
+            format_["display"] = display
+        contents.append({
+            "attachment": {
+                "contentType": media,
+                "language": "fr-FR",
+                "url": url,
+                "size": len(data),
+                # FHIR R4 Attachment.hash is the base64 SHA-1 of the data.
+                "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),
+                "title": title,
+                "creation": _local(document.signed_at),
+            },
+            "format": format_,
+        })
+        binaries.append({
+            # An absolute fullUrl (urn:uuid) the attachment points at; PUT to an id derived from the document's
+            # unique id, so a resend writes the same Binary.
+            "fullUrl": url,
+            "resource": {"resourceType": "Binary", "id": bin_id, "contentType": media,
+                         "data": base64.b64encode(data).decode("ascii")},
+            "request": {"method": "PUT", "url": f"Binary/{bin_id}"},
+        })
     docref: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "meta": {"profile": [DOCUMENT_REFERENCE_PROFILE]},
@@ -275,34 +377,20 @@ def provide_document_bundle(
         "status": doc_status,
         "docStatus": "amended" if document.corrected else "final",
         "type": {"coding": [{"system": LOINC_SYSTEM, "code": LOINC_RCP, "display": document.type_display}]},
+        # XDS classCode (CI-SIS JDV_J06).
+        "category": [{"coding": [{"system": CLASS_CODE[0], "code": CLASS_CODE[1], "display": CLASS_CODE[2]}]}],
         "subject": subject,
-        "date": document.signed_at.isoformat(),
+        "date": _local(document.signed_at),
         "author": author_refs,
         "description": document.title,
         "securityLabel": [
             {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}
         ],
-        "content": [
-            {
-                "attachment": {
-                    "contentType": "application/pdf",
-                    "language": "fr-FR",
-                    "url": f"Binary/{bin_id}",
-                    "size": len(document.pdf),
-                    # FHIR R4 Attachment.hash is the base64 SHA-1 of the data.
-                    "hash": base64.b64encode(hashlib.sha1(document.pdf).digest()).decode("ascii"),
-                    "title": document.title,
-                    "creation": document.signed_at.isoformat(),
-                },
-                "format": {"system": FORMAT_SYSTEM, "code": FORMAT_CODE},
-            }
-        ],
-        "context": {
-            "period": {"start": document.meeting_date.isoformat()},
-            "sourcePatientInfo": {"reference": "#src-patient"},
-            "related": [{"identifier": {"system": URI_SYSTEM, "value": f"urn:rcp:set:{document.set_id}"}}],
-        },
+        "content": contents,
+        "context": context,
     }
+    if document.organisation is not None:
+        docref["custodian"] = {"reference": "#author-organisation", "type": "Organization"}
     _add_stagings(docref, document)
     if document.replaces is not None:
         docref["relatesTo"] = [
@@ -334,7 +422,7 @@ def provide_document_bundle(
         "title": document.board,
         "code": {"coding": [{"system": f"{MHD}/CodeSystem/MHDlistTypes", "code": "submissionset"}]},
         "subject": subject,
-        "date": document.signed_at.isoformat(),
+        "date": _local(document.signed_at),
         "entry": [{"item": {"reference": docref_url}}],
     }
 
@@ -357,16 +445,7 @@ def provide_document_bundle(
                 "ifNoneExist": f"identifier={URI_SYSTEM}|urn:oid:{uid}",
             },
         },
-        {
-            "fullUrl": f"Binary/{bin_id}",
-            "resource": {
-                "resourceType": "Binary",
-                "id": bin_id,
-                "contentType": "application/pdf",
-                "data": base64.b64encode(document.pdf).decode("ascii"),
-            },
-            "request": {"method": "PUT", "url": f"Binary/{bin_id}"},
-        },
+        *binaries,
     ]
     if document.replaces is not None:
         # FHIR R4 3.1.0.7.1 FHIRPath patch, conditional: the replaced DocumentReference becomes superseded.
@@ -396,11 +475,42 @@ def provide_document_bundle(
         "meta": {"profile": [PROVIDE_BUNDLE_PROFILE]},
         "identifier": {"system": URI_SYSTEM, "value": f"urn:uuid:{_uuid('Bundle', idempotency_key)}"},
         "type": "transaction",
-        "timestamp": document.signed_at.isoformat(),
+        "timestamp": _local(document.signed_at),
         "entry": entries,
     }
     Bundle.model_validate(bundle)  # types and required fields (R4B = R4 for these resources)
     check_provide_bundle(bundle)  # the code values fhir.resources does not check
+    return bundle
+
+
+def withdrawal_bundle(document: SignedDocument, *, idempotency_key: str) -> dict[str, Any]:
+    """The transaction that withdraws a version entered in error: its DocumentReference becomes
+    ``entered-in-error`` (FHIR R4 DocumentReferenceStatus; MHD has no "delete", the registry keeps the entry).
+
+    A conditional FHIRPath PATCH on the version's unique id, naturally repeatable: a resend changes nothing more.
+    """
+    if document.withdrawal is None:
+        raise ValueError("withdrawal_bundle needs a document that carries its withdrawal")
+    target = f"DocumentReference?identifier={URI_SYSTEM}|urn:oid:{document.unique_id}"
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "identifier": {"system": URI_SYSTEM, "value": f"urn:uuid:{_uuid('Bundle', idempotency_key)}"},
+        "type": "transaction",
+        "timestamp": _local(document.withdrawal.at),
+        "entry": [{
+            "fullUrl": f"urn:uuid:{_uuid('Withdraw', document.unique_id)}",
+            "resource": {
+                "resourceType": "Parameters",
+                "parameter": [{"name": "operation", "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "DocumentReference.status"},
+                    {"name": "value", "valueCode": "entered-in-error"},
+                ]}],
+            },
+            "request": {"method": "PATCH", "url": target},
+        }],
+    }
+    Bundle.model_validate(bundle)
     return bundle
 
 
@@ -456,13 +566,31 @@ def check_provide_bundle(bundle: dict[str, Any]) -> None:
         for x in e.get("extension", [])) for e in source.get("extension", []))
     if subject.get("system", "").removeprefix("urn:oid:") in INS_OIDS and not qualified:
         _fail("the INS may identify the subject only for a qualified identity (identity reliability QUAL)")
-    attachments = [c.get("attachment", {}) for c in docref.get("content", [])]
-    if not attachments or attachments[0].get("contentType") != "application/pdf":
-        _fail("the DocumentReference content must be an application/pdf attachment")
-    binaries = resources.get("Binary", [])
-    url = attachments[0].get("url")
-    if not attachments[0].get("data") and not any(b.get("fullUrl") == url for b in binaries):
-        _fail("the attachment must point at the Binary in the bundle (or carry the data)")
+    contents = docref.get("content", [])
+    attachments = [c.get("attachment", {}) for c in contents]
+    if "application/pdf" not in {a.get("contentType") for a in attachments}:
+        _fail("the DocumentReference content must include the application/pdf attachment")
+    binaries = {b.get("fullUrl"): b for b in resources.get("Binary", [])}
+    for content, attachment in zip(contents, attachments, strict=True):
+        url = str(attachment.get("url", ""))
+        if not attachment.get("data") and url not in binaries:
+            _fail("each attachment must point at a Binary in the bundle (or carry the data)")
+        if not attachment.get("data") and not url.startswith("urn:uuid:"):
+            _fail("a Binary entry's fullUrl must be absolute (urn:uuid:)")
+        if attachment.get("contentType") == "text/xml" and (content.get("format", {}).get("system"),
+                                                             content.get("format", {}).get("code")) != CDA_FORMAT[:2]:
+            _fail(f"the CDA content must carry the FRCP format code {CDA_FORMAT[1]}")
+    for field, system in (("facilityType", FACILITY_TYPE_SYSTEM), ("practiceSetting", PRACTICE_SETTING[0])):
+        if system not in {c.get("system") for c in docref.get("context", {}).get(field, {}).get("coding", [])}:
+            _fail(f"context.{field} must be coded in {system} (CI-SIS XDS metadata)")
+    if not any(CLASS_CODE[:2] == (c.get("system"), c.get("code"))
+               for cat in docref.get("category", []) for c in cat.get("coding", [])):
+        _fail("the DocumentReference category must be the CI-SIS class code 11 (Compte rendu)")
+    for related in docref.get("context", {}).get("related", []):
+        identifier = related.get("identifier")
+        if identifier and (identifier.get("system") != URI_SYSTEM
+                           or not str(identifier.get("value", "")).startswith(("urn:oid:", "urn:uuid:"))):
+            _fail("a related identifier must be an RFC 3986 urn:oid: or urn:uuid: URI")
     replaces = [r for r in docref.get("relatesTo", []) if r.get("code") == "replaces"]
     if docref.get("docStatus") == "amended":
         if len(replaces) != 1:

@@ -17,7 +17,7 @@ import rcp.scheduling.models  # noqa: F401 - registers "cases", the target of de
 from rcp.clock import utcnow
 from rcp.db import timestamp
 
-__all__ = ["AdtMessage", "Delivery", "DeliveryAttempt", "DeliveryStatus"]
+__all__ = ["AdtMessage", "Delivery", "DeliveryAction", "DeliveryAttempt", "DeliveryStatus"]
 
 
 
@@ -28,6 +28,14 @@ class DeliveryStatus(StrEnum):
     delivered = "delivered"
     #: Stopped: the receiver refused the content (AE, 4xx) or kept failing; the coordinator may retry.
     needs_attention = "needs_attention"
+
+
+class DeliveryAction(StrEnum):
+    #: File the version: MDM^T02 (T10 for a correction), an ITI-65 bundle, a folder in the file drop.
+    file = "file"
+    #: Withdraw a version entered in error: MDM^T11, the DocumentReference set to entered-in-error. Its row is keyed
+    #: by the withdrawal's own OID (``document_unique_id``) and waits for the version's filing on that receiver.
+    withdraw = "withdraw"
 
 
 class Delivery(SQLModel, table=True):
@@ -45,6 +53,8 @@ class Delivery(SQLModel, table=True):
     document_set_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
     document_unique_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
     document_version: int = Field(default=1)
+    action: str = Field(default=DeliveryAction.file, sa_column=sa.Column(sa.String(10), nullable=False,
+                                                                          server_default="file"))
     case_id: int | None = Field(
         default=None,
         sa_column=sa.Column(sa.ForeignKey("cases.id", ondelete="SET NULL"), nullable=True, index=True),

@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rcp.clock import as_utc, utcnow
 from rcp.config import Settings
 from rcp.epr.document import SignedDocument
-from rcp.epr.models import Delivery, DeliveryAttempt, DeliveryStatus
+from rcp.epr.models import Delivery, DeliveryAction, DeliveryAttempt, DeliveryStatus
 from rcp.epr.receivers import receiver_key
 from rcp.errors import Conflict, NotFound
 from rcp.scheduling.models import Case
@@ -63,15 +63,18 @@ async def enqueue(
 ) -> list[Delivery]:
     """Add one pending delivery per receiver URL, in the caller's transaction; existing ones are kept.
 
-    Calling it twice for the same version (a retried request) adds nothing: (receiver, version) is unique.
+    Calling it twice for the same version (a retried request) adds nothing: (receiver, version) is unique. A
+    document that carries its withdrawal (``document.withdrawal``) is a withdrawal delivery (MDM^T11,
+    entered-in-error), keyed by the withdrawal's own OID, so it goes out once per receiver too, after the filing.
     """
     payload = document.to_json()
+    action = DeliveryAction.withdraw if document.withdrawal is not None else DeliveryAction.file
+    subject = document.withdrawal.withdrawal_id if document.withdrawal is not None else document.unique_id
     rows: list[Delivery] = []
     for url in dict.fromkeys(receivers):
         key = receiver_key(url)
         existing = (await session.exec(
-            select(Delivery).where(Delivery.receiver_key == key,
-                                   Delivery.document_unique_id == document.unique_id)
+            select(Delivery).where(Delivery.receiver_key == key, Delivery.document_unique_id == subject)
         )).first()
         if existing is not None:
             rows.append(existing)
@@ -80,13 +83,14 @@ async def enqueue(
             receiver_key=key,
             receiver_kind=_kind(key),
             document_set_id=document.set_id,
-            document_unique_id=document.unique_id,
+            document_unique_id=subject,
             document_version=document.version,
+            action=action,
             case_id=case_id,
             meeting_id=meeting_id,
             patient_id=patient_id,
             payload=payload,
-            idempotency_key=idempotency_key(key, document.unique_id),
+            idempotency_key=idempotency_key(key, subject),
         )
         session.add(row)
         rows.append(row)
@@ -130,6 +134,8 @@ class DeliveryView:
     receiver_kind: str
     document_unique_id: str
     document_version: int
+    #: file (the version's filing) or withdraw (MDM^T11 / entered-in-error), ``rcp.epr.models.DeliveryAction``.
+    action: str
     case_id: int | None
     meeting_id: int | None
     status: str
@@ -153,7 +159,7 @@ async def deliveries_for(
         raise ValueError("deliveries_for needs a case_id or a meeting_id")
     columns = [
         Delivery.id, Delivery.receiver_key, Delivery.receiver_kind, Delivery.document_unique_id,
-        Delivery.document_version, Delivery.document_set_id, Delivery.case_id, Delivery.meeting_id,
+        Delivery.document_version, Delivery.document_set_id, Delivery.action, Delivery.case_id, Delivery.meeting_id,
         Delivery.status, Delivery.attempts, Delivery.last_error, Delivery.next_attempt_at, Delivery.delivered_at,
     ]
     query = sa.select(*columns)  # type: ignore[call-overload]
@@ -166,17 +172,21 @@ async def deliveries_for(
     query = query.order_by(col(Delivery.case_id), col(Delivery.document_set_id),
                            col(Delivery.document_version), col(Delivery.receiver_key))
     rows = (await (await session.connection()).execute(query)).all()
-    undelivered = {(r.receiver_key, r.document_set_id, r.document_version)
+    undelivered = {(r.receiver_key, r.document_set_id, r.document_version, r.action)
                    for r in rows if r.status != DeliveryStatus.delivered}
     views = []
     for r in rows:
+        # The worker's order (rcp.epr.worker): earlier versions first, and a version's filing before its withdrawal.
         waiting = r.status == DeliveryStatus.pending and any(
-            key == r.receiver_key and set_id == r.document_set_id and version < r.document_version
-            for key, set_id, version in undelivered
+            key == r.receiver_key and set_id == r.document_set_id and (
+                version < r.document_version or (version == r.document_version and action == DeliveryAction.file
+                                                 and r.action == DeliveryAction.withdraw))
+            for key, set_id, version, action in undelivered
         )
         views.append(DeliveryView(
             id=r.id, receiver_key=r.receiver_key, receiver_kind=r.receiver_kind,
-            document_unique_id=r.document_unique_id, document_version=r.document_version, case_id=r.case_id,
+            document_unique_id=r.document_unique_id, document_version=r.document_version, action=r.action,
+            case_id=r.case_id,
             meeting_id=r.meeting_id, status=r.status, attempts=r.attempts, last_error=r.last_error,
             next_attempt_at=as_utc(r.next_attempt_at) if r.next_attempt_at else None,
             delivered_at=as_utc(r.delivered_at) if r.delivered_at else None,

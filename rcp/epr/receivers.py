@@ -1,11 +1,13 @@
 """EPR receivers, chosen by URL (the broadcaster way): a file drop, a FHIR server, an HL7 v2 MLLP listener.
 
-- ``file:///var/lib/rcp/epr-outbox``: a folder per delivered version holding ``document.json`` (metadata) and
-  ``document.pdf``, written to a temporary folder and renamed into place, so a reader never sees half a delivery.
-  The embedded default.
-- ``fhir+https://host/fhir`` (or ``fhir+http://``): POST of the IHE MHD ITI-65 transaction Bundle to the base.
+- ``file:///var/lib/rcp/epr-outbox``: a folder per delivered version holding ``document.json`` (metadata),
+  ``document.pdf`` and ``document.xml`` (the CANCER-FRCP CDA R2), written to a temporary folder and renamed into
+  place, so a reader never sees half a delivery; a withdrawal is ``<unique id>.entered-in-error.json`` beside it,
+  written the same way. The embedded default.
+- ``fhir+https://host/fhir`` (or ``fhir+http://``): POST of the IHE MHD ITI-65 transaction Bundle to the base (or,
+  for a withdrawal, the transaction setting the DocumentReference to entered-in-error).
   Bearer token from the URL's password (``fhir+https://:TOKEN@host/fhir``) or the ``token`` argument.
-- ``mllp://host:port``: HL7 v2.5 MDM^T02/T10 over MLLP, waiting for the ACK.
+- ``mllp://host:port``: HL7 v2.5 MDM^T02/T10/T11 over MLLP, waiting for the ACK.
 
 Optional query parameter ``timeout`` (seconds) on any URL; on ``mllp://``, also ``sending_application``,
 ``sending_facility``, ``receiving_application`` and ``receiving_facility`` (MSH-3 to MSH-6). Every receiver answers :class:`Outcome`: delivered,
@@ -31,7 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import httpx
 
 from rcp.epr.document import SignedDocument
-from rcp.epr.fhir import outcome_summary, provide_document_bundle
+from rcp.epr.fhir import ENCOUNTER_OID, outcome_summary, provide_document_bundle, withdrawal_bundle
 from rcp.epr.hl7 import AckCode, mdm_message, parse_ack
 from rcp.epr.mllp import MllpClient, MllpError, MllpTimeout
 
@@ -108,20 +110,21 @@ class FileDropReceiver:
 
     def _write(self, document: SignedDocument, idempotency_key: str) -> Outcome:
         self.folder.mkdir(parents=True, exist_ok=True)
+        if document.withdrawal is not None:
+            return self._withdraw(document, idempotency_key)
         final = self.folder / document.unique_id
         if final.exists():
             return Outcome(Verdict.delivered, "already in the drop folder")
         staging = Path(tempfile.mkdtemp(prefix=f".{document.unique_id}.", dir=self.folder))
         try:
             metadata = document.metadata_json() | {"idempotency_key": idempotency_key, "pdf": "document.pdf"}
-            for name, data in (
-                ("document.pdf", document.pdf),
-                ("document.json", json.dumps(metadata, ensure_ascii=False, indent=2).encode("utf-8")),
-            ):
-                with open(staging / name, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+            files = [("document.pdf", document.pdf)]
+            if document.cda:
+                metadata["cda"] = "document.xml"
+                files.append(("document.xml", document.cda))
+            files.append(("document.json", json.dumps(metadata, ensure_ascii=False, indent=2).encode("utf-8")))
+            for name, data in files:
+                _write_synced(staging / name, data)
             try:
                 os.rename(staging, final)  # atomic on one file system; fails if another writer won
             except OSError:
@@ -133,6 +136,25 @@ class FileDropReceiver:
                 shutil.rmtree(staging, ignore_errors=True)
         return Outcome(Verdict.delivered, "written")
 
+    def _withdraw(self, document: SignedDocument, idempotency_key: str) -> Outcome:
+        """``<unique id>.entered-in-error.json`` beside the version's folder: who withdrew it, when and why."""
+        assert document.withdrawal is not None
+        final = self.folder / f"{document.unique_id}.entered-in-error.json"
+        if final.exists():
+            return Outcome(Verdict.delivered, "already in the drop folder")
+        body = {"unique_id": document.unique_id, "set_id": document.set_id, "version": document.version,
+                "status": "entered-in-error", "idempotency_key": idempotency_key,
+                "withdrawal": document.withdrawal.as_json()}
+        handle, name = tempfile.mkstemp(prefix=f".{document.unique_id}.", dir=self.folder)
+        os.close(handle)
+        try:
+            _write_synced(Path(name), json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8"))
+            os.replace(name, final)  # atomic: a reader sees the whole file or none
+        finally:
+            if os.path.exists(name):
+                os.unlink(name)
+        return Outcome(Verdict.delivered, "written")
+
     async def deliver(self, document: SignedDocument, *, idempotency_key: str) -> Outcome:
         try:
             return await asyncio.to_thread(self._write, document, idempotency_key)
@@ -141,6 +163,13 @@ class FileDropReceiver:
 
     async def close(self) -> None:
         return None
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class FhirReceiver:
@@ -158,7 +187,8 @@ class FhirReceiver:
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
 
     async def deliver(self, document: SignedDocument, *, idempotency_key: str) -> Outcome:
-        bundle = await asyncio.to_thread(provide_document_bundle, document, idempotency_key=idempotency_key)
+        build = withdrawal_bundle if document.withdrawal is not None else provide_document_bundle
+        bundle = await asyncio.to_thread(build, document, idempotency_key=idempotency_key)
         body = await asyncio.to_thread(lambda: json.dumps(bundle, ensure_ascii=False).encode("utf-8"))
         try:
             response = await self._client.post(self.base_url, content=body,
@@ -193,7 +223,7 @@ def _transaction_summary(content: bytes) -> str:
 
 
 class MllpReceiver:
-    """Sends MDM^T02/T10 with MSH-10 = idempotency key; AA delivered, AE needs attention, AR retried."""
+    """Sends MDM^T02/T10/T11 with MSH-10 = idempotency key; AA delivered, AE needs attention, AR retried."""
 
     kind = "mllp"
     concurrency = 1  # MLLP: one message, then its ACK, on the connection
@@ -212,7 +242,7 @@ class MllpReceiver:
             sending_application=h.get("sending_application", "RCP"),
             sending_facility=h.get("sending_facility", "RCP"),
             receiving_application=h.get("receiving_application", "DPI"),
-            receiving_facility=h.get("receiving_facility", ""),
+            receiving_facility=h.get("receiving_facility", ""), encounter_oid=ENCOUNTER_OID,
         ))
         try:
             answer = await self._client.send(message)

@@ -10,7 +10,8 @@ workers may run together against one database:
   takes them again and resends with the same idempotency key (MSH-10, FHIR identifiers), which the receiver
   files once. Nothing pending is lost: rows only leave the table's queue when a receiver confirmed them.
 - **Order.** A version is not claimed while an earlier version of the same document set is undelivered on the
-  same receiver: a T10 correction never overtakes its T02.
+  same receiver: a T10 correction never overtakes its T02, and a withdrawal (T11) never overtakes the filing of
+  the version it withdraws.
 - **Fairness.** Due rows are taken by ``next_attempt_at``; a failing one is pushed back by its backoff, so it
   goes to the back of its receiver's queue and never blocks the ones behind it.
 - **Backoff.** Exponential with jitter (half to full delay), capped; after ``max_attempts`` transient failures,
@@ -38,7 +39,7 @@ from rcp.clock import utcnow
 from rcp.config import Settings
 from rcp.db import Database, is_sqlite
 from rcp.epr.document import SignedDocument
-from rcp.epr.models import Delivery, DeliveryAttempt, DeliveryStatus
+from rcp.epr.models import Delivery, DeliveryAction, DeliveryAttempt, DeliveryStatus
 from rcp.epr.outbox import configured_receivers
 from rcp.epr.receivers import Outcome, Receiver, Verdict, open_receiver
 
@@ -171,7 +172,13 @@ class Worker:
         blocked = sa.exists().where(
             earlier.c.receiver_key == _T.c.receiver_key,
             earlier.c.document_set_id == _T.c.document_set_id,
-            earlier.c.document_version < _T.c.document_version,
+            sa.or_(
+                earlier.c.document_version < _T.c.document_version,
+                # A withdrawal (MDM^T11) never overtakes the filing of the version it withdraws.
+                sa.and_(earlier.c.document_version == _T.c.document_version,
+                        earlier.c.action == DeliveryAction.file.value,
+                        _T.c.action == DeliveryAction.withdraw.value),
+            ),
             earlier.c.status != DeliveryStatus.delivered.value,
         )
         return sa.and_(

@@ -46,8 +46,8 @@ from rcp.errors import Invalid
 from rcp.identifiers import FINESS_PREFIX, IDNATSTRUCT_OID, RCP_NATIONAL_OIDS
 from rcp.minutes import codes
 from rcp.minutes.codes import Coding
-from rcp.minutes.delivery import document_ids
 from rcp.minutes.fiche import AttendeeRecord, EstablishmentInfo, Fiche, Physician
+from rcp.minutes.oids import document_ids
 from rcp.minutes.staging import LATERALITIES, Tnm
 from rcp.minutes.versions import SignedVersion
 from rcp.people import IDNATPS_OID, PersonName

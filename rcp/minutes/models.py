@@ -5,6 +5,8 @@
   names the revision it read, so two concurrent saves of different fields never overwrite each other.
 - ``decision_versions``: signed versions, inserted once and never updated (a database trigger refuses UPDATE, see
   migration 0004). ``(case_id, number)`` is unique, which also makes a double signature race fail cleanly.
+- ``decision_withdrawals``: a signed version withdrawn as entered in error (who, when, why), one at most per
+  version, inserted once and never updated or deleted (triggers of migration 0019); the version itself is untouched.
 - ``writeback_jobs``: per signed version, the DICOM objects still to store in the patient's imaging file (KOS,
   encapsulated PDF, and once it is replaced or withdrawn the IOCM rejection note hiding them). A PACS that refuses
   the write leaves the job failed and retried; the signature stands.
@@ -22,7 +24,8 @@ from sqlmodel import Field, SQLModel
 from rcp.clock import utcnow
 from rcp.db import timestamp
 
-__all__ = ["DecisionDraft", "DecisionVersion", "WritebackJob", "WritebackKind", "WritebackStatus"]
+__all__ = ["DecisionDraft", "DecisionVersion", "DecisionWithdrawal", "WritebackJob", "WritebackKind",
+           "WritebackStatus"]
 
 
 
@@ -78,6 +81,29 @@ class DecisionVersion(SQLModel, table=True):
         sa_column=sa.Column(sa.ForeignKey("decision_versions.id", ondelete="RESTRICT"), nullable=True),
     )
     reason: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+
+
+class DecisionWithdrawal(SQLModel, table=True):
+    """A signed version withdrawn because it was entered in error (HL7 MDM^T11, FHIR entered-in-error).
+
+    Its own record pointing at the version: the signed version never changes (DESIGN section 6).
+    ``wrong_patient`` says the document was filed under another patient (IHE IOCM: DCM 113037 instead of 113001).
+    """
+
+    __tablename__ = "decision_withdrawals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(
+        sa_column=sa.Column(sa.ForeignKey("decision_versions.id", ondelete="RESTRICT"), nullable=False, unique=True)
+    )
+    case_id: int = Field(
+        sa_column=sa.Column(sa.ForeignKey("cases.id", ondelete="RESTRICT"), nullable=False, index=True)
+    )
+    withdrawn_by: int = Field(sa_column=sa.Column(sa.ForeignKey("users.id", ondelete="RESTRICT"), nullable=False))
+    withdrawn_at: datetime = Field(sa_column=timestamp(nullable=False))
+    reason: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    wrong_patient: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False,
+                                                                   server_default=sa.false()))
 
 
 class WritebackJob(SQLModel, table=True):

@@ -64,6 +64,7 @@ __all__ = [
     "FieldHook",
     "SignedHook",
     "StoredVersion",
+    "account_physician",
     "amend",
     "attendees_under_way",
     "build_fiche",
@@ -470,7 +471,7 @@ async def carry_draft(session: AsyncSession, from_case_id: int, to_case_id: int,
 # -- signed versions -------------------------------------------------------------------------------------------
 
 
-def _physician(user: User) -> Physician:
+def account_physician(user: User) -> Physician:
     """An account as the documents name it: "Dr Amélie ROUSSEAU", its parts and RPPS (``rcp.people``)."""
     return Physician(name=user.display_name, specialty=user.specialty, hospital=user.hospital, user_id=user.id,
                      rpps=user.rpps, person=None if user.name_incomplete else user.person_name)
@@ -488,7 +489,7 @@ async def signer_account(session: AsyncSession, user_id: int) -> Physician:
         raise versions.NotAllowedToSign(
             "Your name must be completed (family name and given name) before you sign: ask an administrator.",
             fields={"family_name": "to complete"})
-    return _physician(user)
+    return account_physician(user)
 
 
 async def _signers(session: AsyncSession, rows: Sequence[DecisionVersion]) -> dict[int, Physician]:
@@ -496,7 +497,7 @@ async def _signers(session: AsyncSession, rows: Sequence[DecisionVersion]) -> di
     if not ids:
         return {}
     users = (await session.exec(select(User).where(col(User.id).in_(ids)))).all()
-    return {u.id: _physician(u) for u in users if u.id is not None}
+    return {u.id: account_physician(u) for u in users if u.id is not None}
 
 
 def _stored(row: DecisionVersion, numbers: dict[int, int], signers: Mapping[int, Physician]) -> StoredVersion:

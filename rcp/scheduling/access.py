@@ -44,7 +44,9 @@ the quorum rule of every decision of the board follows it, so neither a service 
 it. (*) Who signs among
 those who see the case is the minutes' rule, :func:`rcp.minutes.versions.check_signer`: a physician invited to the meeting and present at the
 discussion, from their own sign-in (never a guest session or a service token), after re-authenticating; this
-table only keeps outsiders out (404) and cancelled meetings unsigned (409).)
+table only keeps outsiders out (404) and cancelled meetings unsigned (409). Withdrawing a signed version entered in
+error is under the same row, with its own rule in rcp.minutes.withdrawals: the version's signer, or those who
+"manage meeting" (the board's coordinators, administrators), from their own sign-in, after re-authenticating.)
 
 Actions without a meeting, by role (a join-link session is a ``guest`` whatever its account's role; anonymous
 callers get 401 everywhere except sign-in, join links, the health check and static files):

@@ -747,9 +747,16 @@ async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: i
                 if record is not None and access.role_of(user) in access.ROLE_RULES[Action.find_patient] else 0)
     return {"case": out, "meeting": service.meeting_out(meeting_row, board, 0), "board": board,
             "page_path": f"/cases/{case_id}", "identity_changed": await _identity_changed(s, case_id, out),
-            "possible_duplicates": possible,
+            "possible_duplicates": possible, "withdrawals": await _withdrawals(s, case_id),
             "manage": manage, "editable": editable,
             "studies_template": STUDIES_PANEL if (WEB_DIR / "templates" / STUDIES_PANEL).exists() else ""}
+
+
+async def _withdrawals(session: AsyncSession, case_id: int) -> list[Any]:
+    """The case's signed versions withdrawn as entered in error (who, when, why), shown to whoever sees the case."""
+    from rcp.minutes import withdrawals
+
+    return list(await withdrawals.list_withdrawals(session, case_id))
 
 
 async def _identity_changed(session: AsyncSession, case_id: int, case: schemas.CaseOut) -> list[str]:

@@ -331,6 +331,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/api/cases/{case_id:int}/decision/amend", "POST"): meeting(
         Action.sign, _json({"password": "not-the-password", "reason": "r", "replaces": 1})),
     ("/api/cases/{case_id:int}/decision/versions", "GET"): meeting(Action.view_patient),
+    ("/api/cases/{case_id:int}/decision/versions/{number:int}/withdraw", "POST"): meeting(
+        Action.sign, _json({"password": "not-the-password", "reason": "r"}), below_case=True),
     ("/api/cases/{case_id:int}/decision/versions/{number:int}/cda", "GET"): meeting(Action.view_patient,
                                                                                     below_case=True),
     ("/cases/{case_id:int}/fiche", "GET"): meeting(Action.view_patient),
