@@ -9,8 +9,8 @@ withdrawal (``withdraw``: MDM^T11, the DocumentReference set to entered-in-error
 keyed by the withdrawal's own OID, so the unique (receiver, document) constraint of 0005 stays as it is: no batch
 copy of ``deliveries``, whose attempts would go with it under SQLite's foreign keys.
 
-Revision ID: 0019_withdrawals
-Revises: 0018_second_factor
+Revision ID: 0020_withdrawals
+Revises: 0019_board_registration
 Create Date: 2026-12-04
 """
 
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0019_withdrawals"
-down_revision = "0018_second_factor"
+revision = "0020_withdrawals"
+down_revision = "0019_board_registration"
 branch_labels = None
 depends_on = None
 
