@@ -96,11 +96,11 @@ def _text(value: Any, path: str, *, limit: int = _SHORT, required: bool = False)
     if value is None:
         value = ""
     if not isinstance(value, str):
-        raise _err(path, "expected text")
+        raise _err(path, N_("expected text"))
     if len(value) > limit:
         raise _err(path, f"too long: at most {limit} characters")
     if required and not value.strip():
-        raise _err(path, "required")
+        raise _err(path, N_("required"))
     return value
 
 
@@ -108,7 +108,7 @@ def _bool(value: Any, path: str, *, optional: bool = False) -> bool | None:
     if value is None and optional:
         return None
     if not isinstance(value, bool):
-        raise _err(path, "expected true or false")
+        raise _err(path, N_("expected true or false"))
     return value
 
 
@@ -139,7 +139,7 @@ def _list(value: Any, path: str, item: Callable[[Any, str], T], *, limit: int = 
     if value is None:
         return ()
     if not isinstance(value, Sequence) or isinstance(value, str):
-        raise _err(path, "expected a list")
+        raise _err(path, N_("expected a list"))
     if len(value) > limit:
         raise _err(path, f"too many items: at most {limit}")
     return tuple(item(v, f"{path}.{i}") for i, v in enumerate(value))
@@ -187,7 +187,7 @@ class PatientIdentity:
         try:
             born = date.fromisoformat(birth) if birth else None
         except (TypeError, ValueError):
-            raise _err(f"{path}.birth_date", "expected a date as YYYY-MM-DD") from None
+            raise _err(f"{path}.birth_date", N_("expected a date as YYYY-MM-DD")) from None
         sex = v.get("sex", "unknown")
         if sex not in {"female", "male", "other", "unknown"}:
             raise _err(f"{path}.sex", "expected female, male, other or unknown")
@@ -212,7 +212,7 @@ class PatientIdentity:
         try:
             on = date.fromisoformat(v["identity_date"]) if v.get("identity_date") else None
         except (TypeError, ValueError):
-            raise _err(f"{path}.identity_date", "expected a date as YYYY-MM-DD") from None
+            raise _err(f"{path}.identity_date", N_("expected a date as YYYY-MM-DD")) from None
         return cls(
             family_name=_text(v.get("family_name"), f"{path}.family_name", limit=100, required=True),
             given_names=_text(v.get("given_names"), f"{path}.given_names"),
@@ -316,7 +316,7 @@ class AttendeeRecord:
             raise _err(f"{path}.specialty", f"unknown specialty; expected one of {', '.join(sorted(_SPECIALTY_KEYS))}")
         user_id = _opt_int(v.get("user_id"), f"{path}.user_id")
         if user_id is None:
-            raise _err(f"{path}.user_id", "required")
+            raise _err(f"{path}.user_id", N_("required"))
         return cls(
             user_id=user_id,
             name=_text(v.get("name"), f"{path}.name", required=True),
@@ -523,7 +523,7 @@ class PerformanceStatus:
         v = _obj(value, path)
         scale = v.get("scale", "WHO")
         if scale not in {"WHO", "ECOG"}:
-            raise _err(f"{path}.scale", "expected WHO or ECOG")
+            raise _err(f"{path}.scale", N_("expected WHO or ECOG"))
         grade = v.get("grade")
         try:
             codes.performance_status(grade)  # type: ignore[arg-type]  # it checks the type itself
@@ -600,10 +600,10 @@ class Proposal:
         if kind is ProposalType.combined:
             therapeutic = kinds - {None, ProposalType.other, ProposalType.surveillance}
             if treatments and len(therapeutic) < 2:
-                raise _err(f"{path}.treatments", "a combined proposal lists treatments of at least two kinds")
+                raise _err(f"{path}.treatments", N_("a combined proposal lists treatments of at least two kinds"))
         elif kind is ProposalType.further_investigations:
             if treatments:
-                raise _err(f"{path}.treatments", "further investigations take no treatment code; use details")
+                raise _err(f"{path}.treatments", N_("further investigations take no treatment code; use details"))
         elif kind is not ProposalType.other:
             for i, (t, k) in enumerate(zip(treatments, [codes.treatment_kind(t) for t in treatments], strict=True)):
                 if k is not kind:
@@ -626,7 +626,7 @@ class Proposal:
 
 
 def _missing(path: str) -> NoReturn:
-    raise _err(path, "required")
+    raise _err(path, N_("required"))
 
 
 @dataclass(frozen=True)
@@ -644,7 +644,7 @@ class GuidelineConformity:
         conforms = _bool(v.get("conforms"), f"{path}.conforms", optional=True)
         reason = _text(v.get("reason"), f"{path}.reason", limit=_LONG)
         if conforms is False and not reason.strip():
-            raise _err(f"{path}.reason", "say why the proposal departs from the guideline")
+            raise _err(f"{path}.reason", N_("say why the proposal departs from the guideline"))
         return cls(conforms=conforms, reference=_text(v.get("reference"), f"{path}.reference"), reason=reason)
 
     def as_json(self) -> dict[str, Any]:
@@ -664,7 +664,7 @@ class ClinicalTrial:
         proposed = bool(_bool(v.get("proposed", False), f"{path}.proposed"))
         trial = _text(v.get("trial"), f"{path}.trial", limit=500)
         if proposed and not trial.strip():
-            raise _err(f"{path}.trial", "name the trial (acronym or registry number)")
+            raise _err(f"{path}.trial", N_("name the trial (acronym or registry number)"))
         return cls(proposed=proposed, trial=trial)
 
     def as_json(self) -> dict[str, Any]:
@@ -687,7 +687,7 @@ def _case_status(value: Any, path: str) -> str:
     if value is None or value == "":
         return ""
     if value not in {"discussed", "registered"}:
-        raise _err(path, "expected discussed or registered")
+        raise _err(path, N_("expected discussed or registered"))
     return str(value)
 
 
@@ -938,8 +938,8 @@ def _cj(coding: Coding | None) -> dict[str, str] | None:
 
 def _date(value: Any, path: str) -> date:
     if not isinstance(value, str):
-        raise _err(path, "expected a date as YYYY-MM-DD")
+        raise _err(path, N_("expected a date as YYYY-MM-DD"))
     try:
         return date.fromisoformat(value[:10])
     except ValueError:
-        raise _err(path, "expected a date as YYYY-MM-DD") from None
+        raise _err(path, N_("expected a date as YYYY-MM-DD")) from None

@@ -192,6 +192,9 @@ async def save_field(request: Request) -> Response:
         try:
             saved = await store.save_field(s, case_id, name, edit.value, base_version=edit.base_version,
                                            editor_id=user.id)
+        except Invalid as exc:
+            # Shown under the field in the room, in the reader's language (the rules' messages are N_-marked).
+            raise Invalid(exc.message, fields={k: i18n.gettext(v) for k, v in exc.fields.items()}) from None
         except FieldConflict as exc:
             # The current text goes back to the editor so both versions can be compared (no silent loss).
             return JSONResponse({**exc.as_json(), "field": name, "current": exc.current.as_json()},

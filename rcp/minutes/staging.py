@@ -129,8 +129,8 @@ def _check_category(kind: str, code: str, path: str) -> str:
     letter, body = code[:1], code[1:]
     if letter.lower() != kind or not _GRAMMAR[kind].fullmatch(body):
         if kind == "m" and body.upper() == "X":
-            raise StagingError(path, "MX is no longer used (UICC TNM 7th and 8th editions): write M0 or M1, or "
-                                     "leave M out when it was not assessed")
+            raise StagingError(path, N_("MX is no longer used (UICC TNM 7th and 8th editions): write M0 or M1, or "
+                                     "leave M out when it was not assessed"))
         raise StagingError(path, f"not a TNM {kind.upper()} category (UICC TNM 8th ed.; e.g. {_EXAMPLES[kind]})")
     return _canonical(kind, body)
 
@@ -142,7 +142,7 @@ def _check_stage(value: str, path: str) -> str:
     if not stage:
         return ""
     if not _STAGE.fullmatch(stage):
-        raise StagingError(path, "not a stage group (UICC TNM 8th ed.; e.g. 0, IA1, IIB, IIIC, IVA)")
+        raise StagingError(path, N_("not a stage group (UICC TNM 8th ed.; e.g. 0, IA1, IIB, IIIC, IVA)"))
     head = re.match(r"0is|0a|0|IS|I{1,3}V?|IV", stage, re.IGNORECASE)
     assert head is not None
     lead = head.group().lower() if head.group().startswith("0") else head.group().upper()
@@ -155,17 +155,17 @@ def _check_edition(value: Any, path: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise StagingError(path, "expected the TNM edition: 7 or 8")
+        raise StagingError(path, N_("expected the TNM edition: 7 or 8"))
     edition = value.strip()
     if edition and edition not in EDITIONS:
-        raise StagingError(path, "expected the TNM edition: 7 or 8 (UICC 7th, 2009; 8th, 2017)")
+        raise StagingError(path, N_("expected the TNM edition: 7 or 8 (UICC 7th, 2009; 8th, 2017)"))
     return edition
 
 
 def _check_prefix(value: str, path: str) -> str:
     prefix = value.strip()
     if not _PREFIX.fullmatch(prefix.lower()):
-        raise StagingError(path, "not a TNM prefix: c, p, y, r or a, combined as yc, yp, rc, rp (UICC TNM 8th ed.)")
+        raise StagingError(path, N_("not a TNM prefix: c, p, y, r or a, combined as yc, yp, rc, rp (UICC TNM 8th ed.)"))
     return prefix.lower()
 
 
@@ -215,7 +215,7 @@ class Tnm:
         prefix = _check_prefix(_str(value.get("prefix", legacy_prefix), "prefix"), "prefix")
         t = _str(value.get("t"), "t")
         if not t.strip():
-            raise StagingError("t", "the T category is required (e.g. T2a; T0 or TX when there is none)")
+            raise StagingError("t", N_("the T category is required (e.g. T2a; T0 or TX when there is none)"))
         tnm = cls(
             prefix=prefix,
             t=_check_category("t", t.strip(), "t"),
@@ -247,7 +247,7 @@ class Tnm:
                 parts[kind] = code
         edition = _str(value.get("edition"), "edition").strip()
         if edition and not (edition.isdigit() and len(edition) <= 2):
-            raise StagingError("edition", "expected the TNM edition: 7 or 8")
+            raise StagingError("edition", N_("expected the TNM edition: 7 or 8"))
         return cls(prefix=prefix, t=parts["t"], n=parts["n"], m=parts["m"], edition=edition,
                    stage=_check_stage(_str(value.get("stage"), "stage"), "stage"))
 
@@ -258,7 +258,7 @@ class Tnm:
         ``StagingError`` names the part that is not understood; nothing is guessed.
         """
         if len(text) > 200:
-            raise StagingError("text", "too long for a TNM classification: at most 200 characters")
+            raise StagingError("text", N_("too long for a TNM classification: at most 200 characters"))
         edition = ""
         found = _EDITION_TEXT.search(text)
         if found:
@@ -267,10 +267,10 @@ class Tnm:
         text = text.strip()
         head = re.match(r"([a-z]*?)\s*T", text, re.IGNORECASE)
         if head is None:
-            raise StagingError("t", "write the T category first, with its prefix (e.g. cT2, ypT0; TX when unknown)")
+            raise StagingError("t", N_("write the T category first, with its prefix (e.g. cT2, ypT0; TX when unknown)"))
         if len(head.group(1)) > 3 or set(head.group(1).lower()) - set("cpyra"):
-            raise StagingError("text", "not a TNM classification: write it as cT2 N0 M0 or ypT0 N0 M0 (prefixes "
-                                       "c, p, y, r, a; UICC TNM 8th ed.)")
+            raise StagingError("text", N_("not a TNM classification: write it as cT2 N0 M0 or ypT0 N0 M0 (prefixes "
+                                       "c, p, y, r, a; UICC TNM 8th ed.)"))
         prefix = _check_prefix(head.group(1), "prefix")
         starts = [m.start() for m in _CATEGORY.finditer(text, head.end())]
         bounds = [head.end() - 1, *starts, len(text)]
@@ -281,13 +281,13 @@ class Tnm:
             if kind in bodies:
                 raise StagingError(kind, f"the {kind.upper()} category is written twice")
             if kind == "n" and "m" in bodies:
-                raise StagingError("n", "write the categories in the order T, N, M")
+                raise StagingError("n", N_("write the categories in the order T, N, M"))
             last = i == len(bounds) - 2
             body, carry_next = _split_body(kind, text[start + 1:bounds[i + 1]], last=last)
             bodies[kind] = (body, carry)
             carry = carry_next
         if "m" in bodies and _cp(bodies["m"][1].lower()) == "p" and bodies["m"][0].startswith("0"):
-            raise StagingError("m", "there is no pM0 (UICC TNM 8th ed.): write cM0, or leave M out")
+            raise StagingError("m", N_("there is no pM0 (UICC TNM 8th ed.): write cM0, or leave M out"))
         tnm = cls(
             prefix=prefix,
             t=_check_category("t", "T" + bodies["t"][0], "t"),
@@ -302,7 +302,7 @@ class Tnm:
 
     def _check_m(self) -> None:
         if self.m_prefix == "p" and self.m.startswith("M0"):
-            raise StagingError("m", "there is no pM0 (UICC TNM 8th ed.): write cM0, or leave M out")
+            raise StagingError("m", N_("there is no pM0 (UICC TNM 8th ed.): write cM0, or leave M out"))
 
     # -- meaning --
 
@@ -356,9 +356,9 @@ def _str(value: Any, path: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise StagingError(path, "expected text")
+        raise StagingError(path, N_("expected text"))
     if len(value) > 200:
-        raise StagingError(path, "too long: at most 200 characters")
+        raise StagingError(path, N_("too long: at most 200 characters"))
     return value
 
 
@@ -379,8 +379,8 @@ def _split_body(kind: str, raw: str, *, last: bool) -> tuple[str, str]:
     if not last and re.fullmatch(r"\s*[rycpa]{1,3}", rest, re.IGNORECASE):
         return raw[:start.end()], rest.strip()
     if rest[:1].isspace():
-        raise StagingError("text", "not understood after the categories: write T, N and M, then the edition "
-                                   "(other descriptors such as R, L, V or G go in the comments)")
+        raise StagingError("text", N_("not understood after the categories: write T, N and M, then the edition "
+                                   "(other descriptors such as R, L, V or G go in the comments)"))
     return raw, ""
 
 
@@ -391,8 +391,8 @@ def _category_prefix(written: str, prefix: str, kind: str) -> str:
         return ""
     if written in {"c", "p"}:
         return written
-    raise StagingError(kind, "y, r and a describe the whole classification: write them once, before T "
-                             "(a category may carry only c or p)")
+    raise StagingError(kind, N_("y, r and a describe the whole classification: write them once, before T "
+                             "(a category may carry only c or p)"))
 
 
 # -- diagnosis date ------------------------------------------------------------------------------------------------
@@ -403,14 +403,14 @@ def parse_diagnosis_date(value: Any) -> str:
     if value is None or value == "":
         return ""
     if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", value.strip()):
-        raise StagingError("", "expected a date as YYYY-MM-DD, or the month as YYYY-MM")
+        raise StagingError("", N_("expected a date as YYYY-MM-DD, or the month as YYYY-MM"))
     text = value.strip()
     try:
         day = date.fromisoformat(text if len(text) == 10 else f"{text}-01")
     except ValueError:
-        raise StagingError("", "not a calendar date (YYYY-MM-DD or YYYY-MM)") from None
+        raise StagingError("", N_("not a calendar date (YYYY-MM-DD or YYYY-MM)")) from None
     if day.year < 1900:
-        raise StagingError("", "a diagnosis date after 1900 is expected")
+        raise StagingError("", N_("a diagnosis date after 1900 is expected"))
     return text
 
 
@@ -529,7 +529,7 @@ class OtherStage:
     @classmethod
     def from_json(cls, value: Any) -> OtherStage:
         if not isinstance(value, Mapping):
-            raise StagingError("", "expected an object with system and value")
+            raise StagingError("", N_("expected an object with system and value"))
         system = value.get("system")
         if not isinstance(system, str) or system not in CLASSIFICATIONS:
             raise StagingError("system", f"expected one of {', '.join(CLASSIFICATIONS)}")

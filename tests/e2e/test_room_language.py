@@ -199,6 +199,13 @@ async def test_the_french_room_shows_no_english_word(room_service: tuple[ServerT
     # The proposal types and case statuses are the catalog's, in French.
     options = await page.locator("[data-field='proposal'] select option").all_inner_texts()
     assert "Chirurgie" in options and "Surgery" not in options, options
+    # A refused value is explained under its field in French too (rcp.minutes.staging's rules, N_-marked).
+    tnm = page.locator("[data-field='clinical_tnm'] input[maxlength='200']")
+    await tnm.fill("cT2 N0 MX")
+    await tnm.blur()
+    await page.wait_for_selector("[data-field='clinical_tnm'].has-error", timeout=TIMEOUT_MS)
+    message = await page.inner_text("[data-field='clinical_tnm'] .field-status")
+    assert "MX" in message and _offending(message, english_only()) == [], message
 
 
 @IN_BROWSER[0]
