@@ -23,7 +23,8 @@ from rcp.epr.models import Delivery, DeliveryStatus
 from rcp.epr.outbox import enqueue
 from rcp.epr.receivers import open_receiver
 from rcp.epr.worker import RetryPolicy, Worker
-from rcp.scheduling.models import BoardCoordinator, Meeting
+from rcp.identifiers import luhn_key
+from rcp.scheduling.models import Board, BoardCoordinator, Establishment, Meeting
 from tests.epr.samples import full_document, withdrawn
 from tests.factories import credentials, give_second_factor, proof
 from tests.fixtures.hl7_strict import encapsulated, strict_parse
@@ -37,6 +38,12 @@ PASSWORD = "withdrawal-password-1"
 def fresh_ins() -> str:
     body = f"2{secrets.randbelow(99):02d}0449{secrets.randbelow(10**6):06d}"
     return body + f"{97 - int(body) % 97:02d}"
+
+
+def fresh_finess() -> str:
+    """A FINESS number with its Luhn key, unique to this test (FINESS numbers are unique in the database)."""
+    body = f"49{secrets.randbelow(10**6):06d}"
+    return body + luhn_key(body)
 
 
 def _event(message: str) -> str:
@@ -62,6 +69,15 @@ async def test_amendment_then_withdrawal_reach_the_epr_once_each(
         await give_second_factor(s, coordinator.id or 0, coordinator.username, PASSWORD)
         s.add(BoardCoordinator(board_id=meeting.board_id, user_id=coordinator.id))  # type: ignore[arg-type]
         names = oncologist.username, coordinator.username
+        # The board is registered in its establishment: the messages leave under its FINESS (MSH-4).
+        place = Establishment(finess=fresh_finess(), name="CHU d'Angers")
+        s.add(place)
+        await s.flush()
+        board = await s.get(Board, meeting.board_id)
+        assert board is not None
+        board.establishment_id = place.id
+        s.add(board)
+        mllp.finess = place.finess
     revision = await fill(db, seeded, key_images=[])
 
     server = ServerThread(create_app(replace(settings, epr_receivers=(mllp.url, fhir.url))))
@@ -110,7 +126,8 @@ async def test_amendment_then_withdrawal_reach_the_epr_once_each(
     assert (xml, pdf) == ("XML", "PDF") and b"34794-8" in cda
     for bundle in fhir.received:
         Bundle.model_validate(bundle)
-    assert mllp.refusals == []
+    assert mllp.refusals == []  # every instant with its offset, MSH-4 the establishment's FINESS
+    assert {m.split("|", 4)[3] for m in mllp.received} == {mllp.finess}
     withdrawals = [b for b in fhir.received if all(e["request"]["method"] == "PATCH" for e in b["entry"])]
     assert len(withdrawals) == 1
     async with db.session() as s:

@@ -23,7 +23,10 @@ PUBLIC = {
     "rcp.minutes.writeback": {"run_due_writebacks", "build_objects", "to_part10", "WritebackWorker"},
     "rcp.minutes.models": {"DecisionDraft", "DecisionVersion", "WritebackJob"},
     "rcp.minutes.routes": {"routes"},
-    "rcp.minutes.delivery": {"epr_on_signed", "to_signed_document", "document_ids"},
+    "rcp.minutes.delivery": {"epr_on_signed", "epr_on_withdrawn", "to_signed_document", "document_ids"},
+    # The withdrawal's hook: the imaging side subscribes to it (rejection notes, IHE IOCM).
+    "rcp.minutes.withdrawals": {"on_withdrawn", "withdraw", "list_withdrawals", "StoredWithdrawal", "WithdrawnHook"},
+    "rcp.minutes.oids": {"document_ids", "withdrawal_id"},
 }
 
 
