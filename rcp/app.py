@@ -41,9 +41,10 @@ from rcp.i18n import LocaleMiddleware
 from rcp.imaging import routes as imaging_routes
 from rcp.imaging.service import ImagingService
 from rcp.logs import AccessLogMiddleware
-from rcp.mail import MailWorker, transport_for
+from rcp.mail import Composer, MailWorker, transport_for
 from rcp.minutes import routes as minutes_routes
 from rcp.minutes import withdrawal_routes
+from rcp.minutes.copies import copies_on_signed
 from rcp.minutes.delivery import epr_on_signed, epr_on_withdrawn
 from rcp.minutes.writeback import WritebackWorker
 from rcp.openapi import document
@@ -117,6 +118,15 @@ def build_routes() -> list[BaseRoute]:
     ]
 
 
+def mail_composers() -> dict[str, Composer]:
+    """What the mail outbox sends besides plain text: guests' join links and the GP's and correspondents' copies
+    of a signed fiche (``rcp serve`` and ``rcp worker`` alike)."""
+    from rcp.auth.links import JOIN_MAIL, compose_join_mail
+    from rcp.minutes.copies import COPY_MAIL, compose_copy
+
+    return {JOIN_MAIL: compose_join_mail, COPY_MAIL: compose_copy}
+
+
 def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
     """The whole service for ``settings``; ``database`` lets a test share one engine (it then owns it)."""
 
@@ -139,7 +149,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
             app.state.minutes_writeback = await stack.enter_async_context(
                 WritebackWorker(db, app.state.imaging.archive))
             # A signature writes its EPR deliveries in its own transaction (the outbox pattern).
-            app.state.on_signed = [epr_on_signed(configured_receivers(settings))]
+            # ... and the GP's and correspondents' copies, in the one mailer's outbox (rcp.minutes.copies).
+            app.state.on_signed = [epr_on_signed(configured_receivers(settings)),
+                                   copies_on_signed(settings.default_locale)]
             # A withdrawal (a version entered in error) writes its MDM^T11 / entered-in-error deliveries the same
             # way; other parts of the app append their own hooks here (rcp.minutes.withdrawals.WithdrawnHook).
             app.state.on_withdrawn = [epr_on_withdrawn(configured_receivers(settings))]
@@ -168,9 +180,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
                 logger.warning("no RCP_SMTP_URL: mails (guests' join links) wait in the outbox until one is set")
             mailer = None
             if transport is not None and settings.embedded_worker:
-                from rcp.auth.links import JOIN_MAIL, compose_join_mail
-
-                mailer = MailWorker(settings, db, transport=transport, composers={JOIN_MAIL: compose_join_mail})
+                mailer = MailWorker(settings, db, transport=transport, composers=mail_composers())
             app.state.mailer = mailer
 
             worker = build_worker(settings, db) if settings.embedded_worker else None

@@ -418,15 +418,15 @@ async def _worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    from rcp.auth.links import JOIN_MAIL, compose_join_mail
+    from rcp.app import mail_composers
     from rcp.mail import MailWorker, transport_for
 
     transport = transport_for(settings)
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(run_worker(settings, db, stop), name="epr-worker")
-            if transport is not None:  # the outbox of mails (guests' join links) too
-                mailer = MailWorker(settings, db, transport=transport, composers={JOIN_MAIL: compose_join_mail})
+            if transport is not None:  # the outbox of mails (guests' join links, the GP's copies) too
+                mailer = MailWorker(settings, db, transport=transport, composers=mail_composers())
                 tasks.create_task(mailer.run(stop), name="mail-worker")
     finally:
         await db.close()

@@ -79,7 +79,11 @@ class Mail(SQLModel, table=True):
     """One mail to send. No body for kinds that carry a secret: their composer builds it at send time."""
 
     __tablename__ = "mail_outbox"
-    __table_args__ = (sa.Index("ix_mail_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        sa.Index("ix_mail_outbox_due", "status", "next_attempt_at"),
+        # A signed version's copy goes to each mailbox once (rcp.minutes.copies), however often it is enqueued.
+        sa.Index("uq_mail_outbox_version_recipient", "kind", "decision_version_id", "recipient", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     #: Which composer builds it ("join_link"), or "text" for a stored subject and body.
@@ -89,6 +93,10 @@ class Mail(SQLModel, table=True):
     body: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     invitation_id: int | None = Field(default=None, sa_column=sa.Column(
         sa.ForeignKey("invitations.id", ondelete="CASCADE"), nullable=True, index=True))
+    #: The signed decision version a mail carries (the GP's and correspondents' copy), and its case.
+    decision_version_id: int | None = Field(default=None, sa_column=sa.Column(
+        sa.ForeignKey("decision_versions.id", ondelete="RESTRICT"), nullable=True, index=True))
+    case_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True, index=True))
     locale: str = Field(default="", max_length=5)
     status: str = Field(default=MailStatus.pending, max_length=20)
     attempts: int = Field(default=0)
@@ -110,7 +118,8 @@ def mask_address(address: str) -> str:
 
 
 async def enqueue(session: AsyncSession, *, kind: str, recipient: str, invitation_id: int | None = None,
-                  subject: str = "", body: str = "", locale: str = "", replace: bool = False) -> Mail:
+                  subject: str = "", body: str = "", locale: str = "", replace: bool = False,
+                  decision_version_id: int | None = None, case_id: int | None = None) -> Mail:
     """Add a mail to the outbox in the caller's transaction; the worker sends it after the commit.
 
     ``replace`` cancels the pending mails of the same kind for the same invitation (a "send again" supersedes
@@ -123,8 +132,13 @@ async def enqueue(session: AsyncSession, *, kind: str, recipient: str, invitatio
                    col(Mail.status) == MailStatus.pending)
             .values(status=MailStatus.cancelled)
         )
+    if decision_version_id is not None:
+        existing = (await session.exec(select(Mail).where(
+            Mail.kind == kind, Mail.decision_version_id == decision_version_id, Mail.recipient == recipient))).first()
+        if existing is not None:  # the same version's copy to the same mailbox: once
+            return existing
     row = Mail(kind=kind, recipient=recipient, invitation_id=invitation_id, subject=subject, body=body,
-               locale=locale)
+               locale=locale, decision_version_id=decision_version_id, case_id=case_id)
     session.add(row)
     await session.flush()
     return row
@@ -333,7 +347,8 @@ class MailWorker:
             message = found
         message["From"] = self.settings.mail_from
         message["To"] = row.recipient
-        message["Message-ID"] = make_msgid(domain=self.settings.mail_from.rpartition("@")[2] or None)
+        if "Message-ID" not in message:  # a composer may name its mail (the same id on every resend)
+            message["Message-ID"] = make_msgid(domain=self.settings.mail_from.rpartition("@")[2] or None)
         # RFC 3834: an automatic message; out-of-office replies should not answer it.
         message["Auto-Submitted"] = "auto-generated"
         return message

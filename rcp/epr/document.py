@@ -308,6 +308,9 @@ class SignedDocument:
     encounter_id: str = ""
     #: The CI-SIS CANCER-FRCP CDA R2 document of the version (``rcp.minutes.cda``), when it could be built.
     cda: bytes = field(default=b"", repr=False)
+    #: Kept from the patient until the announcement consultation (DMP confidentialityCode INVISIBLE_PATIENT,
+    #: ``rcp.epr.xds.confidentiality``): the board chose it on the signed fiche.
+    hidden_from_patient: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(_OID.match(self.unique_id)), "'unique_id' must be an OID such as 1.2.250.1.999.1")
@@ -368,6 +371,7 @@ class SignedDocument:
             "organisation": self.organisation.as_json() if self.organisation else None,
             "encounter_id": self.encounter_id,
             "cda": base64.b64encode(self.cda).decode("ascii"),
+            "hidden_from_patient": self.hidden_from_patient,
         }
 
     def metadata_json(self) -> dict[str, Any]:
@@ -411,4 +415,6 @@ class SignedDocument:
             organisation=DocumentOrganisation(**data["organisation"]) if data.get("organisation") else None,
             encounter_id=data.get("encounter_id", ""),
             cda=base64.b64decode(data.get("cda") or ""),
+            # Queued before the option existed: visible, as every document was then.
+            hidden_from_patient=bool(data.get("hidden_from_patient", False)),
         )

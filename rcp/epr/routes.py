@@ -18,6 +18,7 @@ from rcp.auth import audit
 from rcp.epr.models import Delivery
 from rcp.epr.outbox import DeliveryView, deliveries_for, retry
 from rcp.http import current_user, path_int
+from rcp.minutes.copies import CopyView, copies_for
 from rcp.openapi import ApiRoute
 from rcp.scheduling import access
 from rcp.scheduling.access import Action
@@ -38,7 +39,8 @@ def _json(views: list[DeliveryView]) -> list[dict[str, Any]]:
     return out
 
 
-async def _case_views(request: Request) -> tuple[Case, Meeting, str, list[DeliveryView]]:
+async def _case_views(request: Request) -> tuple[Case, Meeting, str, list[DeliveryView], list[CopyView]]:
+    """The case's EPR deliveries and its copies mailed to the GP and correspondents (``rcp.minutes.copies``)."""
     user = current_user(request)
     case_id = path_int(request, "case_id")
     async with request.app.state.db.session() as s:
@@ -47,7 +49,8 @@ async def _case_views(request: Request) -> tuple[Case, Meeting, str, list[Delive
         meeting = await access.require_meeting(s, user, case.meeting_id, Action.manage_meeting)
         timezone = await _timezone(s, meeting)
         views = await deliveries_for(s, case_id=case_id)
-    return case, meeting, timezone, views
+        copies = await copies_for(s, case_id)
+    return case, meeting, timezone, views, copies
 
 
 async def _timezone(session: Any, meeting: Meeting) -> str:
@@ -69,9 +72,9 @@ async def _meeting_views(request: Request) -> tuple[Meeting, str, list[DeliveryV
 
 
 async def case_fragment(request: Request) -> Response:
-    case, meeting, timezone, views = await _case_views(request)
+    case, meeting, timezone, views, copies = await _case_views(request)
     return render(request, "epr/deliveries.html", {"deliveries": views, "scope": "case", "case": case,
-                                                   "meeting": meeting, "timezone": timezone})
+                                                   "meeting": meeting, "timezone": timezone, "copies": copies})
 
 
 async def meeting_fragment(request: Request) -> Response:
@@ -81,8 +84,15 @@ async def meeting_fragment(request: Request) -> Response:
 
 
 async def case_json(request: Request) -> Response:
-    *_, views = await _case_views(request)
-    return JSONResponse({"deliveries": _json(views)})
+    *_, views, copies = await _case_views(request)
+    return JSONResponse({"deliveries": _json(views), "mail_copies": [_copy_json(c) for c in copies]})
+
+
+def _copy_json(view: CopyView) -> dict[str, Any]:
+    data = asdict(view)
+    for key in ("queued_at", "sent_at", "next_attempt_at"):
+        data[key] = data[key].isoformat() if data[key] else None
+    return data
 
 
 async def meeting_json(request: Request) -> Response:
@@ -123,7 +133,7 @@ routes: list[BaseRoute] = [
           name="epr_meeting_deliveries"),
     Route("/epr/deliveries/{delivery_id:int}/retry", retry_delivery, methods=["POST"], name="epr_retry"),
     ApiRoute("/api/epr/cases/{case_id:int}/deliveries", case_json, method="GET", tag="epr",
-             summary="Delivery state of each receiver for a case's signed versions", media_type="application/json"),
+             summary="Delivery state of each receiver, and of the copies mailed to the GP and correspondents, for a case's signed versions", media_type="application/json"),
     ApiRoute("/api/epr/meetings/{meeting_id:int}/deliveries", meeting_json, method="GET", tag="epr",
              summary="Delivery state of each receiver for a meeting", media_type="application/json"),
     ApiRoute("/api/epr/deliveries/{delivery_id:int}/retry", retry_delivery, method="POST", tag="epr",

@@ -148,6 +148,7 @@ def to_signed_document(fiche: Fiche, version: SignedVersion, pdf: bytes, *,
         organisation=establishment_of(fiche),
         encounter_id=f"{fiche.meeting_id}.{fiche.case_id}",
         cda=cda,
+        hidden_from_patient=fiche.hidden_from_patient,
     )
 
 

@@ -17,6 +17,7 @@ what a clinician typed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -44,6 +45,7 @@ from rcp.scheduling.specialties import SPECIALTIES
 __all__ = [
     "DRAFT_FIELDS",
     "INS_NIR_OID",
+    "MSSANTE_DOMAIN",
     "SCHEMA",
     "AttendeeRecord",
     "BoardInfo",
@@ -58,6 +60,7 @@ __all__ = [
     "Physician",
     "Proposal",
     "Tnm",
+    "is_mssante",
     "parse_draft_field",
 ]
 
@@ -718,6 +721,7 @@ DRAFT_FIELDS: Mapping[str, Callable[[Any, str], Any]] = {
     "gp": _opt_physician,
     "correspondents": _physicians,
     "comments": lambda v, p: _text(v, p, limit=_LONG),
+    "hidden_from_patient": lambda v, p: _bool(v, p),
 }
 
 #: A draft field's value before anyone edits it (None when not listed): structural empties only (empty text, empty
@@ -727,8 +731,32 @@ DRAFT_FIELDS: Mapping[str, Callable[[Any, str], Any]] = {
 DRAFT_DEFAULTS: Mapping[str, Any] = {
     "question": "", "clinical_summary": "", "tumour_site_text": "", "histology_text": "", "key_images": [],
     "correspondents": [], "comments": "", "guideline": {"conforms": None},
-    "clinical_trial": {"proposed": False},
+    "clinical_trial": {"proposed": False}, "hidden_from_patient": False,
 }
+
+#: MSSanté, the French health professionals' secure mail (its "espace de confiance"): the GP's and correspondents'
+#: copy of a signed fiche goes only to a mailbox under mssante.fr (rcp.minutes.copies).
+MSSANTE_DOMAIN = "mssante.fr"
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def is_mssante(address: str) -> bool:
+    """Whether ``address`` is a mailbox of the MSSanté trust space (``…@medecin.mssante.fr``, ``…@chu-x.mssante.fr``).
+
+    >>> is_mssante("jean.martin@medecin.mssante.fr"), is_mssante("jean.martin@gmail.com")
+    (True, False)
+    """
+    domain = address.rpartition("@")[2].lower()
+    return bool(_ADDRESS.fullmatch(address)) and (domain == MSSANTE_DOMAIN or domain.endswith("." + MSSANTE_DOMAIN))
+
+
+def _check_mailboxes(name: str, value: Any) -> None:
+    """The GP's and correspondents' addresses, as they are typed: an MSSanté mailbox or none (their copy of the
+    signed fiche is mailed there). Checked when a draft field is saved, never when a signed version is read back."""
+    people = [(name, value)] if name == "gp" else [(f"{name}.{i}", p) for i, p in enumerate(value)]
+    for path, person in people:
+        if person is not None and person.email and not is_mssante(person.email):
+            raise _err(f"{path}.email", f"expected an MSSanté address (…@…{MSSANTE_DOMAIN})")
 
 
 def parse_draft_field(name: str, value: Any) -> Any:
@@ -738,7 +766,10 @@ def parse_draft_field(name: str, value: Any) -> Any:
         raise Invalid("This decision has no such field.", fields={name: f"unknown field; expected one of "
                                                                        f"{', '.join(DRAFT_FIELDS)}"})
     try:
-        return reader(value, name)
+        parsed = reader(value, name)
+        if name in {"gp", "correspondents"}:
+            _check_mailboxes(name, parsed)
+        return parsed
     except _FieldError as exc:
         raise Invalid("Check the highlighted field.", fields={exc.path: str(exc)}) from None
 
@@ -784,6 +815,9 @@ class Fiche:
     gp: Physician | None = None
     correspondents: tuple[Physician, ...] = ()
     comments: str = ""
+    #: Kept from the patient until the announcement consultation: the DMP and the GP's copy mark the document
+    #: INVISIBLE_PATIENT (``rcp.epr.xds``); the physician who announces the proposal tells the patient first.
+    hidden_from_patient: bool = False
 
     # -- derived, coded values --
 
@@ -896,6 +930,8 @@ class Fiche:
             "gp": self.gp.as_json() if self.gp else None,
             "correspondents": [c.as_json() for c in self.correspondents],
             "comments": self.comments,
+            # Only when chosen, so that fiches signed before the option existed keep their exact form.
+            **({"hidden_from_patient": True} if self.hidden_from_patient else {}),
         }
 
     @classmethod

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from rcp import i18n
+from rcp import i18n, mail
 from rcp.auth import audit
 from rcp.auth.models import Role
 from rcp.auth.reauth import reauthenticate
@@ -321,6 +321,7 @@ def _wake(request: Request) -> None:
         worker = getattr(request.app.state, name, None)
         if worker is not None:
             worker.wake()
+    mail.wake(request.app.state)  # the GP's and correspondents' copies (rcp.minutes.copies)
 
 
 async def versions(request: Request) -> Response:
