@@ -107,10 +107,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
 async def _demo(settings: Settings) -> None:
     from rcp.db import Database
     from rcp.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET, DEMO_USERS, load_demo
+    from rcp.epr.outbox import configured_receivers
 
     db = Database(settings.database_url)
     try:
-        result = await load_demo(db, argon2=settings.argon2, secret_key=settings.secret_key)
+        result = await load_demo(db, argon2=settings.argon2, secret_key=settings.secret_key,
+                                 receivers=configured_receivers(settings))
         await _demo_imaging(settings, db)
     finally:
         await db.close()

@@ -6,6 +6,7 @@ here is invented; INS values carry a valid control key so that the forms accept 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -194,12 +195,21 @@ async def _users(session: AsyncSession, argon2: Argon2Cost, secret_key: str) -> 
 
 
 async def load_demo(db: Database, *, today: date | None = None, argon2: Argon2Cost = PRODUCTION_ARGON2,
-                    secret_key: str = "") -> dict[str, Any]:
+                    secret_key: str = "", receivers: Sequence[str] = ()) -> dict[str, Any]:
     """Create the demo boards, meetings, patients, cases and users that are missing; returns what exists.
 
     ``argon2`` is the cost of the demo users' password hash (``Settings.argon2``); with the service's
     ``secret_key``, the users created get :data:`DEMO_TOTP_SECRET` as their second factor (encrypted with it),
-    else each enrols at its first sign-in."""
+    else each enrols at its first sign-in. The past meetings' cases are then signed (``rcp.demo_history``), their
+    deliveries to ``receivers`` (the configured EPR receivers) and mails to the GP recorded as done."""
+    result = await _load_demo(db, today=today, argon2=argon2, secret_key=secret_key)
+    from rcp.demo_history import load_history
+
+    result["signed"] = await load_history(db, receivers=receivers)
+    return result
+
+
+async def _load_demo(db: Database, *, today: date | None, argon2: Argon2Cost, secret_key: str) -> dict[str, Any]:
     today = today or utcnow().date()
     zone = "Europe/Paris"
     async with db.session() as session:

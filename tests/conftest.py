@@ -87,11 +87,13 @@ def migrated(settings: Settings) -> str:
 
 
 @pytest.fixture(scope="session")
-async def db(migrated: str) -> AsyncIterator[Database]:
+async def db(migrated: str, settings: Settings) -> AsyncIterator[Database]:
     database = Database(migrated)
     from rcp.demo import load_demo
+    from rcp.epr.outbox import configured_receivers
 
-    await load_demo(database, argon2=CHEAP_ARGON2, secret_key=SECRET_KEY)
+    # The demo's history records its past deliveries for the shared app's receivers (tests/test_demo_history.py).
+    await load_demo(database, argon2=CHEAP_ARGON2, secret_key=SECRET_KEY, receivers=configured_receivers(settings))
     yield database
     await database.close()
 

@@ -19,6 +19,7 @@ from rcp.epr.models import Delivery
 from rcp.epr.outbox import DeliveryView, deliveries_for, retry
 from rcp.http import current_user, path_int
 from rcp.minutes.copies import CopyView, copies_for
+from rcp.minutes.store import list_versions
 from rcp.openapi import ApiRoute
 from rcp.scheduling import access
 from rcp.scheduling.access import Action
@@ -40,7 +41,8 @@ def _json(views: list[DeliveryView]) -> list[dict[str, Any]]:
 
 
 async def _case_views(request: Request) -> tuple[Case, Meeting, str, list[DeliveryView], list[CopyView]]:
-    """The case's EPR deliveries and its copies mailed to the GP and correspondents (``rcp.minutes.copies``)."""
+    """The case's EPR deliveries and its copies mailed to the GP and correspondents (``rcp.minutes.copies``);
+    the read is audited by ``access.read_case``."""
     user = current_user(request)
     case_id = path_int(request, "case_id")
     async with request.app.state.db.session() as s:
@@ -73,8 +75,12 @@ async def _meeting_views(request: Request) -> tuple[Meeting, str, list[DeliveryV
 
 async def case_fragment(request: Request) -> Response:
     case, meeting, timezone, views, copies = await _case_views(request)
+    assert case.id is not None
+    async with request.app.state.db.session() as s:
+        versions = [stored.version for stored in await list_versions(s, case.id)]
     return render(request, "epr/deliveries.html", {"deliveries": views, "scope": "case", "case": case,
-                                                   "meeting": meeting, "timezone": timezone, "copies": copies})
+                                                   "meeting": meeting, "timezone": timezone, "copies": copies,
+                                                   "versions": versions})
 
 
 async def meeting_fragment(request: Request) -> Response:
