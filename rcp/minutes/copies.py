@@ -100,8 +100,8 @@ def _package(fiche: Fiche, version: SignedVersion, replaced: SignedVersion | Non
              at: datetime) -> tuple[bytes, str]:
     """(the XDM zip, the document's unique id): CPU work, run in the thread pool."""
     pdf = fiche_pdf(fiche, version)
-    document = to_signed_document(fiche, version, pdf, replaces=replaced)
     cda = fiche_cda(fiche, version, replaced=replaced)
+    document = to_signed_document(fiche, version, pdf, replaces=replaced, cda=cda)
     return xdm_package(document, cda, recipients=[recipient], source_oid=RCP_SOURCE_OID, at=at), document.unique_id
 
 

@@ -3,8 +3,8 @@
 ``mail_outbox`` rows name the signed version they carry and its case (the case page shows each recipient's state);
 one row per version and mailbox (a unique index), so a copy is queued once however often the signature's hooks run.
 
-Revision ID: 0020_gp_copies
-Revises: 0019_board_registration
+Revision ID: 0021_gp_copies
+Revises: 0020_withdrawals
 Create Date: 2026-12-04
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0020_gp_copies"
-down_revision = "0019_board_registration"
+revision = "0021_gp_copies"
+down_revision = "0020_withdrawals"
 branch_labels = None
 depends_on = None
 
