@@ -228,15 +228,22 @@ class DocumentOrganisation:
     finess: str
     name: str
     facility_type: str = "SA01"
+    #: The organisation that keeps the documents (FHIR DocumentReference.custodian, CDA custodian) when it is not
+    #: the establishment itself: its FINESS and name ("" : the establishment).
+    custodian_finess: str = ""
+    custodian_name: str = ""
 
     def __post_init__(self) -> None:
         _require(bool(_FINESS.match(self.finess)), "'finess' must be a 9-character FINESS number")
+        _require(not self.custodian_finess or bool(_FINESS.match(self.custodian_finess)),
+                 "'custodian_finess' must be a 9-character FINESS number")
         _require(bool(self.name.strip()), "'name' of the establishment must not be empty")
         _require(bool(re.fullmatch(r"SA[0-9]{2}", self.facility_type)),
                  f"'facility_type' must be a TRE_R02 code such as SA01 (got {self.facility_type!r})")
 
     def as_json(self) -> dict[str, str]:
-        return {"finess": self.finess, "name": self.name, "facility_type": self.facility_type}
+        return {"finess": self.finess, "name": self.name, "facility_type": self.facility_type,
+                "custodian_finess": self.custodian_finess, "custodian_name": self.custodian_name}
 
 
 @dataclass(frozen=True, kw_only=True)

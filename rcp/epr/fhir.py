@@ -40,7 +40,7 @@ from typing import Any
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from rcp.epr.document import LOINC_RCP, PARIS, DocumentAuthor, DocumentOrganisation, SignedDocument
+from rcp.epr.document import LOINC_RCP, PARIS, DocumentAuthor, SignedDocument
 from rcp.identifiers import INS_OIDS, VALIDATION_MODES, ins_type_code, pid32_codes
 from rcp.people import IDNATPS_OID
 
@@ -201,20 +201,20 @@ def _source_patient(document: SignedDocument) -> dict[str, Any]:
     return resource
 
 
-def _organisation(org: DocumentOrganisation) -> dict[str, Any]:
-    """The establishment as a contained FR Core Organization: IdNatSt ("1" + FINESS, type IDNST) and FINESS."""
+def _organisation(finess: str, name: str, *, id_: str) -> dict[str, Any]:
+    """An establishment as a contained FR Core Organization: IdNatSt ("1" + FINESS, type IDNST) and FINESS."""
     def typed(code: str) -> dict[str, Any]:
         return {"coding": [{"system": IDNPS_TYPE_SYSTEM, "code": code}]}
 
     return {
         "resourceType": "Organization",
-        "id": "author-organisation",
+        "id": id_,
         "meta": {"profile": [FR_CORE_ORGANIZATION]},
         "identifier": [
-            {"use": "official", "type": typed("IDNST"), "system": IDNST_SYSTEM, "value": "1" + org.finess},
-            {"use": "official", "type": typed("FINEG"), "system": FINESS_SYSTEM, "value": org.finess},
+            {"use": "official", "type": typed("IDNST"), "system": IDNST_SYSTEM, "value": "1" + finess},
+            {"use": "official", "type": typed("FINEG"), "system": FINESS_SYSTEM, "value": finess},
         ],
-        "name": org.name,
+        "name": name,
     }
 
 
@@ -314,9 +314,17 @@ def provide_document_bundle(
             contained.append(_practitioner(author, id_=local, source_oid=source_oid))
             author_refs.append({"reference": f"#{local}", "type": "Practitioner"})
 
+    custodian = ""
     if document.organisation is not None:
-        contained.append(_organisation(document.organisation))
+        org = document.organisation
+        contained.append(_organisation(org.finess, org.name, id_="author-organisation"))
         author_refs.append({"reference": "#author-organisation", "type": "Organization"})
+        custodian = "#author-organisation"
+        if org.custodian_finess:
+            # The board's registration names another keeper of the documents (a GCS, the regional network).
+            contained.append(_organisation(org.custodian_finess, org.custodian_name or org.name,
+                                           id_="custodian-organisation"))
+            custodian = "#custodian-organisation"
 
     doc_status = {"final": "current", "amended": "current"}.get(document.status, "entered-in-error")
     context: dict[str, Any] = {
@@ -389,8 +397,8 @@ def provide_document_bundle(
         "content": contents,
         "context": context,
     }
-    if document.organisation is not None:
-        docref["custodian"] = {"reference": "#author-organisation", "type": "Organization"}
+    if custodian:
+        docref["custodian"] = {"reference": custodian, "type": "Organization"}
     _add_stagings(docref, document)
     if document.replaces is not None:
         docref["relatesTo"] = [

@@ -88,7 +88,10 @@ def establishment_of(fiche: Fiche) -> DocumentOrganisation | None:
     if found is None:
         return None
     try:
-        return DocumentOrganisation(finess=found.finess, name=found.name, facility_type=found.facility_type)
+        custodian = found.custodian
+        return DocumentOrganisation(finess=found.finess, name=found.name, facility_type=found.facility_type,
+                                    custodian_finess=custodian[0] if custodian[0] != found.finess else "",
+                                    custodian_name=custodian[1] if custodian[0] != found.finess else "")
     except ValueError:
         log.warning("case %s: the board's establishment cannot name the document's sender: MSH-4 falls back",
                     fiche.case_id)

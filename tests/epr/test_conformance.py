@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -167,3 +168,16 @@ async def test_file_drop_writes_the_cda_and_the_withdrawal(tmp_path: Path) -> No
     assert note["status"] == "entered-in-error" and note["withdrawal"]["reason"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([document.unique_id,
                                                                  f"{document.unique_id}.entered-in-error.json"])
+
+
+def test_a_custodian_other_than_the_establishment_keeps_the_document() -> None:
+    document = full_document()
+    assert document.organisation is not None
+    keeper = replace(document, organisation=replace(document.organisation, custodian_finess="750712184",
+                                                    custodian_name="GCS e-santé"))
+    docref = _docref(provide_document_bundle(keeper, idempotency_key="K"))
+    assert docref["custodian"] == {"reference": "#custodian-organisation", "type": "Organization"}
+    held = next(c for c in docref["contained"] if c["id"] == "custodian-organisation")
+    assert {i["value"] for i in held["identifier"]} == {"750712184", "1750712184"}
+    assert _docref(provide_document_bundle(document, idempotency_key="K"))["custodian"]["reference"] == \
+        "#author-organisation"
