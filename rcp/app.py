@@ -46,7 +46,7 @@ from rcp.minutes import routes as minutes_routes
 from rcp.minutes import withdrawal_routes
 from rcp.minutes.copies import copies_on_signed
 from rcp.minutes.delivery import epr_on_signed, epr_on_withdrawn
-from rcp.minutes.writeback import WritebackWorker
+from rcp.minutes.writeback import WritebackWorker, imaging_on_withdrawn
 from rcp.openapi import document
 from rcp.room import routes as room_routes
 from rcp.room.decisions import wire_decisions
@@ -154,7 +154,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
                                    copies_on_signed(settings.default_locale)]
             # A withdrawal (a version entered in error) writes its MDM^T11 / entered-in-error deliveries the same
             # way; other parts of the app append their own hooks here (rcp.minutes.withdrawals.WithdrawnHook).
-            app.state.on_withdrawn = [epr_on_withdrawn(configured_receivers(settings))]
+            app.state.on_withdrawn = [epr_on_withdrawn(configured_receivers(settings)), imaging_on_withdrawn]
 
             # The media plane (one aiortc peer per participant) and the live rooms that speak through it.
             app.state.media = await stack.enter_async_context(open_media_plane(settings))

@@ -19,7 +19,7 @@ Series layout, so that clinicians find the board's documents in the patient's st
 fiche goes into the same series per study, "RCP - fiche de décision" (modality DOC, series number 9002), its
 instances numbered by version; the key-image notes likewise into "RCP - images clés" (KO, 9001), and the rejection
 notes into "RCP - notes de rejet (IOCM)" (KO, 9003). A series per document set (the CDA/XDS set id of
-``rcp.minutes.delivery.document_ids``), not per version: a correction lands next to what it corrects, and the
+``rcp.minutes.oids.document_ids``), not per version: a correction lands next to what it corrects, and the
 rejection note hides the older instance.
 
 Patient identity (PS3.3 C.7.1.1): ``PatientID`` and ``IssuerOfPatientID`` are copied from the source images (a
@@ -47,8 +47,8 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian,
 from pydicom.valuerep import DA, TM
 
 from rcp.identifiers import DicomPatient, Identifier, Match, ServicePatient, ins_system, match
-from rcp.minutes.delivery import document_ids
 from rcp.minutes.fiche import Fiche, KeyImage, PatientIdentity
+from rcp.minutes.oids import document_ids
 from rcp.minutes.versions import SignedVersion
 
 __all__ = [

@@ -24,6 +24,7 @@ from typing import Protocol, Self
 
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rcp.auth import audit
 from rcp.clock import as_utc, utcnow
@@ -43,6 +44,7 @@ from rcp.minutes.fiche import Fiche
 from rcp.minutes.models import DecisionVersion, WritebackJob, WritebackKind
 from rcp.minutes.render import fiche_pdf
 from rcp.minutes.versions import SignedVersion
+from rcp.minutes.withdrawals import StoredWithdrawal
 from rcp.scheduling.models import Case
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "WritebackOutcome",
     "WritebackWorker",
     "build_objects",
+    "imaging_on_withdrawn",
     "run_due_writebacks",
     "to_part10",
 ]
@@ -86,6 +89,15 @@ class WritebackOutcome:
     error: str = ""
     #: Refused for good (the study is another patient's): not retried.
     refused: bool = False
+
+
+async def imaging_on_withdrawn(session: AsyncSession, withdrawn: StoredWithdrawal) -> None:
+    """The imaging side of a withdrawal (a ``rcp.minutes.withdrawals.WithdrawnHook``): queue the IHE IOCM
+    rejection note of the withdrawn version's KOS and PDF in the withdrawal's own transaction — DCM 113037
+    "Rejected for Patient Safety Reasons" when it was filed under the wrong patient, else 113001 — so a withdrawal
+    never stands without it. The app subscribes it in its lifespan (``app.state.on_withdrawn``)."""
+    await store.reject_in_imaging(session, withdrawn.stored.id, wrong_patient=withdrawn.wrong_patient,
+                                  at=withdrawn.withdrawn_at)
 
 
 def to_part10(ds: Dataset) -> bytes:

@@ -270,3 +270,34 @@ async def test_orthanc_stores_the_rejection_note_and_our_lists_hide_what_it_reje
     finally:
         await service.close()
         await client.close()
+
+
+async def test_a_withdrawal_for_the_wrong_patient_stores_a_patient_safety_rejection(database: Database) -> None:
+    """A version withdrawn as filed under the wrong patient: the withdrawal's imaging hook queues, in its own
+    transaction, a 113037 rejection note of the version's KOS and PDF, stored once, through dciodvfy."""
+    from rcp.minutes import withdrawals
+    from rcp.minutes.writeback import imaging_on_withdrawn
+
+    patient = SyntheticPatient(f"IPP-WD-{secrets.token_hex(4)}", "CHU-ANGERS", "Lefèvre", "Hélène-Françoise",
+                               date(1958, 3, 28), "F")
+    series = ct_series(patient, slices=2, rows=16, columns=16)
+    archive = FakeArchive(series)
+    v1 = await signed_case(database, series, 1, patient=patient)
+    await run_due_writebacks(database, archive, now=NOW, limit=100)
+    old = {kind: job.stored_sop_uid for kind, job in (await jobs_of(database, v1.id)).items()}
+    async with database.session() as s:
+        await withdrawals.withdraw(s, case_id=v1.case_id, number=1, user_id=v1.version.signed_by,
+                                   may_manage=False, reason="Fiche saisie sur le mauvais dossier",
+                                   wrong_patient=True, at=NOW + timedelta(hours=2), hooks=[imaging_on_withdrawn])
+    jobs = await jobs_of(database, v1.id)
+    assert set(jobs) == {"kos", "pdf", "reject_pt"}
+    await run_due_writebacks(database, archive, now=NOW + timedelta(hours=2), limit=100)
+    job = (await jobs_of(database, v1.id))["reject_pt"]
+    assert job.status == "done", job.last_error
+    note = read(archive.stored[job.stored_sop_uid])
+    assert note.ConceptNameCodeSequence[0].CodeValue == "113037"
+    referenced = {sop.ReferencedSOPInstanceUID
+                  for study in note.CurrentRequestedProcedureEvidenceSequence
+                  for ser in study.ReferencedSeriesSequence for sop in ser.ReferencedSOPSequence}
+    assert referenced == set(old.values())
+    assert dciodvfy(note) == []
