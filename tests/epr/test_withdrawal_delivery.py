@@ -24,6 +24,7 @@ from rcp.epr.outbox import enqueue
 from rcp.epr.receivers import open_receiver
 from rcp.epr.worker import RetryPolicy, Worker
 from rcp.identifiers import luhn_key
+from rcp.minutes import store
 from rcp.scheduling.models import Board, BoardCoordinator, Establishment, Meeting
 from tests.epr.samples import full_document, withdrawn
 from tests.factories import credentials, give_second_factor, proof
@@ -135,6 +136,12 @@ async def test_amendment_then_withdrawal_reach_the_epr_once_each(
     assert sorted((r.action, r.document_version) for r in rows) == [
         ("file", 1), ("file", 1), ("file", 2), ("file", 2), ("withdraw", 2), ("withdraw", 2)]
     assert {r.status for r in rows} == {DeliveryStatus.delivered}
+    # The imaging file (IHE IOCM): the amendment queued the rejection note of version 1's objects (113001), the
+    # withdrawal, through the app's on_withdrawn hooks, that of version 2's for the wrong patient (113037); once each.
+    async with db.session() as s:
+        numbers = {v.version.number: v.id for v in await store.list_versions(s, seeded.case_id)}
+        kinds = {n: sorted(j.kind for j in await store.writebacks_for(s, i)) for n, i in numbers.items()}
+    assert kinds == {1: ["pdf", "reject"], 2: ["pdf", "reject_pt"]}
 
 
 async def test_withdrawal_sent_once_across_a_worker_restart(
