@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -25,7 +26,7 @@ async def room_page(request: Request) -> Response:
     from rcp.http import current_user
     from rcp.scheduling import access
     from rcp.scheduling.agenda import meeting_agenda
-    from rcp.scheduling.models import Board
+    from rcp.scheduling.models import Board, Patient
     from rcp.scheduling.specialties import SPECIALTIES
     from rcp.templating import render
 
@@ -42,6 +43,12 @@ async def room_page(request: Request) -> Response:
             what=f"case {{case}} in meeting room {meeting_id}"
         )
         board = await s.get(Board, meeting.board_id)
+        # The identity banner beside the images (RNIV: birth and used names, given names, birth date, sex,
+        # identity status): the patients of the cases read (and audited) just above, nobody else.
+        patient_ids = {e.case.patient_id for e in listed}
+        rows = (await s.exec(select(Patient).where(col(Patient.id).in_(patient_ids)))).all() if patient_ids else []
+        by_id = {p.id: p for p in rows}
+        patients = {e.case.id: by_id[e.case.patient_id] for e in listed if e.case.patient_id in by_id}
     zone = board.timezone if board is not None else "Europe/Paris"
     agenda: list[dict[str, Any]] = [
         {
@@ -60,7 +67,8 @@ async def room_page(request: Request) -> Response:
     ]
     specialties = {s.key: i18n.gettext(s.label) for s in SPECIALTIES}
     return render(request, "room.html", {"meeting": meeting, "agenda": agenda, "specialties": specialties,
-                                         "proposals": proposal_choices()})
+                                         "proposals": proposal_choices(),
+                                         "patients": patients})
 
 
 def proposal_choices() -> list[dict[str, str]]:

@@ -228,7 +228,7 @@ async def test_three_clinicians_see_hear_mute_pause_and_reconnect(
     for me in (radiologist, surgeon):
         await me.until_tile(oncologist, ".rtc-muted")
         flag = f'[data-room-participants] li[data-user-id="{oncologist.id}"] .rtc-flag[data-flag="rtc-muted"]'
-        await me.page.wait_for_selector(flag, timeout=TIMEOUT_MS)
+        await me.page.wait_for_selector(flag, state="attached", timeout=TIMEOUT_MS)  # in the participants tab
     assert await oncologist.page.get_attribute('[data-video-action="mic"]', "data-on") == "false"
     await oncologist.click("camera")
     for me in (radiologist, surgeon):

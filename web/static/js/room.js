@@ -31,6 +31,8 @@ import {api, format, pageStrings} from './api.js';
 import {mountDecision} from './decision.js';
 import {Conference} from './conference.js';
 import {FollowGuard} from './follow.js';
+import {RoomLayout} from './room-layout.js';
+import {FloorAlerts} from './floor-alerts.js';
 
 const VIEW_SEND_MS = 1000 / 30;
 
@@ -75,6 +77,17 @@ const guard = new FollowGuard(root, viewer, {
   presenterName: () => room.participants.get(room.presenter)?.display_name ?? null,
   setMode: (mode) => socket.send({type: 'mode', mode}),
 });
+// Images first: tabs / drawer, identity banner, shortcuts (room-layout.js); floor requests for the chair.
+const alerts = new FloorAlerts(root.querySelector('[data-floor-alerts]'), {
+  labels: {asks: L.asks_floor, ...L.floor_alert},
+  soundButton: root.querySelector('[data-room-action="floor-sound"]'),
+  give: (userId) => socket.send({type: 'floor.handover', to: userId}),
+});
+const layout = new RoomLayout(root, {viewer: viewer.element, keys: {
+  m: () => conference?.act('mic'),
+  g: () => { if (chairs() && room.requests.length) socket.send({type: 'floor.handover', to: room.requests[0]}); },
+  escape: () => alerts.dismissLast(),
+}});
 
 // ---- state -------------------------------------------------------------------------------------------------
 
@@ -125,7 +138,10 @@ function onEvent(e) {
       break;
     }
     case 'floor.requested':
-      if (!room.requests.includes(e.user_id)) room.requests.push(e.user_id);
+      if (!room.requests.includes(e.user_id)) {
+        room.requests.push(e.user_id);
+        alerts.ring();
+      }
       break;
     case 'floor.withdrawn':
       room.requests = room.requests.filter((u) => u !== e.user_id);
@@ -517,7 +533,38 @@ function render() {
   panel.querySelector('[data-case-staging]').textContent = item ? item.staging : '';
   root.querySelector('[data-room-seq]').textContent = socket.seq ?? '–';
   showDecision();
+  showLayout();
 }
+
+/** What the layout shows of the room: the current case's identity banner, the floor requests (room-layout.js,
+ * floor-alerts.js); the chair opens a case from the keyboard too. */
+function showLayout() {
+  layout.showCase(room.caseId);
+  // While a case is discussed the clinicians write its decision; the chair runs the agenda.
+  layout.suggest(room.caseId !== null && !chairs() ? 'decision' : 'agenda');
+  const asking = room.requests.map((id) => room.participants.get(id)).filter((p) => p && p.connected);
+  alerts.show(asking.map((p) => ({user_id: p.user_id, name: p.display_name})), {chair: chairs()});
+  const count = root.querySelector('[data-request-count]');
+  count.textContent = String(asking.length);
+  count.hidden = !asking.length;
+  count.title = L.floor_alert.requests;
+  for (const item of root.querySelectorAll('[data-case-id]')) {
+    if (chairs()) {
+      item.setAttribute('role', 'button');
+      item.tabIndex = 0;
+    } else {
+      item.removeAttribute('role');
+      item.removeAttribute('tabindex');
+    }
+  }
+}
+
+root.addEventListener('keydown', (e) => {
+  const item = e.target.closest?.('[data-case-id][role="button"]');
+  if (!item || (e.key !== 'Enter' && e.key !== ' ')) return;
+  e.preventDefault();
+  item.click();
+});
 
 root.addEventListener('click', (e) => {
   const target = e.target.closest('button, [data-case-id]');
@@ -548,4 +595,4 @@ onPath('ws');
 conference?.start(); // camera and microphone if allowed; the room works without them (see conference.js)
 socket.start();
 // for the end-to-end tests and debugging
-window.rcpRoom = {room, socket, viewer, pointer, media, conference, guard, decision: () => form};
+window.rcpRoom = {room, socket, viewer, pointer, media, conference, guard, layout, alerts, decision: () => form};
