@@ -7,5 +7,7 @@
 - ``render``: the fiche and the meeting's minutes as HTML and PDF (PDF/A-2b);
 - ``dicom`` / ``writeback``: the Key Object Selection and Encapsulated PDF written back to the imaging file, in
   the case's "RCP" series, and the IHE IOCM rejection note hiding them once the version is replaced or withdrawn;
+- ``cda`` / ``cda_reader``: the signed fiche as a CI-SIS CANCER-FRCP CDA R2 document, and such a document read
+  back into the model;
 - ``routes``: the HTTP edges.
 """

@@ -107,7 +107,7 @@ class Custodian:
                    board=b.national_id, establishment=place)
 
     def title(self, board_name: str) -> str:
-        """"Acronyme RRC / Acronyme GestRCP / dénomination RCP", as FRCP 2022.01 titles the document."""
+        """The title FRCP 2022.01 gives the document: acronym of the RRC / acronym of the 3C / the RCP's name."""
         place = self.establishment
         parts = [place.regional_network_name, place.coordination_centre_name] if place is not None else []
         return " / ".join([p for p in parts if p] + [board_name])

@@ -27,6 +27,8 @@ PUBLIC = {
     # The withdrawal's hook: the imaging side subscribes to it (rejection notes, IHE IOCM).
     "rcp.minutes.withdrawals": {"on_withdrawn", "withdraw", "list_withdrawals", "StoredWithdrawal", "WithdrawnHook"},
     "rcp.minutes.oids": {"document_ids", "withdrawal_id"},
+    "rcp.minutes.cda": {"fiche_cda", "Custodian", "MEDIA_TYPE", "LOINC_FRCP"},
+    "rcp.minutes.cda_reader": {"read_fiche_cda", "ReadDocument"},
 }
 
 
