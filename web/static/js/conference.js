@@ -57,6 +57,12 @@ export class Conference {
       const tile = e.target.closest('.rtc-needs-click');
       if (tile) this.replay(tile);
     });
+    this.strip.addEventListener('keydown', (e) => {
+      const tile = e.target.closest('.rtc-needs-click');
+      if (!tile || (e.key !== 'Enter' && e.key !== ' ')) return;
+      e.preventDefault();
+      this.replay(tile);
+    });
     section.addEventListener('click', (e) => {
       const button = e.target.closest('[data-video-action]');
       if (button) this.act(button.dataset.videoAction);
@@ -132,7 +138,11 @@ export class Conference {
 
   replay(tile) {
     const video = tile.querySelector('video');
-    video?.play().then(() => tile.classList.remove('rtc-needs-click'), () => {});
+    video?.play().then(() => {
+      tile.classList.remove('rtc-needs-click');
+      tile.removeAttribute('tabindex');
+      tile.removeAttribute('role');
+    }, () => {});
   }
 
   // -- the media session says -------------------------------------------------------------------------------

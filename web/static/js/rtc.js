@@ -138,7 +138,14 @@ export class Tile {
     if (this.video.srcObject !== stream) this.video.srcObject = stream;
     if (!stream) return;
     const play = this.video.play();
-    if (play && play.catch) play.catch(() => this.element.classList.add('rtc-needs-click'));
+    // Autoplay refused: the tile becomes a button (click, or Enter / Space once focused) that starts it.
+    if (play && play.catch) {
+      play.catch(() => {
+        this.element.classList.add('rtc-needs-click');
+        this.element.tabIndex = 0;
+        this.element.setAttribute('role', 'button');
+      });
+    }
   }
 
   flag(name, on) { this.element.classList.toggle(name, Boolean(on)); }
