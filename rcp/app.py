@@ -44,7 +44,7 @@ from rcp.logs import AccessLogMiddleware
 from rcp.mail import Composer, MailWorker, transport_for
 from rcp.minutes import routes as minutes_routes
 from rcp.minutes import withdrawal_routes
-from rcp.minutes.copies import copies_on_signed
+from rcp.minutes.copies import copies_on_signed, copies_on_withdrawn
 from rcp.minutes.delivery import epr_on_signed, epr_on_withdrawn
 from rcp.minutes.writeback import WritebackWorker, imaging_on_withdrawn
 from rcp.openapi import document
@@ -119,12 +119,12 @@ def build_routes() -> list[BaseRoute]:
 
 
 def mail_composers() -> dict[str, Composer]:
-    """What the mail outbox sends besides plain text: guests' join links and the GP's and correspondents' copies
-    of a signed fiche (``rcp serve`` and ``rcp worker`` alike)."""
+    """What the mail outbox sends besides plain text: guests' join links, the GP's and correspondents' copies of
+    a signed fiche and the notices that one was withdrawn (``rcp serve`` and ``rcp worker`` alike)."""
     from rcp.auth.links import JOIN_MAIL, compose_join_mail
-    from rcp.minutes.copies import COPY_MAIL, compose_copy
+    from rcp.minutes.copies import COPY_MAIL, WITHDRAWAL_MAIL, compose_copy, compose_withdrawal
 
-    return {JOIN_MAIL: compose_join_mail, COPY_MAIL: compose_copy}
+    return {JOIN_MAIL: compose_join_mail, COPY_MAIL: compose_copy, WITHDRAWAL_MAIL: compose_withdrawal}
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> Starlette:
@@ -154,7 +154,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> Starl
                                    copies_on_signed(settings.default_locale)]
             # A withdrawal (a version entered in error) writes its MDM^T11 / entered-in-error deliveries the same
             # way; other parts of the app append their own hooks here (rcp.minutes.withdrawals.WithdrawnHook).
-            app.state.on_withdrawn = [epr_on_withdrawn(configured_receivers(settings)), imaging_on_withdrawn]
+            app.state.on_withdrawn = [epr_on_withdrawn(configured_receivers(settings)), imaging_on_withdrawn,
+                                      copies_on_withdrawn(settings.default_locale)]
 
             # The media plane (one aiortc peer per participant) and the live rooms that speak through it.
             app.state.media = await stack.enter_async_context(open_media_plane(settings))

@@ -41,6 +41,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from rcp.epr.document import LOINC_RCP, PARIS, DocumentAuthor, SignedDocument
+from rcp.epr.xds import fhir_security_labels
 from rcp.identifiers import INS_OIDS, VALIDATION_MODES, ins_type_code, pid32_codes
 from rcp.people import IDNATPS_OID
 
@@ -391,9 +392,8 @@ def provide_document_bundle(
         "date": _local(document.signed_at),
         "author": author_refs,
         "description": document.title,
-        "securityLabel": [
-            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}
-        ],
+        # N, plus INVISIBLE_PATIENT (DMP) while the board keeps the document from the patient (rcp.epr.xds).
+        "securityLabel": fhir_security_labels(hidden_from_patient=document.hidden_from_patient),
         "content": contents,
         "context": context,
     }

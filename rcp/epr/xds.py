@@ -47,10 +47,16 @@ class XdsCode(NamedTuple):
     display: str
 
     def fhir_coding(self) -> dict[str, str]:
-        """As a FHIR Coding (MHD: ``urn:oid:`` systems, except LOINC and the IHE format URNs' own system)."""
-        system = "http://loinc.org" if self.scheme == "2.16.840.1.113883.6.1" else f"urn:oid:{self.scheme}"
+        """As a FHIR Coding: HL7's canonical URL for the code systems FHIR names (LOINC, v3 Confidentiality),
+        ``urn:oid:`` for the French ones (MHD)."""
+        system = _FHIR_SYSTEMS.get(self.scheme, f"urn:oid:{self.scheme}")
         return {"system": system, "code": self.code, "display": self.display}
 
+
+_FHIR_SYSTEMS = {
+    "2.16.840.1.113883.6.1": "http://loinc.org",
+    "2.16.840.1.113883.5.25": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+}
 
 TYPE_FRCP = XdsCode("34794-8", "2.16.840.1.113883.6.1", "CR de réunion de concertation pluridisciplinaire")
 CLASS_CR = XdsCode("11", "1.2.250.1.213.1.1.4.1", "Compte rendu")

@@ -13,6 +13,9 @@ fiche names — the GP (*médecin traitant*) and the correspondents — gets one
 - **Nothing about the patient outside the attachment**: the subject is neutral, the body says what the attachment
   is and, when the board keeps the document from the patient until the announcement consultation
   (``Fiche.hidden_from_patient``, INVISIBLE_PATIENT in the XDM metadata), asks the reader not to pass it on before.
+- **Withdrawn with the version**: when a version is withdrawn (entered in error, ``rcp.minutes.withdrawals``),
+  each mailbox that got it receives a notice naming the document by its unique id (:func:`copies_on_withdrawn`);
+  a copy still waiting is cancelled instead. A correction is simply a new version: its copy says it replaces one.
 - **Seen by the coordinator** on the case page, per recipient (:func:`copies_for`): pending, sent or failed, when.
 
 Only addresses of the MSSanté trust space are mailed (``rcp.minutes.fiche.is_mssante``, checked when the fiche is
@@ -37,19 +40,32 @@ from rcp.epr.fhir import RCP_SOURCE_OID
 from rcp.epr.xdm import ATTACHMENT_NAME, xdm_package
 from rcp.i18n import translations
 from rcp.mail import Mail, MailStatus, enqueue
-from rcp.minutes import store
+from rcp.minutes import store, withdrawals
 from rcp.minutes.cda import fiche_cda
-from rcp.minutes.delivery import to_signed_document
+from rcp.minutes.delivery import document_ids, to_signed_document
 from rcp.minutes.fiche import Fiche, is_mssante
 from rcp.minutes.render import fiche_pdf
 from rcp.minutes.versions import SignedVersion
 
-__all__ = ["COPY_MAIL", "CopyView", "Recipient", "compose_copy", "copies_for", "copies_on_signed", "recipients"]
+__all__ = [
+    "COPY_MAIL",
+    "WITHDRAWAL_MAIL",
+    "CopyView",
+    "Recipient",
+    "compose_copy",
+    "compose_withdrawal",
+    "copies_for",
+    "copies_on_signed",
+    "copies_on_withdrawn",
+    "recipients",
+]
 
 log = logging.getLogger(__name__)
 
 #: The outbox kind of the mail that carries a signed version to the GP or a correspondent.
 COPY_MAIL = "fiche_copy"
+#: The outbox kind of the notice that a version they received was withdrawn (entered in error).
+WITHDRAWAL_MAIL = "fiche_withdrawal"
 
 
 @dataclass(frozen=True)
@@ -145,6 +161,54 @@ async def compose_copy(session: AsyncSession, mail: Mail, settings: Settings) ->
     return message
 
 
+def copies_on_withdrawn(default_locale: str = "fr") -> withdrawals.WithdrawnHook:
+    """An ``on_withdrawn`` hook: whoever got the version's copy gets a notice that it was withdrawn, once, in the
+    withdrawal's transaction (the version itself never changes: ``rcp.minutes.withdrawals``)."""
+
+    async def hook(session: AsyncSession, withdrawn: withdrawals.StoredWithdrawal) -> None:
+        copied = (await session.exec(select(Mail).where(
+            Mail.kind == COPY_MAIL, Mail.decision_version_id == withdrawn.stored.id,
+            col(Mail.status) != MailStatus.cancelled))).all()
+        for row in copied:
+            if row.status == MailStatus.pending:
+                # Not sent yet: it never leaves, and nothing needs withdrawing in that mailbox.
+                row.status = MailStatus.cancelled
+                session.add(row)
+                continue
+            await enqueue(session, kind=WITHDRAWAL_MAIL, recipient=row.recipient,
+                          decision_version_id=withdrawn.stored.id, case_id=withdrawn.case_id,
+                          locale=row.locale or default_locale)
+
+    return hook
+
+
+async def compose_withdrawal(session: AsyncSession, mail: Mail, settings: Settings) -> EmailMessage | None:
+    """The outbox's composer for :data:`WITHDRAWAL_MAIL`: which document to take out of the patient's record, by
+    its unique id (the XDS uniqueId of the copy they received), and nothing about the patient."""
+    if mail.decision_version_id is None or mail.case_id is None:
+        return None
+    listed = await store.list_versions(session, mail.case_id)
+    stored = next((s for s in listed if s.id == mail.decision_version_id), None)
+    if stored is None:
+        return None
+    _, unique_id = document_ids(stored.version.fiche(), stored.version)
+    _ = translations(mail.locale or settings.default_locale).ugettext
+    message = EmailMessage()
+    message["Subject"] = _("Health document withdrawn (secure mail)")
+    message.set_content("\n".join([
+        _("Hello,"),
+        "",
+        _("A document sent to you earlier was withdrawn: it was entered in error. If your software filed it into "
+          "the patient's record, remove it from there and disregard it."),
+        _("Reference of the withdrawn document (XDS uniqueId): %(id)s") % {"id": unique_id},
+        "",
+        _("This message was sent automatically; do not reply to it."),
+    ]) + "\n")
+    digest = hashlib.sha256(f"withdrawal|{mail.id}|{unique_id}".encode()).hexdigest()[:24]
+    message["Message-ID"] = f"<rcp-withdrawal-{digest}@{settings.mail_from.rpartition('@')[2] or 'localhost'}>"
+    return message
+
+
 @dataclass(frozen=True)
 class CopyView:
     """What the coordinator sees of one copy: to whom (their mailbox), which version, its state and when."""
@@ -161,12 +225,15 @@ class CopyView:
     next_attempt_at: datetime | None
     #: The relay's answer to the last failed attempt (an SMTP reply: no patient data).
     last_error: str | None
+    #: A notice that the version was withdrawn, rather than the copy itself.
+    withdrawal: bool = False
 
 
 async def copies_for(session: AsyncSession, case_id: int) -> list[CopyView]:
     """Every copy of the case's signed versions, by version then recipient."""
     rows = (await session.exec(
-        select(Mail).where(Mail.kind == COPY_MAIL, Mail.case_id == case_id, col(Mail.status) != MailStatus.cancelled)
+        select(Mail).where(col(Mail.kind).in_((COPY_MAIL, WITHDRAWAL_MAIL)), Mail.case_id == case_id,
+                           col(Mail.status) != MailStatus.cancelled)
         .order_by(col(Mail.decision_version_id), col(Mail.id))
     )).all()
     if not rows:
@@ -187,5 +254,5 @@ async def copies_for(session: AsyncSession, case_id: int) -> list[CopyView]:
             name=who.name if who else "", recipient=row.recipient, status=row.status, attempts=row.attempts,
             queued_at=as_utc(row.created_at), sent_at=as_utc(row.sent_at) if row.sent_at else None,
             next_attempt_at=as_utc(row.next_attempt_at) if row.status == MailStatus.pending else None,
-            last_error=row.last_error))
+            last_error=row.last_error, withdrawal=row.kind == WITHDRAWAL_MAIL))
     return views

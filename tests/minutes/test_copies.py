@@ -36,8 +36,8 @@ from rcp.errors import Invalid
 from rcp.http import error_handlers
 from rcp.i18n import LocaleMiddleware
 from rcp.mail import Mail, MailStatus, MailWorker, SmtpTransport, transport_for
-from rcp.minutes import store
-from rcp.minutes.copies import COPY_MAIL, copies_on_signed
+from rcp.minutes import store, withdrawals
+from rcp.minutes.copies import COPY_MAIL, copies_for, copies_on_signed, copies_on_withdrawn
 from rcp.minutes.delivery import document_ids
 from rcp.minutes.fiche import parse_draft_field
 from rcp.scheduling.models import BoardCoordinator, Meeting
@@ -286,3 +286,45 @@ def test_mssante_addresses_and_none_are_accepted() -> None:
     assert parse_draft_field("gp", {"name": "Dr X", "email": "x@medecin.mssante.fr"}).email == "x@medecin.mssante.fr"
     assert parse_draft_field("correspondents", [{"name": "Dr Y"}])[0].email == ""
     assert parse_draft_field("hidden_from_patient", True) is True
+
+
+async def test_a_withdrawn_version_is_withdrawn_from_the_mailboxes_that_got_it(
+        database: Database, settings: Settings, smtp_server: MailBox) -> None:
+    seeded, revision, gp, other = await _case_with_copies(database)
+    stored = await _sign(database, seeded, revision)
+    worker = MailWorker(settings, database, transport=SmtpTransport(smtp_server.url, timeout_s=10),
+                        composers=mail_composers())
+    assert await _drain(worker) == 2
+    async with database.session() as s:
+        await withdrawals.withdraw(s, case_id=seeded.case_id, number=1, user_id=seeded.oncologist, may_manage=False,
+                                   reason="Fiche d'un autre patient", hooks=[copies_on_withdrawn()])
+    assert await _drain(worker) == 2
+    assert await _drain(worker) == 0
+    _copy, notice = await smtp_server.wait_for(gp, 2)
+    assert len(smtp_server.to(gp)) == 2 and len(await smtp_server.wait_for(other, 2)) == 2
+    assert not list(notice.iter_attachments())
+    body = notice.get_body(("plain",))
+    assert body is not None
+    _, unique_id = document_ids(stored.version.fiche(), stored.version)
+    text = str(notice["Subject"]) + body.get_content()
+    assert unique_id in text and "Dupré" not in text and "autre patient" not in text
+    async with database.session() as s:
+        views = await copies_for(s, seeded.case_id)
+    assert sorted((v.recipient, v.withdrawal, v.status) for v in views) == sorted([
+        (gp, False, "sent"), (gp, True, "sent"), (other, False, "sent"), (other, True, "sent")])
+
+
+async def test_a_copy_not_sent_yet_is_cancelled_by_the_withdrawal(database: Database, settings: Settings,
+                                                                 smtp_server: MailBox) -> None:
+    seeded, revision, gp, _ = await _case_with_copies(database)
+    await _sign(database, seeded, revision)
+    async with database.session() as s:
+        await withdrawals.withdraw(s, case_id=seeded.case_id, number=1, user_id=seeded.oncologist, may_manage=False,
+                                   reason="Erreur de dossier", hooks=[copies_on_withdrawn()])
+    worker = MailWorker(settings, database, transport=SmtpTransport(smtp_server.url, timeout_s=10),
+                        composers=mail_composers())
+    assert await _drain(worker) == 0
+    assert smtp_server.to(gp) == []
+    async with database.session() as s:
+        rows = (await s.exec(select(Mail).where(Mail.case_id == seeded.case_id))).all()
+    assert {(r.kind, r.status) for r in rows} == {(COPY_MAIL, MailStatus.cancelled)}
