@@ -265,6 +265,8 @@ class DecisionForm {
       el('option', { value: 'registered' }, S.registered));
     this.responsible = el('select', {});
     const informed = el('input', { type: 'checkbox' });
+    // DMP INVISIBLE_PATIENT: the fiche reaches the record and the GP, not the patient, before the announcement.
+    const hidden = el('input', { type: 'checkbox' });
 
     this.summary = el('div', { class: 'decision-summary', 'aria-live': 'polite' });
     const signButton = el('button', { type: 'button', class: 'primary' }, S.sign);
@@ -281,6 +283,7 @@ class DecisionForm {
           (({ name, specialty, user_id }) => ({ name, specialty, user_id }))(this.attendees.find((a) => String(a.user_id) === this.responsible.value)),
         (v) => { this.responsible.value = v?.user_id != null ? String(v.user_id) : ''; }, ['change']),
       this.bind('patient_informed', S.informed, informed, () => informed.checked, (v) => { informed.checked = v === true; }, ['change']),
+      this.bind('hidden_from_patient', S.hidden_from_patient, hidden, () => hidden.checked, (v) => { hidden.checked = v === true; }, ['change']),
       this.text('comments', S.comments, 2),
       this.summary, signButton,
     );
