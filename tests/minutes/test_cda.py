@@ -33,8 +33,8 @@ from rcp.identifiers import ins_may_leave
 from rcp.minutes import codes
 from rcp.minutes.cda import fiche_cda
 from rcp.minutes.cda_reader import read_fiche_cda
-from rcp.minutes.delivery import document_ids
 from rcp.minutes.fiche import Fiche, Physician
+from rcp.minutes.oids import document_ids
 from rcp.minutes.versions import Draft, SignedVersion, amend, sign
 from rcp.people import PersonName
 from rcp.scheduling.models import Board, Establishment, Meeting

@@ -114,7 +114,7 @@ async def test_the_charter_page_edits_the_registration_in_french(login: Login, d
     coordinator = await login(board.coordinator)
     finess = new_place()["finess"]
     page = await coordinator.get(f"/boards/{board.id}/charter")
-    assert page.status_code == 200
+    assert page.status_code == 200 and "data-registration-missing" in page.text
     assert all(f'value="{t.code}"' in page.text for t in FACILITY_TYPES)
     form = {"csrf_token": coordinator.csrf, "type_code": "312419003", "minimum_specialties": "3",
             "required_specialties": ["surgeon", "medical_oncologist", "radiotherapist"], "national_id": "84010712",
@@ -138,7 +138,7 @@ async def test_the_charter_page_edits_the_registration_in_french(login: Login, d
     assert (one["national_id"], one["paediatric"], one["referral"]) == ("84010712", True, False)
     assert (one["establishment"]["finess"], one["establishment"]["coordination_centre_id"]) == (finess, "840107")
     again = await coordinator.get(f"/boards/{board.id}/charter")
-    assert f'value="{finess}"' in again.text and 'name="paediatric" checked' in again.text
+    assert f'value="{finess}"' in again.text and "data-registration-missing" not in again.text and 'name="paediatric" checked' in again.text
 
 
 async def test_the_fiche_carries_the_registration_it_was_signed_under(login: Login, db: Database) -> None:
