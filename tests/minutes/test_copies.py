@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rcp.app import mail_composers
 from rcp.auth.models import User
+from rcp.auth.passwords import hash_password
 from rcp.auth.sessions import CurrentUser
 from rcp.clock import SettableClock
 from rcp.config import Settings
@@ -42,14 +43,15 @@ from rcp.minutes.delivery import document_ids
 from rcp.minutes.fiche import parse_draft_field
 from rcp.scheduling.models import BoardCoordinator, Meeting
 from rcp.templating import render_error
-from tests.factories import unique
+from tests.factories import credentials, proof, unique
 from tests.fixtures.smtp import MailBox
 from tests.minutes.cda_validation import schema_errors, schematron_failures
 from tests.minutes.seeding import NOW, Seed, fill, seed
-from tests.servers import listening_socket
+from tests.servers import ServerThread, listening_socket, until
 
 RIM = {"rim": "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0", "lcm": "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"}
 V3 = {"c": "urn:hl7-org:v3"}
+APP_PASSWORD = "copies-signature-password-1"
 DOC_UNIQUE_ID = "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
 DOC_PATIENT_ID = "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427"
 TYPE_CODE = "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983"
@@ -328,3 +330,31 @@ async def test_a_copy_not_sent_yet_is_cancelled_by_the_withdrawal(database: Data
     async with database.session() as s:
         rows = (await s.exec(select(Mail).where(Mail.case_id == seeded.case_id))).all()
     assert {(r.kind, r.status) for r in rows} == {(COPY_MAIL, MailStatus.cancelled)}
+
+
+async def test_a_signature_in_the_served_app_mails_the_gp(db: Database, live_server: ServerThread,
+                                                         smtp_server: MailBox, settings: Settings) -> None:
+    """The app's wiring: its signature hooks queue the copies, its own mailer sends them once (after its poke)."""
+    seeded, revision, gp, _ = await _case_with_copies(db)
+    async with db.session() as s:
+        oncologist = await s.get(User, seeded.oncologist)
+        assert oncologist is not None
+        oncologist.password_hash = hash_password(APP_PASSWORD, settings.argon2)
+        s.add(oncologist)
+        name = oncologist.username
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as physician:
+        me = (await physician.post("/api/session", json=credentials(name, APP_PASSWORD))).json()
+        signed = await physician.post(f"/api/cases/{seeded.case_id}/decision/sign",
+                                      headers={"X-CSRF-Token": me["csrf_token"]},
+                                      json={**proof(name, APP_PASSWORD), "seen_revision": revision})
+        assert signed.status_code == 201, signed.text
+    [message] = await smtp_server.wait_for(gp)
+    assert _package(message).read(METADATA_PATH).startswith(b"<?xml")
+
+    async def sent() -> list[Mail]:
+        async with db.session() as s:
+            rows = (await s.exec(select(Mail).where(Mail.case_id == seeded.case_id))).all()
+        return list(rows) if rows and all(r.status == MailStatus.sent for r in rows) else []
+
+    rows = await until(sent, "both copies recorded as sent")
+    assert len(rows) == 2 and {r.attempts for r in rows} == {1} and len(smtp_server.to(gp)) == 1
