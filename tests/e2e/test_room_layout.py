@@ -273,18 +273,22 @@ async def test_chair_sees_and_grants_a_floor_request(
         oncologist = asker.welcome["user_id"]
         await chair.evaluate(f"rcpRoom.socket.send({{type: 'floor.handover', to: {radiologist}}})")
         await asker.wait_for(lambda c: any(e["user_id"] == radiologist for e in c.of("floor.granted")))
-        # The chair is elsewhere: in the decision tab, the focus in it.
+        # The chair is elsewhere: in the decision tab, scrolled to its end.
         await chair.click('[role="tab"][data-tab="decision"]')
+        await chair.evaluate("document.querySelector('[data-room-drawer]').scrollTop = 1e6")
         await asker.send({"type": "floor.request"})
         alert = f'[data-floor-request="{oncologist}"]'
         try:
             await chair.wait_for_selector(alert, state="visible", timeout=TIMEOUT_MS)
-            on_screen = await chair.evaluate(
-                f"""(() => {{ const a = document.querySelector('{alert}'); const r = a.getBoundingClientRect();
+            # On screen (once it has slid in), on top of everything there, and saying who asks.
+            handle = await chair.wait_for_function(
+                f"""() => {{ const a = document.querySelector('{alert}'); const r = a.getBoundingClientRect();
                     const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-                    return r.top >= 0 && r.bottom <= innerHeight && a.contains(hit) && a.textContent; }})()"""
+                    return r.top >= 0 && r.bottom <= innerHeight && a.contains(hit) && a.textContent; }}""",
+                timeout=TIMEOUT_MS,
             )
-            assert on_screen and "asks for the floor" in on_screen, on_screen
+            on_screen = await handle.json_value()
+            assert "asks for the floor" in on_screen, on_screen
             # The participants tab counts the request too.
             assert await chair.text_content('[data-tab="people"] [data-request-count]') == "1"
         except (AssertionError, PlaywrightTimeout) as error:
@@ -296,9 +300,15 @@ async def test_chair_sees_and_grants_a_floor_request(
         await asker.wait_for(lambda c: any(e["user_id"] == oncologist for e in c.of("floor.granted")))
         await chair.wait_for_selector(alert, state="detached", timeout=TIMEOUT_MS)
         assert await chair.evaluate(f"rcpRoom.room.presenter === {oncologist}")
-        # The sound is offered to the chair, off until turned on.
-        assert await chair.get_attribute('[data-room-action="floor-sound"]', "aria-pressed") == "false"
-        assert await chair.is_visible('[data-room-action="floor-sound"]')
+        # The sound is offered to the chair, off until turned on; then a new request rings.
+        sound = '[data-room-action="floor-sound"]'
+        assert await chair.get_attribute(sound, "aria-pressed") == "false"
+        await chair.click(sound)
+        assert await chair.get_attribute(sound, "aria-pressed") == "true"
+        rung = await chair.evaluate("rcpRoom.alerts.rung")
+        await presenter.send({"type": "floor.request"})
+        await chair.wait_for_selector(f'[data-floor-request="{radiologist}"]', state="visible", timeout=TIMEOUT_MS)
+        await chair.wait_for_function(f"rcpRoom.alerts.rung > {rung}", timeout=TIMEOUT_MS)
     finally:
         await asker.close()
         await presenter.close()

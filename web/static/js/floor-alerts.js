@@ -30,6 +30,8 @@ export class FloorAlerts {
     this.dismissed = new Set();
     this.audio = null;
     this.chair = false;
+    /** How many times the tones played (for the tests: a positive signal that the sound went off). */
+    this.rung = 0;
     this.sound = localStorage.getItem(SOUND_KEY) === 'on';
     this.showSound();
     soundButton.addEventListener('click', () => this.toggleSound());
@@ -110,6 +112,7 @@ export class FloorAlerts {
     if (!this.chair || !this.sound) return;
     const ctx = this.context();
     if (!ctx) return;
+    this.rung += 1;
     const start = ctx.currentTime + 0.02;
     [[880, 0], [660, 0.18]].forEach(([hz, at]) => {
       const tone = ctx.createOscillator();
