@@ -114,6 +114,10 @@ async def test_amendment_then_withdrawal_reach_the_epr_once_each(
                         "the replacing DocumentReference entered in error")
             page = await secretary.get(f"/cases/{seeded.case_id}", headers={"Accept-Language": "en"})
             assert 'data-withdrawn-version="2"' in page.text and "mauvais dossier" in page.text
+            # The coordinator's delivery state names the withdrawal rows as such.
+            fragment = await secretary.get(f"/epr/cases/{seeded.case_id}/deliveries",
+                                           headers={"Accept-Language": "en"})
+            assert fragment.text.count("data-withdrawal") == 2
     finally:
         server.close()
     events = [_event(m) for m in mllp.received]
