@@ -31,6 +31,16 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/**
+ * What a failed call says to the person, in the page's language: the table's words for the refusals a signer
+ * meets (quorum, treatment specialty, who signs, stale or signed draft, identity), else the server's own message;
+ * a network failure says nothing was sent (the browser's own "Failed to fetch" is English).
+ */
+function refusal(error) {
+  if (!(error instanceof ApiError)) return S.unreachable;
+  return S.refusals[error.code] || error.message;
+}
+
 /** A stored TNM as the oncologist wrote it: "ypT0 N0 M0" (rcp.minutes.staging.Tnm.label). */
 function tnmLabel(v) {
   if (!v || !v.t) return '';
@@ -84,7 +94,7 @@ class FieldBinding {
         this.refused = JSON.stringify(value);
         this.box.classList.add('has-error');
         this.status.textContent = Object.values(error.fields).join(' ');
-      } else toast(error.message, 'error');
+      } else toast(refusal(error), 'error');
     } finally {
       this.saving = null;
     }
@@ -104,7 +114,7 @@ class FieldBinding {
         el('button', { type: 'button', onclick: () => { this.write(mine); this.dirty = true; this.save(current.version); } }, S.use_mine),
       );
       this.conflictBox.hidden = false;
-    }, () => toast(error.message, 'error'));
+    }, () => toast(refusal(error), 'error'));
   }
 
   remote(detail) {
@@ -136,7 +146,7 @@ class DecisionForm {
 
   /** Read the decision again; a failed read (the network just came back) is said, not left uncaught. */
   reload() {
-    this.refresh().catch((error) => toast(error.message, 'error'));
+    this.refresh().catch((error) => toast(refusal(error), 'error'));
   }
 
   destroy() {
@@ -345,7 +355,7 @@ class DecisionForm {
         await api('POST', url, { password, code, seen_revision: this.revision });
       }
     } catch (error) {
-      toast(error.message, 'error', 8000);
+      toast(refusal(error), 'error', 8000);
     }
     await this.refresh();
   }
