@@ -14,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from rcp import mail
 from rcp.auth import audit
 from rcp.epr.models import Delivery
 from rcp.epr.outbox import DeliveryView, deliveries_for, retry
 from rcp.http import current_user, path_int
-from rcp.minutes.copies import CopyView, copies_for
+from rcp.mail import Mail
+from rcp.minutes.copies import COPY_MAIL, WITHDRAWAL_MAIL, CopyView, copies_for, send_again
 from rcp.minutes.store import list_versions
 from rcp.openapi import ApiRoute
 from rcp.scheduling import access
@@ -133,6 +135,27 @@ async def retry_delivery(request: Request) -> Response:
     return RedirectResponse(target + "#epr-deliveries", status_code=303)
 
 
+async def retry_copy(request: Request) -> Response:
+    """POST: a copy mailed to the GP or a correspondent that failed for good is sent again (``rcp.minutes.copies``),
+    by the coordinators of its board; anything else of the outbox is "not found"."""
+    user = current_user(request)
+    mail_id = path_int(request, "mail_id")
+    async with request.app.state.db.session() as s:
+        row = await s.get(Mail, mail_id)
+        if row is None or row.case_id is None or row.kind not in (COPY_MAIL, WITHDRAWAL_MAIL):
+            raise access.NotVisible(f"No mail copy {mail_id} among your meetings.",
+                                    alert=access.Alert(Action.manage_meeting, f"mail copy {mail_id}"))
+        case, meeting = await access.require_case(s, user, row.case_id, Action.manage_meeting)
+        await send_again(s, mail_id)
+        await audit.record(s, event="export", action="E", request=request, patient_id=case.patient_id,
+                           meeting_id=meeting.id, what=f"mail copy {mail_id} of case {case.id} sent again")
+        case_id = case.id
+    mail.wake(request.app.state)
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"id": mail_id, "status": "pending"})
+    return RedirectResponse(f"/cases/{case_id}#epr-deliveries", status_code=303)
+
+
 routes: list[BaseRoute] = [
     Route("/epr/cases/{case_id:int}/deliveries", case_fragment, methods=["GET"], name="epr_case_deliveries"),
     Route("/epr/meetings/{meeting_id:int}/deliveries", meeting_fragment, methods=["GET"],
@@ -144,4 +167,8 @@ routes: list[BaseRoute] = [
              summary="Delivery state of each receiver for a meeting", media_type="application/json"),
     ApiRoute("/api/epr/deliveries/{delivery_id:int}/retry", retry_delivery, method="POST", tag="epr",
              summary="Put a delivery that needs attention back in the queue", media_type="application/json"),
+    Route("/epr/mail-copies/{mail_id:int}/retry", retry_copy, methods=["POST"], name="epr_copy_retry"),
+    ApiRoute("/api/epr/mail-copies/{mail_id:int}/retry", retry_copy, method="POST", tag="epr",
+             summary="Send again a copy mailed to the GP or a correspondent that could not be sent",
+             media_type="application/json"),
 ]

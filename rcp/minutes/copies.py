@@ -16,7 +16,8 @@ fiche names — the GP (*médecin traitant*) and the correspondents — gets one
 - **Withdrawn with the version**: when a version is withdrawn (entered in error, ``rcp.minutes.withdrawals``),
   each mailbox that got it receives a notice naming the document by its unique id (:func:`copies_on_withdrawn`);
   a copy still waiting is cancelled instead. A correction is simply a new version: its copy says it replaces one.
-- **Seen by the coordinator** on the case page, per recipient (:func:`copies_for`): pending, sent or failed, when.
+- **Seen by the coordinator** on the case page, per recipient (:func:`copies_for`): pending, sent or failed, when;
+  one that failed for good can be sent again (:func:`send_again`).
 
 Only addresses of the MSSanté trust space are mailed (``rcp.minutes.fiche.is_mssante``, checked when the fiche is
 edited too): a copy to an ordinary mailbox would take health data outside it.
@@ -34,10 +35,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
-from rcp.clock import as_utc
+from rcp.clock import as_utc, utcnow
 from rcp.config import Settings
 from rcp.epr.fhir import RCP_SOURCE_OID
 from rcp.epr.xdm import ATTACHMENT_NAME, xdm_package
+from rcp.errors import Conflict, NotFound
 from rcp.i18n import translations
 from rcp.mail import Mail, MailStatus, enqueue
 from rcp.minutes import store, withdrawals
@@ -58,6 +60,7 @@ __all__ = [
     "copies_on_signed",
     "copies_on_withdrawn",
     "recipients",
+    "send_again",
 ]
 
 log = logging.getLogger(__name__)
@@ -207,6 +210,21 @@ async def compose_withdrawal(session: AsyncSession, mail: Mail, settings: Settin
     digest = hashlib.sha256(f"withdrawal|{mail.id}|{unique_id}".encode()).hexdigest()[:24]
     message["Message-ID"] = f"<rcp-withdrawal-{digest}@{settings.mail_from.rpartition('@')[2] or 'localhost'}>"
     return message
+
+
+async def send_again(session: AsyncSession, mail_id: int) -> Mail:
+    """The coordinator's "retry" of a copy (or notice) that failed for good: back in the outbox, due now, with
+    the full series of attempts again; ``Conflict`` for one that is not failed, ``NotFound`` for no such copy."""
+    row = await session.get(Mail, mail_id)
+    if row is None or row.kind not in (COPY_MAIL, WITHDRAWAL_MAIL):
+        raise NotFound(f"mail copy {mail_id} does not exist")
+    if row.status != MailStatus.failed:
+        raise Conflict(f"mail copy {mail_id} is {row.status}: only a copy that could not be sent is sent again")
+    row.status, row.attempts, row.next_attempt_at = MailStatus.pending, 0, utcnow()
+    row.lease_until = row.claim_token = None
+    session.add(row)
+    await session.flush()
+    return row
 
 
 @dataclass(frozen=True)

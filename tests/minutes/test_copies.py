@@ -358,3 +358,40 @@ async def test_a_signature_in_the_served_app_mails_the_gp(db: Database, live_ser
 
     rows = await until(sent, "both copies recorded as sent")
     assert len(rows) == 2 and {r.attempts for r in rows} == {1} and len(smtp_server.to(gp)) == 1
+
+
+async def test_the_coordinator_sends_a_failed_copy_again(database: Database, settings: Settings,
+                                                        smtp_server: MailBox) -> None:
+    seeded, revision, gp, _ = await _case_with_copies(database)
+    await _sign(database, seeded, revision)
+    dead = listening_socket()
+    port = dead.getsockname()[1]
+    dead.close()
+    once = replace(settings, mail_attempts=1)
+    down = MailWorker(once, database, transport=SmtpTransport(f"smtp://127.0.0.1:{port}", timeout_s=5),
+                      composers=mail_composers())
+    assert await _drain(down) == 2
+    async with database.session() as s:
+        user = User(username=unique("secretariat"), role="coordinator")
+        s.add(user)
+        await s.flush()
+        meeting = await s.get(Meeting, seeded.meeting_id)
+        assert meeting is not None and user.id is not None
+        s.add(BoardCoordinator(board_id=meeting.board_id, user_id=user.id))
+        coordinator = CurrentUser.of(user, via="token")
+        failed = (await s.exec(select(Mail).where(Mail.case_id == seeded.case_id, Mail.recipient == gp))).one()
+        assert failed.status == MailStatus.failed and failed.id is not None
+    app = Starlette(routes=epr_routes, exception_handlers=error_handlers(render_error))
+    app.state.db = database
+    transport = httpx.ASGITransport(app=_As(LocaleMiddleware(app, default="en"), lambda: coordinator))
+    async with httpx.AsyncClient(transport=transport, base_url="http://rcp") as http:
+        page = await http.get(f"/epr/cases/{seeded.case_id}/deliveries")
+        assert f'action="/epr/mail-copies/{failed.id}/retry"' in page.text
+        again = await http.post(f"/api/epr/mail-copies/{failed.id}/retry")
+        assert again.status_code == 200 and again.json()["status"] == "pending"
+        assert (await http.post(f"/api/epr/mail-copies/{failed.id}/retry")).status_code == 409
+        assert (await http.post("/api/epr/mail-copies/999999/retry")).status_code == 404
+    up = MailWorker(settings, database, transport=SmtpTransport(smtp_server.url, timeout_s=10),
+                    composers=mail_composers())
+    assert await _drain(up) == 1
+    assert len(await smtp_server.wait_for(gp)) == 1

@@ -35,6 +35,8 @@ from rcp.db import Database
 from rcp.epr.models import Delivery, DeliveryStatus
 from rcp.imaging.archive import open_archive
 from rcp.imaging.synthetic import SyntheticPatient, ct_series, to_part10
+from rcp.mail import Mail, MailStatus
+from rcp.minutes.copies import COPY_MAIL
 from rcp.room import commands
 from rcp.scheduling import access
 from rcp.scheduling.access import Action, Standing
@@ -89,6 +91,7 @@ class Target:
     patient_id: int
     invitation_id: int
     delivery_id: int
+    mail_id: int
     study_uid: str
     series_uid: str
     sop_uid: str
@@ -313,6 +316,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("/api/epr/cases/{case_id:int}/deliveries", "GET"): meeting(Action.manage_meeting),
     ("/api/epr/meetings/{meeting_id:int}/deliveries", "GET"): meeting(Action.manage_meeting),
     ("/api/epr/deliveries/{delivery_id:int}/retry", "POST"): meeting(Action.manage_meeting),
+    ("/epr/mail-copies/{mail_id:int}/retry", "POST"): meeting(Action.manage_meeting),
+    ("/api/epr/mail-copies/{mail_id:int}/retry", "POST"): meeting(Action.manage_meeting),
     ("/api/imaging/studies/{study_uid}/series", "GET"): meeting(Action.view_patient),
     ("/api/imaging/studies/{study_uid}/series/{series_uid}", "GET"): meeting(Action.view_patient),
     ("/api/imaging/frames/{study_uid}/{series_uid}/{sop_uid}/{frame:int}", "GET"): meeting(Action.view_patient),
@@ -415,11 +420,15 @@ async def _target(db: Database, settings: Settings, made: MadeMeeting, invited: 
                             meeting_id=made.id, patient_id=case.patient.id, status=DeliveryStatus.needs_attention,
                             idempotency_key=secrets.token_hex(8))
         s.add(delivery)
+        # A copy mailed to the GP that could not be sent (rcp.minutes.copies): the coordinator may send it again.
+        copy = Mail(kind=COPY_MAIL, recipient="dr.matrice@medecin.mssante.fr", case_id=case.id,
+                    status=MailStatus.failed, attempts=8)
+        s.add(copy)
         await s.flush()
-        assert delivery.id is not None
-        delivery_id = delivery.id
+        assert delivery.id is not None and copy.id is not None
+        delivery_id, mail_id = delivery.id, copy.id
     return Target(status=made.status, meeting_id=made.id, board_id=made.board.id, case_id=case.id,
-                  patient_id=case.patient.id, invitation_id=invitation.id, delivery_id=delivery_id,
+                  patient_id=case.patient.id, invitation_id=invitation.id, delivery_id=delivery_id, mail_id=mail_id,
                   study_uid=study.study_uid, series_uid=series.series_uid, sop_uid=instance.sop_uid, made=made)
 
 
@@ -562,6 +571,7 @@ def expected(rule: Rule, name: str, obj: str, world: World, path: str) -> int:
 def concrete(path: str, target: Target, fresh: dict[str, int]) -> str:
     values = {"meeting_id": target.meeting_id, "case_id": target.case_id, "patient_id": target.patient_id,
               "invitation_id": target.invitation_id, "board_id": target.board_id, "delivery_id": target.delivery_id,
+              "mail_id": target.mail_id,
               "study_uid": target.study_uid, "series_uid": target.series_uid, "sop_uid": target.sop_uid,
               "frame": 1, "name": "comments", "provider": "psc", "number": 1, **fresh}
     out = path
