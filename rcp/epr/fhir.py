@@ -41,7 +41,13 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from rcp.epr.document import LOINC_RCP, PARIS, DocumentAuthor, SignedDocument
-from rcp.epr.xds import fhir_security_labels
+from rcp.epr.xds import (
+    CLASS_CR,
+    FACILITY_ESTABLISHMENT,
+    FORMAT_FRCP,
+    PRACTICE_ESTABLISHMENT,
+    fhir_security_labels,
+)
 from rcp.identifiers import INS_OIDS, VALIDATION_MODES, ins_type_code, pid32_codes
 from rcp.people import IDNATPS_OID
 
@@ -83,14 +89,15 @@ RCP_SOURCE_OID = "2.25.{}".format(uuid.uuid5(uuid.NAMESPACE_URL, "urn:rcp:epr:so
 ENCOUNTER_OID = f"{RCP_SOURCE_OID}.2"
 #: TRE_A06-FormatCodeComplementaire: the CI-SIS format code of the FRCP document (its template
 #: 1.2.250.1.213.1.1.1.8 maps to it in the ANS ConceptMap; JDV_J10 XdsFormatCode is not in the ANS kit we ship).
-CDA_FORMAT = ("urn:oid:1.2.250.1.213.1.1.4.2.282", "urn:asip:ci-sis:frcp:2011",
-              "Fiche de réunion de concertation pluridisciplinaire")
+#: (The XDS codes have one home, ``rcp.epr.xds``, shared with the GP's XDM package; here as FHIR system tuples.)
+CDA_FORMAT = (f"urn:oid:{FORMAT_FRCP.scheme}", FORMAT_FRCP.code, FORMAT_FRCP.display)
 #: XDS classCode (TRE_A03-ClasseDocument, JDV_J06): "11" Compte rendu.
-CLASS_CODE = ("urn:oid:1.2.250.1.213.1.1.4.1", "11", "Compte rendu")
+CLASS_CODE = (f"urn:oid:{CLASS_CR.scheme}", CLASS_CR.code, CLASS_CR.display)
 #: XDS healthcareFacilityTypeCode (TRE_R02-SecteurActivite, JDV_J02).
-FACILITY_TYPE_SYSTEM = "urn:oid:1.2.250.1.71.4.2.4"
+FACILITY_TYPE_SYSTEM = f"urn:oid:{FACILITY_ESTABLISHMENT.scheme}"
 #: XDS practiceSettingCode (TRE_A01-CadreExercice, JDV_J04): "ETABLISSEMENT" Etablissement de santé.
-PRACTICE_SETTING = ("urn:oid:1.2.250.1.213.1.1.4.9", "ETABLISSEMENT", "Etablissement de santé")
+PRACTICE_SETTING = (f"urn:oid:{PRACTICE_ESTABLISHMENT.scheme}", PRACTICE_ESTABLISHMENT.code,
+                    PRACTICE_ESTABLISHMENT.display)
 #: FR Core Organization identifiers: IdNatSt ("1" + FINESS, ANS structures) and the FINESS itself.
 IDNST_SYSTEM = "urn:oid:1.2.250.1.71.4.2.2"
 FINESS_SYSTEM = "http://finess.sante.gouv.fr"

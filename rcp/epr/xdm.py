@@ -29,17 +29,18 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from rcp import __version__
-from rcp.epr.document import DocumentAuthor, SignedDocument
+from rcp.epr.document import DocumentAuthor, DocumentOrganisation, SignedDocument
 from rcp.epr.xds import (
     CLASS_CR,
-    FACILITY_ESTABLISHMENT,
     FORMAT_FRCP,
     FORMAT_MIME,
     PRACTICE_ESTABLISHMENT,
     TYPE_FRCP,
     XdsCode,
     confidentiality,
+    facility_type,
 )
+from rcp.identifiers import IDNATSTRUCT_OID
 from rcp.people import IDNATPS_OID
 
 __all__ = ["ATTACHMENT_NAME", "METADATA_PATH", "SUBSET", "cx_patient_ids", "xdm_package"]
@@ -149,8 +150,13 @@ def _external(scheme: str, target: str, value: str, label: str, ident: str) -> e
                                             "ExternalIdentifier")
 
 
-def _author(scheme: str, target: str, author: DocumentAuthor, ident: str) -> etree._Element:
+def _author(scheme: str, target: str, author: DocumentAuthor, ident: str,
+            organisation: DocumentOrganisation | None) -> etree._Element:
     slots = [_slot("authorPerson", _xcn(author))]
+    if organisation is not None:
+        # XON: the establishment by its IdNatStruct ("1" + FINESS, ANS OID 1.2.250.1.71.4.2.2), as CI-SIS writes it.
+        slots.append(_slot("authorInstitution",
+                           f"{organisation.name}^^^^^&{IDNATSTRUCT_OID}&ISO^IDNST^^^1{organisation.finess}"))
     if author.specialty_code:
         slots.append(_slot("authorSpecialty",
                            f"{author.specialty_code}^{author.specialty_label}^{_SPECIALTY_SCHEME}"))
@@ -186,12 +192,16 @@ def _document_entry(document: SignedDocument, entry: _Entry, n: int) -> etree._E
     if document.authors:
         slots.append(_slot("legalAuthenticator", _xcn(document.authors[0])))
     parts: list[etree._Element] = [*slots, _name(entry.title)]
-    parts += [_author(_DOC["author"], target, a, f"doc{n}-author{i}") for i, a in enumerate(document.authors)]
+    parts += [_author(_DOC["author"], target, a, f"doc{n}-author{i}", document.organisation)
+              for i, a in enumerate(document.authors)]
     parts.append(_classification(_DOC["class"], target, CLASS_CR, f"doc{n}-class"))
     parts += [_classification(_DOC["confidentiality"], target, code, f"doc{n}-confidentiality{i}")
               for i, code in enumerate(confidentiality(hidden_from_patient=document.hidden_from_patient))]
     parts.append(_classification(_DOC["format"], target, entry.format, f"doc{n}-format"))
-    parts.append(_classification(_DOC["facility"], target, FACILITY_ESTABLISHMENT, f"doc{n}-facility"))
+    organisation = document.organisation
+    parts.append(_classification(_DOC["facility"], target,
+                                 facility_type(organisation.facility_type if organisation else ""),
+                                 f"doc{n}-facility"))
     parts.append(_classification(_DOC["practice"], target, PRACTICE_ESTABLISHMENT, f"doc{n}-practice"))
     parts.append(_classification(_DOC["type"], target, TYPE_FRCP, f"doc{n}-type"))
     parts.append(_external(_DOC["patientId"], target, patient_id, "XDSDocumentEntry.patientId", f"doc{n}-pid"))
@@ -210,7 +220,8 @@ def _metadata(document: SignedDocument, entries: Sequence[_Entry], recipients: S
         # XON|XCN|XTN (ITI TF-3 4.2.3.3.10): the mailbox each copy is addressed to.
         *([_slot("intendedRecipient", *(f"||^^Internet^{r}" for r in recipients))] if recipients else []),
         _name(document.title),
-        *[_author(_SET["author"], set_uuid, a, f"set-author{i}") for i, a in enumerate(document.authors)],
+        *[_author(_SET["author"], set_uuid, a, f"set-author{i}", document.organisation)
+          for i, a in enumerate(document.authors)],
         _classification(_SET["contentType"], set_uuid, TYPE_FRCP, "set-content-type"),
         _external(_SET["uniqueId"], set_uuid, set_uid, "XDSSubmissionSet.uniqueId", "set-uid"),
         _external(_SET["sourceId"], set_uuid, source_oid, "XDSSubmissionSet.sourceId", "set-source"),

@@ -35,6 +35,7 @@ __all__ = [
     "TYPE_FRCP",
     "XdsCode",
     "confidentiality",
+    "facility_type",
     "fhir_security_labels",
 ]
 
@@ -68,6 +69,14 @@ FACILITY_ESTABLISHMENT = XdsCode("SA01", "1.2.250.1.71.4.2.4", "Etablissement pu
 PRACTICE_ESTABLISHMENT = XdsCode("ETABLISSEMENT", "1.2.250.1.213.1.1.4.9", "Etablissement de santé")
 CONFIDENTIALITY_NORMAL = XdsCode("N", "2.16.840.1.113883.5.25", "Normal")
 INVISIBLE_PATIENT = XdsCode("INVISIBLE_PATIENT", "1.2.250.1.213.1.1.4.13", "Non visible par le patient")
+
+
+def facility_type(code: str = "") -> XdsCode:
+    """healthcareFacilityTypeCode: the establishment's sector (TRE_R02, JDV_J02) as its registration gives it
+    (``DocumentOrganisation.facility_type``), SA01 when the board names no establishment yet."""
+    if not code or code == FACILITY_ESTABLISHMENT.code:
+        return FACILITY_ESTABLISHMENT
+    return XdsCode(code, FACILITY_ESTABLISHMENT.scheme, code)
 
 
 def confidentiality(*, hidden_from_patient: bool) -> tuple[XdsCode, ...]:
