@@ -108,6 +108,9 @@ async def test_refused_camera_still_joins_and_sees_others(signalling: Signalling
     refuser = await new_page((800, 600))
     await refuser.goto(f"{signalling.base_url}/?me=bob&slots=2&refuse=1")
     await refuser.wait_for_function("window.ready === true", timeout=20000)
+    # The page says so once getUserMedia's refusal comes back, which may be after ``ready`` on a loaded machine.
+    await refuser.wait_for_function("document.querySelector('#devices').textContent.includes('refused')",
+                                    timeout=20000)
     message = await refuser.text_content("#devices")
     assert message and "refused" in message and "meeting goes on" in message
     await until_decoding(refuser, "alice")

@@ -68,6 +68,7 @@ async def test_a_silent_participant_is_unstable_before_gone(
     # Leaving clears the mark: a gone participant is gone, not unstable (the snapshot a late joiner gets agrees).
     late = await RoomClient.open(link_server.url, cookies["oncologist"], meeting_id)
     opened.append(late)
+    await late.wait_for(lambda c: c.snapshot is not None)  # the snapshot may follow the welcome
     assert late.snapshot is not None
     seat = next(p for p in late.snapshot["participants"] if p["user_id"] == user)
     assert (seat["connected"], seat["unstable"]) == (False, False)
