@@ -45,7 +45,11 @@ window.received = [];
 window.states = [];
 media.addEventListener('tile', (e) => document.getElementById('strip').append(e.detail.element));
 media.addEventListener('tile-removed', (e) => e.detail.element.remove());
-media.addEventListener('devices', (e) => { document.getElementById('devices').textContent = e.detail.message; });
+// rtc.js says which devices run and the browser's error name; the page words it (as conference.js does).
+media.addEventListener('devices', (e) => {
+  document.getElementById('devices').textContent =
+    e.detail.error ? `camera refused (${e.detail.error}): the meeting goes on without it` : '';
+});
 media.addEventListener('message', (e) => window.received.push([e.detail.channel, e.detail.data]));
 media.addEventListener('state', (e) => window.states.push(e.detail.state));
 ws.addEventListener('message', (m) => {
