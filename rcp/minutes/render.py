@@ -271,6 +271,9 @@ def sections(fiche: Fiche, _: Translate = i18n.gettext) -> list[Section]:
     follow_rows = [
         (_("Responsible physician"), _person(fiche.responsible_physician, _)),
         (_("Patient informed, did not object"), _yes_no(fiche.patient_informed, _)),
+        # DMP INVISIBLE_PATIENT (rcp.epr.xds): the GP reading this copy learns not to pass it on before.
+        *([(_("Visible to the patient"), _("Not before the announcement consultation"))]
+          if fiche.hidden_from_patient else []),
         (_("General practitioner"), _person(fiche.gp, _)),
     ]
     for c in fiche.correspondents:

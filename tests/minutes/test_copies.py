@@ -40,7 +40,8 @@ from rcp.mail import Mail, MailStatus, MailWorker, SmtpTransport, transport_for
 from rcp.minutes import store, withdrawals
 from rcp.minutes.copies import COPY_MAIL, copies_for, copies_on_signed, copies_on_withdrawn
 from rcp.minutes.delivery import document_ids
-from rcp.minutes.fiche import parse_draft_field
+from rcp.minutes.fiche import Fiche, parse_draft_field
+from rcp.minutes.render import sections
 from rcp.scheduling.models import BoardCoordinator, Meeting
 from rcp.templating import render_error
 from tests.factories import credentials, proof, unique
@@ -395,3 +396,16 @@ async def test_the_coordinator_sends_a_failed_copy_again(database: Database, set
                     composers=mail_composers())
     assert await _drain(up) == 1
     assert len(await smtp_server.wait_for(gp)) == 1
+
+
+def test_the_fiche_says_it_is_kept_from_the_patient(content: Callable[..., dict[str, Any]]) -> None:
+    """The PDF and the fiche page the GP reads say so; the content of a fiche without the option is unchanged."""
+    def rows(fiche: Fiche) -> list[tuple[str, str]]:
+        return [row for section in sections(fiche, lambda text: text) for row in section.rows]
+
+    hidden = Fiche.from_content(content(hidden_from_patient=True))
+    assert ("Visible to the patient", "Not before the announcement consultation") in rows(hidden)
+    assert hidden.to_content()["hidden_from_patient"] is True
+    visible = Fiche.from_content(content())
+    assert "hidden_from_patient" not in visible.to_content()
+    assert all(label != "Visible to the patient" for label, _ in rows(visible))
