@@ -1,12 +1,18 @@
 """Room synchronisation benchmark: presenter action → follower latency, and pointer fan-out.
 
-Runs with no arguments in about two minutes and writes ``bench/results/sync.json``:
+Runs with no arguments in about three minutes and writes ``bench/results/sync.json``:
 
 - ``p50_ms_ws_<n>`` / ``p99_ms_ws_<n>`` for rooms of n = 10, 50, 200 participants on one node (SQLite log, the
   embedded default): the presenter sends view changes at 10 Hz, every follower times each one's arrival;
 - ``p50_ms_2node_ws_50`` (and its p99): the same for 50 participants spread over two server processes sharing
   PostgreSQL and Redis pub/sub, presenter on node A; ``p50_ms_1node_pg_ws_50`` is the one-node baseline on the
-  same PostgreSQL, so the cost of the second node is the difference;
+  same PostgreSQL, so the cost of the second node is the difference. The two-node run is repeated
+  ``TWO_NODE_RUNS`` times (fresh meeting, same nodes): ``p99_ms_2node_ws_50`` is the *worst* run, every run is in
+  ``runs_2node_ws_50`` with the median over followers of its worst view change (``worst_change_p50``: close to the
+  p99 when one change was late for everybody, a stall of a node rather than of a socket), and
+  ``gc_pause_max_ms_2node_gen*`` is the longest garbage-collector pause either node took (rcp.heap: a full
+  collection over the start-up heap was the 266 ms outlier of issue 18; ``--two-nodes-only --unfreeze`` runs the
+  nodes without the fix, to see it again);
 - ``pointer_20x10_delivered_ratio``: 20 rooms of 10 participants, each presenter pointing at 30 Hz for a few
   seconds; samples delivered to followers / (samples sent × followers).
 - ``fanout_msgs_per_s_ws_200``: frames per second the node pushed during the 200-participant run.

@@ -42,7 +42,14 @@ __all__ = [
 
 
 class ArchiveUnavailable(Unavailable):
-    """The PACS did not answer (after retries); the message says so without naming what was asked."""
+    """The PACS did not answer (after retries); the message says so without naming what was asked.
+
+    The 503 carries ``Retry-After`` (RFC 9110 §10.2.3): the viewer waits that long before asking again
+    (web/static/js/frames.js ``retryAfterMs``) instead of hammering a PACS that is coming back.
+    """
+
+    #: Seconds the viewer waits before asking the PACS again.
+    retry_after_s = 5
 
     def __init__(self, message: str = "PACS unreachable, retrying: the images will appear when it answers.") -> None:
         super().__init__(message)

@@ -17,14 +17,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
+
 from rcp.db import Database, migrate
-from tests.factories import SECRET_KEY
+from tests.factories import SECRET_KEY, MadeUser, credentials
 from tests.fixtures.faults import FaultProxy
 from tests.fixtures.postgres import create_database, drop_database
 from tests.room.client import RoomClient
 from tests.room.node import NodeProcess
 
-__all__ = ["Cluster", "history", "log_seqs", "running_cluster"]
+__all__ = ["Cluster", "cookie_of", "history", "log_seqs", "running_cluster", "signed_in"]
 
 PG = ("127.0.0.1", 5432)
 REDIS = ("127.0.0.1", 6379)
@@ -35,11 +37,15 @@ STARTUP_S = 150.0
 @dataclass
 class Cluster:
     name: str
+    #: The database as the test sees it, not through the proxy (for rows and workers of its own).
+    direct_url: str
     pg: FaultProxy
     redis: FaultProxy
     prefix: str
     db: Database
     nodes: list[NodeProcess] = field(default_factory=list)
+    #: EPR receivers the nodes write signed decisions' deliveries for (RCP_EPR_RECEIVERS); none: the file drop.
+    receivers: tuple[str, ...] = ()
 
     @property
     def node_database_url(self) -> str:
@@ -61,6 +67,7 @@ class Cluster:
             redis_url=f"redis://127.0.0.1:{self.redis.port}/0",
             prefix=self.prefix,
             node=f"node-{'ab'[index]}",
+            receivers=self.receivers,
         )
         if index < len(self.nodes):
             self.nodes[index].close()
@@ -79,11 +86,12 @@ class Cluster:
 
 
 @asynccontextmanager
-async def running_cluster() -> AsyncIterator[Cluster]:
+async def running_cluster(*, receivers: tuple[str, ...] = ()) -> AsyncIterator[Cluster]:
     name = await asyncio.to_thread(create_database)
     direct = f"postgresql://postgres@{PG[0]}:{PG[1]}/{name}"
     pg, redis = FaultProxy(*PG).start(), FaultProxy(*REDIS).start()
-    cluster = Cluster(name=name, pg=pg, redis=redis, prefix=f"faults-{secrets.token_hex(4)}:", db=Database(direct))
+    cluster = Cluster(name=name, direct_url=direct, pg=pg, redis=redis, prefix=f"faults-{secrets.token_hex(4)}:", db=Database(direct),
+                      receivers=receivers)
     try:
         await asyncio.to_thread(migrate, direct)
         spawned = [cluster.spawn_node(0), cluster.spawn_node(1)]
@@ -112,3 +120,17 @@ async def log_seqs(db: Database, meeting_id: int) -> list[int]:
 def history(*clients: RoomClient) -> list[int]:
     """The sequence numbers one participant applied over several connections, in order of arrival."""
     return [e["seq"] for c in clients for e in c.events]
+
+
+async def signed_in(url: str, user: MadeUser) -> httpx.AsyncClient:
+    """An API client signed in as ``user`` on the node at ``url`` (the CSRF header set; the cookie works on every
+    node: sessions are in the shared database)."""
+    client = httpx.AsyncClient(base_url=url, timeout=30)
+    response = await client.post("/api/session", json=credentials(user.username, user.password))
+    assert response.status_code == 201, response.text
+    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+    return client
+
+
+def cookie_of(client: httpx.AsyncClient) -> str:
+    return f"rcp_session={client.cookies['rcp_session']}"

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from tests.factories import make_meeting
-from tests.faults.cluster import Cluster, history, log_seqs
-from tests.faults.conftest import cookie_of, signed_in
+from tests.faults.cluster import Cluster, cookie_of, history, log_seqs, signed_in
 from tests.room.client import RoomClient
 from tests.servers import until
 

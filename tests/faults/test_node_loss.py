@@ -14,8 +14,7 @@ import asyncio
 import pytest
 
 from tests.factories import make_meeting, proof
-from tests.faults.cluster import Cluster, history, log_seqs
-from tests.faults.conftest import cookie_of, signed_in
+from tests.faults.cluster import Cluster, cookie_of, history, log_seqs, signed_in
 from tests.room.client import RoomClient, rejoin
 
 #: The first test of the session also waits for the two nodes to start (tests/faults/conftest.py).

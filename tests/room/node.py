@@ -112,7 +112,8 @@ class NodeProcess(ServerProcess):
     ``close``."""
 
     def __init__(
-        self, *, database_url: str, secret: str, redis_url: str = "", prefix: str = "", node: str = ""
+        self, *, database_url: str, secret: str, redis_url: str = "", prefix: str = "", node: str = "",
+        receivers: tuple[str, ...] = (),
     ) -> None:
         args = [
             sys.executable,
@@ -124,6 +125,7 @@ class NodeProcess(ServerProcess):
             f"--redis-url={redis_url}",
             f"--prefix={prefix}",
             f"--node={node}",
+            *(f"--receiver={url}" for url in receivers),
         ]
         super().__init__(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
@@ -137,6 +139,7 @@ def main() -> None:
     parser.add_argument("--prefix", default="")
     parser.add_argument("--node", default="")
     parser.add_argument("--config", default="{}", help="RoomConfig fields as JSON")
+    parser.add_argument("--receiver", action="append", default=[], help="an EPR receiver URL (RCP_EPR_RECEIVERS)")
     args = parser.parse_args()
     settings = Settings(
         env="test",
@@ -147,6 +150,7 @@ def main() -> None:
         embedded_worker=False,
         default_locale="en",
         argon2=CHEAP_ARGON2,
+        epr_receivers=tuple(args.receiver),
         **({"node_id": args.node} if args.node else {}),
     )
     config = RoomConfig(**json.loads(args.config))
