@@ -523,6 +523,26 @@ async def two_nodes(figures: dict[str, float], runs: list[dict[str, float]]) -> 
     print(f"  garbage collector, longest pause on either node: {pauses}")
 
 
+def merge_two_node_runs(figures: dict[str, float], runs: list[dict[str, float]], *, unfrozen: bool) -> None:
+    """``--two-nodes-only``: put the two-node figures into the committed results, leaving the one-node figures of
+    the last full run as they are; with ``--unfreeze`` (the nodes as before rcp.heap) they are kept apart, under
+    ``unfrozen_*``, as the "before" of the comparison."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"figures": {}, "notes": {}}
+    load = os.getloadavg()[0]
+    if unfrozen:
+        results["figures"].update({f"unfrozen_{k}": v for k, v in figures.items() if "2node" in k})
+        results["unfrozen_runs_2node_ws_50"] = runs
+        results.setdefault("notes", {})["unfrozen_loadavg_1min"] = round(load, 1)
+    else:
+        results["figures"].update({k: v for k, v in figures.items() if "2node" in k or "1node_pg" in k})
+        results["runs_2node_ws_50"] = runs
+        results.setdefault("notes", {})["two_node_loadavg_1min"] = round(load, 1)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    for key, value in figures.items():
+        print(f"{key:<40}{value:>12}")
+    print(f"\nmerged into {RESULTS.relative_to(ROOT)} (load average {load:.1f} on {os.cpu_count()} cores)")
+
+
 async def main() -> None:
     figures: dict[str, float] = {}
     runs: list[dict[str, float]] = []
@@ -531,7 +551,7 @@ async def main() -> None:
         await one_node(figures)
     await two_nodes(figures, runs)
     if "--two-nodes-only" in sys.argv:
-        print(json.dumps(runs))
+        merge_two_node_runs(figures, runs, unfrozen="--unfreeze" in sys.argv)
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -541,6 +561,7 @@ async def main() -> None:
                 "runs_2node_ws_50": runs,
                 "notes": {
                     "dc": "aiortc clients in the benchmark process, data channels to the server's media hub",
+                    "loadavg_1min": round(os.getloadavg()[0], 1),
                     "view_changes": VIEW_CHANGES,
                     "view_hz": VIEW_HZ,
                     "pointer_hz": POINTER_HZ,
