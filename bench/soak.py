@@ -153,6 +153,8 @@ class Soak:
         self.stop = asyncio.Event()
         #: Set once every room runs (and the peers connect): the soak's clock starts then.
         self.ready = asyncio.Event()
+        #: Set once the imaging room's peers are signalled (answered or given up).
+        self.signalled = asyncio.Event()
 
     async def open(self, meeting_id: int, cookie: str, last_seq: int | None = None) -> Any:
         from tests.room.client import RoomClient
@@ -189,9 +191,20 @@ class Soak:
         return peer, await peer.offer()
 
     async def video(self, client: Any, peer: Any, offer: str) -> Any:
-        """Signal ``peer`` over the participant's room socket (rtc.offer / rtc.answer)."""
-        await client.send({"type": "rtc.offer", "sdp": offer})
-        await client.wait_for(lambda c: any(f["type"] == "rtc.answer" for f in c.frames), 60)
+        """Signal ``peer`` over the participant's room socket (rtc.offer / rtc.answer); a peer whose socket was
+        dropped before the answer came is left out and counted (``video_peers_connected`` says how many took part)."""
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await client.send({"type": "rtc.offer", "sdp": offer})
+            await client.wait_for(lambda c: c.closed.is_set() or any(f["type"] == "rtc.answer" for f in c.frames),
+                                  90)
+        except (ConnectionClosed, TimeoutError):
+            await peer.close()
+            return None
+        if not any(f["type"] == "rtc.answer" for f in client.frames):
+            await peer.close()
+            return None
         answer = next(f for f in reversed(client.frames) if f["type"] == "rtc.answer")
         await peer.accept(answer["sdp"])
         self.peers.append(peer)
@@ -204,21 +217,21 @@ class Soak:
         clients = [await self.open(meeting_id, cookie) for cookie in cookies]
         print(f"  meeting {meeting_id}: {len(clients)} participants in", flush=True)
         await asyncio.gather(*(self.video(c, peer, offer) for c, (peer, offer) in zip(clients, peers, strict=False)))
-        if peers:
-            print(f"  meeting {meeting_id}: {len(peers)} WebRTC peers answered", flush=True)
-        presenter = clients[0]
-        await presenter.send({"type": "floor.take"})
+        if imaging:
+            print(f"  meeting {meeting_id}: {len(self.peers)} of {len(peers)} WebRTC peers answered", flush=True)
+            self.signalled.set()
+        send = functools.partial(self.send, meeting_id, clients, cookies)
+        await send(0, {"type": "floor.take"})
         frames: list[str] = []
         http = [httpx.AsyncClient(base_url=self.url, cookies=_jar(c), timeout=30) for c in cookies]
         try:
             if imaging:
                 study = self.plan["study_uid"]
-                await presenter.send({"type": "case.set", "case_id": self.plan["case_id"]})
+                await send(0, {"type": "case.set", "case_id": self.plan["case_id"]})
                 listed = (await http[0].get(f"/api/imaging/studies/{study}/series")).json()
                 descriptor = (await http[0].get(listed[0]["url"])).json()
                 frames = [f["url"] for f in descriptor["frames"]]
             await self.ready.wait()
-            send = functools.partial(self.send, meeting_id, clients, cookies)
             await asyncio.gather(
                 self._scroll(send, frames, http),
                 self._point(send),
@@ -305,7 +318,9 @@ async def main() -> None:
                 for k, meeting_id in enumerate(plan["rooms"])
             ]
             waited = time.monotonic()
-            while sum(p.pc.connectionState == "connected" for p in soak.peers) < ROOM_SIZE:
+            while not soak.signalled.is_set() or sum(
+                p.pc.connectionState == "connected" for p in soak.peers
+            ) < len(soak.peers):
                 if any(r.done() for r in rooms):
                     await asyncio.gather(*rooms)  # a room failed to start: say why
                 if time.monotonic() - waited > 120:
