@@ -30,7 +30,7 @@ from rcp.openapi import ApiRoute
 from rcp.scheduling import access
 from rcp.scheduling.access import Action
 
-__all__ = ["routes", "withdrawal_json"]
+__all__ = ["from_own_sign_in", "routes", "withdrawal_json"]
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,15 @@ def withdrawal_json(w: StoredWithdrawal) -> dict[str, Any]:
             "withdrawn_at": w.withdrawn_at.isoformat(), "reason": w.reason, "wrong_patient": w.wrong_patient}
 
 
+def from_own_sign_in(user: Any) -> bool:
+    """The caller came through their own sign-in: not a join link's guest session, not a service token (the case
+    page offers the withdrawal only then)."""
+    return getattr(user, "via", "") == "session" and getattr(user, "meeting_scope", None) is None \
+        and getattr(user, "role", "") != Role.guest
+
+
 def _own_sign_in(user: Any) -> None:
-    if getattr(user, "via", "") != "session" or getattr(user, "meeting_scope", None) is not None \
-            or getattr(user, "role", "") == Role.guest:
+    if not from_own_sign_in(user):
         raise NotAllowedToWithdraw("A version is withdrawn from a person's own sign-in: a session opened by a join "
                                    "link (guest) or a service token cannot withdraw it.")
 

@@ -42,6 +42,7 @@ __all__ = [
     "StoredWithdrawal",
     "WithdrawnHook",
     "list_withdrawals",
+    "may_withdraw",
     "on_withdrawn",
     "withdraw",
 ]
@@ -95,6 +96,13 @@ def _stored(row: DecisionWithdrawal, version: StoredVersion, by: User | None) ->
                             withdrawn_at=as_utc(row.withdrawn_at), reason=row.reason, wrong_patient=row.wrong_patient)
 
 
+def may_withdraw(stored: StoredVersion, *, user_id: int, may_manage: bool) -> bool:
+    """Who withdraws a signed version: the board's coordinator or an administrator (``may_manage``, the access
+    policy's "manage meeting"), or the physician who signed it. One home for the rule: :func:`withdraw` enforces
+    it, the case page asks it before offering the action."""
+    return may_manage or stored.version.signed_by == user_id
+
+
 async def list_withdrawals(session: AsyncSession, case_id: int) -> list[StoredWithdrawal]:
     """The case's withdrawals, by version number."""
     rows = (await session.exec(
@@ -127,7 +135,7 @@ async def withdraw(session: AsyncSession, *, case_id: int, number: int, user_id:
     target = next((v for v in listed if v.version.number == number), None)
     if target is None:
         raise NotFound("No such signed version of this decision.")
-    if not may_manage and target.version.signed_by != user_id:
+    if not may_withdraw(target, user_id=user_id, may_manage=may_manage):
         raise NotAllowedToWithdraw("Only the physician who signed this version, or the board's coordinator, may "
                                    "withdraw it.")
     done = (await session.exec(select(DecisionWithdrawal).where(DecisionWithdrawal.version_id == target.id))).first()

@@ -36,7 +36,7 @@ from rcp.identifiers import IDENTIFIER_MESSAGES, INS_NIA_OID, INS_NIR_OID, ins_s
 from rcp.mail import wake
 from rcp.scheduling import access, agenda, charter, registration, schemas, service
 from rcp.scheduling.access import Action, case_for_user, manages_board, meeting_for_user
-from rcp.scheduling.models import Board, Establishment, Invitation, Patient
+from rcp.scheduling.models import Board, Establishment, Invitation, Meeting, Patient
 from rcp.scheduling.specialties import SPECIALTIES
 from rcp.templating import WEB_DIR, render
 
@@ -745,9 +745,12 @@ async def _case_context(request: Request, s: AsyncSession, user: Any, case_id: i
     record = await s.get(Patient, found.patient_id)
     possible = (await service.possible_duplicates(s, record)
                 if record is not None and access.role_of(user) in access.ROLE_RULES[Action.find_patient] else 0)
+    withdrawn = await _withdrawals(s, case_id)
     return {"case": out, "meeting": service.meeting_out(meeting_row, board, 0), "board": board,
             "page_path": f"/cases/{case_id}", "identity_changed": await _identity_changed(s, case_id, out),
-            "possible_duplicates": possible, "withdrawals": await _withdrawals(s, case_id),
+            "possible_duplicates": possible, "withdrawals": withdrawn,
+            "signed_versions": await _signed_versions(s, user, meeting_row, case_id, manage=manage,
+                                                      withdrawn={w.number for w in withdrawn}),
             "manage": manage, "editable": editable,
             "studies_template": STUDIES_PANEL if (WEB_DIR / "templates" / STUDIES_PANEL).exists() else ""}
 
@@ -757,6 +760,22 @@ async def _withdrawals(session: AsyncSession, case_id: int) -> list[Any]:
     from rcp.minutes import withdrawals
 
     return list(await withdrawals.list_withdrawals(session, case_id))
+
+
+async def _signed_versions(session: AsyncSession, user: Any, meeting: Meeting, case_id: int, *, manage: bool,
+                           withdrawn: set[int]) -> list[dict[str, Any]]:
+    """The case's signed versions that still stand, each with whether the caller may withdraw it from this page:
+    the rules of the withdrawal route (rcp.minutes.withdrawal_routes: their own sign-in, "sign" on the meeting,
+    the signer or the board's coordinator), asked here so that the page offers only what the route would do."""
+    from rcp.minutes import store, withdrawals
+    from rcp.minutes.withdrawal_routes import from_own_sign_in
+
+    listed = [v for v in await store.list_versions(session, case_id) if v.version.number not in withdrawn]
+    may_act = bool(listed) and from_own_sign_in(user) and await access.allows(session, user, Action.sign, meeting)
+    return [{"number": v.version.number, "signer": v.version.signer.name if v.version.signer else "",
+             "signed_at": v.version.signed_at,
+             "withdrawable": may_act and withdrawals.may_withdraw(v, user_id=user.id, may_manage=manage)}
+            for v in listed]
 
 
 async def _identity_changed(session: AsyncSession, case_id: int, case: schemas.CaseOut) -> list[str]:
