@@ -750,13 +750,17 @@ def is_mssante(address: str) -> bool:
     return bool(_ADDRESS.fullmatch(address)) and (domain == MSSANTE_DOMAIN or domain.endswith("." + MSSANTE_DOMAIN))
 
 
+#: Said under the field in the reader's language (rcp.minutes.routes translates a refused field's message).
+_NOT_MSSANTE = N_("expected an MSSanté address (…@….mssante.fr): the signed fiche is mailed there")
+
+
 def _check_mailboxes(name: str, value: Any) -> None:
     """The GP's and correspondents' addresses, as they are typed: an MSSanté mailbox or none (their copy of the
     signed fiche is mailed there). Checked when a draft field is saved, never when a signed version is read back."""
     people = [(name, value)] if name == "gp" else [(f"{name}.{i}", p) for i, p in enumerate(value)]
     for path, person in people:
         if person is not None and person.email and not is_mssante(person.email):
-            raise _err(f"{path}.email", f"expected an MSSanté address (…@…{MSSANTE_DOMAIN})")
+            raise _err(f"{path}.email", _NOT_MSSANTE)
 
 
 def parse_draft_field(name: str, value: Any) -> Any:

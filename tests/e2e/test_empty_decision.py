@@ -92,7 +92,7 @@ async def test_an_empty_draft_shows_no_value_and_saves_nothing(
         fields = {c["field"] for c in controls}
         for expected in ("question", "clinical_summary", "diagnosis_date", "laterality", "clinical_tnm",
                          "pathological_tnm", "proposal", "guideline", "clinical_trial", "case_status",
-                         "responsible_physician", "patient_informed", "comments"):
+                         "responsible_physician", "patient_informed", "gp", "comments"):
             assert expected in fields, f"{expected} is not on the form"
         # The server invents nothing either (rcp.minutes.fiche.DRAFT_DEFAULTS): no "discussed" status until someone
         # says so, and signing asks for it; the "Still missing" list names it.
@@ -102,6 +102,7 @@ async def test_an_empty_draft_shows_no_value_and_saves_nothing(
         shown = [c for c in controls if c["value"] or c["checked"] or c["label"].strip()]
         assert shown == [], f"an empty draft displays values nobody gave: {shown}"
         assert await page.locator(f"{FORM} .classification-row").count() == 0
+        assert await page.locator(f"{FORM} [data-field='correspondents'] .physician-row").count() == 0
 
         # Walking through every control without typing anything records nothing.
         for index in range(len(controls)):

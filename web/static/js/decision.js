@@ -164,11 +164,83 @@ class DecisionForm {
 
   bind(name, label, control, read, write, events = ['input']) {
     const box = el('div', { class: 'field', dataset: { field: name } }, el('label', {}, label, control));
-    const binding = new FieldBinding(this, name, read, write, box);
+    const binding = this.attach(name, read, write, box);
     for (const type of events) control.addEventListener(type, () => binding.changed(type === 'change'));
     control.addEventListener('blur', () => binding.save());
-    this.fields.set(name, binding);
     return box;
+  }
+
+  /** The binding of one draft field whose inputs the caller builds (the box gets its status line at the end). */
+  attach(name, read, write, box) {
+    const binding = new FieldBinding(this, name, read, write, box);
+    this.fields.set(name, binding);
+    return binding;
+  }
+
+  /**
+   * A professional as the fiche keeps them (rcp.minutes.fiche.Physician): name ("Dr Amélie ROUSSEAU"), RPPS
+   * (optional), MSSanté address (the server refuses any other: their copy of the signed fiche goes there,
+   * rcp.minutes.copies). What the form does not show (specialty, hospital) is kept as it was stored; all three
+   * inputs empty is no one (null), never a placeholder value.
+   */
+  physician(name, onChange) {
+    let kept = {};
+    const input = (part, attrs) => el('input', { type: 'text', spellcheck: 'false', dataset: { part }, ...attrs });
+    const who = input('name', { maxlength: '200' });
+    const rpps = input('rpps', { maxlength: '11', size: '11', inputmode: 'numeric' });
+    const email = input('email', { type: 'email', maxlength: '200' });
+    const inputs = [who, rpps, email];
+    for (const i of inputs) {
+      i.addEventListener('input', onChange);
+      i.addEventListener('blur', () => this.fields.get(name).save());
+    }
+    const read = () => (inputs.some((i) => i.value.trim())
+      ? { ...kept, name: who.value.trim(), rpps: rpps.value.trim(), email: email.value.trim() } : null);
+    const write = (v) => {
+      kept = v || {};
+      who.value = v?.name || ''; rpps.value = v?.rpps || ''; email.value = v?.email || '';
+    };
+    const row = el('div', { class: 'physician-row' }, el('label', {}, S.physician_name, who),
+      el('label', {}, S.rpps, rpps), el('label', {}, S.mssante_address, email));
+    return { row, read, write, blank: () => !inputs.some((i) => i.value.trim()) };
+  }
+
+  /** The patient's GP (médecin traitant) and the correspondents: who gets the signed fiche by secure mail. */
+  people() {
+    const gp = this.physician('gp', () => this.fields.get('gp').changed());
+    const gpBox = el('div', { class: 'field', dataset: { field: 'gp' } }, el('p', { class: 'field-label' }, S.gp), gp.row);
+    this.attach('gp', gp.read, gp.write, gpBox);
+
+    const rows = el('div', { class: 'physician-rows' });
+    let people = [];
+    const changed = (immediate = false) => this.fields.get('correspondents').changed(immediate);
+    const addRow = (value = null) => {
+      const person = this.physician('correspondents', () => changed());
+      person.write(value);
+      const remove = el('button', { type: 'button' }, S.remove);
+      person.row.append(remove);
+      remove.addEventListener('click', () => {
+        person.row.remove();
+        people = people.filter((p) => p !== person);
+        changed(true);
+      });
+      people.push(person);
+      rows.append(person.row);
+      return person;
+    };
+    const add = el('button', { type: 'button', dataset: { addCorrespondent: '' } }, S.add_correspondent);
+    add.addEventListener('click', () => addRow().row.querySelector('input').focus());
+    const box = el('div', { class: 'field', dataset: { field: 'correspondents' } },
+      el('p', { class: 'field-label' }, S.correspondents), rows, add);
+    this.attach('correspondents', () => people.map((p) => p.read()).filter(Boolean), (v) => {
+      // A row just added and not filled yet is not saved: a refresh of the form keeps it.
+      const blank = people.filter((p) => p.blank());
+      rows.replaceChildren();
+      people = [];
+      for (const item of v || []) addRow(item);
+      for (const p of blank) { people.push(p); rows.append(p.row); }
+    }, box);
+    return el('fieldset', { class: 'group people' }, el('legend', {}, S.gp_and_correspondents), gpBox, box);
   }
 
   text(name, label, rows = 3) {
@@ -294,6 +366,7 @@ class DecisionForm {
         (v) => { this.responsible.value = v?.user_id != null ? String(v.user_id) : ''; }, ['change']),
       this.bind('patient_informed', S.informed, informed, () => informed.checked, (v) => { informed.checked = v === true; }, ['change']),
       this.bind('hidden_from_patient', S.hidden_from_patient, hidden, () => hidden.checked, (v) => { hidden.checked = v === true; }, ['change']),
+      this.people(),
       this.text('comments', S.comments, 2),
       this.summary, signButton,
     );
