@@ -85,13 +85,16 @@ async def test_three_screens_follow_the_presenter_slice_window_and_pointer(
                 timeout=TIMEOUT_MS,
             )
             # Drawn where that pixel is on this screen: back to image coordinates, the same pixel.
-            back = await page.evaluate(
+            # (once this screen's image is drawn: before that the viewer has no mapping and answers null)
+            mapped = await page.wait_for_function(
                 """() => {
                     const p = rcpRoom.pointer.latest;
                     const c = rcpRoom.viewer.imageToClient(p.column, p.row, 0);
-                    return rcpRoom.viewer.clientToImage(c.x, c.y);
-                }"""
+                    return c && rcpRoom.viewer.clientToImage(c.x, c.y);
+                }""",
+                timeout=TIMEOUT_MS,
             )
+            back = await mapped.json_value()
             assert int(back["x"]) == int(target["x"]) and int(back["y"]) == int(target["y"])
 
         # A follower browses freely elsewhere, and snaps back when it follows again.
