@@ -42,7 +42,7 @@ from rcp.minutes.copies import COPY_MAIL, copies_for, copies_on_signed, copies_o
 from rcp.minutes.delivery import document_ids
 from rcp.minutes.fiche import Fiche, parse_draft_field
 from rcp.minutes.render import sections
-from rcp.scheduling.models import BoardCoordinator, Meeting
+from rcp.scheduling.models import Board, BoardCoordinator, Meeting
 from rcp.templating import render_error
 from tests.factories import credentials, proof, unique
 from tests.fixtures.smtp import MailBox
@@ -380,12 +380,27 @@ async def test_the_coordinator_sends_a_failed_copy_again(database: Database, set
         assert meeting is not None and user.id is not None
         s.add(BoardCoordinator(board_id=meeting.board_id, user_id=user.id))
         coordinator = CurrentUser.of(user, via="token")
+        # The coordinator of another board, who may retry copies of their own board only.
+        elsewhere = Board(name=unique("RCP digestive"))
+        stranger = User(username=unique("secretariat"), role="coordinator")
+        s.add_all([elsewhere, stranger])
+        await s.flush()
+        assert elsewhere.id is not None and stranger.id is not None
+        s.add(BoardCoordinator(board_id=elsewhere.id, user_id=stranger.id))
+        outsider = CurrentUser.of(stranger, via="token")
         failed = (await s.exec(select(Mail).where(Mail.case_id == seeded.case_id, Mail.recipient == gp))).one()
         assert failed.status == MailStatus.failed and failed.id is not None
     app = Starlette(routes=epr_routes, exception_handlers=error_handlers(render_error))
     app.state.db = database
-    transport = httpx.ASGITransport(app=_As(LocaleMiddleware(app, default="en"), lambda: coordinator))
+    caller = [outsider]
+    transport = httpx.ASGITransport(app=_As(LocaleMiddleware(app, default="en"), lambda: caller[0]))
     async with httpx.AsyncClient(transport=transport, base_url="http://rcp") as http:
+        # A forged id: another board's coordinator names this copy; it does not exist for them, and stays failed.
+        assert (await http.post(f"/api/epr/mail-copies/{failed.id}/retry")).status_code == 404
+        async with database.session() as s:
+            still = await s.get(Mail, failed.id)
+            assert still is not None and still.status == MailStatus.failed
+        caller[0] = coordinator
         page = await http.get(f"/epr/cases/{seeded.case_id}/deliveries")
         assert f'action="/epr/mail-copies/{failed.id}/retry"' in page.text
         again = await http.post(f"/api/epr/mail-copies/{failed.id}/retry")
